@@ -1,0 +1,119 @@
+"""The planning step: one pure tensor function (state, previous plan, noise) -> (action, next plan,
+diagnostics). Eager torch, torch.compile and the ONNX export all run exactly this code.
+
+CEM, MPPI and iCEM share it and differ only in how elites are weighted (uniform vs softmax), in the
+noise (white vs colored, via a fixed time-filter matrix) and in carrying elites between iterations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(state, action sequences (N, H, A)) -> (predicted return (N,), ensemble spread (N,))."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    optimizer: str = "icem"
+    horizon: int = 15
+    samples: int = 400
+    iterations: int = 4
+    elites: int = 40
+    keep_elites: int = 8
+    temperature: float = 0.5
+    momentum: float = 0.1
+    init_std: float = 0.5
+    min_std: float = 0.05
+    noise_beta: float = 2.0
+    uncertainty_weight: float = 0.0
+    discount: float = 1.0
+
+    @classmethod
+    def from_config(cls, cfg) -> StepSpec:
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+
+    def noise_shape(self, act_dim: int) -> tuple[int, int, int, int]:
+        return (self.iterations, self.samples, self.horizon, act_dim)
+
+    @property
+    def carried(self) -> int:
+        return self.keep_elites if self.optimizer == "icem" else 0
+
+
+class PlanOutput(NamedTuple):
+    action: torch.Tensor       # (A,) first action of the refined plan, within bounds
+    next_plan: torch.Tensor    # (H, A) warm start for the next step: the plan shifted by one
+    best_return: torch.Tensor  # () objective of the best sequence seen (predicted return - penalty)
+    spread: torch.Tensor       # () ensemble spread of that sequence's return
+    valid: torch.Tensor        # () bool: False when state or scores were non-finite (fallback used)
+
+
+def colored_filter(horizon: int, beta: float) -> torch.Tensor:
+    """(H, H) matrix turning white noise along time into 1/f^beta noise with unit variance per step
+    (the iCEM noise), as a constant matmul so that it exports to any runtime."""
+    if beta == 0:
+        return torch.eye(horizon)
+    freqs = torch.fft.rfftfreq(horizon)
+    freqs[0] = freqs[1] if horizon > 1 else 1.0
+    gain = freqs ** (-beta / 2)
+    basis = torch.eye(horizon)
+    m = torch.fft.irfft(torch.fft.rfft(basis, dim=0) * gain[:, None], n=horizon, dim=0)  # column j: filtered e_j
+    return m / m.norm(dim=1, keepdim=True)
+
+
+def initial_plan(low: torch.Tensor, high: torch.Tensor, horizon: int) -> torch.Tensor:
+    return ((low + high) / 2).expand(horizon, -1).clone()
+
+
+def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor, score_fn: ScoreFn,
+              spec: StepSpec, low: torch.Tensor, high: torch.Tensor, noise_filter: torch.Tensor) -> PlanOutput:
+    """Refine ``prev_plan`` (H, A) for ``state`` with ``spec.iterations`` rounds of sampling.
+
+    ``noise`` (I, N, H, A) is standard normal; ``noise_filter`` is ``colored_filter(...)`` (or the
+    identity). Every sampled sequence is clamped to [low, high]. Each round scores the current mean
+    and the carried elites alongside the new samples, so the best score never decreases.
+    """
+    n, k, keep = spec.samples, spec.elites, spec.carried
+    half = (high - low) / 2
+    mean = prev_plan.clamp(low, high)
+    std = (spec.init_std * half).expand_as(mean)
+    min_std = spec.min_std * half
+    best_seq, best_obj = mean, torch.full((), -math.inf, dtype=mean.dtype, device=mean.device)
+    best_spread = torch.zeros((), dtype=mean.dtype, device=mean.device)
+    kept = mean.new_zeros((0, *mean.shape))
+    for i in range(spec.iterations):
+        fixed = 1 + (keep if i > 0 else 0)
+        eps = torch.einsum("th,nha->nta", noise_filter, noise[i, : n - fixed])
+        cand = torch.cat([(mean + std * eps).clamp(low, high), mean.unsqueeze(0), kept])
+        ret, spread = score_fn(state, cand)
+        obj = ret - spec.uncertainty_weight * spread
+        obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, -math.inf))
+        top_obj, top_idx = obj.topk(k)
+        elite = cand[top_idx]
+        if spec.optimizer == "mppi":
+            w = torch.softmax((top_obj - top_obj[0]) / spec.temperature, dim=0)
+            w = torch.where(torch.isfinite(w), w, torch.full_like(w, 1.0 / k))
+        else:
+            w = torch.full_like(top_obj, 1.0 / k)
+        w = w[:, None, None]
+        new_mean = (w * elite).sum(0)
+        new_std = ((w * (elite - new_mean) ** 2).sum(0)).sqrt()
+        mean = spec.momentum * mean + (1 - spec.momentum) * new_mean
+        std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
+        better = top_obj[0] > best_obj
+        best_obj = torch.where(better, top_obj[0], best_obj)
+        best_seq = torch.where(better, elite[0], best_seq)
+        best_spread = torch.where(better, spread[top_idx[0]], best_spread)
+        if keep:
+            kept = elite[:keep]
+    valid = torch.isfinite(state).all() & torch.isfinite(best_obj) & torch.isfinite(mean).all()
+    fallback = prev_plan.nan_to_num(0.0).clamp(low, high)
+    plan = torch.where(valid, mean, fallback)
+    next_plan = torch.cat([plan[1:], plan[-1:]])
+    return PlanOutput(plan[0], next_plan, best_obj, best_spread, valid)

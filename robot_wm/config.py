@@ -1,0 +1,208 @@
+"""The one typed config tree. A launch file (TOML) is a saved instance of ``RunConfig``.
+
+Every field's docstring is its ``--help`` text. Unknown keys, wrong types and impossible values
+are errors that name the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from robot_wm.io import atomic_write_text
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True)
+
+
+class EnvConfig(_Section):
+    task: str = "cartpole-swingup"
+    """DMC task as 'domain-task' (e.g. cheetah-run), 'arm-reach' (the example robot), or 'mjcf' for your own."""
+    action_repeat: int = Field(8, ge=1)
+    """Physics/control steps each agent action is held for."""
+    max_env_steps: int | None = Field(None, ge=1)
+    """Episode length in environment steps (action repeat counted); None keeps the task's own limit."""
+    mjcf: str | None = None
+    """Path of an MJCF file when task='mjcf'."""
+    reward: str | None = None
+    """'module:function' computing reward(model, data) for task='mjcf'."""
+    observe: str | None = None
+    """'module:function' computing observe(model, data) -> vector for task='mjcf' (default: qpos, qvel)."""
+    reset: str | None = None
+    """'module:function' reset(model, data, rng) for task='mjcf' (default: small qpos noise)."""
+
+
+class ModelConfig(_Section):
+    ensemble_size: int = Field(5, ge=1)
+    """Members of the probabilistic ensemble."""
+    elites: int = Field(5, ge=1)
+    """Members with the best validation loss used for planning."""
+    hidden: int = Field(200, ge=1)
+    """Width of each hidden layer."""
+    layers: int = Field(3, ge=1)
+    """Number of hidden layers."""
+    lr: float = Field(1e-3, gt=0)
+    """Adam learning rate."""
+    weight_decay: float = Field(5e-5, ge=0)
+    """AdamW weight decay."""
+    batch_size: int = Field(256, ge=1)
+    """Minibatch size (per member)."""
+    max_epochs: int = Field(60, ge=1)
+    """Upper bound on epochs per training round."""
+    patience: int = Field(8, ge=1)
+    """Stop a round after this many epochs without validation improvement."""
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
+    """Tail fraction of every episode held out for validation and multi-step error."""
+
+    @model_validator(mode="after")
+    def _elites_fit(self) -> ModelConfig:
+        if self.elites > self.ensemble_size:
+            raise ValueError(f"elites={self.elites} exceeds ensemble_size={self.ensemble_size}")
+        return self
+
+
+class PlannerConfig(_Section):
+    optimizer: Literal["cem", "mppi", "icem"] = "icem"
+    """Sampling optimizer: cem, mppi or icem (colored noise + elite reuse)."""
+    horizon: int = Field(15, ge=1)
+    """Planning horizon in control steps."""
+    samples: int = Field(400, ge=2)
+    """Action sequences sampled per iteration."""
+    iterations: int = Field(4, ge=1)
+    """Optimizer iterations per control step."""
+    elites: int = Field(40, ge=1)
+    """Best sequences that refit the sampling distribution."""
+    keep_elites: int = Field(8, ge=0)
+    """Elites carried into the next iteration (icem; 0 for cem/mppi)."""
+    temperature: float = Field(0.5, gt=0)
+    """MPPI softmax temperature (in units of return)."""
+    momentum: float = Field(0.1, ge=0.0, lt=1.0)
+    """Weight of the old mean/std when refitting."""
+    init_std: float = Field(0.5, gt=0)
+    """Initial sampling std as a fraction of the action half-range."""
+    min_std: float = Field(0.05, ge=0)
+    """Floor on the sampling std (fraction of the action half-range)."""
+    noise_beta: float = Field(2.0, ge=0)
+    """Colored-noise exponent for icem (0 = white, 2 = smooth/red)."""
+    uncertainty_weight: float = 0.0
+    """Return penalty per unit of ensemble spread (negative = exploration bonus)."""
+    discount: float = Field(1.0, gt=0, le=1)
+    """Discount applied to imagined rewards."""
+
+    @model_validator(mode="after")
+    def _counts_fit(self) -> PlannerConfig:
+        if self.elites > self.samples:
+            raise ValueError(f"elites={self.elites} exceeds samples={self.samples}")
+        if self.keep_elites > self.elites:
+            raise ValueError(f"keep_elites={self.keep_elites} exceeds elites={self.elites}")
+        if self.keep_elites + 2 > self.samples:
+            raise ValueError(f"keep_elites={self.keep_elites} leaves no room for new samples (samples={self.samples})")
+        return self
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    """Seeds the environment, model init, minibatches and planner noise."""
+    run_dir: str = "runs/{task}-s{seed}"
+    """Output directory; {task} and {seed} are filled in."""
+    env_steps: int = Field(10_000, ge=1)
+    """Environment-step budget for data collection (action repeat counted; evaluation not counted)."""
+    seed_episodes: int = Field(1, ge=1)
+    """Random-action episodes before the first model is trained."""
+    eval_episodes: int = Field(3, ge=0)
+    """Evaluation episodes with the final model (not counted in env_steps)."""
+    threads: int = Field(2, ge=1)
+    """CPU threads for torch."""
+    device: str = "cpu"
+    """Torch device for training and planning (cpu, cuda)."""
+    env: EnvConfig = EnvConfig()
+    model: ModelConfig = ModelConfig()
+    planner: PlannerConfig = PlannerConfig()
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir.format(task=self.env.task, seed=self.seed))
+
+
+class ConfigError(ValueError):
+    """A launch file or override that does not fit the config tree."""
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e["input"], dict) else ""
+        lines.append(f"  {where}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e, source)) from None
+
+
+def load(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"launch file {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"launch file {str(path)!r} is not valid TOML: {e}") from None
+    return from_dict(data, str(path))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # bare words are strings: env.task=cheetah-run
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.field=value`` overrides (TOML values; bare words are strings)."""
+    data = cfg.model_dump()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. planner.horizon=20)")
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a config section")
+            node = node[p]
+        if leaf not in node:
+            raise ConfigError(f"override {item!r}: unknown field {key!r}")
+        value = _parse_value(text)
+        if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        node[leaf] = value
+    return from_dict(data, "command line overrides")
+
+
+def to_toml(cfg: RunConfig) -> str:
+    return tomli_w.dumps(cfg.model_dump(exclude_none=True))
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    atomic_write_text(Path(path), to_toml(cfg))
+
+
+def help_text(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """One line per field: dotted name, default, docstring (for --help)."""
+    lines = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines += help_text(ann, f"{prefix}{name}.")
+        else:
+            lines.append(f"  {prefix}{name}={field.default!r}  {field.description or ''}")
+    return lines

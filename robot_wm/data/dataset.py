@@ -1,0 +1,95 @@
+"""An append-only directory of episodes, and the transition arrays a world model trains on."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robot_wm.data.episode import Episode
+
+_NAME = re.compile(r"^episode_(\d{6})\.npz$")
+
+
+@dataclass
+class Transitions:
+    obs: np.ndarray       # (N, S)
+    action: np.ndarray    # (N, A)
+    reward: np.ndarray    # (N,)
+    next_obs: np.ndarray  # (N, S)
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+
+class EpisodeDataset:
+    """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... Appending never
+    rewrites an existing file; temp files from an interrupted write are ignored."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._episodes: list[Episode] = []
+        self.refresh()
+
+    def paths(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if _NAME.match(p.name))
+
+    def refresh(self) -> None:
+        paths = self.paths()
+        for i, p in enumerate(paths):
+            if int(_NAME.match(p.name).group(1)) != i:
+                raise ValueError(f"dataset {str(self.root)!r} has a gap: {p.name} where episode_{i:06d}.npz belongs")
+        self._episodes += [Episode.load(p) for p in paths[len(self._episodes):]]
+
+    def append(self, episode: Episode) -> Path:
+        path = self.root / f"episode_{len(self._episodes):06d}.npz"
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite a stored episode")
+        episode.save(path)
+        self._episodes.append(episode)
+        return path
+
+    def __len__(self) -> int:
+        return len(self._episodes)
+
+    def __getitem__(self, i: int) -> Episode:
+        return self._episodes[i]
+
+    def __iter__(self):
+        return iter(self._episodes)
+
+    @property
+    def env_steps(self) -> int:
+        return sum(int(e.meta.get("env_steps", len(e))) for e in self._episodes)
+
+    def split(self, val_fraction: float) -> tuple[Transitions, list[Episode]]:
+        """Training transitions, and the held-out tail segment of every episode (for validation and
+        multi-step error). Every episode contributes to both, so few episodes still train well."""
+        train, val = [], []
+        for ep in self._episodes:
+            n_val = int(round(len(ep) * val_fraction))
+            cut = len(ep) - n_val
+            train.append(_slice(ep, 0, cut))
+            if n_val > 0:
+                val.append(_slice(ep, cut, len(ep)))
+        return concat(train), val
+
+
+def _slice(ep: Episode, start: int, stop: int) -> Episode:
+    return Episode(ep.obs[start:stop + 1], ep.action[start:stop], ep.reward[start:stop],
+                   ep.physics_state[start:stop + 1], ep.meta)
+
+
+def concat(episodes: list[Episode]) -> Transitions:
+    episodes = [e for e in episodes if len(e) > 0]
+    if not episodes:
+        raise ValueError("no transitions: the dataset is empty")
+    return Transitions(
+        obs=np.concatenate([e.obs[:-1] for e in episodes]),
+        action=np.concatenate([e.action for e in episodes]),
+        reward=np.concatenate([e.reward for e in episodes]),
+        next_obs=np.concatenate([e.obs[1:] for e in episodes]),
+    )

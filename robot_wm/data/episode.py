@@ -1,0 +1,70 @@
+"""One episode on disk: a plain ``.npz`` any numpy user can open (``np.load(path)``), no pickles.
+
+Arrays: ``obs`` (T+1, S), ``action`` (T, A), ``reward`` (T,), ``physics_state`` (T+1, P: MuJoCo full
+physics state), and ``meta``: a JSON string (task, seed, policy, diverged, env steps, return).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robot_wm.io import atomic_write_bytes
+
+KEYS = ("obs", "action", "reward", "physics_state")
+
+
+@dataclass
+class Episode:
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    physics_state: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.obs = np.asarray(self.obs, dtype=np.float32)
+        self.action = np.asarray(self.action, dtype=np.float32)
+        self.reward = np.asarray(self.reward, dtype=np.float32)
+        self.physics_state = np.asarray(self.physics_state, dtype=np.float64)
+        t = len(self.action)
+        if self.obs.ndim != 2 or self.action.ndim != 2 or self.reward.shape != (t,):
+            raise ValueError(f"episode arrays have bad ranks: obs {self.obs.shape}, action {self.action.shape}, "
+                             f"reward {self.reward.shape}")
+        if len(self.obs) != t + 1 or len(self.physics_state) != t + 1:
+            raise ValueError(f"episode with {t} actions needs {t + 1} observations and physics states, got "
+                             f"{len(self.obs)} and {len(self.physics_state)}")
+        for k in KEYS:
+            if not np.all(np.isfinite(getattr(self, k))):
+                raise ValueError(f"episode array {k!r} holds NaN/Inf")
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    @property
+    def total_return(self) -> float:
+        return float(self.reward.sum(dtype=np.float64))
+
+    def save(self, path: Path) -> None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.array(json.dumps(self.meta, sort_keys=True)),
+                            **{k: getattr(self, k) for k in KEYS})
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> Episode:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in (*KEYS, "meta") if k not in z.files]
+                if missing:
+                    raise ValueError(f"missing arrays {missing}")
+                arrays = {k: z[k] for k in KEYS}
+                meta = json.loads(str(z["meta"]))
+            return cls(**arrays, meta=meta)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+            raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None

@@ -1,0 +1,90 @@
+"""PETS-style ensemble of probabilistic MLPs: each member predicts a Gaussian over the normalised
+state change and the reward, given state and action. All members run as one batched matmul."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_wm.model.normalizer import Normalizer
+
+
+@dataclass(frozen=True)
+class WorldModelSpec:
+    obs_dim: int
+    act_dim: int
+    ensemble_size: int = 5
+    hidden: int = 200
+    layers: int = 3
+
+    @property
+    def out_dim(self) -> int:
+        return self.obs_dim + 1  # state change + reward
+
+
+class EnsembleLinear(nn.Module):
+    def __init__(self, members: int, d_in: int, d_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, d_in, d_out))
+        self.bias = nn.Parameter(torch.zeros(members, 1, d_out))
+        bound = 1.0 / d_in**0.5
+        nn.init.trunc_normal_(self.weight, std=bound, a=-2 * bound, b=2 * bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (E, B, d_in) -> (E, B, d_out)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, spec: WorldModelSpec, action_low: torch.Tensor, action_high: torch.Tensor):
+        super().__init__()
+        self.spec = spec
+        e, s, a = spec.ensemble_size, spec.obs_dim, spec.act_dim
+        dims = [s + a] + [spec.hidden] * spec.layers
+        self.hidden_layers = nn.ModuleList(EnsembleLinear(e, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.head = EnsembleLinear(e, spec.hidden, 2 * spec.out_dim)
+        self.max_logvar = nn.Parameter(torch.full((spec.out_dim,), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((spec.out_dim,), -10.0))
+        self.obs_norm = Normalizer(s)
+        self.target_norm = Normalizer(spec.out_dim)
+        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(a))
+        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(a))
+
+    @property
+    def members(self) -> int:
+        return self.head.weight.shape[0]
+
+    def inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mid = (self.action_high + self.action_low) / 2
+        half = (self.action_high - self.action_low) / 2
+        return torch.cat([self.obs_norm.normalize(obs), (action - mid) / half], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised inputs (E, B, S+A) -> mean and log-variance of normalised targets (E, B, S+1)."""
+        for layer in self.hidden_layers:
+            x = F.silu(layer(x))
+        mean, logvar = self.head(x).chunk(2, dim=-1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean prediction per member: obs (E, B, S), action (E, B, A) -> next obs (E, B, S), reward (E, B)."""
+        mean, _ = self(self.inputs(obs, action))
+        target = self.target_norm.denormalize(mean)
+        return obs + target[..., :-1], target[..., -1]
+
+    def targets(self, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        return torch.cat([next_obs - obs, reward.unsqueeze(-1)], dim=-1)
+
+    def subset(self, members: list[int]) -> WorldModel:
+        """A new model holding only the given members (e.g. the elites), sharing nothing."""
+        spec = WorldModelSpec(**{**self.spec.__dict__, "ensemble_size": len(members)})
+        out = WorldModel(spec, self.action_low, self.action_high)
+        idx = torch.as_tensor(members, dtype=torch.long)
+        state = {k: (v[idx] if k.endswith(("weight", "bias")) and v.ndim == 3 else v)
+                 for k, v in self.state_dict().items()}
+        out.load_state_dict(state)
+        return out.to(self.action_low.device)

@@ -1,0 +1,42 @@
+"""Roll action sequences out through the ensemble: the shared core of the planner, the
+counterfactual ("what if?") API and the multi-step error metric."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from robot_wm.model.ensemble import WorldModel
+
+
+class Imagined(NamedTuple):
+    rewards: torch.Tensor        # (E, N, H) per member
+    states: torch.Tensor | None  # (E, N, H+1, S) per member, when asked for
+
+    def returns(self, discount: float = 1.0) -> torch.Tensor:
+        """Discounted return per member and sequence, (E, N)."""
+        h = self.rewards.shape[-1]
+        w = discount ** torch.arange(h, dtype=self.rewards.dtype, device=self.rewards.device)
+        return (self.rewards * w).sum(-1)
+
+
+def imagine(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, keep_states: bool = False) -> Imagined:
+    """obs (S,) or (N, S); actions (N, H, A). Each sequence runs through every member (mean prediction)."""
+    e = model.members
+    n, h, _ = actions.shape
+    s = obs.expand(e, n, obs.shape[-1]) if obs.ndim == 1 else obs.unsqueeze(0).expand(e, n, obs.shape[-1])
+    rewards, states = [], [s] if keep_states else None
+    for t in range(h):
+        s, r = model.step(s, actions[:, t].unsqueeze(0).expand(e, n, actions.shape[-1]))
+        rewards.append(r)
+        if keep_states:
+            states.append(s)
+    return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None)
+
+
+def score_sequences(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor,
+                    discount: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The planner's scoring: mean return over members and its spread (std over members), each (N,)."""
+    r = imagine(model, obs, actions).returns(discount)
+    return r.mean(0), r.std(0, unbiased=False)

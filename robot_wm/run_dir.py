@@ -1,0 +1,71 @@
+"""The run directory: resolved config, episodes, checkpoints, metrics and summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from robot_wm import config as config_mod
+from robot_wm.config import RunConfig
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+
+EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
+                   "total_env_steps", "diverged", "plan_hz", "wall_s")
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    config_path = property(lambda self: self.root / "config.toml")
+    metrics_path = property(lambda self: self.root / "metrics.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    summary_path = property(lambda self: self.root / "summary.json")
+
+    def dataset(self) -> EpisodeDataset:
+        return EpisodeDataset(self.root / "episodes")
+
+    def eval_dataset(self) -> EpisodeDataset:
+        return EpisodeDataset(self.root / "eval")
+
+    def load_config(self) -> RunConfig:
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
+        return config_mod.load(self.config_path)
+
+    def save_config(self, cfg: RunConfig) -> None:
+        config_mod.save(cfg, self.config_path)
+
+    def log(self, record: dict) -> None:
+        append_jsonl(self.metrics_path, record)
+        if record.get("kind") == "episode":
+            self._write_episodes_csv()
+
+    def records(self, kind: str | None = None) -> list[dict]:
+        return [r for r in read_jsonl(self.metrics_path) if kind is None or r.get("kind") == kind]
+
+    def _write_episodes_csv(self) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=EPISODE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in self.records("episode"):
+            w.writerow(r)
+        atomic_write_text(self.root / "episodes.csv", buf.getvalue())
+
+    def checkpoint_stem(self, round_: int) -> Path:
+        return self.checkpoints / f"model_r{round_:04d}"
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints / "latest.json"
+        if not pointer.exists():
+            return None
+        return self.checkpoints / json.loads(pointer.read_text())["checkpoint"]
+
+    def set_latest(self, cfg_json: Path) -> None:
+        atomic_write_json(self.checkpoints / "latest.json", {"checkpoint": cfg_json.name})
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)

@@ -1,0 +1,166 @@
+"""The main job: seed episodes -> train -> MPC episodes (retraining between them) -> evaluation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from policies.mpc.planner import MPCPlanner
+from policies.mpc.step import StepSpec
+from policies.random import RandomPolicy
+from robot_wm.config import RunConfig
+from robot_wm.metrics import multistep_error
+from robot_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from robot_wm.model.ensemble import WorldModel
+from robot_wm.run_dir import RunDir
+from robot_wm.seeding import episode_seed, seed_everything
+from robot_wm.train import new_model, train_model
+from sim.collect import run_episode
+from sim.env import Env
+from sim.registry import make_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    """Everything a run-directory command works on."""
+
+    cfg: RunConfig
+    run: RunDir
+    env: Env
+    progress: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
+        seed_everything(cfg.seed, cfg.threads)
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.save_config(cfg)
+        return cls(cfg, run, make_env(cfg.env), progress)
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.started
+
+    # --- policies ---------------------------------------------------------------------------
+    def planner(self, kind: str, model: WorldModel | None = None, seed: int = 0):
+        spec = StepSpec.from_config(self.cfg.planner)
+        if kind == "random":
+            return RandomPolicy(self.env.action_spec, seed)
+        if kind == "oracle":
+            from policies.oracle import oracle_planner
+
+            return oracle_planner(self.env, spec, seed)
+        if kind == "learned":
+            if model is None:
+                raise ValueError("the learned planner needs a trained model: run `robot-wm train` first")
+            return MPCPlanner.learned(model, spec, seed)
+        raise ValueError(f"unknown planner {kind!r}; expected one of: learned, oracle, random")
+
+    # --- data -------------------------------------------------------------------------------
+    def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None) -> dict:
+        evaluating = phase == "eval"
+        data = self.run.eval_dataset() if evaluating else self.run.dataset()
+        seed = episode_seed(self.cfg.seed, index, eval=evaluating)
+        ep = run_episode(self.env, policy, seed, meta={"phase": phase})
+        record = {"kind": "episode", "phase": phase, "index": index, "policy": policy.name, "seed": seed,
+                  "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "diverged": True}
+        if ep is not None:
+            data.append(ep)
+            record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "diverged", "plan_hz")})
+        record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
+        self.run.log(record)
+        return record
+
+    # --- model ------------------------------------------------------------------------------
+    def train(self, model: WorldModel | None, round_: int) -> WorldModel:
+        """Train (continuing from ``model``), checkpoint, log errors; return the elite model."""
+        data = self.run.dataset()
+        obs_dim, act_spec = self.env.observation_spec.dim, self.env.action_spec
+        if model is None:
+            model = new_model(obs_dim, act_spec.dim, act_spec.low, act_spec.high, self.cfg.model, self.cfg.device)
+        t0 = time.perf_counter()
+        report = train_model(model, data, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
+                             progress=self.progress)
+        elite = model.subset(report.elites)
+        _, held_out = data.split(self.cfg.model.val_fraction)
+        horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
+        errors = multistep_error(elite, held_out, horizons)
+        stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
+            "task": self.cfg.env.task, "round": round_, "transitions": sum(len(e) for e in data),
+            "multistep_mse": {str(k): v for k, v in errors.items()}})
+        self.run.set_latest(stem)
+        self.run.log({"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
+                      "val_mse": report.val_mse, "elites": report.elites, "episodes": len(data),
+                      "multistep_mse": {str(k): v for k, v in errors.items()},
+                      "history": report.history})
+        self._full_model = model
+        return elite
+
+    def latest_model(self) -> WorldModel | None:
+        path = self.run.latest_checkpoint()
+        if path is None:
+            return None
+        model, meta = load_checkpoint(path, self.cfg.device)
+        self._full_model = model
+        return model.subset(meta["elites"])
+
+
+def run(cfg: RunConfig, progress: bool = True) -> dict:
+    """The whole loop, end to end, into ``cfg.resolved_run_dir()``. Returns the summary."""
+    s = Session.open(cfg, RunDir(cfg.resolved_run_dir()), progress)
+    data = s.run.dataset()
+    if len(data):
+        raise FileExistsError(f"run directory {str(s.run.root)!r} already holds episodes; choose another run_dir")
+    bar = tqdm(total=cfg.env_steps, desc=f"{cfg.env.task}", unit="env step", disable=not progress)
+    model, full, index, round_ = None, None, 0, 0
+    while data.env_steps < cfg.env_steps:
+        if index < cfg.seed_episodes:
+            policy = s.planner("random", seed=cfg.seed + index)
+        else:
+            model = s.train(full, round_)
+            full, round_ = s._full_model, round_ + 1
+            policy = s.planner("learned", model, seed=cfg.seed * 31 + index)
+        rec = s.collect(policy, "train", index)
+        data.refresh()
+        bar.update(rec["env_steps"])
+        bar.set_postfix(ret=f"{rec['return']:.0f}", hz=f"{rec.get('plan_hz', 0):.0f}")
+        index += 1
+    bar.close()
+    model = s.train(full, round_)
+    returns = evaluate(s, "learned", model, cfg.eval_episodes)
+    summary = summarize(s, returns)
+    s.run.write_summary(summary)
+    return summary
+
+
+def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int) -> list[dict]:
+    out = []
+    start = len(s.run.eval_dataset())
+    for i in tqdm(range(episodes), desc=f"eval ({kind})", disable=not s.progress, leave=False):
+        policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + i)
+        out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps))
+    return out
+
+
+def summarize(s: Session, evals: list[dict]) -> dict:
+    train = s.run.records("train")
+    returns = [r["return"] for r in evals]
+    hz = [r["plan_hz"] for r in evals if r.get("plan_hz") and math.isfinite(r["plan_hz"])]
+    return {
+        "task": s.cfg.env.task, "seed": s.cfg.seed, "env_steps": s.run.dataset().env_steps,
+        "episodes": len(s.run.dataset()), "eval_returns": returns,
+        "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
+        "eval_return_std": float(np.std(returns)) if returns else float("nan"),
+        "train_returns": [r["return"] for r in s.run.records("episode") if r["phase"] == "train"],
+        "multistep_mse": train[-1]["multistep_mse"] if train else {},
+        "plan_hz": float(np.median(hz)) if hz else float("nan"),
+        "wall_s": round(s.wall(), 1),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,55 @@
+"""Run a policy for one episode and record it; collect episodes into a dataset on disk."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from robot_wm.data.episode import Episode
+from sim.env import Env
+
+log = logging.getLogger(__name__)
+
+
+def run_episode(env: Env, policy, seed: int, on_step: Callable[[int, np.ndarray, float], None] | None = None,
+                meta: dict | None = None) -> Episode | None:
+    """One episode of ``policy`` in ``env``. A diverged physics step is dropped (never stored as a
+    transition) and ends the episode; ``meta['diverged']`` records it. Returns None if the very
+    first step diverged (nothing to store)."""
+    obs = env.reset(seed)
+    policy.reset()
+    observations, states, actions, rewards = [obs], [env.get_state()], [], []
+    diverged, plan_time = False, 0.0
+    for t in range(env.max_control_steps):
+        t0 = time.perf_counter()
+        action = np.asarray(policy.act(obs), dtype=np.float64)
+        plan_time += time.perf_counter() - t0
+        res = env.step(action)
+        if res.diverged:
+            diverged = True
+            log.warning("episode (seed %d) diverged at step %d: transition dropped, episode ended", seed, t)
+            break
+        obs = res.observation
+        observations.append(obs)
+        states.append(env.get_state())
+        actions.append(np.clip(action, env.action_spec.low, env.action_spec.high))
+        rewards.append(res.reward)
+        if on_step is not None:
+            on_step(t, action, res.reward)
+        if res.done:
+            break
+    if not actions:
+        return None
+    steps = len(actions)
+    info = {
+        "task": env.name, "seed": seed, "policy": getattr(policy, "name", type(policy).__name__),
+        "diverged": diverged, "control_steps": steps,
+        "env_steps": steps * env.env_steps_per_control_step,
+        "return": float(np.sum(rewards)),
+        "plan_hz": steps / plan_time if plan_time > 0 else float("inf"),
+    }
+    return Episode(np.array(observations), np.array(actions), np.array(rewards), np.array(states),
+                   {**info, **(meta or {})})

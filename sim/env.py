@@ -1,0 +1,134 @@
+"""The one environment interface every task implements (DMC tasks and bring-your-own MJCF robots)."""
+
+from __future__ import annotations
+
+import abc
+import logging
+
+import mujoco
+import numpy as np
+
+from sim.spec import BoxSpec, StepResult
+
+log = logging.getLogger(__name__)
+
+# Full physics state as understood by mujoco.rollout and mj_getState/mj_setState.
+STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+class Env(abc.ABC):
+    """A MuJoCo task seen through fixed-size float observations and bounded actions.
+
+    One control step applies the action for ``action_repeat`` physics steps and sums the
+    rewards. An episode lasts ``max_control_steps`` control steps unless it diverges.
+    """
+
+    name: str
+    action_repeat: int
+    max_control_steps: int
+
+    @property
+    @abc.abstractmethod
+    def observation_spec(self) -> BoxSpec: ...
+
+    @property
+    @abc.abstractmethod
+    def action_spec(self) -> BoxSpec: ...
+
+    @property
+    @abc.abstractmethod
+    def model(self) -> mujoco.MjModel: ...
+
+    @property
+    @abc.abstractmethod
+    def data(self) -> mujoco.MjData: ...
+
+    @property
+    def physics_timestep(self) -> float:
+        return float(self.model.opt.timestep)
+
+    @property
+    @abc.abstractmethod
+    def control_timestep(self) -> float:
+        """Seconds between two agent decisions (action repeat included)."""
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _physics_step(self, action: np.ndarray) -> tuple[float, bool]:
+        """Apply ``action`` for one physics step; return (reward, diverged)."""
+
+    @abc.abstractmethod
+    def _observation(self) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def reward_of_state(self, state: np.ndarray) -> float:
+        """Task reward of a full physics state (``STATE_SPEC``), computed on scratch data so the
+        episode is untouched. Used by the oracle planner to score ``mujoco.rollout`` states."""
+
+    def step(self, action: np.ndarray) -> StepResult:
+        if self._t is None:
+            raise RuntimeError(f"{self.name}: step() called before reset()")
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        spec = self.action_spec
+        if a.shape != spec.shape:
+            raise ValueError(f"{self.name}: action has shape {a.shape}, expected {spec.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{self.name}: action is not finite: {a.tolist()}")
+        a = np.clip(a, spec.low, spec.high)
+        total = 0.0
+        for _ in range(self.action_repeat):
+            reward, diverged = self._physics_step(a)
+            if diverged:
+                log.warning("%s: physics diverged at control step %d; episode ends here", self.name, self._t)
+                at, self._t = self._t, None
+                return StepResult(self._last_obs, 0.0, diverged=True, info={"diverged_at": at})
+            total += reward
+        self._t += 1
+        obs = self._observation()
+        if not np.all(np.isfinite(obs)):
+            log.warning("%s: non-finite observation at control step %d; episode ends here", self.name, self._t)
+            self._t = None
+            return StepResult(self._last_obs, 0.0, diverged=True)
+        self._last_obs = obs
+        return StepResult(obs, total, truncated=self._t >= self.max_control_steps)
+
+    # Physics state (qpos/qvel and everything else mujoco needs to resume exactly).
+    def get_state(self) -> np.ndarray:
+        state = np.empty(mujoco.mj_stateSize(self.model, STATE_SPEC))
+        mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def qpos(self) -> np.ndarray:
+        return self.data.qpos.copy()
+
+    @property
+    def qvel(self) -> np.ndarray:
+        return self.data.qvel.copy()
+
+    def render(self, height: int = 240, width: int = 320, camera: int | str = -1) -> np.ndarray:
+        """RGB frame (H, W, 3) uint8. Headless machines need ``MUJOCO_GL=egl`` (or osmesa)."""
+        with mujoco.Renderer(self.model, height=height, width=width) as renderer:
+            renderer.update_scene(self.data, camera=camera)
+            return renderer.render().copy()
+
+    _t: int | None = None
+
+    def _begin_episode(self) -> np.ndarray:
+        self._t = 0
+        self._last_obs = self._observation()
+        return self._last_obs
+
+
+def physics_diverged(model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+    """True when MuJoCo flagged bad qpos/qvel/qacc or the state holds NaN/Inf."""
+    for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC):
+        if data.warning[w].number > 0:
+            return True
+    return not (np.all(np.isfinite(data.qpos)) and np.all(np.isfinite(data.qvel)))

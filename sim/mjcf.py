@@ -1,0 +1,103 @@
+"""Bring your own robot: any MJCF file plus Python task functions, behind the ``Env`` interface."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from sim.env import STATE_SPEC, Env, physics_diverged
+from sim.spec import BoxSpec
+
+RewardFn = Callable[[mujoco.MjModel, mujoco.MjData], float]
+ObserveFn = Callable[[mujoco.MjModel, mujoco.MjData], np.ndarray]
+ResetFn = Callable[[mujoco.MjModel, mujoco.MjData, np.random.Generator], None]
+
+
+def import_callable(path: str, what: str) -> Callable:
+    """Resolve ``"package.module:function"`` by import. Config strings are never evaluated."""
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr.isidentifier():
+        raise ValueError(f"{what} must look like 'package.module:function', got {path!r}")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what} {path!r} cannot be imported: {e}") from e
+    if not callable(fn):
+        raise ValueError(f"{what} {path!r} is not callable")
+    return fn
+
+
+def default_observe(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    return np.concatenate([data.qpos, data.qvel])
+
+
+class MJCFEnv(Env):
+    def __init__(
+        self,
+        xml: str | Path,
+        reward: RewardFn,
+        observe: ObserveFn | None = None,
+        reset: ResetFn | None = None,
+        action_repeat: int = 1,
+        max_env_steps: int = 1000,
+        name: str | None = None,
+    ):
+        xml = Path(xml)
+        if not xml.is_file():
+            raise FileNotFoundError(f"MJCF file {str(xml)!r} does not exist")
+        self._model = mujoco.MjModel.from_xml_path(str(xml))
+        if self._model.nu == 0:
+            raise ValueError(f"MJCF file {str(xml)!r} has no actuators: nothing for a planner to command")
+        self._data = mujoco.MjData(self._model)
+        self._scratch = mujoco.MjData(self._model)
+        self._reward, self._observe, self._reset = reward, observe or default_observe, reset
+        self.name = name or xml.stem
+        self.action_repeat = int(action_repeat)
+        self.max_control_steps = max(1, int(max_env_steps) // self.action_repeat)
+        self._init_qpos = self._data.qpos.copy()
+        lo, hi = self._model.actuator_ctrlrange.T.copy()
+        unlimited = self._model.actuator_ctrllimited == 0
+        lo[unlimited], hi[unlimited] = -1.0, 1.0
+        self._act_spec = BoxSpec((self._model.nu,), lo, hi, "action")
+        mujoco.mj_forward(self._model, self._data)
+        dim = int(np.asarray(self._observe(self._model, self._data)).size)
+        self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
+
+    env_steps_per_control_step = property(lambda self: self.action_repeat)
+    observation_spec = property(lambda self: self._obs_spec)
+    action_spec = property(lambda self: self._act_spec)
+    model = property(lambda self: self._model)
+    data = property(lambda self: self._data)
+
+    @property
+    def control_timestep(self) -> float:
+        return float(self._model.opt.timestep) * self.action_repeat
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        mujoco.mj_resetData(self._model, self._data)
+        if self._reset is not None:
+            self._reset(self._model, self._data, rng)
+        else:
+            self._data.qpos[:] = self._init_qpos + rng.uniform(-0.1, 0.1, self._model.nq)
+        mujoco.mj_forward(self._model, self._data)
+        return self._begin_episode()
+
+    def _physics_step(self, action: np.ndarray) -> tuple[float, bool]:
+        self._data.ctrl[:] = action
+        mujoco.mj_step(self._model, self._data)
+        if physics_diverged(self._model, self._data):
+            return 0.0, True
+        return float(self._reward(self._model, self._data)), False
+
+    def _observation(self) -> np.ndarray:
+        return np.asarray(self._observe(self._model, self._data), dtype=np.float64).reshape(-1)
+
+    def reward_of_state(self, state: np.ndarray) -> float:
+        mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        mujoco.mj_forward(self._model, self._scratch)
+        return float(self._reward(self._model, self._scratch))

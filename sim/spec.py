@@ -1,0 +1,51 @@
+"""Plain data types shared by every environment: array specs and step results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    """A float vector with per-dimension bounds (``-inf``/``inf`` when unbounded)."""
+
+    shape: tuple[int, ...]
+    low: np.ndarray
+    high: np.ndarray
+    name: str = ""
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+    def contains(self, x: np.ndarray) -> bool:
+        x = np.asarray(x)
+        return x.shape == self.shape and bool(np.all(x >= self.low) and np.all(x <= self.high))
+
+    def check(self, x: np.ndarray, what: str) -> np.ndarray:
+        """Return ``x`` as float64 of this shape, or raise a ValueError naming the bad value."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.shape != self.shape:
+            raise ValueError(f"{what} has shape {arr.shape}, expected {self.shape} ({self.name})")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} is not finite: {arr.tolist()}")
+        return arr
+
+
+@dataclass
+class StepResult:
+    """What one control step returns. ``diverged`` marks a step whose physics blew up:
+    its observation is the last valid one and it must never be stored as a transition."""
+
+    observation: np.ndarray
+    reward: float
+    terminated: bool = False
+    truncated: bool = False
+    diverged: bool = False
+    info: dict = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated or self.diverged
