@@ -50,11 +50,11 @@ class ModelConfig(_Section):
     """Adam learning rate."""
     weight_decay: float = Field(5e-5, ge=0)
     """AdamW weight decay."""
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(64, ge=1)
     """Minibatch size (per member)."""
-    max_epochs: int = Field(60, ge=1)
+    max_epochs: int = Field(200, ge=1)
     """Upper bound on epochs per training round."""
-    patience: int = Field(8, ge=1)
+    patience: int = Field(12, ge=1)
     """Stop a round after this many epochs without validation improvement."""
     val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
     """Tail fraction of every episode held out for validation and multi-step error."""

@@ -28,8 +28,8 @@ class PlanStep(nn.Module):
     def __init__(self, score: ScoreFn, spec: StepSpec, low, high):
         super().__init__()
         self.score, self.spec = score, spec
-        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
+        self.register_buffer("low", torch.tensor(np.array(low), dtype=torch.float32))
+        self.register_buffer("high", torch.tensor(np.array(high), dtype=torch.float32))
         beta = spec.noise_beta if spec.optimizer == "icem" else 0.0
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 

@@ -1,0 +1,50 @@
+"""The oracle planner: the same optimizer, scored by the true MuJoCo simulator instead of the learned
+model. Its return is the upper bound that tells how much is lost to model error."""
+
+from __future__ import annotations
+
+import os
+
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout
+
+from policies.mpc.planner import MPCPlanner, PlanStep
+from policies.mpc.step import StepSpec
+from sim.env import Env
+
+
+class TrueModelScore:
+    """Rolls candidate sequences out with ``mujoco.rollout`` (C++ threads) from the env's current
+    physics state and scores each agent step by the task reward of its final state."""
+
+    def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None):
+        self.env, self.discount = env, discount
+        self.substeps = int(env.env_steps_per_control_step)
+        n = threads or min(4, os.cpu_count() or 1)
+        self.datas = [mujoco.MjData(env.model) for _ in range(n)]
+        self.state: np.ndarray | None = None
+
+    def __call__(self, _obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        acts = actions.detach().double().cpu().numpy()  # (N, H, A)
+        n, h, _ = acts.shape
+        control = np.repeat(acts, self.substeps, axis=1)  # hold each action for its physics steps
+        states, _ = rollout.rollout(self.env.model, self.datas, self.state[None], control)
+        ends = states[:, self.substeps - 1 :: self.substeps]  # (N, H, nstate): state after each agent step
+        rewards = np.array([[self.env.reward_of_state(ends[i, t]) for t in range(h)] for i in range(n)])
+        ret = (rewards * self.env.action_repeat * self.discount ** np.arange(h)).sum(1)
+        ret = torch.as_tensor(ret, dtype=actions.dtype)
+        return ret, torch.zeros_like(ret)
+
+
+class OraclePlanner(MPCPlanner):
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self.step.score.state = self.step.score.env.get_state()
+        return super().act(obs)
+
+
+def oracle_planner(env: Env, spec: StepSpec, seed: int = 0) -> OraclePlanner:
+    spec_a = env.action_spec
+    step = PlanStep(TrueModelScore(env, spec.discount), spec, spec_a.low, spec_a.high)
+    return OraclePlanner(step, seed, name="oracle")

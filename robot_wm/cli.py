@@ -1,0 +1,188 @@
+"""``robot-wm`` command line: run, collect, train, eval, whatif (and the commands registered below)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from robot_wm import config as cfgmod
+
+# Modules that add their own subcommands through ``register(subparsers)``.
+PLUGINS: list[str] = []
+
+
+def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
+    launch = [a for a in args if "=" not in a]
+    if len(launch) > 1:
+        raise cfgmod.ConfigError(f"expected at most one launch file, got {launch}")
+    return (launch[0] if launch else None), [a for a in args if "=" in a]
+
+
+def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig:
+    cfg = cfgmod.load(launch) if launch else cfgmod.RunConfig()
+    return cfgmod.apply_overrides(cfg, overrides)
+
+
+def _session(run_dir: str, overrides: list[str], progress: bool):
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(run_dir)
+    cfg = cfgmod.apply_overrides(run.load_config(), overrides)
+    return Session.open(cfg, run, progress)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from robot_wm.report import print_summary
+    from robot_wm.runner import run
+
+    launch, overrides = _split_launch(a.args)
+    cfg = resolve_config(launch, overrides)
+    summary = run(cfg, progress=not a.no_progress)
+    print_summary(summary, cfg.resolved_run_dir())
+    return 0
+
+
+def cmd_collect(a: argparse.Namespace) -> int:
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(a.run_dir)
+    if not run.config_path.exists():
+        launch, overrides = _split_launch(a.args)
+        cfg = resolve_config(launch, overrides).model_copy(update={"run_dir": str(a.run_dir)})
+        s = Session.open(cfg, run, not a.no_progress)
+    else:
+        s = _session(a.run_dir, a.args, not a.no_progress)
+    model = s.latest_model() if a.policy == "learned" else None
+    start = len(s.run.dataset())
+    for i in range(a.episodes):
+        rec = s.collect(s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i), "train", start + i)
+        print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    s = _session(a.run_dir, a.args, not a.no_progress)
+    rounds = s.run.records("train")
+    s.latest_model()
+    s.train(getattr(s, "_full_model", None), len(rounds))
+    last = s.run.records("train")[-1]
+    print(f"trained round {last['round']}: {last['epochs']} epochs, val mse {np.mean(last['val_mse']):.4f}, "
+          f"multi-step mse {last['multistep_mse']}")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from robot_wm.runner import evaluate
+
+    s = _session(a.run_dir, a.args, not a.no_progress)
+    model = s.latest_model() if a.planner == "learned" else None
+    recs = evaluate(s, a.planner, model, a.episodes)
+    rets = [r["return"] for r in recs]
+    print(f"{a.planner} planner on {s.cfg.env.task}: return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
+          f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
+    return 0
+
+
+def cmd_whatif(a: argparse.Namespace) -> int:
+    from robot_wm.report import print_whatif
+    from robot_wm.whatif import what_if
+
+    s = _session(a.run_dir, [], progress=False)
+    model = s.latest_model()
+    if model is None:
+        raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
+    data = s.run.dataset()
+    if not 0 <= a.episode < len(data):
+        raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
+    ep = data[a.episode]
+    h = a.horizon or s.cfg.planner.horizon
+    if not 0 <= a.step < len(ep):
+        raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps")
+    h = min(h, len(ep) - a.step)
+    rng = np.random.default_rng(a.seed)
+    lo, hi = s.env.action_spec.low, s.env.action_spec.high
+    names, seqs = ["recorded"], [ep.action[a.step:a.step + h]]
+    if a.actions:
+        extra = np.load(a.actions, allow_pickle=False)
+        extra = extra[None] if extra.ndim == 2 else extra
+        names += [f"file[{i}]" for i in range(len(extra))]
+        seqs += list(extra[:, :h])
+    names += ["zero"] + [f"random[{i}]" for i in range(a.random)]
+    seqs += [np.zeros((h, len(lo)))] + [rng.uniform(lo, hi, (h, len(lo))) for _ in range(a.random)]
+    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount)
+    actual = float(ep.reward[a.step:a.step + h].sum())
+    print_whatif(names, res, actual, a.episode, a.step, h)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="robot-wm", description="Imagine before you act: world models + MPC.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    fields = "\n".join(cfgmod.help_text())
+    r = sub.add_parser("run", help="collect -> train -> plan -> evaluate, end to end",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"config fields (override any as key=value):\n{fields}")
+    r.add_argument("args", nargs="*", help="optional launch file (TOML), then key=value overrides")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("collect", help="append episodes to a run directory")
+    c.add_argument("run_dir")
+    c.add_argument("args", nargs="*", help="launch file (new run dir only) and key=value overrides")
+    c.add_argument("--episodes", type=int, default=1)
+    c.add_argument("--policy", choices=("random", "learned", "oracle"), default="random")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_collect)
+
+    t = sub.add_parser("train", help="train a new model round on a run directory's episodes")
+    t.add_argument("run_dir")
+    t.add_argument("args", nargs="*", help="key=value overrides")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluation episodes with a planner")
+    e.add_argument("run_dir")
+    e.add_argument("args", nargs="*", help="key=value overrides")
+    e.add_argument("--planner", choices=("learned", "oracle", "random"), default="learned")
+    e.add_argument("--episodes", type=int, default=3)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    w = sub.add_parser("whatif", help="counterfactual query: predicted returns of alternative action sequences")
+    w.add_argument("run_dir")
+    w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
+    w.add_argument("--step", type=int, default=0, help="control step within that episode")
+    w.add_argument("--horizon", type=int, default=None, help="sequence length (default: planner.horizon)")
+    w.add_argument("--random", type=int, default=8, help="random candidate sequences to add")
+    w.add_argument("--actions", help=".npy file of candidate sequences (K, H, A)")
+    w.add_argument("--seed", type=int, default=0)
+    w.set_defaults(func=cmd_whatif)
+
+    for name in PLUGINS:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Human-readable tables for the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from robot_wm.whatif import WhatIfResult
+
+
+def print_summary(summary: dict, run_dir: Path) -> None:
+    t = Table(title=f"robot-wm run: {summary['task']} (seed {summary['seed']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("eval return", f"{summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f}")
+    t.add_row("eval episodes", ", ".join(f"{r:.0f}" for r in summary["eval_returns"]))
+    t.add_row("train returns", ", ".join(f"{r:.0f}" for r in summary["train_returns"]))
+    t.add_row("env steps (training data)", str(summary["env_steps"]))
+    for k, v in sorted(summary["multistep_mse"].items(), key=lambda kv: int(kv[0])):
+        t.add_row(f"model error, {k}-step (norm. MSE)", f"{v:.4f}")
+    t.add_row("planning rate", f"{summary['plan_hz']:.1f} Hz")
+    t.add_row("wall clock", f"{summary['wall_s']:.0f} s")
+    t.add_row("run directory", str(run_dir))
+    Console().print(t)
+
+
+def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: int, step: int, h: int) -> None:
+    t = Table(title=f"what if? episode {episode}, step {step}, {h} steps ahead (recorded return {actual:.2f})")
+    for col in ("rank", "candidate", "predicted return", "spread (std)", "mean disagreement"):
+        t.add_column(col, justify="right")
+    for rank, i in enumerate(res.ranking()):
+        t.add_row(str(rank + 1), names[i], f"{res.returns[i]:.2f}", f"{res.return_spread[i]:.2f}",
+                  f"{res.disagreement[i].mean():.4f}")
+    Console().print(t)

@@ -1,0 +1,68 @@
+"""Counterfactual queries: "what if I did this instead?" For one state and K candidate action
+sequences, the world model's predicted trajectories, rewards, returns and disagreement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.imagine import imagine
+
+
+@dataclass
+class WhatIfResult:
+    states: np.ndarray         # (K, H+1, S) ensemble-mean predicted trajectory
+    member_states: np.ndarray  # (E, K, H+1, S) every member's trajectory
+    rewards: np.ndarray        # (K, H) ensemble-mean predicted reward
+    returns: np.ndarray        # (K,) predicted (discounted) return, mean over members
+    return_spread: np.ndarray  # (K,) std over members of the return
+    disagreement: np.ndarray   # (K, H) mean over state dims of the std over members, per step
+
+    def ranking(self) -> np.ndarray:
+        """Candidate indices, best predicted return first."""
+        return np.argsort(-self.returns, kind="stable")
+
+
+def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a query; errors name the bad value and what was expected."""
+    s, a = model.spec.obs_dim, model.spec.act_dim
+    state = np.asarray(state, dtype=np.float32)
+    actions = np.asarray(actions, dtype=np.float32)
+    if state.shape != (s,):
+        raise ValueError(f"state has shape {state.shape}, expected ({s},)")
+    if not np.all(np.isfinite(state)):
+        raise ValueError(f"state holds NaN/Inf: {state.tolist()}")
+    if actions.ndim == 2:
+        actions = actions[None]
+    if actions.ndim != 3 or actions.shape[-1] != a or actions.shape[1] < 1:
+        raise ValueError(f"actions have shape {actions.shape}, expected (K, H, {a})")
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("actions hold NaN/Inf")
+    lo, hi = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
+    bad = (actions < lo - 1e-6) | (actions > hi + 1e-6)
+    if bad.any():
+        k, t, j = np.argwhere(bad)[0]
+        raise ValueError(f"action[{k}, {t}, {j}] = {actions[k, t, j]:.4g} is outside the bounds "
+                         f"[{lo[j]:.4g}, {hi[j]:.4g}]")
+    return state, actions
+
+
+@torch.no_grad()
+def what_if(model: WorldModel, state, actions, discount: float = 1.0) -> WhatIfResult:
+    state, actions = check_query(model, state, actions)
+    device = model.action_low.device
+    out = imagine(model, torch.as_tensor(state, device=device), torch.as_tensor(actions, device=device),
+                  keep_states=True)
+    ret = out.returns(discount)
+    states = out.states
+    return WhatIfResult(
+        states=states.mean(0).cpu().numpy(),
+        member_states=states.cpu().numpy(),
+        rewards=out.rewards.mean(0).cpu().numpy(),
+        returns=ret.mean(0).cpu().numpy(),
+        return_spread=ret.std(0, unbiased=False).cpu().numpy(),
+        disagreement=states[:, :, 1:].std(0, unbiased=False).mean(-1).cpu().numpy(),
+    )
