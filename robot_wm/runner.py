@@ -28,6 +28,16 @@ from sim.registry import make_env
 log = logging.getLogger(__name__)
 
 
+class Observer:
+    """Hooks a run calls as it goes (e.g. the Rerun logger). Every method is optional."""
+
+    def on_episode_start(self, phase: str, index: int, env: Env, policy) -> None: ...
+    def on_step(self, t: int, obs, action, reward: float, next_obs, policy) -> None: ...
+    def on_episode_end(self, record: dict) -> None: ...
+    def on_train(self, record: dict, model: WorldModel) -> None: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class Session:
     """Everything a run-directory command works on."""
@@ -37,6 +47,7 @@ class Session:
     env: Env
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
+    observer: Observer = field(default_factory=Observer)
 
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
@@ -68,7 +79,10 @@ class Session:
         evaluating = phase == "eval"
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
         seed = episode_seed(self.cfg.seed, index, eval=evaluating)
-        ep = run_episode(self.env, policy, seed, meta={"phase": phase})
+        obs = self.observer
+        obs.on_episode_start(phase, index, self.env, policy)
+        ep = run_episode(self.env, policy, seed, meta={"phase": phase},
+                         on_step=lambda t, o, a, r, n: obs.on_step(t, o, a, r, n, policy))
         record = {"kind": "episode", "phase": phase, "index": index, "policy": policy.name, "seed": seed,
                   "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "diverged": True}
         if ep is not None:
@@ -76,6 +90,7 @@ class Session:
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "diverged", "plan_hz")})
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
         self.run.log(record)
+        obs.on_episode_end(record)
         return record
 
     # --- model ------------------------------------------------------------------------------
@@ -96,10 +111,12 @@ class Session:
             "task": self.cfg.env.task, "round": round_, "transitions": sum(len(e) for e in data),
             "multistep_mse": {str(k): v for k, v in errors.items()}})
         self.run.set_latest(stem)
-        self.run.log({"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
-                      "val_mse": report.val_mse, "elites": report.elites, "episodes": len(data),
-                      "multistep_mse": {str(k): v for k, v in errors.items()},
-                      "history": report.history})
+        record = {"kind": "train", "round": round_, "epochs": report.epochs,
+                  "train_s": round(time.perf_counter() - t0, 2), "val_mse": report.val_mse,
+                  "elites": report.elites, "episodes": len(data),
+                  "multistep_mse": {str(k): v for k, v in errors.items()}, "history": report.history}
+        self.run.log(record)
+        self.observer.on_train(record, elite)
         self._full_model = model
         return elite
 

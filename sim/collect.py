@@ -14,7 +14,11 @@ from sim.env import Env
 log = logging.getLogger(__name__)
 
 
-def run_episode(env: Env, policy, seed: int, on_step: Callable[[int, np.ndarray, float], None] | None = None,
+StepHook = Callable[[int, np.ndarray, np.ndarray, float, np.ndarray], None]
+"""on_step(t, obs, action, reward, next_obs), called after every stored control step."""
+
+
+def run_episode(env: Env, policy, seed: int, on_step: StepHook | None = None,
                 meta: dict | None = None) -> Episode | None:
     """One episode of ``policy`` in ``env``. A diverged physics step is dropped (never stored as a
     transition) and ends the episode; ``meta['diverged']`` records it. Returns None if the very
@@ -32,13 +36,13 @@ def run_episode(env: Env, policy, seed: int, on_step: Callable[[int, np.ndarray,
             diverged = True
             log.warning("episode (seed %d) diverged at step %d: transition dropped, episode ended", seed, t)
             break
-        obs = res.observation
-        observations.append(obs)
+        observations.append(res.observation)
         states.append(env.get_state())
         actions.append(np.clip(action, env.action_spec.low, env.action_spec.high))
         rewards.append(res.reward)
         if on_step is not None:
-            on_step(t, action, res.reward)
+            on_step(t, obs, actions[-1], res.reward, res.observation)
+        obs = res.observation
         if res.done:
             break
     if not actions:

@@ -52,6 +52,8 @@ class PlanOutput(NamedTuple):
     best_return: torch.Tensor  # () objective of the best sequence seen (predicted return - penalty)
     spread: torch.Tensor       # () ensemble spread of that sequence's return
     valid: torch.Tensor        # () bool: False when state or scores were non-finite (fallback used)
+    elite_plans: torch.Tensor  # (K, H, A) the last iteration's elites, best first (for visualisation)
+    scores: torch.Tensor       # (N,) the last iteration's objective of every sampled sequence
 
 
 def colored_filter(horizon: int, beta: float) -> torch.Tensor:
@@ -116,4 +118,4 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)
     plan = torch.where(valid, mean, fallback)
     next_plan = torch.cat([plan[1:], plan[-1:]])
-    return PlanOutput(plan[0], next_plan, best_obj, best_spread, valid)
+    return PlanOutput(plan[0], next_plan, best_obj, best_spread, valid, elite, obj)
