@@ -105,6 +105,25 @@ class PlannerConfig(_Section):
         return self
 
 
+class RerunConfig(_Section):
+    mode: Literal["off", "save", "spawn", "serve"] = "off"
+    """Rerun visual debugging: off, save (a .rrd file in the run directory), spawn (a live viewer), serve (gRPC)."""
+    path: str | None = None
+    """.rrd file for mode=save; None writes RUN_DIR/rerun/<timestamp>.rrd."""
+    address: str | None = None
+    """serve: 'host:port' to bind (default 127.0.0.1:9876); spawn: viewer port."""
+    every_n_steps: int = Field(5, ge=1)
+    """Log the plan (ghosts, score distribution, predictions) every N control steps."""
+    ghosts: int = Field(5, ge=0)
+    """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""
+    camera_every_n_steps: int = Field(10, ge=0)
+    """Log a rendered camera frame every N control steps (0: no camera)."""
+    camera_width: int = Field(320, ge=16)
+    """Camera frame width in pixels."""
+    camera_height: int = Field(240, ge=16)
+    """Camera frame height in pixels."""
+
+
 class RunConfig(_Section):
     seed: int = 0
     """Seeds the environment, model init, minibatches and planner noise."""
@@ -123,6 +142,7 @@ class RunConfig(_Section):
     env: EnvConfig = EnvConfig()
     model: ModelConfig = ModelConfig()
     planner: PlannerConfig = PlannerConfig()
+    rerun: RerunConfig = RerunConfig()
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir.format(task=self.env.task, seed=self.seed))
