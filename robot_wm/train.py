@@ -72,7 +72,7 @@ def train_model(model: WorldModel, dataset: EpisodeDataset, cfg: ModelConfig, se
         history.append({"epoch": epoch, "train_nll": (nll_sum / n).tolist(), "val_mse": val.tolist()})
         score = float(val.mean())
         bar.set_postfix(val_mse=f"{score:.4f}")
-        if score < best - 1e-4 * abs(best):
+        if best_state is None or score < best * (1 - 1e-3):
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
