@@ -1,0 +1,94 @@
+"""Shared fixtures: headless rendering, single-threaded torch, a tiny synthetic world, a tiny run."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+import torch
+
+from robot_wm.config import ModelConfig
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import Episode
+
+torch.set_num_threads(1)
+
+# The synthetic 1-D system whose answers are known in closed form:
+#   next_state = state + GAIN * action,   reward = -(state + action)^2,   action in [-1, 1].
+GAIN = 0.1
+
+
+def true_step(s: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s, a = np.asarray(s, dtype=np.float64), np.asarray(a, dtype=np.float64)
+    return s + GAIN * a, -((s + a) ** 2).sum(-1)
+
+
+def true_return(s0: float, actions: np.ndarray) -> float:
+    s, total = np.array([s0], dtype=np.float64), 0.0
+    for a in np.asarray(actions, dtype=np.float64).reshape(-1, 1):
+        s, r = true_step(s, a)
+        total += float(r)
+    return total
+
+
+def synthetic_episode(rng: np.random.Generator, steps: int) -> Episode:
+    obs = [rng.uniform(-1.0, 1.0, size=1)]
+    actions = rng.uniform(-1.0, 1.0, size=(steps, 1))
+    rewards = []
+    for a in actions:
+        nxt, r = true_step(obs[-1], a)
+        obs.append(nxt)
+        rewards.append(float(r))
+    obs = np.array(obs)
+    return Episode(obs, actions, np.array(rewards), obs.astype(np.float64).copy(),
+                   {"task": "synthetic", "env_steps": steps})
+
+
+def synthetic_dataset(root, episodes: int = 40, steps: int = 25, seed: int = 0) -> EpisodeDataset:
+    rng = np.random.default_rng(seed)
+    data = EpisodeDataset(root)
+    for _ in range(episodes):
+        data.append(synthetic_episode(rng, steps))
+    return data
+
+
+SMALL_MODEL = ModelConfig(ensemble_size=3, elites=2, hidden=32, layers=2, lr=3e-3, batch_size=128,
+                          max_epochs=60, patience=60, val_fraction=0.2)
+
+
+@pytest.fixture(scope="session")
+def trained_synthetic(tmp_path_factory):
+    """(model, report, dataset) of a small ensemble trained on the synthetic system (shared; do not mutate)."""
+    from robot_wm.train import new_model, train_model
+
+    data = synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "episodes")
+    torch.manual_seed(0)
+    model = new_model(1, 1, np.array([-1.0]), np.array([1.0]), SMALL_MODEL)
+    report = train_model(model, data, SMALL_MODEL, seed=0, progress=False)
+    return model, report, data
+
+
+TINY_RUN_ARGS = [
+    "env.task=cartpole-swingup", "env.max_env_steps=200", "env_steps=400", "seed_episodes=1",
+    "eval_episodes=1", "planner.samples=32", "planner.horizon=5", "planner.iterations=2", "planner.elites=4",
+    "planner.keep_elites=1", "model.hidden=32", "model.layers=2", "model.max_epochs=5",
+    "model.val_fraction=0.4", "threads=1",
+]
+
+
+def tiny_run(run_dir, *extra: str) -> int:
+    from robot_wm.cli import main
+
+    return main(["run", f"run_dir={run_dir}", *TINY_RUN_ARGS, *extra, "--no-progress"])
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """A finished tiny end-to-end run on cartpole-swingup (shared; copy it before changing anything)."""
+    root = tmp_path_factory.mktemp("tiny") / "run"
+    assert tiny_run(root) == 0
+    torch.set_num_threads(1)
+    return root

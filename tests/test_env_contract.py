@@ -1,0 +1,233 @@
+"""The environment contract every task honours (in the spirit of dm_control's own env tests), plus
+divergence handling. Real MuJoCo throughout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_wm.config import EnvConfig
+from sim.collect import run_episode
+from sim.mjcf import MJCFEnv
+from sim.registry import LISTED_TASKS, make_env
+
+TASKS = (*LISTED_TASKS, "arm-reach")
+STEPS = 30  # control steps per contract episode
+
+
+def _env(task: str, control_steps: int = STEPS, action_repeat: int = 2):
+    probe = make_env(EnvConfig(task=task, action_repeat=action_repeat))
+    per = probe.env_steps_per_control_step
+    return make_env(EnvConfig(task=task, action_repeat=action_repeat, max_env_steps=control_steps * per))
+
+
+def _replay(env, action, beyond=None):
+    """Step ``action`` from the current state, then again (``beyond`` if given) after set_state.
+
+    Returns (first, after set_state only, after set_state + restored solver warm start). ``STATE_SPEC``
+    (mjSTATE_FULLPHYSICS) leaves out ``qacc_warmstart``: with constraints active (contacts, limits) the
+    solver then starts from another guess, so only the warm-started replay is bit-exact; the plain one
+    agrees within the solver tolerance."""
+    state, warm = env.get_state(), env.data.qacc_warmstart.copy()
+    first = env.step(action)
+    replays = []
+    for restore_warm in (False, True):
+        env.set_state(state)
+        np.testing.assert_array_equal(env.get_state(), state)
+        if restore_warm:
+            env.data.qacc_warmstart[:] = warm
+        replays.append(env.step(action if beyond is None else beyond))
+    return first, *replays
+
+
+def _assert_same_step(first, plain, warm, what: str) -> None:
+    np.testing.assert_array_equal(first.observation, warm.observation, err_msg=what)
+    assert first.reward == warm.reward, what
+    np.testing.assert_allclose(first.observation, plain.observation, rtol=0, atol=1e-9, err_msg=what)
+    assert abs(first.reward - plain.reward) <= 1e-9, what
+
+
+def _rollout(env, seed: int, actions: np.ndarray) -> list[np.ndarray]:
+    obs = [env.reset(seed)]
+    for a in actions:
+        obs.append(env.step(a).observation)
+    return obs
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_env_contract(task):
+    env = _env(task)
+    assert env.max_control_steps == STEPS
+    osp, asp = env.observation_spec, env.action_spec
+
+    # Specs: a non-empty float vector observation; finite, non-degenerate action bounds.
+    assert len(osp.shape) == 1 and osp.dim > 0
+    assert len(asp.shape) == 1 and asp.dim > 0
+    assert asp.low.shape == asp.high.shape == asp.shape
+    assert np.all(np.isfinite(asp.low)) and np.all(np.isfinite(asp.high))
+    assert np.all(asp.low < asp.high)
+
+    # reset() returns a finite observation of the spec's shape.
+    obs0 = env.reset(0)
+    assert obs0.shape == osp.shape and np.all(np.isfinite(obs0))
+
+    # Random actions for a whole (short) episode: no divergence, finite everything, truncation at the end.
+    rng = np.random.default_rng(123)
+    actions = rng.uniform(asp.low, asp.high, size=(STEPS, asp.dim))
+    obs = [obs0]
+    for t, a in enumerate(actions):
+        res = env.step(a)
+        assert not res.diverged, f"{task} diverged at step {t} under random actions"
+        assert res.observation.shape == osp.shape and np.all(np.isfinite(res.observation))
+        assert np.isfinite(res.reward)
+        assert not res.terminated
+        assert res.truncated == (t == STEPS - 1), f"truncated={res.truncated} at step {t} of {STEPS}"
+        obs.append(res.observation)
+    assert res.done
+
+    # Determinism: same seed and actions -> identical observations; another seed starts elsewhere.
+    again = _rollout(env, 0, actions)
+    for t, (x, y) in enumerate(zip(obs, again)):
+        np.testing.assert_array_equal(x, y, err_msg=f"{task}: observation {t} differs between identical runs")
+    other = env.reset(1)
+    assert not np.array_equal(other, obs0), f"{task}: seeds 0 and 1 give the same initial observation"
+
+    # get_state/set_state round trip reproduces the next step exactly (mid-episode).
+    env.reset(2)
+    for a in actions[:5]:
+        env.step(a)
+    _assert_same_step(*_replay(env, actions[5]), f"{task}: set_state round trip changed the next step")
+
+    # Out-of-bounds actions are clamped: they act exactly like the bound itself.
+    for bound, beyond in ((asp.high, asp.high + 10.0), (asp.low, asp.low - 10.0)):
+        _assert_same_step(*_replay(env, bound, beyond), f"{task}: out-of-bounds action not clamped to the bound")
+
+    # ... and the action matters at all (so the comparison above is not vacuous).
+    state = env.get_state()
+    up = env.step(asp.high).observation
+    env.set_state(state)
+    down = env.step(asp.low).observation
+    assert not np.allclose(up, down, rtol=0, atol=1e-12), f"{task}: the action has no effect"
+
+    # NaN and wrong-shape actions are rejected with an error naming the value.
+    bad = np.zeros(asp.shape)
+    bad[0] = np.nan
+    with pytest.raises(ValueError, match="nan"):
+        env.step(bad)
+    with pytest.raises(ValueError, match=r"\(%d,\)" % (asp.dim + 1)):
+        env.step(np.zeros(asp.dim + 1))
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        make_env(EnvConfig(task="no-such-task"))
+    msg = str(err.value)
+    assert "no-such-task" in msg
+    for name in (*TASKS, "mjcf"):
+        assert name in msg
+
+
+def test_step_before_reset_is_an_error():
+    env = _env("pendulum-swingup")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(env.action_spec.shape))
+
+
+# --- divergence ---------------------------------------------------------------------------------
+
+SLIDER_XML = """
+<mujoco>
+  <option timestep="0.01"/>
+  <worldbody>
+    <body name="block">
+      <joint name="x" type="slide" axis="1 0 0"/>
+      <geom type="sphere" size="0.1" mass="1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor joint="x" gear="{gear}" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>
+</mujoco>
+"""
+
+
+def _slider(tmp_path, gear: str) -> MJCFEnv:
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear=gear))
+    return MJCFEnv(xml, reward=lambda m, d: -float(d.qpos[0] ** 2), action_repeat=2, max_env_steps=40)
+
+
+class _PushAfter:
+    """Zero force for ``calm`` steps, then full force (which the huge gear turns into a blow-up)."""
+
+    name = "push-after"
+
+    def __init__(self, calm: int, dim: int = 1):
+        self.calm, self.dim, self.t = calm, dim, 0
+
+    def reset(self) -> None:
+        self.t = 0
+
+    def act(self, obs):
+        self.t += 1
+        return np.full(self.dim, 0.0 if self.t <= self.calm else 1.0)
+
+
+def test_step_reports_divergence_and_keeps_last_valid_observation(tmp_path):
+    env = _slider(tmp_path, "1e20")
+    env.reset(0)
+    ok = env.step(np.zeros(1))
+    assert not ok.diverged
+    res = env.step(np.ones(1))
+    assert res.diverged and res.done and res.reward == 0.0
+    np.testing.assert_array_equal(res.observation, ok.observation)
+    with pytest.raises(RuntimeError):
+        env.step(np.zeros(1))  # the episode is over until the next reset
+    # A sane gear on the same model never diverges over a whole episode.
+    sane = _slider(tmp_path, "1")
+    ep = run_episode(sane, _PushAfter(3), seed=0)
+    assert ep is not None and not ep.meta["diverged"] and len(ep) == sane.max_control_steps
+
+
+def test_run_episode_drops_diverged_step_mjcf(tmp_path):
+    env = _slider(tmp_path, "1e20")
+    ep = run_episode(env, _PushAfter(4), seed=0)
+    assert ep.meta["diverged"] is True
+    assert len(ep) == 4 and ep.meta["control_steps"] == 4 and ep.meta["env_steps"] == 8
+    assert np.all(ep.action == 0.0), "the action of the diverged step must not be stored"
+    assert np.all(np.isfinite(ep.obs)) and np.all(np.abs(ep.obs) < 1.0)
+    assert np.all(np.isfinite(ep.physics_state))
+    # Diverging on the very first step leaves nothing to store.
+    assert run_episode(env, _PushAfter(0), seed=0) is None
+
+
+class _Saboteur:
+    """Random actions, but before step ``at`` it sets every joint velocity to 1e30 in the live physics."""
+
+    name = "saboteur"
+
+    def __init__(self, env, at: int):
+        self.env, self.at, self.t = env, at, 0
+        self.rng = np.random.default_rng(0)
+
+    def reset(self) -> None:
+        self.t = 0
+
+    def act(self, obs):
+        if self.t == self.at:
+            self.env.data.qvel[:] = 1e30
+        self.t += 1
+        return self.rng.uniform(self.env.action_spec.low, self.env.action_spec.high)
+
+
+@pytest.mark.parametrize("task", ["cartpole-swingup", "arm-reach"])
+def test_run_episode_drops_diverged_step_qvel(task):
+    env = _env(task)
+    ep = run_episode(env, _Saboteur(env, at=5), seed=0)
+    assert ep.meta["diverged"] is True
+    assert len(ep) == 5 and len(ep.obs) == 6
+    assert np.all(np.isfinite(ep.obs)) and np.all(np.abs(ep.obs) < 1e6)
+    assert np.all(np.abs(ep.physics_state) < 1e6)
+    # The env recovers on the next reset.
+    clean = run_episode(env, _PushAfter(10**6, env.action_spec.dim), seed=0)
+    assert not clean.meta["diverged"] and len(clean) == env.max_control_steps
