@@ -42,9 +42,9 @@ class ModelConfig(_Section):
     """Members of the probabilistic ensemble."""
     elites: int = Field(5, ge=1)
     """Members with the best validation loss used for planning."""
-    hidden: int = Field(200, ge=1)
+    hidden: int = Field(128, ge=1)
     """Width of each hidden layer."""
-    layers: int = Field(3, ge=1)
+    layers: int = Field(2, ge=1)
     """Number of hidden layers."""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
@@ -69,15 +69,15 @@ class ModelConfig(_Section):
 class PlannerConfig(_Section):
     optimizer: Literal["cem", "mppi", "icem"] = "icem"
     """Sampling optimizer: cem, mppi or icem (colored noise + elite reuse)."""
-    horizon: int = Field(15, ge=1)
+    horizon: int = Field(12, ge=1)
     """Planning horizon in control steps."""
-    samples: int = Field(400, ge=2)
+    samples: int = Field(128, ge=2)
     """Action sequences sampled per iteration."""
-    iterations: int = Field(4, ge=1)
+    iterations: int = Field(2, ge=1)
     """Optimizer iterations per control step."""
-    elites: int = Field(40, ge=1)
+    elites: int = Field(16, ge=1)
     """Best sequences that refit the sampling distribution."""
-    keep_elites: int = Field(8, ge=0)
+    keep_elites: int = Field(4, ge=0)
     """Elites carried into the next iteration (icem; 0 for cem/mppi)."""
     temperature: float = Field(0.5, gt=0)
     """MPPI softmax temperature (in units of return)."""
@@ -135,6 +135,8 @@ class RunConfig(_Section):
     """Random-action episodes before the first model is trained."""
     eval_episodes: int = Field(3, ge=0)
     """Evaluation episodes with the final model (not counted in env_steps)."""
+    eval_at: list[int] = []
+    """Also evaluate when the collected env steps first reach each of these (learning curves)."""
     threads: int = Field(2, ge=1)
     """CPU threads for torch."""
     device: str = "cpu"

@@ -137,12 +137,15 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds episodes; choose another run_dir")
     bar = tqdm(total=cfg.env_steps, desc=f"{cfg.env.task}", unit="env step", disable=not progress)
     model, full, index, round_ = None, None, 0, 0
+    milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps)
     while data.env_steps < cfg.env_steps:
         if index < cfg.seed_episodes:
             policy = s.planner("random", seed=cfg.seed + index)
         else:
             model = s.train(full, round_)
             full, round_ = s._full_model, round_ + 1
+            while milestones and data.env_steps >= milestones[0]:
+                milestone_eval(s, model, milestones.pop(0))
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index)
         rec = s.collect(policy, "train", index)
         data.refresh()
@@ -152,9 +155,16 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     bar.close()
     model = s.train(full, round_)
     returns = evaluate(s, "learned", model, cfg.eval_episodes)
+    s.run.log({"kind": "eval", "env_steps": data.env_steps, "returns": [r["return"] for r in returns]})
     summary = summarize(s, returns)
     s.run.write_summary(summary)
     return summary
+
+
+def milestone_eval(s: Session, model: WorldModel, milestone: int) -> None:
+    recs = evaluate(s, "learned", model, s.cfg.eval_episodes)
+    s.run.log({"kind": "eval", "env_steps": s.run.dataset().env_steps, "milestone": milestone,
+               "returns": [r["return"] for r in recs]})
 
 
 def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int) -> list[dict]:
@@ -176,6 +186,7 @@ def summarize(s: Session, evals: list[dict]) -> dict:
         "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
         "eval_return_std": float(np.std(returns)) if returns else float("nan"),
         "train_returns": [r["return"] for r in s.run.records("episode") if r["phase"] == "train"],
+        "learning_curve": {str(r["env_steps"]): r["returns"] for r in s.run.records("eval")},
         "multistep_mse": train[-1]["multistep_mse"] if train else {},
         "plan_hz": float(np.median(hz)) if hz else float("nan"),
         "wall_s": round(s.wall(), 1),

@@ -21,11 +21,11 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 @dataclass(frozen=True)
 class StepSpec:
     optimizer: str = "icem"
-    horizon: int = 15
-    samples: int = 400
-    iterations: int = 4
-    elites: int = 40
-    keep_elites: int = 8
+    horizon: int = 12
+    samples: int = 128
+    iterations: int = 2
+    elites: int = 16
+    keep_elites: int = 4
     temperature: float = 0.5
     momentum: float = 0.1
     init_std: float = 0.5
