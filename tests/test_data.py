@@ -1,0 +1,170 @@
+"""Episodes on disk and the append-only dataset: exact round trips, plain-numpy readability, safety."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import KEYS, Episode
+from robot_wm.io import atomic_write
+
+
+def _episode(rng: np.random.Generator, steps: int, obs_dim: int = 3, act_dim: int = 2, **meta) -> Episode:
+    return Episode(rng.normal(size=(steps + 1, obs_dim)), rng.uniform(-1, 1, (steps, act_dim)),
+                   rng.normal(size=steps), rng.normal(size=(steps + 1, 7)),
+                   {"task": "test", "seed": int(rng.integers(1000)), "env_steps": 2 * steps, **meta})
+
+
+def test_episode_round_trip_is_exact(tmp_path):
+    ep = _episode(np.random.default_rng(0), 17, diverged=False, ret=1.5, nested={"a": [1, 2]})
+    path = tmp_path / "ep.npz"
+    ep.save(path)
+    back = Episode.load(path)
+    for k in KEYS:
+        a, b = getattr(ep, k), getattr(back, k)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    assert back.meta == ep.meta
+    assert len(back) == 17 and back.total_return == pytest.approx(float(ep.reward.astype(np.float64).sum()))
+    assert back.physics_state.dtype == np.float64, "physics states must keep full precision"
+
+
+def test_episode_opens_with_plain_numpy(tmp_path):
+    ep = _episode(np.random.default_rng(1), 5, policy="random")
+    path = tmp_path / "ep.npz"
+    ep.save(path)
+    with np.load(path, allow_pickle=False) as z:
+        assert set(z.files) == {*KEYS, "meta"}
+        assert z["obs"].shape == (6, 3) and z["action"].shape == (5, 2) and z["reward"].shape == (5,)
+        assert z["physics_state"].shape == (6, 7)
+        np.testing.assert_array_equal(z["action"], ep.action)
+        meta = json.loads(str(z["meta"]))
+    assert meta["policy"] == "random" and meta["env_steps"] == 10
+
+
+@pytest.mark.parametrize("bad", ["short_obs", "nan_reward", "rank"])
+def test_episode_rejects_inconsistent_arrays(bad):
+    rng = np.random.default_rng(2)
+    obs, act, rew, phys = rng.normal(size=(6, 3)), rng.normal(size=(5, 2)), rng.normal(size=5), np.zeros((6, 4))
+    if bad == "short_obs":
+        obs = obs[:-1]
+    elif bad == "nan_reward":
+        rew[2] = np.nan
+    else:
+        act = act.reshape(-1)
+    with pytest.raises(ValueError):
+        Episode(obs, act, rew, phys)
+
+
+def test_dataset_is_append_only(tmp_path):
+    rng = np.random.default_rng(3)
+    data = EpisodeDataset(tmp_path / "eps")
+    paths = [data.append(_episode(rng, 4 + i)) for i in range(3)]
+    assert [p.name for p in paths] == [f"episode_{i:06d}.npz" for i in range(3)]
+    before = {p.name: p.read_bytes() for p in paths}
+
+    # A second handle (e.g. another process) sees the stored episodes and appends after them.
+    other = EpisodeDataset(tmp_path / "eps")
+    assert len(other) == 3 and [len(e) for e in other] == [4, 5, 6]
+    other.append(_episode(rng, 9))
+    data.refresh()
+    assert len(data) == 4 and len(data[3]) == 9
+    data.append(_episode(rng, 2))
+    after = {p.name: p.read_bytes() for p in data.paths()}
+    assert len(after) == 5
+    for name, blob in before.items():
+        assert after[name] == blob, f"appending changed {name}"
+
+    # A stale handle never overwrites an episode someone else stored.
+    stale = EpisodeDataset(tmp_path / "eps")
+    EpisodeDataset(tmp_path / "eps").append(_episode(rng, 3))
+    kept = (tmp_path / "eps" / "episode_000005.npz").read_bytes()
+    with pytest.raises(FileExistsError):
+        stale.append(_episode(rng, 3))
+    assert (tmp_path / "eps" / "episode_000005.npz").read_bytes() == kept
+    assert data.env_steps == 2 * (4 + 5 + 6 + 9 + 2)
+
+
+def test_dataset_ignores_temp_files(tmp_path):
+    rng = np.random.default_rng(4)
+    data = EpisodeDataset(tmp_path)
+    data.append(_episode(rng, 3))
+    (tmp_path / ".episode_000001.npz.k2j3.tmp").write_bytes(b"partial write")
+    (tmp_path / "episode_000001.npz.tmp").write_bytes(b"partial write")
+    (tmp_path / "notes.txt").write_text("hello")
+
+    # An interrupted atomic write leaves no file at all.
+    def crash(f):
+        f.write(b"half an episode")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "episode_000001.npz", crash)
+    assert not (tmp_path / "episode_000001.npz").exists()
+
+    again = EpisodeDataset(tmp_path)
+    assert len(again) == 1
+    assert again.append(_episode(rng, 2)).name == "episode_000001.npz"
+    assert len(EpisodeDataset(tmp_path)) == 2
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    rng = np.random.default_rng(5)
+    data = EpisodeDataset(tmp_path / "eps")
+    data.append(_episode(rng, 3))
+    path = data.append(_episode(rng, 30))
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match="episode_000001.npz"):
+        Episode.load(path)
+    with pytest.raises(ValueError, match="episode_000001.npz"):
+        EpisodeDataset(tmp_path / "eps")
+    # Not an episode at all (a valid npz without our arrays) is named too.
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz"):
+        Episode.load(other)
+
+
+def test_gap_in_numbering_is_an_error(tmp_path):
+    rng = np.random.default_rng(6)
+    _episode(rng, 2).save(tmp_path / "episode_000000.npz")
+    _episode(rng, 2).save(tmp_path / "episode_000002.npz")
+    with pytest.raises(ValueError, match="gap"):
+        EpisodeDataset(tmp_path)
+
+
+def test_split_shapes_and_contents(tmp_path):
+    rng = np.random.default_rng(7)
+    data = EpisodeDataset(tmp_path)
+    eps = [_episode(rng, n, obs_dim=4, act_dim=3) for n in (10, 20, 1)]
+    for e in eps:
+        data.append(e)
+    train, val = data.split(0.2)
+    # n_val = round(0.2 * len): 2, 4, 0 -> train 8 + 16 + 1 transitions, two validation segments.
+    assert len(train) == 25
+    assert train.obs.shape == (25, 4) and train.next_obs.shape == (25, 4)
+    assert train.action.shape == (25, 3) and train.reward.shape == (25,)
+    assert [len(v) for v in val] == [2, 4]
+    assert [v.obs.shape for v in val] == [(3, 4), (5, 4)]
+    # Transitions are consecutive pairs of each episode, never across episode boundaries.
+    np.testing.assert_array_equal(train.obs[:8], eps[0].obs[:8])
+    np.testing.assert_array_equal(train.next_obs[:8], eps[0].obs[1:9])
+    np.testing.assert_array_equal(train.obs[8], eps[1].obs[0])
+    np.testing.assert_array_equal(train.next_obs[24], eps[2].obs[1])
+    np.testing.assert_array_equal(train.action[8:24], eps[1].action[:16])
+    # The held-out tail starts where training stopped.
+    np.testing.assert_array_equal(val[0].obs, eps[0].obs[8:])
+    np.testing.assert_array_equal(val[1].action, eps[1].action[16:])
+    np.testing.assert_array_equal(val[1].physics_state, eps[1].physics_state[16:])
+
+    train0, val0 = data.split(0.0)
+    assert len(train0) == 31 and val0 == []
+
+
+def test_split_of_empty_dataset_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        EpisodeDataset(tmp_path).split(0.1)
