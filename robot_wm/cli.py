@@ -14,7 +14,7 @@ import numpy as np
 from robot_wm import config as cfgmod
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-PLUGINS: list[str] = []
+PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli"]
 
 
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:

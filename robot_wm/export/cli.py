@@ -1,0 +1,36 @@
+"""``robot-wm export RUN_DIR_OR_CHECKPOINT --out planner.onnx [--what planner|dynamics] [--noise ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from policies.mpc.step import StepSpec
+    from robot_wm.export.onnx_export import export_dynamics, export_planner, model_flops
+    from robot_wm.export.source import control_period, load_source
+
+    src = load_source(a.source, a.overrides)
+    common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
+              "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
+    if a.what == "dynamics":
+        export_dynamics(src.model, a.out, common)
+        print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
+        return 0
+    spec = StepSpec.from_config(src.cfg.planner)
+    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common)
+    print(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
+          f"{spec.iterations} iterations, {src.model.members} members, noise {a.noise}, "
+          f"{model_flops(src.model, spec) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export the planner (or the dynamics ensemble) as one ONNX file")
+    p.add_argument("source", help="run directory (its latest checkpoint) or a checkpoint NAME.json")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. planner.samples=200)")
+    p.add_argument("--out", required=True, help="output .onnx path (written atomically)")
+    p.add_argument("--what", choices=("planner", "dynamics"), default="planner")
+    p.add_argument("--noise", choices=("internal", "input"), default="internal",
+                   help="internal: the graph draws its own noise; input: noise is an input (deterministic)")
+    p.set_defaults(func=cmd_export)

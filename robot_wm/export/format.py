@@ -1,0 +1,18 @@
+"""The contract between the exporter and the runtime: format tags and metadata keys.
+
+Plain constants (no torch, no onnx) so that ``robot_wm.runtime`` can share them.
+"""
+
+PLANNER_FORMAT = "robot-wm/planner-onnx/1"
+DYNAMICS_FORMAT = "robot-wm/dynamics-onnx/1"
+
+FORMAT_KEY = "robot_wm.format"
+# Every planner file carries these in ``metadata_props`` (all values are strings; lists are JSON).
+PLANNER_KEYS = ("robot_wm.format", "robot_wm.version", "state_dim", "action_dim", "action_low", "action_high",
+                "control_period", "horizon", "samples", "iterations", "optimizer", "noise", "noise_shape",
+                "source_sha256", "task", "action_repeat", "members", "model_flops_per_step", "planner_spec")
+
+PLANNER_INPUTS = ("state", "prev_plan", "noise")  # ``noise`` only when noise="input"
+PLANNER_OUTPUTS = ("action", "next_plan", "best_return", "spread", "valid")
+DYNAMICS_INPUTS = ("state", "action")
+DYNAMICS_OUTPUTS = ("next_state", "reward")

@@ -1,0 +1,148 @@
+"""Trace ``PlanStep`` (the very ``plan_step`` that eager torch and torch.compile run) into ONNX.
+
+The planner graph holds everything a control step needs: input normalisation (the model's
+normalisers are constants in the graph), sampling (colored-noise filter, clamping to the bounds),
+the ensemble rollouts of every sample over the horizon, scoring (mean return minus the uncertainty
+penalty), the fixed number of CEM/MPPI/iCEM iterations and the warm start (``next_plan`` is the
+refined plan shifted by one step).
+
+Two noise variants (``noise=``):
+
+* ``"internal"`` (default): inputs ``state``, ``prev_plan``; the graph draws its standard-normal
+  noise itself (ONNX ``RandomNormalLike``), fresh on every run.
+* ``"input"``: inputs ``state``, ``prev_plan``, ``noise`` (I, N, H, A) standard normal. Deterministic:
+  the parity test and the CUDA-graph path use it (a captured CUDA graph would replay in-graph noise).
+
+Outputs: ``action`` (A,), ``next_plan`` (H, A), ``best_return`` (), ``spread`` (), ``valid`` () bool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+import robot_wm
+from policies.mpc.planner import LearnedScore, PlanStep
+from policies.mpc.step import StepSpec
+from robot_wm.export.format import (DYNAMICS_FORMAT, DYNAMICS_INPUTS, DYNAMICS_OUTPUTS, FORMAT_KEY,
+                                    PLANNER_FORMAT, PLANNER_OUTPUTS)
+from robot_wm.io import atomic_write_bytes
+from robot_wm.model.ensemble import WorldModel
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+class _PlannerInputNoise(nn.Module):
+    def __init__(self, step: PlanStep):
+        super().__init__()
+        self.step = step
+
+    def forward(self, state, prev_plan, noise):
+        out = self.step(state, prev_plan, noise)
+        return out.action, out.next_plan, out.best_return, out.spread, out.valid
+
+
+class _PlannerInternalNoise(nn.Module):
+    def __init__(self, step: PlanStep):
+        super().__init__()
+        self.step = step
+        self.shape = step.spec.noise_shape(step.low.numel())
+
+    def forward(self, state, prev_plan):
+        noise = torch.randn(self.shape, dtype=state.dtype, device=state.device)
+        out = self.step(state, prev_plan, noise)
+        return out.action, out.next_plan, out.best_return, out.spread, out.valid
+
+
+class _Dynamics(nn.Module):
+    """state (B, S), action (B, A) -> every member's mean prediction: next_state (E, B, S), reward (E, B)."""
+
+    def __init__(self, model: WorldModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, state, action):
+        e = self.model.members
+        return self.model.step(state.expand(e, *state.shape), action.expand(e, *action.shape))
+
+
+def model_flops(model: WorldModel, spec: StepSpec) -> int:
+    """Matmul FLOPs of one planning step: every sample, member, horizon step and iteration."""
+    s = model.spec
+    dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
+    per_eval = sum(2 * i * o for i, o in zip(dims[:-1], dims[1:]))
+    return per_eval * model.members * spec.samples * spec.horizon * spec.iterations
+
+
+def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx.ModelProto:
+    """Attach metadata, check (full), refuse external data, write atomically."""
+    del proto.metadata_props[:]
+    for k, v in sorted(metadata.items()):
+        proto.metadata_props.add(key=k, value=str(v))
+    proto.producer_name, proto.producer_version = "robot-wm", robot_wm.__version__
+    for t in onnx.external_data_helper._get_all_tensors(proto):
+        if onnx.external_data_helper.uses_external_data(t):
+            raise ValueError(f"export produced external data for {t.name!r}; refusing to write a split file")
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(Path(out), proto.SerializeToString())
+    return proto
+
+
+def _to_proto(module: nn.Module, args: tuple, input_names, output_names, dynamic_shapes=None) -> onnx.ModelProto:
+    with torch.no_grad():
+        prog = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=OPSET,
+                                 input_names=list(input_names), output_names=list(output_names),
+                                 dynamic_shapes=dynamic_shapes, verbose=False)
+    return prog.model_proto
+
+
+def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise: str = "internal",
+                   metadata: dict | None = None) -> onnx.ModelProto:
+    """Write the whole planning step for ``model`` (already the elite subset) to ``out``."""
+    if noise not in ("internal", "input"):
+        raise ValueError(f"noise must be 'internal' or 'input', got {noise!r}")
+    model = model.cpu().eval()
+    step = PlanStep(LearnedScore(model, spec.discount), spec, model.action_low, model.action_high).eval()
+    a = model.spec.act_dim
+    state = torch.zeros(model.spec.obs_dim)
+    prev = ((step.low + step.high) / 2).expand(spec.horizon, a).contiguous()
+    if noise == "input":
+        module, args = _PlannerInputNoise(step), (state, prev, torch.zeros(spec.noise_shape(a)))
+        inputs = ("state", "prev_plan", "noise")
+    else:
+        module, args, inputs = _PlannerInternalNoise(step), (state, prev), ("state", "prev_plan")
+    proto = _to_proto(module.eval(), args, inputs, PLANNER_OUTPUTS)
+    meta = {
+        FORMAT_KEY: PLANNER_FORMAT, "robot_wm.version": robot_wm.__version__,
+        "state_dim": model.spec.obs_dim, "action_dim": a,
+        "action_low": json.dumps(step.low.tolist()), "action_high": json.dumps(step.high.tolist()),
+        "horizon": spec.horizon, "samples": spec.samples, "iterations": spec.iterations,
+        "optimizer": spec.optimizer, "noise": noise, "noise_shape": json.dumps(list(spec.noise_shape(a))),
+        "members": model.members, "model_flops_per_step": model_flops(model, spec),
+        "planner_spec": json.dumps(asdict(spec), sort_keys=True),
+        "control_period": "nan", "task": "", "action_repeat": "", "source_sha256": "",
+        **{k: v for k, v in (metadata or {}).items() if v is not None},
+    }
+    return _finish(proto, Path(out), {k: str(v) for k, v in meta.items()})
+
+
+def export_dynamics(model: WorldModel, out: str | Path, metadata: dict | None = None) -> onnx.ModelProto:
+    """Write the dynamics ensemble alone (all members' mean predictions, batched) to ``out``."""
+    model = model.cpu().eval()
+    s, a = model.spec.obs_dim, model.spec.act_dim
+    batch = torch.export.Dim("batch", min=1)
+    proto = _to_proto(_Dynamics(model).eval(), (torch.zeros(4, s), torch.zeros(4, a)), DYNAMICS_INPUTS, DYNAMICS_OUTPUTS,
+                      dynamic_shapes=({0: batch}, {0: batch}))
+    meta = {FORMAT_KEY: DYNAMICS_FORMAT, "robot_wm.version": robot_wm.__version__, "state_dim": s,
+            "action_dim": a, "members": model.members,
+            "action_low": json.dumps(model.action_low.tolist()), "action_high": json.dumps(model.action_high.tolist()),
+            **{k: v for k, v in (metadata or {}).items() if v is not None}}
+    return _finish(proto, Path(out), {k: str(v) for k, v in meta.items()})

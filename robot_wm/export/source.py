@@ -1,0 +1,53 @@
+"""Resolve what to export: a run directory (its latest checkpoint and its config) or a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robot_wm import config as cfgmod
+from robot_wm.config import RunConfig
+
+
+@dataclass
+class Source:
+    model: object          # WorldModel, the elite members only
+    cfg: RunConfig
+    checkpoint: Path
+    sha256: str
+    meta: dict
+
+
+def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
+    """``path``: a run directory, or a checkpoint ``NAME.json``/``NAME.safetensors``. The planner and
+    environment settings come from the run directory's config.toml (read now, never hard-coded),
+    falling back to the defaults with the checkpoint's task; ``overrides`` are key=value on top."""
+    from robot_wm.model.checkpoint import load_checkpoint
+    from robot_wm.run_dir import RunDir
+
+    path = Path(path)
+    if path.is_dir():
+        run = RunDir(path)
+        cfg = run.load_config()
+        ckpt = run.latest_checkpoint()
+        if ckpt is None:
+            raise ValueError(f"run directory {str(path)!r} has no checkpoint yet: run `robot-wm train {path}`")
+    else:
+        ckpt = path
+        if not ckpt.with_suffix(".json").exists():
+            raise FileNotFoundError(f"{str(path)!r} is neither a run directory nor a checkpoint")
+        run_cfg = ckpt.parent.parent / "config.toml"
+        cfg = cfgmod.load(run_cfg) if run_cfg.exists() else None
+    model, meta = load_checkpoint(ckpt)
+    if cfg is None:
+        cfg = RunConfig()
+        if meta.get("task"):
+            cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
+    cfg = cfgmod.apply_overrides(cfg, overrides or [])
+    return Source(model.subset(meta["elites"]).eval(), cfg, ckpt, meta["sha256"], meta)
+
+
+def control_period(cfg: RunConfig) -> float:
+    from sim.registry import make_env
+
+    return float(make_env(cfg.env).control_timestep)

@@ -1,0 +1,143 @@
+"""Export of the planning step to ONNX: file format, metadata, checks, and parity with torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from policies.mpc.planner import LearnedScore, PlanStep
+from policies.mpc.step import StepSpec, initial_plan
+from robot_wm import config as cfgmod
+from robot_wm.export.format import PLANNER_FORMAT, PLANNER_KEYS
+from robot_wm.export.onnx_export import export_dynamics, export_planner
+from robot_wm.export.source import load_source
+
+SMALL = ["env.task=cartpole-swingup", "model.hidden=32", "model.layers=2", "model.ensemble_size=3",
+         "model.elites=2", "model.max_epochs=2", "planner.horizon=8", "planner.samples=64",
+         "planner.iterations=3", "planner.elites=8", "planner.keep_elites=2"]
+
+
+def make_run_dir(root: Path, extra: list[str] = ()) -> Path:
+    """A real run directory: one short random cartpole episode and a briefly trained small model."""
+    from policies.random import RandomPolicy
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), [*SMALL, f"run_dir={root}", "env.max_env_steps=400", *extra])
+    s = Session.open(cfg, RunDir(root), progress=False)
+    for i in range(2):
+        s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
+    s.train(None, 0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run_dir(tmp_path_factory.mktemp("run"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robot_wm.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_export_cli_writes_one_checked_file_with_metadata(run_dir, tmp_path):
+    out = tmp_path / "planner.onnx"
+    r = _cli("export", str(run_dir), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planner.onnx"]  # no side file, no temp left
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    assert m.opset_import[0].version >= 18
+    assert [i.name for i in m.graph.input] == ["state", "prev_plan"]
+    assert [o.name for o in m.graph.output] == ["action", "next_plan", "best_return", "spread", "valid"]
+    assert any(n.op_type.startswith("RandomNormal") for n in m.graph.node)  # draws its own noise
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert set(PLANNER_KEYS) <= set(meta)
+    src = load_source(run_dir)
+    assert meta["robot_wm.format"] == PLANNER_FORMAT
+    assert meta["source_sha256"] == src.sha256 and len(meta["source_sha256"]) == 64
+    assert (int(meta["state_dim"]), int(meta["action_dim"])) == (5, 1)
+    assert int(meta["horizon"]) == src.cfg.planner.horizon == 8 and int(meta["samples"]) == 64
+    assert float(meta["control_period"]) == pytest.approx(0.01 * src.cfg.env.action_repeat)
+    assert json.loads(meta["action_low"]) == [-1.0] and json.loads(meta["action_high"]) == [1.0]
+    # In-graph noise: two runs from the same inputs differ, both within bounds.
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feed = {"state": np.zeros(5, np.float32), "prev_plan": np.zeros((8, 1), np.float32)}
+    a1, a2 = (sess.run(None, feed)[1] for _ in range(2))
+    assert not np.array_equal(a1, a2) and np.all(np.abs(a1) <= 1)
+
+
+@pytest.mark.parametrize("optimizer", ["icem", "mppi", "cem"])
+def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer):
+    src = load_source(run_dir, [f"planner.optimizer={optimizer}"] + (["planner.keep_elites=0"] if optimizer != "icem" else []))
+    spec = StepSpec.from_config(src.cfg.planner)
+    out = tmp_path / "p.onnx"
+    export_planner(src.model, spec, out, noise="input")
+    step = PlanStep(LearnedScore(src.model, spec.discount), spec, src.model.action_low, src.model.action_high)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    data = src.model.obs_norm
+    plan_t = initial_plan(step.low, step.high, spec.horizon)
+    plan_o = plan_t.numpy().copy()
+    for k in range(5):  # a few warm-started steps from states around the data
+        state = data.mean + data.std * torch.randn(5, generator=gen)
+        noise = torch.randn(spec.noise_shape(1), generator=gen)
+        with torch.inference_mode():
+            ref = step(state, plan_t, noise)
+        action, next_plan, best, spread, valid = sess.run(
+            None, {"state": state.numpy(), "prev_plan": plan_o, "noise": noise.numpy()})
+        np.testing.assert_allclose(action, ref.action.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(next_plan, ref.next_plan.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(best, ref.best_return.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(spread, ref.spread.numpy(), rtol=1e-3, atol=1e-4)
+        assert bool(valid) and bool(ref.valid)
+        plan_t, plan_o = ref.next_plan, next_plan
+
+
+def test_non_finite_state_falls_back_in_graph(run_dir, tmp_path):
+    src = load_source(run_dir)
+    spec = StepSpec.from_config(src.cfg.planner)
+    out = tmp_path / "p.onnx"
+    export_planner(src.model, spec, out, noise="input")
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    prev = np.linspace(-0.5, 0.5, spec.horizon, dtype=np.float32)[:, None]
+    state = np.array([np.nan, 0, 0, 0, 0], np.float32)
+    action, next_plan, _, _, valid = sess.run(None, {"state": state, "prev_plan": prev,
+                                                     "noise": np.zeros(spec.noise_shape(1), np.float32)})
+    assert not valid
+    np.testing.assert_allclose(action, prev[0])
+    np.testing.assert_allclose(next_plan, np.concatenate([prev[1:], prev[-1:]]))
+
+
+def test_export_dynamics_alone(run_dir, tmp_path):
+    src = load_source(run_dir)
+    out = tmp_path / "dyn.onnx"
+    r = _cli("export", str(src.checkpoint), "--what", "dynamics", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["state", "action"]
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["robot_wm.format"] == "robot-wm/dynamics-onnx/1" and meta["source_sha256"] == src.sha256
+    g = torch.Generator().manual_seed(1)
+    for b in (1, 7):  # dynamic batch
+        s, a = torch.randn(b, 5, generator=g), torch.rand(b, 1, generator=g) * 2 - 1
+        nxt, rew = sess.run(None, {"state": s.numpy(), "action": a.numpy()})
+        e = src.model.members
+        with torch.inference_mode():
+            rn, rr = src.model.step(s.expand(e, b, 5), a.expand(e, b, 1))
+        np.testing.assert_allclose(nxt, rn.numpy(), atol=1e-5)
+        np.testing.assert_allclose(rew, rr.numpy(), atol=1e-5)
+
+
+def test_export_refuses_missing_or_untrained_sources(tmp_path):
+    r = _cli("export", str(tmp_path / "nope"), "--out", str(tmp_path / "p.onnx"))
+    assert r.returncode == 2 and "neither a run directory nor a checkpoint" in r.stderr
+    assert not (tmp_path / "p.onnx").exists()
