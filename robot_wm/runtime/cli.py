@@ -1,0 +1,78 @@
+"""``robot-wm deploy planner.onnx --task TASK``: episodes in simulation through the ``Robot``
+interface, using only the ONNX file (numpy + onnxruntime on the control path, never torch)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    from robot_wm.runtime.session import ProviderError
+
+    try:
+        return _deploy(a)
+    except ProviderError as e:
+        print(f"robot-wm deploy: error: {e}")
+        return 2
+
+
+def _deploy(a: argparse.Namespace) -> int:
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime.loop import ControlLoop, LoopStats
+    from robot_wm.runtime.robot import SimRobot
+    from robot_wm.runtime.session import PlannerSession
+    from sim.registry import make_env
+
+    planner = PlannerSession(a.planner, provider=a.provider, threads=a.threads, seed=a.seed,
+                             cuda_graph=not a.no_cuda_graph)
+    m = planner.meta
+    task = a.task or m.task
+    if not task:
+        raise ValueError("the planner file names no task: pass --task")
+    repeat = a.action_repeat or m.action_repeat or EnvConfig().action_repeat
+    robot = SimRobot(make_env(EnvConfig(task=task, action_repeat=repeat)))
+    m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
+    safe = np.array([float(x) for x in a.safe_action.split(",")], np.float32) if a.safe_action else None
+    planner.warmup()
+    loop = ControlLoop(planner, robot, rate_hz=a.rate, deadline_s=a.deadline_ms / 1e3 if a.deadline_ms else None,
+                       safe_action=safe, realtime=a.realtime)
+    print(f"deploy {a.planner} on {task}: provider {planner.provider}, {a.threads} threads, "
+          f"{m.optimizer} H={m.horizon} N={m.samples} I={m.iterations}, noise {m.noise}, "
+          f"{loop.rate_hz:.1f} Hz, deadline {loop.deadline_s * 1e3:.1f} ms"
+          f"{', real time' if a.realtime else ''}")
+    total, returns = LoopStats(loop.rate_hz, loop.deadline_s), []
+    for i in range(a.episodes):
+        seed = a.seed + i
+        robot.reset(seed)
+        loop.reset()
+        stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done)
+        total.merge(stats)
+        returns.append(robot.ret)
+        print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}")
+    print(f"return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes "
+          f"({', '.join(f'{r:.1f}' for r in returns)})")
+    print(f"all episodes: {total.format()}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("deploy", help="run an exported planner.onnx in closed loop (simulation stands in for the robot)")
+    p.add_argument("planner", help="planner .onnx from `robot-wm export`")
+    p.add_argument("--task", help="simulated task (default: the task named in the file)")
+    p.add_argument("--action-repeat", type=int, default=None, help="default: the file's")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (and noise seed)")
+    p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
+                   help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--rate", type=float, default=None, help="control rate in Hz (default: 1 / control period)")
+    p.add_argument("--deadline-ms", type=float, default=None, help="planning deadline (default: one period)")
+    p.add_argument("--safe-action", default=None, help="comma-separated fallback action (default: shifted plan)")
+    p.add_argument("--realtime", action="store_true", help="sleep to hold the rate (default: as fast as possible)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")
+    p.set_defaults(func=cmd_deploy)

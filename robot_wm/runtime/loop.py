@@ -1,0 +1,143 @@
+"""Fixed-rate control loop with a deadline, fallbacks and latency statistics.
+
+Each tick: read the state, plan, and apply the plan's first action. If planning overran the
+deadline, raised, reported ``valid=False`` or returned a non-finite action, the loop applies the
+previous plan shifted by one step (or the configured safe action) instead, and counts the event.
+Whatever is applied is clamped to the action bounds; the loop never sends NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopStats:
+    target_hz: float
+    deadline_s: float
+    steps: int = 0
+    wall_s: float = 0.0
+    overruns: int = 0
+    invalid: int = 0       # the graph flagged non-finite state/scores
+    nonfinite: int = 0     # non-finite action returned
+    errors: int = 0        # the session raised
+    fallbacks: int = 0     # steps that applied the fallback action
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rate_hz(self) -> float:
+        return self.steps / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
+
+    def merge(self, other: LoopStats) -> None:
+        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.latencies += other.latencies
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "rate_hz": round(self.rate_hz, 2), "target_hz": round(self.target_hz, 2),
+                "latency_p50_ms": round(self.percentile_ms(50), 3), "latency_p99_ms": round(self.percentile_ms(99), 3),
+                "deadline_ms": round(self.deadline_s * 1e3, 3), "overruns": self.overruns,
+                "fallbacks": self.fallbacks, "invalid": self.invalid, "nonfinite": self.nonfinite,
+                "errors": self.errors}
+
+    def format(self) -> str:
+        s = self.summary()
+        return (f"{s['steps']} steps at {s['rate_hz']:.1f} Hz (target {s['target_hz']:.1f} Hz); planning latency "
+                f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms (deadline {s['deadline_ms']:.1f} ms); "
+                f"overruns {s['overruns']}, fallbacks {s['fallbacks']} (invalid {s['invalid']}, "
+                f"non-finite {s['nonfinite']}, errors {s['errors']})")
+
+
+class ControlLoop:
+    """Runs ``planner`` (a ``PlannerSession``-like object: ``step``, ``initial_plan``) on ``robot``.
+
+    ``rate_hz`` defaults to 1 / robot.control_period; ``deadline_s`` (default: one period) bounds the
+    planning latency. ``realtime=False`` (simulation) skips sleeping between ticks but still enforces
+    the deadline on the measured planning time.
+    """
+
+    def __init__(self, planner, robot, rate_hz: float | None = None, deadline_s: float | None = None,
+                 safe_action: np.ndarray | None = None, realtime: bool = True):
+        self.planner, self.robot = planner, robot
+        self.rate_hz = rate_hz or 1.0 / robot.control_period
+        self.period = 1.0 / self.rate_hz
+        self.deadline_s = deadline_s if deadline_s is not None else self.period
+        self.low = np.asarray(robot.action_low, dtype=np.float32)
+        self.high = np.asarray(robot.action_high, dtype=np.float32)
+        if safe_action is not None:
+            safe_action = np.asarray(safe_action, dtype=np.float32).reshape(-1)
+            if safe_action.shape != self.low.shape or not np.all(np.isfinite(safe_action)):
+                raise ValueError(f"safe action must be {self.low.size} finite values, got {safe_action.tolist()}")
+            safe_action = np.clip(safe_action, self.low, self.high)
+        self.safe_action = safe_action
+        self.realtime = realtime
+        self.plan = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.plan = np.array(self.planner.initial_plan(), dtype=np.float32)
+
+    def tick(self, stats: LoopStats) -> np.ndarray:
+        """One control step; returns the action that was sent."""
+        prev = self.plan
+        state = self.robot.read_state()
+        t0 = time.perf_counter()
+        reason, out = None, None
+        try:
+            out = self.planner.step(state, prev)
+        except Exception as e:  # never let the planner take the loop down
+            reason = f"planner error: {e}"
+            stats.errors += 1
+        latency = time.perf_counter() - t0
+        stats.latencies.append(latency)
+        if out is not None:
+            if latency > self.deadline_s:
+                reason = f"overrun ({latency * 1e3:.2f} ms > {self.deadline_s * 1e3:.2f} ms)"
+                stats.overruns += 1
+            elif not out.valid:
+                reason = "planner flagged invalid input or scores"
+                stats.invalid += 1
+            elif not (np.all(np.isfinite(out.action)) and np.all(np.isfinite(out.next_plan))):
+                reason = "non-finite action"
+                stats.nonfinite += 1
+        if reason is None:
+            action, self.plan = out.action, out.next_plan
+        else:
+            stats.fallbacks += 1
+            prev = np.where(np.isfinite(prev), prev, ((self.low + self.high) / 2)[None])
+            action = self.safe_action if self.safe_action is not None else prev[0]
+            self.plan = np.concatenate([prev[1:], prev[-1:]]).astype(np.float32)
+            log.warning("step %d: %s; applying %s", stats.steps, reason,
+                        "the safe action" if self.safe_action is not None else "the shifted previous plan")
+        action = np.clip(action, self.low, self.high)
+        self.robot.send_action(action)
+        stats.steps += 1
+        return action
+
+    def run(self, max_steps: int, done=lambda: False) -> LoopStats:
+        """Up to ``max_steps`` ticks at the fixed rate (until ``done()``)."""
+        stats = LoopStats(self.rate_hz, self.deadline_s)
+        start = time.perf_counter()
+        next_tick = start
+        for _ in range(max_steps):
+            if done():
+                break
+            self.tick(stats)
+            next_tick += self.period
+            if self.realtime:
+                delay = next_tick - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_tick = time.perf_counter()  # late: do not try to catch up with a burst
+        stats.wall_s = time.perf_counter() - start
+        return stats

@@ -1,0 +1,59 @@
+"""The robot seen by the control loop: read the state, send an action, tell the time.
+
+A real robot driver implements ``Robot``; ``SimRobot`` implements it over a MuJoCo ``sim.Env`` and
+stands in for the robot (it imports mujoco/dm_control, never torch).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Robot(Protocol):
+    state_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    control_period: float  # seconds between two actions
+
+    def read_state(self) -> np.ndarray:
+        """The latest state estimate (what the planner was trained on)."""
+
+    def send_action(self, action: np.ndarray) -> None:
+        """Apply ``action`` (already clamped to the bounds) until the next one."""
+
+    def time(self) -> float:
+        """Robot clock in seconds."""
+
+
+class SimRobot:
+    """A ``sim.Env`` behind the ``Robot`` interface. ``send_action`` advances the simulation by one
+    control period (the loop does not need to sleep unless it runs in real time)."""
+
+    def __init__(self, env):
+        self.env = env
+        spec = env.action_spec
+        self.state_dim = env.observation_spec.dim
+        self.action_low = np.asarray(spec.low, dtype=np.float32)
+        self.action_high = np.asarray(spec.high, dtype=np.float32)
+        self.control_period = float(env.control_timestep)
+        self.done, self.ret, self.steps, self._obs = True, 0.0, 0, None
+
+    def reset(self, seed: int) -> None:
+        self._obs = self.env.reset(seed)
+        self.done, self.ret, self.steps = False, 0.0, 0
+
+    def read_state(self) -> np.ndarray:
+        return np.asarray(self._obs, dtype=np.float32)
+
+    def send_action(self, action: np.ndarray) -> None:
+        res = self.env.step(np.asarray(action, dtype=np.float64))
+        self._obs = res.observation
+        self.ret += float(res.reward)
+        self.steps += 1
+        self.done = res.done
+
+    def time(self) -> float:
+        return float(self.env.data.time)

@@ -1,0 +1,264 @@
+"""onnxruntime session for an exported planner: file checks, execution providers, robot-friendly
+session options, IO binding into preallocated buffers (CUDA graphs on GPU) and warm-up.
+
+Providers: ``"auto"`` tries TensorRT -> CUDA -> CPU and reports the one that became active;
+``"tensorrt"``, ``"cuda"`` or ``"cpu"`` ask for exactly that one, and onnxruntime silently falling
+back to another (e.g. CUDA libraries missing) raises ``ProviderError`` before any control step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import onnxruntime as ort
+
+from robot_wm.export.format import FORMAT_KEY, PLANNER_FORMAT, PLANNER_INPUTS, PLANNER_OUTPUTS
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+class ModelFileError(ValueError):
+    """The ONNX file is missing, truncated, not a robot-wm planner, or does not fit the robot."""
+
+
+class ProviderError(RuntimeError):
+    """The requested execution provider is unavailable or onnxruntime fell back from it."""
+
+
+@dataclass(frozen=True)
+class PlannerMeta:
+    state_dim: int
+    action_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    control_period: float
+    horizon: int
+    samples: int
+    iterations: int
+    optimizer: str
+    noise: str                      # "internal" (in-graph RNG) or "input"
+    noise_shape: tuple[int, ...]
+    task: str
+    action_repeat: int | None
+    version: str
+    source_sha256: str
+    model_flops_per_step: int
+    raw: dict
+
+    @classmethod
+    def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
+        if props.get(FORMAT_KEY) != PLANNER_FORMAT:
+            found = props.get(FORMAT_KEY)
+            raise ModelFileError(f"{where} is not a robot-wm planner (metadata {FORMAT_KEY}={found!r}, "
+                                 f"expected {PLANNER_FORMAT!r}); export one with `robot-wm export`")
+        try:
+            low = np.asarray(json.loads(props["action_low"]), dtype=np.float32)
+            high = np.asarray(json.loads(props["action_high"]), dtype=np.float32)
+            rep = props.get("action_repeat", "")
+            meta = cls(int(props["state_dim"]), int(props["action_dim"]), low, high,
+                       float(props["control_period"]), int(props["horizon"]), int(props["samples"]),
+                       int(props["iterations"]), props["optimizer"], props["noise"],
+                       tuple(json.loads(props["noise_shape"])), props.get("task", ""),
+                       int(rep) if rep else None, props.get("robot_wm.version", "?"),
+                       props.get("source_sha256", ""), int(props.get("model_flops_per_step", 0)), dict(props))
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{where}: planner metadata is incomplete or malformed ({e!r})") from None
+        if low.shape != (meta.action_dim,) or high.shape != (meta.action_dim,) or not np.all(low <= high):
+            raise ModelFileError(f"{where}: action bounds in the metadata do not fit action_dim={meta.action_dim}")
+        return meta
+
+    def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
+        """Refuse a planner trained for another robot (sizes, bounds, control period)."""
+        problems = []
+        if state_dim != self.state_dim:
+            problems.append(f"state size {state_dim} != planner's {self.state_dim}")
+        low, high = np.asarray(low, dtype=np.float32).reshape(-1), np.asarray(high, dtype=np.float32).reshape(-1)
+        if low.shape != (self.action_dim,):
+            problems.append(f"action size {low.size} != planner's {self.action_dim}")
+        elif not (np.allclose(low, self.action_low, atol=1e-6) and np.allclose(high, self.action_high, atol=1e-6)):
+            problems.append(f"action bounds [{low.tolist()}, {high.tolist()}] != planner's "
+                            f"[{self.action_low.tolist()}, {self.action_high.tolist()}]")
+        if control_period is not None and math.isfinite(self.control_period) and \
+                not math.isclose(control_period, self.control_period, rel_tol=1e-6):
+            problems.append(f"control period {control_period:g}s != planner's {self.control_period:g}s")
+        if problems:
+            raise ModelFileError("planner does not match the robot: " + "; ".join(problems))
+
+
+class PlanResult(NamedTuple):
+    action: np.ndarray      # (A,) float32, copied out of the bound buffers
+    next_plan: np.ndarray   # (H, A)
+    best_return: float
+    spread: float
+    valid: bool
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-spinning after a run
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def provider_chain(request: str, cuda_graph: bool, cache_dir: str | None) -> list:
+    """The providers list handed to onnxruntime (with options) for ``request``."""
+    request = request.lower()
+    if request not in (*PROVIDERS, "auto"):
+        raise ProviderError(f"unknown provider {request!r}; choose auto, {', '.join(PROVIDERS)}")
+    available = ort.get_available_providers()
+    if request != "auto" and PROVIDERS[request] not in available:
+        raise ProviderError(f"provider {request!r} ({PROVIDERS[request]}) is not in this onnxruntime build "
+                            f"(available: {', '.join(available)})")
+    start = AUTO_ORDER.index(request) if request != "auto" else 0
+    chain = []
+    for name in AUTO_ORDER[start:]:
+        if PROVIDERS[name] not in available:
+            continue
+        if name == "tensorrt":
+            opts = {"trt_fp16_enable": "False", "trt_cuda_graph_enable": str(cuda_graph),
+                    "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": cache_dir or str(Path(tempfile.gettempdir()) / "robot-wm-trt")}
+            chain.append((PROVIDERS[name], opts))
+        elif name == "cuda":
+            chain.append((PROVIDERS[name], {"enable_cuda_graph": "1" if cuda_graph else "0",
+                                            "cudnn_conv_algo_search": "DEFAULT"}))
+        else:
+            chain.append(PROVIDERS[name])
+    return chain
+
+
+class PlannerSession:
+    """One planner ONNX file on one execution provider; ``step(state, prev_plan)`` per control step.
+
+    Inputs and outputs live in buffers allocated once and bound with IO binding (on the GPU the
+    buffers are device memory and, with a CUDA graph, their addresses never change). A model with a
+    ``noise`` input gets standard-normal noise from a seeded numpy generator; otherwise the graph
+    draws its own.
+    """
+
+    def __init__(self, path: str | Path, provider: str = "auto", threads: int = 2, seed: int = 0,
+                 cuda_graph: bool = True, trt_cache_dir: str | None = None):
+        self.path = Path(path)
+        blob = self._read(self.path)
+        self.requested = provider.lower()
+        chain = provider_chain(self.requested, cuda_graph, trt_cache_dir)
+        try:
+            # Loading from bytes: the file cannot reach side files (external data is refused).
+            self.session = ort.InferenceSession(blob, session_options(threads), providers=chain)
+        except Exception as e:  # onnxruntime raises its own exception types
+            msg = str(e)
+            if "external" in msg.lower():
+                raise ModelFileError(f"{str(self.path)!r} references external data; robot-wm only runs "
+                                     "self-contained planner files") from None
+            raise ModelFileError(f"{str(self.path)!r} is not a loadable ONNX model (truncated, corrupted or "
+                                 f"not ONNX): {msg.splitlines()[0][:300]}") from None
+        self.meta = PlannerMeta.parse(self.session.get_modelmeta().custom_metadata_map, repr(str(self.path)))
+        self._check_io()
+        self.provider = self.session.get_providers()[0]
+        if self.requested != "auto" and self.provider != PROVIDERS[self.requested]:
+            raise ProviderError(f"asked for {self.requested} ({PROVIDERS[self.requested]}) but onnxruntime fell "
+                                f"back to {self.provider}: the GPU provider could not be created (drivers, "
+                                "CUDA/cuDNN libraries or no GPU); use --provider cpu or auto to accept CPU")
+        self.device = "cuda" if self.provider in (PROVIDERS["cuda"], PROVIDERS["tensorrt"]) else "cpu"
+        # A captured CUDA graph would replay in-graph random numbers: only the noise-input variant uses one.
+        self.cuda_graph = bool(cuda_graph and self.device == "cuda" and self.has_noise_input)
+        self.rng = np.random.default_rng(seed)
+        self._bind()
+
+    # --- loading ------------------------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ModelFileError(f"{str(path)!r} is a directory, not a planner .onnx file") from None
+        if not blob:
+            raise ModelFileError(f"planner file {str(path)!r} is empty")
+        return blob
+
+    def _check_io(self) -> None:
+        m, where = self.meta, repr(str(self.path))
+        ins = {i.name: i.shape for i in self.session.get_inputs()}
+        outs = [o.name for o in self.session.get_outputs()]
+        want_in = PLANNER_INPUTS if m.noise == "input" else PLANNER_INPUTS[:2]
+        if sorted(ins) != sorted(want_in) or outs[:len(PLANNER_OUTPUTS)] != list(PLANNER_OUTPUTS):
+            raise ModelFileError(f"{where}: inputs {sorted(ins)} / outputs {outs} are not a robot-wm planner's")
+        shapes = {"state": [m.state_dim], "prev_plan": [m.horizon, m.action_dim], "noise": list(m.noise_shape)}
+        for name, shape in ins.items():
+            if list(shape) != shapes[name]:
+                raise ModelFileError(f"{where}: input {name!r} has shape {shape}, metadata says {shapes[name]}")
+
+    @property
+    def has_noise_input(self) -> bool:
+        return self.meta.noise == "input"
+
+    # --- buffers ------------------------------------------------------------------------------
+    def _bind(self) -> None:
+        m = self.meta
+        self._host = {"state": np.zeros(m.state_dim, np.float32),
+                      "prev_plan": np.zeros((m.horizon, m.action_dim), np.float32)}
+        if self.has_noise_input:
+            self._host["noise"] = np.zeros(m.noise_shape, np.float32)
+        out_shapes = {"action": ((m.action_dim,), np.float32), "next_plan": ((m.horizon, m.action_dim), np.float32),
+                      "best_return": ((), np.float32), "spread": ((), np.float32), "valid": ((), np.bool_)}
+        dev = self.device
+        self._in = {k: ort.OrtValue.ortvalue_from_numpy(v, dev, 0) for k, v in self._host.items()}
+        self._out = {k: ort.OrtValue.ortvalue_from_shape_and_type(s, t, dev, 0) for k, (s, t) in out_shapes.items()}
+        self._binding = self.session.io_binding()
+        for k, v in self._in.items():
+            self._binding.bind_ortvalue_input(k, v)
+        for k in PLANNER_OUTPUTS:
+            self._binding.bind_ortvalue_output(k, self._out[k])
+        self._run_options = ort.RunOptions()
+        if self.cuda_graph:
+            self._run_options.add_run_config_entry("gpu_graph_id", "1")
+
+    def initial_plan(self) -> np.ndarray:
+        """The warm start of an episode's first step: the middle of the action range."""
+        mid = (self.meta.action_low + self.meta.action_high) / 2
+        return np.broadcast_to(mid, (self.meta.horizon, self.meta.action_dim)).astype(np.float32)
+
+    def step(self, state: np.ndarray, prev_plan: np.ndarray) -> PlanResult:
+        """One planning step. Raises ValueError on wrongly shaped inputs (non-finite values are
+        the graph's business: it then reports valid=False and returns the shifted previous plan)."""
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        if state.shape != self._host["state"].shape:
+            raise ValueError(f"state has {state.size} values, the planner expects {self.meta.state_dim}")
+        self._host["state"][...] = state
+        self._host["prev_plan"][...] = prev_plan
+        if self.has_noise_input:
+            self.rng.standard_normal(out=self._host["noise"], dtype=np.float32)
+        if self.device == "cpu":
+            pass  # the CPU OrtValues share memory with the host arrays
+        else:
+            for k, v in self._in.items():
+                v.update_inplace(self._host[k])
+        self.session.run_with_iobinding(self._binding, self._run_options)
+        o = {k: v.numpy() for k, v in self._out.items()}
+        return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]), float(o["spread"]),
+                          bool(o["valid"]))
+
+    def warmup(self, runs: int = 3) -> None:
+        """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
+        rng_state = self.rng.bit_generator.state
+        plan = self.initial_plan()
+        for _ in range(runs):
+            self.step(np.zeros(self.meta.state_dim, np.float32), plan)
+        self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
