@@ -165,4 +165,5 @@ def test_run_help_via_main(capsys):
         main(["run", "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "planner.horizon=15" in out and "Planning horizon in control steps." in out
+    assert f"planner.horizon={RunConfig().planner.horizon}" in out
+    assert RunConfig.model_fields["seed"].description in out
