@@ -54,7 +54,12 @@ class Session:
         seed_everything(cfg.seed, cfg.threads)
         run.root.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
-        return cls(cfg, run, make_env(cfg.env), progress)
+        s = cls(cfg, run, make_env(cfg.env), progress)
+        if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by whoever ends the session
+            from robot_wm.viz.observer import RerunObserver
+
+            s.observer = RerunObserver.for_session(s)
+        return s
 
     def wall(self) -> float:
         return time.perf_counter() - self.started
@@ -158,6 +163,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     s.run.log({"kind": "eval", "env_steps": data.env_steps, "returns": [r["return"] for r in returns]})
     summary = summarize(s, returns)
     s.run.write_summary(summary)
+    s.observer.close()
     return summary
 
 

@@ -1,0 +1,355 @@
+"""``RerunLogger``: everything robot-wm logs to Rerun, from plain numpy arrays. Torch-free, so the
+deploy runtime can use it as it is; the training run's ``RerunObserver`` feeds it too.
+
+One explicit ``rr.RecordingStream`` per logger (no global recording state). Sinks:
+
+* ``save``  - a .rrd file,
+* ``spawn`` - a live viewer (started if none is running),
+* ``serve`` - an in-process gRPC server bound to 127.0.0.1:9876 unless an address is given.
+
+Cost control: per-step series are one ``log`` call each; ghosts, predictions and score statistics
+only every ``every_n_steps`` control steps, camera frames every ``camera_every_n_steps``; the K
+ghosts' body trajectories are one ``LineStrips3D`` batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import rerun as rr
+
+from robot_wm.viz import paths as P
+from robot_wm.viz.blueprint import default_blueprint
+from robot_wm.viz.kinematics import BodyKinematics
+
+log = logging.getLogger(__name__)
+
+APP_ID = "robot-wm"
+DEFAULT_SERVE = ("127.0.0.1", 9876)
+MODES = ("save", "spawn", "serve")
+
+# viridis-like anchors: low predicted return -> dark blue, high -> yellow
+_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
+CHOSEN_COLOR = [255, 64, 160]
+ROBOT_COLOR = [255, 140, 0]
+MEMBER_COLOR = [200, 200, 200, 110]
+
+
+def return_colors(returns: np.ndarray) -> np.ndarray:
+    """(K,) predicted returns -> (K, 3) uint8 colours, lowest to highest along a viridis ramp."""
+    r = np.asarray(returns, dtype=np.float64)
+    span = np.ptp(r) if r.size and np.all(np.isfinite(r)) else 0.0
+    x = (r - r.min()) / span if span > 0 else np.ones_like(r)
+    pos = x * (len(_RAMP) - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, len(_RAMP) - 2)
+    frac = (pos - lo)[:, None]
+    return (_RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac).astype(np.uint8)
+
+
+def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE) -> tuple[str, int]:
+    """'host:port', ':port', 'port' or 'host' -> (host, port)."""
+    if not address:
+        return default
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return (default[0], int(address)) if address.isdigit() else (address, default[1])
+    try:
+        return (host or default[0]).strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
+
+
+def open_stream(mode: str, *, path: str | Path | None = None, address: str | None = None,
+                application_id: str = APP_ID, recording_name: str | None = None,
+                blueprint=None) -> rr.RecordingStream:
+    """A new recording stream with its sink attached and the default layout sent."""
+    if mode not in MODES:
+        raise ValueError(f"rerun mode {mode!r}; expected one of: {', '.join(MODES)}")
+    rec = rr.RecordingStream(application_id)
+    if recording_name:
+        rec.send_recording_name(recording_name)
+    bp = default_blueprint() if blueprint is None else blueprint
+    if mode == "save":
+        if path is None:
+            raise ValueError("rerun mode 'save' needs a path")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        rec.save(path, default_blueprint=bp)
+    elif mode == "spawn":
+        _, port = parse_address(address, ("127.0.0.1", 9876))
+        rec.spawn(port=port, default_blueprint=bp)
+    else:
+        host, port = parse_address(address)
+        rr.set_sinks(rr.GrpcServerSink(bind_ip=host, port=port), default_blueprint=bp, recording=rec)
+        log.warning("rerun: serving on rerun+http://%s:%d/proxy (connect with `rerun --connect "
+                    "rerun+http://%s:%d/proxy`)", host, port, host, port)
+    return rec
+
+
+class RerunLogger:
+    """Logs one robot's control loop (and, optionally, training) to one recording stream.
+
+    Call order per control step: ``begin_step`` -> ``log_step`` (every step) -> ``log_plan`` /
+    ``log_camera`` when ``plan_due`` / ``camera_due`` say so. Steps count globally across episodes
+    on the ``step`` timeline; ``begin_episode`` marks episode boundaries."""
+
+    def __init__(self, rec: rr.RecordingStream, *, mj_model=None, every_n_steps: int = 5,
+                 camera_every_n_steps: int = 10, obs_names: list[str] | None = None,
+                 action_names: list[str] | None = None):
+        self.rec = rec
+        self.every_n_steps = max(1, int(every_n_steps))
+        self.camera_every_n_steps = int(camera_every_n_steps)
+        self.kin = BodyKinematics(mj_model) if mj_model is not None else None
+        self.obs_names, self.action_names = obs_names, action_names
+        self.step = -1           # global control step
+        self.t = -1              # step within the episode
+        self.episode = -1
+        self.plans_logged = 0
+        self.log_seconds = 0.0   # time spent inside this logger (its own cost)
+        self._rewards: list[float] = []
+        self._pending: list[tuple[int, int, int]] = []  # (t, global step, horizon) awaiting realised return
+        self._series_done: set[str] = set()
+        self._epoch = 0
+        rec.log(P.WORLD, rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
+
+    # --- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, mode: str, *, path: str | Path | None = None, address: str | None = None,
+             application_id: str = APP_ID, recording_name: str | None = None, **kwargs) -> RerunLogger:
+        """``open_stream`` + a logger on it. kwargs: mj_model, every_n_steps, camera_every_n_steps,
+        obs_names, action_names."""
+        return cls(open_stream(mode, path=path, address=address, application_id=application_id,
+                               recording_name=recording_name), **kwargs)
+
+    @classmethod
+    def from_config(cls, cfg, run_dir: str | Path, *, label: str = "run", **kwargs) -> RerunLogger | None:
+        """From a ``RerunConfig`` (``cfg.rerun``); None when mode is 'off'. Saves to ``cfg.path`` or
+        RUN_DIR/rerun/<label>-<timestamp>.rrd."""
+        if cfg.mode == "off":
+            return None
+        path = Path(cfg.path) if cfg.path else default_rrd_path(run_dir, label)
+        kwargs.setdefault("every_n_steps", cfg.every_n_steps)
+        kwargs.setdefault("camera_every_n_steps", cfg.camera_every_n_steps)
+        logger = cls.open(cfg.mode, path=path, address=cfg.address, recording_name=f"{Path(run_dir).name} {label}",
+                          **kwargs)
+        logger.path = path if cfg.mode == "save" else None
+        return logger
+
+    path: Path | None = None
+
+    # --- time -------------------------------------------------------------------------------
+    def begin_episode(self, index: int, phase: str = "") -> None:
+        self._flush_realised(final=True)
+        self.episode, self.t, self._rewards, self._pending = index, -1, [], []
+        self.rec.set_time(P.EPISODE, sequence=index)
+        self.rec.set_time(P.STEP, sequence=self.step + 1)
+        self.rec.log(P.EVENTS, rr.TextLog(f"episode {index} ({phase}) starts", level="INFO"))
+
+    def begin_step(self) -> int:
+        """Advance to the next control step; returns the step index within the episode."""
+        self.step += 1
+        self.t += 1
+        self.rec.set_time(P.STEP, sequence=self.step)
+        return self.t
+
+    def plan_due(self, t: int | None = None) -> bool:
+        return ((self.t if t is None else t) % self.every_n_steps) == 0
+
+    def camera_due(self, t: int | None = None) -> bool:
+        n = self.camera_every_n_steps
+        return n > 0 and ((self.t if t is None else t) % n) == 0
+
+    # --- every step -------------------------------------------------------------------------
+    def _names(self, entity: str, names: list[str] | None, n: int, prefix: str, width: float = 1.5,
+               colors=None) -> None:
+        if entity in self._series_done:
+            return
+        self._series_done.add(entity)
+        names = names if names and len(names) == n else [f"{prefix}[{i}]" for i in range(n)]
+        self.rec.log(entity, rr.SeriesLines(names=names, widths=[width] * n, colors=colors), static=True)
+
+    def _dim_colors(self, n: int, alpha: int = 255) -> np.ndarray:
+        hues = np.linspace(0, 1, n, endpoint=False)
+        rgb = np.stack([0.5 + 0.5 * np.cos(2 * np.pi * (hues + o)) for o in (0, 1 / 3, 2 / 3)], -1)
+        return np.concatenate([(rgb * 230).astype(np.uint8), np.full((n, 1), alpha, np.uint8)], -1)
+
+    def log_step(self, obs: np.ndarray, action: np.ndarray, reward: float, *, latency_s: float | None = None,
+                 data=None, qpos: np.ndarray | None = None) -> None:
+        """The state reached (``obs``: the observation after the step), the action that got there,
+        its reward, the planner's latency, and the robot's bodies (from a live ``MjData`` or qpos)."""
+        t0 = time.perf_counter()
+        rec = self.rec
+        obs = np.asarray(obs, dtype=np.float64).ravel()
+        action = np.asarray(action, dtype=np.float64).ravel()
+        self._names(P.STATE_ACTUAL, self.obs_names, obs.size, "obs", 2.0, self._dim_colors(obs.size))
+        self._names(P.ACTION, self.action_names, action.size, "action")
+        rec.log(P.STATE_ACTUAL, rr.Scalars(obs))
+        rec.log(P.ACTION, rr.Scalars(action))
+        rec.log(P.REWARD, rr.Scalars([float(reward)]))
+        if latency_s is not None:
+            rec.log(P.LATENCY, rr.Scalars([latency_s * 1e3]))
+        if self.kin is not None and (data is not None or qpos is not None):
+            com, anchor = self.kin.from_data(data) if data is not None else self.kin.pose(qpos)
+            rec.log(P.ROBOT_BODIES, rr.Points3D(com, radii=0.04, colors=ROBOT_COLOR, labels=self.kin.names,
+                                                show_labels=False))
+            rec.log(P.ROBOT_SKELETON, rr.LineStrips3D(self.kin.skeleton(com, anchor), radii=0.015,
+                                                      colors=ROBOT_COLOR))
+        self._rewards.append(float(reward))
+        self._flush_realised()
+        self.log_seconds += time.perf_counter() - t0
+        rec.log(P.LOG_COST, rr.Scalars([(time.perf_counter() - t0) * 1e3]))
+
+    def _flush_realised(self, final: bool = False) -> None:
+        """Log the realised H-step return at the plan's step once its H rewards are in."""
+        keep = []
+        for t, step, h in self._pending:
+            if t + h <= len(self._rewards):
+                self.rec.set_time(P.STEP, sequence=step)
+                self.rec.log(P.RETURN_REAL, rr.Scalars([float(np.sum(self._rewards[t:t + h]))]))
+            elif not final:
+                keep.append((t, step, h))
+        if len(keep) != len(self._pending) and self.step >= 0:
+            self.rec.set_time(P.STEP, sequence=self.step)
+        self._pending = keep
+
+    # --- every N steps ----------------------------------------------------------------------
+    def log_plan(self, *, best_return: float, spread: float | None = None, scores: np.ndarray | None = None,
+                 ghost_qpos: np.ndarray | None = None, ghost_returns: np.ndarray | None = None,
+                 chosen_qpos: np.ndarray | None = None, member_qpos: np.ndarray | None = None,
+                 pred_obs: np.ndarray | None = None, pred_obs_std: np.ndarray | None = None,
+                 horizon: int | None = None, steps_left: int | None = None) -> None:
+        """One planning step's imagination, at the current step.
+
+        ghost_qpos (K, H+1, nq): the K best sampled sequences' predicted poses, best first, drawn
+        as body trajectories coloured by ``ghost_returns`` (K,). chosen_qpos (H+1, nq): the plan
+        being executed (highlighted); member_qpos (E, H+1, nq): each ensemble member's rollout of
+        it (the spread). pred_obs / pred_obs_std (H+1, S): predicted observations of the chosen
+        plan (mean and std over members); the first ``every_n_steps`` of them go into the state
+        plot at the steps they predict. scores (N,): every sampled sequence's objective."""
+        t0 = time.perf_counter()
+        rec = self.rec
+        self.plans_logged += 1
+        rec.log(P.RETURN_PRED, rr.Scalars([float(best_return)]))
+        if spread is not None:
+            rec.log(P.SPREAD, rr.Scalars([float(spread)]))
+        if horizon:
+            self._pending.append((self.t, self.step, int(horizon)))
+        if scores is not None:
+            self._log_scores(np.asarray(scores, dtype=np.float64))
+        if ghost_returns is not None:
+            g = np.asarray(ghost_returns, dtype=np.float64)
+            self._names(P.GHOST_RETURNS, None, g.size, "ghost", 1.0)
+            rec.log(P.GHOST_RETURNS, rr.Scalars(g))
+        if self.kin is not None:
+            self._log_ghosts(ghost_qpos, ghost_returns, chosen_qpos, member_qpos)
+        if pred_obs is not None:
+            self._log_prediction(np.asarray(pred_obs), None if pred_obs_std is None else np.asarray(pred_obs_std),
+                                 steps_left)
+        self.log_seconds += time.perf_counter() - t0
+
+    def _log_scores(self, scores: np.ndarray) -> None:
+        s = scores[np.isfinite(scores)]
+        if not s.size:
+            return
+        self._names(P.SCORES, ["min", "p25", "median", "p75", "max"], 5, "q", 1.5,
+                    [[90, 90, 255], [120, 170, 255], [255, 255, 255], [120, 170, 255], [90, 90, 255]])
+        self.rec.log(P.SCORES, rr.Scalars(np.percentile(s, [0, 25, 50, 75, 100])))
+        counts, edges = np.histogram(s, bins=min(30, max(5, s.size // 8)))
+        self.rec.log(P.SCORE_HIST, rr.BarChart(counts, abscissa=(edges[:-1] + edges[1:]) / 2))
+
+    def _log_ghosts(self, ghost_qpos, ghost_returns, chosen_qpos, member_qpos) -> None:
+        rec, kin = self.rec, self.kin
+        if ghost_qpos is not None and len(ghost_qpos):
+            pts = kin.positions(np.asarray(ghost_qpos))            # (K, H+1, B, 3)
+            k, _, b, _ = pts.shape
+            strips = pts.transpose(0, 2, 1, 3).reshape(k * b, -1, 3)  # ghost-major: (K*B, H+1, 3)
+            ret = np.zeros(k) if ghost_returns is None else np.asarray(ghost_returns)
+            colors = np.repeat(return_colors(ret), b, axis=0)
+            labels = [f"#{i} R={ret[i]:.1f}" for i in range(k) for _ in range(b)]
+            rec.log(P.GHOSTS, rr.LineStrips3D(strips, radii=0.008, colors=colors, labels=labels,
+                                              show_labels=False))
+            rec.log(P.GHOST_POSES, rr.Points3D(pts[:, -1].reshape(-1, 3), radii=0.025, colors=colors))
+        if chosen_qpos is not None:
+            pts = kin.positions(np.asarray(chosen_qpos))           # (H+1, B, 3)
+            rec.log(P.CHOSEN, rr.LineStrips3D(pts.transpose(1, 0, 2), radii=0.016, colors=CHOSEN_COLOR))
+            com, anchor = kin.pose(np.asarray(chosen_qpos)[-1])
+            rec.log(P.CHOSEN_POSE, rr.LineStrips3D(kin.skeleton(com, anchor), radii=0.012, colors=CHOSEN_COLOR))
+        if member_qpos is not None and len(member_qpos):
+            pts = kin.positions(np.asarray(member_qpos))           # (E, H+1, B, 3)
+            e, _, b, _ = pts.shape
+            rec.log(P.MEMBERS, rr.LineStrips3D(pts.transpose(0, 2, 1, 3).reshape(e * b, -1, 3), radii=0.004,
+                                               colors=MEMBER_COLOR))
+
+    def _log_prediction(self, mean: np.ndarray, std: np.ndarray | None, steps_left: int | None) -> None:
+        """Predicted observations for the next steps, until the next logged plan takes over."""
+        n = min(self.every_n_steps, len(mean) - 1)
+        if steps_left is not None:
+            n = min(n, steps_left)
+        if n <= 0:
+            return
+        s = mean.shape[-1]
+        self._names(P.STATE_PRED, [f"pred[{i}]" for i in range(s)], s, "pred", 1.0, self._dim_colors(s))
+        idx = [rr.TimeColumn(P.STEP, sequence=self.step + 1 + np.arange(n)),
+               rr.TimeColumn(P.EPISODE, sequence=np.full(n, max(self.episode, 0)))]
+        self.rec.send_columns(P.STATE_PRED, indexes=idx, columns=rr.Scalars.columns(scalars=mean[1:n + 1]))
+        if std is not None:
+            self._names(P.STATE_UPPER, [f"pred+std[{i}]" for i in range(s)], s, "up", 0.5, self._dim_colors(s, 120))
+            self._names(P.STATE_LOWER, [f"pred-std[{i}]" for i in range(s)], s, "lo", 0.5, self._dim_colors(s, 120))
+            self.rec.send_columns(P.STATE_UPPER, indexes=idx,
+                                  columns=rr.Scalars.columns(scalars=(mean + std)[1:n + 1]))
+            self.rec.send_columns(P.STATE_LOWER, indexes=idx,
+                                  columns=rr.Scalars.columns(scalars=(mean - std)[1:n + 1]))
+
+    def log_camera(self, rgb: np.ndarray, jpeg_quality: int | None = 80) -> None:
+        t0 = time.perf_counter()
+        img = rr.Image(np.ascontiguousarray(rgb))
+        self.rec.log(P.CAMERA_RGB, img.compress(jpeg_quality) if jpeg_quality else img)
+        self.log_seconds += time.perf_counter() - t0
+
+    # --- training ---------------------------------------------------------------------------
+    def log_train(self, round_: int, history: list[dict], val_mse: list[float] | None = None,
+                  multistep_mse: dict | None = None) -> None:
+        """One training round: per-epoch NLL and validation MSE per member (``epoch`` timeline),
+        the round's validation MSE per member and multi-step error vs horizon (``step`` timeline)."""
+        rec = self.rec
+        if history:
+            n = len(history)
+            epochs = self._epoch + np.arange(n)
+            self._epoch += n
+            idx = [rr.TimeColumn(P.EPOCH, sequence=epochs)]
+            for entity, key, name in ((P.TRAIN_NLL, "train_nll", "nll"), (P.TRAIN_VAL, "val_mse", "val")):
+                vals = np.array([h[key] for h in history], dtype=np.float64)
+                self._names(entity, [f"{name} member {i}" for i in range(vals.shape[1])], vals.shape[1], name)
+                rec.send_columns(entity, indexes=idx, columns=rr.Scalars.columns(scalars=vals))
+        if val_mse:
+            v = np.asarray(val_mse, dtype=np.float64)
+            self._names(P.TRAIN_ROUND_VAL, [f"val member {i}" for i in range(v.size)], v.size, "val")
+            rec.log(P.TRAIN_ROUND_VAL, rr.Scalars(v))
+        if multistep_mse:
+            hs = sorted(multistep_mse, key=lambda k: int(k))
+            vals = np.array([multistep_mse[h] for h in hs], dtype=np.float64)
+            rec.log(P.MULTISTEP, rr.BarChart(np.nan_to_num(vals), abscissa=np.array([int(h) for h in hs], float)))
+            self._names(P.MULTISTEP_SERIES, [f"{h}-step" for h in hs], len(hs), "h")
+            rec.log(P.MULTISTEP_SERIES, rr.Scalars(vals))
+        rec.log(P.EVENTS, rr.TextLog(f"trained round {round_}: {len(history)} epochs", level="INFO"))
+
+    def close(self) -> None:
+        self._flush_realised(final=True)
+        self.rec.flush()
+        self.rec.disconnect()
+
+
+def default_rrd_path(run_dir: str | Path, label: str = "run") -> Path:
+    """RUN_DIR/rerun/<label>-<timestamp>.rrd, never an existing file."""
+    stem = Path(run_dir) / "rerun" / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = stem.with_suffix(".rrd"), 1
+    while path.exists():
+        path, n = stem.parent / f"{stem.name}-{n}.rrd", n + 1
+    return path
+
+
+def latest_rrd(run_dir: str | Path) -> Path | None:
+    files = sorted(Path(run_dir).glob("rerun/*.rrd"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None

@@ -1,0 +1,180 @@
+"""``RerunObserver``: the run's ``Observer`` that shows what the robot imagined.
+
+Every control step: the state, action, reward, planning latency and the robot's bodies. Every
+``rerun.every_n_steps`` steps: the planner's best ``rerun.ghosts`` sampled sequences and the chosen
+plan rolled out through the learned model (``what_if``), decoded to qpos and drawn as ghost body
+trajectories; each member's rollout of the chosen plan (the spread); the predicted states with
+their ± std band; the distribution of the sampled scores. After each training round: losses per
+member, validation and multi-step error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import mujoco
+import numpy as np
+import torch
+
+from policies.mpc.planner import LearnedScore, MPCPlanner
+from robot_wm.runner import Observer
+from robot_wm.viz.kinematics import QposDecoder
+from robot_wm.viz.logger import RerunLogger
+from robot_wm.whatif import what_if
+
+log = logging.getLogger(__name__)
+
+
+def obs_names(env) -> list[str] | None:
+    """Per-dimension names of a DMC observation ('position[0]', ...), when the env exposes them."""
+    try:
+        spec = env.dm_env.observation_spec()
+    except AttributeError:
+        return None
+    names = []
+    for key, s in spec.items():
+        n = int(np.prod(s.shape))
+        names += [key] if n == 1 and not s.shape else [f"{key}[{i}]" for i in range(n)]
+    return names
+
+
+class RerunObserver(Observer):
+    def __init__(self, logger: RerunLogger, env, *, task: str | None = None, ghosts: int = 5,
+                 camera_size: tuple[int, int] = (240, 320), discount: float = 1.0, episodes=()):
+        self.logger, self.env, self.ghosts, self.discount = logger, env, int(ghosts), discount
+        self.camera_size = camera_size
+        self.decoder = QposDecoder(env.model, task)
+        for ep in episodes:
+            self.decoder.add_episode(ep.obs, ep.physics_state)
+        if self.decoder.pairs and self.decoder.exact is None:
+            self.decoder.fit()
+        self._renderer = None
+        self._camera_failed = False
+        self._policy = None
+        self._snap: dict | None = None
+        self._next_t = 0
+        self.overhead_s = 0.0  # time spent logging in on_step (camera frames are rendered in act's wrapper)
+
+    @classmethod
+    def for_session(cls, s, label: str = "run", max_prefit_episodes: int = 20) -> RerunObserver | None:
+        """The observer a ``Session`` gets when ``cfg.rerun.mode`` is not 'off' (else None)."""
+        rc = s.cfg.rerun
+        logger = RerunLogger.from_config(rc, s.run.root, label=label, mj_model=s.env.model,
+                                         obs_names=obs_names(s.env))
+        if logger is None:
+            return None
+        data = s.run.dataset()
+        episodes = [data[i] for i in range(max(0, len(data) - max_prefit_episodes), len(data))]
+        return cls(logger, s.env, task=s.cfg.env.task, ghosts=rc.ghosts,
+                   camera_size=(rc.camera_height, rc.camera_width), discount=s.cfg.planner.discount,
+                   episodes=episodes)
+
+    # --- hooks ------------------------------------------------------------------------------
+    def on_episode_start(self, phase: str, index: int, env, policy) -> None:
+        self.env = env
+        self.logger.begin_episode(index, phase)
+        self._next_t = 0
+        self._wrap(policy)
+
+    def _wrap(self, policy) -> None:
+        """Time the policy's ``act`` and snapshot the state it plans from (the pose before the
+        action): an instance attribute shadowing the method, removed at the episode's end."""
+        self._unwrap()
+        act = policy.act
+
+        def timed_act(obs):
+            d = self.env.data
+            snap = {"qpos": d.qpos.copy(), "frame": None}
+            if self.logger.camera_due(self._next_t):
+                snap["frame"] = self._render()
+            t0 = time.perf_counter()
+            out = act(obs)
+            snap["latency"] = time.perf_counter() - t0
+            self._snap = snap
+            self._next_t += 1
+            return out
+
+        policy.act = timed_act
+        self._policy = policy
+
+    def _unwrap(self) -> None:
+        if self._policy is not None and "act" in vars(self._policy):
+            del self._policy.act
+        self._policy = None
+
+    def on_step(self, t: int, obs, action, reward: float, next_obs, policy) -> None:
+        t0 = time.perf_counter()
+        lg, snap = self.logger, self._snap or {}
+        lg.begin_step()
+        qpos = snap.get("qpos")
+        if qpos is not None:
+            self.decoder.add(obs, qpos)
+        lg.log_step(obs, action, reward, latency_s=snap.get("latency"), qpos=qpos)
+        if snap.get("frame") is not None:
+            lg.log_camera(snap["frame"])
+        if lg.plan_due(t) and isinstance(policy, MPCPlanner) and policy.last is not None:
+            self._log_plan(t, obs, qpos, policy)
+        self.overhead_s += time.perf_counter() - t0
+
+    def on_episode_end(self, record: dict) -> None:
+        self._unwrap()
+        if self.decoder.exact is None and self.decoder.pairs:
+            self.decoder.fit()
+
+    def on_train(self, record: dict, model) -> None:
+        self.logger.log_train(record.get("round", 0), record.get("history", []), record.get("val_mse"),
+                              record.get("multistep_mse"))
+
+    def close(self) -> None:
+        self._unwrap()
+        if self._renderer is not None:
+            try:
+                self._renderer.close()
+            except Exception:  # noqa: BLE001 - EGL teardown noise must not fail the run
+                pass
+            self._renderer = None
+        self.logger.close()
+
+    # --- pieces -----------------------------------------------------------------------------
+    def _render(self) -> np.ndarray | None:
+        if self._camera_failed:
+            return None
+        try:
+            if self._renderer is None:
+                h, w = self.camera_size
+                self._renderer = mujoco.Renderer(self.env.model, height=h, width=w)
+                self._camera = 0 if self.env.model.ncam > 0 else -1
+            self._renderer.update_scene(self.env.data, camera=self._camera)
+            return self._renderer.render().copy()
+        except Exception as e:  # noqa: BLE001 - no GL on this machine: log everything but frames
+            log.warning("rerun: camera frames disabled, MuJoCo rendering failed (%s); set MUJOCO_GL=egl", e)
+            self._camera_failed = True
+            return None
+
+    @torch.no_grad()
+    def _log_plan(self, t: int, obs, qpos, policy: MPCPlanner) -> None:
+        out = policy.last
+        lg = self.logger
+        kw = dict(best_return=float(out.best_return), spread=float(out.spread),
+                  scores=out.scores.detach().cpu().numpy(), horizon=policy.step.spec.horizon)
+        score = policy.step.score
+        if not isinstance(score, LearnedScore):  # e.g. the oracle: no learned model to imagine with
+            lg.log_plan(**kw)
+            return
+        model = score.model
+        chosen = torch.cat([out.action[None], out.next_plan[:-1]])          # (H, A) the plan being executed
+        k = min(self.ghosts, len(out.elite_plans))
+        seqs = torch.cat([chosen[None], out.elite_plans[:k]]).cpu().numpy()  # chosen first, then the elites
+        low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
+        res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount)
+        members = res.member_states[:, 0]                                   # (E, H+1, S)
+        kw.update(ghost_returns=res.returns[1:], pred_obs=res.states[0], pred_obs_std=members.std(0),
+                  steps_left=self.env.max_control_steps - t - 1)
+        if self.decoder.exact is None and self.decoder.weights is None and self.decoder.pairs:
+            self.decoder.fit()
+        if self.decoder.ready and qpos is not None:
+            kw.update(ghost_qpos=self.decoder.trajectories(res.states[1:], qpos),
+                      chosen_qpos=self.decoder.trajectories(res.states[0], qpos),
+                      member_qpos=self.decoder.trajectories(members, qpos))
+        lg.log_plan(**kw)
