@@ -1,0 +1,227 @@
+"""The torch-free runtime: real onnxruntime sessions on real exported files (no mocks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from robot_wm.runtime.loop import ControlLoop
+from robot_wm.runtime.session import ModelFileError, PlannerSession, ProviderError, provider_chain
+from test_export import make_run_dir
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    from policies.mpc.step import StepSpec
+    from robot_wm.export.onnx_export import export_dynamics, export_planner
+    from robot_wm.export.source import control_period, load_source
+
+    root = tmp_path_factory.mktemp("rt")
+    src = load_source(make_run_dir(root / "run"))
+    meta = {"task": src.cfg.env.task, "action_repeat": src.cfg.env.action_repeat,
+            "control_period": repr(control_period(src.cfg)), "source_sha256": src.sha256}
+    spec = StepSpec.from_config(src.cfg.planner)
+    out = {"internal": root / "planner.onnx", "input": root / "planner_noise.onnx", "dynamics": root / "dyn.onnx"}
+    export_planner(src.model, spec, out["internal"], noise="internal", metadata=meta)
+    export_planner(src.model, spec, out["input"], noise="input", metadata=meta)
+    export_dynamics(src.model, out["dynamics"], meta)
+    return out
+
+
+def test_deploy_runs_episodes_without_ever_importing_torch(files):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        from robot_wm.cli import main
+        rc = main(["deploy", {str(files['internal'])!r}, "--episodes", "1", "--deadline-ms", "1000"])
+        assert rc == 0, rc
+        assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules if sys.modules[m] is not None)
+        print("NO_TORCH_OK")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "NO_TORCH_OK" in r.stdout
+    assert "return" in r.stdout and "p99" in r.stdout and "provider CPUExecutionProvider" in r.stdout
+
+
+def test_session_reports_provider_options_and_is_deterministic_with_noise_input(files):
+    a, b = (PlannerSession(files["input"], provider="cpu", threads=1, seed=3) for _ in range(2))
+    assert a.provider == "CPUExecutionProvider" and a.device == "cpu" and not a.cuda_graph
+    opts = a.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    a.warmup()
+    state = np.array([0.1, 0.9, -0.2, 0.3, 0.0], np.float32)
+    ra, rb = a.step(state, a.initial_plan()), b.step(state, b.initial_plan())
+    np.testing.assert_array_equal(ra.action, rb.action)  # warm-up did not shift the seeded noise stream
+    assert ra.valid and np.all(np.abs(ra.action) <= 1) and ra.next_plan.shape == (8, 1)
+    assert np.isfinite(ra.best_return) and ra.spread >= 0
+
+
+def test_auto_reports_the_active_provider(files):
+    s = PlannerSession(files["internal"], provider="auto")
+    assert s.provider in s.session.get_providers()
+    assert s.provider == "CPUExecutionProvider"  # this machine has no GPU: auto may fall back, and says so
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_asking_for_a_gpu_provider_on_a_cpu_machine_is_a_clear_error(files, provider):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        try:  # a GPU build: creating the session must then either use the GPU or raise our error
+            s = PlannerSession(files["input"], provider=provider)
+        except ProviderError as e:
+            assert "fell back to CPUExecutionProvider" in str(e) or "not in this onnxruntime build" in str(e)
+        else:
+            pytest.skip(f"a working GPU: active provider {s.provider}")
+    else:
+        with pytest.raises(ProviderError, match="not in this onnxruntime build"):
+            PlannerSession(files["input"], provider=provider)
+
+
+def test_provider_chain_order_and_cuda_graph_options():
+    with pytest.raises(ProviderError, match="unknown provider"):
+        provider_chain("vulkan", True, None)
+    chain = provider_chain("auto", True, "/tmp/x")
+    names = [c[0] if isinstance(c, tuple) else c for c in chain]
+    assert names[-1] == "CPUExecutionProvider"
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert names == [n for n in order if n in names]
+    opts = dict(c for c in chain if isinstance(c, tuple))
+    if "CUDAExecutionProvider" in opts:
+        assert opts["CUDAExecutionProvider"]["enable_cuda_graph"] == "1"
+    if "TensorrtExecutionProvider" in opts:
+        assert opts["TensorrtExecutionProvider"]["trt_cuda_graph_enable"] == "True"
+
+
+def test_bad_files_are_refused_before_the_loop(files, tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        PlannerSession(tmp_path / "missing.onnx")
+    blob = files["internal"].read_bytes()
+    (tmp_path / "trunc.onnx").write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(ModelFileError, match="truncated"):
+        PlannerSession(tmp_path / "trunc.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ModelFileError, match="empty"):
+        PlannerSession(tmp_path / "empty.onnx")
+    with pytest.raises(ModelFileError, match="not a robot-wm planner"):  # a valid ONNX file, not ours
+        PlannerSession(files["dynamics"])
+    m = onnx.load(str(files["internal"]))
+    del m.metadata_props[:]
+    onnx.save(m, str(tmp_path / "nometa.onnx"))
+    with pytest.raises(ModelFileError, match="not a robot-wm planner"):
+        PlannerSession(tmp_path / "nometa.onnx")
+    onnx.save_model(onnx.load(str(files["internal"])), str(tmp_path / "ext.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    with pytest.raises(ModelFileError, match="external data"):
+        PlannerSession(tmp_path / "ext.onnx")
+
+
+def test_metadata_must_match_the_robot(files):
+    meta = PlannerSession(files["internal"]).meta
+    meta.check_robot(5, [-1.0], [1.0], meta.control_period)
+    with pytest.raises(ModelFileError, match="state size 6"):
+        meta.check_robot(6, [-1.0], [1.0])
+    with pytest.raises(ModelFileError, match="action size 2"):
+        meta.check_robot(5, [-1.0, -1.0], [1.0, 1.0])
+    with pytest.raises(ModelFileError, match="control period"):
+        meta.check_robot(5, [-1.0], [1.0], meta.control_period * 2)
+
+
+def test_deploy_refuses_a_planner_for_another_robot(files):
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(files["internal"]),
+                        "--task", "reacher-easy", "--episodes", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "does not match the robot" in r.stderr and "episode" not in r.stdout
+
+
+class ScriptedRobot:
+    """A robot driver stand-in: records what it is sent; its state can be poisoned."""
+
+    state_dim, control_period = 5, 0.01
+
+    def __init__(self):
+        self.action_low, self.action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+        self.state = np.array([0.1, 0.9, -0.2, 0.3, 0.0], np.float32)
+        self.sent: list[np.ndarray] = []
+
+    def read_state(self):
+        return self.state
+
+    def send_action(self, action):
+        self.sent.append(np.array(action))
+
+    def time(self):
+        return 0.01 * len(self.sent)
+
+
+class Broken:
+    """Wraps a real session and corrupts or fails chosen steps."""
+
+    def __init__(self, inner, nan_at=(), raise_at=()):
+        self.inner, self.nan_at, self.raise_at, self.k = inner, set(nan_at), set(raise_at), 0
+
+    def initial_plan(self):
+        return self.inner.initial_plan()
+
+    def step(self, state, prev):
+        k, self.k = self.k, self.k + 1
+        if k in self.raise_at:
+            raise RuntimeError("device lost")
+        out = self.inner.step(state, prev)
+        return out._replace(action=np.full_like(out.action, np.nan)) if k in self.nan_at else out
+
+
+def test_loop_falls_back_to_the_shifted_plan_and_counts(files):
+    robot = ScriptedRobot()
+    planner = Broken(PlannerSession(files["input"], provider="cpu"), nan_at={2}, raise_at={4})
+    loop = ControlLoop(planner, robot, deadline_s=10.0, realtime=False)
+    stats = loop.run(2)
+    prev = loop.plan.copy()
+    stats.merge(loop.run(1))  # step 2 returns NaN: the previous plan's next action is applied instead
+    np.testing.assert_allclose(robot.sent[2], np.clip(prev[0], -1, 1))
+    np.testing.assert_allclose(loop.plan, np.concatenate([prev[1:], prev[-1:]]))
+    stats2 = loop.run(3)  # steps 3, 4 (raises), 5
+    assert stats.nonfinite == 1 and stats.fallbacks == 1 and stats2.errors == 1 and stats2.fallbacks == 1
+    assert all(np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1) for a in robot.sent)
+    # Non-finite state: the graph flags it and the loop applies the shifted previous plan.
+    robot.state = np.full(5, np.nan, np.float32)
+    prev = loop.plan.copy()
+    stats3 = loop.run(1)
+    assert stats3.invalid == 1 and stats3.fallbacks == 1
+    np.testing.assert_allclose(robot.sent[-1], np.clip(prev[0], -1, 1))
+    np.testing.assert_allclose(loop.plan, np.concatenate([prev[1:], prev[-1:]]))
+
+
+def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
+    robot = ScriptedRobot()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=1e-9,
+                       safe_action=np.array([5.0]), realtime=True, rate_hz=200.0)
+    stats = loop.run(5)
+    assert stats.overruns == 5 and stats.fallbacks == 5
+    assert all(a.tolist() == [1.0] for a in robot.sent)  # the safe action, clamped to the bounds
+    s = stats.summary()
+    assert s["steps"] == 5 and s["latency_p50_ms"] > 0 and s["latency_p99_ms"] >= s["latency_p50_ms"]
+    assert 0 < s["rate_hz"] <= 200.0 * 1.05
+    with pytest.raises(ValueError, match="safe action"):
+        ControlLoop(PlannerSession(files["input"]), robot, safe_action=np.array([np.nan]))
+
+
+def test_sim_robot_implements_the_robot_interface():
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime.robot import Robot, SimRobot
+    from sim.registry import make_env
+
+    robot = SimRobot(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=80)))
+    assert isinstance(robot, Robot)
+    robot.reset(0)
+    t0, s0 = robot.time(), robot.read_state()
+    robot.send_action(np.array([0.5], np.float32))
+    assert robot.time() == pytest.approx(t0 + robot.control_period) and robot.read_state().shape == s0.shape
+    assert robot.steps == 1 and not robot.done
