@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
+from robot_wm.viz.cli import add_rerun_flag, rerun_overrides
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli"]
+PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli"]
 
 
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
@@ -43,6 +44,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from robot_wm.runner import run
 
     launch, overrides = _split_launch(a.args)
+    overrides += rerun_overrides(a)
     cfg = resolve_config(launch, overrides)
     summary = run(cfg, progress=not a.no_progress)
     print_summary(summary, cfg.resolved_run_dir())
@@ -82,9 +84,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
 
-    s = _session(a.run_dir, a.args, not a.no_progress)
+    s = _session(a.run_dir, a.args + rerun_overrides(a), not a.no_progress)
     model = s.latest_model() if a.planner == "learned" else None
     recs = evaluate(s, a.planner, model, a.episodes)
+    s.observer.close()
     rets = [r["return"] for r in recs]
     print(f"{a.planner} planner on {s.cfg.env.task}: return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=f"config fields (override any as key=value):\n{fields}")
     r.add_argument("args", nargs="*", help="optional launch file (TOML), then key=value overrides")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_rerun_flag(r)
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("collect", help="append episodes to a run directory")
@@ -155,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--planner", choices=("learned", "oracle", "random"), default="learned")
     e.add_argument("--episodes", type=int, default=3)
     e.add_argument("--no-progress", action="store_true")
+    add_rerun_flag(e)
     e.set_defaults(func=cmd_eval)
 
     w = sub.add_parser("whatif", help="counterfactual query: predicted returns of alternative action sequences")
