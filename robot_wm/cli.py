@@ -46,7 +46,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     launch, overrides = _split_launch(a.args)
     overrides += rerun_overrides(a)
     cfg = resolve_config(launch, overrides)
-    summary = run(cfg, progress=not a.no_progress)
+    saved = cfg.resolved_run_dir() / "config.toml"
+    if a.resume and saved.exists():  # continue with the run's own config (plus any overrides)
+        cfg = cfgmod.apply_overrides(cfgmod.load(saved), overrides)
+    summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
     return 0
 
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=f"config fields (override any as key=value):\n{fields}")
     r.add_argument("args", nargs="*", help="optional launch file (TOML), then key=value overrides")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same run_dir from its last complete checkpoint")
     add_rerun_flag(r)
     r.set_defaults(func=cmd_run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from robot_wm.data.episode import Episode
@@ -26,8 +27,8 @@ def multistep_error(model: WorldModel, segments: list[Episode], horizons: tuple[
         if not starts:
             out[k] = float("nan")
             continue
-        obs = torch.as_tensor(starts, device=device)
-        pred = imagine(model, obs, torch.as_tensor(acts, device=device), keep_states=True).states[:, :, -1].mean(0)
-        err = (model.obs_norm.normalize(pred) - model.obs_norm.normalize(torch.as_tensor(targets, device=device)))
+        obs = torch.as_tensor(np.array(starts), device=device)
+        pred = imagine(model, obs, torch.as_tensor(np.array(acts), device=device), keep_states=True).states[:, :, -1].mean(0)
+        err = model.obs_norm.normalize(pred) - model.obs_norm.normalize(torch.as_tensor(np.array(targets), device=device))
         out[k] = float((err**2).mean())
     return out

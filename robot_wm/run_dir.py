@@ -67,5 +67,19 @@ class RunDir:
     def set_latest(self, cfg_json: Path) -> None:
         atomic_write_json(self.checkpoints / "latest.json", {"checkpoint": cfg_json.name})
 
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def manifest(self) -> dict:
+        """What is complete: ``status`` (running/complete), ``episodes``, ``final_eval_from``."""
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def update_manifest(self, **fields) -> None:
+        atomic_write_json(self.manifest_path, {**self.manifest(), **fields})
+
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -134,15 +135,36 @@ class Session:
         return model.subset(meta["elites"])
 
 
-def run(cfg: RunConfig, progress: bool = True) -> dict:
-    """The whole loop, end to end, into ``cfg.resolved_run_dir()``. Returns the summary."""
+def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
+    """The whole loop, end to end, into ``cfg.resolved_run_dir()``. Returns the summary.
+
+    With ``resume`` an interrupted run (even one killed with SIGKILL) continues from its last
+    complete checkpoint; every finished episode is kept. Files are written atomically, and
+    ``manifest.json`` says what is complete."""
     s = Session.open(cfg, RunDir(cfg.resolved_run_dir()), progress)
-    data = s.run.dataset()
-    if len(data):
-        raise FileExistsError(f"run directory {str(s.run.root)!r} already holds episodes; choose another run_dir")
-    bar = tqdm(total=cfg.env_steps, desc=f"{cfg.env.task}", unit="env step", disable=not progress)
-    model, full, index, round_ = None, None, 0, 0
-    milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps)
+    try:
+        return _run(s, resume)
+    finally:
+        s.observer.close()
+
+
+def _run(s: Session, resume: bool) -> dict:
+    cfg, data, manifest = s.cfg, s.run.dataset(), s.run.manifest()
+    if (len(data) or manifest) and not resume:
+        raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
+                              "continue it, or choose another run_dir")
+    if manifest.get("status") == "complete":
+        return json.loads(s.run.summary_path.read_text())
+    full, round_ = None, 0
+    if (ckpt := s.run.latest_checkpoint()) is not None:
+        full, meta = load_checkpoint(ckpt, cfg.device)
+        round_ = int(meta["round"]) + 1
+    s.run.update_manifest(status="running", episodes=len(data))
+    evaluated = {r.get("milestone") for r in s.run.records("eval")}
+    milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps and m not in evaluated)
+    bar = tqdm(total=cfg.env_steps, initial=min(data.env_steps, cfg.env_steps), desc=f"{cfg.env.task}",
+               unit="env step", disable=not s.progress)
+    index = len(data)
     while data.env_steps < cfg.env_steps:
         if index < cfg.seed_episodes:
             policy = s.planner("random", seed=cfg.seed + index)
@@ -154,16 +176,24 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index)
         rec = s.collect(policy, "train", index)
         data.refresh()
+        s.run.update_manifest(episodes=len(data))
         bar.update(rec["env_steps"])
         bar.set_postfix(ret=f"{rec['return']:.0f}", hz=f"{rec.get('plan_hz', 0):.0f}")
         index += 1
     bar.close()
-    model = s.train(full, round_)
-    returns = evaluate(s, "learned", model, cfg.eval_episodes)
-    s.run.log({"kind": "eval", "env_steps": data.env_steps, "returns": [r["return"] for r in returns]})
-    summary = summarize(s, returns)
+    final = manifest.get("final_eval_from")
+    if final is None:
+        model = s.train(full, round_)
+        final = len(s.run.eval_dataset())
+        s.run.update_manifest(final_eval_from=final)
+    else:
+        model = s.latest_model()
+    evaluate(s, "learned", model, cfg.eval_episodes - (len(s.run.eval_dataset()) - final))
+    finals = list(s.run.eval_dataset())[final:]
+    s.run.log({"kind": "eval", "env_steps": data.env_steps, "returns": [e.total_return for e in finals]})
+    summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals])
     s.run.write_summary(summary)
-    s.observer.close()
+    s.run.update_manifest(status="complete")
     return summary
 
 
@@ -191,7 +221,7 @@ def summarize(s: Session, evals: list[dict]) -> dict:
         "episodes": len(s.run.dataset()), "eval_returns": returns,
         "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
         "eval_return_std": float(np.std(returns)) if returns else float("nan"),
-        "train_returns": [r["return"] for r in s.run.records("episode") if r["phase"] == "train"],
+        "train_returns": [e.total_return for e in s.run.dataset()],
         "learning_curve": {str(r["env_steps"]): r["returns"] for r in s.run.records("eval")},
         "multistep_mse": train[-1]["multistep_mse"] if train else {},
         "plan_hz": float(np.median(hz)) if hz else float("nan"),
