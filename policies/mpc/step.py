@@ -106,7 +106,8 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         w = w[:, None, None]
         new_mean = (w * elite).sum(0)
         new_std = ((w * (elite - new_mean) ** 2).sum(0)).sqrt()
-        mean = spec.momentum * mean + (1 - spec.momentum) * new_mean
+        # Clamp: a float32 weighted mean of in-bound elites can land one ulp outside the bounds.
+        mean = (spec.momentum * mean + (1 - spec.momentum) * new_mean).clamp(low, high)
         std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
         better = top_obj[0] > best_obj
         best_obj = torch.where(better, top_obj[0], best_obj)
