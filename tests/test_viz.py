@@ -1,0 +1,170 @@
+"""Rerun visual debugging: real .rrd files from a tiny run, verified by `rerun rrd verify` and read
+back through ``robot_wm.viz.readback.check_rrd``. No fake rerun module."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from robot_wm import cli  # noqa: E402
+from robot_wm.config import EnvConfig, RunConfig, apply_overrides  # noqa: E402
+from robot_wm.run_dir import RunDir  # noqa: E402
+from robot_wm.viz import paths as P  # noqa: E402
+from robot_wm.viz.cli import find_recordings  # noqa: E402
+from robot_wm.viz.readback import check_rrd, read_rrd  # noqa: E402
+
+GHOSTS, HORIZON, EVERY = 3, 5, 5
+TINY = ["env_steps=400", "seed_episodes=1", "planner.samples=32", f"planner.horizon={HORIZON}",
+        "planner.iterations=2", "planner.elites=8", "planner.keep_elites=2", "model.hidden=32",
+        "model.max_epochs=5", "eval_episodes=1", "env.max_env_steps=200", "rerun.mode=save",
+        f"rerun.ghosts={GHOSTS}", f"rerun.every_n_steps={EVERY}", "rerun.camera_every_n_steps=10",
+        "rerun.camera_width=64", "rerun.camera_height=48"]
+
+
+def expected_plans(run_dir, phases=("train", "eval")) -> int:
+    recs = [r for r in RunDir(run_dir).records("episode") if r["policy"] == "learned" and r["phase"] in phases]
+    return sum(math.ceil(r["control_steps"] / EVERY) for r in recs)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from robot_wm.runner import run
+
+    root = tmp_path_factory.mktemp("viz") / "run"
+    cfg = apply_overrides(RunConfig(), [f"run_dir={root}", *TINY])
+    run(cfg, progress=False)
+    steps = sum(r["control_steps"] for r in RunDir(root).records("episode"))
+    return SimpleNamespace(root=root, plans=expected_plans(root), steps=steps)  # before the eval test adds any
+
+
+def test_tiny_run_writes_a_checked_recording(tiny_run):
+    files = find_recordings(tiny_run.root)
+    assert len(files) == 1 and files[0].parent == tiny_run.root / "rerun"
+    s = check_rrd(files[0], ghosts=GHOSTS, horizon=HORIZON, plan_steps=tiny_run.plans)
+    assert {P.STEP, P.EPISODE, P.EPOCH} <= s.timelines
+    assert s.rows[P.CAMERA_RGB] > 0
+    assert s.rows[P.TRAIN_NLL] > 0 and s.rows[P.MULTISTEP] == len(RunDir(tiny_run.root).records("train"))
+    assert s.rows[P.ROBOT_BODIES] == tiny_run.steps == len(s.body_counts)
+    assert s.body_counts[0] == 2  # cartpole: cart and pole
+
+
+def test_eval_cli_rerun_flag_and_view(tiny_run, capsys):
+    assert cli.main(["eval", str(tiny_run.root), "--episodes", "1", "--no-progress", "--rerun"]) == 0
+    files = find_recordings(tiny_run.root)
+    assert len(files) == 2
+    check_rrd(files[-1], ghosts=GHOSTS, horizon=HORIZON,
+              entities=tuple(e for e in P.__dict__.values() if isinstance(e, str) and e.startswith("world/")),
+              plan_steps=math.ceil(RunDir(tiny_run.root).records("episode")[-1]["control_steps"] / EVERY))
+    capsys.readouterr()
+    assert cli.main(["view", str(tiny_run.root), "--list"]) == 0
+    assert capsys.readouterr().out.split() == [str(f) for f in files]
+
+
+def test_logger_is_torch_free_and_logs_ghosts(tmp_path):
+    """The deploy runtime's path: numpy arrays in, no torch imported."""
+    path = tmp_path / "deploy.rrd"
+    code = f"""
+import sys, numpy as np, mujoco
+from robot_wm.viz.logger import RerunLogger
+from sim import arm_reach
+model = mujoco.MjModel.from_xml_path(str(arm_reach.XML))
+lg = RerunLogger.open("save", path={str(path)!r}, mj_model=model, every_n_steps=2)
+lg.begin_episode(0, "deploy")
+for t in range(6):
+    lg.begin_step()
+    q = np.array([0.1 * t, -0.2 * t])
+    lg.log_step(np.r_[q, 0, 0], [0.1, -0.1], 1.0, latency_s=0.004, qpos=q)
+    if lg.plan_due():
+        ghosts = q + np.linspace(0, 1, 5)[None, :, None] * np.random.randn(4, 1, 2)
+        lg.log_plan(best_return=3.0, spread=0.1, scores=np.random.randn(64), ghost_qpos=ghosts,
+                    ghost_returns=np.arange(4.0), chosen_qpos=ghosts[0], member_qpos=ghosts[:2], horizon=4)
+lg.close()
+assert "torch" not in sys.modules, "the logger imported torch"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    s = check_rrd(path, ghosts=4, horizon=4, plan_steps=3,
+                  entities=(P.ROBOT_BODIES, P.GHOSTS, P.CHOSEN, P.MEMBERS, P.SCORES, P.RETURN_REAL))
+    assert s.rows[P.RETURN_REAL] == 2  # plans at t=0 and t=2 saw their 4 rewards; t=4's did not
+
+
+def test_check_rrd_catches_a_wrong_ghost_count(tiny_run):
+    f = find_recordings(tiny_run.root)[0]
+    with pytest.raises(AssertionError, match="ghost"):
+        check_rrd(f, ghosts=GHOSTS + 1, horizon=HORIZON, run_verify=False)
+    with pytest.raises(AssertionError, match="horizon"):
+        check_rrd(f, ghosts=GHOSTS, horizon=HORIZON + 1, run_verify=False)
+    assert read_rrd(f).plan_steps == tiny_run.plans
+
+
+@pytest.mark.parametrize("task", ["cartpole-swingup", "arm-reach", "pendulum-swingup"])
+def test_qpos_decoder_recovers_qpos(task):
+    from sim.registry import make_env
+    from robot_wm.viz.kinematics import BodyKinematics, QposDecoder, qpos_from_physics_state
+
+    env = make_env(EnvConfig(task=task, max_env_steps=200))
+    rng = np.random.default_rng(0)
+    obs, states = [env.reset(0)], [env.get_state()]
+    for _ in range(40):
+        res = env.step(rng.uniform(env.action_spec.low, env.action_spec.high))
+        obs.append(res.observation)
+        states.append(env.get_state())
+    obs, states = np.array(obs), np.array(states)
+    qpos = qpos_from_physics_state(env.model, states)
+    assert np.allclose(qpos[-1], env.data.qpos)
+    dec = QposDecoder(env.model)  # generic least squares, no exact map
+    dec.add_episode(obs, states)
+    assert dec.fit() and dec.fit_error < 1e-3
+    traj = dec.trajectories(obs[None, :8], qpos[0])[0]
+    assert np.allclose(traj[0], qpos[0]) and np.abs(traj - qpos[:8]).max() < 1e-2
+    kin = BodyKinematics(env.model)
+    assert kin.positions(qpos[:3]).shape == (3, kin.count, 3)
+
+
+def _listening(port: int) -> set[str]:
+    hosts = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in open(table).readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.rsplit(":", 1)
+            if state == "0A" and int(p, 16) == port:
+                hosts.add(addr)
+    return hosts
+
+
+def test_serve_binds_localhost_by_default():
+    from robot_wm.viz.logger import open_stream, parse_address
+
+    assert parse_address(None) == ("127.0.0.1", 9876)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_address("9100") == ("127.0.0.1", 9100)
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    rec = open_stream("serve", address=f":{port}")
+    try:
+        hosts = _listening(port)
+        assert hosts == {"0100007F"}, f"gRPC server listens on {hosts}, expected 127.0.0.1 only"
+    finally:
+        rec.disconnect()
+
+
+def test_rerun_flag_maps_to_config():
+    p = cli.build_parser()
+    a = p.parse_args(["run", "env.task=cartpole-swingup", "--rerun"])
+    assert a.rerun == "save"
+    a = p.parse_args(["eval", "runs/x", "--rerun", "serve", "--rerun-address", "0.0.0.0:9999"])
+    from robot_wm.viz.cli import rerun_overrides
+
+    cfg = apply_overrides(RunConfig(), rerun_overrides(a))
+    assert cfg.rerun.mode == "serve" and cfg.rerun.address == "0.0.0.0:9999"
