@@ -1,0 +1,162 @@
+"""Planning latency per control step, side by side in one run: torch eager, torch.compile and
+onnxruntime CPU (all running the same ``plan_step``), plus the planner's achieved model FLOP/s as a
+fraction of this machine's batched-matmul rate at the same shapes.
+
+    .venv/bin/python bench/bench_planner_latency.py [--steps 20] [--threads 2] [key=value ...]
+
+Sizes come from the config (``RunConfig`` defaults, a run directory's config with ``--run``, plus
+key=value overrides), read at run time. Weights are random unless ``--run`` names a trained run:
+latency does not depend on them.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # like ORT allow_spinning=0: no busy-wait on a shared CPU
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from policies.mpc.planner import LearnedScore, PlanStep  # noqa: E402
+from policies.mpc.step import StepSpec, initial_plan  # noqa: E402
+from robot_wm import config as cfgmod  # noqa: E402
+from robot_wm.export.onnx_export import export_planner, model_flops  # noqa: E402
+from robot_wm.runtime.session import PlannerSession  # noqa: E402
+
+
+def _stats(xs: list[float]) -> dict:
+    ms = np.array(xs) * 1e3
+    return {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "max": float(ms.max()), "n": len(ms)}
+
+
+def time_steps(fn, steps: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def matmul_rate(model, spec: StepSpec, reps: int) -> float:
+    """FLOP/s of the model's layer matmuls alone (batched over members, N = samples rows), the
+    same shapes a planning step runs, measured with torch on the same threads: best of ``reps``."""
+    s = model.spec
+    dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
+    e, n = model.members, spec.samples
+    xs = [torch.randn(e, n, i) for i in dims[:-1]]
+    ws = [torch.randn(e, i, o) for i, o in zip(dims[:-1], dims[1:])]
+    bs = [torch.randn(e, 1, o) for o in dims[1:]]
+    flops = sum(2 * e * n * i * o for i, o in zip(dims[:-1], dims[1:]))
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                for x, w, b in zip(xs, ws, bs):
+                    torch.baddbmm(b, x, w)
+            best = min(best, (time.perf_counter() - t0) / 10)
+    return flops / best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--run", help="run directory whose model and config to use")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--json", help="write the results here too")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.run:
+        from robot_wm.export.source import load_source
+
+        src = load_source(a.run, a.overrides)
+        cfg, model = src.cfg, src.model
+    else:
+        from robot_wm.train import new_model
+        from sim.registry import make_env
+
+        cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), a.overrides)
+        env = make_env(cfg.env)
+        act = env.action_spec
+        torch.manual_seed(0)
+        model = new_model(env.observation_spec.dim, act.dim, act.low, act.high, cfg.model)
+        model = model.subset(list(range(cfg.model.elites))).eval()
+    spec = StepSpec.from_config(cfg.planner)
+    flops = model_flops(model, spec)
+    adim = model.spec.act_dim
+    print(f"task {cfg.env.task}: {spec.optimizer} H={spec.horizon} N={spec.samples} I={spec.iterations}, "
+          f"{model.members} members x {model.spec.layers}x{model.spec.hidden}; {flops / 1e9:.3f} GFLOP/step; "
+          f"{a.threads} threads", flush=True)
+
+    step = PlanStep(LearnedScore(model, spec.discount), spec, model.action_low, model.action_high).eval()
+    gen = torch.Generator().manual_seed(0)
+    state = torch.randn(model.spec.obs_dim, generator=gen)
+    plan = initial_plan(step.low, step.high, spec.horizon)
+    warm = 2
+    results = {}
+
+    def torch_fn(fn):
+        def run():
+            with torch.inference_mode():
+                fn(state, plan, torch.randn(spec.noise_shape(adim), generator=gen))
+        return run
+
+    results["torch eager"] = time_steps(torch_fn(step), a.steps, warm)
+    print(f"  torch eager done: p50 {_stats(results['torch eager'])['p50']:.1f} ms", flush=True)
+    if not a.no_compile:
+        compiled = torch.compile(step, dynamic=False)
+        t0 = time.perf_counter()
+        torch_fn(compiled)()
+        print(f"  torch.compile: compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+        results["torch.compile"] = time_steps(torch_fn(compiled), a.steps, warm)
+    with tempfile.TemporaryDirectory() as tmp:
+        for noise in ("input", "internal"):
+            path = Path(tmp) / f"planner_{noise}.onnx"
+            export_planner(model, spec, path, noise=noise)
+            sess = PlannerSession(path, provider="cpu", threads=a.threads)
+            sess.warmup(warm)
+            s_np, p_np = state.numpy(), plan.numpy()
+            label = "onnxruntime CPU" + (" (noise input, numpy RNG)" if noise == "input" else " (in-graph RNG)")
+            results[label] = time_steps(lambda: sess.step(s_np, p_np), a.steps, 0)
+    mm = matmul_rate(model, spec, reps=5)
+
+    rows = []
+    print(f"\n{'backend':<42} {'min ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'Hz@p50':>8} "
+          f"{'GFLOP/s':>8} {'of matmul':>9}")
+    for name, xs in results.items():
+        st = _stats(xs)
+        rate = flops / (st["p50"] / 1e3)
+        rows.append({"backend": name, **st, "hz_p50": 1e3 / st["p50"], "gflops": rate / 1e9, "matmul_fraction": rate / mm})
+        print(f"{name:<42} {st['min']:8.2f} {st['p50']:8.2f} {st['p99']:8.2f} {st['max']:8.2f} {1e3 / st['p50']:8.1f} "
+              f"{rate / 1e9:8.1f} {rate / mm:9.0%}")
+    print(f"batched-matmul rate at the same shapes (torch baddbmm, best of 5): {mm / 1e9:.1f} GFLOP/s")
+    ort_p99 = next(r["p99"] for r in rows if r["backend"].startswith("onnxruntime CPU (noise input"))
+    print(f"targets: onnxruntime p99 {ort_p99:.2f} ms {'<' if ort_p99 < 10 else '>='} 10 ms (100 Hz); "
+          f"best fraction of matmul rate {max(r['matmul_fraction'] for r in rows if 'onnx' in r['backend']):.0%} "
+          f"(target 70%)")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"config": cfg.planner.model_dump(), "model": cfg.model.model_dump(),
+                                            "flops_per_step": flops, "matmul_gflops": mm / 1e9, "threads": a.threads,
+                                            "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
