@@ -52,6 +52,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[WorldModel, 
         raise ValueError(f"checkpoint config {str(cfg_path)!r} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{str(cfg_path)!r} is not a robot-wm world-model checkpoint (format {FORMAT!r} expected)")
+    if not isinstance(meta.get("weights"), str) or not isinstance(meta.get("spec"), dict) or \
+            not isinstance(meta.get("elites"), list):
+        raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
+                         "or 'elites' (a list)")
     weights = cfg_path.parent / Path(meta["weights"]).name
     try:
         blob = weights.read_bytes()
@@ -63,10 +67,22 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[WorldModel, 
     try:
         state = st_load(blob)
         spec = WorldModelSpec(**meta["spec"])
+        with torch.device("meta"):  # check every shape before allocating anything a hand-made spec asks for
+            want = {k: tuple(v.shape) for k, v in WorldModel(spec, state["action_low"].to("meta"),
+                                                             state["action_high"].to("meta")).state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if want != got:
+            bad = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:3]
+            raise RuntimeError(f"tensors {bad} have shapes {[got.get(k) for k in bad]}, the spec {meta['spec']} "
+                               f"expects {[want.get(k) for k in bad]}")
         model = WorldModel(spec, state["action_low"], state["action_high"])
         model.load_state_dict(state)
-    except (SafetensorError, KeyError, TypeError, RuntimeError) as e:
+    except (SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"checkpoint {str(cfg_path)!r} does not fit a robot-wm world model: {e}") from None
+    members = spec.ensemble_size
+    if not meta["elites"] or not all(isinstance(i, int) and 0 <= i < members for i in meta["elites"]):
+        raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {meta['elites']} are not member indices "
+                         f"in [0, {members})")
     return model.to(device), meta
 
 
