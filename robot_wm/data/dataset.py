@@ -42,7 +42,15 @@ class EpisodeDataset:
         for i, p in enumerate(paths):
             if int(_NAME.match(p.name).group(1)) != i:
                 raise ValueError(f"dataset {str(self.root)!r} has a gap: {p.name} where episode_{i:06d}.npz belongs")
-        self._episodes += [Episode.load(p) for p in paths[len(self._episodes):]]
+        for p in paths[len(self._episodes):]:
+            ep = Episode.load(p)
+            if self._episodes:  # every episode of a dataset has the same observation and action sizes
+                first = self._episodes[0]
+                if ep.obs.shape[1:] != first.obs.shape[1:] or ep.action.shape[1:] != first.action.shape[1:]:
+                    raise ValueError(f"episode file {str(p)!r} has observation/action sizes {ep.obs.shape[1:]}/"
+                                     f"{ep.action.shape[1:]}, the dataset's are {first.obs.shape[1:]}/"
+                                     f"{first.action.shape[1:]} (an episode from another task?)")
+            self._episodes.append(ep)
 
     def append(self, episode: Episode) -> Path:
         path = self.root / f"episode_{len(self._episodes):06d}.npz"

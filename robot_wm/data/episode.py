@@ -65,6 +65,8 @@ class Episode:
                     raise ValueError(f"missing arrays {missing}")
                 arrays = {k: z[k] for k in KEYS}
                 meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict):
+                raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
             return cls(**arrays, meta=meta)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
