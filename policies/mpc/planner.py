@@ -45,6 +45,8 @@ class MPCPlanner:
         self.name, self.step = name, step
         self.device = step.low.device
         self.act_dim = step.low.numel()
+        model = getattr(step.score, "model", None)  # a learned score knows the state size it expects
+        self.state_dim: int | None = model.spec.obs_dim if isinstance(model, WorldModel) else None
         self._fn = torch.compile(step, dynamic=False) if compile else step
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.fallbacks = 0
@@ -65,7 +67,13 @@ class MPCPlanner:
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        state = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        try:
+            arr = np.asarray(obs, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"observation {obs!r} is not numeric; expected {self.state_dim} floats") from None
+        if arr.ndim != 1 or (self.state_dim is not None and arr.shape != (self.state_dim,)):
+            raise ValueError(f"observation has shape {arr.shape}, expected ({self.state_dim or 'S'},)")
+        state = torch.as_tensor(arr, device=self.device)
         out = self._fn(state, self.plan, self.noise())
         self.plan, self.last = out.next_plan, out
         if not bool(out.valid):
