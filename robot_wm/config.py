@@ -178,6 +178,8 @@ def load(path: str | Path) -> RunConfig:
         raise ConfigError(f"launch file {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"launch file {str(path)!r} is not valid TOML: {e}") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ConfigError(f"launch file {str(path)!r} cannot be read: {e.strerror or e}") from None
     return from_dict(data, str(path))
 
 
