@@ -41,8 +41,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a torn last line is skipped by ``read_jsonl``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "ab+") as f:
+        if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode())
         f.flush()
         os.fsync(f.fileno())
 
