@@ -53,9 +53,10 @@ class Session:
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
         seed_everything(cfg.seed, cfg.threads)
+        env = make_env(cfg.env)  # an unknown task fails here, before the run's config.toml is touched
         run.root.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
-        s = cls(cfg, run, make_env(cfg.env), progress)
+        s = cls(cfg, run, env, progress)
         if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by whoever ends the session
             from robot_wm.viz.observer import RerunObserver
 
