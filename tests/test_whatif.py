@@ -1,0 +1,138 @@
+"""Counterfactual ("what if?") queries: known answers on the synthetic system, shapes, errors, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import true_return
+
+from robot_wm.cli import main
+from robot_wm.whatif import what_if
+
+S0 = 0.5
+H = 6
+
+
+def _optimal(s0: float, h: int) -> np.ndarray:
+    """a_t = -s_t makes every reward -(s + a)^2 zero: the best possible return (rewards are <= 0)."""
+    s, out = s0, []
+    for _ in range(h):
+        out.append(-s)
+        s = s + 0.1 * -s
+    return np.array(out).reshape(h, 1)
+
+
+def _candidates() -> tuple[list[str], np.ndarray]:
+    names = ["optimal", "zero", "plus", "minus", "half-way"]
+    seqs = [_optimal(S0, H), np.zeros((H, 1)), np.ones((H, 1)), -np.ones((H, 1)), _optimal(S0, H) / 2]
+    return names, np.stack(seqs)
+
+
+def test_better_actions_get_higher_predicted_return(trained_synthetic):
+    model, report, _ = trained_synthetic
+    elite = model.subset(report.elites)
+    names, seqs = _candidates()
+    res = what_if(elite, [S0], seqs)
+    truth = np.array([true_return(S0, a) for a in seqs])
+    # True returns: optimal 0 > half-way > zero > minus > plus; the model must rank them the same way.
+    assert list(np.argsort(-truth)) == [0, 4, 1, 3, 2]
+    assert [names[i] for i in res.ranking()] == [names[i] for i in np.argsort(-truth)]
+    assert res.returns[0] == res.returns.max() and abs(res.returns[0]) < 0.3
+    np.testing.assert_allclose(res.returns, truth, atol=0.1 * H * 0.5 + 0.05 * np.abs(truth).max())
+    # Predicted trajectories follow next = s + 0.1 a.
+    true_states = S0 + 0.1 * np.concatenate([[0.0], np.cumsum(seqs[0, :, 0])])
+    np.testing.assert_allclose(res.states[0, :, 0], true_states, atol=0.02)
+
+
+def test_result_shapes_and_consistency(trained_synthetic):
+    model = trained_synthetic[0]  # all 3 members
+    _, seqs = _candidates()
+    res = what_if(model, np.array([S0]), seqs)
+    k, e = len(seqs), model.members
+    assert res.states.shape == (k, H + 1, 1) and res.member_states.shape == (e, k, H + 1, 1)
+    assert res.rewards.shape == (k, H) and res.disagreement.shape == (k, H)
+    assert res.returns.shape == res.return_spread.shape == (k,)
+    assert np.all(res.states[:, 0, 0] == np.float32(S0)) and np.all(res.member_states[:, :, 0, 0] == np.float32(S0))
+    np.testing.assert_allclose(res.states, res.member_states.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.returns, res.rewards.sum(-1), rtol=1e-5, atol=1e-5)
+    assert np.all(res.return_spread >= 0) and np.all(res.disagreement >= 0)
+    assert np.any(res.return_spread > 0), "distinct members must disagree somewhat"
+    assert sorted(res.ranking().tolist()) == list(range(k))
+    # Discounting weighs later rewards less.
+    disc = what_if(model, [S0], seqs, discount=0.5)
+    np.testing.assert_allclose(disc.returns, (res.rewards * 0.5 ** np.arange(H)).sum(-1), rtol=1e-5, atol=1e-5)
+    # A single (H, A) sequence is one candidate.
+    one = what_if(model, [S0], seqs[0])
+    assert one.returns.shape == (1,)
+    np.testing.assert_allclose(one.returns, res.returns[:1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("state, actions, needle", [
+    ([S0], np.full((2, 3, 1), 1.5), "1.5"),
+    ([S0], np.array([[[0.0], [-0.0], [-2.25]]]), "-2.25"),
+    ([np.nan], np.zeros((1, 3, 1)), "nan"),
+    ([np.inf], np.zeros((1, 3, 1)), "inf"),
+    ([S0, 0.1], np.zeros((1, 3, 1)), "(2,)"),
+    ([S0], np.zeros((1, 3, 2)), "(1, 3, 2)"),
+    ([S0], np.zeros((1, 0, 1)), "(1, 0, 1)"),
+    ([S0], np.full((1, 3, 1), np.nan), "NaN"),
+])
+def test_bad_queries_name_the_value(trained_synthetic, state, actions, needle):
+    with pytest.raises(ValueError) as err:
+        what_if(trained_synthetic[0], state, actions)
+    assert needle in str(err.value)
+
+
+def test_bound_violation_names_the_index(trained_synthetic):
+    acts = np.zeros((3, 4, 1))
+    acts[2, 1, 0] = -1.01
+    with pytest.raises(ValueError, match=r"action\[2, 1, 0\] = -1\.01 is outside the bounds \[-1, 1\]"):
+        what_if(trained_synthetic[0], [S0], acts)
+    acts[2, 1, 0] = -1.0  # the bound itself is fine
+    assert what_if(trained_synthetic[0], [S0], acts).returns.shape == (3,)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def run_copy(tiny_run_dir, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, dst)
+    return dst
+
+
+def test_cli_whatif(run_copy, tmp_path, capsys):
+    acts = tmp_path / "cands.npy"
+    np.save(acts, np.stack([np.full((4, 1), 0.5), np.full((4, 1), -0.5)]))
+    rc = main(["whatif", str(run_copy), "--episode", "1", "--step", "3", "--horizon", "4", "--random", "3",
+               "--actions", str(acts)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "episode 1, step 3, 4 steps ahead" in out
+    for name in ("recorded", "zero", "file[0]", "file[1]", "random[0]", "random[2]"):
+        assert name in out, name
+    # 1 recorded + 2 from file + zero + 3 random = 7 ranked rows, each with a finite predicted return.
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")]
+    assert len(rows) == 7
+    assert [r[0] for r in rows] == [str(i) for i in range(1, 8)]
+    returns = [float(r[2]) for r in rows]
+    assert all(np.isfinite(returns)) and returns == sorted(returns, reverse=True)
+
+
+def test_cli_whatif_errors(run_copy, tmp_path, capsys):
+    assert main(["whatif", str(run_copy), "--episode", "99"]) == 2
+    assert "--episode 99 is out of range" in capsys.readouterr().err
+    assert main(["whatif", str(run_copy), "--step", "10000"]) == 2
+    assert "--step 10000 is out of range" in capsys.readouterr().err
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.full((1, 4, 1), 7.0))
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "7 is outside the bounds" in capsys.readouterr().err
+    # A run directory without a trained model says what to do.
+    shutil.rmtree(run_copy / "checkpoints")
+    assert main(["whatif", str(run_copy)]) == 2
+    assert "robot-wm train" in capsys.readouterr().err
+    assert main(["whatif", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
