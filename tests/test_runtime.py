@@ -225,3 +225,18 @@ def test_sim_robot_implements_the_robot_interface():
     robot.send_action(np.array([0.5], np.float32))
     assert robot.time() == pytest.approx(t0 + robot.control_period) and robot.read_state().shape == s0.shape
     assert robot.steps == 1 and not robot.done
+
+
+def test_io_bound_step_equals_a_plain_run_with_the_seeded_noise(files):
+    import onnxruntime as ort
+
+    sess = PlannerSession(files["input"], provider="cpu", seed=7)
+    plain = ort.InferenceSession(str(files["input"]), providers=["CPUExecutionProvider"])
+    state = np.array([0.3, -0.8, 0.1, 1.5, -2.0], np.float32)
+    plan = np.linspace(-0.3, 0.3, sess.meta.horizon, dtype=np.float32)[:, None]
+    noise = np.random.default_rng(7).standard_normal(sess.meta.noise_shape, dtype=np.float32)
+    ref = plain.run(None, {"state": state, "prev_plan": plan, "noise": noise})
+    out = sess.step(state, plan)
+    np.testing.assert_array_equal(out.action, ref[0])
+    np.testing.assert_array_equal(out.next_plan, ref[1])
+    assert out.best_return == float(ref[2]) and out.valid == bool(ref[4])
