@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,5 +69,5 @@ class Episode:
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
             return cls(**arrays, meta=meta)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, json.JSONDecodeError) as e:
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
