@@ -116,7 +116,7 @@ class RerunConfig(_Section):
     """Log the plan (ghosts, score distribution, predictions) every N control steps."""
     ghosts: int = Field(5, ge=0)
     """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""
-    camera_every_n_steps: int = Field(10, ge=0)
+    camera_every_n_steps: int = Field(20, ge=0)
     """Log a rendered camera frame every N control steps (0: no camera)."""
     camera_width: int = Field(320, ge=16)
     """Camera frame width in pixels."""

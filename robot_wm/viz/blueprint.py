@@ -35,7 +35,7 @@ def default_blueprint() -> rrb.Blueprint:
             rrb.Tabs(control, planner, training, active_tab=0),
             column_shares=[3, 2],
         ),
-        rrb.TimePanel(timeline=P.STEP, expanded=True),
+        rrb.TimePanel(timeline=P.STEP, expanded=True, play_state="following"),
         rrb.SelectionPanel(expanded=False),
         rrb.BlueprintPanel(expanded=False),
     )

@@ -192,10 +192,13 @@ class RerunLogger:
             rec.log(P.LATENCY, rr.Scalars([latency_s * 1e3]))
         if self.kin is not None and (data is not None or qpos is not None):
             com, anchor = self.kin.from_data(data) if data is not None else self.kin.pose(qpos)
-            rec.log(P.ROBOT_BODIES, rr.Points3D(com, radii=0.04, colors=ROBOT_COLOR, labels=self.kin.names,
-                                                show_labels=False))
-            rec.log(P.ROBOT_SKELETON, rr.LineStrips3D(self.kin.skeleton(com, anchor), radii=0.015,
-                                                      colors=ROBOT_COLOR))
+            if P.ROBOT_BODIES not in self._series_done:  # styling once, static: per step only positions
+                self._series_done.add(P.ROBOT_BODIES)
+                rec.log(P.ROBOT_BODIES, rr.Points3D.from_fields(radii=0.04, colors=ROBOT_COLOR,
+                                                                labels=self.kin.names, show_labels=False), static=True)
+                rec.log(P.ROBOT_SKELETON, rr.LineStrips3D.from_fields(radii=0.015, colors=ROBOT_COLOR), static=True)
+            rec.log(P.ROBOT_BODIES, rr.Points3D(com))
+            rec.log(P.ROBOT_SKELETON, rr.LineStrips3D(self.kin.skeleton(com, anchor)))
         self._rewards.append(float(reward))
         self._flush_realised()
         self.log_seconds += time.perf_counter() - t0
@@ -268,7 +271,7 @@ class RerunLogger:
             ret = np.zeros(k) if ghost_returns is None else np.asarray(ghost_returns)
             colors = np.repeat(return_colors(ret), b, axis=0)
             labels = [f"#{i} R={ret[i]:.1f}" for i in range(k) for _ in range(b)]
-            rec.log(P.GHOSTS, rr.LineStrips3D(strips, radii=0.008, colors=colors, labels=labels,
+            rec.log(P.GHOSTS, rr.LineStrips3D(strips, radii=0.012, colors=colors, labels=labels,
                                               show_labels=False))
             rec.log(P.GHOST_POSES, rr.Points3D(pts[:, -1].reshape(-1, 3), radii=0.025, colors=colors))
         if chosen_qpos is not None:

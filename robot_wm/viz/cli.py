@@ -1,0 +1,64 @@
+"""CLI pieces: ``robot-wm view RUN_DIR`` and the ``--rerun`` flag shared by run / eval / deploy.
+
+Nothing here imports rerun or torch at module import time (the CLI must start fast)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+
+def add_rerun_flag(parser: argparse.ArgumentParser) -> None:
+    """``--rerun [save|spawn|serve]`` (bare ``--rerun`` = save) and ``--rerun-address HOST:PORT``."""
+    parser.add_argument("--rerun", nargs="?", const="save", choices=("save", "spawn", "serve"), default=None,
+                        help="visual debugging in Rerun: save (RUN_DIR/rerun/*.rrd; the default), spawn "
+                             "(a live viewer) or serve (gRPC on 127.0.0.1:9876 unless --rerun-address)")
+    parser.add_argument("--rerun-address", default=None, metavar="HOST:PORT",
+                        help="address for --rerun serve (bind) or spawn (viewer port)")
+
+
+def rerun_overrides(a: argparse.Namespace) -> list[str]:
+    """The config overrides (``rerun.mode=...``) the flags stand for."""
+    out = []
+    if getattr(a, "rerun", None):
+        out.append(f"rerun.mode={a.rerun}")
+    if getattr(a, "rerun_address", None):
+        out.append(f'rerun.address="{a.rerun_address}"')
+    return out
+
+
+def find_recordings(target: str | Path) -> list[Path]:
+    """.rrd files of a run directory (oldest first), or the file itself."""
+    p = Path(target)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"{str(p)!r} is neither a run directory nor an .rrd file")
+    files = sorted([*p.glob("rerun/*.rrd"), *p.glob("*.rrd")], key=lambda f: f.stat().st_mtime)
+    if not files:
+        raise FileNotFoundError(f"{str(p)!r} holds no Rerun recording: record one with "
+                                f"`robot-wm run ... --rerun` or `robot-wm eval {p} --rerun`")
+    return files
+
+
+def cmd_view(a: argparse.Namespace) -> int:
+    from robot_wm.viz.readback import rerun_cli
+
+    files = find_recordings(a.run_dir)
+    if a.list:
+        for f in files:
+            print(f)
+        return 0
+    chosen = files if a.all else files[-1:]
+    cmd = [*rerun_cli(), *map(str, chosen)]
+    print("opening", " ".join(map(str, chosen)))
+    return subprocess.call(cmd)
+
+
+def register(sub) -> None:
+    v = sub.add_parser("view", help="open a run's Rerun recording (the newest, or --all) in the viewer")
+    v.add_argument("run_dir", help="run directory (or an .rrd file)")
+    v.add_argument("--all", action="store_true", help="open every recording of the run")
+    v.add_argument("--list", action="store_true", help="list the run's recordings and exit")
+    v.set_defaults(func=cmd_view)
