@@ -112,7 +112,7 @@ class RerunConfig(_Section):
     """.rrd file for mode=save; None writes RUN_DIR/rerun/<timestamp>.rrd."""
     address: str | None = None
     """serve: 'host:port' to bind (default 127.0.0.1:9876); spawn: viewer port."""
-    every_n_steps: int = Field(5, ge=1)
+    every_n_steps: int = Field(10, ge=1)
     """Log the plan (ghosts, score distribution, predictions) every N control steps."""
     ghosts: int = Field(5, ge=0)
     """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""

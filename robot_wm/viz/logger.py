@@ -95,7 +95,7 @@ class RerunLogger:
     ``log_camera`` when ``plan_due`` / ``camera_due`` say so. Steps count globally across episodes
     on the ``step`` timeline; ``begin_episode`` marks episode boundaries."""
 
-    def __init__(self, rec: rr.RecordingStream, *, mj_model=None, every_n_steps: int = 5,
+    def __init__(self, rec: rr.RecordingStream, *, mj_model=None, every_n_steps: int = 10,
                  camera_every_n_steps: int = 10, obs_names: list[str] | None = None,
                  action_names: list[str] | None = None):
         self.rec = rec
