@@ -1,7 +1,7 @@
 """Closed-loop return of the deployed ONNX planner vs the torch planner: same model, same task,
 same episode seeds and the same noise stream (numpy, seeded per episode) on both sides.
 
-    .venv/bin/python bench/bench_deploy_parity.py [--tasks cartpole-swingup pendulum-swingup]
+    .venv/bin/python bench/bench_deploy_parity.py [--tasks cartpole-swingup cheetah-run]
         [--episodes 5] [--runs /tmp/robot-wm-parity] [key=value ...]
 
 For each task it trains a model in ``RUNS/TASK`` unless one is there already (random episodes, then
@@ -17,27 +17,27 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.mpc.planner import MPCPlanner  # noqa: E402
-from policies.mpc.step import StepSpec  # noqa: E402
-from policies.random import RandomPolicy  # noqa: E402
-from robot_wm import config as cfgmod  # noqa: E402
-from robot_wm.export.onnx_export import export_planner  # noqa: E402
-from robot_wm.export.source import load_source  # noqa: E402
-from robot_wm.run_dir import RunDir  # noqa: E402
-from robot_wm.runner import Session  # noqa: E402
-from robot_wm.runtime import ControlLoop, PlannerSession, SimRobot  # noqa: E402
-from sim.collect import run_episode  # noqa: E402
-from sim.registry import make_env  # noqa: E402
+from policies.mpc.planner import MPCPlanner
+from policies.mpc.step import StepSpec
+from policies.random import RandomPolicy
+from robot_wm import config as cfgmod
+from robot_wm.export.onnx_export import export_planner
+from robot_wm.export.source import load_source
+from robot_wm.run_dir import RunDir
+from robot_wm.runner import Session
+from robot_wm.runtime import ControlLoop, PlannerSession, SimRobot
+from sim.collect import run_episode
+from sim.registry import make_env
 
 
 class NumpyNoiseMPC(MPCPlanner):
@@ -72,7 +72,7 @@ def train_run(root: Path, task: str, overrides: list[str], random_eps: int, roun
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--tasks", nargs="+", default=["cartpole-swingup", "pendulum-swingup"])
+    p.add_argument("--tasks", nargs="+", default=["cartpole-swingup", "cheetah-run"])
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--runs", default="/tmp/robot-wm-parity")
     p.add_argument("--random-episodes", type=int, default=4)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                 sess.warmup()
                 loop = ControlLoop(sess, robot, deadline_s=10.0, realtime=False)  # parity: no deadline fallbacks
                 robot.reset(seed)
-                stats = loop.run(env.max_control_steps, done=lambda: robot.done)
+                stats = loop.run(env.max_control_steps, done=lambda: robot.done)  # noqa: B023
                 res[label].append(robot.ret)
                 lat.setdefault(label, []).extend(stats.latencies)
         tm, om = np.mean(res["torch"]), np.mean(res["onnx"])

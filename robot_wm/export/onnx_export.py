@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from itertools import pairwise
 from pathlib import Path
 
 import onnx
@@ -30,8 +31,14 @@ from torch import nn
 import robot_wm
 from policies.mpc.planner import LearnedScore, PlanStep
 from policies.mpc.step import StepSpec
-from robot_wm.export.format import (DYNAMICS_FORMAT, DYNAMICS_INPUTS, DYNAMICS_OUTPUTS, FORMAT_KEY,
-                                    PLANNER_FORMAT, PLANNER_OUTPUTS)
+from robot_wm.export.format import (
+    DYNAMICS_FORMAT,
+    DYNAMICS_INPUTS,
+    DYNAMICS_OUTPUTS,
+    FORMAT_KEY,
+    PLANNER_FORMAT,
+    PLANNER_OUTPUTS,
+)
 from robot_wm.io import atomic_write_bytes
 from robot_wm.model.ensemble import WorldModel
 
@@ -78,7 +85,7 @@ def model_flops(model: WorldModel, spec: StepSpec) -> int:
     """Matmul FLOPs of one planning step: every sample, member, horizon step and iteration."""
     s = model.spec
     dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
-    per_eval = sum(2 * i * o for i, o in zip(dims[:-1], dims[1:]))
+    per_eval = sum(2 * i * o for i, o in pairwise(dims))
     return per_eval * model.members * spec.samples * spec.horizon * spec.iterations
 
 

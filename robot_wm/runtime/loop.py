@@ -94,7 +94,7 @@ class ControlLoop:
         reason, out = None, None
         try:
             out = self.planner.step(state, prev)
-        except Exception as e:  # never let the planner take the loop down
+        except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
             reason = f"planner error: {e}"
             stats.errors += 1
         latency = time.perf_counter() - t0

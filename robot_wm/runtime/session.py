@@ -160,7 +160,7 @@ class PlannerSession:
         try:
             # Loading from bytes: the file cannot reach side files (external data is refused).
             self.session = ort.InferenceSession(blob, session_options(threads), providers=chain)
-        except Exception as e:  # onnxruntime raises its own exception types
+        except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             msg = str(e)
             if "external" in msg.lower():
                 raise ModelFileError(f"{str(self.path)!r} references external data; robot-wm only runs "
