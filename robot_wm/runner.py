@@ -142,7 +142,12 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
     With ``resume`` an interrupted run (even one killed with SIGKILL) continues from its last
     complete checkpoint; every finished episode is kept. Files are written atomically, and
     ``manifest.json`` says what is complete."""
-    s = Session.open(cfg, RunDir(cfg.resolved_run_dir()), progress)
+    rd = RunDir(cfg.resolved_run_dir())
+    if not resume and (rd.manifest_path.exists() or any((rd.root / "episodes").glob("episode_*.npz"))):
+        # checked before Session.open, which would rewrite the existing run's config.toml
+        raise FileExistsError(f"run directory {str(rd.root)!r} already holds a run; pass --resume to "
+                              "continue it, or choose another run_dir")
+    s = Session.open(cfg, rd, progress)
     try:
         return _run(s, resume)
     finally:
