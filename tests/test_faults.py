@@ -1,0 +1,628 @@
+"""Fault injection: a real ``robot-wm run`` killed with SIGKILL at several points and resumed; damaged,
+truncated, foreign and hand-made files; bad launch files; NaN sensors, non-finite model output,
+diverging physics and a planner overrunning its deadline.
+
+"Nothing lost" is checked with hashes: every file that existed before a fault is byte-identical after
+it (or, for kills, every complete episode is kept unchanged by the resumed run).
+
+The helpers at the top are shared with ``bench/fault_report.py`` (which counts the same faults).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+# A tiny but complete run: 8 short cartpole episodes (one random, seven planned, a training round
+# before each), a final training round and one evaluation episode.
+TINY = ["env.task=cartpole-swingup", "env.max_env_steps=200", "env_steps=1600", "seed_episodes=1",
+        "eval_episodes=1", "planner.samples=32", "planner.elites=4", "planner.keep_elites=1",
+        "model.max_epochs=5", "model.hidden=32", "threads=1"]
+EPISODE = re.compile(r"^episode_\d{6}\.npz$")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> hash)."""
+    root = Path(root)
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def episode_hashes(run: Path) -> dict[str, str]:
+    """Every complete-named episode file of a run (train and eval) -> hash."""
+    out = {}
+    for sub in ("episodes", "eval"):
+        d = Path(run) / sub
+        if d.is_dir():
+            out.update({f"{sub}/{p.name}": sha(p) for p in sorted(d.iterdir()) if EPISODE.match(p.name)})
+    return out
+
+
+def run_cmd(run_dir: Path, resume: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={run_dir}", *TINY, *extra, "--no-progress",
+            *(["--resume"] if resume else [])]
+
+
+def start_run(run_dir: Path, resume: bool = False) -> subprocess.Popen:
+    log = open(Path(run_dir).parent / f"{Path(run_dir).name}.log", "ab")
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(run_cmd(run_dir, resume), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def kill_when(proc: subprocess.Popen, predicate, timeout: float = 150.0, poll: float = 0.003) -> bool:
+    """SIGKILL ``proc`` as soon as ``predicate()`` holds. False if it finished first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            hit = predicate()
+        except (OSError, ValueError):  # a file vanished or is mid-write between two looks
+            hit = False
+        if hit:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(poll)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raise TimeoutError("kill point never reached")
+
+
+def _names(d: Path) -> list[str]:
+    return os.listdir(d) if d.is_dir() else []
+
+
+def kill_points(run: Path):
+    """(name, factory) pairs; a factory, called when the process starts, returns the kill predicate
+    relative to what is on disk at that moment."""
+    ep, ck = run / "episodes", run / "checkpoints"
+
+    def n_episodes():
+        return sum(1 for n in _names(ep) if EPISODE.match(n))
+
+    def n_weights():
+        return sum(1 for n in _names(ck) if n.endswith(".safetensors"))
+
+    def train_records():
+        m = run / "metrics.jsonl"
+        return m.read_text().count('"kind": "train"') if m.exists() else 0
+
+    def during_training():  # training round k starts right after episode k is stored
+        start = max(n_episodes(), 1)
+        return lambda: n_episodes() > start
+
+    def checkpoint_write():  # a checkpoint's temp file (or new weights without their JSON yet)
+        start = n_weights()
+        return lambda: any(n.endswith(".tmp") for n in _names(ck)) or n_weights() > start
+
+    def episode_write():
+        start = n_episodes()
+        return lambda: any(n.endswith(".tmp") for n in _names(ep)) or n_episodes() > start
+
+    def after_train_record():
+        start = train_records()
+        return lambda: train_records() > start
+
+    def final_eval():
+        return lambda: "final_eval_from" in json.loads((run / "manifest.json").read_text())
+
+    return [("during training (new episode stored -> next round)", during_training),
+            ("during a checkpoint write", checkpoint_write),
+            ("during collection / an episode write", episode_write),
+            ("right after a training round is logged", after_train_record),
+            ("during the final evaluation", final_eval)]
+
+
+def check_consistent(run: Path) -> None:
+    """What a killed run leaves is readable: every episode file loads, the latest checkpoint (if any)
+    loads, the manifest parses. A partial file is never taken for a complete one."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.model.checkpoint import load_checkpoint
+    from robot_wm.run_dir import RunDir
+
+    r = RunDir(run)
+    EpisodeDataset(run / "episodes")
+    EpisodeDataset(run / "eval")
+    if (ckpt := r.latest_checkpoint()) is not None:
+        load_checkpoint(ckpt)
+    r.manifest()
+
+
+def kill_resume_chain(run: Path, points=None, report=None) -> dict:
+    """Run, SIGKILL at each kill point in turn (resuming each time), then resume to completion.
+    Returns what happened; raises AssertionError if anything complete was lost."""
+    kept: dict[str, str] = {}
+    events = []
+    proc = start_run(run)
+    for name, factory in points or kill_points(run):
+        while not (run / "config.toml").exists() and proc.poll() is None:
+            time.sleep(0.01)
+        killed = kill_when(proc, factory())
+        now = episode_hashes(run)
+        lost = {k: v for k, v in kept.items() if now.get(k) != v}
+        assert not lost, f"after kill '{name}': complete episodes changed or vanished: {sorted(lost)}"
+        check_consistent(run)
+        kept.update(now)
+        temps = [str(p.relative_to(run)) for p in run.rglob("*.tmp")]
+        events.append({"point": name, "killed": killed, "episodes": len(now), "temp_files": temps})
+        if report:
+            report(events[-1])
+        if not killed:
+            break
+        proc = start_run(run, resume=True)
+    rc = proc.wait(timeout=300)
+    assert rc == 0, (run.parent / f"{run.name}.log").read_text()[-3000:]
+    final = episode_hashes(run)
+    lost = {k for k, v in kept.items() if final.get(k) != v}
+    assert not lost, f"episodes lost or changed by the resumed run: {sorted(lost)}"
+    check_consistent(run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert manifest["status"] == "complete"
+    n_train = sum(1 for k in final if k.startswith("episodes/"))
+    assert manifest["episodes"] == n_train == summary["episodes"]
+    assert summary["env_steps"] >= 1600 and len(summary["eval_returns"]) == 1
+    return {"events": events, "kept": len(kept), "final_episodes": len(final)}
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory) -> Path:
+    """A small real run directory (two episodes, one checkpoint); copy before damaging."""
+    from test_export import make_run_dir
+
+    return make_run_dir(tmp_path_factory.mktemp("faults") / "run")
+
+
+@pytest.fixture
+def run_copy(base_run, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(base_run, dst)
+    # the copy's config names its own directory
+    cfg = (dst / "config.toml").read_text().replace(str(base_run), str(dst))
+    (dst / "config.toml").write_text(cfg)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def planner_file(base_run) -> Path:
+    from policies.mpc.step import StepSpec
+    from robot_wm.export.onnx_export import export_planner, export_dynamics
+    from robot_wm.export.source import control_period, load_source
+
+    src = load_source(base_run)
+    meta = {"task": src.cfg.env.task, "action_repeat": src.cfg.env.action_repeat,
+            "control_period": repr(control_period(src.cfg)), "source_sha256": src.sha256}
+    out = base_run.parent / "planner.onnx"
+    export_planner(src.model, StepSpec.from_config(src.cfg.planner), out, noise="input", metadata=meta)
+    export_dynamics(src.model, base_run.parent / "dynamics.onnx", meta)
+    return out
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """``robot-wm ARGS`` in a subprocess: (exit code, stderr + stdout)."""
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", *args], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+    return r.returncode, r.stderr + r.stdout
+
+
+def main_in_process(capsys, *args: str) -> tuple[int, str]:
+    from robot_wm.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.err + out.out
+
+
+# --- crashes lose nothing ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume_loses_nothing(tmp_path):
+    res = kill_resume_chain(tmp_path / "run")
+    killed = [e for e in res["events"] if e["killed"]]
+    assert len(killed) >= 3, res["events"]  # the run is short; the last point may come after it ended
+    assert res["kept"] >= 2
+
+
+def test_killed_before_anything_complete_then_resume(tmp_path):
+    """Killed while the very first episode is being collected: --resume starts it cleanly."""
+    run = tmp_path / "run"
+    proc = start_run(run)
+    kill_when(proc, lambda: (run / "config.toml").exists())
+    assert not episode_hashes(run)
+    (run / "episodes").mkdir(parents=True, exist_ok=True)
+    (run / "episodes" / ".episode_000000.npz.abc.tmp").write_bytes(b"partial")  # as a torn write leaves it
+    from robot_wm.data.dataset import EpisodeDataset
+
+    assert len(EpisodeDataset(run / "episodes")) == 0  # the partial file is not an episode
+    rc, out = cli(*run_cmd(run, resume=True)[3:])
+    assert rc == 0, out
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_run_without_resume_refuses_to_overwrite(run_copy, capsys):
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", *TINY, "--no-progress")
+    assert rc == 2 and "--resume" in out and str(run_copy) in out
+    assert snapshot(run_copy) == before
+
+
+def test_torn_metrics_line_loses_only_itself(tmp_path):
+    from robot_wm.io import append_jsonl, read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as f:
+        f.write('{"kind": "episo')  # killed mid-write
+    append_jsonl(path, {"b": 2})
+    assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
+
+
+# --- damaged and hostile files -------------------------------------------------------------------
+def damage_bytes(path: Path, how: str) -> None:
+    blob = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "flip":
+        i = len(blob) * 2 // 3
+        path.write_bytes(blob[:i] + bytes([blob[i] ^ 0xFF]) + blob[i + 1:])
+    elif how == "garbage":
+        path.write_bytes(os.urandom(len(blob)))
+    else:
+        raise ValueError(how)
+
+
+CHECKPOINT_DAMAGE = ["weights-truncate", "weights-flip", "weights-empty", "weights-missing", "json-garbage",
+                     "json-no-weights", "json-bad-elites", "foreign-model", "huge-spec"]
+
+
+def damage_checkpoint(run: Path, how: str) -> Path:
+    """Damage the run's latest checkpoint; returns the JSON path."""
+    import torch
+
+    from robot_wm.model.checkpoint import save_checkpoint
+    from robot_wm.run_dir import RunDir
+    from robot_wm.train import new_model
+    from robot_wm.config import ModelConfig
+
+    js = RunDir(run).latest_checkpoint()
+    st = js.with_suffix(".safetensors")
+    meta = json.loads(js.read_text())
+    if how.startswith("weights-"):
+        if how == "weights-missing":
+            st.unlink()
+        else:
+            damage_bytes(st, how.split("-")[1])
+    elif how == "json-garbage":
+        damage_bytes(js, "garbage")
+    elif how == "json-no-weights":
+        js.write_text(json.dumps({"format": meta["format"]}))
+    elif how == "json-bad-elites":
+        js.write_text(json.dumps({**meta, "elites": [99]}))
+    elif how == "foreign-model":  # another model's weights, with a hash that matches them
+        torch.manual_seed(1)
+        other = new_model(3, 2, np.full(2, -1.0), np.ones(2), ModelConfig(hidden=8, ensemble_size=2, elites=1))
+        o = save_checkpoint(other, run.parent / "foreign", [0])
+        shutil.copy(o.with_suffix(".safetensors"), st)
+        js.write_text(json.dumps({**meta, "sha256": json.loads(o.read_text())["sha256"]}))
+    elif how == "huge-spec":  # a hand-made spec asking for terabytes, hash intact
+        js.write_text(json.dumps({**meta, "spec": {**meta["spec"], "hidden": 10**7}}))
+    else:
+        raise ValueError(how)
+    return js
+
+
+@pytest.mark.parametrize("how", CHECKPOINT_DAMAGE)
+def test_damaged_checkpoint_clear_error_nothing_changed(run_copy, how, capsys):
+    js = damage_checkpoint(run_copy, how)
+    before = snapshot(run_copy)
+    out_onnx = run_copy.parent / "out.onnx"
+    rc, out = main_in_process(capsys, "whatif", str(run_copy))
+    assert rc == 2 and "Traceback" not in out, out
+    assert js.stem in out, out  # the message names the checkpoint
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(out_onnx))
+    assert rc == 2 and js.stem in out, out
+    assert not out_onnx.exists()
+    assert snapshot(run_copy) == before
+
+
+EPISODE_DAMAGE = ["truncate", "flip", "empty", "garbage", "pickled", "missing-array", "nan", "meta-list",
+                  "other-task", "ragged"]
+
+
+def damage_episode(path: Path, how: str) -> None:
+    if how in ("truncate", "flip", "empty", "garbage"):
+        damage_bytes(path, how)
+        return
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if how == "pickled":
+        arrays["obs"] = np.array([{"__reduce__": "os.system"}], dtype=object)
+        np.savez(path, allow_pickle=True, **arrays)
+        return
+    if how == "missing-array":
+        arrays.pop("reward")
+    elif how == "nan":
+        arrays["obs"][3, 0] = np.nan
+    elif how == "meta-list":
+        arrays["meta"] = np.array("[1, 2]")
+    elif how == "other-task":
+        arrays["obs"] = np.zeros((len(arrays["obs"]), 17), np.float32)
+    elif how == "ragged":
+        arrays["reward"] = arrays["reward"][:-1]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("how", EPISODE_DAMAGE)
+def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
+    ep = run_copy / "episodes" / "episode_000001.npz"
+    damage_episode(ep, how)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
+    assert rc == 2 and "Traceback" not in out, out
+    assert "episode_000001.npz" in out, out
+    assert snapshot(run_copy) == before
+
+
+ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
+               "other-robot", "directory"]
+
+
+def damage_onnx(src: Path, dst: Path, how: str) -> Path:
+    import onnx
+
+    if how in ("truncate", "flip", "empty", "garbage"):
+        shutil.copy(src, dst)
+        damage_bytes(dst, how)
+    elif how == "dynamics-model":
+        shutil.copy(src.parent / "dynamics.onnx", dst)
+    elif how == "no-metadata":
+        m = onnx.load(str(src))
+        del m.metadata_props[:]
+        onnx.save(m, str(dst))
+    elif how == "external-data":
+        onnx.save_model(onnx.load(str(src)), str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=0)
+    elif how == "other-robot":  # a valid planner whose metadata names a 7-dim state
+        m = onnx.load(str(src))
+        for p in m.metadata_props:
+            if p.key == "state_dim":
+                p.value = "7"
+        onnx.save(m, str(dst))
+    elif how == "directory":
+        dst.mkdir()
+    else:
+        raise ValueError(how)
+    return dst
+
+
+@pytest.mark.parametrize("how", ONNX_DAMAGE)
+def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
+    from robot_wm.runtime.session import ModelFileError, PlannerSession
+
+    bad = damage_onnx(planner_file, tmp_path / "bad.onnx", how)
+    before = snapshot(tmp_path)
+    with pytest.raises(ModelFileError) as err:
+        s = PlannerSession(bad, provider="cpu")
+        s.meta.check_robot(5, [-1.0], [1.0])  # deploy checks the file against the robot before any step
+    assert "bad.onnx" in str(err.value) or "does not match the robot" in str(err.value)
+    assert snapshot(tmp_path) == before
+
+
+def test_deploy_cli_bad_onnx_is_a_clear_error(planner_file, tmp_path, capsys):
+    bad = damage_onnx(planner_file, tmp_path / "bad.onnx", "truncate")
+    rc, out = main_in_process(capsys, "deploy", str(bad), "--task", "cartpole-swingup", "--episodes", "1")
+    assert rc == 2 and "bad.onnx" in out and "Traceback" not in out
+
+
+LAUNCH_FAULTS = {
+    "unknown-key": ('[planner]\nhorizn = 5\n', "planner.horizn"),
+    "wrong-type": ('[planner]\nhorizon = "long"\n', "planner.horizon"),
+    "negative-horizon": ('[planner]\nhorizon = -3\n', "planner.horizon"),
+    "zero-samples": ('[planner]\nsamples = 0\n', "planner.samples"),
+    "float-for-int": ('env_steps = 1.5\n', "env_steps"),
+    "unknown-task": ('[env]\ntask = "cartpole-swingupp"\n', "cartpole-swingupp"),
+    "not-toml": ('[planner\nhorizon = 5\n', "not valid TOML"),
+    "elites-over-samples": ('[planner]\nsamples = 4\nelites = 8\n', "elites=8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_FAULTS))
+def test_bad_launch_file_clear_error_nothing_written(tmp_path, name, capsys):
+    text, needle = LAUNCH_FAULTS[name]
+    launch, run = tmp_path / "launch.toml", tmp_path / "new-run"
+    launch.write_text(f'run_dir = "{run}"\n' + text)
+    before = snapshot(tmp_path)
+    rc, out = main_in_process(capsys, "run", str(launch), "--no-progress")
+    assert rc == 2 and needle in out and "Traceback" not in out, out
+    assert snapshot(tmp_path) == before and not run.exists()
+
+
+def test_bad_override_on_resume_never_rewrites_the_runs_config(run_copy, capsys):
+    before = snapshot(run_copy)
+    for bad in ("env.task=nope", "planner.horizon=-1", "planner.samples=0", "model.hiden=3"):
+        rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", bad, "--resume", "--no-progress")
+        assert rc == 2 and bad.split("=")[0].split(".")[-1] in out, out
+    assert snapshot(run_copy) == before
+
+
+def test_launch_file_is_a_directory(tmp_path, capsys):
+    rc, out = main_in_process(capsys, "run", str(tmp_path), "--no-progress")
+    assert rc == 2 and str(tmp_path) in out and "Traceback" not in out
+
+
+# --- the control path: non-finite input never becomes a command ----------------------------------
+def _learned_planner(base_run, seed=0):
+    from policies.mpc.planner import MPCPlanner
+    from policies.mpc.step import StepSpec
+    from robot_wm.model.checkpoint import load_checkpoint
+    from robot_wm.run_dir import RunDir
+
+    model, meta = load_checkpoint(RunDir(base_run).latest_checkpoint())
+    spec = StepSpec(horizon=5, samples=32, iterations=2, elites=4, keep_elites=1)
+    return MPCPlanner.learned(model.subset(meta["elites"]), spec, seed), model
+
+
+NAN_AT = {3: np.nan, 7: np.inf, 8: -np.inf, 12: np.nan}
+
+
+def test_nan_sensors_into_mpc_planner_fall_back_and_are_counted(base_run):
+    from robot_wm.config import EnvConfig
+    from sim.registry import make_env
+
+    planner, _ = _learned_planner(base_run)
+    env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=200))
+    obs, lo, hi = env.reset(0), env.action_spec.low, env.action_spec.high
+    for t in range(20):
+        seen = obs.copy()
+        if t in NAN_AT:
+            seen[t % len(seen)] = NAN_AT[t]  # one corrupted sensor channel
+        a = planner.act(seen)
+        assert np.all(np.isfinite(a)) and np.all(a >= lo) and np.all(a <= hi), (t, a)
+        obs = env.step(a).observation
+    assert planner.fallbacks == len(NAN_AT)
+
+
+def test_non_finite_model_output_never_becomes_a_command(base_run):
+    import torch
+
+    planner, _ = _learned_planner(base_run)
+    with torch.no_grad():
+        planner.step.score.model.head.bias.fill_(float("nan"))
+    for t in range(5):
+        a = planner.act(np.array([0.1, 0.9, -0.2, 0.3, 0.0]))
+        assert np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1)
+    assert planner.fallbacks == 5
+
+
+@pytest.mark.parametrize("bad", [np.zeros(4), np.zeros((5, 1)), np.float32(1.0), np.array(["a"] * 5)])
+def test_wrong_shape_or_dtype_observation_is_a_clear_error(base_run, bad):
+    planner, _ = _learned_planner(base_run)
+    with pytest.raises(ValueError, match="observation"):
+        planner.act(bad)
+
+
+class FaultyRobot:
+    """A simulated robot whose sensor reads NaN/Inf at chosen ticks."""
+
+    def __init__(self, env, nan_at: dict):
+        from robot_wm.runtime.robot import SimRobot
+
+        self.inner, self.nan_at, self.t = SimRobot(env), nan_at, 0
+        for k in ("state_dim", "action_low", "action_high", "control_period"):
+            setattr(self, k, getattr(self.inner, k))
+        self.sent = []
+
+    def read_state(self):
+        s = self.inner.read_state().copy()
+        if self.t in self.nan_at:
+            s[self.t % len(s)] = self.nan_at[self.t]
+        return s
+
+    def send_action(self, a):
+        self.sent.append(np.array(a))
+        self.t += 1
+        self.inner.send_action(a)
+
+    def time(self):
+        return self.inner.time()
+
+
+class SlowPlanner:
+    """Wraps a planner session; sleeps past the deadline at chosen ticks."""
+
+    def __init__(self, inner, slow_at, sleep_s):
+        self.inner, self.slow_at, self.sleep_s, self.k = inner, set(slow_at), sleep_s, 0
+
+    def initial_plan(self):
+        return self.inner.initial_plan()
+
+    def step(self, state, prev):
+        k, self.k = self.k, self.k + 1
+        if k in self.slow_at:
+            time.sleep(self.sleep_s)
+        return self.inner.step(state, prev)
+
+
+def _sim_env():
+    from robot_wm.config import EnvConfig
+    from sim.registry import make_env
+
+    return make_env(EnvConfig(task="cartpole-swingup", max_env_steps=200))
+
+
+def test_nan_sensors_into_onnx_runtime_loop_fall_back_and_are_counted(planner_file):
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.session import PlannerSession
+
+    robot = FaultyRobot(_sim_env(), NAN_AT)
+    robot.inner.reset(0)
+    loop = ControlLoop(PlannerSession(planner_file, provider="cpu", threads=1), robot, deadline_s=30.0,
+                       realtime=False)
+    stats = loop.run(20)
+    assert stats.invalid == len(NAN_AT) and stats.fallbacks == len(NAN_AT) and stats.errors == 0
+    for a in robot.sent:
+        assert np.all(np.isfinite(a)) and np.all(a >= robot.action_low) and np.all(a <= robot.action_high)
+
+
+def test_planner_overrunning_its_deadline_falls_back_and_is_counted(planner_file):
+    from robot_wm.runtime.loop import ControlLoop, LoopStats
+    from robot_wm.runtime.session import PlannerSession
+
+    robot = FaultyRobot(_sim_env(), {})
+    robot.inner.reset(0)
+    planner = SlowPlanner(PlannerSession(planner_file, provider="cpu", threads=1), slow_at={2, 5}, sleep_s=0.5)
+    loop = ControlLoop(planner, robot, deadline_s=0.25, realtime=False)
+    stats, plans = LoopStats(loop.rate_hz, loop.deadline_s), []
+    for _ in range(8):
+        plans.append(loop.plan.copy())
+        loop.tick(stats)
+    assert stats.overruns == 2 and stats.fallbacks == 2
+    for k in (2, 5):  # the late plan is discarded: the previous plan's next action is applied
+        np.testing.assert_allclose(robot.sent[k], np.clip(plans[k][0], robot.action_low, robot.action_high))
+    assert all(np.all(np.isfinite(a)) for a in robot.sent)
+
+
+# --- diverging physics is never stored -----------------------------------------------------------
+@pytest.mark.parametrize("at", [0, 4])
+def test_diverging_physics_never_stored(run_copy, at):
+    from test_env_contract import _Saboteur
+
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(run_copy)
+    s = Session.open(run.load_config(), run, progress=False)
+    before = episode_hashes(run_copy)
+    rec = s.collect(_Saboteur(s.env, at=at), "train", len(s.run.dataset()))
+    assert rec["diverged"] is True
+    after = episode_hashes(run_copy)
+    assert {k: after[k] for k in before} == before
+    data = s.run.dataset()
+    if at == 0:  # nothing valid to store
+        assert len(after) == len(before)
+    else:
+        assert len(after) == len(before) + 1
+        ep = data[-1]
+        assert len(ep) == at and ep.meta["diverged"] is True
+        assert np.all(np.abs(ep.obs) < 1e6) and np.all(np.abs(ep.physics_state) < 1e6)
