@@ -69,5 +69,6 @@ class Episode:
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
             return cls(**arrays, meta=meta)
-        except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
