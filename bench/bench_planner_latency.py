@@ -52,24 +52,59 @@ def time_steps(fn, steps: int, warmup: int) -> list[float]:
     return out
 
 
-def matmul_rate(model, spec: StepSpec, reps: int) -> float:
-    """FLOP/s of the model's layer matmuls alone (batched over members, N = samples rows), the
-    same shapes a planning step runs, measured with torch on the same threads: best of ``reps``."""
+def _layer_shapes(model, spec: StepSpec):
     s = model.spec
     dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
     e, n = model.members, spec.samples
+    return e, n, dims, sum(2 * e * n * i * o for i, o in pairwise(dims))
+
+
+def matmul_rate_torch(model, spec: StepSpec, rounds: int = 50) -> float:
+    """FLOP/s of the model's layer matmuls alone (bias included, batched over members, N = samples
+    rows): the shapes a planning step runs, torch ``baddbmm`` on the same threads, best round."""
+    e, n, dims, flops = _layer_shapes(model, spec)
     xs = [torch.randn(e, n, i) for i in dims[:-1]]
     ws = [torch.randn(e, i, o) for i, o in pairwise(dims)]
     bs = [torch.randn(e, 1, o) for o in dims[1:]]
-    flops = sum(2 * e * n * i * o for i, o in pairwise(dims))
     best = float("inf")
     with torch.inference_mode():
-        for _ in range(reps):
+        for _ in range(rounds):
             t0 = time.perf_counter()
-            for _ in range(10):
-                for x, w, b in zip(xs, ws, bs):
+            for _ in range(5):
+                for x, w, b in zip(xs, ws, bs, strict=True):
                     torch.baddbmm(b, x, w)
-            best = min(best, (time.perf_counter() - t0) / 10)
+            best = min(best, (time.perf_counter() - t0) / 5)
+    return flops / best
+
+
+def matmul_rate_ort(model, spec: StepSpec, threads: int, rounds: int = 50) -> float:
+    """The same batched matmuls as one onnxruntime graph (MatMul chain), best round."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from robot_wm.runtime.session import session_options
+
+    e, n, dims, flops = _layer_shapes(model, spec)
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "x"
+    for k, (i, o) in enumerate(pairwise(dims)):
+        w = (rng.standard_normal((e, i, o)) / np.sqrt(i)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{k}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{k}"], [f"h{k}"]))
+        prev = f"h{k}"
+    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [e, n, dims[0]])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [e, n, dims[-1]])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.checker.check_model(m)
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((e, n, dims[0])).astype(np.float32)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            sess.run(None, {"x": x})
+        best = min(best, (time.perf_counter() - t0) / 5)
     return flops / best
 
 
@@ -111,6 +146,7 @@ def main(argv=None) -> int:
     plan = initial_plan(step.low, step.high, spec.horizon)
     warm = 2
     results = {}
+    mm_before, mm_ort_before = matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads)
 
     def torch_fn(fn):
         def run():
@@ -139,25 +175,30 @@ def main(argv=None) -> int:
                 one = PlannerSession(path, provider="cpu", threads=1)
                 one.warmup(warm)
                 results["onnxruntime CPU (noise input, 1 thread)"] = time_steps(lambda s=one: s.step(s_np, p_np), a.steps, 0)  # noqa: B023
-    mm = matmul_rate(model, spec, reps=5)
+    mm_torch = max(mm_before, matmul_rate_torch(model, spec))
+    mm_ort = max(mm_ort_before, matmul_rate_ort(model, spec, a.threads))
+    mm = max(mm_torch, mm_ort)  # the machine's batched-matmul rate: best seen, before and after, either library
 
     rows = []
     print(f"\n{'backend':<42} {'min ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'Hz@p50':>8} "
-          f"{'GFLOP/s':>8} {'of matmul':>9}")
+          f"{'GFLOP/s':>8} {'of mm@p50':>9} {'of mm@min':>9}")
     for name, xs in results.items():
         st = _stats(xs)
-        rate = flops / (st["p50"] / 1e3)
-        rows.append({"backend": name, **st, "hz_p50": 1e3 / st["p50"], "gflops": rate / 1e9, "matmul_fraction": rate / mm})
+        rate, best = flops / (st["p50"] / 1e3), flops / (st["min"] / 1e3)
+        rows.append({"backend": name, **st, "hz_p50": 1e3 / st["p50"], "gflops": rate / 1e9,
+                     "matmul_fraction": rate / mm, "matmul_fraction_best": best / mm})
         print(f"{name:<42} {st['min']:8.2f} {st['p50']:8.2f} {st['p99']:8.2f} {st['max']:8.2f} {1e3 / st['p50']:8.1f} "
-              f"{rate / 1e9:8.1f} {rate / mm:9.0%}")
-    print(f"batched-matmul rate at the same shapes (torch baddbmm, best of 5): {mm / 1e9:.1f} GFLOP/s")
+              f"{rate / 1e9:8.1f} {rate / mm:9.0%} {best / mm:9.0%}")
+    print(f"batched-matmul rate at the same shapes, best round before/after: torch baddbmm {mm_torch / 1e9:.1f}, "
+          f"onnxruntime MatMul {mm_ort / 1e9:.1f} GFLOP/s -> reference {mm / 1e9:.1f} GFLOP/s")
     ort_p99 = next(r["p99"] for r in rows if r["backend"].startswith("onnxruntime CPU (noise input"))
     print(f"targets: onnxruntime p99 {ort_p99:.2f} ms {'<' if ort_p99 < 10 else '>='} 10 ms (100 Hz); "
-          f"best fraction of matmul rate {max(r['matmul_fraction'] for r in rows if 'onnx' in r['backend']):.0%} "
-          f"(target 70%)")
+          f"fraction of matmul rate at p50 {max(r['matmul_fraction'] for r in rows if 'onnx' in r['backend']):.0%}, "
+          f"at min {max(r['matmul_fraction_best'] for r in rows if 'onnx' in r['backend']):.0%} (target 70%)")
     if a.json:
         Path(a.json).write_text(json.dumps({"config": cfg.planner.model_dump(), "model": cfg.model.model_dump(),
-                                            "flops_per_step": flops, "matmul_gflops": mm / 1e9, "threads": a.threads,
+                                            "flops_per_step": flops, "matmul_gflops": mm / 1e9,
+                                            "matmul_gflops_torch": mm_torch / 1e9, "matmul_gflops_ort": mm_ort / 1e9, "threads": a.threads,
                                             "rows": rows}, indent=2))
     return 0
 
