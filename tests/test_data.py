@@ -137,6 +137,12 @@ def test_gap_in_numbering_is_an_error(tmp_path):
         EpisodeDataset(tmp_path)
 
 
+def _held_out_start(ep: Episode, seg: Episode) -> int:
+    hits = [t for t in range(len(ep) - len(seg) + 1) if np.array_equal(ep.obs[t:t + len(seg) + 1], seg.obs)]
+    assert len(hits) == 1, "a held-out segment must be a contiguous piece of its episode"
+    return hits[0]
+
+
 def test_split_shapes_and_contents(tmp_path):
     rng = np.random.default_rng(7)
     data = EpisodeDataset(tmp_path)
@@ -144,22 +150,34 @@ def test_split_shapes_and_contents(tmp_path):
     for e in eps:
         data.append(e)
     train, val = data.split(0.2)
-    # n_val = round(0.2 * len): 2, 4, 0 -> train 8 + 16 + 1 transitions, two validation segments.
+    # n_val = round(0.2 * len): 2, 4, 0 -> train 8 + 16 + 1 transitions, two held-out segments.
     assert len(train) == 25
     assert train.obs.shape == (25, 4) and train.next_obs.shape == (25, 4)
     assert train.action.shape == (25, 3) and train.reward.shape == (25,)
     assert [len(v) for v in val] == [2, 4]
-    assert [v.obs.shape for v in val] == [(3, 4), (5, 4)]
-    # Transitions are consecutive pairs of each episode, never across episode boundaries.
-    np.testing.assert_array_equal(train.obs[:8], eps[0].obs[:8])
-    np.testing.assert_array_equal(train.next_obs[:8], eps[0].obs[1:9])
-    np.testing.assert_array_equal(train.obs[8], eps[1].obs[0])
-    np.testing.assert_array_equal(train.next_obs[24], eps[2].obs[1])
-    np.testing.assert_array_equal(train.action[8:24], eps[1].action[:16])
-    # The held-out tail starts where training stopped.
-    np.testing.assert_array_equal(val[0].obs, eps[0].obs[8:])
-    np.testing.assert_array_equal(val[1].action, eps[1].action[16:])
-    np.testing.assert_array_equal(val[1].physics_state, eps[1].physics_state[16:])
+    assert [v.obs.shape for v in val] == [(3, 4), (5, 4)] and [v.physics_state.shape for v in val] == [(3, 7), (5, 7)]
+
+    # Every transition is used exactly once: in training, or in its episode's held-out segment; training
+    # pairs are consecutive steps of one episode, never across an episode or a held-out segment.
+    expected = []
+    for ep, seg in zip(eps, [*val, None]):
+        start = _held_out_start(ep, seg) if seg is not None else len(ep)
+        n_val = len(seg) if seg is not None else 0
+        if seg is not None:
+            np.testing.assert_array_equal(seg.action, ep.action[start:start + n_val])
+            np.testing.assert_array_equal(seg.reward, ep.reward[start:start + n_val])
+            np.testing.assert_array_equal(seg.physics_state, ep.physics_state[start:start + n_val + 1])
+        expected += [(ep, t) for t in range(len(ep)) if not start <= t < start + n_val]
+    for i, (ep, t) in enumerate(expected):
+        np.testing.assert_array_equal(train.obs[i], ep.obs[t])
+        np.testing.assert_array_equal(train.next_obs[i], ep.obs[t + 1])
+        np.testing.assert_array_equal(train.action[i], ep.action[t])
+        assert train.reward[i] == ep.reward[t]
+
+    # The split is reproducible.
+    train2, val2 = data.split(0.2)
+    np.testing.assert_array_equal(train.obs, train2.obs)
+    assert all(np.array_equal(a.obs, b.obs) for a, b in zip(val, val2))
 
     train0, val0 = data.split(0.0)
     assert len(train0) == 31 and val0 == []
