@@ -204,6 +204,15 @@ class BodyKinematics:
             strips.append(np.array(pts))
         return strips
 
+    def skeleton_array(self, com: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        """``skeleton`` for a batch of poses (..., B, 3) -> (..., B, 3, 3): the same strips, each
+        padded to 3 points (a root body's strip starts with its anchor twice), so that Rerun can
+        take the whole batch as one array."""
+        com, anchor = np.asarray(com), np.asarray(anchor)
+        p = self._parent
+        start = np.where((p >= 0)[:, None], com[..., np.maximum(p, 0), :], anchor)
+        return np.stack([start, anchor, com], axis=-2)
+
     def pose(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         com, anchor = self._run(np.asarray(qpos)[None])
         return com[0], anchor[0]

@@ -7,15 +7,22 @@ One explicit ``rr.RecordingStream`` per logger (no global recording state). Sink
 * ``spawn`` - a live viewer (started if none is running),
 * ``serve`` - an in-process gRPC server bound to 127.0.0.1:9876 unless an address is given.
 
-Cost control: per-step series are one ``log`` call each; ghosts, predictions and score statistics
-only every ``every_n_steps`` control steps, camera frames every ``camera_every_n_steps``; the K
-ghosts' body trajectories are one ``LineStrips3D`` batch.
+Cost control: nothing is sent to Rerun per control step. The per-step series (state, action,
+reward, latency, the logger's own cost) and the robot's pose (qpos, turned into body positions and
+skeleton in one kinematics batch) are buffered in numpy and sent as one ``send_columns`` batch per
+entity every ``batch_steps`` steps (default: ``every_n_steps``), at episode boundaries and on
+``flush``/``close``; so are the plan's scalar series (predicted/realised return, spread, score
+quantiles, ghost returns). Ghosts, predictions and the score histogram are logged every
+``every_n_steps`` steps, camera frames every ``camera_every_n_steps``; the K ghosts' body
+trajectories are one ``LineStrips3D`` batch. A live viewer sees the per-step plots up to
+``batch_steps`` steps late.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -93,13 +100,15 @@ class RerunLogger:
 
     Call order per control step: ``begin_step`` -> ``log_step`` (every step) -> ``log_plan`` /
     ``log_camera`` when ``plan_due`` / ``camera_due`` say so. Steps count globally across episodes
-    on the ``step`` timeline; ``begin_episode`` marks episode boundaries."""
+    on the ``step`` timeline; ``begin_episode`` marks episode boundaries. Per-step data is buffered
+    and sent every ``batch_steps`` steps (see the module docstring); ``close`` sends the rest."""
 
     def __init__(self, rec: rr.RecordingStream, *, mj_model=None, every_n_steps: int = 10,
                  camera_every_n_steps: int = 10, obs_names: list[str] | None = None,
-                 action_names: list[str] | None = None):
+                 action_names: list[str] | None = None, batch_steps: int | None = None):
         self.rec = rec
         self.every_n_steps = max(1, int(every_n_steps))
+        self.batch_steps = max(1, int(self.every_n_steps if batch_steps is None else batch_steps))
         self.camera_every_n_steps = int(camera_every_n_steps)
         self.kin = BodyKinematics(mj_model) if mj_model is not None else None
         self.obs_names, self.action_names = obs_names, action_names
@@ -112,6 +121,13 @@ class RerunLogger:
         self._pending: list[tuple[int, int, int]] = []  # (t, global step, horizon) awaiting realised return
         self._series_done: set[str] = set()
         self._epoch = 0
+        # buffered until the next flush: entity -> (steps, flat values, values per step)
+        self._buf: defaultdict[str, tuple[list[int], list[np.ndarray], list[int]]] = defaultdict(
+            lambda: ([], [], []))
+        self._poses: tuple[list[int], list[np.ndarray]] = ([], [])            # (steps, qpos)
+        self._pose_pts: tuple[list[int], list[np.ndarray], list[np.ndarray]] = ([], [], [])  # from MjData
+        self._unflushed = 0       # control steps since the last flush
+        self._step_cost = None    # seconds spent in this logger during the current step
         rec.log(P.WORLD, rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
 
     # --- opening ----------------------------------------------------------------------------
@@ -119,14 +135,14 @@ class RerunLogger:
     def open(cls, mode: str, *, path: str | Path | None = None, address: str | None = None,
              application_id: str = APP_ID, recording_name: str | None = None, **kwargs) -> RerunLogger:
         """``open_stream`` + a logger on it. kwargs: mj_model, every_n_steps, camera_every_n_steps,
-        obs_names, action_names."""
+        obs_names, action_names, batch_steps."""
         return cls(open_stream(mode, path=path, address=address, application_id=application_id,
                                recording_name=recording_name), **kwargs)
 
     @classmethod
     def from_config(cls, cfg, run_dir: str | Path, *, label: str = "run", **kwargs) -> RerunLogger | None:
         """From a ``RerunConfig`` (``cfg.rerun``); None when mode is 'off'. Saves to ``cfg.path`` or
-        RUN_DIR/rerun/<label>-<timestamp>.rrd."""
+        RUN_DIR/rerun/<label>-<timestamp>.rrd. kwargs as for ``open`` (e.g. batch_steps)."""
         if cfg.mode == "off":
             return None
         path = Path(cfg.path) if cfg.path else default_rrd_path(run_dir, label)
@@ -142,15 +158,23 @@ class RerunLogger:
     # --- time -------------------------------------------------------------------------------
     def begin_episode(self, index: int, phase: str = "") -> None:
         self._flush_realised(final=True)
+        self._end_step_cost()
+        self.flush()  # the buffered rows belong to the previous episode
         self.episode, self.t, self._rewards, self._pending = index, -1, [], []
         self.rec.set_time(P.EPISODE, sequence=index)
         self.rec.set_time(P.STEP, sequence=self.step + 1)
         self.rec.log(P.EVENTS, rr.TextLog(f"episode {index} ({phase}) starts", level="INFO"))
 
     def begin_step(self) -> int:
-        """Advance to the next control step; returns the step index within the episode."""
+        """Advance to the next control step; returns the step index within the episode. Sends the
+        buffered rows when ``batch_steps`` steps have gathered."""
+        self._end_step_cost()
         self.step += 1
         self.t += 1
+        self._step_cost = 0.0
+        if self._unflushed >= self.batch_steps:
+            self.flush()  # its cost counts towards this step's log_ms
+        self._unflushed += 1
         self.rec.set_time(P.STEP, sequence=self.step)
         return self.t
 
@@ -178,43 +202,106 @@ class RerunLogger:
     def log_step(self, obs: np.ndarray, action: np.ndarray, reward: float, *, latency_s: float | None = None,
                  data=None, qpos: np.ndarray | None = None) -> None:
         """The state reached (``obs``: the observation after the step), the action that got there,
-        its reward, the planner's latency, and the robot's bodies (from a live ``MjData`` or qpos)."""
+        its reward, the planner's latency, and the robot's bodies (from a live ``MjData`` or qpos).
+        Buffered: sent with the next flush."""
         t0 = time.perf_counter()
-        rec = self.rec
         obs = np.asarray(obs, dtype=np.float64).ravel()
         action = np.asarray(action, dtype=np.float64).ravel()
-        self._names(P.STATE_ACTUAL, self.obs_names, obs.size, "obs", 2.0, self._dim_colors(obs.size))
-        self._names(P.ACTION, self.action_names, action.size, "action")
-        rec.log(P.STATE_ACTUAL, rr.Scalars(obs))
-        rec.log(P.ACTION, rr.Scalars(action))
-        rec.log(P.REWARD, rr.Scalars([float(reward)]))
+        if P.STATE_ACTUAL not in self._series_done:
+            self._names(P.STATE_ACTUAL, self.obs_names, obs.size, "obs", 2.0, self._dim_colors(obs.size))
+        if P.ACTION not in self._series_done:
+            self._names(P.ACTION, self.action_names, action.size, "action")
+        step = self.step
+        self._put(P.STATE_ACTUAL, step, obs)
+        self._put(P.ACTION, step, action)
+        self._put(P.REWARD, step, float(reward))
         if latency_s is not None:
-            rec.log(P.LATENCY, rr.Scalars([latency_s * 1e3]))
-        if self.kin is not None and (data is not None or qpos is not None):
-            com, anchor = self.kin.from_data(data) if data is not None else self.kin.pose(qpos)
-            if P.ROBOT_BODIES not in self._series_done:  # styling once, static: per step only positions
-                self._series_done.add(P.ROBOT_BODIES)
-                rec.log(P.ROBOT_BODIES, rr.Points3D.from_fields(radii=0.04, colors=ROBOT_COLOR,
-                                                                labels=self.kin.names, show_labels=False), static=True)
-                rec.log(P.ROBOT_SKELETON, rr.LineStrips3D.from_fields(radii=0.015, colors=ROBOT_COLOR), static=True)
-            rec.log(P.ROBOT_BODIES, rr.Points3D(com))
-            rec.log(P.ROBOT_SKELETON, rr.LineStrips3D(self.kin.skeleton(com, anchor)))
+            self._put(P.LATENCY, step, latency_s * 1e3)
+        if self.kin is not None:
+            if data is not None:  # current already: no kinematics call
+                com, anchor = self.kin.from_data(data)
+                self._pose_pts[0].append(step)
+                self._pose_pts[1].append(com)
+                self._pose_pts[2].append(anchor)
+            elif qpos is not None:  # kinematics at flush time, one batch
+                self._poses[0].append(step)
+                self._poses[1].append(np.array(qpos, dtype=np.float64).ravel())
         self._rewards.append(float(reward))
         self._flush_realised()
-        self.log_seconds += time.perf_counter() - t0
-        rec.log(P.LOG_COST, rr.Scalars([(time.perf_counter() - t0) * 1e3]))
+        self._spent(t0)
+
+    def _put(self, entity: str, step: int, values) -> None:
+        steps, vals, sizes = self._buf[entity]
+        v = np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
+        steps.append(step)
+        vals.append(v)
+        sizes.append(v.size)
+
+    def _spent(self, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        self.log_seconds += dt
+        if self._step_cost is not None:
+            self._step_cost += dt
+
+    def _end_step_cost(self) -> None:
+        """The logger's own cost of the step just finished goes into the ``log_ms`` series."""
+        if self._step_cost is not None and self.step >= 0:
+            self._put(P.LOG_COST, self.step, self._step_cost * 1e3)
+        self._step_cost = None
+
+    def flush(self) -> None:
+        """Send everything buffered: one ``send_columns`` batch per entity."""
+        t0 = time.perf_counter()
+        rec = self.rec
+        ep = max(self.episode, 0)
+
+        def index(steps):
+            idx = [rr.TimeColumn(P.STEP, sequence=np.asarray(steps, dtype=np.int64))]
+            if self.episode >= 0:
+                idx.append(rr.TimeColumn(P.EPISODE, sequence=np.full(len(steps), ep, dtype=np.int64)))
+            return idx
+
+        for entity, (steps, vals, sizes) in self._buf.items():
+            if not steps:
+                continue
+            col = rr.Scalars.columns(scalars=np.concatenate(vals)).partition(sizes)
+            rec.send_columns(entity, indexes=index(steps), columns=col)
+        self._buf.clear()
+        if self.kin is not None and (self._poses[0] or self._pose_pts[0]):
+            steps, coms, anchors = list(self._pose_pts[0]), list(self._pose_pts[1]), list(self._pose_pts[2])
+            if self._poses[0]:
+                com, anchor = self.kin._run(np.stack(self._poses[1]))
+                steps += self._poses[0]
+                coms += list(com)
+                anchors += list(anchor)
+            self._log_robot(steps, coms, anchors, index)
+        self._poses = ([], [])
+        self._pose_pts = ([], [], [])
+        self._unflushed = 0
+        self._spent(t0)
+
+    def _log_robot(self, steps, coms, anchors, index) -> None:
+        rec, b = self.rec, self.kin.count
+        if P.ROBOT_BODIES not in self._series_done:  # styling once, static: per step only positions
+            self._series_done.add(P.ROBOT_BODIES)
+            rec.log(P.ROBOT_BODIES, rr.Points3D.from_fields(radii=0.04, colors=ROBOT_COLOR,
+                                                            labels=self.kin.names, show_labels=False), static=True)
+            rec.log(P.ROBOT_SKELETON, rr.LineStrips3D.from_fields(radii=0.015, colors=ROBOT_COLOR), static=True)
+        n = len(steps)
+        rec.send_columns(P.ROBOT_BODIES, indexes=index(steps),
+                         columns=rr.Points3D.columns(positions=np.concatenate(coms)).partition([b] * n))
+        strips = self.kin.skeleton_array(np.stack(coms), np.stack(anchors)).reshape(n * b, 3, 3)
+        rec.send_columns(P.ROBOT_SKELETON, indexes=index(steps),
+                         columns=rr.LineStrips3D.columns(strips=strips).partition([b] * n))
 
     def _flush_realised(self, final: bool = False) -> None:
         """Log the realised H-step return at the plan's step once its H rewards are in."""
         keep = []
         for t, step, h in self._pending:
             if t + h <= len(self._rewards):
-                self.rec.set_time(P.STEP, sequence=step)
-                self.rec.log(P.RETURN_REAL, rr.Scalars([float(np.sum(self._rewards[t:t + h]))]))
+                self._put(P.RETURN_REAL, step, float(np.sum(self._rewards[t:t + h])))
             elif not final:
                 keep.append((t, step, h))
-        if len(keep) != len(self._pending) and self.step >= 0:
-            self.rec.set_time(P.STEP, sequence=self.step)
         self._pending = keep
 
     # --- every N steps ----------------------------------------------------------------------
@@ -234,9 +321,9 @@ class RerunLogger:
         t0 = time.perf_counter()
         rec = self.rec
         self.plans_logged += 1
-        rec.log(P.RETURN_PRED, rr.Scalars([float(best_return)]))
+        self._put(P.RETURN_PRED, self.step, float(best_return))
         if spread is not None:
-            rec.log(P.SPREAD, rr.Scalars([float(spread)]))
+            self._put(P.SPREAD, self.step, float(spread))
         if horizon:
             self._pending.append((self.t, self.step, int(horizon)))
         if scores is not None:
@@ -244,13 +331,13 @@ class RerunLogger:
         if ghost_returns is not None:
             g = np.asarray(ghost_returns, dtype=np.float64)
             self._names(P.GHOST_RETURNS, None, g.size, "ghost", 1.0)
-            rec.log(P.GHOST_RETURNS, rr.Scalars(g))
+            self._put(P.GHOST_RETURNS, self.step, g)
         if self.kin is not None:
             self._log_ghosts(ghost_qpos, ghost_returns, chosen_qpos, member_qpos)
         if pred_obs is not None:
             self._log_prediction(np.asarray(pred_obs), None if pred_obs_std is None else np.asarray(pred_obs_std),
                                  steps_left)
-        self.log_seconds += time.perf_counter() - t0
+        self._spent(t0)
 
     def _log_scores(self, scores: np.ndarray) -> None:
         s = scores[np.isfinite(scores)]
@@ -258,7 +345,7 @@ class RerunLogger:
             return
         self._names(P.SCORES, ["min", "p25", "median", "p75", "max"], 5, "q", 1.5,
                     [[90, 90, 255], [120, 170, 255], [255, 255, 255], [120, 170, 255], [90, 90, 255]])
-        self.rec.log(P.SCORES, rr.Scalars(np.percentile(s, [0, 25, 50, 75, 100])))
+        self._put(P.SCORES, self.step, np.percentile(s, [0, 25, 50, 75, 100]))
         counts, edges = np.histogram(s, bins=min(30, max(5, s.size // 8)))
         self.rec.log(P.SCORE_HIST, rr.BarChart(counts, abscissa=(edges[:-1] + edges[1:]) / 2))
 
@@ -309,7 +396,7 @@ class RerunLogger:
         t0 = time.perf_counter()
         img = rr.Image(np.ascontiguousarray(rgb))
         self.rec.log(P.CAMERA_RGB, img.compress(jpeg_quality) if jpeg_quality else img)
-        self.log_seconds += time.perf_counter() - t0
+        self._spent(t0)
 
     # --- training ---------------------------------------------------------------------------
     def log_train(self, round_: int, history: list[dict], val_mse: list[float] | None = None,
@@ -340,6 +427,8 @@ class RerunLogger:
 
     def close(self) -> None:
         self._flush_realised(final=True)
+        self._end_step_cost()
+        self.flush()
         self.rec.flush()
         self.rec.disconnect()
 

@@ -6,6 +6,10 @@ plan rolled out through the learned model (``what_if``), decoded to qpos and dra
 trajectories; each member's rollout of the chosen plan (the spread); the predicted states with
 their ± std band; the distribution of the sampled scores. After each training round: losses per
 member, validation and multi-step error.
+
+The camera frame is rendered through one reused ``mujoco.Renderer``; by default without shadows and
+multisampling (``camera_fast``): on a software renderer (EGL on llvmpipe) that is ~7x cheaper
+(~6 ms instead of ~40 ms at 320x240) and looks nearly the same.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ def obs_names(env) -> list[str] | None:
 
 class RerunObserver(Observer):
     def __init__(self, logger: RerunLogger, env, *, task: str | None = None, ghosts: int = 5,
-                 camera_size: tuple[int, int] = (240, 320), discount: float = 1.0, episodes=()):
+                 camera_size: tuple[int, int] = (240, 320), discount: float = 1.0, episodes=(),
+                 camera_fast: bool = True):
         self.logger, self.env, self.ghosts, self.discount = logger, env, int(ghosts), discount
-        self.camera_size = camera_size
+        self.camera_size, self.camera_fast = camera_size, camera_fast
         self.decoder = QposDecoder(env.model, task)
         for ep in episodes:
             self.decoder.add_episode(ep.obs, ep.physics_state)
@@ -142,8 +147,7 @@ class RerunObserver(Observer):
             return None
         try:
             if self._renderer is None:
-                h, w = self.camera_size
-                self._renderer = mujoco.Renderer(self.env.model, height=h, width=w)
+                self._renderer = self._new_renderer()
                 self._camera = 0 if self.env.model.ncam > 0 else -1
             self._renderer.update_scene(self.env.data, camera=self._camera)
             return self._renderer.render().copy()
@@ -151,6 +155,21 @@ class RerunObserver(Observer):
             log.warning("rerun: camera frames disabled, MuJoCo rendering failed (%s); set MUJOCO_GL=egl", e)
             self._camera_failed = True
             return None
+
+    def _new_renderer(self) -> mujoco.Renderer:
+        h, w = self.camera_size
+        model = self.env.model
+        if not self.camera_fast:
+            return mujoco.Renderer(model, height=h, width=w)
+        quality = model.vis.quality
+        samples = int(quality.offsamples)
+        quality.offsamples = 0  # read when the GL context is made; the env's model is left as it was
+        try:
+            renderer = mujoco.Renderer(model, height=h, width=w)
+        finally:
+            quality.offsamples = samples
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        return renderer
 
     @torch.no_grad()
     def _log_plan(self, t: int, obs, qpos, policy: MPCPlanner) -> None:
