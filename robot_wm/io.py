@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -34,14 +35,25 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def finite_json(obj: Any) -> Any:
+    """Replace NaN/Inf floats by None so every file we write is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a torn last line is skipped by ``read_jsonl``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
+    line = json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n"
     with open(path, "ab+") as f:
         if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
             f.seek(-1, os.SEEK_END)

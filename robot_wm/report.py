@@ -10,17 +10,22 @@ from rich.table import Table
 from robot_wm.whatif import WhatIfResult
 
 
+def _num(v, fmt: str = ".1f") -> str:
+    """A figure for the table; 'n/a' where it could not be measured (None or NaN)."""
+    return "n/a" if v is None or v != v else format(v, fmt)
+
+
 def print_summary(summary: dict, run_dir: Path) -> None:
     t = Table(title=f"robot-wm run: {summary['task']} (seed {summary['seed']})")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    t.add_row("eval return", f"{summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f}")
+    t.add_row("eval return", f"{_num(summary['eval_return_mean'])} ± {_num(summary['eval_return_std'])}")
     t.add_row("eval episodes", ", ".join(f"{r:.0f}" for r in summary["eval_returns"]))
     t.add_row("train returns", ", ".join(f"{r:.0f}" for r in summary["train_returns"]))
     t.add_row("env steps (training data)", str(summary["env_steps"]))
     for k, v in sorted(summary["multistep_mse"].items(), key=lambda kv: int(kv[0])):
-        t.add_row(f"model error, {k}-step (norm. MSE)", f"{v:.4f}")
-    t.add_row("planning rate", f"{summary['plan_hz']:.1f} Hz")
+        t.add_row(f"model error, {k}-step (norm. MSE)", _num(v, ".4f"))
+    t.add_row("planning rate", f"{_num(summary['plan_hz'])} Hz")
     t.add_row("wall clock", f"{summary['wall_s']:.0f} s")
     t.add_row("run directory", str(run_dir))
     Console().print(t)

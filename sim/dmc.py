@@ -95,8 +95,9 @@ class DMCEnv(Env):
         obs = self._ts.observation
         return np.concatenate([np.asarray(obs[k], dtype=np.float64).reshape(-1) for k in self._keys])
 
-    def reward_of_state(self, state: np.ndarray) -> float:
+    def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
         p = self._scratch
         mujoco.mj_setState(p.model.ptr, p.data.ptr, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        p.data.ptr.ctrl[:] = 0.0 if ctrl is None else ctrl
         p.forward()
         return float(self._env.task.get_reward(p))

@@ -63,9 +63,10 @@ class Env(abc.ABC):
     def _observation(self) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def reward_of_state(self, state: np.ndarray) -> float:
-        """Task reward of a full physics state (``STATE_SPEC``), computed on scratch data so the
-        episode is untouched. Used by the oracle planner to score ``mujoco.rollout`` states."""
+    def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
+        """Task reward of a full physics state (``STATE_SPEC``) under control ``ctrl`` (control
+        costs need it; the state spec leaves it out), computed on scratch data so the episode is
+        untouched. Used by the oracle planner to score ``mujoco.rollout`` states."""
 
     def step(self, action: np.ndarray) -> StepResult:
         if self._t is None:

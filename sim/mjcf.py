@@ -97,7 +97,8 @@ class MJCFEnv(Env):
     def _observation(self) -> np.ndarray:
         return np.asarray(self._observe(self._model, self._data), dtype=np.float64).reshape(-1)
 
-    def reward_of_state(self, state: np.ndarray) -> float:
+    def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
         mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        self._scratch.ctrl[:] = 0.0 if ctrl is None else ctrl
         mujoco.mj_forward(self._model, self._scratch)
         return float(self._reward(self._model, self._scratch))

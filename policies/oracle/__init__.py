@@ -32,7 +32,7 @@ class TrueModelScore:
         control = np.repeat(acts, self.substeps, axis=1)  # hold each action for its physics steps
         states, _ = rollout.rollout(self.env.model, self.datas, self.state[None], control)
         ends = states[:, self.substeps - 1 :: self.substeps]  # (N, H, nstate): state after each agent step
-        rewards = np.array([[self.env.reward_of_state(ends[i, t]) for t in range(h)] for i in range(n)])
+        rewards = np.array([[self.env.reward_of_state(ends[i, t], acts[i, t]) for t in range(h)] for i in range(n)])
         ret = (rewards * self.env.action_repeat * self.discount ** np.arange(h)).sum(1)
         ret = torch.as_tensor(ret, dtype=actions.dtype)
         return ret, torch.zeros_like(ret)
