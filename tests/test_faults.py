@@ -109,13 +109,17 @@ def kill_points(run: Path):
         start = max(n_episodes(), 1)
         return lambda: n_episodes() > start
 
+    def new_temp(d: Path):  # a temp file that was not there when the process started
+        old = {n for n in _names(d) if n.endswith(".tmp")}
+        return lambda: any(n.endswith(".tmp") and n not in old for n in _names(d))
+
     def checkpoint_write():  # a checkpoint's temp file (or new weights without their JSON yet)
-        start = n_weights()
-        return lambda: any(n.endswith(".tmp") for n in _names(ck)) or n_weights() > start
+        start, temp = n_weights(), new_temp(ck)
+        return lambda: temp() or n_weights() > start
 
     def episode_write():
-        start = n_episodes()
-        return lambda: any(n.endswith(".tmp") for n in _names(ep)) or n_episodes() > start
+        start, temp = n_episodes(), new_temp(ep)
+        return lambda: temp() or n_episodes() > start
 
     def after_train_record():
         start = train_records()
@@ -204,6 +208,11 @@ def run_copy(base_run, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def planner_file(base_run) -> Path:
+    return export_files(base_run)
+
+
+def export_files(base_run: Path) -> Path:
+    """``planner.onnx`` (noise input) and ``dynamics.onnx`` beside the run; returns the planner."""
     from policies.mpc.step import StepSpec
     from robot_wm.export.onnx_export import export_planner, export_dynamics
     from robot_wm.export.source import control_period, load_source
