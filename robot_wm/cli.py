@@ -48,6 +48,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     cfg = resolve_config(launch, overrides)
     saved = cfg.resolved_run_dir() / "config.toml"
     if a.resume and saved.exists():  # continue with the run's own config (plus any overrides)
+        if launch:
+            logging.getLogger("robot_wm").warning(
+                "--resume continues %s with its saved config.toml; launch file %s is not used "
+                "(key=value overrides still apply)", saved.parent, launch)
         cfg = cfgmod.apply_overrides(cfgmod.load(saved), overrides)
     summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
