@@ -406,26 +406,38 @@ class RerunLogger:
 
     def _log_ghosts(self, ghost_qpos, ghost_returns, chosen_qpos, member_qpos) -> None:
         rec, kin = self.rec, self.kin
-        if ghost_qpos is not None and len(ghost_qpos):
-            pts = kin.positions(np.asarray(ghost_qpos))            # (K, H+1, B, 3)
-            k, _, b, _ = pts.shape
-            strips = pts.transpose(0, 2, 1, 3).reshape(k * b, -1, 3)  # ghost-major: (K*B, H+1, 3)
+        if "ghost styling" not in self._series_done:  # static: per plan only what changes
+            self._series_done.add("ghost styling")
+            rec.log(P.GHOSTS, rr.LineStrips3D.from_fields(radii=0.012, show_labels=False), static=True)
+            rec.log(P.GHOST_POSES, rr.Points3D.from_fields(radii=0.025), static=True)
+            rec.log(P.CHOSEN, rr.LineStrips3D.from_fields(radii=0.016, colors=CHOSEN_COLOR), static=True)
+            rec.log(P.CHOSEN_POSE, rr.LineStrips3D.from_fields(radii=0.012, colors=CHOSEN_COLOR), static=True)
+            rec.log(P.MEMBERS, rr.LineStrips3D.from_fields(radii=0.004, colors=MEMBER_COLOR), static=True)
+        parts = [None if q is None or not len(q) else np.asarray(q, dtype=np.float64)
+                 for q in (ghost_qpos, chosen_qpos, member_qpos)]
+        sizes = [0 if q is None else q.size // kin.model.nq for q in parts]
+        if not sum(sizes):
+            return
+        # one kinematics batch for every pose drawn
+        com, anchor = kin._run(np.concatenate([q.reshape(-1, kin.model.nq) for q in parts if q is not None]))
+        bounds = np.cumsum([0, *sizes])
+        ghosts, chosen, members = (None if q is None else com[bounds[i]:bounds[i + 1]].reshape(*q.shape[:-1], kin.count, 3)
+                                   for i, q in enumerate(parts))
+        if ghosts is not None:                                     # (K, H+1, B, 3)
+            k, _, b, _ = ghosts.shape
+            strips = ghosts.transpose(0, 2, 1, 3).reshape(k * b, -1, 3)  # ghost-major: (K*B, H+1, 3)
             ret = np.zeros(k) if ghost_returns is None else np.asarray(ghost_returns)
             colors = np.repeat(return_colors(ret), b, axis=0)
             labels = [f"#{i} R={ret[i]:.1f}" for i in range(k) for _ in range(b)]
-            rec.log(P.GHOSTS, rr.LineStrips3D(strips, radii=0.012, colors=colors, labels=labels,
-                                              show_labels=False))
-            rec.log(P.GHOST_POSES, rr.Points3D(pts[:, -1].reshape(-1, 3), radii=0.025, colors=colors))
-        if chosen_qpos is not None:
-            pts = kin.positions(np.asarray(chosen_qpos))           # (H+1, B, 3)
-            rec.log(P.CHOSEN, rr.LineStrips3D(pts.transpose(1, 0, 2), radii=0.016, colors=CHOSEN_COLOR))
-            com, anchor = kin.pose(np.asarray(chosen_qpos)[-1])
-            rec.log(P.CHOSEN_POSE, rr.LineStrips3D(kin.skeleton(com, anchor), radii=0.012, colors=CHOSEN_COLOR))
-        if member_qpos is not None and len(member_qpos):
-            pts = kin.positions(np.asarray(member_qpos))           # (E, H+1, B, 3)
-            e, _, b, _ = pts.shape
-            rec.log(P.MEMBERS, rr.LineStrips3D(pts.transpose(0, 2, 1, 3).reshape(e * b, -1, 3), radii=0.004,
-                                               colors=MEMBER_COLOR))
+            rec.log(P.GHOSTS, rr.LineStrips3D(strips, colors=colors, labels=labels))
+            rec.log(P.GHOST_POSES, rr.Points3D(ghosts[:, -1].reshape(-1, 3), colors=colors))
+        if chosen is not None:                                     # (H+1, B, 3)
+            rec.log(P.CHOSEN, rr.LineStrips3D(np.ascontiguousarray(chosen.transpose(1, 0, 2))))
+            end = bounds[2] - 1                                    # the chosen plan's last pose
+            rec.log(P.CHOSEN_POSE, rr.LineStrips3D(kin.skeleton_array(com[end], anchor[end])))
+        if members is not None:                                    # (E, H+1, B, 3)
+            e, _, b, _ = members.shape
+            rec.log(P.MEMBERS, rr.LineStrips3D(np.ascontiguousarray(members.transpose(0, 2, 1, 3)).reshape(e * b, -1, 3)))
 
     def _log_prediction(self, mean: np.ndarray, std: np.ndarray | None, steps_left: int | None) -> None:
         """Predicted observations for the next steps, until the next logged plan takes over."""

@@ -197,7 +197,7 @@ class RerunObserver(Observer):
         if self.decoder.exact is None and self.decoder.weights is None and self.decoder.pairs:
             self.decoder.fit()
         if self.decoder.ready and qpos is not None:
-            kw.update(ghost_qpos=self.decoder.trajectories(res.states[1:], qpos),
-                      chosen_qpos=self.decoder.trajectories(res.states[0], qpos),
-                      member_qpos=self.decoder.trajectories(members, qpos))
+            q = self.decoder.trajectories(np.concatenate([res.states, members]), qpos)  # one batch
+            n = len(res.states)
+            kw.update(ghost_qpos=q[1:n], chosen_qpos=q[0], member_qpos=q[n:])
         lg.log_plan(**kw)
