@@ -55,6 +55,11 @@ def test_tiny_run_writes_a_checked_recording(tiny_run):
     assert s.rows[P.TRAIN_NLL] > 0 and s.rows[P.MULTISTEP] == len(RunDir(tiny_run.root).records("train"))
     assert s.rows[P.ROBOT_BODIES] == tiny_run.steps == len(s.body_counts)
     assert s.body_counts[0] == 2  # cartpole: cart and pole
+    # per-step series are sent in batches: every step still has exactly one row, the last ones included
+    for entity in (P.ROBOT_SKELETON, P.STATE_ACTUAL, P.ACTION, P.REWARD, P.LATENCY, P.LOG_COST):
+        assert s.rows[entity] == tiny_run.steps, (entity, s.rows[entity], tiny_run.steps)
+    for entity in (P.RETURN_PRED, P.SPREAD, P.SCORES, P.SCORE_HIST, P.GHOST_RETURNS, P.CHOSEN, P.MEMBERS):
+        assert s.rows[entity] == tiny_run.plans, (entity, s.rows[entity], tiny_run.plans)
 
 
 def test_eval_cli_rerun_flag_and_view(tiny_run, capsys):
@@ -94,6 +99,9 @@ assert "torch" not in sys.modules, "the logger imported torch"
     s = check_rrd(path, ghosts=4, horizon=4, plan_steps=3,
                   entities=(P.ROBOT_BODIES, P.GHOSTS, P.CHOSEN, P.MEMBERS, P.SCORES, P.RETURN_REAL))
     assert s.rows[P.RETURN_REAL] == 2  # plans at t=0 and t=2 saw their 4 rewards; t=4's did not
+    # batched every 2 steps and on close: all 6 steps, on both timelines
+    assert s.rows[P.STATE_ACTUAL] == s.rows[P.ROBOT_SKELETON] == s.rows[P.LOG_COST] == 6
+    assert {P.STEP, P.EPISODE} <= s.timelines
 
 
 def test_check_rrd_catches_a_wrong_ghost_count(tiny_run):
