@@ -7,14 +7,14 @@ One explicit ``rr.RecordingStream`` per logger (no global recording state). Sink
 * ``spawn`` - a live viewer (started if none is running),
 * ``serve`` - an in-process gRPC server bound to 127.0.0.1:9876 unless an address is given.
 
-Cost control: nothing is sent to Rerun per control step. The per-step series (state, action,
-reward, latency, the logger's own cost) and the robot's pose (qpos, turned into body positions and
-skeleton in one kinematics batch) are buffered in numpy and sent as one ``send_columns`` batch per
-entity every ``batch_steps`` steps (default: ``every_n_steps``), at episode boundaries and on
-``flush``/``close``; so are the plan's scalar series (predicted/realised return, spread, score
-quantiles, ghost returns). Ghosts, predictions and the score histogram are logged every
-``every_n_steps`` steps, camera frames every ``camera_every_n_steps``; the K ghosts' body
-trajectories are one ``LineStrips3D`` batch. A live viewer sees the per-step plots up to
+Cost control: no Rerun call per control step. The per-step series (state, action, reward,
+latency, the logger's own cost) and the robot's pose (qpos, turned into body positions and
+skeleton in one kinematics batch) are buffered in numpy and sent as one ``send_columns`` batch
+per entity every ``batch_steps`` steps (default: ``every_n_steps``), at episode boundaries and on
+``flush``/``close``; so is the realised return (logged at its plan's step once known). The plan
+(ghosts, predictions, scores, predicted return) is logged every ``every_n_steps`` steps, camera
+frames every ``camera_every_n_steps``; the K ghosts' body trajectories are one ``LineStrips3D``
+batch, their constant styling static. A live viewer sees the per-step plots up to
 ``batch_steps`` steps late.
 """
 
@@ -376,9 +376,10 @@ class RerunLogger:
         t0 = time.perf_counter()
         rec = self.rec
         self.plans_logged += 1
-        self._put(P.RETURN_PRED, self.step, float(best_return))
+        # one row per plan: a plain log is cheaper than a one-row column batch
+        rec.log(P.RETURN_PRED, rr.Scalars([float(best_return)]))
         if spread is not None:
-            self._put(P.SPREAD, self.step, float(spread))
+            rec.log(P.SPREAD, rr.Scalars([float(spread)]))
         if horizon:
             self._pending.append((self.t, self.step, int(horizon)))
         if scores is not None:
@@ -386,7 +387,7 @@ class RerunLogger:
         if ghost_returns is not None:
             g = np.asarray(ghost_returns, dtype=np.float64)
             self._names(P.GHOST_RETURNS, None, g.size, "ghost", 1.0)
-            self._put(P.GHOST_RETURNS, self.step, g)
+            rec.log(P.GHOST_RETURNS, rr.Scalars(g))
         if self.kin is not None:
             self._log_ghosts(ghost_qpos, ghost_returns, chosen_qpos, member_qpos)
         if pred_obs is not None:
@@ -400,7 +401,7 @@ class RerunLogger:
             return
         self._names(P.SCORES, ["min", "p25", "median", "p75", "max"], 5, "q", 1.5,
                     [[90, 90, 255], [120, 170, 255], [255, 255, 255], [120, 170, 255], [90, 90, 255]])
-        self._put(P.SCORES, self.step, np.percentile(s, [0, 25, 50, 75, 100]))
+        self.rec.log(P.SCORES, rr.Scalars(np.percentile(s, [0, 25, 50, 75, 100])))
         counts, edges = np.histogram(s, bins=min(30, max(5, s.size // 8)))
         self.rec.log(P.SCORE_HIST, rr.BarChart(_vectors(counts), abscissa=_vectors((edges[:-1] + edges[1:]) / 2)))
 

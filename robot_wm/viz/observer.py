@@ -116,7 +116,7 @@ class RerunObserver(Observer):
         lg, snap = self.logger, self._snap or {}
         lg.begin_step()
         qpos = snap.get("qpos")
-        if qpos is not None:
+        if qpos is not None and self.decoder.exact is None:  # pairs only feed the least-squares fit
             self.decoder.add(obs, qpos)
         lg.log_step(obs, action, reward, latency_s=snap.get("latency"), qpos=qpos)
         if snap.get("frame") is not None:
