@@ -11,7 +11,7 @@ threads: the control loop, Rerun's and the renderer's; far less sensitive than w
 other jobs on a shared machine), and the logging time the observer itself measured inside the
 loop (logging + camera rendering) as a share of the logged episodes' wall time.
 
-    MUJOCO_GL=egl .venv/bin/python bench/bench_rerun_overhead.py [--pairs 12] [key=value ...]
+    MUJOCO_GL=egl .venv/bin/python bench/bench_rerun_overhead.py [--pairs 20] [key=value ...]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from robot_wm.runner import Observer, Session  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. planner.samples=200 rerun.every_n_steps=1")
-    ap.add_argument("--pairs", type=int, default=12, help="episodes with and without logging (alternating)")
+    ap.add_argument("--pairs", type=int, default=20, help="episodes with and without logging (alternating)")
     ap.add_argument("--warmup", type=int, default=1, help="uncounted pairs first")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="bench-rerun-")
