@@ -42,9 +42,9 @@ class ModelConfig(_Section):
     """Members of the probabilistic ensemble."""
     elites: int = Field(5, ge=1)
     """Members with the best validation loss used for planning."""
-    hidden: int = Field(128, ge=1)
+    hidden: int = Field(200, ge=1)
     """Width of each hidden layer."""
-    layers: int = Field(2, ge=1)
+    layers: int = Field(3, ge=1)
     """Number of hidden layers."""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
