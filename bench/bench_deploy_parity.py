@@ -57,12 +57,11 @@ def train_run(root: Path, task: str, overrides: list[str], random_eps: int, roun
         return root
     cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), [f"env.task={task}", f"run_dir={root}", *overrides])
     s = Session.open(cfg, run, progress=False)
-    model, full = None, None
+    model = None
     for i in range(random_eps):
         s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
     for r in range(rounds + 1):
-        model = s.train(full, r)
-        full = s._full_model
+        model = s.train(r)
         if r < rounds:
             rec = s.collect(s.planner("learned", model, seed=r), "train", random_eps + r)
             print(f"  [{task}] round {r}: learned-planner episode return {rec['return']:.1f}", flush=True)

@@ -7,7 +7,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -81,7 +80,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     s = _session(a.run_dir, a.args, not a.no_progress)
     rounds = s.run.records("train")
     s.latest_model()
-    s.train(getattr(s, "_full_model", None), len(rounds))
+    s.train(len(rounds))
     last = s.run.records("train")[-1]
     print(f"trained round {last['round']}: {last['epochs']} epochs, val mse {np.mean(last['val_mse']):.4f}, "
           f"multi-step mse {last['multistep_mse']}")

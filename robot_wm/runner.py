@@ -49,6 +49,8 @@ class Session:
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
     observer: Observer = field(default_factory=Observer)
+    model: WorldModel | None = None
+    """The full ensemble trained so far; each training round continues from it."""
 
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
@@ -101,10 +103,11 @@ class Session:
         return record
 
     # --- model ------------------------------------------------------------------------------
-    def train(self, model: WorldModel | None, round_: int) -> WorldModel:
-        """Train (continuing from ``model``), checkpoint, log errors; return the elite model."""
+    def train(self, round_: int) -> WorldModel:
+        """Train (continuing from ``self.model``), checkpoint, log errors; return the elite model."""
         data = self.run.dataset()
         obs_dim, act_spec = self.env.observation_spec.dim, self.env.action_spec
+        model = self.model
         if model is None:
             model = new_model(obs_dim, act_spec.dim, act_spec.low, act_spec.high, self.cfg.model, self.cfg.device)
         t0 = time.perf_counter()
@@ -124,16 +127,15 @@ class Session:
                   "multistep_mse": {str(k): v for k, v in errors.items()}, "history": report.history}
         self.run.log(record)
         self.observer.on_train(record, elite)
-        self._full_model = model
+        self.model = model
         return elite
 
     def latest_model(self) -> WorldModel | None:
         path = self.run.latest_checkpoint()
         if path is None:
             return None
-        model, meta = load_checkpoint(path, self.cfg.device)
-        self._full_model = model
-        return model.subset(meta["elites"])
+        self.model, meta = load_checkpoint(path, self.cfg.device)
+        return self.model.subset(meta["elites"])
 
 
 def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
@@ -161,9 +163,9 @@ def _run(s: Session, resume: bool) -> dict:
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
         return json.loads(s.run.summary_path.read_text())
-    full, round_ = None, 0
+    round_ = 0
     if (ckpt := s.run.latest_checkpoint()) is not None:
-        full, meta = load_checkpoint(ckpt, cfg.device)
+        s.model, meta = load_checkpoint(ckpt, cfg.device)
         round_ = int(meta["round"]) + 1
     s.run.update_manifest(status="running", episodes=len(data))
     evaluated = {r.get("milestone") for r in s.run.records("eval")}
@@ -175,8 +177,8 @@ def _run(s: Session, resume: bool) -> dict:
         if index < cfg.seed_episodes:
             policy = s.planner("random", seed=cfg.seed + index)
         else:
-            model = s.train(full, round_)
-            full, round_ = s._full_model, round_ + 1
+            model = s.train(round_)
+            round_ += 1
             while milestones and data.env_steps >= milestones[0]:
                 milestone_eval(s, model, milestones.pop(0))
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index)
@@ -189,7 +191,7 @@ def _run(s: Session, resume: bool) -> dict:
     bar.close()
     final = manifest.get("final_eval_from")
     if final is None:
-        model = s.train(full, round_)
+        model = s.train(round_)
         final = len(s.run.eval_dataset())
         s.run.update_manifest(final_eval_from=final)
     else:

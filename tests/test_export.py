@@ -35,7 +35,7 @@ def make_run_dir(root: Path, extra: list[str] = ()) -> Path:
     s = Session.open(cfg, RunDir(root), progress=False)
     for i in range(2):
         s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
-    s.train(None, 0)
+    s.train(0)
     return root
 
 

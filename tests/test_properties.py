@@ -5,7 +5,6 @@ inputs nobody hand-picked."""
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from policies.mpc.planner import MPCPlanner, PlanStep
-from policies.mpc.step import StepSpec, colored_filter, initial_plan, plan_step
+from policies.mpc.step import StepSpec, colored_filter, plan_step
 from robot_wm import config as cfgmod
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode
