@@ -41,7 +41,7 @@ def main() -> None:
     s = Session.open(cfg.model_copy(update={"rerun": cfg.rerun.model_copy(update={"mode": "off"})}),
                      RunDir(root), progress=False)
     s.collect(s.planner("random", seed=0), "train", 0)
-    model = s.train(None, 0)
+    model = s.train(0)
     s.cfg = cfg
     from robot_wm.viz.observer import RerunObserver
 
