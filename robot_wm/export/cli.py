@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. planner.samples=200)")
     p.add_argument("--out", required=True, help="output .onnx path (written atomically)")
     p.add_argument("--what", choices=("planner", "dynamics"), default="planner")
-    p.add_argument("--noise", choices=("internal", "input"), default="internal",
-                   help="internal: the graph draws its own noise; input: noise is an input (deterministic)")
+    p.add_argument("--noise", choices=("internal", "input"), default="input",
+                   help="input (default): noise is an input, filled by the runtime from a seeded generator, so a "
+                        "seed makes deploy repeatable; internal: the graph draws its own (unseeded) noise")
     p.set_defaults(func=cmd_export)

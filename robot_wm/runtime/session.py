@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ctypes.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,13 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
+def _libraries_present(provider: str) -> bool:
+    """Whether the shared libraries a GPU provider needs can be found (the NVIDIA driver, and
+    TensorRT's runtime for TensorRT). onnxruntime-gpu lists these providers even on a CPU-only machine."""
+    needs = {"tensorrt": ("cuda", "nvinfer"), "cuda": ("cuda",)}.get(provider, ())
+    return all(ctypes.util.find_library(lib) for lib in needs)
+
+
 def provider_chain(request: str, cuda_graph: bool, cache_dir: str | None) -> list:
     """The providers list handed to onnxruntime (with options) for ``request``."""
     request = request.lower()
@@ -129,6 +137,8 @@ def provider_chain(request: str, cuda_graph: bool, cache_dir: str | None) -> lis
     for name in AUTO_ORDER[start:]:
         if PROVIDERS[name] not in available:
             continue
+        if request == "auto" and not _libraries_present(name):
+            continue  # no driver/runtime here: skip it quietly instead of letting onnxruntime fail loudly
         if name == "tensorrt":
             opts = {"trt_fp16_enable": "False", "trt_cuda_graph_enable": str(cuda_graph),
                     "trt_engine_cache_enable": "True",
