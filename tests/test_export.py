@@ -50,7 +50,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_export_cli_writes_one_checked_file_with_metadata(run_dir, tmp_path):
     out = tmp_path / "planner.onnx"
-    r = _cli("export", str(run_dir), "--out", str(out))
+    r = _cli("export", str(run_dir), "--out", str(out), "--noise", "internal")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["planner.onnx"]  # no side file, no temp left
     m = onnx.load(str(out))
@@ -141,3 +141,12 @@ def test_export_refuses_missing_or_untrained_sources(tmp_path):
     r = _cli("export", str(tmp_path / "nope"), "--out", str(tmp_path / "p.onnx"))
     assert r.returncode == 2 and "neither a run directory nor a checkpoint" in r.stderr
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_export_cli_default_takes_noise_as_input_so_deploy_is_seedable(run_dir, tmp_path):
+    out = tmp_path / "planner.onnx"
+    r = _cli("export", str(run_dir), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = onnx.load(str(out))
+    assert [i.name for i in m.graph.input] == ["state", "prev_plan", "noise"]
+    assert not any(n.op_type.startswith("RandomNormal") for n in m.graph.node)
