@@ -7,6 +7,14 @@ PLANNER_FORMAT = "robot-wm/planner-onnx/1"
 DYNAMICS_FORMAT = "robot-wm/dynamics-onnx/1"
 
 FORMAT_KEY = "robot_wm.format"
+GRAPH_HASH_KEY = "robot_wm.graph_sha256"  # sha256 of the graph (weights included): a flipped byte is caught
+
+
+def graph_sha256(graph) -> str:
+    """Hash of an ``onnx.GraphProto`` (deterministic serialisation), stored in and checked against metadata."""
+    import hashlib
+
+    return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 # Every planner file carries these in ``metadata_props`` (all values are strings; lists are JSON).
 PLANNER_KEYS = ("robot_wm.format", "robot_wm.version", "state_dim", "action_dim", "action_low", "action_high",
                 "control_period", "horizon", "samples", "iterations", "optimizer", "noise", "noise_shape",

@@ -36,8 +36,10 @@ from robot_wm.export.format import (
     DYNAMICS_INPUTS,
     DYNAMICS_OUTPUTS,
     FORMAT_KEY,
+    GRAPH_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_OUTPUTS,
+    graph_sha256,
 )
 from robot_wm.io import atomic_write_bytes
 from robot_wm.model.ensemble import WorldModel
@@ -92,7 +94,7 @@ def model_flops(model: WorldModel, spec: StepSpec) -> int:
 def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx.ModelProto:
     """Attach metadata, check (full), refuse external data, write atomically."""
     del proto.metadata_props[:]
-    for k, v in sorted(metadata.items()):
+    for k, v in sorted({**metadata, GRAPH_HASH_KEY: graph_sha256(proto.graph)}.items()):
         proto.metadata_props.add(key=k, value=str(v))
     proto.producer_name, proto.producer_version = "robot-wm", robot_wm.__version__
     for t in onnx.external_data_helper._get_all_tensors(proto):

@@ -8,19 +8,27 @@ back to another (e.g. CUDA libraries missing) raises ``ProviderError`` before an
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import logging
 import math
-import ctypes.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
-from robot_wm.export.format import FORMAT_KEY, PLANNER_FORMAT, PLANNER_INPUTS, PLANNER_OUTPUTS
+from robot_wm.export.format import (
+    FORMAT_KEY,
+    GRAPH_HASH_KEY,
+    PLANNER_FORMAT,
+    PLANNER_INPUTS,
+    PLANNER_OUTPUTS,
+    graph_sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +209,15 @@ class PlannerSession:
             raise ModelFileError(f"{str(path)!r} is a directory, not a planner .onnx file") from None
         if not blob:
             raise ModelFileError(f"planner file {str(path)!r} is empty")
+        try:
+            proto = onnx.load_from_string(blob)
+        except Exception as e:  # protobuf DecodeError and friends
+            raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
+        stored = {p.key: p.value for p in proto.metadata_props}.get(GRAPH_HASH_KEY)
+        external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+        if stored is not None and not external and stored != graph_sha256(proto.graph):  # external: refused below
+            raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
+                                 f"{GRAPH_HASH_KEY} it was exported with")
         return blob
 
     def _check_io(self) -> None:
