@@ -59,16 +59,15 @@ class _PlannerInputNoise(nn.Module):
         return out.action, out.next_plan, out.best_return, out.spread, out.valid
 
 
-class _PlannerInternalNoise(nn.Module):
+class _PlannerInternalNoise(_PlannerInputNoise):
+    """The same graph, drawing its standard-normal noise in-graph."""
+
     def __init__(self, step: PlanStep):
-        super().__init__()
-        self.step = step
+        super().__init__(step)
         self.shape = step.spec.noise_shape(step.low.numel())
 
     def forward(self, state, prev_plan):
-        noise = torch.randn(self.shape, dtype=state.dtype, device=state.device)
-        out = self.step(state, prev_plan, noise)
-        return out.action, out.next_plan, out.best_return, out.spread, out.valid
+        return super().forward(state, prev_plan, torch.randn(self.shape, dtype=state.dtype, device=state.device))
 
 
 class _Dynamics(nn.Module):
