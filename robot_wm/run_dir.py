@@ -19,6 +19,7 @@ EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps"
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._datasets: dict[str, EpisodeDataset] = {}
 
     config_path = property(lambda self: self.root / "config.toml")
     metrics_path = property(lambda self: self.root / "metrics.jsonl")
@@ -26,10 +27,18 @@ class RunDir:
     summary_path = property(lambda self: self.root / "summary.json")
 
     def dataset(self) -> EpisodeDataset:
-        return EpisodeDataset(self.root / "episodes")
+        return self._dataset("episodes")
 
     def eval_dataset(self) -> EpisodeDataset:
-        return EpisodeDataset(self.root / "eval")
+        return self._dataset("eval")
+
+    def _dataset(self, name: str) -> EpisodeDataset:
+        """One dataset object per folder, refreshed on each call: only new episode files are read."""
+        if name not in self._datasets:
+            self._datasets[name] = EpisodeDataset(self.root / name)
+        else:
+            self._datasets[name].refresh()
+        return self._datasets[name]
 
     def load_config(self) -> RunConfig:
         if not self.config_path.exists():
