@@ -32,6 +32,7 @@ from policies.mpc.planner import LearnedScore, PlanStep
 from policies.mpc.step import StepSpec, initial_plan
 from robot_wm import config as cfgmod
 from robot_wm.export.onnx_export import export_planner, model_flops
+from robot_wm.model.folded import planning_dims
 from robot_wm.runtime.session import PlannerSession
 
 
@@ -53,8 +54,7 @@ def time_steps(fn, steps: int, warmup: int) -> list[float]:
 
 
 def _layer_shapes(model, spec: StepSpec):
-    s = model.spec
-    dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
+    dims = planning_dims(model.spec)
     e, n = model.members, spec.samples
     return e, n, dims, sum(2 * e * n * i * o for i, o in pairwise(dims))
 

@@ -224,7 +224,7 @@ def control_path(base: Path, planner: Path) -> None:
     def nan_model():
         p, _ = tf._learned_planner(base)
         with torch.no_grad():
-            p.step.score.model.head.bias.fill_(float("nan"))
+            p.step.score.net.weights[-1].fill_(float("nan"))
         acts = [p.act(np.array([0.1, 0.9, -0.2, 0.3, 0.0])) for _ in range(5)]
         return all(np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1) for a in acts) and p.fallbacks == 5, \
             f"{p.fallbacks}/5 fallbacks"

@@ -46,6 +46,8 @@ class ModelConfig(_Section):
     """Width of each hidden layer."""
     layers: int = Field(3, ge=1)
     """Number of hidden layers."""
+    activation: Literal["silu", "relu"] = "silu"
+    """Hidden-layer activation. relu is cheaper to evaluate on a CPU (planning is matmul-bound with it)."""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
     weight_decay: float = Field(5e-5, ge=0)

@@ -25,8 +25,8 @@ class TrainReport:
 
 
 def new_model(obs_dim: int, act_dim: int, low, high, cfg: ModelConfig, device: str = "cpu") -> WorldModel:
-    spec = WorldModelSpec(obs_dim, act_dim, cfg.ensemble_size, cfg.hidden, cfg.layers)
-    return WorldModel(spec, torch.as_tensor(low), torch.as_tensor(high)).to(device)
+    spec = WorldModelSpec(obs_dim, act_dim, cfg.ensemble_size, cfg.hidden, cfg.layers, cfg.activation)
+    return WorldModel(spec, torch.tensor(np.asarray(low)), torch.tensor(np.asarray(high))).to(device)
 
 
 def _tensors(t: Transitions, device: str) -> tuple[torch.Tensor, ...]:

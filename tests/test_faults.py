@@ -517,7 +517,7 @@ def test_non_finite_model_output_never_becomes_a_command(base_run):
 
     planner, _ = _learned_planner(base_run)
     with torch.no_grad():
-        planner.step.score.model.head.bias.fill_(float("nan"))
+        planner.step.score.net.weights[-1].fill_(float("nan"))
     for t in range(5):
         a = planner.act(np.array([0.1, 0.9, -0.2, 0.3, 0.0]))
         assert np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1)

@@ -12,6 +12,8 @@ from conftest import SMALL_MODEL, synthetic_dataset, true_step
 from robot_wm.data.dataset import concat
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from robot_wm.model.ensemble import WorldModel, WorldModelSpec
+from robot_wm.model.folded import FoldedModel
 from robot_wm.model.imagine import imagine, score_sequences
 from robot_wm.model.normalizer import Normalizer
 from robot_wm.train import new_model, train_model, validation_mse
@@ -121,6 +123,38 @@ def test_imagine_shapes_and_discount(trained_synthetic):
     # Batched start states: one per sequence.
     starts = torch.tensor([[0.3], [-0.3], [0.0], [0.9]])
     assert imagine(model, starts, acts, keep_states=True).states[:, :, 0].eq(starts).all()
+
+
+# --- folded (planning) form ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ["silu", "relu"])
+def test_folded_model_predicts_what_the_model_predicts(activation):
+    """Normalisers and biases folded into the weights: same next state and reward, far from unit scale."""
+    gen = torch.Generator().manual_seed(1)
+    model = WorldModel(WorldModelSpec(5, 2, 4, 48, 3, activation), torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 3.0]))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+        model.obs_norm.mean.copy_(torch.tensor([40.0, -3.0, 0.0, 1.0, 7.0]))
+        model.obs_norm.std.copy_(torch.tensor([10.0, 0.1, 1.0, 2.0, 0.5]))
+        model.target_norm.mean.copy_(torch.randn(6, generator=gen))
+        model.target_norm.std.copy_(torch.rand(6, generator=gen) + 0.1)
+    folded = FoldedModel.of(model)
+    assert folded.members == 4 and len(folded.weights) == 4
+    obs = model.obs_norm.mean + model.obs_norm.std * torch.randn(4, 64, 5, generator=gen)
+    act = torch.tensor([-1.0, -2.0]) + torch.rand(4, 64, 2, generator=gen) * torch.tensor([2.0, 5.0])
+    with torch.no_grad():
+        for x, y in zip(model.step(obs, act), folded.step(obs, act), strict=True):
+            torch.testing.assert_close(y, x, atol=2e-5, rtol=1e-5)
+        # It is a snapshot: changing the source model afterwards does not change it.
+        before = folded.step(obs, act)[1].clone()
+        model.head.bias.add_(1.0)
+        assert torch.equal(folded.step(obs, act)[1], before)
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation 'tanh'"):
+        WorldModelSpec(3, 1, activation="tanh")
 
 
 # --- checkpoints ------------------------------------------------------------------------------

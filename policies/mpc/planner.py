@@ -8,18 +8,20 @@ from torch import nn
 
 from policies.mpc.step import PlanOutput, ScoreFn, StepSpec, colored_filter, initial_plan, plan_step
 from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.folded import FoldedModel
 from robot_wm.model.imagine import score_sequences
 
 
 class LearnedScore(nn.Module):
-    """Scores sequences by rolling them out through the world model's members."""
+    """Scores sequences by rolling them out through the world model's members, in the model's folded
+    form (``net``: same predictions, cheaper). ``model`` stays the full model, for visualisation."""
 
     def __init__(self, model: WorldModel, discount: float = 1.0):
         super().__init__()
-        self.model, self.discount = model, discount
+        self.model, self.net, self.discount = model, FoldedModel.of(model), discount
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return score_sequences(self.model, state, actions, self.discount)
+        return score_sequences(self.net, state, actions, self.discount)
 
 
 class PlanStep(nn.Module):
@@ -28,8 +30,8 @@ class PlanStep(nn.Module):
     def __init__(self, score: ScoreFn, spec: StepSpec, low, high):
         super().__init__()
         self.score, self.spec = score, spec
-        self.register_buffer("low", torch.tensor(np.array(low), dtype=torch.float32))
-        self.register_buffer("high", torch.tensor(np.array(high), dtype=torch.float32))
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32).detach().clone())
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32).detach().clone())
         beta = spec.noise_beta if spec.optimizer == "icem" else 0.0
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 

@@ -43,6 +43,7 @@ from robot_wm.export.format import (
 )
 from robot_wm.io import atomic_write_bytes
 from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.folded import planning_dims
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,9 @@ class _Dynamics(nn.Module):
 
 
 def model_flops(model: WorldModel, spec: StepSpec) -> int:
-    """Matmul FLOPs of one planning step: every sample, member, horizon step and iteration."""
-    s = model.spec
-    dims = [s.obs_dim + s.act_dim] + [s.hidden] * s.layers + [2 * s.out_dim]
+    """Matmul FLOPs of one planning step: every sample, member, horizon step and iteration, at the
+    model's own layer sizes (planning uses the mean head only; the folded bias unit is not counted)."""
+    dims = planning_dims(model.spec)
     per_eval = sum(2 * i * o for i, o in pairwise(dims))
     return per_eval * model.members * spec.samples * spec.horizon * spec.iterations
 

@@ -11,6 +11,8 @@ from torch import nn
 
 from robot_wm.model.normalizer import Normalizer
 
+ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
+
 
 @dataclass(frozen=True)
 class WorldModelSpec:
@@ -19,6 +21,11 @@ class WorldModelSpec:
     ensemble_size: int = 5
     hidden: int = 200
     layers: int = 3
+    activation: str = "silu"  # a key of ACTIVATIONS; checkpoints written before this field are silu
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
 
     @property
     def out_dim(self) -> int:
@@ -41,6 +48,7 @@ class WorldModel(nn.Module):
     def __init__(self, spec: WorldModelSpec, action_low: torch.Tensor, action_high: torch.Tensor):
         super().__init__()
         self.spec = spec
+        self.act = ACTIVATIONS[spec.activation]
         e, s, a = spec.ensemble_size, spec.obs_dim, spec.act_dim
         dims = [s + a] + [spec.hidden] * spec.layers
         self.hidden_layers = nn.ModuleList(EnsembleLinear(e, i, o) for i, o in zip(dims[:-1], dims[1:]))
@@ -64,7 +72,7 @@ class WorldModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised inputs (E, B, S+A) -> mean and log-variance of normalised targets (E, B, S+1)."""
         for layer in self.hidden_layers:
-            x = F.silu(layer(x))
+            x = self.act(layer(x))
         mean, logvar = self.head(x).chunk(2, dim=-1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.folded import FoldedModel
 
 
 class Imagined(NamedTuple):
@@ -21,7 +22,7 @@ class Imagined(NamedTuple):
         return (self.rewards * w).sum(-1)
 
 
-def imagine(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, keep_states: bool = False) -> Imagined:
+def imagine(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor, keep_states: bool = False) -> Imagined:
     """obs (S,) or (N, S); actions (N, H, A). Each sequence runs through every member (mean prediction)."""
     e = model.members
     n, h, _ = actions.shape
@@ -35,7 +36,7 @@ def imagine(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, keep_st
     return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None)
 
 
-def score_sequences(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor,
+def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor,
                     discount: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's scoring: mean return over members and its spread (std over members), each (N,)."""
     r = imagine(model, obs, actions).returns(discount)
