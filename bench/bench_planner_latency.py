@@ -2,7 +2,7 @@
 onnxruntime CPU (all running the same ``plan_step``), plus the planner's achieved model FLOP/s as a
 fraction of this machine's batched-matmul rate at the same shapes.
 
-    .venv/bin/python bench/bench_planner_latency.py [--steps 20] [--threads 2] [key=value ...]
+    .venv/bin/python bench/bench_planner_latency.py [--steps 20] [--rounds 3] [--threads 2] [key=value ...]
 
 Sizes come from the config (``RunConfig`` defaults, a run directory's config with ``--run``, plus
 key=value overrides), read at run time. Weights are random unless ``--run`` names a trained run:
@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*")
     p.add_argument("--run", help="run directory whose model and config to use")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=20, help="timed planning steps per backend and round")
+    p.add_argument("--rounds", type=int, default=1, help="repeat every measurement; summary min/median/max")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--json", help="write the results here too")
@@ -144,9 +145,8 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(0)
     state = torch.randn(model.spec.obs_dim, generator=gen)
     plan = initial_plan(step.low, step.high, spec.horizon)
+    s_np, p_np = state.numpy(), plan.numpy()
     warm = 2
-    results = {}
-    mm_before, mm_ort_before = matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads)
 
     def torch_fn(fn):
         def run():
@@ -154,52 +154,64 @@ def main(argv=None) -> int:
                 fn(state, plan, torch.randn(spec.noise_shape(adim), generator=gen))
         return run
 
-    results["torch eager"] = time_steps(torch_fn(step), a.steps, warm)
-    print(f"  torch eager done: p50 {_stats(results['torch eager'])['p50']:.1f} ms", flush=True)
+    backends = {"torch eager": torch_fn(step)}
     if not a.no_compile:
         compiled = torch.compile(step, dynamic=False)
         t0 = time.perf_counter()
         torch_fn(compiled)()
         print(f"  torch.compile: compiled in {time.perf_counter() - t0:.0f} s", flush=True)
-        results["torch.compile"] = time_steps(torch_fn(compiled), a.steps, warm)
-    with tempfile.TemporaryDirectory() as tmp:
-        for noise in ("input", "internal"):
-            path = Path(tmp) / f"planner_{noise}.onnx"
-            export_planner(model, spec, path, noise=noise)
-            sess = PlannerSession(path, provider="cpu", threads=a.threads)
-            sess.warmup(warm)
-            s_np, p_np = state.numpy(), plan.numpy()
-            label = "onnxruntime CPU" + (" (noise input, numpy RNG)" if noise == "input" else " (in-graph RNG)")
-            results[label] = time_steps(lambda s=sess: s.step(s_np, p_np), a.steps, 0)  # noqa: B023
-            if noise == "input" and a.threads > 1:  # one thread: less exposed to other processes
-                one = PlannerSession(path, provider="cpu", threads=1)
-                one.warmup(warm)
-                results["onnxruntime CPU (noise input, 1 thread)"] = time_steps(lambda s=one: s.step(s_np, p_np), a.steps, 0)  # noqa: B023
-    mm_torch = max(mm_before, matmul_rate_torch(model, spec))
-    mm_ort = max(mm_ort_before, matmul_rate_ort(model, spec, a.threads))
-    mm = max(mm_torch, mm_ort)  # the machine's batched-matmul rate: best seen, before and after, either library
+        backends["torch.compile"] = torch_fn(compiled)
+    tmp = tempfile.TemporaryDirectory()
+    for noise in ("input", "internal"):
+        path = Path(tmp.name) / f"planner_{noise}.onnx"
+        export_planner(model, spec, path, noise=noise)
+        sess = PlannerSession(path, provider="cpu", threads=a.threads)
+        sess.warmup(warm)
+        label = "onnxruntime CPU" + (" (noise input, numpy RNG)" if noise == "input" else " (in-graph RNG)")
+        backends[label] = lambda s=sess: s.step(s_np, p_np)
+        if noise == "input" and a.threads > 1:  # one thread: less exposed to other processes
+            one = PlannerSession(path, provider="cpu", threads=1)
+            one.warmup(warm)
+            backends["onnxruntime CPU (noise input, 1 thread)"] = lambda s=one: s.step(s_np, p_np)
 
-    rows = []
-    print(f"\n{'backend':<42} {'min ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'Hz@p50':>8} "
-          f"{'GFLOP/s':>8} {'of mm@p50':>9} {'of mm@min':>9}")
-    for name, xs in results.items():
-        st = _stats(xs)
-        rate, best = flops / (st["p50"] / 1e3), flops / (st["min"] / 1e3)
-        rows.append({"backend": name, **st, "hz_p50": 1e3 / st["p50"], "gflops": rate / 1e9,
-                     "matmul_fraction": rate / mm, "matmul_fraction_best": best / mm})
-        print(f"{name:<42} {st['min']:8.2f} {st['p50']:8.2f} {st['p99']:8.2f} {st['max']:8.2f} {1e3 / st['p50']:8.1f} "
-              f"{rate / 1e9:8.1f} {rate / mm:9.0%} {best / mm:9.0%}")
-    print(f"batched-matmul rate at the same shapes, best round before/after: torch baddbmm {mm_torch / 1e9:.1f}, "
-          f"onnxruntime MatMul {mm_ort / 1e9:.1f} GFLOP/s -> reference {mm / 1e9:.1f} GFLOP/s")
-    ort_p99 = next(r["p99"] for r in rows if r["backend"].startswith("onnxruntime CPU (noise input"))
-    print(f"targets: onnxruntime p99 {ort_p99:.2f} ms {'<' if ort_p99 < 10 else '>='} 10 ms (100 Hz); "
-          f"fraction of matmul rate at p50 {max(r['matmul_fraction'] for r in rows if 'onnx' in r['backend']):.0%}, "
-          f"at min {max(r['matmul_fraction_best'] for r in rows if 'onnx' in r['backend']):.0%} (target 70%)")
+    runs = []
+    for r in range(a.rounds):
+        mm_before = max(matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads))
+        results = {name: time_steps(fn, a.steps, warm) for name, fn in backends.items()}
+        mm_torch, mm_ort = matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads)
+        mm = max(mm_before, mm_torch, mm_ort)  # the machine's batched-matmul rate: best seen, before and after
+        rows = []
+        print(f"\nround {r + 1}/{a.rounds}\n{'backend':<42} {'min ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+              f"{'Hz@p50':>8} {'GFLOP/s':>8} {'of mm@p50':>9} {'of mm@min':>9}")
+        for name, xs in results.items():
+            st = _stats(xs)
+            rate, best = flops / (st["p50"] / 1e3), flops / (st["min"] / 1e3)
+            rows.append({"backend": name, **st, "hz_p50": 1e3 / st["p50"], "gflops": rate / 1e9,
+                         "matmul_fraction": rate / mm, "matmul_fraction_best": best / mm})
+            print(f"{name:<42} {st['min']:8.2f} {st['p50']:8.2f} {st['p99']:8.2f} {st['max']:8.2f} "
+                  f"{1e3 / st['p50']:8.1f} {rate / 1e9:8.1f} {rate / mm:9.0%} {best / mm:9.0%}")
+        print(f"batched-matmul rate at the same shapes (best round, before/after): {mm / 1e9:.1f} GFLOP/s "
+              f"(torch baddbmm {mm_torch / 1e9:.1f}, onnxruntime MatMul {mm_ort / 1e9:.1f} after)")
+        runs.append({"matmul_gflops": mm / 1e9, "rows": rows})
+    tmp.cleanup()
+
+    def spread(key, name, fmt="{:.2f}"):
+        v = [next(x[key] for x in run["rows"] if x["backend"] == name) for run in runs]
+        return " / ".join(fmt.format(x) for x in (min(v), float(np.median(v)), max(v)))
+
+    print(f"\nacross {a.rounds} rounds, min / median / max:\n{'backend':<42} {'p50 ms':>20} {'p99 ms':>20} "
+          f"{'of matmul rate @p50':>20}")
+    for name in backends:
+        print(f"{name:<42} {spread('p50', name):>20} {spread('p99', name):>20} {spread('matmul_fraction', name, '{:.0%}'):>20}")
+    ort = "onnxruntime CPU (noise input, numpy RNG)"
+    p99 = [next(x["p99"] for x in run["rows"] if x["backend"] == ort) for run in runs]
+    frac = [max(x["matmul_fraction"] for x in run["rows"] if x["backend"].startswith("onnx")) for run in runs]
+    print(f"targets: onnxruntime p99 < 10 ms (100 Hz): {sum(v < 10 for v in p99)}/{len(p99)} rounds "
+          f"(worst {max(p99):.2f} ms); >= 70% of the matmul rate at p50: {sum(f >= 0.7 for f in frac)}/{len(frac)} "
+          f"rounds (lowest {min(frac):.0%})")
     if a.json:
         Path(a.json).write_text(json.dumps({"config": cfg.planner.model_dump(), "model": cfg.model.model_dump(),
-                                            "flops_per_step": flops, "matmul_gflops": mm / 1e9,
-                                            "matmul_gflops_torch": mm_torch / 1e9, "matmul_gflops_ort": mm_ort / 1e9, "threads": a.threads,
-                                            "rows": rows}, indent=2))
+                                            "flops_per_step": flops, "threads": a.threads, "runs": runs}, indent=2))
     return 0
 
 

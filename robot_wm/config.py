@@ -40,8 +40,9 @@ class EnvConfig(_Section):
 class ModelConfig(_Section):
     ensemble_size: int = Field(5, ge=1)
     """Members of the probabilistic ensemble."""
-    elites: int = Field(5, ge=1)
-    """Members with the best validation loss used for planning."""
+    elites: int = Field(4, ge=1)
+    """Members with the best validation loss used for planning. onnxruntime splits the batched matmul
+    by member over its threads, so an even count suits 2 cores: 4 plan ~1.35x faster than 5."""
     hidden: int = Field(200, ge=1)
     """Width of each hidden layer."""
     layers: int = Field(3, ge=1)
