@@ -17,7 +17,8 @@ from robot_wm.io import atomic_write_text
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True,
+                              allow_inf_nan=False)  # a NaN weight would silently disable planning
 
 
 class EnvConfig(_Section):

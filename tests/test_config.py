@@ -87,6 +87,9 @@ def test_wrong_type_names_the_field(data, key):
     ("env.action_repeat=0", "env.action_repeat"),
     ("model.val_fraction=0.95", "model.val_fraction"),
     ("planner.discount=1.5", "planner.discount"),
+    ("planner.uncertainty_weight=nan", "planner.uncertainty_weight"),  # NaN would disable planning silently
+    ("model.lr=inf", "model.lr"),
+    ("model.activation=tanh", "model.activation"),
 ])
 def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:

@@ -27,9 +27,10 @@ def imagine(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.T
     e = model.members
     n, h, _ = actions.shape
     s = obs.expand(e, n, obs.shape[-1]) if obs.ndim == 1 else obs.unsqueeze(0).expand(e, n, obs.shape[-1])
+    per_step = actions.transpose(0, 1).unsqueeze(1).expand(h, e, n, actions.shape[-1])  # one view, (H, E, N, A)
     rewards, states = [], [s] if keep_states else None
     for t in range(h):
-        s, r = model.step(s, actions[:, t].unsqueeze(0).expand(e, n, actions.shape[-1]))
+        s, r = model.step(s, per_step[t])
         rewards.append(r)
         if keep_states:
             states.append(s)
