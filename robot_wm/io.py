@@ -12,7 +12,7 @@ from typing import Any
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then os.replace."""
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -25,6 +25,22 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so that a rename into it survives a power cut (POSIX; where a directory
+    cannot be opened, e.g. on Windows, this is skipped)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the data itself was already synced
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

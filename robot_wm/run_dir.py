@@ -26,6 +26,14 @@ class RunDir:
     checkpoints = property(lambda self: self.root / "checkpoints")
     summary_path = property(lambda self: self.root / "summary.json")
 
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temp files of writes that never finished (``robot_wm.io.atomic_write`` names them
+        ``.NAME.XXXX.tmp``; a killed writer leaves one behind). Only for a run nobody is writing to."""
+        stale = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
     def dataset(self) -> EpisodeDataset:
         return self._dataset("episodes")
 

@@ -157,6 +157,9 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
 
 
 def _run(s: Session, resume: bool) -> dict:
+    if resume and (stale := s.run.remove_temp_files()):
+        log.warning("removed %d unfinished temp file(s) left by the interrupted run: %s", len(stale),
+                    ", ".join(str(p.relative_to(s.run.root)) for p in stale[:5]))
     cfg, data, manifest = s.cfg, s.run.dataset(), s.run.manifest()
     if (len(data) or manifest) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "

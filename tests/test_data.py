@@ -186,3 +186,24 @@ def test_split_shapes_and_contents(tmp_path):
 def test_split_of_empty_dataset_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         EpisodeDataset(tmp_path).split(0.1)
+
+
+def test_atomic_write_syncs_the_file_and_its_folder(tmp_path, monkeypatch):
+    """The rename is made durable too: after the file's fsync comes one on the folder holding it."""
+    import os
+    import stat
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        st = os.fstat(fd)
+        synced.append(("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    target = tmp_path / "sub" / "weights.bin"
+    atomic_write(target, lambda f: f.write(b"abc"))
+    assert target.read_bytes() == b"abc"
+    assert [kind for kind, _ in synced] == ["file", "dir"]
+    assert synced[0][1] == target.stat().st_ino and synced[1][1] == target.parent.stat().st_ino

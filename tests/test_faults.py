@@ -266,6 +266,20 @@ def test_killed_before_anything_complete_then_resume(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
+def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
+    """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
+    deletes those and nothing else."""
+    stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3.tmp", run_copy / "checkpoints" / ".latest.json.a1.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a write")
+    episodes = episode_hashes(run_copy)
+    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
+    assert rc == 0, out
+    assert not any(p.exists() for p in stale)
+    after = episode_hashes(run_copy)
+    assert {k: after.get(k) for k in episodes} == episodes  # every finished episode kept as it was
+
+
 def test_run_without_resume_refuses_to_overwrite(run_copy, capsys):
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", *TINY, "--no-progress")
