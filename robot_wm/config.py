@@ -49,7 +49,8 @@ class ModelConfig(_Section):
     layers: int = Field(3, ge=1)
     """Number of hidden layers."""
     activation: Literal["silu", "relu"] = "silu"
-    """Hidden-layer activation. relu is cheaper to evaluate on a CPU (planning is matmul-bound with it)."""
+    """Hidden-layer activation. relu plans ~8% faster on a CPU but learned cartpole worse (703 vs 769,
+    mean of 8 seeds at 10k steps)."""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
     weight_decay: float = Field(5e-5, ge=0)
