@@ -233,5 +233,6 @@ def help_text(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             lines += help_text(ann, f"{prefix}{name}.")
         else:
-            lines.append(f"  {prefix}{name}={field.default!r}  {field.description or ''}")
+            doc = " ".join((field.description or "").split())  # a multi-line docstring as one line
+            lines.append(f"  {prefix}{name}={field.default!r}  {doc}")
     return lines
