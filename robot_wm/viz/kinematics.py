@@ -175,9 +175,10 @@ class BodyKinematics:
 
     def positions(self, qpos: np.ndarray) -> np.ndarray:
         """(..., nq) -> body COM positions (..., B, 3)."""
-        return self._run(qpos)[0]
+        return self.poses(qpos)[0]
 
-    def _run(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def poses(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., nq) -> body COMs and joint anchors, each (..., B, 3), in one kinematics batch."""
         qpos = np.asarray(qpos, dtype=np.float64)
         flat = qpos.reshape(-1, self.model.nq)
         com = np.empty((len(flat), self.count, 3))
@@ -195,24 +196,11 @@ class BodyKinematics:
         """Body COMs and joint anchors of a live ``MjData`` (no kinematics call: it is current)."""
         return data.xipos[self.bodies].copy(), data.xpos[self.bodies].copy()
 
-    def skeleton(self, com: np.ndarray, anchor: np.ndarray) -> list[np.ndarray]:
-        """Line strips for one pose: [parent COM ->] joint anchor -> COM, one per body."""
-        strips = []
-        for i in range(self.count):
-            p = self._parent[i]
-            pts = ([com[p]] if p >= 0 else []) + [anchor[i], com[i]]
-            strips.append(np.array(pts))
-        return strips
-
     def skeleton_array(self, com: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        """``skeleton`` for a batch of poses (..., B, 3) -> (..., B, 3, 3): the same strips, each
-        padded to 3 points (a root body's strip starts with its anchor twice), so that Rerun can
-        take the whole batch as one array."""
+        """Line strips for a batch of poses (..., B, 3) -> (..., B, 3, 3): parent COM -> joint anchor
+        -> COM per body (a root body's strip starts with its anchor twice), so that Rerun can take
+        the whole batch as one array."""
         com, anchor = np.asarray(com), np.asarray(anchor)
         p = self._parent
         start = np.where((p >= 0)[:, None], com[..., np.maximum(p, 0), :], anchor)
         return np.stack([start, anchor, com], axis=-2)
-
-    def pose(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        com, anchor = self._run(np.asarray(qpos)[None])
-        return com[0], anchor[0]

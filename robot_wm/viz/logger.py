@@ -325,7 +325,7 @@ class RerunLogger:
         if self.kin is not None and (self._poses[0] or self._pose_pts[0]):
             steps, coms, anchors = list(self._pose_pts[0]), list(self._pose_pts[1]), list(self._pose_pts[2])
             if self._poses[0]:
-                com, anchor = self.kin._run(np.stack(self._poses[1]))
+                com, anchor = self.kin.poses(np.stack(self._poses[1]))
                 steps += self._poses[0]
                 coms += list(com)
                 anchors += list(anchor)
@@ -420,7 +420,7 @@ class RerunLogger:
         if not sum(sizes):
             return
         # one kinematics batch for every pose drawn
-        com, anchor = kin._run(np.concatenate([q.reshape(-1, kin.model.nq) for q in parts if q is not None]))
+        com, anchor = kin.poses(np.concatenate([q.reshape(-1, kin.model.nq) for q in parts if q is not None]))
         bounds = np.cumsum([0, *sizes])
         ghosts, chosen, members = (None if q is None else com[bounds[i]:bounds[i + 1]].reshape(*q.shape[:-1], kin.count, 3)
                                    for i, q in enumerate(parts))
