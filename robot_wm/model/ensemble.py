@@ -64,10 +64,16 @@ class WorldModel(nn.Module):
     def members(self) -> int:
         return self.head.weight.shape[0]
 
-    def inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def input_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale), each (S+A,): the network's input is ``(cat[obs, action] - shift) / scale``
+        (observations by their normaliser, actions mapped from their bounds to [-1, 1])."""
         mid = (self.action_high + self.action_low) / 2
         half = (self.action_high - self.action_low) / 2
-        return torch.cat([self.obs_norm.normalize(obs), (action - mid) / half], dim=-1)
+        return torch.cat([self.obs_norm.mean, mid]), torch.cat([self.obs_norm.std, half])
+
+    def inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.input_affine()
+        return (torch.cat([obs, action], dim=-1) - shift) / scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised inputs (E, B, S+A) -> mean and log-variance of normalised targets (E, B, S+1)."""

@@ -27,23 +27,18 @@ def planning_dims(spec: WorldModelSpec) -> list[int]:
 class FoldedModel(nn.Module):
     """``step(obs, action)`` like ``WorldModel.step``: (E, B, S), (E, B, A) -> next obs (E, B, S), reward (E, B)."""
 
-    def __init__(self, spec: WorldModelSpec, weights: list[torch.Tensor], action_low, action_high):
+    def __init__(self, spec: WorldModelSpec, weights: list[torch.Tensor]):
         super().__init__()
         self.spec = spec
         self.act = ACTIVATIONS[spec.activation]
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)
-        self.register_buffer("action_low", action_low.detach().clone())
-        self.register_buffer("action_high", action_high.detach().clone())
 
     @classmethod
     @torch.no_grad()
     def of(cls, model: WorldModel) -> FoldedModel:
         """Fold ``model`` (its current weights; later changes to it are not seen)."""
         c = BIAS_UNIT
-        mid = (model.action_high + model.action_low) / 2
-        half = (model.action_high - model.action_low) / 2
-        in_scale = torch.cat([model.obs_norm.std, half])        # x_norm = (x - in_shift) / in_scale
-        in_shift = torch.cat([model.obs_norm.mean, mid])
+        in_shift, in_scale = model.input_affine()
         weights = []
         for k, layer in enumerate(model.hidden_layers):
             w, b = layer.weight, layer.bias[:, 0]                # (E, i, o), (E, o)
@@ -58,7 +53,7 @@ class FoldedModel(nn.Module):
         std, mean = model.target_norm.std, model.target_norm.mean
         w, b = model.head.weight[:, :, :d] * std, model.head.bias[:, 0, :d] * std + mean
         weights.append(torch.cat([w, (b / c)[:, None]], dim=1))
-        return cls(model.spec, [w.contiguous() for w in weights], model.action_low, model.action_high)
+        return cls(model.spec, [w.contiguous() for w in weights])
 
     @property
     def members(self) -> int:
