@@ -10,12 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"
+"""``atomic_write`` writes into ``.NAME.XXXX.tmp`` beside the target until the rename."""
+
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -41,6 +44,11 @@ def fsync_dir(directory: Path) -> None:
         pass  # some filesystems refuse fsync on directories; the data itself was already synced
     finally:
         os.close(fd)
+
+
+def leftover_temp_files(root: Path) -> list[Path]:
+    """Temp files under ``root`` of ``atomic_write`` calls that never reached the rename (killed writers)."""
+    return [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import EpisodeDataset
-from robot_wm.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from robot_wm.io import append_jsonl, atomic_write_json, atomic_write_text, leftover_temp_files, read_jsonl
 
 EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
                    "total_env_steps", "diverged", "plan_hz", "wall_s")
@@ -27,9 +27,9 @@ class RunDir:
     summary_path = property(lambda self: self.root / "summary.json")
 
     def remove_temp_files(self) -> list[Path]:
-        """Delete the temp files of writes that never finished (``robot_wm.io.atomic_write`` names them
-        ``.NAME.XXXX.tmp``; a killed writer leaves one behind). Only for a run nobody is writing to."""
-        stale = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        """Delete the temp files of writes that never finished (a killed writer leaves one behind).
+        Only for a run nobody is writing to."""
+        stale = leftover_temp_files(self.root)
         for p in stale:
             p.unlink(missing_ok=True)
         return stale
