@@ -53,7 +53,7 @@ def main() -> None:
     for i in range(-a.warmup, a.pairs):
         for mode in (("off", "rerun") if i % 2 == 0 else ("rerun", "off")):
             s.observer = viz if mode == "rerun" else Observer()
-            own = viz.overhead_s + getattr(viz, "render_s", 0.0)
+            own = viz.overhead_s + viz.render_s
             c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
             rec = s.collect(s.planner("learned", model, seed=100 + i), "eval", 2 * (i + a.warmup) + (mode == "rerun"))
             wall, cpu_s, main_s = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
@@ -65,7 +65,7 @@ def main() -> None:
             if mode == "rerun":
                 logged_steps += rec["control_steps"]
                 logged_wall += wall
-                own0 += viz.overhead_s + getattr(viz, "render_s", 0.0) - own
+                own0 += viz.overhead_s + viz.render_s - own
     viz.close()
     print(f"task {cfg.env.task}, planner {cfg.planner.optimizer} samples={cfg.planner.samples} "
           f"horizon={cfg.planner.horizon} iterations={cfg.planner.iterations}, model hidden={cfg.model.hidden} "
