@@ -23,11 +23,15 @@ class _Section(BaseModel):
 
 class EnvConfig(_Section):
     task: str = "cartpole-swingup"
-    """DMC task as 'domain-task' (e.g. cheetah-run), 'arm-reach' (the example robot), or 'mjcf' for your own."""
+    """DMC task as 'domain-task' (e.g. cheetah-run; the suite's spelling ball_in_cup-catch works too),
+    'arm-reach' (the example robot), or 'mjcf' for your own."""
     action_repeat: int = Field(8, ge=1)
-    """Physics/control steps each agent action is held for."""
+    """Environment steps each agent action is held for (one planner decision per action_repeat steps)."""
     max_env_steps: int | None = Field(None, ge=1)
-    """Episode length in environment steps (action repeat counted); None keeps the task's own limit."""
+    """Episode length in environment steps (see env_steps); None keeps the task's own (1,000 on the suite)."""
+    substeps: int | None = Field(None, ge=1)
+    """MJCF robots only: MuJoCo physics steps per environment step, so that one environment step is the
+    robot's control period (substeps x the MJCF timestep). None: 1. Suite tasks fix their own."""
     mjcf: str | None = None
     """Path of an MJCF file when task='mjcf'."""
     reward: str | None = None
@@ -135,13 +139,15 @@ class RunConfig(_Section):
     run_dir: str = "runs/{task}-s{seed}"
     """Output directory; {task} and {seed} are filled in."""
     env_steps: int = Field(10_000, ge=1)
-    """Environment-step budget for data collection (action repeat counted; evaluation not counted)."""
+    """Budget for data collection in environment steps, the unit of every step count in robot-wm: one
+    dm_control suite step (or one control period of an MJCF robot), action repeat counted, so a suite
+    episode is 1,000 steps on every task, as the field counts them. Evaluation is not counted."""
     seed_episodes: int = Field(1, ge=1)
     """Random-action episodes before the first model is trained."""
     eval_episodes: int = Field(3, ge=0)
     """Evaluation episodes with the final model (not counted in env_steps)."""
     eval_at: list[int] = []
-    """Also evaluate when the collected env steps first reach each of these (learning curves)."""
+    """Also evaluate when the collected environment steps first reach each of these (learning curves)."""
     threads: int = Field(2, ge=1)
     """CPU threads for torch."""
     device: str = "cpu"

@@ -11,9 +11,10 @@ from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.io import append_jsonl, atomic_write_json, atomic_write_text, leftover_temp_files, read_jsonl
+from sim.env import STEP_UNIT
 
 EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
-                   "total_env_steps", "diverged", "plan_hz", "wall_s")
+                   "total_env_steps", "physics_steps", "diverged", "plan_hz", "wall_s")
 
 
 class RunDir:
@@ -33,6 +34,18 @@ class RunDir:
         for p in stale:
             p.unlink(missing_ok=True)
         return stale
+
+    def check_step_unit(self) -> None:
+        """Refuse a run directory whose episodes count steps in another unit than ``STEP_UNIT``: robot-wm
+        before 0.2 counted physics steps, so its budgets, milestones and learning curves would mix units."""
+        for data in (self.dataset(), self.eval_dataset()):
+            old = [p.name for p, ep in zip(data.paths(), data) if ep.meta.get("step_unit") != STEP_UNIT]
+            if old:
+                raise ValueError(
+                    f"run directory {str(self.root)!r} was written by an older robot-wm that counted physics "
+                    f"steps, not environment steps ({len(old)} episode(s) in {data.root.name}/ without "
+                    f"step_unit={STEP_UNIT!r}, first {old[0]}); continuing it would mix the two units. Start a "
+                    "new run; its checkpoints can still be exported and its episodes read with numpy")
 
     def dataset(self) -> EpisodeDataset:
         return self._dataset("episodes")

@@ -23,7 +23,7 @@ from robot_wm.run_dir import RunDir
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import new_model, train_model
 from sim.collect import run_episode
-from sim.env import Env
+from sim.env import STEP_UNIT, Env
 from sim.registry import make_env
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class Session:
         seed_everything(cfg.seed, cfg.threads)
         env = make_env(cfg.env)  # an unknown task fails here, before the run's config.toml is touched
         run.root.mkdir(parents=True, exist_ok=True)
+        run.check_step_unit()  # so does a run that counted steps in another unit
         run.save_config(cfg)
         s = cls(cfg, run, env, progress)
         if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by whoever ends the session
@@ -93,10 +94,12 @@ class Session:
         ep = run_episode(self.env, policy, seed, meta={"phase": phase},
                          on_step=lambda t, o, a, r, n: obs.on_step(t, o, a, r, n, policy))
         record = {"kind": "episode", "phase": phase, "index": index, "policy": policy.name, "seed": seed,
-                  "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "diverged": True}
+                  "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "physics_steps": 0,
+                  "diverged": True}
         if ep is not None:
             data.append(ep)
-            record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "diverged", "plan_hz")})
+            record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
+                                                   "diverged", "plan_hz")})
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
         self.run.log(record)
         obs.on_episode_end(record)
@@ -229,6 +232,7 @@ def summarize(s: Session, evals: list[dict]) -> dict:
     hz = [r["plan_hz"] for r in evals if r.get("plan_hz") and math.isfinite(r["plan_hz"])]
     return {
         "task": s.cfg.env.task, "seed": s.cfg.seed, "env_steps": s.run.dataset().env_steps,
+        "step_unit": STEP_UNIT,
         "episodes": len(s.run.dataset()), "eval_returns": returns,
         "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
         "eval_return_std": float(np.std(returns)) if returns else float("nan"),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from robot_wm.data.episode import Episode
-from sim.env import Env
+from sim.env import STEP_UNIT, Env
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def run_episode(env: Env, policy, seed: int, on_step: StepHook | None = None,
     info = {
         "task": env.name, "seed": seed, "policy": getattr(policy, "name", type(policy).__name__),
         "diverged": diverged, "control_steps": steps,
-        "env_steps": steps * env.env_steps_per_control_step,
+        "env_steps": steps * env.env_steps_per_control_step, "step_unit": STEP_UNIT,
+        "physics_steps": steps * env.physics_steps_per_control_step, "action_repeat": env.action_repeat,
         "return": float(np.sum(rewards)),
         "plan_hz": steps / plan_time if plan_time > 0 else float("inf"),
     }

@@ -12,20 +12,35 @@ from dm_control.rl import control
 from sim.env import STATE_SPEC, Env
 from sim.spec import BoxSpec
 
-# Suite names use underscores (ball_in_cup); ours use dashes and the common short names.
+# Ours use dashes ('point-mass-easy') and the common short names; the suite's own spellings
+# ('point_mass-easy', 'ball_in_cup-catch') are accepted too and resolve to the same task.
 ALIASES = {"cup-catch": ("ball_in_cup", "catch")}
 
 
+def _dashed(domain: str, task: str) -> str:
+    return f"{domain}-{task}".replace("_", "-")
+
+
 def dmc_task_names() -> list[str]:
-    names = {f"{d.replace('_', '-')}-{t.replace('_', '-')}" for d, t in suite.ALL_TASKS}
-    return sorted(names | set(ALIASES))
+    return sorted({_dashed(d, t) for d, t in suite.ALL_TASKS} | set(ALIASES))
+
+
+def canonical_task(name: str) -> str | None:
+    """Our name for a suite task given in any accepted spelling, or None if it is not a suite task.
+    A task with a short alias is known by the alias (ball_in_cup-catch -> cup-catch)."""
+    dashed = name.replace("_", "-")
+    for alias, (domain, task) in ALIASES.items():
+        if dashed in (alias, _dashed(domain, task)):
+            return alias
+    return dashed if dashed in dmc_task_names() else None
 
 
 def _split(name: str) -> tuple[str, str]:
-    if name in ALIASES:
-        return ALIASES[name]
+    canon = canonical_task(name)
+    if canon in ALIASES:
+        return ALIASES[canon]
     for domain, task in suite.ALL_TASKS:
-        if name == f"{domain.replace('_', '-')}-{task.replace('_', '-')}":
+        if canon == _dashed(domain, task):
             return domain, task
     raise KeyError(name)
 
@@ -33,14 +48,20 @@ def _split(name: str) -> tuple[str, str]:
 class DMCEnv(Env):
     def __init__(self, name: str, action_repeat: int = 1, max_env_steps: int | None = None):
         domain, task = _split(name)
-        self.name = name
+        self.name = canonical_task(name)
         self.action_repeat = int(action_repeat)
         self._env = suite.load(domain, task, task_kwargs={"random": 0})
-        limit = self._env._step_limit  # dm_control's own limit, in dm_control control steps
+        limit = self._env._step_limit  # dm_control's own episode length, in suite steps (= env steps)
         limit = int(limit) if math.isfinite(limit) else 1000
         self._n_sub = int(self._env._n_sub_steps)
-        max_env_steps = limit * self._n_sub if max_env_steps is None else int(max_env_steps)
-        self.max_control_steps = max(1, max_env_steps // (self._n_sub * self.action_repeat))
+        max_env_steps = limit if max_env_steps is None else int(max_env_steps)
+        if max_env_steps > limit:  # past its limit dm_control resets itself: not a valid transition
+            raise ValueError(f"env.max_env_steps={max_env_steps} exceeds {self.name}'s own episode length "
+                             f"of {limit} env steps")
+        if max_env_steps < self.action_repeat:
+            raise ValueError(f"env.max_env_steps={max_env_steps} is shorter than one agent step "
+                             f"(env.action_repeat={self.action_repeat})")
+        self.max_control_steps = max_env_steps // self.action_repeat
         self._keys = list(self._env.observation_spec().keys())
         dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
@@ -50,9 +71,8 @@ class DMCEnv(Env):
         self._ts = None
 
     @property
-    def env_steps_per_control_step(self) -> int:
-        """Physics steps per agent decision: the unit in which environment-step budgets count."""
-        return self._n_sub * self.action_repeat
+    def physics_steps_per_env_step(self) -> int:
+        return self._n_sub
 
     @property
     def observation_spec(self) -> BoxSpec:
@@ -84,7 +104,7 @@ class DMCEnv(Env):
         self._ts = self._env.reset()
         return self._begin_episode()
 
-    def _physics_step(self, action: np.ndarray) -> tuple[float, bool]:
+    def _env_step(self, action: np.ndarray) -> tuple[float, bool]:
         try:
             self._ts = self._env.step(action)
         except control.PhysicsError:

@@ -15,12 +15,20 @@ log = logging.getLogger(__name__)
 # Full physics state as understood by mujoco.rollout and mj_getState/mj_setState.
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
+STEP_UNIT = "suite_step"
+"""The one unit every step count is in (budgets, ``eval_at``, episode files, metrics, benchmarks): an
+*environment step* is one dm_control suite step (``env.step()`` of the suite, whatever physics steps it
+holds), or one control period of an MJCF robot (``env.substeps`` physics steps). An agent action held for
+action repeat R counts R steps, so a standard suite episode is 1,000 steps on every task, as the field
+counts them. Episode files carry this tag in their metadata; files without it counted physics steps."""
+
 
 class Env(abc.ABC):
     """A MuJoCo task seen through fixed-size float observations and bounded actions.
 
-    One control step applies the action for ``action_repeat`` physics steps and sums the
-    rewards. An episode lasts ``max_control_steps`` control steps unless it diverges.
+    One control step (an agent decision) applies the action for ``action_repeat`` environment steps
+    (see ``STEP_UNIT``) and sums their rewards. An episode lasts ``max_control_steps`` control steps
+    unless it diverges.
     """
 
     name: str
@@ -48,6 +56,20 @@ class Env(abc.ABC):
         return float(self.model.opt.timestep)
 
     @property
+    def env_steps_per_control_step(self) -> int:
+        """Environment steps (``STEP_UNIT``) per agent decision: the action repeat."""
+        return self.action_repeat
+
+    @property
+    @abc.abstractmethod
+    def physics_steps_per_env_step(self) -> int:
+        """MuJoCo physics steps in one environment step (the suite's n_sub_steps, or ``env.substeps``)."""
+
+    @property
+    def physics_steps_per_control_step(self) -> int:
+        return self.physics_steps_per_env_step * self.action_repeat
+
+    @property
     @abc.abstractmethod
     def control_timestep(self) -> float:
         """Seconds between two agent decisions (action repeat included)."""
@@ -56,8 +78,8 @@ class Env(abc.ABC):
     def reset(self, seed: int | None = None) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _physics_step(self, action: np.ndarray) -> tuple[float, bool]:
-        """Apply ``action`` for one physics step; return (reward, diverged)."""
+    def _env_step(self, action: np.ndarray) -> tuple[float, bool]:
+        """Apply ``action`` for one environment step; return (reward, diverged)."""
 
     @abc.abstractmethod
     def _observation(self) -> np.ndarray: ...
@@ -80,7 +102,7 @@ class Env(abc.ABC):
         a = np.clip(a, spec.low, spec.high)
         total = 0.0
         for _ in range(self.action_repeat):
-            reward, diverged = self._physics_step(a)
+            reward, diverged = self._env_step(a)
             if diverged:
                 log.warning("%s: physics diverged at control step %d; episode ends here", self.name, self._t)
                 at, self._t = self._t, None

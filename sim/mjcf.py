@@ -45,7 +45,11 @@ class MJCFEnv(Env):
         action_repeat: int = 1,
         max_env_steps: int = 1000,
         name: str | None = None,
+        substeps: int = 1,
     ):
+        """One environment step is ``substeps`` MuJoCo physics steps: the robot's control period
+        (``substeps`` x the MJCF timestep), like a suite step. An agent action holds for
+        ``action_repeat`` environment steps; an episode lasts ``max_env_steps`` of them."""
         xml = Path(xml)
         if not xml.is_file():
             raise FileNotFoundError(f"MJCF file {str(xml)!r} does not exist")
@@ -56,8 +60,13 @@ class MJCFEnv(Env):
         self._scratch = mujoco.MjData(self._model)
         self._reward, self._observe, self._reset = reward, observe or default_observe, reset
         self.name = name or xml.stem
-        self.action_repeat = int(action_repeat)
-        self.max_control_steps = max(1, int(max_env_steps) // self.action_repeat)
+        self.action_repeat, self._substeps = int(action_repeat), int(substeps)
+        if self._substeps < 1:
+            raise ValueError(f"env.substeps={substeps} must be at least 1")
+        if int(max_env_steps) < self.action_repeat:
+            raise ValueError(f"env.max_env_steps={max_env_steps} is shorter than one agent step "
+                             f"(env.action_repeat={self.action_repeat})")
+        self.max_control_steps = int(max_env_steps) // self.action_repeat
         self._init_qpos = self._data.qpos.copy()
         lo, hi = self._model.actuator_ctrlrange.T.copy()
         unlimited = self._model.actuator_ctrllimited == 0
@@ -67,7 +76,7 @@ class MJCFEnv(Env):
         dim = int(np.asarray(self._observe(self._model, self._data)).size)
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
 
-    env_steps_per_control_step = property(lambda self: self.action_repeat)
+    physics_steps_per_env_step = property(lambda self: self._substeps)
     observation_spec = property(lambda self: self._obs_spec)
     action_spec = property(lambda self: self._act_spec)
     model = property(lambda self: self._model)
@@ -75,7 +84,7 @@ class MJCFEnv(Env):
 
     @property
     def control_timestep(self) -> float:
-        return float(self._model.opt.timestep) * self.action_repeat
+        return float(self._model.opt.timestep) * self.physics_steps_per_control_step
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -87,9 +96,9 @@ class MJCFEnv(Env):
         mujoco.mj_forward(self._model, self._data)
         return self._begin_episode()
 
-    def _physics_step(self, action: np.ndarray) -> tuple[float, bool]:
+    def _env_step(self, action: np.ndarray) -> tuple[float, bool]:
         self._data.ctrl[:] = action
-        mujoco.mj_step(self._model, self._data)
+        mujoco.mj_step(self._model, self._data, nstep=self._substeps)
         if physics_diverged(self._model, self._data):
             return 0.0, True
         return float(self._reward(self._model, self._data)), False

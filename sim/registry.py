@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.dmc import DMCEnv, dmc_task_names
+from sim.dmc import DMCEnv, canonical_task, dmc_task_names
 from sim.env import Env
 from sim.mjcf import MJCFEnv, import_callable
 
@@ -24,13 +24,19 @@ def make_env(cfg) -> Env:
         from sim import arm_reach
 
         return MJCFEnv(arm_reach.XML, arm_reach.reward, arm_reach.observe, arm_reach.reset,
-                       cfg.action_repeat, cfg.max_env_steps or 500, name="arm-reach")
+                       cfg.action_repeat, cfg.max_env_steps or 500, name="arm-reach", substeps=cfg.substeps or 1)
     if cfg.task == "mjcf":
         if not cfg.mjcf or not cfg.reward:
             raise ValueError("env.task='mjcf' needs env.mjcf (an MJCF path) and env.reward ('module:function')")
         pick = lambda p, what: import_callable(p, what) if p else None  # noqa: E731
         return MJCFEnv(cfg.mjcf, pick(cfg.reward, "env.reward"), pick(cfg.observe, "env.observe"),
-                       pick(cfg.reset, "env.reset"), cfg.action_repeat, cfg.max_env_steps or 1000)
-    if cfg.task not in dmc_task_names():
-        raise ValueError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(task_names())}")
-    return DMCEnv(cfg.task, cfg.action_repeat, cfg.max_env_steps)
+                       pick(cfg.reset, "env.reset"), cfg.action_repeat, cfg.max_env_steps or 1000,
+                       substeps=cfg.substeps or 1)
+    if canonical_task(cfg.task) is None:
+        raise ValueError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(task_names())} "
+                         "(the suite's own spellings, e.g. ball_in_cup-catch, work too)")
+    env = DMCEnv(cfg.task, cfg.action_repeat, cfg.max_env_steps)
+    if cfg.substeps is not None and cfg.substeps != env.physics_steps_per_env_step:
+        raise ValueError(f"env.substeps={cfg.substeps} does not apply to {env.name}: a suite step holds "
+                         f"{env.physics_steps_per_env_step} physics steps, fixed by the suite")
+    return env

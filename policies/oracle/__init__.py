@@ -21,7 +21,7 @@ class TrueModelScore:
 
     def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None):
         self.env, self.discount = env, discount
-        self.substeps = int(env.env_steps_per_control_step)
+        self.substeps = int(env.physics_steps_per_control_step)
         n = threads or min(4, os.cpu_count() or 1)
         self.datas = [mujoco.MjData(env.model) for _ in range(n)]
         self.state: np.ndarray | None = None
