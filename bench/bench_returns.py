@@ -1,11 +1,16 @@
-"""Learning-curve benchmark: evaluation return after 10k/20k/50k env steps per task and seed,
-beside the published TD-MPC2 / DreamerV3 / SAC returns at 100k steps and our oracle planner.
+"""Learning-curve benchmark: evaluation return after 10k/20k/50k environment steps per task and seed,
+beside the published returns at the nearest budgets (BRO at 25k/50k/100k, MR.Q at 50k/100k, TD-MPC2 at
+100k, from bench/anchors/dmc_returns.csv) and our oracle planner.
+
+Steps are environment steps (``sim.env.STEP_UNIT``: suite steps, action repeat counted; 1,000 per suite
+episode), the field's unit. Every result row carries its unit, and the table refuses rows in another.
 
 The full table takes hours on 2 cores, so this runs cell by cell: one run per (task, seed) up to the
 largest --steps, evaluating at each milestone; every finished cell is appended to the results file
-and cells already there are skipped. Run as much as you have time for; `--table` prints it.
+(bench/results/returns.jsonl, committed) and cells already there are skipped. `--table` prints it.
+The default seeds (100-102) are not ones any default was tuned on.
 
-    python bench/bench_returns.py --tasks cartpole-swingup --seeds 0 1 2 --steps 10000
+    python bench/bench_returns.py --tasks cartpole-swingup --seeds 100 --steps 10000 20000
     python bench/bench_returns.py --oracle --tasks cartpole-swingup     # oracle reference
     python bench/bench_returns.py --table                               # markdown table
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from robot_wm import config as cfgmod
 from robot_wm.io import append_jsonl, read_jsonl
+from sim.env import STEP_UNIT
 from sim.registry import LISTED_TASKS
 
 HERE = Path(__file__).parent
@@ -35,11 +41,16 @@ def launch_config(task: str) -> cfgmod.RunConfig:
     return cfgmod.load(path) if path.exists() else cfgmod.apply_overrides(cfgmod.RunConfig(), [f"env.task={task}"])
 
 
+def rows(results: Path) -> list[dict]:
+    """Result rows in today's step unit; rows measured in another unit are never mixed in."""
+    return [r for r in read_jsonl(results) if r.get("step_unit") == STEP_UNIT]
+
+
 def done_cells(results: Path) -> set[tuple]:
-    return {(r["task"], r["seed"], r["env_steps"], r["system"]) for r in read_jsonl(results)}
+    return {(r["task"], r["seed"], r["env_steps"], r["system"]) for r in rows(results)}
 
 
-def run_cells(task: str, seed: int, steps: list[int], results: Path) -> None:
+def run_cells(task: str, seed: int, steps: list[int], results: Path, threads: int | None = None) -> None:
     from robot_wm.runner import run
 
     todo = [s for s in steps if (task, seed, s, "robot-wm") not in done_cells(results)]
@@ -50,6 +61,8 @@ def run_cells(task: str, seed: int, steps: list[int], results: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = launch_config(task).model_copy(update={"seed": seed, "run_dir": str(run_dir), "env_steps": max(steps),
                                                  "eval_at": sorted(steps)})
+    if threads:
+        cfg = cfg.model_copy(update={"threads": threads})
     t0 = time.perf_counter()
     summary = run(cfg, progress=True)
     wall = time.perf_counter() - t0
@@ -61,7 +74,8 @@ def run_cells(task: str, seed: int, steps: list[int], results: Path) -> None:
         rets = curve[hit]
         append_jsonl(results, {"task": task, "seed": seed, "env_steps": s, "system": "robot-wm",
                                "return": statistics.fmean(rets), "episodes": len(rets), "measured_at": hit,
-                               "wall_s": round(wall, 1), "plan_hz": summary["plan_hz"]})
+                               "wall_s": round(wall, 1), "plan_hz": summary["plan_hz"], "step_unit": STEP_UNIT,
+                               "action_repeat": cfg.env.action_repeat})
         print(f"{task} seed {seed} @ {s} steps: {statistics.fmean(rets):.1f}")
 
 
@@ -81,54 +95,66 @@ def run_oracle(task: str, episodes: int, results: Path) -> None:
     rets = [r["return"] for r in recs]
     append_jsonl(results, {"task": task, "seed": 0, "env_steps": 0, "system": "oracle",
                            "return": statistics.fmean(rets), "episodes": len(rets),
-                           "wall_s": round(time.perf_counter() - t0, 1),
+                           "wall_s": round(time.perf_counter() - t0, 1), "step_unit": STEP_UNIT,
                            "plan_hz": statistics.median(r["plan_hz"] for r in recs)})
     print(f"{task} oracle: {statistics.fmean(rets):.1f}")
 
 
-def anchors() -> dict[tuple[str, str], float]:
-    rows = [r for r in (HERE / "anchors" / "dmc_returns.csv").read_text().splitlines() if not r.startswith("#")]
-    return {(r["task"], r["system"]): float(r["mean_return"])
-            for r in csv.DictReader(rows) if r["env_steps"] == "100000"}
+ANCHORS = (("bro_utd10", 25_000, "BRO @25k"), ("bro_utd10", 50_000, "BRO @50k"), ("mrq", 50_000, "MR.Q @50k"),
+           ("tdmpc2", 100_000, "TD-MPC2 @100k"))
+
+
+def anchors() -> dict[tuple[str, str, int], float]:
+    """(task, system, env steps) -> published mean return, from bench/anchors/dmc_returns.csv."""
+    lines = [r for r in (HERE / "anchors" / "dmc_returns.csv").read_text().splitlines() if not r.startswith("#")]
+    return {(r["task"], r["system"], int(r["env_steps"])): float(r["mean_return"]) for r in csv.DictReader(lines)}
+
+
+def best_at(ref: dict, task: str, steps: int) -> tuple[str, float]:
+    """The best published return on ``task`` at exactly ``steps`` (any system but random)."""
+    cands = [(v, sys) for (t, sys, s), v in ref.items() if t == task and s == steps and sys != "random"]
+    v, sys = max(cands) if cands else (math.nan, "none")
+    return sys, v
+
+
+def _mean_cell(rets: list[float]) -> str:
+    if not rets:
+        return "not measured"
+    spread = f" ± {statistics.pstdev(rets):.0f}" if len(rets) > 1 else ""
+    return f"{statistics.fmean(rets):.0f}{spread} (n={len(rets)})"
 
 
 def table(results: Path, steps: list[int]) -> str:
-    res = read_jsonl(results)
-    ref = anchors()
-    head = (["task"] + [f"ours @{s // 1000}k" for s in steps] +
-            ["oracle", "TD-MPC2 @100k", "DreamerV3 @100k", "SAC @100k", "plan Hz", "wall s (run)", "gap to TD-MPC2 @20k"])
+    res, ref = rows(results), anchors()
+    head = (["task", "AR"] + [f"ours @{s // 1000}k" for s in steps] + [a[2] for a in ANCHORS] +
+            ["best @100k", "ours @20k - best @100k", "oracle", "plan Hz", "wall s (run)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v: "–" if math.isnan(v) else f"{v:.0f}"  # noqa: E731
     for task in LISTED_TASKS:
-        cells, at20 = [], None
-        for s in steps:
-            rets = [r["return"] for r in res if r["task"] == task and r["env_steps"] == s and r["system"] == "robot-wm"]
-            if rets:
-                spread = statistics.pstdev(rets) if len(rets) > 1 else 0.0
-                cells.append(f"{statistics.fmean(rets):.0f} ± {spread:.0f} (n={len(rets)})")
-                at20 = statistics.fmean(rets) if s == 20000 else at20
-            else:
-                cells.append("not measured")
-        oracle = [r for r in res if r["task"] == task and r["system"] == "oracle"]
         ours = [r for r in res if r["task"] == task and r["system"] == "robot-wm"]
-        hz = f"{statistics.median(r['plan_hz'] for r in ours):.0f}" if ours else "–"
-        wall = f"{max(r['wall_s'] for r in ours):.0f}" if ours else "–"
-        td = ref.get((task, "tdmpc2"), math.nan)
-        gap = f"{at20 - td:+.0f}" if at20 is not None else "not measured"
-        lines.append("| " + " | ".join([task, *cells, f"{oracle[0]['return']:.0f}" if oracle else "not measured",
-                                        f"{td:.0f}", f"{ref.get((task, 'dreamerv3'), math.nan):.0f}",
-                                        f"{ref.get((task, 'sac'), math.nan):.0f}", hz, wall, gap]) + " |")
+        per = {s: [r["return"] for r in ours if r["env_steps"] == s] for s in steps}
+        oracle = [r for r in res if r["task"] == task and r["system"] == "oracle"]
+        sys, best = best_at(ref, task, 100_000)
+        gap = f"{statistics.fmean(per[20_000]) - best:+.0f}" if per.get(20_000) else "–"
+        lines.append("| " + " | ".join([
+            task, str(ours[0]["action_repeat"]) if ours else "–", *(_mean_cell(per[s]) for s in steps),
+            *(fmt(ref.get((task, a, s), math.nan)) for a, s, _ in ANCHORS), f"{best:.0f} ({sys})", gap,
+            f"{oracle[0]['return']:.0f}" if oracle else "–",
+            f"{statistics.median(r['plan_hz'] for r in ours):.0f}" if ours else "–",
+            f"{max(r['wall_s'] for r in ours):.0f}" if ours else "–"]) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(LISTED_TASKS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[100, 101, 102])
     p.add_argument("--steps", nargs="+", type=int, default=[10_000, 20_000, 50_000])
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--oracle", action="store_true", help="measure the oracle planner (true simulator) instead")
     p.add_argument("--oracle-episodes", type=int, default=1)
     p.add_argument("--table", action="store_true", help="only print the table of what is measured")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: the launch file's)")
     a = p.parse_args()
     if not a.table:
         for task in a.tasks:
@@ -136,7 +162,7 @@ def main() -> None:
                 run_oracle(task, a.oracle_episodes, a.results)
             else:
                 for seed in a.seeds:
-                    run_cells(task, seed, a.steps, a.results)
+                    run_cells(task, seed, a.steps, a.results, a.threads)
     print(table(a.results, a.steps))
     print(json.dumps({"results": str(a.results)}))
 
