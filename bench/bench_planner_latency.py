@@ -28,11 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.mpc.planner import LearnedScore, PlanStep
+from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec, initial_plan
 from robot_wm import config as cfgmod
 from robot_wm.export.onnx_export import export_planner, model_flops
 from robot_wm.model.folded import planning_dims
+from robot_wm.model.value import new_value
 from robot_wm.runtime.session import PlannerSession
 
 
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
         from robot_wm.export.source import load_source
 
         src = load_source(a.run, a.overrides)
-        cfg, model = src.cfg, src.model
+        cfg, model, value = src.cfg, src.model, src.value
     else:
         from robot_wm.train import new_model
         from sim.registry import make_env
@@ -134,14 +135,18 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = new_model(env.observation_spec.dim, act.dim, act.low, act.high, cfg.model)
         model = model.subset(list(range(cfg.model.elites))).eval()
-    spec = StepSpec.from_config(cfg.planner)
-    flops = model_flops(model, spec)
+        value = (new_value(env.observation_spec.dim, act.dim, act.low, act.high, cfg.value, env.max_control_steps,
+                           env.action_repeat).eval() if cfg.value.enabled else None)
+    score, spec = learned_score(model, StepSpec.from_config(cfg.planner), value)
+    flops = model_flops(model, spec, value)
     adim = model.spec.act_dim
     print(f"task {cfg.env.task}: {spec.optimizer} H={spec.horizon} N={spec.samples} I={spec.iterations}, "
-          f"{model.members} members x {model.spec.layers}x{model.spec.hidden}; {flops / 1e9:.3f} GFLOP/step; "
-          f"{a.threads} threads", flush=True)
+          f"{model.members} members x {model.spec.layers}x{model.spec.hidden}; "
+          + (f"value {value.spec.q_heads} Q heads x {value.spec.layers}x{value.spec.hidden} + "
+             f"{spec.policy_samples} policy proposals; " if value is not None else "no value; ")
+          + f"{flops / 1e9:.3f} GFLOP/step (value and policy counted); {a.threads} threads", flush=True)
 
-    step = PlanStep(LearnedScore(model, spec.discount), spec, model.action_low, model.action_high).eval()
+    step = PlanStep(score, spec, model.action_low, model.action_high).eval()
     gen = torch.Generator().manual_seed(0)
     state = torch.randn(model.spec.obs_dim, generator=gen)
     plan = initial_plan(step.low, step.high, spec.horizon)
@@ -164,7 +169,7 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory()
     for noise in ("input", "internal"):
         path = Path(tmp.name) / f"planner_{noise}.onnx"
-        export_planner(model, spec, path, noise=noise)
+        export_planner(model, spec, path, noise=noise, value=value)
         sess = PlannerSession(path, provider="cpu", threads=a.threads)
         sess.warmup(warm)
         label = "onnxruntime CPU" + (" (noise input, numpy RNG)" if noise == "input" else " (in-graph RNG)")

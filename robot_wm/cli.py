@@ -68,10 +68,11 @@ def cmd_collect(a: argparse.Namespace) -> int:
         s = Session.open(cfg, run, not a.no_progress)
     else:
         s = _session(a.run_dir, a.args, not a.no_progress)
-    model = s.latest_model() if a.policy == "learned" else None
+    model = s.latest_model() if a.policy in ("learned", "pets") else None
     start = len(s.run.dataset())
     for i in range(a.episodes):
-        rec = s.collect(s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i), "train", start + i)
+        policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
+        rec = s.collect(policy, "train", start + i)
         print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
     return 0
 
@@ -91,7 +92,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
 
     s = _session(a.run_dir, a.args + rerun_overrides(a), not a.no_progress)
-    model = s.latest_model() if a.planner == "learned" else None
+    model = s.latest_model() if a.planner in ("learned", "pets") else None
     recs = evaluate(s, a.planner, model, a.episodes)
     s.observer.close()
     rets = [r["return"] for r in recs]
@@ -126,7 +127,7 @@ def cmd_whatif(a: argparse.Namespace) -> int:
         seqs += list(extra[:, :h])
     names += ["zero"] + [f"random[{i}]" for i in range(a.random)]
     seqs += [np.zeros((h, len(lo)))] + [rng.uniform(lo, hi, (h, len(lo))) for _ in range(a.random)]
-    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount)
+    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount, value=s.value)
     actual = float(ep.reward[a.step:a.step + h].sum())
     print_whatif(names, res, actual, a.episode, a.step, h)
     return 0
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     c.add_argument("args", nargs="*", help="launch file (new run dir only) and key=value overrides")
     c.add_argument("--episodes", type=int, default=1)
-    c.add_argument("--policy", choices=("random", "learned", "oracle"), default="random")
+    c.add_argument("--policy", choices=("random", "learned", "pets", "oracle"), default="random")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_collect)
 
@@ -164,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluation episodes with a planner")
     e.add_argument("run_dir")
     e.add_argument("args", nargs="*", help="key=value overrides")
-    e.add_argument("--planner", choices=("learned", "oracle", "random"), default="learned")
+    e.add_argument("--planner", choices=("learned", "pets", "oracle", "random"), default="learned",
+                   help="learned: world model + value + policy proposals; pets: the same world model, imagined "
+                        "reward over the horizon only; oracle: the true simulator; random actions")
     e.add_argument("--episodes", type=int, default=3)
     e.add_argument("--no-progress", action="store_true")
     add_rerun_flag(e)

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -17,11 +17,13 @@ from policies.mpc.step import StepSpec
 from policies.random import RandomPolicy
 from robot_wm.config import RunConfig
 from robot_wm.metrics import multistep_error
-from robot_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
 from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.value import ActorCritic, new_value
 from robot_wm.run_dir import RunDir
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import new_model, train_model
+from robot_wm.train_value import TDData, train_value
 from sim.collect import run_episode
 from sim.env import STEP_UNIT, Env
 from sim.registry import make_env
@@ -51,6 +53,8 @@ class Session:
     observer: Observer = field(default_factory=Observer)
     model: WorldModel | None = None
     """The full ensemble trained so far; each training round continues from it."""
+    value: ActorCritic | None = None
+    """The Q ensemble and policy trained so far (None until the first round, or with value.enabled false)."""
 
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
@@ -70,19 +74,25 @@ class Session:
         return time.perf_counter() - self.started
 
     # --- policies ---------------------------------------------------------------------------
-    def planner(self, kind: str, model: WorldModel | None = None, seed: int = 0):
+    def planner(self, kind: str, model: WorldModel | None = None, seed: int = 0, explore: bool = False):
+        """``learned``: the world model with the value and policy where the run has them; ``pets``: the
+        same world model without them (imagined reward over the horizon only); ``oracle``; ``random``.
+        ``explore`` (training episodes only, never evaluation) adds planner.explore_weight x the
+        ensemble's disagreement to the objective: optimism where the model is unsure."""
         spec = StepSpec.from_config(self.cfg.planner)
+        if explore:
+            spec = replace(spec, uncertainty_weight=spec.uncertainty_weight - self.cfg.planner.explore_weight)
         if kind == "random":
             return RandomPolicy(self.env.action_spec, seed)
         if kind == "oracle":
             from policies.oracle import oracle_planner
 
             return oracle_planner(self.env, spec, seed)
-        if kind == "learned":
+        if kind in ("learned", "pets"):
             if model is None:
-                raise ValueError("the learned planner needs a trained model: run `robot-wm train` first")
-            return MPCPlanner.learned(model, spec, seed)
-        raise ValueError(f"unknown planner {kind!r}; expected one of: learned, oracle, random")
+                raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
+            return MPCPlanner.learned(model, spec, seed, value=self.value if kind == "learned" else None)
+        raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, random")
 
     # --- data -------------------------------------------------------------------------------
     def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None) -> dict:
@@ -117,27 +127,51 @@ class Session:
         report = train_model(model, data, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
                              progress=self.progress)
         elite = model.subset(report.elites)
+        value_rec = self._train_value(data, round_) if self.cfg.value.enabled else {}
         _, held_out = data.split(self.cfg.model.val_fraction)
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
         errors = multistep_error(elite, held_out, horizons)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
             "task": self.cfg.env.task, "round": round_, "transitions": sum(len(e) for e in data),
-            "multistep_mse": {str(k): v for k, v in errors.items()}})
+            "multistep_mse": {str(k): v for k, v in errors.items()}}, value=self.value)
         self.run.set_latest(stem)
         record = {"kind": "train", "round": round_, "epochs": report.epochs,
                   "train_s": round(time.perf_counter() - t0, 2), "val_mse": report.val_mse,
-                  "elites": report.elites, "episodes": len(data),
-                  "multistep_mse": {str(k): v for k, v in errors.items()}, "history": report.history}
+                  "elites": report.elites, "episodes": len(data), "transitions": sum(len(e) for e in data),
+                  "multistep_mse": {str(k): v for k, v in errors.items()}, **value_rec, "history": report.history}
         self.run.log(record)
         self.observer.on_train(record, elite)
         self.model = model
         return elite
 
+    def _train_value(self, data, round_: int) -> dict:
+        """Continue the value and policy on every stored transition: ``updates_per_step`` updates per
+        control step collected since the last round. Returns the fields of the train record."""
+        env, cfg = self.env, self.cfg
+        if self.value is None:
+            spec = env.action_spec
+            self.value = new_value(env.observation_spec.dim, spec.dim, spec.low, spec.high, cfg.value,
+                                   env.max_control_steps, env.action_repeat, cfg.device)
+        rows = TDData.from_episodes(list(data), cfg.value.n_step, self.value.spec.discount)
+        before = next((r["transitions"] for r in reversed(self.run.records("train")) if "transitions" in r), 0)
+        updates = round(cfg.value.updates_per_step * max(0, len(rows) - before))
+        rep = train_value(self.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1,
+                          progress=self.progress)
+        return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
+                "pi_loss": rep.pi_loss, "mean_q": rep.mean_q, "discount": self.value.spec.discount}
+
+    def load(self, path) -> dict:
+        """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
+        self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
+        if value is not None or not self.cfg.value.enabled:
+            self.value = value
+        return meta
+
     def latest_model(self) -> WorldModel | None:
         path = self.run.latest_checkpoint()
         if path is None:
             return None
-        self.model, meta = load_checkpoint(path, self.cfg.device)
+        meta = self.load(path)
         return self.model.subset(meta["elites"])
 
 
@@ -171,8 +205,7 @@ def _run(s: Session, resume: bool) -> dict:
         return json.loads(s.run.summary_path.read_text())
     round_ = 0
     if (ckpt := s.run.latest_checkpoint()) is not None:
-        s.model, meta = load_checkpoint(ckpt, cfg.device)
-        round_ = int(meta["round"]) + 1
+        round_ = int(s.load(ckpt)["round"]) + 1
     s.run.update_manifest(status="running", episodes=len(data))
     evaluated = {r.get("milestone") for r in s.run.records("eval")}
     milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps and m not in evaluated)
@@ -187,7 +220,7 @@ def _run(s: Session, resume: bool) -> dict:
             round_ += 1
             while milestones and data.env_steps >= milestones[0]:
                 milestone_eval(s, model, milestones.pop(0))
-            policy = s.planner("learned", model, seed=cfg.seed * 31 + index)
+            policy = s.planner("learned", model, seed=cfg.seed * 31 + index, explore=True)
         rec = s.collect(policy, "train", index)
         data.refresh()
         s.run.update_manifest(episodes=len(data))
@@ -241,5 +274,7 @@ def summarize(s: Session, evals: list[dict]) -> dict:
         "multistep_mse": train[-1]["multistep_mse"] if train else {},
         "plan_hz": float(np.median(hz)) if hz else float("nan"),
         "wall_s": round(s.wall(), 1),
+        "train_s": round(sum(r["train_s"] for r in train), 1),
+        "value_train_s": round(sum(r.get("value_train_s", 0.0) for r in train), 1),
         "torch_threads": torch.get_num_threads(),
     }

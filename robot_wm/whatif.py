@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from robot_wm.model.ensemble import WorldModel
-from robot_wm.model.imagine import imagine
+from robot_wm.model.imagine import imagine, member_returns
 
 
 @dataclass
@@ -17,8 +17,10 @@ class WhatIfResult:
     states: np.ndarray         # (K, H+1, S) ensemble-mean predicted trajectory
     member_states: np.ndarray  # (E, K, H+1, S) every member's trajectory
     rewards: np.ndarray        # (K, H) ensemble-mean predicted reward
-    returns: np.ndarray        # (K,) predicted (discounted) return, mean over members
-    return_spread: np.ndarray  # (K,) std over members of the return
+    returns: np.ndarray        # (K,) the planner's score: discounted imagined reward + terminal value, mean over members
+    return_spread: np.ndarray  # (K,) std over members of that score
+    reward_return: np.ndarray  # (K,) its imagined-reward part
+    terminal_value: np.ndarray  # (K,) its value part, discount^H * V(last state) (zeros without a value)
     disagreement: np.ndarray   # (K, H) mean over state dims of the std over members, per step
 
     def ranking(self) -> np.ndarray:
@@ -51,12 +53,17 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
 
 
 @torch.no_grad()
-def what_if(model: WorldModel, state, actions, discount: float = 1.0) -> WhatIfResult:
+def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None) -> WhatIfResult:
+    """Score candidate futures exactly as the planner does: with a ``value`` (an ``ActorCritic``) the
+    terminal value is added per member and the value's discount replaces ``discount``."""
     state, actions = check_query(model, state, actions)
     device = model.action_low.device
     out = imagine(model, torch.as_tensor(state, device=device), torch.as_tensor(actions, device=device),
                   keep_states=True)
-    ret = out.returns(discount)
+    if value is not None:
+        discount = value.spec.discount
+    rew, term = member_returns(out, discount, value)
+    ret = rew + term
     states = out.states
     return WhatIfResult(
         states=states.mean(0).cpu().numpy(),
@@ -64,5 +71,7 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0) -> WhatIfR
         rewards=out.rewards.mean(0).cpu().numpy(),
         returns=ret.mean(0).cpu().numpy(),
         return_spread=ret.std(0, unbiased=False).cpu().numpy(),
+        reward_return=rew.mean(0).cpu().numpy(),
+        terminal_value=term.mean(0).cpu().numpy(),
         disagreement=states[:, :, 1:].std(0, unbiased=False).mean(-1).cpu().numpy(),
     )

@@ -75,7 +75,7 @@ TINY_RUN_ARGS = [
     "env.task=cartpole-swingup", "env.max_env_steps=200", "env_steps=400", "seed_episodes=1",
     "eval_episodes=1", "planner.samples=32", "planner.horizon=5", "planner.iterations=2", "planner.elites=4",
     "planner.keep_elites=1", "model.hidden=32", "model.layers=2", "model.max_epochs=5",
-    "model.val_fraction=0.4", "threads=1",
+    "model.val_fraction=0.4", "value.hidden=32", "value.batch_size=64", "threads=1",
 ]
 
 

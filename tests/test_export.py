@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from policies.mpc.planner import LearnedScore, PlanStep
+from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec, initial_plan
 from robot_wm import config as cfgmod
 from robot_wm.export.format import PLANNER_FORMAT, PLANNER_KEYS
@@ -22,7 +22,8 @@ from robot_wm.export.source import load_source
 
 SMALL = ["env.task=cartpole-swingup", "model.hidden=32", "model.layers=2", "model.ensemble_size=3",
          "model.elites=2", "model.max_epochs=2", "planner.horizon=8", "planner.samples=64",
-         "planner.iterations=3", "planner.elites=8", "planner.keep_elites=2"]
+         "planner.iterations=3", "planner.elites=8", "planner.keep_elites=2", "planner.policy_fraction=0.125",
+         "value.hidden=32", "value.updates_per_step=1.0"]
 
 
 def make_run_dir(root: Path, extra: list[str] = ()) -> Path:
@@ -31,7 +32,8 @@ def make_run_dir(root: Path, extra: list[str] = ()) -> Path:
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
 
-    cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), [*SMALL, f"run_dir={root}", "env.max_env_steps=400", *extra])
+    cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), [*SMALL, f"run_dir={root}", "env.max_env_steps=400",
+                                                      "env_steps=1600", *extra])
     s = Session.open(cfg, RunDir(root), progress=False)
     for i in range(2):
         s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
@@ -75,13 +77,18 @@ def test_export_cli_writes_one_checked_file_with_metadata(run_dir, tmp_path):
     assert not np.array_equal(a1, a2) and np.all(np.abs(a1) <= 1)
 
 
-@pytest.mark.parametrize("optimizer", ["icem", "mppi", "cem"])
-def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer):
+@pytest.mark.parametrize(("optimizer", "with_value"), [("icem", True), ("mppi", True), ("cem", True), ("icem", False)])
+def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer, with_value):
+    """The full planner, terminal value and policy proposals included (with_value), or the PETS-style one."""
     src = load_source(run_dir, [f"planner.optimizer={optimizer}"] + (["planner.keep_elites=0"] if optimizer != "icem" else []))
+    value = src.value if with_value else None
+    assert (value is not None) == with_value, "the run directory's checkpoint holds a value"
     spec = StepSpec.from_config(src.cfg.planner)
     out = tmp_path / "p.onnx"
-    export_planner(src.model, spec, out, noise="input")
-    step = PlanStep(LearnedScore(src.model, spec.discount), spec, src.model.action_low, src.model.action_high)
+    export_planner(src.model, spec, out, noise="input", value=value)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (meta["value"], meta["policy_samples"]) == (("1", str(spec.policy_samples)) if with_value else ("0", "0"))
+    step = PlanStep(*learned_score(src.model, spec, value), src.model.action_low, src.model.action_high)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
     data = src.model.obs_norm

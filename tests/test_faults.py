@@ -30,7 +30,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # before each), a final training round and one evaluation episode.
 TINY = ["env.task=cartpole-swingup", "env.max_env_steps=200", "env_steps=1600", "seed_episodes=1",
         "eval_episodes=1", "planner.samples=32", "planner.elites=4", "planner.keep_elites=1",
-        "model.max_epochs=5", "model.hidden=32", "threads=1"]
+        "model.max_epochs=5", "model.hidden=32", "value.hidden=32", "value.batch_size=64", "planner.horizon=6",
+        "threads=1"]
 EPISODE = re.compile(r"^episode_\d{6}\.npz$")
 
 

@@ -24,7 +24,7 @@ from robot_wm.viz.readback import check_rrd, read_rrd  # noqa: E402
 
 GHOSTS, HORIZON, EVERY = 3, 5, 5
 TINY = ["env_steps=400", "seed_episodes=1", "planner.samples=32", f"planner.horizon={HORIZON}",
-        "planner.iterations=2", "planner.elites=8", "planner.keep_elites=2", "model.hidden=32",
+        "planner.iterations=2", "planner.elites=8", "planner.keep_elites=2", "model.hidden=32", "value.hidden=32",
         "model.max_epochs=5", "eval_episodes=1", "env.max_env_steps=200", "rerun.mode=save",
         f"rerun.ghosts={GHOSTS}", f"rerun.every_n_steps={EVERY}", "rerun.camera_every_n_steps=10",
         "rerun.camera_width=64", "rerun.camera_height=48"]

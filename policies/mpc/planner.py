@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
@@ -10,18 +12,35 @@ from policies.mpc.step import PlanOutput, ScoreFn, StepSpec, colored_filter, ini
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.folded import FoldedModel
 from robot_wm.model.imagine import score_sequences
+from robot_wm.model.value import ActorCritic
 
 
 class LearnedScore(nn.Module):
     """Scores sequences by rolling them out through the world model's members, in the model's folded
-    form (``net``: same predictions, cheaper). ``model`` stays the full model, for visualisation."""
+    form (``net``: same predictions, cheaper). ``model`` stays the full model, for visualisation.
 
-    def __init__(self, model: WorldModel, discount: float = 1.0):
+    With a ``value`` (an ``ActorCritic``) the objective adds ``discount^H * V(last imagined state)`` per
+    member, the discount becomes the value's, and ``propose`` rolls the policy out through the model."""
+
+    def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None):
         super().__init__()
-        self.model, self.net, self.discount = model, FoldedModel.of(model), discount
+        self.model, self.net, self.value = model, FoldedModel.of(model), value
+        self.discount = value.spec.discount if value is not None else discount
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return score_sequences(self.net, state, actions, self.discount)
+        return score_sequences(self.net, state, actions, self.discount, self.value)
+
+    def propose(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
+        sampled with standard-normal ``eps`` (P, H, A)."""
+        p, h, _ = eps.shape
+        e = self.net.members
+        s, actions = state.expand(p, state.shape[-1]), []
+        for t in range(h):
+            a = self.value.act(s, eps[:, t])
+            actions.append(a)
+            s = self.net.step(s.expand(e, *s.shape), a.expand(e, *a.shape))[0].mean(0)
+        return torch.stack(actions, 1)
 
 
 class PlanStep(nn.Module):
@@ -29,6 +48,9 @@ class PlanStep(nn.Module):
 
     def __init__(self, score: ScoreFn, spec: StepSpec, low, high):
         super().__init__()
+        if spec.policy_samples and not callable(getattr(score, "propose", None)):
+            raise ValueError(f"policy_samples={spec.policy_samples} but the score function has no policy to propose "
+                             "sequences (plan with policy_samples=0)")
         self.score, self.spec = score, spec
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32).detach().clone())
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32).detach().clone())
@@ -36,7 +58,10 @@ class PlanStep(nn.Module):
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 
     def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor) -> PlanOutput:
-        return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter)
+        p = self.spec.policy_samples  # drawn from the first iteration's noise, in slots its samples leave free
+        proposals = self.score.propose(state, noise[0, noise.shape[1] - p:]) if p else None
+        return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
+                         proposals)
 
 
 class MPCPlanner:
@@ -56,9 +81,11 @@ class MPCPlanner:
         self.reset()
 
     @classmethod
-    def learned(cls, model: WorldModel, spec: StepSpec, seed: int = 0, compile: bool = False) -> MPCPlanner:
-        step = PlanStep(LearnedScore(model, spec.discount), spec, model.action_low, model.action_high)
-        return cls(step.to(model.action_low.device), seed, "learned", compile)
+    def learned(cls, model: WorldModel, spec: StepSpec, seed: int = 0, compile: bool = False,
+                value: ActorCritic | None = None) -> MPCPlanner:
+        """The learned planner; without ``value`` the PETS-style objective and no policy proposals."""
+        step = PlanStep(*learned_score(model, spec, value), model.action_low, model.action_high)
+        return cls(step.to(model.action_low.device), seed, "learned" if value is not None else "pets", compile)
 
     def reset(self) -> None:
         self.plan = initial_plan(self.step.low, self.step.high, self.step.spec.horizon)
@@ -81,3 +108,10 @@ class MPCPlanner:
         if not bool(out.valid):
             self.fallbacks += 1
         return out.action.double().cpu().numpy()
+
+
+def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None) -> tuple[LearnedScore, StepSpec]:
+    """The score function and the spec it plans with: policy proposals only where there is a policy."""
+    if value is None:
+        spec = replace(spec, policy_samples=0)
+    return LearnedScore(model, spec.discount, value), spec

@@ -33,6 +33,7 @@ class StepSpec:
     noise_beta: float = 2.0
     uncertainty_weight: float = 0.0
     discount: float = 1.0
+    policy_samples: int = 0
 
     @classmethod
     def from_config(cls, cfg) -> StepSpec:
@@ -74,14 +75,18 @@ def initial_plan(low: torch.Tensor, high: torch.Tensor, horizon: int) -> torch.T
 
 
 def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor, score_fn: ScoreFn,
-              spec: StepSpec, low: torch.Tensor, high: torch.Tensor, noise_filter: torch.Tensor) -> PlanOutput:
+              spec: StepSpec, low: torch.Tensor, high: torch.Tensor, noise_filter: torch.Tensor,
+              proposals: torch.Tensor | None = None) -> PlanOutput:
     """Refine ``prev_plan`` (H, A) for ``state`` with ``spec.iterations`` rounds of sampling.
 
     ``noise`` (I, N, H, A) is standard normal; ``noise_filter`` is ``colored_filter(...)`` (or the
     identity). Every sampled sequence is clamped to [low, high]. Each round scores the current mean
     and the carried elites alongside the new samples, so the best score never decreases.
+    ``proposals`` (P, H, A), e.g. policy rollouts, join every round's candidates in place of P samples.
     """
     n, k, keep = spec.samples, spec.elites, spec.carried
+    props = prev_plan.new_zeros((0, *prev_plan.shape)) if proposals is None else proposals.clamp(low, high)
+    n = n - props.shape[0]
     half = (high - low) / 2
     mean = prev_plan.clamp(low, high)
     std = (spec.init_std * half).expand_as(mean)
@@ -92,7 +97,7 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     for i in range(spec.iterations):
         fixed = 1 + (keep if i > 0 else 0)
         eps = torch.einsum("th,nha->nta", noise_filter, noise[i, : n - fixed])
-        cand = torch.cat([(mean + std * eps).clamp(low, high), mean.unsqueeze(0), kept])
+        cand = torch.cat([(mean + std * eps).clamp(low, high), props, mean.unsqueeze(0), kept])
         ret, spread = score_fn(state, cand)
         obj = ret - spec.uncertainty_weight * spread
         obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, -math.inf))

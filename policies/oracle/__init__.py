@@ -4,6 +4,7 @@ model. Its return is the upper bound that tells how much is lost to model error.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import mujoco
 import numpy as np
@@ -46,5 +47,6 @@ class OraclePlanner(MPCPlanner):
 
 def oracle_planner(env: Env, spec: StepSpec, seed: int = 0) -> OraclePlanner:
     spec_a = env.action_spec
+    spec = replace(spec, policy_samples=0)  # the oracle has no policy to propose sequences
     step = PlanStep(TrueModelScore(env, spec.discount), spec, spec_a.low, spec_a.high)
     return OraclePlanner(step, seed, name="oracle")

@@ -18,10 +18,12 @@ def cmd_export(a: argparse.Namespace) -> int:
         print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
-    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common)
+    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=src.value)
+    extras = (f"value + {spec.policy_samples} policy proposals" if src.value is not None
+              else "no value (imagined reward only)")
     print(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
-          f"{spec.iterations} iterations, {src.model.members} members, noise {a.noise}, "
-          f"{model_flops(src.model, spec) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
+          f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
+          f"{model_flops(src.model, spec, src.value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
 
 

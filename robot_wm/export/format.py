@@ -18,7 +18,8 @@ def graph_sha256(graph) -> str:
 # Every planner file carries these in ``metadata_props`` (all values are strings; lists are JSON).
 PLANNER_KEYS = ("robot_wm.format", "robot_wm.version", "state_dim", "action_dim", "action_low", "action_high",
                 "control_period", "horizon", "samples", "iterations", "optimizer", "noise", "noise_shape",
-                "source_sha256", "task", "action_repeat", "members", "model_flops_per_step", "planner_spec")
+                "source_sha256", "task", "action_repeat", "members", "model_flops_per_step", "planner_spec",
+                "value", "policy_samples")
 
 PLANNER_INPUTS = ("state", "prev_plan", "noise")  # ``noise`` only when noise="input"
 PLANNER_OUTPUTS = ("action", "next_plan", "best_return", "spread", "valid")

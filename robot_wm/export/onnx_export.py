@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import robot_wm
-from policies.mpc.planner import LearnedScore, PlanStep
+from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec
 from robot_wm.export.format import (
     DYNAMICS_FORMAT,
@@ -44,6 +44,7 @@ from robot_wm.export.format import (
 from robot_wm.io import atomic_write_bytes
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.folded import planning_dims
+from robot_wm.model.value import ActorCritic
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,25 @@ class _Dynamics(nn.Module):
         return self.model.step(state.expand(e, *state.shape), action.expand(e, *action.shape))
 
 
-def model_flops(model: WorldModel, spec: StepSpec) -> int:
-    """Matmul FLOPs of one planning step: every sample, member, horizon step and iteration, at the
-    model's own layer sizes (planning uses the mean head only; the folded bias unit is not counted)."""
-    dims = planning_dims(model.spec)
-    per_eval = sum(2 * i * o for i, o in pairwise(dims))
-    return per_eval * model.members * spec.samples * spec.horizon * spec.iterations
+def _mlp_flops(dims: list[int]) -> int:
+    return sum(2 * i * o for i, o in pairwise(dims))
+
+
+def model_flops(model: WorldModel, spec: StepSpec, value: ActorCritic | None = None) -> int:
+    """Matmul FLOPs of one planning step at the networks' own layer sizes (planning uses the mean head
+    only; the folded bias unit is not counted): every sample, member, horizon step and iteration through
+    the world model; with a value, V (policy + every Q head) of every sample's last state per member,
+    and the policy rollouts (policy + every member per step)."""
+    per_eval = _mlp_flops(planning_dims(model.spec))
+    flops = per_eval * model.members * spec.samples * spec.horizon * spec.iterations
+    if value is not None:
+        v = value.spec
+        hid = [v.hidden] * v.layers
+        pi = _mlp_flops([v.obs_dim, *hid, 2 * v.act_dim])
+        q = _mlp_flops([v.obs_dim + v.act_dim, *hid, 1]) * v.q_heads
+        flops += (pi + q) * model.members * spec.samples * spec.iterations
+        flops += (pi + per_eval * model.members) * spec.policy_samples * spec.horizon
+    return flops
 
 
 def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -114,12 +128,15 @@ def _to_proto(module: nn.Module, args: tuple, input_names, output_names, dynamic
 
 
 def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise: str = "internal",
-                   metadata: dict | None = None) -> onnx.ModelProto:
-    """Write the whole planning step for ``model`` (already the elite subset) to ``out``."""
+                   metadata: dict | None = None, value: ActorCritic | None = None) -> onnx.ModelProto:
+    """Write the whole planning step for ``model`` (already the elite subset) to ``out``; with ``value``
+    the terminal value and the policy proposals are in the same graph."""
     if noise not in ("internal", "input"):
         raise ValueError(f"noise must be 'internal' or 'input', got {noise!r}")
     model = model.cpu().eval()
-    step = PlanStep(LearnedScore(model, spec.discount), spec, model.action_low, model.action_high).eval()
+    value = value.cpu().eval() if value is not None else None
+    score, spec = learned_score(model, spec, value)
+    step = PlanStep(score, spec, model.action_low, model.action_high).eval()
     a = model.spec.act_dim
     state = torch.zeros(model.spec.obs_dim)
     prev = ((step.low + step.high) / 2).expand(spec.horizon, a).contiguous()
@@ -135,7 +152,8 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         "action_low": json.dumps(step.low.tolist()), "action_high": json.dumps(step.high.tolist()),
         "horizon": spec.horizon, "samples": spec.samples, "iterations": spec.iterations,
         "optimizer": spec.optimizer, "noise": noise, "noise_shape": json.dumps(list(spec.noise_shape(a))),
-        "members": model.members, "model_flops_per_step": model_flops(model, spec),
+        "members": model.members, "model_flops_per_step": model_flops(model, spec, value),
+        "value": int(value is not None), "policy_samples": spec.policy_samples,
         "planner_spec": json.dumps(asdict(spec), sort_keys=True),
         "control_period": "nan", "task": "", "action_repeat": "", "source_sha256": "",
         **{k: v for k, v in (metadata or {}).items() if v is not None},

@@ -12,6 +12,7 @@ from robot_wm.config import RunConfig
 @dataclass
 class Source:
     model: object          # WorldModel, the elite members only
+    value: object          # ActorCritic (value + policy), or None for a checkpoint without one
     cfg: RunConfig
     checkpoint: Path
     sha256: str
@@ -22,7 +23,7 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
     """``path``: a run directory, or a checkpoint ``NAME.json``/``NAME.safetensors``. The planner and
     environment settings come from the run directory's config.toml (read now, never hard-coded),
     falling back to the defaults with the checkpoint's task; ``overrides`` are key=value on top."""
-    from robot_wm.model.checkpoint import load_checkpoint
+    from robot_wm.model.checkpoint import load_checkpoint_parts
     from robot_wm.run_dir import RunDir
 
     path = Path(path)
@@ -38,13 +39,16 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
             raise FileNotFoundError(f"{str(path)!r} is neither a run directory nor a checkpoint")
         run_cfg = ckpt.parent.parent / "config.toml"
         cfg = cfgmod.load(run_cfg) if run_cfg.exists() else None
-    model, meta = load_checkpoint(ckpt)
+    model, value, meta = load_checkpoint_parts(ckpt)
     if cfg is None:
         cfg = RunConfig()
         if meta.get("task"):
             cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
     cfg = cfgmod.apply_overrides(cfg, overrides or [])
-    return Source(model.subset(meta["elites"]).eval(), cfg, ckpt, meta["sha256"], meta)
+    if not cfg.value.enabled:
+        value = None
+    return Source(model.subset(meta["elites"]).eval(), value.eval() if value is not None else None, cfg, ckpt,
+                  meta["sha256"], meta)
 
 
 def control_period(cfg: RunConfig) -> float:

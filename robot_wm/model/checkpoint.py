@@ -1,5 +1,9 @@
-"""World-model checkpoints: ``NAME.safetensors`` (weights, normalisers) + ``NAME.json`` (config).
-Loading never unpickles anything."""
+"""Model checkpoints: ``NAME.safetensors`` (weights, normalisers) + ``NAME.json`` (config).
+Loading never unpickles anything.
+
+Format 2 holds the world model (its tensors unprefixed, as in format 1) and, when the run learns one,
+the value and policy (``value.``-prefixed tensors, ``value_spec`` in the JSON). Format 1 files (world
+model only) still load, without a value."""
 
 from __future__ import annotations
 
@@ -15,21 +19,29 @@ from safetensors.torch import save as st_save
 import robot_wm
 from robot_wm.io import atomic_write_bytes, atomic_write_json
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
+from robot_wm.model.value import ActorCritic, ValueSpec
 
-FORMAT = "robot-wm/world-model/1"
+FORMAT = "robot-wm/world-model/2"
+FORMATS = ("robot-wm/world-model/1", FORMAT)
+VALUE_PREFIX = "value."
 
 
-def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dict | None = None) -> Path:
+def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dict | None = None,
+                    value: ActorCritic | None = None) -> Path:
     """Write weights first, then the JSON that names them (with their hash): the JSON is the
     commit point, so a crash mid-save never leaves a config pointing at partial weights."""
     stem = Path(stem)
-    blob = st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    tensors = dict(model.state_dict())
+    if value is not None:
+        tensors.update({VALUE_PREFIX + k: v for k, v in value.state_dict().items()})
+    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     weights = stem.with_suffix(".safetensors")
     atomic_write_bytes(weights, blob)
     meta = {
         "format": FORMAT,
         "robot_wm_version": robot_wm.__version__,
         "spec": model.spec.__dict__,
+        "value_spec": value.spec.__dict__ if value is not None else None,
         "elites": [int(i) for i in elites],
         "weights": weights.name,
         "sha256": hashlib.sha256(blob).hexdigest(),
@@ -40,8 +52,27 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[WorldModel, dict]:
-    """Load ``NAME.json`` (or its ``.safetensors`` sibling). Raises ValueError naming the file on
-    anything truncated, corrupted, mismatched or not ours."""
+    """The world model of ``load_checkpoint_parts``, and the JSON."""
+    model, _, meta = load_checkpoint_parts(path, device)
+    return model, meta
+
+
+def _check_shapes(module_of_meta, state: dict, what: str) -> None:
+    """Compare ``state``'s tensor shapes with those of ``module_of_meta()`` built on the meta device,
+    before anything a hand-made spec asks for is allocated."""
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in module_of_meta().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if want != got:
+        bad = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:3]
+        raise RuntimeError(f"{what} tensors {bad} have shapes {[got.get(k) for k in bad]}, its spec expects "
+                           f"{[want.get(k) for k in bad]}")
+
+
+def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldModel, ActorCritic | None, dict]:
+    """Load ``NAME.json`` (or its ``.safetensors`` sibling): the world model, the value and policy (None in
+    a checkpoint without them) and the JSON. Raises ValueError naming the file on anything truncated,
+    corrupted, mismatched or not ours, and on a format version it does not know."""
     path = Path(path)
     cfg_path = path.with_suffix(".json")
     try:
@@ -50,8 +81,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[WorldModel, 
         raise ValueError(f"checkpoint config {str(cfg_path)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"checkpoint config {str(cfg_path)!r} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("robot-wm/world-model/"):
         raise ValueError(f"{str(cfg_path)!r} is not a robot-wm world-model checkpoint (format {FORMAT!r} expected)")
+    if meta["format"] not in FORMATS:
+        raise ValueError(f"checkpoint {str(cfg_path)!r} has format {meta['format']!r}; this robot-wm "
+                         f"({robot_wm.__version__}) reads {', '.join(FORMATS)}: a newer robot-wm wrote it")
     if not isinstance(meta.get("weights"), str) or not isinstance(meta.get("spec"), dict) or \
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
@@ -65,25 +99,27 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[WorldModel, 
         raise ValueError(f"checkpoint weights {str(weights)!r} do not match the hash in {cfg_path.name} "
                          "(truncated, corrupted or from another model)")
     try:
-        state = st_load(blob)
+        tensors = st_load(blob)
+        state = {k: v for k, v in tensors.items() if not k.startswith(VALUE_PREFIX)}
+        value_state = {k[len(VALUE_PREFIX):]: v for k, v in tensors.items() if k.startswith(VALUE_PREFIX)}
         spec = WorldModelSpec(**meta["spec"])
-        with torch.device("meta"):  # check every shape before allocating anything a hand-made spec asks for
-            want = {k: tuple(v.shape) for k, v in WorldModel(spec, state["action_low"].to("meta"),
-                                                             state["action_high"].to("meta")).state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        if want != got:
-            bad = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:3]
-            raise RuntimeError(f"tensors {bad} have shapes {[got.get(k) for k in bad]}, the spec {meta['spec']} "
-                               f"expects {[want.get(k) for k in bad]}")
-        model = WorldModel(spec, state["action_low"], state["action_high"])
+        lo, hi = state["action_low"], state["action_high"]
+        _check_shapes(lambda: WorldModel(spec, lo.to("meta"), hi.to("meta")), state, "world model")
+        model = WorldModel(spec, lo, hi)
         model.load_state_dict(state)
+        value = None
+        if meta.get("value_spec") is not None or value_state:
+            vspec = ValueSpec(**meta["value_spec"])
+            _check_shapes(lambda: ActorCritic(vspec, lo.to("meta"), hi.to("meta")), value_state, "value")
+            value = ActorCritic(vspec, lo, hi)
+            value.load_state_dict(value_state)
     except (SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"checkpoint {str(cfg_path)!r} does not fit a robot-wm world model: {e}") from None
     members = spec.ensemble_size
     if not meta["elites"] or not all(isinstance(i, int) and 0 <= i < members for i in meta["elites"]):
         raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {meta['elites']} are not member indices "
                          f"in [0, {members})")
-    return model.to(device), meta
+    return model.to(device), value.to(device) if value is not None else None, meta
 
 
 def checkpoint_hash(path: str | Path) -> str:

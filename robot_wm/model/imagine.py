@@ -14,6 +14,7 @@ from robot_wm.model.folded import FoldedModel
 class Imagined(NamedTuple):
     rewards: torch.Tensor        # (E, N, H) per member
     states: torch.Tensor | None  # (E, N, H+1, S) per member, when asked for
+    last: torch.Tensor           # (E, N, S) the final imagined state of every member and sequence
 
     def returns(self, discount: float = 1.0) -> torch.Tensor:
         """Discounted return per member and sequence, (E, N)."""
@@ -34,11 +35,22 @@ def imagine(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.T
         rewards.append(r)
         if keep_states:
             states.append(s)
-    return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None)
+    return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None, s)
+
+
+def member_returns(imagined: Imagined, discount: float, value=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per member and sequence (E, N): the discounted imagined reward, and the terminal value
+    ``discount^H * V(last state)`` (zeros without a ``value``, an ``ActorCritic``)."""
+    ret = imagined.returns(discount)
+    if value is None:
+        return ret, torch.zeros_like(ret)
+    return ret, discount ** imagined.rewards.shape[-1] * value.value(imagined.last)
 
 
 def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor,
-                    discount: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The planner's scoring: mean return over members and its spread (std over members), each (N,)."""
-    r = imagine(model, obs, actions).returns(discount)
-    return r.mean(0), r.std(0, unbiased=False)
+                    discount: float = 1.0, value=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The planner's objective: over members, the mean of imagined return plus terminal value, and its
+    spread (std over members), each (N,)."""
+    ret, term = member_returns(imagine(model, obs, actions), discount, value)
+    total = ret + term
+    return total.mean(0), total.std(0, unbiased=False)

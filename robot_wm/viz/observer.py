@@ -190,7 +190,7 @@ class RerunObserver(Observer):
         k = min(self.ghosts, len(out.elite_plans))
         seqs = torch.cat([chosen[None], out.elite_plans[:k]]).cpu().numpy()  # chosen first, then the elites
         low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
-        res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount)
+        res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount, score.value)
         members = res.member_states[:, 0]                                   # (E, H+1, S)
         kw.update(ghost_returns=res.returns[1:], pred_obs=res.states[0], pred_obs_std=members.std(0),
                   steps_left=self.env.max_control_steps - t - 1)

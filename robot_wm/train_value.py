@@ -1,0 +1,119 @@
+"""Temporal-difference learning of the Q ensemble and the policy on replay transitions.
+
+Targets: ``y = R_n + discount^m * min over two heads of Q_target(s_{t+m}, a')`` with ``a' ~ pi(s_{t+m})``
+(two random heads when there are more, as TD-MPC2 does), where ``R_n`` is the discounted sum of the next
+``m = min(n, steps left in the episode)`` rewards: n-step returns carry reward back n times faster per
+update than one-step ones. The policy maximises the mean over heads of Q(s, pi(s))
+plus a small entropy bonus. The target heads follow the online ones by Polyak averaging.
+Suite episodes end by time limit only, so every stored transition bootstraps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from robot_wm.data.episode import Episode
+from robot_wm.model.value import ActorCritic
+
+
+@dataclass
+class TDData:
+    """What TD learning trains on, one row per stored transition (s_t, a_t)."""
+
+    obs: np.ndarray       # (N, S) s_t
+    action: np.ndarray    # (N, A) a_t
+    ret: np.ndarray       # (N,) discounted reward of the next m steps
+    next_obs: np.ndarray  # (N, S) s_{t+m}, the state to bootstrap from
+    discount: np.ndarray  # (N,) discount^m
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    @classmethod
+    def from_episodes(cls, episodes: list[Episode], n: int, discount: float) -> TDData:
+        """n-step rows of every episode, cut short at its end (time-limit ends bootstrap: nothing in a
+        suite episode terminates). A diverged episode's last stored transition is a valid one."""
+        if n < 1:
+            raise ValueError(f"n-step horizon n={n} must be at least 1")
+        rows = []
+        for ep in (e for e in episodes if len(e)):
+            t_len = len(ep)
+            t = np.arange(t_len)
+            m = np.minimum(n, t_len - t)
+            padded = np.concatenate([ep.reward.astype(np.float64), np.zeros(n)])
+            ret = sum(discount**k * padded[t + k] * (k < m) for k in range(n))
+            rows.append((ep.obs[:-1], ep.action, ret, ep.obs[t + m], discount ** m.astype(np.float64)))
+        if not rows:
+            raise ValueError("no transitions: the dataset is empty")
+        cols = [np.concatenate(c) for c in zip(*rows)]
+        return cls(*(np.asarray(c, dtype=np.float32) for c in cols))
+
+
+@dataclass
+class ValueReport:
+    updates: int
+    q_loss: float       # mean squared TD error over the last 10% of updates, in units of value_scale^2
+    pi_loss: float
+    mean_q: float       # mean Q(s, a) over the last batch, return units
+    train_s: float
+
+
+def td_targets(ret: torch.Tensor, next_q: torch.Tensor, discount: torch.Tensor | float) -> torch.Tensor:
+    """TD target per row: n-step reward ``ret`` (B,), bootstrap value ``next_q`` (B,), its discount -> (B,)."""
+    return ret + discount * next_q
+
+
+def _pick_two(heads: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randperm(heads, generator=gen)[:2]
+
+
+def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int,
+                progress: bool = True) -> ValueReport:
+    """``updates`` gradient steps on minibatches of ``data`` (in place). ``cfg`` is a ``ValueConfig``."""
+    device = ac.action_low.device
+    obs, act, rew, nxt, disc = (torch.as_tensor(x, device=device) for x in (data.obs, data.action, data.ret,
+                                                                            data.next_obs, data.discount))
+    ac.obs_norm.fit(torch.cat([obs, nxt[-1:]]))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    opt_q = torch.optim.Adam(ac.q.parameters(), lr=cfg.lr, foreach=True)
+    opt_pi = torch.optim.Adam(ac.pi.parameters(), lr=cfg.lr, foreach=True)
+    scale = ac.spec.value_scale
+    n, batch = len(obs), min(cfg.batch_size, len(obs))
+    q_hist, pi_hist, mean_q = [], [], float("nan")
+    t0 = time.perf_counter()
+    ac.train()
+    for _ in tqdm(range(updates), desc="train value", leave=False, disable=not progress):
+        idx = torch.randint(n, (batch,), generator=gen).to(device)
+        o, a, r, o2, d = obs[idx], act[idx], rew[idx], nxt[idx], disc[idx]
+        with torch.no_grad():
+            eps = torch.randn(o2.shape[0], a.shape[-1], generator=gen).to(device)
+            a2, _ = ac.policy(o2, eps)
+            q2 = ac.q_values(o2, a2, target=True)[_pick_two(ac.spec.q_heads, gen)].min(0).values
+            y = td_targets(r, q2, d)
+        q = ac.q_values(o, a)
+        q_loss = (((q - y) / scale) ** 2).mean()
+        opt_q.zero_grad(set_to_none=True)
+        q_loss.backward()
+        opt_q.step()
+
+        eps = torch.randn(o.shape[0], a.shape[-1], generator=gen).to(device)
+        a_pi, logp = ac.policy(o, eps)
+        q_pi = ac.q_values(o, a_pi).mean(0) / scale
+        pi_loss = (cfg.entropy_coef * logp - q_pi).mean()
+        opt_pi.zero_grad(set_to_none=True)
+        opt_q.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        opt_pi.step()
+        ac.update_target(cfg.tau)
+        q_hist.append(float(q_loss.detach()))
+        pi_hist.append(float(pi_loss.detach()))
+        mean_q = float(q.detach().mean())
+    ac.eval()
+    tail = max(1, len(q_hist) // 10)
+    mean = lambda xs: sum(xs[-tail:]) / len(xs[-tail:]) if xs else float("nan")  # noqa: E731
+    return ValueReport(updates, mean(q_hist), mean(pi_hist), mean_q, time.perf_counter() - t0)

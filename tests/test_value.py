@@ -1,0 +1,221 @@
+"""The learned value and policy: TD targets, learning a known discounted return, policy improvement,
+bounds of the proposals, the planner's objective with and without the value, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from policies.mpc.planner import LearnedScore, MPCPlanner
+from policies.mpc.step import StepSpec
+from robot_wm.config import ValueConfig
+from robot_wm.data.episode import Episode
+from robot_wm.model.checkpoint import load_checkpoint, load_checkpoint_parts, save_checkpoint
+from robot_wm.model.imagine import imagine, score_sequences
+from robot_wm.model.value import ActorCritic, ValueSpec, episode_discount, new_value
+from robot_wm.train_value import TDData, td_targets, train_value
+
+FAST = ValueConfig(hidden=64, batch_size=128, lr=3e-3, tau=0.05)
+
+
+def _transitions(obs, act, rew, nxt, gamma) -> TDData:
+    """One-step rows."""
+    f = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    return TDData(f(obs), f(act), f(rew), f(nxt), np.full(len(act), gamma, np.float32))
+
+
+def test_td_targets_hand_computed():
+    got = td_targets(torch.tensor([1.0, 0.5, 0.0]), torch.tensor([10.0, -2.0, 3.0]), 0.9)
+    torch.testing.assert_close(got, torch.tensor([1.0 + 9.0, 0.5 - 1.8, 2.7]))
+    per_row = td_targets(torch.tensor([1.0, 1.0]), torch.tensor([10.0, 10.0]), torch.tensor([0.81, 0.9]))
+    torch.testing.assert_close(per_row, torch.tensor([9.1, 10.0]))
+
+
+def test_nstep_rows_hand_computed():
+    """Rewards 1, 2, 3, 4 over four steps, n = 2, discount 0.5: each row sums two rewards and bootstraps
+    from two steps on; the last row has one step left, so it sums one reward and discounts once."""
+    obs = np.arange(5, dtype=np.float32)[:, None] * 10
+    ep = Episode(obs, np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros((5, 2)))
+    rows = TDData.from_episodes([ep, ep], n=2, discount=0.5)
+    assert len(rows) == 8
+    np.testing.assert_allclose(rows.ret[:4], [1 + 0.5 * 2, 2 + 0.5 * 3, 3 + 0.5 * 4, 4])
+    np.testing.assert_allclose(rows.next_obs[:4, 0], [20, 30, 40, 40])
+    np.testing.assert_allclose(rows.discount[:4], [0.25, 0.25, 0.25, 0.5])
+    np.testing.assert_allclose(rows.obs[:4, 0], [0, 10, 20, 30])
+    one = TDData.from_episodes([ep], n=1, discount=0.5)
+    np.testing.assert_allclose(one.ret, [1, 2, 3, 4])
+    np.testing.assert_allclose(one.next_obs[:, 0], [10, 20, 30, 40])
+    with pytest.raises(ValueError, match="n=0"):
+        TDData.from_episodes([ep], n=0, discount=0.5)
+
+
+def test_discount_from_episode_length():
+    assert episode_discount(125) == pytest.approx(0.96)     # cartpole at action repeat 8
+    assert episode_discount(500) == pytest.approx(0.99)     # walker at action repeat 2
+    assert episode_discount(1000) == pytest.approx(0.995)   # clipped above
+    assert episode_discount(20) == pytest.approx(0.95)      # clipped below
+    with pytest.raises(ValueError, match="discount=1.0"):
+        ValueSpec(3, 1, discount=1.0)
+    with pytest.raises(ValueError, match="q_heads=1"):
+        ValueSpec(3, 1, q_heads=1)
+
+
+def test_value_learns_the_discounted_return_of_a_linear_system():
+    """s' = 0.8 s, r = s, actions have no effect: Q(s, a) = s / (1 - 0.8 gamma) exactly."""
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-1, 1, (4000, 1))
+    a = rng.uniform(-1, 1, (4000, 1))
+    gamma = 0.9
+    data = _transitions(s, a, s[:, 0], 0.8 * s, gamma)
+    torch.manual_seed(0)
+    ac = ActorCritic(ValueSpec(1, 1, hidden=64, discount=gamma, value_scale=4.0), torch.tensor([-1.0]),
+                     torch.tensor([1.0]))
+    rep = train_value(ac, data, FAST, updates=1500, seed=0, progress=False)
+    probe = torch.tensor([[-0.9], [-0.4], [0.0], [0.5], [0.9]])
+    with torch.no_grad():
+        q = ac.q_values(probe, torch.zeros(5, 1))
+        v = ac.value(probe)
+    truth = probe[:, 0] / (1 - 0.8 * gamma)
+    assert torch.allclose(q.mean(0), truth, atol=0.15), (q.mean(0), truth)
+    assert torch.allclose(v, truth, atol=0.15)
+    assert q.shape == (2, 5) and rep.updates == 1500 and np.isfinite(rep.q_loss)
+
+
+def test_policy_learns_the_best_action():
+    """r = -(a - 0.5)^2 whatever the state: the policy's mean action moves to 0.5."""
+    rng = np.random.default_rng(1)
+    s = rng.uniform(-1, 1, (3000, 2))
+    a = rng.uniform(-1, 1, (3000, 1))
+    data = _transitions(s, a, -((a[:, 0] - 0.5) ** 2), rng.uniform(-1, 1, (3000, 2)), 0.5)
+    torch.manual_seed(0)
+    ac = ActorCritic(ValueSpec(2, 1, hidden=64, discount=0.5, value_scale=1.0), torch.tensor([-1.0]),
+                     torch.tensor([1.0]))
+    train_value(ac, data, FAST, updates=1500, seed=0, progress=False)
+    with torch.no_grad():
+        mean_action = ac.policy(torch.as_tensor(s[:50], dtype=torch.float32))[0]
+    assert torch.all((mean_action - 0.5).abs() < 0.15), mean_action.ravel()
+
+
+@pytest.fixture(scope="module")
+def value_and_model(trained_synthetic):
+    model, report, _ = trained_synthetic
+    torch.manual_seed(0)
+    ac = new_value(1, 1, [-1.0], [1.0], FAST, control_steps=25, action_repeat=1)
+    with torch.no_grad():  # a value that is not flat, so the terminal term matters
+        ac.q.out.weight.normal_(0, 0.5)
+    return model.subset(report.elites), ac
+
+
+def test_policy_proposals_obey_the_bounds(value_and_model):
+    model, ac = value_and_model
+    score = LearnedScore(model, value=ac)
+    for scale in (0.0, 1.0, 1e3, -1e3):
+        eps = torch.full((6, 7, 1), scale)
+        with torch.no_grad():
+            props = score.propose(torch.tensor([0.4]), eps)
+        assert props.shape == (6, 7, 1) and torch.isfinite(props).all()
+        assert (props >= -1).all() and (props <= 1).all()
+
+
+def test_objective_with_and_without_value(value_and_model):
+    model, ac = value_and_model
+    state, acts = torch.tensor([0.3]), torch.rand(9, 5, 1) * 2 - 1
+    with torch.no_grad():
+        imag = imagine(model, state, acts)
+        gamma = ac.spec.discount
+        per_member = imag.returns(gamma) + gamma**5 * ac.value(imag.last)
+        ret, spread = score_sequences(model, state, acts, gamma, ac)
+        plain, _ = score_sequences(model, state, acts, gamma)
+        torch.testing.assert_close(ret, per_member.mean(0))
+        torch.testing.assert_close(spread, per_member.std(0, unbiased=False))
+        torch.testing.assert_close(plain, imag.returns(gamma).mean(0))
+        assert not torch.allclose(ret, plain)
+        # The planner's score is the same function on the folded model.
+        torch.testing.assert_close(LearnedScore(model, value=ac)(state, acts)[0], ret, atol=1e-4, rtol=1e-4)
+
+
+def test_planner_with_value_uses_proposals_and_stays_in_bounds(value_and_model):
+    model, ac = value_and_model
+    spec = StepSpec(horizon=5, samples=40, iterations=2, elites=8, keep_elites=2, policy_samples=10)
+    planner = MPCPlanner.learned(model, spec, seed=0, value=ac)
+    pets = MPCPlanner.learned(model, spec, seed=0)
+    assert planner.step.spec.policy_samples == 10 and pets.step.spec.policy_samples == 0
+    assert planner.name == "learned" and pets.name == "pets"
+    for obs in ([0.2], [-0.7], [0.9]):
+        a = planner.act(np.array(obs))
+        assert a.shape == (1,) and np.all(np.abs(a) <= 1) and bool(planner.last.valid)
+
+
+def test_proposals_join_every_iteration():
+    """A score that rewards one sequence far from the sampling distribution: only a proposal finds it."""
+    from policies.mpc.step import colored_filter, plan_step
+
+    target = torch.full((5, 1), 0.9)
+    score = lambda state, cand: (-(cand - target).abs().sum((1, 2)), torch.zeros(len(cand)))  # noqa: E731
+    spec = StepSpec(horizon=5, samples=20, iterations=2, elites=4, keep_elites=0, init_std=0.01, min_std=0.0,
+                    policy_samples=3)
+    low, high = torch.tensor([-1.0]), torch.tensor([1.0])
+    noise = torch.randn(2, 20, 5, 1, generator=torch.Generator().manual_seed(0))
+    args = (torch.zeros(1), torch.zeros(5, 1), noise, score, spec, low, high, colored_filter(5, 0.0))
+    without = plan_step(*args)
+    with_props = plan_step(*args, proposals=torch.stack([target, -target, target * 2]))
+    assert float(with_props.best_return) == pytest.approx(0.0, abs=1e-6)
+    assert float(without.best_return) < -4.0
+    assert with_props.scores.shape == (20,)  # proposals replace samples: the candidate count stays
+    assert float(with_props.action) > 0.5    # the refit moved the plan toward the proposal
+
+
+def test_checkpoint_round_trip_with_value(value_and_model, tmp_path):
+    model, ac = value_and_model
+    path = save_checkpoint(model, tmp_path / "m", [0, 1], extra={"round": 0}, value=ac)
+    meta = json.loads(path.read_text())
+    assert meta["format"] == "robot-wm/world-model/2" and meta["value_spec"]["q_heads"] == 2
+    _, v2, _ = load_checkpoint_parts(path)
+    probe = torch.tensor([[0.1], [0.8]])
+    with torch.no_grad():
+        torch.testing.assert_close(v2.value(probe), ac.value(probe))
+        torch.testing.assert_close(v2.q_values(probe, probe, target=True), ac.q_values(probe, probe, target=True))
+    assert load_checkpoint(path)[0].spec == model.spec
+    # A world-model-only checkpoint loads without a value.
+    plain = save_checkpoint(model, tmp_path / "plain", [0, 1])
+    assert load_checkpoint_parts(plain)[1] is None
+
+
+def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
+    model, ac = value_and_model
+    path = save_checkpoint(model, tmp_path / "m", [0, 1], value=ac)
+    meta = json.loads(path.read_text())
+    bad = dict(meta, value_spec={**meta["value_spec"], "hidden": 999})  # spec that does not fit the tensors
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"does not fit.*value tensors"):
+        load_checkpoint_parts(path)
+    path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/3")))
+    with pytest.raises(ValueError, match=r"format 'robot-wm/world-model/3'.*newer robot-wm"):
+        load_checkpoint_parts(path)
+    path.write_text(json.dumps(dict(meta, value_spec=None)))  # value tensors without a spec
+    with pytest.raises(ValueError, match="does not fit"):
+        load_checkpoint_parts(path)
+
+
+def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
+    import shutil
+
+    from robot_wm import config as cfgmod
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    root = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, root)
+    run = RunDir(root)
+    cfg = cfgmod.apply_overrides(run.load_config(), ["planner.explore_weight=2.5", "planner.uncertainty_weight=0.5"])
+    s = Session.open(cfg, run, progress=False)
+    model = s.latest_model()
+    assert s.value is not None, "the default run learns a value"
+    train = s.planner("learned", model, explore=True)
+    evaluation = s.planner("learned", model)
+    assert train.step.spec.uncertainty_weight == pytest.approx(0.5 - 2.5)
+    assert evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
+    assert train.step.score.value is s.value and s.planner("pets", model).step.score.value is None
