@@ -93,7 +93,7 @@ class ValueConfig(_Section):
     """Transitions per update."""
     updates_per_step: float = Field(1.0, ge=0)
     """Gradient updates per new control step of data (update-to-data ratio), run after each episode."""
-    n_step: int = Field(3, ge=1)
+    n_step: int = Field(3, ge=1, le=100)
     """TD targets sum this many rewards before bootstrapping (cut short at the episode's end)."""
     tau: float = Field(0.01, gt=0, le=1)
     """Polyak rate of the target Q functions."""

@@ -115,5 +115,5 @@ def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int,
         mean_q = float(q.detach().mean())
     ac.eval()
     tail = max(1, len(q_hist) // 10)
-    mean = lambda xs: sum(xs[-tail:]) / len(xs[-tail:]) if xs else float("nan")  # noqa: E731
-    return ValueReport(updates, mean(q_hist), mean(pi_hist), mean_q, time.perf_counter() - t0)
+    q_tail, pi_tail = (float(np.mean(h[-tail:])) if h else float("nan") for h in (q_hist, pi_hist))
+    return ValueReport(updates, q_tail, pi_tail, mean_q, time.perf_counter() - t0)

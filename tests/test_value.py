@@ -23,8 +23,8 @@ FAST = ValueConfig(hidden=64, batch_size=128, lr=3e-3, tau=0.05)
 
 def _transitions(obs, act, rew, nxt, gamma) -> TDData:
     """One-step rows."""
-    f = lambda x: np.asarray(x, np.float32)  # noqa: E731
-    return TDData(f(obs), f(act), f(rew), f(nxt), np.full(len(act), gamma, np.float32))
+    obs, act, rew, nxt = (np.asarray(x, np.float32) for x in (obs, act, rew, nxt))
+    return TDData(obs, act, rew, nxt, np.full(len(act), gamma, np.float32))
 
 
 def test_td_targets_hand_computed():
@@ -154,7 +154,9 @@ def test_proposals_join_every_iteration():
     from policies.mpc.step import colored_filter, plan_step
 
     target = torch.full((5, 1), 0.9)
-    score = lambda state, cand: (-(cand - target).abs().sum((1, 2)), torch.zeros(len(cand)))  # noqa: E731
+    def score(state, cand):
+        return -(cand - target).abs().sum((1, 2)), torch.zeros(len(cand))
+
     spec = StepSpec(horizon=5, samples=20, iterations=2, elites=4, keep_elites=0, init_std=0.01, min_std=0.0,
                     policy_samples=3)
     low, high = torch.tensor([-1.0]), torch.tensor([1.0])
