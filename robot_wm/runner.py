@@ -131,13 +131,14 @@ class Session:
         _, held_out = data.split(self.cfg.model.val_fraction)
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
         errors = multistep_error(elite, held_out, horizons)
+        transitions = sum(len(e) for e in data)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
-            "task": self.cfg.env.task, "round": round_, "transitions": sum(len(e) for e in data),
+            "task": self.cfg.env.task, "round": round_, "transitions": transitions,
             "multistep_mse": {str(k): v for k, v in errors.items()}}, value=self.value)
         self.run.set_latest(stem)
         record = {"kind": "train", "round": round_, "epochs": report.epochs,
                   "train_s": round(time.perf_counter() - t0, 2), "val_mse": report.val_mse,
-                  "elites": report.elites, "episodes": len(data), "transitions": sum(len(e) for e in data),
+                  "elites": report.elites, "episodes": len(data), "transitions": transitions,
                   "multistep_mse": {str(k): v for k, v in errors.items()}, **value_rec, "history": report.history}
         self.run.log(record)
         self.observer.on_train(record, elite)

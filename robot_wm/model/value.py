@@ -119,8 +119,7 @@ class ActorCritic(nn.Module):
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Action within the bounds and its log-probability, for obs (..., S). ``eps`` (..., A) standard
         normal samples the policy; None gives its mean (deterministic)."""
-        mu, log_std = self.pi(self.obs_norm.normalize(obs))
-        u = mu if eps is None else mu + log_std.exp() * eps
+        u, log_std = self._pre_squash(obs, eps)
         squashed = torch.tanh(u)
         z = torch.zeros_like(u) if eps is None else eps
         log_prob = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -129,8 +128,12 @@ class ActorCritic(nn.Module):
 
     def act(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """The action of ``policy`` alone (what planning needs: fewer ops per imagined step)."""
+        return self._mid + self._half * torch.tanh(self._pre_squash(obs, eps)[0])
+
+    def _pre_squash(self, obs: torch.Tensor, eps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian sample before tanh (its mean when ``eps`` is None), and the log-std."""
         mu, log_std = self.pi(self.obs_norm.normalize(obs))
-        return self._mid + self._half * torch.tanh(mu if eps is None else mu + log_std.exp() * eps)
+        return (mu if eps is None else mu + log_std.exp() * eps), log_std
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s) = mean over heads of Q(s, pi(s)) with the policy's mean action; obs (..., S) -> (...).
