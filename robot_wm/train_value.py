@@ -4,7 +4,8 @@ Targets: ``y = R_n + discount^m * min over two heads of Q_target(s_{t+m}, a')`` 
 (two random heads when there are more, as TD-MPC2 does), where ``R_n`` is the discounted sum of the next
 ``m = min(n, steps left in the episode)`` rewards: n-step returns carry reward back n times faster per
 update than one-step ones. The policy maximises the mean over heads of Q(s, pi(s))
-plus a small entropy bonus. The target heads follow the online ones by Polyak averaging.
+plus a small entropy bonus. The target heads follow the online ones by Polyak averaging. Targets are
+clipped to the returns the task can pay (``ActorCritic.clip``), as the planner's value is.
 Suite episodes end by time limit only, so every stored transition bootstraps.
 """
 
@@ -94,7 +95,7 @@ def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int,
             eps = torch.randn(o2.shape[0], a.shape[-1], generator=gen).to(device)
             a2, _ = ac.policy(o2, eps)
             q2 = ac.q_values(o2, a2, target=True)[_pick_two(ac.spec.q_heads, gen)].min(0).values
-            y = td_targets(r, q2, d)
+            y = ac.clip(td_targets(r, q2, d))
         q = ac.q_values(o, a)
         q_loss = (((q - y) / scale) ** 2).mean()
         opt_q.zero_grad(set_to_none=True)

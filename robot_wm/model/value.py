@@ -138,8 +138,15 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s) = mean over heads of Q(s, pi(s)) with the policy's mean action; obs (..., S) -> (...).
         The mean, not the min: the planner already pays for disagreement through the ensemble spread,
-        and the min's pessimism compounds with it (TD-MPC2 also plans with the average of two heads)."""
-        return self.q_values(obs, self.act(obs)).mean(0)
+        and the min's pessimism compounds with it (TD-MPC2 also plans with the average of two heads).
+        Clipped to the returns a task can pay (``clip``): a head that extrapolates past them in an
+        imagined state the data never visited cannot pull the plan there."""
+        return self.clip(self.q_values(obs, self.act(obs)).mean(0))
+
+    def clip(self, q: torch.Tensor) -> torch.Tensor:
+        """Values to [-value_scale, value_scale]: a discounted return of rewards of order one per
+        environment step (what ``value_scale`` assumes) cannot leave that range."""
+        return q.clamp(-self.spec.value_scale, self.spec.value_scale)
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
