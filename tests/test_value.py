@@ -137,6 +137,26 @@ def test_objective_with_and_without_value(value_and_model):
         torch.testing.assert_close(LearnedScore(model, value=ac)(state, acts)[0], ret, atol=1e-4, rtol=1e-4)
 
 
+def test_value_and_td_targets_are_clipped_to_what_the_task_can_pay():
+    """A head that extrapolates far past the returns the task can pay neither pulls the plan nor the targets."""
+    spec = ValueSpec(obs_dim=2, act_dim=1, hidden=16, discount=0.9, value_scale=10.0)
+    ac = ActorCritic(spec, torch.tensor([-1.0]), torch.tensor([1.0]))
+    with torch.no_grad():
+        for q in (ac.q, ac.q_target):
+            q.out.bias.fill_(50.0)  # every head says Q = 500
+    obs = torch.randn(7, 2)
+    assert torch.allclose(ac.q_values(obs, torch.zeros(7, 1)), torch.tensor(500.0))  # the raw heads are not clipped
+    assert torch.equal(ac.value(obs), torch.full((7,), 10.0))
+    with torch.no_grad():
+        for q in (ac.q, ac.q_target):
+            q.out.bias.fill_(-50.0)
+    assert torch.equal(ac.value(obs), torch.full((7,), -10.0))
+    # One update on rows whose bootstrap says -500: the TD target is clipped, so Q moves toward -10 only.
+    data = _transitions(np.zeros((64, 2)), np.zeros((64, 1)), np.zeros(64), np.zeros((64, 2)), 0.9)
+    rep = train_value(ac, data, ValueConfig(hidden=16, batch_size=64, lr=1e-3), updates=1, seed=0, progress=False)
+    assert rep.q_loss == pytest.approx(((500.0 - 10.0) / 10.0) ** 2, rel=1e-3)
+
+
 def test_planner_with_value_uses_proposals_and_stays_in_bounds(value_and_model):
     model, ac = value_and_model
     spec = StepSpec(horizon=5, samples=40, iterations=2, elites=8, keep_elites=2, policy_samples=10)
@@ -164,8 +184,8 @@ def test_proposals_join_every_iteration():
     args = (torch.zeros(1), torch.zeros(5, 1), noise, score, spec, low, high, colored_filter(5, 0.0))
     without = plan_step(*args)
     with_props = plan_step(*args, proposals=torch.stack([target, -target, target * 2]))
-    assert float(with_props.best_return) == pytest.approx(0.0, abs=1e-6)
-    assert float(without.best_return) < -4.0
+    assert float(with_props.scores.max()) == pytest.approx(0.0, abs=1e-6)
+    assert float(without.scores.max()) < -4.0
     assert with_props.scores.shape == (20,)  # proposals replace samples: the candidate count stays
     assert float(with_props.action) > 0.5    # the refit moved the plan toward the proposal
 
