@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -116,16 +118,34 @@ def test_icem_best_return_never_decreases_across_iterations():
         noise = torch.randn(spec.noise_shape(2), generator=gen)
         plan = torch.rand(spec.horizon, 2, generator=gen) * 2 - 1
         plan_score = score(None if False else torch.zeros(3), plan.clamp(LOW, HIGH)[None])[0][0]
-        prev_top, prev_best = -np.inf, -np.inf
+        prev_top = -np.inf
         for iters in range(1, spec.iterations + 1):
             # The same noise prefix replays the first `iters` iterations exactly.
             sub = StepSpec(**{**spec.__dict__, "iterations": iters})
             out = plan_step(torch.zeros(3), plan, noise[:iters], score, sub, LOW, HIGH, _filter(sub))
             top = float(out.scores.max())
             assert top >= prev_top, f"seed {seed}: iteration {iters} lost the carried elite ({top} < {prev_top})"
-            assert float(out.best_return) >= prev_best
-            assert float(out.best_return) >= float(plan_score), "the warm start is scored: never worse than it"
-            prev_top, prev_best = top, float(out.best_return)
+            assert top >= float(plan_score), "the warm start is scored: never worse than it"
+            prev_top = top
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_best_return_is_the_score_of_the_plan_executed(optimizer):
+    """Not the best sample seen: the refit plan (its first action executed, the rest the warm start)."""
+    spec = _spec(optimizer, iterations=3, samples=32, elites=8, keep_elites=2)
+    quad = quadratic(torch.tensor([0.3, -0.8]))
+
+    def score(state, actions):  # a spread that differs per sequence, so the test can tell them apart
+        return quad(state, actions)[0], actions.abs().sum((1, 2))
+
+    spec = replace(spec, uncertainty_weight=0.1)
+    gen = torch.Generator().manual_seed(3)
+    out = plan_step(torch.zeros(3), torch.zeros(spec.horizon, 2), torch.randn(spec.noise_shape(2), generator=gen),
+                    score, spec, LOW, HIGH, _filter(spec))
+    executed = torch.cat([out.action[None], out.next_plan[:-1]])
+    ret, spread = score(torch.zeros(3), executed[None])
+    assert float(out.best_return) == pytest.approx(float(ret[0] - 0.1 * spread[0]), abs=1e-5)
+    assert float(out.spread) == pytest.approx(float(spread[0]), abs=1e-5)
 
 
 @pytest.mark.parametrize("horizon", [1, 2, 5, 12, 30])

@@ -102,7 +102,6 @@ def test_best_score_never_worse_across_iterations_when_elites_are_carried(seed, 
                         colored_filter(sub.horizon, sub.noise_beta))
         top = float(out.scores.max())
         assert top >= prev_top - 1e-5 * max(1.0, abs(prev_top)), (i, top, prev_top)
-        assert float(out.best_return) >= top - 1e-5 * max(1.0, abs(top))
         prev_top = top
 
 

@@ -50,8 +50,8 @@ class StepSpec:
 class PlanOutput(NamedTuple):
     action: torch.Tensor       # (A,) first action of the refined plan, within bounds
     next_plan: torch.Tensor    # (H, A) warm start for the next step: the plan shifted by one
-    best_return: torch.Tensor  # () objective of the best sequence seen (predicted return - penalty)
-    spread: torch.Tensor       # () ensemble spread of that sequence's return
+    best_return: torch.Tensor  # () objective of the plan being executed (predicted return - penalty)
+    spread: torch.Tensor       # () ensemble spread of that plan's return
     valid: torch.Tensor        # () bool: False when state or scores were non-finite (fallback used)
     elite_plans: torch.Tensor  # (K, H, A) the last iteration's elites, best first (for visualisation)
     scores: torch.Tensor       # (N,) the last iteration's objective of every sampled sequence
@@ -83,6 +83,8 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     identity). Every sampled sequence is clamped to [low, high]. Each round scores the current mean
     and the carried elites alongside the new samples, so the best score never decreases.
     ``proposals`` (P, H, A), e.g. policy rollouts, join every round's candidates in place of P samples.
+    The refit mean is the plan executed; it is scored once more at the end (one sequence), so that
+    ``best_return`` and ``spread`` describe what the robot does, not the best sample seen.
     """
     n, k, keep = spec.samples, spec.elites, spec.carried
     props = prev_plan.new_zeros((0, *prev_plan.shape)) if proposals is None else proposals.clamp(low, high)
@@ -91,8 +93,6 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     mean = prev_plan.clamp(low, high)
     std = (spec.init_std * half).expand_as(mean)
     min_std = spec.min_std * half
-    best_seq, best_obj = mean, torch.full((), -math.inf, dtype=mean.dtype, device=mean.device)
-    best_spread = torch.zeros((), dtype=mean.dtype, device=mean.device)
     kept = mean.new_zeros((0, *mean.shape))
     for i in range(spec.iterations):
         fixed = 1 + (keep if i > 0 else 0)
@@ -114,14 +114,12 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         # Clamp: a float32 weighted mean of in-bound elites can land one ulp outside the bounds.
         mean = (spec.momentum * mean + (1 - spec.momentum) * new_mean).clamp(low, high)
         std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
-        better = top_obj[0] > best_obj
-        best_obj = torch.where(better, top_obj[0], best_obj)
-        best_seq = torch.where(better, elite[0], best_seq)
-        best_spread = torch.where(better, spread[top_idx[0]], best_spread)
         if keep:
             kept = elite[:keep]
-    valid = torch.isfinite(state).all() & torch.isfinite(best_obj) & torch.isfinite(mean).all()
+    plan_ret, plan_spread = score_fn(state, mean.unsqueeze(0))
+    plan_obj = plan_ret[0] - spec.uncertainty_weight * plan_spread[0]
+    valid = torch.isfinite(state).all() & torch.isfinite(plan_obj) & torch.isfinite(mean).all()
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)
     plan = torch.where(valid, mean, fallback)
     next_plan = torch.cat([plan[1:], plan[-1:]])
-    return PlanOutput(plan[0], next_plan, best_obj, best_spread, valid, elite, obj)
+    return PlanOutput(plan[0], next_plan, plan_obj, plan_spread[0], valid, elite, obj)
