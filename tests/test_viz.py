@@ -58,7 +58,8 @@ def test_tiny_run_writes_a_checked_recording(tiny_run):
     # per-step series are sent in batches: every step still has exactly one row, the last ones included
     for entity in (P.ROBOT_SKELETON, P.STATE_ACTUAL, P.ACTION, P.REWARD, P.LATENCY, P.LOG_COST):
         assert s.rows[entity] == tiny_run.steps, (entity, s.rows[entity], tiny_run.steps)
-    for entity in (P.RETURN_PRED, P.SPREAD, P.SCORES, P.SCORE_HIST, P.GHOST_RETURNS, P.CHOSEN, P.MEMBERS):
+    for entity in (P.RETURN_PRED, P.SPREAD, P.SCORES, P.SCORE_HIST, P.GHOST_RETURNS, P.CHOSEN, P.MEMBERS,
+                   P.PLAN_OBJECTIVE, P.PLAN_REWARD, P.PLAN_VALUE, P.PROPOSALS):  # the run has a value and a policy
         assert s.rows[entity] == tiny_run.plans, (entity, s.rows[entity], tiny_run.plans)
 
 

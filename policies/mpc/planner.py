@@ -43,6 +43,12 @@ class LearnedScore(nn.Module):
         return torch.stack(actions, 1)
 
 
+def proposal_noise(spec: StepSpec, noise: torch.Tensor) -> torch.Tensor:
+    """The slice of a step's noise (I, N, H, A) the policy proposals are drawn with: the first
+    iteration's last ``policy_samples`` slots, which its samples leave free."""
+    return noise[0, noise.shape[1] - spec.policy_samples:]
+
+
 class PlanStep(nn.Module):
     """``plan_step`` bound to a score function, spec and bounds: forward(state, prev_plan, noise)."""
 
@@ -58,8 +64,7 @@ class PlanStep(nn.Module):
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 
     def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor) -> PlanOutput:
-        p = self.spec.policy_samples  # drawn from the first iteration's noise, in slots its samples leave free
-        proposals = self.score.propose(state, noise[0, noise.shape[1] - p:]) if p else None
+        proposals = self.score.propose(state, proposal_noise(self.spec, noise)) if self.spec.policy_samples else None
         return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
                          proposals)
 
@@ -78,6 +83,7 @@ class MPCPlanner:
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.fallbacks = 0
         self.last: PlanOutput | None = None
+        self.last_noise: torch.Tensor | None = None  # what ``last`` was planned with (to replay proposals)
         self.reset()
 
     @classmethod
@@ -103,8 +109,9 @@ class MPCPlanner:
         if arr.ndim != 1 or (self.state_dim is not None and arr.shape != (self.state_dim,)):
             raise ValueError(f"observation has shape {arr.shape}, expected ({self.state_dim or 'S'},)")
         state = torch.as_tensor(arr, device=self.device)
-        out = self._fn(state, self.plan, self.noise())
-        self.plan, self.last = out.next_plan, out
+        noise = self.noise()
+        out = self._fn(state, self.plan, noise)
+        self.plan, self.last, self.last_noise = out.next_plan, out, noise
         if not bool(out.valid):
             self.fallbacks += 1
         return out.action.double().cpu().numpy()

@@ -18,6 +18,8 @@ def default_blueprint() -> rrb.Blueprint:
         name="Control",
     )
     planner = rrb.Vertical(
+        rrb.TimeSeriesView(origin="plots/plan/objective",
+                           name="Plan executed: imagined reward vs terminal value"),
         rrb.TimeSeriesView(contents=[P.SCORES, P.GHOST_RETURNS, P.SPREAD], name="Sampled scores"),
         rrb.BarChartView(origin=P.SCORE_HIST, name="Score distribution (this step)"),
         rrb.TimeSeriesView(origin="plots/timing", name="Planning latency / logging cost (ms)"),

@@ -44,6 +44,7 @@ _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [25
 CHOSEN_COLOR = [255, 64, 160]
 ROBOT_COLOR = [255, 140, 0]
 MEMBER_COLOR = [200, 200, 200, 110]
+PROPOSAL_COLOR = [170, 110, 255, 170]  # the policy's proposals: violet, thinner than the elites
 
 
 def return_colors(returns: np.ndarray) -> np.ndarray:
@@ -364,8 +365,15 @@ class RerunLogger:
                  ghost_qpos: np.ndarray | None = None, ghost_returns: np.ndarray | None = None,
                  chosen_qpos: np.ndarray | None = None, member_qpos: np.ndarray | None = None,
                  pred_obs: np.ndarray | None = None, pred_obs_std: np.ndarray | None = None,
-                 horizon: int | None = None, steps_left: int | None = None) -> None:
+                 horizon: int | None = None, steps_left: int | None = None,
+                 imagined_reward: float | None = None, objective_parts: tuple[float, float] | None = None,
+                 proposal_qpos: np.ndarray | None = None) -> None:
         """One planning step's imagination, at the current step.
+
+        best_return: the planner's objective of the plan executed. imagined_reward: that plan's
+        imagined H-step reward (undiscounted sum, mean over members), drawn against the realised one
+        (``best_return`` stands in when not given). objective_parts: (discounted imagined reward,
+        terminal value), the two terms of the objective. proposal_qpos (P, H+1, nq): policy proposals.
 
         ghost_qpos (K, H+1, nq): the K best sampled sequences' predicted poses, best first, drawn
         as body trajectories coloured by ``ghost_returns`` (K,). chosen_qpos (H+1, nq): the plan
@@ -377,7 +385,11 @@ class RerunLogger:
         rec = self.rec
         self.plans_logged += 1
         # one row per plan: a plain log is cheaper than a one-row column batch
-        rec.log(P.RETURN_PRED, rr.Scalars([float(best_return)]))
+        rec.log(P.RETURN_PRED, rr.Scalars([float(best_return if imagined_reward is None else imagined_reward)]))
+        rec.log(P.PLAN_OBJECTIVE, rr.Scalars([float(best_return)]))
+        if objective_parts is not None:
+            rec.log(P.PLAN_REWARD, rr.Scalars([float(objective_parts[0])]))
+            rec.log(P.PLAN_VALUE, rr.Scalars([float(objective_parts[1])]))
         if spread is not None:
             rec.log(P.SPREAD, rr.Scalars([float(spread)]))
         if horizon:
@@ -389,7 +401,7 @@ class RerunLogger:
             self._names(P.GHOST_RETURNS, None, g.size, "ghost", 1.0)
             rec.log(P.GHOST_RETURNS, rr.Scalars(g))
         if self.kin is not None:
-            self._log_ghosts(ghost_qpos, ghost_returns, chosen_qpos, member_qpos)
+            self._log_ghosts(ghost_qpos, ghost_returns, chosen_qpos, member_qpos, proposal_qpos)
         if pred_obs is not None:
             self._log_prediction(np.asarray(pred_obs), None if pred_obs_std is None else np.asarray(pred_obs_std),
                                  steps_left)
@@ -405,7 +417,7 @@ class RerunLogger:
         counts, edges = np.histogram(s, bins=min(30, max(5, s.size // 8)))
         self.rec.log(P.SCORE_HIST, rr.BarChart(_vectors(counts), abscissa=_vectors((edges[:-1] + edges[1:]) / 2)))
 
-    def _log_ghosts(self, ghost_qpos, ghost_returns, chosen_qpos, member_qpos) -> None:
+    def _log_ghosts(self, ghost_qpos, ghost_returns, chosen_qpos, member_qpos, proposal_qpos=None) -> None:
         rec, kin = self.rec, self.kin
         if "ghost styling" not in self._series_done:  # static: per plan only what changes
             self._series_done.add("ghost styling")
@@ -414,15 +426,16 @@ class RerunLogger:
             rec.log(P.CHOSEN, rr.LineStrips3D.from_fields(radii=0.016, colors=CHOSEN_COLOR), static=True)
             rec.log(P.CHOSEN_POSE, rr.LineStrips3D.from_fields(radii=0.012, colors=CHOSEN_COLOR), static=True)
             rec.log(P.MEMBERS, rr.LineStrips3D.from_fields(radii=0.004, colors=MEMBER_COLOR), static=True)
+            rec.log(P.PROPOSALS, rr.LineStrips3D.from_fields(radii=0.008, colors=PROPOSAL_COLOR), static=True)
         parts = [None if q is None or not len(q) else np.asarray(q, dtype=np.float64)
-                 for q in (ghost_qpos, chosen_qpos, member_qpos)]
+                 for q in (ghost_qpos, chosen_qpos, member_qpos, proposal_qpos)]
         sizes = [0 if q is None else q.size // kin.model.nq for q in parts]
         if not sum(sizes):
             return
         # one kinematics batch for every pose drawn
         com, anchor = kin.poses(np.concatenate([q.reshape(-1, kin.model.nq) for q in parts if q is not None]))
         bounds = np.cumsum([0, *sizes])
-        ghosts, chosen, members = (None if q is None else com[bounds[i]:bounds[i + 1]].reshape(*q.shape[:-1], kin.count, 3)
+        ghosts, chosen, members, proposals = (None if q is None else com[bounds[i]:bounds[i + 1]].reshape(*q.shape[:-1], kin.count, 3)
                                    for i, q in enumerate(parts))
         if ghosts is not None:                                     # (K, H+1, B, 3)
             k, _, b, _ = ghosts.shape
@@ -439,6 +452,9 @@ class RerunLogger:
         if members is not None:                                    # (E, H+1, B, 3)
             e, _, b, _ = members.shape
             rec.log(P.MEMBERS, rr.LineStrips3D(np.ascontiguousarray(members.transpose(0, 2, 1, 3)).reshape(e * b, -1, 3)))
+        if proposals is not None:                                  # (P, H+1, B, 3)
+            n, _, b, _ = proposals.shape
+            rec.log(P.PROPOSALS, rr.LineStrips3D(np.ascontiguousarray(proposals.transpose(0, 2, 1, 3)).reshape(n * b, -1, 3)))
 
     def _log_prediction(self, mean: np.ndarray, std: np.ndarray | None, steps_left: int | None) -> None:
         """Predicted observations for the next steps, until the next logged plan takes over."""

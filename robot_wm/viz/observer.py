@@ -1,10 +1,11 @@
 """``RerunObserver``: the run's ``Observer`` that shows what the robot imagined.
 
 Every control step: the state, action, reward, planning latency and the robot's bodies. Every
-``rerun.every_n_steps`` steps: the planner's best ``rerun.ghosts`` sampled sequences and the chosen
-plan rolled out through the learned model (``what_if``), decoded to qpos and drawn as ghost body
-trajectories; each member's rollout of the chosen plan (the spread); the predicted states with
-their ± std band; the distribution of the sampled scores. After each training round: losses per
+``rerun.every_n_steps`` steps: the planner's best ``rerun.ghosts`` sampled sequences, as many of
+its policy proposals (replayed from the step's own noise) and the chosen plan rolled out through the
+learned model (``what_if``), decoded to qpos and drawn as ghost body trajectories; each member's
+rollout of the chosen plan (the spread); the predicted states with their ± std band; the chosen
+plan's objective split into imagined reward and terminal value; the distribution of the sampled scores. After each training round: losses per
 member, validation and multi-step error.
 
 The camera frame is rendered through one reused ``mujoco.Renderer``; by default without shadows,
@@ -21,7 +22,7 @@ import mujoco
 import numpy as np
 import torch
 
-from policies.mpc.planner import LearnedScore, MPCPlanner
+from policies.mpc.planner import LearnedScore, MPCPlanner, proposal_noise
 from robot_wm.runner import Observer
 from robot_wm.viz.kinematics import QposDecoder
 from robot_wm.viz.logger import RerunLogger
@@ -185,19 +186,24 @@ class RerunObserver(Observer):
         if not isinstance(score, LearnedScore):  # e.g. the oracle: no learned model to imagine with
             lg.log_plan(**kw)
             return
-        model = score.model
+        model, spec = score.model, policy.step.spec
         chosen = torch.cat([out.action[None], out.next_plan[:-1]])          # (H, A) the plan being executed
         k = min(self.ghosts, len(out.elite_plans))
-        seqs = torch.cat([chosen[None], out.elite_plans[:k]]).cpu().numpy()  # chosen first, then the elites
+        props = out.elite_plans[:0]
+        if spec.policy_samples and policy.last_noise is not None:          # the same proposals the step made
+            state = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=chosen.device)
+            props = score.propose(state, proposal_noise(spec, policy.last_noise)[:self.ghosts])
+        seqs = torch.cat([chosen[None], out.elite_plans[:k], props]).cpu().numpy()  # chosen, elites, proposals
         low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
         res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount, score.value)
         members = res.member_states[:, 0]                                   # (E, H+1, S)
-        kw.update(ghost_returns=res.returns[1:], pred_obs=res.states[0], pred_obs_std=members.std(0),
-                  steps_left=self.env.max_control_steps - t - 1)
+        kw.update(ghost_returns=res.returns[1:k + 1], pred_obs=res.states[0], pred_obs_std=members.std(0),
+                  steps_left=self.env.max_control_steps - t - 1, imagined_reward=float(res.rewards[0].sum()),
+                  objective_parts=(float(res.reward_return[0]), float(res.terminal_value[0])))
         if self.decoder.exact is None and self.decoder.weights is None and self.decoder.pairs:
             self.decoder.fit()
         if self.decoder.ready and qpos is not None:
             q = self.decoder.trajectories(np.concatenate([res.states, members]), qpos)  # one batch
             n = len(res.states)
-            kw.update(ghost_qpos=q[1:n], chosen_qpos=q[0], member_qpos=q[n:])
+            kw.update(ghost_qpos=q[1:k + 1], chosen_qpos=q[0], member_qpos=q[n:], proposal_qpos=q[k + 1:n])
         lg.log_plan(**kw)
