@@ -6,12 +6,13 @@ are errors that name the field.
 
 from __future__ import annotations
 
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robot_wm.io import atomic_write_text
 
@@ -178,7 +179,8 @@ class RunConfig(_Section):
     seed: int = 0
     """Seeds the environment, model init, minibatches and planner noise."""
     run_dir: str = "runs/{task}-s{seed}"
-    """Output directory; {task} and {seed} are filled in."""
+    """Output directory; {task} and {seed} are filled in (the only template fields; e.g. {seed:03d}). It must be
+    new, empty or an existing robot-wm run."""
     env_steps: int = Field(10_000, ge=1)
     """Budget for data collection in environment steps, the unit of every step count in robot-wm: one
     dm_control suite step (or one control period of an MJCF robot), action repeat counted, so a suite
@@ -199,8 +201,43 @@ class RunConfig(_Section):
     planner: PlannerConfig = PlannerConfig()
     rerun: RerunConfig = RerunConfig()
 
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_template(cls, v: str) -> str:
+        check_run_dir_template(v)
+        return v
+
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir.format(task=self.env.task, seed=self.seed))
+
+
+RUN_DIR_FIELDS = ("task", "seed")
+"""The only fields a ``run_dir`` template may name."""
+
+
+def check_run_dir_template(template: str) -> None:
+    """Refuse an empty ``run_dir`` and a template that names anything but {task} or {seed} (no attribute or
+    item access, conversions or nested fields: ``{task.__class__}`` is never evaluated)."""
+    if not template.strip():
+        raise ValueError("run_dir is empty (an unset shell variable?); expected a folder path such as "
+                         "runs/{task}-s{seed}")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise ValueError(f"run_dir {template!r} is not a valid template ({e}); use {{task}} and {{seed}}, "
+                         "and double braces for a literal brace") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in RUN_DIR_FIELDS or conversion is not None or "{" in (spec or ""):
+            field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"run_dir {template!r} uses the template field {field}; only "
+                             f"{', '.join('{' + f + '}' for f in RUN_DIR_FIELDS)} are filled in "
+                             "(with an optional format such as {seed:03d})")
+    try:
+        template.format(task="cartpole-swingup", seed=0)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"run_dir {template!r}: {e}") from None
 
 
 class ConfigError(ValueError):
@@ -263,6 +300,49 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             value = float(value)
         node[leaf] = value
     return from_dict(data, "command line overrides")
+
+
+NETWORK_MODES = ("spawn", "serve")
+"""Rerun modes that open a socket: set only on the command line, never saved nor read from a file."""
+
+
+def without_network(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the network settings cleared (rerun.mode spawn/serve -> off, rerun.address -> None)."""
+    rr = cfg.rerun
+    if rr.mode not in NETWORK_MODES and rr.address is None:
+        return cfg
+    mode = "off" if rr.mode in NETWORK_MODES else rr.mode
+    return cfg.model_copy(update={"rerun": rr.model_copy(update={"mode": mode, "address": None})})
+
+
+def check_no_network(cfg: RunConfig, source: str) -> None:
+    """Refuse network settings that come from a file: a launch file (or a copied config.toml) must not make
+    robot-wm listen or connect anywhere; pass --rerun serve/spawn and --rerun-address on the command line."""
+    bad = [f"rerun.mode={cfg.rerun.mode!r}"] if cfg.rerun.mode in NETWORK_MODES else []
+    bad += [f"rerun.address={cfg.rerun.address!r}"] if cfg.rerun.address is not None else []
+    if bad:
+        raise ConfigError(f"{source} sets {' and '.join(bad)}: network settings are taken only from the command "
+                          "line (--rerun serve|spawn, --rerun-address HOST:PORT), never from a file")
+
+
+def flat(cfg: RunConfig) -> dict[str, Any]:
+    """Every leaf field by its dotted name."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+    walk(cfg.model_dump(), "")
+    return out
+
+
+def changed_fields(old: RunConfig, new: RunConfig) -> list[str]:
+    """Dotted names of the leaf fields whose values differ."""
+    a, b = flat(old), flat(new)
+    return sorted(k for k in a if a[k] != b[k])
 
 
 def to_toml(cfg: RunConfig) -> str:
