@@ -44,18 +44,28 @@ class EpisodeDataset:
                 raise ValueError(f"dataset {str(self.root)!r} has a gap: {p.name} where episode_{i:06d}.npz belongs")
         for p in paths[len(self._episodes):]:
             ep = Episode.load(p)
-            if self._episodes:  # every episode of a dataset has the same observation and action sizes
-                first = self._episodes[0]
-                if ep.obs.shape[1:] != first.obs.shape[1:] or ep.action.shape[1:] != first.action.shape[1:]:
-                    raise ValueError(f"episode file {str(p)!r} has observation/action sizes {ep.obs.shape[1:]}/"
-                                     f"{ep.action.shape[1:]}, the dataset's are {first.obs.shape[1:]}/"
-                                     f"{first.action.shape[1:]} (an episode from another task?)")
+            self._check_fits(ep, f"episode file {str(p)!r}")
             self._episodes.append(ep)
+
+    def _check_fits(self, ep: Episode, what: str) -> None:
+        """Every episode of a dataset has the same observation, action and physics-state sizes and task."""
+        if not self._episodes:
+            return
+        first = self._episodes[0]
+        sizes = lambda e: (e.obs.shape[1:], e.action.shape[1:], e.physics_state.shape[1:])  # noqa: E731
+        if sizes(ep) != sizes(first):
+            raise ValueError(f"{what} has observation/action/physics-state sizes {sizes(ep)}, the dataset "
+                             f"{str(self.root)!r} holds {sizes(first)} (an episode from another task?)")
+        task, ours = ep.meta.get("task"), first.meta.get("task")
+        if task is not None and ours is not None and task != ours:
+            raise ValueError(f"{what} is from task {task!r}, the dataset {str(self.root)!r} holds {ours!r} "
+                             "episodes")
 
     def append(self, episode: Episode) -> Path:
         path = self.root / f"episode_{len(self._episodes):06d}.npz"
         if path.exists():
             raise FileExistsError(f"{path} already exists; refusing to overwrite a stored episode")
+        self._check_fits(episode, f"the new episode {path.name}")
         episode.save(path)
         self._episodes.append(episode)
         return path
