@@ -115,6 +115,13 @@ class DMCEnv(Env):
         obs = self._ts.observation
         return np.concatenate([np.asarray(obs[k], dtype=np.float64).reshape(-1) for k in self._keys])
 
+    def observation_of_state(self, state: np.ndarray) -> np.ndarray:
+        p = self._scratch
+        mujoco.mj_setState(p.model.ptr, p.data.ptr, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        p.forward()
+        obs = self._env.task.get_observation(p)
+        return np.concatenate([np.asarray(obs[k], dtype=np.float64).reshape(-1) for k in self._keys])
+
     def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
         p = self._scratch
         mujoco.mj_setState(p.model.ptr, p.data.ptr, np.asarray(state, dtype=np.float64), STATE_SPEC)

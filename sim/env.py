@@ -90,6 +90,11 @@ class Env(abc.ABC):
         costs need it; the state spec leaves it out), computed on scratch data so the episode is
         untouched. Used by the oracle planner to score ``mujoco.rollout`` states."""
 
+    @abc.abstractmethod
+    def observation_of_state(self, state: np.ndarray) -> np.ndarray:
+        """The observation (as ``reset``/``step`` return it) of a full physics state, on scratch data:
+        the oracle planner feeds it to the learned value at the end of its horizon."""
+
     def step(self, action: np.ndarray) -> StepResult:
         if self._t is None:
             raise RuntimeError(f"{self.name}: step() called before reset()")

@@ -101,10 +101,18 @@ class MJCFEnv(Env):
         mujoco.mj_step(self._model, self._data, nstep=self._substeps)
         if physics_diverged(self._model, self._data):
             return 0.0, True
+        # mj_step leaves positions derived from qpos (site and body poses) one physics step behind; the
+        # reward and the observation must see the state they report (as reward_of_state does).
+        mujoco.mj_forward(self._model, self._data)
         return float(self._reward(self._model, self._data)), False
 
     def _observation(self) -> np.ndarray:
         return np.asarray(self._observe(self._model, self._data), dtype=np.float64).reshape(-1)
+
+    def observation_of_state(self, state: np.ndarray) -> np.ndarray:
+        mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        mujoco.mj_forward(self._model, self._scratch)
+        return np.asarray(self._observe(self._model, self._scratch), dtype=np.float64).reshape(-1)
 
     def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
         mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)

@@ -98,6 +98,11 @@ def test_env_contract(task):
         env.step(a)
     _assert_same_step(*_replay(env, actions[5]), f"{task}: set_state round trip changed the next step")
 
+    # The observation of a saved state is the observation the env returned in it (the oracle's value input).
+    mid = env.step(actions[6]).observation
+    np.testing.assert_allclose(env.observation_of_state(env.get_state()), mid, rtol=0, atol=1e-9,
+                               err_msg=f"{task}: observation_of_state differs from the step's observation")
+
     # Out-of-bounds actions are clamped: they act exactly like the bound itself.
     for bound, beyond in ((asp.high, asp.high + 10.0), (asp.low, asp.low - 10.0)):
         _assert_same_step(*_replay(env, bound, beyond), f"{task}: out-of-bounds action not clamped to the bound")
