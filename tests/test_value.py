@@ -241,3 +241,35 @@ def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     assert train.step.spec.uncertainty_weight == pytest.approx(0.5 - 2.5)
     assert evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
     assert train.step.score.value is s.value and s.planner("pets", model).step.score.value is None
+
+
+def test_oracle_adds_the_value_of_the_last_true_state():
+    """The model-gap meter with the value: true dynamics + the same terminal term as the learned planner."""
+    from policies.oracle import TrueModelScore, oracle_planner
+    from robot_wm.config import EnvConfig
+    from sim.registry import make_env
+
+    env = make_env(EnvConfig(task="cartpole-swingup", action_repeat=4, max_env_steps=200))
+    env.reset(0)
+    spec = ValueSpec(obs_dim=env.observation_spec.dim, act_dim=1, hidden=16, discount=0.9, value_scale=40.0)
+    ac = ActorCritic(spec, torch.tensor([-1.0]), torch.tensor([1.0]))
+    with torch.no_grad():  # a value that varies with the state, so the test can tell the states apart
+        ac.q.out.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    acts = torch.rand(5, 3, 1, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain, with_v = TrueModelScore(env, 0.9), TrueModelScore(env, 0.5, value=ac)  # the value's discount wins
+    for s in (plain, with_v):
+        s.state = env.get_state()
+    base = plain(None, acts)[0]
+    v_at = []  # replay each sequence in the env itself, read V at the last state
+    start = env.get_state()
+    for seq in acts:
+        env.set_state(start)
+        for a in seq:
+            obs = env.step(a.double().numpy()).observation
+        with torch.no_grad():
+            v_at.append(float(ac.value(torch.as_tensor(obs, dtype=torch.float32)[None])[0]))
+    env.set_state(start)
+    torch.testing.assert_close(with_v(None, acts)[0], base + 0.9**3 * torch.tensor(v_at, dtype=base.dtype),
+                               rtol=1e-5, atol=1e-5)
+    assert oracle_planner(env, StepSpec(horizon=3, samples=8, elites=2), value=ac).name == "oracle-value"
+    assert oracle_planner(env, StepSpec(horizon=3, samples=8, elites=2)).name == "oracle"

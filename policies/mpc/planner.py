@@ -43,6 +43,11 @@ class LearnedScore(nn.Module):
         return torch.stack(actions, 1)
 
 
+def _f32(x) -> torch.Tensor:
+    """A float32 copy of a bound (a tensor stays on its device; numpy arrays may be read-only)."""
+    return x.detach().to(torch.float32).clone() if torch.is_tensor(x) else torch.tensor(np.array(x, dtype=np.float32))
+
+
 def proposal_noise(spec: StepSpec, noise: torch.Tensor) -> torch.Tensor:
     """The slice of a step's noise (I, N, H, A) the policy proposals are drawn with: the first
     iteration's last ``policy_samples`` slots, which its samples leave free."""
@@ -58,8 +63,8 @@ class PlanStep(nn.Module):
             raise ValueError(f"policy_samples={spec.policy_samples} but the score function has no policy to propose "
                              "sequences (plan with policy_samples=0)")
         self.score, self.spec = score, spec
-        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32).detach().clone())
-        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32).detach().clone())
+        self.register_buffer("low", _f32(low))
+        self.register_buffer("high", _f32(high))
         beta = spec.noise_beta if spec.optimizer == "icem" else 0.0
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 

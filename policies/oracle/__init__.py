@@ -18,10 +18,14 @@ from sim.env import Env
 
 class TrueModelScore:
     """Rolls candidate sequences out with ``mujoco.rollout`` (C++ threads) from the env's current
-    physics state and scores each agent step by the task reward of its final state."""
+    physics state and scores each agent step by the task reward of its final state. With a learned
+    ``value`` (an ``ActorCritic``) it adds ``discount^H * V(observation of the last true state)``, as
+    the learned planner does, and the value's discount replaces ``discount``: the two planners then
+    differ only in the dynamics, which is what the oracle measures."""
 
-    def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None):
-        self.env, self.discount = env, discount
+    def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None, value=None):
+        self.env, self.value = env, value
+        self.discount = value.spec.discount if value is not None else discount
         self.substeps = int(env.physics_steps_per_control_step)
         n = threads or min(4, os.cpu_count() or 1)
         self.datas = [mujoco.MjData(env.model) for _ in range(n)]
@@ -36,6 +40,11 @@ class TrueModelScore:
         rewards = np.array([[self.env.reward_of_state(ends[i, t], acts[i, t]) for t in range(h)] for i in range(n)])
         ret = (rewards * self.env.action_repeat * self.discount ** np.arange(h)).sum(1)
         ret = torch.as_tensor(ret, dtype=actions.dtype)
+        if self.value is not None:
+            last = np.stack([self.env.observation_of_state(ends[i, -1]) for i in range(n)])
+            with torch.no_grad():
+                v = self.value.value(torch.as_tensor(last, dtype=torch.float32, device=self.value.action_low.device))
+            ret = ret + self.discount**h * v.to(ret)
         return ret, torch.zeros_like(ret)
 
 
@@ -45,8 +54,10 @@ class OraclePlanner(MPCPlanner):
         return super().act(obs)
 
 
-def oracle_planner(env: Env, spec: StepSpec, seed: int = 0) -> OraclePlanner:
+def oracle_planner(env: Env, spec: StepSpec, seed: int = 0, value=None) -> OraclePlanner:
+    """The true-dynamics planner; with ``value`` its objective adds the learned terminal value (the
+    policy proposals stay off: they would need the learned dynamics)."""
     spec_a = env.action_spec
-    spec = replace(spec, policy_samples=0)  # the oracle has no policy to propose sequences
-    step = PlanStep(TrueModelScore(env, spec.discount), spec, spec_a.low, spec_a.high)
-    return OraclePlanner(step, seed, name="oracle")
+    spec = replace(spec, policy_samples=0)
+    step = PlanStep(TrueModelScore(env, spec.discount, value=value), spec, spec_a.low, spec_a.high)
+    return OraclePlanner(step, seed, name="oracle-value" if value is not None else "oracle")
