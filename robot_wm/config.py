@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,46 @@ from robot_wm.io import atomic_write_text
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True,
                               allow_inf_nan=False)  # a NaN weight would silently disable planning
+
+
+Range = Annotated[tuple[float, float], Field(strict=False)]  # [low, high]; TOML has lists, not tuples
+IntRange = Annotated[tuple[int, int], Field(strict=False)]
+
+
+class RandomizeConfig(_Section):
+    """Domain randomisation (``sim.randomize``): per-episode scales drawn uniformly from [low, high] with
+    the episode seed and recorded in the episode's metadata. low == high is a fixed perturbation (e.g.
+    ``mass = [1.3, 1.3]`` with ``mass_bodies = ["pole"]``); all at 1 / 0: the nominal model."""
+
+    mass: Range = (1.0, 1.0)
+    """Scale range of body mass and inertia (of mass_bodies, or of every body)."""
+    mass_bodies: list[str] = []
+    """Bodies whose mass is scaled, by MJCF name (empty: every body)."""
+    friction: Range = (1.0, 1.0)
+    """Scale range of every geom's sliding friction."""
+    damping: Range = (1.0, 1.0)
+    """Scale range of every joint's damping."""
+    actuator_gain: Range = (1.0, 1.0)
+    """Scale range of every actuator's gain."""
+    obs_noise: float = Field(0.0, ge=0)
+    """Standard deviation of Gaussian noise added to every observation (observation units)."""
+    action_delay: IntRange = (0, 0)
+    """Range of the delay, in control steps, between a command and its effect."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RandomizeConfig:
+        for name in ("mass", "friction", "damping", "actuator_gain", "action_delay"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"env.randomize.{name}=[{lo}, {hi}] is inverted: expected [low, high] with low <= high")
+            if lo < 0 or (lo == 0 and name in ("mass", "actuator_gain")):
+                raise ValueError(f"env.randomize.{name}=[{lo}, {hi}]: scales must be "
+                                 f"{'positive' if name in ('mass', 'actuator_gain') else 'non-negative'}")
+        if self.action_delay[1] > 100:
+            raise ValueError(f"env.randomize.action_delay={list(self.action_delay)}: at most 100 control steps")
+        if max(self.mass[1], self.friction[1], self.damping[1], self.actuator_gain[1]) > 100:
+            raise ValueError("env.randomize: scales above 100x are not a perturbation of the same robot")
+        return self
 
 
 class EnvConfig(_Section):
@@ -41,6 +81,8 @@ class EnvConfig(_Section):
     """'module:function' computing observe(model, data) -> vector for task='mjcf' (default: qpos, qvel)."""
     reset: str | None = None
     """'module:function' reset(model, data, rng) for task='mjcf' (default: small qpos noise)."""
+    randomize: RandomizeConfig = RandomizeConfig()
+    """Domain randomisation and fixed perturbations (per episode, from its seed)."""
 
 
 class ModelConfig(_Section):

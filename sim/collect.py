@@ -55,6 +55,7 @@ def run_episode(env: Env, policy, seed: int, on_step: StepHook | None = None,
         "physics_steps": steps * env.physics_steps_per_control_step, "action_repeat": env.action_repeat,
         "return": float(np.sum(rewards)),
         "plan_hz": steps / plan_time if plan_time > 0 else float("inf"),
+        **env.episode_info(),
     }
     return Episode(np.array(observations), np.array(actions), np.array(rewards), np.array(states),
                    {**info, **(meta or {})})

@@ -101,6 +101,7 @@ class DMCEnv(Env):
     def reset(self, seed: int | None = None) -> np.ndarray:
         if seed is not None:
             self._env.task._random = np.random.RandomState(seed)
+        self._randomize_episode(seed)
         self._ts = self._env.reset()
         return self._begin_episode()
 

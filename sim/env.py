@@ -8,6 +8,7 @@ import logging
 import mujoco
 import numpy as np
 
+from sim.randomize import Randomizer, is_nominal
 from sim.spec import BoxSpec, StepResult
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,25 @@ class Env(abc.ABC):
     name: str
     action_repeat: int
     max_control_steps: int
+    randomizer: Randomizer | None = None
+    """Domain randomisation / a fixed perturbation (``randomize``); None: the nominal model."""
+
+    def randomize(self, cfg) -> None:
+        """Randomise every following episode by ``cfg`` (an ``env.randomize`` section; None or all
+        nominal: no randomisation). Unknown body names are refused here, naming them."""
+        self.randomizer = None if is_nominal(cfg) else Randomizer(self.model, cfg)
+
+    def _randomize_episode(self, seed: int | None) -> None:
+        """Draw and apply this episode's parameters; each ``reset`` calls it before resetting the physics."""
+        if self.randomizer is not None:
+            self.randomizer.begin_episode(seed, self.data)
+
+    def episode_info(self) -> dict:
+        """What the episode's metadata must record about the environment: this episode's draw."""
+        return {} if self.randomizer is None else {"randomization": self.randomizer.draw.as_dict()}
+
+    def _seen(self, obs: np.ndarray) -> np.ndarray:
+        return obs if self.randomizer is None else self.randomizer.observe(obs)
 
     @property
     @abc.abstractmethod
@@ -105,6 +125,8 @@ class Env(abc.ABC):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{self.name}: action is not finite: {a.tolist()}")
         a = np.clip(a, spec.low, spec.high)
+        if self.randomizer is not None:
+            a = self.randomizer.delay(a, (spec.low + spec.high) / 2)
         total = 0.0
         for _ in range(self.action_repeat):
             reward, diverged = self._env_step(a)
@@ -114,7 +136,7 @@ class Env(abc.ABC):
                 return StepResult(self._last_obs, 0.0, diverged=True, info={"diverged_at": at})
             total += reward
         self._t += 1
-        obs = self._observation()
+        obs = self._seen(self._observation())
         if not np.all(np.isfinite(obs)):
             log.warning("%s: non-finite observation at control step %d; episode ends here", self.name, self._t)
             self._t = None
@@ -150,7 +172,7 @@ class Env(abc.ABC):
 
     def _begin_episode(self) -> np.ndarray:
         self._t = 0
-        self._last_obs = self._observation()
+        self._last_obs = self._seen(self._observation())
         return self._last_obs
 
 

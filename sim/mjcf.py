@@ -88,6 +88,7 @@ class MJCFEnv(Env):
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         rng = np.random.default_rng(seed)
+        self._randomize_episode(seed)
         mujoco.mj_resetData(self._model, self._data)
         if self._reset is not None:
             self._reset(self._model, self._data, rng)

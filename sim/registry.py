@@ -19,7 +19,13 @@ def task_names() -> list[str]:
 
 
 def make_env(cfg) -> Env:
-    """Build the environment described by an ``EnvConfig``."""
+    """Build the environment described by an ``EnvConfig`` (randomised by its ``randomize`` section)."""
+    env = _make_env(cfg)
+    env.randomize(getattr(cfg, "randomize", None))
+    return env
+
+
+def _make_env(cfg) -> Env:
     if cfg.task == "arm-reach":
         from sim import arm_reach
 
