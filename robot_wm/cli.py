@@ -11,7 +11,8 @@ import sys
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.viz.cli import add_rerun_flag, rerun_overrides
+from robot_wm.io import RunLockedError
+from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
 # Modules that add their own subcommands through ``register(subparsers)``.
 PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli"]
@@ -21,37 +22,76 @@ def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
     launch = [a for a in args if "=" not in a]
     if len(launch) > 1:
         raise cfgmod.ConfigError(f"expected at most one launch file, got {launch}")
+    if launch and not launch[0].strip():
+        raise cfgmod.ConfigError("the launch file argument is empty ('' : an unset shell variable?); pass a "
+                                 "launch file path, or nothing for the embedded default")
     return (launch[0] if launch else None), [a for a in args if "=" in a]
 
 
 def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig:
-    cfg = cfgmod.load(launch) if launch else cfgmod.RunConfig()
+    """The launch file (or the default) plus overrides. A launch file may not set network settings."""
+    cfg = cfgmod.RunConfig()
+    if launch is not None:
+        cfg = cfgmod.load(launch)
+        cfgmod.check_no_network(cfg, f"launch file {launch!r}")
     return cfgmod.apply_overrides(cfg, overrides)
 
 
-def _session(run_dir: str, overrides: list[str], progress: bool):
+def _check_run_dir_arg(run_dir: str) -> None:
+    if not str(run_dir).strip():
+        raise cfgmod.ConfigError("the run directory argument is empty ('' : an unset shell variable?)")
+
+
+def _check_episodes(n: int) -> None:
+    if n < 1:
+        raise ValueError(f"--episodes {n}: expected at least 1 episode")
+
+
+# Fields that say what a stored transition means: collect and train refuse to change them on an existing run.
+DATA_FIELDS = ("env.task", "env.action_repeat", "env.substeps", "env.mjcf", "env.reward", "env.observe")
+
+
+def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
+             fixed: tuple[str, ...] = ()):
+    """A session on an existing run directory: its saved config plus this command's one-off ``overrides``
+    (never saved; every record the command writes names them). ``fixed``: fields the overrides may not
+    change. ``lock``: hold the run's writer lock (every command that writes)."""
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
 
+    _check_run_dir_arg(run_dir)
     run = RunDir(run_dir)
-    cfg = cfgmod.apply_overrides(run.load_config(), overrides)
-    return Session.open(cfg, run, progress)
+    run.check_is_run()
+    saved = run.load_config()
+    cfg = cfgmod.apply_overrides(saved, overrides)
+    changed = [k for k in cfgmod.changed_fields(saved, cfg) if k in fixed]
+    if changed:
+        old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
+        raise cfgmod.ConfigError(
+            f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in changed)}"
+            f" on the run {str(run.root)!r}: its episodes were collected with the run's values; use another run_dir")
+    warn_network(cfg)
+    run.overrides = list(overrides)
+    return Session.open(cfg, run, progress, lock=lock)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     from robot_wm.report import print_summary
+    from robot_wm.run_dir import RunDir
     from robot_wm.runner import run
 
     launch, overrides = _split_launch(a.args)
     overrides += rerun_overrides(a)
     cfg = resolve_config(launch, overrides)
-    saved = cfg.resolved_run_dir() / "config.toml"
-    if a.resume and saved.exists():  # continue with the run's own config (plus any overrides)
+    rd = RunDir(cfg.resolved_run_dir())
+    if a.resume and rd.config_path.exists():  # continue with the run's own config (plus any overrides)
         if launch:
             logging.getLogger("robot_wm").warning(
                 "--resume continues %s with its saved config.toml; launch file %s is not used "
-                "(key=value overrides still apply)", saved.parent, launch)
-        cfg = cfgmod.apply_overrides(cfgmod.load(saved), overrides)
+                "(key=value overrides still apply)", rd.root, launch)
+        rd.check_is_run()
+        cfg = cfgmod.apply_overrides(rd.load_config(), overrides)
+    warn_network(cfg)
     summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
     return 0
@@ -61,28 +101,34 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
 
+    _check_run_dir_arg(a.run_dir)
+    _check_episodes(a.episodes)
     run = RunDir(a.run_dir)
-    if not run.config_path.exists():
+    if not run.config_path.exists():  # a new run directory (refused if the folder holds anything else)
         launch, overrides = _split_launch(a.args)
-        cfg = resolve_config(launch, overrides).model_copy(update={"run_dir": str(a.run_dir)})
+        cfg = resolve_config(launch, overrides)
+        literal = str(a.run_dir).replace("{", "{{").replace("}", "}}")  # a path, not a template
+        cfg = cfgmod.from_dict({**cfg.model_dump(), "run_dir": literal}, "collect")
+        warn_network(cfg)
         s = Session.open(cfg, run, not a.no_progress)
     else:
-        s = _session(a.run_dir, a.args, not a.no_progress)
-    model = s.latest_model() if a.policy in ("learned", "pets") else None
-    start = len(s.run.dataset())
-    for i in range(a.episodes):
-        policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
-        rec = s.collect(policy, "train", start + i)
-        print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
+        s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS)
+    with s:
+        model = s.latest_model() if a.policy in ("learned", "pets") else None
+        start = len(s.run.dataset())
+        for i in range(a.episodes):
+            policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
+            rec = s.collect(policy, "train", start + i)
+            print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    s = _session(a.run_dir, a.args, not a.no_progress)
-    rounds = s.run.records("train")
-    s.latest_model()
-    s.train(len(rounds))
-    last = s.run.records("train")[-1]
+    with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS) as s:
+        rounds = s.run.records("train")
+        s.latest_model()
+        s.train(len(rounds))
+        last = s.run.records("train")[-1]
     print(f"trained round {last['round']}: {last['epochs']} epochs, val mse {np.mean(last['val_mse']):.4f}, "
           f"multi-step mse {last['multistep_mse']}")
     return 0
@@ -91,10 +137,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
 
-    s = _session(a.run_dir, a.args + rerun_overrides(a), not a.no_progress)
-    model = s.latest_model() if a.planner in ("learned", "pets") else None
-    recs = evaluate(s, a.planner, model, a.episodes)
-    s.observer.close()
+    _check_episodes(a.episodes)
+    with _session(a.run_dir, a.args + rerun_overrides(a), not a.no_progress, command="eval") as s:
+        model = s.latest_model() if a.planner in ("learned", "pets") else None
+        recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]
     print(f"{a.planner} planner on {s.cfg.env.task}: return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
@@ -102,10 +148,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_whatif(a: argparse.Namespace) -> int:
+    with _session(a.run_dir, [], progress=False, lock=False, command="whatif") as s:  # read-only: no lock
+        return _whatif(a, s)
+
+
+def _whatif(a: argparse.Namespace, s) -> int:
     from robot_wm.report import print_whatif
     from robot_wm.whatif import what_if
 
-    s = _session(a.run_dir, [], progress=False)
     model = s.latest_model()
     if model is None:
         raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
@@ -200,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+class RunLockedError(RuntimeError):
+    """Another process is writing this run directory (see ``robot_wm.run_dir.RunDir.lock``)."""
+
+
 TEMP_SUFFIX = ".tmp"
 """``atomic_write`` writes into ``.NAME.XXXX.tmp`` beside the target until the rename."""
 

@@ -5,13 +5,92 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
+import threading
+import time
+import weakref
 from pathlib import Path
+from typing import ClassVar
 
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import EpisodeDataset
-from robot_wm.io import append_jsonl, atomic_write_json, atomic_write_text, leftover_temp_files, read_jsonl
+from robot_wm.io import (
+    RunLockedError,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    leftover_temp_files,
+    read_jsonl,
+)
 from sim.env import STEP_UNIT
+
+LOCK_NAME = ".lock"
+"""The run directory's lock file: ``fcntl.flock`` on it says who writes the run (see ``RunDir.lock``)."""
+
+
+class NotARunError(ValueError):
+    """A folder that holds files but is not a robot-wm run directory."""
+
+
+class _Held:
+    """One open, flock-ed lock file of this process, shared by every ``RunLock`` on the same run (so a
+    process may open a run's session again while it holds it); closed when the last handle goes."""
+
+    registry: ClassVar[dict[str, _Held]] = {}
+    guard = threading.Lock()
+
+    def __init__(self, key: str, fd: int):
+        self.key, self.fd, self.count = key, fd, 0
+
+
+class RunLock:
+    """An exclusive lock on a run directory, released by ``release()`` (or when this object is garbage
+    collected, or when the process dies: the kernel drops a dead process's flock)."""
+
+    def __init__(self, held: _Held):
+        self._held = held
+        held.count += 1
+        self._finalizer = weakref.finalize(self, _release, held)
+
+    def release(self) -> None:
+        self._finalizer()
+
+    @property
+    def active(self) -> bool:
+        return self._finalizer.alive
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _release(held: _Held) -> None:
+    import fcntl
+
+    with _Held.guard:
+        held.count -= 1
+        if held.count > 0:
+            return
+        _Held.registry.pop(held.key, None)
+        try:
+            os.ftruncate(held.fd, 0)  # the holder's line goes with the lock
+            fcntl.flock(held.fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        finally:
+            os.close(held.fd)
+
+
+def _command_line() -> str:
+    argv = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
+    if argv[0] in ("cli.py", "__main__.py", "-m", "-c"):
+        argv[0] = "robot-wm"
+    return " ".join(argv)[:500]
+
 
 EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
                    "total_env_steps", "physics_steps", "diverged", "plan_hz", "wall_s")
@@ -21,11 +100,91 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._datasets: dict[str, EpisodeDataset] = {}
+        self.overrides = []
+
+    overrides: list[str]
+    """Command-line overrides of the command working on this run (one-off: never saved into config.toml);
+    every record ``log`` writes names them."""
 
     config_path = property(lambda self: self.root / "config.toml")
+    lock_path = property(lambda self: self.root / LOCK_NAME)
     metrics_path = property(lambda self: self.root / "metrics.jsonl")
     checkpoints = property(lambda self: self.root / "checkpoints")
     summary_path = property(lambda self: self.root / "summary.json")
+
+    # --- what the folder is ------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """A robot-wm run directory: it has a manifest.json, or (written by robot-wm before the manifest
+        came with every run) a config.toml beside an episodes/ folder."""
+        return self.manifest_path.is_file() or (self.config_path.is_file() and (self.root / "episodes").is_dir())
+
+    def check_usable(self) -> None:
+        """Refuse a ``run_dir`` that a run must not be written into: a file, or a folder that holds files
+        but is not a robot-wm run (a user's folder is never overwritten). A new or empty folder is fine."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise NotARunError(f"run_dir {str(self.root)!r} is a file, not a folder; choose a new or empty "
+                               "folder (or an existing run directory)")
+        if self.is_run():
+            return
+        held = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME)
+        if held:
+            shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+            raise NotARunError(f"run_dir {str(self.root)!r} already holds files ({shown}) but is not a robot-wm "
+                               "run directory (no manifest.json); refusing to write into it: choose a new or "
+                               "empty folder")
+
+    def check_is_run(self) -> None:
+        """Refuse anything but an existing run directory (for commands that work on one)."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
+        if not self.is_run():
+            raise NotARunError(f"{str(self.root)!r} is not a run directory: it has a config.toml but no "
+                               "manifest.json or episodes/ folder (a launch file's folder?)")
+
+    # --- the writer's lock -------------------------------------------------------------------------
+    def lock(self, command: str | None = None) -> RunLock:
+        """Take the run's exclusive lock (``fcntl.flock`` on RUN/.lock) or raise ``RunLockedError`` naming
+        the holder (its PID, command line and start time are written into the lock file). Every command
+        that writes a run holds it; read-only ones (export, whatif, view) do not need it. A killed holder's
+        lock is released by the kernel, so it is taken over safely. Within one process the lock is
+        shared (a second session on the same run in the same process is allowed)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(self.lock_path)
+        with _Held.guard:
+            held = _Held.registry.get(key)
+            if held is None:
+                fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise RunLockedError(self._locked_message(holder)) from None
+                except BaseException:
+                    os.close(fd)
+                    raise
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+                info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+                held = _Held.registry[key] = _Held(key, fd)
+            return RunLock(held)
+
+    def _locked_message(self, holder: str) -> str:
+        try:
+            info = json.loads(holder)
+            who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
+        except (json.JSONDecodeError, KeyError, TypeError):
+            who = "another process (it has not written its PID yet)"
+        return (f"run directory {str(self.root)!r} is being written by {who}; wait for it to finish or stop "
+                "it (a killed process releases the lock by itself). Read-only commands (export, whatif, "
+                "view) work meanwhile")
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind).
@@ -62,14 +221,20 @@ class RunDir:
         return self._datasets[name]
 
     def load_config(self) -> RunConfig:
+        """The run's own config. Network settings are never read from a run's files: a serve/spawn mode
+        or an address found in config.toml (written by hand, or by an older robot-wm) is dropped."""
         if not self.config_path.exists():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
-        return config_mod.load(self.config_path)
+        return config_mod.without_network(config_mod.load(self.config_path))
 
     def save_config(self, cfg: RunConfig) -> None:
-        config_mod.save(cfg, self.config_path)
+        """Written when the run is created (and by ``--resume`` for the fields a resume may change);
+        network settings are never saved."""
+        config_mod.save(config_mod.without_network(cfg), self.config_path)
 
     def log(self, record: dict) -> None:
+        if self.overrides and "overrides" not in record:
+            record = {**record, "overrides": list(self.overrides)}
         append_jsonl(self.metrics_path, record)
         if record.get("kind") == "episode":
             self._write_episodes_csv()

@@ -20,7 +20,7 @@ from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.value import ActorCritic, new_value
-from robot_wm.run_dir import RunDir
+from robot_wm.run_dir import RunDir, RunLock
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import new_model, train_model
 from robot_wm.train_value import TDData, train_value
@@ -56,19 +56,61 @@ class Session:
     value: ActorCritic | None = None
     """The Q ensemble and policy trained so far (None until the first round, or with value.enabled false)."""
 
-    @classmethod
-    def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True) -> Session:
-        seed_everything(cfg.seed, cfg.threads)
-        env = make_env(cfg.env)  # an unknown task fails here, before the run's config.toml is touched
-        run.root.mkdir(parents=True, exist_ok=True)
-        run.check_step_unit()  # so does a run that counted steps in another unit
-        run.save_config(cfg)
-        s = cls(cfg, run, env, progress)
-        if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by whoever ends the session
-            from robot_wm.viz.observer import RerunObserver
+    lock: RunLock | None = None
+    """The run directory's writer lock while this session holds it (``close`` releases it)."""
 
-            s.observer = RerunObserver.for_session(s)
+    @classmethod
+    def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True, *, lock: bool = True,
+             command: str | None = None) -> Session:
+        """Open ``run`` for ``cfg``: a new run (a new or empty folder: its config.toml is written now, the
+        only time it is written in full) or an existing one (its config.toml is never rewritten: ``cfg``
+        then holds this command's one-off overrides). With ``lock`` (every command that writes) the run's
+        lock is held until ``close``; read-only users pass ``lock=False``. Refused before anything is
+        written: a folder that is not a run, a task or observation/action sizes other than the run's, a
+        run in the old step unit, a run another process is writing."""
+        seed_everything(cfg.seed, cfg.threads)
+        run.check_usable()
+        saved = run.load_config() if run.config_path.exists() else None
+        _check_task(run, saved, cfg)
+        env = make_env(cfg.env)  # an unknown task fails here, before the run directory is touched
+        held = run.lock(command) if lock else None
+        try:
+            run.check_usable()  # again under the lock: another writer may have created it meanwhile
+            creating = not run.config_path.exists()
+            if creating and not lock:
+                raise FileNotFoundError(f"{str(run.root)!r} is not a run directory (no config.toml)")
+            if creating:  # the manifest first: a folder with a manifest is a run (and --resume finishes it)
+                if not run.manifest_path.exists():
+                    run.update_manifest(status="created", task=cfg.env.task)
+                run.save_config(cfg)
+            elif saved is None:
+                _check_task(run, run.load_config(), cfg)
+            run.check_step_unit()  # so does a run that counted steps in another unit
+            _check_shapes(run, env)
+            s = cls(cfg, run, env, progress, lock=held)
+            if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by ``close``
+                from robot_wm.viz.observer import RerunObserver
+
+                s.observer = RerunObserver.for_session(s) or Observer()
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
         return s
+
+    def close(self) -> None:
+        """Close what the session opened: the observer (a Rerun recording), then the run's lock."""
+        try:
+            self.observer.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def wall(self) -> float:
         return time.perf_counter() - self.started
@@ -176,22 +218,87 @@ class Session:
         return self.model.subset(meta["elites"])
 
 
+def _task_key(task: str) -> str:
+    from sim.dmc import canonical_task
+
+    return canonical_task(task) or task
+
+
+def _check_task(run: RunDir, saved: RunConfig | None, cfg: RunConfig) -> None:
+    if saved is not None and _task_key(saved.env.task) != _task_key(cfg.env.task):
+        raise ValueError(f"env.task={cfg.env.task!r} differs from the run's task {saved.env.task!r} "
+                         f"({str(run.config_path)!r}); a run holds one task: use another run_dir")
+
+
+def _check_shapes(run: RunDir, env: Env) -> None:
+    """Refuse an environment whose observation or action sizes differ from the run's stored episodes."""
+    for data in (run.dataset(), run.eval_dataset()):
+        if len(data):
+            ep = data[0]
+            got, want = (env.observation_spec.dim, env.action_spec.dim), (ep.obs.shape[1], ep.action.shape[1])
+            if got != want:
+                raise ValueError(f"the environment {env.name!r} has observation/action sizes {got[0]}/{got[1]}, "
+                                 f"the run {str(run.root)!r} holds {want[0]}/{want[1]} ({data.paths()[0].name}); "
+                                 "a run holds one task: use another run_dir")
+
+
+RESUME_FIELDS = ("env_steps", "eval_at", "eval_episodes")
+"""What ``--resume`` may change and save into the run's config.toml: the budget and its evaluations."""
+ONE_OFF_FIELDS = ("threads", "device", "run_dir")
+"""What any command may set for itself alone (with every ``rerun.*`` field): never saved."""
+
+
+def _one_off(key: str) -> bool:
+    return key in ONE_OFF_FIELDS or key.startswith("rerun.")
+
+
+def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict, list[str]]:
+    """What ``cfg`` changes against the run's saved config: (the RESUME_FIELDS values to save, every change
+    as key=value for the records). Refuses any other change, and any change of the budget on a complete run."""
+    from robot_wm.config import ConfigError, flat
+
+    old, new = flat(saved), flat(cfg)
+    changed = [k for k in sorted(old) if old[k] != new[k] and k != "run_dir"]
+    bad = [k for k in changed if k not in RESUME_FIELDS and not _one_off(k)]
+    if bad:
+        raise ConfigError(
+            f"--resume cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in bad)}: "
+            f"they define the run in {str(run.root)!r}. A resume may change {', '.join(RESUME_FIELDS)} (saved) and "
+            f"{', '.join(ONE_OFF_FIELDS[:2])} or rerun.* (this command only); start a new run_dir to change the rest")
+    persist = {k: new[k] for k in changed if k in RESUME_FIELDS}
+    if persist and run.manifest().get("status") == "complete":
+        raise ConfigError(
+            f"run {str(run.root)!r} is complete (its final evaluation is done), so --resume "
+            f"{' '.join(f'{k}={new[k]!r}' for k in persist)} would change nothing; start a new run_dir to train "
+            "longer or evaluate again with `robot-wm eval`")
+    return persist, [f"{k}={new[k]!r}" for k in changed]
+
+
 def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
     """The whole loop, end to end, into ``cfg.resolved_run_dir()``. Returns the summary.
 
     With ``resume`` an interrupted run (even one killed with SIGKILL) continues from its last
-    complete checkpoint; every finished episode is kept. Files are written atomically, and
-    ``manifest.json`` says what is complete."""
+    complete checkpoint; every finished episode is kept, and only ``RESUME_FIELDS`` may differ from the
+    run's saved config (``ONE_OFF_FIELDS`` and rerun.* apply to this call only). Files are written
+    atomically, ``manifest.json`` says what is complete, and the run's lock is held throughout."""
     rd = RunDir(cfg.resolved_run_dir())
+    rd.check_usable()
     if not resume and (rd.manifest_path.exists() or any((rd.root / "episodes").glob("episode_*.npz"))):
-        # checked before Session.open, which would rewrite the existing run's config.toml
         raise FileExistsError(f"run directory {str(rd.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
-    s = Session.open(cfg, rd, progress)
-    try:
+    persist, changes = {}, []
+    if resume and rd.config_path.exists():
+        saved = rd.load_config()
+        persist, changes = resume_changes(rd, saved, cfg)
+    with Session.open(cfg, rd, progress) as s:
+        if persist:  # under the lock; the run's config takes only these fields
+            from robot_wm.config import from_dict
+
+            data = saved.model_dump()
+            data.update(persist)
+            rd.save_config(from_dict(data, "--resume"))
+        rd.overrides = changes
         return _run(s, resume)
-    finally:
-        s.observer.close()
 
 
 def _run(s: Session, resume: bool) -> dict:
@@ -199,7 +306,7 @@ def _run(s: Session, resume: bool) -> dict:
         log.warning("removed %d unfinished temp file(s) left by the interrupted run: %s", len(stale),
                     ", ".join(str(p.relative_to(s.run.root)) for p in stale[:5]))
     cfg, data, manifest = s.cfg, s.run.dataset(), s.run.manifest()
-    if (len(data) or manifest) and not resume:
+    if (len(data) or manifest.get("status") not in (None, "created")) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
@@ -229,16 +336,29 @@ def _run(s: Session, resume: bool) -> dict:
         bar.set_postfix(ret=f"{rec['return']:.0f}", hz=f"{rec.get('plan_hz', 0):.0f}")
         index += 1
     bar.close()
+    # The final evaluation: the run's own episodes are listed in the manifest as each one is stored, so
+    # an ad-hoc `robot-wm eval` between an interrupted final evaluation and --resume is never counted.
     final = manifest.get("final_eval_from")
     if final is None:
         model = s.train(round_)
-        final = len(s.run.eval_dataset())
-        s.run.update_manifest(final_eval_from=final)
+        final, done = len(s.run.eval_dataset()), []
+        s.run.update_manifest(final_eval_from=final, final_eval_episodes=done)
     else:
         model = s.latest_model()
-    evaluate(s, "learned", model, cfg.eval_episodes - (len(s.run.eval_dataset()) - final))
-    finals = list(s.run.eval_dataset())[final:]
-    s.run.log({"kind": "eval", "env_steps": data.env_steps, "returns": [e.total_return for e in finals]})
+        done = manifest.get("final_eval_episodes")
+        if done is None:  # a manifest written before the list: every evaluation episode since final_eval_from
+            done = list(range(final, len(s.run.eval_dataset())))
+
+    def own(rec: dict) -> None:
+        if "control_steps" in rec:  # stored (an episode whose physics diverged is not)
+            done.append(len(s.run.eval_dataset()) - 1)
+            s.run.update_manifest(final_eval_episodes=done)
+
+    evaluate(s, "learned", model, cfg.eval_episodes - len(done), first=len(done), on_episode=own)
+    evals = s.run.eval_dataset()
+    finals = [evals[i] for i in done]
+    s.run.log({"kind": "eval", "env_steps": data.env_steps, "final": True, "episodes": list(done),
+               "returns": [e.total_return for e in finals]})
     summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals])
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
@@ -251,12 +371,17 @@ def milestone_eval(s: Session, model: WorldModel, milestone: int) -> None:
                "returns": [r["return"] for r in recs]})
 
 
-def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int) -> list[dict]:
+def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, first: int = 0,
+             on_episode=None) -> list[dict]:
+    """``episodes`` evaluation episodes appended to the run's eval/ folder (planner seeds from ``first``);
+    ``on_episode(record)`` is called after each one is stored."""
     out = []
     start = len(s.run.eval_dataset())
     for i in tqdm(range(episodes), desc=f"eval ({kind})", disable=not s.progress, leave=False):
-        policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + i)
+        policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + first + i)
         out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps))
+        if on_episode is not None:
+            on_episode(out[-1])
     return out
 
 

@@ -41,9 +41,31 @@ def sha(path: Path) -> str:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root`` (relative path -> hash)."""
+    """sha256 of every file under ``root`` (relative path -> hash), except a run's lock file ``.lock``: a
+    writer's PID line lives there only while it holds the lock (a command refused after taking the lock
+    leaves it empty again, or creates the empty file)."""
     root = Path(root)
-    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+HOLDER = """
+import sys, time
+from robot_wm.run_dir import RunDir
+lock = RunDir(sys.argv[1]).lock("robot-wm fake-holder " + sys.argv[1])
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another real process that takes ``run_dir``'s writer lock and keeps it (until killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl"})
+    line = proc.stdout.readline()
+    if line.strip() != "locked":
+        proc.kill()
+        raise RuntimeError(f"the lock holder did not start: {line!r}")
+    return proc
 
 
 def episode_hashes(run: Path) -> dict[str, str]:

@@ -6,6 +6,7 @@ import argparse
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    """Read-only on the run directory: no lock is taken (a run being trained can be exported meanwhile)."""
     from policies.mpc.step import StepSpec
     from robot_wm.export.onnx_export import export_dynamics, export_planner, model_flops
     from robot_wm.export.source import control_period, load_source
@@ -13,6 +14,10 @@ def cmd_export(a: argparse.Namespace) -> int:
     src = load_source(a.source, a.overrides)
     common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
               "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
+    if a.overrides:  # one-off: applied to this file only (the run's config.toml is never changed), and named in it
+        import json
+
+        common["overrides"] = json.dumps(list(a.overrides))
     if a.what == "dynamics":
         export_dynamics(src.model, a.out, common)
         print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")

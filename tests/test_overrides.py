@@ -1,0 +1,243 @@
+"""Issue 11, defects 2-6, on real run directories through the real ``robot-wm`` entry point:
+one-off overrides never persist (and are recorded), network settings never come from a file, data from
+another task is refused, the summary counts only the run's own final evaluation, and a run_dir that is not
+a run (or an empty one, or a template naming anything but {task} and {seed}) is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import TINY_RUN_ARGS
+from test_faults import snapshot
+
+from robot_wm import config as cfgmod
+from robot_wm.cli import main
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import Episode
+from robot_wm.io import read_jsonl
+from robot_wm.run_dir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.err + out.out
+
+
+@pytest.fixture
+def run(tiny_run_dir, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, dst)
+    return dst
+
+
+# --- defect 2: one-off overrides ----------------------------------------------------------------
+def test_eval_override_is_one_off_and_recorded(run, tmp_path, capsys):
+    """The issue's reproduction: `eval RUN env.action_repeat=2`, then a plain export must still write the
+    run's action repeat (8) and control period (0.08 s)."""
+    config = (run / "config.toml").read_bytes()
+    rc, out = _cli(capsys, "eval", str(run), "env.action_repeat=2", "--episodes", "1", "--no-progress")
+    assert rc == 0, out
+    assert (run / "config.toml").read_bytes() == config
+    last = read_jsonl(run / "metrics.jsonl")[-1]
+    assert last["phase"] == "eval" and last["overrides"] == ["env.action_repeat=2"]
+    assert last["control_steps"] == 100  # the override did apply to this command: 200 steps at repeat 2
+    rc, out = _cli(capsys, "export", str(run), "--out", str(tmp_path / "p.onnx"))
+    assert rc == 0, out
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "p.onnx")).metadata_props}
+    assert meta["action_repeat"] == "8" and float(meta["control_period"]) == pytest.approx(0.08)
+    assert "overrides" not in meta
+    rc, out = _cli(capsys, "export", str(run), "planner.samples=64", "--out", str(tmp_path / "q.onnx"))
+    assert rc == 0, out
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}
+    assert json.loads(meta["overrides"]) == ["planner.samples=64"] and meta["samples"] == "64"
+    assert (run / "config.toml").read_bytes() == config
+
+
+def test_train_and_collect_overrides_are_one_off(run, capsys):
+    config = (run / "config.toml").read_bytes()
+    assert _cli(capsys, "train", str(run), "model.max_epochs=2", "--no-progress")[0] == 0
+    assert read_jsonl(run / "metrics.jsonl")[-1]["overrides"] == ["model.max_epochs=2"]
+    assert _cli(capsys, "collect", str(run), "env.max_env_steps=160", "--no-progress")[0] == 0
+    rec = read_jsonl(run / "metrics.jsonl")[-1]
+    assert rec["overrides"] == ["env.max_env_steps=160"] and rec["env_steps"] == 160
+    assert (run / "config.toml").read_bytes() == config
+
+
+@pytest.mark.parametrize("bad, field", [("planner.samples=64", "planner.samples"), ("seed=5", "seed"),
+                                        ("env.action_repeat=2", "env.action_repeat"),
+                                        ("model.hidden=64", "model.hidden")])
+def test_resume_refuses_fields_a_resume_may_not_change(run, bad, field, capsys):
+    before = snapshot(run)
+    rc, out = _cli(capsys, "run", f"run_dir={run}", bad, "--resume", "--no-progress")
+    assert rc == 2 and field in out and "--resume cannot change" in out and "Traceback" not in out, out
+    assert snapshot(run) == before
+
+
+def test_resume_of_a_complete_run_refuses_a_new_budget(run, capsys):
+    before = snapshot(run)
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "env_steps=5000", "--resume", "--no-progress")
+    assert rc == 2 and "complete" in out and "env_steps=5000" in out, out
+    assert snapshot(run) == before
+    assert cfgmod.load(run / "config.toml").env_steps == 400
+    # a plain --resume (or one changing only this command's threads) just reports the finished run
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "threads=2", "--resume", "--no-progress")
+    assert rc == 0 and snapshot(run) == before, out
+
+
+# --- defect 3: network settings ------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _can_bind(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_network_settings_are_never_read_from_a_run(run, capsys):
+    """An untrusted config.toml asking for a listener on 0.0.0.0 opens nothing."""
+    port = _free_port()
+    text = (run / "config.toml").read_text()
+    text = text.replace('[rerun]\nmode = "off"', f'[rerun]\nmode = "serve"\naddress = "0.0.0.0:{port}"')
+    assert f"0.0.0.0:{port}" in text
+    (run / "config.toml").write_text(text)
+    cfg = RunDir(run).load_config()
+    assert cfg.rerun.mode == "off" and cfg.rerun.address is None
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress")
+    assert rc == 0 and "serving" not in out and str(port) not in out, out
+    assert _can_bind(port) and not list(run.glob("rerun/*.rrd"))
+
+
+def test_serve_on_a_public_address_warns_and_is_not_saved(run, capsys):
+    port = _free_port()
+    config = (run / "config.toml").read_bytes()
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress",
+                   "--rerun", "serve", "--rerun-address", f"0.0.0.0:{port}")
+    assert rc == 0, out
+    assert f"warning: Rerun will listen on 0.0.0.0:{port}" in out
+    assert (run / "config.toml").read_bytes() == config
+    # the next plain eval listens nowhere
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress")
+    assert rc == 0 and "serving" not in out and "warning: Rerun" not in out, out
+    # a run created with --rerun serve does not save it either
+    rd = RunDir(run.parent / "saved")
+    rd.save_config(cfgmod.apply_overrides(cfgmod.RunConfig(), ["rerun.mode=serve", 'rerun.address="0.0.0.0:1"']))
+    saved = rd.config_path.read_text()
+    assert "serve" not in saved and "address" not in saved
+
+
+def test_launch_file_may_not_set_network_settings(tmp_path, capsys):
+    launch, new = tmp_path / "launch.toml", tmp_path / "new-run"
+    launch.write_text(f'run_dir = "{new}"\n[rerun]\nmode = "serve"\naddress = "0.0.0.0:9877"\n')
+    rc, out = _cli(capsys, "run", str(launch), "--no-progress")
+    assert rc == 2 and "rerun.address='0.0.0.0:9877'" in out and "command line" in out, out
+    assert not new.exists()
+
+
+# --- defect 4: data from another task ------------------------------------------------------------
+@pytest.mark.parametrize("command", ["collect", "train", "eval"])
+def test_another_task_is_refused_before_anything_is_written(run, command, capsys):
+    before = snapshot(run)
+    rc, out = _cli(capsys, command, str(run), "env.task=walker-walk", "--no-progress")
+    assert rc == 2 and "walker-walk" in out and "cartpole-swingup" in out and "Traceback" not in out, out
+    assert snapshot(run) == before
+    assert len(EpisodeDataset(run / "episodes")) == 2
+
+
+def test_dataset_refuses_an_episode_of_other_sizes(run, tmp_path):
+    data = EpisodeDataset(run / "episodes")
+    rng = np.random.default_rng(0)
+    walker = Episode(rng.normal(size=(4, 24)), rng.uniform(-1, 1, (3, 6)), np.zeros(3), np.zeros((4, 18)),
+                     {"task": "walker-walk"})
+    before = snapshot(run)
+    with pytest.raises(ValueError, match="episode_000002.npz.*sizes"):
+        data.append(walker)
+    assert snapshot(run) == before and len(data) == 2
+    # a foreign file dropped into the folder: the dataset refuses to load it, naming it
+    walker.save(run / "episodes" / "episode_000002.npz")
+    with pytest.raises(ValueError, match="episode_000002.npz"):
+        EpisodeDataset(run / "episodes")
+    # same sizes, another task (by its metadata): refused too
+    ep = data[0]
+    other = Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "task": "pendulum-swingup"})
+    with pytest.raises(ValueError, match="pendulum-swingup"):
+        EpisodeDataset(run / "eval").append(other)
+
+
+# --- defect 5: the headline counts only the run's own final evaluation ---------------------------
+def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
+    """An interrupted final evaluation (one of two episodes done), then an ad-hoc `eval --planner random
+    --episodes 3`, then --resume: the summary averages the run's two learned episodes only."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["final_eval_episodes"] == [0]
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "3", "--no-progress")
+    assert rc == 0, out
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "eval_episodes=2", "--resume", "--no-progress")
+    assert rc == 0, out
+    evals = EpisodeDataset(run / "eval")
+    assert [e.meta["policy"] for e in evals] == ["learned", "random", "random", "random", "learned"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["eval_returns"] == pytest.approx([evals[0].total_return, evals[4].total_return])
+    assert json.loads((run / "manifest.json").read_text())["final_eval_episodes"] == [0, 4]
+    assert cfgmod.load(run / "config.toml").eval_episodes == 2  # a field a resume may change is saved
+
+
+# --- defect 6: a user's folder, an empty argument, templates -------------------------------------
+@pytest.mark.parametrize("files", [{"config.toml": "seed = 1\n"}, {"notes.txt": "mine"},
+                                   {"sub/data.csv": "1,2"}])
+def test_a_folder_that_is_not_a_run_is_never_written(tmp_path, files, capsys):
+    folder = tmp_path / "mine"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    before = snapshot(folder)
+    for args in (["run", f"run_dir={folder}", *TINY_RUN_ARGS, "--no-progress"],
+                 ["run", f"run_dir={folder}", *TINY_RUN_ARGS, "--resume", "--no-progress"],
+                 ["collect", str(folder), *TINY_RUN_ARGS, "--no-progress"],
+                 ["eval", str(folder), "--no-progress"], ["train", str(folder), "--no-progress"]):
+        rc, out = _cli(capsys, *args)
+        assert rc == 2 and str(folder) in out and "Traceback" not in out, (args, out)
+        assert "not a run" in out or "not a robot-wm run" in out, out
+    assert snapshot(folder) == before and sorted(p.name for p in folder.iterdir()) == sorted(
+        {Path(n).parts[0] for n in files})
+
+
+def test_empty_arguments_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for args in (["run", ""], ["run", "run_dir="], ["run", "run_dir=  "], ["collect", ""], ["eval", ""]):
+        rc, out = _cli(capsys, *args, "--no-progress")
+        assert rc == 2 and "empty" in out and "Traceback" not in out, (args, out)
+    assert not list(tmp_path.iterdir()), "nothing may be written into the current folder"
+
+
+@pytest.mark.parametrize("template", ["runs/{task.__class__}", "runs/{seed[0]}", "runs/{task!r}",
+                                      "runs/{seed:{task}}", "runs/{user}", "runs/{0}", "runs/{}", "runs/{task"])
+def test_run_dir_template_fields(template, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cfgmod.ConfigError, match="run_dir"):
+        cfgmod.apply_overrides(cfgmod.RunConfig(), [f"run_dir={template}"])
+    rc, out = _cli(capsys, "run", f"run_dir={template}", "--no-progress")
+    assert rc == 2 and "run_dir" in out and "Traceback" not in out and "<class" not in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_documented_template_fields_work():
+    cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), ["run_dir=runs/{task}-{seed:03d}", "seed=7"])
+    assert cfg.resolved_run_dir() == Path("runs/cartpole-swingup-007")

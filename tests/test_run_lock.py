@@ -1,0 +1,130 @@
+"""The run directory's writer lock (issue 11, defect 1): two real processes on one run. A second writer is
+refused with a message naming the holder; a SIGKILLed holder's lock is taken over; read-only commands work
+while a writer holds the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_faults import TINY, cli, episode_hashes, hold_lock, snapshot
+
+from robot_wm.io import RunLockedError
+from robot_wm.run_dir import RunDir
+
+LONG = [*TINY, "env_steps=8000"]  # long enough to be caught in the middle
+
+
+def _start(run: Path, *extra: str) -> subprocess.Popen:
+    log = open(run.parent / f"{run.name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={run}", *LONG, *extra,
+                             "--no-progress"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"})
+
+
+def _wait(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, "the first writer ended before the test could pause it"
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("the first writer never got there")
+
+
+def test_second_writer_refused_then_killed_holder_taken_over(tmp_path):
+    """The issue's reproduction: a run paused mid-training, a --resume on the same run directory. The
+    resume (and collect, train, eval) is refused naming the paused process; export reads meanwhile; once the
+    holder is SIGKILLed the resume takes the run over and completes it."""
+    run = tmp_path / "run"
+    first = _start(run)
+    try:
+        _wait(lambda: (run / "checkpoints" / "latest.json").exists() and len(episode_hashes(run)) >= 2, first)
+        os.kill(first.pid, signal.SIGSTOP)  # paused, still holding the lock
+        holder = json.loads((run / ".lock").read_text())
+        assert holder["pid"] == first.pid and "run" in holder["command"]
+        before = snapshot(run)
+        for args in (["run", f"run_dir={run}", "--resume", "--no-progress"],
+                     ["collect", str(run), "--no-progress"], ["train", str(run), "--no-progress"],
+                     ["eval", str(run), "--episodes", "1", "--no-progress"]):
+            rc, out = cli(*args)
+            assert rc == 2, (args, out)
+            assert f"PID {first.pid}" in out and "robot-wm run" in out and "Traceback" not in out, out
+        assert snapshot(run) == before, "a refused writer must change nothing"
+        # read-only: export takes no lock
+        rc, out = cli("export", str(run), "--out", str(tmp_path / "p.onnx"))
+        assert rc == 0 and (tmp_path / "p.onnx").exists(), out
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+    kept = episode_hashes(run)
+    # the killed holder's lock is free again: the resume finishes the run (shortened: env_steps may change)
+    rc, out = cli("run", f"run_dir={run}", "--resume", "env_steps=800", "--no-progress")
+    assert rc == 0, out
+    after = episode_hashes(run)
+    assert {k: after[k] for k in kept} == kept
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+    assert (run / ".lock").read_text() == "", "the lock file's holder line goes with the lock"
+
+
+def test_lock_names_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
+    run = RunDir(tmp_path / "run")
+    holder = hold_lock(run.root)
+    try:
+        with pytest.raises(RunLockedError) as e:
+            run.lock("robot-wm test")
+        msg = str(e.value)
+        assert f"PID {holder.pid}" in msg and "fake-holder" in msg and str(run.root) in msg
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    # the dead holder's line is still in the file, but the kernel dropped its flock
+    assert str(holder.pid) in run.lock_path.read_text()
+    with run.lock("robot-wm test") as lock:
+        assert lock.active
+        assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
+        # a second process is refused while we hold it
+        probe = subprocess.run([sys.executable, "-c", "import sys\nfrom robot_wm.run_dir import RunDir\n"
+                                "try:\n    RunDir(sys.argv[1]).lock('probe')\nexcept Exception as e:\n"
+                                "    print(type(e).__name__, e)\n", str(run.root)],
+                               capture_output=True, text=True, timeout=120)
+        assert "RunLockedError" in probe.stdout and f"PID {os.getpid()}" in probe.stdout, probe
+    assert not lock.active and run.lock_path.read_text() == ""
+
+
+def test_a_stale_lock_file_without_a_holder_is_taken(tmp_path):
+    """A lock file whose writer is gone (e.g. the machine rebooted): its content does not block anyone."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.lock_path.write_text(json.dumps({"pid": 999999, "command": "robot-wm run", "started": "yesterday"}))
+    with run.lock("robot-wm test"):
+        assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
+
+
+def test_lock_is_shared_within_one_process_and_released_with_the_last_handle(tmp_path):
+    run = RunDir(tmp_path / "run")
+    a = run.lock("one")
+    b = RunDir(tmp_path / "run").lock("two")  # the same process may open the run again
+    a.release()
+    probe = [sys.executable, "-c", "import sys\nfrom robot_wm.run_dir import RunDir\n"
+             "RunDir(sys.argv[1]).lock('probe')\nprint('got it')\n", str(run.root)]
+    r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "RunLockedError" in r.stderr, "still held through the second handle"
+    b.release()
+    r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "got it" in r.stdout, r.stderr
