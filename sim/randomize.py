@@ -114,3 +114,25 @@ class Randomizer:
             self._queue.extend([neutral.copy() for _ in range(k)])
         self._queue.append(action)
         return self._queue.popleft()
+
+
+SHIFTS: dict[str, dict] = {
+    "mass-0.7": {"mass": (0.7, 0.7)},
+    "mass-1.3": {"mass": (1.3, 1.3)},
+    "friction-0.5": {"friction": (0.5, 0.5)},
+    "friction-1.5": {"friction": (1.5, 1.5)},
+    "gain-0.8": {"actuator_gain": (0.8, 0.8)},
+    "delay-1": {"action_delay": (1, 1)},
+}
+"""Named fixed perturbations (every body's mass, every geom's friction, every actuator's gain, one
+control step of delay): the shifts robustness is measured on. ``shift_overrides`` turns one into
+``env.randomize.*`` overrides."""
+
+
+def shift_overrides(name: str) -> list[str]:
+    """``key=value`` overrides of the named shift (``nominal``: none)."""
+    if name == "nominal":
+        return []
+    if name not in SHIFTS:
+        raise ValueError(f"unknown shift {name!r}; expected nominal or one of: {', '.join(SHIFTS)}")
+    return [f"env.randomize.{k}=[{lo}, {hi}]" for k, (lo, hi) in SHIFTS[name].items()]

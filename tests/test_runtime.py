@@ -50,6 +50,60 @@ def test_deploy_runs_episodes_without_ever_importing_torch(files):
     assert "return" in r.stdout and "p99" in r.stdout and "provider CPUExecutionProvider" in r.stdout
 
 
+def test_recorded_deployment_on_a_shifted_robot_loads_as_a_dataset(files, tmp_path):
+    """`deploy --record DIR --shift mass-1.3` (torch-free): every episode lands in DIR in the episode
+    format, with rewards, latency, fallbacks and the simulated robot's perturbation."""
+    rec = tmp_path / "robot_data"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None
+        from robot_wm.cli import main
+        rc = main(["deploy", {str(files['internal'])!r}, "--episodes", "2", "--deadline-ms", "1000",
+                   "--record", {str(rec)!r}, "--shift", "mass-1.3", "--sim", "max_env_steps=80"])
+        assert rc == 0, rc
+    """)
+    r = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+
+    data = EpisodeDataset(rec)
+    assert len(data) == 2
+    printed = [float(line.split("return ")[1].split()[0]) for line in r.stdout.splitlines() if line.startswith("episode")]
+    for ep, ret, seed in zip(data, printed, (0, 1)):
+        steps = 80 // ep.meta["action_repeat"]
+        assert len(ep) == steps and ep.obs.shape == (steps + 1, 5) and ep.physics_state.shape[0] == steps + 1
+        assert ep.meta["return"] == pytest.approx(ret, abs=0.06) and ep.meta["reward_known"]
+        assert ep.meta["randomization"]["mass"] == 1.3 and ep.meta["shift"] == "mass-1.3"
+        assert ep.meta["seed"] == seed and ep.meta["source"] == "sim-robot" and ep.meta["task"] == "cartpole-swingup"
+        assert len(ep.meta["latency_ms"]) == steps and ep.meta["fallback_steps"] == []
+        assert (np.abs(ep.action) <= 1).all()
+    again = Episode.load(data.paths()[0])  # the file round-trips
+    np.testing.assert_array_equal(again.obs, data[0].obs)
+    np.testing.assert_array_equal(again.reward, data[0].reward)
+    assert data.split(0.2)[0].obs.shape[1] == 5  # trains like any other dataset
+
+
+def test_recorded_deployment_marks_the_steps_that_fell_back(files, tmp_path):
+    from robot_wm.cli import main
+    from robot_wm.data.dataset import EpisodeDataset
+
+    rec = tmp_path / "late"
+    assert main(["deploy", str(files["internal"]), "--episodes", "1", "--deadline-ms", "0.001", "--record", str(rec),
+                 "--sim", "max_env_steps=40"]) == 0
+    ep = EpisodeDataset(rec)[0]
+    assert [f["step"] for f in ep.meta["fallback_steps"]] == list(range(len(ep)))
+    assert all(f["reason"].startswith("overrun") for f in ep.meta["fallback_steps"])
+    assert "randomization" not in ep.meta  # the nominal robot
+
+
+def test_deploy_refuses_an_unknown_shift(files, capsys):
+    from robot_wm.cli import main
+
+    assert main(["deploy", str(files["internal"]), "--episodes", "1", "--shift", "gravity-2"]) == 2
+    assert "gravity-2" in capsys.readouterr().err
+
+
 def test_session_reports_provider_options_and_is_deterministic_with_noise_input(files):
     a, b = (PlannerSession(files["input"], provider="cpu", threads=1, seed=3) for _ in range(2))
     assert a.provider == "CPUExecutionProvider" and a.device == "cpu" and not a.cuda_graph

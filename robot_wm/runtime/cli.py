@@ -35,7 +35,7 @@ def _deploy(a: argparse.Namespace) -> int:
     if not task:
         raise ValueError("the planner file names no task: pass --task")
     repeat = a.action_repeat or m.action_repeat or EnvConfig().action_repeat
-    robot = SimRobot(make_env(EnvConfig(task=task, action_repeat=repeat)))
+    robot = SimRobot(make_env(_robot_env(task, repeat, a.shift, a.sim)))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
     safe = np.array([float(x) for x in a.safe_action.split(",")], np.float32) if a.safe_action else None
     planner.warmup()
@@ -45,19 +45,43 @@ def _deploy(a: argparse.Namespace) -> int:
           f"{m.optimizer} H={m.horizon} N={m.samples} I={m.iterations}, noise {m.noise}, "
           f"{loop.rate_hz:.1f} Hz, deadline {loop.deadline_s * 1e3:.1f} ms"
           f"{', real time' if a.realtime else ''}")
+    rec = None
+    if a.record:
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        rec = DeploymentRecorder(a.record, task=task, planner=str(a.planner), action_repeat=repeat,
+                                 source="sim-robot", extra={"shift": a.shift, "sim_overrides": a.sim})
     total, returns = LoopStats(loop.rate_hz, loop.deadline_s), []
     for i in range(a.episodes):
         seed = a.seed + i
         robot.reset(seed)
         loop.reset()
-        stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done)
+        on_tick = None
+        if rec is not None:
+            rec.begin(robot, seed)
+            on_tick = lambda act: rec.step(robot, act, loop.last_latency_s, loop.last_fallback)  # noqa: E731
+        try:
+            stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
+        finally:  # an interrupted episode keeps what it recorded
+            path = rec.end(**robot.episode_info()) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
-        print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}")
+        print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
+              + (f"; recorded {path}" if path else ""))
     print(f"return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes "
           f"({', '.join(f'{r:.1f}' for r in returns)})")
     print(f"all episodes: {total.format()}")
     return 0
+
+
+def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
+    """The simulated robot's ``EnvConfig``: the task, perturbed by a named shift and ``env.*`` overrides."""
+    from robot_wm.config import EnvConfig, RunConfig, apply_overrides
+    from sim.randomize import shift_overrides
+
+    extra = [o if o.startswith("env.") else f"env.{o}" for o in overrides]
+    cfg = RunConfig(env=EnvConfig(task=task, action_repeat=repeat))
+    return apply_overrides(cfg, [*shift_overrides(shift), *extra]).env
 
 
 def register(sub) -> None:
@@ -75,4 +99,12 @@ def register(sub) -> None:
     p.add_argument("--safe-action", default=None, help="comma-separated fallback action (default: shifted plan)")
     p.add_argument("--realtime", action="store_true", help="sleep to hold the rate (default: as fast as possible)")
     p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
+                        "latency, fallbacks), atomically; DIR reads as a dataset")
+    p.add_argument("--shift", default="nominal",
+                   help="simulate a robot that differs from the training simulator: nominal, mass-0.7, mass-1.3, "
+                        "friction-0.5, friction-1.5, gain-0.8, delay-1")
+    p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="more env overrides of the simulated robot, e.g. randomize.mass=[0.9,1.1]")
     p.set_defaults(func=cmd_deploy)

@@ -81,6 +81,8 @@ class ControlLoop:
         self.safe_action = safe_action
         self.realtime = realtime
         self.plan = None
+        self.last_latency_s = float("nan")
+        self.last_fallback: str | None = None  # why the last tick fell back (None: it did not)
         self.reset()
 
     def reset(self) -> None:
@@ -121,17 +123,21 @@ class ControlLoop:
         action = np.clip(action, self.low, self.high)
         self.robot.send_action(action)
         stats.steps += 1
+        self.last_latency_s, self.last_fallback = latency, reason
         return action
 
-    def run(self, max_steps: int, done=lambda: False) -> LoopStats:
-        """Up to ``max_steps`` ticks at the fixed rate (until ``done()``)."""
+    def run(self, max_steps: int, done=lambda: False, on_tick=None) -> LoopStats:
+        """Up to ``max_steps`` ticks at the fixed rate (until ``done()``); ``on_tick(action)`` after each
+        (e.g. a ``DeploymentRecorder``; ``last_latency_s`` and ``last_fallback`` describe the tick)."""
         stats = LoopStats(self.rate_hz, self.deadline_s)
         start = time.perf_counter()
         next_tick = start
         for _ in range(max_steps):
             if done():
                 break
-            self.tick(stats)
+            action = self.tick(stats)
+            if on_tick is not None:
+                on_tick(action)
             next_tick += self.period
             if self.realtime:
                 delay = next_tick - time.perf_counter()

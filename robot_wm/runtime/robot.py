@@ -27,10 +27,16 @@ class Robot(Protocol):
     def time(self) -> float:
         """Robot clock in seconds."""
 
+    # Optional (looked up with getattr, so a driver may leave it out):
+    # def last_reward(self) -> float | None: the task reward the last action earned, where the robot
+    #     can tell (a recorded deployment stores it; None: unknown).
+
 
 class SimRobot:
     """A ``sim.Env`` behind the ``Robot`` interface. ``send_action`` advances the simulation by one
-    control period (the loop does not need to sleep unless it runs in real time)."""
+    control period (the loop does not need to sleep unless it runs in real time). It supplies the
+    optional reward and its MuJoCo physics state; built from an env with ``env.randomize`` set, it
+    stands in for a robot that differs from the training simulator."""
 
     def __init__(self, env):
         self.env = env
@@ -39,11 +45,21 @@ class SimRobot:
         self.action_low = np.asarray(spec.low, dtype=np.float32)
         self.action_high = np.asarray(spec.high, dtype=np.float32)
         self.control_period = float(env.control_timestep)
-        self.done, self.ret, self.steps, self._obs = True, 0.0, 0, None
+        self.done, self.ret, self.steps, self._obs, self._reward = True, 0.0, 0, None, None
 
     def reset(self, seed: int) -> None:
         self._obs = self.env.reset(seed)
-        self.done, self.ret, self.steps = False, 0.0, 0
+        self.done, self.ret, self.steps, self._reward = False, 0.0, 0, None
+
+    def last_reward(self) -> float | None:
+        return self._reward
+
+    def physics_state(self) -> np.ndarray:
+        return self.env.get_state()
+
+    def episode_info(self) -> dict:
+        """The simulator's record of the episode (e.g. its perturbation draw)."""
+        return self.env.episode_info()
 
     def read_state(self) -> np.ndarray:
         return np.asarray(self._obs, dtype=np.float32)
@@ -51,6 +67,7 @@ class SimRobot:
     def send_action(self, action: np.ndarray) -> None:
         res = self.env.step(np.asarray(action, dtype=np.float64))
         self._obs = res.observation
+        self._reward = float(res.reward)
         self.ret += float(res.reward)
         self.steps += 1
         self.done = res.done

@@ -1,0 +1,73 @@
+"""Recorded deployments: every deployed episode written in the run's episode format (``robot_wm.data``),
+atomically, so the dataset reads robot data like simulated data (torch-free, as the whole runtime).
+
+Per control step: the state the planner saw, the action sent, the reward when the robot supplies one
+(``Robot.last_reward``), the planning latency and whether the loop fell back (and why). A robot that
+knows its MuJoCo physics state (``SimRobot``) stores it; a real one stores none (width 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import Episode
+
+STEP_UNIT = "suite_step"  # sim.env.STEP_UNIT, repeated so the runtime needs no simulator import
+
+
+class DeploymentRecorder:
+    """``begin`` an episode, ``step`` after every control tick, ``end`` to write it (also when the
+    episode was cut short: what was recorded is kept)."""
+
+    def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None,
+                 source: str = "robot", extra: dict | None = None):
+        self.data = EpisodeDataset(root)
+        self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
+                     "action_repeat": action_repeat, "step_unit": STEP_UNIT, **(extra or {})}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.obs, self.actions, self.rewards, self.states = [], [], [], []
+        self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
+
+    def begin(self, robot, seed: int | None = None) -> None:
+        self._reset()
+        self.seed = seed
+        self.obs.append(np.asarray(robot.read_state(), dtype=np.float32).copy())
+        self.states.append(_physics_state(robot))
+
+    def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None) -> None:
+        """After ``send_action``: the action sent and what the robot reports now."""
+        self.actions.append(np.asarray(action, dtype=np.float32).copy())
+        reward = robot.last_reward() if callable(getattr(robot, "last_reward", None)) else None
+        self.reward_known &= reward is not None and bool(np.isfinite(reward))
+        self.rewards.append(float(reward) if reward is not None and np.isfinite(reward) else 0.0)
+        self.obs.append(np.asarray(robot.read_state(), dtype=np.float32).copy())
+        self.states.append(_physics_state(robot))
+        self.latency_ms.append(round(latency_s * 1e3, 3))
+        if fallback is not None:
+            self.fallbacks.append({"step": len(self.actions) - 1, "reason": fallback})
+
+    def end(self, **meta) -> Path | None:
+        """Write the episode (None when no step was recorded)."""
+        if not self.actions:
+            return None
+        steps, repeat = len(self.actions), self.meta.get("action_repeat") or 1
+        widths = {s.shape[0] for s in self.states}
+        states = np.stack(self.states) if len(widths) == 1 else np.zeros((steps + 1, 0))
+        info = {**self.meta, "seed": self.seed, "control_steps": steps, "env_steps": steps * repeat,
+                "reward_known": self.reward_known,
+                "return": float(np.sum(self.rewards)) if self.reward_known else None,
+                "latency_ms": self.latency_ms, "fallback_steps": self.fallbacks, "diverged": False, **meta}
+        ep = Episode(np.stack(self.obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
+        path = self.data.append(ep)
+        self._reset()
+        return path
+
+
+def _physics_state(robot) -> np.ndarray:
+    get = getattr(robot, "physics_state", None)
+    return np.asarray(get(), dtype=np.float64) if callable(get) else np.zeros(0)
