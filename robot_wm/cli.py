@@ -15,7 +15,7 @@ from robot_wm.io import RunLockedError
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli"]
+PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli", "robot_wm.finetune_cli"]
 
 
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:

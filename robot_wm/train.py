@@ -36,8 +36,13 @@ def _tensors(t: Transitions, device: str) -> tuple[torch.Tensor, ...]:
 def train_model(model: WorldModel, dataset: EpisodeDataset, cfg: ModelConfig, seed: int,
                 progress: bool = True) -> TrainReport:
     """Train ``model`` in place (continuing from its weights) and return the report."""
+    return fit_model(model, *dataset.split(cfg.val_fraction), cfg, seed, progress)
+
+
+def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: ModelConfig, seed: int,
+              progress: bool = True) -> TrainReport:
+    """``train_model`` on given training transitions and held-out segments (e.g. a weighted mixture)."""
     device = model.action_low.device
-    train_t, val_eps = dataset.split(cfg.val_fraction)
     obs, act, rew, nxt = _tensors(train_t, device)
     model.obs_norm.fit(obs)
     model.target_norm.fit(model.targets(obs, nxt, rew))

@@ -84,18 +84,24 @@ class EpisodeDataset:
         return sum(int(e.meta.get("env_steps", len(e))) for e in self._episodes)
 
     def split(self, val_fraction: float) -> tuple[Transitions, list[Episode]]:
-        """Training transitions, and one held-out contiguous segment of every episode (for validation
-        and multi-step error). Every episode contributes to both, so few episodes still train well.
-        The segment's place is drawn per episode (seeded by its index): holding out every tail would
-        hide exactly the states a task rewards most (a balanced pole comes at the end)."""
-        train, val = [], []
-        for i, ep in enumerate(self._episodes):
-            n_val = int(round(len(ep) * val_fraction))
-            start = int(np.random.default_rng(i).integers(0, len(ep) - n_val + 1))
-            train += [_slice(ep, 0, start), _slice(ep, start + n_val, len(ep))]
-            if n_val > 0:
-                val.append(_slice(ep, start, start + n_val))
-        return concat(train), val
+        """Training transitions, and one held-out contiguous segment of every episode (``split``)."""
+        return split(self._episodes, val_fraction)
+
+
+def split(episodes: list[Episode], val_fraction: float, first_index: int = 0) -> tuple[Transitions, list[Episode]]:
+    """Training transitions, and one held-out contiguous segment of every episode (for validation
+    and multi-step error). Every episode contributes to both, so few episodes still train well.
+    The segment's place is drawn per episode (seeded by its index, counted from ``first_index``):
+    holding out every tail would hide exactly the states a task rewards most (a balanced pole comes
+    at the end)."""
+    train, val = [], []
+    for i, ep in enumerate(episodes, start=first_index):
+        n_val = int(round(len(ep) * val_fraction))
+        start = int(np.random.default_rng(i).integers(0, len(ep) - n_val + 1))
+        train += [_slice(ep, 0, start), _slice(ep, start + n_val, len(ep))]
+        if n_val > 0:
+            val.append(_slice(ep, start, start + n_val))
+    return concat(train), val
 
 
 def _slice(ep: Episode, start: int, stop: int) -> Episode:

@@ -1,0 +1,116 @@
+"""Learn from the robot: add recorded deployments (``robot-wm deploy --record DIR``) to a run and
+fine-tune its world model, value and policy on simulation + robot data; then ``robot-wm export`` again.
+
+Robot episodes are copied into ``RUN/robot/`` (a dataset of their own: simulation and robot data never
+mix on disk, and a robot without a physics state fits next to a simulator that has one). Each robot
+transition counts ``weight`` times in training (integer: its rows repeat). The train record and the
+checkpoint say which data it saw, and the model's multi-step error on the robot's episodes before and
+after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_wm.data.dataset import EpisodeDataset, Transitions, split
+from robot_wm.data.episode import Episode
+from robot_wm.metrics import multistep_error
+from robot_wm.model.checkpoint import save_checkpoint
+from robot_wm.train import fit_model
+from robot_wm.train_value import TDData, train_value
+
+ROBOT_DIR = "robot"
+
+
+def robot_dataset(run) -> EpisodeDataset:
+    """The run's robot episodes (``RUN/robot/``)."""
+    return EpisodeDataset(run.root / ROBOT_DIR)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int) -> list[Path]:
+    """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
+    already imported, by content, is skipped). Refused, before anything is copied, when an episode is
+    from another task or has other observation/action sizes than the run."""
+    src = EpisodeDataset(source) if Path(source).is_dir() else None
+    if src is None or not len(src):
+        raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
+                         "`robot-wm deploy --record`)")
+    for path, ep in zip(src.paths(), src):
+        if ep.meta.get("task") != task:
+            raise ValueError(f"recorded episode {str(path)!r} is from task {ep.meta.get('task')!r}, the run is {task!r}")
+        if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
+            raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
+                             f"action dimensions, the run's model {obs_dim} and {act_dim}")
+    dest = robot_dataset(run)
+    seen = {e.meta.get("imported_from", {}).get("sha256") for e in dest}
+    added = []
+    for path, ep in zip(src.paths(), src):
+        digest = _sha256(path)
+        if digest in seen:
+            continue
+        meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
+        added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, meta)))
+        seen.add(digest)
+    return added
+
+
+def _join(parts: list[Transitions]) -> Transitions:
+    return Transitions(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("obs", "action", "reward", "next_obs")))
+
+
+def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> dict:
+    """Import ``source``'s recorded episodes into the run of session ``s`` and fine-tune from its latest
+    checkpoint. Returns the train record it logs."""
+    if weight < 1:
+        raise ValueError(f"robot data weight {weight} must be a whole number >= 1 (each robot transition counts "
+                         "that many times)")
+    cfg, env = s.cfg, s.env
+    elite_before = s.latest_model()
+    if elite_before is None:
+        raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
+    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim)
+    robot = list(robot_dataset(s.run))
+    sim = list(s.run.dataset())
+    horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
+    meta_before = s.run.records("train")[-1] if s.run.records("train") else {}
+    round_ = int(meta_before.get("round", -1)) + 1
+    before = multistep_error(elite_before, robot, horizons)
+
+    t0 = time.perf_counter()
+    f = cfg.model.val_fraction
+    sim_t, sim_val = split(sim, f)
+    rob_t, rob_val = split(robot, f, first_index=len(sim))
+    report = fit_model(s.model, _join([sim_t, *[rob_t] * weight]), sim_val + rob_val, cfg.model,
+                       seed=cfg.seed * 7919 + round_, progress=progress)
+    elite = s.model.subset(report.elites)
+    value_rec = {}
+    if s.value is not None:
+        rows = TDData.from_episodes(sim + robot * weight, cfg.value.n_step, s.value.spec.discount)
+        updates = round(cfg.value.updates_per_step * sum(len(e) for e in robot) * weight)
+        rep = train_value(s.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1, progress=progress)
+        value_rec = {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
+                     "mean_q": rep.mean_q}
+    after = multistep_error(elite, robot, horizons)
+    sources = sorted({e.meta.get("imported_from", {}).get("path", "?") for e in robot})
+    info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
+            "weight": weight, "sim_episodes": len(sim), "sources": sources}
+    mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
+    stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
+        "task": cfg.env.task, "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
+        "multistep_mse": mse(after)}, value=s.value)
+    s.run.set_latest(stem)
+    record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
+              "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
+              "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,
+              "robot_multistep_mse_before": mse(before), "robot_multistep_mse_after": mse(after),
+              "multistep_mse": mse(after), **value_rec}
+    s.run.log(record)
+    return record

@@ -1,0 +1,84 @@
+"""Learning from the robot: recorded episodes of a shifted simulated robot go into a run, and
+fine-tuning on them lowers the model's error there; the records say which data came from where."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from robot_wm import cli
+from robot_wm.config import EnvConfig, RandomizeConfig
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import Episode
+from robot_wm.run_dir import RunDir
+from robot_wm.runtime.record import DeploymentRecorder
+from robot_wm.runtime.robot import SimRobot
+from sim.registry import make_env
+from tests.test_export import make_run_dir
+
+
+def _record(root, episodes=3, steps=400, **shift):
+    """Recorded deployments of a robot whose physics differ from the run's simulator (random actions)."""
+    robot = SimRobot(make_env(EnvConfig(task="cartpole-swingup", action_repeat=8, max_env_steps=steps,
+                                        randomize=RandomizeConfig(**shift))))
+    rec = DeploymentRecorder(root, task="cartpole-swingup", planner="none", action_repeat=8, source="sim-robot")
+    rng = np.random.default_rng(0)
+    for seed in range(episodes):
+        robot.reset(100 + seed)
+        rec.begin(robot, 100 + seed)
+        while not robot.done:
+            a = rng.uniform(-1, 1, size=1).astype(np.float32)
+            robot.send_action(a)
+            rec.step(robot, a, 0.001, None)
+        rec.end(**robot.episode_info())
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_and_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    run = make_run_dir(root / "run", ["value.hidden=32", "model.max_epochs=30"])
+    data = _record(root / "robot_data", actuator_gain=(0.5, 0.5), mass=(1.5, 1.5))
+    return run, data
+
+
+def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_data, capsys):
+    run, data = run_and_data
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    rec = RunDir(run).records("train")[-1]
+    ft = rec["finetune"]
+    assert ft["robot_episodes"] == 3 and ft["added"] == 3 and ft["weight"] == 4 and ft["sim_episodes"] == 2
+    assert ft["sources"] and all(str(data.resolve()) in p for p in ft["sources"])
+    before, after = rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
+    for h in ("1", "5"):
+        assert after[h] < 0.8 * before[h], (h, before[h], after[h])
+    assert "robot-wm export" in out
+    # The new checkpoint is the latest; it says what it was trained on; the value was fine-tuned too.
+    latest = RunDir(run).latest_checkpoint()
+    meta = json.loads(latest.read_text()) if latest.suffix == ".json" else json.loads(latest.with_suffix(".json").read_text())
+    assert meta["round"] == rec["round"] == 1 and meta["finetune"]["robot_episodes"] == 3
+    assert rec["value_updates"] > 0
+    # Robot data lives in its own folder, each file imported once.
+    robot = EpisodeDataset(run / "robot")
+    assert len(robot) == 3 and robot[0].meta["randomization"]["actuator_gain"] == 0.5
+    assert len(RunDir(run).dataset()) == 2  # the simulated dataset is untouched
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
+
+
+def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys):
+    run, data = run_and_data
+    foreign = EpisodeDataset(tmp_path / "foreign")
+    ep = EpisodeDataset(data)[0]
+    foreign.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "task": "walker-walk"}))
+    n_robot = len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "foreign"), "--no-progress"]) == 2
+    assert "walker-walk" in capsys.readouterr().err
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert "no recorded episodes" in capsys.readouterr().err
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
+    assert "weight" in capsys.readouterr().err
+    assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied
