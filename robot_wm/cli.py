@@ -136,13 +136,16 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
+    from sim.randomize import shift_overrides
 
     _check_episodes(a.episodes)
-    with _session(a.run_dir, a.args + rerun_overrides(a), not a.no_progress, command="eval") as s:
-        model = s.latest_model() if a.planner in ("learned", "pets") else None
+    shift = shift_overrides(a.shift)
+    with _session(a.run_dir, a.args + shift + rerun_overrides(a), not a.no_progress, command="eval") as s:
+        model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]
-    print(f"{a.planner} planner on {s.cfg.env.task}: return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
+    print(f"{a.planner} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
+          f"return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
     return 0
 
@@ -215,9 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluation episodes with a planner")
     e.add_argument("run_dir")
     e.add_argument("args", nargs="*", help="key=value overrides")
-    e.add_argument("--planner", choices=("learned", "pets", "oracle", "random"), default="learned",
+    e.add_argument("--planner", choices=("learned", "pets", "oracle", "oracle-value", "random"), default="learned",
                    help="learned: world model + value + policy proposals; pets: the same world model, imagined "
-                        "reward over the horizon only; oracle: the true simulator; random actions")
+                        "reward over the horizon only; oracle: the true simulator (oracle-value: plus the learned "
+                        "terminal value); random actions")
+    e.add_argument("--shift", default="nominal",
+                   help="evaluate on a perturbed robot without retraining: nominal, mass-0.7, mass-1.3, "
+                        "friction-0.5, friction-1.5, gain-0.8, delay-1 (or env.randomize.* overrides)")
     e.add_argument("--episodes", type=int, default=3)
     e.add_argument("--no-progress", action="store_true")
     add_rerun_flag(e)

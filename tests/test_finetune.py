@@ -82,3 +82,16 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
     assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied
+
+
+def test_eval_on_a_named_shift_without_retraining(run_and_data, capsys):
+    run, _ = run_and_data
+    config = (run / "config.toml").read_bytes()
+    assert cli.main(["eval", str(run), "--shift", "mass-1.3", "--planner", "random", "--episodes", "1",
+                     "--no-progress"]) == 0
+    assert "shift mass-1.3" in capsys.readouterr().out
+    ep = RunDir(run).eval_dataset()[-1]
+    assert ep.meta["randomization"]["mass"] == 1.3 and ep.meta["randomization"]["friction"] == 1.0
+    assert (run / "config.toml").read_bytes() == config  # a one-off shift, never saved
+    assert cli.main(["eval", str(run), "--shift", "mass-9", "--episodes", "1", "--no-progress"]) == 2
+    assert "mass-9" in capsys.readouterr().err
