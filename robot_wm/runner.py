@@ -126,15 +126,17 @@ class Session:
             spec = replace(spec, uncertainty_weight=spec.uncertainty_weight - self.cfg.planner.explore_weight)
         if kind == "random":
             return RandomPolicy(self.env.action_spec, seed)
-        if kind == "oracle":
+        if kind in ("oracle", "oracle-value"):  # the true simulator; oracle-value adds the learned terminal value
             from policies.oracle import oracle_planner
 
-            return oracle_planner(self.env, spec, seed)
+            if kind == "oracle-value" and self.value is None:
+                raise ValueError("the oracle-value planner needs the run's value: train with value.enabled=true")
+            return oracle_planner(self.env, spec, seed, value=self.value if kind == "oracle-value" else None)
         if kind in ("learned", "pets"):
             if model is None:
                 raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
             return MPCPlanner.learned(model, spec, seed, value=self.value if kind == "learned" else None)
-        raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, random")
+        raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")
 
     # --- data -------------------------------------------------------------------------------
     def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None) -> dict:

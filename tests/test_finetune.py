@@ -95,3 +95,11 @@ def test_eval_on_a_named_shift_without_retraining(run_and_data, capsys):
     assert (run / "config.toml").read_bytes() == config  # a one-off shift, never saved
     assert cli.main(["eval", str(run), "--shift", "mass-9", "--episodes", "1", "--no-progress"]) == 2
     assert "mass-9" in capsys.readouterr().err
+
+
+def test_oracle_with_the_learned_value_as_the_model_gap_meter(run_and_data, capsys):
+    run, _ = run_and_data
+    assert cli.main(["eval", str(run), "--planner", "oracle-value", "--episodes", "1", "planner.samples=32",
+                     "--no-progress"]) == 0
+    assert "oracle-value planner" in capsys.readouterr().out
+    assert RunDir(run).eval_dataset()[-1].meta["policy"] == "oracle-value"
