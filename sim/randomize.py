@@ -129,10 +129,16 @@ control step of delay): the shifts robustness is measured on. ``shift_overrides`
 ``env.randomize.*`` overrides."""
 
 
+NOMINAL: dict = {"mass": (1.0, 1.0), "mass_bodies": [], "friction": (1.0, 1.0), "damping": (1.0, 1.0),
+                 "actuator_gain": (1.0, 1.0), "obs_noise": 0.0, "action_delay": (0, 0)}
+
+
 def shift_overrides(name: str) -> list[str]:
-    """``key=value`` overrides of the named shift (``nominal``: none)."""
-    if name == "nominal":
-        return []
-    if name not in SHIFTS:
+    """``key=value`` overrides that set the whole ``env.randomize`` section to the named shift (``nominal``:
+    no perturbation at all), whatever randomisation the run was trained with."""
+    if name != "nominal" and name not in SHIFTS:
         raise ValueError(f"unknown shift {name!r}; expected nominal or one of: {', '.join(SHIFTS)}")
-    return [f"env.randomize.{k}=[{lo}, {hi}]" for k, (lo, hi) in SHIFTS[name].items()]
+    fields = {**NOMINAL, **SHIFTS.get(name, {})}
+    fmt = lambda v: "[" + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in v) + "]" \
+        if isinstance(v, (tuple, list)) else str(v)  # noqa: E731
+    return [f"env.randomize.{k}={fmt(v)}" for k, v in fields.items()]

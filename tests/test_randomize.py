@@ -109,3 +109,16 @@ def test_bad_ranges_are_refused_naming_them(override, needle):
 def test_unknown_body_is_refused_naming_it_and_the_bodies():
     with pytest.raises(ValueError, match=r"\['pole_9'\].*cart"):
         _env(mass=(1.2, 1.2), mass_bodies=["pole_9"])
+
+
+def test_a_named_shift_replaces_the_runs_own_randomisation():
+    """`eval --shift` on a run trained with randomisation measures exactly the shift (nominal: none)."""
+    from sim.randomize import SHIFTS, shift_overrides
+
+    trained = apply_overrides(RunConfig(), ["env.randomize.friction=[0.5, 1.5]", 'env.randomize.mass_bodies=["pole_1"]',
+                                            "env.randomize.action_delay=[0, 1]", "env.randomize.obs_noise=0.01"])
+    assert apply_overrides(trained, shift_overrides("nominal")).env.randomize == RandomizeConfig()
+    for name, fields in SHIFTS.items():
+        assert apply_overrides(trained, shift_overrides(name)).env.randomize == RandomizeConfig(**fields)
+    with pytest.raises(ValueError, match="gravity"):
+        shift_overrides("gravity")
