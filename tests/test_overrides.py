@@ -241,3 +241,27 @@ def test_run_dir_template_fields(template, tmp_path, monkeypatch, capsys):
 def test_documented_template_fields_work():
     cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), ["run_dir=runs/{task}-{seed:03d}", "seed=7"])
     assert cfg.resolved_run_dir() == Path("runs/cartpole-swingup-007")
+
+
+# --- defect 7 (part): the planner's memory is estimated from the config before anything is built -----
+def test_a_planner_too_big_for_memory_is_refused_naming_the_fields(run, tmp_path, capsys):
+    new = tmp_path / "big"
+    rc, out = _cli(capsys, "run", f"run_dir={new}", "planner.samples=2000000", "--no-progress")
+    assert rc == 2 and "planner.samples=2000000" in out and "GB" in out and "Traceback" not in out, out
+    assert not new.exists()
+    before = snapshot(run)
+    # the tiny run's small model: 2,000,000 samples would fit (slowly); 200,000,000 cannot
+    rc, out = _cli(capsys, "eval", str(run), "planner.samples=200000000", "--no-progress")
+    assert rc == 2 and "planner.samples=200000000" in out and "model.hidden=32" in out, out
+    assert snapshot(run) == before
+
+
+def test_planner_memory_estimate_scales_and_uses_the_given_budget():
+    from robot_wm.runner import check_planner_memory, planner_memory_bytes
+
+    small = cfgmod.RunConfig()
+    big = cfgmod.apply_overrides(small, ["planner.samples=1280"])
+    assert planner_memory_bytes(big, 5, 1) == 10 * planner_memory_bytes(small, 5, 1) < 100e6
+    check_planner_memory(small, 5, 1, available=10**9)  # fits
+    with pytest.raises(ValueError, match=r"planner.samples=128, planner.horizon=12.*model.hidden=200"):
+        check_planner_memory(small, 5, 1, available=10**6)
