@@ -294,3 +294,45 @@ def test_io_bound_step_equals_a_plain_run_with_the_seeded_noise(files):
     np.testing.assert_array_equal(out.action, ref[0])
     np.testing.assert_array_equal(out.next_plan, ref[1])
     assert out.best_return == float(ref[2]) and out.valid == bool(ref[4])
+
+
+class _GlitchyRobot:
+    """A robot driver whose state estimate goes NaN at one step, and that supplies no reward."""
+
+    state_dim, control_period = 2, 0.05
+    action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+
+    def __init__(self, bad_at: int):
+        self.t, self.bad_at = 0, bad_at
+
+    def read_state(self):
+        return np.array([np.nan if self.t == self.bad_at else self.t, 1.0], np.float32)
+
+    def send_action(self, action):
+        self.t += 1
+
+    def time(self):
+        return self.t * self.control_period
+
+
+def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(tmp_path):
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    robot = _GlitchyRobot(bad_at=6)
+    rec.begin(robot, seed=0)
+    for _ in range(10):
+        robot.send_action(np.zeros(1))
+        rec.step(robot, np.zeros(1), 0.002, None)
+    path = rec.end()
+    ep = EpisodeDataset(tmp_path / "rec")[0]
+    assert path.exists() and len(ep) == 5 and ep.meta["cut_at_bad_state"] == 6
+    np.testing.assert_array_equal(ep.obs[:, 0], np.arange(6))
+    assert ep.physics_state.shape == (6, 0)  # a real robot: no MuJoCo state
+    assert ep.meta["reward_known"] is False and ep.meta["return"] is None and len(ep.meta["latency_ms"]) == 5
+    robot = _GlitchyRobot(bad_at=0)  # nothing valid at all: nothing written, no crash
+    rec.begin(robot, seed=1)
+    robot.send_action(np.zeros(1))
+    rec.step(robot, np.zeros(1), 0.002, None)
+    assert rec.end() is None and len(EpisodeDataset(tmp_path / "rec")) == 1

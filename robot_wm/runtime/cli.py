@@ -63,7 +63,7 @@ def _deploy(a: argparse.Namespace) -> int:
         try:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
         finally:  # an interrupted episode keeps what it recorded
-            path = rec.end(**robot.episode_info()) if rec is not None else None
+            path = _save(rec, robot) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
@@ -72,6 +72,16 @@ def _deploy(a: argparse.Namespace) -> int:
           f"({', '.join(f'{r:.1f}' for r in returns)})")
     print(f"all episodes: {total.format()}")
     return 0
+
+
+def _save(rec, robot):
+    """Write the recorded episode; a failed write (full disk, ...) is reported, never ends the deployment."""
+    try:
+        return rec.end(**robot.episode_info())
+    except (OSError, ValueError) as e:
+        log.error("could not record the episode in %s: %s", rec.data.root, e)
+        print(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")
+        return None
 
 
 def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):

@@ -53,16 +53,26 @@ class DeploymentRecorder:
 
     def end(self, **meta) -> Path | None:
         """Write the episode (None when no step was recorded)."""
+        obs, extra = self.obs, {}
+        bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
+        if bad is not None:  # a sensor glitch: keep every transition before it (an episode file holds no NaN)
+            extra["cut_at_bad_state"] = bad
+            self.actions, self.rewards, self.states = self.actions[:bad - 1 if bad else 0], \
+                self.rewards[:max(bad - 1, 0)], self.states[:bad]
+            obs = obs[:bad]
         if not self.actions:
+            self._reset()
             return None
         steps, repeat = len(self.actions), self.meta.get("action_repeat") or 1
         widths = {s.shape[0] for s in self.states}
-        states = np.stack(self.states) if len(widths) == 1 else np.zeros((steps + 1, 0))
+        states = np.stack(self.states) if len(widths) == 1 and np.all(np.isfinite(self.states)) \
+            else np.zeros((steps + 1, 0))
         info = {**self.meta, "seed": self.seed, "control_steps": steps, "env_steps": steps * repeat,
                 "reward_known": self.reward_known,
                 "return": float(np.sum(self.rewards)) if self.reward_known else None,
-                "latency_ms": self.latency_ms, "fallback_steps": self.fallbacks, "diverged": False, **meta}
-        ep = Episode(np.stack(self.obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
+                "latency_ms": self.latency_ms[:steps], "fallback_steps": [f for f in self.fallbacks if f["step"] < steps],
+                "diverged": False, **extra, **meta}
+        ep = Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
         path = self.data.append(ep)
         self._reset()
         return path
