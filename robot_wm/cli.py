@@ -71,7 +71,7 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
             f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in changed)}"
             f" on the run {str(run.root)!r}: its episodes were collected with the run's values; use another run_dir")
     warn_network(cfg)
-    run.overrides = list(overrides)
+    run.overrides = cfgmod.changes(saved, cfg)  # what this command changes, named in every record it writes
     return Session.open(cfg, run, progress, lock=lock)
 
 

@@ -387,6 +387,14 @@ def changed_fields(old: RunConfig, new: RunConfig) -> list[str]:
     return sorted(k for k in a if a[k] != b[k])
 
 
+def changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """What ``new`` changes against ``old``, as ``key=value`` overrides (values as JSON, which TOML reads)."""
+    import json
+
+    a, b = flat(old), flat(new)
+    return [f"{k}={json.dumps(b[k])}" for k in sorted(a) if a[k] != b[k]]
+
+
 def to_toml(cfg: RunConfig) -> str:
     return tomli_w.dumps(cfg.model_dump(exclude_none=True))
 

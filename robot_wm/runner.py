@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from policies.mpc.planner import MPCPlanner
 from policies.mpc.step import StepSpec
 from policies.random import RandomPolicy
+from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -325,7 +326,7 @@ def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict,
             f"run {str(run.root)!r} is complete (its final evaluation is done), so --resume "
             f"{' '.join(f'{k}={new[k]!r}' for k in persist)} would change nothing; start a new run_dir to train "
             "longer or evaluate again with `robot-wm eval`")
-    return persist, [f"{k}={new[k]!r}" for k in changed]
+    return persist, [c for c in config_mod.changes(saved, cfg) if not c.startswith("run_dir=")]
 
 
 def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
