@@ -301,6 +301,290 @@ def security() -> None:
     record("security", "no eval/exec/pickle/torch.load in the code", lambda: (not bad, ", ".join(bad) or "none"))
 
 
+# --- issue 11: concurrent writers, one-off overrides, network settings, foreign data, the headline, run_dir
+def _last(out: str, n: int = 110) -> str:
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    return lines[-1][:n] if lines else "(no message)"
+
+
+def run_lock(base: Path, work: Path, real_run: bool) -> None:
+    """A second writer while another real process holds the run's lock; a killed holder; read-only commands."""
+    import signal
+
+    run = copy_run(base, work / "locked")
+    holder = tf.hold_lock(run)
+    try:
+        for args in (["run", f"run_dir={run}", "--resume", "--no-progress"], ["collect", str(run), "--no-progress"],
+                     ["train", str(run), "--no-progress"], ["eval", str(run), "--episodes", "1", "--no-progress"]):
+            def f(args=args):
+                before = tf.snapshot(run)
+                rc, out = cli(*args)
+                return rc == 2 and f"PID {holder.pid}" in out and tf.snapshot(run) == before, _last(out)
+            record("run lock", f"second writer: robot-wm {args[0]}", f)
+
+        def export():
+            rc, out = cli("export", str(run), "--out", str(work / "locked.onnx"))
+            return rc == 0 and (work / "locked.onnx").exists(), _last(out)
+        record("run lock", "read-only export while the run is locked", export)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+
+        def taken_over():
+            n = len(tf.episode_hashes(run))
+            rc, out = cli("collect", str(run), "--no-progress")
+            return rc == 0 and len(tf.episode_hashes(run)) == n + 1, _last(out)
+        record("run lock", "a SIGKILLed holder's lock is taken over", taken_over)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    if real_run:
+        record("run lock", "paused `robot-wm run` + a --resume of the same run", lambda: _paused_run(work))
+
+
+def _paused_run(work: Path):
+    """The issue's reproduction: a real run paused (SIGSTOP) mid-training, a --resume on it (refused), the
+    paused run SIGKILLed, then the --resume takes over and completes the run."""
+    import signal
+    import subprocess
+
+    run = work / "paused-run"
+    log = open(work / "paused-run.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={run}", *tf.TINY, "env_steps=8000",
+                             "--no-progress"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MUJOCO_GL": "egl"})
+    try:
+        end = time.monotonic() + 300
+        while len(tf.episode_hashes(run)) < 2 and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGSTOP)
+        before = tf.snapshot(run)
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={run}", "--resume", "--no-progress"],
+                           capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300)
+        refused = r.returncode == 2 and f"PID {proc.pid}" in r.stderr and tf.snapshot(run) == before
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    kept = tf.episode_hashes(run)
+    rc, out = cli("run", f"run_dir={run}", "--resume", "env_steps=800", "--no-progress")
+    after = tf.episode_hashes(run)
+    done = rc == 0 and {k: after.get(k) for k in kept} == kept and tf.snapshot(run) != before
+    return refused and done, f"refused while paused: {refused}; completed after the kill: {done}"
+
+
+def overrides(base: Path, complete: Path, work: Path) -> None:
+    def eval_then_export():
+        run = copy_run(base, work / "ovr-eval")
+        config = (run / "config.toml").read_bytes()
+        rc1, out = cli("eval", str(run), "env.action_repeat=2", "--planner", "random", "--episodes", "1",
+                       "--no-progress")
+        rec = RunDirRecords(run)[-1]
+        rc2, out2 = cli("export", str(run), "--out", str(work / "ovr.onnx"))
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(work / "ovr.onnx")).metadata_props} if rc2 == 0 else {}
+        ok = (rc1 == rc2 == 0 and (run / "config.toml").read_bytes() == config
+              and rec.get("overrides") == ["env.action_repeat=2"] and meta.get("action_repeat") == "8")
+        return ok, f"config.toml unchanged, record names the override, export: action repeat {meta.get('action_repeat')}"
+    record("one-off overrides", "eval env.action_repeat=2, then a plain export", eval_then_export)
+
+    def train():
+        run = copy_run(base, work / "ovr-train")
+        config = (run / "config.toml").read_bytes()
+        rc, out = cli("train", str(run), "model.max_epochs=1", "--no-progress")
+        ok = rc == 0 and (run / "config.toml").read_bytes() == config and \
+            RunDirRecords(run)[-1].get("overrides") == ["model.max_epochs=1"]
+        return ok, _last(out)
+    record("one-off overrides", "train model.max_epochs=1", train)
+    for bad in ("planner.samples=96", "seed=5", "env.action_repeat=2", "value.enabled=false"):
+        def g(bad=bad):
+            run = copy_run(base, work / f"ovr-resume-{bad.split('=')[0]}")
+            before = tf.snapshot(run)
+            rc, out = cli("run", f"run_dir={run}", bad, "--resume", "--no-progress")
+            return rc == 2 and bad.split("=")[0] in out and tf.snapshot(run) == before, _last(out)
+        record("one-off overrides", f"--resume {bad} refused", g)
+
+    def complete_budget():
+        run = copy_run(complete, work / "ovr-complete")
+        before = tf.snapshot(run)
+        rc, out = cli("run", f"run_dir={run}", "env_steps=5000", "--resume", "--no-progress")
+        return rc == 2 and "complete" in out and tf.snapshot(run) == before, _last(out)
+    record("one-off overrides", "--resume env_steps=5000 on a complete run", complete_budget)
+
+
+def RunDirRecords(run: Path) -> list[dict]:
+    from robot_wm.io import read_jsonl
+
+    return read_jsonl(run / "metrics.jsonl")
+
+
+def network(base: Path, work: Path) -> None:
+    import socket
+
+    from robot_wm import config as cfgmod
+    from robot_wm.run_dir import RunDir
+
+    def free_port() -> int:
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            return sk.getsockname()[1]
+
+    def can_bind(port: int) -> bool:
+        with socket.socket() as sk:
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sk.bind(("0.0.0.0", port))
+                return True
+            except OSError:
+                return False
+
+    def from_run_file():
+        run = copy_run(base, work / "net-file")
+        port = free_port()
+        cfg = (run / "config.toml").read_text()
+        (run / "config.toml").write_text(cfg.replace('[rerun]\nmode = "off"',
+                                                     f'[rerun]\nmode = "serve"\naddress = "0.0.0.0:{port}"'))
+        rc, out = cli("eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress")
+        return rc == 0 and "serving" not in out and can_bind(port), "no listener opened"
+    record("network settings", "serve 0.0.0.0 in a run's config.toml", from_run_file)
+
+    def once_then_plain():
+        run = copy_run(base, work / "net-once")
+        port = free_port()
+        config = (run / "config.toml").read_bytes()
+        rc1, out1 = cli("eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress", "--rerun",
+                        "serve", "--rerun-address", f"0.0.0.0:{port}")
+        rc2, out2 = cli("eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress")
+        ok = (rc1 == rc2 == 0 and f"listen on 0.0.0.0:{port}" in out1 and "serving" not in out2
+              and (run / "config.toml").read_bytes() == config)
+        return ok, "warned once; config.toml unchanged; the next eval listens nowhere"
+    record("network settings", "eval --rerun serve 0.0.0.0, then a plain eval", once_then_plain)
+
+    def launch():
+        d = work / "net-launch"
+        d.mkdir()
+        (d / "l.toml").write_text(f'run_dir = "{d / "new"}"\n[rerun]\nmode = "serve"\naddress = "0.0.0.0:9877"\n')
+        rc, out = cli("run", str(d / "l.toml"), "--no-progress")
+        return rc == 2 and "rerun.address" in out and not (d / "new").exists(), _last(out)
+    record("network settings", "launch file with serve 0.0.0.0", launch)
+
+    def saved():
+        rd = RunDir(work / "net-saved")
+        rd.save_config(cfgmod.apply_overrides(cfgmod.RunConfig(), ["rerun.mode=spawn", 'rerun.address="10.0.0.1:9"']))
+        text = rd.config_path.read_text()
+        return "spawn" not in text and "10.0.0.1" not in text, "never written"
+    record("network settings", "a run config saved with spawn + address", saved)
+
+
+def foreign_data(base: Path, work: Path) -> None:
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+
+    for command in ("collect", "train", "eval"):
+        def f(command=command):
+            run = copy_run(base, work / f"task-{command}")
+            before = tf.snapshot(run)
+            rc, out = cli(command, str(run), "env.task=walker-walk", "--no-progress")
+            return rc == 2 and "walker-walk" in out and tf.snapshot(run) == before, _last(out)
+        record("data from another task", f"{command} env.task=walker-walk on a cartpole run", f)
+    rng = np.random.default_rng(0)
+    walker = Episode(rng.normal(size=(4, 24)), rng.uniform(-1, 1, (3, 6)), np.zeros(3), np.zeros((4, 18)),
+                     {"task": "walker-walk"})
+
+    def append():
+        run = copy_run(base, work / "task-append")
+        before = tf.snapshot(run)
+        try:
+            EpisodeDataset(run / "episodes").append(walker)
+        except ValueError as e:
+            return "episode_000002.npz" in str(e) and tf.snapshot(run) == before, str(e)[:110]
+        return False, "accepted"
+    record("data from another task", "appending a 24-dimensional episode", append)
+
+    def on_disk():
+        run = copy_run(base, work / "task-disk")
+        walker.save(run / "episodes" / "episode_000002.npz")
+        before = tf.snapshot(run)
+        rc, out = cli("train", str(run), "--no-progress")
+        return rc == 2 and "episode_000002.npz" in out and tf.snapshot(run) == before, _last(out)
+    record("data from another task", "a foreign episode file dropped into episodes/", on_disk)
+
+
+def headline(complete: Path, work: Path) -> None:
+    import json
+
+    from robot_wm.data.dataset import EpisodeDataset
+
+    def f():
+        run = copy_run(complete, work / "headline")
+        m = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**m, "status": "running"}))  # final eval interrupted
+        rc1, _ = cli("eval", str(run), "--planner", "random", "--episodes", "3", "--no-progress")
+        rc2, out = cli("run", f"run_dir={run}", "eval_episodes=2", "--resume", "--no-progress")
+        evals = EpisodeDataset(run / "eval")
+        own = [e.total_return for e in evals if e.meta["policy"] == "learned"]
+        got = json.loads((run / "summary.json").read_text())["eval_returns"]
+        ok = rc1 == rc2 == 0 and len(own) == 2 and np.allclose(got, own)
+        return ok, f"summary {np.round(got, 1).tolist()}, the run's own {np.round(own, 1).tolist()}"
+    record("summary headline", "ad-hoc random eval between an interrupted final eval and --resume", f)
+
+
+def run_dirs(work: Path) -> None:
+    for files in ({"config.toml": "seed = 1\n"}, {"notes.txt": "mine"}):
+        for command in ("run", "collect", "eval"):
+            def f(files=files, command=command):
+                folder = work / f"user-{command}-{next(iter(files))}"
+                folder.mkdir()
+                for name, text in files.items():
+                    (folder / name).write_text(text)
+                before = tf.snapshot(folder)
+                args = {"run": ["run", f"run_dir={folder}", *tf.TINY], "collect": ["collect", str(folder), *tf.TINY],
+                        "eval": ["eval", str(folder)]}[command]
+                rc, out = cli(*args, "--no-progress")
+                ok = rc == 2 and ("not a run" in out or "not a robot-wm run" in out) and tf.snapshot(folder) == before and \
+                    sorted(p.name for p in folder.iterdir()) == sorted(files)
+                return ok, _last(out)
+            record("run_dir", f"{command} into a user's folder holding {next(iter(files))}", f)
+    for args in (["run", ""], ["run", "run_dir="], ["collect", ""]):
+        def g(args=args):
+            cwd = Path.cwd()
+            d = work / f"empty-{len(list(work.iterdir()))}"
+            d.mkdir()
+            os.chdir(d)
+            try:
+                rc, out = cli(*args, "--no-progress")
+            finally:
+                os.chdir(cwd)
+            return rc == 2 and "empty" in out and not list(d.iterdir()), _last(out)
+        record("run_dir", f"empty argument: robot-wm {' '.join(repr(a) for a in args)}", g)
+    for template in ("{task.__class__}", "{seed[0]}", "{task!r}", "{seed:{task}}", "{user}", "{0}"):
+        def h(template=template):
+            rc, out = cli("run", f"run_dir={work}/t/{template}", "--no-progress")
+            return rc == 2 and "run_dir" in out and not (work / "t").exists(), _last(out)
+        record("run_dir", f"template {template}", h)
+
+
+def planner_sizes(base: Path, work: Path) -> None:
+    """Issue 11, defect 7 (the planner part): a planner that cannot fit in memory is refused from the config."""
+    def new_run():
+        run = work / "big-run"
+        t0 = time.perf_counter()
+        rc, out = cli("run", f"run_dir={run}", "planner.samples=2000000", "--no-progress")
+        return rc == 2 and "planner.samples=2000000" in out and not run.exists(), \
+            f"{time.perf_counter() - t0:.1f} s: " + _last(out, 90)
+    record("planner size", "run planner.samples=2000000 (default model)", new_run)
+
+    def on_eval():
+        run = copy_run(base, work / "big-eval")
+        before = tf.snapshot(run)
+        rc, out = cli("eval", str(run), "planner.samples=200000000", "--no-progress")
+        return rc == 2 and "planner.samples=200000000" in out and tf.snapshot(run) == before, _last(out, 90)
+    record("planner size", "eval planner.samples=200000000 on a run", on_eval)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -312,9 +596,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fault-report-") as tmp:
         work = Path(tmp)
         print("setting up a small run and an exported planner ...", flush=True)
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             base = make_run_dir(work / "base" / "run")
             planner = tf.export_files(base)
+            from conftest import tiny_run
+
+            complete = work / "base-complete" / "run"
+            assert tiny_run(complete) == 0, "the complete tiny run failed"
         if not a.no_kill:
             print("SIGKILL chain on a real `robot-wm run` ...", flush=True)
             kills(work)
@@ -323,7 +611,13 @@ def main() -> int:
                          ("ONNX files", lambda: onnx_files(planner, work)),
                          ("launch files", lambda: launch_files(base, work)),
                          ("control path", lambda: control_path(base, planner)),
-                         ("divergence", lambda: divergence(base, work)), ("security", security)]:
+                         ("divergence", lambda: divergence(base, work)), ("security", security),
+                         ("run lock", lambda: run_lock(base, work, real_run=not a.no_kill)),
+                         ("one-off overrides", lambda: overrides(base, complete, work)),
+                         ("network settings", lambda: network(base, work)),
+                         ("data from another task", lambda: foreign_data(base, work)),
+                         ("summary headline", lambda: headline(complete, work)), ("run_dir", lambda: run_dirs(work)),
+                         ("planner size", lambda: planner_sizes(base, work))]:
             print(f"{name} ...", flush=True)
             with contextlib.redirect_stderr(io.StringIO()):
                 fn()
