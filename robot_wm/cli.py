@@ -15,7 +15,8 @@ from robot_wm.io import RunLockedError
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli", "robot_wm.finetune_cli"]
+PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli", "robot_wm.finetune_cli",
+                     "robot_wm.sweep.cli"]
 
 
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:

@@ -1,0 +1,225 @@
+"""Running a sweep's trials on Ray Tune: an embedded loopback-only Ray, or an existing cluster.
+
+Ray Tune schedules the trials (one per CPU budget of ``cfg.threads``), retries a trial whose worker dies
+(``FailureConfig``), and calls back on every start, result and end. What a trial *is* stays ours: one
+ordinary ``robot_wm.runner.run`` into its own run directory, resumed from its last checkpoint when the
+directory holds part of a run, skipped (Ray is not even started) when its manifest says complete. An
+error inside a run is a result, not a crash: the trial reports it and the other trials go on.
+
+Nothing here imports ray at module level: building the ``robot-wm`` parser stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from robot_wm.sweep import results
+from robot_wm.sweep.spec import Sweep, SweepError, Trial
+
+LOOPBACK_ENV = {
+    # On Linux, Ray resolves the node IP to the machine's outward address (a requested 127.0.0.1 is
+    # replaced by it) and then binds gcs_server, raylet, every worker and the driver on all interfaces.
+    # This switch (meant for single-machine Ray on macOS/Windows) makes the node IP 127.0.0.1, so every
+    # gRPC server binds 127.0.0.1 and the runtime-env agent too (tested with `ss -ltnp`).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # No usage statistics sent anywhere.
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+STATUS_EVERY_S = 60.0
+
+
+def _import_ray_for_embedded():
+    """Set the loopback environment, then import ray (the switch is read once, when ray is imported)."""
+    already = "ray" in sys.modules
+    os.environ.update(LOOPBACK_ENV)  # inherited by every Ray process this command starts
+    import ray
+    from ray._private import ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER:
+        raise RuntimeError("ray was imported before robot-wm could keep its embedded instance on loopback "
+                           f"(set {', '.join(f'{k}={v}' for k, v in LOOPBACK_ENV.items())} in the environment "
+                           f"before ray is imported){' (ray was already imported)' if already else ''}")
+    return ray
+
+
+@contextlib.contextmanager
+def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterator:
+    """Ray for the sweep: with no ``address`` an embedded instance on this machine (``cpus`` CPUs, every
+    listener on 127.0.0.1, no dashboard, token authentication as Ray's default: on), stopped at the end;
+    with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
+    if address is None:
+        ray = _import_ray_for_embedded()
+        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING, configure_logging=True)
+    else:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+
+        ray.init(address=address, logging_level=logging.WARNING)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def run_trial(payload: dict) -> dict:
+    """One trial in a worker: the ordinary run, resumed if its directory holds part of one. Returns
+    ``{"status": "complete"|"failed", "error": message}``; an error in the run never escapes."""
+    from robot_wm.runner import run
+
+    trial, run_dir = Trial.from_payload(payload), Path(payload["run_dir"])
+    try:
+        cfg = trial.config(run_dir)
+        run(cfg, progress=False, resume=results.is_started(run_dir))
+        return {"status": "complete", "error": ""}
+    except Exception as e:  # noqa: BLE001 - reported as the trial's result; the other trials go on
+        msg = str(e).strip().splitlines()
+        return {"status": "failed", "error": f"{type(e).__name__}: {msg[0] if msg else ''}"[:500]}
+
+
+def _trainable(config: dict) -> None:
+    from ray import tune
+
+    tune.report(run_trial(config["trial"]))
+
+
+class _Progress:
+    """Plain lines for a terminal or a CI log: each trial started / finished / failed with the overall
+    count, and every ``STATUS_EVERY_S`` a line per running trial (episodes stored so far)."""
+
+    def __init__(self, total: int, skipped: int, on_change: Callable[[str, str | None, str], None],
+                 out: Callable[[str], None]):
+        self.total, self.done, self.failed = total, skipped, 0
+        self.running: dict[str, tuple[float, str]] = {}
+        self.outcome: dict[str, dict] = {}
+        self.on_change, self.out = on_change, out
+        self.last_status = time.monotonic()
+
+    def count(self) -> str:
+        pending = self.total - self.done - self.failed - len(self.running)
+        return (f"[{self.done + self.failed}/{self.total}] finished {self.done}, running {len(self.running)}, "
+                f"failed {self.failed}, pending {pending}")
+
+    def start(self, name: str, run_dir: str) -> None:
+        self.running[name] = (time.monotonic(), run_dir)
+        self.out(f"sweep: started {name}  {self.count()}")
+
+    def result(self, name: str, res: dict) -> None:
+        self.outcome[name] = res
+
+    def end(self, name: str, error: str | None = None) -> None:
+        t0, run_dir = self.running.pop(name, (time.monotonic(), ""))
+        res = self.outcome.get(name, {})
+        err = error or (res.get("error") if res.get("status") == "failed" else None)
+        if err:
+            self.failed += 1
+            self.on_change(name, "failed", err)
+            self.out(f"sweep: FAILED {name} after {time.monotonic() - t0:.0f} s: {err}  {self.count()}")
+        else:
+            self.done += 1
+            self.on_change(name, None, "")
+            row = results.trial_row(Trial(name=name, source="", is_launch=False, seed=0, grid=()), Path(run_dir))
+            ret = row.get("eval_return_mean")
+            self.out(f"sweep: finished {name} in {time.monotonic() - t0:.0f} s"
+                     f"{f', eval return {ret:.1f}' if isinstance(ret, float) else ''}  {self.count()}")
+
+    def tick(self) -> None:
+        if not self.running or time.monotonic() - self.last_status < STATUS_EVERY_S:
+            return
+        self.last_status = time.monotonic()
+        for name, (t0, run_dir) in self.running.items():
+            m = results.manifest(Path(run_dir))
+            self.out(f"sweep:   running {name}: {m.get('episodes', 0)} episodes stored, "
+                     f"{time.monotonic() - t0:.0f} s")
+        self.out(f"sweep: {self.count()}")
+
+
+def _tune_callback(progress: _Progress):
+    from ray import tune
+
+    class Callback(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.start(trial.config["trial"]["name"], trial.config["trial"]["run_dir"])
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress.result(trial.config["trial"]["name"], result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.end(trial.config["trial"]["name"])
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            err = trial.error_file and Path(trial.error_file).is_file() and Path(trial.error_file).read_text()
+            last = (err or "the trial's worker failed").strip().splitlines()[-1]
+            progress.end(trial.config["trial"]["name"], error=f"worker failed (retries spent): {last}"[:500])
+
+        def on_step_end(self, iteration, trials, **info):
+            progress.tick()
+
+    return Callback()
+
+
+def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address: str | None = None,
+              max_failures: int = 2, out: Callable[[str], None] = print) -> list[dict]:
+    """Run every trial of ``sweep`` not complete yet under ``sweep_dir`` and write ``results.csv`` (after
+    each trial and at the end). Uses the Ray this process is already connected to, if any; otherwise starts
+    the embedded one (``address`` None) or joins ``address``. Returns the rows."""
+    sweep_dir = Path(sweep_dir).resolve()
+    run_dirs = {t.name: results.run_dir_of(sweep_dir, t) for t in sweep.trials}
+    errors: dict[str, str] = {}
+
+    def rows() -> list[dict]:
+        return [results.trial_row(t, run_dirs[t.name], "failed" if t.name in errors else None,
+                                  errors.get(t.name, "")) for t in sweep.trials]
+
+    def on_change(name: str, status: str | None, error: str) -> None:
+        if status == "failed":
+            errors[name] = error
+        results.write(sweep_dir, rows())
+
+    todo = [t for t in sweep.trials if not results.is_complete(run_dirs[t.name])]
+    for t in sweep.trials:
+        if t not in todo:
+            out(f"sweep: skipped {t.name} (complete in {run_dirs[t.name]})")
+    results.write(sweep_dir, rows())
+    if not todo:
+        out(f"sweep: all {len(sweep.trials)} trials complete; results in {sweep_dir / results.RESULTS_NAME}")
+        return rows()
+    if cpus is not None and address is None and (big := max(todo, key=lambda t: t.threads)).threads > cpus:
+        raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but --cpus is {cpus}; expected "
+                         f"--cpus of at least {big.threads} (or threads={cpus} in the sweep's overrides)")
+    for t in todo:
+        if results.is_started(run_dirs[t.name]):
+            out(f"sweep: resuming {t.name} from its last checkpoint")
+    connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    with contextlib.nullcontext(sys.modules.get("ray")) if connected else ray_instance(cpus, address) as ray:
+        total = ray.cluster_resources().get("CPU", 0)
+        if (big := max(todo, key=lambda t: t.threads)).threads > total:
+            raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
+        progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out)
+        _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures)
+    final = rows()
+    results.write(sweep_dir, final)
+    out(f"sweep: done. {progress.count()}; results in {sweep_dir / results.RESULTS_NAME}")
+    return final
+
+
+def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_failures: int) -> None:
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    name = lambda t: t.config["trial"]["name"]
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, lambda config: tune.PlacementGroupFactory(
+            [{"CPU": config["trial"]["threads"]}])),
+        param_space={"trial": tune.grid_search(payloads)},
+        tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name),
+        run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=max_failures),
+                                  callbacks=[_tune_callback(progress)]))
+    tuner.fit()

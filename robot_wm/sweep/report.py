@@ -1,0 +1,128 @@
+"""``robot-wm report SWEEP_DIR``: the results table, and learning curves per task (matplotlib PNG: the mean
+over seeds with a min/max band, one curve per grid setting) with published returns marked at their budgets."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from robot_wm.sweep import results
+
+DEFAULT_ANCHORS = Path(__file__).resolve().parents[2] / "bench" / "anchors" / "dmc_returns.csv"
+"""Published DMC returns (task, system, env_steps, mean_return), present in a checkout of robot-wm."""
+ANCHOR_MAX_STEPS = 100_000
+"""Anchors past this budget are left off the plot (our budgets are far below; the plot stays readable)."""
+PLOT_NAME = "learning_curves.png"
+
+
+def read_anchors(path: Path) -> dict[tuple[str, str, int], float]:
+    """(task, system, env steps) -> published mean return, from a CSV with '#' comment lines."""
+    lines = [r for r in Path(path).read_text().splitlines() if not r.startswith("#")]
+    return {(r["task"], r["system"], int(r["env_steps"])): float(r["mean_return"]) for r in csv.DictReader(lines)}
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _setting(row: dict) -> str:
+    """The grid setting of a row, less the task (the panel already names it)."""
+    return " ".join(o for o in row["overrides"].split() if not o.startswith("env.task=")) or "default"
+
+
+def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float, float, int]]]]:
+    """task -> setting -> [(budget, mean, min, max, seeds)] over the complete rows' seeds."""
+    budgets = results.budgets_of(rows)
+    by: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "complete":
+            by[(r["task"], _setting(r))].append(r)
+    out: dict[str, dict] = defaultdict(dict)
+    for (task, setting), rs in sorted(by.items()):
+        pts = []
+        for b in budgets:
+            vals = [v for r in rs if not math.isnan(v := _float(r.get(f"{results.BUDGET_PREFIX}{b}")))]
+            if vals:
+                pts.append((b, statistics.fmean(vals), min(vals), max(vals), len(vals)))
+        out[task][setting] = pts
+    return out
+
+
+def print_table(rows: list[dict], sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    budgets = results.budgets_of(rows)
+    t = Table(title=f"robot-wm sweep: {sweep_dir} ({len(rows)} trials)")
+    for col in ("task", "seed", "overrides", "status", *(f"@{b}" for b in budgets), "final ± std", "plan Hz",
+                "wall s"):
+        t.add_column(col, justify="left" if col in ("task", "overrides", "status") else "right")
+    fmt = lambda v, f=".1f": "" if math.isnan(x := _float(v)) else format(x, f)
+    for r in rows:
+        status = r["status"] + (f": {r['error']}" if r.get("error") else "")
+        final = f"{fmt(r['eval_return_mean'])} ± {fmt(r['eval_return_std'])}" if r["eval_return_mean"] else ""
+        t.add_row(r["task"], r["seed"], r["overrides"], status,
+                  *(fmt(r.get(f"{results.BUDGET_PREFIX}{b}")) for b in budgets), final, fmt(r["plan_hz"], ".0f"),
+                  fmt(r["wall_s"], ".0f"))
+    Console(width=200).print(t)
+
+
+def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
+    """One panel per task: the mean over seeds per setting, a min/max band, anchors as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = curves(rows)
+    tasks = sorted(data) or ["(no complete trial)"]
+    cols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.8 * nrows), squeeze=False)
+    markers = "osD^vP*Xh<>"
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for setting, pts in data.get(task, {}).items():
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            line, = ax.plot(x, [p[1] for p in pts], marker="o", label=f"robot-wm {setting} (n={max(p[4] for p in pts)})")
+            ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.2)
+        ref = {(s, n): v for (t, s, n), v in (anchors or {}).items() if t == task}
+        systems = sorted({s for s, n in ref if s != "random" and n <= ANCHOR_MAX_STEPS})
+        for i, system in enumerate(systems):
+            pts = sorted((n, v) for (s, n), v in ref.items() if s == system and 0 < n <= ANCHOR_MAX_STEPS)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], s=28,
+                       color="0.35", label=f"{system} (published)", zorder=3)
+        if ("random", 0) in ref:
+            ax.axhline(ref[("random", 0)], color="0.6", linestyle=":", label="random actions")
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from robot_wm.io import atomic_write
+
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return out
+
+
+def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
+    rows = results.read(sweep_dir)
+    print_table(rows, sweep_dir)
+    path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
+    ref = read_anchors(path) if path else {}
+    png = plot(rows, out or Path(sweep_dir) / PLOT_NAME, ref)
+    print(f"learning curves: {png}" + ("" if path else " (no anchors file found: published returns not marked)"))
+    return png

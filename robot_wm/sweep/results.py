@@ -1,0 +1,109 @@
+"""The sweep's results: one row per trial, from its run directory, in one CSV (``results.csv``).
+
+The CSV is plain (pandas, a spreadsheet or ``csv.DictReader`` read it without robot-wm) and written
+atomically, so a reader never sees half a file, even while the sweep is running or after it was killed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from robot_wm.io import atomic_write_text
+from robot_wm.sweep.spec import Trial
+
+RESULTS_NAME = "results.csv"
+BUDGET_PREFIX = "return_at_"
+"""Per-budget columns: ``return_at_10000`` is the mean evaluation return when the collected environment
+steps first reached 10,000 (the run's learning curve)."""
+COLUMNS = ["name", "task", "seed", "overrides", "status", "error", "env_steps", "eval_return_mean",
+           "eval_return_std", "wall_s", "plan_hz", "run_dir"]
+STATUSES = ("complete", "failed", "interrupted", "pending")
+
+
+def runs_dir(sweep_dir: Path) -> Path:
+    return Path(sweep_dir) / "runs"
+
+
+def run_dir_of(sweep_dir: Path, trial: Trial) -> Path:
+    return (runs_dir(sweep_dir) / trial.name).resolve()
+
+
+def manifest(run_dir: Path) -> dict:
+    p = Path(run_dir) / "manifest.json"
+    try:
+        return json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def is_complete(run_dir: Path) -> bool:
+    return manifest(run_dir).get("status") == "complete" and (Path(run_dir) / "summary.json").is_file()
+
+
+def is_started(run_dir: Path) -> bool:
+    """Something of a run is there (so the trial continues it with ``--resume`` semantics)."""
+    run_dir = Path(run_dir)
+    return (run_dir / "manifest.json").exists() or any((run_dir / "episodes").glob("episode_*.npz"))
+
+
+def return_at(curve: dict[int, list[float]], budget: int) -> float:
+    """Mean evaluation return at the first evaluation at or past ``budget`` environment steps (NaN: none)."""
+    hit = min((k for k in curve if k >= budget), default=None)
+    return statistics.fmean(curve[hit]) if hit is not None and curve[hit] else math.nan
+
+
+def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str = "") -> dict:
+    """The trial's row: figures from the run directory's summary.json when the run is complete."""
+    row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
+           "run_dir": str(run_dir), "error": error}
+    if is_complete(run_dir):
+        s = json.loads((Path(run_dir) / "summary.json").read_text())
+        curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
+        row.update(status="complete", env_steps=s["env_steps"], eval_return_mean=s["eval_return_mean"],
+                   eval_return_std=s["eval_return_std"], wall_s=s["wall_s"], plan_hz=s["plan_hz"])
+        row.update({f"{BUDGET_PREFIX}{b}": return_at(curve, b) for b in trial.budgets})
+        return row
+    row["status"] = status or ("interrupted" if is_started(run_dir) else "pending")
+    return row
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def to_csv(rows: list[dict]) -> str:
+    budgets = sorted({int(k[len(BUDGET_PREFIX):]) for r in rows for k in r if k.startswith(BUDGET_PREFIX)})
+    cols = COLUMNS[:9] + [f"{BUDGET_PREFIX}{b}" for b in budgets] + COLUMNS[9:]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: _cell(r.get(c)) for c in cols})
+    return buf.getvalue()
+
+
+def write(sweep_dir: Path, rows: list[dict]) -> Path:
+    path = Path(sweep_dir) / RESULTS_NAME
+    atomic_write_text(path, to_csv(rows))
+    return path
+
+
+def read(sweep_dir: Path) -> list[dict]:
+    """The rows of ``SWEEP_DIR/results.csv`` (values as text, empty where not measured)."""
+    path = Path(sweep_dir) / RESULTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist: expected a sweep directory written by "
+                                "`robot-wm sweep` (it holds results.csv)")
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def budgets_of(rows: list[dict]) -> list[int]:
+    return sorted({int(k[len(BUDGET_PREFIX):]) for r in rows[:1] for k in r if k.startswith(BUDGET_PREFIX)})

@@ -1,0 +1,233 @@
+"""The sweep file: a typed, validated grid of ordinary runs (TOML, like a launch file).
+
+```toml
+sweep_dir = "sweeps/returns"            # where run directories and results.csv go (relative to the cwd)
+launch = ["../launch/cartpole-swingup.toml"]   # launch files, relative to this sweep file ...
+tasks = ["pendulum-swingup"]            # ... and/or task names on the embedded default config
+seeds = [100, 101, 102]
+env_steps = 20000                       # the budget of every trial (default: each launch file's)
+eval_at = [10000]                       # learning-curve evaluations (default: each launch file's)
+overrides = ["threads=1"]               # key=value applied to every trial
+
+[grid]                                  # every combination is a trial (for each launch/task and seed)
+"planner.samples" = [256, 512]
+```
+
+One trial is one ``robot-wm run`` with its own run directory ``SWEEP_DIR/runs/NAME``, NAME read from its
+launch file (or task), seed and grid values. Every trial's config is built and validated when the file
+is loaded, so a bad key or value is an error naming it before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from robot_wm import config as cfgmod
+
+
+class SweepError(cfgmod.ConfigError):
+    """A sweep file that does not fit: names the field and what was expected."""
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+
+    sweep_dir: str | None = None
+    """Where the trials' run directories and results.csv go (default: sweeps/<sweep file name>)."""
+    launch: list[str] = []
+    """Launch files (relative to the sweep file), each a source of trials."""
+    tasks: list[str] = []
+    """Task names, each a source of trials on the embedded default config (env.task=NAME)."""
+    seeds: list[int] = Field(min_length=1)
+    """Seeds: every launch file / task runs once per seed."""
+    env_steps: int | None = Field(None, ge=1)
+    """The budget of every trial in environment steps (default: each launch file's env_steps)."""
+    eval_at: list[int] | None = None
+    """Budgets at which to evaluate (learning curve; default: each launch file's eval_at)."""
+    overrides: list[str] = []
+    """key=value overrides applied to every trial."""
+    grid: dict[str, Any] = {}
+    """key -> list of values; every combination of the keys is a trial (TOML tables nest: [grid.planner])."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds {v} repeat a seed; expected distinct seeds")
+        return v
+
+    @field_validator("eval_at")
+    @classmethod
+    def _positive_budgets(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(b < 1 for b in v):
+            raise ValueError(f"eval_at {v}: expected budgets of at least 1 environment step")
+        return sorted(set(v)) if v is not None else v
+
+    @field_validator("grid")
+    @classmethod
+    def _flat_grid(cls, v: dict[str, Any]) -> dict[str, list]:
+        out: dict[str, list] = {}
+
+        def walk(node: dict, prefix: str) -> None:
+            for k, val in node.items():
+                if isinstance(val, dict):
+                    walk(val, f"{prefix}{k}.")
+                elif not isinstance(val, list) or not val:
+                    raise ValueError(f"grid key {prefix}{k!s}: expected a non-empty list of values, got {val!r}")
+                else:
+                    out[f"{prefix}{k}"] = val
+        walk(v, "")
+        return out
+
+    @model_validator(mode="after")
+    def _sources(self) -> SweepSpec:
+        if not self.launch and not self.tasks:
+            raise ValueError("no trials: expected at least one launch file (launch = [...]) or task (tasks = [...])")
+        if self.env_steps is not None and self.eval_at and max(self.eval_at) > self.env_steps:
+            raise ValueError(f"eval_at {self.eval_at} goes past env_steps {self.env_steps}; expected budgets "
+                             "no larger than env_steps")
+        return self
+
+
+def toml_value(v: Any) -> str:
+    """``v`` as the text after ``key=`` in an override (TOML, on one line)."""
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return tomli_w.dumps({"v": v}).strip()[len("v = "):]
+
+
+def _readable(v: Any) -> str:
+    return v if isinstance(v, str) else toml_value(v).replace('"', "").replace(" ", "")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep."""
+
+    name: str
+    """Unique folder name: launch/task, seed, grid values."""
+    source: str
+    """The launch file (absolute path) or the task name."""
+    is_launch: bool
+    seed: int
+    grid: tuple[str, ...]
+    """This trial's grid values as key=value."""
+    overrides: tuple[str, ...] = field(default=())
+    """Every override applied on top of the source (seed, budgets, the sweep's overrides, grid values)."""
+    task: str = ""
+    threads: int = 1
+    budgets: tuple[int, ...] = ()
+    """Learning-curve budgets (eval_at and env_steps)."""
+
+    def config(self, run_dir: Path) -> cfgmod.RunConfig:
+        """The trial's run config, writing into ``run_dir``."""
+        base = cfgmod.load(self.source) if self.is_launch else cfgmod.RunConfig()
+        literal = str(run_dir).replace("{", "{{").replace("}", "}}")  # a path, not a template
+        return cfgmod.apply_overrides(base, [*self.overrides, f"run_dir={literal}"])
+
+    def payload(self, run_dir: Path) -> dict:
+        """What a worker needs to run the trial (plain data: it crosses process and machine boundaries)."""
+        return {"name": self.name, "source": self.source, "is_launch": self.is_launch, "seed": self.seed,
+                "grid": list(self.grid), "overrides": list(self.overrides), "run_dir": str(run_dir),
+                "task": self.task, "threads": self.threads, "budgets": list(self.budgets)}
+
+    @classmethod
+    def from_payload(cls, p: dict) -> Trial:
+        return cls(name=p["name"], source=p["source"], is_launch=p["is_launch"], seed=p["seed"],
+                   grid=tuple(p["grid"]), overrides=tuple(p["overrides"]), task=p["task"], threads=p["threads"],
+                   budgets=tuple(p["budgets"]))
+
+
+NAME_CHARS = re.compile(r"[^A-Za-z0-9._=+-]+")
+MAX_NAME = 120
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep file: its spec, where it was read from and every trial."""
+
+    spec: SweepSpec
+    path: Path
+    trials: list[Trial]
+
+    def default_dir(self) -> Path:
+        return Path(self.spec.sweep_dir) if self.spec.sweep_dir else Path("sweeps") / self.path.stem
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid sweep file ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e["input"], dict) else ""
+        lines.append(f"  {where}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse(data: dict[str, Any], path: Path) -> Sweep:
+    """Validate ``data`` (a sweep file's TOML read from ``path``) and build every trial's config."""
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise SweepError(_format(e, str(path))) from None
+    sources = [(str((path.parent / p).resolve()), True, Path(p).stem) for p in spec.launch]
+    sources += [(t, False, t) for t in spec.tasks]
+    for src, is_launch, _ in sources:
+        if is_launch and not Path(src).is_file():
+            raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
+                             "relative to the sweep file)")
+    keys = list(spec.grid)
+    combos = list(itertools.product(*(spec.grid[k] for k in keys)))
+    trials, names = [], set()
+    for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
+        grid = tuple(f"{k}={toml_value(v)}" for k, v in zip(keys, combo, strict=True))
+        fixed = [f"seed={seed}"]
+        fixed += [f"env_steps={spec.env_steps}"] if spec.env_steps is not None else []
+        fixed += [f"eval_at={toml_value(spec.eval_at)}"] if spec.eval_at is not None else []
+        fixed += [] if is_launch else [f"env.task={src}"]
+        overrides = (*fixed, *spec.overrides, *grid)
+        name = NAME_CHARS.sub("_", "-".join([label, f"s{seed}", *(f"{k}={_readable(v)}"
+                                                                    for k, v in zip(keys, combo, strict=True))]))
+        trial = Trial(name=name, source=src, is_launch=is_launch, seed=seed, grid=grid, overrides=overrides)
+        try:
+            cfg = trial.config(Path("unused"))
+        except cfgmod.ConfigError as e:
+            where = f"launch file {src!r}" if is_launch else f"task {src!r}"
+            raise SweepError(f"sweep file {str(path)!r}, trial {name} ({where}, seed {seed}"
+                             f"{', ' + ' '.join(grid) if grid else ''}): {e}") from None
+        try:
+            cfgmod.check_no_network(cfg, f"sweep file {str(path)!r}")
+        except cfgmod.ConfigError as e:
+            raise SweepError(str(e)) from None
+        if cfg.eval_at and max(cfg.eval_at) > cfg.env_steps:
+            raise SweepError(f"sweep file {str(path)!r}, trial {name}: eval_at {cfg.eval_at} goes past env_steps "
+                             f"{cfg.env_steps}; expected budgets no larger than env_steps")
+        if len(name) > MAX_NAME or name in names:  # still readable, made unique by a short hash of the trial
+            digest = hashlib.sha256(repr((src, seed, grid)).encode()).hexdigest()[:8]
+            name = f"{name[:MAX_NAME - 9]}-{digest}"
+        names.add(name)
+        budgets = tuple(sorted({*cfg.eval_at, cfg.env_steps}))
+        trials.append(Trial(name=name, source=src, is_launch=is_launch, seed=seed, grid=grid, overrides=overrides,
+                            task=cfg.env.task, threads=cfg.threads, budgets=budgets))
+    return Sweep(spec=spec, path=path, trials=trials)
+
+
+def load(path: str | Path) -> Sweep:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SweepError(f"sweep file {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SweepError(f"sweep file {str(path)!r} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise SweepError(f"sweep file {str(path)!r} cannot be read: {e.strerror or e}") from None
+    return parse(data, path)

@@ -1,0 +1,215 @@
+"""``robot-wm sweep`` on a real local Ray (started once for the module, the way the command starts it) with
+real tiny runs; ``robot-wm report``; the sweep file's validation; nothing of Ray listening beyond loopback."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from robot_wm.sweep import results, spec
+from robot_wm.sweep.ray_runner import ray_instance, run_sweep
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["env.max_env_steps=200", "seed_episodes=1", "eval_episodes=1", "planner.samples=32", "planner.horizon=5",
+        "planner.iterations=2", "planner.elites=4", "planner.keep_elites=1", "model.hidden=32", "model.layers=2",
+        "model.max_epochs=5", "model.val_fraction=0.4", "value.hidden=32", "value.batch_size=64", "threads=1"]
+
+
+def write_sweep(path: Path, body: str, overrides: list[str] = TINY) -> Path:
+    path.write_text(textwrap.dedent(body) + f"overrides = {spec.toml_value(overrides)}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_up():
+    """One embedded Ray for the module, started exactly as `robot-wm sweep` starts it (2 CPUs)."""
+    with ray_instance(cpus=2) as ray:
+        yield ray
+
+
+def _csv(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "results.csv").open(newline="") as f:  # plain csv: readable without robot-wm
+        return list(csv.DictReader(f))
+
+
+def _files(run_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.rglob("*.npz")}
+
+
+def test_two_trial_sweep_then_skip_then_report(ray_up, tmp_path):
+    sweep_file = write_sweep(tmp_path / "two.toml", """\
+        tasks = ["cartpole-swingup"]
+        seeds = [1, 2]
+        env_steps = 400
+        eval_at = [200]
+    """)
+    sweep = spec.load(sweep_file)
+    out_dir = tmp_path / "sweep"
+    lines: list[str] = []
+    rows = run_sweep(sweep, out_dir, cpus=2, out=lines.append)
+    assert [r["status"] for r in rows] == ["complete", "complete"], lines
+    got = _csv(out_dir)
+    assert [(r["task"], r["seed"], r["status"]) for r in got] == [("cartpole-swingup", "1", "complete"),
+                                                                   ("cartpole-swingup", "2", "complete")]
+    for r in got:
+        run_dir = Path(r["run_dir"])
+        assert run_dir.parent == (out_dir / "runs").resolve() and (run_dir / "summary.json").is_file()
+        assert run_dir.name == f"cartpole-swingup-s{r['seed']}"
+        assert int(r["env_steps"]) >= 400 and float(r["plan_hz"]) > 0 and float(r["wall_s"]) > 0
+        assert r["return_at_200"] and r["return_at_400"] == r["eval_return_mean"]
+    assert sum(s.startswith("sweep: finished cartpole-swingup-s") for s in lines) == 2, lines
+    assert "finished 2, running 0, failed 0" in lines[-1]
+
+    # Started again (the real command, in its own process): both trials are complete, so nothing runs.
+    before = {r["run_dir"]: _files(Path(r["run_dir"])) for r in got}
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    p = subprocess.run([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage", str(out_dir),
+                        "--cpus", "2"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("skipped cartpole-swingup-s") == 2 and "all 2 trials complete" in p.stdout
+    assert {r["run_dir"]: _files(Path(r["run_dir"])) for r in got} == before  # no new or rewritten episode
+    assert [r["status"] for r in _csv(out_dir)] == ["complete", "complete"]
+
+    # The report: the table and the learning-curve plot.
+    p = subprocess.run([sys.executable, "-m", "robot_wm.cli", "report", str(out_dir)], capture_output=True, check=False,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "cartpole-swingup" in p.stdout and "complete" in p.stdout
+    png = out_dir / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_failing_trial_is_reported_and_interrupted_one_resumes(ray_up, tmp_path):
+    from policies.random import RandomPolicy
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    sweep = spec.load(write_sweep(tmp_path / "mixed.toml", """\
+        tasks = ["no-such-task", "cartpole-swingup"]
+        seeds = [3]
+        env_steps = 400
+    """))
+    out_dir = tmp_path / "sweep"
+    bad, good = sweep.trials
+    # An interrupted trial: its run directory holds one episode and no model yet.
+    run_dir = results.run_dir_of(out_dir, good)
+    with Session.open(good.config(run_dir), RunDir(run_dir), progress=False) as s:
+        s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", 0)
+    first = _files(run_dir)
+    assert results.trial_row(good, run_dir)["status"] == "interrupted"
+
+    lines: list[str] = []
+    rows = run_sweep(sweep, out_dir, cpus=2, out=lines.append)
+    assert {r["name"]: r["status"] for r in rows} == {bad.name: "failed", good.name: "complete"}
+    failed = next(r for r in _csv(out_dir) if r["name"] == bad.name)
+    assert failed["status"] == "failed" and "unknown task 'no-such-task'" in failed["error"]
+    assert any(s.startswith(f"sweep: FAILED {bad.name}") and "no-such-task" in s for s in lines), lines
+    assert any(s.startswith(f"sweep: resuming {good.name}") for s in lines), lines
+    after = _files(run_dir)
+    assert {k: after[k] for k in first} == first and len(after) > len(first)  # kept its episode, went on
+    assert results.is_complete(run_dir)
+
+
+def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
+    try:
+        return [(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+def test_embedded_ray_listens_on_loopback_only(ray_up):
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    listeners = {(p.pid, p.name()): _listening(p) for p in procs}
+    listeners = {k: v for k, v in listeners.items() if v}
+    names = " ".join(n for _, n in listeners)
+    assert "gcs_server" in names and "raylet" in names, listeners  # the check sees Ray's servers
+    wide = {k: [a for a in v if not _loopback(a[0])] for k, v in listeners.items()}
+    assert not any(wide.values()), f"Ray processes listening beyond loopback: {wide}"
+    if shutil.which("ss"):  # the same seen by ss: every socket of these processes on 127.0.0.1
+        pids = {p.pid for p in procs}
+        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+        ours = [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+        local = [line.split()[3] for line in ours]  # 127.0.0.1:PORT or [::ffff:127.0.0.1]:PORT
+        assert local and all(re.fullmatch(r"(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):\d+", a) for a in local), out
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    assert is_token_auth_enabled()  # Ray's token authentication stays on
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.samplez" = [1, 2]\n',
+     "unknown field 'planner.samplez'"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nplanner.samples = [32, 1]\n', "planner.samples"),
+    ('tasks = ["cartpole-swingup"]\nseed = [1]\n', "seed: Extra inputs are not permitted"),
+    ('tasks = ["cartpole-swingup"]\nseeds = []\n', "seeds: List should have at least 1 item"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1, 1]\n', "repeat a seed"),
+    ('seeds = [1]\n', "expected at least one launch file"),
+    ('launch = ["nowhere.toml"]\nseeds = [1]\n', "nowhere.toml' does not exist"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 1000\neval_at = [2000]\n', "goes past env_steps"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"model.hidden" = 32\n',
+     "grid key model.hidden: expected a non-empty list"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["rerun.mode=serve"]\n', "network settings"),
+    ('tasks = ["cartpole-swingup"\n', "not valid TOML"),
+])
+def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(spec.SweepError) as e:
+        spec.load(path)
+    assert expected in str(e.value) and "bad.toml" in str(e.value)
+
+
+def test_trials_named_from_task_seed_and_grid(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(textwrap.dedent(f"""\
+        launch = ["{ROOT / 'launch' / 'cartpole-swingup.toml'}"]
+        tasks = ["pendulum-swingup"]
+        seeds = [100, 101]
+        [grid.planner]
+        samples = [64, 128]
+        [grid.env.randomize]
+        mass = [[0.7, 1.3]]
+    """))
+    trials = spec.load(path).trials
+    names = [t.name for t in trials]
+    assert len(names) == 8 and len(set(names)) == 8
+    assert "cartpole-swingup-s100-planner.samples=64-env.randomize.mass=_0.7_1.3_" in names
+    assert all("/" not in n for n in names)
+    t = next(t for t in trials if t.task == "pendulum-swingup" and t.seed == 101)
+    cfg = t.config(tmp_path / "r")
+    assert (cfg.seed, cfg.env.task, cfg.env.randomize.mass) == (101, "pendulum-swingup", (0.7, 1.3))
+    assert cfg.resolved_run_dir() == tmp_path / "r"
+
+
+def test_bench_sweep_file_is_valid():
+    sweep = spec.load(ROOT / "bench" / "sweep_returns.toml")
+    tasks = {t.task for t in sweep.trials}
+    assert "cartpole-swingup" in tasks and {t.seed for t in sweep.trials} == {100, 101, 102}
+    assert all(t.budgets == (10_000, 20_000) for t in sweep.trials)
+
+
+def test_parser_imports_no_ray_nor_torch():
+    code = ("import sys; from robot_wm.cli import build_parser; build_parser(); "
+            "print([m for m in ('ray', 'torch', 'matplotlib') if m in sys.modules])")
+    p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "[]", p.stdout + p.stderr
