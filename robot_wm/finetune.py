@@ -2,7 +2,7 @@
 fine-tune its world model, value and policy on simulation + robot data; then ``robot-wm export`` again.
 
 Robot episodes are copied into ``RUN/robot/`` (a dataset of their own: simulation and robot data never
-mix on disk, and a robot without a physics state fits next to a simulator that has one). Each robot
+mix on disk; stored without a physics state, which a real robot does not have and training never reads). Each robot
 transition counts ``weight`` times in training (integer: its rows repeat). The train record and the
 checkpoint say which data it saw, and the model's multi-step error on the robot's episodes before and
 after.
@@ -44,6 +44,9 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
                          "`robot-wm deploy --record`)")
     for path, ep in zip(src.paths(), src):
+        if ep.meta.get("source") not in ("robot", "sim-robot"):
+            raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
+                             f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
         if ep.meta.get("task") != task:
             raise ValueError(f"recorded episode {str(path)!r} is from task {ep.meta.get('task')!r}, the run is {task!r}")
         if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
@@ -57,7 +60,9 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         if digest in seen:
             continue
         meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
-        added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, meta)))
+        # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
+        no_state = np.zeros((len(ep.obs), 0))
+        added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
         seen.add(digest)
     return added
 

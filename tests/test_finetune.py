@@ -64,6 +64,7 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     # Robot data lives in its own folder, each file imported once.
     robot = EpisodeDataset(run / "robot")
     assert len(robot) == 3 and robot[0].meta["randomization"]["actuator_gain"] == 0.5
+    assert robot[0].physics_state.shape == (len(robot[0]) + 1, 0)
     assert len(RunDir(run).dataset()) == 2  # the simulated dataset is untouched
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
@@ -81,6 +82,8 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert "no recorded episodes" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
+    assert cli.main(["finetune", str(run), "--data", str(run / "episodes"), "--no-progress"]) == 2  # not recorded
+    assert "not a recorded deployment" in capsys.readouterr().err
     assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied
 
 
