@@ -138,8 +138,10 @@ class ValueConfig(_Section):
     """Gradient updates per new control step of data (update-to-data ratio), run after each episode."""
     n_step: int = Field(3, ge=1, le=100)
     """TD targets sum this many rewards before bootstrapping (cut short at the episode's end)."""
-    tau: float = Field(0.01, gt=0, le=1)
-    """Polyak rate of the target Q functions."""
+    tau: float = Field(0.05, gt=0, le=1)
+    """Polyak rate of the target Q functions. 0.05: the value reaches its Monte-Carlo level in ~600 updates
+    instead of ~2,000 at 0.01 (n_step 3, cartpole), so it keeps up with ~125 updates per episode; cartpole
+    seeds 100/103/106 scored 812/818/808 against 859/739/751 at 0.01."""
     entropy_coef: float = Field(1e-3, ge=0)
     """Weight of the policy's entropy bonus (Q in units of its value scale)."""
     discount: float | None = Field(None, gt=0, lt=1)
