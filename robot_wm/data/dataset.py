@@ -48,18 +48,15 @@ class EpisodeDataset:
             self._episodes.append(ep)
 
     def _check_fits(self, ep: Episode, what: str) -> None:
-        """Every episode of a dataset has the same observation, action and physics-state sizes and task."""
+        """Every episode of a dataset has the same observation and action sizes (the task itself is checked
+        against the run's config by ``Session.open``, before anything is collected)."""
         if not self._episodes:
             return
         first = self._episodes[0]
-        sizes = lambda e: (e.obs.shape[1:], e.action.shape[1:], e.physics_state.shape[1:])  # noqa: E731
+        sizes = lambda e: (e.obs.shape[1:], e.action.shape[1:])  # noqa: E731
         if sizes(ep) != sizes(first):
-            raise ValueError(f"{what} has observation/action/physics-state sizes {sizes(ep)}, the dataset "
+            raise ValueError(f"{what} has observation/action sizes {sizes(ep)}, the dataset "
                              f"{str(self.root)!r} holds {sizes(first)} (an episode from another task?)")
-        task, ours = ep.meta.get("task"), first.meta.get("task")
-        if task is not None and ours is not None and task != ours:
-            raise ValueError(f"{what} is from task {task!r}, the dataset {str(self.root)!r} holds {ours!r} "
-                             "episodes")
 
     def append(self, episode: Episode) -> Path:
         path = self.root / f"episode_{len(self._episodes):06d}.npz"
