@@ -94,7 +94,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     try:
         blob = weights.read_bytes()
     except FileNotFoundError:
-        raise ValueError(f"checkpoint weights {str(weights)!r} do not exist") from None
+        raise ValueError(f"checkpoint weights {str(weights)!r} named by {str(cfg_path)!r} do not exist") from None
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise ValueError(f"checkpoint weights {str(weights)!r} do not match the hash in {cfg_path.name} "
                          "(truncated, corrupted or from another model)")
