@@ -3,14 +3,17 @@ real tiny runs; ``robot-wm report``; the sweep file's validation; nothing of Ray
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ipaddress
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -120,6 +123,58 @@ def test_failing_trial_is_reported_and_interrupted_one_resumes(ray_up, tmp_path)
     after = _files(run_dir)
     assert {k: after[k] for k in first} == first and len(after) > len(first)  # kept its episode, went on
     assert results.is_complete(run_dir)
+
+
+def _episodes(run_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (run_dir / "episodes").glob("episode_*.npz")}
+
+
+AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up, tmp_path):
+    sweep_file = write_sweep(tmp_path / "kill.toml", """\
+        tasks = ["cartpole-swingup"]
+        seeds = [5, 6]
+        env_steps = 1600
+    """)
+    sweep = spec.load(sweep_file)
+    out_dir = tmp_path / "sweep"
+    run_dirs = [results.run_dir_of(out_dir, t) for t in sweep.trials]
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage",
+                             str(out_dir), "--cpus", "2"], env={**os.environ, "MUJOCO_GL": "egl"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 150
+        while not all(len(_episodes(r)) >= 2 for r in run_dirs):  # both trials in the middle of their runs
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it was killed"
+            time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # gcs_server, raylet and the workers share the sweep's fate at once; Ray's two agents notice the
+        # raylet's death within seconds but first try to report to the dead GCS for ~60 s (measured).
+        core = [p for p in family if p.name() not in AGENTS]
+        _, alive = psutil.wait_procs(core, timeout=30)
+        assert not alive, f"Ray processes outlived the killed sweep: {[p.name() for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in family:  # only what this test started (psutil refuses a pid reused since)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    before = {r: _episodes(r) for r in run_dirs}
+    assert all(not results.is_complete(r) for r in run_dirs)
+
+    lines: list[str] = []
+    rows = run_sweep(sweep, out_dir, cpus=2, out=lines.append)
+    assert [r["status"] for r in rows] == ["complete", "complete"], lines  # no trial lost
+    for r in run_dirs:
+        after = _episodes(r)
+        assert {k: after[k] for k in before[r]} == before[r]  # every episode from before the kill kept as it was
+        assert len(after) == results.manifest(r)["episodes"] == 8  # 1600 steps / 200: none collected twice
+    assert sum(s.startswith("sweep: resuming") for s in lines) == 2
 
 
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:

@@ -28,6 +28,9 @@ LOOPBACK_ENV = {
     # This switch (meant for single-machine Ray on macOS/Windows) makes the node IP 127.0.0.1, so every
     # gRPC server binds 127.0.0.1 and the runtime-env agent too (tested with `ss -ltnp`).
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Token authentication on (Ray 2.60's default for a local instance; said explicitly so that it stays on):
+    # Ray generates the token (~/.ray/auth_token) and every RPC of this instance must carry it.
+    "RAY_AUTH_MODE": "token",
     # No usage statistics sent anywhere.
     "RAY_USAGE_STATS_ENABLED": "0",
 }
@@ -99,12 +102,12 @@ class _Progress:
         self.running: dict[str, tuple[float, str]] = {}
         self.outcome: dict[str, dict] = {}
         self.on_change, self.out = on_change, out
-        self.last_status = time.monotonic()
+        self.last_status = self.t0 = time.monotonic()
 
     def count(self) -> str:
         pending = self.total - self.done - self.failed - len(self.running)
         return (f"[{self.done + self.failed}/{self.total}] finished {self.done}, running {len(self.running)}, "
-                f"failed {self.failed}, pending {pending}")
+                f"failed {self.failed}, pending {pending} ({time.monotonic() - self.t0:.0f} s)")
 
     def start(self, name: str, run_dir: str) -> None:
         self.running[name] = (time.monotonic(), run_dir)
@@ -117,6 +120,8 @@ class _Progress:
         t0, run_dir = self.running.pop(name, (time.monotonic(), ""))
         res = self.outcome.get(name, {})
         err = error or (res.get("error") if res.get("status") == "failed" else None)
+        if not err and not results.is_complete(Path(run_dir)):
+            err = "the trial ended without completing its run (no result reported)"
         if err:
             self.failed += 1
             self.on_change(name, "failed", err)
@@ -213,12 +218,15 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # reuse_actors: a worker process runs one trial after another (same results: each run seeds everything
+    # from its config), so the 5-10 s of starting a Python process and importing torch and MuJoCo are paid
+    # once per worker, not once per trial.
     name = lambda t: t.config["trial"]["name"]
     tuner = tune.Tuner(
         tune.with_resources(_trainable, lambda config: tune.PlacementGroupFactory(
             [{"CPU": config["trial"]["threads"]}])),
         param_space={"trial": tune.grid_search(payloads)},
-        tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name),
+        tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name, reuse_actors=True),
         run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   callbacks=[_tune_callback(progress)]))
