@@ -222,6 +222,29 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
         load_checkpoint_parts(path)
 
 
+@pytest.mark.parametrize("part", ["world model", "value"])
+def test_checkpoint_with_nan_weights_and_a_matching_hash_is_refused(value_and_model, tmp_path, part):
+    """A diverged training writes NaN faithfully: the hash matches, the weights still cannot plan."""
+    import hashlib
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    model, ac = value_and_model
+    path = save_checkpoint(model, tmp_path / "m", [0, 1], value=ac)
+    meta = json.loads(path.read_text())
+    weights = tmp_path / meta["weights"]
+    tensors = st_load(weights.read_bytes())
+    key = next(k for k in tensors if k.startswith("value.") == (part == "value") and "weight" in k)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[3] = float("nan")
+    blob = st_save(tensors)
+    weights.write_bytes(blob)
+    path.write_text(json.dumps(dict(meta, sha256=hashlib.sha256(blob).hexdigest())))
+    with pytest.raises(ValueError, match=rf"non-finite weights in \['{key}'\]"):
+        load_checkpoint_parts(path)
+
+
 def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     import shutil
 

@@ -100,6 +100,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
                          "(truncated, corrupted or from another model)")
     try:
         tensors = st_load(blob)
+        bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        if bad:  # the hash only says the file is what was written: a diverged training writes NaN faithfully
+            raise ValueError(f"checkpoint {str(cfg_path)!r} holds non-finite weights in {bad[:5]}"
+                             f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}: it cannot plan; "
+                             "use an earlier round (checkpoints/model_rNNNN.json)")
         state = {k: v for k, v in tensors.items() if not k.startswith(VALUE_PREFIX)}
         value_state = {k[len(VALUE_PREFIX):]: v for k, v in tensors.items() if k.startswith(VALUE_PREFIX)}
         spec = WorldModelSpec(**meta["spec"])
