@@ -58,7 +58,8 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
     if address is None:
         ray = _import_ray_for_embedded()
-        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, configure_logging=True)
     else:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
