@@ -90,7 +90,7 @@ def test_recorded_deployment_marks_the_steps_that_fell_back(files, tmp_path):
 
     rec = tmp_path / "late"
     assert main(["deploy", str(files["internal"]), "--episodes", "1", "--deadline-ms", "0.001", "--record", str(rec),
-                 "--sim", "max_env_steps=40"]) == 0
+                 "--sim", "max_env_steps=40"]) == 3  # every step fell back: the deployment fails loudly
     ep = EpisodeDataset(rec)[0]
     assert [f["step"] for f in ep.meta["fallback_steps"]] == list(range(len(ep)))
     assert all(f["reason"].startswith("overrun") for f in ep.meta["fallback_steps"])
@@ -336,3 +336,54 @@ def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(t
     robot.send_action(np.zeros(1))
     rec.step(robot, np.zeros(1), 0.002, None)
     assert rec.end() is None and len(EpisodeDataset(tmp_path / "rec")) == 1
+
+
+class _FailingPlanner:
+    """A planner session that raises on the steps listed in ``fail`` (e.g. a state it no longer fits)."""
+
+    def __init__(self, fail, horizon=4, act_dim=1):
+        self.fail, self.calls, self.h, self.a = set(fail), 0, horizon, act_dim
+
+    def initial_plan(self):
+        return np.zeros((self.h, self.a), np.float32)
+
+    def step(self, state, prev):
+        from robot_wm.runtime.session import PlanResult
+
+        self.calls += 1
+        if self.calls - 1 in self.fail:
+            raise RuntimeError("state of the wrong size")
+        return PlanResult(np.full(self.a, 0.5, np.float32), np.full((self.h, self.a), 0.5, np.float32), 1.0, 0.0, True)
+
+
+def test_consecutive_fallbacks_end_in_a_safe_stop_with_the_safe_action():
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime import ControlLoop, SimRobot
+    from sim.registry import make_env
+
+    robot = SimRobot(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
+    robot.reset(0)
+    sent = []
+    # Two isolated failures are absorbed; from step 10 on the planner fails every time.
+    loop = ControlLoop(_FailingPlanner({2, 5, *range(10, 100)}), robot, realtime=False, deadline_s=10.0,
+                       safe_action=np.array([-0.25]), max_fallbacks=4)
+    stats = loop.run(50, on_tick=lambda a: sent.append(float(a[0])))
+    assert loop.stopped is not None and "4 consecutive fallbacks" in loop.stopped and "wrong size" in loop.stopped
+    assert stats.safe_stops == 1 and stats.steps == 14 and stats.errors == 6
+    assert sent[-1] == -0.25 and sent[2] == -0.25 and sent[3] == 0.5 and sent[9] == 0.5  # absorbed, recovered
+    assert "SAFE STOPS 1" in stats.format()
+    with pytest.raises(ValueError, match="max_fallbacks=0"):
+        ControlLoop(_FailingPlanner(()), robot, max_fallbacks=0)
+    with pytest.raises(ValueError, match="rate_hz=-5"):
+        ControlLoop(_FailingPlanner(()), robot, rate_hz=-5)
+
+
+@pytest.mark.parametrize("args, needle", [(["--rate", "-5"], "--rate -5"), (["--threads", "0"], "--threads 0"),
+                                          (["--episodes", "0"], "--episodes 0"), (["--action-repeat", "0"], "--action-repeat 0"),
+                                          (["--deadline-ms", "nan"], "--deadline-ms nan"),
+                                          (["--max-fallbacks", "0"], "--max-fallbacks 0")])
+def test_deploy_refuses_impossible_arguments(files, capsys, args, needle):
+    from robot_wm.cli import main
+
+    assert main(["deploy", str(files["internal"]), *args]) == 2
+    assert needle in capsys.readouterr().err

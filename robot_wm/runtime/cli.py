@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import numpy as np
 
@@ -28,6 +29,7 @@ def _deploy(a: argparse.Namespace) -> int:
     from robot_wm.runtime.session import PlannerSession
     from sim.registry import make_env
 
+    _check_args(a)
     planner = PlannerSession(a.planner, provider=a.provider, threads=a.threads, seed=a.seed,
                              cuda_graph=not a.no_cuda_graph)
     m = planner.meta
@@ -40,7 +42,7 @@ def _deploy(a: argparse.Namespace) -> int:
     safe = np.array([float(x) for x in a.safe_action.split(",")], np.float32) if a.safe_action else None
     planner.warmup()
     loop = ControlLoop(planner, robot, rate_hz=a.rate, deadline_s=a.deadline_ms / 1e3 if a.deadline_ms else None,
-                       safe_action=safe, realtime=a.realtime)
+                       safe_action=safe, realtime=a.realtime, max_fallbacks=a.max_fallbacks)
     print(f"deploy {a.planner} on {task}: provider {planner.provider}, {a.threads} threads, "
           f"{m.optimizer} H={m.horizon} N={m.samples} I={m.iterations}, noise {m.noise}, "
           f"{loop.rate_hz:.1f} Hz, deadline {loop.deadline_s * 1e3:.1f} ms"
@@ -68,10 +70,32 @@ def _deploy(a: argparse.Namespace) -> int:
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
               + (f"; recorded {path}" if path else ""))
+        if loop.stopped is not None:
+            break
     print(f"return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes "
           f"({', '.join(f'{r:.1f}' for r in returns)})")
     print(f"all episodes: {total.format()}")
+    if loop.stopped is not None:
+        print(f"robot-wm deploy: SAFE STOP after {loop.stopped}; the deployment ended with the safe action",
+              file=sys.stderr)
+        return 3
+    if total.fallbacks > total.steps / 2:
+        print(f"robot-wm deploy: {total.fallbacks} of {total.steps} steps fell back to the previous plan or the "
+              "safe action: the planner did not control this robot", file=sys.stderr)
+        return 3
     return 0
+
+
+def _check_args(a: argparse.Namespace) -> None:
+    """Refuse impossible deploy arguments before anything is loaded, naming the value."""
+    for flag, v, ok in (("--threads", a.threads, a.threads >= 1), ("--episodes", a.episodes, a.episodes >= 1),
+                        ("--action-repeat", a.action_repeat, a.action_repeat is None or a.action_repeat >= 1),
+                        ("--max-fallbacks", a.max_fallbacks, a.max_fallbacks >= 1),
+                        ("--rate", a.rate, a.rate is None or (np.isfinite(a.rate) and a.rate > 0)),
+                        ("--deadline-ms", a.deadline_ms, a.deadline_ms is None or (np.isfinite(a.deadline_ms)
+                                                                                  and a.deadline_ms > 0))):
+        if not ok:
+            raise ValueError(f"{flag} {v}: expected a positive {'number' if flag in ('--rate', '--deadline-ms') else 'whole number'}")
 
 
 def _save(rec, robot):
@@ -109,6 +133,8 @@ def register(sub) -> None:
     p.add_argument("--safe-action", default=None, help="comma-separated fallback action (default: shifted plan)")
     p.add_argument("--realtime", action="store_true", help="sleep to hold the rate (default: as fast as possible)")
     p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")
+    p.add_argument("--max-fallbacks", type=int, default=25,
+                   help="consecutive fallbacks before a safe stop (safe action, exit code 3)")
     p.add_argument("--record", default=None, metavar="DIR",
                    help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
                         "latency, fallbacks), atomically; DIR reads as a dataset")

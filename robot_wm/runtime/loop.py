@@ -28,6 +28,7 @@ class LoopStats:
     nonfinite: int = 0     # non-finite action returned
     errors: int = 0        # the session raised
     fallbacks: int = 0     # steps that applied the fallback action
+    safe_stops: int = 0    # times the loop stopped after too many consecutive fallbacks
     latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -38,7 +39,7 @@ class LoopStats:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def merge(self, other: LoopStats) -> None:
-        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks"):
+        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks", "safe_stops"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.latencies += other.latencies
 
@@ -47,14 +48,15 @@ class LoopStats:
                 "latency_p50_ms": round(self.percentile_ms(50), 3), "latency_p99_ms": round(self.percentile_ms(99), 3),
                 "deadline_ms": round(self.deadline_s * 1e3, 3), "overruns": self.overruns,
                 "fallbacks": self.fallbacks, "invalid": self.invalid, "nonfinite": self.nonfinite,
-                "errors": self.errors}
+                "errors": self.errors, "safe_stops": self.safe_stops}
 
     def format(self) -> str:
         s = self.summary()
         return (f"{s['steps']} steps at {s['rate_hz']:.1f} Hz (target {s['target_hz']:.1f} Hz); planning latency "
                 f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms (deadline {s['deadline_ms']:.1f} ms); "
                 f"overruns {s['overruns']}, fallbacks {s['fallbacks']} (invalid {s['invalid']}, "
-                f"non-finite {s['nonfinite']}, errors {s['errors']})")
+                f"non-finite {s['nonfinite']}, errors {s['errors']})"
+                + (f"; SAFE STOPS {s['safe_stops']}" if s["safe_stops"] else ""))
 
 
 class ControlLoop:
@@ -62,12 +64,22 @@ class ControlLoop:
 
     ``rate_hz`` defaults to 1 / robot.control_period; ``deadline_s`` (default: one period) bounds the
     planning latency. ``realtime=False`` (simulation) skips sleeping between ticks but still enforces
-    the deadline on the measured planning time.
+    the deadline on the measured planning time. After ``max_fallbacks`` consecutive fallbacks (a state
+    that no longer fits the planner, a planner failing every step) the loop makes a **safe stop**: it
+    sends the safe action (default: the middle of the action range), counts it and ends ``run``.
     """
 
     def __init__(self, planner, robot, rate_hz: float | None = None, deadline_s: float | None = None,
-                 safe_action: np.ndarray | None = None, realtime: bool = True):
+                 safe_action: np.ndarray | None = None, realtime: bool = True, max_fallbacks: int = 25):
         self.planner, self.robot = planner, robot
+        for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v}: expected a positive, finite number")
+        if not (isinstance(max_fallbacks, int) and max_fallbacks >= 1):
+            raise ValueError(f"max_fallbacks={max_fallbacks!r}: expected a whole number >= 1")
+        self.max_fallbacks = max_fallbacks
+        self.consecutive_fallbacks = 0
+        self.stopped: str | None = None  # why the loop made a safe stop (None: it did not)
         self.rate_hz = rate_hz or 1.0 / robot.control_period
         self.period = 1.0 / self.rate_hz
         self.deadline_s = deadline_s if deadline_s is not None else self.period
@@ -87,6 +99,7 @@ class ControlLoop:
 
     def reset(self) -> None:
         self.plan = np.array(self.planner.initial_plan(), dtype=np.float32)
+        self.consecutive_fallbacks, self.stopped = 0, None
 
     def tick(self, stats: LoopStats) -> np.ndarray:
         """One control step; returns the action that was sent."""
@@ -120,6 +133,13 @@ class ControlLoop:
             self.plan = np.concatenate([prev[1:], prev[-1:]]).astype(np.float32)
             log.warning("step %d: %s; applying %s", stats.steps, reason,
                         "the safe action" if self.safe_action is not None else "the shifted previous plan")
+        self.consecutive_fallbacks = self.consecutive_fallbacks + 1 if reason is not None else 0
+        if self.consecutive_fallbacks >= self.max_fallbacks:
+            action = self.safe_action if self.safe_action is not None else (self.low + self.high) / 2
+            self.stopped = f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}"
+            stats.safe_stops += 1
+            log.error("step %d: SAFE STOP after %s; sending the safe action %s", stats.steps, self.stopped,
+                      np.round(action, 4).tolist())
         action = np.clip(action, self.low, self.high)
         self.robot.send_action(action)
         stats.steps += 1
@@ -133,7 +153,7 @@ class ControlLoop:
         start = time.perf_counter()
         next_tick = start
         for _ in range(max_steps):
-            if done():
+            if done() or self.stopped is not None:
                 break
             action = self.tick(stats)
             if on_tick is not None:
