@@ -28,6 +28,7 @@ from pathlib import Path
 
 from robot_wm import config as cfgmod
 from robot_wm.io import append_jsonl, read_jsonl
+from robot_wm.sweep.report import read_anchors
 from sim.env import STEP_UNIT
 from sim.registry import LISTED_TASKS
 
@@ -106,8 +107,7 @@ ANCHORS = (("bro_utd10", 25_000, "BRO @25k"), ("bro_utd10", 50_000, "BRO @50k"),
 
 def anchors() -> dict[tuple[str, str, int], float]:
     """(task, system, env steps) -> published mean return, from bench/anchors/dmc_returns.csv."""
-    lines = [r for r in (HERE / "anchors" / "dmc_returns.csv").read_text().splitlines() if not r.startswith("#")]
-    return {(r["task"], r["system"], int(r["env_steps"])): float(r["mean_return"]) for r in csv.DictReader(lines)}
+    return read_anchors(HERE / "anchors" / "dmc_returns.csv")
 
 
 def best_at(ref: dict, task: str, steps: int) -> tuple[str, float]:
