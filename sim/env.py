@@ -41,6 +41,8 @@ class Env(abc.ABC):
     def randomize(self, cfg) -> None:
         """Randomise every following episode by ``cfg`` (an ``env.randomize`` section; None or all
         nominal: no randomisation). Unknown body names are refused here, naming them."""
+        if self.randomizer is not None:  # back to the nominal model first: a new randomizer reads it as nominal
+            self.randomizer.restore(self.data)
         self.randomizer = None if is_nominal(cfg) else Randomizer(self.model, cfg)
 
     def _randomize_episode(self, seed: int | None) -> None:

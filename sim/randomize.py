@@ -83,6 +83,11 @@ class Randomizer:
         self._queue = deque()
         return self.draw
 
+    def restore(self, data: mujoco.MjData | None = None) -> None:
+        """Put the model's nominal values back (no perturbation)."""
+        self.draw = Draw()
+        self._apply(data)
+
     def _apply(self, data: mujoco.MjData | None) -> None:
         m, n, d = self.model, self.nominal, self.draw
         m.body_mass[:] = n["body_mass"]

@@ -122,3 +122,14 @@ def test_a_named_shift_replaces_the_runs_own_randomisation():
         assert apply_overrides(trained, shift_overrides(name)).env.randomize == RandomizeConfig(**fields)
     with pytest.raises(ValueError, match="gravity"):
         shift_overrides("gravity")
+
+
+def test_randomising_again_starts_from_the_nominal_model():
+    env, nominal = _env(mass=(2.0, 2.0)), _env()
+    env.reset(0)
+    env.randomize(RandomizeConfig(mass=(1.5, 1.5)))
+    env.reset(0)
+    np.testing.assert_allclose(env.model.body_mass, 1.5 * nominal.model.body_mass)  # not 3.0x
+    env.randomize(None)
+    env.reset(0)
+    np.testing.assert_array_equal(env.model.body_mass, nominal.model.body_mass)
