@@ -151,13 +151,17 @@ def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up
             assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it was killed"
             time.sleep(0.2)
         family = psutil.Process(proc.pid).children(recursive=True)
+        named = []  # names read before the kill: a process that has exited has none to read
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                named.append((p, p.name()))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         # gcs_server, raylet and the workers share the sweep's fate at once; Ray's two agents notice the
         # raylet's death within seconds but first try to report to the dead GCS for ~60 s (measured).
-        core = [p for p in family if p.name() not in AGENTS]
+        core = [p for p, name in named if name not in AGENTS]
         _, alive = psutil.wait_procs(core, timeout=30)
-        assert not alive, f"Ray processes outlived the killed sweep: {[p.name() for p in alive]}"
+        assert not alive, f"Ray processes outlived the killed sweep: {[n for p, n in named if p in alive]}"
     finally:
         if proc.poll() is None:
             proc.kill()
