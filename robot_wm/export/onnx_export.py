@@ -91,16 +91,18 @@ def _mlp_flops(dims: list[int]) -> int:
 def model_flops(model: WorldModel, spec: StepSpec, value: ActorCritic | None = None) -> int:
     """Matmul FLOPs of one planning step at the networks' own layer sizes (planning uses the mean head
     only; the folded bias unit is not counted): every sample, member, horizon step and iteration through
-    the world model; with a value, V (policy + every Q head) of every sample's last state per member,
-    and the policy rollouts (policy + every member per step)."""
+    the world model, plus the executed plan scored once more at the end; with a value, V (policy + every
+    Q head) of every scored sequence's last state per member, and the policy rollouts (policy + every
+    member per step)."""
     per_eval = _mlp_flops(planning_dims(model.spec))
-    flops = per_eval * model.members * spec.samples * spec.horizon * spec.iterations
+    scored = spec.samples * spec.iterations + 1
+    flops = per_eval * model.members * scored * spec.horizon
     if value is not None:
         v = value.spec
         hid = [v.hidden] * v.layers
         pi = _mlp_flops([v.obs_dim, *hid, 2 * v.act_dim])
         q = _mlp_flops([v.obs_dim + v.act_dim, *hid, 1]) * v.q_heads
-        flops += (pi + q) * model.members * spec.samples * spec.iterations
+        flops += (pi + q) * model.members * scored
         flops += (pi + per_eval * model.members) * spec.policy_samples * spec.horizon
     return flops
 
