@@ -304,17 +304,22 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
         raise ConfigError(_format(e, source)) from None
 
 
-def load(path: str | Path) -> RunConfig:
-    path = Path(path)
+def read_toml(path: str | Path, what: str = "launch file", error: type[ConfigError] | None = None) -> dict[str, Any]:
+    """The TOML table in ``path``; a missing, unreadable or invalid file raises ``error`` (a ``ConfigError``)
+    naming ``what`` and the path."""
+    error = error or ConfigError
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"launch file {str(path)!r} does not exist") from None
+        raise error(f"{what} {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"launch file {str(path)!r} is not valid TOML: {e}") from None
+        raise error(f"{what} {str(path)!r} is not valid TOML: {e}") from None
     except OSError as e:  # a directory, no permission, ...
-        raise ConfigError(f"launch file {str(path)!r} cannot be read: {e.strerror or e}") from None
-    return from_dict(data, str(path))
+        raise error(f"{what} {str(path)!r} cannot be read: {e.strerror or e}") from None
+
+
+def load(path: str | Path) -> RunConfig:
+    return from_dict(read_toml(path), str(path))
 
 
 def _parse_value(text: str) -> Any:

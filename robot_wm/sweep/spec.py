@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,12 +221,4 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
 
 def load(path: str | Path) -> Sweep:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"sweep file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SweepError(f"sweep file {str(path)!r} is not valid TOML: {e}") from None
-    except OSError as e:
-        raise SweepError(f"sweep file {str(path)!r} cannot be read: {e.strerror or e}") from None
-    return parse(data, path)
+    return parse(cfgmod.read_toml(path, "sweep file", SweepError), path)
