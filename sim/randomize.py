@@ -19,6 +19,7 @@ environment is built), so episodes never compound each other's draws:
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
 
@@ -43,12 +44,22 @@ class Draw:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+NOMINAL: dict = {"mass": (1.0, 1.0), "mass_bodies": [], "friction": (1.0, 1.0), "damping": (1.0, 1.0),
+                 "actuator_gain": (1.0, 1.0), "obs_noise": 0.0, "action_delay": (0, 0)}
+"""An ``env.randomize`` section that changes nothing (``RandomizeConfig``'s defaults)."""
+
+
 def is_nominal(cfg) -> bool:
-    """True when ``cfg`` (a ``RandomizeConfig`` or None) changes nothing."""
+    """True when ``cfg`` (a ``RandomizeConfig`` or None) changes nothing (which bodies a unit mass
+    scale would touch does not matter)."""
     if cfg is None:
         return True
-    return (all(tuple(getattr(cfg, k)) == (1.0, 1.0) for k in SCALES) and cfg.obs_noise == 0
-            and tuple(cfg.action_delay) == (0, 0))
+    return all(_plain(getattr(cfg, k)) == _plain(v) for k, v in NOMINAL.items() if k != "mass_bodies")
+
+
+def _plain(v):
+    """Lists and tuples compare alike (TOML gives lists, the config tuples)."""
+    return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
 class Randomizer:
@@ -134,16 +145,10 @@ control step of delay): the shifts robustness is measured on. ``shift_overrides`
 ``env.randomize.*`` overrides."""
 
 
-NOMINAL: dict = {"mass": (1.0, 1.0), "mass_bodies": [], "friction": (1.0, 1.0), "damping": (1.0, 1.0),
-                 "actuator_gain": (1.0, 1.0), "obs_noise": 0.0, "action_delay": (0, 0)}
-
-
 def shift_overrides(name: str) -> list[str]:
     """``key=value`` overrides that set the whole ``env.randomize`` section to the named shift (``nominal``:
     no perturbation at all), whatever randomisation the run was trained with."""
     if name != "nominal" and name not in SHIFTS:
         raise ValueError(f"unknown shift {name!r}; expected nominal or one of: {', '.join(SHIFTS)}")
     fields = {**NOMINAL, **SHIFTS.get(name, {})}
-    fmt = lambda v: "[" + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in v) + "]" \
-        if isinstance(v, (tuple, list)) else str(v)  # noqa: E731
-    return [f"env.randomize.{k}={fmt(v)}" for k, v in fields.items()]
+    return [f"env.randomize.{k}={json.dumps(v)}" for k, v in fields.items()]  # JSON arrays and numbers are TOML
