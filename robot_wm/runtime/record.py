@@ -14,8 +14,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode
-
-STEP_UNIT = "suite_step"  # sim.env.STEP_UNIT, repeated so the runtime needs no simulator import
+from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 
 class DeploymentRecorder:
