@@ -61,7 +61,8 @@ class FoldedModel(nn.Module):
 
     def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, action, obs.new_full((*obs.shape[:-1], 1), BIAS_UNIT)], dim=-1)
-        for w in self.weights[:-1]:
+        *hidden, head = self.weights  # not ``weights[:-1]``: torch < 2.13 breaks the compiled graph on that slice
+        for w in hidden:
             x = self.act(torch.bmm(x, w))
-        target = torch.bmm(x, self.weights[-1])
+        target = torch.bmm(x, head)
         return obs + target[..., :-1], target[..., -1]
