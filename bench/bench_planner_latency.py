@@ -3,6 +3,11 @@ onnxruntime CPU (all running the same ``plan_step``), plus the planner's achieve
 fraction of this machine's batched-matmul rate at the same shapes.
 
     .venv/bin/python bench/bench_planner_latency.py [--steps 20] [--rounds 3] [--threads 2] [key=value ...]
+    python bench/bench_planner_latency.py --device cuda [...]   # on a GPU: eager, compile, CUDA graphs
+
+With ``--device cuda`` the torch backends run on the GPU and each timed step includes what a robot
+pays: the state copied in, the step, and the action and next plan copied back to the host. onnxruntime
+runs on CUDA too when its build has the CUDA provider (onnxruntime-gpu with its CUDA libraries).
 
 Sizes come from the config (``RunConfig`` defaults, a run directory's config with ``--run``, plus
 key=value overrides), read at run time. Weights are random unless ``--run`` names a trained run:
@@ -60,20 +65,27 @@ def _layer_shapes(model, spec: StepSpec):
     return e, n, dims, sum(2 * e * n * i * o for i, o in pairwise(dims))
 
 
-def matmul_rate_torch(model, spec: StepSpec, rounds: int = 50) -> float:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate_torch(model, spec: StepSpec, rounds: int = 50, device: str = "cpu") -> float:
     """FLOP/s of the model's layer matmuls alone (bias included, batched over members, N = samples
-    rows): the shapes a planning step runs, torch ``baddbmm`` on the same threads, best round."""
+    rows): the shapes a planning step runs, torch ``baddbmm`` on the same threads (or GPU), best round."""
     e, n, dims, flops = _layer_shapes(model, spec)
-    xs = [torch.randn(e, n, i) for i in dims[:-1]]
-    ws = [torch.randn(e, i, o) for i, o in pairwise(dims)]
-    bs = [torch.randn(e, 1, o) for o in dims[1:]]
+    xs = [torch.randn(e, n, i, device=device) for i in dims[:-1]]
+    ws = [torch.randn(e, i, o, device=device) for i, o in pairwise(dims)]
+    bs = [torch.randn(e, 1, o, device=device) for o in dims[1:]]
     best = float("inf")
     with torch.inference_mode():
         for _ in range(rounds):
+            _sync(device)
             t0 = time.perf_counter()
             for _ in range(5):
                 for x, w, b in zip(xs, ws, bs, strict=True):
                     torch.baddbmm(b, x, w)
+            _sync(device)
             best = min(best, (time.perf_counter() - t0) / 5)
     return flops / best
 
@@ -109,6 +121,34 @@ def matmul_rate_ort(model, spec: StepSpec, threads: int, rounds: int = 50) -> fl
     return flops / best
 
 
+def cuda_backends(step: PlanStep, spec: StepSpec, adim: int, state: np.ndarray, plan: np.ndarray,
+                  compile: bool) -> dict:
+    """The torch backends on the GPU; each call copies the state in and the action and plan out."""
+    dev = torch.device("cuda")
+    step = step.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    s_host, p_host = torch.from_numpy(state).pin_memory(), torch.from_numpy(plan).pin_memory()
+
+    def on_gpu(fn):
+        def run():
+            with torch.inference_mode():
+                out = fn(s_host.to(dev, non_blocking=True), p_host.to(dev, non_blocking=True),
+                         torch.randn(spec.noise_shape(adim), generator=gen, device=dev))
+                out.action.cpu(), out.next_plan.cpu()  # the host needs them: this waits for the GPU
+        return run
+
+    backends = {"torch eager CUDA": on_gpu(step)}
+    if compile:
+        for mode, label in (("default", "torch.compile CUDA"), ("reduce-overhead", "torch.compile CUDA graphs")):
+            compiled = torch.compile(step, dynamic=False, mode=mode)
+            t0 = time.perf_counter()
+            for _ in range(3):  # CUDA-graph trees record on a later call than the first
+                on_gpu(compiled)()
+            print(f"  {label}: compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+            backends[label] = on_gpu(compiled)
+    return backends
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*")
@@ -117,9 +157,13 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="repeat every measurement; summary min/median/max")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where torch runs the step (onnxruntime: CPU, and CUDA when its build has the provider)")
     p.add_argument("--json", help="write the results here too")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device")
     if a.run:
         from robot_wm.export.source import load_source
 
@@ -159,8 +203,8 @@ def main(argv=None) -> int:
                 fn(state, plan, torch.randn(spec.noise_shape(adim), generator=gen))
         return run
 
-    backends = {"torch eager": torch_fn(step)}
-    if not a.no_compile:
+    backends = {"torch eager": torch_fn(step)} if a.device == "cpu" else {}
+    if not a.no_compile and a.device == "cpu":
         compiled = torch.compile(step, dynamic=False)
         t0 = time.perf_counter()
         torch_fn(compiled)()
@@ -174,16 +218,32 @@ def main(argv=None) -> int:
         sess.warmup(warm)
         label = "onnxruntime CPU" + (" (noise input, numpy RNG)" if noise == "input" else " (in-graph RNG)")
         backends[label] = lambda s=sess: s.step(s_np, p_np)
+        if a.device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                print(f"  onnxruntime {ort.__version__} has no CUDA provider here "
+                      f"({ort.get_available_providers()}): ONNX on CUDA not measured", flush=True)
+            else:
+                for graph in (False, True):
+                    gpu = PlannerSession(path, provider="cuda", threads=a.threads, cuda_graph=graph)
+                    gpu.warmup(warm)
+                    backends[label.replace("CPU", "CUDA" + (" graph" if graph else ""))] = \
+                        lambda s=gpu: s.step(s_np, p_np)
         if noise == "input" and a.threads > 1:  # one thread: less exposed to other processes
             one = PlannerSession(path, provider="cpu", threads=1)
             one.warmup(warm)
             backends["onnxruntime CPU (noise input, 1 thread)"] = lambda s=one: s.step(s_np, p_np)
 
+    if a.device == "cuda":
+        backends.update(cuda_backends(step, spec, adim, s_np, p_np, not a.no_compile))
+
     runs = []
     for r in range(a.rounds):
-        mm_before = max(matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads))
+        mm_before = max(matmul_rate_torch(model, spec, device=a.device), matmul_rate_ort(model, spec, a.threads))
         results = {name: time_steps(fn, a.steps, warm) for name, fn in backends.items()}
-        mm_torch, mm_ort = matmul_rate_torch(model, spec), matmul_rate_ort(model, spec, a.threads)
+        mm_torch = matmul_rate_torch(model, spec, device=a.device)
+        mm_ort = matmul_rate_ort(model, spec, a.threads)
         mm = max(mm_before, mm_torch, mm_ort)  # the machine's batched-matmul rate: best seen, before and after
         rows = []
         print(f"\nround {r + 1}/{a.rounds}\n{'backend':<42} {'min ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
