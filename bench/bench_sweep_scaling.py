@@ -26,7 +26,7 @@ import numpy as np
 def run_once(sweep_file: Path, cpus: int, storage: Path) -> dict:
     cmd = [sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--cpus", str(cpus), "--storage", str(storage)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wall = time.perf_counter() - t0
     rows = list(csv.DictReader((storage / "results.csv").open())) if (storage / "results.csv").exists() else []
     done = [r for r in rows if r.get("status") == "complete"]

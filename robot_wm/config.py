@@ -175,8 +175,9 @@ class PlannerConfig(_Section):
     uncertainty_weight: float = 0.0
     """Return penalty per unit of ensemble spread (negative = bonus), in every episode."""
     explore_weight: float = Field(0.0, ge=0)
-    """Optimism for sparse rewards: a bonus per unit of ensemble spread in training episodes only (never in
-    evaluation, export or deploy)."""
+    """Optimism for sparse rewards, in training episodes only (never in evaluation, export or deploy): a
+    bonus per unit of the members' disagreement on the imagined states (std over members in units of the
+    data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen."""
     discount: float = Field(1.0, gt=0, le=1)
     """Discount applied to imagined rewards when the run has no value (with one, value.discount applies)."""
     policy_fraction: float = Field(0.1875, ge=0, lt=1)

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +124,9 @@ class Session:
         """``learned``: the world model with the value and policy where the run has them; ``pets``: the
         same world model without them (imagined reward over the horizon only); ``oracle``; ``random``.
         ``explore`` (training episodes only, never evaluation) adds planner.explore_weight x the
-        ensemble's disagreement to the objective: optimism where the model is unsure."""
+        members' disagreement on the imagined states to the objective: optimism where the model is unsure."""
         spec = StepSpec.from_config(self.cfg.planner)
-        if explore:
-            spec = replace(spec, uncertainty_weight=spec.uncertainty_weight - self.cfg.planner.explore_weight)
+        novelty = self.cfg.planner.explore_weight if explore else 0.0
         if kind == "random":
             return RandomPolicy(self.env.action_spec, seed)
         if kind in ("oracle", "oracle-value"):  # the true simulator; oracle-value adds the learned terminal value
@@ -139,7 +138,8 @@ class Session:
         if kind in ("learned", "pets"):
             if model is None:
                 raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
-            return MPCPlanner.learned(model, spec, seed, value=self.value if kind == "learned" else None)
+            return MPCPlanner.learned(model, spec, seed, value=self.value if kind == "learned" else None,
+                                      novelty_weight=novelty)
         raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")
 
     # --- data -------------------------------------------------------------------------------

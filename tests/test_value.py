@@ -261,9 +261,31 @@ def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     assert s.value is not None, "the default run learns a value"
     train = s.planner("learned", model, explore=True)
     evaluation = s.planner("learned", model)
-    assert train.step.spec.uncertainty_weight == pytest.approx(0.5 - 2.5)
-    assert evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
+    assert train.step.score.novelty_weight == pytest.approx(2.5) and evaluation.step.score.novelty_weight == 0
+    assert train.step.spec.uncertainty_weight == evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
     assert train.step.score.value is s.value and s.planner("pets", model).step.score.value is None
+    state = torch.as_tensor(np.zeros(model.spec.obs_dim, np.float32))
+    acts = torch.rand(16, train.step.spec.horizon, model.spec.act_dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():  # the same sequences score higher where the members disagree, never lower
+        bonus = train.step.score(state, acts)[0] - evaluation.step.score(state, acts)[0]
+    assert (bonus > 0).all() and torch.isfinite(bonus).all()
+
+
+def test_state_disagreement_is_zero_when_members_agree_and_grows_with_their_spread():
+    """The exploration bonus: members' std on each imagined state, in units of the data's std."""
+    from robot_wm.model.imagine import Imagined, state_disagreement
+
+    e, n, h, s = 4, 3, 5, 2
+    same = torch.randn(1, n, h + 1, s).expand(e, n, h + 1, s)
+    im = Imagined(torch.zeros(e, n, h), same, same[:, :, -1])
+    scale = torch.tensor([1.0, 10.0])
+    assert torch.allclose(state_disagreement(im, scale), torch.zeros(n))
+    spread = same.clone()
+    spread[:, 1, 1:, 0] += torch.tensor([-1.0, 1.0, -1.0, 1.0])[:, None]  # std 1 on dim 0 of sequence 1, every step
+    spread[:, 2, 1:, 1] += torch.tensor([-1.0, 1.0, -1.0, 1.0])[:, None]  # std 1 on dim 1, whose data std is 10
+    d = state_disagreement(Imagined(im.rewards, spread, spread[:, :, -1]), scale)
+    assert d[0] == pytest.approx(0.0, abs=1e-6)
+    assert d[1] == pytest.approx(h * 1.0 / 2) and d[2] == pytest.approx(h * 0.1 / 2)  # mean over the 2 dims
 
 
 def test_oracle_adds_the_value_of_the_last_true_state():

@@ -20,15 +20,22 @@ class LearnedScore(nn.Module):
     form (``net``: same predictions, cheaper). ``model`` stays the full model, for visualisation.
 
     With a ``value`` (an ``ActorCritic``) the objective adds ``discount^H * V(last imagined state)`` per
-    member, the discount becomes the value's, and ``propose`` rolls the policy out through the model."""
+    member, the discount becomes the value's, and ``propose`` rolls the policy out through the model.
 
-    def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None):
+    A ``novelty_weight`` (exploring training episodes; never exported) adds the members' disagreement on
+    the imagined states (``state_disagreement``, in units of the data's std) to the objective."""
+
+    def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None,
+                 novelty_weight: float = 0.0):
         super().__init__()
         self.model, self.net, self.value = model, FoldedModel.of(model), value
         self.discount = value.spec.discount if value is not None else discount
+        self.novelty_weight = float(novelty_weight)
+        self.register_buffer("obs_scale", model.obs_norm.std.detach().clone())
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return score_sequences(self.net, state, actions, self.discount, self.value)
+        return score_sequences(self.net, state, actions, self.discount, self.value, self.novelty_weight,
+                               self.obs_scale)
 
     def propose(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
@@ -93,9 +100,9 @@ class MPCPlanner:
 
     @classmethod
     def learned(cls, model: WorldModel, spec: StepSpec, seed: int = 0, compile: bool = False,
-                value: ActorCritic | None = None) -> MPCPlanner:
+                value: ActorCritic | None = None, novelty_weight: float = 0.0) -> MPCPlanner:
         """The learned planner; without ``value`` the PETS-style objective and no policy proposals."""
-        step = PlanStep(*learned_score(model, spec, value), model.action_low, model.action_high)
+        step = PlanStep(*learned_score(model, spec, value, novelty_weight), model.action_low, model.action_high)
         return cls(step.to(model.action_low.device), seed, "learned" if value is not None else "pets", compile)
 
     def reset(self) -> None:
@@ -122,8 +129,9 @@ class MPCPlanner:
         return out.action.double().cpu().numpy()
 
 
-def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None) -> tuple[LearnedScore, StepSpec]:
+def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None,
+                  novelty_weight: float = 0.0) -> tuple[LearnedScore, StepSpec]:
     """The score function and the spec it plans with: policy proposals only where there is a policy."""
     if value is None:
         spec = replace(spec, policy_samples=0)
-    return LearnedScore(model, spec.discount, value), spec
+    return LearnedScore(model, spec.discount, value, novelty_weight), spec

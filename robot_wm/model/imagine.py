@@ -47,10 +47,23 @@ def member_returns(imagined: Imagined, discount: float, value=None) -> tuple[tor
     return ret, discount ** imagined.rewards.shape[-1] * value.value(imagined.last)
 
 
+def state_disagreement(imagined: Imagined, scale: torch.Tensor) -> torch.Tensor:
+    """Per sequence (N,): how much the members disagree on where it leads, the std over members of each
+    imagined state dimension in units of ``scale`` (the data's std), averaged over dimensions and summed
+    over the horizon. Nonzero before any reward is seen: the novelty an exploring planner seeks."""
+    return (imagined.states[:, :, 1:] / scale).std(0, unbiased=False).mean(-1).sum(-1)
+
+
 def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor,
-                    discount: float = 1.0, value=None) -> tuple[torch.Tensor, torch.Tensor]:
+                    discount: float = 1.0, value=None, novelty_weight: float = 0.0,
+                    obs_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's objective: over members, the mean of imagined return plus terminal value, and its
-    spread (std over members), each (N,)."""
-    ret, term = member_returns(imagine(model, obs, actions), discount, value)
+    spread (std over members), each (N,). A ``novelty_weight`` (exploring episodes only) adds that many
+    times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective."""
+    imagined = imagine(model, obs, actions, keep_states=novelty_weight > 0)
+    ret, term = member_returns(imagined, discount, value)
     total = ret + term
-    return total.mean(0), total.std(0, unbiased=False)
+    objective = total.mean(0)
+    if novelty_weight > 0:
+        objective = objective + novelty_weight * state_disagreement(imagined, obs_scale)
+    return objective, total.std(0, unbiased=False)
