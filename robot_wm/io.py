@@ -18,12 +18,28 @@ TEMP_SUFFIX = ".tmp"
 """``atomic_write`` writes into ``.NAME.XXXX.tmp`` beside the target until the rename."""
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``/proc/self/status``); else
+    by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder."""
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder.
+    The file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

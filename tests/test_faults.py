@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -672,3 +673,14 @@ def test_diverging_physics_never_stored(run_copy, at):
         ep = data[-1]
         assert len(ep) == at and ep.meta["diverged"] is True
         assert np.all(np.abs(ep.obs) < 1e6) and np.all(np.abs(ep.physics_state) < 1e6)
+
+
+@pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_users_umask(tmp_path, umask, expected):
+    """Atomic writes (config, manifest, checkpoints, episodes) get 0666 less the umask, in a real process."""
+    code = ("import os, sys; os.umask(int(sys.argv[2], 8)); from pathlib import Path; "
+            "from robot_wm.io import atomic_write_text; atomic_write_text(Path(sys.argv[1]), 'x')")
+    target = tmp_path / "f.json"
+    subprocess.run([sys.executable, "-c", code, str(target), oct(umask)[2:]], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    assert stat.S_IMODE(target.stat().st_mode) == expected
