@@ -157,3 +157,18 @@ def test_export_cli_default_takes_noise_as_input_so_deploy_is_seedable(run_dir, 
     m = onnx.load(str(out))
     assert [i.name for i in m.graph.input] == ["state", "prev_plan", "noise"]
     assert not any(n.op_type.startswith("RandomNormal") for n in m.graph.node)
+
+
+@pytest.mark.parametrize("where", ["checkpoint weights", "checkpoint json", "config", "directory", "no suffix"])
+def test_export_out_that_would_destroy_a_file_or_is_a_directory_is_refused(run_dir, tmp_path, where):
+    """``--out`` onto the source checkpoint used to overwrite it with the ONNX file; a directory was a traceback."""
+    from robot_wm.run_dir import RunDir
+
+    ckpt = RunDir(run_dir).latest_checkpoint()
+    out = {"checkpoint weights": ckpt.with_suffix(".safetensors"), "checkpoint json": ckpt,
+           "config": run_dir / "config.toml", "directory": tmp_path, "no suffix": tmp_path / "planner"}[where]
+    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+    r = _cli("export", str(run_dir), "--out", str(out))
+    assert r.returncode == 2 and f"--out '{out}'" in r.stderr, r.stderr
+    assert ("is a directory" if where == "directory" else "not an .onnx path") in r.stderr
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "planner").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -11,6 +12,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from robot_wm.export.onnx_export import export_dynamics, export_planner, model_flops
     from robot_wm.export.source import control_period, load_source
 
+    check_out(a.out)
     src = load_source(a.source, a.overrides)
     common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
               "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
@@ -30,6 +32,17 @@ def cmd_export(a: argparse.Namespace) -> int:
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
           f"{model_flops(src.model, spec, src.value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
+
+
+def check_out(out: str) -> None:
+    """Refuse an ``--out`` that is not a new or existing ONNX file path before anything is loaded: a
+    directory, or any other file (a checkpoint, a config) that the export would replace."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {out!r} is a directory; give a file path such as {str(path / 'planner.onnx')!r}")
+    if path.suffix.lower() != ".onnx":
+        what = "would replace that file" if path.exists() else "expected a path ending in .onnx"
+        raise ValueError(f"--out {out!r} is not an .onnx path ({what}); e.g. --out planner.onnx")
 
 
 def register(sub) -> None:
