@@ -238,8 +238,8 @@ class RunConfig(_Section):
     """Also evaluate when the collected environment steps first reach each of these (learning curves)."""
     threads: int = Field(2, ge=1)
     """CPU threads for torch."""
-    device: str = "cpu"
-    """Torch device for training and planning (cpu, cuda)."""
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    """Torch device for training and planning: cpu, cuda or cuda:N (checked to exist before any work)."""
     env: EnvConfig = EnvConfig()
     model: ModelConfig = ModelConfig()
     value: ValueConfig = ValueConfig()

@@ -76,6 +76,7 @@ class Session:
         saved = run.load_config() if run.config_path.exists() else None
         _check_task(run, saved, cfg)
         env = make_env(cfg.env)  # an unknown task fails here, before the run directory is touched
+        check_device(cfg.device)
         check_planner_memory(cfg, env.observation_spec.dim, env.action_spec.dim)  # so does a planner too big
         held = run.lock(command) if lock else None
         try:
@@ -252,6 +253,17 @@ def available_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine does not have, naming it, before anything is built or written."""
+    if device == "cpu":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__})"
+        raise ValueError(f"device={device!r}: this machine has {have}; use device=cpu")
 
 
 def check_planner_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:

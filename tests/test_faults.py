@@ -684,3 +684,11 @@ def test_written_files_follow_the_users_umask(tmp_path, umask, expected):
     subprocess.run([sys.executable, "-c", code, str(target), oct(umask)[2:]], check=True,
                    cwd=Path(__file__).resolve().parents[1])
     assert stat.S_IMODE(target.stat().st_mode) == expected
+
+
+@pytest.mark.parametrize("device,message", [("cuda:99", "device='cuda:99': this machine has"),
+                                            ("gpu", "device: String should match pattern")])
+def test_unavailable_or_unknown_device_is_refused_before_anything_is_written(tmp_path, capsys, device, message):
+    rc, out = main_in_process(capsys, "run", f"run_dir={tmp_path / 'r'}", *TINY, f"device={device}", "--no-progress")
+    assert rc == 2 and message in out, out
+    assert "Traceback" not in out and not (tmp_path / "r").exists()
