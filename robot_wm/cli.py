@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -261,6 +262,36 @@ def main(argv: list[str] | None = None) -> int:
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"robot-wm {args.command}: interrupted. {SAVED} {resume_hint(args)}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"robot-wm {args.command}: error: {describe_os_error(e)} {resume_hint(args)}", file=sys.stderr)
+        return 1
+
+
+SAVED = "Every file written before is complete (each is written atomically); nothing half-written was kept."
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after a stop, where the command writes a run directory."""
+    if args.command == "run":
+        return "Continue with the same command and --resume."
+    if getattr(args, "run_dir", None) and args.command in ("collect", "train", "finetune"):
+        return f"Run `robot-wm {args.command} {args.run_dir} ...` again to go on."
+    return ""
+
+
+def describe_os_error(e: OSError) -> str:
+    """An operating-system error as a sentence naming the file and what to do about it."""
+    name = repr(e.filename) if e.filename else "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device writing {name}: free some space. {SAVED}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {name} ({e.strerror}): use a writable run_dir or --out. {SAVED}"
+    if e.errno == errno.EADDRINUSE:
+        return f"the address is already in use ({e.strerror}): choose another port"
+    return f"{e.strerror or e}: {name}"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robot_wm.io import leftover_temp_files
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 # A tiny but complete run: 8 short cartpole episodes (one random, seven planned, a training round
@@ -692,3 +694,65 @@ def test_unavailable_or_unknown_device_is_refused_before_anything_is_written(tmp
     rc, out = main_in_process(capsys, "run", f"run_dir={tmp_path / 'r'}", *TINY, f"device={device}", "--no-progress")
     assert rc == 2 and message in out, out
     assert "Traceback" not in out and not (tmp_path / "r").exists()
+
+
+# --- stops that are not crashes: Ctrl-C, a full disk, a read-only directory -----------------------
+def test_ctrl_c_stops_with_a_message_and_resume_loses_nothing(tmp_path):
+    """SIGINT (Ctrl-C) in the middle of a real run: no traceback, exit 130, how to go on; --resume completes."""
+    run = tmp_path / "run"
+    proc = start_run(run)
+    end = time.monotonic() + 150
+    while proc.poll() is None and not episode_hashes(run) and time.monotonic() < end:
+        time.sleep(0.05)
+    before = episode_hashes(run)
+    assert proc.poll() is None and before, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    log = (tmp_path / "run.log").read_text()
+    assert "interrupted" in log and "--resume" in log and "Traceback" not in log, log
+    assert not leftover_temp_files(run)
+    rc, out = cli(*run_cmd(run, resume=True)[3:])
+    assert rc == 0, out
+    after = episode_hashes(run)
+    assert all(after[k] == v for k, v in before.items())  # what was there is kept, byte for byte
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A real small filesystem (tmpfs) to fill up or make read-only; skipped where mounting is not allowed."""
+    mounts = []
+
+    def make(size: str, *options: str) -> Path:
+        where = tmp_path / f"mnt{len(mounts)}"
+        where.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(where)],
+                           capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}): needs root")
+        mounts.append(where)
+        return where
+
+    yield make
+    for m in mounts:
+        subprocess.run(["umount", "-l", str(m)], check=False)
+
+
+def test_full_disk_is_a_message_naming_the_file_and_resume_finishes(small_mount):
+    disk = small_mount("120k")
+    run = disk / "run"
+    rc, out = cli(*run_cmd(run)[3:])
+    assert rc == 1 and "no space left on the device writing" in out and "--resume" in out, out
+    assert "Traceback" not in out and not leftover_temp_files(run)
+    kept = episode_hashes(run)
+    subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+    rc, out = cli(*run_cmd(run, resume=True)[3:])
+    assert rc == 0, out
+    assert all(episode_hashes(run)[k] == v for k, v in kept.items())
+
+
+def test_read_only_run_directory_is_a_message(small_mount):
+    ro = small_mount("1m", "ro")
+    rc, out = cli(*run_cmd(ro / "run")[3:])
+    assert rc == 1 and f"cannot write '{ro / 'run'}" in out and "Read-only file system" in out, out
+    assert "Traceback" not in out
