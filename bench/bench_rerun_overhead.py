@@ -25,8 +25,9 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robot_wm.config import RunConfig, apply_overrides  # noqa: E402
+from robot_wm.observer import Observer  # noqa: E402
 from robot_wm.run_dir import RunDir  # noqa: E402
-from robot_wm.runner import Observer, Session  # noqa: E402
+from robot_wm.runner import Session  # noqa: E402
 
 
 def main() -> None:

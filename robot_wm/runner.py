@@ -23,6 +23,7 @@ from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.value import ActorCritic, new_value
+from robot_wm.observer import Observer
 from robot_wm.run_dir import RunDir, RunLock
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import new_model, train_model
@@ -32,16 +33,6 @@ from sim.env import STEP_UNIT, Env
 from sim.registry import make_env
 
 log = logging.getLogger(__name__)
-
-
-class Observer:
-    """Hooks a run calls as it goes (e.g. the Rerun logger). Every method is optional."""
-
-    def on_episode_start(self, phase: str, index: int, env: Env, policy) -> None: ...
-    def on_step(self, t: int, obs, action, reward: float, next_obs, policy) -> None: ...
-    def on_episode_end(self, record: dict) -> None: ...
-    def on_train(self, record: dict, model: WorldModel) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass

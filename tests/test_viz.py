@@ -177,3 +177,20 @@ def test_rerun_flag_maps_to_config():
 
     cfg = apply_overrides(RunConfig(), rerun_overrides(a))
     assert cfg.rerun.mode == "serve" and cfg.rerun.address == "0.0.0.0:9999"
+
+
+def test_runner_and_the_rerun_observer_do_not_import_each_other():
+    """Issue 11 defect 14: the hooks live in ``robot_wm.observer``; the run never imports the viewer side."""
+    import ast
+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "robot_wm"
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "robot_wm.runner" not in imported(root / "viz" / "observer.py")
+    assert "robot_wm.observer" in imported(root / "viz" / "observer.py") and "robot_wm.observer" in imported(root / "runner.py")
+    assert not any(m.startswith("robot_wm.viz") for m in imported(root / "observer.py"))

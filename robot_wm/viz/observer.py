@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from policies.mpc.planner import LearnedScore, MPCPlanner, proposal_noise
-from robot_wm.runner import Observer
+from robot_wm.observer import Observer
 from robot_wm.viz.kinematics import QposDecoder
 from robot_wm.viz.logger import RerunLogger
 from robot_wm.whatif import what_if
