@@ -168,6 +168,25 @@ def test_serve_binds_localhost_by_default():
         rec.disconnect()
 
 
+def test_serve_on_a_port_in_use_is_a_clear_error_before_the_command_starts(tiny_run_dir, tmp_path):
+    """A real listener holds the port: ``eval --rerun serve`` names the address and exits 2 at once."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    before = sorted(p.name for p in run.rglob("*"))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "eval", str(run), "--episodes", "1", "--rerun", "serve",
+                            "--rerun-address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300,
+                           check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert r.returncode == 2, r.stderr
+    assert f"rerun serve address 127.0.0.1:{port} cannot be bound" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in run.rglob("*")) == before  # refused before any episode ran
+
+
 def test_rerun_flag_maps_to_config():
     p = cli.build_parser()
     a = p.parse_args(["run", "env.task=cartpole-swingup", "--rerun"])

@@ -21,6 +21,7 @@ batch, their constant styling static. A live viewer sees the per-step plots up t
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -121,6 +122,19 @@ def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE)
         raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to serve on an address something already listens on (Rerun's server would otherwise fail in
+    its own thread and the run would go on logging into nothing)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listener is not
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ValueError(f"rerun serve address {host}:{port} cannot be bound ({e.strerror}): another viewer or "
+                             "server may hold it; choose another port with --rerun-address") from None
+
+
 def open_stream(mode: str, *, path: str | Path | None = None, address: str | None = None,
                 application_id: str = APP_ID, recording_name: str | None = None,
                 blueprint=None) -> rr.RecordingStream:
@@ -141,6 +155,7 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         rec.spawn(port=port, default_blueprint=bp)
     else:
         host, port = parse_address(address)
+        check_port_free(host, port)
         rr.set_sinks(rr.GrpcServerSink(bind_ip=host, port=port), default_blueprint=bp, recording=rec)
         log.warning("rerun: serving on rerun+http://%s:%d/proxy (connect with `rerun --connect "
                     "rerun+http://%s:%d/proxy`)", host, port, host, port)
