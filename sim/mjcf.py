@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,40 @@ def import_callable(path: str, what: str) -> Callable:
     if not callable(fn):
         raise ValueError(f"{what} {path!r} is not callable")
     return fn
+
+
+def _name(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> float:
+    """``fn(model, data)`` as a float; a non-number or non-finite result is an error naming ``fn``."""
+    r = fn(model, data)
+    try:
+        if not isinstance(r, numbers.Real | np.ndarray | np.generic):  # asarray(None) would be nan
+            raise TypeError
+        v = float(np.asarray(r, dtype=np.float64).item())
+    except (TypeError, ValueError):
+        raise ValueError(f"reward function {_name(fn)} returned {r!r}; expected one finite number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"reward function {_name(fn)} returned {v}; expected one finite number")
+    return v
+
+
+def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjData, dim: int | None) -> np.ndarray:
+    """``fn(model, data)`` as a flat float64 array of ``dim`` finite values, else an error naming ``fn``."""
+    o = fn(model, data)
+    try:
+        obs = np.asarray(o, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"observe function {_name(fn)} returned {type(o).__name__} {o!r:.80}; expected "
+                         "an array of numbers") from None
+    if dim is not None and obs.size != dim:
+        raise ValueError(f"observe function {_name(fn)} returned {obs.size} values, {dim} before")
+    if not np.isfinite(obs).all():
+        raise ValueError(f"observe function {_name(fn)} returned non-finite values at indices "
+                         f"{np.flatnonzero(~np.isfinite(obs))[:8].tolist()}")
+    return obs
 
 
 def default_observe(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
@@ -73,7 +109,8 @@ class MJCFEnv(Env):
         lo[unlimited], hi[unlimited] = -1.0, 1.0
         self._act_spec = BoxSpec((self._model.nu,), lo, hi, "action")
         mujoco.mj_forward(self._model, self._data)
-        dim = int(np.asarray(self._observe(self._model, self._data)).size)
+        dim = checked_observation(self._observe, self._model, self._data, None).size  # both checked before any work
+        checked_reward(self._reward, self._model, self._data)
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
 
     physics_steps_per_env_step = property(lambda self: self._substeps)
@@ -105,18 +142,18 @@ class MJCFEnv(Env):
         # mj_step leaves positions derived from qpos (site and body poses) one physics step behind; the
         # reward and the observation must see the state they report (as reward_of_state does).
         mujoco.mj_forward(self._model, self._data)
-        return float(self._reward(self._model, self._data)), False
+        return checked_reward(self._reward, self._model, self._data), False
 
     def _observation(self) -> np.ndarray:
-        return np.asarray(self._observe(self._model, self._data), dtype=np.float64).reshape(-1)
+        return checked_observation(self._observe, self._model, self._data, self._obs_spec.dim)
 
     def observation_of_state(self, state: np.ndarray) -> np.ndarray:
         mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)
         mujoco.mj_forward(self._model, self._scratch)
-        return np.asarray(self._observe(self._model, self._scratch), dtype=np.float64).reshape(-1)
+        return checked_observation(self._observe, self._model, self._scratch, self._obs_spec.dim)
 
     def reward_of_state(self, state: np.ndarray, ctrl: np.ndarray | None = None) -> float:
         mujoco.mj_setState(self._model, self._scratch, np.asarray(state, dtype=np.float64), STATE_SPEC)
         self._scratch.ctrl[:] = 0.0 if ctrl is None else ctrl
         mujoco.mj_forward(self._model, self._scratch)
-        return float(self._reward(self._model, self._scratch))
+        return checked_reward(self._reward, self._model, self._scratch)

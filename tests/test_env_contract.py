@@ -3,6 +3,11 @@ divergence handling. Real MuJoCo throughout."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -236,3 +241,45 @@ def test_run_episode_drops_diverged_step_qvel(task):
     # The env recovers on the next reset.
     clean = run_episode(env, _PushAfter(10**6, env.action_spec.dim), seed=0)
     assert not clean.meta["diverged"] and len(clean) == env.max_control_steps
+
+
+@pytest.mark.parametrize("reward,message", [
+    (lambda m, d: "high", "returned 'high'; expected one finite number"),
+    (lambda m, d: None, "returned None; expected one finite number"),
+    (lambda m, d: float("nan"), "returned nan; expected one finite number"),
+    (lambda m, d: np.ones(3), "returned array([1., 1., 1.]); expected one finite number"),
+])
+def test_bad_reward_function_is_named_before_any_step(tmp_path, reward, message):
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    with pytest.raises(ValueError, match=r"reward function test_env_contract:.*<lambda> " + re.escape(message)):
+        MJCFEnv(xml, reward=reward, max_env_steps=40)
+
+
+def test_observe_function_going_bad_mid_episode_is_named(tmp_path):
+    """Fine at first, then NaN (or another size) after a few steps: an error naming it, not a stored NaN."""
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    for bad, message in ((lambda d: np.array([np.nan, d.qvel[0]]), r"non-finite values at indices \[0\]"),
+                         (lambda d: np.zeros(5), "5 values, 2 before")):
+        def observe(m, d, bad=bad):
+            return bad(d) if d.time > 0.05 else np.concatenate([d.qpos, d.qvel])
+
+        env = MJCFEnv(xml, reward=lambda m, d: 0.0, observe=observe, max_env_steps=400)
+        env.reset(0)
+        with pytest.raises(ValueError, match=r"observe function test_env_contract:.*observe returned " + message):
+            for _ in range(200):
+                env.step(np.zeros(1))
+
+
+def test_bad_reward_function_from_the_command_line_is_a_message(tmp_path):
+    """A user's task module in a real process: ``robot-wm run`` names the function and writes nothing."""
+    (tmp_path / "my_task.py").write_text("def reward(model, data):\n    return 'a lot'\n")
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={tmp_path / 'run'}", "env.task=mjcf",
+                        f"env.mjcf={xml}", "env.reward=my_task:reward", "env_steps=200", "--no-progress"],
+                       capture_output=True, text=True, timeout=300, check=False,
+                       env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 2 and "reward function my_task:reward returned 'a lot'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
