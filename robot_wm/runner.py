@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from policies.mpc.step import StepSpec
 from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
+from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
 from robot_wm.model.ensemble import WorldModel
@@ -68,7 +68,7 @@ class Session:
         _check_task(run, saved, cfg)
         env = make_env(cfg.env)  # an unknown task fails here, before the run directory is touched
         check_device(cfg.device)
-        check_planner_memory(cfg, env.observation_spec.dim, env.action_spec.dim)  # so does a planner too big
+        check_memory(cfg, env.observation_spec.dim, env.action_spec.dim)  # so do a planner or a model too big
         held = run.lock(command) if lock else None
         try:
             run.check_usable()  # again under the lock: another writer may have created it meanwhile
@@ -216,36 +216,6 @@ class Session:
         return self.model.subset(meta["elites"])
 
 
-PLANNER_MEMORY_SHARE = 0.8
-"""The share of the memory available now that a planner may need (``check_planner_memory``)."""
-
-
-def planner_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
-    """An upper estimate of the memory one planning step needs, from the config alone (float32): the noise
-    and its coloured copy (iterations x samples x horizon x action), the candidates and elites, and for every
-    planning member its live layer activations and the imagined states and rewards over the horizon, plus the
-    Q heads' activations of the value."""
-    p, m, v = cfg.planner, cfg.model, cfg.value
-    e, n, h = m.elites, p.samples, p.horizon
-    per_sample = (2 * p.iterations * h * act_dim + 3 * h * act_dim + e * (3 * m.hidden + 2 * (obs_dim + 1) * h)
-                  + (e * v.q_heads * 3 * v.hidden if v.enabled else 0))
-    return 4 * n * per_sample
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux MemAvailable; else the physical total), None if unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_device(device: str) -> None:
     """Refuse a torch device this machine does not have, naming it, before anything is built or written."""
     if device == "cpu":
@@ -255,25 +225,6 @@ def check_device(device: str) -> None:
     if index >= count:
         have = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__})"
         raise ValueError(f"device={device!r}: this machine has {have}; use device=cpu")
-
-
-def check_planner_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:
-    """Refuse a planner whose estimated memory (``planner_memory_bytes``) exceeds PLANNER_MEMORY_SHARE of
-    the memory available, naming the fields that size it, before anything is built or written."""
-    need = planner_memory_bytes(cfg, obs_dim, act_dim)
-    if cfg.device.startswith("cuda") and available is None and torch.cuda.is_available():
-        available = torch.cuda.mem_get_info()[0]
-    available = available_memory() if available is None else available
-    if available is None or need <= PLANNER_MEMORY_SHARE * available:
-        return
-    p, m, v = cfg.planner, cfg.model, cfg.value
-    fields = (f"planner.samples={p.samples}, planner.horizon={p.horizon}, planner.iterations={p.iterations}, "
-              f"model.elites={m.elites}, model.hidden={m.hidden}" + (f", value.q_heads={v.q_heads}, "
-                                                                      f"value.hidden={v.hidden}" if v.enabled else ""))
-    raise ValueError(f"the planner would need about {need / 1e9:.1f} GB ({fields}; {obs_dim}-dimensional state, "
-                     f"{act_dim}-dimensional action), more than {PLANNER_MEMORY_SHARE:.0%} of the "
-                     f"{available / 1e9:.1f} GB available on {cfg.device}: lower planner.samples (the default is "
-                     "128) or the others")
 
 
 def _task_key(task: str) -> str:

@@ -252,11 +252,35 @@ def test_a_planner_too_big_for_memory_is_refused_naming_the_fields(run, tmp_path
 
 
 def test_planner_memory_estimate_scales_and_uses_the_given_budget():
-    from robot_wm.runner import check_planner_memory, planner_memory_bytes
+    from robot_wm.memory import check_memory, planner_memory_bytes
 
     small = cfgmod.RunConfig()
     big = cfgmod.apply_overrides(small, ["planner.samples=1280"])
     assert planner_memory_bytes(big, 5, 1) == 10 * planner_memory_bytes(small, 5, 1) < 100e6
-    check_planner_memory(small, 5, 1, available=10**9)  # fits
+    check_memory(small, 5, 1, available=10**9)  # fits
     with pytest.raises(ValueError, match=r"planner.samples=128, planner.horizon=12.*model.hidden=200"):
-        check_planner_memory(small, 5, 1, available=10**6)
+        check_memory(small, 5, 1, available=10**6)
+
+
+def test_training_memory_estimate_is_close_to_the_real_model_and_refuses_what_cannot_fit():
+    from robot_wm.memory import check_memory, training_memory_bytes
+    from robot_wm.model.value import new_value
+    from robot_wm.train import new_model
+
+    cfg = cfgmod.RunConfig()
+    model = new_model(5, 1, np.array([-1.0]), np.array([1.0]), cfg.model)
+    value = new_value(5, 1, np.array([-1.0]), np.array([1.0]), cfg.value, 125, 8)
+    weights = 4 * (sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in value.parameters()))
+    est = training_memory_bytes(cfg, 5, 1)
+    assert 4 * weights <= est <= 4 * weights + 4e7  # the real weights four times over, plus the batches
+    huge = cfgmod.apply_overrides(cfg, ["model.hidden=1000000"])  # 20 TB of weights: refused, not allocated
+    with pytest.raises(ValueError, match=r"training would need about .* GB \(model.ensemble_size=5, model.hidden=1000000"):
+        check_memory(huge, 5, 1, available=24 * 2**30)
+
+
+def test_model_too_big_is_refused_before_anything_is_written(tmp_path, capsys):
+    from robot_wm.cli import main
+
+    rc = main(["run", f"run_dir={tmp_path / 'r'}", "model.hidden=1000000", "env_steps=400", "--no-progress"])
+    assert rc == 2 and "training would need about" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

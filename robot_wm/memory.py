@@ -1,0 +1,88 @@
+"""Memory estimates from the config alone, checked before anything is built or written: a planner or a
+model that cannot fit is refused with the fields that size it, instead of failing minutes later."""
+
+from __future__ import annotations
+
+import os
+from itertools import pairwise
+from pathlib import Path
+
+import torch
+
+from robot_wm.config import RunConfig
+
+MEMORY_SHARE = 0.8
+"""The share of the memory available now that the planner, or the training, may need (``check_memory``)."""
+
+
+def planner_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
+    """An upper estimate of the memory one planning step needs, from the config alone (float32): the noise
+    and its coloured copy (iterations x samples x horizon x action), the candidates and elites, and for every
+    planning member its live layer activations and the imagined states and rewards over the horizon, plus the
+    Q heads' activations of the value."""
+    p, m, v = cfg.planner, cfg.model, cfg.value
+    e, n, h = m.elites, p.samples, p.horizon
+    per_sample = (2 * p.iterations * h * act_dim + 3 * h * act_dim + e * (3 * m.hidden + 2 * (obs_dim + 1) * h)
+                  + (e * v.q_heads * 3 * v.hidden if v.enabled else 0))
+    return 4 * n * per_sample
+
+
+def _mlp_params(dims: list[int]) -> int:
+    return sum((i + 1) * o for i, o in pairwise(dims))
+
+
+def training_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
+    """An estimate of what training holds (float32): every weight of the world-model ensemble and of the
+    value (its Q heads, their target copy and the policy) four times over (weights, gradients, Adam's two
+    moments), plus each batch's activations kept for the backward pass."""
+    m, v = cfg.model, cfg.value
+    world = m.ensemble_size * _mlp_params([obs_dim + act_dim] + [m.hidden] * m.layers + [2 * (obs_dim + 1)])
+    acts = m.ensemble_size * m.batch_size * (m.hidden * m.layers + 2 * (obs_dim + 1)) * 2
+    if v.enabled:
+        q = v.q_heads * _mlp_params([obs_dim + act_dim] + [v.hidden] * v.layers + [1])
+        pi = _mlp_params([obs_dim] + [v.hidden] * v.layers + [2 * act_dim])
+        world += 2 * q + pi  # the target Q heads carry no gradients or moments: counted twice, not once more
+        acts += v.batch_size * (v.q_heads + 1) * v.hidden * v.layers * 2
+    return 4 * (4 * world + acts)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable; else the physical total), None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:
+    """Refuse a planner (``planner_memory_bytes``) or a training (``training_memory_bytes``) whose estimate
+    exceeds MEMORY_SHARE of the memory available, naming the fields that size it."""
+    if cfg.device.startswith("cuda") and available is None and torch.cuda.is_available():
+        available = torch.cuda.mem_get_info()[0]
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    p, m, v = cfg.planner, cfg.model, cfg.value
+    shape = f"{obs_dim}-dimensional state, {act_dim}-dimensional action"
+    budget = f"more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available on {cfg.device}"
+    need = planner_memory_bytes(cfg, obs_dim, act_dim)
+    if need > MEMORY_SHARE * available:
+        fields = (f"planner.samples={p.samples}, planner.horizon={p.horizon}, planner.iterations={p.iterations}, "
+                  f"model.elites={m.elites}, model.hidden={m.hidden}"
+                  + (f", value.q_heads={v.q_heads}, value.hidden={v.hidden}" if v.enabled else ""))
+        raise ValueError(f"the planner would need about {need / 1e9:.1f} GB ({fields}; {shape}), {budget}: lower "
+                         "planner.samples (the default is 128) or the others")
+    need = training_memory_bytes(cfg, obs_dim, act_dim)
+    if need > MEMORY_SHARE * available:
+        fields = (f"model.ensemble_size={m.ensemble_size}, model.hidden={m.hidden}, model.layers={m.layers}, "
+                  f"model.batch_size={m.batch_size}"
+                  + (f", value.q_heads={v.q_heads}, value.hidden={v.hidden}, value.layers={v.layers}, "
+                     f"value.batch_size={v.batch_size}" if v.enabled else ""))
+        raise ValueError(f"training would need about {need / 1e9:.1f} GB ({fields}; {shape}), {budget}: lower "
+                         "model.hidden (the default is 200) or the others")
