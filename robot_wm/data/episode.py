@@ -20,6 +20,11 @@ from robot_wm.io import atomic_write_bytes
 KEYS = ("obs", "action", "reward", "physics_state")
 
 
+MAX_EPISODE_BYTES = 2**30
+"""Largest episode file, uncompressed, that ``Episode.load`` reads (1 GiB: about 500,000 steps of a 100-dimensional
+robot; an ordinary 1,000-step episode is well under 1 MiB)."""
+
+
 @dataclass
 class Episode:
     obs: np.ndarray
@@ -58,8 +63,16 @@ class Episode:
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: Path) -> Episode:
+    def load(cls, path: Path, max_bytes: int = MAX_EPISODE_BYTES) -> Episode:
+        """Read and check an episode file; the sizes its zip directory declares are checked against
+        ``max_bytes`` before anything is decompressed (zipfile never inflates past a declared size)."""
         try:
+            with zipfile.ZipFile(path) as zf:
+                members = zf.infolist()
+                declared = sum(i.file_size for i in members)
+            if len(members) > 2 * len(KEYS) + 2 or declared > max_bytes:
+                raise ValueError(f"it declares {len(members)} arrays of {declared / 2**20:.1f} MiB in all; an episode "
+                                 f"holds {len(KEYS) + 1} and at most {max_bytes / 2**20:.0f} MiB")
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in (*KEYS, "meta") if k not in z.files]
                 if missing:
