@@ -434,7 +434,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
-               "other-robot", "directory"]
+               "other-robot", "directory", "huge-declared-sizes"]
 
 
 def damage_onnx(src: Path, dst: Path, how: str) -> Path:
@@ -460,6 +460,18 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         onnx.save(m, str(dst))
     elif how == "directory":
         dst.mkdir()
+    elif how == "huge-declared-sizes":  # metadata, graph input and hash agree on 2 x 10^9 samples (96 GB of noise)
+        from robot_wm.export.format import GRAPH_HASH_KEY, graph_sha256
+
+        m = onnx.load(str(src))
+        props = {p.key: p for p in m.metadata_props}
+        shape = json.loads(props["noise_shape"].value)
+        shape[1] = 2 * 10**9
+        props["noise_shape"].value, props["samples"].value = json.dumps(shape), str(shape[1])
+        noise = next(i for i in m.graph.input if i.name == "noise")
+        noise.type.tensor_type.shape.dim[1].dim_value = shape[1]
+        props[GRAPH_HASH_KEY].value = graph_sha256(m.graph)
+        onnx.save(m, str(dst))
     else:
         raise ValueError(how)
     return dst

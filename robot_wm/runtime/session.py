@@ -36,6 +36,11 @@ PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 
+MAX_INPUT_ELEMENTS = 2**26
+"""Largest input a planner file may declare (values; 256 MiB of float32): the runtime allocates its buffers
+from the declared sizes, so they are checked first (the default planner's noise is 3,072 values)."""
+
+
 class ModelFileError(ValueError):
     """The ONNX file is missing, truncated, not a robot-wm planner, or does not fit the robot."""
 
@@ -82,6 +87,11 @@ class PlannerMeta:
                        props.get("source_sha256", ""), int(props.get("model_flops_per_step", 0)), dict(props))
         except (KeyError, ValueError, TypeError) as e:
             raise ModelFileError(f"{where}: planner metadata is incomplete or malformed ({e!r})") from None
+        sizes = {"state_dim": meta.state_dim, "horizon x action_dim": meta.horizon * meta.action_dim,
+                 "noise_shape": int(np.prod(meta.noise_shape, dtype=np.int64)) if meta.noise_shape else 1}
+        if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):
+            raise ModelFileError(f"{where}: the metadata declares input sizes {sizes} (noise_shape "
+                                 f"{list(meta.noise_shape)}); each must be 1 to {MAX_INPUT_ELEMENTS:,} values")
         if low.shape != (meta.action_dim,) or high.shape != (meta.action_dim,) or not np.all(low <= high):
             raise ModelFileError(f"{where}: action bounds in the metadata do not fit action_dim={meta.action_dim}")
         return meta
