@@ -17,6 +17,9 @@ import contextlib
 import io
 import os
 import shutil
+import signal
+import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -585,10 +588,164 @@ def planner_sizes(base: Path, work: Path) -> None:
     record("planner size", "eval planner.samples=200000000 on a run", on_eval)
 
 
+def declared_sizes(base: Path, planner: Path, work: Path) -> None:
+    """Issue 11, defect 7 (the rest): sizes a config or a file declares are checked before anything is
+    allocated or inflated."""
+    for field in ("model.hidden=1000000", "model.ensemble_size=100000", "value.hidden=3000000",
+                  "model.batch_size=1000000000"):
+        def big(field=field):
+            run = work / f"big-{field.split('=')[0]}"
+            rc, out = cli("run", f"run_dir={run}", field, "--no-progress")
+            return rc == 2 and field in out and "would need about" in out and not run.exists(), _last(out, 90)
+        record("declared sizes", f"run {field}", big)
+
+    def bomb():
+        import zipfile
+
+        from robot_wm.data.episode import MAX_EPISODE_BYTES
+
+        run = copy_run(base, work / "bomb-run")
+        episodes = sorted((run / "episodes").glob("episode_*.npz"))
+        src, dst = episodes[-1], run / "episodes" / f"episode_{len(episodes):06d}.npz"
+        rows = (MAX_EPISODE_BYTES + 2**27) // 12
+        header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 3), np.float32)) | {"shape": (rows, 3)}
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
+            for name in zin.namelist():
+                if name != "obs.npy":
+                    zout.writestr(name, zin.read(name))
+            with zout.open("obs.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, header)
+                for _ in range(rows * 12 // 2**24 + 1):
+                    f.write(bytes(2**24))
+        before = tf.snapshot(run)
+        rc, out = cli("train", str(run), "--no-progress")
+        return rc == 2 and dst.name in out and "declares" in out and tf.snapshot(run) == before, _last(out, 90)
+    record("declared sizes", "a 1.1 GiB zip bomb (1 MiB on disk) among a run's episodes, then train", bomb)
+
+    def onnx_sizes():
+        bad = tf.damage_onnx(planner, work / "huge.onnx", "huge-declared-sizes")
+        rc, out = cli("deploy", str(bad), "--task", "cartpole-swingup", "--episodes", "1")
+        return rc == 2 and "declares input sizes" in out, _last(out, 90)
+    record("declared sizes", "planner file declaring 2e9 samples (metadata, graph and hash consistent)", onnx_sizes)
+
+
+def stops(base: Path, work: Path) -> None:
+    """Issue 11, defects 10, 12 and 13: refused outputs, system errors and signals as messages, file modes."""
+    for what in ("checkpoint", "directory", "config"):
+        def out_onto(what=what):
+            run = copy_run(base, work / f"export-{what}")
+            ckpt = sorted((run / "checkpoints").glob("model_*.safetensors"))[-1]
+            target = {"checkpoint": ckpt, "directory": run / "checkpoints", "config": run / "config.toml"}[what]
+            before = tf.snapshot(run)
+            rc, out = cli("export", str(run), "--out", str(target))
+            return rc == 2 and "--out" in out and tf.snapshot(run) == before, _last(out, 90)
+        record("stops and system errors", f"export --out onto the run's {what}", out_onto)
+
+    def device():
+        rc, out = cli("run", f"run_dir={work / 'dev'}", *tf.TINY, "device=cuda:99", "--no-progress")
+        return rc == 2 and "device='cuda:99'" in out and not (work / "dev").exists(), _last(out, 90)
+    record("stops and system errors", "device=cuda:99", device)
+
+    def mount(name: str, *options: str) -> Path | None:
+        where = work / name
+        where.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
+                           capture_output=True, check=False)
+        return where if r.returncode == 0 else None
+
+    def full_disk():
+        disk = mount("full", "size=120k")
+        if disk is None:
+            return True, "skipped: cannot mount a tmpfs here"
+        try:
+            rc, out = cli("run", f"run_dir={disk / 'r'}", *tf.TINY, "--no-progress")
+            ok = rc == 1 and "no space left on the device writing" in out and not tf.leftover_temp_files(disk)
+            subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+            kept = tf.episode_hashes(disk / "r")
+            rc2, out2 = cli("run", f"run_dir={disk / 'r'}", *tf.TINY, "--no-progress", "--resume")
+            ok = ok and rc2 == 0 and all(tf.episode_hashes(disk / "r")[k] == v for k, v in kept.items())
+            return ok, _last(out, 90)
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+    record("stops and system errors", "disk full mid-run, then --resume after freeing space", full_disk)
+
+    def read_only():
+        ro = mount("ro", "size=1m", "ro")
+        if ro is None:
+            return True, "skipped: cannot mount a tmpfs here"
+        try:
+            rc, out = cli("run", f"run_dir={ro / 'r'}", *tf.TINY, "--no-progress")
+            return rc == 1 and "Read-only file system" in out, _last(out, 90)
+        finally:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+    record("stops and system errors", "read-only run directory (a read-only mount; root ignores chmod)", read_only)
+
+    def port_in_use():
+        import socket
+
+        run = copy_run(base, work / "port")
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            rc, out = cli("eval", str(run), "--episodes", "1", "--rerun", "serve", "--rerun-address", f"127.0.0.1:{port}")
+        return rc == 2 and f"127.0.0.1:{port} cannot be bound" in out, _last(out, 90)
+    record("stops and system errors", "rerun serve on a port already in use", port_in_use)
+
+    for label, body in (("a string", "return 'high'"), ("None", "return None"), ("NaN", "return float('nan')")):
+        def reward_fn(label=label, body=body):
+            mod = work / "tasks"
+            mod.mkdir(exist_ok=True)
+            name = f"reward_{len(list(mod.iterdir()))}"
+            (mod / f"{name}.py").write_text(f"def reward(model, data):\n    {body}\n")
+            xml = mod / "slider.xml"
+            xml.write_text(SLIDER)
+            sys.path.insert(0, str(mod))
+            try:
+                rc, out = cli("run", f"run_dir={work / name}", "env.task=mjcf", f"env.mjcf={xml}",
+                              f"env.reward={name}:reward", "env_steps=200", "--no-progress")
+            finally:
+                sys.path.remove(str(mod))
+            return rc == 2 and f"reward function {name}:reward returned" in out and not (work / name).exists(), \
+                _last(out, 90)
+        record("stops and system errors", f"an MJCF reward function returning {label}", reward_fn)
+
+    def ctrl_c():
+        run = work / "sigint"
+        proc = tf.start_run(run)
+        end = time.monotonic() + 150
+        while proc.poll() is None and not tf.episode_hashes(run) and time.monotonic() < end:
+            time.sleep(0.05)
+        before = tf.episode_hashes(run)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=120)
+        log = (work / "sigint.log").read_text()
+        rc2, out2 = tf.cli(*tf.run_cmd(run, resume=True)[3:])
+        ok = rc == 130 and "Traceback" not in log and rc2 == 0 and \
+            all(tf.episode_hashes(run)[k] == v for k, v in before.items())
+        return ok, _last(log, 90)
+    record("stops and system errors", "Ctrl-C (SIGINT) mid-run, then --resume", ctrl_c)
+
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        def modes(umask=umask, mode=mode):
+            run = work / f"umask-{umask:o}"
+            code = (f"import os, sys; os.umask({umask}); from robot_wm.cli import main; "
+                    f"sys.exit(main(['run', 'run_dir={run}', *{tf.TINY!r}, 'env_steps=200', '--no-progress']))")
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)
+            got = {oct(stat.S_IMODE(p.stat().st_mode)) for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+            return got == {oct(mode)}, f"file modes {sorted(got)}"
+        record("stops and system errors", f"files written under umask {umask:03o}", modes)
+
+
+SLIDER = """<mujoco><worldbody><body><joint name="x" type="slide"/><geom size=".1" mass="1"/></body></worldbody>
+<actuator><motor joint="x" ctrlrange="-1 1" ctrllimited="true"/></actuator></mujoco>"""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
     ap.add_argument("--flips", type=int, default=50, help="random byte flips per file kind")
+    ap.add_argument("--only", nargs="+", metavar="CATEGORY", help="run only these categories (e.g. 'declared sizes')")
     a = ap.parse_args()
     from test_export import make_run_dir
 
@@ -603,7 +760,7 @@ def main() -> int:
 
             complete = work / "base-complete" / "run"
             assert tiny_run(complete) == 0, "the complete tiny run failed"
-        if not a.no_kill:
+        if not a.no_kill and not a.only:
             print("SIGKILL chain on a real `robot-wm run` ...", flush=True)
             kills(work)
         for name, fn in [("checkpoints", lambda: checkpoints(base, work)), ("episodes", lambda: episodes(base, work)),
@@ -617,7 +774,11 @@ def main() -> int:
                          ("network settings", lambda: network(base, work)),
                          ("data from another task", lambda: foreign_data(base, work)),
                          ("summary headline", lambda: headline(complete, work)), ("run_dir", lambda: run_dirs(work)),
-                         ("planner size", lambda: planner_sizes(base, work))]:
+                         ("planner size", lambda: planner_sizes(base, work)),
+                         ("declared sizes", lambda: declared_sizes(base, planner, work)),
+                         ("stops and system errors", lambda: stops(base, work))]:
+            if a.only and name not in a.only:
+                continue
             print(f"{name} ...", flush=True)
             with contextlib.redirect_stderr(io.StringIO()):
                 fn()
