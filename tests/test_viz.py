@@ -213,3 +213,11 @@ def test_runner_and_the_rerun_observer_do_not_import_each_other():
     assert "robot_wm.runner" not in imported(root / "viz" / "observer.py")
     assert "robot_wm.observer" in imported(root / "viz" / "observer.py") and "robot_wm.observer" in imported(root / "runner.py")
     assert not any(m.startswith("robot_wm.viz") for m in imported(root / "observer.py"))
+
+
+def test_view_binds_the_viewer_to_loopback():
+    """``robot-wm view`` used to start ``rerun FILE``, whose gRPC server listens on 0.0.0.0:9876."""
+    from robot_wm.viz.cli import viewer_command
+
+    cmd = viewer_command(["rerun"], ["a.rrd", "b.rrd"])
+    assert cmd[:3] == ["rerun", "--bind", "127.0.0.1"] and cmd[3:] == ["a.rrd", "b.rrd"]

@@ -72,9 +72,14 @@ def cmd_view(a: argparse.Namespace) -> int:
             print(f)
         return 0
     chosen = files if a.all else files[-1:]
-    cmd = [*rerun_cli(), *map(str, chosen)]
+    cmd = viewer_command(rerun_cli(), chosen)
     print("opening", " ".join(map(str, chosen)))
     return subprocess.call(cmd)
+
+
+def viewer_command(rerun: list[str], files: list) -> list[str]:
+    """The Rerun viewer on ``files``, its gRPC server bound to loopback (Rerun's own default is 0.0.0.0)."""
+    return [*rerun, "--bind", "127.0.0.1", *map(str, files)]
 
 
 def register(sub) -> None:
