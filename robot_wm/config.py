@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robot_wm.io import atomic_write_text
+from robot_wm.io import atomic_write_text, check_regular_file
 
 
 class _Section(BaseModel):
@@ -305,16 +305,25 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
         raise ConfigError(_format(e, source)) from None
 
 
+MAX_TOML_BYTES = 2**20
+"""Largest launch, sweep or run config file read (1 MiB; a launch file is about 1 KiB)."""
+
+
 def read_toml(path: str | Path, what: str = "launch file", error: type[ConfigError] | None = None) -> dict[str, Any]:
     """The TOML table in ``path``; a missing, unreadable or invalid file raises ``error`` (a ``ConfigError``)
     naming ``what`` and the path."""
     error = error or ConfigError
     try:
+        check_regular_file(Path(path), what, MAX_TOML_BYTES)
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise error(f"{what} {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise error(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+    except ValueError as e:  # from check_regular_file: a FIFO, a device, a directory or a huge file
+        raise error(str(e)) from None
+    except RecursionError:
+        raise error(f"{what} {str(path)!r} nests too deeply") from None
     except OSError as e:  # a directory, no permission, ...
         raise error(f"{what} {str(path)!r} cannot be read: {e.strerror or e}") from None
 

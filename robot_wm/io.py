@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,18 @@ def fsync_dir(directory: Path) -> None:
 def leftover_temp_files(root: Path) -> list[Path]:
     """Temp files under ``root`` of ``atomic_write`` calls that never reached the rename (killed writers)."""
     return [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+
+
+def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
+    """Refuse, naming ``what`` and the path, anything but a regular file of at most ``max_bytes`` (after
+    symlinks): a FIFO would block the reader forever, ``/dev/zero`` would never end."""
+    st = os.stat(path)  # FileNotFoundError passes through: callers word it themselves
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, a device or a socket)"
+        raise ValueError(f"{what} {str(path)!r} is {kind}")
+    if st.st_size > max_bytes:
+        raise ValueError(f"{what} {str(path)!r} is {st.st_size / 2**20:.1f} MiB; at most {max_bytes / 2**20:.0f} MiB "
+                         "is read")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -768,3 +768,28 @@ def test_read_only_run_directory_is_a_message(small_mount):
     rc, out = cli(*run_cmd(ro / "run")[3:])
     assert rc == 1 and f"cannot write '{ro / 'run'}" in out and "Read-only file system" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_episode_that_is_a_fifo_or_a_device_is_refused_not_read(run_copy, capsys, kind):
+    """A FIFO used to block `train` forever; a symlink to /dev/zero grew it to 22 GB until the OOM killer."""
+    target = run_copy / "episodes" / f"episode_{len(list((run_copy / 'episodes').glob('episode_*.npz'))):06d}.npz"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and target.name in out and "not a regular file" in out, out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
+def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys, kind):
+    path = tmp_path / "l.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("# " + "x" * 2**21 + "\n")
+    rc, out = main_in_process(capsys, "run", str(path), "--no-progress")
+    assert rc == 2 and str(path) in out and ("not a regular file" in out or "at most 1 MiB" in out), out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.io import atomic_write_bytes
+from robot_wm.io import atomic_write_bytes, check_regular_file
 
 KEYS = ("obs", "action", "reward", "physics_state")
 
@@ -67,6 +67,7 @@ class Episode:
         """Read and check an episode file; the sizes its zip directory declares are checked against
         ``max_bytes`` before anything is decompressed (zipfile never inflates past a declared size)."""
         try:
+            check_regular_file(Path(path), "episode file", max_bytes)
             with zipfile.ZipFile(path) as zf:
                 members = zf.infolist()
                 declared = sum(i.file_size for i in members)
