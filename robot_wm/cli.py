@@ -7,7 +7,9 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -257,17 +259,31 @@ def main(argv: list[str] | None = None) -> int:
         args.args = [*args.args, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # a service stop ends like Ctrl-C
     try:
         return args.func(args)
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"robot-wm {args.command}: interrupted. {SAVED} {resume_hint(args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"robot-wm {args.command}: {how}. {SAVED} {resume_hint(args)}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except OSError as e:
         print(f"robot-wm {args.command}: error: {describe_os_error(e)} {resume_hint(args)}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops like Ctrl-C (what was written stays complete)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
 
 
 SAVED = "Every file written before is complete (each is written atomically); nothing half-written was kept."

@@ -236,8 +236,8 @@ class RunConfig(_Section):
     """Evaluation episodes with the final model (not counted in env_steps)."""
     eval_at: list[int] = []
     """Also evaluate when the collected environment steps first reach each of these (learning curves)."""
-    threads: int = Field(2, ge=1)
-    """CPU threads for torch."""
+    threads: int = Field(2, ge=1, le=1024)
+    """CPU threads for torch (at most 1024)."""
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     """Torch device for training and planning: cpu, cuda or cuda:N (checked to exist before any work)."""
     env: EnvConfig = EnvConfig()

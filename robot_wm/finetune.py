@@ -71,12 +71,16 @@ def _join(parts: list[Transitions]) -> Transitions:
     return Transitions(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("obs", "action", "reward", "next_obs")))
 
 
+MAX_WEIGHT = 100
+"""Largest ``--weight``: the robot's rows are repeated that many times in memory."""
+
+
 def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> dict:
     """Import ``source``'s recorded episodes into the run of session ``s`` and fine-tune from its latest
     checkpoint. Returns the train record it logs."""
-    if weight < 1:
-        raise ValueError(f"robot data weight {weight} must be a whole number >= 1 (each robot transition counts "
-                         "that many times)")
+    if not 1 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"robot data weight {weight} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
+                         "transition counts that many times)")
     cfg, env = s.cfg, s.env
     elite_before = s.latest_model()
     if elite_before is None:

@@ -793,3 +793,24 @@ def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys
         path.write_text("# " + "x" * 2**21 + "\n")
     rc, out = main_in_process(capsys, "run", str(path), "--no-progress")
     assert rc == 2 and str(path) in out and ("not a regular file" in out or "at most 1 MiB" in out), out
+
+
+def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planner_file, tmp_path):
+    """A service stop (SIGTERM) used to kill `deploy --record` at once, losing the episode in progress."""
+    rec = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner_file), "--task",
+                             "cartpole-swingup", "--episodes", "50", "--realtime", "--record", str(rec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl"})
+    end = time.monotonic() + 120
+    while proc.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the second episode
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in out and "Traceback" not in out, out
+    from robot_wm.data.episode import Episode
+
+    cut = Episode.load(rec / "episode_000001.npz")
+    assert 0 < len(cut) and not leftover_temp_files(rec)

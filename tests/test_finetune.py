@@ -82,6 +82,8 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert "no recorded episodes" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1000000000", "--no-progress"]) == 2
+    assert "weight 1000000000 must be a whole number from 1 to 100" in capsys.readouterr().err  # was a MemoryError
     assert cli.main(["finetune", str(run), "--data", str(run / "episodes"), "--no-progress"]) == 2  # not recorded
     assert "not a recorded deployment" in capsys.readouterr().err
     assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied

@@ -284,3 +284,18 @@ def test_model_too_big_is_refused_before_anything_is_written(tmp_path, capsys):
     rc = main(["run", f"run_dir={tmp_path / 'r'}", "model.hidden=1000000", "env_steps=400", "--no-progress"])
     assert rc == 2 and "training would need about" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "threads=100000"], "threads"),
+    (["deploy", "x.onnx", "--task", "cartpole-swingup", "--threads", "100000"], "--threads 100000: expected a positive whole number of at most 1024"),
+])
+def test_huge_thread_counts_are_refused(tmp_path, capsys, args, message):
+    """`deploy --threads 100000` grew memory and segfaulted; `run threads=100000` crashed in MuJoCo."""
+    from robot_wm.cli import main
+
+    args = [a if a != "x.onnx" else str(tmp_path / "x.onnx") for a in args]
+    if args[0] == "run":
+        args += [f"run_dir={tmp_path / 'r'}", "--no-progress"]
+    rc = main(args)
+    assert rc == 2 and message in capsys.readouterr().err and not (tmp_path / "r").exists()

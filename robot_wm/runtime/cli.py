@@ -88,14 +88,15 @@ def _deploy(a: argparse.Namespace) -> int:
 
 def _check_args(a: argparse.Namespace) -> None:
     """Refuse impossible deploy arguments before anything is loaded, naming the value."""
-    for flag, v, ok in (("--threads", a.threads, a.threads >= 1), ("--episodes", a.episodes, a.episodes >= 1),
+    for flag, v, ok in (("--threads", a.threads, 1 <= a.threads <= 1024), ("--episodes", a.episodes, a.episodes >= 1),
                         ("--action-repeat", a.action_repeat, a.action_repeat is None or a.action_repeat >= 1),
                         ("--max-fallbacks", a.max_fallbacks, a.max_fallbacks >= 1),
                         ("--rate", a.rate, a.rate is None or (np.isfinite(a.rate) and a.rate > 0)),
                         ("--deadline-ms", a.deadline_ms, a.deadline_ms is None or (np.isfinite(a.deadline_ms)
                                                                                   and a.deadline_ms > 0))):
         if not ok:
-            raise ValueError(f"{flag} {v}: expected a positive {'number' if flag in ('--rate', '--deadline-ms') else 'whole number'}")
+            raise ValueError(f"{flag} {v}: expected a positive {'number' if flag in ('--rate', '--deadline-ms') else 'whole number'}"
+                             + (" of at most 1024" if flag == "--threads" else ""))
 
 
 def _save(rec, robot):
