@@ -257,7 +257,14 @@ class RunDir:
         pointer = self.checkpoints / "latest.json"
         if not pointer.exists():
             return None
-        return self.checkpoints / json.loads(pointer.read_text())["checkpoint"]
+        try:
+            name = json.loads(pointer.read_text()).get("checkpoint")
+        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
+            name = None
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json"):
+            raise ValueError(f"{str(pointer)!r} does not name a checkpoint file of this run (expected "
+                             '{"checkpoint": "model_rNNNN.json"}); it is damaged or was edited')
+        return self.checkpoints / name
 
     def set_latest(self, cfg_json: Path) -> None:
         atomic_write_json(self.checkpoints / "latest.json", {"checkpoint": cfg_json.name})

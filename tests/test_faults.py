@@ -814,3 +814,15 @@ def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planne
 
     cut = Episode.load(rec / "episode_000001.npz")
     assert 0 < len(cut) and not leftover_temp_files(rec)
+
+
+@pytest.mark.parametrize("pointer", ['{"checkpoint": "../../other/checkpoints/model_r0000.json"}',
+                                     '{"checkpoint": "/etc/model.json"}', '{"checkpoint": 5}', "[]", "{}",
+                                     b"\xff\xfe{"])
+def test_latest_pointer_leading_outside_the_run_or_malformed_is_refused(run_copy, capsys, pointer):
+    """latest.json used to be followed anywhere (another run's model exported silently) or crash."""
+    path = run_copy / "checkpoints" / "latest.json"
+    path.write_bytes(pointer if isinstance(pointer, bytes) else pointer.encode())
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(run_copy.parent / "p.onnx"))
+    assert rc == 2 and "latest.json" in out and "does not name a checkpoint file of this run" in out, out
+    assert "Traceback" not in out and not (run_copy.parent / "p.onnx").exists()
