@@ -232,6 +232,9 @@ def test_embedded_ray_listens_on_loopback_only(ray_up):
      "grid key model.hidden: expected a non-empty list"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["rerun.mode=serve"]\n', "network settings"),
     ('tasks = ["cartpole-swingup"\n', "not valid TOML"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1, 2]\n[grid]\n' + "".join(  # a million trials: refused at once
+        f'"model.{k}" = {list(range(1, 11))}\n' for k in ("hidden", "layers", "batch_size", "max_epochs", "patience")),
+     "makes 200,000 trials (1 launch files/tasks, 2 seeds, 10 values of model.hidden"),
 ])
 def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
     path = tmp_path / "bad.toml"

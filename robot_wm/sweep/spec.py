@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,10 @@ def _format(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+MAX_TRIALS = 10_000
+"""Most trials one sweep file may make (each is a run directory)."""
+
+
 def parse(data: dict[str, Any], path: Path) -> Sweep:
     """Validate ``data`` (a sweep file's TOML read from ``path``) and build every trial's config."""
     try:
@@ -184,6 +189,12 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
                              "relative to the sweep file)")
     keys = list(spec.grid)
+    count = len(sources) * len(spec.seeds) * math.prod(len(spec.grid[k]) for k in keys)
+    if count > MAX_TRIALS:  # counted before any trial is built: a 10^6-trial grid used to hang silently
+        sizes = ", ".join([f"{len(sources)} launch files/tasks", f"{len(spec.seeds)} seeds",
+                           *(f"{len(spec.grid[k])} values of {k}" for k in keys)])
+        raise SweepError(f"sweep file {str(path)!r} makes {count:,} trials ({sizes}); at most {MAX_TRIALS:,} "
+                         "in one sweep: split it or use fewer values")
     combos = list(itertools.product(*(spec.grid[k] for k in keys)))
     trials, names = [], set()
     for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
