@@ -253,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # key=value overrides may follow flags: `run --no-progress seed=1`
-        if not (hasattr(args, "args") and all("=" in e and not e.startswith("-") for e in extra)):
+    if extra:  # key=value overrides may follow flags: `run --no-progress seed=1`, `export RUN --out p.onnx k=v`
+        field = next((f for f in ("args", "overrides") if hasattr(args, f)), None)
+        if field is None or not all("=" in e and not e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.args = [*args.args, *extra]
+        setattr(args, field, [*getattr(args, field), *extra])
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()

@@ -339,6 +339,14 @@ def _parse_value(text: str) -> Any:
         return text  # bare words are strings: env.task=cheetah-run
 
 
+def _merged(base: dict, update: dict) -> dict:
+    """``base`` with ``update``'s fields set, tables merged field by field."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merged(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply ``section.field=value`` overrides (TOML values; bare words are strings)."""
     data = cfg.model_dump()
@@ -357,6 +365,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         value = _parse_value(text)
         if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if isinstance(node[leaf], dict) and isinstance(value, dict):  # `planner={samples=64}` changes samples
+            value = _merged(node[leaf], value)                       # alone, not the section's other fields
         node[leaf] = value
     return from_dict(data, "command line overrides")
 

@@ -172,3 +172,14 @@ def test_export_out_that_would_destroy_a_file_or_is_a_directory_is_refused(run_d
     assert r.returncode == 2 and f"--out '{out}'" in r.stderr, r.stderr
     assert ("is a directory" if where == "directory" else "not an .onnx path") in r.stderr
     assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "planner").exists()
+
+
+def test_export_overrides_may_follow_the_flags_as_the_docs_show(run_dir, tmp_path):
+    """docs/deploy.md's `export RUN --out x.onnx planner.samples=256` was 'unrecognized arguments'."""
+    import onnx
+
+    out = tmp_path / "p.onnx"
+    r = _cli("export", str(run_dir), "--out", str(out), "planner.samples=48")
+    assert r.returncode == 0, r.stderr
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["samples"] == "48" and "planner.samples=48" in meta["overrides"]

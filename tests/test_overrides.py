@@ -299,3 +299,14 @@ def test_huge_thread_counts_are_refused(tmp_path, capsys, args, message):
         args += [f"run_dir={tmp_path / 'r'}", "--no-progress"]
     rc = main(args)
     assert rc == 2 and message in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_inline_table_override_changes_only_the_fields_it_names():
+    """`planner={samples=64,elites=4}` used to reset every other planner field to its default, silently."""
+    base = cfgmod.apply_overrides(cfgmod.RunConfig(), ["planner.horizon=5", "env.randomize.mass=[0.8, 1.2]"])
+    cfg = cfgmod.apply_overrides(base, ["planner={samples=64,elites=4}", "env={randomize={friction=[0.5,1.5]}}"])
+    assert (cfg.planner.samples, cfg.planner.elites, cfg.planner.horizon) == (64, 4, 5)
+    assert cfg.env.randomize.mass == (0.8, 1.2) or list(cfg.env.randomize.mass) == [0.8, 1.2]
+    assert list(cfg.env.randomize.friction) == [0.5, 1.5] and cfg.env.task == base.env.task
+    with pytest.raises(cfgmod.ConfigError, match="planner.samplez"):
+        cfgmod.apply_overrides(base, ["planner={samplez=64}"])
