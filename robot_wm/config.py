@@ -221,8 +221,8 @@ class RerunConfig(_Section):
 
 
 class RunConfig(_Section):
-    seed: int = 0
-    """Seeds the environment, model init, minibatches and planner noise."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Seeds the environment, model init, minibatches and planner noise (0 to 2^32 - 1)."""
     run_dir: str = "runs/{task}-s{seed}"
     """Output directory; {task} and {seed} are filled in (the only template fields; e.g. {seed:03d}). It must be
     new, empty or an existing robot-wm run."""

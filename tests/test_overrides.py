@@ -310,3 +310,12 @@ def test_inline_table_override_changes_only_the_fields_it_names():
     assert list(cfg.env.randomize.friction) == [0.5, 1.5] and cfg.env.task == base.env.task
     with pytest.raises(cfgmod.ConfigError, match="planner.samplez"):
         cfgmod.apply_overrides(base, ["planner={samplez=64}"])
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_out_of_range_seed_is_a_config_error_before_anything_is_written(tmp_path, capsys, seed):
+    """`run seed=-1` used to fail inside numpy after creating the run directory, and every --resume failed."""
+    from robot_wm.cli import main
+
+    rc = main(["run", f"run_dir={tmp_path / 'r'}", f"seed={seed}", "--no-progress"])
+    assert rc == 2 and "seed" in capsys.readouterr().err and not (tmp_path / "r").exists()
