@@ -600,23 +600,13 @@ def declared_sizes(base: Path, planner: Path, work: Path) -> None:
         record("declared sizes", f"run {field}", big)
 
     def bomb():
-        import zipfile
-
+        from conftest import write_zip_bomb_episode
         from robot_wm.data.episode import MAX_EPISODE_BYTES
 
         run = copy_run(base, work / "bomb-run")
         episodes = sorted((run / "episodes").glob("episode_*.npz"))
-        src, dst = episodes[-1], run / "episodes" / f"episode_{len(episodes):06d}.npz"
-        rows = (MAX_EPISODE_BYTES + 2**27) // 12
-        header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 3), np.float32)) | {"shape": (rows, 3)}
-        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
-            for name in zin.namelist():
-                if name != "obs.npy":
-                    zout.writestr(name, zin.read(name))
-            with zout.open("obs.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_1_0(f, header)
-                for _ in range(rows * 12 // 2**24 + 1):
-                    f.write(bytes(2**24))
+        dst = run / "episodes" / f"episode_{len(episodes):06d}.npz"
+        write_zip_bomb_episode(episodes[-1], dst, MAX_EPISODE_BYTES)
         before = tf.snapshot(run)
         rc, out = cli("train", str(run), "--no-progress")
         return rc == 2 and dst.name in out and "declares" in out and tf.snapshot(run) == before, _last(out, 90)

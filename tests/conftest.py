@@ -92,3 +92,21 @@ def tiny_run_dir(tmp_path_factory):
     assert tiny_run(root) == 0
     torch.set_num_threads(1)
     return root
+
+
+def write_zip_bomb_episode(real: Path, dst: Path, inflated_bytes: int) -> None:
+    """``dst``: the episode ``real`` with its observations replaced by zeros that inflate to more than
+    ``inflated_bytes`` (an obs.npy header declaring that many float32 rows x 3) but deflate to ~1/1000."""
+    import zipfile
+
+    rows = (inflated_bytes + 2**27) // 12
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 3), np.float32)) | {"shape": (rows, 3)}
+    with zipfile.ZipFile(real) as src, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name in src.namelist():
+            if name != "obs.npy":
+                zf.writestr(name, src.read(name))
+        with zf.open("obs.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            chunk = bytes(2**24)
+            for _ in range(rows * 12 // len(chunk) + 1):
+                f.write(chunk)

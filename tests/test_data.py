@@ -213,24 +213,14 @@ def test_episode_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     """Its observations: a 1.1 GiB array of zeros that deflates to ~1 MiB. Refused from the zip directory,
     without inflating it; today's np.load would allocate all of it."""
     import resource
-    import zipfile
 
+    from conftest import write_zip_bomb_episode
     from robot_wm.data.episode import MAX_EPISODE_BYTES
 
     real = tmp_path / "ep.npz"
     _episode(np.random.default_rng(3), 5).save(real)
     path = tmp_path / "bomb.npz"
-    rows = (MAX_EPISODE_BYTES + 2**27) // 12
-    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 3), np.float32)) | {"shape": (rows, 3)}
-    with zipfile.ZipFile(real) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for name in src.namelist():
-            if name != "obs.npy":
-                zf.writestr(name, src.read(name))
-        with zf.open("obs.npy", "w", force_zip64=True) as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            chunk = bytes(2**24)
-            for _ in range(rows * 12 // len(chunk) + 1):
-                f.write(chunk)
+    write_zip_bomb_episode(real, path, MAX_EPISODE_BYTES)
     assert path.stat().st_size < 8 * 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ValueError, match=r"bomb.npz.*declares 5 arrays of 1\d{3}\.\d MiB in all; an episode holds 5 "
