@@ -151,6 +151,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     print(f"{a.planner} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
           f"return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
+    if dists := [r["goal_distance"] for r in recs if "goal_distance" in r]:
+        print(f"final distance to the goal: {np.median(dists):.4f} median ({', '.join(f'{d:.4f}' for d in dists)})")
     return 0
 
 

@@ -201,6 +201,37 @@ class PlannerConfig(_Section):
         return self
 
 
+class GoalConfig(_Section):
+    """Goal-conditioned planning: the planner's objective adds minus the weighted distance of every imagined
+    state to a goal state (discounted, summed over the horizon). The goal is an input of the planning step
+    and of the exported graph, so a robot can change it while it runs."""
+
+    state: list[float] | None = None
+    """A target state: one value per dimension of the world model's state (the flattened observation)."""
+    joints: dict[str, float] = {}
+    """Or target positions of named joints (rad or m), observed as the robot would observe that pose from
+    each episode's start with every velocity zero: e.g. {shoulder = 0.5, elbow = -1.0}."""
+    weights: list[float] | None = None
+    """Weight of each state dimension in the distance (>= 0). None: 1 on every dimension for ``state``;
+    for ``joints`` 1 on the dimensions those joints move, 0 on the rest (velocities, other bodies)."""
+    reward_weight: float = Field(0.0, ge=0)
+    """Weight of the task's own reward (and learned value) next to the goal: 0 plans toward the goal alone."""
+
+    @property
+    def active(self) -> bool:
+        return self.state is not None or bool(self.joints)
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> GoalConfig:
+        if self.state is not None and self.joints:
+            raise ValueError("goal.state and goal.joints are both set; give the goal one way")
+        if self.weights is not None and not self.active:
+            raise ValueError("goal.weights is set but there is no goal (goal.state or goal.joints)")
+        if self.weights is not None and (any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights)):
+            raise ValueError(f"goal.weights {self.weights} must be >= 0 with at least one > 0")
+        return self
+
+
 class RerunConfig(_Section):
     mode: Literal["off", "save", "spawn", "serve"] = "off"
     """Rerun visual debugging: off, save (a .rrd file in the run directory), spawn (a live viewer), serve (gRPC)."""
@@ -244,6 +275,7 @@ class RunConfig(_Section):
     model: ModelConfig = ModelConfig()
     value: ValueConfig = ValueConfig()
     planner: PlannerConfig = PlannerConfig()
+    goal: GoalConfig = GoalConfig()
     rerun: RerunConfig = RerunConfig()
 
     @field_validator("run_dir")
@@ -395,16 +427,17 @@ def check_no_network(cfg: RunConfig, source: str) -> None:
 
 
 def flat(cfg: RunConfig) -> dict[str, Any]:
-    """Every leaf field by its dotted name."""
+    """Every leaf field by its dotted name (a mapping-valued field such as goal.joints is one leaf)."""
     out: dict[str, Any] = {}
 
-    def walk(node: dict, prefix: str) -> None:
-        for k, v in node.items():
-            if isinstance(v, dict):
+    def walk(node: BaseModel, prefix: str) -> None:
+        dumped = node.model_dump()
+        for k in type(node).model_fields:
+            if isinstance(v := getattr(node, k), BaseModel):
                 walk(v, f"{prefix}{k}.")
             else:
-                out[f"{prefix}{k}"] = v
-    walk(cfg.model_dump(), "")
+                out[f"{prefix}{k}"] = dumped[k]
+    walk(cfg, "")
     return out
 
 
@@ -414,12 +447,19 @@ def changed_fields(old: RunConfig, new: RunConfig) -> list[str]:
     return sorted(k for k in a if a[k] != b[k])
 
 
-def changes(old: RunConfig, new: RunConfig) -> list[str]:
-    """What ``new`` changes against ``old``, as ``key=value`` overrides (values as JSON, which TOML reads)."""
-    import json
+def toml_value(v: Any) -> str:
+    """``v`` as the text after ``key=`` in an override (TOML on one line: a mapping as an inline table)."""
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(x)}" for k, x in v.items()) + "}"
+    return tomli_w.dumps({"v": v}).strip()[len("v = "):]
 
+
+def changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """What ``new`` changes against ``old``, as ``key=value`` overrides (``apply_overrides`` reads them back)."""
     a, b = flat(old), flat(new)
-    return [f"{k}={json.dumps(b[k])}" for k in sorted(a) if a[k] != b[k]]
+    return [f"{k}={toml_value(b[k])}" for k in sorted(a) if a[k] != b[k]]
 
 
 def to_toml(cfg: RunConfig) -> str:

@@ -30,6 +30,7 @@ from robot_wm.train import new_model, train_model
 from robot_wm.train_value import TDData, train_value
 from sim.collect import run_episode
 from sim.env import STEP_UNIT, Env
+from sim.goal import resolve_goal
 from sim.registry import make_env
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class Session:
         members' disagreement on the imagined states to the objective: optimism where the model is unsure."""
         spec = StepSpec.from_config(self.cfg.planner)
         novelty = self.cfg.planner.explore_weight if explore else 0.0
+        goal = self.cfg.goal
+        goal_fn = (lambda: resolve_goal(self.env, goal.state, goal.joints, goal.weights)) if goal.active else None
         if kind == "random":
             return RandomPolicy(self.env.action_spec, seed)
         if kind in ("oracle", "oracle-value"):  # the true simulator; oracle-value adds the learned terminal value
@@ -126,12 +129,15 @@ class Session:
 
             if kind == "oracle-value" and self.value is None:
                 raise ValueError("the oracle-value planner needs the run's value: train with value.enabled=true")
-            return oracle_planner(self.env, spec, seed, value=self.value if kind == "oracle-value" else None)
+            return oracle_planner(self.env, spec, seed, value=self.value if kind == "oracle-value" else None,
+                                  goal_fn=goal_fn, reward_weight=goal.reward_weight)
         if kind in ("learned", "pets"):
             if model is None:
                 raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
-            return MPCPlanner.learned(model, spec, seed, value=self.value if kind == "learned" else None,
-                                      novelty_weight=novelty)
+            # Toward a goal alone, the task's value and policy would only cost time: the model plans alone.
+            value = self.value if kind == "learned" and not (goal.active and goal.reward_weight == 0) else None
+            return MPCPlanner.learned(model, spec, seed, value=value, novelty_weight=novelty, goal_fn=goal_fn,
+                                      reward_weight=goal.reward_weight)
         raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")
 
     # --- data -------------------------------------------------------------------------------
@@ -150,6 +156,8 @@ class Session:
             data.append(ep)
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
                                                    "diverged", "plan_hz")})
+            if (goal := getattr(policy, "goal", None)) is not None:  # where the episode ended, from its goal
+                record["goal_distance"] = goal.distance(ep.obs[-1])
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
         self.run.log(record)
         obs.on_episode_end(record)

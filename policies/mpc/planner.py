@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from policies.mpc.step import PlanOutput, ScoreFn, StepSpec, colored_filter, initial_plan, plan_step
+from robot_wm.goal import Goal
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.folded import FoldedModel
 from robot_wm.model.imagine import score_sequences
@@ -23,19 +25,23 @@ class LearnedScore(nn.Module):
     member, the discount becomes the value's, and ``propose`` rolls the policy out through the model.
 
     A ``novelty_weight`` (exploring training episodes; never exported) adds the members' disagreement on
-    the imagined states (``state_disagreement``, in units of the data's std) to the objective."""
+    the imagined states (``state_disagreement``, in units of the data's std) to the objective.
+
+    Called with a ``goal`` and its ``goal_weights`` (the step's context), the objective becomes
+    ``reward_weight`` x (return + value) minus the distance of the imagined states to the goal."""
 
     def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None,
-                 novelty_weight: float = 0.0):
+                 novelty_weight: float = 0.0, reward_weight: float = 1.0):
         super().__init__()
         self.model, self.net, self.value = model, FoldedModel.of(model), value
         self.discount = value.spec.discount if value is not None else discount
-        self.novelty_weight = float(novelty_weight)
+        self.novelty_weight, self.reward_weight = float(novelty_weight), float(reward_weight)
         self.register_buffer("obs_scale", model.obs_norm.std.detach().clone())
 
-    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, state: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None,
+                goal_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return score_sequences(self.net, state, actions, self.discount, self.value, self.novelty_weight,
-                               self.obs_scale)
+                               self.obs_scale, goal, goal_weights, self.reward_weight)
 
     def propose(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
@@ -75,17 +81,22 @@ class PlanStep(nn.Module):
         beta = spec.noise_beta if spec.optimizer == "icem" else 0.0
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 
-    def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor) -> PlanOutput:
+    def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
+                *context: torch.Tensor) -> PlanOutput:
         proposals = self.score.propose(state, proposal_noise(self.spec, noise)) if self.spec.policy_samples else None
         return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
-                         proposals)
+                         proposals, context)
 
 
 class MPCPlanner:
     """Replans every control step from the shifted previous plan. ``act`` never returns a
-    non-finite or out-of-bounds action: invalid steps fall back to the shifted plan and are counted."""
+    non-finite or out-of-bounds action: invalid steps fall back to the shifted plan and are counted.
 
-    def __init__(self, step: PlanStep, seed: int = 0, name: str = "learned", compile: bool = False):
+    A goal (``set_goal``) is passed to the score function on every step; ``goal_fn`` sets one at every
+    ``reset`` (a goal given by named joints depends on the episode's start)."""
+
+    def __init__(self, step: PlanStep, seed: int = 0, name: str = "learned", compile: bool = False,
+                 goal_fn: Callable[[], Goal] | None = None):
         self.name, self.step = name, step
         self.device = step.low.device
         self.act_dim = step.low.numel()
@@ -96,17 +107,30 @@ class MPCPlanner:
         self.fallbacks = 0
         self.last: PlanOutput | None = None
         self.last_noise: torch.Tensor | None = None  # what ``last`` was planned with (to replay proposals)
+        self.goal_fn, self.goal, self.context = goal_fn, None, ()
         self.reset()
 
     @classmethod
     def learned(cls, model: WorldModel, spec: StepSpec, seed: int = 0, compile: bool = False,
-                value: ActorCritic | None = None, novelty_weight: float = 0.0) -> MPCPlanner:
-        """The learned planner; without ``value`` the PETS-style objective and no policy proposals."""
-        step = PlanStep(*learned_score(model, spec, value, novelty_weight), model.action_low, model.action_high)
-        return cls(step.to(model.action_low.device), seed, "learned" if value is not None else "pets", compile)
+                value: ActorCritic | None = None, novelty_weight: float = 0.0,
+                goal_fn: Callable[[], Goal] | None = None, reward_weight: float = 1.0) -> MPCPlanner:
+        """The learned planner; without ``value`` the PETS-style objective and no policy proposals; with a
+        ``goal_fn``, toward its goal (``reward_weight`` x the task's return beside it)."""
+        score, spec = learned_score(model, spec, value, novelty_weight, reward_weight)
+        step = PlanStep(score, spec, model.action_low, model.action_high)
+        return cls(step.to(model.action_low.device), seed, "learned" if value is not None else "pets", compile,
+                   goal_fn)
 
     def reset(self) -> None:
         self.plan = initial_plan(self.step.low, self.step.high, self.step.spec.horizon)
+        if self.goal_fn is not None:
+            self.set_goal(self.goal_fn())
+
+    def set_goal(self, goal: Goal | None) -> None:
+        """Plan toward ``goal`` (a checked ``Goal``) from the next step on; None: the task reward alone."""
+        self.goal = goal
+        self.context = () if goal is None else tuple(
+            torch.as_tensor(v, dtype=torch.float32, device=self.device) for v in goal)
 
     def noise(self) -> torch.Tensor:
         shape = self.step.spec.noise_shape(self.act_dim)
@@ -122,7 +146,7 @@ class MPCPlanner:
             raise ValueError(f"observation has shape {arr.shape}, expected ({self.state_dim or 'S'},)")
         state = torch.as_tensor(arr, device=self.device)
         noise = self.noise()
-        out = self._fn(state, self.plan, noise)
+        out = self._fn(state, self.plan, noise, *self.context)
         self.plan, self.last, self.last_noise = out.next_plan, out, noise
         if not bool(out.valid):
             self.fallbacks += 1
@@ -130,8 +154,8 @@ class MPCPlanner:
 
 
 def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None,
-                  novelty_weight: float = 0.0) -> tuple[LearnedScore, StepSpec]:
+                  novelty_weight: float = 0.0, reward_weight: float = 1.0) -> tuple[LearnedScore, StepSpec]:
     """The score function and the spec it plans with: policy proposals only where there is a policy."""
     if value is None:
         spec = replace(spec, policy_samples=0)
-    return LearnedScore(model, spec.discount, value, novelty_weight), spec
+    return LearnedScore(model, spec.discount, value, novelty_weight, reward_weight), spec

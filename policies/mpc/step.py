@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import torch
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-"""(state, action sequences (N, H, A)) -> (predicted return (N,), ensemble spread (N,))."""
+ScoreFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""(state, action sequences (N, H, A), *context) -> (predicted return (N,), ensemble spread (N,)); the
+context is what the step was given besides the state (a goal and its weights, or nothing)."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ def initial_plan(low: torch.Tensor, high: torch.Tensor, horizon: int) -> torch.T
 
 def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor, score_fn: ScoreFn,
               spec: StepSpec, low: torch.Tensor, high: torch.Tensor, noise_filter: torch.Tensor,
-              proposals: torch.Tensor | None = None) -> PlanOutput:
+              proposals: torch.Tensor | None = None, context: tuple[torch.Tensor, ...] = ()) -> PlanOutput:
     """Refine ``prev_plan`` (H, A) for ``state`` with ``spec.iterations`` rounds of sampling.
 
     ``noise`` (I, N, H, A) is standard normal; ``noise_filter`` is ``colored_filter(...)`` (or the
     identity). Every sampled sequence is clamped to [low, high]. Each round scores the current mean
     and the carried elites alongside the new samples, so the best score never decreases.
     ``proposals`` (P, H, A), e.g. policy rollouts, join every round's candidates in place of P samples.
+    ``context`` (e.g. a goal state and its weights) is passed to every ``score_fn`` call after the sequences.
     The refit mean is the plan executed; it is scored once more at the end (one sequence), so that
     ``best_return`` and ``spread`` describe what the robot does, not the best sample seen.
     """
@@ -98,7 +100,7 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         fixed = 1 + (keep if i > 0 else 0)
         eps = torch.einsum("th,nha->nta", noise_filter, noise[i, : n - fixed])
         cand = torch.cat([(mean + std * eps).clamp(low, high), props, mean.unsqueeze(0), kept])
-        ret, spread = score_fn(state, cand)
+        ret, spread = score_fn(state, cand, *context)
         obj = ret - spec.uncertainty_weight * spread
         obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, -math.inf))
         top_obj, top_idx = obj.topk(k)
@@ -116,7 +118,7 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
         if keep:
             kept = elite[:keep]
-    plan_ret, plan_spread = score_fn(state, mean.unsqueeze(0))
+    plan_ret, plan_spread = score_fn(state, mean.unsqueeze(0), *context)
     plan_obj = plan_ret[0] - spec.uncertainty_weight * plan_spread[0]
     valid = torch.isfinite(state).all() & torch.isfinite(plan_obj) & torch.isfinite(mean).all()
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)

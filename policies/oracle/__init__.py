@@ -13,6 +13,7 @@ from mujoco import rollout
 
 from policies.mpc.planner import MPCPlanner, PlanStep
 from policies.mpc.step import StepSpec
+from robot_wm.model.imagine import goal_distance
 from sim.env import Env
 
 
@@ -23,15 +24,17 @@ class TrueModelScore:
     the learned planner does, and the value's discount replaces ``discount``: the two planners then
     differ only in the dynamics, which is what the oracle measures."""
 
-    def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None, value=None):
-        self.env, self.value = env, value
+    def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None, value=None,
+                 reward_weight: float = 1.0):
+        self.env, self.value, self.reward_weight = env, value, reward_weight
         self.discount = value.spec.discount if value is not None else discount
         self.substeps = int(env.physics_steps_per_control_step)
         n = threads or min(4, os.cpu_count() or 1)
         self.datas = [mujoco.MjData(env.model) for _ in range(n)]
         self.state: np.ndarray | None = None
 
-    def __call__(self, _obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, _obs: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None,
+                 goal_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         acts = actions.detach().double().cpu().numpy()  # (N, H, A)
         n, h, _ = acts.shape
         control = np.repeat(acts, self.substeps, axis=1)  # hold each action for its physics steps
@@ -45,6 +48,11 @@ class TrueModelScore:
             with torch.no_grad():
                 v = self.value.value(torch.as_tensor(last, dtype=torch.float32, device=self.value.action_low.device))
             ret = ret + self.discount**h * v.to(ret)
+        if goal is not None:  # the learned planner's goal objective, on the true observations
+            seen = torch.as_tensor(np.stack([[self.env.observation_of_state(ends[i, t]) for t in range(h)]
+                                             for i in range(n)]), dtype=actions.dtype)
+            cost = goal_distance(seen, goal.to(seen), goal_weights.to(seen), self.discount)
+            ret = self.reward_weight * ret - cost if self.reward_weight > 0 else -cost
         return ret, torch.zeros_like(ret)
 
 
@@ -54,10 +62,13 @@ class OraclePlanner(MPCPlanner):
         return super().act(obs)
 
 
-def oracle_planner(env: Env, spec: StepSpec, seed: int = 0, value=None) -> OraclePlanner:
+def oracle_planner(env: Env, spec: StepSpec, seed: int = 0, value=None, goal_fn=None,
+                   reward_weight: float = 1.0) -> OraclePlanner:
     """The true-dynamics planner; with ``value`` its objective adds the learned terminal value (the
-    policy proposals stay off: they would need the learned dynamics)."""
+    policy proposals stay off: they would need the learned dynamics); with ``goal_fn`` it plans toward
+    that goal as the learned planner does."""
     spec_a = env.action_spec
     spec = replace(spec, policy_samples=0)
-    step = PlanStep(TrueModelScore(env, spec.discount, value=value), spec, spec_a.low, spec_a.high)
-    return OraclePlanner(step, seed, name="oracle-value" if value is not None else "oracle")
+    score = TrueModelScore(env, spec.discount, value=value, reward_weight=reward_weight)
+    step = PlanStep(score, spec, spec_a.low, spec_a.high)
+    return OraclePlanner(step, seed, name="oracle-value" if value is not None else "oracle", goal_fn=goal_fn)

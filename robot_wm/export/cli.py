@@ -25,13 +25,31 @@ def cmd_export(a: argparse.Namespace) -> int:
         print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
-    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=src.value)
-    extras = (f"value + {spec.policy_samples} policy proposals" if src.value is not None
-              else "no value (imagined reward only)")
+    goal, g = default_goal(src.cfg), src.cfg.goal
+    value = None if goal is not None and g.reward_weight == 0 else src.value  # toward a goal alone: the model alone
+    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
+                   reward_weight=g.reward_weight)
+    extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
+              else "no value (imagined reward only)" if goal is None else "no value")
+    if goal is not None:
+        extras += f", goal input (default {[round(float(x), 4) for x in goal.state]}, reward weight {g.reward_weight:g})"
     print(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
-          f"{model_flops(src.model, spec, src.value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
+          f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
+
+
+def default_goal(cfg):
+    """The goal a goal-conditioned export starts with (the robot sets its own through the ``goal`` input):
+    ``goal.state``, or ``goal.joints`` observed from the task's start state for ``cfg.seed``; None without."""
+    if not cfg.goal.active:
+        return None
+    from sim.goal import resolve_goal
+    from sim.registry import make_env
+
+    env = make_env(cfg.env)
+    env.reset(cfg.seed)
+    return resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
 
 
 def check_out(out: str) -> None:

@@ -19,9 +19,10 @@ def graph_sha256(graph) -> str:
 PLANNER_KEYS = ("robot_wm.format", "robot_wm.version", "state_dim", "action_dim", "action_low", "action_high",
                 "control_period", "horizon", "samples", "iterations", "optimizer", "noise", "noise_shape",
                 "source_sha256", "task", "action_repeat", "members", "model_flops_per_step", "planner_spec",
-                "value", "policy_samples")
+                "value", "policy_samples", "goal", "reward_weight")
 
 PLANNER_INPUTS = ("state", "prev_plan", "noise")  # ``noise`` only when noise="input"
+GOAL_INPUTS = ("goal", "goal_weights")  # after those, in a goal-conditioned planner (metadata goal=1)
 PLANNER_OUTPUTS = ("action", "next_plan", "best_return", "spread", "valid")
 DYNAMICS_INPUTS = ("state", "action")
 DYNAMICS_OUTPUTS = ("next_state", "reward")

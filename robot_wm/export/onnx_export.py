@@ -36,11 +36,13 @@ from robot_wm.export.format import (
     DYNAMICS_INPUTS,
     DYNAMICS_OUTPUTS,
     FORMAT_KEY,
+    GOAL_INPUTS,
     GRAPH_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_OUTPUTS,
     graph_sha256,
 )
+from robot_wm.goal import Goal
 from robot_wm.io import atomic_write_bytes
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.folded import planning_dims
@@ -52,12 +54,14 @@ OPSET = 18
 
 
 class _PlannerInputNoise(nn.Module):
+    """Inputs state, prev_plan, noise, then the step's context (goal, goal_weights) where it has one."""
+
     def __init__(self, step: PlanStep):
         super().__init__()
         self.step = step
 
-    def forward(self, state, prev_plan, noise):
-        out = self.step(state, prev_plan, noise)
+    def forward(self, state, prev_plan, noise, *context):
+        out = self.step(state, prev_plan, noise, *context)
         return out.action, out.next_plan, out.best_return, out.spread, out.valid
 
 
@@ -68,8 +72,9 @@ class _PlannerInternalNoise(_PlannerInputNoise):
         super().__init__(step)
         self.shape = step.spec.noise_shape(step.low.numel())
 
-    def forward(self, state, prev_plan):
-        return super().forward(state, prev_plan, torch.randn(self.shape, dtype=state.dtype, device=state.device))
+    def forward(self, state, prev_plan, *context):
+        noise = torch.randn(self.shape, dtype=state.dtype, device=state.device)
+        return super().forward(state, prev_plan, noise, *context)
 
 
 class _Dynamics(nn.Module):
@@ -130,23 +135,28 @@ def _to_proto(module: nn.Module, args: tuple, input_names, output_names, dynamic
 
 
 def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise: str = "internal",
-                   metadata: dict | None = None, value: ActorCritic | None = None) -> onnx.ModelProto:
+                   metadata: dict | None = None, value: ActorCritic | None = None, goal: Goal | None = None,
+                   reward_weight: float = 1.0) -> onnx.ModelProto:
     """Write the whole planning step for ``model`` (already the elite subset) to ``out``; with ``value``
-    the terminal value and the policy proposals are in the same graph."""
+    the terminal value and the policy proposals are in the same graph. With a ``goal`` the graph takes
+    ``goal`` and ``goal_weights`` inputs (the robot may change them every step; ``goal`` is their
+    default, in the metadata) and plans toward them, ``reward_weight`` x the task's return beside."""
     if noise not in ("internal", "input"):
         raise ValueError(f"noise must be 'internal' or 'input', got {noise!r}")
     model = model.cpu().eval()
     value = value.cpu().eval() if value is not None else None
-    score, spec = learned_score(model, spec, value)
+    score, spec = learned_score(model, spec, value, reward_weight=reward_weight)
     step = PlanStep(score, spec, model.action_low, model.action_high).eval()
     a = model.spec.act_dim
     state = torch.zeros(model.spec.obs_dim)
     prev = ((step.low + step.high) / 2).expand(spec.horizon, a).contiguous()
+    context = () if goal is None else tuple(torch.as_tensor(v, dtype=torch.float32) for v in goal)
     if noise == "input":
-        module, args = _PlannerInputNoise(step), (state, prev, torch.zeros(spec.noise_shape(a)))
+        module, args = _PlannerInputNoise(step), (state, prev, torch.zeros(spec.noise_shape(a)), *context)
         inputs = ("state", "prev_plan", "noise")
     else:
-        module, args, inputs = _PlannerInternalNoise(step), (state, prev), ("state", "prev_plan")
+        module, args, inputs = _PlannerInternalNoise(step), (state, prev, *context), ("state", "prev_plan")
+    inputs += GOAL_INPUTS if goal is not None else ()
     proto = _to_proto(module.eval(), args, inputs, PLANNER_OUTPUTS)
     meta = {
         FORMAT_KEY: PLANNER_FORMAT, "robot_wm.version": robot_wm.__version__,
@@ -156,6 +166,9 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         "optimizer": spec.optimizer, "noise": noise, "noise_shape": json.dumps(list(spec.noise_shape(a))),
         "members": model.members, "model_flops_per_step": model_flops(model, spec, value),
         "value": int(value is not None), "policy_samples": spec.policy_samples,
+        "goal": int(goal is not None), "reward_weight": reward_weight if goal is not None else 1.0,
+        **({} if goal is None else {"goal_state": json.dumps(goal.state.tolist()),
+                                    "goal_weights": json.dumps(goal.weights.tolist())}),
         "planner_spec": json.dumps(asdict(spec), sort_keys=True),
         "control_period": "nan", "task": "", "action_repeat": "", "source_sha256": "",
         **{k: v for k, v in (metadata or {}).items() if v is not None},

@@ -54,15 +54,33 @@ def state_disagreement(imagined: Imagined, scale: torch.Tensor) -> torch.Tensor:
     return (imagined.states[:, :, 1:] / scale).std(0, unbiased=False).mean(-1).sum(-1)
 
 
+def goal_distance(states: torch.Tensor, goal: torch.Tensor, weights: torch.Tensor, discount: float) -> torch.Tensor:
+    """(..., H, S) states after each action -> (...): the weighted distance to ``goal`` (S,),
+    sqrt(sum_d weights_d (s_d - goal_d)^2), summed over the horizon with ``discount^t``. Zero when every
+    state is at the goal (on the weighted dimensions), growing with the distance and the time away."""
+    dist = ((states - goal) ** 2 * weights).sum(-1).clamp_min(0).sqrt()
+    h = states.shape[-2]
+    return (dist * discount ** torch.arange(h, dtype=dist.dtype, device=dist.device)).sum(-1)
+
+
 def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor,
                     discount: float = 1.0, value=None, novelty_weight: float = 0.0,
-                    obs_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    obs_scale: torch.Tensor | None = None, goal: torch.Tensor | None = None,
+                    goal_weights: torch.Tensor | None = None,
+                    reward_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's objective: over members, the mean of imagined return plus terminal value, and its
     spread (std over members), each (N,). A ``novelty_weight`` (exploring episodes only) adds that many
-    times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective."""
-    imagined = imagine(model, obs, actions, keep_states=novelty_weight > 0)
-    ret, term = member_returns(imagined, discount, value)
-    total = ret + term
+    times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective.
+
+    With a ``goal`` (S,) and its ``goal_weights`` (S,), each member's total is ``reward_weight`` x (return
+    + value) minus ``goal_distance`` of its imagined states (``reward_weight`` 0: the goal alone)."""
+    imagined = imagine(model, obs, actions, keep_states=novelty_weight > 0 or goal is not None)
+    if goal is None or reward_weight > 0:
+        ret, term = member_returns(imagined, discount, value)
+        total = ret + term
+    if goal is not None:
+        cost = goal_distance(imagined.states[:, :, 1:], goal, goal_weights, discount)
+        total = reward_weight * total - cost if reward_weight > 0 else -cost
     objective = total.mean(0)
     if novelty_weight > 0:
         objective = objective + novelty_weight * state_disagreement(imagined, obs_scale)

@@ -40,6 +40,7 @@ def _deploy(a: argparse.Namespace) -> int:
     robot = SimRobot(make_env(_robot_env(task, repeat, a.shift, a.sim)))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
     safe = np.array([float(x) for x in a.safe_action.split(",")], np.float32) if a.safe_action else None
+    goal_file = _goal(a, planner)
     planner.warmup()
     loop = ControlLoop(planner, robot, rate_hz=a.rate, deadline_s=a.deadline_ms / 1e3 if a.deadline_ms else None,
                        safe_action=safe, realtime=a.realtime, max_fallbacks=a.max_fallbacks)
@@ -58,10 +59,13 @@ def _deploy(a: argparse.Namespace) -> int:
         seed = a.seed + i
         robot.reset(seed)
         loop.reset()
-        on_tick = None
+        ticks = []
         if rec is not None:
             rec.begin(robot, seed)
-            on_tick = lambda act: rec.step(robot, act, loop.last_latency_s, loop.last_fallback)  # noqa: E731
+            ticks.append(lambda act: rec.step(robot, act, loop.last_latency_s, loop.last_fallback))
+        if goal_file is not None:  # a changed goal file is in force from the next step on
+            ticks.append(lambda act: goal_file.poll())
+        on_tick = (lambda act, ticks=ticks: [f(act) for f in ticks]) if ticks else None
         try:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
         finally:  # an interrupted episode keeps what it recorded
@@ -69,6 +73,7 @@ def _deploy(a: argparse.Namespace) -> int:
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
+              + (f"; final goal distance {planner.goal.distance(robot.read_state()):.4f}" if planner.goal else "")
               + (f"; recorded {path}" if path else ""))
         if loop.stopped is not None:
             break
@@ -84,6 +89,30 @@ def _deploy(a: argparse.Namespace) -> int:
               "safe action: the planner did not control this robot", file=sys.stderr)
         return 3
     return 0
+
+
+def _goal(a: argparse.Namespace, planner):
+    """Set --goal/--goal-weights on a goal-conditioned planner; return the --goal-file watcher (or None)."""
+    if (a.goal or a.goal_weights or a.goal_file) and planner.meta.goal is None:
+        raise ValueError(f"--goal, --goal-weights and --goal-file need a goal-conditioned planner; {a.planner!r} "
+                         "was exported without a goal (export with goal.state=[...] or goal.joints={...})")
+    if a.goal or a.goal_weights:
+        planner.set_goal(_floats(a.goal, "--goal") if a.goal else planner.goal.state,
+                         _floats(a.goal_weights, "--goal-weights") if a.goal_weights else None)
+    if not a.goal_file:
+        return None
+    from robot_wm.runtime.goal_file import GoalFile
+
+    watcher = GoalFile(a.goal_file, planner)
+    watcher.poll()
+    return watcher
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected comma-separated numbers") from None
 
 
 def _check_args(a: argparse.Namespace) -> None:
@@ -136,6 +165,12 @@ def register(sub) -> None:
     p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")
     p.add_argument("--max-fallbacks", type=int, default=25,
                    help="consecutive fallbacks before a safe stop (safe action, exit code 3)")
+    p.add_argument("--goal", default=None, metavar="V,V,...",
+                   help="goal state of a goal-conditioned planner (default: the one in the file)")
+    p.add_argument("--goal-weights", default=None, metavar="W,W,...", help="per-dimension weights of the goal")
+    p.add_argument("--goal-file", default=None, metavar="JSON",
+                   help='{"state": [...], "weights": [...]}, read again whenever it changes: the goal can move '
+                        "while the robot runs (a bad file is logged and the goal in force stays)")
     p.add_argument("--record", default=None, metavar="DIR",
                    help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
                         "latency, fallbacks), atomically; DIR reads as a dataset")

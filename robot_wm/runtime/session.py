@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,12 +23,14 @@ import onnxruntime as ort
 
 from robot_wm.export.format import (
     FORMAT_KEY,
+    GOAL_INPUTS,
     GRAPH_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     graph_sha256,
 )
+from robot_wm.goal import Goal, check_goal
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class PlannerMeta:
     source_sha256: str
     model_flops_per_step: int
     raw: dict
+    goal: Goal | None = None        # a goal-conditioned planner's default goal (inputs goal, goal_weights)
 
     @classmethod
     def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
@@ -87,6 +90,15 @@ class PlannerMeta:
                        props.get("source_sha256", ""), int(props.get("model_flops_per_step", 0)), dict(props))
         except (KeyError, ValueError, TypeError) as e:
             raise ModelFileError(f"{where}: planner metadata is incomplete or malformed ({e!r})") from None
+        if props.get("goal", "0") not in ("0", "1"):
+            raise ModelFileError(f"{where}: metadata goal={props['goal']!r}, expected 0 or 1")
+        if props.get("goal") == "1":
+            try:
+                goal = check_goal(json.loads(props["goal_state"]), json.loads(props["goal_weights"]),
+                                  meta.state_dim, "the file's default goal")
+            except (KeyError, ValueError, TypeError) as e:
+                raise ModelFileError(f"{where}: goal metadata is incomplete or malformed ({e})") from None
+            meta = replace(meta, goal=goal)
         sizes = {"state_dim": meta.state_dim, "horizon x action_dim": meta.horizon * meta.action_dim,
                  "noise_shape": int(np.prod(meta.noise_shape, dtype=np.int64)) if meta.noise_shape else 1}
         if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):
@@ -234,10 +246,11 @@ class PlannerSession:
         m, where = self.meta, repr(str(self.path))
         ins = {i.name: i.shape for i in self.session.get_inputs()}
         outs = [o.name for o in self.session.get_outputs()]
-        want_in = PLANNER_INPUTS if m.noise == "input" else PLANNER_INPUTS[:2]
+        want_in = (PLANNER_INPUTS if m.noise == "input" else PLANNER_INPUTS[:2]) + (GOAL_INPUTS if m.goal else ())
         if sorted(ins) != sorted(want_in) or outs[:len(PLANNER_OUTPUTS)] != list(PLANNER_OUTPUTS):
             raise ModelFileError(f"{where}: inputs {sorted(ins)} / outputs {outs} are not a robot-wm planner's")
-        shapes = {"state": [m.state_dim], "prev_plan": [m.horizon, m.action_dim], "noise": list(m.noise_shape)}
+        shapes = {"state": [m.state_dim], "prev_plan": [m.horizon, m.action_dim], "noise": list(m.noise_shape),
+                  "goal": [m.state_dim], "goal_weights": [m.state_dim]}
         for name, shape in ins.items():
             if list(shape) != shapes[name]:
                 raise ModelFileError(f"{where}: input {name!r} has shape {shape}, metadata says {shapes[name]}")
@@ -253,6 +266,8 @@ class PlannerSession:
                       "prev_plan": np.zeros((m.horizon, m.action_dim), np.float32)}
         if self.has_noise_input:
             self._host["noise"] = np.zeros(m.noise_shape, np.float32)
+        if m.goal is not None:
+            self._host["goal"], self._host["goal_weights"] = m.goal.state.copy(), m.goal.weights.copy()
         out_shapes = {"action": ((m.action_dim,), np.float32), "next_plan": ((m.horizon, m.action_dim), np.float32),
                       "best_return": ((), np.float32), "spread": ((), np.float32), "valid": ((), np.bool_)}
         dev = self.device
@@ -266,6 +281,23 @@ class PlannerSession:
         self._run_options = ort.RunOptions()
         if self.cuda_graph:
             self._run_options.add_run_config_entry("gpu_graph_id", "1")
+
+    @property
+    def goal(self) -> Goal | None:
+        """The goal the next steps plan toward (None: not a goal-conditioned planner)."""
+        if self.meta.goal is None:
+            return None
+        return Goal(self._host["goal"].copy(), self._host["goal_weights"].copy())
+
+    def set_goal(self, state, weights=None) -> None:
+        """Plan toward ``state`` (and ``weights``; None keeps the current ones) from the next step on, with
+        no re-export. A goal that is not ``state_dim`` finite values (weights >= 0, one > 0) raises a
+        ValueError naming it, and the previous goal stays in force."""
+        if self.meta.goal is None:
+            raise ValueError(f"{str(self.path)!r} is not a goal-conditioned planner (export it with a [goal] "
+                             "in the run's config or a goal.* override)")
+        goal = check_goal(state, self._host["goal_weights"] if weights is None else weights, self.meta.state_dim)
+        self._host["goal"][...], self._host["goal_weights"][...] = goal
 
     def initial_plan(self) -> np.ndarray:
         """The warm start of an episode's first step: the middle of the action range."""

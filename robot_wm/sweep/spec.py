@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robot_wm import config as cfgmod
+from robot_wm.config import toml_value
 
 
 class SweepError(cfgmod.ConfigError):
@@ -96,13 +96,6 @@ class SweepSpec(BaseModel):
             raise ValueError(f"eval_at {self.eval_at} goes past env_steps {self.env_steps}; expected budgets "
                              "no larger than env_steps")
         return self
-
-
-def toml_value(v: Any) -> str:
-    """``v`` as the text after ``key=`` in an override (TOML, on one line)."""
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return tomli_w.dumps({"v": v}).strip()[len("v = "):]
 
 
 def _readable(v: Any) -> str:

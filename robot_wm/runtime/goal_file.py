@@ -1,0 +1,57 @@
+"""A goal the operator changes while the robot runs: ``robot-wm deploy --goal-file goal.json``.
+
+The file holds ``{"state": [...], "weights": [...]}`` (weights optional: the current ones stay). It is
+read again whenever it changes (inode, size or modification time); write it atomically (write a temp
+file, then rename). A file that is missing, too big, half written or not a valid goal is logged and
+counted, and the goal in force stays: a bad goal never stops the robot nor reaches the planner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_GOAL_FILE_BYTES = 1 << 20
+"""A goal is a few hundred numbers at most; a bigger file is refused before it is read."""
+
+
+class GoalFile:
+    def __init__(self, path: str | Path, session):
+        self.path, self.session = Path(path), session
+        self.seen: tuple | None = None
+        self.applied = 0  # goals taken from the file
+        self.rejected = 0  # versions of the file refused (the previous goal stayed in force)
+
+    def poll(self) -> bool:
+        """Apply the file's goal if the file changed since the last look; True when a new goal is in force."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            return self._reject(("missing",), f"cannot read it ({e.strerror})")
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if key == self.seen:
+            return False
+        if st.st_size > MAX_GOAL_FILE_BYTES:
+            return self._reject(key, f"it is {st.st_size:,} bytes, more than {MAX_GOAL_FILE_BYTES:,}")
+        try:
+            doc = json.loads(self.path.read_bytes())
+            if not isinstance(doc, dict) or "state" not in doc or set(doc) - {"state", "weights"}:
+                raise ValueError('expected {"state": [...], "weights": [...]} (weights optional)')
+            self.session.set_goal(doc["state"], doc.get("weights"))
+        except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+            return self._reject(key, str(e))
+        self.seen = key
+        self.applied += 1
+        log.info("goal from %s: %s", self.path, self.session.goal.state.round(4).tolist())
+        return True
+
+    def _reject(self, key: tuple, why: str) -> bool:
+        if key != self.seen:  # once per version of the file, not once per control step
+            self.seen = key
+            self.rejected += 1
+            log.warning("goal file %s ignored, the previous goal stays in force: %s", self.path, why)
+        return False
