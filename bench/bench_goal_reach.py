@@ -2,9 +2,11 @@
 commanded joint poses instead of the task reward.
 
     python bench/bench_goal_reach.py RUN --goals 20 [--planners learned oracle] [--steps 200] [--seed 0]
+    python bench/bench_goal_reach.py runs/cartpole --joints slider --set hinge_1=0   # cart anywhere, pole up
 
 Each goal draws every hinge or slide joint named in ``--joints`` (default: all of the robot's) uniformly
-within its range (hinges without one: [-pi, pi]), from a seeded generator; each episode starts from the
+within its range (hinges without one: [-pi, pi]), from a seeded generator, and the ones in ``--set`` at
+the given position; each episode starts from the
 task's own seeded reset. The goal is ``goal.joints`` (weights: the observation dimensions those joints
 move), a one-off override like ``robot-wm eval RUN goal.joints={...}``; the episodes are stored in the
 run's eval/ folder with the goal distance in their records. Prints per planner: median final distance,
@@ -29,7 +31,8 @@ from robot_wm import config as cfgmod  # noqa: E402
 from robot_wm.cli import _session  # noqa: E402
 
 
-def joint_goals(model: mujoco.MjModel, names: list[str] | None, n: int, seed: int) -> list[dict[str, float]]:
+def joint_goals(model: mujoco.MjModel, names: list[str] | None, n: int, seed: int,
+                fixed: dict[str, float]) -> list[dict[str, float]]:
     rng = np.random.default_rng(seed)
     picked = []
     for j in range(model.njnt):
@@ -37,10 +40,10 @@ def joint_goals(model: mujoco.MjModel, names: list[str] | None, n: int, seed: in
         kind = int(model.jnt_type[j])
         if kind not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
             continue
-        if names is None or name in names:
+        if (names is None and name not in fixed) or (names is not None and name in names):
             lo, hi = model.jnt_range[j] if model.jnt_limited[j] else (-np.pi, np.pi)
             picked.append((name, float(lo), float(hi)))
-    return [{name: round(float(rng.uniform(lo, hi)), 4) for name, lo, hi in picked} for _ in range(n)]
+    return [{**{name: round(float(rng.uniform(lo, hi)), 4) for name, lo, hi in picked}, **fixed} for _ in range(n)]
 
 
 def main() -> None:
@@ -49,6 +52,7 @@ def main() -> None:
     p.add_argument("--goals", type=int, default=20)
     p.add_argument("--planners", nargs="+", default=["learned", "oracle"], choices=("learned", "oracle"))
     p.add_argument("--joints", nargs="*", default=None, help="joints to command (default: every hinge/slide)")
+    p.add_argument("--set", nargs="*", default=[], metavar="JOINT=POS", help="joints held at one position in every goal")
     p.add_argument("--steps", type=int, default=200, help="environment steps per episode")
     p.add_argument("--tol", type=float, default=0.1, help="success: final weighted distance below this")
     p.add_argument("--seed", type=int, default=0, help="seed of the goals")
@@ -58,7 +62,8 @@ def main() -> None:
         dists, reach_s, hz = [], [], []
         with _session(a.run, [f"env.max_env_steps={a.steps}"], progress=False,
                       command=f"bench_goal_reach {planner}") as s:
-            goals = joint_goals(s.env.model, a.joints, a.goals, a.seed)
+            fixed = {k: float(v) for k, _, v in (x.partition("=") for x in a.set)}
+            goals = joint_goals(s.env.model, a.joints, a.goals, a.seed, fixed)
             model = s.latest_model() if planner == "learned" else None
             base = s.cfg
             for i, goal in enumerate(goals):

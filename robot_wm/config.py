@@ -207,10 +207,12 @@ class GoalConfig(_Section):
     and of the exported graph, so a robot can change it while it runs."""
 
     state: list[float] | None = None
-    """A target state: one value per dimension of the world model's state (the flattened observation)."""
+    """A target state: one value per dimension of the world model's state (the flattened observation);
+    [] clears it."""
     joints: dict[str, float] = {}
     """Or target positions of named joints (rad or m), observed as the robot would observe that pose from
-    each episode's start with every velocity zero: e.g. {shoulder = 0.5, elbow = -1.0}."""
+    each episode's start with every velocity zero: e.g. {shoulder = 0.5, elbow = -1.0}. An override replaces
+    the whole mapping ({} clears it)."""
     weights: list[float] | None = None
     """Weight of each state dimension in the distance (>= 0). None: 1 on every dimension for ``state``;
     for ``joints`` 1 on the dimensions those joints move, 0 on the rest (velocities, other bodies)."""
@@ -221,10 +223,16 @@ class GoalConfig(_Section):
     def active(self) -> bool:
         return self.state is not None or bool(self.joints)
 
+    @field_validator("state")
+    @classmethod
+    def _empty_is_none(cls, v: list[float] | None) -> list[float] | None:
+        return v or None
+
     @model_validator(mode="after")
     def _one_goal(self) -> GoalConfig:
         if self.state is not None and self.joints:
-            raise ValueError("goal.state and goal.joints are both set; give the goal one way")
+            raise ValueError("goal.state and goal.joints are both set; give the goal one way (to replace a "
+                             "saved one, clear the other: goal.joints={} or goal.state=[])")
         if self.weights is not None and not self.active:
             raise ValueError("goal.weights is set but there is no goal (goal.state or goal.joints)")
         if self.weights is not None and (any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights)):
@@ -371,17 +379,19 @@ def _parse_value(text: str) -> Any:
         return text  # bare words are strings: env.task=cheetah-run
 
 
-def _merged(base: dict, update: dict) -> dict:
-    """``base`` with ``update``'s fields set, tables merged field by field."""
+def _merged(base: dict, update: dict, prefix: str, leaves: set[str]) -> dict:
+    """``base`` with ``update``'s fields set, config sections merged field by field; a mapping-valued field
+    (one of ``leaves``, e.g. goal.joints) is replaced whole, so an override can shrink or clear it."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merged(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+        sub = isinstance(out.get(k), dict) and isinstance(v, dict) and f"{prefix}{k}" not in leaves
+        out[k] = _merged(out[k], v, f"{prefix}{k}.", leaves) if sub else v
     return out
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply ``section.field=value`` overrides (TOML values; bare words are strings)."""
-    data = cfg.model_dump()
+    data, leaves = cfg.model_dump(), set(flat(cfg))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -397,8 +407,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         value = _parse_value(text)
         if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if isinstance(node[leaf], dict) and isinstance(value, dict):  # `planner={samples=64}` changes samples
-            value = _merged(node[leaf], value)                       # alone, not the section's other fields
+        if isinstance(node[leaf], dict) and isinstance(value, dict) and key not in leaves:
+            value = _merged(node[leaf], value, f"{key}.", leaves)  # `planner={samples=64}` changes samples alone
         node[leaf] = value
     return from_dict(data, "command line overrides")
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import NamedTuple
 
 import numpy as np
+
+MAX_GOAL_ABS = 1e6
+"""Largest magnitude of a goal value or weight: the weighted squared distance must stay far inside float32
+(a goal of 1e20 overflows it, and the planner would silently stop seeing the goal)."""
 
 
 class Goal(NamedTuple):
@@ -18,18 +23,21 @@ class Goal(NamedTuple):
 
 
 def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
-    """``state`` and ``weights`` as float32 vectors of ``state_dim`` finite values (weights >= 0, at
-    least one > 0), or a ValueError naming what is wrong."""
+    """``state`` and ``weights`` as float32 vectors of ``state_dim`` finite values of magnitude at most
+    ``MAX_GOAL_ABS`` (weights >= 0, at least one > 0), or a ValueError naming what is wrong."""
     out = []
     for name, v in (("state", state), ("weights", weights)):
         try:
             arr = np.asarray(v, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}.{name} {v!r} is not numeric; expected {state_dim} numbers") from None
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            raise ValueError(f"{where}.{name} {reprlib.repr(v)} is not a list of numbers; expected {state_dim}") from None
         if arr.shape != (state_dim,):
             raise ValueError(f"{where}.{name} has {arr.size} values, expected {state_dim} (the robot's state size)")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{where}.{name} is not finite: {arr.tolist()}")
+        if np.any(np.abs(arr) > MAX_GOAL_ABS):
+            raise ValueError(f"{where}.{name} {arr.tolist()} has values beyond +-{MAX_GOAL_ABS:g}: the distance to "
+                             "such a goal cannot be computed in float32")
         out.append(arr)
     if np.any(out[1] < 0) or not np.any(out[1] > 0):
         raise ValueError(f"{where}.weights {out[1].tolist()} must be >= 0 with at least one > 0")

@@ -20,38 +20,56 @@ PROBE = 1e-3
 """Joint displacement (rad or m) used to find which observation dimensions a joint moves."""
 
 
-def _joint(model: mujoco.MjModel, name: str) -> int:
+def _joint(model: mujoco.MjModel, name: str, q: float) -> int:
+    """qpos address of hinge or slide joint ``name``, refusing a position outside its range."""
     jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
     if jid < 0:
         names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(model.njnt)]
         raise ValueError(f"goal.joints names joint {name!r}, which the robot does not have; expected one of {names}")
     if int(model.jnt_type[jid]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
         raise ValueError(f"goal.joints: joint {name!r} is not a hinge or slide joint (one position to set)")
+    if not np.isfinite(q):
+        raise ValueError(f"goal.joints.{name} = {q!r} is not finite")
+    lo, hi = model.jnt_range[jid]
+    if model.jnt_limited[jid] and not lo <= q <= hi:
+        raise ValueError(f"goal.joints.{name} = {q:g} is outside the joint's range [{lo:g}, {hi:g}]")
     return int(model.jnt_qposadr[jid])
 
 
 def goal_from_joints(env: Env, joints: dict[str, float], weights=None) -> Goal:
     """The state ``env`` would observe with ``joints`` (name -> position) set in its current physics state
-    and every velocity zero; weights default to 1 on the dimensions those joints move, 0 elsewhere."""
+    and every velocity zero. Weights default to 1 on the dimensions that those joints move and no other
+    joint does, 0 elsewhere: a dimension that also depends on a joint left free (e.g. a fingertip position
+    when only the shoulder is named) would pin that joint too."""
     if not joints:
         raise ValueError("goal.joints is empty; expected at least one joint name = position")
     model, nq = env.model, env.model.nq
     base = env.get_state().copy()
-    qpos = slice(1, 1 + nq)  # mjSTATE_FULLPHYSICS: [time, qpos, qvel, act, ...]
+    qpos = base[1:1 + nq]  # a view: mjSTATE_FULLPHYSICS is [time, qpos, qvel, act, ...]
     base[1 + nq: 1 + nq + model.nv] = 0.0
-    adrs = {name: _joint(model, name) for name in joints}
+    adrs = {name: _joint(model, name, q) for name, q in joints.items()}
     for name, q in joints.items():
-        if not np.isfinite(q):
-            raise ValueError(f"goal.joints.{name} = {q!r} is not finite")
-        base[qpos][adrs[name]] = q
+        qpos[adrs[name]] = q
     target = env.observation_of_state(base)
+
+    def moved_by(adr: int) -> np.ndarray:
+        probe = base.copy()
+        probe[1 + adr] += PROBE
+        return np.abs(env.observation_of_state(probe) - target) > 1e-9
+
+    named = {name: moved_by(adr) for name, adr in adrs.items()}
+    for name, dims in named.items():
+        if not dims.any():
+            raise ValueError(f"goal.joints.{name}: the robot's observation does not change with joint {name!r} "
+                             f"(the task does not observe it), so no goal can be set on it; use goal.state")
     if weights is None:
-        moved = np.zeros(target.shape, dtype=bool)
-        for adr in adrs.values():
-            probe = base.copy()
-            probe[qpos][adr] += PROBE
-            moved |= np.abs(env.observation_of_state(probe) - target) > 1e-9
-        weights = moved.astype(np.float32)
+        others = np.zeros(target.shape, dtype=bool)
+        for adr in sorted(set(range(nq)) - set(adrs.values())):
+            others |= moved_by(adr)
+        weights = (np.any(list(named.values()), axis=0) & ~others).astype(np.float32)
+        if not weights.any():
+            raise ValueError(f"goal.joints {sorted(joints)}: every observation dimension they move also moves with "
+                             "other joints; name those too, or give goal.weights")
     return check_goal(target, weights, target.size)
 
 

@@ -68,6 +68,49 @@ def test_a_goal_from_named_joints_is_what_the_robot_would_observe():
         resolve_goal(env, None, CARTPOLE_GOAL, [1, 1])
 
 
+def test_default_weights_leave_free_what_other_joints_also_move_and_unobserved_joints_are_refused():
+    arm = make_env(cfgmod.apply_overrides(cfgmod.RunConfig(), ["env.task=arm-reach"]).env)
+    arm.reset(0)  # observation: cos q0, cos q1, sin q0, sin q1, qvel0, qvel1, target - fingertip (2)
+    assert resolve_goal(arm, None, {"shoulder": 0.5, "elbow": -1.0}, None).weights.tolist() == [1, 1, 1, 1, 0, 0, 1, 1]
+    # The fingertip also moves with the elbow: naming the shoulder alone must not pin the elbow through it.
+    assert resolve_goal(arm, None, {"shoulder": 0.5}, None).weights.tolist() == [1, 0, 1, 0, 0, 0, 0, 0]
+    cheetah = make_env(cfgmod.apply_overrides(cfgmod.RunConfig(), ["env.task=cheetah-run"]).env)
+    cheetah.reset(0)
+    with pytest.raises(ValueError, match="does not change with joint 'rootx'"):  # the suite hides rootx
+        resolve_goal(cheetah, None, {"rootx": 5.0, "bthigh": 0.1}, None)
+    cart = make_env(cfgmod.RunConfig().env)
+    cart.reset(0)
+    with pytest.raises(ValueError, match=r"goal.joints.slider = 5 is outside the joint's range \[-1.8, 1.8\]"):
+        resolve_goal(cart, None, {"slider": 5.0}, None)
+
+
+def test_an_exported_default_goal_leaves_out_what_differs_between_episode_starts():
+    """The arm's target-minus-fingertip dimensions depend on the target drawn per episode: a fixed file's
+    default goal cannot hold them for every episode, so they get weight 0 (with a note); the pose stays."""
+    from robot_wm.export.cli import default_goal
+
+    cfg = cfgmod.apply_overrides(cfgmod.load(Path(__file__).resolve().parents[1] / "launch" / "arm-reach.toml"),
+                                 ["goal.joints={shoulder=0.5, elbow=-1.0}"])
+    goal, note = default_goal(cfg)
+    assert goal.weights.tolist() == [1, 1, 1, 1, 0, 0, 0, 0] and "dimensions [6, 7]" in note
+    goal, note = default_goal(cfgmod.apply_overrides(cfg, ["goal.weights=[1, 1, 1, 1, 0, 0, 1, 1]"]))
+    assert goal.weights.tolist() == [1, 1, 1, 1, 0, 0, 1, 1] and note.startswith("warning")
+    cart, note = default_goal(cfgmod.apply_overrides(cfgmod.RunConfig(), ["goal.joints={slider=0.5, hinge_1=0}"]))
+    assert cart.weights.tolist() == [1, 1, 1, 0, 0] and note == ""  # cartpole's pose is the same from any start
+
+
+def test_a_goal_override_replaces_a_saved_one_and_can_clear_it():
+    saved = cfgmod.apply_overrides(cfgmod.RunConfig(), ["goal.joints={slider=0.5, hinge_1=0}"])
+    assert cfgmod.apply_overrides(saved, ["goal.joints={slider=-1}"]).goal.joints == {"slider": -1.0}
+    assert not cfgmod.apply_overrides(saved, ["goal.joints={}"]).goal.active
+    assert not cfgmod.apply_overrides(saved, ["goal={joints={}}"]).goal.active
+    swapped = cfgmod.apply_overrides(saved, ["goal.joints={}", "goal.state=[0, 1, 0, 0, 0]"])
+    assert swapped.goal.state == [0, 1, 0, 0, 0] and not cfgmod.apply_overrides(swapped, ["goal.state=[]"]).goal.active
+    with pytest.raises(cfgmod.ConfigError, match=r"clear the other: goal.joints=\{\}"):
+        cfgmod.apply_overrides(saved, ["goal.state=[0, 1, 0, 0, 0]"])
+    assert cfgmod.apply_overrides(cfgmod.RunConfig(), ["planner={samples=64}"]).planner.horizon == 12  # sections merge
+
+
 @pytest.mark.parametrize("overrides, needle", [
     (["goal.state=[0, 1, 0, 0, 0]", "goal.joints={slider=0.5}"], "both set; give the goal one way"),
     (["goal.weights=[1, 1]"], "goal.weights is set but there is no goal"),
@@ -84,8 +127,15 @@ def test_goal_config_errors_name_the_field(overrides, needle):
 def test_check_goal_refuses_what_would_poison_the_planner():
     ok = check_goal([0, 1, 0], [1, 0, 0], 3)
     assert isinstance(ok, Goal) and ok.state.dtype == np.float32 and ok.distance([3, 1, 5]) == 3.0
+    deep: list = [0.0]
+    for _ in range(100_000):
+        deep = [deep]
     for state, weights, needle in (([0, np.inf, 0], [1, 1, 1], "not finite"), ([0, 1], [1, 1, 1], "has 2 values"),
-                                   (["a", 1, 0], [1, 1, 1], "not numeric"), ([0, 1, 0], [0, 0, 0], "at least one")):
+                                   (["a", 1, 0], [1, 1, 1], "not a list of numbers"),
+                                   ([10**400, 0, 0], [1, 1, 1], "not a list of numbers"),  # too big for a float
+                                   (deep, [1, 1, 1], "not a list of numbers"),
+                                   ([1e20, 0, 0], [1, 1, 1], "beyond"),  # its square overflows float32
+                                   ([0, 1, 0], [1, 1e30, 1], "beyond"), ([0, 1, 0], [0, 0, 0], "at least one")):
         with pytest.raises(ValueError, match=needle):
             check_goal(state, weights, 3)
 
@@ -231,6 +281,15 @@ def test_runtime_sets_the_goal_checked_and_a_goal_file_moves_it_while_running(ru
     assert not watcher.poll() and watcher.rejected == 4
     path.unlink()
     assert not watcher.poll() and watcher.rejected == 5 and sess.goal.state[0] == 0.25
+    os.mkfifo(path)  # no writer: a blocking read would hang the control loop for ever
+    assert not watcher.poll() and watcher.rejected == 6
+    path.unlink()
+    path.write_text('{"state": [' + "9" * 400 + ', 1, 0, 0, 0]}')  # an int no float holds: was an OverflowError
+    assert not watcher.poll() and watcher.rejected == 7
+    path.write_text('{"state": ' + "[" * 50_000 + "]" * 50_000 + "}")  # nesting past the JSON parser's depth
+    assert not watcher.poll() and watcher.rejected == 8 and sess.goal.state[0] == 0.25
+    dev_zero = GoalFile("/dev/zero", sess)  # a device: endless, and 0 bytes by its size
+    assert not dev_zero.poll() and dev_zero.rejected == 1
 
 
 def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_planner(run_dir, tmp_path):
@@ -247,6 +306,10 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "1,2"],
                        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "goal.state has 2 values, expected 5" in r.stderr, r.stderr
+    for flag, needle in (("--goal-file", "--goal-file is empty"), ("--goal", "expected comma-separated numbers")):
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), flag, ""],
+                           capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr  # an unset shell variable is not ignored
     plain = tmp_path / "plain.onnx"
     src = load_source(run_dir)
     export_planner(src.model, StepSpec.from_config(src.cfg.planner), plain, noise="input",

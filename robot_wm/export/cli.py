@@ -25,7 +25,9 @@ def cmd_export(a: argparse.Namespace) -> int:
         print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
-    goal, g = default_goal(src.cfg), src.cfg.goal
+    (goal, note), g = default_goal(src.cfg), src.cfg.goal
+    if note:
+        print(note)
     value = None if goal is not None and g.reward_weight == 0 else src.value  # toward a goal alone: the model alone
     export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
                    reward_weight=g.reward_weight)
@@ -39,17 +41,40 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def default_goal(cfg):
-    """The goal a goal-conditioned export starts with (the robot sets its own through the ``goal`` input):
-    ``goal.state``, or ``goal.joints`` observed from the task's start state for ``cfg.seed``; None without."""
+def default_goal(cfg) -> tuple:
+    """(the goal a goal-conditioned export starts with, a note for the user or ""); (None, "") without a goal.
+    The robot sets its own through the ``goal`` input; this default is ``goal.state``, or ``goal.joints``
+    observed from the task's start state for ``cfg.seed``. A joints goal's dimensions that differ between
+    episode starts (e.g. a target drawn per episode) cannot hold for every episode in a fixed file: without
+    ``goal.weights`` they get weight 0, with them the note warns."""
     if not cfg.goal.active:
-        return None
+        return None, ""
+    import numpy as np
+
+    from robot_wm.goal import Goal
     from sim.goal import resolve_goal
     from sim.registry import make_env
 
-    env = make_env(cfg.env)
-    env.reset(cfg.seed)
-    return resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
+    env, g = make_env(cfg.env), cfg.goal
+    goals = []
+    for k in range(3 if g.joints else 1):
+        env.reset(cfg.seed + k)
+        goals.append(resolve_goal(env, g.state, g.joints, g.weights))
+    goal = goals[0]
+    varies = np.any([np.abs(x.state - goal.state) > 1e-5 for x in goals], axis=0) & (goal.weights > 0)
+    if not varies.any():
+        return goal, ""
+    dims = np.flatnonzero(varies).tolist()
+    if g.weights is not None:
+        return goal, (f"warning: state dimensions {dims} of this goal differ from one episode start to the next "
+                      "(they depend on more than the named joints); with your goal.weights they stay weighted")
+    weights = np.where(varies, 0.0, goal.weights).astype(np.float32)
+    if not weights.any():
+        raise ValueError(f"goal.joints {g.joints}: every dimension they set differs between episode starts, so no "
+                         "fixed goal fits every episode; give goal.state (or goal.weights) instead")
+    return Goal(goal.state, weights), (f"note: state dimensions {dims} of this goal differ between episode starts "
+                                       "(they depend on more than the named joints): weight 0 in the exported "
+                                       "default (the robot may set its own goal_weights)")
 
 
 def check_out(out: str) -> None:

@@ -93,14 +93,17 @@ def _deploy(a: argparse.Namespace) -> int:
 
 def _goal(a: argparse.Namespace, planner):
     """Set --goal/--goal-weights on a goal-conditioned planner; return the --goal-file watcher (or None)."""
-    if (a.goal or a.goal_weights or a.goal_file) and planner.meta.goal is None:
+    given = [v is not None for v in (a.goal, a.goal_weights, a.goal_file)]
+    if any(given) and planner.meta.goal is None:
         raise ValueError(f"--goal, --goal-weights and --goal-file need a goal-conditioned planner; {a.planner!r} "
                          "was exported without a goal (export with goal.state=[...] or goal.joints={...})")
-    if a.goal or a.goal_weights:
-        planner.set_goal(_floats(a.goal, "--goal") if a.goal else planner.goal.state,
-                         _floats(a.goal_weights, "--goal-weights") if a.goal_weights else None)
-    if not a.goal_file:
+    if a.goal is not None or a.goal_weights is not None:
+        planner.set_goal(_floats(a.goal, "--goal") if a.goal is not None else planner.goal.state,
+                         _floats(a.goal_weights, "--goal-weights") if a.goal_weights is not None else None)
+    if a.goal_file is None:
         return None
+    if not a.goal_file.strip():
+        raise ValueError("--goal-file is empty (an unset shell variable?); expected a JSON file path")
     from robot_wm.runtime.goal_file import GoalFile
 
     watcher = GoalFile(a.goal_file, planner)
@@ -166,7 +169,8 @@ def register(sub) -> None:
     p.add_argument("--max-fallbacks", type=int, default=25,
                    help="consecutive fallbacks before a safe stop (safe action, exit code 3)")
     p.add_argument("--goal", default=None, metavar="V,V,...",
-                   help="goal state of a goal-conditioned planner (default: the one in the file)")
+                   help="goal state of a goal-conditioned planner (default: the one in the file); a first value "
+                        "below zero needs the = form: --goal=-0.5,1,0")
     p.add_argument("--goal-weights", default=None, metavar="W,W,...", help="per-dimension weights of the goal")
     p.add_argument("--goal-file", default=None, metavar="JSON",
                    help='{"state": [...], "weights": [...]}, read again whenever it changes: the goal can move '

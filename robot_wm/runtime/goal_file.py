@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ class GoalFile:
         self.rejected = 0  # versions of the file refused (the previous goal stayed in force)
 
     def poll(self) -> bool:
-        """Apply the file's goal if the file changed since the last look; True when a new goal is in force."""
+        """Apply the file's goal if the file changed since the last look; True when a new goal is in force.
+        Never raises: whatever the file holds, the control loop goes on."""
         try:
             st = os.stat(self.path)
         except OSError as e:
@@ -35,19 +37,32 @@ class GoalFile:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key == self.seen:
             return False
-        if st.st_size > MAX_GOAL_FILE_BYTES:
-            return self._reject(key, f"it is {st.st_size:,} bytes, more than {MAX_GOAL_FILE_BYTES:,}")
         try:
-            doc = json.loads(self.path.read_bytes())
+            doc = json.loads(self._read())
             if not isinstance(doc, dict) or "state" not in doc or set(doc) - {"state", "weights"}:
                 raise ValueError('expected {"state": [...], "weights": [...]} (weights optional)')
             self.session.set_goal(doc["state"], doc.get("weights"))
-        except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
-            return self._reject(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a bad file is the operator's to fix; the robot goes on
+            return self._reject(key, f"{type(e).__name__}: {str(e)[:300]}")
         self.seen = key
         self.applied += 1
         log.info("goal from %s: %s", self.path, self.session.goal.state.round(4).tolist())
         return True
+
+    def _read(self) -> bytes:
+        """At most MAX_GOAL_FILE_BYTES of a regular file: a FIFO would block the loop (opened non-blocking
+        and refused), a device would never end, and a file growing after the stat is cut off."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("not a regular file (a FIFO, a device or a socket)")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                blob = f.read(MAX_GOAL_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(blob) > MAX_GOAL_FILE_BYTES:
+            raise ValueError(f"more than {MAX_GOAL_FILE_BYTES:,} bytes")
+        return blob
 
     def _reject(self, key: tuple, why: str) -> bool:
         if key != self.seen:  # once per version of the file, not once per control step
