@@ -731,6 +731,87 @@ SLIDER = """<mujoco><worldbody><body><joint name="x" type="slide"/><geom size=".
 <actuator><motor joint="x" ctrlrange="-1 1" ctrllimited="true"/></actuator></mujoco>"""
 
 
+def goals(base: Path, work: Path) -> None:
+    """A goal-conditioned planner fed bad goals: through the goal file an operator edits while the robot runs,
+    through ``set_goal``, straight into the graph, and through the config. The goal in force must stay and the
+    loop must go on; no bad goal may reach the planner."""
+    import onnxruntime as ort
+
+    from policies.mpc.step import StepSpec
+    from robot_wm.config import ConfigError, RunConfig, apply_overrides
+    from robot_wm.export.onnx_export import export_planner
+    from robot_wm.export.source import control_period, load_source
+    from robot_wm.runtime.goal_file import MAX_GOAL_FILE_BYTES, GoalFile
+    from robot_wm.runtime.session import PlannerSession
+    from sim.goal import resolve_goal
+    from sim.registry import make_env
+
+    src = load_source(base)
+    env = make_env(src.cfg.env)
+    env.reset(0)
+    goal = resolve_goal(env, None, {"slider": 0.5, "hinge_1": 0.0}, None)
+    out = work / "goal.onnx"
+    export_planner(src.model, StepSpec.from_config(src.cfg.planner), out, noise="input", goal=goal,
+                   metadata={"task": src.cfg.env.task, "control_period": repr(control_period(src.cfg))})
+    sess = PlannerSession(out, provider="cpu", threads=1)
+    kept = sess.goal.state.copy()
+    path = work / "goal.json"
+    big = b'{"state": [' + b"0, " * (MAX_GOAL_FILE_BYTES // 3) + b'0]}'
+    cases = {
+        "half-written JSON": lambda: path.write_text('{"state": [0.1, 1'),
+        "a list, not an object": lambda: path.write_text("[0, 1, 0, 0, 0]"),
+        "an unknown key": lambda: path.write_text('{"state": [0, 1, 0, 0, 0], "speed": 3}'),
+        "NaN in the state": lambda: path.write_text('{"state": [NaN, 1, 0, 0, 0]}'),
+        "4 values for 5": lambda: path.write_text('{"state": [0, 1, 0, 0]}'),
+        "an int no float holds": lambda: path.write_text('{"state": [' + "9" * 500 + ", 1, 0, 0, 0]}"),
+        "1e20 (its square overflows float32)": lambda: path.write_text('{"state": [1e20, 1, 0, 0, 0]}'),
+        "negative weights": lambda: path.write_text('{"state": [0, 1, 0, 0, 0], "weights": [1, -1, 0, 0, 0]}'),
+        "nesting 100,000 deep": lambda: path.write_text('{"state": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "over 1 MiB": lambda: path.write_bytes(big),
+        "a FIFO with no writer": lambda: os.mkfifo(path),
+        "a directory": lambda: path.mkdir(),
+        "a symlink to /dev/urandom": lambda: path.symlink_to("/dev/urandom"),
+        "deleted": lambda: None,
+    }
+    for name, make in cases.items():
+        def case(make=make):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            make()
+            watcher = GoalFile(path, sess)
+            t0 = time.perf_counter()
+            applied = watcher.poll()
+            took = time.perf_counter() - t0
+            same = np.array_equal(sess.goal.state, kept)
+            return (not applied and watcher.rejected == 1 and same and took < 5), f"refused in {took * 1e3:.1f} ms"
+        record("goal inputs", f"goal file: {name}", case)
+
+    def graph_nan():
+        o = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        m = sess.meta
+        feed = {"state": np.zeros(m.state_dim, np.float32), "prev_plan": sess.initial_plan(),
+                "noise": np.zeros(m.noise_shape, np.float32), "goal": np.full(m.state_dim, np.nan, np.float32),
+                "goal_weights": goal.weights}
+        action, _, _, _, valid = o.run(None, feed)
+        return (not valid and np.all(np.isfinite(action))), "valid=False, the shifted plan"
+    record("goal inputs", "NaN goal fed straight into the graph", graph_nan)
+
+    def config(overrides, needle):
+        def case():
+            try:
+                cfg = apply_overrides(RunConfig(), overrides)
+                resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
+            except (ConfigError, ValueError) as e:
+                return needle in str(e), _last(str(e))
+            return False, "accepted"
+        return case
+    for overrides, needle in ((["goal.joints={elbow=1}"], "'elbow'"), (["goal.joints={slider=9}"], "outside"),
+                              (["goal.state=[0, 1, 0]"], "expected 5"), (["goal.state=[1e30, 1, 0, 0, 0]"], "beyond")):
+        record("goal inputs", f"config {overrides[0]}", config(overrides, needle))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -766,7 +847,8 @@ def main() -> int:
                          ("summary headline", lambda: headline(complete, work)), ("run_dir", lambda: run_dirs(work)),
                          ("planner size", lambda: planner_sizes(base, work)),
                          ("declared sizes", lambda: declared_sizes(base, planner, work)),
-                         ("stops and system errors", lambda: stops(base, work))]:
+                         ("stops and system errors", lambda: stops(base, work)),
+                         ("goal inputs", lambda: goals(base, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
