@@ -7,6 +7,7 @@ import errno
 import importlib
 import logging
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -156,6 +157,45 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dream(a: argparse.Namespace) -> int:
+    """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
+    from robot_wm.dream import dream, log_dream, render_dream, write_mp4
+    from robot_wm.viz.kinematics import QposDecoder
+
+    if a.out is not None and pathlib.Path(a.out).suffix.lower() != ".mp4":
+        raise ValueError(f"--out {a.out!r}: expected a path ending in .mp4")
+    for flag, v in (("--width", a.width), ("--height", a.height)):
+        if not (16 <= v <= 4096 and v % 16 == 0):
+            raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")
+    with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
+        model = s.latest_model()
+        if model is None:
+            raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
+        data = s.run.dataset()
+        if not 0 <= a.episode < len(data):
+            raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
+        ep = data[a.episode]
+        if a.member is not None and not 0 <= a.member < model.members:
+            raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
+        d = dream(model, ep, a.step, a.horizon)
+        decoder = QposDecoder(s.env.model, s.cfg.env.task)
+        if decoder.exact is None:  # fitted on the run's own (observation, joint position) pairs
+            for i in range(max(0, len(data) - 20), len(data)):
+                decoder.add_episode(data[i].obs, data[i].physics_state)
+            decoder.fit()
+        frames = render_dream(s.env, d, decoder, a.member, (a.height, a.width))
+        period = s.env.control_timestep
+        out = pathlib.Path(a.out) if a.out else s.run.root / "dreams" / f"episode{a.episode:06d}_step{a.step}.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_mp4(out, frames, fps=a.fps or 1.0 / period)
+        shown = "the members' mean" if a.member is None else f"member {a.member}"
+        print(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, {shown}; state error "
+              f"(data std units) after 1 step {d.error[:, 1].mean():.3f}, at the end {d.error[:, -1].mean():.3f}")
+        if a.rrd:
+            print(f"wrote {log_dream(a.rrd, frames, d, period)} (open it with `rerun {a.rrd}`)")
+    return 0
+
+
 def cmd_whatif(a: argparse.Namespace) -> int:
     with _session(a.run_dir, [], progress=False, lock=False, command="whatif") as s:  # read-only: no lock
         return _whatif(a, s)
@@ -245,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--actions", help=".npy file of candidate sequences (K, H, A)")
     w.add_argument("--seed", type=int, default=0)
     w.set_defaults(func=cmd_whatif)
+
+    d = sub.add_parser("dream", help="video of what the model imagines under an episode's actions, beside the real one")
+    d.add_argument("run_dir")
+    d.add_argument("--episode", type=int, default=0, help="episode of the run's dataset")
+    d.add_argument("--step", type=int, default=0, help="control step to start imagining from")
+    d.add_argument("--horizon", type=int, default=None, help="steps to imagine (default: to the episode's end)")
+    d.add_argument("--member", type=int, default=None, help="show one ensemble member (default: their mean)")
+    d.add_argument("--out", default=None, help="mp4 path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
+    d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
+    d.add_argument("--fps", type=float, default=None, help="default: real time (1 / control period)")
+    d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
+    d.add_argument("--height", type=int, default=240, help="height of each panel in pixels (multiple of 16)")
+    d.set_defaults(func=cmd_dream)
 
     for name in PLUGINS:
         importlib.import_module(name).register(sub)

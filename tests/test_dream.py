@@ -1,0 +1,110 @@
+"""Dream videos: real MuJoCo rendering of imagined states, a real mp4 read back, a real .rrd verified."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from test_export import make_run_dir
+
+from policies.random import RandomPolicy
+from robot_wm import config as cfgmod
+from robot_wm.dream import Dream, dream, render_dream, write_mp4
+from robot_wm.viz.kinematics import QposDecoder
+from robot_wm.viz.readback import read_rrd, verify
+from sim.collect import run_episode
+from sim.registry import make_env
+
+
+def _episode(task_overrides: list[str], steps: int = 40):
+    env = make_env(cfgmod.apply_overrides(cfgmod.RunConfig(), task_overrides).env)
+    ep = run_episode(env, RandomPolicy(env.action_spec, seed=1), seed=2)
+    return env, ep
+
+
+@pytest.mark.parametrize("task", [["env.task=cartpole-swingup"], ["env.task=arm-reach", "env.action_repeat=2", "env.max_env_steps=60"]])
+def test_imagined_frames_of_the_true_states_are_the_real_frames(task):
+    """Rendering 'imagined' states that are exactly the recorded ones gives the recorded frames: what the
+    right panel shows is the model's prediction, nothing added by the mapping back to the robot's bodies."""
+    env, ep = _episode(task)
+    k = min(12, len(ep.action))
+    real = ep.obs[:k + 1]
+    d = Dream(real, real[None], np.zeros((1, k + 1)), ep.physics_state[:k + 1], 0)
+    decoder = QposDecoder(env.model, task[0].split("=")[1])
+    if decoder.exact is None:  # the arm: a fit on (observation, joint position) pairs, exact for cos/sin hinges
+        decoder.add_episode(ep.obs, ep.physics_state)
+        decoder.fit()
+    frames = render_dream(env, d, decoder, size=(96, 128))
+    assert frames.shape[1:] == (96 + 48, 256, 3)
+    left, right = frames[:, :96, :128].astype(int), frames[:, :96, 128:].astype(int)
+    if decoder.exact is not None:
+        assert np.array_equal(left, right)
+    else:  # a fit to within ~1e-4 rad: at most an edge pixel here and there
+        assert (np.abs(left - right) > 8).mean() < 1e-3, (np.abs(left - right) > 8).mean()
+    moved = np.abs(left[0] - left[-1]).sum()
+    assert moved > 0  # the robot moved over those steps, so equal panels mean equal poses
+    drift = np.zeros_like(real)
+    drift[:, 0] = np.linspace(0, 0.4, k + 1)  # the first coordinate drifting away from the truth
+    shifted = render_dream(env, Dream(real, (real + drift)[None], d.error, d.physics, 0), decoder, size=(96, 128))
+    assert np.abs(shifted[-1, :96, 128:].astype(int) - right[-1]).max() > 20  # a wrong prediction shows
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run_dir(tmp_path_factory.mktemp("dreamrun"))
+
+
+def test_dream_rolls_the_episode_actions_open_loop_and_checks_its_range(run_dir):
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    with Session.open(RunDir(run_dir).load_config(), RunDir(run_dir), progress=False, lock=False) as s:
+        model, ep = s.latest_model(), s.run.dataset()[0]
+    d = dream(model, ep, step=5, horizon=20)
+    assert d.imagined.shape == (model.members, 21, 5) and d.real.shape == (21, 5) and d.physics.shape[0] == 21
+    np.testing.assert_allclose(d.imagined[:, 0], np.broadcast_to(ep.obs[5], (model.members, 5)), atol=1e-6)
+    assert np.all(d.error[:, 0] < 1e-5) and np.all(d.error >= 0) and d.error[:, -1].mean() > d.error[:, 1].mean()
+    n = len(ep.action)
+    with pytest.raises(ValueError, match=f"--step {n} is out of range: the episode has {n} steps"):
+        dream(model, ep, step=n)
+    with pytest.raises(ValueError, match=f"--horizon 0: expected 1 to {n - 5}"):
+        dream(model, ep, step=5, horizon=0)
+    with pytest.raises(ValueError, match="--horizon"):
+        dream(model, ep, step=5, horizon=n)
+
+
+def test_dream_command_writes_an_mp4_and_a_rerun_recording(run_dir, tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    out, rrd = tmp_path / "d.mp4", tmp_path / "d.rrd"
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step", "3",
+                        "--horizon", "10", "--out", str(out), "--rrd", str(rrd), "--width", "128", "--height", "96"],
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    frames = iio.imread(out)
+    assert frames.shape == (11, 96 + 48, 256, 3)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # the run is only read
+    verify(rrd)
+    summary = read_rrd(rrd)
+    assert summary.rows["dream/video"] == 11 and summary.rows["dream/error/mean"] == 11
+    assert "dream_time" in summary.timelines
+    assert not list(tmp_path.glob(".d.*"))  # no temp file left
+    for args, needle in ((["--episode", "99"], "--episode 99 is out of range"), (["--out", str(tmp_path / "d.avi")],
+                         "expected a path ending in .mp4"), (["--member", "7"], "--member 7: the model has 2 members")):
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--horizon", "3", *args],
+                           capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_write_mp4_is_atomic_and_leaves_an_older_video_whole_on_failure(tmp_path):
+    out = tmp_path / "v.mp4"
+    write_mp4(out, np.zeros((4, 32, 48, 3), np.uint8), fps=10)
+    old = out.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 -- imageio/ffmpeg choose the exception type
+        write_mp4(out, np.zeros((4, 32, 48), np.float64) * np.nan, fps=10)  # not an image stack
+    assert out.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
