@@ -46,8 +46,7 @@ def dream(model: WorldModel, episode: Episode, step: int = 0, horizon: int | Non
     with torch.inference_mode():
         states = imagine(model.eval(), start, acts[None], keep_states=True).states[:, 0].numpy()  # (E, K+1, S)
     real = episode.obs[step:step + k + 1]
-    std = model.obs_norm.std.detach().cpu().numpy()
-    err = np.sqrt(np.mean(((states - real) / std) ** 2, axis=-1))
+    err = state_error(states, real, model.obs_norm.std.detach().cpu().numpy())
     return Dream(real, states, err, episode.physics_state[step:step + k + 1], step)
 
 
@@ -82,33 +81,58 @@ def _error_strip(d: Dream, width: int, height: int, period: float) -> tuple[np.n
     return img, np.clip(columns, 0, img.shape[1] - 1)
 
 
+class Panels:
+    """Renders the robot as MuJoCo's camera sees it: from a recorded physics state (real) or from joint
+    positions (imagined, velocities zero). One reused renderer; ``close`` frees it."""
+
+    def __init__(self, model: mujoco.MjModel, size: tuple[int, int] = (240, 320), camera: int | str | None = None):
+        self.model, self.data = model, mujoco.MjData(model)
+        self.camera = camera if camera is not None else (0 if model.ncam > 0 else -1)
+        self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
+
+    def _render(self) -> np.ndarray:
+        mujoco.mj_forward(self.model, self.data)
+        self.renderer.update_scene(self.data, camera=self.camera)
+        return self.renderer.render()
+
+    def real(self, physics: np.ndarray) -> np.ndarray:
+        mujoco.mj_setState(self.model, self.data, physics, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        return self._render()
+
+    def imagined(self, qpos: np.ndarray) -> np.ndarray:
+        self.data.qpos[:], self.data.qvel[:] = qpos, 0.0
+        return self._render()
+
+    def qpos(self, physics: np.ndarray) -> np.ndarray:
+        return physics[1:1 + self.model.nq].copy()  # mjSTATE_FULLPHYSICS: [time, qpos, qvel, ...]
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def state_error(imagined: np.ndarray, real: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(E, K+1, S) predictions against (K+1, S) real states -> (E, K+1) RMS error in units of ``std``."""
+    return np.sqrt(np.mean(((imagined - real) / std) ** 2, axis=-1))
+
+
 def render_dream(env, d: Dream, decoder: QposDecoder, member: int | None = None, size: tuple[int, int] = (240, 320),
                  camera: int | str | None = None) -> np.ndarray:
     """Frames (K+1, H, W, 3) uint8: [real | imagined] over the error strip. ``member`` None shows the mean
     of the members' predicted states; an index shows that member alone."""
     h, w = size
-    model = env.model
-    data = mujoco.MjData(model)
-    cam = camera if camera is not None else (0 if model.ncam > 0 else -1)
     shown = d.imagined.mean(0) if member is None else d.imagined[member]
-    mujoco.mj_setState(model, data, d.physics[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    qpos0 = data.qpos.copy()
-    q_imagined = decoder.trajectories(shown, qpos_now=qpos0)  # (K+1, nq), anchored at the real start pose
+    panels = Panels(env.model, size, camera)
+    q_imagined = decoder.trajectories(shown, qpos_now=panels.qpos(d.physics[0]))  # anchored at the real start
     strip, cursor = _error_strip(d, 2 * w, h // 2 // 16 * 16, env.control_timestep)
     frames = np.empty((len(shown), h + strip.shape[0], 2 * w, 3), np.uint8)
-    with mujoco.Renderer(model, height=h, width=w) as r:
+    try:
         for k in range(len(shown)):
-            mujoco.mj_setState(model, data, d.physics[k], mujoco.mjtState.mjSTATE_FULLPHYSICS)
-            mujoco.mj_forward(model, data)
-            r.update_scene(data, camera=cam)
-            frames[k, :h, :w] = r.render()
-            data.qpos[:] = q_imagined[k]
-            data.qvel[:] = 0.0
-            mujoco.mj_forward(model, data)
-            r.update_scene(data, camera=cam)
-            frames[k, :h, w:] = r.render()
+            frames[k, :h, :w] = panels.real(d.physics[k])
+            frames[k, :h, w:] = panels.imagined(q_imagined[k])
             frames[k, h:] = strip
             frames[k, h:, max(cursor[k] - 1, 0):cursor[k] + 1] = (220, 30, 30)
+    finally:
+        panels.close()
     return frames
 
 
@@ -132,16 +156,30 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> Path:
 
 def log_dream(path: str | Path, frames: np.ndarray, d: Dream, period: float) -> Path:
     """The frames and the error curves in a .rrd file (timeline ``dream_time``, seconds from the start)."""
-    import rerun as rr
+    from robot_wm.viz.logger import open_stream
 
-    rec = rr.RecordingStream("robot-wm-dream")
-    rec.save(str(path))
+    rec = open_stream("save", path=path, application_id="robot-wm-dream", blueprint=dream_blueprint())
     for k, frame in enumerate(frames):
-        rec.set_time("dream_time", duration=k * period)
-        rec.log("dream/video", rr.Image(frame))
-        rec.log("dream/error/mean", rr.Scalars(float(d.error[:, k].mean())))
-        for e in range(d.error.shape[0]):
-            rec.log(f"dream/error/member_{e}", rr.Scalars(float(d.error[e, k])))
+        log_frame(rec, "dream", k * period, frame, d.error[:, k])
     rec.flush()
     rec.disconnect()
     return Path(path)
+
+
+def dream_blueprint(origin: str = "dream"):
+    import rerun.blueprint as rrb
+
+    return rrb.Blueprint(rrb.Vertical(rrb.Spatial2DView(origin=f"{origin}/video", name="real | imagined"),
+                                      rrb.TimeSeriesView(origin=f"{origin}/error", name="state error (data std)"),
+                                      row_shares=[3, 1]))
+
+
+def log_frame(rec, origin: str, seconds: float, frame: np.ndarray, member_error: np.ndarray) -> None:
+    """One [real | imagined] frame and the members' errors (and their mean) at ``seconds``."""
+    import rerun as rr
+
+    rec.set_time(f"{origin}_time", duration=seconds)
+    rec.log(f"{origin}/video", rr.Image(frame))
+    rec.log(f"{origin}/error/mean", rr.Scalars(float(np.mean(member_error))))
+    for e, v in enumerate(member_error):
+        rec.log(f"{origin}/error/member_{e}", rr.Scalars(float(v)))

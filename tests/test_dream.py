@@ -108,3 +108,42 @@ def test_write_mp4_is_atomic_and_leaves_an_older_video_whole_on_failure(tmp_path
     with pytest.raises(Exception):  # noqa: B017 -- imageio/ffmpeg choose the exception type
         write_mp4(out, np.zeros((4, 32, 48), np.float64) * np.nan, fps=10)  # not an image stack
     assert out.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def _drive(run_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robot_wm.cli", "drive", str(run_dir), "--episode", "1", "--step", "2",
+                           "--width", "64", "--height", "48", *args], input=stdin, capture_output=True, text=True,
+                          env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
+
+
+def test_drive_the_model_from_a_scripted_action_file_beside_the_simulator(run_dir, tmp_path):
+    script = tmp_path / "actions.txt"
+    script.write_text("# swing right, then left\n0.8\n\n\n-3.0   # clamped to the bounds\n-0.5\n")
+    rrd, out = tmp_path / "drive.rrd", tmp_path / "drive.mp4"
+    r = _drive(run_dir, "--actions", str(script), "--rrd", str(rrd), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in steps] == [f"step {i}" for i in range(1, 6)], r.stdout
+    assert "action [0.8]" in steps[2] and "action [-1.0]" in steps[3]  # a blank repeats; -3 is clamped
+    errors = [float(line.rsplit("error vs simulator", 1)[1]) for line in steps]
+    assert all(e >= 0 for e in errors) and errors[-1] > 0
+    verify(rrd)
+    summary = read_rrd(rrd)
+    assert summary.rows["drive/video"] == 5 and summary.rows["drive/error/mean"] == 5
+    assert iio.imread(out).shape[0] == 6  # the start state and the 5 steps
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0.1\nleft\n")
+    r = _drive(run_dir, "--actions", str(bad))
+    assert r.returncode == 2 and "line 2: 'left' is not 1 number" in r.stderr, r.stderr
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3)))
+    r = _drive(run_dir, "--actions", str(tmp_path / "wrong.npy"))
+    assert r.returncode == 2 and "expected (K, 1)" in r.stderr, r.stderr
+
+
+def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
+    r = _drive(run_dir, stdin="\n0.5\nabc\nnan\n0.2 0.3\n\n-0.5\nq\n0.9\n")
+    assert r.returncode == 0, r.stderr
+    assert "no action yet to repeat" in r.stdout and "'abc' is not 1 number" in r.stdout
+    assert "'nan': expected 1 number (finite)" in r.stdout and "'0.2 0.3': expected 1 number" in r.stdout
+    steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
+    assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it

@@ -1,0 +1,140 @@
+"""Drive the learned model by hand: from a real state of a recorded episode, step every member of the world
+model and the true simulator side by side with actions typed at the keyboard (one line per step) or read
+from a scripted file, and watch where the model breaks: the members' disagreement and their error against
+the simulator after every step, live in Rerun, and as a dream video at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from robot_wm.data.episode import Episode
+from robot_wm.dream import Dream, state_error
+from robot_wm.model.ensemble import WorldModel
+
+MAX_SCRIPT_BYTES = 16 << 20
+"""A scripted action file larger than this is refused before it is read."""
+
+
+class Tick(NamedTuple):
+    step: int
+    action: np.ndarray      # (A,) as applied (clamped to the bounds)
+    disagreement: float     # std over members of the predicted state, data-std units, mean over dimensions
+    error: float            # RMS error of the members' mean prediction against the simulator (data-std units)
+    diverged: bool          # the simulator diverged: its state stays the last valid one
+
+
+class Drive:
+    """Open-loop imagination under actions chosen one at a time, beside the simulator."""
+
+    def __init__(self, model: WorldModel, env, episode: Episode, step: int = 0):
+        n = len(episode.action)
+        if not 0 <= step <= n:
+            raise ValueError(f"--step {step} is out of range: the episode has {n + 1} states (0 to {n})")
+        self.model, self.env = model.eval(), env
+        env.reset(int(episode.meta.get("seed", 0)))  # the episode's own draw (e.g. the arm's target)
+        env.set_state(episode.physics_state[step])
+        self.std = model.obs_norm.std.detach().cpu().numpy()
+        self.low, self.high = env.action_spec.low, env.action_spec.high
+        obs = np.asarray(episode.obs[step], dtype=np.float32)
+        self.real, self.physics = [obs], [episode.physics_state[step]]
+        self.imagined = [np.repeat(obs[None], model.members, 0)]
+        self.start = step
+
+    def step(self, action) -> Tick:
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != self.low.shape or not np.all(np.isfinite(a)):
+            raise ValueError(f"action {np.asarray(action).tolist()}: expected {self.low.size} finite numbers")
+        a = np.clip(a, self.low, self.high)
+        e = self.model.members
+        with torch.inference_mode():
+            s = torch.as_tensor(self.imagined[-1], dtype=torch.float32)[:, None]
+            act = torch.as_tensor(a, dtype=torch.float32).expand(e, 1, a.size)
+            nxt = self.model.step(s, act)[0][:, 0].numpy()
+        res = self.env.step(a)
+        self.imagined.append(nxt)
+        self.real.append(np.asarray(res.observation, dtype=np.float32))
+        self.physics.append(self.env.get_state())
+        scaled = nxt / self.std
+        err = float(state_error(nxt.mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
+        return Tick(len(self.real) - 1, a, float(scaled.std(0).mean()), err, bool(res.diverged))
+
+    def as_dream(self) -> Dream:
+        imagined, real = np.stack(self.imagined, 1), np.stack(self.real)
+        return Dream(real, imagined, state_error(imagined, real, self.std), np.stack(self.physics), self.start)
+
+
+def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray | None:
+    """One typed line: comma- or space-separated numbers; empty repeats the last action; q quits (None)."""
+    text = line.strip()
+    if text.lower() in ("q", "quit", "exit"):
+        return None
+    if not text:
+        if last is None:
+            raise ValueError("no action yet to repeat: type one first")
+        return last
+    try:
+        vals = np.array([float(x) for x in text.replace(",", " ").split()])
+    except ValueError:
+        raise ValueError(f"{text[:60]!r} is not {_numbers(act_dim)} (e.g. {', '.join(['0.5'] * act_dim)})") from None
+    if vals.shape != (act_dim,) or not np.all(np.isfinite(vals)):
+        raise ValueError(f"{text[:60]!r}: expected {_numbers(act_dim)} (finite), got {vals.size}")
+    return vals
+
+
+def _numbers(n: int) -> str:
+    return f"{n} number{'s' if n != 1 else ''}"
+
+
+def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
+    """Actions from a .npy file (K, A) or a text file (one action per line, # comments, a blank line repeats
+    the last action, q ends the script)."""
+    from robot_wm.io import check_regular_file
+
+    path = Path(path)
+    try:
+        check_regular_file(path, "--actions", MAX_SCRIPT_BYTES)
+    except FileNotFoundError:
+        raise ValueError(f"--actions {str(path)!r} does not exist") from None
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim != 2 or arr.shape[1] != act_dim or not np.all(np.isfinite(arr)):
+            raise ValueError(f"--actions {str(path)!r} holds {arr.shape} {arr.dtype}; expected (K, {act_dim}) "
+                             "finite numbers")
+        return list(arr.astype(np.float64))
+    out, last = [], None
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("#"):  # a comment line; a blank one repeats the last action
+            continue
+        line = line.split("#", 1)[0]
+        try:
+            act = parse_action(line, act_dim, last)
+        except ValueError as e:
+            raise ValueError(f"--actions {str(path)!r} line {i}: {e}") from None
+        if act is None:
+            break
+        out.append(act)
+        last = act
+    return out
+
+
+def typed_actions(lines: Iterable[str], act_dim: int, say) -> Iterator[np.ndarray]:
+    """Actions typed one line at a time; a bad line is explained (``say``) and asked again, never fatal."""
+    last = None
+    say(f"type an action per step ({_numbers(act_dim)}, e.g. {', '.join(['0.5'] * act_dim)}); "
+        "empty repeats the last; q quits")
+    for line in lines:
+        try:
+            act = parse_action(line, act_dim, last)
+        except ValueError as e:
+            say(f"  {e}")
+            continue
+        if act is None:
+            return
+        last = act
+        yield act
