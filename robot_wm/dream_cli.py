@@ -1,0 +1,143 @@
+"""``robot-wm dream RUN`` (a video of what the model imagines beside the real episode) and ``robot-wm drive RUN``
+(step the model by hand beside the simulator); kept apart so that building the parser imports no torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def cmd_dream(a: argparse.Namespace) -> int:
+    """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
+    from robot_wm.dream import dream, log_dream, render_dream, write_mp4
+
+    _check_video_args(a)
+    from robot_wm.cli import _session
+
+    with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
+        model, ep = _model_and_episode(s, a)
+        if a.member is not None and not 0 <= a.member < model.members:
+            raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
+        d = dream(model, ep, a.step, a.horizon)
+        frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
+        period = s.env.control_timestep
+        out = Path(a.out) if a.out else s.run.root / "dreams" / f"episode{a.episode:06d}_step{a.step}.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_mp4(out, frames, fps=a.fps or 1.0 / period)
+        shown = "the members' mean" if a.member is None else f"member {a.member}"
+        print(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, {shown}; state error "
+              f"(data std units) after 1 step {d.error[:, 1].mean():.3f}, at the end {d.error[:, -1].mean():.3f}")
+        if a.rrd:
+            print(f"wrote {log_dream(a.rrd, frames, d, period)} (open it with `rerun {a.rrd}`)")
+    return 0
+
+
+def _check_video_args(a: argparse.Namespace) -> None:
+    if a.out is not None and Path(a.out).suffix.lower() != ".mp4":
+        raise ValueError(f"--out {a.out!r}: expected a path ending in .mp4")
+    for flag, v in (("--width", a.width), ("--height", a.height)):
+        if not (16 <= v <= 4096 and v % 16 == 0):
+            raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")
+
+
+def _model_and_episode(s, a: argparse.Namespace):
+    model = s.latest_model()
+    if model is None:
+        raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
+    data = s.run.dataset()
+    if not 0 <= a.episode < len(data):
+        raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
+    return model, data[a.episode]
+
+
+def _decoder(s):
+    """Observation -> joint positions for the run's robot (fitted on its last 20 episodes where not exact)."""
+    from robot_wm.viz.kinematics import QposDecoder
+
+    decoder, data = QposDecoder(s.env.model, s.cfg.env.task), s.run.dataset()
+    if decoder.exact is None:
+        for i in range(max(0, len(data) - 20), len(data)):
+            decoder.add_episode(data[i].obs, data[i].physics_state)
+        decoder.fit()
+    return decoder
+
+
+def cmd_drive(a: argparse.Namespace) -> int:
+    """Read-only on the run (no lock)."""
+    from robot_wm.dream import Panels, dream_blueprint, log_frame, render_dream, state_error, write_mp4
+    from robot_wm.drive import Drive, scripted_actions, typed_actions
+    from robot_wm.viz.logger import open_stream
+
+    _check_video_args(a)
+    from robot_wm.cli import _session
+
+    with _session(a.run_dir, [], progress=False, lock=False, command="drive") as s:
+        model, ep = _model_and_episode(s, a)
+        drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim
+        actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(sys.stdin, dim, print)
+        rec = None
+        if a.rrd or a.serve:
+            rec = open_stream("save" if a.rrd else "serve", path=a.rrd, address=None if a.rrd else a.serve,
+                              application_id="robot-wm-drive", blueprint=dream_blueprint("drive"))
+        decoder, panels = _decoder(s), Panels(s.env.model, (a.height, a.width))
+        qpos0, period = panels.qpos(drive.physics[0]), s.env.control_timestep
+        try:
+            for i, act in enumerate(actions):
+                if i >= a.max_steps:
+                    print(f"stopped after --max-steps {a.max_steps}")
+                    break
+                t = drive.step(act)
+                print(f"step {t.step}: action {np.round(t.action, 3).tolist()}  members disagree "
+                      f"{t.disagreement:.3f}  error vs simulator {t.error:.3f}"
+                      + ("  SIMULATOR DIVERGED (its last valid state is kept)" if t.diverged else ""), flush=True)
+                if rec is not None:
+                    mean = np.stack(drive.imagined, 1).mean(0)
+                    q = decoder.trajectories(mean, qpos_now=qpos0)[-1]
+                    frame = np.concatenate([panels.real(drive.physics[-1]), panels.imagined(q)], axis=1)
+                    err = state_error(drive.imagined[-1][:, None], drive.real[-1][None], drive.std)[:, 0]
+                    log_frame(rec, "drive", t.step * period, frame, err)
+        finally:
+            panels.close()
+            if rec is not None:
+                rec.flush()
+                rec.disconnect()
+        d = drive.as_dream()
+        print(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "
+              f"{d.error[:, -1].mean():.3f} (data std units)")
+        if a.out and len(d.real) > 1:
+            write_mp4(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
+            print(f"wrote {a.out}")
+    return 0
+
+
+def register(sub) -> None:
+    d = sub.add_parser("dream", help="video of what the model imagines under an episode's actions, beside the real one")
+    d.add_argument("run_dir")
+    d.add_argument("--episode", type=int, default=0, help="episode of the run's dataset")
+    d.add_argument("--step", type=int, default=0, help="control step to start imagining from")
+    d.add_argument("--horizon", type=int, default=None, help="steps to imagine (default: to the episode's end)")
+    d.add_argument("--member", type=int, default=None, help="show one ensemble member (default: their mean)")
+    d.add_argument("--out", default=None, help="mp4 path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
+    d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
+    d.add_argument("--fps", type=float, default=None, help="default: real time (1 / control period)")
+    d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
+    d.add_argument("--height", type=int, default=240, help="height of each panel in pixels (multiple of 16)")
+    d.set_defaults(func=cmd_dream)
+
+    v = sub.add_parser("drive", help="step the learned model by hand (keyboard or action file) beside the simulator")
+    v.add_argument("run_dir")
+    v.add_argument("--episode", type=int, default=0, help="episode of the run's dataset to start from")
+    v.add_argument("--step", type=int, default=0, help="its state to start from")
+    v.add_argument("--actions", default=None, help="scripted actions: .npy (K, A) or text, one per line "
+                   "(default: type them, one line per step; empty repeats; q quits)")
+    v.add_argument("--max-steps", type=int, default=1000)
+    v.add_argument("--rrd", default=None, help="log every step to this .rrd file")
+    v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
+                   help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")
+    v.add_argument("--out", default=None, help="at the end, a dream video (mp4) of the whole drive")
+    v.add_argument("--width", type=int, default=320)
+    v.add_argument("--height", type=int, default=240)
+    v.set_defaults(func=cmd_drive)
