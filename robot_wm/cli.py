@@ -157,7 +157,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_whatif(a: argparse.Namespace) -> int:
-    with _session(a.run_dir, [], progress=False, lock=False, command="whatif") as s:  # read-only: no lock
+    with _session(a.run_dir, a.args, progress=False, lock=False, command="whatif") as s:  # read-only: no lock
         return _whatif(a, s)
 
 
@@ -186,7 +186,14 @@ def _whatif(a: argparse.Namespace, s) -> int:
         seqs += list(extra[:, :h])
     names += ["zero"] + [f"random[{i}]" for i in range(a.random)]
     seqs += [np.zeros((h, len(lo)))] + [rng.uniform(lo, hi, (h, len(lo))) for _ in range(a.random)]
-    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount, value=s.value)
+    g, goal = s.cfg.goal, None
+    if g.active:  # as the planner would see it in that episode: joints observed from the episode's own start
+        from sim.goal import resolve_goal
+
+        s.env.reset(int(ep.meta.get("seed", 0)))
+        goal = resolve_goal(s.env, g.state, g.joints, g.weights)
+    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount,
+                  value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight)
     actual = float(ep.reward[a.step:a.step + h].sum())
     print_whatif(names, res, actual, a.episode, a.step, h)
     return 0
@@ -238,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("whatif", help="counterfactual query: predicted returns of alternative action sequences")
     w.add_argument("run_dir")
+    w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
     w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
     w.add_argument("--step", type=int, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=int, default=None, help="sequence length (default: planner.horizon)")

@@ -223,6 +223,12 @@ class GoalConfig(_Section):
     def active(self) -> bool:
         return self.state is not None or bool(self.joints)
 
+    @property
+    def uses_value(self) -> bool:
+        """Whether the planner consults the task's value and policy: not toward a goal alone (they would only
+        cost time there)."""
+        return not self.active or self.reward_weight > 0
+
     @field_validator("state")
     @classmethod
     def _empty_is_none(cls, v: list[float] | None) -> list[float] | None:

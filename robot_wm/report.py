@@ -33,10 +33,12 @@ def print_summary(summary: dict, run_dir: Path) -> None:
 
 def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: int, step: int, h: int) -> None:
     t = Table(title=f"what if? episode {episode}, step {step}, {h} steps ahead (recorded return {actual:.2f})")
-    for col in ("rank", "candidate", "score", "imagined reward", "terminal value", "spread (std)",
-                "mean disagreement"):
+    goal = bool(res.goal_cost.any())
+    for col in ("rank", "candidate", "score", "imagined reward", "terminal value", *(["goal cost"] if goal else []),
+                "spread (std)", "mean disagreement"):
         t.add_column(col, justify="right")
     for rank, i in enumerate(res.ranking()):
         t.add_row(str(rank + 1), names[i], f"{res.returns[i]:.2f}", f"{res.reward_return[i]:.2f}",
-                  f"{res.terminal_value[i]:.2f}", f"{res.return_spread[i]:.2f}", f"{res.disagreement[i].mean():.4f}")
+                  f"{res.terminal_value[i]:.2f}", *([f"{res.goal_cost[i]:.3f}"] if goal else []),
+                  f"{res.return_spread[i]:.2f}", f"{res.disagreement[i].mean():.4f}")
     Console().print(t)

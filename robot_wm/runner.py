@@ -134,8 +134,7 @@ class Session:
         if kind in ("learned", "pets"):
             if model is None:
                 raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
-            # Toward a goal alone, the task's value and policy would only cost time: the model plans alone.
-            value = self.value if kind == "learned" and not (goal.active and goal.reward_weight == 0) else None
+            value = self.value if kind == "learned" and goal.uses_value else None
             return MPCPlanner.learned(model, spec, seed, value=value, novelty_weight=novelty, goal_fn=goal_fn,
                                       reward_weight=goal.reward_weight)
         raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")

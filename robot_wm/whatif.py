@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from robot_wm.goal import Goal
 from robot_wm.model.ensemble import WorldModel
-from robot_wm.model.imagine import imagine, member_returns
+from robot_wm.model.imagine import goal_distance, imagine, member_returns
 
 
 @dataclass
@@ -22,6 +23,7 @@ class WhatIfResult:
     reward_return: np.ndarray  # (K,) its imagined-reward part
     terminal_value: np.ndarray  # (K,) its value part, discount^H * V(last state) (zeros without a value)
     disagreement: np.ndarray   # (K, H) mean over state dims of the std over members, per step
+    goal_cost: np.ndarray      # (K,) its goal part, the discounted distance to the goal (zeros without a goal)
 
     def ranking(self) -> np.ndarray:
         """Candidate indices, best predicted return first."""
@@ -53,9 +55,12 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
 
 
 @torch.no_grad()
-def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None) -> WhatIfResult:
+def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None, goal: Goal | None = None,
+            reward_weight: float = 1.0) -> WhatIfResult:
     """Score candidate futures exactly as the planner does: with a ``value`` (an ``ActorCritic``) the
-    terminal value is added per member and the value's discount replaces ``discount``."""
+    terminal value is added per member and the value's discount replaces ``discount``; with a ``goal``
+    the score is ``reward_weight`` x (reward + value) minus the goal distance (pass no value toward a goal
+    alone, as the planner plans then)."""
     state, actions = check_query(model, state, actions)
     device = model.action_low.device
     out = imagine(model, torch.as_tensor(state, device=device), torch.as_tensor(actions, device=device),
@@ -65,6 +70,11 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
     rew, term = member_returns(out, discount, value)
     ret = rew + term
     states = out.states
+    cost = torch.zeros_like(ret)
+    if goal is not None:
+        g, w = (torch.as_tensor(v, device=device) for v in goal)
+        cost = goal_distance(states[:, :, 1:], g, w, discount)
+        ret = reward_weight * ret - cost if reward_weight > 0 else -cost
     return WhatIfResult(
         states=states.mean(0).cpu().numpy(),
         member_states=states.cpu().numpy(),
@@ -74,4 +84,5 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
         reward_return=rew.mean(0).cpu().numpy(),
         terminal_value=term.mean(0).cpu().numpy(),
         disagreement=states[:, :, 1:].std(0, unbiased=False).mean(-1).cpu().numpy(),
+        goal_cost=cost.mean(0).cpu().numpy(),
     )

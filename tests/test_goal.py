@@ -317,3 +317,25 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(plain), "--goal", "0,1,0,0,0"],
                        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "exported without a goal" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("reward_weight", [0.0, 1.0])
+def test_what_if_scores_a_goal_as_the_planner_does(run_dir, reward_weight):
+    from policies.mpc.planner import LearnedScore
+    from robot_wm.whatif import what_if
+
+    src = load_source(run_dir)
+    value = src.value if reward_weight > 0 else None
+    goal = Goal(np.array([0.5, 1, 0, 0, 0], np.float32), np.array([1, 1, 1, 0, 0], np.float32))
+    gen = torch.Generator().manual_seed(3)
+    seqs = torch.rand(6, 8, 1, generator=gen) * 2 - 1
+    state = src.model.obs_norm.mean
+    res = what_if(src.model, state.numpy(), seqs.numpy(), 1.0, value=value, goal=goal, reward_weight=reward_weight)
+    score = LearnedScore(src.model, 1.0, value, reward_weight=reward_weight)
+    with torch.inference_mode():
+        ref, spread = score(state, seqs, torch.as_tensor(goal.state), torch.as_tensor(goal.weights))
+    np.testing.assert_allclose(res.returns, ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(res.return_spread, spread.numpy(), rtol=1e-3, atol=1e-4)
+    assert np.all(res.goal_cost > 0)
+    if reward_weight == 0:
+        np.testing.assert_allclose(res.returns, -res.goal_cost, rtol=1e-6)

@@ -28,7 +28,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     (goal, note), g = default_goal(src.cfg), src.cfg.goal
     if note:
         print(note)
-    value = None if goal is not None and g.reward_weight == 0 else src.value  # toward a goal alone: the model alone
+    value = src.value if g.uses_value else None
     export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
                    reward_weight=g.reward_weight)
     extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
