@@ -299,10 +299,15 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     goal_file = tmp_path / "g.json"
     goal_file.write_text(json.dumps({"state": [0.3, 1, 0, 0, 0]}))
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--episodes", "1", "--threads",
-                        "1", "--goal-file", str(goal_file), "--sim", "max_env_steps=200"],
-                       capture_output=True, text=True, env=env, timeout=300, check=False)
+                        "1", "--goal-file", str(goal_file), "--sim", "max_env_steps=200", "--record",
+                        str(tmp_path / "rec")], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode in (0, 3), r.stderr  # a tiny model may not control the robot; the goal still applies
     assert "final goal distance" in r.stdout, r.stdout
+    from robot_wm.data.dataset import EpisodeDataset
+
+    recorded = EpisodeDataset(tmp_path / "rec")
+    goals = recorded[0].meta["goals"]  # the goal in force is part of the recording
+    assert goals[0]["from_step"] == 0 and goals[0]["state"] == pytest.approx([0.3, 1, 0, 0, 0])
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "1,2"],
                        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "goal.state has 2 values, expected 5" in r.stderr, r.stderr

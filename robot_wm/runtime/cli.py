@@ -59,17 +59,17 @@ def _deploy(a: argparse.Namespace) -> int:
         seed = a.seed + i
         robot.reset(seed)
         loop.reset()
-        ticks = []
+        ticks, goals = [], _goal_log(planner, 0, [])
         if rec is not None:
             rec.begin(robot, seed)
             ticks.append(lambda act: rec.step(robot, act, loop.last_latency_s, loop.last_fallback))
-        if goal_file is not None:  # a changed goal file is in force from the next step on
-            ticks.append(lambda act: goal_file.poll())
+        if goal_file is not None:  # a changed goal file is in force from the next step on (and recorded)
+            ticks.append(lambda act, goals=goals: goal_file.poll() and _goal_log(planner, robot.steps, goals))
         on_tick = (lambda act, ticks=ticks: [f(act) for f in ticks]) if ticks else None
         try:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
         finally:  # an interrupted episode keeps what it recorded
-            path = _save(rec, robot) if rec is not None else None
+            path = _save(rec, robot, goals) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
@@ -131,10 +131,18 @@ def _check_args(a: argparse.Namespace) -> None:
                              + (" of at most 1024" if flag == "--threads" else ""))
 
 
-def _save(rec, robot):
-    """Write the recorded episode; a failed write (full disk, ...) is reported, never ends the deployment."""
+def _goal_log(planner, step: int, log_: list) -> list:
+    """``log_`` with the goal in force from ``step`` on appended (a goal-conditioned planner only)."""
+    if planner.goal is not None:
+        log_.append({"from_step": step, "state": planner.goal.state.tolist(), "weights": planner.goal.weights.tolist()})
+    return log_
+
+
+def _save(rec, robot, goals: list):
+    """Write the recorded episode (with the goals in force, where the planner has one); a failed write (full
+    disk, ...) is reported, never ends the deployment."""
     try:
-        return rec.end(**robot.episode_info())
+        return rec.end(**robot.episode_info(), **({"goals": goals} if goals else {}))
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)
         print(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")
