@@ -161,17 +161,22 @@ def cmd_whatif(a: argparse.Namespace) -> int:
         return _whatif(a, s)
 
 
-def _whatif(a: argparse.Namespace, s) -> int:
-    from robot_wm.report import print_whatif
-    from robot_wm.whatif import what_if
-
+def model_and_episode(s, a: argparse.Namespace):
+    """The run's latest model and episode ``a.episode`` of its dataset (whatif, dream, drive), or a clear error."""
     model = s.latest_model()
     if model is None:
         raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
     data = s.run.dataset()
     if not 0 <= a.episode < len(data):
         raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
-    ep = data[a.episode]
+    return model, data[a.episode]
+
+
+def _whatif(a: argparse.Namespace, s) -> int:
+    from robot_wm.report import print_whatif
+    from robot_wm.whatif import what_if
+
+    model, ep = model_and_episode(s, a)
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):
         raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps")

@@ -15,10 +15,10 @@ def cmd_dream(a: argparse.Namespace) -> int:
     from robot_wm.dream import dream, log_dream, render_dream, write_mp4
 
     _check_video_args(a)
-    from robot_wm.cli import _session
+    from robot_wm.cli import _session, model_and_episode
 
     with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
-        model, ep = _model_and_episode(s, a)
+        model, ep = model_and_episode(s, a)
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
         d = dream(model, ep, a.step, a.horizon)
@@ -43,16 +43,6 @@ def _check_video_args(a: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")
 
 
-def _model_and_episode(s, a: argparse.Namespace):
-    model = s.latest_model()
-    if model is None:
-        raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
-    data = s.run.dataset()
-    if not 0 <= a.episode < len(data):
-        raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
-    return model, data[a.episode]
-
-
 def _decoder(s):
     """Observation -> joint positions for the run's robot (fitted on its last 20 episodes where not exact)."""
     from robot_wm.viz.kinematics import QposDecoder
@@ -72,10 +62,10 @@ def cmd_drive(a: argparse.Namespace) -> int:
     from robot_wm.viz.logger import open_stream
 
     _check_video_args(a)
-    from robot_wm.cli import _session
+    from robot_wm.cli import _session, model_and_episode
 
     with _session(a.run_dir, [], progress=False, lock=False, command="drive") as s:
-        model, ep = _model_and_episode(s, a)
+        model, ep = model_and_episode(s, a)
         drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim
         actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(sys.stdin, dim, print)
         rec = None

@@ -39,7 +39,7 @@ def _deploy(a: argparse.Namespace) -> int:
     repeat = a.action_repeat or m.action_repeat or EnvConfig().action_repeat
     robot = SimRobot(make_env(_robot_env(task, repeat, a.shift, a.sim)))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
-    safe = np.array([float(x) for x in a.safe_action.split(",")], np.float32) if a.safe_action else None
+    safe = np.array(_floats(a.safe_action, "--safe-action"), np.float32) if a.safe_action else None
     goal_file = _goal(a, planner)
     planner.warmup()
     loop = ControlLoop(planner, robot, rate_hz=a.rate, deadline_s=a.deadline_ms / 1e3 if a.deadline_ms else None,
