@@ -158,6 +158,7 @@ def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up
         for p in family:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 named.append((p, p.name()))
+        at_kill = [_episodes(r) for r in run_dirs]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         # gcs_server, raylet and the workers share the sweep's fate at once; Ray's two agents notice the
@@ -172,7 +173,10 @@ def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
     before = {r: _episodes(r) for r in run_dirs}
-    assert all(not results.is_complete(r) for r in run_dirs)
+    # The trials die with their raylet (within 0.2 s), not seconds later: at most the episode in flight lands.
+    # Ray's own check let a worker write 4-6 more tiny episodes and sometimes finish its run (measured).
+    assert all(len(before[r]) <= len(k) + 1 for r, k in zip(run_dirs, at_kill)), (at_kill, before)
+    assert all(not results.is_complete(r) for r in run_dirs), before
     started = [r for r in run_dirs if results.is_started(r)]
     assert any(len(before[r]) >= 2 for r in started), before  # at least one trial killed mid-run
 
