@@ -174,30 +174,22 @@ def model_and_episode(s, a: argparse.Namespace):
 
 def _whatif(a: argparse.Namespace, s) -> int:
     from robot_wm.report import print_whatif
-    from robot_wm.whatif import what_if
+    from robot_wm.whatif import candidates, what_if
 
     model, ep = model_and_episode(s, a)
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):
         raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps")
     h = min(h, len(ep) - a.step)
-    rng = np.random.default_rng(a.seed)
-    lo, hi = s.env.action_spec.low, s.env.action_spec.high
-    names, seqs = ["recorded"], [ep.action[a.step:a.step + h]]
-    if a.actions:
-        extra = np.load(a.actions, allow_pickle=False)
-        extra = extra[None] if extra.ndim == 2 else extra
-        names += [f"file[{i}]" for i in range(len(extra))]
-        seqs += list(extra[:, :h])
-    names += ["zero"] + [f"random[{i}]" for i in range(a.random)]
-    seqs += [np.zeros((h, len(lo)))] + [rng.uniform(lo, hi, (h, len(lo))) for _ in range(a.random)]
+    names, seqs = candidates(ep.action[a.step:a.step + h], s.env.action_spec.low, s.env.action_spec.high,
+                             a.random, a.seed, a.actions)
     g, goal = s.cfg.goal, None
     if g.active:  # as the planner would see it in that episode: joints observed from the episode's own start
         from sim.goal import resolve_goal
 
         s.env.reset(int(ep.meta.get("seed", 0)))
         goal = resolve_goal(s.env, g.state, g.joints, g.weights)
-    res = what_if(model, ep.obs[a.step], np.stack(seqs), s.cfg.planner.discount,
+    res = what_if(model, ep.obs[a.step], seqs, s.cfg.planner.discount,
                   value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight)
     actual = float(ep.reward[a.step:a.step + h].sum())
     print_whatif(names, res, actual, a.episode, a.step, h)

@@ -4,13 +4,11 @@ MuJoCo's camera beside what really happened, with the divergence (state error ov
 ``dream(model, episode, step, horizon)`` rolls the episode's own actions out through every member;
 ``render_dream`` draws, per step, the real frame (the recorded physics state) and the imagined one (the
 predicted state mapped back to joint positions by the Rerun ghosts' ``QposDecoder``, anchored at the real
-start pose), and the error curve of each member with a cursor. ``write_mp4`` writes it atomically.
+start pose), and the error curve of each member with a cursor. ``write_video`` writes it (mp4 or gif) atomically.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -136,21 +134,29 @@ def render_dream(env, d: Dream, decoder: QposDecoder, member: int | None = None,
     return frames
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> Path:
-    """H.264 mp4 via imageio's bundled ffmpeg, written to a temp file beside ``path`` then renamed."""
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_video_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"--out {str(path)!r}: expected a path ending in {' or '.join(VIDEO_SUFFIXES)}")
+    return path
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
+    """An H.264 .mp4 (imageio's bundled ffmpeg) or a looping .gif (Pillow), encoded in memory and written
+    atomically: an older video there stays whole if encoding or writing fails."""
     import imageio.v3 as iio
 
-    path = Path(path)
-    if path.suffix.lower() != ".mp4":
-        raise ValueError(f"--out {str(path)!r}: expected a path ending in .mp4")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, frames, fps=fps, codec="libx264", macro_block_size=16)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from robot_wm.io import atomic_write_bytes
+
+    path = check_video_path(path)
+    if path.suffix.lower() == ".mp4":
+        data = iio.imwrite("<bytes>", frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
+    else:
+        data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    atomic_write_bytes(path, data)
     return path
 
 

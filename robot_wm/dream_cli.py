@@ -12,7 +12,7 @@ import numpy as np
 
 def cmd_dream(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
-    from robot_wm.dream import dream, log_dream, render_dream, write_mp4
+    from robot_wm.dream import dream, log_dream, render_dream, write_video
 
     _check_video_args(a)
     from robot_wm.cli import _session, model_and_episode
@@ -21,23 +21,43 @@ def cmd_dream(a: argparse.Namespace) -> int:
         model, ep = model_and_episode(s, a)
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
-        d = dream(model, ep, a.step, a.horizon)
+        d = dream(model, ep, a.step, a.horizon)  # also checks --step and --horizon
+        if a.candidate != "recorded":
+            d = _candidate_dream(a, s, model, ep, len(d.real) - 1)
         frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
         period = s.env.control_timestep
-        out = Path(a.out) if a.out else s.run.root / "dreams" / f"episode{a.episode:06d}_step{a.step}.mp4"
+        tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
+        out = Path(a.out) if a.out else s.run.root / "dreams" / f"episode{a.episode:06d}_step{a.step}{tag}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_mp4(out, frames, fps=a.fps or 1.0 / period)
+        write_video(out, frames, fps=a.fps or 1.0 / period)
         shown = "the members' mean" if a.member is None else f"member {a.member}"
-        print(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, {shown}; state error "
-              f"(data std units) after 1 step {d.error[:, 1].mean():.3f}, at the end {d.error[:, -1].mean():.3f}")
+        print(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, candidate {a.candidate}, "
+              f"{shown}; state error (data std units) after 1 step {d.error[:, 1].mean():.3f}, at the end "
+              f"{d.error[:, -1].mean():.3f}")
         if a.rrd:
             print(f"wrote {log_dream(a.rrd, frames, d, period)} (open it with `rerun {a.rrd}`)")
     return 0
 
 
+def _candidate_dream(a: argparse.Namespace, s, model, ep, horizon: int):
+    """What-if candidate ``a.candidate`` (whatif's names) dreamt beside the simulator re-run with its actions."""
+    from robot_wm.drive import replay
+    from robot_wm.whatif import candidates, check_query
+
+    names, seqs = candidates(ep.action[a.step:a.step + horizon], s.env.action_spec.low, s.env.action_spec.high,
+                             a.random, a.seed, a.actions)
+    if a.candidate not in names:
+        shown = ", ".join(names[:6]) + (f", ... {names[-1]}" if len(names) > 6 else "")
+        raise ValueError(f"--candidate {a.candidate!r}: expected one of {shown}")
+    _, seqs = check_query(model, ep.obs[a.step], seqs)  # a file's actions within the bounds
+    return replay(model, s.env, ep, a.step, seqs[names.index(a.candidate)])
+
+
 def _check_video_args(a: argparse.Namespace) -> None:
-    if a.out is not None and Path(a.out).suffix.lower() != ".mp4":
-        raise ValueError(f"--out {a.out!r}: expected a path ending in .mp4")
+    from robot_wm.dream import check_video_path
+
+    if a.out is not None:
+        check_video_path(a.out)
     for flag, v in (("--width", a.width), ("--height", a.height)):
         if not (16 <= v <= 4096 and v % 16 == 0):
             raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")
@@ -57,7 +77,7 @@ def _decoder(s):
 
 def cmd_drive(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock)."""
-    from robot_wm.dream import Panels, dream_blueprint, log_frame, render_dream, state_error, write_mp4
+    from robot_wm.dream import Panels, dream_blueprint, log_frame, render_dream, state_error, write_video
     from robot_wm.drive import Drive, scripted_actions, typed_actions
     from robot_wm.viz.logger import open_stream
 
@@ -98,7 +118,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
         print(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "
               f"{d.error[:, -1].mean():.3f} (data std units)")
         if a.out and len(d.real) > 1:
-            write_mp4(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
+            write_video(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
             print(f"wrote {a.out}")
     return 0
 
@@ -110,7 +130,14 @@ def register(sub) -> None:
     d.add_argument("--step", type=int, default=0, help="control step to start imagining from")
     d.add_argument("--horizon", type=int, default=None, help="steps to imagine (default: to the episode's end)")
     d.add_argument("--member", type=int, default=None, help="show one ensemble member (default: their mean)")
-    d.add_argument("--out", default=None, help="mp4 path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
+    d.add_argument("--candidate", default="recorded",
+                   help="whose actions, named as `robot-wm whatif` names them: recorded (the episode's own, beside "
+                        "the recorded states), zero, random[i], file[i] (with --actions); any but recorded is "
+                        "shown beside the simulator re-run from the same state with those actions")
+    d.add_argument("--actions", default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
+    d.add_argument("--random", type=int, default=8, help="random candidates to draw (as whatif)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the random candidates (as whatif)")
+    d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
     d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
     d.add_argument("--fps", type=float, default=None, help="default: real time (1 / control period)")
     d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
@@ -127,7 +154,7 @@ def register(sub) -> None:
     v.add_argument("--rrd", default=None, help="log every step to this .rrd file")
     v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
                    help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")
-    v.add_argument("--out", default=None, help="at the end, a dream video (mp4) of the whole drive")
+    v.add_argument("--out", default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
     v.add_argument("--width", type=int, default=320)
     v.add_argument("--height", type=int, default=240)
     v.set_defaults(func=cmd_drive)

@@ -69,6 +69,16 @@ class Drive:
         return Dream(real, imagined, state_error(imagined, real, self.std), np.stack(self.physics), self.start)
 
 
+def replay(model: WorldModel, env, episode: Episode, step: int, actions: np.ndarray) -> Dream:
+    """A dream under any action sequence (K, A) from ``episode``'s state at ``step``: every member open loop,
+    and the simulator re-run from the recorded physics state with the same actions (to its divergence, if any)."""
+    drive = Drive(model, env, episode, step)
+    for act in actions:
+        if drive.step(act).diverged:
+            break
+    return drive.as_dream()
+
+
 def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray | None:
     """One typed line: comma- or space-separated numbers; empty repeats the last action; q quits (None)."""
     text = line.strip()

@@ -4,6 +4,7 @@ sequences, the world model's predicted trajectories, rewards, returns and disagr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +53,40 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"action[{k}, {t}, {j}] = {actions[k, t, j]:.4g} is outside the bounds "
                          f"[{lo[j]:.4g}, {hi[j]:.4g}]")
     return state, actions
+
+
+MAX_ACTIONS_BYTES = 64 << 20
+"""A candidate file (``--actions``) larger than this is refused before it is read."""
+
+
+def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: int = 8, seed: int = 0,
+               actions_file: str | None = None) -> tuple[list[str], np.ndarray]:
+    """The what-if candidates of horizon H = ``len(recorded)``, named: ``recorded`` (the episode's own
+    actions), ``file[i]`` (the first H steps of each sequence of an .npy file (K, >=H, A) or (>=H, A)),
+    ``zero``, and ``random[i]`` (``random`` uniform draws in the bounds from ``seed``). Returns the names
+    and the sequences (K, H, A)."""
+    from robot_wm.io import check_regular_file
+
+    h, a = len(recorded), len(low)
+    if random < 0:
+        raise ValueError(f"--random {random}: expected 0 or more")
+    names, seqs = ["recorded"], [np.asarray(recorded, np.float64)]
+    if actions_file:
+        try:
+            check_regular_file(Path(actions_file), "--actions", MAX_ACTIONS_BYTES)
+        except FileNotFoundError:
+            raise ValueError(f"--actions {actions_file!r} does not exist") from None
+        extra = np.load(actions_file, allow_pickle=False)
+        extra = extra[None] if extra.ndim == 2 else extra
+        if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a or extra.dtype.kind not in "fiu":
+            raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected numbers "
+                             f"(K, H, {a}) with H >= {h} (the horizon)")
+        names += [f"file[{i}]" for i in range(len(extra))]
+        seqs += list(extra[:, :h].astype(np.float64))
+    rng = np.random.default_rng(seed)
+    names += ["zero"] + [f"random[{i}]" for i in range(random)]
+    seqs += [np.zeros((h, a))] + [rng.uniform(low, high, (h, a)) for _ in range(random)]
+    return names, np.stack(seqs)
 
 
 @torch.no_grad()

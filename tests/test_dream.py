@@ -14,7 +14,8 @@ from test_export import make_run_dir
 
 from policies.random import RandomPolicy
 from robot_wm import config as cfgmod
-from robot_wm.dream import Dream, dream, render_dream, write_mp4
+from robot_wm.dream import Dream, dream, render_dream, write_video
+from robot_wm.io import current_umask
 from robot_wm.viz.kinematics import QposDecoder
 from robot_wm.viz.readback import read_rrd, verify
 from sim.collect import run_episode
@@ -95,19 +96,66 @@ def test_dream_command_writes_an_mp4_and_a_rerun_recording(run_dir, tmp_path):
     assert "dream_time" in summary.timelines
     assert not list(tmp_path.glob(".d.*"))  # no temp file left
     for args, needle in ((["--episode", "99"], "--episode 99 is out of range"), (["--out", str(tmp_path / "d.avi")],
-                         "expected a path ending in .mp4"), (["--member", "7"], "--member 7: the model has 2 members")):
+                         "expected a path ending in .mp4 or .gif"), (["--member", "7"], "--member 7: the model has 2 members")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--horizon", "3", *args],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
 
 
-def test_write_mp4_is_atomic_and_leaves_an_older_video_whole_on_failure(tmp_path):
-    out = tmp_path / "v.mp4"
-    write_mp4(out, np.zeros((4, 32, 48, 3), np.uint8), fps=10)
-    old = out.read_bytes()
-    with pytest.raises(Exception):  # noqa: B017 -- imageio/ffmpeg choose the exception type
-        write_mp4(out, np.zeros((4, 32, 48), np.float64) * np.nan, fps=10)  # not an image stack
-    assert out.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+def test_write_video_is_atomic_and_leaves_an_older_video_whole_on_failure(tmp_path):
+    frames = np.zeros((4, 32, 48, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(4)[:, None, None] * 60  # frames that differ, so a gif keeps all four
+    for name in ("v.mp4", "v.gif"):
+        out = tmp_path / name
+        write_video(out, frames, fps=10)
+        old = out.read_bytes()
+        assert iio.imread(out).shape[:3] == (4, 32, 48)
+        assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # as any new file of the user, not 0600
+        with pytest.raises(Exception):  # noqa: B017 -- imageio/ffmpeg/Pillow choose the exception type
+            write_video(out, np.zeros((4, 32, 48, 7), np.uint8), fps=10)  # 7 channels: no image
+        assert out.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.mp4"]
+    with pytest.raises(ValueError, match="expected a path ending in .mp4 or .gif"):
+        write_video(tmp_path / "v.avi", frames, fps=10)
+
+
+def test_dream_of_a_whatif_candidate_is_beside_the_simulator_rerun_with_its_actions(run_dir, tmp_path):
+    """A candidate's 'real' panel is the simulator re-run from the recorded state: for the recorded actions
+    given as a file, it reproduces the recorded episode, and so does the imagination (the same model);
+    another candidate's real states differ from the recorded ones."""
+    from robot_wm.drive import replay
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+    from robot_wm.whatif import candidates
+
+    with Session.open(RunDir(run_dir).load_config(), RunDir(run_dir), progress=False, lock=False) as s:
+        model, ep = s.latest_model(), s.run.dataset()[1]
+        recorded = dream(model, ep, step=3, horizon=10)
+        again = replay(model, s.env, ep, 3, ep.action[3:13])
+        np.testing.assert_allclose(again.real, recorded.real, atol=1e-5)
+        np.testing.assert_allclose(again.physics, recorded.physics, atol=1e-5)  # actions stored as float32
+        np.testing.assert_allclose(again.imagined, recorded.imagined, atol=1e-4)
+        names, seqs = candidates(ep.action[3:13], s.env.action_spec.low, s.env.action_spec.high, random=2, seed=0)
+        assert names == ["recorded", "zero", "random[0]", "random[1]"] and seqs.shape == (4, 10, 1)
+        other = replay(model, s.env, ep, 3, seqs[2])
+        assert np.abs(other.real[-1] - recorded.real[-1]).max() > 1e-2
+        np.testing.assert_allclose(other.real[0], recorded.real[0])
+    np.save(tmp_path / "c.npy", np.stack([ep.action[3:13], -ep.action[3:13]]))
+    out = tmp_path / "c.gif"
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step", "3",
+                        "--horizon", "10", "--candidate", "file[1]", "--actions", str(tmp_path / "c.npy"),
+                        "--out", str(out), "--width", "64", "--height", "48"],
+                       capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
+    assert r.returncode == 0 and "candidate file[1]" in r.stdout, r.stderr
+    assert iio.imread(out).shape[:3] == (11, 48 + 16, 128)
+    for args, needle in ((["--candidate", "random[9]"], "--candidate 'random[9]': expected one of recorded, zero"),
+                         (["--candidate", "file[0]", "--actions", str(tmp_path / "c.npy"), "--horizon", "11"],
+                          "expected numbers (K, H, 1) with H >= 11"),
+                         (["--candidate", "file[0]", "--actions", str(tmp_path / "none.npy")], "does not exist")):
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step",
+                            "3", "--horizon", "10", *args], capture_output=True, text=True,
+                           env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
 
 
 def _drive(run_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

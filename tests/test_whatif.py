@@ -130,6 +130,11 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     np.save(bad, np.full((1, 4, 1), 7.0))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "7 is outside the bounds" in capsys.readouterr().err
+    assert main(["whatif", str(run_copy), "--horizon", "6", "--actions", str(bad)]) == 2  # 4 steps, 6 wanted
+    assert "holds (1, 4, 1) float64; expected numbers (K, H, 1) with H >= 6" in capsys.readouterr().err
+    np.save(bad, np.array([["a"] * 4]))
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "expected numbers" in capsys.readouterr().err
     # A run directory without a trained model says what to do.
     shutil.rmtree(run_copy / "checkpoints")
     assert main(["whatif", str(run_copy)]) == 2
