@@ -104,7 +104,7 @@ def _numbers(n: int) -> str:
 def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
     """Actions from a .npy file (K, A) or a text file (one action per line, # comments, a blank line repeats
     the last action, q ends the script)."""
-    from robot_wm.io import check_regular_file
+    from robot_wm.io import check_regular_file, load_npy
 
     path = Path(path)
     try:
@@ -112,7 +112,7 @@ def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
     except FileNotFoundError:
         raise ValueError(f"--actions {str(path)!r} does not exist") from None
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        arr = load_npy(path, "--actions", MAX_SCRIPT_BYTES)
         if arr.ndim != 2 or arr.shape[1] != act_dim or not np.all(np.isfinite(arr)):
             raise ValueError(f"--actions {str(path)!r} holds {arr.shape} {arr.dtype}; expected (K, {act_dim}) "
                              "finite numbers")

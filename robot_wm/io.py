@@ -86,6 +86,31 @@ def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
                          "is read")
 
 
+def load_npy(path: Path, what: str, max_bytes: int) -> Any:
+    """A numeric ``.npy`` array, read only after its header checks out: a regular file of at most
+    ``max_bytes`` whose declared shape and dtype fit the bytes that follow (a 30-byte file may declare
+    745 GiB, which ``np.load`` would try to allocate), no pickled objects. Errors name ``what`` and the path."""
+    import numpy as np
+
+    path = Path(path)
+    check_regular_file(path, what, max_bytes)
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(f)
+            left = os.fstat(f.fileno()).st_size - f.tell()
+        if dtype.kind not in "biuf":
+            raise ValueError(f"it holds {dtype} values, expected numbers")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared != left:
+            raise ValueError(f"its header declares shape {shape} of {dtype} ({declared:,} bytes) but {left:,} "
+                             "bytes follow")
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise ValueError(f"{what} {str(path)!r} is not a readable .npy array: {e}") from None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 

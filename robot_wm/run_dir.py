@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -21,10 +22,13 @@ from robot_wm.io import (
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
+    check_regular_file,
     leftover_temp_files,
     read_jsonl,
 )
 from sim.env import STEP_UNIT
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 """The run directory's lock file: ``fcntl.flock`` on it says who writes the run (see ``RunDir.lock``)."""
@@ -94,6 +98,51 @@ def _command_line() -> str:
 
 EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
                    "total_env_steps", "physics_steps", "diverged", "plan_hz", "wall_s")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_RECORD_FIELDS = {  # the fields robot-wm reads back from metrics.jsonl, and what each must be
+    "kind": lambda v: isinstance(v, str), "env_steps": _is_int, "milestone": _is_int, "round": _is_int,
+    "epochs": _is_int, "transitions": _is_int, "index": _is_int, "returns": lambda v: isinstance(v, list),
+    "val_mse": lambda v: isinstance(v, list), "multistep_mse": lambda v: isinstance(v, dict),
+    "train_s": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "value_train_s": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+
+
+def _well_formed(record) -> bool:
+    return isinstance(record, dict) and all(f not in record or ok(record[f]) for f, ok in _RECORD_FIELDS.items())
+
+
+MAX_MANIFEST_BYTES = 1 << 20
+_MANIFEST_STATUS = ("created", "running", "complete")
+
+
+def check_manifest(m, path: Path) -> None:
+    """Refuse a manifest robot-wm did not write, naming the field: resume, eval and the sweep act on it."""
+    def bad(field: str, expected: str) -> ValueError:
+        return ValueError(f"{str(path)!r}: {field} = {json.dumps(m.get(field))[:80]} is not {expected}; the file is "
+                          "damaged or was edited (robot-wm alone writes a run's manifest)")
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31
+
+    if not isinstance(m, dict):
+        raise ValueError(f"{str(path)!r} holds a JSON {type(m).__name__}, expected an object: the file is damaged "
+                         "or was edited")
+    if "status" in m and m["status"] not in _MANIFEST_STATUS:
+        raise bad("status", " or ".join(_MANIFEST_STATUS))
+    for field in ("episodes", "final_eval_from"):
+        if m.get(field) is not None and not count(m[field]):
+            raise bad(field, "a count (0 or more)")
+    done = m.get("final_eval_episodes")
+    if done is not None and not (isinstance(done, list) and len(done) <= 100_000 and all(map(count, done))):
+        raise bad("final_eval_episodes", "a list of episode indices")
+    if "task" in m and not isinstance(m["task"], str):
+        raise bad("task", "a task name")
 
 
 class RunDir:
@@ -240,7 +289,18 @@ class RunDir:
             self._write_episodes_csv()
 
     def records(self, kind: str | None = None) -> list[dict]:
-        return [r for r in read_jsonl(self.metrics_path) if kind is None or r.get("kind") == kind]
+        """The records of metrics.jsonl (of one ``kind``). Lines that are not robot-wm's records (edited
+        or damaged: not a JSON object, or a field of the wrong type) are skipped with a warning."""
+        records, skipped = [], []
+        for i, r in enumerate(read_jsonl(self.metrics_path), 1):
+            if not _well_formed(r):
+                skipped.append(i)
+            elif kind is None or r.get("kind") == kind:
+                records.append(r)
+        if skipped:
+            log.warning("%s: skipped %d record(s) that robot-wm did not write (edited or damaged): record(s) %s",
+                        self.metrics_path, len(skipped), ", ".join(map(str, skipped[:10])))
+        return records
 
     def _write_episodes_csv(self) -> None:
         buf = io.StringIO()
@@ -274,11 +334,18 @@ class RunDir:
         return self.root / "manifest.json"
 
     def manifest(self) -> dict:
-        """What is complete: ``status`` (running/complete), ``episodes``, ``final_eval_from``."""
+        """What is complete: ``status`` (created/running/complete), ``episodes``, ``final_eval_from``,
+        ``final_eval_episodes``, ``task``; checked field by field (``check_manifest``)."""
+        path = self.manifest_path
         try:
-            return json.loads(self.manifest_path.read_text())
+            check_regular_file(path, "manifest", MAX_MANIFEST_BYTES)
+            manifest = json.loads(path.read_text())
         except FileNotFoundError:
             return {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{str(path)!r} is not valid JSON ({e}): the file is damaged or was edited") from None
+        check_manifest(manifest, path)
+        return manifest
 
     def update_manifest(self, **fields) -> None:
         atomic_write_json(self.manifest_path, {**self.manifest(), **fields})

@@ -327,6 +327,9 @@ def _run(s: Session, resume: bool) -> dict:
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
         return json.loads(s.run.summary_path.read_text())
+    if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
+        raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
+                         f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
     round_ = 0
     if (ckpt := s.run.latest_checkpoint()) is not None:
         round_ = int(s.load(ckpt)["round"]) + 1

@@ -65,7 +65,7 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
     actions), ``file[i]`` (the first H steps of each sequence of an .npy file (K, >=H, A) or (>=H, A)),
     ``zero``, and ``random[i]`` (``random`` uniform draws in the bounds from ``seed``). Returns the names
     and the sequences (K, H, A)."""
-    from robot_wm.io import check_regular_file
+    from robot_wm.io import load_npy
 
     h, a = len(recorded), len(low)
     if random < 0:
@@ -73,13 +73,12 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
     names, seqs = ["recorded"], [np.asarray(recorded, np.float64)]
     if actions_file:
         try:
-            check_regular_file(Path(actions_file), "--actions", MAX_ACTIONS_BYTES)
+            extra = load_npy(Path(actions_file), "--actions", MAX_ACTIONS_BYTES)
         except FileNotFoundError:
             raise ValueError(f"--actions {actions_file!r} does not exist") from None
-        extra = np.load(actions_file, allow_pickle=False)
         extra = extra[None] if extra.ndim == 2 else extra
-        if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a or extra.dtype.kind not in "fiu":
-            raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected numbers "
+        if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a:
+            raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected "
                              f"(K, H, {a}) with H >= {h} (the horizon)")
         names += [f"file[{i}]" for i in range(len(extra))]
         seqs += list(extra[:, :h].astype(np.float64))

@@ -826,3 +826,35 @@ def test_latest_pointer_leading_outside_the_run_or_malformed_is_refused(run_copy
     rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(run_copy.parent / "p.onnx"))
     assert rc == 2 and "latest.json" in out and "does not name a checkpoint file of this run" in out, out
     assert "Traceback" not in out and not (run_copy.parent / "p.onnx").exists()
+
+
+@pytest.mark.parametrize("manifest, needle", [
+    ("[]", "holds a JSON list, expected an object"),
+    ('{"status": 5}', "status = 5 is not created or running or complete"),
+    ('{"status": "running", "episodes": "x"}', 'episodes = "x" is not a count'),
+    ('{"status": "running", "episodes": 2, "final_eval_from": -1}', "final_eval_from = -1 is not a count"),
+    ('{"status": "running", "episodes": 2, "final_eval_from": 0, "final_eval_episodes": [0, 99]}',
+     "final_eval_episodes [0, 99] name evaluation episodes beyond the 0 stored"),
+    ("{\"status\": \"runn", "is not valid JSON"),
+])
+def test_edited_manifest_is_refused_naming_the_field_before_anything_is_written(run_copy, capsys, manifest, needle):
+    """A hand-edited manifest.json crashed --resume with AttributeError/TypeError, or ran on from it."""
+    (run_copy / "manifest.json").write_text(manifest)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
+    assert rc == 2 and "manifest.json" in out and needle in out and "Traceback" not in out, out
+    assert snapshot(run_copy) == before
+
+
+def test_metrics_records_robot_wm_did_not_write_are_skipped_with_a_warning(run_copy, capsys, caplog):
+    """Hand-edited metrics.jsonl lines (not an object, a field of the wrong type) crashed train and resume."""
+    from robot_wm.run_dir import RunDir
+
+    good = RunDir(run_copy).records("train")
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write('[1, 2]\n5\n{"kind": "train", "round": "a"}\n{"kind": "eval", "milestone": "x", "env_steps": 1}\n')
+    with caplog.at_level("WARNING"):
+        assert RunDir(run_copy).records("train") == good and good
+    assert "skipped 4 record(s) that robot-wm did not write" in caplog.text
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress", "model.max_epochs=1")
+    assert rc == 0 and "trained round 1" in out, out

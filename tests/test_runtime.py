@@ -256,15 +256,17 @@ def test_loop_falls_back_to_the_shifted_plan_and_counts(files):
 def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
     robot = ScriptedRobot()
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=1e-9,
-                       safe_action=np.array([5.0]), realtime=True, rate_hz=200.0)
+                       safe_action=np.array([0.75]), realtime=True, rate_hz=200.0)
     stats = loop.run(5)
     assert stats.overruns == 5 and stats.fallbacks == 5
-    assert all(a.tolist() == [1.0] for a in robot.sent)  # the safe action, clamped to the bounds
+    assert all(a.tolist() == [0.75] for a in robot.sent)  # the safe action
     s = stats.summary()
     assert s["steps"] == 5 and s["latency_p50_ms"] > 0 and s["latency_p99_ms"] >= s["latency_p50_ms"]
     assert 0 < s["rate_hz"] <= 200.0 * 1.05
     with pytest.raises(ValueError, match="safe action"):
         ControlLoop(PlannerSession(files["input"]), robot, safe_action=np.array([np.nan]))
+    with pytest.raises(ValueError, match=r"safe action \[5.0\]: dimension 0 = 5 is outside the action bounds \[-1, 1\]"):
+        ControlLoop(PlannerSession(files["input"]), robot, safe_action=np.array([5.0]))  # refused, not clipped
 
 
 def test_sim_robot_implements_the_robot_interface():
@@ -313,6 +315,18 @@ class _GlitchyRobot:
 
     def time(self):
         return self.t * self.control_period
+
+
+def test_deploy_refuses_to_record_into_a_run_directory(files, capsys):
+    from robot_wm.cli import main
+
+    run = files["internal"].parent / "run"
+    before = sorted(p.name for p in (run / "episodes").iterdir())
+    for target in (run / "episodes", run):
+        rc = main(["deploy", str(files["internal"]), "--episodes", "1", "--record", str(target)])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"is inside the run directory {str(run)!r}" in err and "robot-wm finetune" in err, err
+    assert sorted(p.name for p in (run / "episodes").iterdir()) == before  # nothing written into the run
 
 
 def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(tmp_path):

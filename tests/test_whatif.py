@@ -131,10 +131,15 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "7 is outside the bounds" in capsys.readouterr().err
     assert main(["whatif", str(run_copy), "--horizon", "6", "--actions", str(bad)]) == 2  # 4 steps, 6 wanted
-    assert "holds (1, 4, 1) float64; expected numbers (K, H, 1) with H >= 6" in capsys.readouterr().err
+    assert "holds (1, 4, 1) float64; expected (K, H, 1) with H >= 6" in capsys.readouterr().err
     np.save(bad, np.array([["a"] * 4]))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
-    assert "expected numbers" in capsys.readouterr().err
+    assert "it holds <U1 values, expected numbers" in capsys.readouterr().err
+    np.save(bad, np.zeros((1, 4, 1)))
+    data = bad.read_bytes()  # the same 32 bytes of data under a header declaring 8e11 bytes (padding kept)
+    bad.write_bytes(data.replace(b"(1, 4, 1), }" + b" " * 9, b"(9999999, 9999, 1), }"))
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "its header declares shape (9999999, 9999, 1) of float64" in capsys.readouterr().err
     # A run directory without a trained model says what to do.
     shutil.rmtree(run_copy / "checkpoints")
     assert main(["whatif", str(run_copy)]) == 2

@@ -89,7 +89,11 @@ class ControlLoop:
             safe_action = np.asarray(safe_action, dtype=np.float32).reshape(-1)
             if safe_action.shape != self.low.shape or not np.all(np.isfinite(safe_action)):
                 raise ValueError(f"safe action must be {self.low.size} finite values, got {safe_action.tolist()}")
-            safe_action = np.clip(safe_action, self.low, self.high)
+            out = np.flatnonzero((safe_action < self.low) | (safe_action > self.high))
+            if out.size:  # refused, not clipped: a clipped safe action is not the one the user chose
+                j = int(out[0])
+                raise ValueError(f"safe action {safe_action.tolist()}: dimension {j} = {safe_action[j]:.4g} is outside "
+                                 f"the action bounds [{self.low[j]:.4g}, {self.high[j]:.4g}]")
         self.safe_action = safe_action
         self.realtime = realtime
         self.plan = None

@@ -23,6 +23,13 @@ class DeploymentRecorder:
 
     def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None,
                  source: str = "robot", extra: dict | None = None):
+        from robot_wm.run_dir import RunDir
+
+        for d in (Path(root), Path(root).parent):  # a run itself, or its episodes/ folder
+            if RunDir(d).is_run():
+                raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
+                                 "written under the run's lock by robot-wm alone. Record into a folder of its "
+                                 f"own and bring it in with `robot-wm finetune {d} --data DIR`")
         self.data = EpisodeDataset(root)
         self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
                      "action_repeat": action_repeat, "step_unit": STEP_UNIT, **(extra or {})}

@@ -34,10 +34,12 @@ def run_dir_of(sweep_dir: Path, trial: Trial) -> Path:
 
 
 def manifest(run_dir: Path) -> dict:
-    p = Path(run_dir) / "manifest.json"
+    """The trial's manifest; a damaged one reads as empty (the trial runs, and its run names the damage)."""
+    from robot_wm.run_dir import RunDir
+
     try:
-        return json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return RunDir(run_dir).manifest()
+    except (ValueError, OSError):
         return {}
 
 
