@@ -812,6 +812,69 @@ def goals(base: Path, work: Path) -> None:
         record("goal inputs", f"config {overrides[0]}", config(overrides, needle))
 
 
+def edited_files(base: Path, planner: Path, work: Path) -> None:
+    """Files a person edits or hands to a command: a run's manifest.json and metrics.jsonl edited by hand,
+    .npy action files whose header lies, a safe action outside the bounds, recording into a run."""
+    import numpy as np
+
+    manifests = {"a list": "[]", "status 5": '{"status": 5}', "episodes 'x'": '{"status": "running", "episodes": "x"}',
+                 "final_eval_from -1": '{"status": "running", "episodes": 2, "final_eval_from": -1}',
+                 "final_eval_episodes past the stored": '{"status": "running", "episodes": 2, "final_eval_from": 0, '
+                                                        '"final_eval_episodes": [0, 99]}',
+                 "torn JSON": '{"status": "runn'}
+    for name, text in manifests.items():
+        def manifest(name=name, text=text):
+            run = copy_run(base, work / f"manifest-{len(list(work.glob('manifest-*')))}")
+            (run / "manifest.json").write_text(text)
+            before = tf.snapshot(run)
+            rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
+            return rc == 2 and "manifest.json" in out and tf.snapshot(run) == before, _last(out, 90)
+        record("hand-edited files", f"manifest.json: {name}, then run --resume", manifest)
+
+    def metrics():
+        run = copy_run(base, work / "metrics-edited")
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write('[1, 2]\n5\n{"kind": "train", "round": "a"}\n{"kind": "eval", "milestone": "x", "env_steps": 1}\n')
+        rc, out = cli("train", str(run), "--no-progress", "model.max_epochs=1")
+        return rc == 0 and "trained round" in out, _last(out, 90)
+    record("hand-edited files", "metrics.jsonl with 4 lines robot-wm did not write, then train", metrics)
+
+    def npy(kind: str) -> Path:
+        path = work / f"actions-{kind}.npy"
+        np.save(path, np.zeros((1, 4, 1)))
+        data = path.read_bytes()
+        if kind == "huge header":  # 32 bytes of data declaring 8e11 (the header's padding kept)
+            path.write_bytes(data.replace(b"(1, 4, 1), }" + b" " * 9, b"(9999999, 9999, 1), }"))
+        elif kind == "truncated":
+            path.write_bytes(data[:40])
+        elif kind == "objects":
+            np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        elif kind == "strings":
+            np.save(path, np.array([["a"] * 4]))
+        return path
+    for kind in ("huge header", "truncated", "objects", "strings"):
+        for command in ("whatif", "drive"):
+            def actions(kind=kind, command=command):
+                path = npy(kind)
+                rc, out = cli(command, str(base), "--actions", str(path), *(["--horizon", "4"] if command == "whatif"
+                                                                            else ["--max-steps", "2"]))
+                return rc == 2 and str(path) in out and "Traceback" not in out, _last(out, 90)
+            record("hand-edited files", f"{command} --actions .npy: {kind}", actions)
+
+    def safe_action():
+        rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1", "--safe-action", "5")
+        return rc == 2 and "outside the action bounds" in out, _last(out, 90)
+    record("hand-edited files", "deploy --safe-action 5 (bounds [-1, 1])", safe_action)
+
+    def record_into_run():
+        run = copy_run(base, work / "record-into")
+        before = tf.snapshot(run)
+        rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1",
+                      "--record", str(run / "episodes"))
+        return rc == 2 and "is inside the run directory" in out and tf.snapshot(run) == before, _last(out, 90)
+    record("hand-edited files", "deploy --record RUN/episodes", record_into_run)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -848,7 +911,8 @@ def main() -> int:
                          ("planner size", lambda: planner_sizes(base, work)),
                          ("declared sizes", lambda: declared_sizes(base, planner, work)),
                          ("stops and system errors", lambda: stops(base, work)),
-                         ("goal inputs", lambda: goals(base, work))]:
+                         ("goal inputs", lambda: goals(base, work)),
+                         ("hand-edited files", lambda: edited_files(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
