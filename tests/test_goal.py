@@ -186,6 +186,27 @@ def test_a_learned_goal_planner_records_where_each_episode_ended(run_dir):
         assert both.name == "learned" and both.goal is not None  # the task's value beside the goal
 
 
+def test_rerun_plan_panel_splits_out_the_goal_cost(run_dir, tmp_path):
+    """Toward a goal, the recording carries the goal cost the objective subtracts, at every plan logged, and
+    the total is the weighted reward terms minus that cost."""
+    from robot_wm.cli import main
+    from robot_wm.viz import paths as P
+    from robot_wm.viz.cli import find_recordings
+    from robot_wm.viz.readback import read_rrd
+
+    before = set(find_recordings(run_dir)) if (run_dir / "rerun").is_dir() else set()
+    assert main(["eval", str(run_dir), "--episodes", "1", "--no-progress", "--rerun", "save", "env.max_env_steps=40",
+                 "goal.joints={slider=0.5, hinge_1=0.0}", "goal.reward_weight=0.5", "rerun.every_n_steps=1"]) == 0
+    (rrd,) = set(find_recordings(run_dir)) - before
+    parts = (P.PLAN_OBJECTIVE, P.PLAN_REWARD, P.PLAN_VALUE, P.PLAN_GOAL)
+    s = read_rrd(rrd, scalars=parts)
+    steps = sorted(s.scalars[P.PLAN_OBJECTIVE])
+    assert len(steps) == s.rows[P.PLAN_GOAL] == 5  # 40 env steps at action repeat 8, a plan logged at each
+    total, rew, val, cost = (np.array([s.scalars[e][t][0] for t in steps]) for e in parts)
+    assert np.all(cost > 0)
+    np.testing.assert_allclose(total, 0.5 * (rew + val) - cost, rtol=1e-4, atol=1e-3)
+
+
 def _export_goal(run_dir: Path, out: Path, reward_weight: float = 0.0) -> tuple:
     src = load_source(run_dir)
     spec = StepSpec.from_config(src.cfg.planner)

@@ -61,6 +61,7 @@ def test_tiny_run_writes_a_checked_recording(tiny_run):
     for entity in (P.RETURN_PRED, P.SPREAD, P.SCORES, P.SCORE_HIST, P.GHOST_RETURNS, P.CHOSEN, P.MEMBERS,
                    P.PLAN_OBJECTIVE, P.PLAN_REWARD, P.PLAN_VALUE, P.PROPOSALS):  # the run has a value and a policy
         assert s.rows[entity] == tiny_run.plans, (entity, s.rows[entity], tiny_run.plans)
+    assert s.rows[P.PLAN_GOAL] == 0  # no goal: no goal cost
 
 
 def test_eval_cli_rerun_flag_and_view(tiny_run, capsys):

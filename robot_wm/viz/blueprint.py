@@ -19,7 +19,7 @@ def default_blueprint() -> rrb.Blueprint:
     )
     planner = rrb.Vertical(
         rrb.TimeSeriesView(origin="plots/plan/objective",
-                           name="Plan executed: imagined reward vs terminal value"),
+                           name="Plan executed: imagined reward, terminal value, goal cost"),
         rrb.TimeSeriesView(contents=[P.SCORES, P.GHOST_RETURNS, P.SPREAD], name="Sampled scores"),
         rrb.BarChartView(origin=P.SCORE_HIST, name="Score distribution (this step)"),
         rrb.TimeSeriesView(origin="plots/timing", name="Planning latency / logging cost (ms)"),

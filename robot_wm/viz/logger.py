@@ -382,13 +382,15 @@ class RerunLogger:
                  pred_obs: np.ndarray | None = None, pred_obs_std: np.ndarray | None = None,
                  horizon: int | None = None, steps_left: int | None = None,
                  imagined_reward: float | None = None, objective_parts: tuple[float, float] | None = None,
-                 proposal_qpos: np.ndarray | None = None) -> None:
+                 proposal_qpos: np.ndarray | None = None, goal_cost: float | None = None) -> None:
         """One planning step's imagination, at the current step.
 
         best_return: the planner's objective of the plan executed. imagined_reward: that plan's
         imagined H-step reward (undiscounted sum, mean over members), drawn against the realised one
         (``best_return`` stands in when not given). objective_parts: (discounted imagined reward,
-        terminal value), the two terms of the objective. proposal_qpos (P, H+1, nq): policy proposals.
+        terminal value), the two terms of the objective (weighted by the goal's reward weight when a goal
+        is set); goal_cost: the discounted distance to the goal that the objective subtracts (None: no goal).
+        proposal_qpos (P, H+1, nq): policy proposals.
 
         ghost_qpos (K, H+1, nq): the K best sampled sequences' predicted poses, best first, drawn
         as body trajectories coloured by ``ghost_returns`` (K,). chosen_qpos (H+1, nq): the plan
@@ -405,6 +407,8 @@ class RerunLogger:
         if objective_parts is not None:
             rec.log(P.PLAN_REWARD, rr.Scalars([float(objective_parts[0])]))
             rec.log(P.PLAN_VALUE, rr.Scalars([float(objective_parts[1])]))
+        if goal_cost is not None:
+            rec.log(P.PLAN_GOAL, rr.Scalars([float(goal_cost)]))
         if spread is not None:
             rec.log(P.SPREAD, rr.Scalars([float(spread)]))
         if horizon:

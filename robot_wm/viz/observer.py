@@ -5,8 +5,9 @@ Every control step: the state, action, reward, planning latency and the robot's 
 its policy proposals (replayed from the step's own noise) and the chosen plan rolled out through the
 learned model (``what_if``), decoded to qpos and drawn as ghost body trajectories; each member's
 rollout of the chosen plan (the spread); the predicted states with their ± std band; the chosen
-plan's objective split into imagined reward and terminal value; the distribution of the sampled scores. After each training round: losses per
-member, validation and multi-step error.
+plan's objective split into imagined reward, terminal value and (toward a goal) goal cost; the
+distribution of the sampled scores. After each training round: losses per member, validation and
+multi-step error.
 
 The camera frame is rendered through one reused ``mujoco.Renderer``; by default without shadows,
 reflections and multisampling (``camera_fast``): on a software renderer (EGL on llvmpipe) that is
@@ -200,7 +201,8 @@ class RerunObserver(Observer):
         members = res.member_states[:, 0]                                   # (E, H+1, S)
         kw.update(ghost_returns=res.returns[1:k + 1], pred_obs=res.states[0], pred_obs_std=members.std(0),
                   steps_left=self.env.max_control_steps - t - 1, imagined_reward=float(res.rewards[0].sum()),
-                  objective_parts=(float(res.reward_return[0]), float(res.terminal_value[0])))
+                  objective_parts=(float(res.reward_return[0]), float(res.terminal_value[0])),
+                  goal_cost=float(res.goal_cost[0]) if policy.goal is not None else None)
         if self.decoder.exact is None and self.decoder.weights is None and self.decoder.pairs:
             self.decoder.fit()
         if self.decoder.ready and qpos is not None:

@@ -29,6 +29,7 @@ RETURN_REAL = "plots/return/realised"         # the H-step reward that followed 
 PLAN_OBJECTIVE = "plots/plan/objective/total"            # the planner's objective of the plan executed
 PLAN_REWARD = "plots/plan/objective/imagined_reward"     # its discounted imagined-reward part
 PLAN_VALUE = "plots/plan/objective/terminal_value"       # its discount^H x V(last imagined state) part
+PLAN_GOAL = "plots/plan/objective/goal_cost"             # its discounted distance to the goal (subtracted)
 SPREAD = "plots/plan/return_spread"
 SCORES = "plots/plan/scores"                  # min / p25 / median / p75 / max of sampled scores
 SCORE_HIST = "plots/plan/score_histogram"     # BarChart of all sampled scores

@@ -29,6 +29,7 @@ class RrdSummary:
     blueprints: int = 0
     ghost_shapes: list[tuple[int, ...]] = field(default_factory=list)  # per logged plan: strip lengths
     body_counts: list[int] = field(default_factory=list)               # per control step: bodies drawn
+    scalars: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # ``read_rrd(scalars=...)``: step -> values
 
     @property
     def entities(self) -> set[str]:
@@ -44,7 +45,8 @@ def _column(batch, suffix: str):
     return batch.column(names[0]) if names else None
 
 
-def read_rrd(path: str | Path) -> RrdSummary:
+def read_rrd(path: str | Path, scalars: tuple[str, ...] = ()) -> RrdSummary:
+    """What ``path`` holds, per entity; the values of the ``scalars`` entities by their ``step``."""
     path = Path(path)
     reader = RrdReader(path)
     out = RrdSummary(path, blueprints=len(reader.blueprints()))
@@ -61,6 +63,11 @@ def read_rrd(path: str | Path) -> RrdSummary:
         elif entity == P.ROBOT_BODIES:
             pts = _column(chunk.to_record_batch(), "Points3D:positions")
             out.body_counts += [len(row) for row in pts.to_pylist()]
+        elif entity in scalars:
+            batch = chunk.to_record_batch()
+            by_step = out.scalars.setdefault(entity, {})
+            for step, values in zip(batch.column("step").to_pylist(), _column(batch, "Scalars:scalars").to_pylist()):
+                by_step[step] = values
     return out
 
 
