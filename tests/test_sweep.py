@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -202,6 +203,41 @@ def _loopback(ip: str) -> bool:
     addr = ipaddress.ip_address(ip)
     mapped = getattr(addr, "ipv4_mapped", None)
     return (mapped or addr).is_loopback
+
+
+def test_a_trial_whose_worker_dies_is_retried_and_resumes_from_its_episodes(ray_up, tmp_path):
+    """SIGKILL to the Ray worker running a trial (an OOM kill, a crashed node): Ray Tune retries the trial
+    (``FailureConfig``), the retry resumes the run directory, and nothing is collected twice."""
+    sweep = spec.load(write_sweep(tmp_path / "die.toml", """\
+        tasks = ["cartpole-swingup"]
+        seeds = [7]
+        env_steps = 1600
+    """))
+    out_dir = tmp_path / "sweep"
+    run_dir = results.run_dir_of(out_dir, sweep.trials[0])
+    killed: list[tuple[dict, int]] = []
+
+    def kill_the_worker() -> None:
+        deadline = time.monotonic() + 300
+        while len(before := _episodes(run_dir)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for p in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                if "ImplicitFunc" in " ".join(p.cmdline()):  # Ray's title of a worker running a Tune trial
+                    p.kill()
+                    killed.append((before, p.pid))
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    lines: list[str] = []
+    rows = run_sweep(sweep, out_dir, cpus=2, out=lines.append)
+    killer.join(timeout=10)
+    assert len(killed) == 1, f"no trial worker found to kill: {killed}"
+    before = killed[0][0]
+    assert [r["status"] for r in rows] == ["complete"], lines
+    after = _episodes(run_dir)
+    assert 2 <= len(before) < 8 and {k: after[k] for k in before} == before  # kept as they were
+    assert len(after) == results.manifest(run_dir)["episodes"] == 8  # none collected twice
 
 
 def test_embedded_ray_listens_on_loopback_only(ray_up):
