@@ -12,8 +12,10 @@ Nothing here imports ray at module level: building the ``robot-wm`` parser stays
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -63,14 +65,49 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, configure_logging=True)
     else:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        import ray
+        host = _check_reachable(address)
+        if host is not None and _is_loopback(host):
+            # A head started on loopback (the README's one-machine cluster): without the switch Ray rewrites
+            # 127.0.0.1 to this machine's outward address, where nothing listens, and retries for minutes.
+            ray = _import_ray_for_embedded()
+        else:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            import ray
 
         ray.init(address=address, logging_level=logging.WARNING)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _check_reachable(address: str) -> str | None:
+    """The host of a ``HOST:PORT`` address once its port answers; a clear error at once where nothing does
+    (Ray itself retries an unreachable GCS for minutes, printing warnings). Other forms (``auto``,
+    ``ray://``) are left to Ray: returns None."""
+    if address == "auto" or "://" in address:
+        return None
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--address {address!r}: expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379), "
+                         "`auto`, or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ValueError(f"--address {address!r}: no Ray head answers there ({e.strerror or e}); start one with "
+                         "`ray start --head --port PORT` (see the README) or check the address") from None
+    return host
 
 
 def run_trial(payload: dict) -> dict:
