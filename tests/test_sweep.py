@@ -238,6 +238,8 @@ def test_a_trial_whose_worker_dies_is_retried_and_resumes_from_its_episodes(ray_
     after = _episodes(run_dir)
     assert 2 <= len(before) < 8 and {k: after[k] for k in before} == before  # kept as they were
     assert len(after) == results.manifest(run_dir)["episodes"] == 8  # none collected twice
+    live = [int(line.split(": ")[2].split()[0]) for line in lines if line.startswith("sweep:   cartpole-swingup-s7: ")]
+    assert len(live) >= 2 and live[-1] <= 8, lines  # a live line as episodes are stored
 
 
 def test_embedded_ray_listens_on_loopback_only(ray_up):

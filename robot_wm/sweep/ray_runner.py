@@ -38,6 +38,7 @@ LOOPBACK_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 STATUS_EVERY_S = 60.0
+LIVE_EVERY_S = 1.0
 
 
 def _import_ray_for_embedded():
@@ -156,7 +157,7 @@ def _trainable(config: dict) -> None:
 
 class _Progress:
     """Plain lines for a terminal or a CI log: each trial started / finished / failed with the overall
-    count, and every ``STATUS_EVERY_S`` a line per running trial (episodes stored so far)."""
+    count, a line per running trial whenever it stores an episode, and the count every ``STATUS_EVERY_S``."""
 
     def __init__(self, total: int, skipped: int, on_change: Callable[[str, str | None, str], None],
                  out: Callable[[str], None]):
@@ -164,7 +165,8 @@ class _Progress:
         self.running: dict[str, tuple[float, str]] = {}
         self.outcome: dict[str, dict] = {}
         self.on_change, self.out = on_change, out
-        self.last_status = self.t0 = time.monotonic()
+        self.last_status = self.last_live = self.t0 = time.monotonic()
+        self.episodes: dict[str, int] = {}
 
     def count(self) -> str:
         pending = self.total - self.done - self.failed - len(self.running)
@@ -197,14 +199,20 @@ class _Progress:
                      f"{f', eval return {ret:.1f}' if isinstance(ret, float) else ''}  {self.count()}")
 
     def tick(self) -> None:
-        if not self.running or time.monotonic() - self.last_status < STATUS_EVERY_S:
+        """A line whenever a running trial stores an episode (checked every ``LIVE_EVERY_S``), and the
+        overall count every ``STATUS_EVERY_S``."""
+        now = time.monotonic()
+        if not self.running or now - self.last_live < LIVE_EVERY_S:
             return
-        self.last_status = time.monotonic()
+        self.last_live = now
         for name, (t0, run_dir) in self.running.items():
-            m = results.manifest(Path(run_dir))
-            self.out(f"sweep:   running {name}: {m.get('episodes', 0)} episodes stored, "
-                     f"{time.monotonic() - t0:.0f} s")
-        self.out(f"sweep: {self.count()}")
+            n = results.manifest(Path(run_dir)).get("episodes", 0)
+            if n != self.episodes.get(name, 0):
+                self.episodes[name] = n
+                self.out(f"sweep:   {name}: {n} episodes stored ({now - t0:.0f} s)")
+        if now - self.last_status >= STATUS_EVERY_S:
+            self.last_status = now
+            self.out(f"sweep: {self.count()}")
 
 
 def _tune_callback(progress: _Progress):
