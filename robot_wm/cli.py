@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from robot_wm import config as cfgmod
+from robot_wm.cli_args import seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
@@ -144,7 +145,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     _check_episodes(a.episodes)
     shift = shift_overrides(a.shift)
-    with _session(a.run_dir, a.args + shift + rerun_overrides(a), not a.no_progress, command="eval") as s:
+    # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
+    with _session(a.run_dir, shift + a.args + rerun_overrides(a), not a.no_progress, command="eval") as s:
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]
@@ -246,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
     w.add_argument("--step", type=int, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=int, default=None, help="sequence length (default: planner.horizon)")
-    w.add_argument("--random", type=int, default=8, help="random candidate sequences to add")
+    w.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidate sequences to add")
     w.add_argument("--actions", help=".npy file of candidate sequences (K, H, A)")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=seed, default=0)
     w.set_defaults(func=cmd_whatif)
 
     for name in PLUGINS:
@@ -279,8 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-wm {args.command}: {how}. {SAVED} {resume_hint(args)}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except OSError as e:
-        print(f"robot-wm {args.command}: error: {describe_os_error(e)} {resume_hint(args)}", file=sys.stderr)
+        hint = "" if e.errno == errno.ENAMETOOLONG else resume_hint(args)  # resuming fails the same way
+        print(f"robot-wm {args.command}: error: {describe_os_error(e)} {hint}".rstrip(), file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        if "MUJOCO_GL" not in str(e):
+            raise
+        print(f"robot-wm {args.command}: error: {e} (unset it, or set egl or osmesa for headless rendering, glfw "
+              "with a display)", file=sys.stderr)
+        return 2
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -313,6 +322,8 @@ def describe_os_error(e: OSError) -> str:
         return f"no space left on the device writing {name}: free some space. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write {name} ({e.strerror}): use a writable run_dir or --out. {SAVED}"
+    if e.errno == errno.ENAMETOOLONG:
+        return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
     if e.errno == errno.EADDRINUSE:
         return f"the address is already in use ({e.strerror}): choose another port"
     return f"{e.strerror or e}: {name}"

@@ -279,8 +279,9 @@ class RunConfig(_Section):
     """Random-action episodes before the first model is trained."""
     eval_episodes: int = Field(3, ge=0)
     """Evaluation episodes with the final model (not counted in env_steps)."""
-    eval_at: list[int] = []
-    """Also evaluate when the collected environment steps first reach each of these (learning curves)."""
+    eval_at: list[Annotated[int, Field(ge=1)]] = Field([], max_length=10_000)
+    """Also evaluate when the collected environment steps first reach each of these (learning curves; each
+    at least 1)."""
     threads: int = Field(2, ge=1, le=1024)
     """CPU threads for torch (at most 1024)."""
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")

@@ -141,6 +141,8 @@ def check_video_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"--out {str(path)!r}: expected a path ending in {' or '.join(VIDEO_SUFFIXES)}")
+    if path.is_dir():
+        raise ValueError(f"--out {str(path)!r} is a directory: expected the path of the video file to write")
     return path
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_wm.cli_args import number, seed, whole
+
 
 def cmd_dream(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
@@ -135,11 +137,12 @@ def register(sub) -> None:
                         "the recorded states), zero, random[i], file[i] (with --actions); any but recorded is "
                         "shown beside the simulator re-run from the same state with those actions")
     d.add_argument("--actions", default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
-    d.add_argument("--random", type=int, default=8, help="random candidates to draw (as whatif)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the random candidates (as whatif)")
+    d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
+    d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
     d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
     d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
-    d.add_argument("--fps", type=float, default=None, help="default: real time (1 / control period)")
+    d.add_argument("--fps", type=number(0, 1000, lo_open=True), default=None,
+                   help="frames per second (default: real time, 1 / control period)")
     d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
     d.add_argument("--height", type=int, default=240, help="height of each panel in pixels (multiple of 16)")
     d.set_defaults(func=cmd_dream)
@@ -150,7 +153,7 @@ def register(sub) -> None:
     v.add_argument("--step", type=int, default=0, help="its state to start from")
     v.add_argument("--actions", default=None, help="scripted actions: .npy (K, A) or text, one per line "
                    "(default: type them, one line per step; empty repeats; q quits)")
-    v.add_argument("--max-steps", type=int, default=1000)
+    v.add_argument("--max-steps", type=whole(1, 1_000_000), default=1000)
     v.add_argument("--rrd", default=None, help="log every step to this .rrd file")
     v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
                    help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")

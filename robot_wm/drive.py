@@ -117,8 +117,12 @@ def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
             raise ValueError(f"--actions {str(path)!r} holds {arr.shape} {arr.dtype}; expected (K, {act_dim}) "
                              "finite numbers")
         return list(arr.astype(np.float64))
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"--actions {str(path)!r} is neither an .npy file nor text (one action per line)") from None
     out, last = [], None
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith("#"):  # a comment line; a blank one repeats the last action
             continue
         line = line.split("#", 1)[0]

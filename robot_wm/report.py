@@ -20,8 +20,8 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("eval return", f"{_num(summary['eval_return_mean'])} ± {_num(summary['eval_return_std'])}")
-    t.add_row("eval episodes", ", ".join(f"{r:.0f}" for r in summary["eval_returns"]))
-    t.add_row("train returns", ", ".join(f"{r:.0f}" for r in summary["train_returns"]))
+    t.add_row("eval return per episode", ", ".join(f"{r:.0f}" for r in summary["eval_returns"]))
+    t.add_row("train return per episode", ", ".join(f"{r:.0f}" for r in summary["train_returns"]))
     t.add_row("env steps (training data)", str(summary["env_steps"]))
     for k, v in sorted(summary["multistep_mse"].items(), key=lambda kv: int(kv[0])):
         t.add_row(f"model error, {k}-step (norm. MSE)", _num(v, ".4f"))

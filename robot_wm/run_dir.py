@@ -204,6 +204,7 @@ class RunDir:
         import fcntl
 
         self.root.mkdir(parents=True, exist_ok=True)
+        self.check_contained()
         key = os.path.realpath(self.lock_path)
         with _Held.guard:
             held = _Held.registry.get(key)
@@ -224,6 +225,22 @@ class RunDir:
                 os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
                 held = _Held.registry[key] = _Held(key, fd)
             return RunLock(held)
+
+    WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "manifest.json", "config.toml", "metrics.jsonl",
+               "summary.json", "episodes.csv")
+    """What a writer writes inside the run: its lock covers these only while they are the run's own."""
+
+    def check_contained(self) -> None:
+        """Refuse to write through a symbolic link leading out of the run (``episodes`` linked to another
+        run's: a collect wrote into that run without its lock, and the other run took the episode as its
+        own). A link within the run is fine."""
+        root = self.root.resolve()
+        for name in self.WRITTEN:
+            p = self.root / name
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory: "
+                                 "its lock does not cover that; refusing to write through it (copy it in, or use "
+                                 "another run_dir)")
 
     def _locked_message(self, holder: str) -> str:
         try:

@@ -17,5 +17,7 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
 
 
 def episode_seed(run_seed: int, index: int, eval: bool = False) -> int:
-    """Distinct, reproducible environment seeds for training and evaluation episodes."""
-    return run_seed * 100_003 + (50_000 if eval else 0) + index
+    """Distinct, reproducible environment seeds for training and evaluation episodes, within the 32 bits an
+    environment takes (unchanged from before for run seeds below 42,949; wrapped above, where the product
+    overflowed and `seed=4294967295` failed at its first episode)."""
+    return (run_seed * 100_003 + (50_000 if eval else 0) + index) % 2**32

@@ -150,7 +150,7 @@ def test_dream_of_a_whatif_candidate_is_beside_the_simulator_rerun_with_its_acti
     assert iio.imread(out).shape[:3] == (11, 48 + 16, 128)
     for args, needle in ((["--candidate", "random[9]"], "--candidate 'random[9]': expected one of recorded, zero"),
                          (["--candidate", "file[0]", "--actions", str(tmp_path / "c.npy"), "--horizon", "11"],
-                          "expected numbers (K, H, 1) with H >= 11"),
+                          "expected (K, H, 1) with H >= 11"),
                          (["--candidate", "file[0]", "--actions", str(tmp_path / "none.npy")], "does not exist")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step",
                             "3", "--horizon", "10", *args], capture_output=True, text=True,

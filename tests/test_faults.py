@@ -858,3 +858,85 @@ def test_metrics_records_robot_wm_did_not_write_are_skipped_with_a_warning(run_c
     assert "skipped 4 record(s) that robot-wm did not write" in caplog.text
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress", "model.max_epochs=1")
     assert rc == 0 and "trained round 1" in out, out
+
+
+def test_eval_applies_randomisation_overrides_on_top_of_the_named_shift(run_copy, capsys):
+    """`eval RUN env.randomize.mass=[1.3,1.3]` evaluated the nominal robot and exited 0: the default
+    `--shift nominal` was applied after the command line's overrides and replaced them."""
+    from robot_wm.run_dir import RunDir
+
+    for args, expect in ((["env.randomize.mass=[1.3, 1.3]"], {"mass": 1.3, "friction": 1.0}),
+                         (["--shift", "friction-0.5", "env.randomize.mass=[1.3, 1.3]"], {"mass": 1.3, "friction": 0.5})):
+        rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", *args)
+        assert rc == 0, out
+        evals = RunDir(run_copy).eval_dataset()
+        draw = evals[len(evals) - 1].meta["randomization"]
+        assert {k: draw[k] for k in expect} == pytest.approx(expect), draw
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "env.randomize.mass=[1e9, 1e9]")
+    assert rc == 2 and "env.randomize" in out and "scales above 100x" in out, out  # checked as `run` checks it
+
+
+def test_the_largest_seed_runs_and_keeps_small_seeds_episodes_as_they_were(tmp_path):
+    """Episode seeds were run_seed x 100,003 + index: any seed from 42,949 up overflowed the 32 bits an
+    environment takes and the run failed at its first episode ('Seed must be between 0 and 2**32 - 1')."""
+    from conftest import tiny_run
+
+    from robot_wm.run_dir import RunDir
+    from robot_wm.seeding import episode_seed
+
+    assert episode_seed(7, 3) == 7 * 100_003 + 3 and episode_seed(7, 3, eval=True) == 7 * 100_003 + 50_003
+    assert tiny_run(tmp_path / "run", "seed=4294967295") == 0
+    seeds = [e.meta["seed"] for e in RunDir(tmp_path / "run").dataset()]
+    assert len(set(seeds)) == len(seeds) == 2 and all(0 <= s < 2**32 for s in seeds)
+
+
+def _rc(capsys, *args: str) -> tuple[int, str]:
+    """``main``'s exit code, also where argparse refused a value (SystemExit 2, before anything is loaded)."""
+    try:
+        return main_in_process(capsys, *args)
+    except SystemExit as e:
+        out = capsys.readouterr()
+        return e.code, out.err + out.out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["dream", "{run}", "--fps", "0"], "argument --fps: expected a number above 0 and at most 1000, got '0'"),
+    (["dream", "{run}", "--fps", "nan"], "argument --fps: expected a number above 0"),
+    (["dream", "{run}", "--fps", "-5"], "argument --fps: expected a number above 0"),
+    (["dream", "{run}", "--horizon", "3", "--out", "{tmp}/dir.mp4"], "--out '{tmp}/dir.mp4' is a directory"),
+    (["whatif", "{run}", "--random", "100000000"], "argument --random: expected a whole number from 0 to 10000"),
+    (["whatif", "{run}", "--seed", "-5"], "argument --seed: expected a whole number from 0 to 4294967295, got '-5'"),
+    (["drive", "{run}", "--max-steps", "-1"], "argument --max-steps: expected a whole number from 1 to 1000000"),
+    (["drive", "{run}", "--actions", "{tmp}/binary.txt"], "--actions '{tmp}/binary.txt' is neither an .npy file nor text"),
+    (["run", "run_dir={tmp}/ea", "eval_at=[-5]"], "eval_at.0: Input should be greater than or equal to 1 (got -5)"),
+    (["run", "run_dir={tmp}/" + "b" * 300, "env_steps=400"], "is longer than the file system allows"),
+])
+def test_hostile_flags_and_paths_are_refused_naming_them(run_copy, tmp_path, capsys, args, needle):
+    """A hostile probe's ugly cases (2026-11-26): a traceback, a silent default, a bare library message or a
+    useless hint before; each now a clear refusal naming the flag or the file, with nothing written."""
+    (tmp_path / "dir.mp4").mkdir()
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    args = [a.format(run=run_copy, tmp=tmp_path) for a in args]
+    before = snapshot(run_copy)
+    rc, out = _rc(capsys, *args)
+    assert rc in (1, 2) and needle.format(tmp=tmp_path) in out and "Traceback" not in out, out
+    assert "--resume" not in out  # resuming would fail the same way
+    assert snapshot(run_copy) == before and not (tmp_path / "ea").exists()
+
+
+def test_writing_through_a_symlink_out_of_the_run_is_refused(run_copy, tmp_path, capsys):
+    """`collect` on a run whose episodes/ linked to another run's wrote into that run without its lock."""
+    other = tmp_path / "other"
+    shutil.copytree(run_copy, other)
+    shutil.rmtree(run_copy / "episodes")
+    (run_copy / "episodes").symlink_to(other / "episodes")
+    before = snapshot(other)
+    rc, out = _rc(capsys, "collect", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "is a symbolic link to" in out and "outside the run directory" in out, out
+    assert snapshot(other) == before
+
+
+def test_an_invalid_mujoco_gl_is_a_message_not_a_traceback(run_copy):
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_copy), "--horizon", "3"],
+                       capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "bogus"}, timeout=300, check=False)
+    assert r.returncode == 2 and "MUJOCO_GL: bogus" in r.stderr and "Traceback" not in r.stderr, r.stderr

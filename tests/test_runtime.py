@@ -392,12 +392,22 @@ def test_consecutive_fallbacks_end_in_a_safe_stop_with_the_safe_action():
         ControlLoop(_FailingPlanner(()), robot, rate_hz=-5)
 
 
-@pytest.mark.parametrize("args, needle", [(["--rate", "-5"], "--rate -5"), (["--threads", "0"], "--threads 0"),
-                                          (["--episodes", "0"], "--episodes 0"), (["--action-repeat", "0"], "--action-repeat 0"),
-                                          (["--deadline-ms", "nan"], "--deadline-ms nan"),
-                                          (["--max-fallbacks", "0"], "--max-fallbacks 0")])
+@pytest.mark.parametrize("args, needle", [
+    (["--rate", "-5"], "argument --rate: expected a number from 0.1 to 10000, got '-5'"),
+    (["--rate", "1e-6"], "got '1e-6'"),  # slept 11.6 days per step
+    (["--rate", "1e308"], "got '1e308'"),  # a deadline of 0.0 ms, every step a fallback
+    (["--threads", "0"], "--threads 0"), (["--episodes", "0"], "--episodes 0"),
+    (["--action-repeat", "0"], "--action-repeat 0"),
+    (["--deadline-ms", "nan"], "argument --deadline-ms: expected a number above 0 and at most 60000, got 'nan'"),
+    (["--max-fallbacks", "0"], "--max-fallbacks 0"),
+    (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295, got '-1'"),
+    (["--seed", str(2**64)], f"got '{2**64}'")])
 def test_deploy_refuses_impossible_arguments(files, capsys, args, needle):
     from robot_wm.cli import main
 
-    assert main(["deploy", str(files["internal"]), *args]) == 2
+    try:
+        rc = main(["deploy", str(files["internal"]), *args])
+    except SystemExit as e:  # refused by argparse, before anything is loaded
+        rc = e.code
+    assert rc == 2
     assert needle in capsys.readouterr().err

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -91,6 +92,10 @@ def test_two_trial_sweep_then_skip_then_report(ray_up, tmp_path):
                        text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "cartpole-swingup" in p.stdout and "complete" in p.stdout
+    vs = p.stdout[p.stdout.index("robot-wm vs published returns (mean [min, max] over seeds)"):]
+    row = next(line for line in vs.splitlines() if "cartpole-swingup" in line)
+    mean = statistics.fmean(float(r["return_at_400"]) for r in got)
+    assert f"{mean:.0f} [" in row and "n=2" in row and "848" in row  # ours over both seeds, BRO @25k beside it
     png = out_dir / "learning_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -325,3 +330,20 @@ def test_parser_imports_no_ray_nor_torch():
             "print([m for m in ('ray', 'torch', 'matplotlib') if m in sys.modules])")
     p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
+    """`report --anchors /dev/zero` grew until the OOM killer; a non-number cell was a bare int() error."""
+    from robot_wm.sweep.report import DEFAULT_ANCHORS, read_anchors
+
+    assert read_anchors(DEFAULT_ANCHORS)[("cartpole-swingup", "bro_utd10", 25_000)] == pytest.approx(848, abs=1)
+    with pytest.raises(ValueError, match="'/dev/zero' is not a regular file"):
+        read_anchors(Path("/dev/zero"))
+    bad = tmp_path / "a.csv"
+    bad.write_text("# a comment\ntask,system,env_steps,mean_return\ncartpole-swingup,x,100,1\ncartpole,x,lots,3\n")
+    with pytest.raises(ValueError, match=r"a.csv', data row 2: .*'lots'; expected the columns task, system, env_steps"):
+        read_anchors(bad)
+    from robot_wm.sweep.report import report
+
+    with pytest.raises(ValueError, match="is a directory: expected the path of the PNG"):
+        report(tmp_path, out=tmp_path)  # was a temp file's IsADirectoryError after the table

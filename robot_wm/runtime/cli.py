@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from robot_wm.cli_args import number, seed
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ def _deploy(a: argparse.Namespace) -> int:
                                  source="sim-robot", extra={"shift": a.shift, "sim_overrides": a.sim})
     total, returns = LoopStats(loop.rate_hz, loop.deadline_s), []
     for i in range(a.episodes):
-        seed = a.seed + i
+        seed = (a.seed + i) % 2**32  # --seed is at most 2**32 - 1: the episodes after it wrap
         robot.reset(seed)
         loop.reset()
         ticks, goals = [], _goal_log(planner, 0, [])
@@ -122,12 +124,9 @@ def _check_args(a: argparse.Namespace) -> None:
     """Refuse impossible deploy arguments before anything is loaded, naming the value."""
     for flag, v, ok in (("--threads", a.threads, 1 <= a.threads <= 1024), ("--episodes", a.episodes, a.episodes >= 1),
                         ("--action-repeat", a.action_repeat, a.action_repeat is None or a.action_repeat >= 1),
-                        ("--max-fallbacks", a.max_fallbacks, a.max_fallbacks >= 1),
-                        ("--rate", a.rate, a.rate is None or (np.isfinite(a.rate) and a.rate > 0)),
-                        ("--deadline-ms", a.deadline_ms, a.deadline_ms is None or (np.isfinite(a.deadline_ms)
-                                                                                  and a.deadline_ms > 0))):
+                        ("--max-fallbacks", a.max_fallbacks, a.max_fallbacks >= 1)):
         if not ok:
-            raise ValueError(f"{flag} {v}: expected a positive {'number' if flag in ('--rate', '--deadline-ms') else 'whole number'}"
+            raise ValueError(f"{flag} {v}: expected a positive whole number"
                              + (" of at most 1024" if flag == "--threads" else ""))
 
 
@@ -165,12 +164,14 @@ def register(sub) -> None:
     p.add_argument("--task", help="simulated task (default: the task named in the file)")
     p.add_argument("--action-repeat", type=int, default=None, help="default: the file's")
     p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (and noise seed)")
+    p.add_argument("--seed", type=seed, default=0, help="first episode seed (and noise seed)")
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    p.add_argument("--rate", type=float, default=None, help="control rate in Hz (default: 1 / control period)")
-    p.add_argument("--deadline-ms", type=float, default=None, help="planning deadline (default: one period)")
+    p.add_argument("--rate", type=number(0.1, 10_000), default=None,
+                   help="control rate in Hz, 0.1 to 10000 (default: 1 / control period)")
+    p.add_argument("--deadline-ms", type=number(0, 60_000, lo_open=True), default=None,
+                   help="planning deadline in ms, at most 60000 (default: one period)")
     p.add_argument("--safe-action", default=None, help="comma-separated fallback action (default: shifted plan)")
     p.add_argument("--realtime", action="store_true", help="sleep to hold the rate (default: as fast as possible)")
     p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")

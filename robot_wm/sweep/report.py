@@ -18,10 +18,31 @@ ANCHOR_MAX_STEPS = 100_000
 PLOT_NAME = "learning_curves.png"
 
 
+MAX_ANCHORS_BYTES = 4 << 20
+
+
 def read_anchors(path: Path) -> dict[tuple[str, str, int], float]:
-    """(task, system, env steps) -> published mean return, from a CSV with '#' comment lines."""
-    lines = [r for r in Path(path).read_text().splitlines() if not r.startswith("#")]
-    return {(r["task"], r["system"], int(r["env_steps"])): float(r["mean_return"]) for r in csv.DictReader(lines)}
+    """(task, system, env steps) -> published mean return, from a CSV with '#' comment lines (a regular file
+    of at most 4 MiB; a bad row is an error naming the file and the row)."""
+    from robot_wm.io import check_regular_file
+
+    path = Path(path)
+    try:
+        check_regular_file(path, "--anchors", MAX_ANCHORS_BYTES)
+    except FileNotFoundError:
+        raise ValueError(f"--anchors {str(path)!r} does not exist") from None
+    try:
+        lines = [r for r in path.read_text().splitlines() if not r.startswith("#")]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--anchors {str(path)!r} is not a text file: {e}") from None
+    out = {}
+    for i, r in enumerate(csv.DictReader(lines), 2):
+        try:
+            out[(r["task"], r["system"], int(r["env_steps"]))] = float(r["mean_return"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"--anchors {str(path)!r}, data row {i - 1}: {e}; expected the columns task, system, "
+                             "env_steps (an integer), mean_return (a number)") from None
+    return out
 
 
 def _float(text: str) -> float:
@@ -73,6 +94,43 @@ def print_table(rows: list[dict], sweep_dir: Path) -> None:
     Console(width=200).print(t)
 
 
+ANCHOR_COLUMNS = (("bro_utd10", 25_000, "BRO @25k"), ("bro_utd10", 50_000, "BRO @50k"), ("mrq", 50_000, "MR.Q @50k"),
+                  ("tdmpc2", 100_000, "TD-MPC2 @100k"))
+"""Published returns shown beside ours (BRO at utd 10 is issue 10's bar at 50k; TD-MPC2 the planner peer)."""
+
+
+def best_published(anchors: dict, task: str, steps: int) -> tuple[str, float]:
+    """The best published return on ``task`` at exactly ``steps`` (any system but random)."""
+    cands = [(v, system) for (t, system, n), v in anchors.items() if t == task and n == steps and system != "random"]
+    v, system = max(cands) if cands else (math.nan, "none")
+    return system, v
+
+
+def print_vs_published(rows: list[dict], anchors: dict) -> None:
+    """Per task and setting: our mean [min, max] over seeds at each budget, beside the published returns and
+    the gap from our largest budget to the best published at 100k (the project's goal at 20k)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    budgets = results.budgets_of(rows)
+    t = Table(title=escape("robot-wm vs published returns (mean [min, max] over seeds)"))
+    for col in ("task", "setting", *(f"ours @{b // 1000 if b % 1000 == 0 else b}{'k' if b % 1000 == 0 else ''}"
+                                       for b in budgets), *(c[2] for c in ANCHOR_COLUMNS), "best @100k", "gap"):
+        t.add_column(col, justify="left" if col in ("task", "setting", "best @100k") else "right")
+    fmt = lambda v: "–" if math.isnan(v) else f"{v:.0f}"
+    for task, settings in curves(rows).items():
+        system, best = best_published(anchors, task, 100_000)
+        for setting, pts in settings.items():
+            at = {p[0]: p for p in pts}
+            cells = [f"{fmt(at[b][1])} [{fmt(at[b][2])}, {fmt(at[b][3])}] n={at[b][4]}" if b in at else "–"
+                     for b in budgets]
+            gap = f"{pts[-1][1] - best:+.0f} @{pts[-1][0]}" if pts and not math.isnan(best) else "–"
+            t.add_row(task, setting, *cells, *(fmt(anchors.get((task, a, n), math.nan)) for a, n, _ in ANCHOR_COLUMNS),
+                      f"{fmt(best)} ({system})", gap)
+    Console(width=220).print(t)
+
+
 def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
     """One panel per task: the mean over seeds per setting, a min/max band, anchors as markers."""
     import matplotlib
@@ -119,10 +177,14 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
 
 
 def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
     rows = results.read(sweep_dir)
-    print_table(rows, sweep_dir)
     path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
-    ref = read_anchors(path) if path else {}
+    ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is printed
+    print_table(rows, sweep_dir)
+    if ref:
+        print_vs_published(rows, ref)
     png = plot(rows, out or Path(sweep_dir) / PLOT_NAME, ref)
     print(f"learning curves: {png}" + ("" if path else " (no anchors file found: published returns not marked)"))
     return png

@@ -1,0 +1,39 @@
+"""Argument types for the command line: argparse refuses a bad value at once, naming the flag
+(``robot-wm deploy: error: argument --seed: expected a whole number from 0 to 4294967295, got '-1'``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+SEED_MAX = 2**32 - 1
+"""Seeds reach numpy and the environments, which take 32 bits."""
+
+
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, got {text!r}")
+        return v
+    return parse
+
+
+def number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and (lo < v if lo_open else lo <= v) and v <= hi):
+            raise argparse.ArgumentTypeError(f"expected a number {'above' if lo_open else 'from'} {lo:g} "
+                                             f"{'and at most' if lo_open else 'to'} {hi:g}, got {text!r}")
+        return v
+    return parse
+
+
+seed = whole(0, SEED_MAX)
