@@ -875,6 +875,57 @@ def edited_files(base: Path, planner: Path, work: Path) -> None:
     record("hand-edited files", "deploy --record RUN/episodes", record_into_run)
 
 
+def probe_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects a hostile probe found on 2026-11-26 (145 cases), as cases of the report."""
+    import subprocess
+
+    def eval_randomize():
+        run = copy_run(base, work / "probe-eval-randomize")
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress", "env.randomize.mass=[1.3, 1.3]")
+        from robot_wm.run_dir import RunDir
+
+        evals = RunDir(run).eval_dataset()
+        draw = evals[len(evals) - 1].meta.get("randomization", {}) if len(evals) else {}
+        return rc == 0 and abs(draw.get("mass", 0) - 1.3) < 1e-9, f"mass scale {draw.get('mass')}"
+    record("probe 2026-11-26", "eval env.randomize.mass=[1.3,1.3] evaluates that robot, not the nominal one",
+           eval_randomize)
+
+    def largest_seed():
+        from conftest import tiny_run
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = tiny_run(work / "probe-seed", "seed=4294967295")
+        return rc == 0, f"exit {rc}"
+    record("probe 2026-11-26", "run seed=4294967295 (episode seeds overflowed 32 bits)", largest_seed)
+
+    def anchors_device():
+        rc, out = cli("report", str(work), "--anchors", "/dev/zero")
+        return rc == 2 and "not a regular file" in out, _last(out, 90)
+    record("probe 2026-11-26", "report --anchors /dev/zero (grew until the OOM killer)", anchors_device)
+
+    for argv, needle in ((["whatif", str(base), "--random", "100000000"], "argument --random"),
+                         (["deploy", str(planner), "--rate", "1e-6", "--realtime"], "argument --rate")):
+        def flag(argv=argv, needle=needle):
+            r = subprocess.run([sys.executable, "-m", "robot_wm.cli", *argv], capture_output=True, text=True,
+                               timeout=120, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+            return r.returncode == 2 and needle in r.stderr, _last(r.stderr, 90)
+        record("probe 2026-11-26", " ".join(a for a in argv if a not in (str(base), str(planner))), flag)
+
+    def episodes_symlink():
+        run, other = copy_run(base, work / "probe-link"), copy_run(base, work / "probe-other")
+        shutil.rmtree(run / "episodes")
+        (run / "episodes").symlink_to(other / "episodes")
+        before = tf.snapshot(other)
+        rc, out = cli("collect", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and "outside the run directory" in out and tf.snapshot(other) == before, _last(out, 90)
+    record("probe 2026-11-26", "collect through RUN/episodes linked to another run's", episodes_symlink)
+
+    def eval_at():
+        rc, out = cli("run", f"run_dir={work / 'probe-eval-at'}", "eval_at=[-5]", "--no-progress")
+        return rc == 2 and "eval_at.0" in out and not (work / "probe-eval-at").exists(), _last(out, 90)
+    record("probe 2026-11-26", "run eval_at=[-5]", eval_at)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -912,7 +963,8 @@ def main() -> int:
                          ("declared sizes", lambda: declared_sizes(base, planner, work)),
                          ("stops and system errors", lambda: stops(base, work)),
                          ("goal inputs", lambda: goals(base, work)),
-                         ("hand-edited files", lambda: edited_files(base, planner, work))]:
+                         ("hand-edited files", lambda: edited_files(base, planner, work)),
+                         ("probe 2026-11-26", lambda: probe_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

@@ -179,9 +179,9 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
 def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
     if out is not None and Path(out).is_dir():
         raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
-    rows = results.read(sweep_dir)
     path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
-    ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is printed
+    ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is read or printed
+    rows = results.read(sweep_dir)
     print_table(rows, sweep_dir)
     if ref:
         print_vs_published(rows, ref)
