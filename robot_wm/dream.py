@@ -30,15 +30,21 @@ class Dream(NamedTuple):
     step: int                # the episode step the dream starts at
 
 
-def dream(model: WorldModel, episode: Episode, step: int = 0, horizon: int | None = None) -> Dream:
-    """Roll ``episode``'s actions from ``step`` (``horizon`` of them, default: to the episode's end) out
-    through every member of ``model`` (mean predictions, open loop: the model never sees the real states)."""
-    n = len(episode.action)
+def dream_span(n: int, step: int, horizon: int | None) -> int:
+    """The steps a dream from ``step`` of an ``n``-step episode imagines (``horizon``, default: to its end),
+    or an error naming --step / --horizon."""
     if not 0 <= step < n:
         raise ValueError(f"--step {step} is out of range: the episode has {n} steps (0 to {n - 1})")
     k = n - step if horizon is None else horizon
     if not 1 <= k <= n - step:
         raise ValueError(f"--horizon {horizon}: expected 1 to {n - step} (the steps left after step {step})")
+    return k
+
+
+def dream(model: WorldModel, episode: Episode, step: int = 0, horizon: int | None = None) -> Dream:
+    """Roll ``episode``'s actions from ``step`` (``horizon`` of them, default: to the episode's end) out
+    through every member of ``model`` (mean predictions, open loop: the model never sees the real states)."""
+    k = dream_span(len(episode.action), step, horizon)
     acts = torch.as_tensor(episode.action[step:step + k], dtype=torch.float32)
     start = torch.as_tensor(episode.obs[step], dtype=torch.float32)
     with torch.inference_mode():

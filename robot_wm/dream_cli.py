@@ -14,7 +14,7 @@ from robot_wm.cli_args import number, seed, whole
 
 def cmd_dream(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
-    from robot_wm.dream import dream, log_dream, render_dream, write_video
+    from robot_wm.dream import dream, dream_span, log_dream, render_dream, write_video
 
     _check_video_args(a)
     from robot_wm.cli import _session, model_and_episode
@@ -23,9 +23,10 @@ def cmd_dream(a: argparse.Namespace) -> int:
         model, ep = model_and_episode(s, a)
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
-        d = dream(model, ep, a.step, a.horizon)  # also checks --step and --horizon
-        if a.candidate != "recorded":
-            d = _candidate_dream(a, s, model, ep, len(d.real) - 1)
+        if a.candidate == "recorded":
+            d = dream(model, ep, a.step, a.horizon)
+        else:
+            d = _candidate_dream(a, s, model, ep, dream_span(len(ep.action), a.step, a.horizon))
         frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
         period = s.env.control_timestep
         tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
