@@ -56,7 +56,10 @@ def cli(*args: str) -> tuple[int, str]:
 
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        rc = main(list(args))
+        try:
+            rc = main(list(args))
+        except SystemExit as e:  # a flag argparse refused (exit 2, the flag named)
+            rc = e.code
     return rc, err.getvalue() + out.getvalue()
 
 

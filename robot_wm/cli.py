@@ -47,11 +47,6 @@ def _check_run_dir_arg(run_dir: str) -> None:
         raise cfgmod.ConfigError("the run directory argument is empty ('' : an unset shell variable?)")
 
 
-def _check_episodes(n: int) -> None:
-    if n < 1:
-        raise ValueError(f"--episodes {n}: expected at least 1 episode")
-
-
 # Fields that say what a stored transition means: collect and train refuse to change them on an existing run.
 DATA_FIELDS = ("env.task", "env.action_repeat", "env.substeps", "env.mjcf", "env.reward", "env.observe")
 
@@ -107,7 +102,6 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from robot_wm.runner import Session
 
     _check_run_dir_arg(a.run_dir)
-    _check_episodes(a.episodes)
     run = RunDir(a.run_dir)
     if not run.config_path.exists():  # a new run directory (refused if the folder holds anything else)
         launch, overrides = _split_launch(a.args)
@@ -143,7 +137,6 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
     from sim.randomize import shift_overrides
 
-    _check_episodes(a.episodes)
     shift = shift_overrides(a.shift)
     # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
     with _session(a.run_dir, shift + a.args + rerun_overrides(a), not a.no_progress, command="eval") as s:
@@ -216,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="append episodes to a run directory")
     c.add_argument("run_dir")
     c.add_argument("args", nargs="*", help="launch file (new run dir only) and key=value overrides")
-    c.add_argument("--episodes", type=int, default=1)
+    c.add_argument("--episodes", type=whole(1, 1_000_000), default=1)
     c.add_argument("--policy", choices=("random", "learned", "pets", "oracle"), default="random")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_collect)
@@ -237,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--shift", default="nominal",
                    help="evaluate on a perturbed robot without retraining: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1 (or env.randomize.* overrides)")
-    e.add_argument("--episodes", type=int, default=3)
+    e.add_argument("--episodes", type=whole(1, 1_000_000), default=3)
     e.add_argument("--no-progress", action="store_true")
     add_rerun_flag(e)
     e.set_defaults(func=cmd_eval)

@@ -128,7 +128,7 @@ def check_manifest(m, path: Path) -> None:
                           "damaged or was edited (robot-wm alone writes a run's manifest)")
 
     def count(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31
+        return _is_int(v) and 0 <= v < 2**31
 
     if not isinstance(m, dict):
         raise ValueError(f"{str(path)!r} holds a JSON {type(m).__name__}, expected an object: the file is damaged "

@@ -396,10 +396,11 @@ def test_consecutive_fallbacks_end_in_a_safe_stop_with_the_safe_action():
     (["--rate", "-5"], "argument --rate: expected a number from 0.1 to 10000, got '-5'"),
     (["--rate", "1e-6"], "got '1e-6'"),  # slept 11.6 days per step
     (["--rate", "1e308"], "got '1e308'"),  # a deadline of 0.0 ms, every step a fallback
-    (["--threads", "0"], "--threads 0"), (["--episodes", "0"], "--episodes 0"),
-    (["--action-repeat", "0"], "--action-repeat 0"),
+    (["--threads", "0"], "argument --threads: expected a whole number from 1 to 1024, got '0'"),
+    (["--episodes", "0"], "argument --episodes: expected a whole number from 1"),
+    (["--action-repeat", "0"], "argument --action-repeat: expected a whole number from 1 to 1000"),
     (["--deadline-ms", "nan"], "argument --deadline-ms: expected a number above 0 and at most 60000, got 'nan'"),
-    (["--max-fallbacks", "0"], "--max-fallbacks 0"),
+    (["--max-fallbacks", "0"], "argument --max-fallbacks: expected a whole number from 1"),
     (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295, got '-1'"),
     (["--seed", str(2**64)], f"got '{2**64}'")])
 def test_deploy_refuses_impossible_arguments(files, capsys, args, needle):

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from robot_wm.cli_args import number, seed
+from robot_wm.cli_args import number, seed, whole
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ def _deploy(a: argparse.Namespace) -> int:
     from robot_wm.runtime.session import PlannerSession
     from sim.registry import make_env
 
-    _check_args(a)
     planner = PlannerSession(a.planner, provider=a.provider, threads=a.threads, seed=a.seed,
                              cuda_graph=not a.no_cuda_graph)
     m = planner.meta
@@ -120,16 +119,6 @@ def _floats(text: str, flag: str) -> list[float]:
         raise ValueError(f"{flag} {text!r}: expected comma-separated numbers") from None
 
 
-def _check_args(a: argparse.Namespace) -> None:
-    """Refuse impossible deploy arguments before anything is loaded, naming the value."""
-    for flag, v, ok in (("--threads", a.threads, 1 <= a.threads <= 1024), ("--episodes", a.episodes, a.episodes >= 1),
-                        ("--action-repeat", a.action_repeat, a.action_repeat is None or a.action_repeat >= 1),
-                        ("--max-fallbacks", a.max_fallbacks, a.max_fallbacks >= 1)):
-        if not ok:
-            raise ValueError(f"{flag} {v}: expected a positive whole number"
-                             + (" of at most 1024" if flag == "--threads" else ""))
-
-
 def _goal_log(planner, step: int, log_: list) -> list:
     """``log_`` with the goal in force from ``step`` on appended (a goal-conditioned planner only)."""
     if planner.goal is not None:
@@ -162,12 +151,12 @@ def register(sub) -> None:
     p = sub.add_parser("deploy", help="run an exported planner.onnx in closed loop (simulation stands in for the robot)")
     p.add_argument("planner", help="planner .onnx from `robot-wm export`")
     p.add_argument("--task", help="simulated task (default: the task named in the file)")
-    p.add_argument("--action-repeat", type=int, default=None, help="default: the file's")
-    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--action-repeat", type=whole(1, 1000), default=None, help="default: the file's")
+    p.add_argument("--episodes", type=whole(1, 1_000_000), default=3)
     p.add_argument("--seed", type=seed, default=0, help="first episode seed (and noise seed)")
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=whole(1, 1024), default=2, help="onnxruntime intra-op threads")
     p.add_argument("--rate", type=number(0.1, 10_000), default=None,
                    help="control rate in Hz, 0.1 to 10000 (default: 1 / control period)")
     p.add_argument("--deadline-ms", type=number(0, 60_000, lo_open=True), default=None,
@@ -175,7 +164,7 @@ def register(sub) -> None:
     p.add_argument("--safe-action", default=None, help="comma-separated fallback action (default: shifted plan)")
     p.add_argument("--realtime", action="store_true", help="sleep to hold the rate (default: as fast as possible)")
     p.add_argument("--no-cuda-graph", action="store_true", help="disable CUDA graphs on GPU providers")
-    p.add_argument("--max-fallbacks", type=int, default=25,
+    p.add_argument("--max-fallbacks", type=whole(1, 1_000_000), default=25,
                    help="consecutive fallbacks before a safe stop (safe action, exit code 3)")
     p.add_argument("--goal", default=None, metavar="V,V,...",
                    help="goal state of a goal-conditioned planner (default: the one in the file); a first value "
