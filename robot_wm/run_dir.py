@@ -335,8 +335,9 @@ class RunDir:
         if not pointer.exists():
             return None
         try:
+            check_regular_file(pointer, "checkpoint pointer", 4096)  # a FIFO there hung eval
             name = json.loads(pointer.read_text()).get("checkpoint")
-        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
+        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object, not a small regular file
             name = None
         if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json"):
             raise ValueError(f"{str(pointer)!r} does not name a checkpoint file of this run (expected "

@@ -940,3 +940,33 @@ def test_an_invalid_mujoco_gl_is_a_message_not_a_traceback(run_copy):
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_copy), "--horizon", "3"],
                        capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "bogus"}, timeout=300, check=False)
     assert r.returncode == 2 and "MUJOCO_GL: bogus" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("what", ["latest.json FIFO", "checkpoint json FIFO", "weights -> /dev/zero"])
+def test_checkpoint_files_that_are_fifos_or_devices_are_refused_not_read(run_copy, capsys, what):
+    """A FIFO as latest.json or as a checkpoint's JSON hung eval/whatif forever; weights symlinked to
+    /dev/zero were read until MemoryError (probe of 2026-11-26)."""
+    from robot_wm.run_dir import RunDir
+
+    ckpt = RunDir(run_copy).latest_checkpoint()
+    target = {"latest.json FIFO": run_copy / "checkpoints" / "latest.json", "checkpoint json FIFO": ckpt,
+              "weights -> /dev/zero": ckpt.with_suffix(".safetensors")}[what]
+    target.unlink()
+    if what.endswith("FIFO"):
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    rc, out = main_in_process(capsys, "whatif", str(run_copy), "--horizon", "3")
+    needle = "does not name a checkpoint file" if what.startswith("latest") else "not a regular file"
+    assert rc == 2 and needle in out and str(target.name) in out, out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_planner_file_that_is_a_fifo_or_a_device_is_refused_not_read(tmp_path, capsys, kind):
+    path = tmp_path / "p.onnx"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    rc, out = main_in_process(capsys, "deploy", str(path), "--task", "cartpole-swingup", "--episodes", "1")
+    assert rc == 2 and "planner file" in out and "not a regular file" in out, out

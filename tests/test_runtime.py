@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -412,3 +413,36 @@ def test_deploy_refuses_impossible_arguments(files, capsys, args, needle):
         rc = e.code
     assert rc == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("low, high, period, needle", [
+    ([-np.inf], [np.inf], 0.01, "expected finite low <= high"),  # the middle was NaN, sent after a safe stop
+    ([np.nan], [1.0], 0.01, "expected finite low <= high"),
+    ([1.0], [-1.0], 0.01, "expected finite low <= high"),
+    ([-1.0, -1.0], [1.0, 1.0], 0.01, "action size 2 != planner's 1"),  # one action copied to both actuators
+    ([-1.0], [1.0], 0.0, "robot.control_period=0.0: expected a positive number"),
+    ([-1.0], [1.0], -1.0, "robot.control_period=-1.0"),
+])
+def test_control_loop_refuses_a_robot_it_cannot_drive_safely(files, low, high, period, needle):
+    robot = ScriptedRobot()
+    robot.action_low, robot.action_high = np.array(low, np.float32), np.array(high, np.float32)
+    robot.control_period = period
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        ControlLoop(PlannerSession(files["input"], provider="cpu"), robot)
+    assert robot.sent == []
+
+
+def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    robot = _GlitchyRobot(bad_at=100)
+    rec.begin(robot, seed=0)
+    for t in range(6):
+        robot.send_action(np.zeros(1))
+        rec.step(robot, np.array([np.nan if t == 4 else 0.5]), 0.002, None)
+    assert rec.end() is not None  # the whole episode was lost: 'action' holds NaN/Inf
+    ep = EpisodeDataset(tmp_path / "rec")[0]
+    assert len(ep) == 4 and ep.meta["cut_at_bad_action"] == 4 and np.all(ep.action == 0.5)
+    np.testing.assert_array_equal(ep.obs[:, 0], np.arange(5))

@@ -17,12 +17,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import robot_wm
-from robot_wm.io import atomic_write_bytes, atomic_write_json
+from robot_wm.io import atomic_write_bytes, atomic_write_json, check_regular_file
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
 from robot_wm.model.value import ActorCritic, ValueSpec
 
 FORMAT = "robot-wm/world-model/2"
 FORMATS = ("robot-wm/world-model/1", FORMAT)
+MAX_CONFIG_BYTES = 16 << 20
+MAX_WEIGHTS_BYTES = 8 << 30
+"""A checkpoint larger than these is refused before it is read (a symlink to /dev/zero read until OOM)."""
 VALUE_PREFIX = "value."
 
 
@@ -76,6 +79,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     path = Path(path)
     cfg_path = path.with_suffix(".json")
     try:
+        check_regular_file(cfg_path, "checkpoint config", MAX_CONFIG_BYTES)  # a FIFO hung eval, /dev/zero grew
         meta = json.loads(cfg_path.read_text())
     except FileNotFoundError:
         raise ValueError(f"checkpoint config {str(cfg_path)!r} does not exist") from None
@@ -92,6 +96,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
                          "or 'elites' (a list)")
     weights = cfg_path.parent / Path(meta["weights"]).name
     try:
+        check_regular_file(weights, "checkpoint weights", MAX_WEIGHTS_BYTES)
         blob = weights.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"checkpoint weights {str(weights)!r} named by {str(cfg_path)!r} do not exist") from None

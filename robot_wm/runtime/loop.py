@@ -9,6 +9,7 @@ Whatever is applied is clamped to the action bounds; the loop never sends NaN.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -80,11 +81,22 @@ class ControlLoop:
         self.max_fallbacks = max_fallbacks
         self.consecutive_fallbacks = 0
         self.stopped: str | None = None  # why the loop made a safe stop (None: it did not)
-        self.rate_hz = rate_hz or 1.0 / robot.control_period
+        period = getattr(robot, "control_period", None)
+        if rate_hz is None and not (isinstance(period, (int, float)) and math.isfinite(period) and period > 0):
+            raise ValueError(f"robot.control_period={period!r}: expected a positive number of seconds (or give rate_hz)")
+        self.rate_hz = rate_hz or 1.0 / period
         self.period = 1.0 / self.rate_hz
         self.deadline_s = deadline_s if deadline_s is not None else self.period
-        self.low = np.asarray(robot.action_low, dtype=np.float32)
-        self.high = np.asarray(robot.action_high, dtype=np.float32)
+        # the robot's bounds: finite, ordered, and the planner's (the middle of infinite or NaN bounds was NaN,
+        # sent after a safe stop; a planner for 1 actuator drove a robot with 2)
+        self.low = np.asarray(robot.action_low, dtype=np.float32).reshape(-1)
+        self.high = np.asarray(robot.action_high, dtype=np.float32).reshape(-1)
+        if self.low.shape != self.high.shape or not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))
+                                                     and np.all(self.low <= self.high)):
+            raise ValueError(f"robot action bounds [{self.low.tolist()}, {self.high.tolist()}]: expected finite "
+                             "low <= high of one size")
+        if (meta := getattr(planner, "meta", None)) is not None:
+            meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high)
         if safe_action is not None:
             safe_action = np.asarray(safe_action, dtype=np.float32).reshape(-1)
             if safe_action.shape != self.low.shape or not np.all(np.isfinite(safe_action)):

@@ -25,7 +25,7 @@ class DeploymentRecorder:
                  source: str = "robot", extra: dict | None = None):
         from robot_wm.run_dir import RunDir
 
-        for d in (Path(root), Path(root).parent):  # a run itself, or its episodes/ folder
+        for d in (Path(root), *Path(root).resolve().parents):  # a run itself, or any folder inside one
             if RunDir(d).is_run():
                 raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
                                  "written under the run's lock by robot-wm alone. Record into a folder of its "
@@ -66,6 +66,12 @@ class DeploymentRecorder:
             self.actions, self.rewards, self.states = self.actions[:bad - 1 if bad else 0], \
                 self.rewards[:max(bad - 1, 0)], self.states[:bad]
             obs = obs[:bad]
+        act = next((t for t, a in enumerate(self.actions) if a.shape != self.actions[0].shape
+                    or not np.all(np.isfinite(a))), None)
+        if act is not None:  # an action sent that no episode may hold: keep every transition before it
+            extra["cut_at_bad_action"] = act
+            self.actions, self.rewards, self.states, obs = (self.actions[:act], self.rewards[:act],
+                                                           self.states[:act + 1], obs[:act + 1])
         if not self.actions:
             self._reset()
             return None

@@ -38,6 +38,8 @@ PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 
+MAX_PLANNER_BYTES = 2 << 30
+"""A planner file larger than this (protobuf's own limit) is refused before it is read."""
 MAX_INPUT_ELEMENTS = 2**26
 """Largest input a planner file may declare (values; 256 MiB of float32): the runtime allocates its buffers
 from the declared sizes, so they are checked first (the default planner's noise is 3,072 values)."""
@@ -223,12 +225,15 @@ class PlannerSession:
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
     def _read(path: Path) -> bytes:
+        from robot_wm.io import check_regular_file
+
         try:
+            check_regular_file(path, "planner file", MAX_PLANNER_BYTES)  # a FIFO hung deploy, /dev/zero grew
             blob = path.read_bytes()
         except FileNotFoundError:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise ModelFileError(f"{str(path)!r} is a directory, not a planner .onnx file") from None
+        except ValueError as e:
+            raise ModelFileError(str(e)) from None
         if not blob:
             raise ModelFileError(f"planner file {str(path)!r} is empty")
         try:
