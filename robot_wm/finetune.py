@@ -35,10 +35,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int) -> list[Path]:
+def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
+                    action_repeat: int | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped). Refused, before anything is copied, when an episode is
-    from another task or has other observation/action sizes than the run."""
+    from another task, or at another action repeat, or has other observation/action sizes than the run."""
     src = EpisodeDataset(source) if Path(source).is_dir() else None
     if src is None or not len(src):
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
@@ -49,6 +50,11 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
                              f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
         if ep.meta.get("task") != task:
             raise ValueError(f"recorded episode {str(path)!r} is from task {ep.meta.get('task')!r}, the run is {task!r}")
+        recorded = ep.meta.get("action_repeat")
+        if action_repeat is not None and recorded is not None and recorded != action_repeat:
+            # a transition then spans another time step: mixed in, the 1-step error went from 0.035 to 2.16
+            raise ValueError(f"recorded episode {str(path)!r} was driven at action repeat {recorded}, the run's model "
+                             f"at {action_repeat}: its transitions span another time step")
         if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
             raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
                              f"action dimensions, the run's model {obs_dim} and {act_dim}")
@@ -85,7 +91,8 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     elite_before = s.latest_model()
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
-    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim)
+    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim,
+                            cfg.env.action_repeat)
     robot = list(robot_dataset(s.run))
     sim = list(s.run.dataset())
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))

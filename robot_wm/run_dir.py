@@ -291,7 +291,12 @@ class RunDir:
         or an address found in config.toml (written by hand, or by an older robot-wm) is dropped."""
         if not self.config_path.exists():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
-        return config_mod.without_network(config_mod.load(self.config_path))
+        raw = config_mod.read_toml(self.config_path)
+        if not isinstance(raw.get("env"), dict) or "task" not in raw["env"] or "seed" not in raw:
+            # robot-wm writes the whole config; one without them (an empty file) ran on the defaults unnoticed
+            raise ValueError(f"{str(self.config_path)!r} names no env.task or seed: a run's config.toml is written "
+                             "whole by robot-wm, so this one is damaged or was edited (empty?)")
+        return config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
 
     def save_config(self, cfg: RunConfig) -> None:
         """Written when the run is created (and by ``--resume`` for the fields a resume may change);

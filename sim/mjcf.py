@@ -103,6 +103,9 @@ class MJCFEnv(Env):
             raise ValueError(f"env.max_env_steps={max_env_steps} is shorter than one agent step "
                              f"(env.action_repeat={self.action_repeat})")
         self.max_control_steps = int(max_env_steps) // self.action_repeat
+        if not (math.isfinite(self._model.opt.timestep) and self._model.opt.timestep > 0):
+            raise ValueError(f"{xml}: <option timestep=\"{self._model.opt.timestep:g}\">: expected a positive "
+                             "physics timestep (with 0 the physics never moves)")
         self._init_qpos = self._data.qpos.copy()
         lo, hi = self._model.actuator_ctrlrange.T.copy()
         unlimited = self._model.actuator_ctrllimited == 0
@@ -110,6 +113,9 @@ class MJCFEnv(Env):
         self._act_spec = BoxSpec((self._model.nu,), lo, hi, "action")
         mujoco.mj_forward(self._model, self._data)
         dim = checked_observation(self._observe, self._model, self._data, None).size  # both checked before any work
+        if dim < 1:
+            raise ValueError(f"{xml}: the observation is empty (env.observe returned 0 numbers): a model cannot "
+                             "learn or plan from no state")
         checked_reward(self._reward, self._model, self._data)
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
 

@@ -283,3 +283,15 @@ def test_bad_reward_function_from_the_command_line_is_a_message(tmp_path):
                        env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 2 and "reward function my_task:reward returned 'a lot'" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_robot_whose_physics_never_moves_or_that_observes_nothing_is_refused(tmp_path):
+    """Both ran to exit 0 before (probe of 2026-11-26): timestep 0 trained on a frozen robot, an empty
+    observation trained a model and exported a planner no runtime could load."""
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1").replace('timestep="0.01"', 'timestep="0"'))
+    with pytest.raises(ValueError, match=r'<option timestep="0">: expected a positive physics timestep'):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40)
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    with pytest.raises(ValueError, match="the observation is empty"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.zeros(0), max_env_steps=40)

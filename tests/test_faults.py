@@ -970,3 +970,11 @@ def test_planner_file_that_is_a_fifo_or_a_device_is_refused_not_read(tmp_path, c
         path.symlink_to("/dev/zero")
     rc, out = main_in_process(capsys, "deploy", str(path), "--task", "cartpole-swingup", "--episodes", "1")
     assert rc == 2 and "planner file" in out and "not a regular file" in out, out
+
+
+def test_an_emptied_config_toml_is_refused_not_replaced_by_the_defaults(run_copy, capsys):
+    """An empty config.toml made eval run the built-in defaults (another episode length and planner), exit 0."""
+    (run_copy / "config.toml").write_text("")
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "names no env.task or seed" in out and snapshot(run_copy) == before, out

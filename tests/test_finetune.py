@@ -78,6 +78,10 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     n_robot = len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "foreign"), "--no-progress"]) == 2
     assert "walker-walk" in capsys.readouterr().err
+    other_rate = EpisodeDataset(tmp_path / "other_rate")  # was mixed in, exit 0: 1-step error 0.035 -> 2.16
+    other_rate.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "action_repeat": 1}))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "other_rate"), "--no-progress"]) == 2
+    assert "driven at action repeat 1, the run's model at" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "no recorded episodes" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
