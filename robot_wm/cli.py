@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
     w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
     w.add_argument("--step", type=int, default=0, help="control step within that episode")
-    w.add_argument("--horizon", type=int, default=None, help="sequence length (default: planner.horizon)")
+    w.add_argument("--horizon", type=whole(1, 10_000), default=None, help="sequence length (default: planner.horizon)")
     w.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidate sequences to add")
     w.add_argument("--actions", help=".npy file of candidate sequences (K, H, A)")
     w.add_argument("--seed", type=seed, default=0)

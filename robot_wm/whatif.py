@@ -96,6 +96,8 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
     the score is ``reward_weight`` x (reward + value) minus the goal distance (pass no value toward a goal
     alone, as the planner plans then)."""
     state, actions = check_query(model, state, actions)
+    if not (isinstance(discount, (int, float)) and 0 < discount <= 1):
+        raise ValueError(f"discount={discount!r}: expected a number in (0, 1]")
     device = model.action_low.device
     out = imagine(model, torch.as_tensor(state, device=device), torch.as_tensor(actions, device=device),
                   keep_states=True)

@@ -38,8 +38,11 @@ def _name(fn: Callable) -> str:
 
 
 def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> float:
-    """``fn(model, data)`` as a float; a non-number or non-finite result is an error naming ``fn``."""
-    r = fn(model, data)
+    """``fn(model, data)`` as a float; an exception, a non-number or a non-finite result is an error naming ``fn``."""
+    try:
+        r = fn(model, data)
+    except Exception as e:  # noqa: BLE001 -- the user's function: say whose exception it is
+        raise ValueError(f"reward function {_name(fn)} raised {type(e).__name__}: {e}") from e
     try:
         if not isinstance(r, numbers.Real | np.ndarray | np.generic):  # asarray(None) would be nan
             raise TypeError
@@ -53,7 +56,10 @@ def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> 
 
 def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjData, dim: int | None) -> np.ndarray:
     """``fn(model, data)`` as a flat float64 array of ``dim`` finite values, else an error naming ``fn``."""
-    o = fn(model, data)
+    try:
+        o = fn(model, data)
+    except Exception as e:  # noqa: BLE001 -- the user's function: say whose exception it is
+        raise ValueError(f"observe function {_name(fn)} raised {type(e).__name__}: {e}") from e
     try:
         obs = np.asarray(o, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -89,7 +95,10 @@ class MJCFEnv(Env):
         xml = Path(xml)
         if not xml.is_file():
             raise FileNotFoundError(f"MJCF file {str(xml)!r} does not exist")
-        self._model = mujoco.MjModel.from_xml_path(str(xml))
+        try:
+            self._model = mujoco.MjModel.from_xml_path(str(xml))
+        except ValueError as e:  # MuJoCo's parse and compile errors name a line, not the file
+            raise ValueError(f"MJCF file {str(xml)!r} does not load: {e}") from None
         if self._model.nu == 0:
             raise ValueError(f"MJCF file {str(xml)!r} has no actuators: nothing for a planner to command")
         self._data = mujoco.MjData(self._model)

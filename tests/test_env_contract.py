@@ -295,3 +295,16 @@ def test_a_robot_whose_physics_never_moves_or_that_observes_nothing_is_refused(t
     xml.write_text(SLIDER_XML.format(gear="1"))
     with pytest.raises(ValueError, match="the observation is empty"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.zeros(0), max_env_steps=40)
+
+
+def test_a_malformed_mjcf_and_a_raising_reward_function_are_named(tmp_path):
+    xml = tmp_path / "broken.xml"
+    xml.write_text("<mujoco><worldbody>")
+    with pytest.raises(ValueError, match=r"MJCF file '.*broken.xml' does not load: XML parse error"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40)
+    xml.write_text(SLIDER_XML.format(gear="1"))
+
+    def reward(m, d):
+        raise KeyError("boom")
+    with pytest.raises(ValueError, match=r"reward function test_env_contract:.*reward raised KeyError: 'boom'"):
+        MJCFEnv(xml, reward=reward, max_env_steps=40)

@@ -446,3 +446,19 @@ def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):
     ep = EpisodeDataset(tmp_path / "rec")[0]
     assert len(ep) == 4 and ep.meta["cut_at_bad_action"] == 4 and np.all(ep.action == 0.5)
     np.testing.assert_array_equal(ep.obs[:, 0], np.arange(5))
+
+
+def test_a_robot_whose_state_read_raises_gets_fallbacks_then_a_safe_stop(files):
+    """The exception escaped ControlLoop.run: no safe action was sent and the statistics were lost."""
+    class FlakySensor(ScriptedRobot):
+        def read_state(self):
+            if len(self.sent) >= 2:
+                raise OSError("sensor bus timeout")
+            return self.state
+
+    robot = FlakySensor()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, safe_action=np.array([0.25]),
+                       realtime=False, max_fallbacks=3)
+    stats = loop.run(10)
+    assert stats.errors == 3 and stats.fallbacks == 3 and stats.safe_stops == 1 and loop.stopped
+    assert len(robot.sent) == 5 and robot.sent[-1].tolist() == [0.25]

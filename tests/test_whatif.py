@@ -69,6 +69,13 @@ def test_result_shapes_and_consistency(trained_synthetic):
     np.testing.assert_allclose(one.returns, res.returns[:1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("discount", [float("nan"), -5.0, 0.0, 1.5])
+def test_a_discount_outside_0_1_is_refused(trained_synthetic, discount):
+    model = trained_synthetic[0]
+    with pytest.raises(ValueError, match=r"discount=.*expected a number in \(0, 1\]"):
+        what_if(model, np.zeros(model.spec.obs_dim), np.zeros((1, 3, model.spec.act_dim)), discount=discount)
+
+
 @pytest.mark.parametrize("state, actions, needle", [
     ([S0], np.full((2, 3, 1), 1.5), "1.5"),
     ([S0], np.array([[[0.0], [-0.0], [-2.25]]]), "-2.25"),
@@ -140,6 +147,9 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     bad.write_bytes(data.replace(b"(1, 4, 1), }" + b" " * 9, b"(9999999, 9999, 1), }"))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "its header declares shape (9999999, 9999, 1) of float64" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # was silently the planner's horizon (0) or a shape error naming no flag (-3)
+        main(["whatif", str(run_copy), "--horizon", "0"])
+    assert "argument --horizon: expected a whole number from 1 to 10000, got '0'" in capsys.readouterr().err
     # A run directory without a trained model says what to do.
     shutil.rmtree(run_copy / "checkpoints")
     assert main(["whatif", str(run_copy)]) == 2

@@ -120,14 +120,20 @@ class ControlLoop:
     def tick(self, stats: LoopStats) -> np.ndarray:
         """One control step; returns the action that was sent."""
         prev = self.plan
-        state = self.robot.read_state()
-        t0 = time.perf_counter()
         reason, out = None, None
+        t0 = time.perf_counter()
         try:
-            out = self.planner.step(state, prev)
-        except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
-            reason = f"planner error: {e}"
+            state = self.robot.read_state()
+        except Exception as e:  # noqa: BLE001 -- a failing sensor read is a fallback, not the end of the loop
+            reason = f"robot read_state error: {type(e).__name__}: {e}"
             stats.errors += 1
+        else:
+            t0 = time.perf_counter()
+            try:
+                out = self.planner.step(state, prev)
+            except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
+                reason = f"planner error: {e}"
+                stats.errors += 1
         latency = time.perf_counter() - t0
         stats.latencies.append(latency)
         if out is not None:
