@@ -929,6 +929,58 @@ def probe_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26", "run eval_at=[-5]", eval_at)
 
 
+def probe3_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the third hostile probe (2026-11-26, 164 cases), as cases of the report."""
+    import numpy as np
+
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.session import PlannerSession
+
+    class Robot:
+        state_dim, control_period = 5, 0.01
+
+        def __init__(self, low, high):
+            self.action_low, self.action_high = np.array(low, np.float32), np.array(high, np.float32)
+            self.sent = []
+
+        def read_state(self):
+            return np.zeros(5, np.float32)
+
+        def send_action(self, a):
+            self.sent.append(a)
+
+    for name, low, high in (("bounds +-inf", [-np.inf], [np.inf]), ("bounds NaN", [np.nan], [1.0]),
+                            ("low > high", [1.0], [-1.0]), ("2 actuators, planner 1", [-1.0, -1.0], [1.0, 1.0])):
+        def loop(low=low, high=high):
+            robot = Robot(low, high)
+            try:
+                ControlLoop(PlannerSession(planner, provider="cpu", threads=1), robot)
+            except ValueError as e:
+                return not robot.sent, str(e)[:90]
+            return False, "accepted"
+        record("probe 2026-11-26 (3rd)", f"ControlLoop with a robot of {name}", loop)
+
+    for what in ("planner FIFO", "latest.json FIFO"):
+        def fifo(what=what):
+            run = copy_run(base, work / f"p3-{what.split()[0]}")
+            path = work / "p3.onnx" if what.startswith("planner") else run / "checkpoints" / "latest.json"
+            path.unlink(missing_ok=True)
+            os.mkfifo(path)
+            args = ("deploy", str(path), "--task", "cartpole-swingup", "--episodes", "1") if what.startswith("planner") \
+                else ("whatif", str(run), "--horizon", "3")
+            rc, out = cli(*args)
+            return rc == 2, _last(out, 90)
+        record("probe 2026-11-26 (3rd)", f"{what} (hung)", fifo)
+
+    def empty_config():
+        run = copy_run(base, work / "p3-config")
+        (run / "config.toml").write_text("")
+        before = tf.snapshot(run)
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and tf.snapshot(run) == before, _last(out, 90)
+    record("probe 2026-11-26 (3rd)", "eval on a run whose config.toml was emptied", empty_config)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -967,7 +1019,8 @@ def main() -> int:
                          ("stops and system errors", lambda: stops(base, work)),
                          ("goal inputs", lambda: goals(base, work)),
                          ("hand-edited files", lambda: edited_files(base, planner, work)),
-                         ("probe 2026-11-26", lambda: probe_defects(base, planner, work))]:
+                         ("probe 2026-11-26", lambda: probe_defects(base, planner, work)),
+                         ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
