@@ -330,27 +330,30 @@ def test_deploy_refuses_to_record_into_a_run_directory(files, capsys):
     assert sorted(p.name for p in (run / "episodes").iterdir()) == before  # nothing written into the run
 
 
-def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(tmp_path):
+def _record(tmp_path, robot, actions):
+    """One episode through a real ``DeploymentRecorder``: (the path ``end`` returned, the episode read back)."""
     from robot_wm.data.dataset import EpisodeDataset
     from robot_wm.runtime.record import DeploymentRecorder
 
     rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
-    robot = _GlitchyRobot(bad_at=6)
     rec.begin(robot, seed=0)
-    for _ in range(10):
+    for a in actions:
         robot.send_action(np.zeros(1))
-        rec.step(robot, np.zeros(1), 0.002, None)
+        rec.step(robot, np.array([a]), 0.002, None)
     path = rec.end()
-    ep = EpisodeDataset(tmp_path / "rec")[0]
+    return path, EpisodeDataset(tmp_path / "rec")[0]
+
+
+def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(tmp_path):
+    path, ep = _record(tmp_path, _GlitchyRobot(bad_at=6), [0.0] * 10)
     assert path.exists() and len(ep) == 5 and ep.meta["cut_at_bad_state"] == 6
     np.testing.assert_array_equal(ep.obs[:, 0], np.arange(6))
     assert ep.physics_state.shape == (6, 0)  # a real robot: no MuJoCo state
     assert ep.meta["reward_known"] is False and ep.meta["return"] is None and len(ep.meta["latency_ms"]) == 5
-    robot = _GlitchyRobot(bad_at=0)  # nothing valid at all: nothing written, no crash
-    rec.begin(robot, seed=1)
-    robot.send_action(np.zeros(1))
-    rec.step(robot, np.zeros(1), 0.002, None)
-    assert rec.end() is None and len(EpisodeDataset(tmp_path / "rec")) == 1
+    from robot_wm.data.dataset import EpisodeDataset
+
+    path, _ = _record(tmp_path, _GlitchyRobot(bad_at=0), [0.0])  # nothing valid at all: nothing written, no crash
+    assert path is None and len(EpisodeDataset(tmp_path / "rec")) == 1
 
 
 class _FailingPlanner:
@@ -433,17 +436,8 @@ def test_control_loop_refuses_a_robot_it_cannot_drive_safely(files, low, high, p
 
 
 def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):
-    from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.runtime.record import DeploymentRecorder
-
-    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
-    robot = _GlitchyRobot(bad_at=100)
-    rec.begin(robot, seed=0)
-    for t in range(6):
-        robot.send_action(np.zeros(1))
-        rec.step(robot, np.array([np.nan if t == 4 else 0.5]), 0.002, None)
-    assert rec.end() is not None  # the whole episode was lost: 'action' holds NaN/Inf
-    ep = EpisodeDataset(tmp_path / "rec")[0]
+    path, ep = _record(tmp_path, _GlitchyRobot(bad_at=100), [0.5, 0.5, 0.5, 0.5, np.nan, 0.5])
+    assert path is not None  # the whole episode was lost: 'action' holds NaN/Inf
     assert len(ep) == 4 and ep.meta["cut_at_bad_action"] == 4 and np.all(ep.action == 0.5)
     np.testing.assert_array_equal(ep.obs[:, 0], np.arange(5))
 
