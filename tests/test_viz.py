@@ -169,6 +169,25 @@ def test_serve_binds_localhost_by_default():
         rec.disconnect()
 
 
+def test_serve_on_localhost_binds_loopback_and_a_host_name_or_a_missing_viewer_is_a_message(monkeypatch):
+    """`--rerun-address localhost:9878` and `--rerun spawn` without a viewer on PATH were tracebacks."""
+    from robot_wm.viz.logger import open_stream
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    rec = open_stream("serve", address=f"localhost:{port}")
+    try:
+        assert _listening(port) == {"0100007F"}
+    finally:
+        rec.disconnect()
+    with pytest.raises(ValueError, match="serve binds an IP address .* not the name 'robot-host'"):
+        open_stream("serve", address="robot-host:9878")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ValueError, match="--rerun spawn: .*Put the environment's bin folder"):
+        open_stream("spawn", address=f"127.0.0.1:{port}")
+
+
 def test_serve_on_a_port_in_use_is_a_clear_error_before_the_command_starts(tiny_run_dir, tmp_path):
     """A real listener holds the port: ``eval --rerun serve`` names the address and exits 2 at once."""
     import shutil

@@ -20,6 +20,7 @@ batch, their constant styling static. A live viewer sees the per-step plots up t
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import time
@@ -152,9 +153,20 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
         _, port = parse_address(address, ("127.0.0.1", 9876))
-        rec.spawn(port=port, default_blueprint=bp)
+        try:
+            rec.spawn(port=port, default_blueprint=bp)
+        except RuntimeError as e:  # no viewer executable on PATH
+            first = (str(e).strip().splitlines() or ["no viewer"])[0]
+            raise ValueError(f"--rerun spawn: {first} Put the environment's bin folder (where `rerun` is) on PATH, "
+                             "or record with --rerun save and open the file with `robot-wm view`") from None
     else:
         host, port = parse_address(address)
+        host = "127.0.0.1" if host == "localhost" else host
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # Rerun's server binds an IP literal ("invalid socket address syntax" otherwise)
+            raise ValueError(f"--rerun-address {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
+                             f"for every interface), not the name {host!r}") from None
         check_port_free(host, port)
         rr.set_sinks(rr.GrpcServerSink(bind_ip=host, port=port), default_blueprint=bp, recording=rec)
         log.warning("rerun: serving on rerun+http://%s:%d/proxy (connect with `rerun --connect "
