@@ -100,13 +100,14 @@ def load_npy(path: Path, what: str, max_bytes: int) -> Any:
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = header(f)
             left = os.fstat(f.fileno()).st_size - f.tell()
-        if dtype.kind not in "biuf":
-            raise ValueError(f"it holds {dtype} values, expected numbers")
-        declared = math.prod(shape) * dtype.itemsize
-        if declared != left:
-            raise ValueError(f"its header declares shape {shape} of {dtype} ({declared:,} bytes) but {left:,} "
-                             "bytes follow")
-        return np.load(path, allow_pickle=False)
+            if dtype.kind not in "biuf":
+                raise ValueError(f"it holds {dtype} values, expected numbers")
+            declared = math.prod(shape) * dtype.itemsize
+            if declared != left:
+                raise ValueError(f"its header declares shape {shape} of {dtype} ({declared:,} bytes) but {left:,} "
+                                 "bytes follow")
+            f.seek(0)  # read what was checked, from the same open file (not a second open of the path)
+            return np.lib.format.read_array(f, allow_pickle=False)
     except (ValueError, OSError, EOFError, SyntaxError) as e:
         raise ValueError(f"{what} {str(path)!r} is not a readable .npy array: {e}") from None
 
