@@ -12,6 +12,7 @@ import torch
 from robot_wm.goal import Goal
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import goal_distance, imagine, member_returns
+from sim.spec import as_floats
 
 
 @dataclass
@@ -31,11 +32,14 @@ class WhatIfResult:
         return np.argsort(-self.returns, kind="stable")
 
 
+MAX_HORIZON = 10_000  # steps ahead per query: ten 1,000-step episodes (as `whatif --horizon`)
+MAX_IMAGINED_STEPS = 1_000_000  # K x H per query: a few seconds on 2 cores, not minutes
+
+
 def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarray]:
     """Validate a query; errors name the bad value and what was expected."""
     s, a = model.spec.obs_dim, model.spec.act_dim
-    state = np.asarray(state, dtype=np.float32)
-    actions = np.asarray(actions, dtype=np.float32)
+    state, actions = as_floats(state, "state"), as_floats(actions, "actions")
     if state.shape != (s,):
         raise ValueError(f"state has shape {state.shape}, expected ({s},)")
     if not np.all(np.isfinite(state)):
@@ -44,6 +48,9 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
         actions = actions[None]
     if actions.ndim != 3 or actions.shape[-1] != a or actions.shape[1] < 1:
         raise ValueError(f"actions have shape {actions.shape}, expected (K, H, {a})")
+    if actions.shape[1] > MAX_HORIZON or actions.shape[0] * actions.shape[1] > MAX_IMAGINED_STEPS:
+        raise ValueError(f"actions have shape {actions.shape}: at most {MAX_HORIZON} steps ahead and "
+                         f"{MAX_IMAGINED_STEPS:,} imagined steps (K x H) per query")
     if not np.all(np.isfinite(actions)):
         raise ValueError("actions hold NaN/Inf")
     lo, hi = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
+    """``x`` as an array of ``dtype``, or a ValueError naming ``what`` (numpy's own message for a string, an
+    object or a ragged list names neither the value nor what was expected)."""
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: {e}") from None
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """A float vector with per-dimension bounds (``-inf``/``inf`` when unbounded)."""
@@ -26,7 +35,7 @@ class BoxSpec:
 
     def check(self, x: np.ndarray, what: str) -> np.ndarray:
         """Return ``x`` as float64 of this shape, or raise a ValueError naming the bad value."""
-        arr = np.asarray(x, dtype=np.float64)
+        arr = as_floats(x, what, np.float64)
         if arr.shape != self.shape:
             raise ValueError(f"{what} has shape {arr.shape}, expected {self.shape} ({self.name})")
         if not np.all(np.isfinite(arr)):

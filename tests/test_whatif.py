@@ -85,6 +85,10 @@ def test_a_discount_outside_0_1_is_refused(trained_synthetic, discount):
     ([S0], np.zeros((1, 3, 2)), "(1, 3, 2)"),
     ([S0], np.zeros((1, 0, 1)), "(1, 0, 1)"),
     ([S0], np.full((1, 3, 1), np.nan), "NaN"),
+    ([S0], [[[0.0], [0.1]], [[0.0]]], "actions must be an array of numbers of one shape"),  # ragged lists
+    ("abc", np.zeros((1, 3, 1)), "state must be an array of numbers"),
+    ([S0], np.zeros((1, 10_001, 1)), "at most 10000 steps ahead"),  # 100,000 steps took over 100 s
+    ([S0], np.broadcast_to(np.float32(0), (200, 5_001, 1)), "1,000,000 imagined steps"),
 ])
 def test_bad_queries_name_the_value(trained_synthetic, state, actions, needle):
     with pytest.raises(ValueError) as err:

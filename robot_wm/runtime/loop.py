@@ -171,6 +171,8 @@ class ControlLoop:
     def run(self, max_steps: int, done=lambda: False, on_tick=None) -> LoopStats:
         """Up to ``max_steps`` ticks at the fixed rate (until ``done()``); ``on_tick(action)`` after each
         (e.g. a ``DeploymentRecorder``; ``last_latency_s`` and ``last_fallback`` describe the tick)."""
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
+            raise TypeError(f"max_steps={max_steps!r}: expected a whole number of control steps")
         stats = LoopStats(self.rate_hz, self.deadline_s)
         start = time.perf_counter()
         next_tick = start

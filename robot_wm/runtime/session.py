@@ -31,6 +31,7 @@ from robot_wm.export.format import (
     graph_sha256,
 )
 from robot_wm.goal import Goal, check_goal
+from sim.spec import as_floats
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +313,16 @@ class PlannerSession:
     def step(self, state: np.ndarray, prev_plan: np.ndarray) -> PlanResult:
         """One planning step. Raises ValueError on wrongly shaped inputs (non-finite values are
         the graph's business: it then reports valid=False and returns the shifted previous plan)."""
-        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        state = as_floats(state, "state").reshape(-1)
         if state.shape != self._host["state"].shape:
             raise ValueError(f"state has {state.size} values, the planner expects {self.meta.state_dim}")
+        plan = as_floats(prev_plan, "prev_plan")
+        try:
+            self._host["prev_plan"][...] = plan
+        except ValueError:
+            raise ValueError(f"prev_plan has shape {plan.shape}, the planner expects "
+                             f"{self._host['prev_plan'].shape} (horizon, action_dim)") from None
         self._host["state"][...] = state
-        self._host["prev_plan"][...] = prev_plan
         if self.has_noise_input:
             self.rng.standard_normal(out=self._host["noise"], dtype=np.float32)
         if self.device == "cpu":
