@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -456,3 +457,96 @@ def test_a_robot_whose_state_read_raises_gets_fallbacks_then_a_safe_stop(files):
     stats = loop.run(10)
     assert stats.errors == 3 and stats.fallbacks == 3 and stats.safe_stops == 1 and loop.stopped
     assert len(robot.sent) == 5 and robot.sent[-1].tolist() == [0.25]
+
+
+class _OddRobot(_GlitchyRobot):
+    """A robot driver whose reward, physics state and state reads misbehave the ways a hand-written driver can."""
+
+    def __init__(self, reward, physics=None, bad_read_at=None):
+        super().__init__(bad_at=-1)
+        self.reward, self.physics, self.bad_read_at = reward, physics, bad_read_at
+
+    def last_reward(self):
+        return self.reward
+
+    def physics_state(self):
+        return self.physics()
+
+    def read_state(self):
+        if self.t == self.bad_read_at:
+            raise OSError("sensor bus timeout")
+        return super().read_state()
+
+
+@pytest.mark.parametrize("reward", ["1.0", np.ones(3), None, float("inf")])
+def test_recorder_takes_a_reward_that_is_not_one_number_as_unknown(tmp_path, reward):
+    """A string reward was a numpy TypeError and an array one a truth-value error, out of the control loop."""
+    path, ep = _record(tmp_path, _OddRobot(reward, physics=lambda: np.zeros(3)), [0.1] * 4)
+    assert path is not None and len(ep) == 4
+    assert ep.meta["reward_known"] is False and ep.meta["return"] is None and np.all(ep.reward == 0)
+
+
+def test_recorder_survives_a_raising_driver_and_a_nan_latency(tmp_path):
+    """physics_state raising, read_state raising mid-episode, a latency of NaN and an action given as text: the
+    episode keeps what was valid and its metadata is valid JSON (NaN latency was written as a bare NaN)."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    robot = _OddRobot(1.0, physics=lambda: 1 / 0, bad_read_at=5)
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    rec.begin(robot, seed=0)
+    for a, latency in zip(["0.5", 0.5, 0.5, 0.5, 0.5, 0.5], [float("nan"), 0.001, "x", 0.001, 0.001, 0.001]):
+        robot.send_action(np.zeros(1))
+        rec.step(robot, a, latency, None)
+    path = rec.end()
+    ep = EpisodeDataset(tmp_path / "rec")[0]
+    assert path is not None and len(ep) == 4 and ep.meta["cut_at_bad_state"] == 5 and np.all(ep.action == 0.5)
+    assert ep.physics_state.shape == (5, 0) and ep.meta["latency_ms"] == [None, 1.0, None, 1.0]
+    assert "NaN" not in json.dumps(ep.meta, allow_nan=False)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"action_repeat": -4}, "action_repeat=-4: expected None or a whole number >= 1"),
+    ({"action_repeat": 2.5}, "action_repeat=2.5"),
+    ({"extra": {"x": object()}}, "extra metadata must be plain JSON values"),
+    ({"extra": {"x": float("nan")}}, "extra metadata must be plain JSON values"),
+    ({"extra": {"task": "cheetah-run", "control_steps": -5}}, "extra metadata ['control_steps', 'task'] would replace"),
+    ({"root": "/dev/null"}, "--record '/dev/null' exists and is not a directory"),
+])
+def test_recorder_refuses_odd_settings_before_the_episode(tmp_path, kwargs, needle):
+    """Each was accepted (negative env steps in the metadata), or lost the episode at ``end`` (extra metadata
+    that is not JSON), or was an OS error (root=/dev/null)."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    args = {"root": tmp_path / "rec", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        DeploymentRecorder(**args)
+
+
+def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys):
+    from robot_wm.cli import main
+
+    (tmp_path / "recfile").write_text("mine")
+    rc = main(["deploy", str(files["internal"]), "--episodes", "1", "--record", str(tmp_path / "recfile")])
+    assert rc == 2 and "exists and is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "recfile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("state, plan, needle", [
+    ("abc", None, "state must be an array of numbers of one shape, got str"),
+    (np.array([object()] * 5), None, "state must be an array of numbers of one shape, got ndarray"),
+    (None, np.zeros((3, 1)), "prev_plan has shape (3, 1), the planner expects ("),
+    (None, [[0.0], [0.0, 1.0]], "prev_plan must be an array of numbers of one shape"),
+])
+def test_planner_session_names_the_odd_argument(files, state, plan, needle):
+    """numpy's messages named neither the argument nor what was expected (probe of 2026-11-26)."""
+    s = PlannerSession(files["input"], provider="cpu")
+    state = np.zeros(s.meta.state_dim, np.float32) if state is None else state
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        s.step(state, s.initial_plan() if plan is None else plan)
+
+
+def test_control_loop_refuses_a_fractional_step_count(files):
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), ScriptedRobot(), realtime=False)
+    with pytest.raises(TypeError, match=r"max_steps=1.5: expected a whole number"):
+        loop.run(1.5)

@@ -8,6 +8,9 @@ knows its MuJoCo physics state (``SimRobot``) stores it; a real one stores none 
 
 from __future__ import annotations
 
+import json
+import logging
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ import numpy as np
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
+
+log = logging.getLogger(__name__)
 
 
 class DeploymentRecorder:
@@ -30,9 +35,23 @@ class DeploymentRecorder:
                 raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
                                  "written under the run's lock by robot-wm alone. Record into a folder of its "
                                  f"own and bring it in with `robot-wm finetune {d} --data DIR`")
-        self.data = EpisodeDataset(root)
+        if Path(root).exists() and not Path(root).is_dir():
+            raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
+                             "recorded episodes (a new or an existing one)")
+        if action_repeat is not None and (isinstance(action_repeat, bool) or not isinstance(action_repeat, int)
+                                          or action_repeat < 1):
+            raise ValueError(f"action_repeat={action_repeat!r}: expected None or a whole number >= 1")
         self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
-                     "action_repeat": action_repeat, "step_unit": STEP_UNIT, **(extra or {})}
+                     "action_repeat": action_repeat, "step_unit": STEP_UNIT}
+        extra = dict(extra or {})
+        if clash := sorted(set(extra) & (set(self.meta) | _WRITTEN)):
+            raise ValueError(f"extra metadata {clash} would replace what the recorder writes itself")
+        try:
+            json.dumps(extra, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
+        self.meta.update(extra)
+        self.data = EpisodeDataset(root)
         self._reset()
 
     def _reset(self) -> None:
@@ -42,20 +61,21 @@ class DeploymentRecorder:
     def begin(self, robot, seed: int | None = None) -> None:
         self._reset()
         self.seed = seed
-        self.obs.append(np.asarray(robot.read_state(), dtype=np.float32).copy())
+        self.obs.append(_vector(robot.read_state))
         self.states.append(_physics_state(robot))
 
     def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None) -> None:
         """After ``send_action``: the action sent and what the robot reports now."""
-        self.actions.append(np.asarray(action, dtype=np.float32).copy())
-        reward = robot.last_reward() if callable(getattr(robot, "last_reward", None)) else None
-        self.reward_known &= reward is not None and bool(np.isfinite(reward))
-        self.rewards.append(float(reward) if reward is not None and np.isfinite(reward) else 0.0)
-        self.obs.append(np.asarray(robot.read_state(), dtype=np.float32).copy())
+        self.actions.append(_vector(lambda: action))
+        reward = _reward(robot)
+        self.reward_known &= reward is not None
+        self.rewards.append(0.0 if reward is None else reward)
+        self.obs.append(_vector(robot.read_state))
         self.states.append(_physics_state(robot))
-        self.latency_ms.append(round(latency_s * 1e3, 3))
+        ms = float(latency_s) * 1e3 if isinstance(latency_s, (int, float, np.number)) else float("nan")
+        self.latency_ms.append(round(ms, 3) if np.isfinite(ms) else None)  # JSON has no NaN
         if fallback is not None:
-            self.fallbacks.append({"step": len(self.actions) - 1, "reason": fallback})
+            self.fallbacks.append({"step": len(self.actions) - 1, "reason": str(fallback)})
 
     def end(self, **meta) -> Path | None:
         """Write the episode (None when no step was recorded)."""
@@ -76,8 +96,8 @@ class DeploymentRecorder:
             self._reset()
             return None
         steps, repeat = len(self.actions), self.meta.get("action_repeat") or 1
-        widths = {s.shape[0] for s in self.states}
-        states = np.stack(self.states) if len(widths) == 1 and np.all(np.isfinite(self.states)) \
+        widths = {None if s is None else s.shape[0] for s in self.states}
+        states = np.stack(self.states) if len(widths) == 1 and None not in widths and np.all(np.isfinite(self.states)) \
             else np.zeros((steps + 1, 0))
         info = {**self.meta, "seed": self.seed, "control_steps": steps, "env_steps": steps * repeat,
                 "reward_known": self.reward_known,
@@ -90,6 +110,47 @@ class DeploymentRecorder:
         return path
 
 
-def _physics_state(robot) -> np.ndarray:
+# keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
+_WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
+            "diverged", "cut_at_bad_state", "cut_at_bad_action"}
+_BAD = np.full(1, np.nan, np.float32)  # what a value that is not a vector of numbers is stored as: it cuts the episode
+
+
+def _vector(read) -> np.ndarray:
+    """``read()`` as a 1-D float32 vector; whatever it raises or returns that is not numbers becomes NaN, so
+    ``end`` keeps the episode up to that step (the recorder is on the control path: it never raises)."""
+    try:
+        return np.asarray(read(), dtype=np.float32).reshape(-1).copy()
+    except Exception as e:  # noqa: BLE001 - a robot's own error, logged and recorded as a cut
+        log.warning("recorder: the robot's value is not a vector of numbers (%s: %s); the episode ends there",
+                    type(e).__name__, e)
+        return _BAD
+
+
+def _reward(robot) -> float | None:
+    """The robot's reward for the last step as a float, or None (unknown) when it has none or it is not one
+    finite number."""
+    get = getattr(robot, "last_reward", None)
+    if not callable(get):
+        return None
+    try:
+        r = get()
+        value = np.asarray(r, dtype=np.float64) if isinstance(r, numbers.Real | np.ndarray | np.generic) else None
+    except Exception as e:  # noqa: BLE001
+        log.warning("recorder: robot.last_reward() failed (%s: %s); rewards unknown", type(e).__name__, e)
+        return None
+    return float(value) if value is not None and value.size == 1 and np.isfinite(value).all() else None
+
+
+def _physics_state(robot) -> np.ndarray | None:
+    """The robot's MuJoCo physics state, width 0 for a robot that has none, None when reading it failed (the
+    episode then stores none)."""
     get = getattr(robot, "physics_state", None)
-    return np.asarray(get(), dtype=np.float64) if callable(get) else np.zeros(0)
+    if not callable(get):
+        return np.zeros(0)
+    try:
+        return np.asarray(get(), dtype=np.float64).reshape(-1)
+    except Exception as e:  # noqa: BLE001
+        log.warning("recorder: robot.physics_state() failed (%s: %s); the episode stores no physics state",
+                    type(e).__name__, e)
+        return None
