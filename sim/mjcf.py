@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import numbers
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,17 +21,32 @@ ObserveFn = Callable[[mujoco.MjModel, mujoco.MjData], np.ndarray]
 ResetFn = Callable[[mujoco.MjModel, mujoco.MjData, np.random.Generator], None]
 
 
-def import_callable(path: str, what: str) -> Callable:
-    """Resolve ``"package.module:function"`` by import. Config strings are never evaluated."""
+MAX_OBSERVATION = 100_000  # numbers per observation: far above any robot's state, far below a memory error
+
+
+def import_callable(path: str, what: str, signature: str) -> Callable:
+    """Resolve ``"package.module:function"`` by import (config strings are never evaluated) and check that it
+    is a Python function of the user's, callable with the arguments of ``signature`` (e.g.
+    ``"reward(model, data)"``). Python's standard library is refused: ``os:system`` is not a reward."""
     module, sep, attr = path.partition(":")
     if not sep or not module or not attr.isidentifier():
         raise ValueError(f"{what} must look like 'package.module:function', got {path!r}")
+    expected = f"expected your own function {signature}"
+    if module.partition(".")[0] in sys.stdlib_module_names:
+        raise ValueError(f"{what} {path!r} is in Python's standard library: {expected}")
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"{what} {path!r} cannot be imported: {e}") from e
     if not callable(fn):
         raise ValueError(f"{what} {path!r} is not callable")
+    nargs = signature.count(",") + 1
+    try:
+        inspect.signature(fn).bind(*[None] * nargs)
+    except ValueError:  # a builtin without a signature
+        raise ValueError(f"{what} {path!r} is not a Python function: {expected}") from None
+    except TypeError as e:
+        raise ValueError(f"{what} {path!r} cannot be called with {nargs} arguments ({e}): {expected}") from None
     return fn
 
 
@@ -60,6 +77,9 @@ def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjDat
         o = fn(model, data)
     except Exception as e:  # noqa: BLE001 -- the user's function: say whose exception it is
         raise ValueError(f"observe function {_name(fn)} raised {type(e).__name__}: {e}") from e
+    if isinstance(o, np.ndarray) and o.size > MAX_OBSERVATION:  # before a float64 copy of it
+        raise ValueError(f"observe function {_name(fn)} returned {o.size} values; at most "
+                         f"{MAX_OBSERVATION} are expected")
     try:
         obs = np.asarray(o, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -94,7 +114,7 @@ class MJCFEnv(Env):
         ``action_repeat`` environment steps; an episode lasts ``max_env_steps`` of them."""
         xml = Path(xml)
         if not xml.is_file():
-            raise FileNotFoundError(f"MJCF file {str(xml)!r} does not exist")
+            raise FileNotFoundError(f"MJCF file {str(xml)!r} " + ("is not a file" if xml.exists() else "does not exist"))
         try:
             self._model = mujoco.MjModel.from_xml_path(str(xml))
         except ValueError as e:  # MuJoCo's parse and compile errors name a line, not the file
@@ -143,7 +163,12 @@ class MJCFEnv(Env):
         self._randomize_episode(seed)
         mujoco.mj_resetData(self._model, self._data)
         if self._reset is not None:
-            self._reset(self._model, self._data, rng)
+            try:
+                self._reset(self._model, self._data, rng)
+            except Exception as e:  # the user's function: say whose exception it is
+                raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
+            if not (np.isfinite(self._data.qpos).all() and np.isfinite(self._data.qvel).all()):
+                raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")
         else:
             self._data.qpos[:] = self._init_qpos + rng.uniform(-0.1, 0.1, self._model.nq)
         mujoco.mj_forward(self._model, self._data)

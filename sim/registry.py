@@ -34,9 +34,11 @@ def _make_env(cfg) -> Env:
     if cfg.task == "mjcf":
         if not cfg.mjcf or not cfg.reward:
             raise ValueError("env.task='mjcf' needs env.mjcf (an MJCF path) and env.reward ('module:function')")
-        pick = lambda p, what: import_callable(p, what) if p else None  # noqa: E731
-        return MJCFEnv(cfg.mjcf, pick(cfg.reward, "env.reward"), pick(cfg.observe, "env.observe"),
-                       pick(cfg.reset, "env.reset"), cfg.action_repeat, cfg.max_env_steps or 1000,
+        pick = lambda p, what, sig: import_callable(p, what, sig) if p else None  # noqa: E731
+        return MJCFEnv(cfg.mjcf, pick(cfg.reward, "env.reward", "reward(model, data) -> float"),
+                       pick(cfg.observe, "env.observe", "observe(model, data) -> vector"),
+                       pick(cfg.reset, "env.reset", "reset(model, data, rng)"), cfg.action_repeat,
+                       cfg.max_env_steps or 1000,
                        substeps=cfg.substeps or 1)
     if canonical_task(cfg.task) is None:
         raise ValueError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(task_names())} "

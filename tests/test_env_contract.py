@@ -308,3 +308,45 @@ def test_a_malformed_mjcf_and_a_raising_reward_function_are_named(tmp_path):
         raise KeyError("boom")
     with pytest.raises(ValueError, match=r"reward function test_env_contract:.*reward raised KeyError: 'boom'"):
         MJCFEnv(xml, reward=reward, max_env_steps=40)
+
+
+@pytest.mark.parametrize("field, path, needle", [
+    ("reward", "os:system", "is in Python's standard library: expected your own function reward(model, data)"),
+    ("reward", "os.path:join", "in Python's standard library"),
+    ("reset", "my_task:two_args", "cannot be called with 3 arguments"),
+    ("reward", "my_task:three_args", "cannot be called with 2 arguments"),
+])
+def test_task_functions_that_are_not_the_users_own_or_take_other_arguments_are_refused(tmp_path, monkeypatch,
+                                                                                       field, path, needle):
+    """``env.reward=os:system`` was imported and called with (model, data) (probe of 2026-11-26): the
+    standard library is refused and the signature is checked before any call."""
+    from robot_wm.config import EnvConfig
+    from sim.registry import make_env
+
+    (tmp_path / "my_task.py").write_text("def two_args(model, data):\n    pass\n\n"
+                                         "def three_args(model, data, rng):\n    return 0.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    fields = {"reward": "my_task:three_args" if field != "reward" else path, field: path}
+    if field == "reset":
+        fields["reward"] = "my_task:two_args"
+    with pytest.raises(ValueError, match=re.escape(f"env.{field} {path!r}") + ".*" + re.escape(needle)):
+        make_env(EnvConfig(task="mjcf", mjcf=str(xml), **fields))
+
+
+def test_a_reset_that_leaves_nan_or_an_observation_of_a_billion_numbers_is_named(tmp_path):
+    """The NaN was blamed on the observe function; the huge observation was a MemoryError (probe 2026-11-26)."""
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+
+    def reset(m, d, rng):
+        d.qpos[:] = np.nan
+    env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=reset, max_env_steps=40)
+    with pytest.raises(ValueError, match=r"reset function test_env_contract:.*reset left non-finite values"):
+        env.reset(0)
+    with pytest.raises(ValueError, match=r"returned 1000000000 values; at most 100000"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.broadcast_to(np.uint8(0), (10**9,)),
+                max_env_steps=40)
+    with pytest.raises(FileNotFoundError, match=r"MJCF file '.*' is not a file"):
+        MJCFEnv(tmp_path, reward=lambda m, d: 0.0)
