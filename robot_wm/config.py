@@ -403,6 +403,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. planner.horizon=20)")
+        if text.startswith("="):  # `run_dir==/tmp/x` made a folder named "=" in the working directory
+            raise ConfigError(f"override {item!r} has '==': expected {key}={text[1:]} (a value that starts "
+                              "with '=' is written as a quoted TOML string)")
         node = data
         *parents, leaf = key.split(".")
         for p in parents:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,13 @@ def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:
         apply_overrides(RunConfig(), [override])
     assert key in str(err.value)
+
+
+def test_a_doubled_equals_sign_is_an_error_not_a_folder_named_equals():
+    """``run run_dir==/tmp/x`` created './=/tmp/x' in the working directory and started a run (probe 2026-11-26)."""
+    with pytest.raises(ConfigError, match=re.escape("override 'run_dir==/tmp/x' has '==': expected run_dir=/tmp/x")):
+        apply_overrides(RunConfig(), ["run_dir==/tmp/x"])
+    assert apply_overrides(RunConfig(), ['run_dir="=x"']).run_dir == "=x"  # quoted, it is the user's choice
 
 
 def test_elites_must_fit_samples():
