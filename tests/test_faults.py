@@ -341,7 +341,7 @@ def damage_bytes(path: Path, how: str) -> None:
 
 
 CHECKPOINT_DAMAGE = ["weights-truncate", "weights-flip", "weights-empty", "weights-missing", "json-garbage",
-                     "json-no-weights", "json-bad-elites", "foreign-model", "huge-spec"]
+                     "json-no-weights", "json-bad-elites", "foreign-model", "huge-spec", "json-of-another-round"]
 
 
 def damage_checkpoint(run: Path, how: str) -> Path:
@@ -375,6 +375,9 @@ def damage_checkpoint(run: Path, how: str) -> Path:
         js.write_text(json.dumps({**meta, "sha256": json.loads(o.read_text())["sha256"]}))
     elif how == "huge-spec":  # a hand-made spec asking for terabytes, hash intact
         js.write_text(json.dumps({**meta, "spec": {**meta["spec"], "hidden": 10**7}}))
+    elif how == "json-of-another-round":  # evaluated that round's weights while latest.json named this one
+        js.write_text(json.dumps({**meta, "round": meta["round"] - 1,
+                                  "weights": f"model_r{meta['round'] - 1:04d}.safetensors"}))
     else:
         raise ValueError(how)
     return js

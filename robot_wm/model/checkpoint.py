@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -94,6 +95,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
                          "or 'elites' (a list)")
+    named = re.fullmatch(r"model_r(\d+)", cfg_path.stem)  # a run's checkpoint says which round it is
+    if named and (meta.get("round") != int(named.group(1)) or meta["weights"] != f"{cfg_path.stem}.safetensors"):
+        raise ValueError(f"checkpoint config {str(cfg_path)!r} describes round {meta.get('round')!r} with weights "
+                         f"{meta['weights']!r}: another round's file was copied over it (expected round "
+                         f"{int(named.group(1))}, {cfg_path.stem}.safetensors)")
     weights = cfg_path.parent / Path(meta["weights"]).name
     try:
         check_regular_file(weights, "checkpoint weights", MAX_WEIGHTS_BYTES)
