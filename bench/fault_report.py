@@ -981,6 +981,110 @@ def probe3_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26 (3rd)", "eval on a run whose config.toml was emptied", empty_config)
 
 
+def api_inputs(base: Path, planner: Path, work: Path) -> None:
+    """Odd values handed to the Python API on the control path and to a custom robot's task functions (the
+    third probe's ugly cases): a message naming the value, or the episode kept up to the bad step."""
+    import numpy as np
+
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.session import PlannerSession
+
+    session = PlannerSession(planner, provider="cpu", threads=1)
+    for name, state, plan, needle in (("a string state", "abc", None, "state must be"),
+                                      ("an object-array state", np.array([object()] * 5), None, "state must be"),
+                                      ("a prev_plan of the wrong shape", None, np.zeros((3, 1)), "prev_plan has shape"),
+                                      ("a ragged prev_plan", None, [[0.0], [0.0, 1.0]], "prev_plan must be")):
+        def step(state=state, plan=plan, needle=needle):
+            try:
+                session.step(np.zeros(5, np.float32) if state is None else state,
+                             session.initial_plan() if plan is None else plan)
+            except ValueError as e:
+                return needle in str(e), str(e)[:90]
+            return False, "accepted"
+        record("API and driver inputs", f"PlannerSession.step with {name}", step)
+
+    class Robot:
+        state_dim, control_period = 5, 0.01
+        action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+
+        def __init__(self, reward, physics):
+            self.t, self.reward, self.physics = 0, reward, physics
+
+        def read_state(self):
+            return np.full(5, self.t, np.float32)
+
+        def send_action(self, a):
+            self.t += 1
+
+        def last_reward(self):
+            return self.reward
+
+        def physics_state(self):
+            return self.physics()
+
+    def loop_steps():
+        try:
+            ControlLoop(session, Robot(1.0, lambda: np.zeros(0)), realtime=False).run(1.5)
+        except TypeError as e:
+            return "max_steps=1.5" in str(e), str(e)[:90]
+        return False, "accepted"
+    record("API and driver inputs", "ControlLoop.run(max_steps=1.5)", loop_steps)
+
+    for name, reward, physics in (("a text reward", "1.0", lambda: np.zeros(0)),
+                                  ("an array reward", np.ones(3), lambda: np.zeros(0)),
+                                  ("a raising physics_state", 1.0, lambda: 1 / 0)):
+        def recorded(name=name, reward=reward, physics=physics):
+            root = work / f"api-rec-{name.replace(' ', '-')}"
+            rec = DeploymentRecorder(root, task="my-robot", planner="p.onnx", action_repeat=1)
+            robot = Robot(reward, physics)
+            rec.begin(robot, seed=0)
+            for latency in (0.001, float("nan"), 0.001):
+                robot.send_action(None)
+                rec.step(robot, np.zeros(1), latency, None)
+            rec.end()
+            ep = EpisodeDataset(root)[0]
+            return len(ep) == 3, f"3 steps kept, reward known {ep.meta['reward_known']}, latency {ep.meta['latency_ms']}"
+        record("API and driver inputs", f"DeploymentRecorder with {name} and a NaN latency", recorded)
+
+    for name, kwargs in (("root=/dev/null", {"root": "/dev/null"}), ("action_repeat=-4", {"action_repeat": -4}),
+                         ("extra that is not JSON", {"extra": {"x": object()}}),
+                         ("extra replacing the task", {"extra": {"task": "cheetah-run"}})):
+        def refused(kwargs=kwargs):
+            args = {"root": work / "api-rec-refused", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1}
+            try:
+                DeploymentRecorder(**{**args, **kwargs})
+            except ValueError as e:
+                return True, str(e)[:90]
+            return False, "accepted"
+        record("API and driver inputs", f"DeploymentRecorder {name}", refused)
+
+    def stdlib_reward():
+        xml = work / "api-slider.xml"
+        xml.write_text(_SLIDER)
+        rc, out = cli("run", f"run_dir={work / 'api-os-system'}", "env.task=mjcf", f"env.mjcf={xml}",
+                      "env.reward=os:system", "env_steps=100", "--no-progress")
+        return rc == 2 and "standard library" in out and not (work / "api-os-system").exists(), _last(out, 90)
+    record("API and driver inputs", "run env.reward=os:system (a stdlib function as the reward)", stdlib_reward)
+
+    def double_equals():
+        rc, out = cli("run", f"run_dir=={work / 'api-eq'}", "--no-progress")
+        return rc == 2 and "'=='" in out and not Path("=").exists(), _last(out, 90)
+    record("API and driver inputs", "run run_dir==DIR (a doubled '=')", double_equals)
+
+    def other_round():
+        run = copy_run(base, work / "api-round")
+        js = tf.damage_checkpoint(run, "json-of-another-round")
+        rc, out = cli("whatif", str(run), "--horizon", "3")
+        return rc == 2 and js.name in out and "another round" in out, _last(out, 90)
+    record("API and driver inputs", "a checkpoint JSON swapped for the previous round's", other_round)
+
+
+_SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
+<geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL chain (saves ~40 s)")
@@ -1020,7 +1124,8 @@ def main() -> int:
                          ("goal inputs", lambda: goals(base, work)),
                          ("hand-edited files", lambda: edited_files(base, planner, work)),
                          ("probe 2026-11-26", lambda: probe_defects(base, planner, work)),
-                         ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work)),
+                         ("API and driver inputs", lambda: api_inputs(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
