@@ -157,13 +157,20 @@ def cmd_whatif(a: argparse.Namespace) -> int:
 
 
 def model_and_episode(s, a: argparse.Namespace):
-    """The run's latest model and episode ``a.episode`` of its dataset (whatif, dream, drive), or a clear error."""
+    """The run's latest model and episode ``a.episode`` of its dataset, or of the recorded deployments in
+    ``a.data`` (``--data DIR``: what the model predicts on the robot), for whatif, dream and drive; or a clear error."""
     model = s.latest_model()
     if model is None:
         raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
-    data = s.run.dataset()
+    if getattr(a, "data", None) is None:
+        data, what = s.run.dataset(), "the dataset"
+    else:
+        from robot_wm.finetune import recorded_episodes
+
+        data, what = recorded_episodes(a.data, s.cfg.env.task, s.env.observation_spec.dim, s.env.action_spec.dim,
+                                       s.cfg.env.action_repeat), f"--data {a.data!r}"
     if not 0 <= a.episode < len(data):
-        raise ValueError(f"--episode {a.episode} is out of range: the dataset has {len(data)} episodes")
+        raise ValueError(f"--episode {a.episode} is out of range: {what} has {len(data)} episodes")
     return model, data[a.episode]
 
 
@@ -239,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("run_dir")
     w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
     w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
+    w.add_argument("--data", default=None, metavar="DIR",
+                   help="take the episode from recorded deployments (deploy --record DIR) instead of the run's dataset")
     w.add_argument("--step", type=int, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=whole(1, 10_000), default=None, help="sequence length (default: planner.horizon)")
     w.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidate sequences to add")

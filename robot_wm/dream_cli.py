@@ -21,6 +21,10 @@ def cmd_dream(a: argparse.Namespace) -> int:
 
     with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
         model, ep = model_and_episode(s, a)
+        if ep.physics_state.shape[1] == 0:
+            raise ValueError(f"episode {a.episode} has no physics state (a real robot's recording, or one brought in "
+                             "by finetune): the video renders the robot from it; `robot-wm whatif --data` gives the "
+                             "predictions as numbers")
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
         if a.candidate == "recorded":
@@ -129,7 +133,9 @@ def cmd_drive(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     d = sub.add_parser("dream", help="video of what the model imagines under an episode's actions, beside the real one")
     d.add_argument("run_dir")
-    d.add_argument("--episode", type=int, default=0, help="episode of the run's dataset")
+    d.add_argument("--episode", type=int, default=0, help="episode of the run's dataset (or of --data)")
+    d.add_argument("--data", default=None, metavar="DIR",
+                   help="recorded deployments (deploy --record DIR): the model's predictions beside what the robot did")
     d.add_argument("--step", type=int, default=0, help="control step to start imagining from")
     d.add_argument("--horizon", type=int, default=None, help="steps to imagine (default: to the episode's end)")
     d.add_argument("--member", type=int, default=None, help="show one ensemble member (default: their mean)")

@@ -35,11 +35,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
-                    action_repeat: int | None = None) -> list[Path]:
-    """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
-    already imported, by content, is skipped). Refused, before anything is copied, when an episode is
-    from another task, or at another action repeat, or has other observation/action sizes than the run."""
+def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
+                      action_repeat: int | None = None) -> EpisodeDataset:
+    """The recorded deployments in ``source`` (``robot-wm deploy --record``), checked against a run: refused
+    when an episode is not a recorded deployment, or from another task, or at another action repeat, or has
+    other observation/action sizes than the run."""
     src = EpisodeDataset(source) if Path(source).is_dir() else None
     if src is None or not len(src):
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
@@ -58,6 +58,14 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
             raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
                              f"action dimensions, the run's model {obs_dim} and {act_dim}")
+    return src
+
+
+def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
+                    action_repeat: int | None = None) -> list[Path]:
+    """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
+    already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
+    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat)
     dest = robot_dataset(run)
     seen = {e.meta.get("imported_from", {}).get("sha256") for e in dest}
     added = []

@@ -112,3 +112,23 @@ def test_oracle_with_the_learned_value_as_the_model_gap_meter(run_and_data, caps
                      "--no-progress"]) == 0
     assert "oracle-value planner" in capsys.readouterr().out
     assert RunDir(run).eval_dataset()[-1].meta["policy"] == "oracle-value"
+
+
+def test_dream_and_whatif_of_a_recorded_deployment_show_the_models_error_on_the_robot(run_and_data, tmp_path, capsys):
+    """``--data DIR``: a recorded deployment's episode beside what the run's model predicts for it (issue 13's
+    predicted vs realised), as a video and a Rerun recording read back, and as whatif's table."""
+    from robot_wm.viz.readback import read_rrd
+
+    run, data = run_and_data
+    rrd, mp4 = tmp_path / "robot.rrd", tmp_path / "robot.mp4"
+    assert cli.main(["dream", str(run), "--data", str(data), "--episode", "1", "--step", "5", "--horizon", "20",
+                     "--out", str(mp4), "--rrd", str(rrd), "--width", "64", "--height", "48"]) == 0
+    assert "episode 1 from step 5" in capsys.readouterr().out and mp4.stat().st_size > 1000
+    summary = read_rrd(rrd)  # a real .rrd read back: 21 frames and the predicted-vs-realised error per step
+    assert summary.rows["dream/video"] == 21 and summary.rows["dream/error/mean"] == 21
+    assert cli.main(["whatif", str(run), "--data", str(data), "--episode", "2", "--step", "0", "--random", "2"]) == 0
+    assert "recorded" in capsys.readouterr().out
+    rc = cli.main(["dream", str(run), "--data", str(data), "--episode", "3", "--out", str(mp4)])
+    assert rc == 2 and f"--episode 3 is out of range: --data {str(data)!r} has 3 episodes" in capsys.readouterr().err
+    rc = cli.main(["whatif", str(run), "--data", str(run / "episodes")])  # the run's own, not a deployment
+    assert rc == 2 and "is not a recorded deployment" in capsys.readouterr().err
