@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -205,12 +207,21 @@ class RunDir:
 
         self.root.mkdir(parents=True, exist_ok=True)
         self.check_contained()
-        key = os.path.realpath(self.lock_path)
+        key = os.path.join(os.path.realpath(self.root), LOCK_NAME)  # the lock file itself is never followed
         with _Held.guard:
             held = _Held.registry.get(key)
             if held is None:
-                fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+                try:  # a link there made the lock overwrite its target (a user's file outside the run)
+                    fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+                except OSError as e:
+                    if e.errno != errno.ELOOP:
+                        raise
+                    raise ValueError(f"{key!r} is a symbolic link: the run's lock file must be a plain file of "
+                                     "the run (remove the link; nothing was written through it)") from None
                 try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise ValueError(f"{key!r} is not a regular file: the run's lock file must be a plain file "
+                                         "of the run (remove it)")
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
@@ -296,7 +307,11 @@ class RunDir:
             # robot-wm writes the whole config; one without them (an empty file) ran on the defaults unnoticed
             raise ValueError(f"{str(self.config_path)!r} names no env.task or seed: a run's config.toml is written "
                              "whole by robot-wm, so this one is damaged or was edited (empty?)")
-        return config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
+        cfg = config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
+        # The run is where it is: a copied or moved run names its old place in config.toml, and a resume of the
+        # copy continued the original (braces escaped: run_dir is a template).
+        here = str(self.root).replace("{", "{{").replace("}", "}}")
+        return cfg if cfg.run_dir == here else cfg.model_copy(update={"run_dir": here})
 
     def save_config(self, cfg: RunConfig) -> None:
         """Written when the run is created (and by ``--resume`` for the fields a resume may change);

@@ -128,3 +128,38 @@ def test_lock_is_shared_within_one_process_and_released_with_the_last_handle(tmp
     b.release()
     r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "got it" in r.stdout, r.stderr
+
+
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_its_target_untouched(tmp_path):
+    """``RUN/.lock`` linked to a user's file: every writer truncated that file and wrote its PID into it
+    (probe of 2026-11-26)."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run.lock_path.symlink_to(victim)
+    with pytest.raises(ValueError, match=r"\.lock' is a symbolic link"):
+        run.lock("robot-wm test")
+    assert victim.read_text() == "precious"
+    run.lock_path.unlink()
+    os.mkfifo(run.lock_path)
+    with pytest.raises(ValueError, match=r"\.lock' is not a regular file"):
+        run.lock("robot-wm test")
+
+
+def test_a_copied_run_is_the_run_where_it_is(tmp_path):
+    """A copy's config.toml names the original's run_dir: `run --resume` of the copy completed the original
+    and left the copy as it was (probe of 2026-11-26). A run's place is where it is opened."""
+    import shutil
+
+    from test_export import make_run_dir
+
+    orig = make_run_dir(tmp_path / "orig")
+    copy = tmp_path / "moved {x}"  # braces too: run_dir is a template
+    shutil.copytree(orig, copy)
+    before = snapshot(orig)
+    cfg = RunDir(copy).load_config()
+    assert cfg.resolved_run_dir() == copy
+    rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
+    assert rc == 0, out
+    assert snapshot(orig) == before and len(RunDir(copy).eval_dataset()) > len(RunDir(orig).eval_dataset())
