@@ -18,6 +18,11 @@ def task_names() -> list[str]:
     return [*dmc_task_names(), *CUSTOM_TASKS]
 
 
+def known_task(name: str) -> bool:
+    """A task ``make_env`` can build (a suite task in any accepted spelling, or one of ours)."""
+    return name in CUSTOM_TASKS or canonical_task(name) is not None
+
+
 def make_env(cfg) -> Env:
     """Build the environment described by an ``EnvConfig`` (randomised by its ``randomize`` section)."""
     env = _make_env(cfg)

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from robot_wm.cli import main
 from robot_wm.sweep import results, spec
 from robot_wm.sweep.ray_runner import ray_instance, run_sweep
 
@@ -105,8 +106,13 @@ def test_failing_trial_is_reported_and_interrupted_one_resumes(ray_up, tmp_path)
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
 
+    # A trial whose run raises: its launch file names a robot file that is not there (found by the run, as a
+    # user's broken robot would be; an unknown task is refused when the sweep file is loaded).
+    (tmp_path / "broken-robot.toml").write_text('[env]\ntask = "mjcf"\nmjcf = "no-such-robot.xml"\n'
+                                                'reward = "sim.arm_reach:reward"\n')
     sweep = spec.load(write_sweep(tmp_path / "mixed.toml", """\
-        tasks = ["no-such-task", "cartpole-swingup"]
+        launch = ["broken-robot.toml"]
+        tasks = ["cartpole-swingup"]
         seeds = [3]
         env_steps = 400
     """))
@@ -123,8 +129,8 @@ def test_failing_trial_is_reported_and_interrupted_one_resumes(ray_up, tmp_path)
     rows = run_sweep(sweep, out_dir, cpus=2, out=lines.append)
     assert {r["name"]: r["status"] for r in rows} == {bad.name: "failed", good.name: "complete"}
     failed = next(r for r in _csv(out_dir) if r["name"] == bad.name)
-    assert failed["status"] == "failed" and "unknown task 'no-such-task'" in failed["error"]
-    assert any(s.startswith(f"sweep: FAILED {bad.name}") and "no-such-task" in s for s in lines), lines
+    assert failed["status"] == "failed" and "no-such-robot.xml' does not exist" in failed["error"]
+    assert any(s.startswith(f"sweep: FAILED {bad.name}") and "no-such-robot.xml" in s for s in lines), lines
     assert any(s.startswith(f"sweep: resuming {good.name}") for s in lines), lines
     after = _files(run_dir)
     assert {k: after[k] for k in first} == first and len(after) > len(first)  # kept its episode, went on
@@ -287,6 +293,15 @@ def test_embedded_ray_listens_on_loopback_only(ray_up):
     ('tasks = ["cartpole-swingup"]\nseeds = [1, 2]\n[grid]\n' + "".join(  # a million trials: refused at once
         f'"model.{k}" = {list(range(1, 11))}\n' for k in ("hidden", "layers", "batch_size", "max_epochs", "patience")),
      "makes 200,000 trials (1 launch files/tasks, 2 seeds, 10 values of model.hidden"),
+    # probe of 2026-11-26: two trials shared one name and run directory; a grid key given twice lost a list;
+    # a grid of seeds ran them under seed 0's name and row; run_dir in overrides was ignored; an unknown task
+    # failed only after Ray had started
+    ('tasks = ["cartpole-swingup", "cartpole-swingup"]\nseeds = [1]\n', "repeats an entry"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 6]\n[grid.planner]\nhorizon = [7]\n',
+     "grid key planner.horizon is given twice"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nseed = [5, 6]\n', "grid key seed: the sweep sets each trial's seed"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["run_dir=/tmp/x"]\n', "set sweep_dir instead"),
+    ('tasks = ["nope-task"]\nseeds = [1]\n', "unknown task 'nope-task'"),
 ])
 def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
     path = tmp_path / "bad.toml"
@@ -347,3 +362,26 @@ def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
 
     with pytest.raises(ValueError, match="is a directory: expected the path of the PNG"):
         report(tmp_path, out=tmp_path)  # was a temp file's IsADirectoryError after the table
+
+
+@pytest.mark.parametrize("csv_text, needle", [
+    ("name,task,seed\nx,cartpole-swingup,0\n", "lacks the columns ['overrides', 'status', 'eval_return_mean']"),
+    ("name,task,seed,overrides,status,eval_return_mean,return_at_abc\nx,cartpole-swingup,0,,complete,1,1\n",
+     "column 'return_at_abc': expected return_at_<environment steps>"),
+    ("name,task,seed,overrides,status,eval_return_mean,return_at_1000\nx,cartpole-swingup,0,,complete,1,-inf\n",
+     "line 2: return_at_1000='-inf': expected a finite number"),
+])
+def test_report_names_what_is_wrong_with_a_results_file(tmp_path, capsys, csv_text, needle):
+    """A KeyError traceback, int()'s message and matplotlib's "Data cannot be log-scaled" before (probe 2026-11-26)."""
+    (tmp_path / "results.csv").write_text(csv_text)
+    assert main(["report", str(tmp_path)]) == 2
+    assert needle in capsys.readouterr().err and not (tmp_path / "learning_curves.png").exists()
+
+
+def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
+    (tmp_path / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean,return_at_1000\n"
+                                          "x,[bold red]pwn[/],0,,complete,1,1\n")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "x.pdf")]) == 2
+    assert "expected a path ending in .png" in capsys.readouterr().err and not (tmp_path / "x.pdf").exists()
+    assert main(["report", str(tmp_path)]) == 0
+    assert "[bold red]pwn[/]" in capsys.readouterr().out  # rich markup from a file is shown, not applied

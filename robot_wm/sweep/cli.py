@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
     from robot_wm.sweep import spec
-    from robot_wm.sweep.ray_runner import run_sweep
+    from robot_wm.sweep.ray_runner import RayStartError, run_sweep
 
     if a.cpus is not None and a.cpus < 1:
         raise ValueError(f"--cpus {a.cpus}: expected at least 1 CPU")
@@ -19,7 +20,11 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     sweep = spec.load(a.sweep_file)
     sweep_dir = Path(a.storage) if a.storage else sweep.default_dir()
     cpus = a.cpus if a.cpus is not None or a.address is not None else os.cpu_count()
-    rows = run_sweep(sweep, sweep_dir, cpus=cpus, address=a.address, out=lambda s: print(s, flush=True))
+    try:
+        rows = run_sweep(sweep, sweep_dir, cpus=cpus, address=a.address, out=lambda s: print(s, flush=True))
+    except RayStartError as e:
+        print(f"robot-wm sweep: error: {e}", file=sys.stderr)
+        return 1
     failed = [r for r in rows if r["status"] != "complete"]
     return 1 if failed else 0
 

@@ -63,8 +63,16 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     if address is None:
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level=logging.WARNING, configure_logging=True)
+        try:
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level=logging.WARNING, configure_logging=True)
+        except Exception as e:  # noqa: BLE001 - Ray raised a traceback that named neither the cause nor the fix
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RayStartError(f"the embedded Ray instance did not start ({type(e).__name__}: {first}). Ray needs "
+                               "several GB of address space and free shared memory (/dev/shm): check `ulimit -v` "
+                               "and `df -h /dev/shm`; no trial has run") from None
     else:
         host = _check_reachable(address)
         if host is not None and _is_loopback(host):
@@ -83,6 +91,10 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
 
 
 CONNECT_TIMEOUT_S = 10.0
+
+
+class RayStartError(RuntimeError):
+    """The embedded Ray instance did not start: a message for the user, not a traceback."""
 
 
 def _is_loopback(host: str) -> bool:

@@ -77,20 +77,21 @@ def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float
 
 def print_table(rows: list[dict], sweep_dir: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     budgets = results.budgets_of(rows)
-    t = Table(title=f"robot-wm sweep: {sweep_dir} ({len(rows)} trials)")
+    t = Table(title=escape(f"robot-wm sweep: {sweep_dir} ({len(rows)} trials)"))
     for col in ("task", "seed", "overrides", "status", *(f"@{b}" for b in budgets), "final ± std", "plan Hz",
                 "wall s"):
         t.add_column(col, justify="left" if col in ("task", "overrides", "status") else "right")
     fmt = lambda v, f=".1f": "" if math.isnan(x := _float(v)) else format(x, f)
-    for r in rows:
-        status = r["status"] + (f": {r['error']}" if r.get("error") else "")
-        final = f"{fmt(r['eval_return_mean'])} ± {fmt(r['eval_return_std'])}" if r["eval_return_mean"] else ""
-        t.add_row(r["task"], r["seed"], r["overrides"], status,
-                  *(fmt(r.get(f"{results.BUDGET_PREFIX}{b}")) for b in budgets), final, fmt(r["plan_hz"], ".0f"),
-                  fmt(r["wall_s"], ".0f"))
+    for r in rows:  # cells are the file's text: escaped, not read as rich markup
+        status = escape(r["status"] + (f": {r['error']}" if r.get("error") else ""))
+        final = f"{fmt(r['eval_return_mean'])} ± {fmt(r.get('eval_return_std'))}" if r["eval_return_mean"] else ""
+        t.add_row(escape(r["task"]), escape(r["seed"]), escape(r["overrides"]), status,
+                  *(fmt(r.get(f"{results.BUDGET_PREFIX}{b}")) for b in budgets), final, fmt(r.get("plan_hz"), ".0f"),
+                  fmt(r.get("wall_s"), ".0f"))
     Console(width=200).print(t)
 
 
@@ -126,7 +127,7 @@ def print_vs_published(rows: list[dict], anchors: dict) -> None:
             cells = [f"{fmt(at[b][1])} [{fmt(at[b][2])}, {fmt(at[b][3])}] n={at[b][4]}" if b in at else "–"
                      for b in budgets]
             gap = f"{pts[-1][1] - best:+.0f} @{pts[-1][0]}" if pts and not math.isnan(best) else "–"
-            t.add_row(task, setting, *cells, *(fmt(anchors.get((task, a, n), math.nan)) for a, n, _ in ANCHOR_COLUMNS),
+            t.add_row(escape(task), escape(setting), *cells, *(fmt(anchors.get((task, a, n), math.nan)) for a, n, _ in ANCHOR_COLUMNS),
                       f"{fmt(best)} ({system})", gap)
     Console(width=220).print(t)
 
@@ -179,6 +180,8 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
 def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
     if out is not None and Path(out).is_dir():
         raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
+    if out is not None and Path(out).suffix.lower() != ".png":  # x.pdf held PNG bytes
+        raise ValueError(f"--out {str(out)!r}: expected a path ending in .png (the plot is a PNG)")
     path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
     ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is read or printed
     rows = results.read(sweep_dir)

@@ -13,7 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
-from robot_wm.io import atomic_write_text
+from robot_wm.io import atomic_write_text, check_regular_file
 from robot_wm.sweep.spec import Trial
 
 RESULTS_NAME = "results.csv"
@@ -23,6 +23,9 @@ steps first reached 10,000 (the run's learning curve)."""
 COLUMNS = ["name", "task", "seed", "overrides", "status", "error", "env_steps", "eval_return_mean",
            "eval_return_std", "wall_s", "plan_hz", "run_dir"]
 STATUSES = ("complete", "failed", "interrupted", "pending")
+REQUIRED = ("name", "task", "seed", "overrides", "status", "eval_return_mean")
+"""Columns ``robot-wm report`` reads; a results.csv without them is refused, naming them."""
+MAX_RESULTS_BYTES = 64 << 20
 
 
 def runs_dir(sweep_dir: Path) -> Path:
@@ -103,8 +106,29 @@ def read(sweep_dir: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist: expected a sweep directory written by "
                                 "`robot-wm sweep` (it holds results.csv)")
+    check_regular_file(path, "sweep results", MAX_RESULTS_BYTES)
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        if missing := [c for c in REQUIRED if c not in header]:
+            raise ValueError(f"{str(path)!r} lacks the columns {missing}: expected a results.csv written by `robot-wm sweep`")
+        for c in header:
+            if c.startswith(BUDGET_PREFIX) and not c[len(BUDGET_PREFIX):].isdigit():
+                raise ValueError(f"{str(path)!r}: column {c!r}: expected {BUDGET_PREFIX}<environment steps>, e.g. "
+                                 f"{BUDGET_PREFIX}10000")
+        rows = list(reader)
+    returns = [c for c in header if c.startswith(BUDGET_PREFIX)] + ["eval_return_mean"]
+    for line, r in enumerate(rows, 2):
+        for c in returns:
+            text = r.get(c) or ""
+            try:
+                ok = not text or math.isfinite(float(text))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}: expected a finite number (or empty: not "
+                                 "measured)")
+    return rows
 
 
 def budgets_of(rows: list[dict]) -> list[int]:

@@ -32,10 +32,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robot_wm import config as cfgmod
 from robot_wm.config import toml_value
+from sim.registry import known_task, task_names
 
 
 class SweepError(cfgmod.ConfigError):
     """A sweep file that does not fit: names the field and what was expected."""
+
+
+SWEEP_OWNED = {"seed": "the sweep sets each trial's seed: list them in seeds = [...]",
+               "run_dir": "the sweep sets each trial's run directory (SWEEP_DIR/runs/NAME): set sweep_dir instead"}
+"""Run fields the sweep itself sets per trial: refused in its grid and overrides."""
 
 
 class SweepSpec(BaseModel):
@@ -65,6 +71,13 @@ class SweepSpec(BaseModel):
             raise ValueError(f"seeds {v} repeat a seed; expected distinct seeds")
         return v
 
+    @field_validator("tasks", "launch")
+    @classmethod
+    def _unique_sources(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):  # two trials of one name wrote into one run directory
+            raise ValueError(f"{v} repeats an entry; expected each launch file or task once (seeds repeat a run)")
+        return v
+
     @field_validator("eval_at")
     @classmethod
     def _positive_budgets(cls, v: list[int] | None) -> list[int] | None:
@@ -83,10 +96,23 @@ class SweepSpec(BaseModel):
                     walk(val, f"{prefix}{k}.")
                 elif not isinstance(val, list) or not val:
                     raise ValueError(f"grid key {prefix}{k!s}: expected a non-empty list of values, got {val!r}")
+                elif f"{prefix}{k}" in out:  # "planner.horizon" and [grid.planner] horizon: one was dropped
+                    raise ValueError(f"grid key {prefix}{k} is given twice (dotted and as a table); expected it once")
+                elif f"{prefix}{k}" in SWEEP_OWNED:
+                    raise ValueError(f"grid key {prefix}{k}: {SWEEP_OWNED[f'{prefix}{k}']}")
                 else:
                     out[f"{prefix}{k}"] = val
         walk(v, "")
         return out
+
+    @field_validator("overrides")
+    @classmethod
+    def _not_owned(cls, v: list[str]) -> list[str]:
+        for item in v:
+            key = item.partition("=")[0].strip()
+            if key in SWEEP_OWNED:  # run_dir was ignored, seed made every trial's name and row say another seed
+                raise ValueError(f"override {item!r}: {SWEEP_OWNED[key]}")
+        return v
 
     @model_validator(mode="after")
     def _sources(self) -> SweepSpec:
@@ -210,12 +236,17 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             cfgmod.check_no_network(cfg, f"sweep file {str(path)!r}")
         except cfgmod.ConfigError as e:
             raise SweepError(str(e)) from None
+        if not known_task(cfg.env.task):  # found by the trial's run before: after Ray started, results written
+            raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}; expected one of "
+                             f"{', '.join(task_names())}")
         if cfg.eval_at and max(cfg.eval_at) > cfg.env_steps:
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: eval_at {cfg.eval_at} goes past env_steps "
                              f"{cfg.env_steps}; expected budgets no larger than env_steps")
         if len(name) > MAX_NAME or name in names:  # still readable, made unique by a short hash of the trial
             digest = hashlib.sha256(repr((src, seed, grid)).encode()).hexdigest()[:8]
             name = f"{name[:MAX_NAME - 9]}-{digest}"
+        if name in names:  # the sources and grid values are distinct, so this is a bug, not the user's file
+            raise SweepError(f"sweep file {str(path)!r}: two trials are both named {name!r}")
         names.add(name)
         budgets = tuple(sorted({*cfg.eval_at, cfg.env_steps}))
         trials.append(Trial(name=name, source=src, is_launch=is_launch, seed=seed, grid=grid, overrides=overrides,
