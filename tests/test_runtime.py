@@ -550,3 +550,34 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), ScriptedRobot(), realtime=False)
     with pytest.raises(TypeError, match=r"max_steps=1.5: expected a whole number"):
         loop.run(1.5)
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("control_period", "nan", "metadata control_period='nan', expected a number of seconds above 0"),  # skipped the check
+    ("action_repeat", "-3", "metadata action_repeat='-3', expected empty or a whole number from 1 to 1000"),
+    ("action_repeat", "100000", "metadata action_repeat='100000'"),
+    ("optimizer", "$(id)", "metadata optimizer='$(id)', expected one of cem, mppi, icem"),
+    ("iterations", "-1", "metadata iterations='-1', expected at least 1"),
+])
+def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
+    """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner
+    at 0.02 s for a whole episode, exit 0; a negative action repeat reached the simulator's config."""
+    m = onnx.load(str(files["internal"]))
+    for p in m.metadata_props:
+        if p.key == key:
+            p.value = value
+    onnx.save(m, str(tmp_path / "edited.onnx"))
+    with pytest.raises(ModelFileError, match=re.escape(needle)):
+        PlannerSession(tmp_path / "edited.onnx")
+
+
+def test_deploy_of_a_planner_for_an_mjcf_robot_says_how_to_simulate_it(files, tmp_path, capsys):
+    from robot_wm.cli import main
+
+    m = onnx.load(str(files["internal"]))
+    for p in m.metadata_props:
+        if p.key == "task":
+            p.value = "mjcf"
+    onnx.save(m, str(tmp_path / "mine.onnx"))
+    assert main(["deploy", str(tmp_path / "mine.onnx"), "--episodes", "1"]) == 2
+    assert "--sim mjcf=ROBOT.xml reward=module:function" in capsys.readouterr().err

@@ -143,6 +143,10 @@ def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
     from sim.randomize import shift_overrides
 
     extra = [o if o.startswith("env.") else f"env.{o}" for o in overrides]
+    if task == "mjcf" and not any(o.startswith(("env.mjcf=", "env.reward=")) for o in extra):
+        raise ValueError("the planner is for your own MJCF robot (task 'mjcf'): simulate it with --sim mjcf=ROBOT.xml "
+                         "reward=module:function (as in the run's config.toml), or drive the real robot through "
+                         "robot_wm.runtime (ControlLoop with your Robot)")
     cfg = RunConfig(env=EnvConfig(task=task, action_repeat=repeat))
     return apply_overrides(cfg, [*shift_overrides(shift), *extra]).env
 

@@ -35,6 +35,7 @@ from sim.spec import as_floats
 
 log = logging.getLogger(__name__)
 
+OPTIMIZERS = ("cem", "mppi", "icem")  # PlannerConfig.optimizer's values (the runtime does not import the config)
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
@@ -109,6 +110,20 @@ class PlannerMeta:
                                  f"{list(meta.noise_shape)}); each must be 1 to {MAX_INPUT_ELEMENTS:,} values")
         if low.shape != (meta.action_dim,) or high.shape != (meta.action_dim,) or not np.all(low <= high):
             raise ModelFileError(f"{where}: action bounds in the metadata do not fit action_dim={meta.action_dim}")
+        # What the runtime acts on (a NaN control period skipped the robot check; a negative action repeat
+        # reached the simulator's config) and what it prints: each checked, naming the key.
+        bad = {"control_period": (props["control_period"], "a number of seconds above 0 and at most 60")
+               if not 0 < meta.control_period <= 60 else None,
+               "action_repeat": (rep, "empty or a whole number from 1 to 1000")
+               if meta.action_repeat is not None and not 1 <= meta.action_repeat <= 1000 else None,
+               "samples": (props["samples"], "at least 1") if meta.samples < 1 else None,
+               "iterations": (props["iterations"], "at least 1") if meta.iterations < 1 else None,
+               "optimizer": (meta.optimizer, f"one of {', '.join(OPTIMIZERS)}") if meta.optimizer not in OPTIMIZERS
+               else None,
+               "noise": (meta.noise, "internal or input") if meta.noise not in ("internal", "input") else None}
+        if any(bad.values()):
+            k, (v, expected) = next((k, v) for k, v in bad.items() if v)
+            raise ModelFileError(f"{where}: metadata {k}={v!r}, expected {expected} (the file was edited or damaged)")
         return meta
 
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
