@@ -51,6 +51,11 @@ def _check_run_dir_arg(run_dir: str) -> None:
 DATA_FIELDS = ("env.task", "env.action_repeat", "env.substeps", "env.mjcf", "env.reward", "env.observe")
 
 
+# The networks' sizes: a run's checkpoints have them, so no command's override can change them.
+ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "model.activation", "value.q_heads",
+                       "value.hidden", "value.layers")
+
+
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
              fixed: tuple[str, ...] = ()):
     """A session on an existing run directory: its saved config plus this command's one-off ``overrides``
@@ -64,6 +69,12 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     run.check_is_run()
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
+    shape = [k for k in cfgmod.changed_fields(saved, cfg) if k in ARCHITECTURE_FIELDS]
+    if shape:  # train kept the checkpoint's shape and export its network, each exiting 0 and recording the change
+        old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
+        raise cfgmod.ConfigError(
+            f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in shape)}"
+            f" on the run {str(run.root)!r}: its networks are trained at the run's sizes; use another run_dir")
     changed = [k for k in cfgmod.changed_fields(saved, cfg) if k in fixed]
     if changed:
         old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
@@ -262,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal: '?' for '…' and '±', not UnicodeEncodeError
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may follow flags: `run --no-progress seed=1`, `export RUN --out p.onnx k=v`

@@ -323,3 +323,17 @@ def test_out_of_range_seed_is_a_config_error_before_anything_is_written(tmp_path
 
     rc = main(["run", f"run_dir={tmp_path / 'r'}", f"seed={seed}", "--no-progress"])
     assert rc == 2 and "seed" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command, extra", [("train", ["--no-progress"]), ("eval", ["--no-progress"]),
+                                            ("export", ["--out", "OUT"])])
+def test_network_sizes_cannot_be_overridden_on_a_trained_run(run, tmp_path, capsys, command, extra):
+    """train kept the checkpoint's 200-wide ensemble while its record said model.hidden=64, and export wrote
+    the checkpoint's networks with "model.hidden=64 value.hidden=7" in the file's metadata, both exit 0
+    (probe of 2026-11-26)."""
+    before = snapshot(run)
+    args = [str(tmp_path / "x.onnx") if e == "OUT" else e for e in extra]
+    rc, out = _cli(capsys, command, str(run), *args, "model.hidden=64", "value.hidden=7")
+    assert rc == 2 and "model.hidden" in out and ("networks are trained at the run's sizes" in out
+                                                  or "the exported networks are the checkpoint's" in out), out
+    assert snapshot(run) == before and not (tmp_path / "x.onnx").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import asdict
 from itertools import pairwise
 from pathlib import Path
@@ -127,7 +128,10 @@ def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx
 
 
 def _to_proto(module: nn.Module, args: tuple, input_names, output_names, dynamic_shapes=None) -> onnx.ModelProto:
-    with torch.no_grad():
+    # torch's exporter warns about its own internals; with PYTHONWARNINGS=error those warnings became a traceback
+    # asking the user to file a PyTorch issue (probe of 2026-11-26)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         prog = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=OPSET,
                                  input_names=list(input_names), output_names=list(output_names),
                                  dynamic_shapes=dynamic_shapes, verbose=False)

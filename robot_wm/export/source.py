@@ -44,6 +44,10 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         cfg = RunConfig()
         if meta.get("task"):
             cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
+    inert = [o for o in overrides or [] if o.startswith(("model.", "value.")) and not o.startswith("value.enabled=")]
+    if inert:  # the networks come from the checkpoint: these changed nothing but the file's metadata said they did
+        raise cfgmod.ConfigError(f"{', '.join(inert)}: the exported networks are the checkpoint's; model.* and value.* "
+                                 "(but value.enabled) cannot change them (train another run to change them)")
     cfg = cfgmod.apply_overrides(cfg, overrides or [])
     if not cfg.value.enabled:
         value = None
