@@ -293,6 +293,11 @@ class RunConfig(_Section):
     goal: GoalConfig = GoalConfig()
     rerun: RerunConfig = RerunConfig()
 
+    @field_validator("eval_at")
+    @classmethod
+    def _distinct_budgets(cls, v: list[int]) -> list[int]:
+        return sorted(set(v))  # [100, 100, 100, 100] ran four evaluations of one model
+
     @field_validator("run_dir")
     @classmethod
     def _run_dir_template(cls, v: str) -> str:

@@ -68,6 +68,9 @@ class Session:
         saved = run.load_config() if run.config_path.exists() else None
         _check_task(run, saved, cfg)
         env = make_env(cfg.env)  # an unknown task fails here, before the run directory is touched
+        if cfg.goal.active:  # so does a goal the robot cannot take (an unknown joint failed after round 0)
+            env.reset(0)
+            resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
         check_device(cfg.device)
         check_memory(cfg, env.observation_spec.dim, env.action_spec.dim)  # so do a planner or a model too big
         held = run.lock(command) if lock else None
@@ -345,8 +348,10 @@ def _run(s: Session, resume: bool) -> dict:
         else:
             model = s.train(round_)
             round_ += 1
-            while milestones and data.env_steps >= milestones[0]:
-                milestone_eval(s, model, milestones.pop(0))
+            passed = [m for m in milestones if data.env_steps >= m]
+            if passed:  # budgets reached in the same episode share one evaluation of the same model
+                milestones = milestones[len(passed):]
+                milestone_eval(s, model, passed)
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index, explore=True)
         rec = s.collect(policy, "train", index)
         data.refresh()
@@ -384,10 +389,12 @@ def _run(s: Session, resume: bool) -> dict:
     return summary
 
 
-def milestone_eval(s: Session, model: WorldModel, milestone: int) -> None:
+def milestone_eval(s: Session, model: WorldModel, milestones: list[int]) -> None:
+    """One evaluation of ``model``, recorded for each budget in ``milestones`` (all reached by now)."""
     recs = evaluate(s, "learned", model, s.cfg.eval_episodes)
-    s.run.log({"kind": "eval", "env_steps": s.run.dataset().env_steps, "milestone": milestone,
-               "returns": [r["return"] for r in recs]})
+    for m in milestones:
+        s.run.log({"kind": "eval", "env_steps": s.run.dataset().env_steps, "milestone": m,
+                   "returns": [r["return"] for r in recs]})
 
 
 def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, first: int = 0,

@@ -105,6 +105,11 @@ def test_a_doubled_equals_sign_is_an_error_not_a_folder_named_equals():
     assert apply_overrides(RunConfig(), ['run_dir="=x"']).run_dir == "=x"  # quoted, it is the user's choice
 
 
+def test_repeated_evaluation_budgets_are_one_budget():
+    """eval_at=[100, 100, 100, 100] ran four evaluations of one model (probe of 2026-11-26)."""
+    assert apply_overrides(RunConfig(), ["eval_at=[300, 100, 100, 100, 100]"]).eval_at == [100, 300]
+
+
 def test_elites_must_fit_samples():
     with pytest.raises(ConfigError, match="elites=20 exceeds samples=10"):
         apply_overrides(RunConfig(), ["planner.samples=10", "planner.elites=20", "planner.keep_elites=2"])

@@ -365,3 +365,13 @@ def test_what_if_scores_a_goal_as_the_planner_does(run_dir, reward_weight):
     assert np.all(res.goal_cost > 0)
     if reward_weight == 0:
         np.testing.assert_allclose(res.returns, -res.goal_cost, rtol=1e-6)
+
+
+def test_a_goal_the_robot_cannot_take_is_refused_before_the_run_exists(tmp_path, capsys):
+    """An unknown joint was found after the first episode and round 0: the run could never be resumed
+    (probe of 2026-11-26)."""
+    from robot_wm.cli import main
+
+    rc = main(["run", f"run_dir={tmp_path / 'g'}", 'goal.joints={"über"=0.5}', "env_steps=400", "--no-progress"])
+    assert rc == 2 and "goal.joints names joint 'über'" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
