@@ -92,6 +92,8 @@ class Panels:
     def __init__(self, model: mujoco.MjModel, size: tuple[int, int] = (240, 320), camera: int | str | None = None):
         self.model, self.data = model, mujoco.MjData(model)
         self.camera = camera if camera is not None else (0 if model.ncam > 0 else -1)
+        g = model.vis.global_  # the offscreen buffer the model declares (often 640 x 480) grows to the panel asked for
+        g.offheight, g.offwidth = max(g.offheight, size[0]), max(g.offwidth, size[1])
         self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
 
     def _render(self) -> np.ndarray:

@@ -65,6 +65,9 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
                     action_repeat: int | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
+    if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
+        raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
+                         "already; give the folder `robot-wm deploy --record` wrote")
     src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat)
     dest = robot_dataset(run)
     seen = {e.meta.get("imported_from", {}).get("sha256") for e in dest}

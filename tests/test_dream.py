@@ -195,3 +195,14 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     assert "'nan': expected 1 number (finite)" in r.stdout and "'0.2 0.3': expected 1 number" in r.stdout
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
+
+
+def test_dream_panels_larger_than_the_models_offscreen_buffer(run_dir, tmp_path):
+    """--width/--height up to 4096 were accepted, then MuJoCo's framebuffer error above 640 x 480 told the user
+    to edit the model's XML (probe of 2026-11-26): the buffer grows to the panel."""
+    from robot_wm.cli import main
+
+    out = tmp_path / "big.mp4"
+    assert main(["dream", str(run_dir), "--step", "2", "--horizon", "1", "--out", str(out), "--width", "704",
+                 "--height", "496"]) == 0
+    assert out.stat().st_size > 0

@@ -132,3 +132,14 @@ def test_dream_and_whatif_of_a_recorded_deployment_show_the_models_error_on_the_
     assert rc == 2 and f"--episode 3 is out of range: --data {str(data)!r} has 3 episodes" in capsys.readouterr().err
     rc = cli.main(["whatif", str(run), "--data", str(run / "episodes")])  # the run's own, not a deployment
     assert rc == 2 and "is not a recorded deployment" in capsys.readouterr().err
+
+
+def test_finetune_refuses_data_from_inside_the_run(run_and_data, capsys):
+    """``--data RUN/robot`` copied the run's own robot episodes in again at every call (probe 2026-11-26)."""
+    run, data = run_and_data
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    robot = sorted(p.name for p in (run / "robot").iterdir())
+    capsys.readouterr()
+    assert cli.main(["finetune", str(run), "--data", str(run / "robot"), "--no-progress"]) == 2
+    assert "is inside the run" in capsys.readouterr().err
+    assert sorted(p.name for p in (run / "robot").iterdir()) == robot
