@@ -1081,6 +1081,108 @@ def api_inputs(base: Path, planner: Path, work: Path) -> None:
     record("API and driver inputs", "a checkpoint JSON swapped for the previous round's", other_round)
 
 
+def probe4_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the fourth hostile probe (2026-11-26, 96 cases), as cases of the report."""
+    import json
+
+    import onnx
+
+    from robot_wm.run_dir import RunDir
+    from robot_wm.sweep import spec
+
+    def lock_link():
+        run = copy_run(base, work / "p4-lock")
+        victim = work / "p4-victim.txt"
+        victim.write_text("precious")
+        (run / ".lock").unlink(missing_ok=True)
+        (run / ".lock").symlink_to(victim)
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and victim.read_text() == "precious", _last(out, 90)
+    record("probe 2026-11-26 (4th)", "RUN/.lock is a link to a user's file", lock_link)
+
+    def copied_run():
+        run = copy_run(base, work / "p4-orig")
+        copy = copy_run(run, work / "p4-copy")
+        before = tf.snapshot(run)
+        rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
+        return rc == 0 and tf.snapshot(run) == before and RunDir(copy).load_config().resolved_run_dir() == copy, \
+            "the copy is evaluated; the original untouched"
+    record("probe 2026-11-26 (4th)", "a copied run names the original in config.toml", copied_run)
+
+    for name, body, needle in (
+            ("a task listed twice", 'tasks = ["cartpole-swingup", "cartpole-swingup"]\nseeds = [1]\n', "repeats"),
+            ("a grid key given twice", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5]\n'
+             '[grid.planner]\nhorizon = [7]\n', "given twice"),
+            ("a grid of seeds", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nseed = [5, 6]\n', "seeds = [...]"),
+            ("run_dir in overrides", 'tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["run_dir=/tmp/x"]\n',
+             "sweep_dir"),
+            ("an unknown task", 'tasks = ["nope-task"]\nseeds = [1]\n', "unknown task")):
+        def sweep_file(body=body, needle=needle, name=name):
+            path = work / f"p4-{name.replace(' ', '-')}.toml"
+            path.write_text(body)
+            try:
+                spec.load(path)
+            except spec.SweepError as e:
+                return needle in str(e), str(e).splitlines()[-1][:90]
+            return False, "accepted"
+        record("probe 2026-11-26 (4th)", f"sweep file with {name}", sweep_file)
+
+    def nan_period():
+        m = onnx.load(str(planner))
+        for prop in m.metadata_props:
+            if prop.key == "control_period":
+                prop.value = "nan"
+        onnx.save(m, str(work / "p4-nan.onnx"))
+        rc, out = cli("deploy", str(work / "p4-nan.onnx"), "--episodes", "1", "--action-repeat", "2")
+        return rc == 2 and "control_period='nan'" in out, _last(out, 90)
+    record("probe 2026-11-26 (4th)", "planner metadata control_period=nan (skipped the robot check)", nan_period)
+
+    for command in ("train", "export"):
+        def sizes(command=command):
+            run = copy_run(base, work / f"p4-{command}")
+            before = tf.snapshot(run)
+            extra = ("--out", str(work / "p4-x.onnx")) if command == "export" else ("--no-progress",)
+            rc, out = cli(command, str(run), *extra, "model.hidden=64")
+            return rc == 2 and "model.hidden" in out and tf.snapshot(run) == before, _last(out, 90)
+        record("probe 2026-11-26 (4th)", f"{command} RUN model.hidden=64 (ignored, exit 0)", sizes)
+
+    def robot_again():
+        from robot_wm.config import EnvConfig
+        from robot_wm.runtime.record import DeploymentRecorder
+        from robot_wm.runtime.robot import SimRobot
+        from sim.registry import make_env
+
+        run = copy_run(base, work / "p4-ft")
+        cfg = RunDir(run).load_config()
+        robot = SimRobot(make_env(EnvConfig(task=cfg.env.task, action_repeat=cfg.env.action_repeat, max_env_steps=160)))
+        data = work / "p4-robot-data"
+        rec = DeploymentRecorder(data, task=cfg.env.task, planner="none", action_repeat=cfg.env.action_repeat,
+                                 source="sim-robot")
+        robot.reset(0)
+        rec.begin(robot, 0)
+        while not robot.done:
+            robot.send_action(np.zeros(1, np.float32))
+            rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+        rec.end(**robot.episode_info())
+        cli("finetune", str(run), "--data", str(data), "--no-progress")
+        n = len(list((run / "robot").iterdir()))
+        rc, out = cli("finetune", str(run), "--data", str(run / "robot"), "--no-progress")
+        return rc == 2 and len(list((run / "robot").iterdir())) == n, _last(out, 90)
+    record("probe 2026-11-26 (4th)", "finetune RUN --data RUN/robot (copied in again each time)", robot_again)
+
+    def bad_goal():
+        rc, out = cli("run", f"run_dir={work / 'p4-goal'}", 'goal.joints={"über"=0.5}', "env_steps=400", "--no-progress")
+        return rc == 2 and not (work / "p4-goal").exists(), _last(out, 90)
+    record("probe 2026-11-26 (4th)", "run with an unknown goal joint (unresumable after round 0)", bad_goal)
+
+    def eval_at_repeats():
+        from robot_wm.config import RunConfig, apply_overrides
+
+        got = apply_overrides(RunConfig(), ["eval_at=[100, 100, 100, 100]"]).eval_at
+        return got == [100], f"eval_at {json.dumps(got)}"
+    record("probe 2026-11-26 (4th)", "eval_at=[100,100,100,100] (four evaluations)", eval_at_repeats)
+
+
 _SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
@@ -1125,7 +1227,8 @@ def main() -> int:
                          ("hand-edited files", lambda: edited_files(base, planner, work)),
                          ("probe 2026-11-26", lambda: probe_defects(base, planner, work)),
                          ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work)),
-                         ("API and driver inputs", lambda: api_inputs(base, planner, work))]:
+                         ("API and driver inputs", lambda: api_inputs(base, planner, work)),
+                         ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
