@@ -1,0 +1,101 @@
+"""Adaptation to a robot that differs from the simulator: a nominal run's planner deployed on a shifted
+simulated robot, K recorded episodes, fine-tuned on them, exported and deployed again.
+
+    python bench/bench_adaptation.py RUN --shift mass-1.3 --k 1 3 10 --episodes 3 [--work DIR]
+
+Every step is the user's command (`robot-wm export`, `deploy --record`, `finetune`, `deploy`), run on a copy
+of RUN per K (RUN itself is only read). The K episodes are the first K of one recording made with the
+nominal planner on the shifted robot (seeds 2000...); every return is the mean over the same evaluation
+seeds (1000...) on that robot. Prints a markdown table: the return against K, and the model's multi-step
+prediction error on the robot's episodes before and after fine-tuning (``finetune``'s own record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from robot_wm.cli import main as cli  # noqa: E402
+from robot_wm.data.dataset import EpisodeDataset  # noqa: E402
+from robot_wm.run_dir import RunDir  # noqa: E402
+
+EVAL_SEED, RECORD_SEED = 1000, 2000
+
+
+def run(*args: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli(list(args))
+    if rc != 0:
+        raise SystemExit(f"robot-wm {' '.join(args)} failed ({rc}):\n{err.getvalue()}{out.getvalue()[-2000:]}")
+
+
+def deploy(planner: Path, shift: str, episodes: int, seed: int, record: Path, threads: int) -> list[float]:
+    """Returns of ``episodes`` deployed episodes (read back from their recording)."""
+    run("deploy", str(planner), "--shift", shift, "--episodes", str(episodes), "--seed", str(seed),
+        "--threads", str(threads), "--record", str(record))
+    return [float(e.meta["return"]) for e in EpisodeDataset(record)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="a run trained on the nominal simulator")
+    p.add_argument("--shift", default="mass-1.3", help="the robot's difference (a named shift, see eval --shift)")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 3, 10], help="recorded episodes to fine-tune on")
+    p.add_argument("--episodes", type=int, default=3, help="evaluation episodes per cell")
+    p.add_argument("--weight", type=int, default=4, help="finetune --weight")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", default=None, help="where the copies go (default: a temporary folder, removed)")
+    a = p.parse_args()
+    src = Path(a.run_dir)
+    RunDir(src).check_is_run()
+    with contextlib.ExitStack() as stack:
+        work = Path(a.work) if a.work else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adapt-")))
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        run("export", str(src), "--out", str(work / "nominal.onnx"))
+        nominal = deploy(work / "nominal.onnx", "nominal", a.episodes, EVAL_SEED, work / "eval-nominal", a.threads)
+        before = deploy(work / "nominal.onnx", a.shift, a.episodes, EVAL_SEED, work / "eval-shifted", a.threads)
+        deploy(work / "nominal.onnx", a.shift, max(a.k), RECORD_SEED, work / "recorded", a.threads)
+        print(f"nominal planner: {np.mean(nominal):.1f} on the nominal robot, {np.mean(before):.1f} on {a.shift} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        rows = [("0 (nominal planner)", before, None)]
+        for k in sorted(a.k):
+            data = work / f"robot-k{k}"
+            data.mkdir()
+            for f in sorted((work / "recorded").glob("episode_*.npz"))[:k]:
+                shutil.copy(f, data / f.name)
+            copy = work / f"run-k{k}"
+            shutil.copytree(src, copy, ignore=shutil.ignore_patterns(".lock", "robot", "rerun", "dreams"))
+            run("finetune", str(copy), "--data", str(data), "--weight", str(a.weight), "--no-progress",
+                f"threads={a.threads}")
+            rec = RunDir(copy).records("train")[-1]
+            run("export", str(copy), "--out", str(work / f"k{k}.onnx"))
+            after = deploy(work / f"k{k}.onnx", a.shift, a.episodes, EVAL_SEED, work / f"eval-k{k}", a.threads)
+            rows.append((str(k), after, rec))
+            print(f"K={k}: {np.mean(after):.1f} ({', '.join(f'{x:.0f}' for x in after)}); "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    base = float(np.mean(nominal))
+    print(f"\n{src} on {a.shift}: learned planner, {a.episodes} episodes per cell (mean ± std, share of the nominal "
+          f"planner's {base:.0f} on the nominal robot); error: normalised multi-step MSE on the K robot episodes\n")
+    print("| K recorded episodes | return on the shifted robot | share | 1-step error before → after | "
+          "5-step error before → after |")
+    print("|---|---|---|---|---|")
+    for k, r, rec in rows:
+        err = ["–", "–"] if rec is None else [
+            f"{rec['robot_multistep_mse_before'][h]:.4f} → {rec['robot_multistep_mse_after'][h]:.4f}" for h in ("1", "5")]
+        print(f"| {k} | {np.mean(r):.0f} ± {np.std(r):.0f} | {100 * np.mean(r) / base:.0f} % | {err[0]} | {err[1]} |")
+
+
+if __name__ == "__main__":
+    main()
