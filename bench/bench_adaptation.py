@@ -41,9 +41,10 @@ def run(*args: str) -> None:
 
 
 def deploy(planner: Path, shift: str, episodes: int, seed: int, record: Path, threads: int) -> list[float]:
-    """Returns of ``episodes`` deployed episodes (read back from their recording)."""
+    """Returns of ``episodes`` deployed episodes (read back from their recording). The simulated robot waits
+    for the planner (a 10 s deadline): this measures control, not latency (see bench_planner_latency.py)."""
     run("deploy", str(planner), "--shift", shift, "--episodes", str(episodes), "--seed", str(seed),
-        "--threads", str(threads), "--record", str(record))
+        "--threads", str(threads), "--record", str(record), "--deadline-ms", "10000")
     return [float(e.meta["return"]) for e in EpisodeDataset(record)]
 
 

@@ -88,7 +88,12 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert "weight" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1000000000", "--no-progress"]) == 2
     assert "weight 1000000000 must be a whole number from 1 to 100" in capsys.readouterr().err  # was a MemoryError
-    assert cli.main(["finetune", str(run), "--data", str(run / "episodes"), "--no-progress"]) == 2  # not recorded
+    assert cli.main(["finetune", str(run), "--data", str(run / "episodes"), "--no-progress"]) == 2  # the run's own
+    assert "is inside the run" in capsys.readouterr().err
+    import shutil
+
+    shutil.copytree(run / "episodes", tmp_path / "sim_episodes")
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "sim_episodes"), "--no-progress"]) == 2
     assert "not a recorded deployment" in capsys.readouterr().err
     assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied
 
