@@ -1134,8 +1134,9 @@ def probe4_defects(base: Path, planner: Path, work: Path) -> None:
                 prop.value = "nan"
         onnx.save(m, str(work / "p4-nan.onnx"))
         rc, out = cli("deploy", str(work / "p4-nan.onnx"), "--episodes", "1", "--action-repeat", "2")
-        return rc == 2 and "control_period='nan'" in out, _last(out, 90)
-    record("probe 2026-11-26 (4th)", "planner metadata control_period=nan (skipped the robot check)", nan_period)
+        said = next((line for line in out.splitlines() if "does not say its control period" in line), "")
+        return bool(said), said[:110] or _last(out, 90)
+    record("probe 2026-11-26 (4th)", "planner metadata control_period=nan (skipped the robot check silently)", nan_period)
 
     for command in ("train", "export"):
         def sizes(command=command):

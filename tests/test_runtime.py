@@ -553,7 +553,8 @@ def test_control_loop_refuses_a_fractional_step_count(files):
 
 
 @pytest.mark.parametrize("key, value, needle", [
-    ("control_period", "nan", "metadata control_period='nan', expected a number of seconds above 0"),  # skipped the check
+    ("control_period", "-0.08", "metadata control_period='-0.08', expected a number of seconds above 0"),
+    ("control_period", "inf", "metadata control_period='inf'"),
     ("action_repeat", "-3", "metadata action_repeat='-3', expected empty or a whole number from 1 to 1000"),
     ("action_repeat", "100000", "metadata action_repeat='100000'"),
     ("optimizer", "$(id)", "metadata optimizer='$(id)', expected one of cem, mppi, icem"),
@@ -569,6 +570,20 @@ def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key,
     onnx.save(m, str(tmp_path / "edited.onnx"))
     with pytest.raises(ModelFileError, match=re.escape(needle)):
         PlannerSession(tmp_path / "edited.onnx")
+
+
+def test_deploy_says_when_a_planner_does_not_know_its_control_period(files, tmp_path, capsys):
+    """control_period=nan (a file exported without a run) skips the period check: deploy says so (an edited file
+    drove a 0.08 s planner at 0.02 s silently, probe of 2026-11-26)."""
+    from robot_wm.cli import main
+
+    m = onnx.load(str(files["internal"]))
+    for p in m.metadata_props:
+        if p.key == "control_period":
+            p.value = "nan"
+    onnx.save(m, str(tmp_path / "unknown.onnx"))
+    assert main(["deploy", str(tmp_path / "unknown.onnx"), "--episodes", "1"]) == 0
+    assert "does not say its control period" in capsys.readouterr().err
 
 
 def test_deploy_of_a_planner_for_an_mjcf_robot_says_how_to_simulate_it(files, tmp_path, capsys):

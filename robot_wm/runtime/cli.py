@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 import numpy as np
@@ -40,6 +41,10 @@ def _deploy(a: argparse.Namespace) -> int:
     repeat = a.action_repeat or m.action_repeat or EnvConfig().action_repeat
     robot = SimRobot(make_env(_robot_env(task, repeat, a.shift, a.sim)))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
+    if not math.isfinite(m.control_period):
+        print(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
+              f"{m.raw.get('control_period')!r}): the robot's {robot.control_period:g} s is used unchecked",
+              file=sys.stderr)
     safe = np.array(_floats(a.safe_action, "--safe-action"), np.float32) if a.safe_action else None
     goal_file = _goal(a, planner)
     planner.warmup()

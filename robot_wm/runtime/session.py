@@ -112,8 +112,9 @@ class PlannerMeta:
             raise ModelFileError(f"{where}: action bounds in the metadata do not fit action_dim={meta.action_dim}")
         # What the runtime acts on (a NaN control period skipped the robot check; a negative action repeat
         # reached the simulator's config) and what it prints: each checked, naming the key.
-        bad = {"control_period": (props["control_period"], "a number of seconds above 0 and at most 60")
-               if not 0 < meta.control_period <= 60 else None,
+        period = meta.control_period  # nan: unknown (a file exported without a run), then unchecked and said so
+        bad = {"control_period": (props["control_period"], "a number of seconds above 0 and at most 60, or nan")
+               if not (math.isnan(period) or 0 < period <= 60) else None,
                "action_repeat": (rep, "empty or a whole number from 1 to 1000")
                if meta.action_repeat is not None and not 1 <= meta.action_repeat <= 1000 else None,
                "samples": (props["samples"], "at least 1") if meta.samples < 1 else None,
