@@ -187,7 +187,7 @@ def launch_files(base: Path, work: Path) -> None:
             rc, out = cli("run", str(launch), "--no-progress")
             return rc == 2 and needle in out and tf.snapshot(d) == before and not run.exists(), out.strip()[-110:]
         record("launch file", name, f)
-    record("launch file", "a directory", lambda: (lambda r: (r[0] == 2 and "cannot be read" in r[1], r[1].strip()[-90:]))(
+    record("launch file", "a directory", lambda: (lambda r: (r[0] == 2 and "is a directory" in r[1], r[1].strip()[-90:]))(
         cli("run", str(work), "--no-progress")))
     for bad in ("env.task=nope", "planner.horizon=-1", "planner.samples=0", "model.hiden=3"):
         def g(bad=bad):
@@ -1006,7 +1006,7 @@ def api_inputs(base: Path, planner: Path, work: Path) -> None:
         record("API and driver inputs", f"PlannerSession.step with {name}", step)
 
     class Robot:
-        state_dim, control_period = 5, 0.01
+        state_dim, control_period = 5, session.meta.control_period  # the loop checks they agree
         action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
 
         def __init__(self, reward, physics):
@@ -1085,8 +1085,6 @@ def probe4_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects of the fourth hostile probe (2026-11-26, 96 cases), as cases of the report."""
     import json
 
-    import onnx
-
     from robot_wm.run_dir import RunDir
     from robot_wm.sweep import spec
 
@@ -1128,11 +1126,7 @@ def probe4_defects(base: Path, planner: Path, work: Path) -> None:
         record("probe 2026-11-26 (4th)", f"sweep file with {name}", sweep_file)
 
     def nan_period():
-        m = onnx.load(str(planner))
-        for prop in m.metadata_props:
-            if prop.key == "control_period":
-                prop.value = "nan"
-        onnx.save(m, str(work / "p4-nan.onnx"))
+        tf.edit_metadata(planner, work / "p4-nan.onnx", {"control_period": "nan"})
         rc, out = cli("deploy", str(work / "p4-nan.onnx"), "--episodes", "1", "--action-repeat", "2")
         said = next((line for line in out.splitlines() if "does not say its control period" in line), "")
         return bool(said), said[:110] or _last(out, 90)
@@ -1184,6 +1178,107 @@ def probe4_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26 (4th)", "eval_at=[100,100,100,100] (four evaluations)", eval_at_repeats)
 
 
+def probe5_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the fifth hostile probe (2026-11-26, 138 cases), as cases of the report."""
+    from robot_wm.config import RunConfig, apply_overrides
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.session import PlannerSession
+    from robot_wm.sweep import spec
+    from sim.mjcf import MJCFEnv
+
+    def refused(fn, needle):
+        try:
+            fn()
+        except (ValueError, OSError) as e:
+            return needle in str(e), str(e).splitlines()[-1][:90]
+        return False, "accepted"
+
+    def hard_lock():
+        run = copy_run(base, work / "p5-hl")
+        victim = work / "p5-victim.txt"
+        victim.write_text("precious")
+        (run / ".lock").unlink(missing_ok=True)
+        os.link(victim, run / ".lock")
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and victim.read_text() == "precious", _last(out, 90)
+    record("probe 2026-11-26 (5th)", "RUN/.lock hard-linked to a user's file", hard_lock)
+
+    def cp_al():
+        run = copy_run(base, work / "p5-orig")
+        copy = work / "p5-al"
+        subprocess.run(["cp", "-al", str(run), str(copy)], check=True)
+        before = tf.snapshot(run)
+        rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
+        return rc == 2 and tf.snapshot(run) == before and "hard links" in out, _last(out, 90)
+    record("probe 2026-11-26 (5th)", "eval on a `cp -al` copy of a run (appended to the original)", cp_al)
+
+    for name, body, needle in (
+            ("a task and its alias", 'tasks = ["cartpole-swingup", "cartpole_swingup"]\nseeds = [1]\n', "same task"),
+            ("a repeated grid value", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 5]\n',
+             "repeats a value")):
+        def sweep_file(body=body, needle=needle, name=name):
+            path = work / f"p5-{name.replace(' ', '-')}.toml"
+            path.write_text(body)
+            return refused(lambda: spec.load(path), needle)
+        record("probe 2026-11-26 (5th)", f"sweep file with {name}", sweep_file)
+
+    def edited_metadata():
+        bad = tf.edit_metadata(planner, work / "p5-ar2.onnx", {"action_repeat": "2", "control_period": "0.02"},
+                               rehash=False)
+        return refused(lambda: PlannerSession(bad, provider="cpu"), "metadata was edited after export")
+    record("probe 2026-11-26 (5th)", "planner metadata edited consistently (action_repeat 2, period 0.02)",
+           edited_metadata)
+
+    def stale_append():
+        from robot_wm.data.episode import Episode
+
+        ep = RunDir(base).dataset()[0]
+        a, b = EpisodeDataset(work / "p5-rec"), EpisodeDataset(work / "p5-rec")  # two recorders, one folder
+        a.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
+        path = b.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
+        return len(EpisodeDataset(work / "p5-rec")) == 2, f"the second stored as {path.name}"
+    record("probe 2026-11-26 (5th)", "two recorders appending to one folder (the second episode was lost)",
+           stale_append)
+
+    record("probe 2026-11-26 (5th)", "goal.reward_weight=1e308 (every planning step invalid)",
+           lambda: refused(lambda: apply_overrides(RunConfig(), ["goal.reward_weight=1e308"]), "reward_weight"))
+
+    class Robot:
+        state_dim, action_low, action_high = 5, np.array([-1.0], np.float32), np.array([1.0], np.float32)
+
+        def __init__(self, period):
+            self.control_period = period
+
+        def read_state(self):
+            return np.zeros(5, np.float32)
+
+        def send_action(self, a):
+            pass
+
+    session = PlannerSession(planner, provider="cpu", threads=1)
+    record("probe 2026-11-26 (5th)", "ControlLoop: a 0.08 s planner on a 0.02 s robot (Python API)",
+           lambda: refused(lambda: ControlLoop(session, Robot(0.02)), "control period"))
+    record("probe 2026-11-26 (5th)", "ControlLoop(rate_hz=1e-6, realtime=True) (slept 11.6 days a step)",
+           lambda: refused(lambda: ControlLoop(session, Robot(session.meta.control_period), rate_hz=1e-6,
+                                               realtime=True), "rate_hz"))
+
+    def huge_ctrl():
+        xml = work / "p5-huge.xml"
+        xml.write_text(_SLIDER.replace('gear="1"/>', 'gear="1" ctrlrange="-1e30 1e30" ctrllimited="true"/>'))
+        return refused(lambda: MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40), "ctrlrange")
+    record("probe 2026-11-26 (5th)", "MJCF ctrlrange ±1e30 (MuJoCo zeroes such controls)", huge_ctrl)
+
+    def full_disk_video():
+        out = work / "p5-cut.mp4"
+        r = subprocess.run(["prlimit", "--fsize=20000", sys.executable, "-m", "robot_wm.cli", "dream", str(base),
+                            "--step", "2", "--horizon", "20", "--out", str(out)], capture_output=True, text=True,
+                           timeout=300, check=False, cwd=ROOT)
+        return r.returncode != 0 and not out.exists(), _last(r.stderr, 90)
+    record("probe 2026-11-26 (5th)", "dream on a full disk (said wrote, left a cut video)", full_disk_video)
+
+
 _SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
@@ -1229,7 +1324,8 @@ def main() -> int:
                          ("probe 2026-11-26", lambda: probe_defects(base, planner, work)),
                          ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work)),
                          ("API and driver inputs", lambda: api_inputs(base, planner, work)),
-                         ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work)),
+                         ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

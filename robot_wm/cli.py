@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import errno
 import importlib
 import logging
@@ -273,8 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.environ["MUJOCO_GL"] == "osmesa" and ctypes.util.find_library("OSMesa") is None:  # import mujoco failed
+        print("robot-wm: error: MUJOCO_GL=osmesa but the OSMesa library is not installed (e.g. libosmesa6); install "
+              "it, or unset MUJOCO_GL (egl)", file=sys.stderr)
+        return 2
     for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal: '?' for '…' and '±', not UnicodeEncodeError
-        if hasattr(stream, "reconfigure"):
+        if hasattr(stream, "reconfigure") and not str(getattr(stream, "encoding", "utf-8")).lower().startswith("utf"):
             stream.reconfigure(errors="replace")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

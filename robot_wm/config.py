@@ -216,7 +216,7 @@ class GoalConfig(_Section):
     weights: list[float] | None = None
     """Weight of each state dimension in the distance (>= 0). None: 1 on every dimension for ``state``;
     for ``joints`` 1 on the dimensions those joints move, 0 on the rest (velocities, other bodies)."""
-    reward_weight: float = Field(0.0, ge=0)
+    reward_weight: float = Field(0.0, ge=0, le=1e6)
     """Weight of the task's own reward (and learned value) next to the goal: 0 plans toward the goal alone."""
 
     @property
@@ -387,7 +387,9 @@ def load(path: str | Path) -> RunConfig:
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as e:
+        if text.lstrip().startswith(("{", "[")):  # a table or array that is not valid TOML: say why, not "a string"
+            raise ConfigError(f"{text!r} is not a valid TOML value: {e}") from None
         return text  # bare words are strings: env.task=cheetah-run
 
 
@@ -419,7 +421,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             node = node[p]
         if leaf not in node:
             raise ConfigError(f"override {item!r}: unknown field {key!r}")
-        value = _parse_value(text)
+        try:
+            value = _parse_value(text)
+        except ConfigError as e:
+            raise ConfigError(f"override {item!r}: {e}") from None
         if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(node[leaf], dict) and isinstance(value, dict) and key not in leaves:

@@ -9,6 +9,8 @@ start pose), and the error curve of each member with a cursor. ``write_video`` w
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,7 +96,12 @@ class Panels:
         self.camera = camera if camera is not None else (0 if model.ncam > 0 else -1)
         g = model.vis.global_  # the offscreen buffer the model declares (often 640 x 480) grows to the panel asked for
         g.offheight, g.offwidth = max(g.offheight, size[0]), max(g.offwidth, size[1])
-        self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
+        try:
+            self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
+        except Exception as e:  # noqa: BLE001 - no OpenGL: AttributeError (osmesa missing), FatalError (glfw, no display)
+            gl = os.environ.get("MUJOCO_GL", "")
+            raise RuntimeError(f"MUJOCO_GL={gl!r}: MuJoCo could not open an OpenGL context to render "
+                               f"({type(e).__name__}: {str(e).strip()[:120]})") from None
 
     def _render(self) -> np.ndarray:
         mujoco.mj_forward(self.model, self.data)
@@ -166,6 +173,13 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
         data = iio.imwrite("<bytes>", frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
     else:
         data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    try:  # ffmpeg encodes through a temporary file: on a full disk it left a cut, unreadable video, exit 0
+        decoded = sum(1 for _ in iio.imiter(data, extension=path.suffix.lower()))
+    except Exception:  # noqa: BLE001 - any decoder error means the same: the video is not whole
+        decoded = 0
+    if decoded != len(frames):
+        raise OSError(errno.EIO, f"the video encoder produced {decoded} of {len(frames)} frames (a full disk or a "
+                                 "file size limit?); nothing was written", str(path))
     atomic_write_bytes(path, data)
     return path
 

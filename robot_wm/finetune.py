@@ -31,6 +31,12 @@ def robot_dataset(run) -> EpisodeDataset:
     return EpisodeDataset(run.root / ROBOT_DIR)
 
 
+def _origin(meta: dict) -> str | None:
+    """The sha256 of the recorded file an imported episode came from (None for one never imported)."""
+    origin = meta.get("imported_from")
+    return origin.get("sha256") if isinstance(origin, dict) else None
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -70,11 +76,13 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
                          "already; give the folder `robot-wm deploy --record` wrote")
     src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat)
     dest = robot_dataset(run)
-    seen = {e.meta.get("imported_from", {}).get("sha256") for e in dest}
+    # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
+    # (a copy of RUN/robot/ was imported again).
+    seen = ({_origin(e.meta) for e in dest} | {_sha256(p) for p in dest.paths()}) - {None}
     added = []
     for path, ep in zip(src.paths(), src):
         digest = _sha256(path)
-        if digest in seen:
+        if digest in seen or _origin(ep.meta) in seen:
             continue
         meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
         # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).

@@ -33,9 +33,10 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, exclusive: bool = False) -> None:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder.
-    The file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600."""
+    The file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600.
+    ``exclusive``: never replace an existing ``path`` (FileExistsError; published with a hard link, atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
@@ -45,7 +46,11 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:  # two writers picking one name: the second gets FileExistsError, not the first's file replaced
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: name the target
@@ -112,8 +117,8 @@ def load_npy(path: Path, what: str, max_bytes: int) -> Any:
         raise ValueError(f"{what} {str(path)!r} is not a readable .npy array: {e}") from None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    atomic_write(path, lambda f: f.write(data), exclusive=exclusive)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -222,6 +222,9 @@ class RunDir:
                     if not stat.S_ISREG(os.fstat(fd).st_mode):
                         raise ValueError(f"{key!r} is not a regular file: the run's lock file must be a plain file "
                                          "of the run (remove it)")
+                    if os.fstat(fd).st_nlink > 1:  # a hard link to a user's file: truncated and overwritten
+                        raise ValueError(f"{key!r} has {os.fstat(fd).st_nlink} hard links: the run's lock file must be "
+                                         "its own file (remove it; nothing was written)")
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
@@ -237,7 +240,7 @@ class RunDir:
                 held = _Held.registry[key] = _Held(key, fd)
             return RunLock(held)
 
-    WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "manifest.json", "config.toml", "metrics.jsonl",
+    WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "robot", "manifest.json", "config.toml", "metrics.jsonl",
                "summary.json", "episodes.csv")
     """What a writer writes inside the run: its lock covers these only while they are the run's own."""
 
@@ -252,6 +255,9 @@ class RunDir:
                 raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory: "
                                  "its lock does not cover that; refusing to write through it (copy it in, or use "
                                  "another run_dir)")
+            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:  # `cp -al`: appends reach the other copy
+                raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
+                                 "it would change the other copies too; copy the run with `cp -r` instead")
 
     def _locked_message(self, holder: str) -> str:
         try:

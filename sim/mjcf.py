@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import math
 import numbers
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,9 @@ ObserveFn = Callable[[mujoco.MjModel, mujoco.MjData], np.ndarray]
 ResetFn = Callable[[mujoco.MjModel, mujoco.MjData, np.random.Generator], None]
 
 
+log = logging.getLogger(__name__)
+
+MAX_CONTROL = 1e9  # largest control bound: MuJoCo ignores (zeroes) controls above 1e10
 MAX_OBSERVATION = 100_000  # numbers per observation: far above any robot's state, far below a memory error
 
 
@@ -114,7 +119,9 @@ class MJCFEnv(Env):
         ``action_repeat`` environment steps; an episode lasts ``max_env_steps`` of them."""
         xml = Path(xml)
         if not xml.is_file():
-            raise FileNotFoundError(f"MJCF file {str(xml)!r} " + ("is not a file" if xml.exists() else "does not exist"))
+            where = "" if xml.is_absolute() else f" (a relative path is read from the working directory {os.getcwd()!r})"
+            raise FileNotFoundError(f"MJCF file {str(xml)!r} " + ("is not a file" if xml.exists() else "does not exist")
+                                    + where)
         try:
             self._model = mujoco.MjModel.from_xml_path(str(xml))
         except ValueError as e:  # MuJoCo's parse and compile errors name a line, not the file
@@ -139,6 +146,13 @@ class MJCFEnv(Env):
         lo, hi = self._model.actuator_ctrlrange.T.copy()
         unlimited = self._model.actuator_ctrllimited == 0
         lo[unlimited], hi[unlimited] = -1.0, 1.0
+        if unlimited.any():
+            log.warning("%s: actuators %s have no ctrlrange: they are planned in [-1, 1] (give ctrlrange to change it)",
+                        xml, [mujoco.mj_id2name(self._model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or i
+                              for i in np.flatnonzero(unlimited)])
+        if not np.all(np.abs(np.concatenate([lo, hi])) <= MAX_CONTROL):  # MuJoCo zeroes a control above 1e10
+            raise ValueError(f"{xml}: actuator ctrlrange [{lo.tolist()}, {hi.tolist()}]: expected bounds within "
+                             f"±{MAX_CONTROL:g} (MuJoCo sets a larger control to 0, so stored actions would be wrong)")
         self._act_spec = BoxSpec((self._model.nu,), lo, hi, "action")
         mujoco.mj_forward(self._model, self._data)
         dim = checked_observation(self._observe, self._model, self._data, None).size  # both checked before any work

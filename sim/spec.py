@@ -11,9 +11,13 @@ def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     """``x`` as an array of ``dtype``, or a ValueError naming ``what`` (numpy's own message for a string, an
     object or a ragged list names neither the value nor what was expected)."""
     try:
-        return np.asarray(x, dtype=dtype)
+        complex_ = np.iscomplexobj(x)  # numpy would drop the imaginary part with a warning
+        arr = None if complex_ else np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: {e}") from None
+    if complex_:
+        raise ValueError(f"{what} is complex: expected real numbers")
+    return arr
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def test_wrong_type_names_the_field(data, key):
     ("planner.uncertainty_weight=nan", "planner.uncertainty_weight"),  # NaN would disable planning silently
     ("model.lr=inf", "model.lr"),
     ("model.activation=tanh", "model.activation"),
+    ("goal.reward_weight=1e308", "goal.reward_weight"),  # every planning step was invalid, exit 0
 ])
 def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:
@@ -103,6 +104,12 @@ def test_a_doubled_equals_sign_is_an_error_not_a_folder_named_equals():
     with pytest.raises(ConfigError, match=re.escape("override 'run_dir==/tmp/x' has '==': expected run_dir=/tmp/x")):
         apply_overrides(RunConfig(), ["run_dir==/tmp/x"])
     assert apply_overrides(RunConfig(), ['run_dir="=x"']).run_dir == "=x"  # quoted, it is the user's choice
+
+
+def test_a_table_or_array_that_is_not_toml_says_why():
+    """goal.joints={slider=0.5,slider=0.6} was taken as a string, then "should be a valid dictionary"."""
+    with pytest.raises(ConfigError, match=r"override 'goal.joints=\{slider=0.5,slider=0.6\}': .*Duplicate inline table key"):
+        apply_overrides(RunConfig(), ["goal.joints={slider=0.5,slider=0.6}"])
 
 
 def test_repeated_evaluation_budgets_are_one_budget():

@@ -78,13 +78,14 @@ def test_dataset_is_append_only(tmp_path):
     for name, blob in before.items():
         assert after[name] == blob, f"appending changed {name}"
 
-    # A stale handle never overwrites an episode someone else stored.
+    # A stale handle never overwrites an episode someone else stored: it stores its own under the next name
+    # (two `deploy --record` into one folder both took episode_000000, and the second episode was lost).
     stale = EpisodeDataset(tmp_path / "eps")
     EpisodeDataset(tmp_path / "eps").append(_episode(rng, 3))
     kept = (tmp_path / "eps" / "episode_000005.npz").read_bytes()
-    with pytest.raises(FileExistsError):
-        stale.append(_episode(rng, 3))
+    assert stale.append(_episode(rng, 7)).name == "episode_000006.npz"
     assert (tmp_path / "eps" / "episode_000005.npz").read_bytes() == kept
+    assert len(stale) == 7 and len(stale[5]) == 3 and len(stale[6]) == 7
     assert data.env_steps == 2 * (4 + 5 + 6 + 9 + 2)
 
 

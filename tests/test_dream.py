@@ -206,3 +206,13 @@ def test_dream_panels_larger_than_the_models_offscreen_buffer(run_dir, tmp_path)
     assert main(["dream", str(run_dir), "--step", "2", "--horizon", "1", "--out", str(out), "--width", "704",
                  "--height", "496"]) == 0
     assert out.stat().st_size > 0
+
+
+def test_a_video_cut_by_a_full_disk_is_an_error_and_no_file(run_dir, tmp_path):
+    """With a file size limit ffmpeg left a cut, unreadable mp4 and dream said "wrote" (probe of 2026-11-26)."""
+    out = tmp_path / "cut.mp4"
+    r = subprocess.run(["prlimit", "--fsize=20000", sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir),
+                        "--step", "2", "--horizon", "20", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert r.returncode != 0 and "the video encoder produced" in r.stderr and "nothing was written" in r.stderr, r.stderr
+    assert not out.exists()

@@ -350,3 +350,14 @@ def test_a_reset_that_leaves_nan_or_an_observation_of_a_billion_numbers_is_named
                 max_env_steps=40)
     with pytest.raises(FileNotFoundError, match=r"MJCF file '.*' is not a file"):
         MJCFEnv(tmp_path, reward=lambda m, d: 0.0)
+
+
+def test_control_bounds_mujoco_would_zero_are_refused(tmp_path):
+    """ctrlrange ±1e30: MuJoCo zeroes a control above 1e10, so the stored actions were not what the robot did
+    (probe of 2026-11-26)."""
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1").replace('ctrlrange="-1 1"', 'ctrlrange="-1e30 1e30"'))
+    with pytest.raises(ValueError, match=r"expected bounds within ±1e\+09"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40)
+    with pytest.raises(FileNotFoundError, match=r"relative path is read from the working directory"):
+        MJCFEnv("no/such/robot.xml", reward=lambda m, d: 0.0)

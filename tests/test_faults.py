@@ -437,7 +437,31 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
-               "other-robot", "directory", "huge-declared-sizes"]
+               "other-robot", "directory", "huge-declared-sizes", "edited-metadata"]
+
+
+def rehash_metadata(model) -> None:
+    """Recompute an ONNX planner's metadata hash after an edit (a deliberate edit, made to reach the checks
+    behind the hash)."""
+    from robot_wm.export.format import META_HASH_KEY, metadata_sha256
+
+    props = {p.key: p for p in model.metadata_props}
+    if META_HASH_KEY in props:
+        props[META_HASH_KEY].value = metadata_sha256({k: p.value for k, p in props.items()})
+
+
+def edit_metadata(src: Path, dst: Path, edits: dict[str, str], rehash: bool = True) -> Path:
+    """A copy of planner ``src`` with metadata entries replaced."""
+    import onnx
+
+    m = onnx.load(str(src))
+    for p in m.metadata_props:
+        if p.key in edits:
+            p.value = edits[p.key]
+    if rehash:
+        rehash_metadata(m)
+    onnx.save(m, str(dst))
+    return dst
 
 
 def damage_onnx(src: Path, dst: Path, how: str) -> Path:
@@ -456,11 +480,9 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         onnx.save_model(onnx.load(str(src)), str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
                         location="weights.bin", size_threshold=0)
     elif how == "other-robot":  # a valid planner whose metadata names a 7-dim state
-        m = onnx.load(str(src))
-        for p in m.metadata_props:
-            if p.key == "state_dim":
-                p.value = "7"
-        onnx.save(m, str(dst))
+        edit_metadata(src, dst, {"state_dim": "7"})
+    elif how == "edited-metadata":  # samples 999 for a graph of fewer, the hash left as exported
+        edit_metadata(src, dst, {"samples": "999"}, rehash=False)
     elif how == "directory":
         dst.mkdir()
     elif how == "huge-declared-sizes":  # metadata, graph input and hash agree on 2 x 10^9 samples (96 GB of noise)
@@ -474,6 +496,7 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         noise = next(i for i in m.graph.input if i.name == "noise")
         noise.type.tensor_type.shape.dim[1].dim_value = shape[1]
         props[GRAPH_HASH_KEY].value = graph_sha256(m.graph)
+        rehash_metadata(m)
         onnx.save(m, str(dst))
     else:
         raise ValueError(how)

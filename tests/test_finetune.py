@@ -148,3 +148,23 @@ def test_finetune_refuses_data_from_inside_the_run(run_and_data, capsys):
     assert cli.main(["finetune", str(run), "--data", str(run / "robot"), "--no-progress"]) == 2
     assert "is inside the run" in capsys.readouterr().err
     assert sorted(p.name for p in (run / "robot").iterdir()) == robot
+
+
+def test_finetune_imports_each_episode_once_and_never_writes_through_a_link(run_and_data, tmp_path, capsys):
+    """A copy of RUN/robot/ was imported again; a robot/ linked to another run's made finetune write into it
+    without its lock (probe of 2026-11-26)."""
+    import shutil
+
+    run, data = run_and_data
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    shutil.copytree(run / "robot", tmp_path / "copy")
+    before = sorted(p.name for p in (run / "robot").iterdir())
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (run / "robot").iterdir()) == before
+    other = tmp_path / "other"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns(".lock", "robot"))
+    (other / "robot").symlink_to(run / "robot")
+    capsys.readouterr()
+    assert cli.main(["finetune", str(other), "--data", str(data), "--no-progress"]) == 2
+    assert "outside the run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in (run / "robot").iterdir()) == before

@@ -163,3 +163,21 @@ def test_a_copied_run_is_the_run_where_it_is(tmp_path):
     rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
     assert rc == 0, out
     assert snapshot(orig) == before and len(RunDir(copy).eval_dataset()) > len(RunDir(orig).eval_dataset())
+
+
+def test_hard_links_into_a_run_are_refused_before_writing(tmp_path):
+    """A `.lock` hard-linked to a user's file was truncated; a `cp -al` copy of a run appended its evaluation to
+    the original's metrics.jsonl (probe of 2026-11-26)."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.link(victim, run.lock_path)
+    with pytest.raises(ValueError, match=r"\.lock' has 2 hard links"):
+        run.lock("robot-wm test")
+    assert victim.read_text() == "precious"
+    run.lock_path.unlink()
+    (run.root / "metrics.jsonl").write_text("")
+    os.link(run.root / "metrics.jsonl", tmp_path / "copy-metrics.jsonl")  # as `cp -al` leaves it
+    with pytest.raises(ValueError, match=r"metrics.jsonl' has 2 hard links \(a `cp -al` copy of a run\?\)"):
+        run.lock("robot-wm test")

@@ -198,9 +198,10 @@ def test_deploy_refuses_a_planner_for_another_robot(files):
 
 
 class ScriptedRobot:
-    """A robot driver stand-in: records what it is sent; its state can be poisoned."""
+    """A robot driver stand-in: records what it is sent; its state can be poisoned. Its control period is the
+    test planners' (cartpole at action repeat 8: the loop checks the two agree)."""
 
-    state_dim, control_period = 5, 0.01
+    state_dim, control_period = 5, 0.08
 
     def __init__(self):
         self.action_low, self.action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
@@ -563,13 +564,14 @@ def test_control_loop_refuses_a_fractional_step_count(files):
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner
     at 0.02 s for a whole episode, exit 0; a negative action repeat reached the simulator's config."""
-    m = onnx.load(str(files["internal"]))
-    for p in m.metadata_props:
-        if p.key == key:
-            p.value = value
-    onnx.save(m, str(tmp_path / "edited.onnx"))
+    from test_faults import edit_metadata
+
+    edited = edit_metadata(files["internal"], tmp_path / "edited.onnx", {key: value})  # the hash recomputed too
     with pytest.raises(ModelFileError, match=re.escape(needle)):
-        PlannerSession(tmp_path / "edited.onnx")
+        PlannerSession(edited)
+    plain = edit_metadata(files["internal"], tmp_path / "plain.onnx", {key: value}, rehash=False)
+    with pytest.raises(ModelFileError, match="its metadata was edited after export"):
+        PlannerSession(plain)
 
 
 def test_deploy_says_when_a_planner_does_not_know_its_control_period(files, tmp_path, capsys):
@@ -577,11 +579,9 @@ def test_deploy_says_when_a_planner_does_not_know_its_control_period(files, tmp_
     drove a 0.08 s planner at 0.02 s silently, probe of 2026-11-26)."""
     from robot_wm.cli import main
 
-    m = onnx.load(str(files["internal"]))
-    for p in m.metadata_props:
-        if p.key == "control_period":
-            p.value = "nan"
-    onnx.save(m, str(tmp_path / "unknown.onnx"))
+    from test_faults import edit_metadata
+
+    edit_metadata(files["internal"], tmp_path / "unknown.onnx", {"control_period": "nan"})
     assert main(["deploy", str(tmp_path / "unknown.onnx"), "--episodes", "1"]) == 0
     assert "does not say its control period" in capsys.readouterr().err
 
@@ -589,10 +589,48 @@ def test_deploy_says_when_a_planner_does_not_know_its_control_period(files, tmp_
 def test_deploy_of_a_planner_for_an_mjcf_robot_says_how_to_simulate_it(files, tmp_path, capsys):
     from robot_wm.cli import main
 
-    m = onnx.load(str(files["internal"]))
-    for p in m.metadata_props:
-        if p.key == "task":
-            p.value = "mjcf"
-    onnx.save(m, str(tmp_path / "mine.onnx"))
+    from test_faults import edit_metadata
+
+    edit_metadata(files["internal"], tmp_path / "mine.onnx", {"task": "mjcf"})
     assert main(["deploy", str(tmp_path / "mine.onnx"), "--episodes", "1"]) == 2
     assert "--sim mjcf=ROBOT.xml reward=module:function" in capsys.readouterr().err
+
+
+def test_control_loop_checks_the_period_and_the_rate(files):
+    """Through the Python API a 0.08 s planner drove a 0.02 s robot, and rate_hz=1e-6 slept 11.6 days a step
+    (probe of 2026-11-26)."""
+    robot = ScriptedRobot()
+    robot.control_period = 0.02
+    with pytest.raises(ModelFileError, match=r"control period 0.02s != planner's 0.08s"):
+        ControlLoop(PlannerSession(files["input"], provider="cpu"), robot)
+    with pytest.raises(ValueError, match=r"rate_hz=1e-06: expected 0.1 to 10000.0 Hz"):
+        ControlLoop(PlannerSession(files["input"], provider="cpu"), ScriptedRobot(), rate_hz=1e-6, realtime=True)
+
+
+def test_odd_python_api_values_are_named(files, tmp_path):
+    """The fifth probe's API cases (2026-11-26): each was accepted silently or named nothing."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    with pytest.raises(ValueError, match=r"threads=-1: expected a whole number from 1 to 1024"):
+        PlannerSession(files["input"], threads=-1)
+    s = PlannerSession(files["input"], provider="cpu")
+    with pytest.raises(ValueError, match="state is complex: expected real numbers"):  # the imaginary part was dropped
+        s.step(np.zeros(5, np.complex64) + 1j, s.initial_plan())
+    with pytest.raises(ValueError, match=r"max_steps=-5: expected 0 or more"):
+        ControlLoop(s, ScriptedRobot(), realtime=False).run(-5)
+    with pytest.raises(ValueError, match="cannot hold a NUL byte"):
+        DeploymentRecorder(f"{tmp_path}/rec\x00x", task="cartpole-swingup", planner="p", action_repeat=8)
+    with pytest.raises(ValueError, match=r"task='': expected the robot's task name"):
+        DeploymentRecorder(tmp_path / "rec", task="", planner="p", action_repeat=8)
+    robot = ScriptedRobot()
+    robot.control_period = 1e-7  # a 1e-7 s MJCF timestep: 10 MHz and a 0 ms deadline
+    with pytest.raises(ValueError, match=r"robot.control_period=1e-07 s is 1e\+07 Hz: expected 0.1 to 10000.0 Hz"):
+        ControlLoop(s, robot)
+
+
+def test_deploy_exits_1_when_episodes_were_not_recorded(files, tmp_path):
+    """A full disk recorded nothing and deploy exited 0 (probe of 2026-11-26)."""
+    r = subprocess.run(["prlimit", "--fsize=5000", sys.executable, "-m", "robot_wm.cli", "deploy", str(files["internal"]),
+                        "--episodes", "1", "--deadline-ms", "1000", "--record", str(tmp_path / "rec")],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 1 and "1 of 1 episodes were NOT recorded" in r.stderr, r.stderr

@@ -302,6 +302,9 @@ def test_embedded_ray_listens_on_loopback_only(ray_up):
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nseed = [5, 6]\n', "grid key seed: the sweep sets each trial's seed"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["run_dir=/tmp/x"]\n', "set sweep_dir instead"),
     ('tasks = ["nope-task"]\nseeds = [1]\n', "unknown task 'nope-task'"),
+    # probe of 2026-11-26 (5th): the same trials twice under other names
+    ('tasks = ["cartpole-swingup", "cartpole_swingup"]\nseeds = [1]\n', "are the same task"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 5]\n', "[5, 5] repeats a value"),
 ])
 def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
     path = tmp_path / "bad.toml"
@@ -385,3 +388,27 @@ def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
     assert "expected a path ending in .png" in capsys.readouterr().err and not (tmp_path / "x.pdf").exists()
     assert main(["report", str(tmp_path)]) == 0
     assert "[bold red]pwn[/]" in capsys.readouterr().out  # rich markup from a file is shown, not applied
+
+
+def test_same_launch_file_spelled_two_ways_is_one_source(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.toml").write_text('[env]\ntask = "cartpole-swingup"\n')
+    path = write_sweep(tmp_path / "s.toml", 'launch = ["sub/a.toml", "sub/../sub/a.toml"]\nseeds = [1]\n')
+    with pytest.raises(spec.SweepError, match=r"'sub/../sub/a.toml' and 'sub/a.toml' are the same launch file"):
+        spec.load(path)
+
+
+def test_a_sweep_continues_only_runs_made_with_its_own_settings(tmp_path):
+    """Re-run into the same storage with other overrides, the sweep skipped its complete trials and reported the
+    old runs' returns as the new settings' (probe of 2026-11-26). Refused before Ray starts."""
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    old = spec.load(write_sweep(tmp_path / "a.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n'))
+    run_dir = results.run_dir_of(tmp_path / "sweep", old.trials[0])
+    Session.open(old.trials[0].config(run_dir), RunDir(run_dir), progress=False).close()
+    new = spec.load(write_sweep(tmp_path / "a.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n',
+                                [*TINY, "planner.samples=48"]))
+    assert new.trials[0].name == old.trials[0].name
+    with pytest.raises(spec.SweepError, match=r"was made with other settings \(planner.samples: 32 there, 48 now"):
+        run_sweep(new, tmp_path / "sweep", cpus=1, out=lambda s: None)

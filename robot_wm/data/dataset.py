@@ -24,6 +24,10 @@ class Transitions:
         return len(self.action)
 
 
+APPEND_TRIES = 100
+"""Names ``append`` tries before giving up (each taken by another writer meanwhile)."""
+
+
 class EpisodeDataset:
     """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... Appending never
     rewrites an existing file; temp files from an interrupted write are ignored."""
@@ -59,13 +63,20 @@ class EpisodeDataset:
                              f"{str(self.root)!r} holds {sizes(first)} (an episode from another task?)")
 
     def append(self, episode: Episode) -> Path:
-        path = self.root / f"episode_{len(self._episodes):06d}.npz"
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; refusing to overwrite a stored episode")
-        self._check_fits(episode, f"the new episode {path.name}")
-        episode.save(path)
-        self._episodes.append(episode)
-        return path
+        """Store ``episode`` as the next file. Never replaces a stored one: when another writer took that name
+        meanwhile (two ``deploy --record`` into one folder), its episode is read and the next name is tried."""
+        for _ in range(APPEND_TRIES):
+            path = self.root / f"episode_{len(self._episodes):06d}.npz"
+            self._check_fits(episode, f"the new episode {path.name}")
+            try:
+                episode.save(path, exclusive=True)
+            except FileExistsError:
+                self.refresh()
+                continue
+            self._episodes.append(episode)
+            return path
+        raise FileExistsError(f"{str(self.root)!r}: another writer keeps taking the next episode name; "
+                              f"{APPEND_TRIES} tries, nothing stored")
 
     def __len__(self) -> int:
         return len(self._episodes)

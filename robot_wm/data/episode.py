@@ -56,11 +56,12 @@ class Episode:
     def total_return(self) -> float:
         return float(self.reward.sum(dtype=np.float64))
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, exclusive: bool = False) -> None:
+        """Write atomically; ``exclusive``: FileExistsError rather than replace an existing file."""
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(self.meta, sort_keys=True)),
                             **{k: getattr(self, k) for k in KEYS})
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)
 
     @classmethod
     def load(cls, path: Path, max_bytes: int = MAX_EPISODE_BYTES) -> Episode:

@@ -10,6 +10,18 @@ FORMAT_KEY = "robot_wm.format"
 GRAPH_HASH_KEY = "robot_wm.graph_sha256"  # sha256 of the graph (weights included): a flipped byte is caught
 
 
+META_HASH_KEY = "robot_wm.metadata_sha256"  # sha256 of every other metadata entry: an edited entry is caught
+
+
+def metadata_sha256(props: dict[str, str]) -> str:
+    """Hash of a planner's metadata entries (all but this hash's own), stored in and checked against metadata."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps({k: v for k, v in props.items() if k != META_HASH_KEY},
+                                     sort_keys=True).encode()).hexdigest()
+
+
 def graph_sha256(graph) -> str:
     """Hash of an ``onnx.GraphProto`` (deterministic serialisation), stored in and checked against metadata."""
     import hashlib

@@ -39,9 +39,11 @@ from robot_wm.export.format import (
     FORMAT_KEY,
     GOAL_INPUTS,
     GRAPH_HASH_KEY,
+    META_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_OUTPUTS,
     graph_sha256,
+    metadata_sha256,
 )
 from robot_wm.goal import Goal
 from robot_wm.io import atomic_write_bytes
@@ -116,8 +118,9 @@ def model_flops(model: WorldModel, spec: StepSpec, value: ActorCritic | None = N
 def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx.ModelProto:
     """Attach metadata, check (full), refuse external data, write atomically."""
     del proto.metadata_props[:]
-    for k, v in sorted({**metadata, GRAPH_HASH_KEY: graph_sha256(proto.graph)}.items()):
-        proto.metadata_props.add(key=k, value=str(v))
+    props = {k: str(v) for k, v in {**metadata, GRAPH_HASH_KEY: graph_sha256(proto.graph)}.items()}
+    for k, v in sorted({**props, META_HASH_KEY: metadata_sha256(props)}.items()):
+        proto.metadata_props.add(key=k, value=v)
     proto.producer_name, proto.producer_version = "robot-wm", robot_wm.__version__
     for t in onnx.external_data_helper._get_all_tensors(proto):
         if onnx.external_data_helper.uses_external_data(t):

@@ -19,6 +19,10 @@ class Source:
     meta: dict
 
 
+EXPORT_FIELDS = ("planner.", "goal.", "value.enabled=", "threads=", "device=")
+"""Overrides an export takes: how to plan (and with which goal), not what was learned nor on which robot."""
+
+
 def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
     """``path``: a run directory, or a checkpoint ``NAME.json``/``NAME.safetensors``. The planner and
     environment settings come from the run directory's config.toml (read now, never hard-coded),
@@ -44,10 +48,11 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         cfg = RunConfig()
         if meta.get("task"):
             cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
-    inert = [o for o in overrides or [] if o.startswith(("model.", "value.")) and not o.startswith("value.enabled=")]
-    if inert:  # the networks come from the checkpoint: these changed nothing but the file's metadata said they did
-        raise cfgmod.ConfigError(f"{', '.join(inert)}: the exported networks are the checkpoint's; model.* and value.* "
-                                 "(but value.enabled) cannot change them (train another run to change them)")
+    inert = [o for o in overrides or [] if not o.startswith(EXPORT_FIELDS)]
+    if inert:  # the networks come from the checkpoint, the robot from the run: the file's metadata listed these
+        raise cfgmod.ConfigError(f"{', '.join(inert)}: an export takes only planner.*, goal.* and value.enabled "
+                                 "overrides; the networks are the checkpoint's and the robot is the run's (train "
+                                 "another run to change them)")
     cfg = cfgmod.apply_overrides(cfg, overrides or [])
     if not cfg.value.enabled:
         value = None

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from robot_wm.cli_args import number, seed, whole
+from robot_wm.runtime.loop import MAX_RATE_HZ, MIN_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _deploy(a: argparse.Namespace) -> int:
 
         rec = DeploymentRecorder(a.record, task=task, planner=str(a.planner), action_repeat=repeat,
                                  source="sim-robot", extra={"shift": a.shift, "sim_overrides": a.sim})
-    total, returns = LoopStats(loop.rate_hz, loop.deadline_s), []
+    total, returns, lost = LoopStats(loop.rate_hz, loop.deadline_s), [], []
     for i in range(a.episodes):
         seed = (a.seed + i) % 2**32  # --seed is at most 2**32 - 1: the episodes after it wrap
         robot.reset(seed)
@@ -75,7 +76,7 @@ def _deploy(a: argparse.Namespace) -> int:
         try:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
         finally:  # an interrupted episode keeps what it recorded
-            path = _save(rec, robot, goals) if rec is not None else None
+            path = _save(rec, robot, goals, lost) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
@@ -90,6 +91,10 @@ def _deploy(a: argparse.Namespace) -> int:
         print(f"robot-wm deploy: SAFE STOP after {loop.stopped}; the deployment ended with the safe action",
               file=sys.stderr)
         return 3
+    if lost:  # a full disk recorded nothing and the command exited 0
+        print(f"robot-wm deploy: {len(lost)} of {len(returns)} episodes were NOT recorded in {rec.data.root} "
+              f"(the first: {lost[0]})", file=sys.stderr)
+        return 1
     if total.fallbacks > total.steps / 2:
         print(f"robot-wm deploy: {total.fallbacks} of {total.steps} steps fell back to the previous plan or the "
               "safe action: the planner did not control this robot", file=sys.stderr)
@@ -131,14 +136,15 @@ def _goal_log(planner, step: int, log_: list) -> list:
     return log_
 
 
-def _save(rec, robot, goals: list):
+def _save(rec, robot, goals: list, lost: list):
     """Write the recorded episode (with the goals in force, where the planner has one); a failed write (full
-    disk, ...) is reported, never ends the deployment."""
+    disk, ...) is reported and added to ``lost`` (deploy then exits 1), never ends the deployment."""
     try:
         return rec.end(**robot.episode_info(), **({"goals": goals} if goals else {}))
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)
         print(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")
+        lost.append(str(e))
         return None
 
 
@@ -166,7 +172,7 @@ def register(sub) -> None:
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
     p.add_argument("--threads", type=whole(1, 1024), default=2, help="onnxruntime intra-op threads")
-    p.add_argument("--rate", type=number(0.1, 10_000), default=None,
+    p.add_argument("--rate", type=number(MIN_RATE_HZ, MAX_RATE_HZ), default=None,
                    help="control rate in Hz, 0.1 to 10000 (default: 1 / control period)")
     p.add_argument("--deadline-ms", type=number(0, 60_000, lo_open=True), default=None,
                    help="planning deadline in ms, at most 60000 (default: one period)")

@@ -60,6 +60,10 @@ class LoopStats:
                 + (f"; SAFE STOPS {s['safe_stops']}" if s["safe_stops"] else ""))
 
 
+MIN_RATE_HZ, MAX_RATE_HZ = 0.1, 10_000.0
+"""The control rates a loop runs at (``deploy --rate`` takes the same range)."""
+
+
 class ControlLoop:
     """Runs ``planner`` (a ``PlannerSession``-like object: ``step``, ``initial_plan``) on ``robot``.
 
@@ -84,6 +88,11 @@ class ControlLoop:
         period = getattr(robot, "control_period", None)
         if rate_hz is None and not (isinstance(period, (int, float)) and math.isfinite(period) and period > 0):
             raise ValueError(f"robot.control_period={period!r}: expected a positive number of seconds (or give rate_hz)")
+        if rate_hz is not None and not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:  # 1e-6 Hz slept 11.6 days a step
+            raise ValueError(f"rate_hz={rate_hz}: expected {MIN_RATE_HZ} to {MAX_RATE_HZ} Hz")
+        if rate_hz is None and not MIN_RATE_HZ <= 1.0 / period <= MAX_RATE_HZ:  # a 1e-7 s timestep: a 0 ms deadline
+            raise ValueError(f"robot.control_period={period!r} s is {1.0 / period:g} Hz: expected {MIN_RATE_HZ} to "
+                             f"{MAX_RATE_HZ} Hz (or give rate_hz)")
         self.rate_hz = rate_hz or 1.0 / period
         self.period = 1.0 / self.rate_hz
         self.deadline_s = deadline_s if deadline_s is not None else self.period
@@ -96,7 +105,9 @@ class ControlLoop:
             raise ValueError(f"robot action bounds [{self.low.tolist()}, {self.high.tolist()}]: expected finite "
                              "low <= high of one size")
         if (meta := getattr(planner, "meta", None)) is not None:
-            meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high)
+            # the control period too: through the Python API a 0.08 s planner drove a 0.02 s robot unchecked
+            meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high,
+                             period if isinstance(period, (int, float)) and math.isfinite(period) else None)
         if safe_action is not None:
             safe_action = np.asarray(safe_action, dtype=np.float32).reshape(-1)
             if safe_action.shape != self.low.shape or not np.all(np.isfinite(safe_action)):
@@ -173,6 +184,8 @@ class ControlLoop:
         (e.g. a ``DeploymentRecorder``; ``last_latency_s`` and ``last_fallback`` describe the tick)."""
         if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
             raise TypeError(f"max_steps={max_steps!r}: expected a whole number of control steps")
+        if max_steps < 0:
+            raise ValueError(f"max_steps={max_steps}: expected 0 or more control steps")
         stats = LoopStats(self.rate_hz, self.deadline_s)
         start = time.perf_counter()
         next_tick = start

@@ -30,11 +30,15 @@ class DeploymentRecorder:
                  source: str = "robot", extra: dict | None = None):
         from robot_wm.run_dir import RunDir
 
+        if "\x00" in str(root):
+            raise ValueError(f"--record {str(root)!r}: a folder name cannot hold a NUL byte")
         for d in (Path(root), *Path(root).resolve().parents):  # a run itself, or any folder inside one
             if RunDir(d).is_run():
                 raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
                                  "written under the run's lock by robot-wm alone. Record into a folder of its "
                                  f"own and bring it in with `robot-wm finetune {d} --data DIR`")
+        if not isinstance(task, str) or not task.strip():
+            raise ValueError(f"task={task!r}: expected the robot's task name (the run's env.task)")
         if Path(root).exists() and not Path(root).is_dir():
             raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
                              "recorded episodes (a new or an existing one)")

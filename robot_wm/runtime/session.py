@@ -25,10 +25,12 @@ from robot_wm.export.format import (
     FORMAT_KEY,
     GOAL_INPUTS,
     GRAPH_HASH_KEY,
+    META_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     graph_sha256,
+    metadata_sha256,
 )
 from robot_wm.goal import Goal, check_goal
 from sim.spec import as_floats
@@ -154,6 +156,8 @@ class PlanResult(NamedTuple):
 
 
 def session_options(threads: int) -> ort.SessionOptions:
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise ValueError(f"threads={threads!r}: expected a whole number from 1 to 1024 (onnxruntime intra-op threads)")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -257,7 +261,11 @@ class PlannerSession:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
-        stored = {p.key: p.value for p in proto.metadata_props}.get(GRAPH_HASH_KEY)
+        props = {p.key: p.value for p in proto.metadata_props}
+        if META_HASH_KEY in props and props[META_HASH_KEY] != metadata_sha256(props):  # older files carry none
+            raise ModelFileError(f"planner file {str(path)!r}: its metadata was edited after export (it does not match "
+                                 f"the {META_HASH_KEY} it was exported with); export the planner again")
+        stored = props.get(GRAPH_HASH_KEY)
         external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
         if stored is not None and not external and stored != graph_sha256(proto.graph):  # external: refused below
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "

@@ -90,6 +90,28 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
         ray.shutdown()
 
 
+def _check_same_settings(sweep: Sweep, run_dirs: dict[str, Path]) -> None:
+    """A trial's run directory from an earlier sweep run must hold the same settings: a sweep file whose overrides
+    changed skipped its complete trials and reported the old runs' returns as the new settings' (names carry only
+    the task, seed and grid values)."""
+    from robot_wm import config as cfgmod
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import ONE_OFF_FIELDS
+
+    for t in sweep.trials:
+        run = RunDir(run_dirs[t.name])
+        if not run.config_path.exists():
+            continue
+        saved, wanted = run.load_config(), t.config(run_dirs[t.name])
+        changed = [k for k in cfgmod.changed_fields(saved, wanted)
+                   if k not in ONE_OFF_FIELDS and not k.startswith("rerun.")]
+        if changed:
+            old, new = cfgmod.flat(saved), cfgmod.flat(wanted)
+            raise SweepError(f"trial {t.name}: its run {str(run.root)!r} was made with other settings "
+                             f"({', '.join(f'{k}: {old[k]!r} there, {new[k]!r} now' for k in changed[:5])}); a sweep "
+                             "continues its own runs only: use another --storage or sweep_dir")
+
+
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -269,6 +291,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
             errors[name] = error
         results.write(sweep_dir, rows())
 
+    _check_same_settings(sweep, run_dirs)
     todo = [t for t in sweep.trials if not results.is_complete(run_dirs[t.name])]
     for t in sweep.trials:
         if t not in todo:

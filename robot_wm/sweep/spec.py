@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robot_wm import config as cfgmod
 from robot_wm.config import toml_value
+from sim.dmc import canonical_task
 from sim.registry import known_task, task_names
 
 
@@ -98,6 +100,8 @@ class SweepSpec(BaseModel):
                     raise ValueError(f"grid key {prefix}{k!s}: expected a non-empty list of values, got {val!r}")
                 elif f"{prefix}{k}" in out:  # "planner.horizon" and [grid.planner] horizon: one was dropped
                     raise ValueError(f"grid key {prefix}{k} is given twice (dotted and as a table); expected it once")
+                elif len({toml_value(x) for x in val}) != len(val):  # [5, 5]: two identical trials
+                    raise ValueError(f"grid key {prefix}{k}: {val} repeats a value; expected distinct values")
                 elif f"{prefix}{k}" in SWEEP_OWNED:
                     raise ValueError(f"grid key {prefix}{k}: {SWEEP_OWNED[f'{prefix}{k}']}")
                 else:
@@ -203,6 +207,13 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
         raise SweepError(_format(e, str(path))) from None
     sources = [(str((path.parent / p).resolve()), True, Path(p).stem) for p in spec.launch]
     sources += [(t, False, t) for t in spec.tasks]
+    seen: dict[str, str] = {}
+    for (src, is_launch, _), given in zip(sources, [*spec.launch, *spec.tasks], strict=True):
+        key = os.path.realpath(src) if is_launch else (canonical_task(src) or src)  # one file spelled two ways,
+        if key in seen:                                                            # a task and its alias
+            raise SweepError(f"sweep file {str(path)!r}: {given!r} and {seen[key]!r} are the same "
+                             f"{'launch file' if is_launch else 'task'}; expected each once")
+        seen[key] = given
     for src, is_launch, _ in sources:
         if is_launch and not Path(src).is_file():
             raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
