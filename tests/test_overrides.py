@@ -335,5 +335,15 @@ def test_network_sizes_cannot_be_overridden_on_a_trained_run(run, tmp_path, caps
     args = [str(tmp_path / "x.onnx") if e == "OUT" else e for e in extra]
     rc, out = _cli(capsys, command, str(run), *args, "model.hidden=64", "value.hidden=7")
     assert rc == 2 and "model.hidden" in out and ("networks are trained at the run's sizes" in out
-                                                  or "the exported networks are the checkpoint's" in out), out
+                                                  or "the networks are the checkpoint's" in out), out
     assert snapshot(run) == before and not (tmp_path / "x.onnx").exists()
+
+
+def test_export_takes_only_overrides_that_change_the_planner(run, tmp_path, capsys):
+    """env.randomize.* and eval_episodes were listed in the file's metadata though neither can change the planner
+    (probe of 2026-11-26)."""
+    rc, out = _cli(capsys, "export", str(run), "--out", str(tmp_path / "x.onnx"), "env.randomize.mass=[2.0, 2.0]",
+                   "eval_episodes=9")
+    assert rc == 2 and "an export takes only planner.*, goal.* and value.enabled overrides" in out, out
+    assert not (tmp_path / "x.onnx").exists()
+    assert _cli(capsys, "export", str(run), "--out", str(tmp_path / "y.onnx"), "planner.samples=48")[0] == 0
