@@ -70,18 +70,14 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     run.check_is_run()
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
-    shape = [k for k in cfgmod.changed_fields(saved, cfg) if k in ARCHITECTURE_FIELDS]
-    if shape:  # train kept the checkpoint's shape and export its network, each exiting 0 and recording the change
-        old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
-        raise cfgmod.ConfigError(
-            f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in shape)}"
-            f" on the run {str(run.root)!r}: its networks are trained at the run's sizes; use another run_dir")
-    changed = [k for k in cfgmod.changed_fields(saved, cfg) if k in fixed]
-    if changed:
-        old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
-        raise cfgmod.ConfigError(
-            f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in changed)}"
-            f" on the run {str(run.root)!r}: its episodes were collected with the run's values; use another run_dir")
+    changes = cfgmod.changed_fields(saved, cfg)
+    for fields, why in ((ARCHITECTURE_FIELDS, "its networks are trained at the run's sizes"),  # train and export
+                        (fixed, "its episodes were collected with the run's values")):  # kept them, exit 0, before
+        if bad := [k for k in changes if k in fields]:
+            old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
+            raise cfgmod.ConfigError(
+                f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in bad)}"
+                f" on the run {str(run.root)!r}: {why}; use another run_dir")
     warn_network(cfg)
     run.overrides = cfgmod.changes(saved, cfg)  # what this command changes, named in every record it writes
     return Session.open(cfg, run, progress, lock=lock)
