@@ -89,7 +89,10 @@ def run_cmd(run_dir: Path, resume: bool = False, extra: tuple[str, ...] = ()) ->
 def start_run(run_dir: Path, resume: bool = False) -> subprocess.Popen:
     log = open(Path(run_dir).parent / f"{Path(run_dir).name}.log", "ab")
     env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(run_cmd(run_dir, resume), stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Ctrl-C as a terminal delivers it: a test suite started in the background (`cmd &` without job control)
+    # inherits SIGINT ignored, and Python then keeps ignoring it in the run (which finished with exit 0)
+    return subprocess.Popen(run_cmd(run_dir, resume), stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def kill_when(proc: subprocess.Popen, predicate, timeout: float = 150.0, poll: float = 0.003) -> bool:
