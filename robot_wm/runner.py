@@ -267,7 +267,7 @@ ONE_OFF_FIELDS = ("threads", "device", "run_dir")
 """What any command may set for itself alone (with every ``rerun.*`` field): never saved."""
 
 
-def _one_off(key: str) -> bool:
+def is_one_off(key: str) -> bool:
     return key in ONE_OFF_FIELDS or key.startswith("rerun.")
 
 
@@ -278,7 +278,7 @@ def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict,
 
     old, new = flat(saved), flat(cfg)
     changed = [k for k in sorted(old) if old[k] != new[k] and k != "run_dir"]
-    bad = [k for k in changed if k not in RESUME_FIELDS and not _one_off(k)]
+    bad = [k for k in changed if k not in RESUME_FIELDS and not is_one_off(k)]
     if bad:
         raise ConfigError(
             f"--resume cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in bad)}: "

@@ -96,15 +96,14 @@ def _check_same_settings(sweep: Sweep, run_dirs: dict[str, Path]) -> None:
     the task, seed and grid values)."""
     from robot_wm import config as cfgmod
     from robot_wm.run_dir import RunDir
-    from robot_wm.runner import ONE_OFF_FIELDS
+    from robot_wm.runner import is_one_off
 
     for t in sweep.trials:
         run = RunDir(run_dirs[t.name])
         if not run.config_path.exists():
             continue
         saved, wanted = run.load_config(), t.config(run_dirs[t.name])
-        changed = [k for k in cfgmod.changed_fields(saved, wanted)
-                   if k not in ONE_OFF_FIELDS and not k.startswith("rerun.")]
+        changed = [k for k in cfgmod.changed_fields(saved, wanted) if not is_one_off(k)]
         if changed:
             old, new = cfgmod.flat(saved), cfgmod.flat(wanted)
             raise SweepError(f"trial {t.name}: its run {str(run.root)!r} was made with other settings "
