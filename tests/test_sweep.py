@@ -276,6 +276,9 @@ def test_embedded_ray_listens_on_loopback_only(ray_up):
     assert is_token_auth_enabled()  # Ray's token authentication stays on
 
 
+SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[search.space]\n'
+
+
 @pytest.mark.parametrize("body, expected", [
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.samplez" = [1, 2]\n',
      "unknown field 'planner.samplez'"),
@@ -305,6 +308,19 @@ def test_embedded_ray_listens_on_loopback_only(ray_up):
     # probe of 2026-11-26 (5th): the same trials twice under other names
     ('tasks = ["cartpole-swingup", "cartpole_swingup"]\nseeds = [1]\n', "are the same task"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 5]\n', "[5, 5] repeats a value"),
+    # random search: every range and key named
+    (SEARCH + '"planner.temperature" = {uniform = [1.0, 0.1]}\n', "search key planner.temperature: uniform [1.0, 0.1] is empty"),
+    (SEARCH + '"value.lr" = {loguniform = [0.0, 1e-3]}\n', "value.lr: loguniform [0.0, 0.001] is empty; expected low < high and low > 0"),
+    (SEARCH + '"planner.horizon" = {randint = [4.5, 9]}\n', "planner.horizon: randint expects [low, high] of finite integers"),
+    (SEARCH + '"planner.horizon" = {choice = []}\n', "planner.horizon: choice expects a non-empty list"),
+    (SEARCH + '"planner.horizon" = {gaussian = [1, 2]}\n', "search key planner.horizon.gaussian: expected {uniform|"),
+    (SEARCH + '"planner.horizon" = {choice = [8], randint = [1, 2]}\n', "expected exactly one of uniform"),
+    (SEARCH + '"planner.horizonz" = {choice = [8, 12, 16]}\n', "unknown field 'planner.horizonz'"),
+    (SEARCH + '"planner.horizon" = {choice = [8, 12]}\n', "samples=3 but the space holds only 2 distinct settings"),
+    (SEARCH + 'seed = {choice = [1, 2, 3]}\n', "search key seed: the sweep sets each trial's seed"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 6]\n[search]\nsamples = 2\n'
+     '[search.space]\n"planner.horizon" = {randint = [1, 9]}\n', "planner.horizon in both [grid] and [search.space]"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 2\nspace = {}\n', "search.space: Dictionary should have at least 1 item"),
 ])
 def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
     path = tmp_path / "bad.toml"
@@ -334,6 +350,45 @@ def test_trials_named_from_task_seed_and_grid(tmp_path):
     cfg = t.config(tmp_path / "r")
     assert (cfg.seed, cfg.env.task, cfg.env.randomize.mass) == (101, "pendulum-swingup", (0.7, 1.3))
     assert cfg.resolved_run_dir() == tmp_path / "r"
+
+
+def test_random_search_draws_repeatable_distinct_settings_within_their_ranges(tmp_path):
+    path = tmp_path / "search.toml"
+    path.write_text(textwrap.dedent("""\
+        tasks = ["cartpole-swingup"]
+        seeds = [1, 2]
+        [grid]
+        "planner.iterations" = [1, 2]
+        [search]
+        samples = 5
+        seed = 3
+        [search.space]
+        "planner.temperature" = {uniform = [0.1, 1.0]}
+        "value.lr" = {loguniform = [1e-4, 1e-3]}
+        [search.space.planner]
+        horizon = {choice = [8, 12, 16]}
+        samples = {randint = [64, 66]}
+    """))
+    trials = spec.load(path).trials
+    assert len(trials) == 2 * 2 * 5 and len({t.name for t in trials}) == 20
+    assert [t.name for t in spec.load(path).trials] == [t.name for t in trials]  # the same draw when loaded again
+    cfgs = [t.config(tmp_path / t.name) for t in trials]
+    settings = {(c.planner.temperature, c.value.lr, c.planner.horizon, c.planner.samples) for c in cfgs}
+    assert len(settings) == 5  # five distinct draws, each crossed with both seeds and both grid values
+    for temp, lr, horizon, samples in settings:
+        assert 0.1 <= temp <= 1.0 and 1e-4 <= lr <= 1e-3 and horizon in (8, 12, 16) and 64 <= samples <= 66
+        assert temp == float(f"{temp:.4g}")  # rounded: readable names, exact TOML round trip
+    path.write_text(path.read_text().replace("seed = 3", "seed = 4"))
+    assert {t.name for t in spec.load(path).trials} != {t.name for t in trials}  # another seed, another draw
+
+
+def test_readme_sweep_file_example_is_valid(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in readme.split("```toml\n")[1:] if "[search]" in b).split("```")[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(block.replace("../launch/", f"{ROOT / 'launch'}/"))
+    trials = spec.load(path).trials
+    assert len(trials) == 2 * 3 * 2 * 8  # 2 sources x 3 seeds x 2 grid values x 8 drawn settings
 
 
 def test_bench_sweep_file_is_valid():

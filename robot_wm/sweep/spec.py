@@ -11,6 +11,15 @@ overrides = ["threads=1"]               # key=value applied to every trial
 
 [grid]                                  # every combination is a trial (for each launch/task and seed)
 "planner.samples" = [256, 512]
+
+[search]                                # random search: `samples` settings drawn from these ranges, each
+samples = 8                             # one a trial per launch/task, seed and grid combination; the draw
+seed = 0                                # is repeatable (same file, same settings, same trial names)
+[search.space]
+"planner.temperature" = {uniform = [0.1, 1.0]}
+"value.lr" = {loguniform = [1e-4, 1e-3]}
+"planner.horizon" = {choice = [8, 12, 16]}
+"planner.iterations" = {randint = [1, 3]}   # both ends included
 ```
 
 One trial is one ``robot-wm run`` with its own run directory ``SWEEP_DIR/runs/NAME``, NAME read from its
@@ -29,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robot_wm import config as cfgmod
@@ -44,6 +54,100 @@ class SweepError(cfgmod.ConfigError):
 SWEEP_OWNED = {"seed": "the sweep sets each trial's seed: list them in seeds = [...]",
                "run_dir": "the sweep sets each trial's run directory (SWEEP_DIR/runs/NAME): set sweep_dir instead"}
 """Run fields the sweep itself sets per trial: refused in its grid and overrides."""
+
+
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+SIGNIFICANT = 4
+"""Drawn floats keep this many significant digits: readable trial names, values that TOML reads back exactly."""
+
+
+class SearchSpec(BaseModel):
+    """``samples`` settings of the ``space`` keys drawn with ``numpy.random.default_rng(seed)`` when the file
+    is loaded. The draw is part of the file, not of the run: a sweep started again draws the same settings,
+    so its finished trials are skipped and its interrupted ones resumed as with a grid."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    samples: int = Field(ge=1, le=10_000)
+    """How many settings to draw (distinct: a repeated draw is drawn again)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the draw (not of the runs: those take the sweep's seeds)."""
+    space: dict[str, Any] = Field(min_length=1)
+    """key -> one of {uniform = [lo, hi]}, {loguniform = [lo, hi]} (lo > 0), {randint = [lo, hi]} (both
+    included) or {choice = [v1, v2, ...]}; TOML tables nest as in the grid."""
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, v: dict[str, Any]) -> dict[str, tuple[str, list]]:
+        out: dict[str, tuple[str, list]] = {}
+
+        def leaf(key: str, d: dict) -> tuple[str, list]:
+            (kind, arg), = d.items()
+            if kind == "choice":
+                if not isinstance(arg, list) or not arg or len({toml_value(x) for x in arg}) != len(arg):
+                    raise ValueError(f"search key {key}: choice expects a non-empty list of distinct values, got {arg!r}")
+                return kind, arg
+            ints = kind == "randint"
+            num = (int,) if ints else (int, float)
+            if (not isinstance(arg, list) or len(arg) != 2 or any(isinstance(x, bool) or not isinstance(x, num)
+                                                                  or not math.isfinite(x) for x in arg)):
+                raise ValueError(f"search key {key}: {kind} expects [low, high] of finite "
+                                 f"{'integers' if ints else 'numbers'}, got {arg!r}")
+            lo, hi = arg
+            if not (lo <= hi if ints else lo < hi) or (kind == "loguniform" and lo <= 0):
+                raise ValueError(f"search key {key}: {kind} [{lo}, {hi}] is empty; expected low < high"
+                                 f"{' and low > 0' if kind == 'loguniform' else ''}")
+            return kind, [lo, hi]
+
+        def walk(node: dict, prefix: str) -> None:
+            for k, val in node.items():
+                key = f"{prefix}{k}"
+                if not isinstance(val, dict) or not val:
+                    raise ValueError(f"search key {key}: expected {{uniform|loguniform|randint|choice = ...}}, "
+                                     f"got {val!r}")
+                if set(val) & set(DISTRIBUTIONS):
+                    if len(val) != 1:
+                        raise ValueError(f"search key {key}: expected exactly one of {', '.join(DISTRIBUTIONS)}, "
+                                         f"got {', '.join(map(str, val))}")
+                    if key in SWEEP_OWNED:
+                        raise ValueError(f"search key {key}: {SWEEP_OWNED[key]}")
+                    if key in out:
+                        raise ValueError(f"search key {key} is given twice (dotted and as a table); expected it once")
+                    out[key] = leaf(key, val)
+                else:
+                    walk(val, f"{key}.")
+        walk(v, "")
+        return out
+
+    def draw(self) -> list[tuple]:
+        """``samples`` distinct settings, each a tuple of values in the order of ``space``."""
+        keys = list(self.space)
+        finite = math.prod(len(a) if k == "choice" else a[1] - a[0] + 1 for k, a in self.space.values()
+                           if k in ("choice", "randint")) if all(k in ("choice", "randint")
+                                                                  for k, _ in self.space.values()) else None
+        if finite is not None and self.samples > finite:
+            raise ValueError(f"search: samples={self.samples} but the space holds only {finite} distinct settings "
+                             f"({', '.join(keys)}); expected samples <= {finite} (or a grid)")
+        rng = np.random.default_rng(self.seed)
+
+        def one(kind: str, arg: list):
+            if kind == "choice":
+                return arg[int(rng.integers(len(arg)))]
+            if kind == "randint":
+                return int(rng.integers(arg[0], arg[1], endpoint=True))
+            x = rng.uniform(*arg) if kind == "uniform" else math.exp(rng.uniform(math.log(arg[0]), math.log(arg[1])))
+            return float(f"{x:.{SIGNIFICANT}g}")
+
+        out, seen = [], set()
+        for _ in range(100 * self.samples):
+            combo = tuple(one(*self.space[k]) for k in keys)
+            if (key := toml_value(list(combo))) not in seen:
+                seen.add(key)
+                out.append(combo)
+                if len(out) == self.samples:
+                    return out
+        raise ValueError(f"search: drew only {len(out)} distinct settings of {self.samples} in {100 * self.samples} "
+                         f"draws ({', '.join(keys)}); expected a wider space or fewer samples")
 
 
 class SweepSpec(BaseModel):
@@ -65,6 +169,8 @@ class SweepSpec(BaseModel):
     """key=value overrides applied to every trial."""
     grid: dict[str, Any] = {}
     """key -> list of values; every combination of the keys is a trial (TOML tables nest: [grid.planner])."""
+    search: SearchSpec | None = None
+    """Random search: settings drawn from ranges, each crossed with the grid (see ``SearchSpec``)."""
 
     @field_validator("seeds")
     @classmethod
@@ -122,6 +228,8 @@ class SweepSpec(BaseModel):
     def _sources(self) -> SweepSpec:
         if not self.launch and not self.tasks:
             raise ValueError("no trials: expected at least one launch file (launch = [...]) or task (tasks = [...])")
+        if self.search is not None and (both := sorted(set(self.grid) & set(self.search.space))):
+            raise ValueError(f"{', '.join(both)} in both [grid] and [search.space]; expected each key in one of them")
         if self.env_steps is not None and self.eval_at and max(self.eval_at) > self.env_steps:
             raise ValueError(f"eval_at {self.eval_at} goes past env_steps {self.env_steps}; expected budgets "
                              "no larger than env_steps")
@@ -219,13 +327,22 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
                              "relative to the sweep file)")
     keys = list(spec.grid)
-    count = len(sources) * len(spec.seeds) * math.prod(len(spec.grid[k]) for k in keys)
+    drawn = spec.search.samples if spec.search is not None else 1
+    count = len(sources) * len(spec.seeds) * math.prod(len(spec.grid[k]) for k in keys) * drawn
     if count > MAX_TRIALS:  # counted before any trial is built: a 10^6-trial grid used to hang silently
         sizes = ", ".join([f"{len(sources)} launch files/tasks", f"{len(spec.seeds)} seeds",
-                           *(f"{len(spec.grid[k])} values of {k}" for k in keys)])
+                           *(f"{len(spec.grid[k])} values of {k}" for k in keys),
+                           *([f"{drawn} search samples"] if spec.search is not None else [])])
         raise SweepError(f"sweep file {str(path)!r} makes {count:,} trials ({sizes}); at most {MAX_TRIALS:,} "
                          "in one sweep: split it or use fewer values")
     combos = list(itertools.product(*(spec.grid[k] for k in keys)))
+    if spec.search is not None:
+        try:
+            samples = spec.search.draw()
+        except ValueError as e:
+            raise SweepError(f"sweep file {str(path)!r}: {e}") from None
+        keys += list(spec.search.space)
+        combos = [(*c, *d) for c in combos for d in samples]
     trials, names = [], set()
     for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
         grid = tuple(f"{k}={toml_value(v)}" for k, v in zip(keys, combo, strict=True))
