@@ -318,8 +318,8 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     (SEARCH + '"planner.horizonz" = {choice = [8, 12, 16]}\n', "unknown field 'planner.horizonz'"),
     (SEARCH + '"planner.horizon" = {choice = [8, 12]}\n', "samples=3 but the space holds only 2 distinct settings"),
     (SEARCH + 'seed = {choice = [1, 2, 3]}\n', "search key seed: the sweep sets each trial's seed"),
-    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 6]\n[search]\nsamples = 2\n'
-     '[search.space]\n"planner.horizon" = {randint = [1, 9]}\n', "planner.horizon in both [grid] and [search.space]"),
+    (('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 6]\n[search]\nsamples = 2\n'
+      '[search.space]\n"planner.horizon" = {randint = [1, 9]}\n'), "planner.horizon in both [grid] and [search.space]"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 2\nspace = {}\n', "search.space: Dictionary should have at least 1 item"),
 ])
 def test_sweep_file_errors_name_the_field(tmp_path, body, expected):
