@@ -120,7 +120,8 @@ def _well_formed(record) -> bool:
 
 
 MAX_MANIFEST_BYTES = 1 << 20
-_MANIFEST_STATUS = ("created", "running", "complete")
+_MANIFEST_STATUS = ("created", "running", "complete", "stopped")
+"""stopped: a sweep's early stopping ended the run at ``stopped_at`` environment steps (``--resume`` continues it)."""
 
 
 def check_manifest(m, path: Path) -> None:
@@ -137,7 +138,7 @@ def check_manifest(m, path: Path) -> None:
                          "or was edited")
     if "status" in m and m["status"] not in _MANIFEST_STATUS:
         raise bad("status", " or ".join(_MANIFEST_STATUS))
-    for field in ("episodes", "final_eval_from"):
+    for field in ("episodes", "final_eval_from", "stopped_at"):
         if m.get(field) is not None and not count(m[field]):
             raise bad(field, "a count (0 or more)")
     done = m.get("final_eval_episodes")

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,7 +294,12 @@ def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict,
     return persist, [c for c in config_mod.changes(saved, cfg) if not c.startswith("run_dir=")]
 
 
-def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
+MilestoneHook = Callable[[RunDir, int, float], None]
+"""Called after each learning-curve evaluation is stored: (the run, the budget reached, mean return)."""
+
+
+def run(cfg: RunConfig, progress: bool = True, resume: bool = False,
+        on_milestone: MilestoneHook | None = None) -> dict:
     """The whole loop, end to end, into ``cfg.resolved_run_dir()``. Returns the summary.
 
     With ``resume`` an interrupted run (even one killed with SIGKILL) continues from its last
@@ -317,10 +323,10 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = False) -> dict:
             data.update(persist)
             rd.save_config(from_dict(data, "--resume"))
         rd.overrides = changes
-        return _run(s, resume)
+        return _run(s, resume, on_milestone)
 
 
-def _run(s: Session, resume: bool) -> dict:
+def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) -> dict:
     if resume and (stale := s.run.remove_temp_files()):
         log.warning("removed %d unfinished temp file(s) left by the interrupted run: %s", len(stale),
                     ", ".join(str(p.relative_to(s.run.root)) for p in stale[:5]))
@@ -351,7 +357,7 @@ def _run(s: Session, resume: bool) -> dict:
             passed = [m for m in milestones if data.env_steps >= m]
             if passed:  # budgets reached in the same episode share one evaluation of the same model
                 milestones = milestones[len(passed):]
-                milestone_eval(s, model, passed)
+                milestone_eval(s, model, passed, on_milestone)
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index, explore=True)
         rec = s.collect(policy, "train", index)
         data.refresh()
@@ -389,12 +395,17 @@ def _run(s: Session, resume: bool) -> dict:
     return summary
 
 
-def milestone_eval(s: Session, model: WorldModel, milestones: list[int]) -> None:
-    """One evaluation of ``model``, recorded for each budget in ``milestones`` (all reached by now)."""
+def milestone_eval(s: Session, model: WorldModel, milestones: list[int],
+                   on_milestone: MilestoneHook | None = None) -> None:
+    """One evaluation of ``model``, recorded for each budget in ``milestones`` (all reached by now), then
+    ``on_milestone`` told of the largest (a sweep's early stopping may end the run there)."""
     recs = evaluate(s, "learned", model, s.cfg.eval_episodes)
+    returns = [r["return"] for r in recs]
     for m in milestones:
-        s.run.log({"kind": "eval", "env_steps": s.run.dataset().env_steps, "milestone": m,
-                   "returns": [r["return"] for r in recs]})
+        s.run.log({"kind": "eval", "env_steps": s.run.dataset().env_steps, "milestone": m, "returns": returns})
+    if on_milestone is not None:
+        finite = [r for r in returns if math.isfinite(r)]
+        on_milestone(s.run, max(milestones), float(np.mean(finite)) if finite else float("nan"))
 
 
 def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, first: int = 0,

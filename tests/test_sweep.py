@@ -101,6 +101,58 @@ def test_two_trial_sweep_then_skip_then_report(ray_up, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tmp_path):
+    """ASHA at the 400-step evaluation, one trial at a time (threads=2 of the module's 2 CPUs): the second
+    trial's evaluation episodes last 50 environment steps, so its return (at most 50 on cartpole-balance,
+    rewards <= 1 per step) falls behind the first's 400-step episodes, and ASHA stops it there."""
+    overrides = [o for o in TINY if not o.startswith(("env.max_env_steps", "threads"))] + ["threads=2"]
+    sweep_file = tmp_path / "asha.toml"
+    sweep_file.write_text(textwrap.dedent(f"""\
+        tasks = ["cartpole-balance"]
+        seeds = [1]
+        env_steps = 800
+        eval_at = [400]
+        overrides = {spec.toml_value(overrides)}
+        [grid]
+        "env.max_env_steps" = [400, 50]
+        [early_stop]
+        reduction_factor = 2
+    """))
+    out_dir, lines = tmp_path / "sweep", []
+    rows = run_sweep(spec.load(sweep_file), out_dir, cpus=2, out=lines.append)
+    long, short = _csv(out_dir)
+    assert (long["status"], short["status"]) == ("complete", "stopped"), lines
+    assert float(short["return_at_400"]) < float(long["return_at_400"])
+    assert short["env_steps"] == "400" and not short["eval_return_mean"]  # stopped at the budget, no final eval
+    run = Path(short["run_dir"])
+    assert results.manifest(run)["status"] == "stopped" and results.manifest(run)["stopped_at"] == 400
+    steps = [int(r["env_steps"]) for r in csv.DictReader((run / "episodes.csv").open()) if r["phase"] == "train"]
+    assert sum(steps[:-1]) < 400 <= sum(steps)  # stopped at the evaluation: no episode collected after it
+    assert any(line.startswith(f"sweep: stopped {rows[1]['name']} at 400 env steps") for line in lines), lines
+    assert "finished 1, stopped early 1, running 0, failed 0" in lines[-1]
+
+    # Started again (the command, exit 0): both are finished, the stopped one is not resumed.
+    p = subprocess.run([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage", str(out_dir)],
+                       capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "stopped early at 400 env steps" in p.stdout and "all 2 trials complete or stopped early" in p.stdout
+    assert [r["status"] for r in _csv(out_dir)] == ["complete", "stopped"]
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('tasks = ["cartpole-swingup", "pendulum-swingup"]\nseeds = [1]\nenv_steps = 800\neval_at = [400]\n'
+     '[early_stop]\n', "the trials run 2 tasks (cartpole-swingup, pendulum-swingup); expected one task per sweep"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 800\n[early_stop]\n', "expected eval_at = [budgets"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 800\neval_at = [400]\n[early_stop]\n'
+     'reduction_factor = 1\n', "early_stop.reduction_factor: Input should be greater than 1"),
+])
+def test_early_stopping_needs_comparable_trials(tmp_path, body, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(spec.SweepError, match=re.escape(expected)):
+        spec.load(path)
+
+
 def test_failing_trial_is_reported_and_interrupted_one_resumes(ray_up, tmp_path):
     from policies.random import RandomPolicy
     from robot_wm.run_dir import RunDir

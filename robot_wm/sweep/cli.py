@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from robot_wm.sweep import spec
+    from robot_wm.sweep import results, spec
     from robot_wm.sweep.ray_runner import RayStartError, run_sweep
 
     if a.cpus is not None and a.cpus < 1:
@@ -25,7 +25,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     except RayStartError as e:
         print(f"robot-wm sweep: error: {e}", file=sys.stderr)
         return 1
-    failed = [r for r in rows if r["status"] != "complete"]
+    failed = [r for r in rows if r["status"] not in ("complete", results.STOPPED)]
     return 1 if failed else 0
 
 

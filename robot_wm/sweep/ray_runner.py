@@ -38,6 +38,9 @@ LOOPBACK_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 STATUS_EVERY_S = 60.0
+STOP_RECORD_TIMEOUT_S = 30.0
+"""How long the driver tries to take a stopped trial's run lock to record the stop (its worker's thread
+releases it as it unwinds)."""
 LIVE_EVERY_S = 1.0
 
 
@@ -144,19 +147,22 @@ def _check_reachable(address: str) -> str | None:
     return host
 
 
-def run_trial(payload: dict) -> dict:
+def run_trial(payload: dict, on_milestone=None) -> dict:
     """One trial in a worker: the ordinary run, resumed if its directory holds part of one. Returns
-    ``{"status": "complete"|"failed", "error": message}``; an error in the run never escapes."""
+    ``{"status": "complete"|"failed", "error": message, "env_steps", "eval_return"}``; an error in the run
+    never escapes. ``on_milestone`` (early stopping) hears each learning-curve evaluation."""
     from robot_wm.runner import run
 
     trial, run_dir = Trial.from_payload(payload), Path(payload["run_dir"])
     try:
         cfg = trial.config(run_dir)
-        run(cfg, progress=False, resume=results.is_started(run_dir))
-        return {"status": "complete", "error": ""}
+        summary = run(cfg, progress=False, resume=results.is_started(run_dir), on_milestone=on_milestone)
+        return {"status": "complete", "error": "", "env_steps": summary["env_steps"],
+                "eval_return": summary["eval_return_mean"]}
     except Exception as e:  # noqa: BLE001 - reported as the trial's result; the other trials go on
         msg = str(e).strip().splitlines()
-        return {"status": "failed", "error": f"{type(e).__name__}: {msg[0] if msg else ''}"[:500]}
+        return {"status": "failed", "error": f"{type(e).__name__}: {msg[0] if msg else ''}"[:500],
+                "env_steps": 0, "eval_return": float("nan")}
 
 
 _watching_parent = False
@@ -185,7 +191,37 @@ def _trainable(config: dict) -> None:
     from ray import tune
 
     _exit_with_parent()
-    tune.report(run_trial(config["trial"]))
+
+    def on_milestone(run, budget: int, mean_return: float) -> None:
+        """Tell the scheduler; where it stops the trial (Tune ends the trial's thread with SystemExit inside
+        ``report``), the run's manifest says so first, under the run's lock, so that the sweep started
+        again counts the trial as finished instead of resuming it."""
+        try:
+            tune.report({"env_steps": budget, "eval_return": mean_return})
+        except SystemExit:
+            run.update_manifest(status=results.STOPPED, stopped_at=budget)
+            raise
+
+    tune.report(run_trial(config["trial"], on_milestone if config.get("early_stop") else None))
+
+
+def _record_stop(run_dir: Path, at: int, out: Callable[[str], None]) -> None:
+    """Write into the stopped trial's manifest that early stopping ended it at ``at`` steps, under its lock
+    (so a sweep started again skips it; ``robot-wm run --resume`` still continues it on purpose)."""
+    from robot_wm.run_dir import RunDir, RunLockedError
+
+    run, end = RunDir(run_dir), time.monotonic() + STOP_RECORD_TIMEOUT_S
+    while True:
+        try:
+            with run.lock("robot-wm sweep (recording an early stop)"):
+                run.update_manifest(status=results.STOPPED, stopped_at=at)
+            return
+        except RunLockedError:
+            if time.monotonic() > end:
+                out(f"sweep: could not record the early stop of {run_dir} (its run is still locked); a sweep "
+                    "started again will resume it")
+                return
+            time.sleep(0.2)
 
 
 class _Progress:
@@ -194,7 +230,9 @@ class _Progress:
 
     def __init__(self, total: int, skipped: int, on_change: Callable[[str, str | None, str], None],
                  out: Callable[[str], None]):
-        self.total, self.done, self.failed = total, skipped, 0
+        self.total, self.done, self.failed, self.stopped = total, skipped, 0, 0
+        self.stops: dict[str, tuple[str, int]] = {}
+        """Trials the scheduler stopped: name -> (run directory, the budget it stopped at)."""
         self.running: dict[str, tuple[float, str]] = {}
         self.outcome: dict[str, dict] = {}
         self.on_change, self.out = on_change, out
@@ -202,9 +240,10 @@ class _Progress:
         self.episodes: dict[str, int] = {}
 
     def count(self) -> str:
-        pending = self.total - self.done - self.failed - len(self.running)
-        return (f"[{self.done + self.failed}/{self.total}] finished {self.done}, running {len(self.running)}, "
-                f"failed {self.failed}, pending {pending} ({time.monotonic() - self.t0:.0f} s)")
+        pending = self.total - self.done - self.stopped - self.failed - len(self.running)
+        stopped = f"stopped early {self.stopped}, " if self.stopped else ""
+        return (f"[{self.done + self.stopped + self.failed}/{self.total}] finished {self.done}, {stopped}running "
+                f"{len(self.running)}, failed {self.failed}, pending {pending} ({time.monotonic() - self.t0:.0f} s)")
 
     def start(self, name: str, run_dir: str) -> None:
         self.running[name] = (time.monotonic(), run_dir)
@@ -217,6 +256,15 @@ class _Progress:
         t0, run_dir = self.running.pop(name, (time.monotonic(), ""))
         res = self.outcome.get(name, {})
         err = error or (res.get("error") if res.get("status") == "failed" else None)
+        if not err and "status" not in res and isinstance(res.get("env_steps"), int):
+            # It ended on an evaluation's result, not its run's: the scheduler stopped it there. Its worker
+            # may still be unwinding (it holds the run's lock), so run_sweep records the stop after the fit.
+            self.stopped += 1
+            self.stops[name] = (run_dir, res["env_steps"])
+            self.on_change(name, None, "")
+            self.out(f"sweep: stopped {name} at {res['env_steps']} env steps (early stopping: eval return "
+                     f"{res.get('eval_return', float('nan')):.1f} behind the others)  {self.count()}")
+            return
         if not err and not results.is_complete(Path(run_dir)):
             err = "the trial ended without completing its run (no result reported)"
         if err:
@@ -281,9 +329,12 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
     run_dirs = {t.name: results.run_dir_of(sweep_dir, t) for t in sweep.trials}
     errors: dict[str, str] = {}
 
+    stops: dict[str, tuple[str, int]] = {}
+
     def rows() -> list[dict]:
         return [results.trial_row(t, run_dirs[t.name], "failed" if t.name in errors else None,
-                                  errors.get(t.name, "")) for t in sweep.trials]
+                                  errors.get(t.name, ""), stopped=stops.get(t.name, (None, None))[1])
+                for t in sweep.trials]
 
     def on_change(name: str, status: str | None, error: str) -> None:
         if status == "failed":
@@ -291,13 +342,16 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
         results.write(sweep_dir, rows())
 
     _check_same_settings(sweep, run_dirs)
-    todo = [t for t in sweep.trials if not results.is_complete(run_dirs[t.name])]
+    todo = [t for t in sweep.trials if not results.is_finished(run_dirs[t.name])]
     for t in sweep.trials:
         if t not in todo:
-            out(f"sweep: skipped {t.name} (complete in {run_dirs[t.name]})")
+            at = results.stopped_at(run_dirs[t.name])
+            out(f"sweep: skipped {t.name} ({'complete' if at is None else f'stopped early at {at} env steps'} "
+                f"in {run_dirs[t.name]})")
     results.write(sweep_dir, rows())
     if not todo:
-        out(f"sweep: all {len(sweep.trials)} trials complete; results in {sweep_dir / results.RESULTS_NAME}")
+        done = "complete" if all(results.is_complete(d) for d in run_dirs.values()) else "complete or stopped early"
+        out(f"sweep: all {len(sweep.trials)} trials {done}; results in {sweep_dir / results.RESULTS_NAME}")
         return rows()
     if cpus is not None and address is None and (big := max(todo, key=lambda t: t.threads)).threads > cpus:
         raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but --cpus is {cpus}; expected "
@@ -311,14 +365,30 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
         if (big := max(todo, key=lambda t: t.threads)).threads > total:
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
         progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out)
-        _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures)
+        progress.stops = stops
+        _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures,
+             _scheduler(sweep))
+    for run_dir, at in stops.values():
+        _record_stop(Path(run_dir), at, out)
     final = rows()
     results.write(sweep_dir, final)
     out(f"sweep: done. {progress.count()}; results in {sweep_dir / results.RESULTS_NAME}")
     return final
 
 
-def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_failures: int) -> None:
+def _scheduler(sweep: Sweep):
+    """ASHA on the evaluations at the sweep's budgets (``[early_stop]``), or None (every trial runs out)."""
+    if sweep.spec.early_stop is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    budgets = sweep.trials[0].budgets  # the same for every trial (checked when the file was loaded)
+    return ASHAScheduler(time_attr="env_steps", metric="eval_return", mode="max", grace_period=budgets[0],
+                         max_t=budgets[-1], reduction_factor=sweep.spec.early_stop.reduction_factor)
+
+
+def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_failures: int,
+         scheduler=None) -> None:
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -329,8 +399,9 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
     tuner = tune.Tuner(
         tune.with_resources(_trainable, lambda config: tune.PlacementGroupFactory(
             [{"CPU": config["trial"]["threads"]}])),
-        param_space={"trial": tune.grid_search(payloads)},
-        tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name, reuse_actors=True),
+        param_space={"trial": tune.grid_search(payloads), "early_stop": scheduler is not None},
+        tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name, reuse_actors=True,
+                                    scheduler=scheduler),
         run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   callbacks=[_tune_callback(progress)]))

@@ -22,7 +22,9 @@ BUDGET_PREFIX = "return_at_"
 steps first reached 10,000 (the run's learning curve)."""
 COLUMNS = ["name", "task", "seed", "overrides", "status", "error", "env_steps", "eval_return_mean",
            "eval_return_std", "wall_s", "plan_hz", "run_dir"]
-STATUSES = ("complete", "failed", "interrupted", "pending")
+STATUSES = ("complete", "stopped", "failed", "interrupted", "pending")
+STOPPED = "stopped"
+"""A run's manifest status when a sweep's early stopping ended it at a budget (``stopped_at``)."""
 REQUIRED = ("name", "task", "seed", "overrides", "status", "eval_return_mean")
 """Columns ``robot-wm report`` reads; a results.csv without them is refused, naming them."""
 MAX_RESULTS_BYTES = 64 << 20
@@ -50,6 +52,18 @@ def is_complete(run_dir: Path) -> bool:
     return manifest(run_dir).get("status") == "complete" and (Path(run_dir) / "summary.json").is_file()
 
 
+def stopped_at(run_dir: Path) -> int | None:
+    """The budget at which early stopping ended the trial's run; None if it did not."""
+    m = manifest(run_dir)
+    at = m.get("stopped_at")
+    return at if m.get("status") == STOPPED and isinstance(at, int) and not isinstance(at, bool) else None
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Nothing left for the sweep to run: complete, or stopped early."""
+    return is_complete(run_dir) or stopped_at(run_dir) is not None
+
+
 def is_started(run_dir: Path) -> bool:
     """Something of a run is there (so the trial continues it with ``--resume`` semantics)."""
     run_dir = Path(run_dir)
@@ -62,8 +76,11 @@ def return_at(curve: dict[int, list[float]], budget: int) -> float:
     return statistics.fmean(curve[hit]) if hit is not None and curve[hit] else math.nan
 
 
-def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str = "") -> dict:
-    """The trial's row: figures from the run directory's summary.json when the run is complete."""
+def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str = "",
+              stopped: int | None = None) -> dict:
+    """The trial's row: figures from the run directory's summary.json when the run is complete; for a run
+    early stopping ended (its manifest says so, or ``stopped``: the budget, not recorded yet) the budget and
+    the learning curve up to it."""
     row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
            "run_dir": str(run_dir), "error": error}
     if is_complete(run_dir):
@@ -72,6 +89,16 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
         row.update(status="complete", env_steps=s["env_steps"], eval_return_mean=s["eval_return_mean"],
                    eval_return_std=s["eval_return_std"], wall_s=s["wall_s"], plan_hz=s["plan_hz"])
         row.update({f"{BUDGET_PREFIX}{b}": return_at(curve, b) for b in trial.budgets})
+        return row
+    if (at := stopped if stopped is not None else stopped_at(run_dir)) is not None and status is None:
+        from robot_wm.run_dir import RunDir
+
+        curve: dict[int, list[float]] = {}
+        for r in RunDir(run_dir).records("eval"):
+            if isinstance(r.get("milestone"), int) and isinstance(r.get("returns"), list):
+                curve[r["milestone"]] = [x for x in r["returns"] if isinstance(x, int | float)]
+        row.update(status=STOPPED, env_steps=at)
+        row.update({f"{BUDGET_PREFIX}{b}": return_at(curve, b) for b in trial.budgets if b <= at})
         return row
     row["status"] = status or ("interrupted" if is_started(run_dir) else "pending")
     return row

@@ -150,6 +150,18 @@ class SearchSpec(BaseModel):
                          f"draws ({', '.join(keys)}); expected a wider space or fewer samples")
 
 
+class EarlyStopSpec(BaseModel):
+    """ASHA (Ray Tune's ``AsyncHyperBandScheduler``) on the trials' learning-curve evaluations: at each
+    budget of ``eval_at`` a trial whose mean evaluation return falls below the best ``1/reduction_factor``
+    of the trials that reached that budget before it is stopped there. Returns are compared across
+    trials, so every trial must run the same task with the same budgets."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reduction_factor: float = Field(3.0, gt=1, le=100)
+    """Keep the best 1/reduction_factor at each budget (ASHA's eta)."""
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
@@ -171,6 +183,8 @@ class SweepSpec(BaseModel):
     """key -> list of values; every combination of the keys is a trial (TOML tables nest: [grid.planner])."""
     search: SearchSpec | None = None
     """Random search: settings drawn from ranges, each crossed with the grid (see ``SearchSpec``)."""
+    early_stop: EarlyStopSpec | None = None
+    """Stop trials that fall behind at the eval_at budgets (ASHA; see ``EarlyStopSpec``)."""
 
     @field_validator("seeds")
     @classmethod
@@ -379,7 +393,24 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
         budgets = tuple(sorted({*cfg.eval_at, cfg.env_steps}))
         trials.append(Trial(name=name, source=src, is_launch=is_launch, seed=seed, grid=grid, overrides=overrides,
                             task=cfg.env.task, threads=cfg.threads, budgets=budgets))
+    if spec.early_stop is not None:
+        _check_comparable(trials, path)
     return Sweep(spec=spec, path=path, trials=trials)
+
+
+def _check_comparable(trials: list[Trial], path: Path) -> None:
+    """Early stopping compares the trials' returns at the same budgets: one task, the same budgets, and at
+    least one evaluation before the end."""
+    where = f"sweep file {str(path)!r}: [early_stop]"
+    if len(tasks := sorted({t.task for t in trials})) > 1:
+        raise SweepError(f"{where} compares returns across trials, but the trials run {len(tasks)} tasks "
+                         f"({', '.join(tasks)}); expected one task per sweep (one sweep file per task)")
+    if len(budgets := {t.budgets for t in trials}) > 1:
+        raise SweepError(f"{where} compares trials at the same budgets, but they differ ({sorted(budgets)}); "
+                         "expected one env_steps and eval_at for the whole sweep")
+    if len(trials[0].budgets) < 2:
+        raise SweepError(f"{where} stops trials at their learning-curve evaluations, but there are none before "
+                         f"env_steps {trials[0].budgets[-1]}; expected eval_at = [budgets below env_steps]")
 
 
 def load(path: str | Path) -> Sweep:
