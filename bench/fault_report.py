@@ -1279,6 +1279,71 @@ def probe5_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26 (5th)", "dream on a full disk (said wrote, left a cut video)", full_disk_video)
 
 
+def probe6_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the sixth hostile probe (2026-11-26, 305 cases), as cases of the report."""
+    import json
+
+    import numpy as np
+
+    def untouched(run: Path, args: list[str], needle: str):
+        before = tf.snapshot(run)
+        rc, out = cli(*[a.format(run=run, work=work) for a in args])
+        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
+
+    run = copy_run(base, work / "p6-run")
+    for name, args, needle in (
+            ("dream --rrd RUN/metrics.jsonl (replaced the run's log)",
+             ["dream", "{run}", "--horizon", "3", "--rrd", "{run}/metrics.jsonl"], "ending in .rrd"),
+            ("dream --rrd RUN/checkpoints/latest.json", ["dream", "{run}", "--horizon", "3", "--rrd",
+                                                         "{run}/checkpoints/latest.json"], "ending in .rrd"),
+            ("drive --rrd RUN/summary.json", ["drive", "{run}", "--max-steps", "2", "--rrd", "{run}/summary.json"],
+             "ending in .rrd"),
+            ("eval --rerun save rerun.path=RUN/config.toml", ["eval", "{run}", "--episodes", "1", "--rerun", "save",
+                                                              "rerun.path={run}/config.toml"], "rerun.path"),
+            ("value.updates_per_step=1e9 (a hang of 25e9 updates)", ["train", "{run}", "value.updates_per_step=1e9"],
+             "value.updates_per_step"),
+            ("export planner.horizon=100000 (a 40 GB noise filter)",
+             ["export", "{run}", "--out", "{work}/p6-h.onnx", "planner.horizon=100000"], "planner.horizon")):
+        record("probe 2026-11-26 (6th)", name, lambda a=args, n=needle: untouched(run, a, n))
+
+    def saved_path():
+        victim = work / "p6-victim.txt"
+        victim.write_text("precious")
+        launch = work / "p6-victim.toml"
+        launch.write_text(f'[rerun]\nmode = "save"\npath = "{victim}"\n')
+        rc, out = cli("run", str(launch), f"run_dir={work / 'p6-lv'}", "env_steps=400", "--no-progress")
+        return rc == 2 and "rerun.path" in out and victim.read_text() == "precious", _last(out, 90)
+    record("probe 2026-11-26 (6th)", "launch file rerun.path = a user's file (every later eval overwrote it)",
+           saved_path)
+
+    def diverged():
+        rc, out = cli("run", f"run_dir={work / 'p6-lr'}", "env_steps=400", "threads=1", "eval_episodes=1",
+                      "model.max_epochs=1", "env.max_env_steps=200", "model.lr=1e308", "--no-progress")
+        return (rc == 2 and "training diverged" in out and not list((work / "p6-lr" / "checkpoints").glob("*.json")),
+                _last(out, 90))
+    record("probe 2026-11-26 (6th)", "model.lr=1e308: NaN weights saved, run reported complete", diverged)
+
+    def edited(i: int, change):
+        r = copy_run(base, work / f"p6-ep{i}")
+        path = r / "episodes" / "episode_000001.npz"
+        z = dict(np.load(path))
+        change(z)
+        np.savez(path, **z)
+        return untouched(r, ["train", "{run}", "model.max_epochs=1", "--no-progress"], "episode_000001.npz")
+
+    def meta(**kv):
+        def change(z):
+            m = json.loads(str(z["meta"]))
+            m.update(kv)
+            z["meta"] = np.array(json.dumps(m))
+        return change
+    for i, (name, change) in enumerate((
+            ("train on an episode of another task (same sizes)", meta(task="cartpole-balance")),
+            ("train on an episode at another action repeat", meta(action_repeat=2)),
+            ("train on an episode whose actions are x1e6", lambda z: z.update(action=z["action"] * 1e6)))):
+        record("probe 2026-11-26 (6th)", name, lambda i=i, c=change: edited(i, c))
+
+
 _SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
@@ -1325,7 +1390,8 @@ def main() -> int:
                          ("probe 2026-11-26 (3rd)", lambda: probe3_defects(base, planner, work)),
                          ("API and driver inputs", lambda: api_inputs(base, planner, work)),
                          ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work)),
-                         ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work)),
+                         ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

@@ -134,8 +134,9 @@ class ValueConfig(_Section):
     """Adam learning rate of the Q functions and the policy."""
     batch_size: int = Field(256, ge=1)
     """Transitions per update."""
-    updates_per_step: float = Field(1.0, ge=0)
-    """Gradient updates per new control step of data (update-to-data ratio), run after each episode."""
+    updates_per_step: float = Field(1.0, ge=0, le=100)
+    """Gradient updates per new control step of data (update-to-data ratio), run after each episode (at most 100;
+    BRO and SimbaV2 use 8-10)."""
     n_step: int = Field(3, ge=1, le=100)
     """TD targets sum this many rewards before bootstrapping (cut short at the episode's end)."""
     tau: float = Field(0.05, gt=0, le=1)
@@ -152,8 +153,8 @@ class ValueConfig(_Section):
 class PlannerConfig(_Section):
     optimizer: Literal["cem", "mppi", "icem"] = "icem"
     """Sampling optimizer: cem, mppi or icem (colored noise + elite reuse)."""
-    horizon: int = Field(12, ge=1)
-    """Planning horizon in control steps."""
+    horizon: int = Field(12, ge=1, le=1000)
+    """Planning horizon in control steps (at most 1,000: a suite episode)."""
     samples: int = Field(128, ge=2)
     """Action sequences sampled per iteration."""
     iterations: int = Field(2, ge=1)
@@ -246,11 +247,24 @@ class GoalConfig(_Section):
         return self
 
 
+RRD_SUFFIX = ".rrd"
+
+
+def check_rrd_path(path: str, what: str) -> str:
+    """``path`` if it names a Rerun recording (``*.rrd``): it is overwritten, so nothing else may be named."""
+    if not str(path).lower().endswith(RRD_SUFFIX) or str(path).lower() == RRD_SUFFIX:
+        raise ValueError(f"{what} {str(path)!r}: expected a file name ending in {RRD_SUFFIX} (the file is "
+                         "overwritten with the recording)")
+    return path
+
+
 class RerunConfig(_Section):
     mode: Literal["off", "save", "spawn", "serve"] = "off"
     """Rerun visual debugging: off, save (a .rrd file in the run directory), spawn (a live viewer), serve (gRPC)."""
     path: str | None = None
-    """.rrd file for mode=save; None writes RUN_DIR/rerun/<timestamp>.rrd."""
+    """.rrd file for mode=save; None writes RUN_DIR/rerun/<timestamp>.rrd. It must end in .rrd (the file is
+    overwritten: config.toml or metrics.jsonl of a run were), and a run never saves it: a later command on the
+    run (or a run directory from someone else) writes into the run's own rerun/ folder instead."""
     address: str | None = None
     """serve: 'host:port' to bind (default 127.0.0.1:9876); spawn: viewer port."""
     every_n_steps: int = Field(10, ge=1)
@@ -259,6 +273,11 @@ class RerunConfig(_Section):
     """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""
     camera_every_n_steps: int = Field(20, ge=0)
     """Log a rendered camera frame every N control steps (0: no camera)."""
+
+    @field_validator("path")
+    @classmethod
+    def _rrd(cls, v: str | None) -> str | None:
+        return v if v is None else check_rrd_path(v, "rerun.path")
     camera_width: int = Field(320, ge=16)
     """Camera frame width in pixels."""
     camera_height: int = Field(240, ge=16)
@@ -438,12 +457,13 @@ NETWORK_MODES = ("spawn", "serve")
 
 
 def without_network(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with the network settings cleared (rerun.mode spawn/serve -> off, rerun.address -> None)."""
+    """``cfg`` as a run saves it: the network settings cleared (rerun.mode spawn/serve -> off, rerun.address ->
+    None), and rerun.path too (a saved path made every later command on the run overwrite that file)."""
     rr = cfg.rerun
-    if rr.mode not in NETWORK_MODES and rr.address is None:
+    if rr.mode not in NETWORK_MODES and rr.address is None and rr.path is None:
         return cfg
     mode = "off" if rr.mode in NETWORK_MODES else rr.mode
-    return cfg.model_copy(update={"rerun": rr.model_copy(update={"mode": mode, "address": None})})
+    return cfg.model_copy(update={"rerun": rr.model_copy(update={"mode": mode, "address": None, "path": None})})
 
 
 def check_no_network(cfg: RunConfig, source: str) -> None:

@@ -65,6 +65,10 @@ def _check_video_args(a: argparse.Namespace) -> None:
 
     if a.out is not None:
         check_video_path(a.out)
+    if a.rrd is not None:  # before any work: --rrd RUN/metrics.jsonl replaced the run's log
+        from robot_wm.config import check_rrd_path
+
+        check_rrd_path(a.rrd, "--rrd")
     for flag, v in (("--width", a.width), ("--height", a.height)):
         if not (16 <= v <= 4096 and v % 16 == 0):
             raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.data.dataset import EpisodeDataset, Transitions, split
+from robot_wm.data.dataset import EpisodeDataset, Transitions, check_action_bounds, split
 from robot_wm.data.episode import Episode
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint
@@ -42,7 +42,7 @@ def _sha256(path: Path) -> str:
 
 
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
-                      action_repeat: int | None = None) -> EpisodeDataset:
+                      action_repeat: int | None = None, bounds: tuple | None = None) -> EpisodeDataset:
     """The recorded deployments in ``source`` (``robot-wm deploy --record``), checked against a run: refused
     when an episode is not a recorded deployment, or from another task, or at another action repeat, or has
     other observation/action sizes than the run."""
@@ -64,17 +64,19 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
             raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
                              f"action dimensions, the run's model {obs_dim} and {act_dim}")
+        if bounds is not None:
+            check_action_bounds(path, ep.action, *bounds)
     return src
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
-                    action_repeat: int | None = None) -> list[Path]:
+                    action_repeat: int | None = None, bounds: tuple | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
     if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
-    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat)
+    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds)
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
@@ -111,7 +113,7 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
     added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim,
-                            cfg.env.action_repeat)
+                            cfg.env.action_repeat, (env.action_spec.low, env.action_spec.high))
     robot = list(robot_dataset(s.run))
     sim = list(s.run.dataset())
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))

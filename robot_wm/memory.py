@@ -19,12 +19,13 @@ def planner_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
     """An upper estimate of the memory one planning step needs, from the config alone (float32): the noise
     and its coloured copy (iterations x samples x horizon x action), the candidates and elites, and for every
     planning member its live layer activations and the imagined states and rewards over the horizon, plus the
-    Q heads' activations of the value."""
+    Q heads' activations of the value; and the coloured-noise filter (horizon x horizon, a few copies: at
+    horizon 100,000 it asked for 40 GB before any check)."""
     p, m, v = cfg.planner, cfg.model, cfg.value
     e, n, h = m.elites, p.samples, p.horizon
     per_sample = (2 * p.iterations * h * act_dim + 3 * h * act_dim + e * (3 * m.hidden + 2 * (obs_dim + 1) * h)
                   + (e * v.q_heads * 3 * v.hidden if v.enabled else 0))
-    return 4 * n * per_sample
+    return 4 * n * per_sample + 4 * 3 * h * h
 
 
 def _mlp_params(dims: list[int]) -> int:

@@ -19,6 +19,7 @@ from policies.mpc.step import StepSpec
 from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
+from robot_wm.data.dataset import check_action_bounds
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -88,6 +89,7 @@ class Session:
                 _check_task(run, run.load_config(), cfg)
             run.check_step_unit()  # so does a run that counted steps in another unit
             _check_shapes(run, env)
+            _check_episodes_are_the_runs(run, saved or run.load_config(), env)
             s = cls(cfg, run, env, progress, lock=held)
             if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by ``close``
                 from robot_wm.viz.observer import RerunObserver
@@ -260,6 +262,21 @@ def _check_shapes(run: RunDir, env: Env) -> None:
                 raise ValueError(f"the environment {env.name!r} has observation/action sizes {got[0]}/{got[1]}, "
                                  f"the run {str(run.root)!r} holds {want[0]}/{want[1]} ({data.paths()[0].name}); "
                                  "a run holds one task: use another run_dir")
+
+
+def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> None:
+    """Refuse training episodes recorded on another task or at another action repeat than the run's (same
+    sizes: cartpole-balance in a cartpole-swingup run, or repeat 2 in a repeat-8 run, were trained on), or
+    with actions outside the task's bounds."""
+    for path, ep in zip(run.dataset().paths(), run.dataset()):
+        check_action_bounds(path, ep.action, env.action_spec.low, env.action_spec.high)
+        task, repeat = ep.meta.get("task"), ep.meta.get("action_repeat")
+        if isinstance(task, str) and saved.env.task != "mjcf" and _task_key(task) != _task_key(saved.env.task):
+            raise ValueError(f"episode file {str(path)!r} is from task {task!r}, the run's is {saved.env.task!r}: "
+                             "a run's episodes are its own (remove the file)")
+        if repeat is not None and repeat != saved.env.action_repeat:
+            raise ValueError(f"episode file {str(path)!r} was collected at action repeat {repeat!r}, the run at "
+                             f"{saved.env.action_repeat}: its transitions span another time step (remove the file)")
 
 
 RESUME_FIELDS = ("env_steps", "eval_at", "eval_episodes")

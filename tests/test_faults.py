@@ -1007,3 +1007,84 @@ def test_an_emptied_config_toml_is_refused_not_replaced_by_the_defaults(run_copy
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
     assert rc == 2 and "names no env.task or seed" in out and snapshot(run_copy) == before, out
+
+
+# --- the sixth hostile probe (2026-11-26, 305 cases) -----------------------------------------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    # an output path of Rerun that is not a recording replaced the run's own files
+    (["dream", "{run}", "--horizon", "3", "--rrd", "{run}/metrics.jsonl"], "--rrd '{run}/metrics.jsonl': expected a file name ending in .rrd"),
+    (["dream", "{run}", "--horizon", "3", "--rrd", "{run}/checkpoints/latest.json"], "ending in .rrd"),
+    (["drive", "{run}", "--max-steps", "2", "--rrd", "{run}/summary.json"], "ending in .rrd"),
+    (["eval", "{run}", "--episodes", "1", "--rerun", "save", "rerun.path={run}/config.toml"], "rerun.path"),
+    # sizes without a bound: 25e9 value updates (a hang), a 40 GB noise filter
+    (["train", "{run}", "value.updates_per_step=1e9"], "value.updates_per_step: Input should be less than or equal to 100"),
+    (["export", "{run}", "--out", "{tmp}/h.onnx", "planner.horizon=100000"], "planner.horizon: Input should be less than or equal to 1000"),
+])
+def test_probe6_outputs_and_sizes_are_refused_before_anything_is_written(run_copy, tmp_path, capsys, args, needle):
+    args = [a.format(run=run_copy, tmp=tmp_path) for a in args]
+    before = snapshot(run_copy)
+    rc, out = _rc(capsys, *args)
+    assert rc in (1, 2) and needle.format(run=run_copy) in out and "Traceback" not in out, out
+    assert snapshot(run_copy) == before
+
+
+def test_a_saved_config_never_keeps_a_recording_path(tmp_path):
+    """A launch file's rerun.path was saved into RUN/config.toml, and every later eval/whatif/dream of the run
+    (a run directory from someone else too) overwrote that file."""
+    from robot_wm.config import RunConfig, apply_overrides
+    from robot_wm.run_dir import RunDir
+
+    with pytest.raises(ValueError, match=r"rerun.path.*expected a file name ending in \.rrd"):
+        apply_overrides(RunConfig(), ["rerun.path=/tmp/victim.txt"])
+    run = RunDir(tmp_path / "r")
+    run.save_config(apply_overrides(RunConfig(), ["rerun.mode=save", f"rerun.path={tmp_path}/x.rrd"]))
+    saved = run.load_config().rerun
+    assert (saved.mode, saved.path) == ("save", None)  # later commands write into RUN/rerun/
+
+
+def test_diverged_training_fails_the_run_and_saves_no_checkpoint(tmp_path, capsys):
+    """model.lr=1e308 trained to NaN weights, saved them and reported the run complete with return 0."""
+    run = tmp_path / "lr"
+    rc, out = _rc(capsys, "run", f"run_dir={run}", *TINY, "env_steps=400", "model.lr=1e308", "--no-progress")
+    assert rc == 2 and "training diverged: non-finite weights" in out and "model.lr" in out, out
+    assert not list((run / "checkpoints").glob("*.json")) and json.loads((run / "manifest.json").read_text())["status"] != "complete"
+
+
+def _edit_episode(path: Path, **changes) -> None:
+    z = dict(np.load(path))
+    meta = json.loads(str(z["meta"]))
+    meta.update(changes.pop("meta", {}))
+    z["meta"] = np.array(json.dumps(meta))
+    z.update(changes)
+    np.savez(path, **z)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ({"meta": {"task": "cartpole-balance"}}, "is from task 'cartpole-balance', the run's is 'cartpole-swingup'"),
+    ({"meta": {"action_repeat": 2}}, "was collected at action repeat 2, the run at 8"),
+    ({"scale": 1e6}, "is outside the action bounds [-1, 1]"),
+])
+def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, needle):
+    """Same sizes, so the dataset took them: another task's episode, one at another action repeat, and actions
+    logged in other units were trained on."""
+    path = run_copy / "episodes" / "episode_000001.npz"
+    if "scale" in edit:
+        _edit_episode(path, action=np.load(path)["action"] * edit["scale"])
+    else:
+        _edit_episode(path, **edit)
+    before = snapshot(run_copy)
+    rc, out = _rc(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
+    assert rc in (1, 2) and needle in out and "episode_000001.npz" in out, out
+    assert snapshot(run_copy) == before
+
+
+def test_finetune_refuses_recorded_actions_outside_the_bounds(run_copy, planner_file, tmp_path, capsys):
+    rec = tmp_path / "rec"
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec), "--threads", "1")
+    assert rc == 0, out
+    ep = next(rec.glob("episode_*.npz"))
+    _edit_episode(ep, action=np.load(ep)["action"] * 1e6)
+    rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
+    assert rc in (1, 2) and "is outside the action bounds" in out, out
+    assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))

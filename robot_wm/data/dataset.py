@@ -28,6 +28,21 @@ APPEND_TRIES = 100
 """Names ``append`` tries before giving up (each taken by another writer meanwhile)."""
 
 
+def check_action_bounds(path, action: np.ndarray, low, high) -> None:
+    """Refuse an episode whose actions leave the action bounds: the planner never sends such an action, so
+    the episode was logged in other units (raw motor commands) or edited, and would train the model on
+    transitions it can never plan with (the probe's 1e6-scaled episode trained with a 6e9 error)."""
+    low, high = (np.asarray(b, dtype=np.float64).reshape(-1) for b in (low, high))
+    a = np.asarray(action, dtype=np.float64)
+    tol = 1e-5 * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
+    out = ~np.isfinite(a) | (a < low - tol) | (a > high + tol)
+    if out.any():
+        t, j = (int(i) for i in np.argwhere(out)[0])
+        raise ValueError(f"episode {str(path)!r}: action[{t}][{j}] = {a[t, j]!r} is outside the action bounds "
+                         f"[{low[j]:g}, {high[j]:g}] ({int(out.sum())} values): an episode logged in other units "
+                         "or edited; expected the actions the planner sent")
+
+
 class EpisodeDataset:
     """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... Appending never
     rewrites an existing file; temp files from an interrupted write are ignored."""

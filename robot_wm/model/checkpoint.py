@@ -30,6 +30,10 @@ MAX_WEIGHTS_BYTES = 8 << 30
 VALUE_PREFIX = "value."
 
 
+class TrainingDivergedError(ValueError):
+    """A training round ended with non-finite weights: nothing is saved, the run stops."""
+
+
 def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dict | None = None,
                     value: ActorCritic | None = None) -> Path:
     """Write weights first, then the JSON that names them (with their hash): the JSON is the
@@ -38,6 +42,12 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
     tensors = dict(model.state_dict())
     if value is not None:
         tensors.update({VALUE_PREFIX + k: v for k, v in value.state_dict().items()})
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:  # a diverged training: such a checkpoint cannot plan (the run was reported complete with return 0)
+        raise TrainingDivergedError(
+            f"training diverged: non-finite weights in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
+            f"; {stem.name} was not written. Lower the learning rate (model.lr for the world model, value.lr "
+            "for the value and policy)")
     blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     weights = stem.with_suffix(".safetensors")
     atomic_write_bytes(weights, blob)

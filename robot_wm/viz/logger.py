@@ -149,6 +149,9 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
     if mode == "save":
         if path is None:
             raise ValueError("rerun mode 'save' needs a path")
+        from robot_wm.config import check_rrd_path
+
+        check_rrd_path(str(path), "rerun recording")  # --rrd RUN/metrics.jsonl replaced the run's log
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
