@@ -327,6 +327,8 @@ def resume_hint(args: argparse.Namespace) -> str:
     """How to go on after a stop, where the command writes a run directory."""
     if args.command == "run":
         return "Continue with the same command and --resume."
+    if args.command == "sweep":
+        return "Run the same `robot-wm sweep` again: it skips finished trials and resumes the others."
     if getattr(args, "run_dir", None) and args.command in ("collect", "train", "finetune"):
         return f"Run `robot-wm {args.command} {args.run_dir} ...` again to go on."
     return ""

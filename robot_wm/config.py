@@ -337,6 +337,8 @@ def check_run_dir_template(template: str) -> None:
     if not template.strip():
         raise ValueError("run_dir is empty (an unset shell variable?); expected a folder path such as "
                          "runs/{task}-s{seed}")
+    if "\x00" in template:
+        raise ValueError(f"run_dir {template!r} holds a NUL byte; expected a folder path")
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as e:
@@ -386,7 +388,7 @@ def read_toml(path: str | Path, what: str = "launch file", error: type[ConfigErr
     error = error or ConfigError
     try:
         check_regular_file(Path(path), what, MAX_TOML_BYTES)
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # a Windows editor's byte-order mark
     except FileNotFoundError:
         raise error(f"{what} {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

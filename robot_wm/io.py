@@ -158,7 +158,12 @@ def read_jsonl(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
     out = []
-    for line in Path(path).read_text().splitlines():
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as e:  # binary: another program's file written over it
+        raise ValueError(f"{str(path)!r} is not text (byte {e.start} cannot be decoded as UTF-8): the file is "
+                         "damaged or was replaced") from None
+    for line in text.splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

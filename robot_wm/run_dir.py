@@ -173,6 +173,17 @@ class RunDir:
     def check_usable(self) -> None:
         """Refuse a ``run_dir`` that a run must not be written into: a file, or a folder that holds files
         but is not a robot-wm run (a user's folder is never overwritten). A new or empty folder is fine."""
+        if "\x00" in str(self.root):
+            raise NotARunError(f"run_dir {str(self.root)!r} holds a NUL byte; expected a folder path")
+        if self.root.is_symlink() and not self.root.exists():  # makedirs said only "[Errno 17] File exists"
+            raise NotARunError(f"run_dir {str(self.root)!r} is a broken symbolic link (to {os.readlink(self.root)!r}); "
+                               "remove it or create its target")
+        for parent in self.root.parents:  # "Not a directory" with a useless --resume hint
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotARunError(f"run_dir {str(self.root)!r} lies below {str(parent)!r}, which is a file, "
+                                       "not a folder; choose another run_dir")
+                break
         if not self.root.exists():
             return
         if not self.root.is_dir():

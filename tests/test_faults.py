@@ -1088,3 +1088,84 @@ def test_finetune_refuses_recorded_actions_outside_the_bounds(run_copy, planner_
     rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
     assert rc in (1, 2) and "is outside the action bounds" in out, out
     assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))
+
+
+@pytest.mark.parametrize("how, needle", [
+    ("nul", "holds a NUL byte"),
+    ("below_file", "which is a file, not a folder"),
+    ("dangling", "is a broken symbolic link"),
+])
+def test_run_dirs_that_cannot_be_made_are_named(tmp_path, capsys, how, needle):
+    """The sixth probe's ugly run_dir cases: 'embedded null byte', 'Not a directory' with a --resume hint that
+    failed the same way, and '[Errno 17] File exists' for a dangling link."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "dang").symlink_to(tmp_path / "nothere")
+    run_dir = {"nul": f"{tmp_path}/a\x00b", "below_file": f"{tmp_path}/afile/sub", "dangling": f"{tmp_path}/dang"}[how]
+    rc, out = _rc(capsys, "run", f"run_dir={run_dir}", *TINY, "--no-progress")
+    assert rc == 2 and needle in out and "--resume" not in out and "Errno" not in out, out
+
+
+def test_files_a_user_saved_elsewhere_are_read_or_named(tmp_path, base_run):
+    """A launch file and a results.csv with a byte-order mark (a Windows editor, a spreadsheet), a results.csv
+    with a repeated row or a 3 MB cell, a binary metrics.jsonl, an episode folder that is a file, a folder
+    given as a checkpoint, an episode with a cut physics state."""
+    from robot_wm.config import load
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.io import read_jsonl
+    from robot_wm.model.checkpoint import load_checkpoint
+    from robot_wm.sweep import results
+
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfseed = 7\n")
+    assert load(tmp_path / "bom.toml").seed == 7
+    header = "name,task,seed,overrides,status,eval_return_mean\n"
+    row = "cartpole-swingup-s1,cartpole-swingup,1,,complete,100\n"
+    for name, text, needle in (("bom", "\ufeff" + header + row, None),
+                               ("dup", header + row + row, "line 3: trial 'cartpole-swingup-s1' is also on line 2"),
+                               ("big", header + "x" * 3_000_000 + row, "field larger than field limit")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.csv").write_text(text, encoding="utf-8")
+        if needle is None:
+            assert results.read(tmp_path / name)[0]["name"] == "cartpole-swingup-s1"
+        else:
+            with pytest.raises(ValueError, match=re.escape(needle)):
+                results.read(tmp_path / name)
+    (tmp_path / "m.jsonl").write_bytes(b'{"kind": "x"}\n\xc8\xff\n')
+    with pytest.raises(ValueError, match="m.jsonl' is not text"):
+        read_jsonl(tmp_path / "m.jsonl")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        EpisodeDataset(tmp_path / "bom.toml")
+    with pytest.raises(ValueError, match="is not a checkpoint: expected a model_rNNNN.json"):
+        load_checkpoint(base_run / "checkpoints")
+    ds = tmp_path / "eps"
+    shutil.copytree(base_run / "episodes", ds)
+    z = dict(np.load(ds / "episode_000001.npz"))
+    z["physics_state"] = z["physics_state"][:, :2]
+    np.savez(ds / "episode_000001.npz", **z)
+    with pytest.raises(ValueError, match="has a physics state of 2 numbers per step"):
+        EpisodeDataset(ds)
+
+
+def test_runtime_arguments_are_named(planner_file, capsys):
+    """ControlLoop(rate_hz=True) ran at 1 Hz, deadline_s='0.01' raised a ufunc error, np.int64(3) fallbacks
+    were refused by a false message; PlannerSession(threads=0) blamed the planner file, seed=-1 and
+    provider=None raised numpy's and Python's own errors; deploy --safe-action '' ran without one."""
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.robot import SimRobot
+    from robot_wm.runtime.session import PlannerSession
+    from sim.registry import make_env
+    from robot_wm.config import RunConfig
+
+    for kwargs, needle in (({"threads": 0}, "threads=0: expected a whole number"), ({"seed": -1}, "seed=-1"),
+                           ({"provider": None}, "provider=None")):
+        with pytest.raises((ValueError, RuntimeError)) as e:
+            PlannerSession(planner_file, **kwargs)
+        assert needle in str(e.value) and "not a loadable" not in str(e.value)
+    session = PlannerSession(planner_file, threads=1)
+    robot = SimRobot(make_env(RunConfig().env))
+    for kwargs, needle in (({"rate_hz": True}, "rate_hz=True"), ({"deadline_s": "0.01"}, "deadline_s='0.01'"),
+                           ({"max_fallbacks": True}, "max_fallbacks=True")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            ControlLoop(session, robot, **kwargs)
+    assert ControlLoop(session, robot, max_fallbacks=np.int64(3)).max_fallbacks == 3
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--safe-action", "")
+    assert rc == 2 and "--safe-action is empty" in out, out

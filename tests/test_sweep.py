@@ -360,6 +360,9 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     # probe of 2026-11-26 (5th): the same trials twice under other names
     ('tasks = ["cartpole-swingup", "cartpole_swingup"]\nseeds = [1]\n', "are the same task"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 5]\n', "[5, 5] repeats a value"),
+    # probe 6: an empty sweep_dir (an unset variable) was replaced by the default; a NUL byte was Python's message
+    ('sweep_dir = ""\ntasks = ["cartpole-swingup"]\nseeds = [1]\n', "sweep_dir is empty"),
+    ('sweep_dir = "a\\u0000b"\ntasks = ["cartpole-swingup"]\nseeds = [1]\n', "holds a NUL byte"),
     # random search: every range and key named
     (SEARCH + '"planner.temperature" = {uniform = [1.0, 0.1]}\n', "search key planner.temperature: uniform [1.0, 0.1] is empty"),
     (SEARCH + '"value.lr" = {loguniform = [0.0, 1e-3]}\n', "value.lr: loguniform [0.0, 0.001] is empty; expected low < high and low > 0"),

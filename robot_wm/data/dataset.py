@@ -49,6 +49,8 @@ class EpisodeDataset:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():  # "[Errno 17] File exists" before
+            raise ValueError(f"episode folder {str(self.root)!r} is a file, not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
         self._episodes: list[Episode] = []
         self.refresh()
@@ -76,6 +78,10 @@ class EpisodeDataset:
         if sizes(ep) != sizes(first):
             raise ValueError(f"{what} has observation/action sizes {sizes(ep)}, the dataset "
                              f"{str(self.root)!r} holds {sizes(first)} (an episode from another task?)")
+        widths = {ep.physics_state.shape[1], first.physics_state.shape[1]} - {0}  # 0: a robot has no physics state
+        if len(widths) > 1:  # a cut physics state failed deep in MuJoCo when dream replayed it
+            raise ValueError(f"{what} has a physics state of {ep.physics_state.shape[1]} numbers per step, the dataset "
+                             f"{str(self.root)!r} holds {first.physics_state.shape[1]}: the file is damaged or was edited")
 
     def append(self, episode: Episode) -> Path:
         """Store ``episode`` as the next file. Never replaces a stored one: when another writer took that name

@@ -88,6 +88,9 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     a checkpoint without them) and the JSON. Raises ValueError naming the file on anything truncated,
     corrupted, mismatched or not ours, and on a format version it does not know."""
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() not in (".json", ".safetensors"):  # checkpoints/ read as checkpoints.json
+        raise ValueError(f"{str(path)!r} is not a checkpoint: expected a model_rNNNN.json file (or its .safetensors "
+                         "weights) of a run's checkpoints/ folder")
     cfg_path = path.with_suffix(".json")
     try:
         check_regular_file(cfg_path, "checkpoint config", MAX_CONFIG_BYTES)  # a FIFO hung eval, /dev/zero grew

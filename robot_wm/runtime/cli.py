@@ -46,6 +46,9 @@ def _deploy(a: argparse.Namespace) -> int:
         print(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
               f"{m.raw.get('control_period')!r}): the robot's {robot.control_period:g} s is used unchecked",
               file=sys.stderr)
+    if a.safe_action is not None and not a.safe_action.strip():  # an unset variable ran with no safe action
+        raise ValueError("--safe-action is empty ('': an unset shell variable?); expected comma-separated numbers, "
+                         "one per action dimension, or leave the flag out")
     safe = np.array(_floats(a.safe_action, "--safe-action"), np.float32) if a.safe_action else None
     goal_file = _goal(a, planner)
     planner.warmup()

@@ -77,12 +77,13 @@ class ControlLoop:
     def __init__(self, planner, robot, rate_hz: float | None = None, deadline_s: float | None = None,
                  safe_action: np.ndarray | None = None, realtime: bool = True, max_fallbacks: int = 25):
         self.planner, self.robot = planner, robot
-        for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):
-            if v is not None and not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name}={v}: expected a positive, finite number")
-        if not (isinstance(max_fallbacks, int) and max_fallbacks >= 1):
+        for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):  # True ran at 1 Hz; "0.01" a ufunc error
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
+                                  or not (np.isfinite(v) and v > 0)):
+                raise ValueError(f"{name}={v!r}: expected a positive, finite number")
+        if isinstance(max_fallbacks, bool) or not (isinstance(max_fallbacks, int | np.integer) and max_fallbacks >= 1):
             raise ValueError(f"max_fallbacks={max_fallbacks!r}: expected a whole number >= 1")
-        self.max_fallbacks = max_fallbacks
+        self.max_fallbacks = int(max_fallbacks)
         self.consecutive_fallbacks = 0
         self.stopped: str | None = None  # why the loop made a safe stop (None: it did not)
         period = getattr(robot, "control_period", None)

@@ -217,12 +217,19 @@ class PlannerSession:
     def __init__(self, path: str | Path, provider: str = "auto", threads: int = 2, seed: int = 0,
                  cuda_graph: bool = True, trt_cache_dir: str | None = None):
         self.path = Path(path)
+        # The arguments first (threads=0 was reported as a corrupted planner file; seed=-1 and provider=None
+        # raised numpy's and Python's own errors).
+        options = session_options(threads)
+        if not isinstance(provider, str):
+            raise ProviderError(f"provider={provider!r}: expected one of {', '.join(['auto', *PROVIDERS])}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed={seed!r}: expected a whole number from 0 to {2**32 - 1}")
         blob = self._read(self.path)
         self.requested = provider.lower()
         chain = provider_chain(self.requested, cuda_graph, trt_cache_dir)
         try:
             # Loading from bytes: the file cannot reach side files (external data is refused).
-            self.session = ort.InferenceSession(blob, session_options(threads), providers=chain)
+            self.session = ort.InferenceSession(blob, options, providers=chain)
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             msg = str(e)
             if "external" in msg.lower():

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -63,6 +64,8 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     """Ray for the sweep: with no ``address`` an embedded instance on this machine (``cpus`` CPUs, every
     listener on 127.0.0.1, no dashboard, token authentication as Ray's default: on), stopped at the end;
     with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     if address is None:
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
@@ -87,6 +90,8 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
             import ray
 
         ray.init(address=address, logging_level=logging.WARNING)
+    if main_thread and callable(sigterm):  # Ray's handler aborted the driver (exit 134, a C stack dump) on SIGTERM:
+        signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
     try:
         yield ray
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -53,8 +54,13 @@ def _float(text: str) -> float:
 
 
 def _setting(row: dict) -> str:
-    """The grid setting of a row, less the task (the panel already names it)."""
-    return " ".join(o for o in row["overrides"].split() if not o.startswith("env.task=")) or "default"
+    """The grid setting of a row, less the task (the panel already names it), after its launch file's name
+    where that is not the task's: two launch files of one task (cartpole-pets.toml, cartpole-q5.toml) were
+    merged into one "default" setting."""
+    grid = " ".join(o for o in row["overrides"].split() if not o.startswith("env.task="))
+    m = re.match(rf"(.+?)-s{re.escape(str(row.get('seed', '')))}(?:-|$)", row.get("name", ""))
+    source = m.group(1) if m and m.group(1) != row["task"] else ""
+    return " ".join(x for x in (source, grid) if x) or "default"
 
 
 def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float, float, int]]]]:

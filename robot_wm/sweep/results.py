@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import statistics
@@ -28,6 +29,8 @@ STOPPED = "stopped"
 REQUIRED = ("name", "task", "seed", "overrides", "status", "eval_return_mean")
 """Columns ``robot-wm report`` reads; a results.csv without them is refused, naming them."""
 MAX_RESULTS_BYTES = 64 << 20
+MAX_ROWS = 10_000
+"""A sweep makes at most this many trials (``spec.MAX_TRIALS``), so its results.csv has at most this many rows."""
 
 
 def runs_dir(sweep_dir: Path) -> Path:
@@ -134,16 +137,29 @@ def read(sweep_dir: Path) -> list[dict]:
         raise FileNotFoundError(f"{str(path)!r} does not exist: expected a sweep directory written by "
                                 "`robot-wm sweep` (it holds results.csv)")
     check_regular_file(path, "sweep results", MAX_RESULTS_BYTES)
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # saved from a spreadsheet: a byte-order mark
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+            rows = list(itertools.islice(reader, MAX_ROWS + 1))
+        except csv.Error as e:  # a field over the csv module's limit: a traceback before
+            raise ValueError(f"{str(path)!r} line {reader.line_num}: {e}; expected a results.csv written by "
+                             "`robot-wm sweep`") from None
         if missing := [c for c in REQUIRED if c not in header]:
             raise ValueError(f"{str(path)!r} lacks the columns {missing}: expected a results.csv written by `robot-wm sweep`")
         for c in header:
             if c.startswith(BUDGET_PREFIX) and not c[len(BUDGET_PREFIX):].isdigit():
                 raise ValueError(f"{str(path)!r}: column {c!r}: expected {BUDGET_PREFIX}<environment steps>, e.g. "
                                  f"{BUDGET_PREFIX}10000")
-        rows = list(reader)
+    if len(rows) > MAX_ROWS:  # 200,000 hand-made rows kept the report busy for minutes
+        raise ValueError(f"{str(path)!r} has more than {MAX_ROWS:,} rows; a sweep writes one per trial, at most "
+                         f"{MAX_ROWS:,}")
+    seen: dict[str, int] = {}
+    for line, r in enumerate(rows, 2):
+        if (name := r.get("name") or "") in seen:  # one trial counted twice as two seeds of a mean
+            raise ValueError(f"{str(path)!r} line {line}: trial {name!r} is also on line {seen[name]}; expected one "
+                             "row per trial")
+        seen[name] = line
     returns = [c for c in header if c.startswith(BUDGET_PREFIX)] + ["eval_return_mean"]
     for line, r in enumerate(rows, 2):
         for c in returns:

@@ -186,6 +186,15 @@ class SweepSpec(BaseModel):
     early_stop: EarlyStopSpec | None = None
     """Stop trials that fall behind at the eval_at budgets (ASHA; see ``EarlyStopSpec``)."""
 
+    @field_validator("sweep_dir")
+    @classmethod
+    def _sweep_dir(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():  # an unset variable: the sweep wrote into sweeps/<stem> instead
+            raise ValueError("sweep_dir is empty; expected a folder path (or leave it out for sweeps/<file name>)")
+        if v is not None and "\x00" in v:
+            raise ValueError(f"sweep_dir {v!r} holds a NUL byte; expected a folder path")
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, v: list[int]) -> list[int]:
