@@ -294,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        print(f"robot-wm {args.command}: {how}. {SAVED} {resume_hint(args)}", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        term = isinstance(e, Terminated) or bool(_TERMINATED)
+        print(f"robot-wm {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}. {SAVED} "
+              f"{resume_hint(args)}", file=sys.stderr)
+        return 143 if term else 130
     except OSError as e:
         hint = "" if e.errno == errno.ENAMETOOLONG else resume_hint(args)  # resuming fails the same way
         print(f"robot-wm {args.command}: error: {describe_os_error(e)} {hint}".rstrip(), file=sys.stderr)
@@ -316,7 +317,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it stops like Ctrl-C (what was written stays complete)."""
 
 
+_TERMINATED = []  # set by the handler: a library (Ray Tune) may re-raise our Terminated as a plain KeyboardInterrupt
+
+
 def _terminate(signum, frame) -> None:
+    _TERMINATED.append(signum)
     raise Terminated
 
 
