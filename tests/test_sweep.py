@@ -446,6 +446,11 @@ def test_readme_sweep_file_example_is_valid(tmp_path):
     assert len(trials) == 2 * 3 * 2 * 8  # 2 sources x 3 seeds x 2 grid values x 8 drawn settings
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "bench").glob("sweep_*.toml")), ids=lambda p: p.name)
+def test_every_bench_sweep_file_loads(path):
+    assert spec.load(path).trials  # launch files and variants found, every trial's config valid
+
+
 def test_bench_sweep_file_is_valid():
     sweep = spec.load(ROOT / "bench" / "sweep_returns.toml")
     tasks = {t.task for t in sweep.trials}
