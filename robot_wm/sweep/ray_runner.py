@@ -198,14 +198,9 @@ def _trainable(config: dict) -> None:
     _exit_with_parent()
 
     def on_milestone(run, budget: int, mean_return: float) -> None:
-        """Tell the scheduler; where it stops the trial (Tune ends the trial's thread with SystemExit inside
-        ``report``), the run's manifest says so first, under the run's lock, so that the sweep started
-        again counts the trial as finished instead of resuming it."""
-        try:
-            tune.report({"env_steps": budget, "eval_return": mean_return})
-        except SystemExit:
-            run.update_manifest(status=results.STOPPED, stopped_at=budget)
-            raise
+        """Tell the scheduler. Where it stops the trial, Tune ends this thread with SystemExit inside ``report``
+        (the run's files are complete: each is written atomically) and the driver records the stop."""
+        tune.report({"env_steps": budget, "eval_return": mean_return})
 
     tune.report(run_trial(config["trial"], on_milestone if config.get("early_stop") else None))
 
@@ -234,10 +229,10 @@ class _Progress:
     count, a line per running trial whenever it stores an episode, and the count every ``STATUS_EVERY_S``."""
 
     def __init__(self, total: int, skipped: int, on_change: Callable[[str, str | None, str], None],
-                 out: Callable[[str], None]):
+                 out: Callable[[str], None], stops: dict[str, tuple[str, int]]):
         self.total, self.done, self.failed, self.stopped = total, skipped, 0, 0
-        self.stops: dict[str, tuple[str, int]] = {}
-        """Trials the scheduler stopped: name -> (run directory, the budget it stopped at)."""
+        self.stops = stops
+        """Trials the scheduler stopped, filled in here: name -> (run directory, the budget it stopped at)."""
         self.running: dict[str, tuple[float, str]] = {}
         self.outcome: dict[str, dict] = {}
         self.on_change, self.out = on_change, out
@@ -369,8 +364,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
         total = ray.cluster_resources().get("CPU", 0)
         if (big := max(todo, key=lambda t: t.threads)).threads > total:
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
-        progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out)
-        progress.stops = stops
+        progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out, stops)
         _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures,
              _scheduler(sweep))
     for run_dir, at in stops.values():
