@@ -203,10 +203,10 @@ def test_episode_round_trip_is_exact(ep):
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(eps=st.lists(_episodes(6), min_size=1, max_size=5))
 def test_appending_never_changes_earlier_episodes(eps):
-    # a dataset holds one observation/action size: take the first episode's and adapt the rest
-    s, a = eps[0].obs.shape[1], eps[0].action.shape[1]
+    # a dataset holds one observation/action/physics-state size: take the first episode's and adapt the rest
+    s, a, p = eps[0].obs.shape[1], eps[0].action.shape[1], eps[0].physics_state.shape[1]
     eps = [Episode(np.resize(e.obs, (len(e.obs), s)), np.resize(e.action, (len(e.action), a)), e.reward,
-                   e.physics_state, e.meta) for e in eps]
+                   np.resize(e.physics_state, (len(e.physics_state), p)), e.meta) for e in eps]
     with tempfile.TemporaryDirectory() as d:
         data, hashes = EpisodeDataset(d), []
         for i, e in enumerate(eps):
