@@ -6,6 +6,8 @@ are errors that name the field.
 
 from __future__ import annotations
 
+import os
+import re
 import string
 import tomllib
 from pathlib import Path
@@ -98,7 +100,7 @@ class ModelConfig(_Section):
     activation: Literal["silu", "relu"] = "silu"
     """Hidden-layer activation. relu plans ~8% faster on a CPU but learned cartpole worse (703 vs 769,
     mean of 8 seeds at 10k steps)."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=10)
     """Adam learning rate."""
     weight_decay: float = Field(5e-5, ge=0)
     """AdamW weight decay."""
@@ -130,7 +132,7 @@ class ValueConfig(_Section):
     takes ~2/3 and the planner's value term ~1/4 of what 256 costs)."""
     layers: int = Field(2, ge=1)
     """Hidden layers of the Q functions and the policy (each with layer norm)."""
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(3e-4, gt=0, le=10)
     """Adam learning rate of the Q functions and the policy."""
     batch_size: int = Field(256, ge=1)
     """Transitions per update."""
@@ -173,9 +175,9 @@ class PlannerConfig(_Section):
     """Floor on the sampling std (fraction of the action half-range)."""
     noise_beta: float = Field(2.0, ge=0)
     """Colored-noise exponent for icem (0 = white, 2 = smooth/red)."""
-    uncertainty_weight: float = 0.0
+    uncertainty_weight: float = Field(0.0, ge=-1e6, le=1e6)
     """Return penalty per unit of ensemble spread (negative = bonus), in every episode."""
-    explore_weight: float = Field(0.0, ge=0)
+    explore_weight: float = Field(0.0, ge=0, le=1e6)
     """Optimism for sparse rewards, in training episodes only (never in evaluation, export or deploy): a
     bonus per unit of the members' disagreement on the imagined states (std over members in units of the
     data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen."""
@@ -250,11 +252,26 @@ class GoalConfig(_Section):
 RRD_SUFFIX = ".rrd"
 
 
+RRD_MAGIC = b"RRF2"
+
+
 def check_rrd_path(path: str, what: str) -> str:
-    """``path`` if it names a Rerun recording (``*.rrd``): it is overwritten, so nothing else may be named."""
-    if not str(path).lower().endswith(RRD_SUFFIX) or str(path).lower() == RRD_SUFFIX:
-        raise ValueError(f"{what} {str(path)!r}: expected a file name ending in {RRD_SUFFIX} (the file is "
+    """``path`` if it names a Rerun recording (``*.rrd``) that may be written: it is overwritten, so nothing else
+    may be named, nor reached through a link (a link named x.rrd to RUN/config.toml replaced the config)."""
+    text = str(path)
+    if not text.lower().endswith(RRD_SUFFIX) or text.lower() == RRD_SUFFIX or "\x00" in text:
+        raise ValueError(f"{what} {text!r}: expected a file name ending in {RRD_SUFFIX} (the file is "
                          "overwritten with the recording)")
+    p = Path(text)
+    if p.is_symlink():
+        raise ValueError(f"{what} {text!r} is a symbolic link (to {os.readlink(p)!r}); expected a plain file name: "
+                         "the recording would replace the link's target")
+    if p.exists():
+        if not p.is_file():
+            raise ValueError(f"{what} {text!r} exists and is not a file (a folder?); expected a new or recording file")
+        with p.open("rb") as f:
+            if f.read(4) not in (RRD_MAGIC, b""):
+                raise ValueError(f"{what} {text!r} exists and is not a Rerun recording; refusing to overwrite it")
     return path
 
 
@@ -352,6 +369,9 @@ def check_run_dir_template(template: str) -> None:
             raise ValueError(f"run_dir {template!r} uses the template field {field}; only "
                              f"{', '.join('{' + f + '}' for f in RUN_DIR_FIELDS)} are filled in "
                              "(with an optional format such as {seed:03d})")
+        if spec and any(len(w) > 3 for w in re.findall(r"\d+", spec)):  # {seed:01000000000d} built a 1 GB name
+            raise ValueError(f"run_dir {template!r}: the format {{{name}:{spec}}} asks for a width or precision over "
+                             "999; expected a short format such as {seed:03d}")
     try:
         template.format(task="cartpole-swingup", seed=0)
     except (ValueError, TypeError) as e:

@@ -34,7 +34,7 @@ def cmd_dream(a: argparse.Namespace) -> int:
         frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
         period = s.env.control_timestep
         tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
-        out = Path(a.out) if a.out else s.run.root / "dreams" / f"episode{a.episode:06d}_step{a.step}{tag}.mp4"
+        out = Path(a.out) if a.out else s.run.own_folder("dreams") / f"episode{a.episode:06d}_step{a.step}{tag}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_video(out, frames, fps=a.fps or 1.0 / period)
         shown = "the members' mean" if a.member is None else f"member {a.member}"

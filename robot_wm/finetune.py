@@ -22,6 +22,7 @@ from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint
 from robot_wm.train import fit_model
 from robot_wm.train_value import TDData, train_value
+from sim.dmc import canonical_task
 
 ROBOT_DIR = "robot"
 
@@ -54,10 +55,19 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         if ep.meta.get("source") not in ("robot", "sim-robot"):
             raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
                              f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
-        if ep.meta.get("task") != task:
-            raise ValueError(f"recorded episode {str(path)!r} is from task {ep.meta.get('task')!r}, the run is {task!r}")
+        recorded_task = ep.meta.get("task")
+        if not isinstance(recorded_task, str) or (canonical_task(recorded_task) or recorded_task) != (
+                canonical_task(task) or task):  # cup-catch and ball_in_cup-catch are one task
+            raise ValueError(f"recorded episode {str(path)!r} is from task {recorded_task!r}, the run is {task!r}")
+        if ep.meta.get("reward_known") is False:  # stored as zeros: the reward head and the value learned them
+            raise ValueError(f"recorded episode {str(path)!r} has no reward (the robot reported none: "
+                             "meta reward_known=false); fine-tuning would learn zeros as the task's reward. Record "
+                             "with a robot that reports its reward")
         recorded = ep.meta.get("action_repeat")
-        if action_repeat is not None and recorded is not None and recorded != action_repeat:
+        if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
+            raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="
+                             f"{recorded!r}); expected a whole number (`robot-wm deploy --record` writes it)")
+        if action_repeat is not None and recorded != action_repeat:
             # a transition then spans another time step: mixed in, the 1-step error went from 0.035 to 2.16
             raise ValueError(f"recorded episode {str(path)!r} was driven at action repeat {recorded}, the run's model "
                              f"at {action_repeat}: its transitions span another time step")

@@ -252,9 +252,18 @@ class RunDir:
                 held = _Held.registry[key] = _Held(key, fd)
             return RunLock(held)
 
-    WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "robot", "manifest.json", "config.toml", "metrics.jsonl",
-               "summary.json", "episodes.csv")
+    WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "dreams", "robot", "manifest.json", "config.toml",
+               "metrics.jsonl", "summary.json", "episodes.csv")
     """What a writer writes inside the run: its lock covers these only while they are the run's own."""
+
+    def own_folder(self, name: str) -> Path:
+        """``RUN/name`` (one of ``WRITTEN``) for a command that writes new files there without the run's lock
+        (``whatif``'s recording, ``dream``'s video): refused where it links out of the run."""
+        p = self.root / name
+        if p.is_symlink() and not p.resolve().is_relative_to(self.root.resolve()):
+            raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory; "
+                             "refusing to write through it (remove the link, or give an output path)")
+        return p
 
     def check_contained(self) -> None:
         """Refuse to write through a symbolic link leading out of the run (``episodes`` linked to another

@@ -217,7 +217,9 @@ class Session:
     def load(self, path) -> dict:
         """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
         self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
-        if value is not None or not self.cfg.value.enabled:
+        if not self.cfg.value.enabled:  # `eval RUN value.enabled=false` planned with the value all the same
+            self.value = None
+        elif value is not None:
             self.value = value
         return meta
 

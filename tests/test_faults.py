@@ -440,7 +440,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
-               "other-robot", "directory", "huge-declared-sizes", "edited-metadata"]
+               "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed"]
 
 
 def rehash_metadata(model) -> None:
@@ -486,6 +486,16 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         edit_metadata(src, dst, {"state_dim": "7"})
     elif how == "edited-metadata":  # samples 999 for a graph of fewer, the hash left as exported
         edit_metadata(src, dst, {"samples": "999"}, rehash=False)
+    elif how == "hash-removed":  # probe 7: the hash key deleted, then the period and repeat edited consistently
+        from robot_wm.export.format import META_HASH_KEY
+
+        m = onnx.load(str(src))
+        keep = [p for p in m.metadata_props if p.key != META_HASH_KEY]
+        del m.metadata_props[:]
+        m.metadata_props.extend(keep)
+        for p in m.metadata_props:
+            p.value = {"control_period": "0.02", "action_repeat": "2"}.get(p.key, p.value)
+        onnx.save(m, str(dst))
     elif how == "directory":
         dst.mkdir()
     elif how == "huge-declared-sizes":  # metadata, graph input and hash agree on 2 x 10^9 samples (96 GB of noise)
@@ -1169,3 +1179,78 @@ def test_runtime_arguments_are_named(planner_file, capsys):
     assert ControlLoop(session, robot, max_fallbacks=np.int64(3)).max_fallbacks == 3
     rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--safe-action", "")
     assert rc == 2 and "--safe-action is empty" in out, out
+
+
+# --- the seventh hostile probe (2026-11-26, 91 cases) ----------------------------------------------------------
+
+def test_probe7_objective_weights_and_run_dir_formats_are_bounded():
+    """uncertainty_weight/explore_weight=1e308 made every planning step invalid with exit 0 (as reward_weight did);
+    run_dir {seed:01000000000d} built a 1 GB name; value.lr=1e308 overflowed inside Adam."""
+    from robot_wm.config import ConfigError, RunConfig, apply_overrides
+
+    for override, needle in (("planner.uncertainty_weight=1e308", "planner.uncertainty_weight"),
+                             ("planner.uncertainty_weight=-1e308", "planner.uncertainty_weight"),
+                             ("planner.explore_weight=1e308", "planner.explore_weight"),
+                             ("value.lr=1e308", "value.lr"),
+                             ("run_dir=/tmp/x/{seed:01000000000d}", "width or precision over 999")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            apply_overrides(RunConfig(), [override])
+
+
+def test_probe7_recordings_never_write_through_links_or_over_other_files(run_copy, tmp_path, capsys):
+    """A link named x.rrd to RUN/config.toml, an existing non-recording file, a folder; RUN/dreams and RUN/rerun
+    linked out of the run (whatif and dream wrote there without the run's lock)."""
+    from robot_wm.config import check_rrd_path
+
+    (tmp_path / "cfg.rrd").symlink_to(run_copy / "config.toml")
+    (tmp_path / "notes.rrd").write_text("a user's notes")
+    (tmp_path / "d.rrd").mkdir()
+    for name, needle in (("cfg.rrd", "is a symbolic link"), ("notes.rrd", "is not a Rerun recording"),
+                         ("d.rrd", "is not a file"), ("a\x00.rrd", "expected a file name ending in .rrd")):
+        with pytest.raises(ValueError, match=needle):
+            check_rrd_path(str(tmp_path / name), "--rrd")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run_copy / "dreams").symlink_to(outside)
+    before = snapshot(run_copy)
+    rc, out = _rc(capsys, "dream", str(run_copy), "--horizon", "3")
+    assert rc == 2 and "dreams' is a symbolic link" in out and not list(outside.iterdir()), out
+    (run_copy / "rerun").symlink_to(outside)
+    rc, out = _rc(capsys, "whatif", str(run_copy), "--step", "3", "--random", "4", "rerun.mode=save")
+    assert rc == 2 and "rerun' is a symbolic link" in out and not list(outside.iterdir()), out
+    assert snapshot(run_copy) == before
+
+
+def test_probe7_eval_without_the_value_plans_without_it(run_copy):
+    """`eval RUN value.enabled=false` recorded a PETS evaluation but planned with the checkpoint's value."""
+    from robot_wm.cli import _session
+
+    with _session(str(run_copy), ["value.enabled=false"], False, lock=False) as s:
+        s.latest_model()
+        assert s.value is None
+    with _session(str(run_copy), [], False, lock=False) as s:
+        s.latest_model()
+        assert s.value is not None
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ({"reward_known": False}, "has no reward (the robot reported none"),
+    ({"action_repeat": None}, "does not say its action repeat"),
+    ({"action_repeat": "8"}, "does not say its action repeat (meta action_repeat='8')"),
+])
+def test_probe7_finetune_refuses_recordings_without_reward_or_repeat(run_copy, planner_file, tmp_path, capsys,
+                                                                     edit, needle):
+    rec = tmp_path / "rec"
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec), "--threads", "1")
+    assert rc == 0, out
+    ep = next(rec.glob("episode_*.npz"))
+    _edit_episode(ep, meta={k: v for k, v in edit.items()})
+    if edit.get("action_repeat", 0) is None:
+        z = dict(np.load(ep))
+        meta = json.loads(str(z["meta"]))
+        del meta["action_repeat"]
+        z["meta"] = np.array(json.dumps(meta))
+        np.savez(ep, **z)
+    rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
+    assert rc == 2 and needle in out, out
+    assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))

@@ -363,6 +363,10 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     # probe 6: an empty sweep_dir (an unset variable) was replaced by the default; a NUL byte was Python's message
     ('sweep_dir = ""\ntasks = ["cartpole-swingup"]\nseeds = [1]\n', "sweep_dir is empty"),
     ('sweep_dir = "a\\u0000b"\ntasks = ["cartpole-swingup"]\nseeds = [1]\n', "holds a NUL byte"),
+    # probe 7: the same run spelled two ways (1 and 1.0; a task and its alias in a grid); an overflowing range
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.temperature" = [1, 1.0]\n', "are the same run"),
+    ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.task" = ["cup-catch", "ball_in_cup-catch"]\n', "are the same run"),
+    (SEARCH + '"planner.temperature" = {uniform = [-1e308, 1e308]}\n', "is wider than a float holds"),
     # random search: every range and key named
     (SEARCH + '"planner.temperature" = {uniform = [1.0, 0.1]}\n', "search key planner.temperature: uniform [1.0, 0.1] is empty"),
     (SEARCH + '"value.lr" = {loguniform = [0.0, 1e-3]}\n', "value.lr: loguniform [0.0, 0.001] is empty; expected low < high and low > 0"),
@@ -527,3 +531,31 @@ def test_a_sweep_continues_only_runs_made_with_its_own_settings(tmp_path):
     assert new.trials[0].name == old.trials[0].name
     with pytest.raises(spec.SweepError, match=r"was made with other settings \(planner.samples: 32 there, 48 now"):
         run_sweep(new, tmp_path / "sweep", cpus=1, out=lambda s: None)
+
+
+def test_report_curves_keep_trials_that_early_stopping_ended():
+    """A setting that ASHA stopped on every seed disappeared from the report; stopped rows count up to their
+    stop (probe 7)."""
+    from robot_wm.sweep.report import curves
+
+    row = lambda seed, over, status, at1, at2: {"name": f"cartpole-swingup-s{seed}-{over}", "task": "cartpole-swingup",  # noqa: E731
+                                                "seed": str(seed), "overrides": over, "status": status,
+                                                "return_at_400": at1, "return_at_800": at2}
+    rows = [row(1, "env.max_env_steps=200", "complete", "100", "150"), row(1, "env.max_env_steps=25", "stopped", "20", ""),
+            row(2, "env.max_env_steps=25", "stopped", "30", ""), row(3, "env.max_env_steps=25", "failed", "", "")]
+    got = curves(rows)["cartpole-swingup"]
+    assert got["env.max_env_steps=25"] == [(400, 25.0, 20.0, 30.0, 2)]  # both stopped seeds, nothing past 400
+    assert got["env.max_env_steps=200"] == [(400, 100.0, 100.0, 100.0, 1), (800, 150.0, 150.0, 150.0, 1)]
+
+
+def test_report_keeps_launch_files_of_one_task_apart():
+    """Two launch files named cartpole-swingup.toml in two folders, and the task on the default config, were
+    reported as three seeds of one "default" setting (probe 7)."""
+    from robot_wm.sweep.report import settings_of
+
+    row = lambda name, source: {"name": name, "task": "cartpole-swingup", "seed": "1", "overrides": "",  # noqa: E731
+                                "status": "complete", "source": source}
+    rows = [row("cartpole-swingup-s1", "/x/A/cartpole-swingup.toml"), row("cartpole-swingup-s1-1", "/x/B/cartpole-swingup.toml"),
+            row("cartpole-swingup-s1-2", ""), row("pendulum", "")]
+    rows[3]["task"] = "pendulum-swingup"
+    assert settings_of(rows) == ["A/cartpole-swingup", "B/cartpole-swingup", "default config", "default"]

@@ -109,7 +109,10 @@ class ControlLoop:
             meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high,
                              period if isinstance(period, (int, float)) and math.isfinite(period) else None)
         if safe_action is not None:
-            safe_action = np.asarray(safe_action, dtype=np.float32).reshape(-1)
+            raw = np.asarray(safe_action)
+            if raw.dtype.kind not in "iuf":  # True was taken as 1.0 and "0.5" as 0.5
+                raise ValueError(f"safe_action={safe_action!r}: expected numbers (an array of {self.low.size})")
+            safe_action = raw.astype(np.float32).reshape(-1)
             if safe_action.shape != self.low.shape or not np.all(np.isfinite(safe_action)):
                 raise ValueError(f"safe action must be {self.low.size} finite values, got {safe_action.tolist()}")
             out = np.flatnonzero((safe_action < self.low) | (safe_action > self.high))

@@ -156,10 +156,10 @@ class PlanResult(NamedTuple):
 
 
 def session_options(threads: int) -> ort.SessionOptions:
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= 1024:
         raise ValueError(f"threads={threads!r}: expected a whole number from 1 to 1024 (onnxruntime intra-op threads)")
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -269,7 +269,11 @@ class PlannerSession:
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
         props = {p.key: p.value for p in proto.metadata_props}
-        if META_HASH_KEY in props and props[META_HASH_KEY] != metadata_sha256(props):  # older files carry none
+        if META_HASH_KEY not in props:  # deleting the key let edited metadata through
+            raise ModelFileError(f"planner file {str(path)!r} carries no {META_HASH_KEY}: its metadata cannot be "
+                                 "trusted (removed after export, or a file from before robot-wm wrote it); export "
+                                 "the planner again with `robot-wm export`")
+        if props[META_HASH_KEY] != metadata_sha256(props):
             raise ModelFileError(f"planner file {str(path)!r}: its metadata was edited after export (it does not match "
                                  f"the {META_HASH_KEY} it was exported with); export the planner again")
         stored = props.get(GRAPH_HASH_KEY)

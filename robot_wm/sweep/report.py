@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -53,23 +52,38 @@ def _float(text: str) -> float:
         return math.nan
 
 
-def _setting(row: dict) -> str:
-    """The grid setting of a row, less the task (the panel already names it), after its launch file's name
-    where that is not the task's: two launch files of one task (cartpole-pets.toml, cartpole-q5.toml) were
-    merged into one "default" setting."""
+def _setting(row: dict, sources: dict[str, str]) -> str:
+    """The grid setting of a row, less the task (the panel already names it), after the name of its launch file
+    where the task's rows come from more than one source (``sources``: source -> short label)."""
     grid = " ".join(o for o in row["overrides"].split() if not o.startswith("env.task="))
-    m = re.match(rf"(.+?)-s{re.escape(str(row.get('seed', '')))}(?:-|$)", row.get("name", ""))
-    source = m.group(1) if m and m.group(1) != row["task"] else ""
-    return " ".join(x for x in (source, grid) if x) or "default"
+    return " ".join(x for x in (sources.get(row.get("source") or "", ""), grid) if x) or "default"
+
+
+def settings_of(rows: list[dict]) -> list[str]:
+    """Each row's setting (``_setting``), its launch file named where the task's rows come from several sources
+    (two launch files of one task were merged into one "default" setting): the file's stem, with its folder
+    where two stems are the same, or "default config" for a task on the defaults."""
+    by_task: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        by_task[r["task"]].add(r.get("source") or "")
+    labels: dict[str, dict[str, str]] = {}
+    for task, sources in by_task.items():
+        stems = [Path(src).stem for src in sources if src]
+        labels[task] = {} if len(sources) < 2 else {
+            src: "default config" if not src else
+            f"{Path(src).parent.name}/{Path(src).stem}" if stems.count(Path(src).stem) > 1 else Path(src).stem
+            for src in sources}
+    return [_setting(r, labels[r["task"]]) for r in rows]
 
 
 def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float, float, int]]]]:
-    """task -> setting -> [(budget, mean, min, max, seeds)] over the complete rows' seeds."""
+    """task -> setting -> [(budget, mean, min, max, seeds)] over the seeds of the complete rows and of the rows
+    early stopping ended (up to the budget each was stopped at: a setting ASHA stopped everywhere was dropped)."""
     budgets = results.budgets_of(rows)
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["status"] == "complete":
-            by[(r["task"], _setting(r))].append(r)
+    for r, setting in zip(rows, settings_of(rows), strict=True):
+        if r["status"] in ("complete", results.STOPPED):
+            by[(r["task"], setting)].append(r)
     out: dict[str, dict] = defaultdict(dict)
     for (task, setting), rs in sorted(by.items()):
         pts = []
@@ -88,14 +102,14 @@ def print_table(rows: list[dict], sweep_dir: Path) -> None:
 
     budgets = results.budgets_of(rows)
     t = Table(title=escape(f"robot-wm sweep: {sweep_dir} ({len(rows)} trials)"))
-    for col in ("task", "seed", "overrides", "status", *(f"@{b}" for b in budgets), "final ± std", "plan Hz",
+    for col in ("task", "seed", "setting", "status", *(f"@{b}" for b in budgets), "final ± std", "plan Hz",
                 "wall s"):
-        t.add_column(col, justify="left" if col in ("task", "overrides", "status") else "right")
+        t.add_column(col, justify="left" if col in ("task", "setting", "status") else "right")
     fmt = lambda v, f=".1f": "" if math.isnan(x := _float(v)) else format(x, f)
-    for r in rows:  # cells are the file's text: escaped, not read as rich markup
+    for r, setting in zip(rows, settings_of(rows), strict=True):  # cells are the file's text: escaped, not markup
         status = escape(r["status"] + (f": {r['error']}" if r.get("error") else ""))
         final = f"{fmt(r['eval_return_mean'])} ± {fmt(r.get('eval_return_std'))}" if r["eval_return_mean"] else ""
-        t.add_row(escape(r["task"]), escape(r["seed"]), escape(r["overrides"]), status,
+        t.add_row(escape(r["task"]), escape(r["seed"]), escape(setting), status,
                   *(fmt(r.get(f"{results.BUDGET_PREFIX}{b}")) for b in budgets), final, fmt(r.get("plan_hz"), ".0f"),
                   fmt(r.get("wall_s"), ".0f"))
     Console(width=200).print(t)

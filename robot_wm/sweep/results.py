@@ -22,7 +22,8 @@ BUDGET_PREFIX = "return_at_"
 """Per-budget columns: ``return_at_10000`` is the mean evaluation return when the collected environment
 steps first reached 10,000 (the run's learning curve)."""
 COLUMNS = ["name", "task", "seed", "overrides", "status", "error", "env_steps", "eval_return_mean",
-           "eval_return_std", "wall_s", "plan_hz", "run_dir"]
+           "eval_return_std", "wall_s", "plan_hz", "source", "run_dir"]
+"""``source``: the trial's launch file (absolute path), empty for a task on the default config."""
 STATUSES = ("complete", "stopped", "failed", "interrupted", "pending")
 STOPPED = "stopped"
 """A run's manifest status when a sweep's early stopping ended it at a budget (``stopped_at``)."""
@@ -85,7 +86,7 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
     early stopping ended (its manifest says so, or ``stopped``: the budget, not recorded yet) the budget and
     the learning curve up to it."""
     row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
-           "run_dir": str(run_dir), "error": error}
+           "source": trial.source if trial.is_launch else "", "run_dir": str(run_dir), "error": error}
     if is_complete(run_dir):
         s = json.loads((Path(run_dir) / "summary.json").read_text())
         curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}

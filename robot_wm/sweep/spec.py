@@ -94,6 +94,9 @@ class SearchSpec(BaseModel):
                 raise ValueError(f"search key {key}: {kind} expects [low, high] of finite "
                                  f"{'integers' if ints else 'numbers'}, got {arg!r}")
             lo, hi = arg
+            if not math.isfinite(float(hi) - float(lo)):  # [-1e308, 1e308]: numpy's OverflowError when drawn
+                raise ValueError(f"search key {key}: {kind} [{lo}, {hi}] is wider than a float holds; expected a "
+                                 "narrower range")
             if not (lo <= hi if ints else lo < hi) or (kind == "loguniform" and lo <= 0):
                 raise ValueError(f"search key {key}: {kind} [{lo}, {hi}] is empty; expected low < high"
                                  f"{' and low > 0' if kind == 'loguniform' else ''}")
@@ -366,7 +369,7 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: {e}") from None
         keys += list(spec.search.space)
         combos = [(*c, *d) for c in combos for d in samples]
-    trials, names = [], set()
+    trials, names, configs = [], set(), {}
     for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
         grid = tuple(f"{k}={toml_value(v)}" for k, v in zip(keys, combo, strict=True))
         fixed = [f"seed={seed}"]
@@ -387,6 +390,13 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             cfgmod.check_no_network(cfg, f"sweep file {str(path)!r}")
         except cfgmod.ConfigError as e:
             raise SweepError(str(e)) from None
+        settings = cfgmod.flat(cfg)  # the same run spelled twice: [1, 1.0], a task and its alias in a grid
+        settings["env.task"] = canonical_task(cfg.env.task) or cfg.env.task
+        key = repr(sorted((k, v) for k, v in settings.items() if k != "run_dir"))
+        if key in configs:
+            raise SweepError(f"sweep file {str(path)!r}: trials {configs[key]} and {name} are the same run (the same "
+                             "settings spelled two ways); expected each setting once")
+        configs[key] = name
         if not known_task(cfg.env.task):  # found by the trial's run before: after Ray started, results written
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}; expected one of "
                              f"{', '.join(task_names())}")

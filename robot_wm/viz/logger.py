@@ -555,7 +555,9 @@ class RerunLogger:
 
 def default_rrd_path(run_dir: str | Path, label: str = "run") -> Path:
     """RUN_DIR/rerun/<label>-<timestamp>.rrd, never an existing file."""
-    stem = Path(run_dir) / "rerun" / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from robot_wm.run_dir import RunDir
+
+    stem = RunDir(run_dir).own_folder("rerun") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = stem.with_suffix(".rrd"), 1
     while path.exists():
         path, n = stem.parent / f"{stem.name}-{n}.rrd", n + 1
