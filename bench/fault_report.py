@@ -1344,6 +1344,78 @@ def probe6_defects(base: Path, planner: Path, work: Path) -> None:
         record("probe 2026-11-26 (6th)", name, lambda i=i, c=change: edited(i, c))
 
 
+def probe7_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the seventh hostile probe (2026-11-26, 91 cases), as cases of the report."""
+    import json
+
+    from robot_wm.sweep import spec
+
+    def untouched(run: Path, args: list[str], needle: str):
+        before = tf.snapshot(run)
+        rc, out = cli(*args)
+        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
+
+    run = copy_run(base, work / "p7-run")
+    (work / "p7-cfg.rrd").symlink_to(run / "config.toml")
+    (work / "p7-metrics.rrd").symlink_to(run / "metrics.jsonl")
+    for name, args, needle in (
+            ("eval --rerun save rerun.path=LINK.rrd to RUN/config.toml",
+             ["eval", str(run), "--episodes", "1", "--rerun", "save", f"rerun.path={work / 'p7-cfg.rrd'}"],
+             "symbolic link"),
+            ("dream --rrd LINK.rrd to RUN/metrics.jsonl",
+             ["dream", str(run), "--horizon", "3", "--rrd", str(work / "p7-metrics.rrd")], "symbolic link"),
+            ("planner.uncertainty_weight=1e308 (every step invalid, exit 0)",
+             ["eval", str(run), "--episodes", "1", "planner.uncertainty_weight=1e308"], "uncertainty_weight"),
+            ("run_dir={seed:01000000000d} (a 1 GB name)",
+             ["run", f"run_dir={work}/{{seed:01000000000d}}", "env_steps=400"], "width or precision")):
+        record("probe 2026-11-26 (7th)", name, lambda a=args, n=needle: untouched(run, a, n))
+
+    def dreams_link():
+        r = copy_run(base, work / "p7-dl")
+        (work / "p7-outside").mkdir()
+        (r / "dreams").symlink_to(work / "p7-outside")
+        rc, out = cli("dream", str(r), "--horizon", "3")
+        return rc == 2 and not list((work / "p7-outside").iterdir()), _last(out, 90)
+    record("probe 2026-11-26 (7th)", "dream with RUN/dreams linked out of the run", dreams_link)
+
+    def no_value():
+        from robot_wm.cli import _session
+
+        with _session(str(run), ["value.enabled=false"], False, lock=False) as s:
+            s.latest_model()
+            return s.value is None, "planned without the value" if s.value is None else "the value was used"
+    record("probe 2026-11-26 (7th)", "eval value.enabled=false (planned with the value)", no_value)
+
+    def unknown_reward():
+        rec = work / "p7-rec"
+        cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
+        ep = next(rec.glob("episode_*.npz"))
+        z = dict(np.load(ep))
+        meta = json.loads(str(z["meta"]))
+        meta["reward_known"] = False
+        z["meta"], z["reward"] = np.array(json.dumps(meta)), np.zeros_like(z["reward"])
+        np.savez(ep, **z)
+        return untouched(copy_run(base, work / "p7-ft"), ["finetune", str(work / "p7-ft"), "--data", str(rec),
+                                                           "model.max_epochs=1", "--no-progress"], "has no reward")
+    record("probe 2026-11-26 (7th)", "finetune on recordings whose reward is unknown (learned zeros)", unknown_reward)
+
+    def same_run_twice():
+        path = work / "p7-dup.toml"
+        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.temperature" = [1, 1.0]\n')
+        try:
+            spec.load(path)
+        except spec.SweepError as e:
+            return "are the same run" in str(e), str(e)[-90:]
+        return False, "two identical trials"
+    record("probe 2026-11-26 (7th)", "sweep grid [1, 1.0] (the same run twice)", same_run_twice)
+
+    def hash_removed():
+        bad = tf.damage_onnx(planner, work / "p7-nohash.onnx", "hash-removed")
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc != 0 and "metadata_sha256" in out, _last(out, 90)
+    record("probe 2026-11-26 (7th)", "planner metadata hash deleted, period and repeat edited", hash_removed)
+
+
 _SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
@@ -1391,7 +1463,8 @@ def main() -> int:
                          ("API and driver inputs", lambda: api_inputs(base, planner, work)),
                          ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work)),
                          ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work)),
-                         ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work)),
+                         ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
