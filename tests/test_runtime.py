@@ -537,6 +537,8 @@ def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys)
     ("abc", None, "state must be an array of numbers of one shape, got str"),
     (np.array([object()] * 5), None, "state must be an array of numbers of one shape, got ndarray"),
     (None, np.zeros((3, 1)), "prev_plan has shape (3, 1), the planner expects ("),
+    (None, np.zeros(1), "prev_plan has shape (1,), the planner expects ("),  # was broadcast (probe 7)
+    (None, 0.7, "prev_plan has shape (), the planner expects ("),
     (None, [[0.0], [0.0, 1.0]], "prev_plan must be an array of numbers of one shape"),
 ])
 def test_planner_session_names_the_odd_argument(files, state, plan, needle):

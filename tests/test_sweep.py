@@ -138,6 +138,14 @@ def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tm
     assert "stopped early at 400 env steps" in p.stdout and "all 2 trials complete or stopped early" in p.stdout
     assert [r["status"] for r in _csv(out_dir)] == ["complete", "stopped"]
 
+    # Without [early_stop] the same sweep runs the stopped trial out, from where it stopped (probe 7: it was
+    # skipped for good).
+    sweep_file.write_text(sweep_file.read_text().replace("[early_stop]\nreduction_factor = 2\n", ""))
+    before = _files(run)
+    rows = run_sweep(spec.load(sweep_file), out_dir, cpus=2, out=lines.append)
+    assert [r["status"] for r in rows] == ["complete", "complete"]
+    assert all(_files(run).get(k) == v for k, v in before.items())  # its earlier episodes kept as they were
+
 
 @pytest.mark.parametrize("body, expected", [
     ('tasks = ["cartpole-swingup", "pendulum-swingup"]\nseeds = [1]\nenv_steps = 800\neval_at = [400]\n'
@@ -559,3 +567,27 @@ def test_report_keeps_launch_files_of_one_task_apart():
             row("cartpole-swingup-s1-2", ""), row("pendulum", "")]
     rows[3]["task"] = "pendulum-swingup"
     assert settings_of(rows) == ["A/cartpole-swingup", "B/cartpole-swingup", "default config", "default"]
+
+
+def test_report_reads_short_rows_and_names_what_is_not_a_results_file(tmp_path):
+    """Probe 7: a short row was a TypeError in the table; a results.csv linked to /dev/zero "did not exist"; a
+    repeated trial with a trailing space in its name counted as a second seed; early stopping with
+    eval_episodes=0 compared NaNs and never stopped anything."""
+    header = "name,task,seed,overrides,status,eval_return_mean\n"
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "results.csv").write_text(header + "cartpole-swingup-s1,cartpole-swingup,1\n")
+    assert results.read(tmp_path / "short")[0]["status"] == ""
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "results.csv").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="not a regular file"):
+        results.read(tmp_path / "zero")
+    (tmp_path / "space").mkdir()
+    row = "cartpole-swingup-s1,cartpole-swingup,1,,complete,8\n"
+    (tmp_path / "space" / "results.csv").write_text(header + row + row.replace("-s1,", "-s1 ,", 1))
+    with pytest.raises(ValueError, match="is also on line 2"):
+        results.read(tmp_path / "space")
+    path = tmp_path / "quiet.toml"
+    path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 800\neval_at = [400]\n'
+                    'overrides = ["eval_episodes=0"]\n[early_stop]\n')
+    with pytest.raises(spec.SweepError, match="has eval_episodes=0"):
+        spec.load(path)

@@ -352,11 +352,10 @@ class PlannerSession:
         if state.shape != self._host["state"].shape:
             raise ValueError(f"state has {state.size} values, the planner expects {self.meta.state_dim}")
         plan = as_floats(prev_plan, "prev_plan")
-        try:
-            self._host["prev_plan"][...] = plan
-        except ValueError:
+        if plan.shape != self._host["prev_plan"].shape:  # a (1,) plan was broadcast over the whole horizon
             raise ValueError(f"prev_plan has shape {plan.shape}, the planner expects "
-                             f"{self._host['prev_plan'].shape} (horizon, action_dim)") from None
+                             f"{self._host['prev_plan'].shape} (horizon, action_dim)")
+        self._host["prev_plan"][...] = plan
         self._host["state"][...] = state
         if self.has_noise_input:
             self.rng.standard_normal(out=self._host["noise"], dtype=np.float32)

@@ -342,7 +342,9 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
         results.write(sweep_dir, rows())
 
     _check_same_settings(sweep, run_dirs)
-    todo = [t for t in sweep.trials if not results.is_finished(run_dirs[t.name])]
+    # A stopped trial is finished for a sweep that stops early; one without [early_stop] runs it out.
+    finished = results.is_finished if sweep.spec.early_stop is not None else results.is_complete
+    todo = [t for t in sweep.trials if not finished(run_dirs[t.name])]
     for t in sweep.trials:
         if t not in todo:
             at = results.stopped_at(run_dirs[t.name])

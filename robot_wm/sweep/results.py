@@ -134,15 +134,16 @@ def write(sweep_dir: Path, rows: list[dict]) -> Path:
 def read(sweep_dir: Path) -> list[dict]:
     """The rows of ``SWEEP_DIR/results.csv`` (values as text, empty where not measured)."""
     path = Path(sweep_dir) / RESULTS_NAME
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist: expected a sweep directory written by "
                                 "`robot-wm sweep` (it holds results.csv)")
-    check_regular_file(path, "sweep results", MAX_RESULTS_BYTES)
+    check_regular_file(path, "sweep results", MAX_RESULTS_BYTES)  # a link to /dev/zero "did not exist"
     with path.open(newline="", encoding="utf-8-sig") as f:  # saved from a spreadsheet: a byte-order mark
         reader = csv.DictReader(f)
         try:
             header = reader.fieldnames or []
-            rows = list(itertools.islice(reader, MAX_ROWS + 1))
+            rows = [{k: v or "" for k, v in r.items() if k is not None}  # a short row's missing cells: empty
+                    for r in itertools.islice(reader, MAX_ROWS + 1)]
         except csv.Error as e:  # a field over the csv module's limit: a traceback before
             raise ValueError(f"{str(path)!r} line {reader.line_num}: {e}; expected a results.csv written by "
                              "`robot-wm sweep`") from None
@@ -157,7 +158,7 @@ def read(sweep_dir: Path) -> list[dict]:
                          f"{MAX_ROWS:,}")
     seen: dict[str, int] = {}
     for line, r in enumerate(rows, 2):
-        if (name := r.get("name") or "") in seen:  # one trial counted twice as two seeds of a mean
+        if (name := (r.get("name") or "").strip()) in seen:  # one trial counted twice as two seeds of a mean
             raise ValueError(f"{str(path)!r} line {line}: trial {name!r} is also on line {seen[name]}; expected one "
                              "row per trial")
         seen[name] = line

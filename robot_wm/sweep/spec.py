@@ -427,6 +427,9 @@ def _check_comparable(trials: list[Trial], path: Path) -> None:
     if len(budgets := {t.budgets for t in trials}) > 1:
         raise SweepError(f"{where} compares trials at the same budgets, but they differ ({sorted(budgets)}); "
                          "expected one env_steps and eval_at for the whole sweep")
+    if (quiet := [t.name for t in trials if t.config(Path("unused")).eval_episodes < 1]):  # NaN at every budget
+        raise SweepError(f"{where} compares the trials' evaluation returns, but {quiet[0]} has eval_episodes=0 "
+                         "(no return at any budget); expected at least 1")
     if len(trials[0].budgets) < 2:
         raise SweepError(f"{where} stops trials at their learning-curve evaluations, but there are none before "
                          f"env_steps {trials[0].budgets[-1]}; expected eval_at = [budgets below env_steps]")
