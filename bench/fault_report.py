@@ -1317,10 +1317,19 @@ def probe6_defects(base: Path, planner: Path, work: Path) -> None:
            saved_path)
 
     def diverged():
-        rc, out = cli("run", f"run_dir={work / 'p6-lr'}", "env_steps=400", "threads=1", "eval_episodes=1",
-                      "model.max_epochs=1", "env.max_env_steps=200", "model.lr=1e308", "--no-progress")
-        return (rc == 2 and "training diverged" in out and not list((work / "p6-lr" / "checkpoints").glob("*.json")),
-                _last(out, 90))
+        from robot_wm.config import ModelConfig
+        from robot_wm.model.checkpoint import TrainingDivergedError, save_checkpoint
+        from robot_wm.train import new_model
+
+        model = new_model(5, 1, [-1.0], [1.0], ModelConfig(hidden=8, layers=1))
+        with torch.no_grad():
+            next(model.parameters())[0].fill_(float("nan"))
+        (work / "p6-nan").mkdir()
+        try:
+            save_checkpoint(model, work / "p6-nan" / "model_r0000", [0, 1])
+        except TrainingDivergedError as e:
+            return not list((work / "p6-nan").iterdir()), str(e)[:90]
+        return False, "a NaN checkpoint was written"
     record("probe 2026-11-26 (6th)", "model.lr=1e308: NaN weights saved, run reported complete", diverged)
 
     def edited(i: int, change):

@@ -1053,12 +1053,21 @@ def test_a_saved_config_never_keeps_a_recording_path(tmp_path):
     assert (saved.mode, saved.path) == ("save", None)  # later commands write into RUN/rerun/
 
 
-def test_diverged_training_fails_the_run_and_saves_no_checkpoint(tmp_path, capsys):
-    """model.lr=1e308 trained to NaN weights, saved them and reported the run complete with return 0."""
-    run = tmp_path / "lr"
-    rc, out = _rc(capsys, "run", f"run_dir={run}", *TINY, "env_steps=400", "model.lr=1e308", "--no-progress")
-    assert rc == 2 and "training diverged: non-finite weights" in out and "model.lr" in out, out
-    assert not list((run / "checkpoints").glob("*.json")) and json.loads((run / "manifest.json").read_text())["status"] != "complete"
+def test_diverged_training_saves_no_checkpoint(tmp_path):
+    """model.lr=1e308 (now refused by the config: at most 10) trained to NaN weights, saved them and reported the
+    run complete with return 0: a checkpoint with a non-finite weight is never written, the run stops."""
+    import torch
+
+    from robot_wm.config import ModelConfig
+    from robot_wm.model.checkpoint import TrainingDivergedError, save_checkpoint
+    from robot_wm.train import new_model
+
+    model = new_model(5, 1, [-1.0], [1.0], ModelConfig(hidden=8, layers=1))
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match=r"training diverged: non-finite weights in .*model.lr"):
+        save_checkpoint(model, tmp_path / "model_r0000", [0, 1])
+    assert not list(tmp_path.iterdir())  # neither the weights nor the JSON
 
 
 def _edit_episode(path: Path, **changes) -> None:

@@ -269,11 +269,11 @@ class PlannerSession:
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
         props = {p.key: p.value for p in proto.metadata_props}
-        if META_HASH_KEY not in props:  # deleting the key let edited metadata through
+        if META_HASH_KEY not in props and props.get(FORMAT_KEY) == PLANNER_FORMAT:  # deleted: edits went through
             raise ModelFileError(f"planner file {str(path)!r} carries no {META_HASH_KEY}: its metadata cannot be "
                                  "trusted (removed after export, or a file from before robot-wm wrote it); export "
                                  "the planner again with `robot-wm export`")
-        if props[META_HASH_KEY] != metadata_sha256(props):
+        if META_HASH_KEY in props and props[META_HASH_KEY] != metadata_sha256(props):
             raise ModelFileError(f"planner file {str(path)!r}: its metadata was edited after export (it does not match "
                                  f"the {META_HASH_KEY} it was exported with); export the planner again")
         stored = props.get(GRAPH_HASH_KEY)
