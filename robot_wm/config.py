@@ -249,10 +249,7 @@ class GoalConfig(_Section):
         return self
 
 
-RRD_SUFFIX = ".rrd"
-
-
-RRD_MAGIC = b"RRF2"
+RRD_SUFFIX, RRD_MAGIC = ".rrd", b"RRF2"  # a Rerun recording's name, and its first bytes
 
 
 def check_rrd_path(path: str, what: str) -> str:
@@ -290,15 +287,15 @@ class RerunConfig(_Section):
     """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""
     camera_every_n_steps: int = Field(20, ge=0)
     """Log a rendered camera frame every N control steps (0: no camera)."""
+    camera_width: int = Field(320, ge=16)
+    """Camera frame width in pixels."""
+    camera_height: int = Field(240, ge=16)
+    """Camera frame height in pixels."""
 
     @field_validator("path")
     @classmethod
     def _rrd(cls, v: str | None) -> str | None:
         return v if v is None else check_rrd_path(v, "rerun.path")
-    camera_width: int = Field(320, ge=16)
-    """Camera frame width in pixels."""
-    camera_height: int = Field(240, ge=16)
-    """Camera frame height in pixels."""
 
 
 class RunConfig(_Section):

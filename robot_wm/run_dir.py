@@ -257,25 +257,22 @@ class RunDir:
     """What a writer writes inside the run: its lock covers these only while they are the run's own."""
 
     def own_folder(self, name: str) -> Path:
-        """``RUN/name`` (one of ``WRITTEN``) for a command that writes new files there without the run's lock
-        (``whatif``'s recording, ``dream``'s video): refused where it links out of the run."""
+        """``RUN/name`` (one of ``WRITTEN``), refused where it is a symbolic link leading out of the run: the run's
+        lock does not cover what lies there (``episodes`` linked to another run's: a collect wrote into that run
+        without its lock). A link within the run is fine. Used by ``check_contained`` for every writer, and by the
+        commands that add new files without the lock (``whatif``'s recording, ``dream``'s video)."""
         p = self.root / name
         if p.is_symlink() and not p.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory; "
-                             "refusing to write through it (remove the link, or give an output path)")
+            raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory: "
+                             "its lock does not cover that; refusing to write through it (remove the link or copy "
+                             "it in, or use another run_dir or output path)")
         return p
 
     def check_contained(self) -> None:
-        """Refuse to write through a symbolic link leading out of the run (``episodes`` linked to another
-        run's: a collect wrote into that run without its lock, and the other run took the episode as its
-        own). A link within the run is fine."""
-        root = self.root.resolve()
+        """Refuse to write through a symbolic link leading out of the run (``own_folder``) or into a file that
+        has other hard links."""
         for name in self.WRITTEN:
-            p = self.root / name
-            if p.is_symlink() and not p.resolve().is_relative_to(root):
-                raise ValueError(f"{str(p)!r} is a symbolic link to {str(p.resolve())!r}, outside the run directory: "
-                                 "its lock does not cover that; refusing to write through it (copy it in, or use "
-                                 "another run_dir)")
+            p = self.own_folder(name)
             if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:  # `cp -al`: appends reach the other copy
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")

@@ -397,6 +397,9 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: trials {configs[key]} and {name} are the same run (the same "
                              "settings spelled two ways); expected each setting once")
         configs[key] = name
+        if spec.early_stop is not None and cfg.eval_episodes < 1:  # ASHA compared NaNs at every budget
+            raise SweepError(f"sweep file {str(path)!r}: [early_stop] compares the trials' evaluation returns, but "
+                             f"{name} has eval_episodes=0 (no return at any budget); expected at least 1")
         if not known_task(cfg.env.task):  # found by the trial's run before: after Ray started, results written
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}; expected one of "
                              f"{', '.join(task_names())}")
@@ -427,9 +430,6 @@ def _check_comparable(trials: list[Trial], path: Path) -> None:
     if len(budgets := {t.budgets for t in trials}) > 1:
         raise SweepError(f"{where} compares trials at the same budgets, but they differ ({sorted(budgets)}); "
                          "expected one env_steps and eval_at for the whole sweep")
-    if (quiet := [t.name for t in trials if t.config(Path("unused")).eval_episodes < 1]):  # NaN at every budget
-        raise SweepError(f"{where} compares the trials' evaluation returns, but {quiet[0]} has eval_episodes=0 "
-                         "(no return at any budget); expected at least 1")
     if len(trials[0].budgets) < 2:
         raise SweepError(f"{where} stops trials at their learning-curve evaluations, but there are none before "
                          f"env_steps {trials[0].budgets[-1]}; expected eval_at = [budgets below env_steps]")
