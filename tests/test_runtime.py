@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -607,6 +608,20 @@ def test_control_loop_checks_the_period_and_the_rate(files):
         ControlLoop(PlannerSession(files["input"], provider="cpu"), robot)
     with pytest.raises(ValueError, match=r"rate_hz=1e-06: expected 0.1 to 10000.0 Hz"):
         ControlLoop(PlannerSession(files["input"], provider="cpu"), ScriptedRobot(), rate_hz=1e-6, realtime=True)
+
+
+def test_a_rate_other_than_the_planners_is_said(files, caplog):
+    """``deploy --rate 100`` drove a 12.5 Hz planner at 100 Hz without a word (seventh probe, 2026-11-26)."""
+    session = PlannerSession(files["input"], provider="cpu")
+    with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):
+        loop = ControlLoop(session, ScriptedRobot(), rate_hz=100, realtime=False)
+    assert "control rate 100 Hz is not the planner's 12.5 Hz (control period 0.08 s)" in loop.rate_mismatch
+    assert loop.rate_mismatch in caplog.text
+    caplog.clear()
+    for rate in (None, 12.5, 12.55):  # the planner's own rate, given or not, within 1%
+        with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):
+            assert ControlLoop(session, ScriptedRobot(), rate_hz=rate, realtime=False).rate_mismatch is None
+    assert "control rate" not in caplog.text
 
 
 def test_odd_python_api_values_are_named(files, tmp_path):

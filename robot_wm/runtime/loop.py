@@ -108,6 +108,9 @@ class ControlLoop:
             # the control period too: through the Python API a 0.08 s planner drove a 0.02 s robot unchecked
             meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high,
                              period if isinstance(period, (int, float)) and math.isfinite(period) else None)
+        self.rate_mismatch = self._rate_mismatch(rate_hz, planner)
+        if self.rate_mismatch:  # the model learned steps of the planner's period: another rate is another robot
+            log.warning("%s", self.rate_mismatch)
         if safe_action is not None:
             raw = np.asarray(safe_action)
             if raw.dtype.kind not in "iuf":  # True was taken as 1.0 and "0.5" as 0.5
@@ -126,6 +129,18 @@ class ControlLoop:
         self.last_latency_s = float("nan")
         self.last_fallback: str | None = None  # why the last tick fell back (None: it did not)
         self.reset()
+
+    @staticmethod
+    def _rate_mismatch(rate_hz, planner) -> str | None:
+        """A warning where an explicit rate is not the planner's control rate (None where it is, or unknown)."""
+        period = getattr(getattr(planner, "meta", None), "control_period", None)
+        if rate_hz is None or not (isinstance(period, float | int) and math.isfinite(period) and period > 0):
+            return None
+        if abs(rate_hz * period - 1.0) <= 0.01:
+            return None
+        return (f"control rate {rate_hz:g} Hz is not the planner's {1 / period:g} Hz (control period {period:g} s): "
+                f"its model predicts steps of {period:g} s, so on a robot in real time each action is held "
+                f"{1 / rate_hz:g} s instead")
 
     def reset(self) -> None:
         self.plan = np.array(self.planner.initial_plan(), dtype=np.float32)
