@@ -147,6 +147,31 @@ def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tm
     assert all(_files(run).get(k) == v for k, v in before.items())  # its earlier episodes kept as they were
 
 
+def test_early_stopping_compares_the_trials_at_every_budget(tmp_path):
+    """ASHA's rungs are grace * rf ** k: on env steps, eval_at = [1000, 2000, 3000, 4000] with rf = 3 compared
+    trials at 1000 and 3000 only, and a trial far behind at 2000 went on (seventh probe, 2026-11-26). The
+    sweep's own scheduler, fed results as Tune feeds them: the trial behind at 2000 is stopped there."""
+    from ray.tune.experiment import Trial
+
+    from robot_wm.sweep.ray_runner import RUNG, _scheduler, rung_times
+
+    path = tmp_path / "es.toml"
+    path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1, 2, 3, 4]\nenv_steps = 5000\n'
+                    'eval_at = [1000, 2000, 3000, 4000]\n[early_stop]\nreduction_factor = 3\n')
+    sweep = spec.load(path)
+    scheduler, times = _scheduler(sweep), dict(rung_times(sweep.trials[0].budgets, 3.0))
+    trials = [Trial("__fake", stub=True) for _ in range(4)]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    decisions = {}
+    for budget in (1000, 2000):
+        for i, t in enumerate(trials):  # the last trial keeps up at 1000 and falls far behind at 2000
+            ret = 1.0 if (i == 3 and budget == 2000) else 100.0 + i
+            decisions[budget, i] = scheduler.on_trial_result(None, t, {RUNG: times[budget], "eval_return": ret})
+    assert [decisions[1000, i] for i in range(4)] == ["CONTINUE"] * 4
+    assert [decisions[2000, i] for i in range(4)] == ["CONTINUE"] * 3 + ["STOP"]
+
+
 @pytest.mark.parametrize("body, expected", [
     ('tasks = ["cartpole-swingup", "pendulum-swingup"]\nseeds = [1]\nenv_steps = 800\neval_at = [400]\n'
      '[early_stop]\n', "the trials run 2 tasks (cartpole-swingup, pendulum-swingup); expected one task per sweep"),
@@ -500,6 +525,10 @@ def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
      "column 'return_at_abc': expected return_at_<environment steps>"),
     ("name,task,seed,overrides,status,eval_return_mean,return_at_1000\nx,cartpole-swingup,0,,complete,1,-inf\n",
      "line 2: return_at_1000='-inf': expected a finite number"),
+    # seventh probe: a budget spelled with a leading zero showed "–" in every cell; a header alone drew empty axes
+    ("name,task,seed,overrides,status,eval_return_mean,return_at_0200\nx,cartpole-swingup,0,,complete,1,1\n",
+     "column 'return_at_0200': expected return_at_<environment steps>"),
+    ("name,task,seed,overrides,status,eval_return_mean\n", "holds no trials (a header only)"),
 ])
 def test_report_names_what_is_wrong_with_a_results_file(tmp_path, capsys, csv_text, needle):
     """A KeyError traceback, int()'s message and matplotlib's "Data cannot be log-scaled" before (probe 2026-11-26)."""
@@ -554,6 +583,20 @@ def test_report_curves_keep_trials_that_early_stopping_ended():
     got = curves(rows)["cartpole-swingup"]
     assert got["env.max_env_steps=25"] == [(400, 25.0, 20.0, 30.0, 2)]  # both stopped seeds, nothing past 400
     assert got["env.max_env_steps=200"] == [(400, 100.0, 100.0, 100.0, 1), (800, 150.0, 150.0, 150.0, 1)]
+
+
+def test_report_of_failed_trials_only_draws_no_empty_legend(tmp_path):
+    """Every trial failed: the plot's one empty panel drew matplotlib's "No artists with labels" warning."""
+    import warnings
+
+    from robot_wm.sweep.report import plot
+
+    rows = [{"name": "x", "task": "cartpole-swingup", "seed": "1", "overrides": "", "status": "failed",
+             "return_at_400": ""}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plot(rows, tmp_path / "c.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_keeps_launch_files_of_one_task_apart():

@@ -197,12 +197,15 @@ def _trainable(config: dict) -> None:
 
     _exit_with_parent()
 
+    rungs = dict(config.get("early_stop") or [])  # budget -> the scheduler's time of that budget's rung
+
     def on_milestone(run, budget: int, mean_return: float) -> None:
         """Tell the scheduler. Where it stops the trial, Tune ends this thread with SystemExit inside ``report``
         (the run's files are complete: each is written atomically) and the driver records the stop."""
-        tune.report({"env_steps": budget, "eval_return": mean_return})
+        at = {RUNG: rungs[budget]} if budget in rungs else {}  # every budget has one (a budget is an eval_at)
+        tune.report({"env_steps": budget, "eval_return": mean_return, **at})
 
-    tune.report(run_trial(config["trial"], on_milestone if config.get("early_stop") else None))
+    tune.report(run_trial(config["trial"], on_milestone if rungs else None))
 
 
 def _record_stop(run_dir: Path, at: int, out: Callable[[str], None]) -> None:
@@ -368,7 +371,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
         progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out, stops)
         _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures,
-             _scheduler(sweep))
+             _scheduler(sweep), _rungs(sweep))
     for run_dir, at in stops.values():
         _record_stop(Path(run_dir), at, out)
     final = rows()
@@ -377,19 +380,38 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
     return final
 
 
+RUNG = "rung_time"
+"""The scheduler's clock: ``reduction_factor ** i`` at the i-th budget (see ``rung_times``)."""
+
+
+def rung_times(budgets: tuple[int, ...], reduction_factor: float) -> list[tuple[int, float]]:
+    """Each budget's time on ASHA's clock. ASHA compares trials only at ``grace * rf ** k``: on env steps,
+    eval_at = [1000, 2000, 3000, 4000] with rf = 3 had rungs at 1000 and 3000 alone (a trial far behind at
+    2000 went on). Reporting the i-th budget as ``rf ** i`` (grace 1) puts a rung at every budget."""
+    return [(b, reduction_factor ** i) for i, b in enumerate(budgets)]
+
+
+def _rungs(sweep: Sweep) -> list[tuple[int, float]] | None:
+    es = sweep.spec.early_stop
+    return None if es is None else rung_times(sweep.trials[0].budgets, es.reduction_factor)
+
+
 def _scheduler(sweep: Sweep):
     """ASHA on the evaluations at the sweep's budgets (``[early_stop]``), or None (every trial runs out)."""
     if sweep.spec.early_stop is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    budgets = sweep.trials[0].budgets  # the same for every trial (checked when the file was loaded)
-    return ASHAScheduler(time_attr="env_steps", metric="eval_return", mode="max", grace_period=budgets[0],
-                         max_t=budgets[-1], reduction_factor=sweep.spec.early_stop.reduction_factor)
+    rf = sweep.spec.early_stop.reduction_factor
+    last = _rungs(sweep)[-1][1]  # the same budgets for every trial (checked when the file was loaded)
+    # max_t a hair above the last rung: ASHA counts its rungs as int(log(max_t) / log(rf) + 1), which rounding
+    # could leave one short at exactly rf ** n
+    return ASHAScheduler(time_attr=RUNG, metric="eval_return", mode="max", grace_period=1,
+                         max_t=last * (1 + 1e-9), reduction_factor=rf)
 
 
 def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_failures: int,
-         scheduler=None) -> None:
+         scheduler=None, rungs: list[tuple[int, float]] | None = None) -> None:
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -400,7 +422,7 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
     tuner = tune.Tuner(
         tune.with_resources(_trainable, lambda config: tune.PlacementGroupFactory(
             [{"CPU": config["trial"]["threads"]}])),
-        param_space={"trial": tune.grid_search(payloads), "early_stop": scheduler is not None},
+        param_space={"trial": tune.grid_search(payloads), "early_stop": rungs},
         tune_config=tune.TuneConfig(trial_name_creator=name, trial_dirname_creator=name, reuse_actors=True,
                                     scheduler=scheduler),
         run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
