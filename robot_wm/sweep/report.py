@@ -185,7 +185,8 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # a task with no measured point and no anchor: no empty legend
+            ax.legend(fontsize=6, loc="best")
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
     fig.tight_layout()

@@ -150,9 +150,14 @@ def read(sweep_dir: Path) -> list[dict]:
         if missing := [c for c in REQUIRED if c not in header]:
             raise ValueError(f"{str(path)!r} lacks the columns {missing}: expected a results.csv written by `robot-wm sweep`")
         for c in header:
-            if c.startswith(BUDGET_PREFIX) and not c[len(BUDGET_PREFIX):].isdigit():
+            digits = c[len(BUDGET_PREFIX):]
+            if c.startswith(BUDGET_PREFIX) and not (digits.isascii() and digits.isdigit() and str(int(digits)) == digits):
+                # return_at_0200 was read as the budget 200 and its cells never found: every one showed "–"
                 raise ValueError(f"{str(path)!r}: column {c!r}: expected {BUDGET_PREFIX}<environment steps>, e.g. "
                                  f"{BUDGET_PREFIX}10000")
+    if not rows:  # the report printed an empty table and drew empty axes (a matplotlib warning)
+        raise ValueError(f"{str(path)!r} holds no trials (a header only): expected a results.csv written by "
+                         "`robot-wm sweep`, which writes a row for every trial")
     if len(rows) > MAX_ROWS:  # 200,000 hand-made rows kept the report busy for minutes
         raise ValueError(f"{str(path)!r} has more than {MAX_ROWS:,} rows; a sweep writes one per trial, at most "
                          f"{MAX_ROWS:,}")
