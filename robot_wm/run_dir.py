@@ -51,6 +51,10 @@ class _Held:
         self.key, self.fd, self.count = key, fd, 0
 
 
+_SKIPS_WARNED: set[tuple[str, tuple[int, ...]]] = set()
+"""(metrics.jsonl, skipped line numbers) already warned of in this process."""
+
+
 class RunLock:
     """An exclusive lock on a run directory, released by ``release()`` (or when this object is garbage
     collected, or when the process dies: the kernel drops a dead process's flock)."""
@@ -358,7 +362,8 @@ class RunDir:
                 skipped.append(i)
             elif kind is None or r.get("kind") == kind:
                 records.append(r)
-        if skipped:
+        if skipped and (key := (str(self.metrics_path), tuple(skipped))) not in _SKIPS_WARNED:
+            _SKIPS_WARNED.add(key)  # records() runs several times a command: the same lines were named 2-3 times
             log.warning("%s: skipped %d record(s) that robot-wm did not write (edited or damaged): record(s) %s",
                         self.metrics_path, len(skipped), ", ".join(map(str, skipped[:10])))
         return records
