@@ -12,6 +12,12 @@ import numpy as np
 from robot_wm.cli_args import number, seed, whole
 
 
+def _require_physics(ep, a: argparse.Namespace, why: str) -> None:
+    if ep.physics_state.shape[1] == 0:
+        raise ValueError(f"episode {a.episode} has no physics state (a real robot's recording, or one brought in by "
+                         f"finetune): {why}; `robot-wm whatif --data` gives the predictions as numbers")
+
+
 def cmd_dream(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock): writes only the video (and the .rrd) it is asked for."""
     from robot_wm.dream import dream, dream_span, log_dream, render_dream, write_video
@@ -21,10 +27,7 @@ def cmd_dream(a: argparse.Namespace) -> int:
 
     with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
         model, ep = model_and_episode(s, a)
-        if ep.physics_state.shape[1] == 0:
-            raise ValueError(f"episode {a.episode} has no physics state (a real robot's recording, or one brought in "
-                             "by finetune): the video renders the robot from it; `robot-wm whatif --data` gives the "
-                             "predictions as numbers")
+        _require_physics(ep, a, "the video renders the robot from it")
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
         if a.candidate == "recorded":
@@ -97,6 +100,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
 
     with _session(a.run_dir, [], progress=False, lock=False, command="drive") as s:
         model, ep = model_and_episode(s, a)
+        _require_physics(ep, a, "drive starts the simulator from it")  # a MuJoCo traceback before (seventh probe)
         drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim
         actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(sys.stdin, dim, print)
         rec = None

@@ -153,7 +153,10 @@ class Env(abc.ABC):
         return state
 
     def set_state(self, state: np.ndarray) -> None:
-        mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), STATE_SPEC)
+        state = np.asarray(state, dtype=np.float64).reshape(-1)
+        if state.size != (size := mujoco.mj_stateSize(self.model, STATE_SPEC)):  # MuJoCo's TypeError named neither
+            raise ValueError(f"physics state of {state.size} values: this model's full physics state has {size}")
+        mujoco.mj_setState(self.model, self.data, state, STATE_SPEC)
         mujoco.mj_forward(self.model, self.data)
 
     @property

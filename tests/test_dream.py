@@ -197,6 +197,27 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
 
 
+def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):
+    """An episode whose physics state has width 0 (a robot's recording) ended drive in MuJoCo's "state size
+    should equal mj_stateSize" traceback (seventh probe, 2026-11-26)."""
+    import shutil
+
+    from robot_wm.data.episode import Episode
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    path = sorted((run / "episodes").glob("*.npz"))[1]
+    ep = Episode.load(path)
+    Episode(ep.obs, ep.action, ep.reward, np.zeros((len(ep.obs), 0)), ep.meta).save(path)
+    script = tmp_path / "a.txt"
+    script.write_text("0.5\n")
+    r = _drive(run, "--actions", str(script))
+    assert r.returncode == 2 and "episode 1 has no physics state" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    env, _ = _episode([])
+    with pytest.raises(ValueError, match=r"physics state of 3 values: this model's full physics state has \d+"):
+        env.set_state(np.zeros(3))
+
+
 def test_dream_panels_larger_than_the_models_offscreen_buffer(run_dir, tmp_path):
     """--width/--height up to 4096 were accepted, then MuJoCo's framebuffer error above 640 x 480 told the user
     to edit the model's XML (probe of 2026-11-26): the buffer grows to the panel."""
