@@ -185,6 +185,17 @@ def test_export_overrides_may_follow_the_flags_as_the_docs_show(run_dir, tmp_pat
     assert meta["samples"] == "48" and "planner.samples=48" in meta["overrides"]
 
 
+def test_export_warns_before_tracing_a_long_unrolled_planner(run_dir, tmp_path):
+    """export planner.horizon=200 (legal: the bound is 1000) traced for minutes without a word (seventh probe).
+    The warning comes from the spec, before anything is traced; the export itself is the test above."""
+    from robot_wm.config import PlannerConfig
+    from robot_wm.export.cli import slow_export_note
+
+    assert slow_export_note(StepSpec.from_config(PlannerConfig(horizon=50, iterations=2))) is None
+    note = slow_export_note(StepSpec.from_config(PlannerConfig(horizon=200, iterations=2)))
+    assert note.startswith("horizon 200 x 2 iterations = 400 planning steps unrolled")
+
+
 def test_planning_step_compiles_to_one_graph_without_breaks(run_dir):
     """torch.compile (and its CUDA graphs) get the whole step. On torch 2.11 a ParameterList slice broke
     the graph and the pieces ran eager on the GPU (13.95 ms instead of 2.1 ms per step on an H100); this

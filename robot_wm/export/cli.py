@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+
+SLOW_EXPORT_STEPS = 100
+"""Above this many unrolled planning steps (horizon x iterations) export warns that it will take minutes."""
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -29,6 +34,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     if note:
         print(note)
     value = src.value if g.uses_value else None
+    if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
+        print(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
                    reward_weight=g.reward_weight)
     extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
@@ -39,6 +46,15 @@ def cmd_export(a: argparse.Namespace) -> int:
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
+
+
+def slow_export_note(spec) -> str | None:
+    """A warning for a planner whose unrolled graph takes minutes to trace (None where it does not)."""
+    if (unrolled := spec.horizon * spec.iterations) <= SLOW_EXPORT_STEPS:
+        return None
+    return (f"horizon {spec.horizon} x {spec.iterations} iterations = {unrolled} planning steps unrolled into the "
+            f"graph: tracing them takes minutes ({SLOW_EXPORT_STEPS}: about 2 minutes on 2 cores); a shorter "
+            "planner.horizon exports faster")
 
 
 def default_goal(cfg) -> tuple:
