@@ -1405,7 +1405,7 @@ def probe7_defects(base: Path, planner: Path, work: Path) -> None:
         z["meta"], z["reward"] = np.array(json.dumps(meta)), np.zeros_like(z["reward"])
         np.savez(ep, **z)
         return untouched(copy_run(base, work / "p7-ft"), ["finetune", str(work / "p7-ft"), "--data", str(rec),
-                                                           "model.max_epochs=1", "--no-progress"], "has no reward")
+                                                           "model.max_epochs=1", "--no-progress"], "has no known reward")
     record("probe 2026-11-26 (7th)", "finetune on recordings whose reward is unknown (learned zeros)", unknown_reward)
 
     def same_run_twice():

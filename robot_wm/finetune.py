@@ -59,10 +59,16 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         if not isinstance(recorded_task, str) or (canonical_task(recorded_task) or recorded_task) != (
                 canonical_task(task) or task):  # cup-catch and ball_in_cup-catch are one task
             raise ValueError(f"recorded episode {str(path)!r} is from task {recorded_task!r}, the run is {task!r}")
-        if ep.meta.get("reward_known") is False:  # stored as zeros: the reward head and the value learned them
-            raise ValueError(f"recorded episode {str(path)!r} has no reward (the robot reported none: "
-                             "meta reward_known=false); fine-tuning would learn zeros as the task's reward. Record "
-                             "with a robot that reports its reward")
+        # A robot without a reward is stored as zeros: the reward head and the value learned them. Only a
+        # recording that says (JSON true) that its rewards are the robot's is taken: a missing key, null, 0 or
+        # "false" passed the earlier `is False` (eighth probe)
+        if (known := ep.meta.get("reward_known")) is not True:
+            why = "the robot reported none: meta reward_known=false" if known is False else \
+                f"meta reward_known={known!r}, expected true" if "reward_known" in ep.meta else \
+                "its meta does not say reward_known=true"
+            raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
+                             "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
+                             "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
         recorded = ep.meta.get("action_repeat")
         if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
             raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="

@@ -1244,9 +1244,18 @@ def test_probe7_eval_without_the_value_plans_without_it(run_copy):
         assert s.value is not None
 
 
+DELETE = object()
+"""An edit that removes the meta key."""
+
+
 @pytest.mark.parametrize("edit, needle", [
-    ({"reward_known": False}, "has no reward (the robot reported none"),
-    ({"action_repeat": None}, "does not say its action repeat"),
+    ({"reward_known": False}, "has no known reward (the robot reported none"),
+    # the eighth probe: only the JSON literal false was refused
+    ({"reward_known": DELETE}, "has no known reward (its meta does not say reward_known=true"),
+    ({"reward_known": None}, "has no known reward (meta reward_known=None, expected true"),
+    ({"reward_known": 0}, "has no known reward (meta reward_known=0, expected true"),
+    ({"reward_known": "false"}, "has no known reward (meta reward_known='false', expected true"),
+    ({"action_repeat": DELETE}, "does not say its action repeat"),
     ({"action_repeat": "8"}, "does not say its action repeat (meta action_repeat='8')"),
 ])
 def test_probe7_finetune_refuses_recordings_without_reward_or_repeat(run_copy, planner_file, tmp_path, capsys,
@@ -1255,11 +1264,12 @@ def test_probe7_finetune_refuses_recordings_without_reward_or_repeat(run_copy, p
     rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec), "--threads", "1")
     assert rc == 0, out
     ep = next(rec.glob("episode_*.npz"))
-    _edit_episode(ep, meta={k: v for k, v in edit.items()})
-    if edit.get("action_repeat", 0) is None:
+    _edit_episode(ep, meta={k: v for k, v in edit.items() if v is not DELETE})
+    if deleted := [k for k, v in edit.items() if v is DELETE]:
         z = dict(np.load(ep))
         meta = json.loads(str(z["meta"]))
-        del meta["action_repeat"]
+        for k in deleted:
+            del meta[k]
         z["meta"] = np.array(json.dumps(meta))
         np.savez(ep, **z)
     rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
