@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if term else 130
     except OSError as e:
         hint = "" if e.errno == errno.ENAMETOOLONG else resume_hint(args)  # resuming fails the same way
-        print(f"robot-wm {args.command}: error: {describe_os_error(e)} {hint}".rstrip(), file=sys.stderr)
+        print(f"robot-wm {args.command}: error: {describe_os_error(e, args)} {hint}".rstrip(), file=sys.stderr)
         return 1
     except RuntimeError as e:
         if "MUJOCO_GL" not in str(e):
@@ -339,13 +339,17 @@ def resume_hint(args: argparse.Namespace) -> str:
     return ""
 
 
-def describe_os_error(e: OSError) -> str:
+def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str:
     """An operating-system error as a sentence naming the file and what to do about it."""
     name = repr(e.filename) if e.filename else "a file"
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on the device writing {name}: free some space. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"cannot write {name} ({e.strerror}): use a writable run_dir or --out. {SAVED}"
+        # only the flags the command has: eval/train/collect on a read-only run were told to use --out
+        where = ["make it writable"] + [w for w, has in (("choose a writable run_dir", getattr(args, "command", None)
+                                                          == "run"), ("--out", hasattr(args, "out")),
+                                                         ("--storage", hasattr(args, "storage"))) if has]
+        return f"cannot write {name} ({e.strerror}): {' or '.join(where)}. {SAVED}"
     if e.errno == errno.ENAMETOOLONG:
         return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
     if e.errno == errno.EADDRINUSE:

@@ -809,6 +809,21 @@ def test_read_only_run_directory_is_a_message(small_mount):
     assert "Traceback" not in out
 
 
+def test_a_read_only_file_is_told_with_the_flags_the_command_has():
+    """eval, train, finetune and collect on a read-only run were told to "use a writable run_dir or --out";
+    none of them has --out (eighth probe)."""
+    import errno
+
+    from robot_wm.cli import build_parser, describe_os_error
+
+    e = OSError(errno.EROFS, "Read-only file system", "/r/checkpoints/x")
+    told = {argv[0]: describe_os_error(e, build_parser().parse_args(argv)) for argv in (
+        ["train", "/r"], ["eval", "/r"], ["run", "run_dir=/r"], ["export", "/r", "--out", "/x.onnx"])}
+    assert all(t.startswith("cannot write '/r/checkpoints/x' (Read-only file system): make it writable") for t in told.values())
+    assert "--out" not in told["train"] + told["eval"] + told["run"] and "--out" in told["export"]
+    assert "run_dir" in told["run"] and "run_dir" not in told["train"]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_episode_that_is_a_fifo_or_a_device_is_refused_not_read(run_copy, capsys, kind):
     """A FIFO used to block `train` forever; a symlink to /dev/zero grew it to 22 GB until the OOM killer."""
