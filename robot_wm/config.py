@@ -43,8 +43,9 @@ class RandomizeConfig(_Section):
     """Scale range of every joint's damping."""
     actuator_gain: Range = (1.0, 1.0)
     """Scale range of every actuator's gain."""
-    obs_noise: float = Field(0.0, ge=0)
-    """Standard deviation of Gaussian noise added to every observation (observation units)."""
+    obs_noise: float = Field(0.0, ge=0, le=100)
+    """Standard deviation of Gaussian noise added to every observation (observation units; at most 100:
+    1e30 made every planning step fall back, 1e308 was reported as diverged physics)."""
     action_delay: IntRange = (0, 0)
     """Range of the delay, in control steps, between a command and its effect."""
 
@@ -102,8 +103,8 @@ class ModelConfig(_Section):
     mean of 8 seeds at 10k steps)."""
     lr: float = Field(1e-3, gt=0, le=10)
     """Adam learning rate."""
-    weight_decay: float = Field(5e-5, ge=0)
-    """AdamW weight decay."""
+    weight_decay: float = Field(5e-5, ge=0, le=1)
+    """AdamW weight decay (at most 1: 1e308 diverged, blamed on the learning rate)."""
     batch_size: int = Field(64, ge=1)
     """Minibatch size (per member)."""
     max_epochs: int = Field(200, ge=1)
@@ -145,8 +146,8 @@ class ValueConfig(_Section):
     """Polyak rate of the target Q functions. 0.05: the value reaches its Monte-Carlo level in ~600 updates
     instead of ~2,000 at 0.01 (n_step 3, cartpole), so it keeps up with ~125 updates per episode; cartpole
     seeds 100/103/106 scored 812/818/808 against 859/739/751 at 0.01."""
-    entropy_coef: float = Field(1e-3, ge=0)
-    """Weight of the policy's entropy bonus (Q in units of its value scale)."""
+    entropy_coef: float = Field(1e-3, ge=0, le=10)
+    """Weight of the policy's entropy bonus (Q in units of its value scale; at most 10)."""
     discount: float | None = Field(None, gt=0, lt=1)
     """Per control step; None derives it from the episode length in control steps (TD-MPC2's rule:
     (L/5 - 1) / (L/5), clipped to [0.95, 0.995]). With a value the planner discounts by it too."""

@@ -92,6 +92,10 @@ def test_wrong_type_names_the_field(data, key):
     ("model.lr=inf", "model.lr"),
     ("model.activation=tanh", "model.activation"),
     ("goal.reward_weight=1e308", "goal.reward_weight"),  # every planning step was invalid, exit 0
+    # the eighth probe: diverged training blamed on the learning rate; every planning step fell back
+    ("model.weight_decay=1e308", "model.weight_decay"),
+    ("value.entropy_coef=1e308", "value.entropy_coef"),
+    ("env.randomize.obs_noise=1e30", "env.randomize.obs_noise"),
 ])
 def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:

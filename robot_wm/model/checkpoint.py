@@ -47,7 +47,7 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
         raise TrainingDivergedError(
             f"training diverged: non-finite weights in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
             f"; {stem.name} was not written. Lower the learning rate (model.lr for the world model, value.lr "
-            "for the value and policy)")
+            "for the value and policy) or the other training weights (model.weight_decay, value.entropy_coef)")
     blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     weights = stem.with_suffix(".safetensors")
     atomic_write_bytes(weights, blob)
