@@ -310,6 +310,12 @@ def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict,
             f"run {str(run.root)!r} is complete (its final evaluation is done), so --resume "
             f"{' '.join(f'{k}={new[k]!r}' for k in persist)} would change nothing; start a new run_dir to train "
             "longer or evaluate again with `robot-wm eval`")
+    if "env_steps" in persist and persist["env_steps"] < (have := run.dataset().env_steps):
+        # the run completed at the steps it held, config.toml said the smaller budget and summary.json the
+        # larger, with no word (eighth probe)
+        raise ConfigError(
+            f"--resume env_steps={persist['env_steps']}: run {str(run.root)!r} has collected {have} environment "
+            f"steps already; expected a budget of at least {have} (collected steps are not taken back)")
     return persist, [c for c in config_mod.changes(saved, cfg) if not c.startswith("run_dir=")]
 
 

@@ -93,6 +93,21 @@ def test_resume_of_a_complete_run_refuses_a_new_budget(run, capsys):
     assert rc == 0 and snapshot(run) == before, out
 
 
+def test_resume_refuses_a_budget_below_the_steps_collected(run, tmp_path, capsys):
+    """An interrupted run holding more steps than a resume's env_steps completed silently, config.toml saying
+    the smaller budget and summary.json the larger (eighth probe)."""
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    manifest = json.loads((cut / "manifest.json").read_text())
+    (cut / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))  # as if killed before the end
+    before = snapshot(cut)
+    rc, out = _cli(capsys, "run", f"run_dir={cut}", "env_steps=200", "--resume", "--no-progress")
+    assert rc == 2 and "--resume env_steps=200" in out and "has collected 400 environment steps" in out, out
+    assert snapshot(cut) == before
+
+
 # --- defect 3: network settings ------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
