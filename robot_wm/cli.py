@@ -132,9 +132,8 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS) as s:
-        rounds = s.run.records("train")
         s.latest_model()
-        s.train(len(rounds))
+        s.train(s.run.next_round())
         last = s.run.records("train")[-1]
     print(f"trained round {last['round']}: {last['epochs']} epochs, val mse {np.mean(last['val_mse']):.4f}, "
           f"multi-step mse {last['multistep_mse']}")

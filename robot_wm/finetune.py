@@ -134,7 +134,7 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     sim = list(s.run.dataset())
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
     meta_before = s.run.records("train")[-1] if s.run.records("train") else {}
-    round_ = int(meta_before.get("round", -1)) + 1
+    round_ = s.run.next_round()
     before = multistep_error(elite_before, robot, horizons)
 
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -378,6 +379,14 @@ class RunDir:
 
     def checkpoint_stem(self, round_: int) -> Path:
         return self.checkpoints / f"model_r{round_:04d}"
+
+    def next_round(self) -> int:
+        """The next training round: past every checkpoint on disk and every train record. From the records
+        alone, a deleted metrics.jsonl made train write round 0 over model_r0000 (eighth probe)."""
+        on_disk = [int(m.group(1)) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir() else ())
+                   if (m := re.fullmatch(r"model_r(\d+)\.(?:json|safetensors)", p.name))]
+        logged = [r["round"] for r in self.records("train") if isinstance(r.get("round"), int)]
+        return max([-1, *on_disk, *logged]) + 1
 
     def latest_checkpoint(self) -> Path | None:
         pointer = self.checkpoints / "latest.json"

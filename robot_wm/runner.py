@@ -364,9 +364,9 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
-    round_ = 0
     if (ckpt := s.run.latest_checkpoint()) is not None:
-        round_ = int(s.load(ckpt)["round"]) + 1
+        s.load(ckpt)
+    round_ = s.run.next_round()
     s.run.update_manifest(status="running", episodes=len(data))
     evaluated = {r.get("milestone") for r in s.run.records("eval")}
     milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps and m not in evaluated)

@@ -900,6 +900,22 @@ def test_edited_manifest_is_refused_naming_the_field_before_anything_is_written(
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.parametrize("log", ["deleted", "truncated"])
+def test_a_lost_log_never_makes_train_overwrite_a_checkpoint(run_copy, capsys, log):
+    """With metrics.jsonl deleted or cut, train numbered its round from the records and wrote round 0 over
+    checkpoints/model_r0000 (eighth probe): the next round is past every checkpoint on disk."""
+    metrics = run_copy / "metrics.jsonl"
+    if log == "deleted":
+        metrics.unlink()
+    else:
+        metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    before = {p.name: p.read_bytes() for p in (run_copy / "checkpoints").glob("model_r*")}
+    last = max(int(n[len("model_r"):len("model_r") + 4]) for n in before)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress", "model.max_epochs=1")
+    assert rc == 0 and f"trained round {last + 1}" in out, out
+    assert all((run_copy / "checkpoints" / n).read_bytes() == b for n, b in before.items())
+
+
 def test_metrics_records_robot_wm_did_not_write_are_skipped_with_a_warning(run_copy, capsys, caplog):
     """Hand-edited metrics.jsonl lines (not an object, a field of the wrong type) crashed train and resume."""
     from robot_wm.run_dir import RunDir
