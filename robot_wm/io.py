@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+
 class RunLockedError(RuntimeError):
     """Another process is writing this run directory (see ``robot_wm.run_dir.RunDir.lock``)."""
 
@@ -154,6 +155,17 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for files robot-wm reads back: JSON nested deeper than Python's recursion limit (200,000
+    brackets in an episode's meta) is a ``json.JSONDecodeError`` like any other bad JSON, not a RecursionError
+    traceback (eighth probe)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested deeper than robot-wm reads", text if isinstance(text, str) else "",
+                                   0) from None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
@@ -165,7 +177,7 @@ def read_jsonl(path: Path) -> list[dict]:
                          "damaged or was replaced") from None
     for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            out.append(loads_json(line))
         except json.JSONDecodeError:
             continue
     return out

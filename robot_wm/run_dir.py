@@ -27,6 +27,7 @@ from robot_wm.io import (
     atomic_write_text,
     check_regular_file,
     leftover_temp_files,
+    loads_json,
     read_jsonl,
 )
 from sim.env import STEP_UNIT
@@ -284,7 +285,7 @@ class RunDir:
 
     def _locked_message(self, holder: str) -> str:
         try:
-            info = json.loads(holder)
+            info = loads_json(holder)
             who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
         except (json.JSONDecodeError, KeyError, TypeError):
             who = "another process (it has not written its PID yet)"
@@ -394,7 +395,7 @@ class RunDir:
             return None
         try:
             check_regular_file(pointer, "checkpoint pointer", 4096)  # a FIFO there hung eval
-            name = json.loads(pointer.read_text()).get("checkpoint")
+            name = loads_json(pointer.read_text()).get("checkpoint")
         except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object, not a small regular file
             name = None
         if not isinstance(name, str) or Path(name).name != name or not name.endswith(".json"):
@@ -415,7 +416,7 @@ class RunDir:
         path = self.manifest_path
         try:
             check_regular_file(path, "manifest", MAX_MANIFEST_BYTES)
-            manifest = json.loads(path.read_text())
+            manifest = loads_json(path.read_text())
         except FileNotFoundError:
             return {}
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

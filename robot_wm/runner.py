@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
+from robot_wm.io import loads_json
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -266,6 +265,11 @@ def _check_shapes(run: RunDir, env: Env) -> None:
                                  "a run holds one task: use another run_dir")
 
 
+WHICH_IS_WRONG = ("if config.toml was edited, restore it; if the episode file was copied in from elsewhere, "
+                  "remove it")
+"""The way out of an episode that disagrees with its run: the user's data was advised away where the config changed."""
+
+
 def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> None:
     """Refuse training episodes recorded on another task or at another action repeat than the run's (same
     sizes: cartpole-balance in a cartpole-swingup run, or repeat 2 in a repeat-8 run, were trained on), or
@@ -274,11 +278,12 @@ def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> Non
         check_action_bounds(path, ep.action, env.action_spec.low, env.action_spec.high)
         task, repeat = ep.meta.get("task"), ep.meta.get("action_repeat")
         if isinstance(task, str) and saved.env.task != "mjcf" and _task_key(task) != _task_key(saved.env.task):
-            raise ValueError(f"episode file {str(path)!r} is from task {task!r}, the run's is {saved.env.task!r}: "
-                             "a run's episodes are its own (remove the file)")
+            raise ValueError(f"episode file {str(path)!r} is from task {task!r}, the run's config.toml says "
+                             f"{saved.env.task!r}: a run's episodes are its own ({WHICH_IS_WRONG})")
         if repeat is not None and repeat != saved.env.action_repeat:
-            raise ValueError(f"episode file {str(path)!r} was collected at action repeat {repeat!r}, the run at "
-                             f"{saved.env.action_repeat}: its transitions span another time step (remove the file)")
+            raise ValueError(f"episode file {str(path)!r} was collected at action repeat {repeat!r}, the run's "
+                             f"config.toml says {saved.env.action_repeat}: its transitions span another time step "
+                             f"({WHICH_IS_WRONG})")
 
 
 RESUME_FIELDS = ("env_steps", "eval_at", "eval_episodes")
@@ -360,7 +365,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
-        return json.loads(s.run.summary_path.read_text())
+        return loads_json(s.run.summary_path.read_text())
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")

@@ -900,6 +900,25 @@ def test_edited_manifest_is_refused_naming_the_field_before_anything_is_written(
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.parametrize("where", ["episode", "checkpoint"])
+def test_json_nested_past_the_recursion_limit_is_named_not_a_traceback(run_copy, capsys, where):
+    """200,000 brackets in an episode's meta or a checkpoint's JSON: a RecursionError traceback from train,
+    eval, finetune, dream and whatif (eighth probe)."""
+    deep = "[" * 200_000 + "]" * 200_000
+    if where == "episode":
+        path = run_copy / "episodes" / "episode_000000.npz"
+        z = dict(np.load(path))
+        z["meta"] = np.array(deep)
+        np.savez(path, **z)
+    else:
+        path = Path(str(run_copy / "checkpoints" / json.loads((run_copy / "checkpoints" / "latest.json").read_text())[
+            "checkpoint"]))
+        path.write_text('{"format": ' + deep + "}")
+    rc, out = main_in_process(capsys, "train" if where == "episode" else "eval", str(run_copy), "--no-progress")
+    assert rc == 2 and path.name in out and "nested deeper than robot-wm reads" in out, out
+    assert "Traceback" not in out and "RecursionError" not in out
+
+
 @pytest.mark.parametrize("log", ["deleted", "truncated"])
 def test_a_lost_log_never_makes_train_overwrite_a_checkpoint(run_copy, capsys, log):
     """With metrics.jsonl deleted or cut, train numbered its round from the records and wrote round 0 over
@@ -1113,8 +1132,8 @@ def _edit_episode(path: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("edit, needle", [
-    ({"meta": {"task": "cartpole-balance"}}, "is from task 'cartpole-balance', the run's is 'cartpole-swingup'"),
-    ({"meta": {"action_repeat": 2}}, "was collected at action repeat 2, the run at 8"),
+    ({"meta": {"task": "cartpole-balance"}}, "is from task 'cartpole-balance', the run's config.toml says 'cartpole-swingup'"),
+    ({"meta": {"action_repeat": 2}}, "was collected at action repeat 2, the run's config.toml says 8"),
     ({"scale": 1e6}, "is outside the action bounds [-1, 1]"),
 ])
 def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, needle):

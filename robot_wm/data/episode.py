@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.io import atomic_write_bytes, check_regular_file
+from robot_wm.io import atomic_write_bytes, check_regular_file, loads_json
 
 KEYS = ("obs", "action", "reward", "physics_state")
 
@@ -80,7 +80,7 @@ class Episode:
                 if missing:
                     raise ValueError(f"missing arrays {missing}")
                 arrays = {k: z[k] for k in KEYS}
-                meta = json.loads(str(z["meta"]))
+                meta = loads_json(str(z["meta"]))
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
             return cls(**arrays, meta=meta)

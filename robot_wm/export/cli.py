@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 SLOW_EXPORT_STEPS = 100
 """Above this many unrolled planning steps (horizon x iterations) export warns that it will take minutes."""
 

@@ -18,7 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import robot_wm
-from robot_wm.io import atomic_write_bytes, atomic_write_json, check_regular_file
+from robot_wm.io import atomic_write_bytes, atomic_write_json, check_regular_file, loads_json
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
 from robot_wm.model.value import ActorCritic, ValueSpec
 
@@ -94,7 +94,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     cfg_path = path.with_suffix(".json")
     try:
         check_regular_file(cfg_path, "checkpoint config", MAX_CONFIG_BYTES)  # a FIFO hung eval, /dev/zero grew
-        meta = json.loads(cfg_path.read_text())
+        meta = loads_json(cfg_path.read_text())
     except FileNotFoundError:
         raise ValueError(f"checkpoint config {str(cfg_path)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -152,4 +152,4 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
 
 
 def checkpoint_hash(path: str | Path) -> str:
-    return json.loads(Path(path).with_suffix(".json").read_text())["sha256"]
+    return loads_json(Path(path).with_suffix(".json").read_text())["sha256"]

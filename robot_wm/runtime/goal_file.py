@@ -8,11 +8,12 @@ counted, and the goal in force stays: a bad goal never stops the robot nor reach
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
 from pathlib import Path
+
+from robot_wm.io import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class GoalFile:
         if key == self.seen:
             return False
         try:
-            doc = json.loads(self._read())
+            doc = loads_json(self._read())
             if not isinstance(doc, dict) or "state" not in doc or set(doc) - {"state", "weights"}:
                 raise ValueError('expected {"state": [...], "weights": [...]} (weights optional)')
             self.session.set_goal(doc["state"], doc.get("weights"))

@@ -9,7 +9,6 @@ back to another (e.g. CUDA libraries missing) raises ``ProviderError`` before an
 from __future__ import annotations
 
 import ctypes.util
-import json
 import logging
 import math
 import tempfile
@@ -47,6 +46,7 @@ MAX_PLANNER_BYTES = 2 << 30
 MAX_INPUT_ELEMENTS = 2**26
 """Largest input a planner file may declare (values; 256 MiB of float32): the runtime allocates its buffers
 from the declared sizes, so they are checked first (the default planner's noise is 3,072 values)."""
+from robot_wm.io import loads_json
 
 
 class ModelFileError(ValueError):
@@ -85,13 +85,13 @@ class PlannerMeta:
             raise ModelFileError(f"{where} is not a robot-wm planner (metadata {FORMAT_KEY}={found!r}, "
                                  f"expected {PLANNER_FORMAT!r}); export one with `robot-wm export`")
         try:
-            low = np.asarray(json.loads(props["action_low"]), dtype=np.float32)
-            high = np.asarray(json.loads(props["action_high"]), dtype=np.float32)
+            low = np.asarray(loads_json(props["action_low"]), dtype=np.float32)
+            high = np.asarray(loads_json(props["action_high"]), dtype=np.float32)
             rep = props.get("action_repeat", "")
             meta = cls(int(props["state_dim"]), int(props["action_dim"]), low, high,
                        float(props["control_period"]), int(props["horizon"]), int(props["samples"]),
                        int(props["iterations"]), props["optimizer"], props["noise"],
-                       tuple(json.loads(props["noise_shape"])), props.get("task", ""),
+                       tuple(loads_json(props["noise_shape"])), props.get("task", ""),
                        int(rep) if rep else None, props.get("robot_wm.version", "?"),
                        props.get("source_sha256", ""), int(props.get("model_flops_per_step", 0)), dict(props))
         except (KeyError, ValueError, TypeError) as e:
@@ -100,7 +100,7 @@ class PlannerMeta:
             raise ModelFileError(f"{where}: metadata goal={props['goal']!r}, expected 0 or 1")
         if props.get("goal") == "1":
             try:
-                goal = check_goal(json.loads(props["goal_state"]), json.loads(props["goal_weights"]),
+                goal = check_goal(loads_json(props["goal_state"]), loads_json(props["goal_weights"]),
                                   meta.state_dim, "the file's default goal")
             except (KeyError, ValueError, TypeError) as e:
                 raise ModelFileError(f"{where}: goal metadata is incomplete or malformed ({e})") from None

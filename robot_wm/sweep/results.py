@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import math
 import statistics
 from pathlib import Path
 
-from robot_wm.io import atomic_write_text, check_regular_file
+from robot_wm.io import atomic_write_text, check_regular_file, loads_json
 from robot_wm.sweep.spec import Trial
 
 RESULTS_NAME = "results.csv"
@@ -88,7 +87,7 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
     row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
            "source": trial.source if trial.is_launch else "", "run_dir": str(run_dir), "error": error}
     if is_complete(run_dir):
-        s = json.loads((Path(run_dir) / "summary.json").read_text())
+        s = loads_json((Path(run_dir) / "summary.json").read_text())
         curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
         row.update(status="complete", env_steps=s["env_steps"], eval_return_mean=s["eval_return_mean"],
                    eval_return_std=s["eval_return_std"], wall_s=s["wall_s"], plan_hz=s["plan_hz"])
