@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robot_wm.goal import MAX_REWARD_WEIGHT
 from robot_wm.io import atomic_write_text, check_regular_file
 
 
@@ -220,7 +221,7 @@ class GoalConfig(_Section):
     weights: list[float] | None = None
     """Weight of each state dimension in the distance (>= 0). None: 1 on every dimension for ``state``;
     for ``joints`` 1 on the dimensions those joints move, 0 on the rest (velocities, other bodies)."""
-    reward_weight: float = Field(0.0, ge=0, le=1e6)
+    reward_weight: float = Field(0.0, ge=0, le=MAX_REWARD_WEIGHT)
     """Weight of the task's own reward (and learned value) next to the goal: 0 plans toward the goal alone."""
 
     @property

@@ -10,6 +10,8 @@ import numpy as np
 MAX_GOAL_ABS = 1e6
 """Largest magnitude of a goal value or weight: the weighted squared distance must stay far inside float32
 (a goal of 1e20 overflows it, and the planner would silently stop seeing the goal)."""
+MAX_REWARD_WEIGHT = 1e6
+"""The largest weight of the task's return beside a goal (``goal.reward_weight``, ``what_if``)."""
 
 
 class Goal(NamedTuple):
@@ -28,7 +30,8 @@ def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
     out = []
     for name, v in (("state", state), ("weights", weights)):
         try:
-            arr = np.asarray(v, dtype=np.float32).reshape(-1)
+            with np.errstate(over="ignore"):  # 1e308 becomes inf here and is named as not finite below
+                arr = np.asarray(v, dtype=np.float32).reshape(-1)
         except (TypeError, ValueError, OverflowError, RecursionError):
             raise ValueError(f"{where}.{name} {reprlib.repr(v)} is not a list of numbers; expected {state_dim}") from None
         if arr.shape != (state_dim,):

@@ -3,13 +3,14 @@ sequences, the world model's predicted trajectories, rewards, returns and disagr
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robot_wm.goal import Goal
+from robot_wm.goal import MAX_REWARD_WEIGHT, Goal, check_goal
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import goal_distance, imagine, member_returns
 from sim.spec import as_floats
@@ -103,8 +104,22 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
     the score is ``reward_weight`` x (reward + value) minus the goal distance (pass no value toward a goal
     alone, as the planner plans then)."""
     state, actions = check_query(model, state, actions)
-    if not (isinstance(discount, (int, float)) and 0 < discount <= 1):
+    # the eighth probe: discount=True was taken as 1, a goal of the wrong size was a torch traceback, a NaN goal
+    # or reward_weight=nan gave NaN scores (or silently dropped the reward)
+    if isinstance(discount, bool) or not (isinstance(discount, int | float | np.floating) and 0 < discount <= 1):
         raise ValueError(f"discount={discount!r}: expected a number in (0, 1]")
+    if isinstance(reward_weight, bool) or not (isinstance(reward_weight, int | float | np.floating)
+                                               and 0 <= reward_weight <= MAX_REWARD_WEIGHT):
+        raise ValueError(f"reward_weight={reward_weight!r}: expected a number from 0 to {MAX_REWARD_WEIGHT:g} (as "
+                         "goal.reward_weight)")
+    if goal is not None:
+        try:
+            if isinstance(goal, str | bytes):  # "up" unpacked into 'u' and 'p'
+                raise TypeError
+            g_state, g_weights = goal
+        except (TypeError, ValueError):
+            raise ValueError(f"goal={reprlib.repr(goal)}: expected a Goal (state, weights)") from None
+        goal = check_goal(g_state, g_weights, model.spec.obs_dim)
     device = model.action_low.device
     out = imagine(model, torch.as_tensor(state, device=device), torch.as_tensor(actions, device=device),
                   keep_states=True)
@@ -118,6 +133,9 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
         g, w = (torch.as_tensor(v, device=device) for v in goal)
         cost = goal_distance(states[:, :, 1:], g, w, discount)
         ret = reward_weight * ret - cost if reward_weight > 0 else -cost
+    if not torch.isfinite(ret).all():  # a finite but huge state (1e38) overflowed the model: NaN scores, no error
+        raise ValueError(f"the imagined futures from this state overflowed (largest state value "
+                         f"{np.abs(state).max():.3g}): expected a state of the scale the model was trained on")
     return WhatIfResult(
         states=states.mean(0).cpu().numpy(),
         member_states=states.cpu().numpy(),

@@ -76,6 +76,28 @@ def test_a_discount_outside_0_1_is_refused(trained_synthetic, discount):
         what_if(model, np.zeros(model.spec.obs_dim), np.zeros((1, 3, model.spec.act_dim)), discount=discount)
 
 
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"discount": True}, "discount=True: expected a number in (0, 1]"),
+    ({"goal": (np.zeros(3), np.ones(3))}, "goal.state has 3 values, expected 1"),  # a torch traceback before
+    ({"goal": (np.full(1, np.nan), np.ones(1))}, "goal.state is not finite"),  # NaN scores before
+    ({"goal": (np.zeros(1), np.full(1, 1e308))}, "goal.weights is not finite"),
+    ({"goal": "up"}, "goal='up': expected a Goal (state, weights)"),
+    ({"goal": (np.zeros(1), np.ones(1)), "reward_weight": float("nan")}, "reward_weight=nan: expected a number"),
+    ({"goal": (np.zeros(1), np.ones(1)), "reward_weight": -5}, "reward_weight=-5: expected a number from 0"),
+])
+def test_odd_what_if_arguments_are_named(trained_synthetic, kwargs, needle):
+    """The eighth probe's Python API cases: each was a traceback, a NaN score or a silent change."""
+    with pytest.raises(ValueError) as err:
+        what_if(trained_synthetic[0], [S0], np.zeros((1, 3, 1)), **kwargs)
+    assert needle in str(err.value)
+
+
+def test_a_state_that_overflows_the_model_is_an_error_not_nan(trained_synthetic):
+    """A finite state of 1e38 gave NaN returns with no error (eighth probe)."""
+    with pytest.raises(ValueError, match=r"overflowed \(largest state value 1e\+38\)"):
+        what_if(trained_synthetic[0], [1e38], np.zeros((1, 3, 1)))
+
+
 @pytest.mark.parametrize("state, actions, needle", [
     ([S0], np.full((2, 3, 1), 1.5), "1.5"),
     ([S0], np.array([[[0.0], [-0.0], [-2.25]]]), "-2.25"),
