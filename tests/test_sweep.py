@@ -287,6 +287,33 @@ def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up
     assert sum(s.startswith("sweep: resuming") for s in lines) == len(started)  # the rest start afresh
 
 
+def test_ctrl_c_stops_a_sweep_like_any_command(ray_up, tmp_path):
+    """Ctrl-C printed Ray Tune's `Tuner.restore(...)` advice, then "sweep: done" and exit 1 (eighth probe)."""
+    sweep_file = write_sweep(tmp_path / "int.toml", """\
+        tasks = ["cartpole-swingup"]
+        seeds = [7]
+        env_steps = 1600
+    """)
+    out_dir = tmp_path / "sweep"
+    run = results.run_dir_of(out_dir, spec.load(sweep_file).trials[0])
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage",
+                             str(out_dir), "--cpus", "2"], env={**os.environ, "MUJOCO_GL": "egl"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _episodes(run):
+            assert proc.poll() is None and time.monotonic() < deadline, "the trial stored no episode"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "robot-wm sweep: interrupted" in out and "Run the same `robot-wm sweep` again" in out, out
+    assert "Tuner.restore" not in out and "sweep: done" not in out and "Traceback" not in out, out
+
+
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
     try:
         return [(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="inet")

@@ -415,6 +415,9 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C: Tune's own handler advised `Tuner.restore(...)`, then the sweep printed "done" and exited 1.
+    # Without it the KeyboardInterrupt ends the command like any other (exit 130, "run the sweep again").
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # reuse_actors: a worker process runs one trial after another (same results: each run seeds everything
     # from its config), so the 5-10 s of starting a Python process and importing torch and MuJoCo are paid
     # once per worker, not once per trial.
