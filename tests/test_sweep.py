@@ -426,6 +426,9 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     # probe 7: the same run spelled two ways (1 and 1.0; a task and its alias in a grid); an overflowing range
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.temperature" = [1, 1.0]\n', "are the same run"),
     ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.task" = ["cup-catch", "ball_in_cup-catch"]\n', "are the same run"),
+    ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"planner.uncertainty_weight" = [0.0, -0.0]\n', "are the same run"),
+    ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.randomize.friction" = [[0.0, 1.0], [-0.0, 1.0]]\n',
+     "are the same run"),
     (SEARCH + '"planner.temperature" = {uniform = [-1e308, 1e308]}\n', "is wider than a float holds"),
     # random search: every range and key named
     (SEARCH + '"planner.temperature" = {uniform = [1.0, 0.1]}\n', "search key planner.temperature: uniform [1.0, 0.1] is empty"),

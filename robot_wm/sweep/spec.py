@@ -47,6 +47,16 @@ from sim.dmc import canonical_task
 from sim.registry import known_task, task_names
 
 
+def _signless_zero(v: Any) -> Any:
+    """``v`` with every -0.0 as the 0.0 it runs as: repr told them apart, so a grid [0.0, -0.0] was two
+    trials of one run (eighth probe)."""
+    if type(v) is float:
+        return v + 0.0
+    if isinstance(v, list | tuple):
+        return type(v)(_signless_zero(x) for x in v)
+    return v
+
+
 class SweepError(cfgmod.ConfigError):
     """A sweep file that does not fit: names the field and what was expected."""
 
@@ -392,7 +402,7 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(str(e)) from None
         settings = cfgmod.flat(cfg)  # the same run spelled twice: [1, 1.0], a task and its alias in a grid
         settings["env.task"] = canonical_task(cfg.env.task) or cfg.env.task
-        key = repr(sorted((k, v) for k, v in settings.items() if k != "run_dir"))
+        key = repr(sorted((k, _signless_zero(v)) for k, v in settings.items() if k != "run_dir"))
         if key in configs:
             raise SweepError(f"sweep file {str(path)!r}: trials {configs[key]} and {name} are the same run (the same "
                              "settings spelled two ways); expected each setting once")
