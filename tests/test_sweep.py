@@ -147,6 +147,52 @@ def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tm
     assert all(_files(run).get(k) == v for k, v in before.items())  # its earlier episodes kept as they were
 
 
+def test_an_early_stop_survives_the_sweep_killed_right_after_it(ray_up, tmp_path):
+    """The driver wrote a stop into the trial's manifest only after the whole fit: a sweep SIGKILLed in between
+    left it "running", and the sweep started again ran the stopped trial out (eighth probe)."""
+    overrides = [o for o in TINY if not o.startswith(("env.max_env_steps", "threads"))] + ["threads=2"]
+    sweep_file = tmp_path / "asha.toml"
+    sweep_file.write_text(textwrap.dedent(f"""\
+        tasks = ["cartpole-balance"]
+        seeds = [1]
+        env_steps = 800
+        eval_at = [400]
+        overrides = {spec.toml_value(overrides)}
+        [grid]
+        "env.max_env_steps" = [400, 50]
+        "model.max_epochs" = [5]
+        [early_stop]
+        reduction_factor = 2
+    """))
+    out_dir = tmp_path / "sweep"
+    short = next(t for t in spec.load(sweep_file).trials if "env.max_env_steps=50" in t.name)
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage",
+                             str(out_dir), "--cpus", "2"], env={**os.environ, "MUJOCO_GL": "egl"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(f"sweep: stopped {short.name}"):
+                proc.send_signal(signal.SIGKILL)  # no time for anything after the stop was announced
+                break
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert any(line.startswith("sweep: stopped") for line in lines), "".join(lines)
+    assert results.read_stops(out_dir) == {short.name: 400}  # the sweep's own record, written at the stop
+    run = results.run_dir_of(out_dir, short)
+    episodes = _episodes(run)
+    time.sleep(1.0)  # the killed sweep's workers exit with their raylet (within 0.2 s) and drop the run's lock
+    rows = run_sweep(spec.load(sweep_file), out_dir, cpus=2, out=lines.append)
+    assert [r["status"] for r in rows] == ["complete", "stopped"], lines
+    assert any(f"skipped {short.name} (stopped early at 400 env steps" in line for line in lines), lines
+    manifest = results.manifest(run)
+    assert manifest["status"] == "stopped" and manifest["stopped_at"] == 400, manifest
+    assert _episodes(run) == episodes  # not run out
+
+
 def test_early_stopping_compares_the_trials_at_every_budget(tmp_path):
     """ASHA's rungs are grace * rf ** k: on env steps, eval_at = [1000, 2000, 3000, 4000] with rf = 3 compared
     trials at 1000 and 3000 only, and a trial far behind at 2000 went on (seventh probe, 2026-11-26). The

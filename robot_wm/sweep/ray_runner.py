@@ -339,12 +339,19 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
                                   errors.get(t.name, ""), stopped=stops.get(t.name, (None, None))[1])
                 for t in sweep.trials]
 
+    pending = results.read_stops(sweep_dir) if sweep.spec.early_stop is not None else {}
+
     def on_change(name: str, status: str | None, error: str) -> None:
         if status == "failed":
             errors[name] = error
+        if name in stops:  # at once: its manifest can take the stop only after the fit (the worker holds its lock)
+            results.write_stops(sweep_dir, {**pending, **{n: at for n, (_, at) in stops.items()}})
         results.write(sweep_dir, rows())
 
     _check_same_settings(sweep, run_dirs)
+    for name, at in pending.items():  # stops of a sweep killed before it could write them into the manifests
+        if name in run_dirs and results.manifest(run_dirs[name]).get("status") == "running":
+            _record_stop(run_dirs[name], at, out)
     # A stopped trial is finished for a sweep that stops early; one without [early_stop] runs it out.
     finished = results.is_finished if sweep.spec.early_stop is not None else results.is_complete
     todo = [t for t in sweep.trials if not finished(run_dirs[t.name])]

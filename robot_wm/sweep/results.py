@@ -13,7 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
-from robot_wm.io import atomic_write_text, check_regular_file, loads_json
+from robot_wm.io import atomic_write_json, atomic_write_text, check_regular_file, loads_json
 from robot_wm.sweep.spec import Trial
 
 RESULTS_NAME = "results.csv"
@@ -122,6 +122,30 @@ def to_csv(rows: list[dict]) -> str:
     for r in rows:
         w.writerow({c: _cell(r.get(c)) for c in cols})
     return buf.getvalue()
+
+
+STOPS_NAME = "early_stops.json"
+"""The sweep's own record of the trials early stopping ended: {trial name: budget}, written by the driver the
+moment a trial is stopped. The stop goes into the trial's manifest once its worker lets go of the run's lock
+(after the fit): a sweep killed in between left it "running", and the sweep started again ran it out."""
+MAX_STOPS_BYTES = 16 << 20
+
+
+def read_stops(sweep_dir: Path) -> dict[str, int]:
+    """The stops recorded in ``SWEEP_DIR/early_stops.json`` (an unreadable or edited file: none)."""
+    path = Path(sweep_dir) / STOPS_NAME
+    try:
+        check_regular_file(path, "early stops", MAX_STOPS_BYTES)
+        doc = loads_json(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if type(v) is int and v > 0}
+
+
+def write_stops(sweep_dir: Path, stops: dict[str, int]) -> None:
+    atomic_write_json(Path(sweep_dir) / STOPS_NAME, dict(sorted(stops.items())))
 
 
 def write(sweep_dir: Path, rows: list[dict]) -> Path:
