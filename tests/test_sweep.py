@@ -661,6 +661,31 @@ def test_report_curves_keep_trials_that_early_stopping_ended():
     assert got["env.max_env_steps=200"] == [(400, 100.0, 100.0, 100.0, 1), (800, 150.0, 150.0, 150.0, 1)]
 
 
+@pytest.mark.parametrize("kind", ["user-results", "user-files", "file"])
+def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
+    """--storage naming a folder with its own results.csv replaced it before Ray started, and added runs/ and
+    tune/ to any folder; a file gave "[Errno 17] File exists" (eighth probe)."""
+    sweep_file = write_sweep(tmp_path / "s.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+    where = tmp_path / "mine"
+    if kind == "file":
+        where.write_text("notes\n")
+        needle = "is a file, not a folder"
+    else:
+        where.mkdir()
+        if kind == "user-results":
+            (where / "results.csv").write_text("x,y\n1,2\n")
+            needle = "results.csv (not a sweep's: no name, task"
+        else:
+            (where / "thesis.tex").write_text("\\begin{document}\n")
+            needle = "holds files that are not a sweep's (thesis.tex)"
+    before = sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()
+    assert main(["sweep", str(sweep_file), "--storage", str(where), "--cpus", "1"]) == 2
+    assert needle in capsys.readouterr().err
+    assert (sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()) == before
+    if kind == "user-results":
+        assert (where / "results.csv").read_text() == "x,y\n1,2\n"
+
+
 def test_report_of_failed_trials_only_draws_no_empty_legend(tmp_path):
     """Every trial failed: the plot's one empty panel drew matplotlib's "No artists with labels" warning."""
     import warnings

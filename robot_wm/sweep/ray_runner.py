@@ -328,6 +328,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
     """Run every trial of ``sweep`` not complete yet under ``sweep_dir`` and write ``results.csv`` (after
     each trial and at the end). Uses the Ray this process is already connected to, if any; otherwise starts
     the embedded one (``address`` None) or joins ``address``. Returns the rows."""
+    results.check_sweep_dir(sweep_dir)
     sweep_dir = Path(sweep_dir).resolve()
     run_dirs = {t.name: results.run_dir_of(sweep_dir, t) for t in sweep.trials}
     errors: dict[str, str] = {}

@@ -15,7 +15,7 @@ DEFAULT_ANCHORS = Path(__file__).resolve().parents[2] / "bench" / "anchors" / "d
 """Published DMC returns (task, system, env_steps, mean_return), present in a checkout of robot-wm."""
 ANCHOR_MAX_STEPS = 100_000
 """Anchors past this budget are left off the plot (our budgets are far below; the plot stays readable)."""
-PLOT_NAME = "learning_curves.png"
+PLOT_NAME = results.PLOT_NAME
 
 
 MAX_ANCHORS_BYTES = 4 << 20

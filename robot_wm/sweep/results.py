@@ -33,6 +33,49 @@ MAX_ROWS = 10_000
 """A sweep makes at most this many trials (``spec.MAX_TRIALS``), so its results.csv has at most this many rows."""
 
 
+PLOT_NAME = "learning_curves.png"
+STOPS_NAME = "early_stops.json"
+"""The sweep's own record of the trials early stopping ended: {trial name: budget}, written by the driver the
+moment a trial is stopped. The stop goes into the trial's manifest once its worker lets go of the run's lock
+(after the fit): a sweep killed in between left it "running", and the sweep started again ran it out."""
+SWEEP_OWN = (RESULTS_NAME, "runs", "tune", PLOT_NAME, STOPS_NAME)
+"""What a sweep directory holds (``robot-wm report`` adds the plot): anything else is a user's."""
+
+
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """Refuse a sweep directory the sweep must not write into: a file, or a folder that holds files of its own
+    (a user's results.csv was replaced, and runs/ and tune/ added, before Ray even started). A new or empty
+    folder, or one a sweep wrote, is fine."""
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():  # "[Errno 17] File exists: '/etc/passwd'"
+        raise ValueError(f"sweep directory {str(sweep_dir)!r} is a file, not a folder; choose a new or empty folder "
+                         "(or one an earlier `robot-wm sweep` wrote)")
+    for parent in sweep_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"sweep directory {str(sweep_dir)!r} lies below {str(parent)!r}, which is a file")
+            break
+    if not sweep_dir.is_dir():
+        return
+    theirs = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_OWN)
+    results = sweep_dir / RESULTS_NAME
+    header: list[str] = []
+    if results.exists():
+        try:
+            check_regular_file(results, "sweep results", MAX_RESULTS_BYTES)
+            with results.open(newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f), [])
+        except (OSError, ValueError, csv.Error):
+            header = []
+        if any(c not in header for c in REQUIRED):
+            theirs.insert(0, f"{RESULTS_NAME} (not a sweep's: no {', '.join(c for c in REQUIRED if c not in header)} "
+                             "column)")
+    if theirs:
+        shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        raise ValueError(f"sweep directory {str(sweep_dir)!r} holds files that are not a sweep's ({shown}); refusing "
+                         "to write into it: choose a new or empty folder (sweep_dir or --storage)")
+
+
 def runs_dir(sweep_dir: Path) -> Path:
     return Path(sweep_dir) / "runs"
 
@@ -124,10 +167,6 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-STOPS_NAME = "early_stops.json"
-"""The sweep's own record of the trials early stopping ended: {trial name: budget}, written by the driver the
-moment a trial is stopped. The stop goes into the trial's manifest once its worker lets go of the run's lock
-(after the fit): a sweep killed in between left it "running", and the sweep started again ran it out."""
 MAX_STOPS_BYTES = 16 << 20
 
 
