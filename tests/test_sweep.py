@@ -601,6 +601,14 @@ def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
      "column 'return_at_abc': expected return_at_<environment steps>"),
     ("name,task,seed,overrides,status,eval_return_mean,return_at_1000\nx,cartpole-swingup,0,,complete,1,-inf\n",
      "line 2: return_at_1000='-inf': expected a finite number"),
+    # the eighth probe: a status that is none of ours was left out of every mean; one run under two names was
+    # two seeds; 1e308 ended in matplotlib's "Singular matrix"
+    ("name,task,seed,overrides,status,eval_return_mean\nx,cartpole-swingup,0,,COMPLETE,1\n",
+     "line 2: status='COMPLETE': expected one of complete, stopped"),
+    ("name,task,seed,overrides,status,eval_return_mean,run_dir\na,cartpole-swingup,0,,complete,1,/r/a\n"
+     "A,cartpole-swingup,0,,complete,1,/r/a\n", "line 3: trial 'A' (run_dir /r/a) is also on line 2"),
+    ("name,task,seed,overrides,status,eval_return_mean,return_at_1000\nx,cartpole-swingup,0,,complete,1,1e308\n",
+     "line 2: return_at_1000='1e308': expected a finite number within +-1e+12"),
     # seventh probe: a budget spelled with a leading zero showed "–" in every cell; a header alone drew empty axes
     ("name,task,seed,overrides,status,eval_return_mean,return_at_0200\nx,cartpole-swingup,0,,complete,1,1\n",
      "column 'return_at_0200': expected return_at_<environment steps>"),
@@ -720,7 +728,8 @@ def test_report_reads_short_rows_and_names_what_is_not_a_results_file(tmp_path):
     header = "name,task,seed,overrides,status,eval_return_mean\n"
     (tmp_path / "short").mkdir()
     (tmp_path / "short" / "results.csv").write_text(header + "cartpole-swingup-s1,cartpole-swingup,1\n")
-    assert results.read(tmp_path / "short")[0]["status"] == ""
+    with pytest.raises(ValueError, match="line 2: status='': expected one of complete"):  # named, not a TypeError
+        results.read(tmp_path / "short")
     (tmp_path / "zero").mkdir()
     (tmp_path / "zero" / "results.csv").symlink_to("/dev/zero")
     with pytest.raises(ValueError, match="not a regular file"):

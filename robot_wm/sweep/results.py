@@ -28,6 +28,8 @@ STOPPED = "stopped"
 """A run's manifest status when a sweep's early stopping ended it at a budget (``stopped_at``)."""
 REQUIRED = ("name", "task", "seed", "overrides", "status", "eval_return_mean")
 """Columns ``robot-wm report`` reads; a results.csv without them is refused, naming them."""
+MAX_RETURN = 1e12
+"""The largest return a results.csv may hold (a 1,000-step episode of a task's rewards is far inside it)."""
 MAX_RESULTS_BYTES = 64 << 20
 MAX_ROWS = 10_000
 """A sweep makes at most this many trials (``spec.MAX_TRIALS``), so its results.csv has at most this many rows."""
@@ -225,21 +227,27 @@ def read(sweep_dir: Path) -> list[dict]:
                          f"{MAX_ROWS:,}")
     seen: dict[str, int] = {}
     for line, r in enumerate(rows, 2):
-        if (name := (r.get("name") or "").strip()) in seen:  # one trial counted twice as two seeds of a mean
-            raise ValueError(f"{str(path)!r} line {line}: trial {name!r} is also on line {seen[name]}; expected one "
-                             "row per trial")
-        seen[name] = line
+        # one trial counted twice as two seeds of a mean: by name, and by run directory ('a' and 'A', seeds 0
+        # and -0 with one run_dir: the eighth probe)
+        for key in (name := (r.get("name") or "").strip(), f"run_dir {run}" if (run := r.get("run_dir", "")) else ""):
+            if key and key in seen:
+                raise ValueError(f"{str(path)!r} line {line}: trial {name!r} ({key if key != name else 'its name'}) is "
+                                 f"also on line {seen[key]}; expected one row per trial")
+            seen[key] = line
+        if r.get("status") not in STATUSES:  # 'COMPLETE' or 'complete ' was left out of every mean without a word
+            raise ValueError(f"{str(path)!r} line {line}: status={r.get('status')!r}: expected one of "
+                             f"{', '.join(STATUSES)}")
     returns = [c for c in header if c.startswith(BUDGET_PREFIX)] + ["eval_return_mean"]
     for line, r in enumerate(rows, 2):
         for c in returns:
             text = r.get(c) or ""
             try:
-                ok = not text or math.isfinite(float(text))
+                ok = not text or abs(float(text)) <= MAX_RETURN
             except ValueError:
                 ok = False
-            if not ok:
-                raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}: expected a finite number (or empty: not "
-                                 "measured)")
+            if not ok:  # inf was refused; 1e308 ended in matplotlib's "Singular matrix" naming nothing
+                raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}: expected a finite number within "
+                                 f"+-{MAX_RETURN:g} (or empty: not measured)")
     return rows
 
 
