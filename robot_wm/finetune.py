@@ -42,11 +42,32 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+OBS_REACH = 10.0
+"""A recorded observation may lie this many spans of the run's own data (max - min per dimension) beyond it."""
+
+
+def check_observation_scale(path, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """Refuse observations far outside the run's own data (``OBS_REACH`` spans beyond its range): states
+    logged in other units (x1000) were fine-tuned on, and the model broke on the run's own states (eighth probe)."""
+    span = np.maximum(high - low, 1e-3)
+    bad = (obs < low - OBS_REACH * span) | (obs > high + OBS_REACH * span)
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise ValueError(f"recorded episode {str(path)!r}: observation[{t}, {j}] = {obs[t, j]:.4g} lies far outside "
+                         f"the run's own data ({low[j]:.4g} to {high[j]:.4g} in that dimension): states in other units "
+                         "or another order? Fine-tuning on them would break the model on the run's own states")
+
+
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
-                      action_repeat: int | None = None, bounds: tuple | None = None) -> EpisodeDataset:
+                      action_repeat: int | None = None, bounds: tuple | None = None,
+                      obs_range: tuple | None = None) -> EpisodeDataset:
     """The recorded deployments in ``source`` (``robot-wm deploy --record``), checked against a run: refused
     when an episode is not a recorded deployment, or from another task, or at another action repeat, or has
-    other observation/action sizes than the run."""
+    other observation/action sizes than the run, or (``obs_range``: the run's data per dimension) observations
+    far outside it."""
+    if not Path(source).exists():  # "holds no recorded episodes" for a typo
+        raise ValueError(f"--data {str(source)!r} does not exist: expected a folder written by "
+                         "`robot-wm deploy --record`")
     src = EpisodeDataset(source) if Path(source).is_dir() else None
     if src is None or not len(src):
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
@@ -82,17 +103,20 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
                              f"action dimensions, the run's model {obs_dim} and {act_dim}")
         if bounds is not None:
             check_action_bounds(path, ep.action, *bounds)
+        if obs_range is not None:
+            check_observation_scale(path, ep.obs, *obs_range)
     return src
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
-                    action_repeat: int | None = None, bounds: tuple | None = None) -> list[Path]:
+                    action_repeat: int | None = None, bounds: tuple | None = None,
+                    obs_range: tuple | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
     if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
-    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds)
+    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range)
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
@@ -128,10 +152,12 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     elite_before = s.latest_model()
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
-    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim,
-                            cfg.env.action_repeat, (env.action_spec.low, env.action_spec.high))
-    robot = list(robot_dataset(s.run))
     sim = list(s.run.dataset())
+    seen = np.concatenate([e.obs for e in sim]) if sim else None
+    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim,
+                            cfg.env.action_repeat, (env.action_spec.low, env.action_spec.high),
+                            None if seen is None else (seen.min(0), seen.max(0)))
+    robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
     meta_before = s.run.records("train")[-1] if s.run.records("train") else {}
     round_ = s.run.next_round()

@@ -82,8 +82,15 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     other_rate.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "action_repeat": 1}))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "other_rate"), "--no-progress"]) == 2
     assert "driven at action repeat 1, the run's model at" in capsys.readouterr().err
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "typo"), "--no-progress"]) == 2
+    assert "typo' does not exist" in capsys.readouterr().err  # "holds no recorded episodes" before (eighth probe)
+    (tmp_path / "empty").mkdir()
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "no recorded episodes" in capsys.readouterr().err
+    units = EpisodeDataset(tmp_path / "units")  # logged in mm: fine-tuned on, the model broke on its own states
+    units.append(Episode(ep.obs * 1000, ep.action, ep.reward, ep.physics_state, ep.meta))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "units"), "--no-progress"]) == 2
+    assert "lies far outside the run's own data" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1000000000", "--no-progress"]) == 2
