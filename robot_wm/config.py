@@ -29,6 +29,10 @@ Range = Annotated[tuple[float, float], Field(strict=False)]  # [low, high]; TOML
 IntRange = Annotated[tuple[int, int], Field(strict=False)]
 
 
+MIN_SCALE = 0.01
+"""The smallest mass or actuator-gain scale: a robot of a hundredth of its mass is still that robot."""
+
+
 class RandomizeConfig(_Section):
     """Domain randomisation (``sim.randomize``): per-episode scales drawn uniformly from [low, high] with
     the episode seed and recorded in the episode's metadata. low == high is a fixed perturbation (e.g.
@@ -56,9 +60,10 @@ class RandomizeConfig(_Section):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"env.randomize.{name}=[{lo}, {hi}] is inverted: expected [low, high] with low <= high")
-            if lo < 0 or (lo == 0 and name in ("mass", "actuator_gain")):
+            if lo < 0 or (name in ("mass", "actuator_gain") and lo < MIN_SCALE):
+                # mass [1e-300, 1e-300] was positive and ended in MuJoCo's PhysicsError (mjWARN_INERTIA)
                 raise ValueError(f"env.randomize.{name}=[{lo}, {hi}]: scales must be "
-                                 f"{'positive' if name in ('mass', 'actuator_gain') else 'non-negative'}")
+                                 f"{f'at least {MIN_SCALE}' if name in ('mass', 'actuator_gain') else 'non-negative'}")
         if self.action_delay[1] > 100:
             raise ValueError(f"env.randomize.action_delay={list(self.action_delay)}: at most 100 control steps")
         if max(self.mass[1], self.friction[1], self.damping[1], self.actuator_gain[1]) > 100:

@@ -156,7 +156,7 @@ def register(sub) -> None:
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
     d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
     d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
-    d.add_argument("--fps", type=number(0, 1000, lo_open=True), default=None,
+    d.add_argument("--fps", type=number(0.1, 1000), default=None,  # 1e-9 reached ffmpeg as "-r 0"
                    help="frames per second (default: real time, 1 / control period)")
     d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
     d.add_argument("--height", type=int, default=240, help="height of each panel in pixels (multiple of 16)")

@@ -92,8 +92,10 @@ def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray
         vals = np.array([float(x) for x in text.replace(",", " ").split()])
     except ValueError:
         raise ValueError(f"{text[:60]!r} is not {_numbers(act_dim)} (e.g. {', '.join(['0.5'] * act_dim)})") from None
-    if vals.shape != (act_dim,) or not np.all(np.isfinite(vals)):
+    if vals.shape != (act_dim,):
         raise ValueError(f"{text[:60]!r}: expected {_numbers(act_dim)} (finite), got {vals.size}")
+    if not np.all(np.isfinite(vals)):  # "expected 1 number (finite), got 1" for nan
+        raise ValueError(f"{text[:60]!r}: expected finite numbers, got {', '.join(map(str, vals[~np.isfinite(vals)]))}")
     return vals
 
 

@@ -192,7 +192,7 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     r = _drive(run_dir, stdin="\n0.5\nabc\nnan\n0.2 0.3\n\n-0.5\nq\n0.9\n")
     assert r.returncode == 0, r.stderr
     assert "no action yet to repeat" in r.stdout and "'abc' is not 1 number" in r.stdout
-    assert "'nan': expected 1 number (finite)" in r.stdout and "'0.2 0.3': expected 1 number" in r.stdout
+    assert "'nan': expected finite numbers, got nan" in r.stdout and "'0.2 0.3': expected 1 number" in r.stdout
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
 

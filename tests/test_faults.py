@@ -991,9 +991,10 @@ def _rc(capsys, *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["dream", "{run}", "--fps", "0"], "argument --fps: expected a number above 0 and at most 1000, got '0'"),
-    (["dream", "{run}", "--fps", "nan"], "argument --fps: expected a number above 0"),
-    (["dream", "{run}", "--fps", "-5"], "argument --fps: expected a number above 0"),
+    (["dream", "{run}", "--fps", "0"], "argument --fps: expected a number from 0.1 to 1000, got '0'"),
+    (["dream", "{run}", "--fps", "1e-9"], "argument --fps: expected a number from 0.1"),  # ffmpeg got "-r 0"
+    (["dream", "{run}", "--fps", "nan"], "argument --fps: expected a number from 0.1"),
+    (["dream", "{run}", "--fps", "-5"], "argument --fps: expected a number from 0.1"),
     (["dream", "{run}", "--horizon", "3", "--out", "{tmp}/dir.mp4"], "--out '{tmp}/dir.mp4' is a directory"),
     (["whatif", "{run}", "--random", "100000000"], "argument --random: expected a whole number from 0 to 10000"),
     (["whatif", "{run}", "--seed", "-5"], "argument --seed: expected a whole number from 0 to 4294967295, got '-5'"),

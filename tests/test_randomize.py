@@ -95,7 +95,8 @@ def test_observation_noise_is_what_the_agent_sees_not_the_physics():
 @pytest.mark.parametrize("override, needle", [
     ("env.randomize.mass=[1.3, 0.7]", "inverted"),
     ("env.randomize.friction=[-0.5, 1.0]", "non-negative"),
-    ("env.randomize.actuator_gain=[0, 1]", "positive"),
+    ("env.randomize.actuator_gain=[0, 1]", "at least 0.01"),
+    ("env.randomize.mass=[1e-300, 1e-300]", r"mass=\[1e-300, 1e-300\]: scales must be at least 0.01"),  # PhysicsError
     ("env.randomize.obs_noise=-1", "obs_noise"),
     ("env.randomize.action_delay=[0, 1000]", "at most 100"),
     ("env.randomize.mass=[1, 2, 3]", "mass"),
