@@ -427,5 +427,32 @@ class RunDir:
     def update_manifest(self, **fields) -> None:
         atomic_write_json(self.manifest_path, {**self.manifest(), **fields})
 
+    def summary(self) -> dict:
+        """``summary.json``, checked: a hand-edited or damaged one was a KeyError traceback in a sweep started
+        again, or JSON's "Expecting value" naming no file (eighth probe)."""
+        path = self.summary_path
+        try:
+            check_regular_file(path, "run summary", MAX_MANIFEST_BYTES)
+            doc = loads_json(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{str(path)!r} does not exist: the run is not complete") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{str(path)!r} is not valid JSON ({e}): the file is damaged or was edited") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{str(path)!r} holds a JSON {type(doc).__name__}, expected an object")
+        number = lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool))  # noqa: E731
+        curve = doc.get("learning_curve", {})
+        curve_ok = isinstance(curve, dict) and all(k.isascii() and k.isdigit() and isinstance(v, list)
+                                                   for k, v in curve.items())
+        bad = [k for k, ok in (("env_steps", type(doc.get("env_steps")) is int and doc["env_steps"] >= 0),
+                               *((k, number(doc.get(k))) for k in ("eval_return_mean", "eval_return_std", "wall_s",
+                                                                   "plan_hz")),
+                               ("learning_curve", curve_ok)) if not ok]
+        if bad:
+            raise ValueError(f"{str(path)!r}: {', '.join(f'{k} = {json.dumps(doc.get(k))[:40]}' for k in bad)} is not "
+                             "what robot-wm writes (env_steps a count, returns numbers): the file is damaged or was "
+                             "edited")
+        return doc
+
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)

@@ -18,7 +18,6 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
-from robot_wm.io import loads_json
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -365,7 +364,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
-        return loads_json(s.run.summary_path.read_text())
+        return s.run.summary()
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")

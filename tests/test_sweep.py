@@ -669,6 +669,28 @@ def test_report_curves_keep_trials_that_early_stopping_ended():
     assert got["env.max_env_steps=200"] == [(400, 100.0, 100.0, 100.0, 1), (800, 150.0, 150.0, 150.0, 1)]
 
 
+def test_a_damaged_summary_is_named_in_the_trials_row_and_by_resume(tmp_path, capsys):
+    """A complete trial's summary.json edited or damaged: a sweep started again ended in 'KeyError: env_steps'
+    or 'Expecting value: line 1 column 1' naming no file, and so did `run --resume` (eighth probe)."""
+    from robot_wm.runner import run as run_trial_config
+
+    sweep_file = write_sweep(tmp_path / "s.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n')
+    sweep, out_dir = spec.load(sweep_file), tmp_path / "sweep"
+    run = results.run_dir_of(out_dir, sweep.trials[0])
+    run_trial_config(sweep.trials[0].config(run), progress=False)  # the trial's run, made as its worker would
+    assert results.is_complete(run)
+    for summary, needle in [
+        ("", "summary.json' is not valid JSON"), ('{"eval_return_mean": 5}', "env_steps = null is not what robot-wm"),
+        ('{"env_steps": 400, "eval_return_mean": "high", "learning_curve": {}}', 'eval_return_mean = "high"'),
+        ('{"env_steps": 400, "learning_curve": {"abc": [1]}}', "learning_curve = "),
+    ]:
+        (run / "summary.json").write_text(summary)
+        rows = run_sweep(sweep, out_dir, cpus=1, out=lambda s: None)  # complete: skipped, no Ray started
+        assert rows[0]["status"] == "failed" and needle in rows[0]["error"], rows[0]
+        assert main(["run", f"run_dir={run}", "--resume", "--no-progress"]) == 2
+        assert needle in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["user-results", "user-files", "file"])
 def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     """--storage naming a folder with its own results.csv replaced it before Ray started, and added runs/ and

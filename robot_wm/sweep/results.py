@@ -132,7 +132,13 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
     row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
            "source": trial.source if trial.is_launch else "", "run_dir": str(run_dir), "error": error}
     if is_complete(run_dir):
-        s = loads_json((Path(run_dir) / "summary.json").read_text())
+        from robot_wm.run_dir import RunDir
+
+        try:
+            s = RunDir(run_dir).summary()
+        except ValueError as e:  # this trial's row says so; the sweep and its other trials go on
+            row.update(status="failed", error=str(e)[:500])
+            return row
         curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
         row.update(status="complete", env_steps=s["env_steps"], eval_return_mean=s["eval_return_mean"],
                    eval_return_std=s["eval_return_std"], wall_s=s["wall_s"], plan_hz=s["plan_hz"])
