@@ -197,6 +197,20 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
 
 
+def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
+    """`drive --serve 0.0.0.0:PORT` listened on every interface without the warning eval --rerun serve prints."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "a.txt"
+    script.write_text("0.5\n")
+    r = _drive(run_dir, "--actions", str(script), "--serve", f"0.0.0.0:{port}")
+    assert r.returncode == 0, r.stderr
+    assert f"warning: Rerun will listen on 0.0.0.0:{port} (0.0.0.0 is not a loopback address)" in r.stderr
+
+
 def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):
     """An episode whose physics state has width 0 (a robot's recording) ended drive in MuJoCo's "state size
     should equal mj_stateSize" traceback (seventh probe, 2026-11-26)."""

@@ -31,21 +31,26 @@ def rerun_overrides(a: argparse.Namespace) -> list[str]:
 def warn_network(cfg) -> None:
     """Print a warning naming a non-loopback address that --rerun serve will listen on (or spawn connect to).
     Network settings come only from the command line: run directories and launch files never set them."""
-    if cfg.rerun.mode not in ("serve", "spawn") or not cfg.rerun.address:
+    warn_non_loopback(cfg.rerun.mode, cfg.rerun.address)
+
+
+def warn_non_loopback(mode: str, address: str | None) -> None:
+    """The warning of ``warn_network`` for a mode and address (``drive --serve`` has no config of its own)."""
+    if mode not in ("serve", "spawn") or not address:
         return
     import ipaddress
     import sys
 
-    host = cfg.rerun.address.rpartition(":")[0].strip("[]") if ":" in cfg.rerun.address else cfg.rerun.address
-    if cfg.rerun.address.isdigit() or not host:
+    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+    if address.isdigit() or not host:
         return  # a port only: the loopback default host
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
-        what = "listen on" if cfg.rerun.mode == "serve" else "connect to"
-        print(f"robot-wm: warning: Rerun will {what} {cfg.rerun.address} ({host} is not a loopback address): "
+        what = "listen on" if mode == "serve" else "connect to"
+        print(f"robot-wm: warning: Rerun will {what} {address} ({host} is not a loopback address): "
               "anyone who can reach it can see the recording", file=sys.stderr)
 
 
