@@ -1425,6 +1425,132 @@ def probe7_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26 (7th)", "planner metadata hash deleted, period and repeat edited", hash_removed)
 
 
+def probe8_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects (and the ugly cases that could lose data) of the eighth hostile probe (2026-11-26)."""
+    import json
+
+    from robot_wm.sweep import spec
+    from robot_wm.sweep.ray_runner import run_sweep
+
+    cat = "probe 2026-11-26 (8th)"
+
+    def untouched(run: Path, args: list[str], needle: str):
+        before = tf.snapshot(run)
+        rc, out = cli(*args)
+        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
+
+    rec = work / "p8-rec"
+    cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
+
+    def edited_recording(name: str, edit) -> Path:
+        out = work / name
+        shutil.copytree(rec, out)
+        ep = next(out.glob("episode_*.npz"))
+        z = dict(np.load(ep))
+        meta = json.loads(str(z["meta"]))
+        edit(z, meta)
+        z["meta"] = np.array(json.dumps(meta))
+        np.savez(ep, **z)
+        return out
+
+    def reward_key_missing():
+        data = edited_recording("p8-rk", lambda z, m: (m.pop("reward_known"), z.update(reward=np.zeros_like(z["reward"]))))
+        return untouched(copy_run(base, work / "p8-ft1"), ["finetune", str(work / "p8-ft1"), "--data", str(data),
+                                                           "model.max_epochs=1", "--no-progress"], "has no known reward")
+    record(cat, "finetune on recordings without reward_known (learned zeros)", reward_key_missing)
+
+    def other_units():
+        data = edited_recording("p8-mm", lambda z, m: z.update(obs=z["obs"] * 1000))
+        return untouched(copy_run(base, work / "p8-ft2"), ["finetune", str(work / "p8-ft2"), "--data", str(data),
+                                                           "model.max_epochs=1", "--no-progress"], "far outside")
+    record(cat, "finetune on observations logged in other units (x1000)", other_units)
+
+    def lost_log():
+        run = copy_run(base, work / "p8-log")
+        (run / "metrics.jsonl").unlink()
+        before = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("model_r*")}
+        rc, out = cli("train", str(run), "--no-progress", "model.max_epochs=1")
+        kept = all((run / "checkpoints" / n).read_bytes() == b for n, b in before.items())
+        return rc == 0 and kept, _last(out, 90)
+    record(cat, "train with metrics.jsonl deleted (overwrote model_r0000)", lost_log)
+
+    def deep_meta():
+        run = copy_run(base, work / "p8-deep")
+        path = run / "episodes" / "episode_000000.npz"
+        z = dict(np.load(path))
+        z["meta"] = np.array("[" * 200_000 + "]" * 200_000)
+        np.savez(path, **z)
+        return untouched(run, ["train", str(run), "--no-progress"], "nested deeper than robot-wm reads")
+    record(cat, "episode meta nested 200,000 deep (RecursionError)", deep_meta)
+
+    def resume_below():
+        run = copy_run(base, work / "p8-below")
+        return untouched(run, ["run", f"run_dir={run}", "env_steps=100", "--resume", "--no-progress"],
+                         "collected steps are not taken back")
+    record(cat, "run --resume env_steps below the steps collected", resume_below)
+
+    def negative_zero():
+        path = work / "p8-zero.toml"
+        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.uncertainty_weight" = [0.0, -0.0]\n')
+        try:
+            spec.load(path)
+        except spec.SweepError as e:
+            return "are the same run" in str(e), str(e)[-90:]
+        return False, "two identical trials"
+    record(cat, "sweep grid [0.0, -0.0] (the same run twice)", negative_zero)
+
+    def users_folder():
+        path, mine = work / "p8-s.toml", work / "p8-mine"
+        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+        mine.mkdir()
+        (mine / "results.csv").write_text("x,y\n1,2\n")
+        try:
+            run_sweep(spec.load(path), mine, cpus=1, out=lambda s: None)
+        except ValueError as e:
+            return (mine / "results.csv").read_text() == "x,y\n1,2\n" and "not a sweep's" in str(e), str(e)[-90:]
+        return False, "the sweep ran in a user's folder"
+    record(cat, "sweep --storage a user's folder with its own results.csv (replaced)", users_folder)
+
+    def what_if_goal():
+        from robot_wm.runner import Session
+        from robot_wm.run_dir import RunDir
+        from robot_wm.whatif import what_if
+
+        with Session.open(RunDir(base).load_config(), RunDir(base), progress=False, lock=False) as s:
+            model = s.latest_model()
+            try:
+                what_if(model, np.zeros(model.spec.obs_dim), np.zeros((1, 3, model.spec.act_dim)),
+                        goal=(np.zeros(model.spec.obs_dim + 2), np.ones(model.spec.obs_dim + 2)))
+            except ValueError as e:
+                return "goal.state has" in str(e), str(e)[:90]
+        return False, "accepted"
+    record(cat, "what_if with a goal of the wrong size (torch traceback)", what_if_goal)
+
+    def config_bounds():
+        from robot_wm import config as cfgmod
+
+        named = []
+        for o in ("model.weight_decay=1e308", "value.entropy_coef=1e308", "env.randomize.obs_noise=1e30",
+                  "env.randomize.mass=[1e-300,1e-300]"):
+            try:
+                cfgmod.apply_overrides(cfgmod.RunConfig(), [o])
+            except cfgmod.ConfigError as e:
+                named.append(o.split("=")[0] in str(e))
+        return len(named) == 4 and all(named), f"{sum(named)} of 4 named"
+    record(cat, "weight_decay / entropy_coef / obs_noise / mass 1e-300 bounds", config_bounds)
+
+    def summary_damaged():
+        from conftest import tiny_run
+
+        run = work / "p8-summary"
+        with contextlib.redirect_stdout(io.StringIO()):
+            tiny_run(run)
+        (run / "summary.json").write_text('{"eval_return_mean": 5}')
+        rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
+        return rc == 2 and "summary.json" in out and "env_steps" in out, _last(out, 90)
+    record(cat, "run --resume of a complete run whose summary.json was edited (KeyError)", summary_damaged)
+
+
 _SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
@@ -1473,7 +1599,8 @@ def main() -> int:
                          ("probe 2026-11-26 (4th)", lambda: probe4_defects(base, planner, work)),
                          ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work)),
                          ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work)),
-                         ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work)),
+                         ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
