@@ -52,9 +52,10 @@ def _check_run_dir_arg(run_dir: str) -> None:
 DATA_FIELDS = ("env.task", "env.action_repeat", "env.substeps", "env.mjcf", "env.reward", "env.observe")
 
 
-# The networks' sizes: a run's checkpoints have them, so no command's override can change them.
-ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "model.activation", "value.q_heads",
-                       "value.hidden", "value.layers")
+# What a run's checkpoints hold (the networks' sizes, the elite members, the value's discount), so no command's
+# override can change them: `eval value.discount=0.5` and `eval model.elites=2` were recorded and ignored.
+ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "model.activation", "model.elites",
+                       "value.q_heads", "value.hidden", "value.layers", "value.discount")
 
 
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
@@ -71,7 +72,8 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
     changes = cfgmod.changed_fields(saved, cfg)
-    for fields, why in ((ARCHITECTURE_FIELDS, "its networks are trained at the run's sizes"),  # train and export
+    for fields, why in ((ARCHITECTURE_FIELDS, "its checkpoints hold the run's (networks, elites, the value's "
+                                              "discount)"),  # train and export
                         (fixed, "its episodes were collected with the run's values")):  # kept them, exit 0, before
         if bad := [k for k in changes if k in fields]:
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)

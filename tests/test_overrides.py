@@ -353,9 +353,21 @@ def test_network_sizes_cannot_be_overridden_on_a_trained_run(run, tmp_path, caps
     before = snapshot(run)
     args = [str(tmp_path / "x.onnx") if e == "OUT" else e for e in extra]
     rc, out = _cli(capsys, command, str(run), *args, "model.hidden=64", "value.hidden=7")
-    assert rc == 2 and "model.hidden" in out and ("networks are trained at the run's sizes" in out
+    assert rc == 2 and "model.hidden" in out and ("its checkpoints hold the run's" in out
                                                   or "the networks are the checkpoint's" in out), out
     assert snapshot(run) == before and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "train", "whatif"])
+@pytest.mark.parametrize("override", ["value.discount=0.5", "model.elites=2"])
+def test_what_the_checkpoint_holds_cannot_be_overridden(run, capsys, command, override):
+    """`eval RUN value.discount=0.5` (or model.elites=2) was recorded as an override while the checkpoint's
+    discount and elites planned (eighth probe)."""
+    before = snapshot(run)
+    extra = ["--episode", "0", "--step", "2"] if command == "whatif" else ["--no-progress"]
+    rc, out = _cli(capsys, command, str(run), *extra, override)
+    assert rc == 2 and override.split("=")[0] in out and "its checkpoints hold the run's" in out, out
+    assert snapshot(run) == before
 
 
 def test_export_takes_only_overrides_that_change_the_planner(run, tmp_path, capsys):
