@@ -294,10 +294,10 @@ class RerunConfig(_Section):
     """Best sampled sequences rolled out through the model and drawn as ghosts each logged plan."""
     camera_every_n_steps: int = Field(20, ge=0)
     """Log a rendered camera frame every N control steps (0: no camera)."""
-    camera_width: int = Field(320, ge=16)
-    """Camera frame width in pixels."""
-    camera_height: int = Field(240, ge=16)
-    """Camera frame height in pixels."""
+    camera_width: int = Field(320, ge=16, le=4096)
+    """Camera frame width in pixels (16 to 4096, as ``dream --width``)."""
+    camera_height: int = Field(240, ge=16, le=4096)
+    """Camera frame height in pixels (16 to 4096)."""
 
     @field_validator("path")
     @classmethod

@@ -22,6 +22,7 @@ from robot_wm.data.episode import Episode
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import imagine
 from robot_wm.viz.kinematics import QposDecoder
+from sim.env import renderer_for
 
 
 class Dream(NamedTuple):
@@ -94,10 +95,8 @@ class Panels:
     def __init__(self, model: mujoco.MjModel, size: tuple[int, int] = (240, 320), camera: int | str | None = None):
         self.model, self.data = model, mujoco.MjData(model)
         self.camera = camera if camera is not None else (0 if model.ncam > 0 else -1)
-        g = model.vis.global_  # the offscreen buffer the model declares (often 640 x 480) grows to the panel asked for
-        g.offheight, g.offwidth = max(g.offheight, size[0]), max(g.offwidth, size[1])
         try:
-            self.renderer = mujoco.Renderer(model, height=size[0], width=size[1])
+            self.renderer = renderer_for(model, *size)
         except Exception as e:  # noqa: BLE001 - no OpenGL: AttributeError (osmesa missing), FatalError (glfw, no display)
             gl = os.environ.get("MUJOCO_GL", "")
             raise RuntimeError(f"MUJOCO_GL={gl!r}: MuJoCo could not open an OpenGL context to render "

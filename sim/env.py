@@ -169,7 +169,7 @@ class Env(abc.ABC):
 
     def render(self, height: int = 240, width: int = 320, camera: int | str = -1) -> np.ndarray:
         """RGB frame (H, W, 3) uint8. Headless machines need ``MUJOCO_GL=egl`` (or osmesa)."""
-        with mujoco.Renderer(self.model, height=height, width=width) as renderer:
+        with renderer_for(self.model, height, width) as renderer:
             renderer.update_scene(self.data, camera=camera)
             return renderer.render().copy()
 
@@ -179,6 +179,14 @@ class Env(abc.ABC):
         self._t = 0
         self._last_obs = self._seen(self._observation())
         return self._last_obs
+
+
+def renderer_for(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """A renderer of ``height`` x ``width``, the model's offscreen buffer (often 640 x 480) grown to fit: past
+    it MuJoCo refused, and the Rerun camera was disabled with a hint to set MUJOCO_GL (eighth probe)."""
+    g = model.vis.global_
+    g.offheight, g.offwidth = max(g.offheight, height), max(g.offwidth, width)
+    return mujoco.Renderer(model, height=height, width=width)
 
 
 def physics_diverged(model: mujoco.MjModel, data: mujoco.MjData) -> bool:

@@ -76,6 +76,15 @@ def test_eval_cli_rerun_flag_and_view(tiny_run, capsys):
     assert capsys.readouterr().out.split() == [str(f) for f in files]
 
 
+def test_camera_frames_larger_than_the_models_offscreen_buffer(tiny_run):
+    """rerun.camera_width above the model's 640-pixel offscreen buffer disabled the frames with a hint to set
+    MUJOCO_GL=egl, which was set (eighth probe): the buffer grows to the frame, as for dream."""
+    assert cli.main(["eval", str(tiny_run.root), "--episodes", "1", "--no-progress", "--rerun", "save",
+                     "rerun.camera_width=800", "rerun.camera_height=608"]) == 0
+    s = read_rrd(find_recordings(tiny_run.root)[-1])
+    assert s.rows[P.CAMERA_RGB] > 0
+
+
 def test_logger_is_torch_free_and_logs_ghosts(tmp_path):
     """The deploy runtime's path: numpy arrays in, no torch imported."""
     path = tmp_path / "deploy.rrd"

@@ -28,6 +28,7 @@ from robot_wm.observer import Observer
 from robot_wm.viz.kinematics import QposDecoder
 from robot_wm.viz.logger import RerunLogger
 from robot_wm.whatif import what_if
+from sim.env import renderer_for
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,12 @@ class RerunObserver(Observer):
         h, w = self.camera_size
         model = self.env.model
         if not self.camera_fast:
-            return mujoco.Renderer(model, height=h, width=w)
+            return renderer_for(model, h, w)
         quality = model.vis.quality
         samples = int(quality.offsamples)
         quality.offsamples = 0  # read when the GL context is made; the env's model is left as it was
         try:
-            renderer = mujoco.Renderer(model, height=h, width=w)
+            renderer = renderer_for(model, h, w)
         finally:
             quality.offsamples = samples
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
