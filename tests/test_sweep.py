@@ -476,6 +476,9 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.randomize.friction" = [[0.0, 1.0], [-0.0, 1.0]]\n',
      "are the same run"),
     (SEARCH + '"planner.temperature" = {uniform = [-1e308, 1e308]}\n', "is wider than a float holds"),
+    # the eighth probe: every trial wrote (and replaced) the one recording
+    ('tasks = ["cartpole-swingup"]\nseeds = [1, 2]\noverrides = ["rerun.mode=save", "rerun.path=same.rrd"]\n',
+     "rerun.path='same.rrd' (from the sweep's overrides) would be written by every trial"),
     # random search: every range and key named
     (SEARCH + '"planner.temperature" = {uniform = [1.0, 0.1]}\n', "search key planner.temperature: uniform [1.0, 0.1] is empty"),
     (SEARCH + '"value.lr" = {loguniform = [0.0, 1e-3]}\n', "value.lr: loguniform [0.0, 0.001] is empty; expected low < high and low > 0"),

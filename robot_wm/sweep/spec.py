@@ -400,6 +400,11 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             cfgmod.check_no_network(cfg, f"sweep file {str(path)!r}")
         except cfgmod.ConfigError as e:
             raise SweepError(str(e)) from None
+        if cfg.rerun.path is not None and cfg.rerun.mode == "save":  # every trial wrote the one file, in turn or at once
+            where = f"launch file {src!r}" if is_launch else "the sweep's overrides"
+            raise SweepError(f"sweep file {str(path)!r}, trial {name}: rerun.path={cfg.rerun.path!r} (from {where}) "
+                             "would be written by every trial; leave it out: each trial records into its own run "
+                             "directory's rerun/ folder")
         settings = cfgmod.flat(cfg)  # the same run spelled twice: [1, 1.0], a task and its alias in a grid
         settings["env.task"] = canonical_task(cfg.env.task) or cfg.env.task
         key = repr(sorted((k, _signless_zero(v)) for k, v in settings.items() if k != "run_dir"))
