@@ -373,7 +373,8 @@ def check_run_dir_template(template: str) -> None:
             raise ValueError(f"run_dir {template!r} uses the template field {field}; only "
                              f"{', '.join('{' + f + '}' for f in RUN_DIR_FIELDS)} are filled in "
                              "(with an optional format such as {seed:03d})")
-        if spec and any(len(w) > 3 for w in re.findall(r"\d+", spec)):  # {seed:01000000000d} built a 1 GB name
+        # {seed:01000000000d} built a 1 GB name; the value counts, not its digits ({seed:0003d} is 3 wide)
+        if spec and any(len(w.lstrip("0")) > 3 for w in re.findall(r"\d+", spec)):
             raise ValueError(f"run_dir {template!r}: the format {{{name}:{spec}}} asks for a width or precision over "
                              "999; expected a short format such as {seed:03d}")
     try:

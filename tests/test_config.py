@@ -137,6 +137,10 @@ def test_overrides_parse_with_types():
     assert cfg.env.task == "cheetah-run"
     assert cfg.env.max_env_steps == 500 and cfg.seed == 3 and cfg.model.lr == 3e-4
     assert cfg.resolved_run_dir() == Path("a b/3")
+    # a width written with leading zeros is that width (the eighth probe: {seed:0003d} was "over 999")
+    assert apply_overrides(base, ["seed=3", 'run_dir="r/{seed:0003d}"']).resolved_run_dir() == Path("r/003")
+    with pytest.raises(ConfigError, match="width or precision over 999"):
+        apply_overrides(base, ['run_dir="r/{seed:01000d}"'])
     assert base == RunConfig(), "overrides must not modify the config they start from"
     # Later overrides win.
     assert apply_overrides(base, ["planner.horizon=20", "planner.horizon=7"]).planner.horizon == 7
