@@ -359,6 +359,25 @@ def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(t
     assert path is None and len(EpisodeDataset(tmp_path / "rec")) == 1
 
 
+def test_recorder_end_keeps_what_it_computed(tmp_path, caplog):
+    """`end(reward_known=True, control_steps=999, task=..., source=...)` replaced what the recorder computes or was
+    built with, though the constructor refuses the same keys (eighth probe): the caller's values are dropped."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    robot = ScriptedRobot()  # no last_reward: rewards unknown
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    rec.begin(robot, seed=0)
+    for _ in range(5):
+        rec.step(robot, np.zeros(1), 0.002, None)
+    with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.record"):
+        rec.end(reward_known=True, control_steps=999, task="other", source="sim", weather="dry", interrupted=True)
+    meta = EpisodeDataset(tmp_path / "rec")[0].meta
+    assert (meta["reward_known"], meta["control_steps"], meta["task"], meta["source"]) == (False, 5, "my-robot", "robot")
+    assert meta["weather"] == "dry" and meta["interrupted"] is True  # added keys stay; a cut episode says so
+    assert "['control_steps', 'reward_known', 'source', 'task']" in caplog.text
+
+
 class _FailingPlanner:
     """A planner session that raises on the steps listed in ``fail`` (e.g. a state it no longer fits)."""
 

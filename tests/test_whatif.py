@@ -168,6 +168,9 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     np.save(bad, np.array([["a"] * 4]))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "it holds <U1 values, expected numbers" in capsys.readouterr().err
+    np.save(bad, np.ones((1, 4, 1), bool))  # taken as actions 1.0 and ranked (eighth probe)
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "it holds bool values, expected numbers" in capsys.readouterr().err
     np.save(bad, np.zeros((1, 4, 1)))
     data = bad.read_bytes()  # the same 32 bytes of data under a header declaring 8e11 bytes (padding kept)
     bad.write_bytes(data.replace(b"(1, 4, 1), }" + b" " * 9, b"(9999999, 9999, 1), }"))

@@ -76,10 +76,12 @@ def _deploy(a: argparse.Namespace) -> int:
         if goal_file is not None:  # a changed goal file is in force from the next step on (and recorded)
             ticks.append(lambda act, goals=goals: goal_file.poll() and _goal_log(planner, robot.steps, goals))
         on_tick = (lambda act, ticks=ticks: [f(act) for f in ticks]) if ticks else None
+        cut = True
         try:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
-        finally:  # an interrupted episode keeps what it recorded
-            path = _save(rec, robot, goals, lost) if rec is not None else None
+            cut = False
+        finally:  # an interrupted episode keeps what it recorded, and says it was cut short
+            path = _save(rec, robot, goals, lost, interrupted=cut) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
@@ -139,11 +141,14 @@ def _goal_log(planner, step: int, log_: list) -> list:
     return log_
 
 
-def _save(rec, robot, goals: list, lost: list):
+def _save(rec, robot, goals: list, lost: list, interrupted: bool = False):
     """Write the recorded episode (with the goals in force, where the planner has one); a failed write (full
     disk, ...) is reported and added to ``lost`` (deploy then exits 1), never ends the deployment."""
     try:
-        return rec.end(**robot.episode_info(), **({"goals": goals} if goals else {}))
+        path = rec.end(interrupted=interrupted, **robot.episode_info(), **({"goals": goals} if goals else {}))
+        if interrupted and path is not None:  # its return covers only these steps: said, and in its metadata
+            print(f"recorded the interrupted episode ({robot.steps} steps, meta interrupted=true) in {path}")
+        return path
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)
         print(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")

@@ -81,9 +81,15 @@ class DeploymentRecorder:
         if fallback is not None:
             self.fallbacks.append({"step": len(self.actions) - 1, "reason": str(fallback)})
 
-    def end(self, **meta) -> Path | None:
-        """Write the episode (None when no step was recorded)."""
-        obs, extra = self.obs, {}
+    def end(self, *, interrupted: bool = False, **meta) -> Path | None:
+        """Write the episode (None when no step was recorded). ``interrupted``: the deployment was stopped
+        mid-episode (Ctrl-C, SIGTERM), so its return covers only the steps recorded. ``meta`` may add keys but not
+        replace what the recorder computes or was constructed with (those are dropped, with a warning)."""
+        if clash := sorted(set(meta) & (set(self.meta) | _WRITTEN)):  # reward_known=True over unknown rewards
+            log.warning("recorder: metadata %s of the episode are the recorder's own; the caller's values are dropped",
+                        clash)
+            meta = {k: v for k, v in meta.items() if k not in clash}
+        obs, extra = self.obs, ({"interrupted": True} if interrupted else {})
         bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
         if bad is not None:  # a sensor glitch: keep every transition before it (an episode file holds no NaN)
             extra["cut_at_bad_state"] = bad
@@ -116,7 +122,7 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "diverged", "cut_at_bad_state", "cut_at_bad_action"}
+            "diverged", "cut_at_bad_state", "cut_at_bad_action", "interrupted"}
 _BAD = np.full(1, np.nan, np.float32)  # what a value that is not a vector of numbers is stored as: it cuts the episode
 
 
