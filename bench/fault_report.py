@@ -1353,11 +1353,33 @@ def probe6_defects(base: Path, planner: Path, work: Path) -> None:
         record("probe 2026-11-26 (6th)", name, lambda i=i, c=change: edited(i, c))
 
 
-def probe7_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the seventh hostile probe (2026-11-26, 91 cases), as cases of the report."""
+def _same_run_twice(path: Path, grid_line: str):
+    """A sweep file whose grid spells one run twice must be refused when loaded."""
+    from robot_wm.sweep import spec
+
+    path.write_text(f'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n{grid_line}\n')
+    try:
+        spec.load(path)
+    except spec.SweepError as e:
+        return "are the same run" in str(e), str(e)[-90:]
+    return False, "two identical trials"
+
+
+def _edit_recording(folder: Path, edit) -> Path:
+    """Apply ``edit(arrays, meta)`` to the first episode of a recorded folder, in place; returns the folder."""
     import json
 
-    from robot_wm.sweep import spec
+    ep = next(folder.glob("episode_*.npz"))
+    z = dict(np.load(ep))
+    meta = json.loads(str(z["meta"]))
+    edit(z, meta)
+    z["meta"] = np.array(json.dumps(meta))
+    np.savez(ep, **z)
+    return folder
+
+
+def probe7_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the seventh hostile probe (2026-11-26, 91 cases), as cases of the report."""
 
     def untouched(run: Path, args: list[str], needle: str):
         before = tf.snapshot(run)
@@ -1398,25 +1420,13 @@ def probe7_defects(base: Path, planner: Path, work: Path) -> None:
     def unknown_reward():
         rec = work / "p7-rec"
         cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
-        ep = next(rec.glob("episode_*.npz"))
-        z = dict(np.load(ep))
-        meta = json.loads(str(z["meta"]))
-        meta["reward_known"] = False
-        z["meta"], z["reward"] = np.array(json.dumps(meta)), np.zeros_like(z["reward"])
-        np.savez(ep, **z)
+        _edit_recording(rec, lambda z, m: (m.update(reward_known=False), z.update(reward=np.zeros_like(z["reward"]))))
         return untouched(copy_run(base, work / "p7-ft"), ["finetune", str(work / "p7-ft"), "--data", str(rec),
                                                            "model.max_epochs=1", "--no-progress"], "has no known reward")
     record("probe 2026-11-26 (7th)", "finetune on recordings whose reward is unknown (learned zeros)", unknown_reward)
 
-    def same_run_twice():
-        path = work / "p7-dup.toml"
-        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.temperature" = [1, 1.0]\n')
-        try:
-            spec.load(path)
-        except spec.SweepError as e:
-            return "are the same run" in str(e), str(e)[-90:]
-        return False, "two identical trials"
-    record("probe 2026-11-26 (7th)", "sweep grid [1, 1.0] (the same run twice)", same_run_twice)
+    record("probe 2026-11-26 (7th)", "sweep grid [1, 1.0] (the same run twice)",
+           lambda: _same_run_twice(work / "p7-dup.toml", '"planner.temperature" = [1, 1.0]'))
 
     def hash_removed():
         bad = tf.damage_onnx(planner, work / "p7-nohash.onnx", "hash-removed")
@@ -1427,7 +1437,6 @@ def probe7_defects(base: Path, planner: Path, work: Path) -> None:
 
 def probe8_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects (and the ugly cases that could lose data) of the eighth hostile probe (2026-11-26)."""
-    import json
 
     from robot_wm.sweep import spec
     from robot_wm.sweep.ray_runner import run_sweep
@@ -1443,15 +1452,8 @@ def probe8_defects(base: Path, planner: Path, work: Path) -> None:
     cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
 
     def edited_recording(name: str, edit) -> Path:
-        out = work / name
-        shutil.copytree(rec, out)
-        ep = next(out.glob("episode_*.npz"))
-        z = dict(np.load(ep))
-        meta = json.loads(str(z["meta"]))
-        edit(z, meta)
-        z["meta"] = np.array(json.dumps(meta))
-        np.savez(ep, **z)
-        return out
+        shutil.copytree(rec, work / name)
+        return _edit_recording(work / name, edit)
 
     def reward_key_missing():
         data = edited_recording("p8-rk", lambda z, m: (m.pop("reward_known"), z.update(reward=np.zeros_like(z["reward"]))))
@@ -1489,15 +1491,8 @@ def probe8_defects(base: Path, planner: Path, work: Path) -> None:
                          "collected steps are not taken back")
     record(cat, "run --resume env_steps below the steps collected", resume_below)
 
-    def negative_zero():
-        path = work / "p8-zero.toml"
-        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.uncertainty_weight" = [0.0, -0.0]\n')
-        try:
-            spec.load(path)
-        except spec.SweepError as e:
-            return "are the same run" in str(e), str(e)[-90:]
-        return False, "two identical trials"
-    record(cat, "sweep grid [0.0, -0.0] (the same run twice)", negative_zero)
+    record(cat, "sweep grid [0.0, -0.0] (the same run twice)",
+           lambda: _same_run_twice(work / "p8-zero.toml", '"planner.uncertainty_weight" = [0.0, -0.0]'))
 
     def users_folder():
         path, mine = work / "p8-s.toml", work / "p8-mine"

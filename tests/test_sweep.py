@@ -101,10 +101,9 @@ def test_two_trial_sweep_then_skip_then_report(ray_up, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tmp_path):
-    """ASHA at the 400-step evaluation, one trial at a time (threads=2 of the module's 2 CPUs): the second
-    trial's evaluation episodes last 50 environment steps, so its return (at most 50 on cartpole-balance,
-    rewards <= 1 per step) falls behind the first's 400-step episodes, and ASHA stops it there."""
+def _asha_sweep(tmp_path: Path) -> Path:
+    """Two trials run one after the other (threads=2 of the module's 2 CPUs), ASHA at the 400-step evaluation:
+    the second's evaluation episodes last 50 steps, so it falls behind there."""
     overrides = [o for o in TINY if not o.startswith(("env.max_env_steps", "threads"))] + ["threads=2"]
     sweep_file = tmp_path / "asha.toml"
     sweep_file.write_text(textwrap.dedent(f"""\
@@ -118,6 +117,14 @@ def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tm
         [early_stop]
         reduction_factor = 2
     """))
+    return sweep_file
+
+
+def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tmp_path):
+    """ASHA at the 400-step evaluation, one trial at a time (threads=2 of the module's 2 CPUs): the second
+    trial's evaluation episodes last 50 environment steps, so its return (at most 50 on cartpole-balance,
+    rewards <= 1 per step) falls behind the first's 400-step episodes, and ASHA stops it there."""
+    sweep_file = _asha_sweep(tmp_path)
     out_dir, lines = tmp_path / "sweep", []
     rows = run_sweep(spec.load(sweep_file), out_dir, cpus=2, out=lines.append)
     long, short = _csv(out_dir)
@@ -150,20 +157,7 @@ def test_early_stopping_stops_the_trial_behind_and_a_restart_skips_it(ray_up, tm
 def test_an_early_stop_survives_the_sweep_killed_right_after_it(ray_up, tmp_path):
     """The driver wrote a stop into the trial's manifest only after the whole fit: a sweep SIGKILLed in between
     left it "running", and the sweep started again ran the stopped trial out (eighth probe)."""
-    overrides = [o for o in TINY if not o.startswith(("env.max_env_steps", "threads"))] + ["threads=2"]
-    sweep_file = tmp_path / "asha.toml"
-    sweep_file.write_text(textwrap.dedent(f"""\
-        tasks = ["cartpole-balance"]
-        seeds = [1]
-        env_steps = 800
-        eval_at = [400]
-        overrides = {spec.toml_value(overrides)}
-        [grid]
-        "env.max_env_steps" = [400, 50]
-        "model.max_epochs" = [5]
-        [early_stop]
-        reduction_factor = 2
-    """))
+    sweep_file = _asha_sweep(tmp_path)
     out_dir = tmp_path / "sweep"
     short = next(t for t in spec.load(sweep_file).trials if "env.max_env_steps=50" in t.name)
     proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage",
