@@ -141,9 +141,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+MAX_JSONL_BYTES = 1 << 30
+"""A run's metrics.jsonl holds a few hundred bytes per episode and training round: 1 GiB is far beyond any run."""
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a torn last line is skipped by ``read_jsonl``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).exists():  # opening a FIFO for appending blocked until a reader came (eighth probe)
+        check_regular_file(Path(path), "records", MAX_JSONL_BYTES)
     line = json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n"
     with open(path, "ab+") as f:
         if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
@@ -169,6 +175,7 @@ def loads_json(text: str | bytes) -> Any:
 def read_jsonl(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
+    check_regular_file(Path(path), "records", MAX_JSONL_BYTES)  # a FIFO hung train and finetune (eighth probe)
     out = []
     try:
         text = Path(path).read_text()

@@ -209,6 +209,8 @@ class RunDir:
         if not self.root.is_dir():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
         if not self.config_path.is_file():
+            if os.path.lexists(self.config_path):  # a FIFO there was "no config.toml"
+                check_regular_file(self.config_path, "run config", 1 << 20)
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
         if not self.is_run():
             raise NotARunError(f"{str(self.root)!r} is not a run directory: it has a config.toml but no "

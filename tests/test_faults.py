@@ -824,6 +824,24 @@ def test_a_read_only_file_is_told_with_the_flags_the_command_has():
     assert "run_dir" in told["run"] and "run_dir" not in told["train"]
 
 
+@pytest.mark.parametrize("name, command", [("metrics.jsonl", "train"), ("metrics.jsonl", "eval"),
+                                           ("summary.json", "run"), ("config.toml", "eval")])
+def test_a_runs_own_file_that_is_a_fifo_is_named_not_waited_on(run_copy, tiny_run_dir, tmp_path, name, command):
+    """RUN/metrics.jsonl or summary.json as a FIFO hung train, finetune and --resume until killed; eval said "File
+    or stream is not seekable" naming no file; a FIFO config.toml was "no config.toml" (eighth probe)."""
+    if name == "summary.json":  # read back by --resume of a complete run
+        run_copy = tmp_path / "complete"
+        shutil.copytree(tiny_run_dir, run_copy)
+    (run_copy / name).unlink()
+    os.mkfifo(run_copy / name)
+    args = [f"run_dir={run_copy}", "--resume"] if command == "run" else [str(run_copy)]
+    if command == "eval":
+        args += ["--episodes", "1"]
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", command, *args, "--no-progress"], capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 2 and name in r.stderr and "not a regular file" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_episode_that_is_a_fifo_or_a_device_is_refused_not_read(run_copy, capsys, kind):
     """A FIFO used to block `train` forever; a symlink to /dev/zero grew it to 22 GB until the OOM killer."""
