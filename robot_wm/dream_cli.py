@@ -110,7 +110,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
 
                 warn_non_loopback("serve", a.serve)  # as eval --rerun serve does (eighth probe)
             rec = open_stream("save" if a.rrd else "serve", path=a.rrd, address=None if a.rrd else a.serve,
-                              application_id="robot-wm-drive", blueprint=dream_blueprint("drive"))
+                              application_id="robot-wm-drive", blueprint=dream_blueprint("drive"), flag="--serve")
         decoder, panels = _decoder(s), Panels(s.env.model, (a.height, a.width))
         qpos0, period = panels.qpos(drive.physics[0]), s.env.control_timestep
         try:

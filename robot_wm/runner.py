@@ -340,6 +340,8 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = False,
     if not resume and (rd.manifest_path.exists() or any((rd.root / "episodes").glob("episode_*.npz"))):
         raise FileExistsError(f"run directory {str(rd.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
+    if resume and not (rd.root.is_dir() and any(rd.root.iterdir())):  # a typo started the default run unannounced
+        log.warning("--resume: nothing to resume in %s (no run there); starting a new run", rd.root)
     persist, changes = {}, []
     if resume and rd.config_path.exists():
         saved = rd.load_config()

@@ -209,6 +209,11 @@ def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
     r = _drive(run_dir, "--actions", str(script), "--serve", f"0.0.0.0:{port}")
     assert r.returncode == 0, r.stderr
     assert f"warning: Rerun will listen on 0.0.0.0:{port} (0.0.0.0 is not a loopback address)" in r.stderr
+    with socket.socket() as busy:  # a busy port is named with drive's own flag (it has no --rerun-address)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        r = _drive(run_dir, "--actions", str(script), "--serve", f"127.0.0.1:{port}")
+    assert r.returncode == 2 and "choose another port with --serve" in r.stderr, r.stderr
 
 
 def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):

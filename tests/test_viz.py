@@ -250,3 +250,20 @@ def test_view_binds_the_viewer_to_loopback():
 
     cmd = viewer_command(["rerun"], ["a.rrd", "b.rrd"])
     assert cmd[:3] == ["rerun", "--bind", "127.0.0.1"] and cmd[3:] == ["a.rrd", "b.rrd"]
+
+
+def test_view_names_what_it_cannot_open(tiny_run, tmp_path, monkeypatch, capsys):
+    """The ninth probe: a text file named x.rrd went to the viewer unchecked; /etc was told to record with
+    `robot-wm eval /etc --rerun`; on a headless machine the viewer started, listened, then died with winit's
+    EventLoopError."""
+    fake = tmp_path / "x.rrd"
+    fake.write_text("notes\n")
+    assert cli.main(["view", str(fake)]) == 2
+    assert "is not a Rerun recording" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    assert cli.main(["view", str(tmp_path / "notes")]) == 2
+    assert "is neither a run directory nor an .rrd file" in capsys.readouterr().err
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert cli.main(["view", str(tiny_run.root)]) == 2
+    assert "needs a display (DISPLAY and WAYLAND_DISPLAY are unset)" in capsys.readouterr().err

@@ -5,7 +5,9 @@ Nothing here imports rerun or torch at module import time (the CLI must start fa
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -57,9 +59,14 @@ def warn_non_loopback(mode: str, address: str | None) -> None:
 def find_recordings(target: str | Path) -> list[Path]:
     """.rrd files of a run directory (oldest first), or the file itself."""
     p = Path(target)
+    from robot_wm.config import RRD_MAGIC
+
     if p.is_file():
+        with p.open("rb") as f:  # a text file named x.rrd went to the viewer unchecked (ninth probe)
+            if f.read(len(RRD_MAGIC)) != RRD_MAGIC:
+                raise ValueError(f"{str(p)!r} is not a Rerun recording (it does not start with {RRD_MAGIC!r})")
         return [p]
-    if not p.is_dir():
+    if not p.is_dir() or not (p / "config.toml").is_file():  # /etc was told to `robot-wm eval /etc --rerun`
         raise FileNotFoundError(f"{str(p)!r} is neither a run directory nor an .rrd file")
     files = sorted([*p.glob("rerun/*.rrd"), *p.glob("*.rrd")], key=lambda f: f.stat().st_mtime)
     if not files:
@@ -77,6 +84,11 @@ def cmd_view(a: argparse.Namespace) -> int:
             print(f)
         return 0
     chosen = files if a.all else files[-1:]
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # the viewer started, listened, then died with winit's EventLoopError (ninth probe)
+        raise ValueError("robot-wm view opens Rerun's desktop viewer, which needs a display (DISPLAY and "
+                         "WAYLAND_DISPLAY are unset): open the recordings listed by `robot-wm view "
+                         f"{a.run_dir} --list` on a machine with one")
     cmd = viewer_command(rerun_cli(), chosen)
     print("opening", " ".join(map(str, chosen)))
     return subprocess.call(cmd)

@@ -123,7 +123,7 @@ def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE)
         raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, flag: str = "--rerun-address") -> None:
     """Refuse to serve on an address something already listens on (Rerun's server would otherwise fail in
     its own thread and the run would go on logging into nothing)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -133,13 +133,14 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as e:
             raise ValueError(f"rerun serve address {host}:{port} cannot be bound ({e.strerror}): another viewer or "
-                             "server may hold it; choose another port with --rerun-address") from None
+                             f"server may hold it; choose another port with {flag}") from None
 
 
 def open_stream(mode: str, *, path: str | Path | None = None, address: str | None = None,
                 application_id: str = APP_ID, recording_name: str | None = None,
-                blueprint=None) -> rr.RecordingStream:
-    """A new recording stream with its sink attached and the default layout sent."""
+                blueprint=None, flag: str = "--rerun-address") -> rr.RecordingStream:
+    """A new recording stream with its sink attached and the default layout sent. ``flag``: the command's own
+    flag for the address, named in its errors (drive's is --serve)."""
     if mode not in MODES:
         raise ValueError(f"rerun mode {mode!r}; expected one of: {', '.join(MODES)}")
     rec = rr.RecordingStream(application_id)
@@ -168,9 +169,9 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         try:
             ipaddress.ip_address(host)
         except ValueError:  # Rerun's server binds an IP literal ("invalid socket address syntax" otherwise)
-            raise ValueError(f"--rerun-address {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
+            raise ValueError(f"{flag} {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
                              f"for every interface), not the name {host!r}") from None
-        check_port_free(host, port)
+        check_port_free(host, port, flag)
         rr.set_sinks(rr.GrpcServerSink(bind_ip=host, port=port), default_blueprint=bp, recording=rec)
         log.warning("rerun: serving on rerun+http://%s:%d/proxy (connect with `rerun --connect "
                     "rerun+http://%s:%d/proxy`)", host, port, host, port)
