@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,10 +82,12 @@ class Session:
                 raise FileNotFoundError(f"{str(run.root)!r} is not a run directory (no config.toml)")
             if creating:  # the manifest first: a folder with a manifest is a run (and --resume finishes it)
                 if not run.manifest_path.exists():
-                    run.update_manifest(status="created", task=cfg.env.task)
+                    run.update_manifest(status="created", task=cfg.env.task,
+                                        **({"robot": fp} if (fp := env.fingerprint()) else {}))
                 run.save_config(cfg)
             elif saved is None:
                 _check_task(run, run.load_config(), cfg)
+            _check_robot(run, cfg, env)
             run.check_step_unit()  # so does a run that counted steps in another unit
             _check_shapes(run, env)
             _check_episodes_are_the_runs(run, saved or run.load_config(), env)
@@ -250,6 +253,23 @@ def _check_task(run: RunDir, saved: RunConfig | None, cfg: RunConfig) -> None:
     if saved is not None and _task_key(saved.env.task) != _task_key(cfg.env.task):
         raise ValueError(f"env.task={cfg.env.task!r} differs from the run's task {saved.env.task!r} "
                          f"({str(run.config_path)!r}); a run holds one task: use another run_dir")
+
+
+def _check_robot(run: RunDir, cfg: RunConfig, env: Env) -> None:
+    """Refuse a robot other than the one the run was created with: env.mjcf and env.reward are found from the
+    working directory, so a command run elsewhere used another robot.xml or reward module and appended its
+    episodes to the run (ninth probe)."""
+    recorded, now = run.manifest().get("robot"), env.fingerprint()
+    if not isinstance(recorded, dict) or not now or recorded == now:
+        return  # a suite task, or a run created before robots were recorded
+    parts = {"model_sha256": f"env.mjcf {cfg.env.mjcf!r} compiles to another model",
+             "reward_sha256": f"env.reward {cfg.env.reward!r} is defined in another file",
+             "observe_sha256": f"env.observe {cfg.env.observe!r} is defined in another file",
+             "reset_sha256": f"env.reset {cfg.env.reset!r} is defined in another file"}
+    differ = [why for k, why in parts.items() if recorded.get(k) != now.get(k)]
+    raise ValueError(f"the robot is not the one run {str(run.root)!r} was created with: {'; '.join(differ)} (relative "
+                     f"paths and modules are found from the working directory, {os.getcwd()!r}). Run the command "
+                     "where the run's robot files are, or start a new run_dir for this robot")
 
 
 def _check_shapes(run: RunDir, env: Env) -> None:

@@ -50,6 +50,11 @@ class Env(abc.ABC):
         if self.randomizer is not None:
             self.randomizer.begin_episode(seed, self.data)
 
+    def fingerprint(self) -> dict:
+        """What identifies this robot beyond its task name: a run records it when created and refuses another
+        (a user's MJCF file and reward module are found from the working directory). Suite tasks: nothing."""
+        return {}
+
     def episode_info(self) -> dict:
         """What the episode's metadata must record about the environment: this episode's draw."""
         return {} if self.randomizer is None else {"randomization": self.randomizer.draw.as_dict()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import logging
@@ -53,6 +54,21 @@ def import_callable(path: str, what: str, signature: str) -> Callable:
     except TypeError as e:
         raise ValueError(f"{what} {path!r} cannot be called with {nargs} arguments ({e}): {expected}") from None
     return fn
+
+
+def _model_sha256(model: mujoco.MjModel) -> str:
+    """A compiled model's identity: the sha256 of its binary (MJB) form, the same for the same XML and includes."""
+    buf = np.empty(mujoco.mj_sizeModel(model), np.uint8)
+    mujoco.mj_saveModel(model, None, buf)
+    return hashlib.sha256(buf.tobytes()).hexdigest()
+
+
+def _source_sha256(fn: Callable) -> str | None:
+    """The sha256 of the file that defines ``fn`` (its helpers included), or None where Python has none."""
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(fn)).read_bytes()).hexdigest()
+    except (TypeError, OSError):
+        return None
 
 
 def _name(fn: Callable) -> str:
@@ -161,6 +177,13 @@ class MJCFEnv(Env):
                              "learn or plan from no state")
         checked_reward(self._reward, self._model, self._data)
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
+        self._fingerprint = {"model_sha256": _model_sha256(self._model), **{
+            f"{what}_sha256": _source_sha256(fn) for what, fn in (("reward", reward), ("observe", observe),
+                                                                  ("reset", reset)) if fn is not None}}
+
+    def fingerprint(self) -> dict:
+        """The compiled model (before any randomisation) and the source files of the user's functions."""
+        return dict(self._fingerprint)
 
     physics_steps_per_env_step = property(lambda self: self._substeps)
     observation_spec = property(lambda self: self._obs_spec)

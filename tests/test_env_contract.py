@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from sim.collect import run_episode
 from sim.mjcf import MJCFEnv
 from sim.registry import LISTED_TASKS, make_env
 
+ROOT = Path(__file__).resolve().parents[1]
 TASKS = (*LISTED_TASKS, "arm-reach")
 STEPS = 30  # control steps per contract episode
 
@@ -361,3 +363,33 @@ def test_control_bounds_mujoco_would_zero_are_refused(tmp_path):
         MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40)
     with pytest.raises(FileNotFoundError, match=r"relative path is read from the working directory"):
         MJCFEnv("no/such/robot.xml", reward=lambda m, d: 0.0)
+
+
+def test_a_run_refuses_another_robot_found_under_the_same_names(tmp_path):
+    """env.mjcf and env.reward are found from the working directory: `eval RUN` run from another folder with
+    another robot.xml (gear reversed) and another reward module appended that robot's episodes to the run
+    (ninth probe). The run records its robot when created and refuses another."""
+    def robot(folder, gear: str, sign: str):
+        folder.mkdir()
+        (folder / "slider.xml").write_text(SLIDER_XML.format(gear=gear))
+        (folder / "my_task.py").write_text(f"def reward(model, data):\n    return {sign}float(data.qpos[0])\n")
+        return folder
+
+    a, b, run = robot(tmp_path / "a", "1", ""), robot(tmp_path / "b", "-1", "-"), tmp_path / "run"
+
+    def cli(cwd, *args):
+        return subprocess.run([sys.executable, "-m", "robot_wm.cli", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=300, check=False,
+                              env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": f"{cwd}:{ROOT}"})
+
+    r = cli(a, "run", f"run_dir={run}", "env.task=mjcf", "env.mjcf=slider.xml", "env.reward=my_task:reward",
+            "env_steps=80", "env.max_env_steps=40", "seed_episodes=1", "eval_episodes=1", "model.max_epochs=2",
+            "planner.samples=16", "planner.horizon=3", "planner.elites=4", "planner.keep_elites=1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    episodes = sorted(p.name for p in (run / "eval").glob("*.npz"))
+    r = cli(b, "eval", str(run), "--episodes", "1", "--no-progress")
+    assert r.returncode == 2 and "the robot is not the one run" in r.stderr, r.stderr
+    assert "env.mjcf 'slider.xml' compiles to another model" in r.stderr
+    assert "env.reward 'my_task:reward' is defined in another file" in r.stderr
+    assert sorted(p.name for p in (run / "eval").glob("*.npz")) == episodes  # nothing appended
+    assert cli(a, "eval", str(run), "--episodes", "1", "--no-progress").returncode == 0  # its own robot: fine
