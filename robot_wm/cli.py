@@ -114,6 +114,9 @@ def cmd_collect(a: argparse.Namespace) -> int:
     _check_run_dir_arg(a.run_dir)
     run = RunDir(a.run_dir)
     if not run.config_path.exists():  # a new run directory (refused if the folder holds anything else)
+        if a.policy in ("learned", "pets"):  # refused after the new run's files were written (ninth probe)
+            raise ValueError(f"collect --policy {a.policy} needs a trained model, and {a.run_dir!r} holds no run yet: "
+                             "collect with --policy random first (or run `robot-wm run`)")
         launch, overrides = _split_launch(a.args)
         cfg = resolve_config(launch, overrides)
         literal = str(a.run_dir).replace("{", "{{").replace("}", "}}")  # a path, not a template

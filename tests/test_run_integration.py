@@ -199,6 +199,10 @@ def test_collect_creates_a_new_run_dir(tmp_path, capsys):
     # No model yet: the learned planner and what-if say so.
     assert main(["eval", str(root), "--planner", "learned", "--episodes", "1", "--no-progress"]) == 2
     assert "robot-wm train" in capsys.readouterr().err
+    # a learned collect into a new folder is refused before the folder is made (ninth probe: it was made, then
+    # refused, and the half-made run refused every later command)
+    assert main(["collect", str(tmp_path / "new"), *args, "--policy", "learned", "--no-progress"]) == 2
+    assert "needs a trained model" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_run_from_launch_file(tmp_path):
