@@ -132,6 +132,12 @@ def cmd_collect(a: argparse.Namespace) -> int:
             policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
             rec = s.collect(policy, "train", start + i)
             print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
+        if a.episodes and (m := s.run.manifest()).get("status"):
+            s.run.update_manifest(episodes=len(s.run.dataset()))  # it said 2 beside a dataset of 3 (ninth probe)
+            if m["status"] == "complete":
+                print(f"note: the run's summary.json describes it at {s.run.summary().get('env_steps')} environment "
+                      f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
+                      "with `robot-wm train` and `robot-wm eval`)")
     return 0
 
 

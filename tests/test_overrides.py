@@ -62,6 +62,15 @@ def test_eval_override_is_one_off_and_recorded(run, tmp_path, capsys):
     assert (run / "config.toml").read_bytes() == config
 
 
+def test_collect_on_a_complete_run_says_the_summary_is_older(run, capsys):
+    """collect on a complete run appended an episode while manifest.json and summary.json still said 2 episodes,
+    and nothing said the headline no longer describes the data (ninth probe)."""
+    rc, out = _cli(capsys, "collect", str(run), "--no-progress")
+    assert rc == 0, out
+    assert json.loads((run / "manifest.json").read_text())["episodes"] == len(list((run / "episodes").glob("*.npz")))
+    assert "note: the run's summary.json describes it at 400 environment steps" in out
+
+
 def test_train_and_collect_overrides_are_one_off(run, capsys):
     config = (run / "config.toml").read_bytes()
     assert _cli(capsys, "train", str(run), "model.max_epochs=2", "--no-progress")[0] == 0
