@@ -43,5 +43,6 @@ def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
                              "such a goal cannot be computed in float32")
         out.append(arr)
     if np.any(out[1] < 0) or not np.any(out[1] > 0):
-        raise ValueError(f"{where}.weights {out[1].tolist()} must be >= 0 with at least one > 0")
+        tiny = "" if np.any(out[1] < 0) else " (weights below 1.2e-38 are 0 as float32)"  # 1e-300 showed as 0.0
+        raise ValueError(f"{where}.weights {out[1].tolist()} must be >= 0 with at least one > 0{tiny}")
     return Goal(*out)

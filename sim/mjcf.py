@@ -75,6 +75,10 @@ def _name(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
+MAX_REWARD = 1e30
+"""The largest reward magnitude a user's function may return: stored as float32 (at most 3.4e38), and summed."""
+
+
 def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """``fn(model, data)`` as a float; an exception, a non-number or a non-finite result is an error naming ``fn``."""
     try:
@@ -87,8 +91,9 @@ def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> 
         v = float(np.asarray(r, dtype=np.float64).item())
     except (TypeError, ValueError):
         raise ValueError(f"reward function {_name(fn)} returned {r!r}; expected one finite number") from None
-    if not math.isfinite(v):
-        raise ValueError(f"reward function {_name(fn)} returned {v}; expected one finite number")
+    if not (math.isfinite(v) and abs(v) <= MAX_REWARD):  # 1e308 overflowed float32 in the episode file, unnamed
+        raise ValueError(f"reward function {_name(fn)} returned {v}; expected one finite number within "
+                         f"+-{MAX_REWARD:g} (rewards are stored as float32)")
     return v
 
 

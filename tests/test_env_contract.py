@@ -249,6 +249,7 @@ def test_run_episode_drops_diverged_step_qvel(task):
     (lambda m, d: "high", "returned 'high'; expected one finite number"),
     (lambda m, d: None, "returned None; expected one finite number"),
     (lambda m, d: float("nan"), "returned nan; expected one finite number"),
+    (lambda m, d: 1e308, "returned 1e+308; expected one finite number within +-1e+30"),  # float32 overflow (ninth probe)
     (lambda m, d: np.ones(3), "returned array([1., 1., 1.]); expected one finite number"),
 ])
 def test_bad_reward_function_is_named_before_any_step(tmp_path, reward, message):
