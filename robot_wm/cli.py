@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import ctypes.util
 import errno
 import importlib
@@ -304,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        term = isinstance(e, Terminated) or bool(_TERMINATED)
-        print(f"robot-wm {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}. {SAVED} "
-              f"{resume_hint(args)}", file=sys.stderr)
-        return 143 if term else 130
+        return _stopped(args, isinstance(e, Terminated) or bool(_TERMINATED))
+    except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
+        if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):
+            raise
+        return _stopped(args, "Terminated" in str(e) or bool(_TERMINATED))
     except OSError as e:
         hint = "" if e.errno == errno.ENAMETOOLONG else resume_hint(args)  # resuming fails the same way
         print(f"robot-wm {args.command}: error: {describe_os_error(e, args)} {hint}".rstrip(), file=sys.stderr)
@@ -321,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(args: argparse.Namespace, term: bool) -> int:
+    """Ctrl-C (130) or SIGTERM (143): said, with how to go on."""
+    print(f"robot-wm {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}. {SAVED} "
+          f"{resume_hint(args)}", file=sys.stderr)
+    return 143 if term else 130
 
 
 class Terminated(KeyboardInterrupt):

@@ -809,6 +809,29 @@ def test_read_only_run_directory_is_a_message(small_mount):
     assert "Traceback" not in out
 
 
+def test_ctrl_c_wrapped_by_ctypes_stops_like_ctrl_c(monkeypatch, capsys):
+    """Ctrl-C landing while ctypes converted an argument reached the user as 'ctypes.ArgumentError: argument 1:
+    KeyboardInterrupt', exit 1 (eighth probe, 1 of 15 Ctrl-C's of a finetune). The same error, raised by ctypes."""
+    import ctypes
+
+    import robot_wm.cli as cli_mod
+
+    class Interrupting:
+        @classmethod
+        def from_param(cls, obj):
+            raise KeyboardInterrupt
+
+    def train_interrupted_in_ctypes(a):
+        fn = ctypes.CDLL(None).abs
+        fn.argtypes = [Interrupting]
+        fn(1)
+
+    monkeypatch.setattr(cli_mod, "cmd_train", train_interrupted_in_ctypes)
+    assert cli_mod.main(["train", "/nowhere"]) == 130
+    err = capsys.readouterr().err
+    assert "robot-wm train: interrupted" in err and "ArgumentError" not in err
+
+
 def test_a_read_only_file_is_told_with_the_flags_the_command_has():
     """eval, train, finetune and collect on a read-only run were told to "use a writable run_dir or --out";
     none of them has --out (eighth probe)."""
