@@ -12,6 +12,14 @@ import numpy as np
 from robot_wm.cli_args import number, seed, whole
 
 
+def _dreams(run) -> Path:
+    """``RUN/dreams``, a folder of the run's: a link to one of its files was a raw "[Errno 17] File exists"."""
+    folder = run.own_folder("dreams")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder (a file, or a link to one): remove it, or give --out")
+    return folder
+
+
 def _require_physics(ep, a: argparse.Namespace, why: str) -> None:
     if ep.physics_state.shape[1] == 0:
         raise ValueError(f"episode {a.episode} has no physics state (a real robot's recording, or one brought in by "
@@ -37,7 +45,8 @@ def cmd_dream(a: argparse.Namespace) -> int:
         frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
         period = s.env.control_timestep
         tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
-        out = Path(a.out) if a.out else s.run.own_folder("dreams") / f"episode{a.episode:06d}_step{a.step}{tag}.mp4"
+        source = "robot_" if a.data else ""  # --data's episode 1 replaced the dream of the run's own (eighth probe)
+        out = Path(a.out) if a.out else _dreams(s.run) / f"{source}episode{a.episode:06d}_step{a.step}{tag}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_video(out, frames, fps=a.fps or 1.0 / period)
         shown = "the members' mean" if a.member is None else f"member {a.member}"
@@ -158,7 +167,8 @@ def register(sub) -> None:
     d.add_argument("--actions", default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
     d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
-    d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4)")
+    d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
+                                               "robot_episodeNNNNNN_stepT.mp4 for an episode of --data)")
     d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
     d.add_argument("--fps", type=number(0.1, 1000), default=None,  # 1e-9 reached ffmpeg as "-r 0"
                    help="frames per second (default: real time, 1 / control period)")

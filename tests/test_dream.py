@@ -256,3 +256,18 @@ def test_a_video_cut_by_a_full_disk_is_an_error_and_no_file(run_dir, tmp_path):
                        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
     assert r.returncode != 0 and "the video encoder produced" in r.stderr and "nothing was written" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_dream_into_a_dreams_link_to_one_of_the_runs_files_is_named(run_dir, tmp_path):
+    """RUN/dreams a link to RUN/config.toml (inside the run, so not "outside"): a raw '[Errno 17] File exists'
+    (eighth probe)."""
+    import shutil
+
+    from robot_wm.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "dreams").symlink_to(run / "config.toml")
+    before = (run / "config.toml").read_bytes()
+    assert main(["dream", str(run), "--step", "2", "--horizon", "1", "--width", "64", "--height", "48"]) == 2
+    assert (run / "config.toml").read_bytes() == before

@@ -144,6 +144,10 @@ def test_dream_and_whatif_of_a_recorded_deployment_show_the_models_error_on_the_
     assert rc == 2 and f"--episode 3 is out of range: --data {str(data)!r} has 3 episodes" in capsys.readouterr().err
     rc = cli.main(["whatif", str(run), "--data", str(run / "episodes")])  # the run's own, not a deployment
     assert rc == 2 and "is not a recorded deployment" in capsys.readouterr().err
+    # default names: a --data episode's dream never replaces the dream of the run's own episode of that number
+    args = ["--episode", "1", "--step", "5", "--horizon", "3", "--width", "64", "--height", "48"]
+    assert cli.main(["dream", str(run), *args]) == 0 and cli.main(["dream", str(run), "--data", str(data), *args]) == 0
+    assert {p.name for p in (run / "dreams").iterdir()} >= {"episode000001_step5.mp4", "robot_episode000001_step5.mp4"}
 
 
 def test_finetune_refuses_data_from_inside_the_run(run_and_data, capsys):
