@@ -345,7 +345,9 @@ class RunConfig(_Section):
         return v
 
     def resolved_run_dir(self) -> Path:
-        return Path(self.run_dir.format(task=self.env.task, seed=self.seed))
+        """The template filled in, a leading ``~`` as the home folder (a launch file's "~/runs/{task}" made a
+        folder named "~" in the working directory: ninth probe)."""
+        return Path(os.path.expanduser(self.run_dir.format(task=self.env.task, seed=self.seed)))
 
 
 RUN_DIR_FIELDS = ("task", "seed")

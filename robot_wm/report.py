@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from robot_wm.whatif import WhatIfResult
 
@@ -13,6 +14,12 @@ from robot_wm.whatif import WhatIfResult
 def _num(v, fmt: str = ".1f") -> str:
     """A figure for the table; 'n/a' where it could not be measured (None or NaN)."""
     return "n/a" if v is None or v != v else format(v, fmt)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: a folder name holding ESC sequences drove the
+    terminal (ninth probe)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def print_summary(summary: dict, run_dir: Path) -> None:
@@ -27,7 +34,7 @@ def print_summary(summary: dict, run_dir: Path) -> None:
         t.add_row(f"model error, {k}-step (norm. MSE)", _num(v, ".4f"))
     t.add_row("planning rate", f"{_num(summary['plan_hz'])} Hz")
     t.add_row("wall clock", f"{summary['wall_s']:.0f} s")
-    t.add_row("run directory", str(run_dir))
+    t.add_row("run directory", Text(printable(str(run_dir))))  # not markup ("[red]"), no escape sequences
     Console().print(t)
 
 

@@ -214,3 +214,18 @@ def test_run_from_launch_file(tmp_path):
     saved = cfgmod.load(root / "config.toml")
     assert saved == cfgmod.apply_overrides(cfgmod.load(launch), [f"run_dir={root}", *TINY_RUN_ARGS])
     assert _strict_json(root / "summary.json")["env_steps"] == 400
+
+
+def test_run_dir_tilde_is_home_and_the_summary_shows_names_as_text(tmp_path, monkeypatch, capsys):
+    """A launch file's run_dir "~/runs/{task}" made a folder named "~" in the working directory; a folder name
+    holding ESC sequences or [markup] drove the terminal from the summary table (ninth probe)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), ['run_dir="~/runs/{task}"'])
+    assert cfg.resolved_run_dir() == tmp_path / "home" / "runs" / "cartpole-swingup"
+    from robot_wm.report import print_summary
+
+    summary = {"task": "t", "seed": 0, "eval_return_mean": 1.0, "eval_return_std": 0.0, "eval_returns": [1.0],
+               "train_returns": [1.0], "env_steps": 1, "multistep_mse": {}, "plan_hz": 1.0, "wall_s": 1.0}
+    print_summary(summary, Path("runs/\x1b[31mred[bold]x"))
+    out = capsys.readouterr().out
+    assert "\x1b[31m" not in out and "\\x1b[31mred[bold]x" in out
