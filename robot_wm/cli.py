@@ -171,7 +171,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_whatif(a: argparse.Namespace) -> int:
-    with _session(a.run_dir, a.args, progress=False, lock=False, command="whatif") as s:  # read-only: no lock
+    # read-only: no lock; no Rerun recording (whatif logs none: a run made with --rerun got an empty one each call)
+    with _session(a.run_dir, [*a.args, "rerun.mode=off"], progress=False, lock=False, command="whatif") as s:
         return _whatif(a, s)
 
 

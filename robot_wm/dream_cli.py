@@ -33,7 +33,8 @@ def cmd_dream(a: argparse.Namespace) -> int:
     _check_video_args(a)
     from robot_wm.cli import _session, model_and_episode
 
-    with _session(a.run_dir, [], progress=False, lock=False, command="dream") as s:
+    # its own outputs only: a run created with --rerun also wrote a stray RUN/rerun recording (ninth probe)
+    with _session(a.run_dir, ["rerun.mode=off"], progress=False, lock=False, command="dream") as s:
         model, ep = model_and_episode(s, a)
         _require_physics(ep, a, "the video renders the robot from it")
         if a.member is not None and not 0 <= a.member < model.members:
@@ -107,7 +108,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
     _check_video_args(a)
     from robot_wm.cli import _session, model_and_episode
 
-    with _session(a.run_dir, [], progress=False, lock=False, command="drive") as s:
+    with _session(a.run_dir, ["rerun.mode=off"], progress=False, lock=False, command="drive") as s:
         model, ep = model_and_episode(s, a)
         _require_physics(ep, a, "drive starts the simulator from it")  # a MuJoCo traceback before (seventh probe)
         drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim

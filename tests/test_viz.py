@@ -85,6 +85,16 @@ def test_camera_frames_larger_than_the_models_offscreen_buffer(tiny_run):
     assert s.rows[P.CAMERA_RGB] > 0
 
 
+def test_dream_and_whatif_on_a_run_made_with_rerun_write_no_stray_recording(tiny_run, tmp_path):
+    """A run created with --rerun keeps rerun.mode=save: dream and whatif each wrote an unannounced RUN/rerun
+    recording, which `view RUN` then opened as the newest (ninth probe)."""
+    before = set(find_recordings(tiny_run.root))
+    assert cli.main(["dream", str(tiny_run.root), "--step", "2", "--horizon", "2", "--width", "64", "--height", "48",
+                     "--out", str(tmp_path / "d.mp4")]) == 0
+    assert cli.main(["whatif", str(tiny_run.root), "--step", "2", "--random", "2"]) == 0
+    assert set(find_recordings(tiny_run.root)) == before
+
+
 def test_logger_is_torch_free_and_logs_ghosts(tmp_path):
     """The deploy runtime's path: numpy arrays in, no torch imported."""
     path = tmp_path / "deploy.rrd"
