@@ -185,12 +185,12 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
 
 def log_dream(path: str | Path, frames: np.ndarray, d: Dream, period: float) -> Path:
     """The frames and the error curves in a .rrd file (timeline ``dream_time``, seconds from the start)."""
-    from robot_wm.viz.logger import open_stream
+    from robot_wm.viz.logger import FLUSH_TIMEOUT_S, open_stream
 
     rec = open_stream("save", path=path, application_id="robot-wm-dream", blueprint=dream_blueprint())
     for k, frame in enumerate(frames):
         log_frame(rec, "dream", k * period, frame, d.error[:, k])
-    rec.flush()
+    rec.flush(timeout_sec=FLUSH_TIMEOUT_S)
     rec.disconnect()
     return Path(path)
 

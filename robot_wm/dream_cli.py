@@ -103,7 +103,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock)."""
     from robot_wm.dream import Panels, dream_blueprint, log_frame, render_dream, state_error, write_video
     from robot_wm.drive import Drive, scripted_actions, typed_actions
-    from robot_wm.viz.logger import open_stream
+    from robot_wm.viz.logger import FLUSH_TIMEOUT_S, open_stream
 
     _check_video_args(a)
     from robot_wm.cli import _session, model_and_episode
@@ -141,7 +141,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
         finally:
             panels.close()
             if rec is not None:
-                rec.flush()
+                rec.flush(timeout_sec=FLUSH_TIMEOUT_S)
                 rec.disconnect()
         d = drive.as_dream()
         print(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "

@@ -809,6 +809,16 @@ def test_read_only_run_directory_is_a_message(small_mount):
     assert "Traceback" not in out
 
 
+def test_a_recording_that_cannot_be_written_is_an_error_not_a_hang(run_copy):
+    """eval --rerun under a file size limit (a full disk): Rerun's sink logged "File too large" and save() then
+    blocked forever on a lock, holding the run's lock and ignoring SIGTERM (ninth probe)."""
+    r = subprocess.run(["prlimit", "--fsize=30000", sys.executable, "-m", "robot_wm.cli", "eval", str(run_copy),
+                        "--episodes", "1", "--no-progress", "--rerun", "save"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1 and ".rrd" in r.stderr and "File too large" in r.stderr, r.stderr
+    assert not list((run_copy / "rerun").glob(".*preflight")) if (run_copy / "rerun").exists() else True
+
+
 def test_ctrl_c_wrapped_by_ctypes_stops_like_ctrl_c(monkeypatch, capsys):
     """Ctrl-C landing while ctypes converted an argument reached the user as 'ctypes.ArgumentError: argument 1:
     KeyboardInterrupt', exit 1 (eighth probe, 1 of 15 Ctrl-C's of a finetune). The same error, raised by ctypes."""

@@ -20,8 +20,10 @@ batch, their constant styling static. A live viewer sees the per-step plots up t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections import defaultdict
@@ -123,6 +125,28 @@ def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE)
         raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
 
 
+PREFLIGHT_BYTES = 1 << 20
+FLUSH_TIMEOUT_S = 60.0
+"""How long closing a recording waits for Rerun to write what it holds (a disk that filled up mid-run)."""
+
+
+def check_writable(path: Path) -> None:
+    """Write (and remove) a megabyte beside ``path`` first: where Rerun cannot write its file (a full disk, a file
+    size limit) its sink logged the error and ``save`` then blocked forever on a lock, holding the run's lock and
+    deaf to SIGTERM (ninth probe). An OSError here names the file like any other write."""
+    probe = path.with_name(f".{path.name}.{os.getpid()}.preflight")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * PREFLIGHT_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def check_port_free(host: str, port: int, flag: str = "--rerun-address") -> None:
     """Refuse to serve on an address something already listens on (Rerun's server would otherwise fail in
     its own thread and the run would go on logging into nothing)."""
@@ -154,6 +178,7 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
 
         check_rrd_path(str(path), "rerun recording")  # --rrd RUN/metrics.jsonl replaced the run's log
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_writable(Path(path))
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
         _, port = parse_address(address, ("127.0.0.1", 9876))
@@ -550,7 +575,7 @@ class RerunLogger:
         self._flush_realised(final=True)
         self._end_step_cost()
         self.flush()
-        self.rec.flush()
+        self.rec.flush(timeout_sec=FLUSH_TIMEOUT_S)  # bounded: a disk that filled up mid-run never drains
         self.rec.disconnect()
 
 
