@@ -300,12 +300,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # a service stop ends like Ctrl-C
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         return args.func(args)
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return _stopped(args, isinstance(e, Terminated) or bool(_TERMINATED))
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
         if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            if sigint is not None:  # None: a handler set outside Python, left as it was
+                signal.signal(signal.SIGINT, sigint)
 
 
 def _stopped(args: argparse.Namespace, term: bool) -> int:

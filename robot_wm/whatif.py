@@ -47,7 +47,7 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"state holds NaN/Inf: {state.tolist()}")
     if actions.ndim == 2:
         actions = actions[None]
-    if actions.ndim != 3 or actions.shape[-1] != a or actions.shape[1] < 1:
+    if actions.ndim != 3 or actions.shape[-1] != a or actions.shape[1] < 1 or actions.shape[0] < 1:  # (0, H, A): NaN
         raise ValueError(f"actions have shape {actions.shape}, expected (K, H, {a})")
     if actions.shape[1] > MAX_HORIZON or actions.shape[0] * actions.shape[1] > MAX_IMAGINED_STEPS:
         raise ValueError(f"actions have shape {actions.shape}: at most {MAX_HORIZON} steps ahead and "

@@ -12,11 +12,14 @@ def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     object or a ragged list names neither the value nor what was expected)."""
     try:
         complex_ = np.iscomplexobj(x)  # numpy would drop the imaginary part with a warning
-        arr = None if complex_ else np.asarray(x, dtype=dtype)
+        kind = None if complex_ else np.asarray(x).dtype.kind
+        arr = None if complex_ or kind not in "iuf" else np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: {e}") from None
     if complex_:
         raise ValueError(f"{what} is complex: expected real numbers")
+    if arr is None:  # strings ('1'), objects and bools were converted (ninth probe)
+        raise ValueError(f"{what} holds {np.asarray(x).dtype} values: expected numbers (int or float)")
     return arr
 
 

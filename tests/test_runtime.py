@@ -554,8 +554,9 @@ def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("state, plan, needle", [
-    ("abc", None, "state must be an array of numbers of one shape, got str"),
-    (np.array([object()] * 5), None, "state must be an array of numbers of one shape, got ndarray"),
+    ("abc", None, "state holds <U3 values: expected numbers"),
+    (np.array([object()] * 5), None, "state holds object values: expected numbers"),
+    (np.ones(5, bool), None, "state holds bool values: expected numbers"),  # taken as 0/1 (ninth probe)
     (None, np.zeros((3, 1)), "prev_plan has shape (3, 1), the planner expects ("),
     (None, np.zeros(1), "prev_plan has shape (1,), the planner expects ("),  # was broadcast (probe 7)
     (None, 0.7, "prev_plan has shape (), the planner expects ("),

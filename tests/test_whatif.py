@@ -108,7 +108,10 @@ def test_a_state_that_overflows_the_model_is_an_error_not_nan(trained_synthetic)
     ([S0], np.zeros((1, 0, 1)), "(1, 0, 1)"),
     ([S0], np.full((1, 3, 1), np.nan), "NaN"),
     ([S0], [[[0.0], [0.1]], [[0.0]]], "actions must be an array of numbers of one shape"),  # ragged lists
-    ("abc", np.zeros((1, 3, 1)), "state must be an array of numbers"),
+    ("abc", np.zeros((1, 3, 1)), "state holds <U3 values: expected numbers"),
+    (np.array(["1"], dtype=object), np.zeros((1, 3, 1)), "state holds object values"),  # converted (ninth probe)
+    ([S0], np.ones((1, 3, 1), bool), "actions holds bool values"),
+    ([S0], np.zeros((0, 3, 1)), "(0, 3, 1)"),  # no candidate: empty arrays and torch warnings before
     ([S0], np.zeros((1, 10_001, 1)), "at most 10000 steps ahead"),  # 100,000 steps took over 100 s
     ([S0], np.broadcast_to(np.float32(0), (200, 5_001, 1)), "1,000,000 imagined steps"),
 ])
