@@ -1019,6 +1019,11 @@ def test_eval_applies_randomisation_overrides_on_top_of_the_named_shift(run_copy
         assert {k: draw[k] for k in expect} == pytest.approx(expect), draw
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "env.randomize.mass=[1e9, 1e9]")
     assert rc == 2 and "env.randomize" in out and "scales above 100x" in out, out  # checked as `run` checks it
+    n = len(RunDir(run_copy).eval_dataset())  # the field the shift sets, overridden: ran, labelled as the shift
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--shift", "friction-1.5",
+                              "env.randomize.friction=[0.1, 0.1]")
+    assert rc == 2 and "--shift friction-1.5 sets env.randomize.friction" in out, out
+    assert len(RunDir(run_copy).eval_dataset()) == n
 
 
 def test_the_largest_seed_runs_and_keeps_small_seeds_episodes_as_they_were(tmp_path):
