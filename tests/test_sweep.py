@@ -269,6 +269,25 @@ def _episodes(run_dir: Path) -> dict[str, int]:
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
+def test_a_launch_files_relative_robot_is_found_as_by_run(ray_up, tmp_path, monkeypatch):
+    """A launch file with env.mjcf = "slider.xml" and a reward module beside it, the sweep started from that
+    folder: Ray Tune started the trial in its own working directory, where neither was found (ninth probe)."""
+    from test_env_contract import SLIDER_XML
+
+    robot = tmp_path / "robot"
+    robot.mkdir()
+    (robot / "slider.xml").write_text(SLIDER_XML.format(gear="1"))
+    (robot / "slider_task.py").write_text("def reward(model, data):\n    return -float(data.qpos[0] ** 2)\n")
+    (robot / "slider.toml").write_text('[env]\ntask = "mjcf"\nmjcf = "slider.xml"\nreward = "slider_task:reward"\n'
+                                       "action_repeat = 1\nmax_env_steps = 40\n")
+    sweep_file = write_sweep(robot / "s.toml", 'launch = ["slider.toml"]\nseeds = [1]\nenv_steps = 80\n',
+                             [o for o in TINY if not o.startswith("env.max_env_steps")])
+    monkeypatch.chdir(robot)
+    lines: list[str] = []
+    rows = run_sweep(spec.load(sweep_file), tmp_path / "sweep", cpus=2, out=lines.append)
+    assert [r["status"] for r in rows] == ["complete"], lines
+
+
 def test_sweep_killed_with_sigkill_resumes_without_running_anything_twice(ray_up, tmp_path):
     sweep_file = write_sweep(tmp_path / "kill.toml", """\
         tasks = ["cartpole-swingup"]

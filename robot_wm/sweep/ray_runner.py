@@ -159,6 +159,12 @@ def run_trial(payload: dict, on_milestone=None) -> dict:
     from robot_wm.runner import run
 
     trial, run_dir = Trial.from_payload(payload), Path(payload["run_dir"])
+    if (cwd := payload.get("cwd")) and Path(cwd).is_dir():
+        # As `robot-wm run` there: Ray Tune starts a trial in its own working directory, so a launch file's relative
+        # env.mjcf (and a reward module beside it) were not found once Ray had started (ninth probe).
+        os.chdir(cwd)
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
     try:
         cfg = trial.config(run_dir)
         summary = run(cfg, progress=False, resume=results.is_started(run_dir), on_milestone=on_milestone)
@@ -378,8 +384,8 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
         if (big := max(todo, key=lambda t: t.threads)).threads > total:
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
         progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out, stops)
-        _fit(ray, [t.payload(run_dirs[t.name]) for t in todo], sweep_dir, progress, max_failures,
-             _scheduler(sweep), _rungs(sweep))
+        payloads = [{**t.payload(run_dirs[t.name]), "cwd": os.getcwd()} for t in todo]
+        _fit(ray, payloads, sweep_dir, progress, max_failures, _scheduler(sweep), _rungs(sweep))
     for run_dir, at in stops.values():
         _record_stop(Path(run_dir), at, out)
     final = rows()
