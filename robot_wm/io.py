@@ -39,6 +39,14 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
     The file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600.
     ``exclusive``: never replace an existing ``path`` (FileExistsError; published with a hard link, atomically)."""
     path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):  # a link is replaced, not followed
+        # `export --out` onto a device node named x.onnx replaced the node with a file (ninth probe)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, a FIFO or a socket"
+        raise ValueError(f"{str(path)!r} is {kind}, not a file: refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:

@@ -809,6 +809,16 @@ def test_read_only_run_directory_is_a_message(small_mount):
     assert "Traceback" not in out
 
 
+def test_an_output_that_is_a_device_or_a_fifo_is_never_replaced(run_copy, tmp_path, capsys):
+    """export --out x.onnx (and dream --out x.mp4) where x is a FIFO or a device node: the node was replaced by
+    a regular file, exit 0 (ninth probe). Every file robot-wm writes goes through atomic_write."""
+    fifo = tmp_path / "x.onnx"
+    os.mkfifo(fifo)
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(fifo))
+    assert rc == 2 and "is a device, a FIFO or a socket, not a file" in out, out
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
 def test_a_recording_that_cannot_be_written_is_an_error_not_a_hang(run_copy):
     """eval --rerun under a file size limit (a full disk): Rerun's sink logged "File too large" and save() then
     blocked forever on a lock, holding the run's lock and ignoring SIGTERM (ninth probe)."""
