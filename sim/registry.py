@@ -25,6 +25,9 @@ def known_task(name: str) -> bool:
 
 def make_env(cfg) -> Env:
     """Build the environment described by an ``EnvConfig`` (randomised by its ``randomize`` section)."""
+    if not isinstance(getattr(cfg, "task", None), str):  # a dict or a task name was an AttributeError (ninth probe)
+        raise TypeError(f"make_env expects an EnvConfig (robot_wm.config.EnvConfig(task=...)), got "
+                        f"{type(cfg).__name__} {cfg!r:.60}")
     env = _make_env(cfg)
     env.randomize(getattr(cfg, "randomize", None))
     return env

@@ -394,3 +394,10 @@ def test_a_run_refuses_another_robot_found_under_the_same_names(tmp_path):
     assert "env.reward 'my_task:reward' is defined in another file" in r.stderr
     assert sorted(p.name for p in (run / "eval").glob("*.npz")) == episodes  # nothing appended
     assert cli(a, "eval", str(run), "--episodes", "1", "--no-progress").returncode == 0  # its own robot: fine
+
+
+@pytest.mark.parametrize("cfg", [{"task": "cartpole-swingup"}, "cartpole-swingup", None])
+def test_make_env_names_what_it_expects(cfg):
+    """A dict, a task name or None was a raw AttributeError (ninth probe)."""
+    with pytest.raises(TypeError, match="make_env expects an EnvConfig"):
+        make_env(cfg)
