@@ -355,9 +355,11 @@ def test_ctrl_c_stops_a_sweep_like_any_command(ray_up, tmp_path):
     """)
     out_dir = tmp_path / "sweep"
     run = results.run_dir_of(out_dir, spec.load(sweep_file).trials[0])
+    # a test run in the background (`pytest &`) starts children with SIGINT ignored, and Python then ignores it
     proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file), "--storage",
                              str(out_dir), "--cpus", "2"], env={**os.environ, "MUJOCO_GL": "egl"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not _episodes(run):

@@ -237,8 +237,9 @@ def read(sweep_dir: Path) -> list[dict]:
         # and -0 with one run_dir: the eighth probe)
         for key in (name := (r.get("name") or "").strip(), f"run_dir {run}" if (run := r.get("run_dir", "")) else ""):
             if key and key in seen:
-                raise ValueError(f"{str(path)!r} line {line}: trial {name!r} ({key if key != name else 'its name'}) is "
-                                 f"also on line {seen[key]}; expected one row per trial")
+                same = f" ({key})" if key != name else ""
+                raise ValueError(f"{str(path)!r} line {line}: trial {name!r}{same} is also on line {seen[key]}; expected "
+                                 "one row per trial")
             seen[key] = line
         if r.get("status") not in STATUSES:  # 'COMPLETE' or 'complete ' was left out of every mean without a word
             raise ValueError(f"{str(path)!r} line {line}: status={r.get('status')!r}: expected one of "
