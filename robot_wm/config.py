@@ -188,6 +188,12 @@ class PlannerConfig(_Section):
     """Optimism for sparse rewards, in training episodes only (never in evaluation, export or deploy): a
     bonus per unit of the members' disagreement on the imagined states (std over members in units of the
     data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen."""
+    explore_noise: float = Field(0.0, ge=0, le=10)
+    """Action noise in training episodes only (never in evaluation, export or deploy): the executed action
+    is the plan's first action plus this many times the planner's refit sampling std of it times
+    standard-normal noise, clamped to the bounds (TD-MPC2 samples its training actions so, with 1). The
+    std is large while the planner cannot tell its candidates apart (no reward seen yet) and shrinks once
+    it can. The next step's warm start stays the plan."""
     discount: float = Field(1.0, gt=0, le=1)
     """Discount applied to imagined rewards when the run has no value (with one, value.discount applies)."""
     policy_fraction: float = Field(0.1875, ge=0, lt=1)

@@ -29,7 +29,7 @@ ROBOT_DIR = "robot"
 
 def robot_dataset(run) -> EpisodeDataset:
     """The run's robot episodes (``RUN/robot/``)."""
-    return EpisodeDataset(run.root / ROBOT_DIR)
+    return EpisodeDataset(run.root / ROBOT_DIR, create=True)
 
 
 def _origin(meta: dict) -> str | None:

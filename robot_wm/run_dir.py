@@ -324,7 +324,7 @@ class RunDir:
     def _dataset(self, name: str) -> EpisodeDataset:
         """One dataset object per folder, refreshed on each call: only new episode files are read."""
         if name not in self._datasets:
-            self._datasets[name] = EpisodeDataset(self.root / name)
+            self._datasets[name] = EpisodeDataset(self.root / name, create=True)
         else:
             self._datasets[name].refresh()
         return self._datasets[name]

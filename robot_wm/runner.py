@@ -124,9 +124,11 @@ class Session:
         """``learned``: the world model with the value and policy where the run has them; ``pets``: the
         same world model without them (imagined reward over the horizon only); ``oracle``; ``random``.
         ``explore`` (training episodes only, never evaluation) adds planner.explore_weight x the
-        members' disagreement on the imagined states to the objective: optimism where the model is unsure."""
+        members' disagreement on the imagined states to the objective (optimism where the model is unsure)
+        and executes actions drawn with planner.explore_noise x the planner's own sampling std."""
         spec = StepSpec.from_config(self.cfg.planner)
         novelty = self.cfg.planner.explore_weight if explore else 0.0
+        noise = self.cfg.planner.explore_noise if explore else 0.0
         goal = self.cfg.goal
         goal_fn = (lambda: resolve_goal(self.env, goal.state, goal.joints, goal.weights)) if goal.active else None
         if kind == "random":
@@ -143,7 +145,7 @@ class Session:
                 raise ValueError(f"the {kind} planner needs a trained model: run `robot-wm train` first")
             value = self.value if kind == "learned" and goal.uses_value else None
             return MPCPlanner.learned(model, spec, seed, value=value, novelty_weight=novelty, goal_fn=goal_fn,
-                                      reward_weight=goal.reward_weight)
+                                      reward_weight=goal.reward_weight, action_noise=noise)
         raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")
 
     # --- data -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_episode_rejects_inconsistent_arrays(bad):
 
 def test_dataset_is_append_only(tmp_path):
     rng = np.random.default_rng(3)
-    data = EpisodeDataset(tmp_path / "eps")
+    data = EpisodeDataset(tmp_path / "eps", create=True)
     paths = [data.append(_episode(rng, 4 + i)) for i in range(3)]
     assert [p.name for p in paths] == [f"episode_{i:06d}.npz" for i in range(3)]
     before = {p.name: p.read_bytes() for p in paths}
@@ -89,6 +89,15 @@ def test_dataset_is_append_only(tmp_path):
     assert data.env_steps == 2 * (4 + 5 + 6 + 9 + 2)
 
 
+def test_reading_a_missing_folder_is_an_error_and_creates_nothing(tmp_path):
+    """A mistyped path read as 0 episodes and left a new folder behind (probe 9 #53)."""
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError, match=r"episode folder '.*no/such' does not exist"):
+        EpisodeDataset(missing)
+    assert not (tmp_path / "no").exists()
+    assert len(EpisodeDataset(missing, create=True)) == 0 and missing.is_dir()
+
+
 def test_dataset_ignores_temp_files(tmp_path):
     rng = np.random.default_rng(4)
     data = EpisodeDataset(tmp_path)
@@ -114,7 +123,7 @@ def test_dataset_ignores_temp_files(tmp_path):
 
 def test_truncated_file_names_the_file(tmp_path):
     rng = np.random.default_rng(5)
-    data = EpisodeDataset(tmp_path / "eps")
+    data = EpisodeDataset(tmp_path / "eps", create=True)
     data.append(_episode(rng, 3))
     path = data.append(_episode(rng, 30))
     blob = path.read_bytes()

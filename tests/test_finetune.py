@@ -72,13 +72,13 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
 
 def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys):
     run, data = run_and_data
-    foreign = EpisodeDataset(tmp_path / "foreign")
+    foreign = EpisodeDataset(tmp_path / "foreign", create=True)
     ep = EpisodeDataset(data)[0]
     foreign.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "task": "walker-walk"}))
     n_robot = len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "foreign"), "--no-progress"]) == 2
     assert "walker-walk" in capsys.readouterr().err
-    other_rate = EpisodeDataset(tmp_path / "other_rate")  # was mixed in, exit 0: 1-step error 0.035 -> 2.16
+    other_rate = EpisodeDataset(tmp_path / "other_rate", create=True)  # was mixed in, exit 0: 1-step error 0.035 -> 2.16
     other_rate.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "action_repeat": 1}))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "other_rate"), "--no-progress"]) == 2
     assert "driven at action repeat 1, the run's model at" in capsys.readouterr().err
@@ -87,7 +87,7 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     (tmp_path / "empty").mkdir()
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "no recorded episodes" in capsys.readouterr().err
-    units = EpisodeDataset(tmp_path / "units")  # logged in mm: fine-tuned on, the model broke on its own states
+    units = EpisodeDataset(tmp_path / "units", create=True)  # logged in mm: fine-tuned on, the model broke on its own states
     units.append(Episode(ep.obs * 1000, ep.action, ep.reward, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "units"), "--no-progress"]) == 2
     assert "lies far outside the run's own data" in capsys.readouterr().err

@@ -232,6 +232,40 @@ def test_mpc_planner_is_deterministic_per_seed(optimizer):
     assert planner.fallbacks == 1 and np.all(np.isfinite(act)) and np.all(act >= LOW.numpy())
 
 
+def test_action_noise_draws_around_the_plan_with_the_planners_own_std():
+    """Exploring training episodes execute plan + noise x the refit std of the first action (TD-MPC2's
+    training actions); the warm start stays the plan, the noise is repeatable per seed and in bounds."""
+    spec = _spec("icem", samples=128, elites=12, iterations=4)
+    obs = np.array([0.0, 0.0, 1.0])
+
+    def first_step(noise: float, seed: int = 5):
+        planner = MPCPlanner(PlanStep(_QuadraticScore([0.2, -0.4]), spec, LOW.numpy(), HIGH.numpy()), seed=seed,
+                             action_noise=noise)
+        return planner.act(obs), planner
+
+    plain, p0 = first_step(0.0)
+    noisy, p1 = first_step(1.0)
+    again, _ = first_step(1.0)
+    np.testing.assert_array_equal(noisy, again)
+    np.testing.assert_allclose(plain, p0.last.action.numpy())
+    assert torch.equal(p0.plan, p1.plan), "the warm start is the plan, not the executed noisy action"
+    assert not np.allclose(noisy, plain)
+    std = p1.last.action_std.numpy()
+    assert np.all(std >= spec.min_std * (HIGH - LOW).numpy() / 2 - 1e-6)
+    # Over many steps from one state, the executed actions spread around the plan by about that std.
+    planner = MPCPlanner(PlanStep(_QuadraticScore([0.2, -0.4]), spec, LOW.numpy(), HIGH.numpy()), seed=1,
+                         action_noise=1.0)
+    dev = []
+    for _ in range(300):
+        planner.reset()
+        a = planner.act(obs)
+        dev.append((a - planner.last.action.numpy()) / planner.last.action_std.numpy())
+        assert np.all(a >= LOW.numpy()) and np.all(a <= HIGH.numpy())
+    assert 0.7 < np.std(dev) < 1.3
+    with pytest.raises(ValueError, match="action_noise=nan"):
+        MPCPlanner(PlanStep(_QuadraticScore([0.2, -0.4]), spec, LOW.numpy(), HIGH.numpy()), action_noise=float("nan"))
+
+
 def test_step_spec_from_config_carries_every_field():
     cfg = PlannerConfig(optimizer="mppi", horizon=7, samples=50, elites=5, keep_elites=1, temperature=2.0)
     spec = StepSpec.from_config(cfg)

@@ -255,13 +255,15 @@ def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     root = tmp_path / "run"
     shutil.copytree(tiny_run_dir, root)
     run = RunDir(root)
-    cfg = cfgmod.apply_overrides(run.load_config(), ["planner.explore_weight=2.5", "planner.uncertainty_weight=0.5"])
+    cfg = cfgmod.apply_overrides(run.load_config(), ["planner.explore_weight=2.5", "planner.uncertainty_weight=0.5",
+                                                         "planner.explore_noise=0.5"])
     s = Session.open(cfg, run, progress=False)
     model = s.latest_model()
     assert s.value is not None, "the default run learns a value"
     train = s.planner("learned", model, explore=True)
     evaluation = s.planner("learned", model)
     assert train.step.score.novelty_weight == pytest.approx(2.5) and evaluation.step.score.novelty_weight == 0
+    assert train.action_noise == pytest.approx(0.5) and evaluation.action_noise == 0
     assert train.step.spec.uncertainty_weight == evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
     assert train.step.score.value is s.value and s.planner("pets", model).step.score.value is None
     state = torch.as_tensor(np.zeros(model.spec.obs_dim, np.float32))

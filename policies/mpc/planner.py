@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -93,11 +94,18 @@ class MPCPlanner:
     non-finite or out-of-bounds action: invalid steps fall back to the shifted plan and are counted.
 
     A goal (``set_goal``) is passed to the score function on every step; ``goal_fn`` sets one at every
-    ``reset`` (a goal given by named joints depends on the episode's start)."""
+    ``reset`` (a goal given by named joints depends on the episode's start).
+
+    ``action_noise`` (exploring training episodes only; never exported) executes the plan's first action
+    plus that many times the planner's refit sampling std of it times standard-normal noise, clamped to
+    the bounds (TD-MPC2 samples its training actions so, with 1): large while the planner cannot tell
+    its candidates apart, small once it can. The warm start stays the plan itself."""
 
     def __init__(self, step: PlanStep, seed: int = 0, name: str = "learned", compile: bool = False,
-                 goal_fn: Callable[[], Goal] | None = None):
-        self.name, self.step = name, step
+                 goal_fn: Callable[[], Goal] | None = None, action_noise: float = 0.0):
+        if not (math.isfinite(action_noise) and action_noise >= 0):
+            raise ValueError(f"action_noise={action_noise!r} must be a finite number >= 0")
+        self.name, self.step, self.action_noise = name, step, float(action_noise)
         self.device = step.low.device
         self.act_dim = step.low.numel()
         model = getattr(step.score, "model", None)  # a learned score knows the state size it expects
@@ -113,13 +121,14 @@ class MPCPlanner:
     @classmethod
     def learned(cls, model: WorldModel, spec: StepSpec, seed: int = 0, compile: bool = False,
                 value: ActorCritic | None = None, novelty_weight: float = 0.0,
-                goal_fn: Callable[[], Goal] | None = None, reward_weight: float = 1.0) -> MPCPlanner:
+                goal_fn: Callable[[], Goal] | None = None, reward_weight: float = 1.0,
+                action_noise: float = 0.0) -> MPCPlanner:
         """The learned planner; without ``value`` the PETS-style objective and no policy proposals; with a
         ``goal_fn``, toward its goal (``reward_weight`` x the task's return beside it)."""
         score, spec = learned_score(model, spec, value, novelty_weight, reward_weight)
         step = PlanStep(score, spec, model.action_low, model.action_high)
         return cls(step.to(model.action_low.device), seed, "learned" if value is not None else "pets", compile,
-                   goal_fn)
+                   goal_fn, action_noise)
 
     def reset(self) -> None:
         self.plan = initial_plan(self.step.low, self.step.high, self.step.spec.horizon)
@@ -150,7 +159,12 @@ class MPCPlanner:
         self.plan, self.last, self.last_noise = out.next_plan, out, noise
         if not bool(out.valid):
             self.fallbacks += 1
-        return out.action.double().cpu().numpy()
+            return out.action.double().cpu().numpy()
+        action = out.action
+        if self.action_noise:
+            eps = torch.randn(action.shape, generator=self.gen, device=self.device)
+            action = (action + self.action_noise * out.action_std * eps).clamp(self.step.low, self.step.high)
+        return action.double().cpu().numpy()
 
 
 def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None,

@@ -56,6 +56,7 @@ class PlanOutput(NamedTuple):
     valid: torch.Tensor        # () bool: False when state or scores were non-finite (fallback used)
     elite_plans: torch.Tensor  # (K, H, A) the last iteration's elites, best first (for visualisation)
     scores: torch.Tensor       # (N,) the last iteration's objective of every sampled sequence
+    action_std: torch.Tensor   # (A,) the refit sampling std of the first action (what the planner is unsure of)
 
 
 def colored_filter(horizon: int, beta: float) -> torch.Tensor:
@@ -124,4 +125,4 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)
     plan = torch.where(valid, mean, fallback)
     next_plan = torch.cat([plan[1:], plan[-1:]])
-    return PlanOutput(plan[0], next_plan, plan_obj, plan_spread[0], valid, elite, obj)
+    return PlanOutput(plan[0], next_plan, plan_obj, plan_spread[0], valid, elite, obj, std[0])

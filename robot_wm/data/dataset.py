@@ -45,12 +45,18 @@ def check_action_bounds(path, action: np.ndarray, low, high) -> None:
 
 class EpisodeDataset:
     """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... Appending never
-    rewrites an existing file; temp files from an interrupted write are ignored."""
+    rewrites an existing file; temp files from an interrupted write are ignored.
 
-    def __init__(self, root: str | Path):
+    A folder that does not exist is an error (a mistyped path read as "0 episodes" and left behind as a new
+    folder before) unless ``create`` (a writer starting one)."""
+
+    def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():  # "[Errno 17] File exists" before
             raise ValueError(f"episode folder {str(self.root)!r} is a file, not a folder")
+        if not create and not self.root.is_dir():
+            raise FileNotFoundError(f"episode folder {str(self.root)!r} does not exist (to start a new one, "
+                                    "EpisodeDataset(path, create=True))")
         self.root.mkdir(parents=True, exist_ok=True)
         self._episodes: list[Episode] = []
         self.refresh()

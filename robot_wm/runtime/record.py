@@ -55,7 +55,7 @@ class DeploymentRecorder:
         except (TypeError, ValueError) as e:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
-        self.data = EpisodeDataset(root)
+        self.data = EpisodeDataset(root, create=True)
         self._reset()
 
     def _reset(self) -> None:
