@@ -125,7 +125,7 @@ def flips(base: Path, work: Path, n: int) -> None:
     ep_path = base / "episodes" / "episode_000000.npz"
     ref, blob = Episode.load(ep_path), ep_path.read_bytes()
     js = RunDir(base).latest_checkpoint()
-    ref_model, _ = load_checkpoint(js)
+    ref_model, ref_meta = load_checkpoint(js)
     files = {"episode": blob, "weights": js.with_suffix(".safetensors").read_bytes(), "config": js.read_bytes()}
     d = work / "flips"
     d.mkdir()
@@ -143,8 +143,9 @@ def flips(base: Path, work: Path, n: int) -> None:
                 else:
                     (d / js.name).write_bytes(bad if kind == "config" else files["config"])
                     (d / js.with_suffix(".safetensors").name).write_bytes(bad if kind == "weights" else files["weights"])
-                    got, _ = load_checkpoint(d / js.name)
-                    same = all(torch.equal(got.state_dict()[k], v) for k, v in ref_model.state_dict().items())
+                    got, meta = load_checkpoint(d / js.name)
+                    same = meta == ref_meta and all(torch.equal(got.state_dict()[k], v)
+                                                    for k, v in ref_model.state_dict().items())
                 survived += same  # loaded: must be exactly the original (a flip in unused header bytes)
                 loaded_same += same
             except ValueError as e:
@@ -1235,7 +1236,8 @@ def probe5_defects(base: Path, planner: Path, work: Path) -> None:
         from robot_wm.data.episode import Episode
 
         ep = RunDir(base).dataset()[0]
-        a, b = EpisodeDataset(work / "p5-rec"), EpisodeDataset(work / "p5-rec")  # two recorders, one folder
+        a = EpisodeDataset(work / "p5-rec", create=True)  # two recorders, one folder
+        b = EpisodeDataset(work / "p5-rec")
         a.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
         path = b.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
         return len(EpisodeDataset(work / "p5-rec")) == 2, f"the second stored as {path.name}"

@@ -49,7 +49,7 @@ def synthetic_episode(rng: np.random.Generator, steps: int) -> Episode:
 
 def synthetic_dataset(root, episodes: int = 40, steps: int = 25, seed: int = 0) -> EpisodeDataset:
     rng = np.random.default_rng(seed)
-    data = EpisodeDataset(root)
+    data = EpisodeDataset(root, create=True)
     for _ in range(episodes):
         data.append(synthetic_episode(rng, steps))
     return data

@@ -344,14 +344,15 @@ def damage_bytes(path: Path, how: str) -> None:
 
 
 CHECKPOINT_DAMAGE = ["weights-truncate", "weights-flip", "weights-empty", "weights-missing", "json-garbage",
-                     "json-no-weights", "json-bad-elites", "foreign-model", "huge-spec", "json-of-another-round"]
+                     "json-no-weights", "json-bad-elites", "foreign-model", "huge-spec", "json-of-another-round",
+                     "json-one-value-changed"]
 
 
 def damage_checkpoint(run: Path, how: str) -> Path:
     """Damage the run's latest checkpoint; returns the JSON path."""
     import torch
 
-    from robot_wm.model.checkpoint import save_checkpoint
+    from robot_wm.model.checkpoint import save_checkpoint, sealed
     from robot_wm.run_dir import RunDir
     from robot_wm.train import new_model
     from robot_wm.config import ModelConfig
@@ -366,21 +367,24 @@ def damage_checkpoint(run: Path, how: str) -> Path:
             damage_bytes(st, how.split("-")[1])
     elif how == "json-garbage":
         damage_bytes(js, "garbage")
-    elif how == "json-no-weights":
-        js.write_text(json.dumps({"format": meta["format"]}))
+    elif how == "json-no-weights":  # hand-made JSONs below carry a matching config hash: the later checks refuse them
+        js.write_text(json.dumps(sealed({"format": meta["format"]})))
     elif how == "json-bad-elites":
-        js.write_text(json.dumps({**meta, "elites": [99]}))
+        js.write_text(json.dumps(sealed({**meta, "elites": [99]})))
     elif how == "foreign-model":  # another model's weights, with a hash that matches them
         torch.manual_seed(1)
         other = new_model(3, 2, np.full(2, -1.0), np.ones(2), ModelConfig(hidden=8, ensemble_size=2, elites=1))
         o = save_checkpoint(other, run.parent / "foreign", [0])
         shutil.copy(o.with_suffix(".safetensors"), st)
-        js.write_text(json.dumps({**meta, "sha256": json.loads(o.read_text())["sha256"]}))
+        js.write_text(json.dumps(sealed({**meta, "sha256": json.loads(o.read_text())["sha256"]})))
     elif how == "huge-spec":  # a hand-made spec asking for terabytes, hash intact
-        js.write_text(json.dumps({**meta, "spec": {**meta["spec"], "hidden": 10**7}}))
+        js.write_text(json.dumps(sealed({**meta, "spec": {**meta["spec"], "hidden": 10**7}})))
     elif how == "json-of-another-round":  # evaluated that round's weights while latest.json named this one
-        js.write_text(json.dumps({**meta, "round": meta["round"] - 1,
-                                  "weights": f"model_r{meta['round'] - 1:04d}.safetensors"}))
+        js.write_text(json.dumps(sealed({**meta, "round": meta["round"] - 1,
+                                         "weights": f"model_r{meta['round'] - 1:04d}.safetensors"})))
+    elif how == "json-one-value-changed":  # value_scale 159.99 -> 959.99 loaded silently (probe 10)
+        js.write_text(js.read_text().replace('"value_scale": 1', '"value_scale": 9', 1))
+        assert json.loads(js.read_text()) != meta
     else:
         raise ValueError(how)
     return js

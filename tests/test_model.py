@@ -11,7 +11,7 @@ from conftest import SMALL_MODEL, synthetic_dataset, true_step
 
 from robot_wm.data.dataset import concat
 from robot_wm.metrics import multistep_error
-from robot_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from robot_wm.model.checkpoint import load_checkpoint, save_checkpoint, sealed
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
 from robot_wm.model.folded import FoldedModel
 from robot_wm.model.imagine import imagine, score_sequences
@@ -195,7 +195,7 @@ def test_damaged_checkpoint_raises_value_error(trained_synthetic, tmp_path, dama
         other_json = save_checkpoint(other, tmp_path / "other", [0])
         meta = json.loads(path.read_text())
         meta.update(weights="other.safetensors", sha256=json.loads(other_json.read_text())["sha256"])
-        path.write_text(json.dumps(meta))
+        path.write_text(json.dumps(sealed(meta)))
     with pytest.raises(ValueError) as err:
         load_checkpoint(path)
     assert "m.json" in str(err.value) or "m.safetensors" in str(err.value) or "other.safetensors" in str(err.value)

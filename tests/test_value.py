@@ -13,7 +13,7 @@ from policies.mpc.planner import LearnedScore, MPCPlanner
 from policies.mpc.step import StepSpec
 from robot_wm.config import ValueConfig
 from robot_wm.data.episode import Episode
-from robot_wm.model.checkpoint import load_checkpoint, load_checkpoint_parts, save_checkpoint
+from robot_wm.model.checkpoint import load_checkpoint, load_checkpoint_parts, save_checkpoint, sealed
 from robot_wm.model.imagine import imagine, score_sequences
 from robot_wm.model.value import ActorCritic, ValueSpec, episode_discount, new_value
 from robot_wm.train_value import TDData, td_targets, train_value
@@ -194,7 +194,7 @@ def test_checkpoint_round_trip_with_value(value_and_model, tmp_path):
     model, ac = value_and_model
     path = save_checkpoint(model, tmp_path / "m", [0, 1], extra={"round": 0}, value=ac)
     meta = json.loads(path.read_text())
-    assert meta["format"] == "robot-wm/world-model/2" and meta["value_spec"]["q_heads"] == 2
+    assert meta["format"] == "robot-wm/world-model/3" and meta["value_spec"]["q_heads"] == 2
     _, v2, _ = load_checkpoint_parts(path)
     probe = torch.tensor([[0.1], [0.8]])
     with torch.no_grad():
@@ -212,12 +212,15 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     meta = json.loads(path.read_text())
     bad = dict(meta, value_spec={**meta["value_spec"], "hidden": 999})  # spec that does not fit the tensors
     path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"changed after it was written \(its config_sha256"):
+        load_checkpoint_parts(path)
+    path.write_text(json.dumps(sealed(bad)))  # the same edit with its hash recomputed: the tensors refuse it
     with pytest.raises(ValueError, match=r"does not fit.*value tensors"):
         load_checkpoint_parts(path)
-    path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/3")))
-    with pytest.raises(ValueError, match=r"format 'robot-wm/world-model/3'.*newer robot-wm"):
+    path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/4")))
+    with pytest.raises(ValueError, match=r"format 'robot-wm/world-model/4'.*newer robot-wm"):
         load_checkpoint_parts(path)
-    path.write_text(json.dumps(dict(meta, value_spec=None)))  # value tensors without a spec
+    path.write_text(json.dumps(sealed(dict(meta, value_spec=None))))  # value tensors without a spec
     with pytest.raises(ValueError, match="does not fit"):
         load_checkpoint_parts(path)
 
@@ -240,7 +243,7 @@ def test_checkpoint_with_nan_weights_and_a_matching_hash_is_refused(value_and_mo
     tensors[key].view(-1)[3] = float("nan")
     blob = st_save(tensors)
     weights.write_bytes(blob)
-    path.write_text(json.dumps(dict(meta, sha256=hashlib.sha256(blob).hexdigest())))
+    path.write_text(json.dumps(sealed(dict(meta, sha256=hashlib.sha256(blob).hexdigest()))))
     with pytest.raises(ValueError, match=rf"non-finite weights in \['{key}'\]"):
         load_checkpoint_parts(path)
 

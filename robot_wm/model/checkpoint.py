@@ -2,8 +2,10 @@
 Loading never unpickles anything.
 
 Format 2 holds the world model (its tensors unprefixed, as in format 1) and, when the run learns one,
-the value and policy (``value.``-prefixed tensors, ``value_spec`` in the JSON). Format 1 files (world
-model only) still load, without a value."""
+the value and policy (``value.``-prefixed tensors, ``value_spec`` in the JSON). Format 3 is format 2 with
+the JSON's own hash (``config_sha256``, over every other key): the weights' ``sha256`` never covered the
+JSON, so one changed byte in a spec, ``value_scale`` or the elites loaded silently. Format 1 files (world
+model only) and format 2 files still load (without that check)."""
 
 from __future__ import annotations
 
@@ -18,16 +20,28 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import robot_wm
-from robot_wm.io import atomic_write_bytes, atomic_write_json, check_regular_file, loads_json
+from robot_wm.io import atomic_write_bytes, atomic_write_json, check_regular_file, finite_json, loads_json
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
 from robot_wm.model.value import ActorCritic, ValueSpec
 
-FORMAT = "robot-wm/world-model/2"
-FORMATS = ("robot-wm/world-model/1", FORMAT)
+FORMAT = "robot-wm/world-model/3"
+FORMATS = ("robot-wm/world-model/1", "robot-wm/world-model/2", FORMAT)
+CONFIG_HASH_KEY = "config_sha256"
 MAX_CONFIG_BYTES = 16 << 20
 MAX_WEIGHTS_BYTES = 8 << 30
 """A checkpoint larger than these is refused before it is read (a symlink to /dev/zero read until OOM)."""
 VALUE_PREFIX = "value."
+
+
+def config_digest(meta: dict) -> str:
+    """sha256 of a checkpoint JSON's content, every key but ``config_sha256`` (canonical: sorted keys)."""
+    body = finite_json({k: v for k, v in meta.items() if k != CONFIG_HASH_KEY})  # as atomic_write_json stores it
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def sealed(meta: dict) -> dict:
+    """``meta`` with its ``config_sha256``."""
+    return {**meta, CONFIG_HASH_KEY: config_digest(meta)}
 
 
 class TrainingDivergedError(ValueError):
@@ -61,7 +75,7 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
         "sha256": hashlib.sha256(blob).hexdigest(),
         **(extra or {}),
     }
-    atomic_write_json(stem.with_suffix(".json"), meta)
+    atomic_write_json(stem.with_suffix(".json"), sealed(meta))
     return stem.with_suffix(".json")
 
 
@@ -104,6 +118,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     if meta["format"] not in FORMATS:
         raise ValueError(f"checkpoint {str(cfg_path)!r} has format {meta['format']!r}; this robot-wm "
                          f"({robot_wm.__version__}) reads {', '.join(FORMATS)}: a newer robot-wm wrote it")
+    if meta["format"] == FORMAT:
+        if meta.get(CONFIG_HASH_KEY) != config_digest(meta):
+            raise ValueError(f"checkpoint config {str(cfg_path)!r} was changed after it was written (its "
+                             f"{CONFIG_HASH_KEY} does not match its content): a damaged or edited file; use "
+                             "another round (checkpoints/model_rNNNN.json) or retrain")
     if not isinstance(meta.get("weights"), str) or not isinstance(meta.get("spec"), dict) or \
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
