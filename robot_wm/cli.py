@@ -154,16 +154,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
-    from sim.randomize import shift_overrides
+    from sim.randomize import shift_then
 
-    shift = shift_overrides(a.shift)
-    # an override of the field the named shift sets ran, while the result was labelled with the shift (ninth probe)
-    named = {o.partition("=")[0] for o in shift if o not in shift_overrides("nominal")}
-    if clash := [o for o in a.args if o.partition("=")[0].strip() in named]:
-        raise ValueError(f"--shift {a.shift} sets {', '.join(sorted(named))}; {', '.join(clash)} would replace it "
-                         "(the result would be labelled with a shift it did not run): give one or the other")
     # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
-    with _session(a.run_dir, shift + a.args + rerun_overrides(a), not a.no_progress, command="eval") as s:
+    with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval") as s:
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]

@@ -58,6 +58,44 @@ def check_observation_scale(path, obs: np.ndarray, low: np.ndarray, high: np.nda
                          "or another order? Fine-tuning on them would break the model on the run's own states")
 
 
+def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: int,
+                   action_repeat: int | None = None, bounds: tuple | None = None,
+                   obs_range: tuple | None = None) -> None:
+    """Refuse one recorded episode that does not fit the run (``recorded_episodes`` says what is checked)."""
+    if ep.meta.get("source") not in ("robot", "sim-robot"):
+        raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
+                         f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
+    recorded_task = ep.meta.get("task")
+    if not isinstance(recorded_task, str) or (canonical_task(recorded_task) or recorded_task) != (
+            canonical_task(task) or task):  # cup-catch and ball_in_cup-catch are one task
+        raise ValueError(f"recorded episode {str(path)!r} is from task {recorded_task!r}, the run is {task!r}")
+    # A robot without a reward is stored as zeros: the reward head and the value learned them. Only a
+    # recording that says (JSON true) that its rewards are the robot's is taken: a missing key, null, 0 or
+    # "false" passed the earlier `is False` (eighth probe)
+    if (known := ep.meta.get("reward_known")) is not True:
+        why = "the robot reported none: meta reward_known=false" if known is False else \
+            f"meta reward_known={known!r}, expected true" if "reward_known" in ep.meta else \
+            "its meta does not say reward_known=true"
+        raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
+                         "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
+                         "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
+    recorded = ep.meta.get("action_repeat")
+    if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
+        raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="
+                         f"{recorded!r}); expected a whole number (`robot-wm deploy --record` writes it)")
+    if action_repeat is not None and recorded != action_repeat:
+        # a transition then spans another time step: mixed in, the 1-step error went from 0.035 to 2.16
+        raise ValueError(f"recorded episode {str(path)!r} was driven at action repeat {recorded}, the run's model "
+                         f"at {action_repeat}: its transitions span another time step")
+    if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
+        raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
+                         f"action dimensions, the run's model {obs_dim} and {act_dim}")
+    if bounds is not None:
+        check_action_bounds(path, ep.action, *bounds)
+    if obs_range is not None:
+        check_observation_scale(path, ep.obs, *obs_range)
+
+
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
                       action_repeat: int | None = None, bounds: tuple | None = None,
                       obs_range: tuple | None = None) -> EpisodeDataset:
@@ -73,38 +111,7 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
                          "`robot-wm deploy --record`)")
     for path, ep in zip(src.paths(), src):
-        if ep.meta.get("source") not in ("robot", "sim-robot"):
-            raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
-                             f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
-        recorded_task = ep.meta.get("task")
-        if not isinstance(recorded_task, str) or (canonical_task(recorded_task) or recorded_task) != (
-                canonical_task(task) or task):  # cup-catch and ball_in_cup-catch are one task
-            raise ValueError(f"recorded episode {str(path)!r} is from task {recorded_task!r}, the run is {task!r}")
-        # A robot without a reward is stored as zeros: the reward head and the value learned them. Only a
-        # recording that says (JSON true) that its rewards are the robot's is taken: a missing key, null, 0 or
-        # "false" passed the earlier `is False` (eighth probe)
-        if (known := ep.meta.get("reward_known")) is not True:
-            why = "the robot reported none: meta reward_known=false" if known is False else \
-                f"meta reward_known={known!r}, expected true" if "reward_known" in ep.meta else \
-                "its meta does not say reward_known=true"
-            raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
-                             "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
-                             "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
-        recorded = ep.meta.get("action_repeat")
-        if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
-            raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="
-                             f"{recorded!r}); expected a whole number (`robot-wm deploy --record` writes it)")
-        if action_repeat is not None and recorded != action_repeat:
-            # a transition then spans another time step: mixed in, the 1-step error went from 0.035 to 2.16
-            raise ValueError(f"recorded episode {str(path)!r} was driven at action repeat {recorded}, the run's model "
-                             f"at {action_repeat}: its transitions span another time step")
-        if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
-            raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
-                             f"action dimensions, the run's model {obs_dim} and {act_dim}")
-        if bounds is not None:
-            check_action_bounds(path, ep.action, *bounds)
-        if obs_range is not None:
-            check_observation_scale(path, ep.obs, *obs_range)
+        check_recorded(path, ep, task, obs_dim, act_dim, action_repeat, bounds, obs_range)
     return src
 
 
@@ -154,9 +161,15 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
     sim = list(s.run.dataset())
     seen = np.concatenate([e.obs for e in sim]) if sim else None
-    added = import_episodes(s.run, source, cfg.env.task, env.observation_spec.dim, env.action_spec.dim,
-                            cfg.env.action_repeat, (env.action_spec.low, env.action_spec.high),
-                            None if seen is None else (seen.min(0), seen.max(0)))
+    checks = (cfg.env.task, env.observation_spec.dim, env.action_spec.dim, cfg.env.action_repeat,
+              (env.action_spec.low, env.action_spec.high), None if seen is None else (seen.min(0), seen.max(0)))
+    held = EpisodeDataset(s.run.root / ROBOT_DIR) if (s.run.root / ROBOT_DIR).is_dir() else []
+    for path, ep in zip(held.paths() if held else [], held):  # the run's own robot episodes are trained on
+        try:                                                  # again: a file put or edited there was never
+            check_recorded(path, ep, *checks)                 # checked (tenth probe)
+        except ValueError as e:
+            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file out to go on)") from None
+    added = import_episodes(s.run, source, *checks)
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
     meta_before = s.run.records("train")[-1] if s.run.records("train") else {}

@@ -152,3 +152,14 @@ def shift_overrides(name: str) -> list[str]:
         raise ValueError(f"unknown shift {name!r}; expected nominal or one of: {', '.join(SHIFTS)}")
     fields = {**NOMINAL, **SHIFTS.get(name, {})}
     return [f"env.randomize.{k}={json.dumps(v)}" for k, v in fields.items()]  # JSON arrays and numbers are TOML
+
+
+def shift_then(name: str, overrides: list[str]) -> list[str]:
+    """The named shift's overrides followed by ``overrides`` (``env.``-prefixed), refusing an override of a
+    field the shift sets: it ran while the result was labelled with the shift (probes 9 and 10)."""
+    shift = shift_overrides(name)
+    named = {o.partition("=")[0] for o in shift if o not in shift_overrides("nominal")}
+    if clash := [o for o in overrides if o.partition("=")[0].strip() in named]:
+        raise ValueError(f"--shift {name} sets {', '.join(sorted(named))}; {', '.join(clash)} would replace it "
+                         "(the result would be labelled with a shift it did not run): give one or the other")
+    return shift + overrides

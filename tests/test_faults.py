@@ -1235,6 +1235,23 @@ def test_finetune_refuses_recorded_actions_outside_the_bounds(run_copy, planner_
     assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))
 
 
+def test_deploy_records_the_task_the_simulated_robot_ran(run_copy, planner_file, tmp_path, capsys):
+    """`deploy --sim task=cartpole-balance --record` ran balance and labelled the episodes with the planner's
+    task (swingup): finetune took them as swingup data (tenth probe). And `--shift` with an override of the
+    field it sets is refused, as `eval` refuses it."""
+    rec = tmp_path / "rec"
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec), "--threads", "1",
+                  "--sim", "task=cartpole-balance", "max_env_steps=100")
+    assert rc == 0 and "on cartpole-balance" in out, out
+    assert json.loads(str(np.load(next(rec.glob("episode_*.npz")))["meta"]))["task"] == "cartpole-balance"
+    rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
+    assert rc == 2 and "cartpole-balance" in out, out
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(tmp_path / "r2"),
+                  "--shift", "friction-1.5", "--sim", "randomize.friction=[0.1,0.1]")
+    assert rc == 2 and "--shift friction-1.5 sets env.randomize.friction" in out, out
+    assert not (tmp_path / "r2").exists()
+
+
 @pytest.mark.parametrize("how, needle", [
     ("nul", "holds a NUL byte"),
     ("below_file", "which is a file, not a folder"),

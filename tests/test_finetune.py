@@ -4,6 +4,7 @@ fine-tuning on them lowers the model's error there; the records say which data c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,33 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     assert len(RunDir(run).dataset()) == 2  # the simulated dataset is untouched
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ({"scale": 1e6}, "is outside the action bounds"),
+    ({"task": "cartpole-balance"}, "is from task 'cartpole-balance'"),
+    ({"reward_known": False}, "has no known reward"),
+    ({"action_repeat": 4}, "driven at action repeat 4"),
+])
+def test_finetune_checks_the_runs_own_robot_episodes_again(run_and_data, tmp_path, capsys, edit, needle):
+    """A file put or edited in RUN/robot/ was trained on by the next finetune with exit 0 (tenth probe)."""
+    import shutil
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    if not (run / "robot").is_dir():
+        assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    path = sorted((run / "robot").glob("episode_*.npz"))[-1]
+    ep = Episode.load(path)
+    action = ep.action * edit.get("scale", 1.0)
+    meta = {**ep.meta, **{k: v for k, v in edit.items() if k != "scale"}}
+    path.unlink()
+    Episode(ep.obs, action, ep.reward, ep.physics_state, meta).save(path)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and path.name in err and "the run's robot data" in err, err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
 
 
 def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys):

@@ -40,7 +40,9 @@ def _deploy(a: argparse.Namespace) -> int:
     if not task:
         raise ValueError("the planner file names no task: pass --task")
     repeat = a.action_repeat or m.action_repeat or EnvConfig().action_repeat
-    robot = SimRobot(make_env(_robot_env(task, repeat, a.shift, a.sim)))
+    sim_env = _robot_env(task, repeat, a.shift, a.sim)
+    task = sim_env.task  # what the robot runs (--sim task=...): a recording labelled with the planner's was trusted
+    robot = SimRobot(make_env(sim_env))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
     if not math.isfinite(m.control_period):
         print(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
@@ -159,7 +161,7 @@ def _save(rec, robot, goals: list, lost: list, interrupted: bool = False):
 def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
     """The simulated robot's ``EnvConfig``: the task, perturbed by a named shift and ``env.*`` overrides."""
     from robot_wm.config import EnvConfig, RunConfig, apply_overrides
-    from sim.randomize import shift_overrides
+    from sim.randomize import shift_then
 
     extra = [o if o.startswith("env.") else f"env.{o}" for o in overrides]
     if task == "mjcf" and not any(o.startswith(("env.mjcf=", "env.reward=")) for o in extra):
@@ -167,7 +169,7 @@ def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
                          "reward=module:function (as in the run's config.toml), or drive the real robot through "
                          "robot_wm.runtime (ControlLoop with your Robot)")
     cfg = RunConfig(env=EnvConfig(task=task, action_repeat=repeat))
-    return apply_overrides(cfg, [*shift_overrides(shift), *extra]).env
+    return apply_overrides(cfg, shift_then(shift, extra)).env
 
 
 def register(sub) -> None:
