@@ -59,8 +59,13 @@ ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "m
                        "value.q_heads", "value.hidden", "value.layers", "value.discount")
 
 
+TRAINING_FIXED = ("value.enabled",)
+"""What a command that writes a checkpoint round (train, finetune) may not change one-off: `train RUN
+value.enabled=false` wrote a round without the value, and the next plain train started a new one (tenth probe)."""
+
+
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
-             fixed: tuple[str, ...] = ()):
+             fixed: tuple[str, ...] = (), trains: bool = False):
     """A session on an existing run directory: its saved config plus this command's one-off ``overrides``
     (never saved; every record the command writes names them). ``fixed``: fields the overrides may not
     change. ``lock``: hold the run's writer lock (every command that writes)."""
@@ -75,7 +80,10 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     changes = cfgmod.changed_fields(saved, cfg)
     for fields, why in ((ARCHITECTURE_FIELDS, "its checkpoints hold the run's (networks, elites, the value's "
                                               "discount)"),  # train and export
-                        (fixed, "its episodes were collected with the run's values")):  # kept them, exit 0, before
+                        (fixed, "its episodes were collected with the run's values"),  # kept them, exit 0, before
+                        (TRAINING_FIXED if trains else (), "the round it writes would drop the run's value, and "
+                         "the next round would start a new one; to plan without the value: `robot-wm eval RUN "
+                         "--planner pets` or `robot-wm export RUN value.enabled=false`")):
         if bad := [k for k in changes if k in fields]:
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
@@ -143,7 +151,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS) as s:
+    with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS, trains=True) as s:
         s.latest_model()
         s.train(s.run.next_round())
         last = s.run.records("train")[-1]

@@ -10,7 +10,8 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     from robot_wm.cli import DATA_FIELDS, _session
     from robot_wm.finetune import finetune
 
-    with _session(a.run_dir, a.args, not a.no_progress, command="finetune", fixed=DATA_FIELDS) as s:
+    with _session(a.run_dir, a.args, not a.no_progress, command="finetune", fixed=DATA_FIELDS,
+                  trains=True) as s:
         rec = finetune(s, a.data, a.weight, progress=not a.no_progress)
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
     print(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "

@@ -264,11 +264,15 @@ def _check_robot(run: RunDir, cfg: RunConfig, env: Env) -> None:
     recorded, now = run.manifest().get("robot"), env.fingerprint()
     if not isinstance(recorded, dict) or not now or recorded == now:
         return  # a suite task, or a run created before robots were recorded
-    parts = {"model_sha256": f"env.mjcf {cfg.env.mjcf!r} compiles to another model",
-             "reward_sha256": f"env.reward {cfg.env.reward!r} is defined in another file",
-             "observe_sha256": f"env.observe {cfg.env.observe!r} is defined in another file",
-             "reset_sha256": f"env.reset {cfg.env.reset!r} is defined in another file"}
-    differ = [why for k, why in parts.items() if recorded.get(k) != now.get(k)]
+    parts = {"model_sha256": f"env.mjcf {cfg.env.mjcf!r} compiles to another model"}
+    for what in ("reward", "observe", "reset"):
+        name = getattr(cfg.env, what)
+        parts[f"{what}_sha256"] = f"env.{what} {name!r} is defined in another or a changed file"
+        parts[f"{what}_imports_sha256"] = f"a module env.{what} {name!r} imports from beside it differs"
+    # keys a run created before they were recorded lacks are not compared
+    differ = [why for k, why in parts.items() if k in recorded and recorded.get(k) != now.get(k)]
+    if not differ:
+        return
     raise ValueError(f"the robot is not the one run {str(run.root)!r} was created with: {'; '.join(differ)} (relative "
                      f"paths and modules are found from the working directory, {os.getcwd()!r}). Run the command "
                      "where the run's robot files are, or start a new run_dir for this robot")

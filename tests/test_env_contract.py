@@ -373,7 +373,9 @@ def test_a_run_refuses_another_robot_found_under_the_same_names(tmp_path):
     def robot(folder, gear: str, sign: str):
         folder.mkdir()
         (folder / "slider.xml").write_text(SLIDER_XML.format(gear=gear))
-        (folder / "my_task.py").write_text(f"def reward(model, data):\n    return {sign}float(data.qpos[0])\n")
+        (folder / "helper.py").write_text("SCALE = 1.0\n")
+        (folder / "my_task.py").write_text(f"from helper import SCALE\n\n\ndef reward(model, data):\n"
+                                           f"    return {sign}SCALE * float(data.qpos[0])\n")
         return folder
 
     a, b, run = robot(tmp_path / "a", "1", ""), robot(tmp_path / "b", "-1", "-"), tmp_path / "run"
@@ -391,9 +393,39 @@ def test_a_run_refuses_another_robot_found_under_the_same_names(tmp_path):
     r = cli(b, "eval", str(run), "--episodes", "1", "--no-progress")
     assert r.returncode == 2 and "the robot is not the one run" in r.stderr, r.stderr
     assert "env.mjcf 'slider.xml' compiles to another model" in r.stderr
-    assert "env.reward 'my_task:reward' is defined in another file" in r.stderr
+    assert "env.reward 'my_task:reward' is defined in another or a changed file" in r.stderr
     assert sorted(p.name for p in (run / "eval").glob("*.npz")) == episodes  # nothing appended
     assert cli(a, "eval", str(run), "--episodes", "1", "--no-progress").returncode == 0  # its own robot: fine
+    # A module the reward imports from beside it, changed: another reward under the same file (tenth probe).
+    (a / "helper.py").write_text("SCALE = -1000.0\n")
+    r = cli(a, "collect", str(run), "--episodes", "1", "--no-progress")
+    assert r.returncode == 2 and "a module env.reward 'my_task:reward' imports from beside it differs" in r.stderr, \
+        r.stderr
+    assert len(list((run / "episodes").glob("*.npz"))) == 2  # nothing appended
+
+
+def test_local_imports_follow_the_users_modules_only(tmp_path, monkeypatch):
+    """The robot fingerprint's helper modules: absolute and relative imports beside the function's file,
+    transitively; the standard library and installed packages are not the user's."""
+    from sim.mjcf import _imports_sha256, _local_imports
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "task.py").write_text("import os\nimport numpy as np\nfrom .util import K\n\n\n"
+                                 "def reward(m, d):\n    return K\n")
+    (pkg / "util.py").write_text("from shared import BASE\nK = BASE\n")
+    (tmp_path / "shared.py").write_text("BASE = 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    fn = importlib.import_module("pkg.task").reward
+    assert sorted(str(p.relative_to(tmp_path)) for p in _local_imports(fn)) == ["pkg/__init__.py", "pkg/util.py",
+                                                                                "shared.py"]
+    before = _imports_sha256(fn)
+    (tmp_path / "shared.py").write_text("BASE = -1000.0\n")
+    assert _imports_sha256(fn) != before
+    assert _local_imports(np.sum) == [] and _imports_sha256(lambda m, d: 0.0) is None
 
 
 @pytest.mark.parametrize("cfg", [{"task": "cartpole-swingup"}, "cartpole-swingup", None])

@@ -388,6 +388,17 @@ def test_what_the_checkpoint_holds_cannot_be_overridden(run, capsys, command, ov
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_training_cannot_drop_the_value_one_off(run, tmp_path, capsys, command):
+    """`train RUN value.enabled=false` wrote a round without the value; the next plain train wrote one with a new
+    value trained 0 updates, and eval reported the learned planner without it (tenth probe)."""
+    before = snapshot(run)
+    extra = ["--data", str(tmp_path)] if command == "finetune" else []
+    rc, out = _cli(capsys, command, str(run), *extra, "--no-progress", "value.enabled=false")
+    assert rc == 2 and "value.enabled (the run has True, got False)" in out and "--planner pets" in out, out
+    assert snapshot(run) == before
+
+
 def test_export_takes_only_overrides_that_change_the_planner(run, tmp_path, capsys):
     """env.randomize.* and eval_episodes were listed in the file's metadata though neither can change the planner
     (probe of 2026-11-26)."""
