@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +82,7 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     for fields, why in ((ARCHITECTURE_FIELDS, "its checkpoints hold the run's (networks, elites, the value's "
                                               "discount)"),  # train and export
                         (fixed, "its episodes were collected with the run's values"),  # kept them, exit 0, before
+                        (("run_dir",), "the run is the command's RUN argument (the override was ignored)"),
                         (TRAINING_FIXED if trains else (), "the round it writes would drop the run's value, and "
                          "the next round would start a new one; to plan without the value: `robot-wm eval RUN "
                          "--planner pets` or `robot-wm export RUN value.enabled=false`")):
@@ -165,7 +167,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from sim.randomize import shift_then
 
     # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
-    with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval") as s:
+    # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
+    with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
+                  fixed=DATA_FIELDS) as s:
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]
@@ -371,15 +375,27 @@ def resume_hint(args: argparse.Namespace) -> str:
     return ""
 
 
+def _target_of(path: str) -> str:
+    """The file the user asked for where ``path`` is ``atomic_write``'s hidden ``.NAME.XXXX.tmp`` beside it."""
+    from robot_wm.io import TEMP_SUFFIX
+
+    p = Path(path)
+    if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.name.count(".") >= 3:
+        return str(p.with_name(p.name[1:-len(TEMP_SUFFIX)].rsplit(".", 1)[0]))
+    return path
+
+
 def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str:
     """An operating-system error as a sentence naming the file and what to do about it."""
-    name = repr(e.filename) if e.filename else "a file"
+    name = repr(_target_of(str(e.filename))) if e.filename else "a file"
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on the device writing {name}: free some space. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out
+        out_given = bool(getattr(args, "out", None))  # advised --out to a user who had given it (tenth probe)
         where = ["make it writable"] + [w for w, has in (("choose a writable run_dir", getattr(args, "command", None)
-                                                          == "run"), ("--out", hasattr(args, "out")),
+                                                          == "run"), ("choose another --out" if out_given else
+                                                                      "--out", hasattr(args, "out")),
                                                          ("--storage", hasattr(args, "storage"))) if has]
         return f"cannot write {name} ({e.strerror}): {' or '.join(where)}. {SAVED}"
     if e.errno == errno.ENAMETOOLONG:

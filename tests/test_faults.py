@@ -869,6 +869,10 @@ def test_a_read_only_file_is_told_with_the_flags_the_command_has():
     assert all(t.startswith("cannot write '/r/checkpoints/x' (Read-only file system): make it writable") for t in told.values())
     assert "--out" not in told["train"] + told["eval"] + told["run"] and "--out" in told["export"]
     assert "run_dir" in told["run"] and "run_dir" not in told["train"]
+    # the hidden temp file of an atomic write is named as the file the user asked for (tenth probe)
+    tmp = OSError(errno.EPERM, "Operation not permitted", "/ro/.p.onnx.yt67wb6i.tmp")
+    told = describe_os_error(tmp, build_parser().parse_args(["export", "/r", "--out", "/ro/p.onnx"]))
+    assert told.startswith("cannot write '/ro/p.onnx' (Operation not permitted)") and "another --out" in told, told
 
 
 @pytest.mark.parametrize("name, command", [("metrics.jsonl", "train"), ("metrics.jsonl", "eval"),

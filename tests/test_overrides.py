@@ -41,15 +41,16 @@ def run(tiny_run_dir, tmp_path) -> Path:
 
 # --- defect 2: one-off overrides ----------------------------------------------------------------
 def test_eval_override_is_one_off_and_recorded(run, tmp_path, capsys):
-    """The issue's reproduction: `eval RUN env.action_repeat=2`, then a plain export must still write the
-    run's action repeat (8) and control period (0.08 s)."""
+    """The issue's reproduction was `eval RUN env.action_repeat=2` (refused now: the model's time step is the
+    run's); a one-off episode length, then a plain export must still write the run's action repeat (8) and
+    control period (0.08 s)."""
     config = (run / "config.toml").read_bytes()
-    rc, out = _cli(capsys, "eval", str(run), "env.action_repeat=2", "--episodes", "1", "--no-progress")
+    rc, out = _cli(capsys, "eval", str(run), "env.max_env_steps=400", "--episodes", "1", "--no-progress")
     assert rc == 0, out
     assert (run / "config.toml").read_bytes() == config
     last = read_jsonl(run / "metrics.jsonl")[-1]
-    assert last["phase"] == "eval" and last["overrides"] == ["env.action_repeat=2"]
-    assert last["control_steps"] == 100  # the override did apply to this command: 200 steps at repeat 2
+    assert last["phase"] == "eval" and last["overrides"] == ["env.max_env_steps=400"]
+    assert last["control_steps"] == 50  # the override did apply to this command: 400 steps at repeat 8
     rc, out = _cli(capsys, "export", str(run), "--out", str(tmp_path / "p.onnx"))
     assert rc == 0, out
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "p.onnx")).metadata_props}
@@ -386,6 +387,19 @@ def test_what_the_checkpoint_holds_cannot_be_overridden(run, capsys, command, ov
     rc, out = _cli(capsys, command, str(run), *extra, override)
     assert rc == 2 and override.split("=")[0] in out and "its checkpoints hold the run's" in out, out
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("env.action_repeat=4", "its episodes were collected with the run's values"),
+    ("run_dir=/tmp/robot-wm-elsewhere", "the run is the command's RUN argument"),
+])
+def test_eval_refuses_another_time_step_or_run_dir(run, capsys, override, needle):
+    """`eval RUN env.action_repeat=4` on a model of repeat 8 reported a return, exit 0; `eval RUN run_dir=X`
+    ignored X silently (tenth probe)."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", override)
+    assert rc == 2 and override.split("=")[0] in out and needle in out, out
+    assert snapshot(run) == before and not Path("/tmp/robot-wm-elsewhere").exists()
 
 
 @pytest.mark.parametrize("command", ["train", "finetune"])
