@@ -939,7 +939,7 @@ def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planne
     assert 0 < len(cut) and not leftover_temp_files(rec)
     # ... and says it was cut short: its return covers only these steps (eighth probe: nothing said so)
     assert cut.meta["interrupted"] is True and "interrupted" not in Episode.load(rec / "episode_000000.npz").meta
-    assert "recorded the interrupted episode" in out
+    assert "recorded the episode cut short" in out
 
 
 @pytest.mark.parametrize("pointer", ['{"checkpoint": "../../other/checkpoints/model_r0000.json"}',

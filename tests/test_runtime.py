@@ -98,6 +98,28 @@ def test_recorded_deployment_marks_the_steps_that_fell_back(files, tmp_path):
     assert [f["step"] for f in ep.meta["fallback_steps"]] == list(range(len(ep)))
     assert all(f["reason"].startswith("overrun") for f in ep.meta["fallback_steps"])
     assert "randomization" not in ep.meta  # the nominal robot
+    assert "safe_stop" not in ep.meta and "interrupted" not in ep.meta
+    # A safe stop ends the episode early: its recording says so (its return read as an episode's: tenth probe)
+    assert main(["deploy", str(files["internal"]), "--episodes", "2", "--deadline-ms", "0.001", "--max-fallbacks",
+                 "2", "--record", str(tmp_path / "stop"), "--sim", "max_env_steps=200"]) == 3
+    stopped = EpisodeDataset(tmp_path / "stop")
+    assert len(stopped) == 1 and len(stopped[0]) < 25
+    assert stopped[0].meta["safe_stop"].startswith("2 consecutive fallbacks")
+
+
+def test_deploy_refuses_a_record_folder_of_another_robot_before_driving(files, tmp_path, capsys):
+    """Episodes of another size in the --record folder were found when each episode was saved, after the robot
+    had driven it: with --episodes 3, three episodes driven and lost (tenth probe)."""
+    from robot_wm.cli import main
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+
+    other = EpisodeDataset(tmp_path / "rec", create=True)
+    other.append(Episode(np.zeros((4, 3)), np.zeros((3, 2)), np.zeros(3), np.zeros((4, 0)), {"task": "arm"}))
+    assert main(["deploy", str(files["internal"]), "--episodes", "3", "--record", str(tmp_path / "rec")]) == 2
+    out = capsys.readouterr()
+    assert "holds episodes of 3 state and 2 action dimensions (task 'arm')" in out.out + out.err
+    assert "episode 0" not in out.out and len(EpisodeDataset(tmp_path / "rec")) == 1
 
 
 def test_deploy_refuses_an_unknown_shift(files, capsys):

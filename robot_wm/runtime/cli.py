@@ -83,7 +83,7 @@ def _deploy(a: argparse.Namespace) -> int:
             stats = loop.run(robot.env.max_control_steps, done=lambda: robot.done, on_tick=on_tick)
             cut = False
         finally:  # an interrupted episode keeps what it recorded, and says it was cut short
-            path = _save(rec, robot, goals, lost, interrupted=cut) if rec is not None else None
+            path = _save(rec, robot, goals, lost, interrupted=cut, safe_stop=loop.stopped) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
         print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
@@ -143,13 +143,15 @@ def _goal_log(planner, step: int, log_: list) -> list:
     return log_
 
 
-def _save(rec, robot, goals: list, lost: list, interrupted: bool = False):
+def _save(rec, robot, goals: list, lost: list, interrupted: bool = False, safe_stop: str | None = None):
     """Write the recorded episode (with the goals in force, where the planner has one); a failed write (full
     disk, ...) is reported and added to ``lost`` (deploy then exits 1), never ends the deployment."""
     try:
-        path = rec.end(interrupted=interrupted, **robot.episode_info(), **({"goals": goals} if goals else {}))
-        if interrupted and path is not None:  # its return covers only these steps: said, and in its metadata
-            print(f"recorded the interrupted episode ({robot.steps} steps, meta interrupted=true) in {path}")
+        path = rec.end(interrupted=interrupted, safe_stop=safe_stop, **robot.episode_info(),
+                       **({"goals": goals} if goals else {}))
+        if (interrupted or safe_stop) and path is not None:  # its return covers only these steps: said, and in its meta
+            why = "meta interrupted=true" if interrupted else "meta safe_stop"
+            print(f"recorded the episode cut short ({robot.steps} steps, {why}) in {path}")
         return path
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)

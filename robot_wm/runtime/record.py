@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,10 @@ class DeploymentRecorder:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
         self.data = EpisodeDataset(root, create=True)
+        try:  # a read-only folder failed only when the first episode, already driven, was saved (tenth probe)
+            tempfile.TemporaryFile(dir=self.data.root).close()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(self.data.root)) from None
         self._reset()
 
     def _reset(self) -> None:
@@ -63,6 +68,15 @@ class DeploymentRecorder:
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
 
     def begin(self, robot, seed: int | None = None) -> None:
+        """Start an episode; refused before the robot moves where the folder holds another robot's episodes
+        (found only when the episode was saved, after it was driven: tenth probe)."""
+        if len(self.data):
+            first = self.data[0]
+            dims = (getattr(robot, "state_dim", None), np.size(getattr(robot, "action_low", None)) or None)
+            if any(d is not None and d != have for d, have in zip(dims, (first.obs.shape[1], first.action.shape[1]))):
+                raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state and "
+                                 f"{first.action.shape[1]} action dimensions (task {first.meta.get('task')!r}); this "
+                                 f"robot has {dims[0]} and {dims[1]}: record into another folder")
         self._reset()
         self.seed = seed
         self.obs.append(_vector(robot.read_state))
@@ -81,15 +95,18 @@ class DeploymentRecorder:
         if fallback is not None:
             self.fallbacks.append({"step": len(self.actions) - 1, "reason": str(fallback)})
 
-    def end(self, *, interrupted: bool = False, **meta) -> Path | None:
+    def end(self, *, interrupted: bool = False, safe_stop: str | None = None, **meta) -> Path | None:
         """Write the episode (None when no step was recorded). ``interrupted``: the deployment was stopped
-        mid-episode (Ctrl-C, SIGTERM), so its return covers only the steps recorded. ``meta`` may add keys but not
+        mid-episode (Ctrl-C, SIGTERM), so its return covers only the steps recorded; ``safe_stop``: why the
+        control loop made a safe stop that ended it (stored as meta ``safe_stop``, likewise a cut episode). ``meta`` may add keys but not
         replace what the recorder computes or was constructed with (those are dropped, with a warning)."""
         if clash := sorted(set(meta) & (set(self.meta) | _WRITTEN)):  # reward_known=True over unknown rewards
             log.warning("recorder: metadata %s of the episode are the recorder's own; the caller's values are dropped",
                         clash)
             meta = {k: v for k, v in meta.items() if k not in clash}
         obs, extra = self.obs, ({"interrupted": True} if interrupted else {})
+        if safe_stop is not None:
+            extra["safe_stop"] = str(safe_stop)
         bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
         if bad is not None:  # a sensor glitch: keep every transition before it (an episode file holds no NaN)
             extra["cut_at_bad_state"] = bad
@@ -122,7 +139,7 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "diverged", "cut_at_bad_state", "cut_at_bad_action", "interrupted"}
+            "diverged", "cut_at_bad_state", "cut_at_bad_action", "interrupted", "safe_stop"}
 _BAD = np.full(1, np.nan, np.float32)  # what a value that is not a vector of numbers is stored as: it cuts the episode
 
 
