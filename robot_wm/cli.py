@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -310,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()
+    _TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # a service stop ends like Ctrl-C
+    # A closed terminal or ssh session (SIGHUP) killed a deployment at once: the episode being recorded was lost and
+    # no safe action was sent (tenth probe). Where it is ignored (nohup), it stays ignored.
+    hangup = main_thread and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    if hangup:
+        signal.signal(signal.SIGHUP, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         return args.func(args)
@@ -320,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return _stopped(args, isinstance(e, Terminated) or bool(_TERMINATED))
+        return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if isinstance(e, Terminated) else None)
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
         if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):
             raise
-        return _stopped(args, "Terminated" in str(e) or bool(_TERMINATED))
+        return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if "Terminated" in str(e) else None)
     except OSError as e:
         hint = "" if e.errno == errno.ENAMETOOLONG else resume_hint(args)  # resuming fails the same way
         print(f"robot-wm {args.command}: error: {describe_os_error(e, args)} {hint}".rstrip(), file=sys.stderr)
@@ -338,19 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            if hangup:
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
             if sigint is not None:  # None: a handler set outside Python, left as it was
                 signal.signal(signal.SIGINT, sigint)
 
 
-def _stopped(args: argparse.Namespace, term: bool) -> int:
-    """Ctrl-C (130) or SIGTERM (143): said, with how to go on."""
-    print(f"robot-wm {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}. {SAVED} "
-          f"{resume_hint(args)}", file=sys.stderr)
-    return 143 if term else 130
+def _stopped(args: argparse.Namespace, sig: int | None) -> int:
+    """Ctrl-C (130), SIGTERM (143) or SIGHUP (129; ``sig``, None for Ctrl-C): said, with how to go on."""
+    what = "interrupted" if sig is None else f"terminated ({signal.Signals(sig).name})"
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(f"robot-wm {args.command}: {what}. {SAVED} {resume_hint(args)}", file=sys.stderr)
+    return 130 if sig is None else 128 + int(sig)
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops like Ctrl-C (what was written stays complete)."""
+    """SIGTERM or SIGHUP, raised where the program is, so that it stops like Ctrl-C (what was written stays
+    complete)."""
 
 
 _TERMINATED = []  # set by the handler: a library (Ray Tune) may re-raise our Terminated as a plain KeyboardInterrupt
@@ -411,7 +422,7 @@ def entry() -> None:
     Python code that a C extension ran through ``PyRun_*`` (pybind11's exec), even though ``main`` handled it
     (seen about once in 8 Ctrl-C's of a run). Every file is complete by then; the streams are flushed first."""
     code = main()
-    if code in (130, 143):
+    if code in (129, 130, 143):
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -918,21 +918,24 @@ def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys
     assert rc == 2 and str(path) in out and ("not a regular file" in out or "at most 1 MiB" in out), out
 
 
-def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planner_file, tmp_path):
-    """A service stop (SIGTERM) used to kill `deploy --record` at once, losing the episode in progress."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planner_file, tmp_path, sig):
+    """A service stop (SIGTERM) used to kill `deploy --record` at once, losing the episode in progress; a closed
+    terminal or ssh session (SIGHUP) did the same until the tenth probe."""
     rec = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner_file), "--task",
                              "cartpole-swingup", "--episodes", "50", "--realtime", "--record", str(rec)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "MUJOCO_GL": "egl"})
+                            env={**os.environ, "MUJOCO_GL": "egl"},  # the default disposition, as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     end = time.monotonic() + 120
     while proc.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
         time.sleep(0.05)
     time.sleep(1.0)  # into the second episode
     assert proc.poll() is None, proc.stdout.read()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 143 and "terminated (SIGTERM)" in out and "Traceback" not in out, out
+    assert proc.returncode == 128 + sig and f"terminated ({sig.name})" in out and "Traceback" not in out, out
     from robot_wm.data.episode import Episode
 
     cut = Episode.load(rec / "episode_000001.npz")
