@@ -80,13 +80,13 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
     changes = cfgmod.changed_fields(saved, cfg)
-    for fields, why in ((ARCHITECTURE_FIELDS, "its checkpoints hold the run's (networks, elites, the value's "
-                                              "discount)"),  # train and export
+    for fields, why in ((ARCHITECTURE_FIELDS, ("its checkpoints hold the run's (networks, elites, the value's "
+                                               "discount)")),  # train and export
                         (fixed, "its episodes were collected with the run's values"),  # kept them, exit 0, before
                         (("run_dir",), "the run is the command's RUN argument (the override was ignored)"),
-                        (TRAINING_FIXED if trains else (), "the round it writes would drop the run's value, and "
+                        (TRAINING_FIXED if trains else (), ("the round it writes would drop the run's value, and "
                          "the next round would start a new one; to plan without the value: `robot-wm eval RUN "
-                         "--planner pets` or `robot-wm export RUN value.enabled=false`")):
+                         "--planner pets` or `robot-wm export RUN value.enabled=false`"))):
         if bad := [k for k in changes if k in fields]:
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
