@@ -141,6 +141,49 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     return added
 
 
+def _checks(s, sim: list[Episode]) -> tuple:
+    """``check_recorded``'s arguments for the run of session ``s`` (its simulated episodes ``sim``)."""
+    env, cfg = s.env, s.cfg
+    seen = np.concatenate([e.obs for e in sim]) if sim else None
+    return (cfg.env.task, env.observation_spec.dim, env.action_spec.dim, cfg.env.action_repeat,
+            (env.action_spec.low, env.action_spec.high), None if seen is None else (seen.min(0), seen.max(0)))
+
+
+def held_robot_episodes(s, sim: list[Episode]) -> list[Episode]:
+    """The run's own robot episodes (``RUN/robot/``), each checked again as on import: they are trained on by
+    every later round, and a file put or edited there was never checked (tenth probe). [] where there are none."""
+    folder = s.run.root / ROBOT_DIR
+    if not folder.is_dir():
+        return []
+    held, checks = EpisodeDataset(folder), _checks(s, sim)
+    for path, ep in zip(held.paths(), held):
+        try:
+            check_recorded(path, ep, *checks)
+        except ValueError as e:
+            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file out to go on)") from None
+    return list(held)
+
+
+def robot_weight(run) -> int:
+    """The weight the run's last fine-tuning gave its robot data (the default 4 where none says)."""
+    for rec in reversed(run.records("train")):
+        w = rec.get("finetune", {}).get("weight") if isinstance(rec.get("finetune"), dict) else None
+        if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WEIGHT:
+            return w
+    return 4
+
+
+def mixed_split(sim: list[Episode], robot: list[Episode], weight: int,
+                val_fraction: float) -> tuple[Transitions, list[Episode]]:
+    """Training transitions of simulated and robot episodes (each robot row ``weight`` times) and the held-out
+    segments of both (``split``)."""
+    sim_t, sim_val = split(sim, val_fraction)
+    if not robot:
+        return sim_t, sim_val
+    rob_t, rob_val = split(robot, val_fraction, first_index=len(sim))
+    return _join([sim_t, *[rob_t] * weight]), sim_val + rob_val
+
+
 def _join(parts: list[Transitions]) -> Transitions:
     return Transitions(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("obs", "action", "reward", "next_obs")))
 
@@ -155,20 +198,13 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     if not 1 <= weight <= MAX_WEIGHT:
         raise ValueError(f"robot data weight {weight} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
                          "transition counts that many times)")
-    cfg, env = s.cfg, s.env
+    cfg = s.cfg
     elite_before = s.latest_model()
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
     sim = list(s.run.dataset())
-    seen = np.concatenate([e.obs for e in sim]) if sim else None
-    checks = (cfg.env.task, env.observation_spec.dim, env.action_spec.dim, cfg.env.action_repeat,
-              (env.action_spec.low, env.action_spec.high), None if seen is None else (seen.min(0), seen.max(0)))
-    held = EpisodeDataset(s.run.root / ROBOT_DIR) if (s.run.root / ROBOT_DIR).is_dir() else []
-    for path, ep in zip(held.paths() if held else [], held):  # the run's own robot episodes are trained on
-        try:                                                  # again: a file put or edited there was never
-            check_recorded(path, ep, *checks)                 # checked (tenth probe)
-        except ValueError as e:
-            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file out to go on)") from None
+    checks = _checks(s, sim)
+    held_robot_episodes(s, sim)
     added = import_episodes(s.run, source, *checks)
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
@@ -177,10 +213,7 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
     before = multistep_error(elite_before, robot, horizons)
 
     t0 = time.perf_counter()
-    f = cfg.model.val_fraction
-    sim_t, sim_val = split(sim, f)
-    rob_t, rob_val = split(robot, f, first_index=len(sim))
-    report = fit_model(s.model, _join([sim_t, *[rob_t] * weight]), sim_val + rob_val, cfg.model,
+    report = fit_model(s.model, *mixed_split(sim, robot, weight, cfg.model.val_fraction), cfg.model,
                        seed=cfg.seed * 7919 + round_, progress=progress)
     elite = s.model.subset(report.elites)
     value_rec = {}

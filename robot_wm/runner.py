@@ -19,6 +19,7 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
+from robot_wm.finetune import held_robot_episodes, mixed_split, robot_weight
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -27,7 +28,7 @@ from robot_wm.model.value import ActorCritic, new_value
 from robot_wm.observer import Observer
 from robot_wm.run_dir import RunDir, RunLock
 from robot_wm.seeding import episode_seed, seed_everything
-from robot_wm.train import new_model, train_model
+from robot_wm.train import fit_model, new_model
 from robot_wm.train_value import TDData, train_value
 from sim.collect import run_episode
 from sim.env import STEP_UNIT, Env
@@ -180,10 +181,13 @@ class Session:
         if model is None:
             model = new_model(obs_dim, act_spec.dim, act_spec.low, act_spec.high, self.cfg.model, self.cfg.device)
         t0 = time.perf_counter()
-        report = train_model(model, data, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
-                             progress=self.progress)
+        # The run's fine-tuning data (RUN/robot) stays in every later round, at the weight it was given: a plain
+        # train after finetune trained on simulation alone and nothing said so (tenth probe)
+        robot, weight = held_robot_episodes(self, list(data)), robot_weight(self.run)
+        report = fit_model(model, *mixed_split(list(data), robot, weight, self.cfg.model.val_fraction),
+                           self.cfg.model, seed=self.cfg.seed * 7919 + round_, progress=self.progress)
         elite = model.subset(report.elites)
-        value_rec = self._train_value(data, round_) if self.cfg.value.enabled else {}
+        value_rec = self._train_value(data, round_, robot * weight) if self.cfg.value.enabled else {}
         _, held_out = data.split(self.cfg.model.val_fraction)
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
         errors = multistep_error(elite, held_out, horizons)
@@ -195,23 +199,25 @@ class Session:
         record = {"kind": "train", "round": round_, "epochs": report.epochs,
                   "train_s": round(time.perf_counter() - t0, 2), "val_mse": report.val_mse,
                   "elites": report.elites, "episodes": len(data), "transitions": transitions,
-                  "multistep_mse": {str(k): v for k, v in errors.items()}, **value_rec, "history": report.history}
+                  "multistep_mse": {str(k): v for k, v in errors.items()}, **value_rec, "history": report.history,
+                  **({"robot_episodes": len(robot), "robot_weight": weight} if robot else {})}
         self.run.log(record)
         self.observer.on_train(record, elite)
         self.model = model
         return elite
 
-    def _train_value(self, data, round_: int) -> dict:
-        """Continue the value and policy on every stored transition: ``updates_per_step`` updates per
-        control step collected since the last round. Returns the fields of the train record."""
+    def _train_value(self, data, round_: int, robot: list | None = None) -> dict:
+        """Continue the value and policy on every stored transition (and the ``robot`` episodes, repeated by
+        their weight): ``updates_per_step`` updates per simulated control step collected since the last round.
+        Returns the fields of the train record."""
         env, cfg = self.env, self.cfg
         if self.value is None:
             spec = env.action_spec
             self.value = new_value(env.observation_spec.dim, spec.dim, spec.low, spec.high, cfg.value,
                                    env.max_control_steps, env.action_repeat, cfg.device)
-        rows = TDData.from_episodes(list(data), cfg.value.n_step, self.value.spec.discount)
+        rows = TDData.from_episodes(list(data) + list(robot or []), cfg.value.n_step, self.value.spec.discount)
         before = next((r["transitions"] for r in reversed(self.run.records("train")) if "transitions" in r), 0)
-        updates = round(cfg.value.updates_per_step * max(0, len(rows) - before))
+        updates = round(cfg.value.updates_per_step * max(0, sum(len(e) for e in data) - before))
         rep = train_value(self.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1,
                           progress=self.progress)
         return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,

@@ -71,6 +71,19 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
 
 
+def test_train_after_finetune_keeps_the_robot_data_at_its_weight(run_and_data, tmp_path, capsys):
+    """A plain `train` after `finetune` trained the next round on simulation alone, and nothing said so (tenth
+    probe): the run's robot episodes stay in every later round, at the weight the fine-tuning gave them."""
+    import shutil
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "3", "--no-progress"]) in (0,)
+    assert cli.main(["train", str(run), "model.max_epochs=2", "--no-progress"]) == 0
+    rec = RunDir(run).records("train")[-1]
+    assert "finetune" not in rec and rec["robot_episodes"] == 3 and rec["robot_weight"] == 3, rec
+
+
 @pytest.mark.parametrize("edit, needle", [
     ({"scale": 1e6}, "is outside the action bounds"),
     ({"task": "cartpole-balance"}, "is from task 'cartpole-balance'"),
