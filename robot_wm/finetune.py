@@ -58,9 +58,21 @@ def check_observation_scale(path, obs: np.ndarray, low: np.ndarray, high: np.nda
                          "or another order? Fine-tuning on them would break the model on the run's own states")
 
 
+def check_reward_scale(path, reward: np.ndarray, low: float, high: float) -> None:
+    """Refuse rewards far outside the run's own (``OBS_REACH`` spans beyond its range, a span at least 1): rewards
+    logged in other units (x1000) were fine-tuned on and the imagined returns went from 4 to 215 (tenth probe)."""
+    span = max(high - low, abs(high), abs(low), 1.0)
+    bad = (reward < low - OBS_REACH * span) | (reward > high + OBS_REACH * span)
+    if bad.any():
+        t = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"recorded episode {str(path)!r}: reward[{t}] = {reward[t]:.4g} lies far outside the run's own "
+                         f"rewards ({low:.4g} to {high:.4g} per control step): rewards in other units, or another "
+                         "task's? Fine-tuning would teach the model that scale")
+
+
 def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: int,
                    action_repeat: int | None = None, bounds: tuple | None = None,
-                   obs_range: tuple | None = None) -> None:
+                   obs_range: tuple | None = None, reward_range: tuple | None = None) -> None:
     """Refuse one recorded episode that does not fit the run (``recorded_episodes`` says what is checked)."""
     if ep.meta.get("source") not in ("robot", "sim-robot"):
         raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
@@ -94,11 +106,13 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         check_action_bounds(path, ep.action, *bounds)
     if obs_range is not None:
         check_observation_scale(path, ep.obs, *obs_range)
+    if reward_range is not None:
+        check_reward_scale(path, ep.reward, *reward_range)
 
 
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
                       action_repeat: int | None = None, bounds: tuple | None = None,
-                      obs_range: tuple | None = None) -> EpisodeDataset:
+                      obs_range: tuple | None = None, reward_range: tuple | None = None) -> EpisodeDataset:
     """The recorded deployments in ``source`` (``robot-wm deploy --record``), checked against a run: refused
     when an episode is not a recorded deployment, or from another task, or at another action repeat, or has
     other observation/action sizes than the run, or (``obs_range``: the run's data per dimension) observations
@@ -111,19 +125,19 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
                          "`robot-wm deploy --record`)")
     for path, ep in zip(src.paths(), src):
-        check_recorded(path, ep, task, obs_dim, act_dim, action_repeat, bounds, obs_range)
+        check_recorded(path, ep, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
     return src
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
                     action_repeat: int | None = None, bounds: tuple | None = None,
-                    obs_range: tuple | None = None) -> list[Path]:
+                    obs_range: tuple | None = None, reward_range: tuple | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
     if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
-    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range)
+    src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
@@ -145,8 +159,10 @@ def _checks(s, sim: list[Episode]) -> tuple:
     """``check_recorded``'s arguments for the run of session ``s`` (its simulated episodes ``sim``)."""
     env, cfg = s.env, s.cfg
     seen = np.concatenate([e.obs for e in sim]) if sim else None
+    paid = np.concatenate([e.reward for e in sim]) if sim else None
     return (cfg.env.task, env.observation_spec.dim, env.action_spec.dim, cfg.env.action_repeat,
-            (env.action_spec.low, env.action_spec.high), None if seen is None else (seen.min(0), seen.max(0)))
+            (env.action_spec.low, env.action_spec.high), None if seen is None else (seen.min(0), seen.max(0)),
+            None if paid is None or not len(paid) else (float(paid.min()), float(paid.max())))
 
 
 def held_robot_episodes(s, sim: list[Episode]) -> list[Episode]:

@@ -132,6 +132,10 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     units.append(Episode(ep.obs * 1000, ep.action, ep.reward, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "units"), "--no-progress"]) == 2
     assert "lies far outside the run's own data" in capsys.readouterr().err
+    paid = EpisodeDataset(tmp_path / "paid", create=True)  # rewards x1000: imagined returns 4 -> 215 (tenth probe)
+    paid.append(Episode(ep.obs, ep.action, ep.reward * 1000 + 1000, ep.physics_state, ep.meta))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "paid"), "--no-progress"]) == 2
+    assert "lies far outside the run's own rewards" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1000000000", "--no-progress"]) == 2
