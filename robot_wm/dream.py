@@ -133,6 +133,7 @@ def render_dream(env, d: Dream, decoder: QposDecoder, member: int | None = None,
     of the members' predicted states; an index shows that member alone."""
     h, w = size
     shown = d.imagined.mean(0) if member is None else d.imagined[member]
+    check_video_memory(len(shown), size)
     panels = Panels(env.model, size, camera)
     q_imagined = decoder.trajectories(shown, qpos_now=panels.qpos(d.physics[0]))  # anchored at the real start
     strip, cursor = _error_strip(d, 2 * w, h // 2 // 16 * 16, env.control_timestep)
@@ -146,6 +147,24 @@ def render_dream(env, d: Dream, decoder: QposDecoder, member: int | None = None,
     finally:
         panels.close()
     return frames
+
+
+VIDEO_COPIES = 3
+"""A video's frames are in memory about this many times at once: the frames, the encoder's input, its output."""
+
+
+def check_video_memory(frames: int, size: tuple[int, int], available: int | None = None) -> None:
+    """Refuse a video whose frames cannot be held in memory (every frame is, until it is encoded): 23 frames at
+    --width/--height 4096 asked 3.4 GiB and ended in a numpy traceback, nothing written (tenth probe)."""
+    from robot_wm.memory import MEMORY_SHARE, available_memory
+
+    h, w = size
+    need = frames * (h + h // 2 // 16 * 16) * 2 * w * 3 * VIDEO_COPIES
+    available = available_memory() if available is None else available
+    if available is not None and need > MEMORY_SHARE * available:
+        raise ValueError(f"a video of {frames} frames of {2 * w}x{h + h // 2 // 16 * 16} pixels needs about "
+                         f"{need / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB "
+                         "available: lower --width/--height or the number of steps")
 
 
 VIDEO_SUFFIXES = (".mp4", ".gif")

@@ -48,17 +48,39 @@ def training_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (Linux MemAvailable; else the physical total), None if unknown."""
+    """Bytes of memory available now (Linux MemAvailable; else the physical total), None if unknown; at most
+    what the process's address-space limit (``ulimit -v``) leaves it."""
+    avail = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                avail = int(line.split()[1]) * 1024
+                break
     except (OSError, ValueError, IndexError):
         pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    left = _address_space_left()
+    return avail if left is None else min(avail, left)
+
+
+def _address_space_left() -> int | None:
+    """What ``ulimit -v`` leaves the process (its soft limit less its virtual size now), None without a limit."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, soft - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:

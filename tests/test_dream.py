@@ -258,6 +258,22 @@ def test_a_video_cut_by_a_full_disk_is_an_error_and_no_file(run_dir, tmp_path):
     assert not out.exists()
 
 
+def test_a_video_too_big_for_memory_is_refused_before_rendering(run_dir, tmp_path):
+    """Every frame is held until encoded: 23 steps at 4096 x 4096 asked 3.4 GiB under a 6 GB limit and ended in a
+    numpy ArrayMemoryError traceback, nothing written (tenth probe). The address-space limit counts as memory."""
+    from robot_wm.dream import check_video_memory
+
+    with pytest.raises(ValueError, match=r"23 frames of 8192x6144 pixels needs about 9.7 GiB.*lower --width/--height"):
+        check_video_memory(23, (4096, 4096), available=6 << 30)
+    check_video_memory(200, (240, 320), available=6 << 30)
+    out = tmp_path / "big.mp4"
+    r = subprocess.run(["prlimit", "--as=6000000000", sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir),
+                        "--step", "1", "--horizon", "23", "--width", "4096", "--height", "4096", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert r.returncode == 2 and "needs about" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
 def test_dream_into_a_dreams_link_to_one_of_the_runs_files_is_named(run_dir, tmp_path):
     """RUN/dreams a link to RUN/config.toml (inside the run, so not "outside"): a raw '[Errno 17] File exists'
     (eighth probe)."""
