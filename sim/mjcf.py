@@ -41,6 +41,10 @@ def import_callable(path: str, what: str, signature: str) -> Callable:
     expected = f"expected your own function {signature}"
     if module.partition(".")[0] in sys.stdlib_module_names:
         raise ValueError(f"{what} {path!r} is in Python's standard library: {expected}")
+    # The working directory, as `python -m robot_wm.cli` and sweep trials have it: the installed `robot-wm`
+    # command did not find a reward module beside the robot (tenth probe).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:

@@ -404,6 +404,18 @@ def test_a_run_refuses_another_robot_found_under_the_same_names(tmp_path):
     assert len(list((run / "episodes").glob("*.npz"))) == 2  # nothing appended
 
 
+def test_a_reward_module_in_the_working_directory_is_found_without_it_on_the_path(tmp_path, monkeypatch):
+    """The installed `robot-wm` command has no working directory on sys.path (`python -m` has): a reward module
+    beside the robot was 'No module named ...' (tenth probe)."""
+    from sim.mjcf import import_callable
+
+    (tmp_path / "cwd_reward_mod.py").write_text("def reward(model, data):\n    return 1.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    fn = import_callable("cwd_reward_mod:reward", "env.reward", "reward(model, data)")
+    assert fn(None, None) == 1.0 and sys.path[-1] == str(tmp_path)
+
+
 def test_local_imports_follow_the_users_modules_only(tmp_path, monkeypatch):
     """The robot fingerprint's helper modules: absolute and relative imports beside the function's file,
     transitively; the standard library and installed packages are not the user's."""
