@@ -174,7 +174,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes)
     rets = [r["return"] for r in recs]
-    print(f"{a.planner} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
+    used = recs[0].get("policy", a.planner) if recs else a.planner  # "learned" without a value plans as pets
+    print(f"{used} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
           f"return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
     if dists := [r["goal_distance"] for r in recs if "goal_distance" in r]:

@@ -392,8 +392,15 @@ class RunDir:
         return max([-1, *on_disk, *logged]) + 1
 
     def latest_checkpoint(self) -> Path | None:
+        """The checkpoint ``checkpoints/latest.json`` names; where that pointer is gone but checkpoints are not, the
+        highest round, with a warning (every command said "no trained model: run train first": tenth probe)."""
         pointer = self.checkpoints / "latest.json"
-        if not pointer.exists():
+        if not pointer.exists() and not pointer.is_symlink():
+            rounds = sorted((int(m.group(1)), p) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir()
+                                                           else ()) if (m := re.fullmatch(r"model_r(\d+)\.json", p.name)))
+            if rounds:
+                log.warning("%s is missing: using %s, the highest round on disk", pointer, rounds[-1][1].name)
+                return rounds[-1][1]
             return None
         try:
             check_regular_file(pointer, "checkpoint pointer", 4096)  # a FIFO there hung eval

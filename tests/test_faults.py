@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -943,6 +944,20 @@ def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planne
     # ... and says it was cut short: its return covers only these steps (eighth probe: nothing said so)
     assert cut.meta["interrupted"] is True and "interrupted" not in Episode.load(rec / "episode_000000.npz").meta
     assert "recorded the episode cut short" in out
+
+
+def test_a_deleted_latest_pointer_falls_back_to_the_highest_round(run_copy, capsys, caplog):
+    """With checkpoints/latest.json gone every command said "no trained model: run train first" beside the
+    checkpoints (tenth probe): the highest round on disk is used, with a warning."""
+    from robot_wm.run_dir import RunDir
+
+    want = RunDir(run_copy).latest_checkpoint()
+    (run_copy / "checkpoints" / "latest.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="robot_wm"):
+        assert RunDir(run_copy).latest_checkpoint() == want
+    assert "latest.json is missing: using " + want.name in caplog.text
+    rc, out = main_in_process(capsys, "whatif", str(run_copy), "--episode", "0", "--step", "2", "--random", "2")
+    assert rc == 0, out
 
 
 @pytest.mark.parametrize("pointer", ['{"checkpoint": "../../other/checkpoints/model_r0000.json"}',
