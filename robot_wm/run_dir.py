@@ -206,6 +206,9 @@ class RunDir:
 
     def check_is_run(self) -> None:
         """Refuse anything but an existing run directory (for commands that work on one)."""
+        if self.root.exists() and not self.root.is_dir():  # "no such folder" for an existing file (tenth probe)
+            hint = " (a planner file: `robot-wm deploy` runs it)" if self.root.suffix.lower() == ".onnx" else ""
+            raise FileNotFoundError(f"{str(self.root)!r} is a file, not a run directory{hint}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
         if not self.config_path.is_file():

@@ -946,6 +946,15 @@ def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planne
     assert "recorded the episode cut short" in out
 
 
+def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsys):
+    """`eval PLANNER.onnx` said "no such folder" of an existing file; `deploy EPISODE.npz` called an intact
+    episode "truncated or corrupted" (tenth probe)."""
+    rc, out = main_in_process(capsys, "eval", str(planner_file))
+    assert rc == 2 and "is a file, not a run directory (a planner file: `robot-wm deploy` runs it)" in out, out
+    rc, out = main_in_process(capsys, "deploy", str(run_copy / "episodes" / "episode_000000.npz"))
+    assert rc == 2 and "is a zip archive (an episode .npz?), not an ONNX planner" in out, out
+
+
 def test_a_deleted_latest_pointer_falls_back_to_the_highest_round(run_copy, capsys, caplog):
     """With checkpoints/latest.json gone every command said "no trained model: run train first" beside the
     checkpoints (tenth probe): the highest round on disk is used, with a warning."""

@@ -264,6 +264,9 @@ class PlannerSession:
             raise ModelFileError(str(e)) from None
         if not blob:
             raise ModelFileError(f"planner file {str(path)!r} is empty")
+        if blob[:4] == b"PK\x03\x04":  # an intact episode (.npz) was "truncated or corrupted" (tenth probe)
+            raise ModelFileError(f"planner file {str(path)!r} is a zip archive (an episode .npz?), not an ONNX planner: "
+                                 "expected a file written by `robot-wm export`")
         try:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
