@@ -185,6 +185,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def cmd_whatif(a: argparse.Namespace) -> int:
     # read-only: no lock; no Rerun recording (whatif logs none: a run made with --rerun got an empty one each call)
+    if given := [o for o in a.args if o.partition("=")[0].strip().startswith("rerun.")]:  # ignored silently before
+        raise ValueError(f"whatif writes no Rerun recording, so {', '.join(given)} would do nothing: to see imagined "
+                         "futures in Rerun, `robot-wm dream RUN --candidate K --rrd FILE.rrd`")
     with _session(a.run_dir, [*a.args, "rerun.mode=off"], progress=False, lock=False, command="whatif") as s:
         return _whatif(a, s)
 

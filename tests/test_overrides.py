@@ -402,6 +402,14 @@ def test_eval_refuses_another_time_step_or_run_dir(run, capsys, override, needle
     assert snapshot(run) == before and not Path("/tmp/robot-wm-elsewhere").exists()
 
 
+def test_whatif_refuses_rerun_overrides_it_would_ignore(run, capsys):
+    """`whatif RUN ... rerun.mode=save` exited 0 and wrote nothing (tenth probe)."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "whatif", str(run), "--episode", "0", "--step", "2", "rerun.mode=save")
+    assert rc == 2 and "whatif writes no Rerun recording, so rerun.mode=save would do nothing" in out, out
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("command", ["train", "finetune"])
 def test_training_cannot_drop_the_value_one_off(run, tmp_path, capsys, command):
     """`train RUN value.enabled=false` wrote a round without the value; the next plain train wrote one with a new
