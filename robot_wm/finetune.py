@@ -11,6 +11,7 @@ after.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import time
 from pathlib import Path
 
@@ -211,8 +212,9 @@ MAX_WEIGHT = 100
 def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> dict:
     """Import ``source``'s recorded episodes into the run of session ``s`` and fine-tune from its latest
     checkpoint. Returns the train record it logs."""
-    if not 1 <= weight <= MAX_WEIGHT:
-        raise ValueError(f"robot data weight {weight} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
+    # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Integral) or not 1 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"robot data weight {weight!r} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
                          "transition counts that many times)")
     cfg = s.cfg
     elite_before = s.latest_model()

@@ -224,3 +224,13 @@ def test_finetune_imports_each_episode_once_and_never_writes_through_a_link(run_
     assert cli.main(["finetune", str(other), "--data", str(data), "--no-progress"]) == 2
     assert "outside the run directory" in capsys.readouterr().err
     assert sorted(p.name for p in (run / "robot").iterdir()) == before
+
+
+@pytest.mark.parametrize("weight", [2.5, True, "4", 0])
+def test_finetune_api_refuses_a_weight_that_is_not_a_whole_number_first(weight, tmp_path):
+    """weight=2.5 passed the range check, imported the recordings, then failed with a TypeError; True was stored as
+    `"weight": true` (tenth probe). Checked before the session or the data are touched."""
+    from robot_wm.finetune import finetune
+
+    with pytest.raises(ValueError, match=rf"robot data weight {weight!r} must be a whole number from 1 to 100"):
+        finetune(None, tmp_path / "nothing", weight=weight)
