@@ -8,7 +8,7 @@ import logging
 import mujoco
 import numpy as np
 
-from sim.randomize import Randomizer, is_nominal
+from sim.randomize import Randomizer, check_bodies, is_nominal
 from sim.spec import BoxSpec, StepResult
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class Env(abc.ABC):
         nominal: no randomisation). Unknown body names are refused here, naming them."""
         if self.randomizer is not None:  # back to the nominal model first: a new randomizer reads it as nominal
             self.randomizer.restore(self.data)
+        if cfg is not None and cfg.mass_bodies:  # a typo was accepted while the mass scale was 1 (tenth probe)
+            check_bodies(self.model, cfg.mass_bodies)
         self.randomizer = None if is_nominal(cfg) else Randomizer(self.model, cfg)
 
     def _randomize_episode(self, seed: int | None) -> None:

@@ -62,16 +62,21 @@ def _plain(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
+def check_bodies(model: mujoco.MjModel, bodies) -> list[str]:
+    """The model's body names; refuses ``bodies`` (``env.randomize.mass_bodies``) naming others."""
+    names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(model.nbody)]
+    if unknown := [b for b in bodies if b not in names]:
+        raise ValueError(f"env.randomize.mass_bodies names {unknown}, not bodies of this model; its bodies "
+                         f"are {[n for n in names if n and n != 'world']}")
+    return names
+
+
 class Randomizer:
     """Applies per-episode draws to ``model`` (in place) and perturbs the agent's view of the episode."""
 
     def __init__(self, model: mujoco.MjModel, cfg):
         self.model, self.cfg = model, cfg
-        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(model.nbody)]
-        unknown = [b for b in cfg.mass_bodies if b not in names]
-        if unknown:
-            raise ValueError(f"env.randomize.mass_bodies names {unknown}, not bodies of this model; its bodies "
-                             f"are {[n for n in names if n and n != 'world']}")
+        names = check_bodies(model, cfg.mass_bodies)
         self.bodies = (np.array([names.index(b) for b in cfg.mass_bodies], dtype=int) if cfg.mass_bodies
                        else np.arange(1, model.nbody))  # body 0 is the world
         self.nominal = {"body_mass": model.body_mass.copy(), "body_inertia": model.body_inertia.copy(),

@@ -107,9 +107,11 @@ def test_bad_ranges_are_refused_naming_them(override, needle):
         apply_overrides(RunConfig(), [override])
 
 
-def test_unknown_body_is_refused_naming_it_and_the_bodies():
+@pytest.mark.parametrize("mass", [(1.2, 1.2), (1.0, 1.0)])
+def test_unknown_body_is_refused_naming_it_and_the_bodies(mass):
+    """At a unit mass scale too: the typo was accepted and surfaced only once the mass changed (tenth probe)."""
     with pytest.raises(ValueError, match=r"\['pole_9'\].*cart"):
-        _env(mass=(1.2, 1.2), mass_bodies=["pole_9"])
+        _env(mass=mass, mass_bodies=["pole_9"])
 
 
 def test_a_named_shift_replaces_the_runs_own_randomisation():
