@@ -22,6 +22,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def shown(text) -> str:
+    """A file's text as a rich table cell: markup escaped, control characters shown (``printable``): a
+    results.csv cell holding ESC sequences drove the terminal through ``report`` (tenth probe)."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
 def print_summary(summary: dict, run_dir: Path) -> None:
     t = Table(title=f"robot-wm run: {summary['task']} (seed {summary['seed']})")
     t.add_column("metric")

@@ -646,6 +646,12 @@ def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
     assert "expected a path ending in .png" in capsys.readouterr().err and not (tmp_path / "x.pdf").exists()
     assert main(["report", str(tmp_path)]) == 0
     assert "[bold red]pwn[/]" in capsys.readouterr().out  # rich markup from a file is shown, not applied
+    # ... and so are terminal escape sequences (they coloured the terminal and set its title: tenth probe)
+    (tmp_path / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean,return_at_1000\n"
+                                          "x,cartpole-swingup,0,\x1b[31mred\x1b]0;pwned\x07,complete,1,1\n")
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[31mred" in out, out
 
 
 def test_same_launch_file_spelled_two_ways_is_one_source(tmp_path):

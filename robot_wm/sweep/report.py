@@ -97,7 +97,7 @@ def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float
 
 def print_table(rows: list[dict], sweep_dir: Path) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
     from rich.table import Table
 
     budgets = results.budgets_of(rows)
@@ -131,7 +131,7 @@ def print_vs_published(rows: list[dict], anchors: dict) -> None:
     """Per task and setting: our mean [min, max] over seeds at each budget, beside the published returns and
     the gap from our largest budget to the best published at 100k (the project's goal at 20k)."""
     from rich.console import Console
-    from rich.markup import escape
+    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
     from rich.table import Table
 
     budgets = results.budgets_of(rows)
