@@ -277,3 +277,24 @@ def test_view_names_what_it_cannot_open(tiny_run, tmp_path, monkeypatch, capsys)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert cli.main(["view", str(tiny_run.root)]) == 2
     assert "needs a display (DISPLAY and WAYLAND_DISPLAY are unset)" in capsys.readouterr().err
+
+
+def test_view_lists_only_recordings(tiny_run, tmp_path, capsys):
+    """`view RUN --list` listed a FIFO, a folder, a dangling link and a link to /dev/zero named *.rrd and printed a
+    name's ESC sequence raw; `view RUN` opened the newest of them (tenth probe)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.root, run)
+    real = sorted((run / "rerun").glob("*.rrd"))
+    assert real, "the tiny run records with Rerun"
+    rr = run / "rerun"
+    os.mkfifo(rr / "fifo.rrd")
+    (rr / "folder.rrd").mkdir()
+    (rr / "dangling.rrd").symlink_to(tmp_path / "nowhere")
+    (rr / "zero.rrd").symlink_to("/dev/zero")
+    (rr / "notes.rrd").write_text("not a recording\n")
+    shutil.copy(real[0], rr / "\x1b[31mred.rrd")
+    assert cli.main(["view", str(run), "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert sorted(listed) == sorted([*map(str, real), str(rr / "\\x1b[31mred.rrd")]), listed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,18 @@ def warn_non_loopback(mode: str, address: str | None) -> None:
               "anyone who can reach it can see the recording", file=sys.stderr)
 
 
+def _is_recording(path: Path) -> bool:
+    from robot_wm.config import RRD_MAGIC
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
+        with path.open("rb") as f:
+            return f.read(len(RRD_MAGIC)) == RRD_MAGIC
+    except OSError:
+        return False
+
+
 def find_recordings(target: str | Path) -> list[Path]:
     """.rrd files of a run directory (oldest first), or the file itself."""
     p = Path(target)
@@ -68,7 +81,10 @@ def find_recordings(target: str | Path) -> list[Path]:
         return [p]
     if not p.is_dir() or not (p / "config.toml").is_file():  # /etc was told to `robot-wm eval /etc --rerun`
         raise FileNotFoundError(f"{str(p)!r} is neither a run directory nor an .rrd file")
-    files = sorted([*p.glob("rerun/*.rrd"), *p.glob("*.rrd")], key=lambda f: f.stat().st_mtime)
+    # only regular files that are recordings: a FIFO, a folder, a dangling link or a link to /dev/zero named
+    # *.rrd were listed, and the newest opened (tenth probe)
+    files = sorted((f for f in [*p.glob("rerun/*.rrd"), *p.glob("*.rrd")] if _is_recording(f)),
+                   key=lambda f: f.stat().st_mtime)
     if not files:
         raise FileNotFoundError(f"{str(p)!r} holds no Rerun recording: record one with "
                                 f"`robot-wm run ... --rerun` or `robot-wm eval {p} --rerun`")
@@ -80,8 +96,10 @@ def cmd_view(a: argparse.Namespace) -> int:
 
     files = find_recordings(a.run_dir)
     if a.list:
+        from robot_wm.report import printable
+
         for f in files:
-            print(f)
+            print(printable(str(f)))
         return 0
     chosen = files if a.all else files[-1:]
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
