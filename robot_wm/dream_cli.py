@@ -82,6 +82,12 @@ def _check_video_args(a: argparse.Namespace) -> None:
         from robot_wm.config import check_rrd_path
 
         check_rrd_path(a.rrd, "--rrd")
+        from robot_wm.run_dir import RunDir
+
+        where = Path(a.rrd).resolve().parent  # a run's own recording was replaced by the dream (tenth probe)
+        if Path(a.rrd).exists() and where.name == "rerun" and RunDir(where.parent).is_run():
+            raise ValueError(f"--rrd {a.rrd!r} is one of the run {str(where.parent)!r}'s own recordings; refusing to "
+                             "replace it: name a new file (e.g. in RUN/dreams/)")
     for flag, v in (("--width", a.width), ("--height", a.height)):
         if not (16 <= v <= 4096 and v % 16 == 0):
             raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")

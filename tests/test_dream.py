@@ -100,6 +100,19 @@ def test_dream_command_writes_an_mp4_and_a_rerun_recording(run_dir, tmp_path):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--horizon", "3", *args],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
+    # The run's own recording (RUN/rerun/*.rrd, written by eval --rerun) was replaced by the dream (tenth probe)
+    import shutil
+
+    from robot_wm.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "rerun").mkdir(exist_ok=True)
+    own = copy / "rerun" / "run-1.rrd"
+    shutil.copy(rrd, own)
+    blob = own.read_bytes()
+    assert main(["dream", str(copy), "--horizon", "3", "--out", str(tmp_path / "e.mp4"), "--rrd", str(own)]) == 2
+    assert own.read_bytes() == blob and not (tmp_path / "e.mp4").exists()
 
 
 def test_write_video_is_atomic_and_leaves_an_older_video_whole_on_failure(tmp_path):
