@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def cmd_finetune(a: argparse.Namespace) -> int:
@@ -16,9 +17,14 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
     print(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
-          + ", ".join(f"h={k}: {before[k]:.4g} -> {after[k]:.4g}" for k in before)
+          + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + f". Export again: robot-wm export {a.run_dir}")
     return 0
+
+
+def _mse(v) -> str:
+    """An error, or why there is none: "nan -> nan" for a 1-step recording said nothing (tenth probe)."""
+    return f"{v:.4g}" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a (the episodes are shorter)"
 
 
 def register(sub) -> None:
