@@ -83,6 +83,21 @@ def _address_space_left() -> int | None:
     return None
 
 
+def _largest(cfg: RunConfig, fields: list[str], estimate, obs_dim: int, act_dim: int) -> str:
+    """"FIELD (the default is D)" for the field of ``fields`` whose default alone lowers ``estimate`` most: the
+    advice named model.hidden where model.layers=200000 was the cause (tenth probe)."""
+    from robot_wm.config import flat
+
+    defaults, best = flat(RunConfig()), None
+    for name in fields:
+        section, key = name.split(".")
+        part = getattr(cfg, section).model_copy(update={key: defaults[name]})
+        need = estimate(cfg.model_copy(update={section: part}), obs_dim, act_dim)
+        if best is None or need < best[0]:
+            best = (need, name)
+    return f"{best[1]} (the default is {defaults[best[1]]})"
+
+
 def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:
     """Refuse a planner (``planner_memory_bytes``) or a training (``training_memory_bytes``) whose estimate
     exceeds MEMORY_SHARE of the memory available, naming the fields that size it."""
@@ -96,16 +111,15 @@ def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | No
     budget = f"more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available on {cfg.device}"
     need = planner_memory_bytes(cfg, obs_dim, act_dim)
     if need > MEMORY_SHARE * available:
-        fields = (f"planner.samples={p.samples}, planner.horizon={p.horizon}, planner.iterations={p.iterations}, "
-                  f"model.elites={m.elites}, model.hidden={m.hidden}"
-                  + (f", value.q_heads={v.q_heads}, value.hidden={v.hidden}" if v.enabled else ""))
+        names = ["planner.samples", "planner.horizon", "planner.iterations", "model.elites", "model.hidden",
+                 "model.layers", *(["value.q_heads", "value.hidden", "value.layers"] if v.enabled else [])]
+        fields = ", ".join(f"{n}={getattr(getattr(cfg, n.split('.')[0]), n.split('.')[1])}" for n in names)
         raise ValueError(f"the planner would need about {need / 1e9:.1f} GB ({fields}; {shape}), {budget}: lower "
-                         "planner.samples (the default is 128) or the others")
+                         f"{_largest(cfg, names, planner_memory_bytes, obs_dim, act_dim)} or the others")
     need = training_memory_bytes(cfg, obs_dim, act_dim)
     if need > MEMORY_SHARE * available:
-        fields = (f"model.ensemble_size={m.ensemble_size}, model.hidden={m.hidden}, model.layers={m.layers}, "
-                  f"model.batch_size={m.batch_size}"
-                  + (f", value.q_heads={v.q_heads}, value.hidden={v.hidden}, value.layers={v.layers}, "
-                     f"value.batch_size={v.batch_size}" if v.enabled else ""))
+        names = ["model.ensemble_size", "model.hidden", "model.layers", "model.batch_size",
+                 *(["value.q_heads", "value.hidden", "value.layers", "value.batch_size"] if v.enabled else [])]
+        fields = ", ".join(f"{n}={getattr(getattr(cfg, n.split('.')[0]), n.split('.')[1])}" for n in names)
         raise ValueError(f"training would need about {need / 1e9:.1f} GB ({fields}; {shape}), {budget}: lower "
-                         "model.hidden (the default is 200) or the others")
+                         f"{_largest(cfg, names, training_memory_bytes, obs_dim, act_dim)} or the others")

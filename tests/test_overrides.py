@@ -312,8 +312,15 @@ def test_training_memory_estimate_is_close_to_the_real_model_and_refuses_what_ca
     est = training_memory_bytes(cfg, 5, 1)
     assert 4 * weights <= est <= 4 * weights + 4e7  # the real weights four times over, plus the batches
     huge = cfgmod.apply_overrides(cfg, ["model.hidden=1000000"])  # 20 TB of weights: refused, not allocated
-    with pytest.raises(ValueError, match=r"training would need about .* GB \(model.ensemble_size=5, model.hidden=1000000"):
+    with pytest.raises(ValueError, match=r"training would need about .* GB \(model.ensemble_size=5, model.hidden=1000000"
+                                         r".*lower model.hidden \(the default is 200\)"):
         check_memory(huge, 5, 1, available=24 * 2**30)
+    deep = cfgmod.apply_overrides(cfg, ["model.layers=200000"])  # advised model.hidden before (tenth probe)
+    with pytest.raises(ValueError, match=r"lower model.layers \(the default is 3\) or the others"):
+        check_memory(deep, 5, 1, available=24 * 2**30)
+    many = cfgmod.apply_overrides(cfg, ["planner.samples=100000000"])
+    with pytest.raises(ValueError, match=r"lower planner.samples \(the default is 128\) or the others"):
+        check_memory(many, 5, 1, available=24 * 2**30)
 
 
 def test_model_too_big_is_refused_before_anything_is_written(tmp_path, capsys):
