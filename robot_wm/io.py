@@ -159,14 +159,19 @@ def append_jsonl(path: Path, record: dict) -> None:
     if Path(path).exists():  # opening a FIFO for appending blocked until a reader came (eighth probe)
         check_regular_file(Path(path), "records", MAX_JSONL_BYTES)
     line = json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n"
-    with open(path, "ab+") as f:
-        if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                line = "\n" + line
-        f.write(line.encode())
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "ab+") as f:
+            if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # a failed write names no file ("File too large: a file": tenth probe)
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def loads_json(text: str | bytes) -> Any:

@@ -1447,3 +1447,23 @@ def test_probe7_finetune_refuses_recordings_without_reward_or_repeat(run_copy, p
     rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
     assert rc == 2 and needle in out, out
     assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))
+
+
+def test_a_record_that_cannot_be_appended_names_its_file(tmp_path):
+    """Under a file size limit, collect said "File too large: a file" (tenth probe): the append names the file, and
+    the message says what the limit is."""
+    import errno
+    import resource
+
+    from robot_wm.cli import describe_os_error
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "episode"}\n' * 200)
+    code = (f"import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({path.stat().st_size}, {resource.RLIM_INFINITY})); "
+            f"from robot_wm.io import append_jsonl; from pathlib import Path; "
+            f"append_jsonl(Path({str(path)!r}), {{'kind': 'train', 'x': 'y' * 100}})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode != 0 and f"File too large: '{path}'" in r.stderr, r.stderr
+    told = describe_os_error(OSError(errno.EFBIG, "File too large", str(path)))
+    assert told.startswith(f"'{path}' would grow past the file size limit"), told
