@@ -172,7 +172,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS) as s:
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
-        recs = evaluate(s, a.planner, model, a.episodes)
+        recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]
     used = recs[0].get("policy", a.planner) if recs else a.planner  # "learned" without a value plans as pets
     print(f"{used} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on a perturbed robot without retraining: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1 (or env.randomize.* overrides)")
     e.add_argument("--episodes", type=whole(1, 1_000_000), default=3)
+    e.add_argument("--starts", type=whole(0, 2**31), default=None, metavar="K",
+                   help="start the episodes as evaluation episodes K, K+1, ... did (the same K: the same start "
+                        "states, e.g. nominal against --shift); default: after the stored ones")
     e.add_argument("--no-progress", action="store_true")
     add_rerun_flag(e)
     e.set_defaults(func=cmd_eval)

@@ -150,10 +150,13 @@ class Session:
         raise ValueError(f"unknown planner {kind!r}; expected one of: learned, pets, oracle, oracle-value, random")
 
     # --- data -------------------------------------------------------------------------------
-    def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None) -> dict:
+    def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None,
+                start_index: int | None = None) -> dict:
+        """Run and store episode ``index`` of ``phase``; its start state is drawn as that of episode
+        ``start_index`` (default: ``index``), so that two evaluations can start alike."""
         evaluating = phase == "eval"
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
-        seed = episode_seed(self.cfg.seed, index, eval=evaluating)
+        seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
         obs = self.observer
         obs.on_episode_start(phase, index, self.env, policy)
         ep = run_episode(self.env, policy, seed, meta={"phase": phase},
@@ -472,14 +475,16 @@ def milestone_eval(s: Session, model: WorldModel, milestones: list[int],
 
 
 def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, first: int = 0,
-             on_episode=None) -> list[dict]:
+             on_episode=None, starts: int | None = None) -> list[dict]:
     """``episodes`` evaluation episodes appended to the run's eval/ folder (planner seeds from ``first``);
-    ``on_episode(record)`` is called after each one is stored."""
+    ``on_episode(record)`` is called after each one is stored. ``starts``: draw their start states as those of
+    evaluation episodes ``starts``, ``starts + 1``, ... (default: the next ones), e.g. nominal against a shift."""
     out = []
     start = len(s.run.eval_dataset())
     for i in tqdm(range(episodes), desc=f"eval ({kind})", disable=not s.progress, leave=False):
         policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + first + i)
-        out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps))
+        out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps,
+                             start_index=None if starts is None else starts + i))
         if on_episode is not None:
             on_episode(out[-1])
     return out

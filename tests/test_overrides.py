@@ -409,6 +409,24 @@ def test_eval_refuses_another_time_step_or_run_dir(run, capsys, override, needle
     assert snapshot(run) == before and not Path("/tmp/robot-wm-elsewhere").exists()
 
 
+def test_eval_starts_repeats_the_start_states_of_an_earlier_evaluation(run, capsys):
+    """Each eval drew its start states after the stored episodes: `eval RUN` then `eval RUN --shift mass-1.3`
+    compared different starts (tenth probe). `--starts K` gives both the same ones."""
+    from robot_wm.run_dir import RunDir
+
+    for extra in ([], ["--shift", "mass-1.3"]):
+        rc, out = _cli(capsys, "eval", str(run), "--episodes", "2", "--starts", "0", "--planner", "random",
+                       "--no-progress", *extra)
+        assert rc == 0, out
+    evals = RunDir(run).eval_dataset()
+    a, b = evals[len(evals) - 4], evals[len(evals) - 2]
+    np.testing.assert_array_equal(a.obs[0], b.obs[0])
+    assert not np.array_equal(a.obs[0], evals[len(evals) - 3].obs[0])  # the next start is another one
+    recs = [r for r in RunDir(run).records() if r.get("phase") == "eval"][-4:]
+    assert [r["seed"] for r in recs[:2]] == [r["seed"] for r in recs[2:]]  # the same starts, stored as new episodes
+    assert len({r["index"] for r in recs}) == 4
+
+
 def test_whatif_refuses_rerun_overrides_it_would_ignore(run, capsys):
     """`whatif RUN ... rerun.mode=save` exited 0 and wrote nothing (tenth probe)."""
     before = snapshot(run)
