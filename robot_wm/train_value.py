@@ -41,6 +41,8 @@ class TDData:
         suite episode terminates). A diverged episode's last stored transition is a valid one."""
         if n < 1:
             raise ValueError(f"n-step horizon n={n} must be at least 1")
+        if not 0 < discount <= 1:  # 1.5 was accepted (tenth probe)
+            raise ValueError(f"discount={discount!r} must be in (0, 1]")
         rows = []
         for ep in (e for e in episodes if len(e)):
             t_len = len(ep)
@@ -76,6 +78,8 @@ def _pick_two(heads: int, gen: torch.Generator) -> torch.Tensor:
 def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int,
                 progress: bool = True) -> ValueReport:
     """``updates`` gradient steps on minibatches of ``data`` (in place). ``cfg`` is a ``ValueConfig``."""
+    if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:  # -5 gave a report of NaN losses
+        raise ValueError(f"updates={updates!r} must be a whole number >= 0")
     device = ac.action_low.device
     obs, act, rew, nxt, disc = (torch.as_tensor(x, device=device) for x in (data.obs, data.action, data.ret,
                                                                             data.next_obs, data.discount))

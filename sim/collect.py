@@ -10,6 +10,7 @@ import numpy as np
 
 from robot_wm.data.episode import Episode
 from sim.env import STEP_UNIT, Env
+from sim.spec import as_floats
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def run_episode(env: Env, policy, seed: int, on_step: StepHook | None = None,
     diverged, plan_time = False, 0.0
     for t in range(env.max_control_steps):
         t0 = time.perf_counter()
-        action = np.asarray(policy.act(obs), dtype=np.float64)
+        # a string '0.5' was driven as 0.5 and None reported as "not finite" (tenth probe)
+        action = as_floats(policy.act(obs), f"the action of policy {getattr(policy, 'name', type(policy).__name__)!r}",
+                           np.float64)
         plan_time += time.perf_counter() - t0
         res = env.step(action)
         if res.diverged:

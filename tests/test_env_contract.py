@@ -445,3 +445,23 @@ def test_make_env_names_what_it_expects(cfg):
     """A dict, a task name or None was a raw AttributeError (ninth probe)."""
     with pytest.raises(TypeError, match="make_env expects an EnvConfig"):
         make_env(cfg)
+
+
+@pytest.mark.parametrize("action, needle", [("0.5", "holds <U3 values"), (None, "holds object values"),
+                                            ([True], "holds bool values")])
+def test_run_episode_refuses_an_action_that_is_not_numbers(action, needle):
+    """A policy returning the string '0.5' was driven as 0.5; None was reported as "not finite" (tenth probe)."""
+    from sim.collect import run_episode
+
+    class Odd:
+        name = "odd"
+
+        def reset(self):
+            pass
+
+        def act(self, obs):
+            return action
+
+    env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=40))
+    with pytest.raises(ValueError, match=rf"the action of policy 'odd' {re.escape(needle)}"):
+        run_episode(env, Odd(), seed=0)

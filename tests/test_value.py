@@ -50,6 +50,17 @@ def test_nstep_rows_hand_computed():
     np.testing.assert_allclose(one.next_obs[:, 0], [10, 20, 30, 40])
     with pytest.raises(ValueError, match="n=0"):
         TDData.from_episodes([ep], n=0, discount=0.5)
+    with pytest.raises(ValueError, match=r"discount=1.5 must be in \(0, 1\]"):  # accepted before (tenth probe)
+        TDData.from_episodes([ep], n=1, discount=1.5)
+
+
+@pytest.mark.parametrize("updates", [-5, 2.5, True])
+def test_train_value_refuses_an_update_count_that_is_not_a_whole_number(value_and_model, updates):
+    """updates=-5 returned a report of NaN losses (tenth probe)."""
+    _, ac = value_and_model
+    ep = Episode(np.zeros((5, 1)), np.zeros((4, 1)), np.ones(4), np.zeros((5, 0)), {})
+    with pytest.raises(ValueError, match=rf"updates={updates!r} must be a whole number >= 0"):
+        train_value(ac, TDData.from_episodes([ep], 1, 0.9), ValueConfig(), updates, seed=0)
 
 
 def test_discount_from_episode_length():
