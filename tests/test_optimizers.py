@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -285,3 +286,26 @@ def test_learned_planner_finds_the_known_optimal_action(trained_synthetic):
         for _ in range(4):  # a few replans at the same state refine the warm start
             act = planner.act(np.array([s]))
         assert abs(act[0] + s) < 0.1, (s, act)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("samples", 0, "samples=0: expected a whole number >= 2"), ("horizon", -3, "horizon=-3"),
+    ("optimizer", "bogus", "optimizer='bogus': expected one of cem, mppi, icem"),
+    ("temperature", float("nan"), "temperature=nan: expected a finite number > 0"),
+    ("discount", 2.0, "discount=2.0: expected a finite number in (0, 1]"), ("elites", 200, "elites=200"),
+])
+def test_step_spec_built_by_hand_is_checked(field, value, needle):
+    """The Python API's StepSpec checked nothing: torch's "index out of range", or a bogus optimizer and a NaN
+    temperature planned silently (tenth probe)."""
+    with pytest.raises(ValueError, match=re.escape(f"StepSpec {needle}")):
+        StepSpec(**{field: value})
+
+
+@pytest.mark.parametrize("kw", [{"reward_weight": float("nan")}, {"reward_weight": -5.0},
+                                {"novelty_weight": float("inf")}])
+def test_learned_score_weights_are_checked(trained_synthetic, kw):
+    from policies.mpc.planner import LearnedScore
+
+    model, report, _ = trained_synthetic
+    with pytest.raises(ValueError, match=f"{next(iter(kw))}=.*expected a finite number >= 0"):
+        LearnedScore(model.subset(report.elites), **kw)

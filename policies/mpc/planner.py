@@ -34,6 +34,9 @@ class LearnedScore(nn.Module):
     def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None,
                  novelty_weight: float = 0.0, reward_weight: float = 1.0):
         super().__init__()
+        for name, v in (("novelty_weight", novelty_weight), ("reward_weight", reward_weight)):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}={v!r}: expected a finite number >= 0")  # nan planned silently (tenth probe)
         self.model, self.net, self.value = model, FoldedModel.of(model), value
         self.discount = value.spec.discount if value is not None else discount
         self.novelty_weight, self.reward_weight = float(novelty_weight), float(reward_weight)
