@@ -207,6 +207,23 @@ def test_serve_on_localhost_binds_loopback_and_a_host_name_or_a_missing_viewer_i
         open_stream("spawn", address=f"127.0.0.1:{port}")
 
 
+def test_serve_on_the_ipv6_loopback(monkeypatch):
+    """`--rerun-address '[::1]:9880'` was Rerun's "invalid socket address syntax" traceback (tenth probe)."""
+    from robot_wm.viz.logger import open_stream
+
+    try:
+        with socket.socket(socket.AF_INET6) as sk:
+            sk.bind(("::1", 0))
+            port = sk.getsockname()[1]
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    rec = open_stream("serve", address=f"[::1]:{port}")
+    try:
+        assert _listening(port) == {"00000000000000000000000001000000"}  # ::1 in /proc/net/tcp6, and nothing else
+    finally:
+        rec.disconnect()
+
+
 def test_serve_on_a_port_in_use_is_a_clear_error_before_the_command_starts(tiny_run_dir, tmp_path):
     """A real listener holds the port: ``eval --rerun serve`` names the address and exits 2 at once."""
     import shutil

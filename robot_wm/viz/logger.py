@@ -192,14 +192,15 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         host, port = parse_address(address)
         host = "127.0.0.1" if host == "localhost" else host
         try:
-            ipaddress.ip_address(host)
+            ip = ipaddress.ip_address(host)
         except ValueError:  # Rerun's server binds an IP literal ("invalid socket address syntax" otherwise)
             raise ValueError(f"{flag} {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
                              f"for every interface), not the name {host!r}") from None
         check_port_free(host, port, flag)
-        rr.set_sinks(rr.GrpcServerSink(bind_ip=host, port=port), default_blueprint=bp, recording=rec)
+        shown = f"[{host}]" if ip.version == 6 else host  # Rerun takes IPv6 in brackets (a traceback: tenth probe)
+        rr.set_sinks(rr.GrpcServerSink(bind_ip=shown, port=port), default_blueprint=bp, recording=rec)
         log.warning("rerun: serving on rerun+http://%s:%d/proxy (connect with `rerun --connect "
-                    "rerun+http://%s:%d/proxy`)", host, port, host, port)
+                    "rerun+http://%s:%d/proxy`)", shown, port, shown, port)
     return rec
 
 
