@@ -790,3 +790,14 @@ def test_report_reads_short_rows_and_names_what_is_not_a_results_file(tmp_path):
                     'overrides = ["eval_episodes=0"]\n[early_stop]\n')
     with pytest.raises(spec.SweepError, match="has eval_episodes=0"):
         spec.load(path)
+
+
+def test_a_sweep_whose_ray_cannot_write_names_the_file_size_limit(tmp_path):
+    """Under `ulimit -f` (a quota or a full disk) Ray failed to start and the message blamed address space and
+    /dev/shm (tenth probe): the limits that are set are named."""
+    sweep_file = write_sweep(tmp_path / "fs.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n')
+    r = subprocess.run(["prlimit", "--fsize=20000", sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep_file),
+                        "--cpus", "1", "--storage", str(tmp_path / "sw")], capture_output=True, text=True, timeout=300,
+                       check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "did not start" in r.stderr and "`ulimit -f` is 20000" in r.stderr, r.stderr

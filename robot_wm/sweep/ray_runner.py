@@ -76,9 +76,14 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
             with contextlib.suppress(Exception):
                 ray.shutdown()
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            import resource  # a file size limit was blamed on memory (tenth probe): name the limit that is set
+
+            limits = [f"`ulimit {flag}` is {lim}" for flag, res in (("-v", resource.RLIMIT_AS), ("-f", resource.RLIMIT_FSIZE))
+                      if (lim := resource.getrlimit(res)[0]) != resource.RLIM_INFINITY]
             raise RayStartError(f"the embedded Ray instance did not start ({type(e).__name__}: {first}). Ray needs "
-                               "several GB of address space and free shared memory (/dev/shm): check `ulimit -v` "
-                               "and `df -h /dev/shm`; no trial has run") from None
+                               "several GB of address space, free shared memory (/dev/shm) and room to write its "
+                               "session files (/tmp/ray): " + ("; ".join(limits) + ", " if limits else "check ")
+                               + "`df -h /dev/shm /tmp`; no trial has run") from None
     else:
         host = _check_reachable(address)
         if host is not None and _is_loopback(host):
