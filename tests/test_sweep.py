@@ -801,3 +801,14 @@ def test_a_sweep_whose_ray_cannot_write_names_the_file_size_limit(tmp_path):
                        check=False, env={**os.environ, "MUJOCO_GL": "egl"})
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "did not start" in r.stderr and "`ulimit -f` is 20000" in r.stderr, r.stderr
+
+
+def test_writing_results_keeps_the_rows_of_other_trials(tmp_path):
+    """A second sweep file on the same sweep_dir rewrote results.csv with its own trials only: the first one's
+    rows vanished while their runs stayed (tenth probe)."""
+    base = {"task": "cartpole-swingup", "seed": 1, "overrides": "", "status": "complete", "eval_return_mean": 5.0}
+    results.write(tmp_path, [{**base, "name": "a", "return_at_400": 1.0}, {**base, "name": "b"}])
+    results.write(tmp_path, [{**base, "name": "b", "eval_return_mean": 7.0}, {**base, "name": "c"}])
+    rows = {r["name"]: r for r in results.read(tmp_path)}
+    assert sorted(rows) == ["a", "b", "c"]
+    assert rows["b"]["eval_return_mean"] == "7" and rows["a"]["return_at_400"] == "1"

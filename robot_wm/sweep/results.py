@@ -196,8 +196,15 @@ def write_stops(sweep_dir: Path, stops: dict[str, int]) -> None:
 
 
 def write(sweep_dir: Path, rows: list[dict]) -> Path:
+    """``SWEEP_DIR/results.csv`` of ``rows``, keeping the rows of other trials it held: a second sweep file (or
+    a narrower grid) on the same sweep_dir dropped the first one's rows, whose runs stay in runs/ (tenth probe)."""
     path = Path(sweep_dir) / RESULTS_NAME
-    atomic_write_text(path, to_csv(rows))
+    names = {r.get("name") for r in rows}
+    try:
+        kept = [r for r in read(sweep_dir) if r.get("name") not in names] if path.exists() else []
+    except (OSError, ValueError):  # an unreadable or damaged file: the new rows alone (as before)
+        kept = []
+    atomic_write_text(path, to_csv(rows + kept))
     return path
 
 
