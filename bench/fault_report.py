@@ -1437,6 +1437,92 @@ def probe7_defects(base: Path, planner: Path, work: Path) -> None:
     record("probe 2026-11-26 (7th)", "planner metadata hash deleted, period and repeat edited", hash_removed)
 
 
+def probe9_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the tenth hostile probe (2026-11-26; the ninth category of probe cases)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    cat = "probe 2026-11-26 (9th)"
+
+    def untouched(run: Path, args: list[str], needle: str):
+        before = tf.snapshot(run)
+        rc, out = cli(*args)
+        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
+
+    rec = work / "p9-rec"
+    cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
+
+    def checkpoint_json_edited():
+        from robot_wm.run_dir import RunDir
+
+        run = copy_run(base, work / "p9-ck")
+        js = RunDir(run).latest_checkpoint()
+        meta = json.loads(js.read_text())
+        meta["value_spec"]["value_scale"] *= 6  # one value changed, every hash of the weights intact
+        js.write_text(json.dumps(meta))
+        return untouched(run, ["whatif", str(run), "--episode", "0", "--step", "2"], "changed after it was written")
+    record(cat, "checkpoint JSON with one value changed (value_scale x6 loaded silently)", checkpoint_json_edited)
+
+    def robot_folder_edited():
+        run = copy_run(base, work / "p9-rb")
+        rc, out = cli("finetune", str(run), "--data", str(rec), "model.max_epochs=1", "--no-progress")
+        if rc != 0:
+            return False, _last(out, 90)
+        _edit_recording(run / "robot", lambda z, m: z.update(action=z["action"] * 1e6))
+        return untouched(run, ["finetune", str(run), "--data", str(rec), "model.max_epochs=1", "--no-progress"],
+                         "the run's robot data")
+    record(cat, "finetune with an episode in RUN/robot edited (actions x1e6, trained on)", robot_folder_edited)
+
+    def recorded_rewards_in_other_units():
+        data = work / "p9-paid"
+        shutil.copytree(rec, data)
+        _edit_recording(data, lambda z, m: z.update(reward=z["reward"] * 1e6 + 1e6))
+        run = copy_run(base, work / "p9-ft")
+        return untouched(run, ["finetune", str(run), "--data", str(data), "model.max_epochs=1", "--no-progress"],
+                         "far outside the run's own rewards")
+    record(cat, "finetune on rewards logged in other units (x1e6)", recorded_rewards_in_other_units)
+
+    def sim_task_label():
+        out_dir = work / "p9-bal"
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(out_dir), "--threads", "1",
+                      "--sim", "task=cartpole-balance", "max_env_steps=80")
+        meta = json.loads(str(np.load(next(out_dir.glob("episode_*.npz")))["meta"])) if rc == 0 else {}
+        return rc == 0 and meta.get("task") == "cartpole-balance", f"recorded task {meta.get('task')!r}"
+    record(cat, "deploy --sim task=cartpole-balance --record (labelled swingup)", sim_task_label)
+
+    def train_without_value():
+        run = copy_run(base, work / "p9-ve")
+        return untouched(run, ["train", str(run), "value.enabled=false", "--no-progress"], "value.enabled")
+    record(cat, "train value.enabled=false one-off (the next round lost the value)", train_without_value)
+
+    def hangup():
+        out_dir = work / "p9-hup"
+        proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner), "--episodes", "50",
+                                 "--realtime", "--record", str(out_dir)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+        end = time.monotonic() + 120
+        while proc.poll() is None and not (out_dir / "episode_000000.npz").exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGHUP)
+        out = proc.communicate(timeout=60)[0]
+        kept = (out_dir / "episode_000001.npz").exists()
+        return proc.returncode == 129 and kept, f"exit {proc.returncode}, the cut episode kept: {kept}"
+    record(cat, "SIGHUP during deploy --realtime --record (killed, episode lost)", hangup)
+
+    def big_video():
+        run = copy_run(base, work / "p9-vid")
+        out = work / "p9-big.mp4"
+        r = subprocess.run(["prlimit", "--as=6000000000", sys.executable, "-m", "robot_wm.cli", "dream", str(run),
+                            "--step", "1", "--horizon", "23", "--width", "4096", "--height", "4096", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300, check=False)
+        return r.returncode == 2 and "needs about" in r.stderr and not out.exists(), _last(r.stderr, 90)
+    record(cat, "dream at 4096 x 4096 under a 6 GB limit (ArrayMemoryError traceback)", big_video)
+
+
 def probe8_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects (and the ugly cases that could lose data) of the eighth hostile probe (2026-11-26)."""
 
@@ -1597,7 +1683,8 @@ def main() -> int:
                          ("probe 2026-11-26 (5th)", lambda: probe5_defects(base, planner, work)),
                          ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work)),
                          ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work)),
-                         ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work)),
+                         ("probe 2026-11-26 (9th)", lambda: probe9_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
