@@ -1380,13 +1380,15 @@ def _edit_recording(folder: Path, edit) -> Path:
     return folder
 
 
+def untouched(run: Path, args: list[str], needle: str):
+    """A command refused (exit 1 or 2) naming ``needle``, with ``run`` byte-identical after it."""
+    before = tf.snapshot(run)
+    rc, out = cli(*args)
+    return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
+
+
 def probe7_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects of the seventh hostile probe (2026-11-26, 91 cases), as cases of the report."""
-
-    def untouched(run: Path, args: list[str], needle: str):
-        before = tf.snapshot(run)
-        rc, out = cli(*args)
-        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
 
     run = copy_run(base, work / "p7-run")
     (work / "p7-cfg.rrd").symlink_to(run / "config.toml")
@@ -1445,11 +1447,6 @@ def probe9_defects(base: Path, planner: Path, work: Path) -> None:
     import sys
 
     cat = "probe 2026-11-26 (9th)"
-
-    def untouched(run: Path, args: list[str], needle: str):
-        before = tf.snapshot(run)
-        rc, out = cli(*args)
-        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
 
     rec = work / "p9-rec"
     cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
@@ -1530,11 +1527,6 @@ def probe8_defects(base: Path, planner: Path, work: Path) -> None:
     from robot_wm.sweep.ray_runner import run_sweep
 
     cat = "probe 2026-11-26 (8th)"
-
-    def untouched(run: Path, args: list[str], needle: str):
-        before = tf.snapshot(run)
-        rc, out = cli(*args)
-        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
 
     rec = work / "p8-rec"
     cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
