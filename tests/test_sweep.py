@@ -812,3 +812,18 @@ def test_writing_results_keeps_the_rows_of_other_trials(tmp_path):
     rows = {r["name"]: r for r in results.read(tmp_path)}
     assert sorted(rows) == ["a", "b", "c"]
     assert rows["b"]["eval_return_mean"] == "7" and rows["a"]["return_at_400"] == "1"
+
+
+def test_report_says_when_early_stopping_removed_a_whole_seed():
+    """ASHA stopped both seed-2 trials (seed 2 started worse for both settings), and report compared the settings on
+    seed 1 alone without a word (tenth probe)."""
+    from robot_wm.sweep.report import stopped_seeds_note
+
+    row = lambda seed, samples, status: {"task": "cartpole-swingup", "seed": seed, "status": status,  # noqa: E731
+                                         "overrides": f"planner.samples={samples}"}
+    rows = [row("1", 8, "complete"), row("1", 32, "complete"), row("2", 8, "stopped"), row("2", 32, "stopped")]
+    assert stopped_seeds_note(rows) == ("note: cartpole-swingup: every trial of seed 2 was stopped early, so the "
+                                        "settings are compared at the full budget on seed 1 alone (early stopping "
+                                        "compares trials across seeds)")
+    rows[3]["status"] = "complete"
+    assert stopped_seeds_note(rows) == ""

@@ -198,6 +198,23 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
     return out
 
 
+def stopped_seeds_note(rows: list[dict]) -> str:
+    """A note where early stopping ended every trial of a seed (of a task) while other seeds went on: ASHA compares
+    trials across seeds, so a seed that starts worse loses all its settings and the final comparison rests on the
+    other seeds alone, which the table did not say (tenth probe). Empty where that did not happen."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["task"], {}).setdefault(r["seed"], []).append(r["status"])
+    notes = []
+    for task, seeds in by.items():
+        gone = sorted(sd for sd, st in seeds.items() if all(x == "stopped" for x in st))
+        left = sorted(sd for sd in seeds if sd not in gone)
+        if gone and left:
+            notes.append(f"{task}: every trial of seed {', '.join(gone)} was stopped early, so the settings are "
+                         f"compared at the full budget on seed {', '.join(left)} alone")
+    return "" if not notes else "note: " + "; ".join(notes) + " (early stopping compares trials across seeds)"
+
+
 def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
     if out is not None and Path(out).is_dir():
         raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
@@ -207,6 +224,8 @@ def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None
     ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is read or printed
     rows = results.read(sweep_dir)
     print_table(rows, sweep_dir)
+    if note := stopped_seeds_note(rows):
+        print(note)
     if ref:
         print_vs_published(rows, ref)
     png = plot(rows, out or Path(sweep_dir) / PLOT_NAME, ref)
