@@ -409,7 +409,8 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on the device writing {name}: free some space. {SAVED}"
     if e.errno == errno.EFBIG:
-        return f"{name} would grow past the file size limit (ulimit -f or a quota): raise it or free some. {SAVED}"
+        return (f"{name} would grow past the file size limit ({e.strerror}: ulimit -f or a quota): raise it or free "
+                f"some. {SAVED}")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out
         out_given = bool(getattr(args, "out", None))  # advised --out to a user who had given it (tenth probe)
