@@ -166,13 +166,14 @@ def _checks(s, sim: list[Episode]) -> tuple:
             None if paid is None or not len(paid) else (float(paid.min()), float(paid.max())))
 
 
-def held_robot_episodes(s, sim: list[Episode]) -> list[Episode]:
-    """The run's own robot episodes (``RUN/robot/``), each checked again as on import: they are trained on by
-    every later round, and a file put or edited there was never checked (tenth probe). [] where there are none."""
+def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> list[Episode]:
+    """The run's own robot episodes (``RUN/robot/``), each checked again as on import (``checks``: ``_checks(s,
+    sim)`` where the caller has them): they are trained on by every later round, and a file put or edited there
+    was never checked (tenth probe). [] where there are none."""
     folder = s.run.root / ROBOT_DIR
     if not folder.is_dir():
         return []
-    held, checks = EpisodeDataset(folder), _checks(s, sim)
+    held, checks = EpisodeDataset(folder), checks or _checks(s, sim)
     for path, ep in zip(held.paths(), held):
         try:
             check_recorded(path, ep, *checks)
@@ -182,12 +183,12 @@ def held_robot_episodes(s, sim: list[Episode]) -> list[Episode]:
 
 
 def robot_weight(run) -> int:
-    """The weight the run's last fine-tuning gave its robot data (the default 4 where none says)."""
+    """The weight the run's last fine-tuning gave its robot data (``DEFAULT_WEIGHT`` where none says)."""
     for rec in reversed(run.records("train")):
         w = rec.get("finetune", {}).get("weight") if isinstance(rec.get("finetune"), dict) else None
         if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WEIGHT:
             return w
-    return 4
+    return DEFAULT_WEIGHT
 
 
 def mixed_split(sim: list[Episode], robot: list[Episode], weight: int,
@@ -207,9 +208,11 @@ def _join(parts: list[Transitions]) -> Transitions:
 
 MAX_WEIGHT = 100
 """Largest ``--weight``: the robot's rows are repeated that many times in memory."""
+DEFAULT_WEIGHT = 4
+"""How many times each robot transition counts by default (``--weight``)."""
 
 
-def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> dict:
+def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool = True) -> dict:
     """Import ``source``'s recorded episodes into the run of session ``s`` and fine-tune from its latest
     checkpoint. Returns the train record it logs."""
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
@@ -222,7 +225,7 @@ def finetune(s, source: str | Path, weight: int = 4, progress: bool = True) -> d
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
-    held_robot_episodes(s, sim)
+    held_robot_episodes(s, sim, checks)
     added = import_episodes(s.run, source, *checks)
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p = sub.add_parser("finetune", help="add recorded deployments (deploy --record DIR) to a run and fine-tune on them")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
-    p.add_argument("--weight", type=int, default=4, help="each robot transition counts this many times (default 4)")
+    p.add_argument("--weight", type=int, default=4, help="each robot transition counts this many times (default 4; "
+                   "later `train` rounds keep the weight of the last fine-tuning)")
     p.add_argument("args", nargs="*", metavar="key=value", help="one-off overrides for this command")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)

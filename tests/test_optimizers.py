@@ -289,10 +289,12 @@ def test_learned_planner_finds_the_known_optimal_action(trained_synthetic):
 
 
 @pytest.mark.parametrize("field, value, needle", [
-    ("samples", 0, "samples=0: expected a whole number >= 2"), ("horizon", -3, "horizon=-3"),
-    ("optimizer", "bogus", "optimizer='bogus': expected one of cem, mppi, icem"),
-    ("temperature", float("nan"), "temperature=nan: expected a finite number > 0"),
-    ("discount", 2.0, "discount=2.0: expected a finite number in (0, 1]"), ("elites", 200, "elites=200"),
+    ("samples", 0, "samples=0: Input should be greater than or equal to 2"), ("horizon", -3, "horizon=-3"),
+    ("optimizer", "bogus", "optimizer='bogus': Input should be 'cem', 'mppi' or 'icem'"),
+    ("temperature", float("nan"), "temperature=nan: Input should be a finite number"),
+    ("discount", 2.0, "discount=2.0: Input should be less than or equal to 1"),
+    ("elites", 200, "spec: Value error, elites=200 exceeds samples=128"),
+    ("policy_samples", 200, "policy_samples=200: expected a whole number from 0 to"),
 ])
 def test_step_spec_built_by_hand_is_checked(field, value, needle):
     """The Python API's StepSpec checked nothing: torch's "index out of range", or a bogus optimizer and a NaN

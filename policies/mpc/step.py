@@ -38,29 +38,24 @@ class StepSpec:
 
     def __post_init__(self) -> None:
         """The Python API builds specs directly: samples=0 was a torch 'index out of range', optimizer='bogus' and
-        temperature=nan planned silently (tenth probe). ``PlannerConfig`` checks the same for configs."""
-        def bad(name: str, want: str):
-            return ValueError(f"StepSpec {name}={getattr(self, name)!r}: expected {want}")
+        temperature=nan planned silently (tenth probe). Checked by ``PlannerConfig``'s own rules, plus room for the
+        policy proposals."""
+        from pydantic import ValidationError
 
-        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-        real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-        if self.optimizer not in ("cem", "mppi", "icem"):
-            raise bad("optimizer", "one of cem, mppi, icem")
-        for name, lo in (("horizon", 1), ("samples", 2), ("iterations", 1), ("elites", 1), ("keep_elites", 0),
-                         ("policy_samples", 0)):
-            if not whole(getattr(self, name)) or getattr(self, name) < lo:
-                raise bad(name, f"a whole number >= {lo}")
-        if self.elites > self.samples or self.keep_elites > self.elites:
-            raise bad("elites", f"keep_elites <= elites <= samples (samples={self.samples}, "
-                                f"keep_elites={self.keep_elites})")
-        if self.keep_elites + self.policy_samples + 2 > self.samples:
-            raise bad("policy_samples", f"room for new samples: keep_elites + policy_samples + 2 <= samples={self.samples}")
-        for name, ok, want in (("temperature", lambda v: v > 0, "> 0"), ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-                               ("init_std", lambda v: v > 0, "> 0"), ("min_std", lambda v: v >= 0, ">= 0"),
-                               ("noise_beta", lambda v: v >= 0, ">= 0"), ("uncertainty_weight", lambda v: True, ""),
-                               ("discount", lambda v: 0 < v <= 1, "in (0, 1]")):
-            if not real(getattr(self, name)) or not ok(getattr(self, name)):
-                raise bad(name, f"a finite number {want}".rstrip())
+        from robot_wm.config import PlannerConfig
+
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "policy_samples"}
+        try:
+            PlannerConfig.model_validate({**fields, "policy_fraction": 0.0})
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = ".".join(map(str, err["loc"])) or "spec"
+            shown = f"{name}={fields[name]!r}" if name in fields else name
+            raise ValueError(f"StepSpec {shown}: {err['msg']}") from None
+        if not isinstance(self.policy_samples, int) or isinstance(self.policy_samples, bool) or \
+                not 0 <= self.policy_samples <= self.samples - self.keep_elites - 2:
+            raise ValueError(f"StepSpec policy_samples={self.policy_samples!r}: expected a whole number from 0 to "
+                             f"samples - keep_elites - 2 = {self.samples - self.keep_elites - 2}")
 
     @classmethod
     def from_config(cls, cfg) -> StepSpec:
