@@ -1400,7 +1400,8 @@ def test_probe7_recordings_never_write_through_links_or_over_other_files(run_cop
     assert rc == 2 and "dreams' is a symbolic link" in out and not list(outside.iterdir()), out
     (run_copy / "rerun").symlink_to(outside)
     rc, out = _rc(capsys, "whatif", str(run_copy), "--step", "3", "--random", "4", "rerun.mode=save")
-    assert rc == 0 and not list(outside.iterdir()), out  # whatif records nothing in Rerun (ninth probe)
+    # whatif records nothing in Rerun (ninth probe), and says so when asked to (tenth probe)
+    assert rc == 2 and "whatif writes no Rerun recording" in out and not list(outside.iterdir()), out
     assert snapshot(run_copy) == before
 
 
