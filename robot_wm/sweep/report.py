@@ -170,7 +170,7 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
             if not pts:
                 continue
             x = [p[0] for p in pts]
-            line, = ax.plot(x, [p[1] for p in pts], marker="o", label=f"robot-wm {setting} (n={max(p[4] for p in pts)})")
+            line, = ax.plot(x, [p[1] for p in pts], marker="o", label=_plain(f"robot-wm {setting} (n={max(p[4] for p in pts)})"))
             ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.2)
         ref = {(s, n): v for (t, s, n), v in (anchors or {}).items() if t == task}
         systems = sorted({s for s, n in ref if s != "random" and n <= ANCHOR_MAX_STEPS})
@@ -181,7 +181,7 @@ def plot(rows: list[dict], out: Path, anchors: dict | None = None) -> Path:
         if ("random", 0) in ref:
             ax.axhline(ref[("random", 0)], color="0.6", linestyle=":", label="random actions")
         ax.set_xscale("log")
-        ax.set_title(task)
+        ax.set_title(_plain(task))
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
@@ -213,6 +213,13 @@ def stopped_seeds_note(rows: list[dict]) -> str:
             notes.append(f"{task}: every trial of seed {', '.join(gone)} was stopped early, so the settings are "
                          f"compared at the full budget on seed {', '.join(left)} alone")
     return "" if not notes else "note: " + "; ".join(notes) + " (early stopping compares trials across seeds)"
+
+
+def _plain(text: str) -> str:
+    """A label with control characters shown as escapes (a results.csv cell's ESC reached the plot)."""
+    from robot_wm.report import printable
+
+    return printable(text)
 
 
 def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
