@@ -323,6 +323,11 @@ class RunConfig(_Section):
     episode is 1,000 steps on every task, as the field counts them. Evaluation is not counted."""
     seed_episodes: int = Field(1, ge=1)
     """Random-action episodes before the first model is trained."""
+    seed_noise_beta: float = Field(0.0, ge=0, le=4)
+    """Colour of the seed episodes' random actions: 0 draws each action uniformly; beta > 0 draws them as
+    Gaussian 1/f^beta noise along the episode (1: pink), clipped to the bounds, which reaches states that
+    independent actions never do (random pendulum-swingup episodes: 0 of 10 uniform ones saw a reward,
+    2-3 of 10 pink or red ones)."""
     eval_episodes: int = Field(3, ge=0)
     """Evaluation episodes with the final model (not counted in env_steps)."""
     eval_at: list[Annotated[int, Field(ge=1)]] = Field([], max_length=10_000)

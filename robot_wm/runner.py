@@ -124,16 +124,18 @@ class Session:
     def planner(self, kind: str, model: WorldModel | None = None, seed: int = 0, explore: bool = False):
         """``learned``: the world model with the value and policy where the run has them; ``pets``: the
         same world model without them (imagined reward over the horizon only); ``oracle``; ``random``.
-        ``explore`` (training episodes only, never evaluation) adds planner.explore_weight x the
-        members' disagreement on the imagined states to the objective (optimism where the model is unsure)
-        and executes actions drawn with planner.explore_noise x the planner's own sampling std."""
+        ``explore`` (training episodes only, never evaluation) colours random actions by seed_noise_beta,
+        adds planner.explore_weight x the members' disagreement on the imagined states to the objective
+        (optimism where the model is unsure) and executes actions drawn with planner.explore_noise x the
+        planner's own sampling std."""
         spec = StepSpec.from_config(self.cfg.planner)
         novelty = self.cfg.planner.explore_weight if explore else 0.0
         noise = self.cfg.planner.explore_noise if explore else 0.0
         goal = self.cfg.goal
         goal_fn = (lambda: resolve_goal(self.env, goal.state, goal.joints, goal.weights)) if goal.active else None
-        if kind == "random":
-            return RandomPolicy(self.env.action_spec, seed)
+        if kind == "random":  # a training (seed) episode's actions are coloured as the run says
+            beta = self.cfg.seed_noise_beta if explore else 0.0
+            return RandomPolicy(self.env.action_spec, seed, beta=beta, length=self.env.max_control_steps)
         if kind in ("oracle", "oracle-value"):  # the true simulator; oracle-value adds the learned terminal value
             from policies.oracle import oracle_planner
 
@@ -416,7 +418,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     index = len(data)
     while data.env_steps < cfg.env_steps:
         if index < cfg.seed_episodes:
-            policy = s.planner("random", seed=cfg.seed + index)
+            policy = s.planner("random", seed=cfg.seed + index, explore=True)
         else:
             model = s.train(round_)
             round_ += 1
