@@ -8,6 +8,8 @@ file or value (or, on the control path, a finite in-bounds fallback that is coun
 that existed before the fault byte-identical after it (sha256). Kills are real SIGKILLs of a real
 ``robot-wm run`` followed by ``--resume``. The catalogue reuses the fault-injection helpers of
 ``tests/test_faults.py``. Prints "N tried, M survived" and a table (takes about 1-3 minutes).
+The cases of the hostile probes' defects live in ``fault_probes.py``; what every catalogue shares (recording
+a case, the in-process CLI, copying a run) in ``fault_kit.py``.
 """
 
 from __future__ import annotations
@@ -16,57 +18,30 @@ import argparse
 import contextlib
 import io
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
-
-import test_faults as tf  # noqa: E402
-
-RESULTS: list[tuple[str, str, bool, str]] = []
-
-
-def record(category: str, name: str, fn) -> None:
-    try:
-        ok, note = fn()
-    except Exception as e:  # a crash is a fault not survived
-        ok, note = False, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-        if os.environ.get("FAULT_REPORT_DEBUG"):
-            traceback.print_exc()
-    RESULTS.append((category, name, bool(ok), note))
-    print(f"  [{'ok' if ok else 'LOST'}] {category}: {name}  {note}", flush=True)
-
-
-def cli(*args: str) -> tuple[int, str]:
-    from robot_wm.cli import main
-
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            rc = main(list(args))
-        except SystemExit as e:  # a flag argparse refused (exit 2, the flag named)
-            rc = e.code
-    return rc, err.getvalue() + out.getvalue()
-
-
-def copy_run(base: Path, dst: Path) -> Path:
-    shutil.copytree(base, dst)
-    (dst / "config.toml").write_text((dst / "config.toml").read_text().replace(str(base), str(dst)))
-    return dst
+import numpy as np
+import torch
+from fault_kit import RESULTS, ROOT, cli, copy_run, record, tail, tf
+from fault_probes import (
+    api_inputs,
+    probe3_defects,
+    probe4_defects,
+    probe5_defects,
+    probe6_defects,
+    probe7_defects,
+    probe8_defects,
+    probe9_defects,
+    probe_defects,
+)
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -309,9 +284,6 @@ def security() -> None:
 
 
 # --- issue 11: concurrent writers, one-off overrides, network settings, foreign data, the headline, run_dir
-def _last(out: str, n: int = 110) -> str:
-    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
-    return lines[-1][:n] if lines else "(no message)"
 
 
 def run_lock(base: Path, work: Path, real_run: bool) -> None:
@@ -326,12 +298,12 @@ def run_lock(base: Path, work: Path, real_run: bool) -> None:
             def f(args=args):
                 before = tf.snapshot(run)
                 rc, out = cli(*args)
-                return rc == 2 and f"PID {holder.pid}" in out and tf.snapshot(run) == before, _last(out)
+                return rc == 2 and f"PID {holder.pid}" in out and tf.snapshot(run) == before, tail(out)
             record("run lock", f"second writer: robot-wm {args[0]}", f)
 
         def export():
             rc, out = cli("export", str(run), "--out", str(work / "locked.onnx"))
-            return rc == 0 and (work / "locked.onnx").exists(), _last(out)
+            return rc == 0 and (work / "locked.onnx").exists(), tail(out)
         record("run lock", "read-only export while the run is locked", export)
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
@@ -339,7 +311,7 @@ def run_lock(base: Path, work: Path, real_run: bool) -> None:
         def taken_over():
             n = len(tf.episode_hashes(run))
             rc, out = cli("collect", str(run), "--no-progress")
-            return rc == 0 and len(tf.episode_hashes(run)) == n + 1, _last(out)
+            return rc == 0 and len(tf.episode_hashes(run)) == n + 1, tail(out)
         record("run lock", "a SIGKILLed holder's lock is taken over", taken_over)
     finally:
         if holder.poll() is None:
@@ -404,21 +376,21 @@ def overrides(base: Path, complete: Path, work: Path) -> None:
         rc, out = cli("train", str(run), "model.max_epochs=1", "--no-progress")
         ok = rc == 0 and (run / "config.toml").read_bytes() == config and \
             RunDirRecords(run)[-1].get("overrides") == ["model.max_epochs=1"]
-        return ok, _last(out)
+        return ok, tail(out)
     record("one-off overrides", "train model.max_epochs=1", train)
     for bad in ("planner.samples=96", "seed=5", "env.action_repeat=2", "value.enabled=false"):
         def g(bad=bad):
             run = copy_run(base, work / f"ovr-resume-{bad.split('=')[0]}")
             before = tf.snapshot(run)
             rc, out = cli("run", f"run_dir={run}", bad, "--resume", "--no-progress")
-            return rc == 2 and bad.split("=")[0] in out and tf.snapshot(run) == before, _last(out)
+            return rc == 2 and bad.split("=")[0] in out and tf.snapshot(run) == before, tail(out)
         record("one-off overrides", f"--resume {bad} refused", g)
 
     def complete_budget():
         run = copy_run(complete, work / "ovr-complete")
         before = tf.snapshot(run)
         rc, out = cli("run", f"run_dir={run}", "env_steps=5000", "--resume", "--no-progress")
-        return rc == 2 and "complete" in out and tf.snapshot(run) == before, _last(out)
+        return rc == 2 and "complete" in out and tf.snapshot(run) == before, tail(out)
     record("one-off overrides", "--resume env_steps=5000 on a complete run", complete_budget)
 
 
@@ -475,7 +447,7 @@ def network(base: Path, work: Path) -> None:
         d.mkdir()
         (d / "l.toml").write_text(f'run_dir = "{d / "new"}"\n[rerun]\nmode = "serve"\naddress = "0.0.0.0:9877"\n')
         rc, out = cli("run", str(d / "l.toml"), "--no-progress")
-        return rc == 2 and "rerun.address" in out and not (d / "new").exists(), _last(out)
+        return rc == 2 and "rerun.address" in out and not (d / "new").exists(), tail(out)
     record("network settings", "launch file with serve 0.0.0.0", launch)
 
     def saved():
@@ -495,7 +467,7 @@ def foreign_data(base: Path, work: Path) -> None:
             run = copy_run(base, work / f"task-{command}")
             before = tf.snapshot(run)
             rc, out = cli(command, str(run), "env.task=walker-walk", "--no-progress")
-            return rc == 2 and "walker-walk" in out and tf.snapshot(run) == before, _last(out)
+            return rc == 2 and "walker-walk" in out and tf.snapshot(run) == before, tail(out)
         record("data from another task", f"{command} env.task=walker-walk on a cartpole run", f)
     rng = np.random.default_rng(0)
     walker = Episode(rng.normal(size=(4, 24)), rng.uniform(-1, 1, (3, 6)), np.zeros(3), np.zeros((4, 18)),
@@ -516,7 +488,7 @@ def foreign_data(base: Path, work: Path) -> None:
         walker.save(run / "episodes" / "episode_000002.npz")
         before = tf.snapshot(run)
         rc, out = cli("train", str(run), "--no-progress")
-        return rc == 2 and "episode_000002.npz" in out and tf.snapshot(run) == before, _last(out)
+        return rc == 2 and "episode_000002.npz" in out and tf.snapshot(run) == before, tail(out)
     record("data from another task", "a foreign episode file dropped into episodes/", on_disk)
 
 
@@ -553,7 +525,7 @@ def run_dirs(work: Path) -> None:
                 rc, out = cli(*args, "--no-progress")
                 ok = rc == 2 and ("not a run" in out or "not a robot-wm run" in out) and tf.snapshot(folder) == before and \
                     sorted(p.name for p in folder.iterdir()) == sorted(files)
-                return ok, _last(out)
+                return ok, tail(out)
             record("run_dir", f"{command} into a user's folder holding {next(iter(files))}", f)
     for args in (["run", ""], ["run", "run_dir="], ["collect", ""]):
         def g(args=args):
@@ -565,12 +537,12 @@ def run_dirs(work: Path) -> None:
                 rc, out = cli(*args, "--no-progress")
             finally:
                 os.chdir(cwd)
-            return rc == 2 and "empty" in out and not list(d.iterdir()), _last(out)
+            return rc == 2 and "empty" in out and not list(d.iterdir()), tail(out)
         record("run_dir", f"empty argument: robot-wm {' '.join(repr(a) for a in args)}", g)
     for template in ("{task.__class__}", "{seed[0]}", "{task!r}", "{seed:{task}}", "{user}", "{0}"):
         def h(template=template):
             rc, out = cli("run", f"run_dir={work}/t/{template}", "--no-progress")
-            return rc == 2 and "run_dir" in out and not (work / "t").exists(), _last(out)
+            return rc == 2 and "run_dir" in out and not (work / "t").exists(), tail(out)
         record("run_dir", f"template {template}", h)
 
 
@@ -581,14 +553,14 @@ def planner_sizes(base: Path, work: Path) -> None:
         t0 = time.perf_counter()
         rc, out = cli("run", f"run_dir={run}", "planner.samples=2000000", "--no-progress")
         return rc == 2 and "planner.samples=2000000" in out and not run.exists(), \
-            f"{time.perf_counter() - t0:.1f} s: " + _last(out, 90)
+            f"{time.perf_counter() - t0:.1f} s: " + tail(out, 90)
     record("planner size", "run planner.samples=2000000 (default model)", new_run)
 
     def on_eval():
         run = copy_run(base, work / "big-eval")
         before = tf.snapshot(run)
         rc, out = cli("eval", str(run), "planner.samples=200000000", "--no-progress")
-        return rc == 2 and "planner.samples=200000000" in out and tf.snapshot(run) == before, _last(out, 90)
+        return rc == 2 and "planner.samples=200000000" in out and tf.snapshot(run) == before, tail(out, 90)
     record("planner size", "eval planner.samples=200000000 on a run", on_eval)
 
 
@@ -600,11 +572,12 @@ def declared_sizes(base: Path, planner: Path, work: Path) -> None:
         def big(field=field):
             run = work / f"big-{field.split('=')[0]}"
             rc, out = cli("run", f"run_dir={run}", field, "--no-progress")
-            return rc == 2 and field in out and "would need about" in out and not run.exists(), _last(out, 90)
+            return rc == 2 and field in out and "would need about" in out and not run.exists(), tail(out, 90)
         record("declared sizes", f"run {field}", big)
 
     def bomb():
         from conftest import write_zip_bomb_episode
+
         from robot_wm.data.episode import MAX_EPISODE_BYTES
 
         run = copy_run(base, work / "bomb-run")
@@ -613,13 +586,13 @@ def declared_sizes(base: Path, planner: Path, work: Path) -> None:
         write_zip_bomb_episode(episodes[-1], dst, MAX_EPISODE_BYTES)
         before = tf.snapshot(run)
         rc, out = cli("train", str(run), "--no-progress")
-        return rc == 2 and dst.name in out and "declares" in out and tf.snapshot(run) == before, _last(out, 90)
+        return rc == 2 and dst.name in out and "declares" in out and tf.snapshot(run) == before, tail(out, 90)
     record("declared sizes", "a 1.1 GiB zip bomb (1 MiB on disk) among a run's episodes, then train", bomb)
 
     def onnx_sizes():
         bad = tf.damage_onnx(planner, work / "huge.onnx", "huge-declared-sizes")
         rc, out = cli("deploy", str(bad), "--task", "cartpole-swingup", "--episodes", "1")
-        return rc == 2 and "declares input sizes" in out, _last(out, 90)
+        return rc == 2 and "declares input sizes" in out, tail(out, 90)
     record("declared sizes", "planner file declaring 2e9 samples (metadata, graph and hash consistent)", onnx_sizes)
 
 
@@ -632,12 +605,12 @@ def stops(base: Path, work: Path) -> None:
             target = {"checkpoint": ckpt, "directory": run / "checkpoints", "config": run / "config.toml"}[what]
             before = tf.snapshot(run)
             rc, out = cli("export", str(run), "--out", str(target))
-            return rc == 2 and "--out" in out and tf.snapshot(run) == before, _last(out, 90)
+            return rc == 2 and "--out" in out and tf.snapshot(run) == before, tail(out, 90)
         record("stops and system errors", f"export --out onto the run's {what}", out_onto)
 
     def device():
         rc, out = cli("run", f"run_dir={work / 'dev'}", *tf.TINY, "device=cuda:99", "--no-progress")
-        return rc == 2 and "device='cuda:99'" in out and not (work / "dev").exists(), _last(out, 90)
+        return rc == 2 and "device='cuda:99'" in out and not (work / "dev").exists(), tail(out, 90)
     record("stops and system errors", "device=cuda:99", device)
 
     def mount(name: str, *options: str) -> Path | None:
@@ -658,7 +631,7 @@ def stops(base: Path, work: Path) -> None:
             kept = tf.episode_hashes(disk / "r")
             rc2, out2 = cli("run", f"run_dir={disk / 'r'}", *tf.TINY, "--no-progress", "--resume")
             ok = ok and rc2 == 0 and all(tf.episode_hashes(disk / "r")[k] == v for k, v in kept.items())
-            return ok, _last(out, 90)
+            return ok, tail(out, 90)
         finally:
             subprocess.run(["umount", "-l", str(disk)], check=False)
     record("stops and system errors", "disk full mid-run, then --resume after freeing space", full_disk)
@@ -669,7 +642,7 @@ def stops(base: Path, work: Path) -> None:
             return True, "skipped: cannot mount a tmpfs here"
         try:
             rc, out = cli("run", f"run_dir={ro / 'r'}", *tf.TINY, "--no-progress")
-            return rc == 1 and "Read-only file system" in out, _last(out, 90)
+            return rc == 1 and "Read-only file system" in out, tail(out, 90)
         finally:
             subprocess.run(["umount", "-l", str(ro)], check=False)
     record("stops and system errors", "read-only run directory (a read-only mount; root ignores chmod)", read_only)
@@ -683,7 +656,7 @@ def stops(base: Path, work: Path) -> None:
             holder.listen()
             port = holder.getsockname()[1]
             rc, out = cli("eval", str(run), "--episodes", "1", "--rerun", "serve", "--rerun-address", f"127.0.0.1:{port}")
-        return rc == 2 and f"127.0.0.1:{port} cannot be bound" in out, _last(out, 90)
+        return rc == 2 and f"127.0.0.1:{port} cannot be bound" in out, tail(out, 90)
     record("stops and system errors", "rerun serve on a port already in use", port_in_use)
 
     for label, body in (("a string", "return 'high'"), ("None", "return None"), ("NaN", "return float('nan')")):
@@ -701,7 +674,7 @@ def stops(base: Path, work: Path) -> None:
             finally:
                 sys.path.remove(str(mod))
             return rc == 2 and f"reward function {name}:reward returned" in out and not (work / name).exists(), \
-                _last(out, 90)
+                tail(out, 90)
         record("stops and system errors", f"an MJCF reward function returning {label}", reward_fn)
 
     def ctrl_c():
@@ -717,7 +690,7 @@ def stops(base: Path, work: Path) -> None:
         rc2, out2 = tf.cli(*tf.run_cmd(run, resume=True)[3:])
         ok = rc == 130 and "Traceback" not in log and rc2 == 0 and \
             all(tf.episode_hashes(run)[k] == v for k, v in before.items())
-        return ok, _last(log, 90)
+        return ok, tail(log, 90)
     record("stops and system errors", "Ctrl-C (SIGINT) mid-run, then --resume", ctrl_c)
 
     for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
@@ -808,7 +781,7 @@ def goals(base: Path, work: Path) -> None:
                 cfg = apply_overrides(RunConfig(), overrides)
                 resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
             except (ConfigError, ValueError) as e:
-                return needle in str(e), _last(str(e))
+                return needle in str(e), tail(str(e))
             return False, "accepted"
         return case
     for overrides, needle in ((["goal.joints={elbow=1}"], "'elbow'"), (["goal.joints={slider=9}"], "outside"),
@@ -832,7 +805,7 @@ def edited_files(base: Path, planner: Path, work: Path) -> None:
             (run / "manifest.json").write_text(text)
             before = tf.snapshot(run)
             rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
-            return rc == 2 and "manifest.json" in out and tf.snapshot(run) == before, _last(out, 90)
+            return rc == 2 and "manifest.json" in out and tf.snapshot(run) == before, tail(out, 90)
         record("hand-edited files", f"manifest.json: {name}, then run --resume", manifest)
 
     def metrics():
@@ -840,7 +813,7 @@ def edited_files(base: Path, planner: Path, work: Path) -> None:
         with open(run / "metrics.jsonl", "a") as f:
             f.write('[1, 2]\n5\n{"kind": "train", "round": "a"}\n{"kind": "eval", "milestone": "x", "env_steps": 1}\n')
         rc, out = cli("train", str(run), "--no-progress", "model.max_epochs=1")
-        return rc == 0 and "trained round" in out, _last(out, 90)
+        return rc == 0 and "trained round" in out, tail(out, 90)
     record("hand-edited files", "metrics.jsonl with 4 lines robot-wm did not write, then train", metrics)
 
     def npy(kind: str) -> Path:
@@ -862,12 +835,12 @@ def edited_files(base: Path, planner: Path, work: Path) -> None:
                 path = npy(kind)
                 rc, out = cli(command, str(base), "--actions", str(path), *(["--horizon", "4"] if command == "whatif"
                                                                             else ["--max-steps", "2"]))
-                return rc == 2 and str(path) in out and "Traceback" not in out, _last(out, 90)
+                return rc == 2 and str(path) in out and "Traceback" not in out, tail(out, 90)
             record("hand-edited files", f"{command} --actions .npy: {kind}", actions)
 
     def safe_action():
         rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1", "--safe-action", "5")
-        return rc == 2 and "outside the action bounds" in out, _last(out, 90)
+        return rc == 2 and "outside the action bounds" in out, tail(out, 90)
     record("hand-edited files", "deploy --safe-action 5 (bounds [-1, 1])", safe_action)
 
     def record_into_run():
@@ -875,759 +848,8 @@ def edited_files(base: Path, planner: Path, work: Path) -> None:
         before = tf.snapshot(run)
         rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1",
                       "--record", str(run / "episodes"))
-        return rc == 2 and "is inside the run directory" in out and tf.snapshot(run) == before, _last(out, 90)
+        return rc == 2 and "is inside the run directory" in out and tf.snapshot(run) == before, tail(out, 90)
     record("hand-edited files", "deploy --record RUN/episodes", record_into_run)
-
-
-def probe_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects a hostile probe found on 2026-11-26 (145 cases), as cases of the report."""
-    import subprocess
-
-    def eval_randomize():
-        run = copy_run(base, work / "probe-eval-randomize")
-        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress", "env.randomize.mass=[1.3, 1.3]")
-        from robot_wm.run_dir import RunDir
-
-        evals = RunDir(run).eval_dataset()
-        draw = evals[len(evals) - 1].meta.get("randomization", {}) if len(evals) else {}
-        return rc == 0 and abs(draw.get("mass", 0) - 1.3) < 1e-9, f"mass scale {draw.get('mass')}"
-    record("probe 2026-11-26", "eval env.randomize.mass=[1.3,1.3] evaluates that robot, not the nominal one",
-           eval_randomize)
-
-    def largest_seed():
-        from conftest import tiny_run
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            rc = tiny_run(work / "probe-seed", "seed=4294967295")
-        return rc == 0, f"exit {rc}"
-    record("probe 2026-11-26", "run seed=4294967295 (episode seeds overflowed 32 bits)", largest_seed)
-
-    def anchors_device():
-        rc, out = cli("report", str(work), "--anchors", "/dev/zero")
-        return rc == 2 and "not a regular file" in out, _last(out, 90)
-    record("probe 2026-11-26", "report --anchors /dev/zero (grew until the OOM killer)", anchors_device)
-
-    for argv, needle in ((["whatif", str(base), "--random", "100000000"], "argument --random"),
-                         (["deploy", str(planner), "--rate", "1e-6", "--realtime"], "argument --rate")):
-        def flag(argv=argv, needle=needle):
-            r = subprocess.run([sys.executable, "-m", "robot_wm.cli", *argv], capture_output=True, text=True,
-                               timeout=120, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
-            return r.returncode == 2 and needle in r.stderr, _last(r.stderr, 90)
-        record("probe 2026-11-26", " ".join(a for a in argv if a not in (str(base), str(planner))), flag)
-
-    def episodes_symlink():
-        run, other = copy_run(base, work / "probe-link"), copy_run(base, work / "probe-other")
-        shutil.rmtree(run / "episodes")
-        (run / "episodes").symlink_to(other / "episodes")
-        before = tf.snapshot(other)
-        rc, out = cli("collect", str(run), "--episodes", "1", "--no-progress")
-        return rc == 2 and "outside the run directory" in out and tf.snapshot(other) == before, _last(out, 90)
-    record("probe 2026-11-26", "collect through RUN/episodes linked to another run's", episodes_symlink)
-
-    def eval_at():
-        rc, out = cli("run", f"run_dir={work / 'probe-eval-at'}", "eval_at=[-5]", "--no-progress")
-        return rc == 2 and "eval_at.0" in out and not (work / "probe-eval-at").exists(), _last(out, 90)
-    record("probe 2026-11-26", "run eval_at=[-5]", eval_at)
-
-
-def probe3_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the third hostile probe (2026-11-26, 164 cases), as cases of the report."""
-    import numpy as np
-
-    from robot_wm.runtime.loop import ControlLoop
-    from robot_wm.runtime.session import PlannerSession
-
-    class Robot:
-        state_dim, control_period = 5, 0.01
-
-        def __init__(self, low, high):
-            self.action_low, self.action_high = np.array(low, np.float32), np.array(high, np.float32)
-            self.sent = []
-
-        def read_state(self):
-            return np.zeros(5, np.float32)
-
-        def send_action(self, a):
-            self.sent.append(a)
-
-    for name, low, high in (("bounds +-inf", [-np.inf], [np.inf]), ("bounds NaN", [np.nan], [1.0]),
-                            ("low > high", [1.0], [-1.0]), ("2 actuators, planner 1", [-1.0, -1.0], [1.0, 1.0])):
-        def loop(low=low, high=high):
-            robot = Robot(low, high)
-            try:
-                ControlLoop(PlannerSession(planner, provider="cpu", threads=1), robot)
-            except ValueError as e:
-                return not robot.sent, str(e)[:90]
-            return False, "accepted"
-        record("probe 2026-11-26 (3rd)", f"ControlLoop with a robot of {name}", loop)
-
-    for what in ("planner FIFO", "latest.json FIFO"):
-        def fifo(what=what):
-            run = copy_run(base, work / f"p3-{what.split()[0]}")
-            path = work / "p3.onnx" if what.startswith("planner") else run / "checkpoints" / "latest.json"
-            path.unlink(missing_ok=True)
-            os.mkfifo(path)
-            args = ("deploy", str(path), "--task", "cartpole-swingup", "--episodes", "1") if what.startswith("planner") \
-                else ("whatif", str(run), "--horizon", "3")
-            rc, out = cli(*args)
-            return rc == 2, _last(out, 90)
-        record("probe 2026-11-26 (3rd)", f"{what} (hung)", fifo)
-
-    def empty_config():
-        run = copy_run(base, work / "p3-config")
-        (run / "config.toml").write_text("")
-        before = tf.snapshot(run)
-        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
-        return rc == 2 and tf.snapshot(run) == before, _last(out, 90)
-    record("probe 2026-11-26 (3rd)", "eval on a run whose config.toml was emptied", empty_config)
-
-
-def api_inputs(base: Path, planner: Path, work: Path) -> None:
-    """Odd values handed to the Python API on the control path and to a custom robot's task functions (the
-    third probe's ugly cases): a message naming the value, or the episode kept up to the bad step."""
-    import numpy as np
-
-    from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.runtime.loop import ControlLoop
-    from robot_wm.runtime.record import DeploymentRecorder
-    from robot_wm.runtime.session import PlannerSession
-
-    session = PlannerSession(planner, provider="cpu", threads=1)
-    for name, state, plan, needle in (("a string state", "abc", None, "state must be"),
-                                      ("an object-array state", np.array([object()] * 5), None, "state must be"),
-                                      ("a prev_plan of the wrong shape", None, np.zeros((3, 1)), "prev_plan has shape"),
-                                      ("a ragged prev_plan", None, [[0.0], [0.0, 1.0]], "prev_plan must be")):
-        def step(state=state, plan=plan, needle=needle):
-            try:
-                session.step(np.zeros(5, np.float32) if state is None else state,
-                             session.initial_plan() if plan is None else plan)
-            except ValueError as e:
-                return needle in str(e), str(e)[:90]
-            return False, "accepted"
-        record("API and driver inputs", f"PlannerSession.step with {name}", step)
-
-    class Robot:
-        state_dim, control_period = 5, session.meta.control_period  # the loop checks they agree
-        action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
-
-        def __init__(self, reward, physics):
-            self.t, self.reward, self.physics = 0, reward, physics
-
-        def read_state(self):
-            return np.full(5, self.t, np.float32)
-
-        def send_action(self, a):
-            self.t += 1
-
-        def last_reward(self):
-            return self.reward
-
-        def physics_state(self):
-            return self.physics()
-
-    def loop_steps():
-        try:
-            ControlLoop(session, Robot(1.0, lambda: np.zeros(0)), realtime=False).run(1.5)
-        except TypeError as e:
-            return "max_steps=1.5" in str(e), str(e)[:90]
-        return False, "accepted"
-    record("API and driver inputs", "ControlLoop.run(max_steps=1.5)", loop_steps)
-
-    for name, reward, physics in (("a text reward", "1.0", lambda: np.zeros(0)),
-                                  ("an array reward", np.ones(3), lambda: np.zeros(0)),
-                                  ("a raising physics_state", 1.0, lambda: 1 / 0)):
-        def recorded(name=name, reward=reward, physics=physics):
-            root = work / f"api-rec-{name.replace(' ', '-')}"
-            rec = DeploymentRecorder(root, task="my-robot", planner="p.onnx", action_repeat=1)
-            robot = Robot(reward, physics)
-            rec.begin(robot, seed=0)
-            for latency in (0.001, float("nan"), 0.001):
-                robot.send_action(None)
-                rec.step(robot, np.zeros(1), latency, None)
-            rec.end()
-            ep = EpisodeDataset(root)[0]
-            return len(ep) == 3, f"3 steps kept, reward known {ep.meta['reward_known']}, latency {ep.meta['latency_ms']}"
-        record("API and driver inputs", f"DeploymentRecorder with {name} and a NaN latency", recorded)
-
-    for name, kwargs in (("root=/dev/null", {"root": "/dev/null"}), ("action_repeat=-4", {"action_repeat": -4}),
-                         ("extra that is not JSON", {"extra": {"x": object()}}),
-                         ("extra replacing the task", {"extra": {"task": "cheetah-run"}})):
-        def refused(kwargs=kwargs):
-            args = {"root": work / "api-rec-refused", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1}
-            try:
-                DeploymentRecorder(**{**args, **kwargs})
-            except ValueError as e:
-                return True, str(e)[:90]
-            return False, "accepted"
-        record("API and driver inputs", f"DeploymentRecorder {name}", refused)
-
-    def stdlib_reward():
-        xml = work / "api-slider.xml"
-        xml.write_text(_SLIDER)
-        rc, out = cli("run", f"run_dir={work / 'api-os-system'}", "env.task=mjcf", f"env.mjcf={xml}",
-                      "env.reward=os:system", "env_steps=100", "--no-progress")
-        return rc == 2 and "standard library" in out and not (work / "api-os-system").exists(), _last(out, 90)
-    record("API and driver inputs", "run env.reward=os:system (a stdlib function as the reward)", stdlib_reward)
-
-    def double_equals():
-        rc, out = cli("run", f"run_dir=={work / 'api-eq'}", "--no-progress")
-        return rc == 2 and "'=='" in out and not Path("=").exists(), _last(out, 90)
-    record("API and driver inputs", "run run_dir==DIR (a doubled '=')", double_equals)
-
-    def other_round():
-        run = copy_run(base, work / "api-round")
-        js = tf.damage_checkpoint(run, "json-of-another-round")
-        rc, out = cli("whatif", str(run), "--horizon", "3")
-        return rc == 2 and js.name in out and "another round" in out, _last(out, 90)
-    record("API and driver inputs", "a checkpoint JSON swapped for the previous round's", other_round)
-
-
-def probe4_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the fourth hostile probe (2026-11-26, 96 cases), as cases of the report."""
-    import json
-
-    from robot_wm.run_dir import RunDir
-    from robot_wm.sweep import spec
-
-    def lock_link():
-        run = copy_run(base, work / "p4-lock")
-        victim = work / "p4-victim.txt"
-        victim.write_text("precious")
-        (run / ".lock").unlink(missing_ok=True)
-        (run / ".lock").symlink_to(victim)
-        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
-        return rc == 2 and victim.read_text() == "precious", _last(out, 90)
-    record("probe 2026-11-26 (4th)", "RUN/.lock is a link to a user's file", lock_link)
-
-    def copied_run():
-        run = copy_run(base, work / "p4-orig")
-        copy = copy_run(run, work / "p4-copy")
-        before = tf.snapshot(run)
-        rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
-        return rc == 0 and tf.snapshot(run) == before and RunDir(copy).load_config().resolved_run_dir() == copy, \
-            "the copy is evaluated; the original untouched"
-    record("probe 2026-11-26 (4th)", "a copied run names the original in config.toml", copied_run)
-
-    for name, body, needle in (
-            ("a task listed twice", 'tasks = ["cartpole-swingup", "cartpole-swingup"]\nseeds = [1]\n', "repeats"),
-            ("a grid key given twice", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5]\n'
-             '[grid.planner]\nhorizon = [7]\n', "given twice"),
-            ("a grid of seeds", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nseed = [5, 6]\n', "seeds = [...]"),
-            ("run_dir in overrides", 'tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["run_dir=/tmp/x"]\n',
-             "sweep_dir"),
-            ("an unknown task", 'tasks = ["nope-task"]\nseeds = [1]\n', "unknown task")):
-        def sweep_file(body=body, needle=needle, name=name):
-            path = work / f"p4-{name.replace(' ', '-')}.toml"
-            path.write_text(body)
-            try:
-                spec.load(path)
-            except spec.SweepError as e:
-                return needle in str(e), str(e).splitlines()[-1][:90]
-            return False, "accepted"
-        record("probe 2026-11-26 (4th)", f"sweep file with {name}", sweep_file)
-
-    def nan_period():
-        tf.edit_metadata(planner, work / "p4-nan.onnx", {"control_period": "nan"})
-        rc, out = cli("deploy", str(work / "p4-nan.onnx"), "--episodes", "1", "--action-repeat", "2")
-        said = next((line for line in out.splitlines() if "does not say its control period" in line), "")
-        return bool(said), said[:110] or _last(out, 90)
-    record("probe 2026-11-26 (4th)", "planner metadata control_period=nan (skipped the robot check silently)", nan_period)
-
-    for command in ("train", "export"):
-        def sizes(command=command):
-            run = copy_run(base, work / f"p4-{command}")
-            before = tf.snapshot(run)
-            extra = ("--out", str(work / "p4-x.onnx")) if command == "export" else ("--no-progress",)
-            rc, out = cli(command, str(run), *extra, "model.hidden=64")
-            return rc == 2 and "model.hidden" in out and tf.snapshot(run) == before, _last(out, 90)
-        record("probe 2026-11-26 (4th)", f"{command} RUN model.hidden=64 (ignored, exit 0)", sizes)
-
-    def robot_again():
-        from robot_wm.config import EnvConfig
-        from robot_wm.runtime.record import DeploymentRecorder
-        from robot_wm.runtime.robot import SimRobot
-        from sim.registry import make_env
-
-        run = copy_run(base, work / "p4-ft")
-        cfg = RunDir(run).load_config()
-        robot = SimRobot(make_env(EnvConfig(task=cfg.env.task, action_repeat=cfg.env.action_repeat, max_env_steps=160)))
-        data = work / "p4-robot-data"
-        rec = DeploymentRecorder(data, task=cfg.env.task, planner="none", action_repeat=cfg.env.action_repeat,
-                                 source="sim-robot")
-        robot.reset(0)
-        rec.begin(robot, 0)
-        while not robot.done:
-            robot.send_action(np.zeros(1, np.float32))
-            rec.step(robot, np.zeros(1, np.float32), 0.001, None)
-        rec.end(**robot.episode_info())
-        cli("finetune", str(run), "--data", str(data), "--no-progress")
-        n = len(list((run / "robot").iterdir()))
-        rc, out = cli("finetune", str(run), "--data", str(run / "robot"), "--no-progress")
-        return rc == 2 and len(list((run / "robot").iterdir())) == n, _last(out, 90)
-    record("probe 2026-11-26 (4th)", "finetune RUN --data RUN/robot (copied in again each time)", robot_again)
-
-    def bad_goal():
-        rc, out = cli("run", f"run_dir={work / 'p4-goal'}", 'goal.joints={"über"=0.5}', "env_steps=400", "--no-progress")
-        return rc == 2 and not (work / "p4-goal").exists(), _last(out, 90)
-    record("probe 2026-11-26 (4th)", "run with an unknown goal joint (unresumable after round 0)", bad_goal)
-
-    def eval_at_repeats():
-        from robot_wm.config import RunConfig, apply_overrides
-
-        got = apply_overrides(RunConfig(), ["eval_at=[100, 100, 100, 100]"]).eval_at
-        return got == [100], f"eval_at {json.dumps(got)}"
-    record("probe 2026-11-26 (4th)", "eval_at=[100,100,100,100] (four evaluations)", eval_at_repeats)
-
-
-def probe5_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the fifth hostile probe (2026-11-26, 138 cases), as cases of the report."""
-    from robot_wm.config import RunConfig, apply_overrides
-    from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.run_dir import RunDir
-    from robot_wm.runtime.loop import ControlLoop
-    from robot_wm.runtime.session import PlannerSession
-    from robot_wm.sweep import spec
-    from sim.mjcf import MJCFEnv
-
-    def refused(fn, needle):
-        try:
-            fn()
-        except (ValueError, OSError) as e:
-            return needle in str(e), str(e).splitlines()[-1][:90]
-        return False, "accepted"
-
-    def hard_lock():
-        run = copy_run(base, work / "p5-hl")
-        victim = work / "p5-victim.txt"
-        victim.write_text("precious")
-        (run / ".lock").unlink(missing_ok=True)
-        os.link(victim, run / ".lock")
-        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
-        return rc == 2 and victim.read_text() == "precious", _last(out, 90)
-    record("probe 2026-11-26 (5th)", "RUN/.lock hard-linked to a user's file", hard_lock)
-
-    def cp_al():
-        run = copy_run(base, work / "p5-orig")
-        copy = work / "p5-al"
-        subprocess.run(["cp", "-al", str(run), str(copy)], check=True)
-        before = tf.snapshot(run)
-        rc, out = cli("eval", str(copy), "--episodes", "1", "--no-progress")
-        return rc == 2 and tf.snapshot(run) == before and "hard links" in out, _last(out, 90)
-    record("probe 2026-11-26 (5th)", "eval on a `cp -al` copy of a run (appended to the original)", cp_al)
-
-    for name, body, needle in (
-            ("a task and its alias", 'tasks = ["cartpole-swingup", "cartpole_swingup"]\nseeds = [1]\n', "same task"),
-            ("a repeated grid value", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.horizon" = [5, 5]\n',
-             "repeats a value")):
-        def sweep_file(body=body, needle=needle, name=name):
-            path = work / f"p5-{name.replace(' ', '-')}.toml"
-            path.write_text(body)
-            return refused(lambda: spec.load(path), needle)
-        record("probe 2026-11-26 (5th)", f"sweep file with {name}", sweep_file)
-
-    def edited_metadata():
-        bad = tf.edit_metadata(planner, work / "p5-ar2.onnx", {"action_repeat": "2", "control_period": "0.02"},
-                               rehash=False)
-        return refused(lambda: PlannerSession(bad, provider="cpu"), "metadata was edited after export")
-    record("probe 2026-11-26 (5th)", "planner metadata edited consistently (action_repeat 2, period 0.02)",
-           edited_metadata)
-
-    def stale_append():
-        from robot_wm.data.episode import Episode
-
-        ep = RunDir(base).dataset()[0]
-        a = EpisodeDataset(work / "p5-rec", create=True)  # two recorders, one folder
-        b = EpisodeDataset(work / "p5-rec")
-        a.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
-        path = b.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, ep.meta))
-        return len(EpisodeDataset(work / "p5-rec")) == 2, f"the second stored as {path.name}"
-    record("probe 2026-11-26 (5th)", "two recorders appending to one folder (the second episode was lost)",
-           stale_append)
-
-    record("probe 2026-11-26 (5th)", "goal.reward_weight=1e308 (every planning step invalid)",
-           lambda: refused(lambda: apply_overrides(RunConfig(), ["goal.reward_weight=1e308"]), "reward_weight"))
-
-    class Robot:
-        state_dim, action_low, action_high = 5, np.array([-1.0], np.float32), np.array([1.0], np.float32)
-
-        def __init__(self, period):
-            self.control_period = period
-
-        def read_state(self):
-            return np.zeros(5, np.float32)
-
-        def send_action(self, a):
-            pass
-
-    session = PlannerSession(planner, provider="cpu", threads=1)
-    record("probe 2026-11-26 (5th)", "ControlLoop: a 0.08 s planner on a 0.02 s robot (Python API)",
-           lambda: refused(lambda: ControlLoop(session, Robot(0.02)), "control period"))
-    record("probe 2026-11-26 (5th)", "ControlLoop(rate_hz=1e-6, realtime=True) (slept 11.6 days a step)",
-           lambda: refused(lambda: ControlLoop(session, Robot(session.meta.control_period), rate_hz=1e-6,
-                                               realtime=True), "rate_hz"))
-
-    def huge_ctrl():
-        xml = work / "p5-huge.xml"
-        xml.write_text(_SLIDER.replace('gear="1"/>', 'gear="1" ctrlrange="-1e30 1e30" ctrllimited="true"/>'))
-        return refused(lambda: MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40), "ctrlrange")
-    record("probe 2026-11-26 (5th)", "MJCF ctrlrange ±1e30 (MuJoCo zeroes such controls)", huge_ctrl)
-
-    def full_disk_video():
-        out = work / "p5-cut.mp4"
-        r = subprocess.run(["prlimit", "--fsize=20000", sys.executable, "-m", "robot_wm.cli", "dream", str(base),
-                            "--step", "2", "--horizon", "20", "--out", str(out)], capture_output=True, text=True,
-                           timeout=300, check=False, cwd=ROOT)
-        return r.returncode != 0 and not out.exists(), _last(r.stderr, 90)
-    record("probe 2026-11-26 (5th)", "dream on a full disk (said wrote, left a cut video)", full_disk_video)
-
-
-def probe6_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the sixth hostile probe (2026-11-26, 305 cases), as cases of the report."""
-    import json
-
-    import numpy as np
-
-    def untouched(run: Path, args: list[str], needle: str):
-        before = tf.snapshot(run)
-        rc, out = cli(*[a.format(run=run, work=work) for a in args])
-        return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
-
-    run = copy_run(base, work / "p6-run")
-    for name, args, needle in (
-            ("dream --rrd RUN/metrics.jsonl (replaced the run's log)",
-             ["dream", "{run}", "--horizon", "3", "--rrd", "{run}/metrics.jsonl"], "ending in .rrd"),
-            ("dream --rrd RUN/checkpoints/latest.json", ["dream", "{run}", "--horizon", "3", "--rrd",
-                                                         "{run}/checkpoints/latest.json"], "ending in .rrd"),
-            ("drive --rrd RUN/summary.json", ["drive", "{run}", "--max-steps", "2", "--rrd", "{run}/summary.json"],
-             "ending in .rrd"),
-            ("eval --rerun save rerun.path=RUN/config.toml", ["eval", "{run}", "--episodes", "1", "--rerun", "save",
-                                                              "rerun.path={run}/config.toml"], "rerun.path"),
-            ("value.updates_per_step=1e9 (a hang of 25e9 updates)", ["train", "{run}", "value.updates_per_step=1e9"],
-             "value.updates_per_step"),
-            ("export planner.horizon=100000 (a 40 GB noise filter)",
-             ["export", "{run}", "--out", "{work}/p6-h.onnx", "planner.horizon=100000"], "planner.horizon")):
-        record("probe 2026-11-26 (6th)", name, lambda a=args, n=needle: untouched(run, a, n))
-
-    def saved_path():
-        victim = work / "p6-victim.txt"
-        victim.write_text("precious")
-        launch = work / "p6-victim.toml"
-        launch.write_text(f'[rerun]\nmode = "save"\npath = "{victim}"\n')
-        rc, out = cli("run", str(launch), f"run_dir={work / 'p6-lv'}", "env_steps=400", "--no-progress")
-        return rc == 2 and "rerun.path" in out and victim.read_text() == "precious", _last(out, 90)
-    record("probe 2026-11-26 (6th)", "launch file rerun.path = a user's file (every later eval overwrote it)",
-           saved_path)
-
-    def diverged():
-        from robot_wm.config import ModelConfig
-        from robot_wm.model.checkpoint import TrainingDivergedError, save_checkpoint
-        from robot_wm.train import new_model
-
-        model = new_model(5, 1, [-1.0], [1.0], ModelConfig(hidden=8, layers=1))
-        with torch.no_grad():
-            next(model.parameters())[0].fill_(float("nan"))
-        (work / "p6-nan").mkdir()
-        try:
-            save_checkpoint(model, work / "p6-nan" / "model_r0000", [0, 1])
-        except TrainingDivergedError as e:
-            return not list((work / "p6-nan").iterdir()), str(e)[:90]
-        return False, "a NaN checkpoint was written"
-    record("probe 2026-11-26 (6th)", "model.lr=1e308: NaN weights saved, run reported complete", diverged)
-
-    def edited(i: int, change):
-        r = copy_run(base, work / f"p6-ep{i}")
-        path = r / "episodes" / "episode_000001.npz"
-        z = dict(np.load(path))
-        change(z)
-        np.savez(path, **z)
-        return untouched(r, ["train", "{run}", "model.max_epochs=1", "--no-progress"], "episode_000001.npz")
-
-    def meta(**kv):
-        def change(z):
-            m = json.loads(str(z["meta"]))
-            m.update(kv)
-            z["meta"] = np.array(json.dumps(m))
-        return change
-    for i, (name, change) in enumerate((
-            ("train on an episode of another task (same sizes)", meta(task="cartpole-balance")),
-            ("train on an episode at another action repeat", meta(action_repeat=2)),
-            ("train on an episode whose actions are x1e6", lambda z: z.update(action=z["action"] * 1e6)))):
-        record("probe 2026-11-26 (6th)", name, lambda i=i, c=change: edited(i, c))
-
-
-def _same_run_twice(path: Path, grid_line: str):
-    """A sweep file whose grid spells one run twice must be refused when loaded."""
-    from robot_wm.sweep import spec
-
-    path.write_text(f'tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n{grid_line}\n')
-    try:
-        spec.load(path)
-    except spec.SweepError as e:
-        return "are the same run" in str(e), str(e)[-90:]
-    return False, "two identical trials"
-
-
-def _edit_recording(folder: Path, edit) -> Path:
-    """Apply ``edit(arrays, meta)`` to the first episode of a recorded folder, in place; returns the folder."""
-    import json
-
-    ep = next(folder.glob("episode_*.npz"))
-    z = dict(np.load(ep))
-    meta = json.loads(str(z["meta"]))
-    edit(z, meta)
-    z["meta"] = np.array(json.dumps(meta))
-    np.savez(ep, **z)
-    return folder
-
-
-def untouched(run: Path, args: list[str], needle: str):
-    """A command refused (exit 1 or 2) naming ``needle``, with ``run`` byte-identical after it."""
-    before = tf.snapshot(run)
-    rc, out = cli(*args)
-    return rc in (1, 2) and needle in out and tf.snapshot(run) == before, _last(out, 90)
-
-
-def probe7_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the seventh hostile probe (2026-11-26, 91 cases), as cases of the report."""
-
-    run = copy_run(base, work / "p7-run")
-    (work / "p7-cfg.rrd").symlink_to(run / "config.toml")
-    (work / "p7-metrics.rrd").symlink_to(run / "metrics.jsonl")
-    for name, args, needle in (
-            ("eval --rerun save rerun.path=LINK.rrd to RUN/config.toml",
-             ["eval", str(run), "--episodes", "1", "--rerun", "save", f"rerun.path={work / 'p7-cfg.rrd'}"],
-             "symbolic link"),
-            ("dream --rrd LINK.rrd to RUN/metrics.jsonl",
-             ["dream", str(run), "--horizon", "3", "--rrd", str(work / "p7-metrics.rrd")], "symbolic link"),
-            ("planner.uncertainty_weight=1e308 (every step invalid, exit 0)",
-             ["eval", str(run), "--episodes", "1", "planner.uncertainty_weight=1e308"], "uncertainty_weight"),
-            ("run_dir={seed:01000000000d} (a 1 GB name)",
-             ["run", f"run_dir={work}/{{seed:01000000000d}}", "env_steps=400"], "width or precision")):
-        record("probe 2026-11-26 (7th)", name, lambda a=args, n=needle: untouched(run, a, n))
-
-    def dreams_link():
-        r = copy_run(base, work / "p7-dl")
-        (work / "p7-outside").mkdir()
-        (r / "dreams").symlink_to(work / "p7-outside")
-        rc, out = cli("dream", str(r), "--horizon", "3")
-        return rc == 2 and not list((work / "p7-outside").iterdir()), _last(out, 90)
-    record("probe 2026-11-26 (7th)", "dream with RUN/dreams linked out of the run", dreams_link)
-
-    def no_value():
-        from robot_wm.cli import _session
-
-        with _session(str(run), ["value.enabled=false"], False, lock=False) as s:
-            s.latest_model()
-            return s.value is None, "planned without the value" if s.value is None else "the value was used"
-    record("probe 2026-11-26 (7th)", "eval value.enabled=false (planned with the value)", no_value)
-
-    def unknown_reward():
-        rec = work / "p7-rec"
-        cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
-        _edit_recording(rec, lambda z, m: (m.update(reward_known=False), z.update(reward=np.zeros_like(z["reward"]))))
-        return untouched(copy_run(base, work / "p7-ft"), ["finetune", str(work / "p7-ft"), "--data", str(rec),
-                                                           "model.max_epochs=1", "--no-progress"], "has no known reward")
-    record("probe 2026-11-26 (7th)", "finetune on recordings whose reward is unknown (learned zeros)", unknown_reward)
-
-    record("probe 2026-11-26 (7th)", "sweep grid [1, 1.0] (the same run twice)",
-           lambda: _same_run_twice(work / "p7-dup.toml", '"planner.temperature" = [1, 1.0]'))
-
-    def hash_removed():
-        bad = tf.damage_onnx(planner, work / "p7-nohash.onnx", "hash-removed")
-        rc, out = cli("deploy", str(bad), "--episodes", "1")
-        return rc != 0 and "metadata_sha256" in out, _last(out, 90)
-    record("probe 2026-11-26 (7th)", "planner metadata hash deleted, period and repeat edited", hash_removed)
-
-
-def probe9_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects of the tenth hostile probe (2026-11-26; the ninth category of probe cases)."""
-    import json
-    import signal
-    import subprocess
-    import sys
-
-    cat = "probe 2026-11-26 (9th)"
-
-    rec = work / "p9-rec"
-    cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
-
-    def checkpoint_json_edited():
-        from robot_wm.run_dir import RunDir
-
-        run = copy_run(base, work / "p9-ck")
-        js = RunDir(run).latest_checkpoint()
-        meta = json.loads(js.read_text())
-        meta["value_spec"]["value_scale"] *= 6  # one value changed, every hash of the weights intact
-        js.write_text(json.dumps(meta))
-        return untouched(run, ["whatif", str(run), "--episode", "0", "--step", "2"], "changed after it was written")
-    record(cat, "checkpoint JSON with one value changed (value_scale x6 loaded silently)", checkpoint_json_edited)
-
-    def robot_folder_edited():
-        run = copy_run(base, work / "p9-rb")
-        rc, out = cli("finetune", str(run), "--data", str(rec), "model.max_epochs=1", "--no-progress")
-        if rc != 0:
-            return False, _last(out, 90)
-        _edit_recording(run / "robot", lambda z, m: z.update(action=z["action"] * 1e6))
-        return untouched(run, ["finetune", str(run), "--data", str(rec), "model.max_epochs=1", "--no-progress"],
-                         "the run's robot data")
-    record(cat, "finetune with an episode in RUN/robot edited (actions x1e6, trained on)", robot_folder_edited)
-
-    def recorded_rewards_in_other_units():
-        data = work / "p9-paid"
-        shutil.copytree(rec, data)
-        _edit_recording(data, lambda z, m: z.update(reward=z["reward"] * 1e6 + 1e6))
-        run = copy_run(base, work / "p9-ft")
-        return untouched(run, ["finetune", str(run), "--data", str(data), "model.max_epochs=1", "--no-progress"],
-                         "far outside the run's own rewards")
-    record(cat, "finetune on rewards logged in other units (x1e6)", recorded_rewards_in_other_units)
-
-    def sim_task_label():
-        out_dir = work / "p9-bal"
-        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(out_dir), "--threads", "1",
-                      "--sim", "task=cartpole-balance", "max_env_steps=80")
-        meta = json.loads(str(np.load(next(out_dir.glob("episode_*.npz")))["meta"])) if rc == 0 else {}
-        return rc == 0 and meta.get("task") == "cartpole-balance", f"recorded task {meta.get('task')!r}"
-    record(cat, "deploy --sim task=cartpole-balance --record (labelled swingup)", sim_task_label)
-
-    def train_without_value():
-        run = copy_run(base, work / "p9-ve")
-        return untouched(run, ["train", str(run), "value.enabled=false", "--no-progress"], "value.enabled")
-    record(cat, "train value.enabled=false one-off (the next round lost the value)", train_without_value)
-
-    def hangup():
-        out_dir = work / "p9-hup"
-        proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner), "--episodes", "50",
-                                 "--realtime", "--record", str(out_dir)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-        end = time.monotonic() + 120
-        while proc.poll() is None and not (out_dir / "episode_000000.npz").exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGHUP)
-        out = proc.communicate(timeout=60)[0]
-        kept = (out_dir / "episode_000001.npz").exists()
-        return proc.returncode == 129 and kept, f"exit {proc.returncode}, the cut episode kept: {kept}"
-    record(cat, "SIGHUP during deploy --realtime --record (killed, episode lost)", hangup)
-
-    def big_video():
-        run = copy_run(base, work / "p9-vid")
-        out = work / "p9-big.mp4"
-        r = subprocess.run(["prlimit", "--as=6000000000", sys.executable, "-m", "robot_wm.cli", "dream", str(run),
-                            "--step", "1", "--horizon", "23", "--width", "4096", "--height", "4096", "--out", str(out)],
-                           capture_output=True, text=True, timeout=300, check=False)
-        return r.returncode == 2 and "needs about" in r.stderr and not out.exists(), _last(r.stderr, 90)
-    record(cat, "dream at 4096 x 4096 under a 6 GB limit (ArrayMemoryError traceback)", big_video)
-
-
-def probe8_defects(base: Path, planner: Path, work: Path) -> None:
-    """The defects (and the ugly cases that could lose data) of the eighth hostile probe (2026-11-26)."""
-
-    from robot_wm.sweep import spec
-    from robot_wm.sweep.ray_runner import run_sweep
-
-    cat = "probe 2026-11-26 (8th)"
-
-    rec = work / "p8-rec"
-    cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
-
-    def edited_recording(name: str, edit) -> Path:
-        shutil.copytree(rec, work / name)
-        return _edit_recording(work / name, edit)
-
-    def reward_key_missing():
-        data = edited_recording("p8-rk", lambda z, m: (m.pop("reward_known"), z.update(reward=np.zeros_like(z["reward"]))))
-        return untouched(copy_run(base, work / "p8-ft1"), ["finetune", str(work / "p8-ft1"), "--data", str(data),
-                                                           "model.max_epochs=1", "--no-progress"], "has no known reward")
-    record(cat, "finetune on recordings without reward_known (learned zeros)", reward_key_missing)
-
-    def other_units():
-        data = edited_recording("p8-mm", lambda z, m: z.update(obs=z["obs"] * 1000))
-        return untouched(copy_run(base, work / "p8-ft2"), ["finetune", str(work / "p8-ft2"), "--data", str(data),
-                                                           "model.max_epochs=1", "--no-progress"], "far outside")
-    record(cat, "finetune on observations logged in other units (x1000)", other_units)
-
-    def lost_log():
-        run = copy_run(base, work / "p8-log")
-        (run / "metrics.jsonl").unlink()
-        before = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("model_r*")}
-        rc, out = cli("train", str(run), "--no-progress", "model.max_epochs=1")
-        kept = all((run / "checkpoints" / n).read_bytes() == b for n, b in before.items())
-        return rc == 0 and kept, _last(out, 90)
-    record(cat, "train with metrics.jsonl deleted (overwrote model_r0000)", lost_log)
-
-    def deep_meta():
-        run = copy_run(base, work / "p8-deep")
-        path = run / "episodes" / "episode_000000.npz"
-        z = dict(np.load(path))
-        z["meta"] = np.array("[" * 200_000 + "]" * 200_000)
-        np.savez(path, **z)
-        return untouched(run, ["train", str(run), "--no-progress"], "nested deeper than robot-wm reads")
-    record(cat, "episode meta nested 200,000 deep (RecursionError)", deep_meta)
-
-    def resume_below():
-        run = copy_run(base, work / "p8-below")
-        return untouched(run, ["run", f"run_dir={run}", "env_steps=100", "--resume", "--no-progress"],
-                         "collected steps are not taken back")
-    record(cat, "run --resume env_steps below the steps collected", resume_below)
-
-    record(cat, "sweep grid [0.0, -0.0] (the same run twice)",
-           lambda: _same_run_twice(work / "p8-zero.toml", '"planner.uncertainty_weight" = [0.0, -0.0]'))
-
-    def users_folder():
-        path, mine = work / "p8-s.toml", work / "p8-mine"
-        path.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n')
-        mine.mkdir()
-        (mine / "results.csv").write_text("x,y\n1,2\n")
-        try:
-            run_sweep(spec.load(path), mine, cpus=1, out=lambda s: None)
-        except ValueError as e:
-            return (mine / "results.csv").read_text() == "x,y\n1,2\n" and "not a sweep's" in str(e), str(e)[-90:]
-        return False, "the sweep ran in a user's folder"
-    record(cat, "sweep --storage a user's folder with its own results.csv (replaced)", users_folder)
-
-    def what_if_goal():
-        from robot_wm.runner import Session
-        from robot_wm.run_dir import RunDir
-        from robot_wm.whatif import what_if
-
-        with Session.open(RunDir(base).load_config(), RunDir(base), progress=False, lock=False) as s:
-            model = s.latest_model()
-            try:
-                what_if(model, np.zeros(model.spec.obs_dim), np.zeros((1, 3, model.spec.act_dim)),
-                        goal=(np.zeros(model.spec.obs_dim + 2), np.ones(model.spec.obs_dim + 2)))
-            except ValueError as e:
-                return "goal.state has" in str(e), str(e)[:90]
-        return False, "accepted"
-    record(cat, "what_if with a goal of the wrong size (torch traceback)", what_if_goal)
-
-    def config_bounds():
-        from robot_wm import config as cfgmod
-
-        named = []
-        for o in ("model.weight_decay=1e308", "value.entropy_coef=1e308", "env.randomize.obs_noise=1e30",
-                  "env.randomize.mass=[1e-300,1e-300]"):
-            try:
-                cfgmod.apply_overrides(cfgmod.RunConfig(), [o])
-            except cfgmod.ConfigError as e:
-                named.append(o.split("=")[0] in str(e))
-        return len(named) == 4 and all(named), f"{sum(named)} of 4 named"
-    record(cat, "weight_decay / entropy_coef / obs_noise / mass 1e-300 bounds", config_bounds)
-
-    def summary_damaged():
-        from conftest import tiny_run
-
-        run = work / "p8-summary"
-        with contextlib.redirect_stdout(io.StringIO()):
-            tiny_run(run)
-        (run / "summary.json").write_text('{"eval_return_mean": 5}')
-        rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
-        return rc == 2 and "summary.json" in out and "env_steps" in out, _last(out, 90)
-    record(cat, "run --resume of a complete run whose summary.json was edited (KeyError)", summary_damaged)
-
-
-_SLIDER = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
-<geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
 
 
 def main() -> int:
