@@ -71,6 +71,17 @@ def check_reward_scale(path, reward: np.ndarray, low: float, high: float) -> Non
                          "task's? Fine-tuning would teach the model that scale")
 
 
+def check_suite_reward(path, reward: np.ndarray, action_repeat: int) -> None:
+    """A suite task pays between 0 and 1 per environment step, so 0 to ``action_repeat`` per control step:
+    negated rewards (all within the run's span) were fine-tuned on (probe 11)."""
+    bad = ~((reward >= -1e-6) & (reward <= action_repeat + 1e-6))
+    if bad.any():
+        t = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"recorded episode {str(path)!r}: reward[{t}] = {reward[t]:.4g}, but this suite task pays 0 "
+                         f"to 1 per environment step (0 to {action_repeat} per control step at action repeat "
+                         f"{action_repeat}): rewards negated, in other units, or another task's?")
+
+
 def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: int,
                    action_repeat: int | None = None, bounds: tuple | None = None,
                    obs_range: tuple | None = None, reward_range: tuple | None = None) -> None:
@@ -100,6 +111,11 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         # a transition then spans another time step: mixed in, the 1-step error went from 0.035 to 2.16
         raise ValueError(f"recorded episode {str(path)!r} was driven at action repeat {recorded}, the run's model "
                          f"at {action_repeat}: its transitions span another time step")
+    if len(ep) == 0:  # imported, it left the run with an episode no training could use (probe 11)
+        raise ValueError(f"recorded episode {str(path)!r} holds no transition (one state, no action): nothing to "
+                         "learn from; leave it out of --data")
+    if canonical_task(task) is not None and action_repeat is not None:
+        check_suite_reward(path, ep.reward, action_repeat)
     if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
         raise ValueError(f"recorded episode {str(path)!r} has {ep.obs.shape[1]} state and {ep.action.shape[1]} "
                          f"action dimensions, the run's model {obs_dim} and {act_dim}")

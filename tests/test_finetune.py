@@ -135,7 +135,15 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     paid = EpisodeDataset(tmp_path / "paid", create=True)  # rewards x1000: imagined returns 4 -> 215 (tenth probe)
     paid.append(Episode(ep.obs, ep.action, ep.reward * 1000 + 1000, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "paid"), "--no-progress"]) == 2
-    assert "lies far outside the run's own rewards" in capsys.readouterr().err
+    assert "this suite task pays 0 to 1 per environment step" in capsys.readouterr().err
+    negated = EpisodeDataset(tmp_path / "negated", create=True)  # within the run's span: fine-tuned on (probe 11)
+    negated.append(Episode(ep.obs, ep.action, -ep.reward - 0.5, ep.physics_state, ep.meta))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "negated"), "--no-progress"]) == 2
+    assert "rewards negated, in other units" in capsys.readouterr().err
+    empty = EpisodeDataset(tmp_path / "no_step", create=True)  # imported, every later train failed (probe 11)
+    empty.append(Episode(ep.obs[:1], ep.action[:0], ep.reward[:0], ep.physics_state[:1], ep.meta))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "no_step"), "--no-progress"]) == 2
+    assert "holds no transition" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "0", "--no-progress"]) == 2
     assert "weight" in capsys.readouterr().err
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1000000000", "--no-progress"]) == 2
@@ -148,6 +156,14 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "sim_episodes"), "--no-progress"]) == 2
     assert "not a recorded deployment" in capsys.readouterr().err
     assert (len(EpisodeDataset(run / "robot")) if (run / "robot").exists() else 0) == n_robot  # nothing copied
+
+
+def test_rewards_of_a_robot_of_ones_own_are_checked_against_the_runs_range():
+    from robot_wm.finetune import check_reward_scale
+
+    check_reward_scale("ep.npz", np.array([0.0, 3.0, -2.0]), -1.0, 2.0)  # a little beyond: a robot may do worse
+    with pytest.raises(ValueError, match=r"reward\[1\] = 5000 lies far outside the run's own rewards"):
+        check_reward_scale("ep.npz", np.array([0.0, 5e3]), -1.0, 2.0)
 
 
 def test_eval_on_a_named_shift_without_retraining(run_and_data, capsys):

@@ -228,6 +228,15 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     path.write_text(json.dumps(sealed(bad)))  # the same edit with its hash recomputed: the tensors refuse it
     with pytest.raises(ValueError, match=r"does not fit.*value tensors"):
         load_checkpoint_parts(path)
+    # Relabelled as format 2 (which had no hash) with its value scale edited: the hash it carries still counts.
+    downgraded = dict(meta, format="robot-wm/world-model/2",
+                      value_spec={**meta["value_spec"], "value_scale": meta["value_spec"]["value_scale"] * 6000})
+    path.write_text(json.dumps(downgraded))
+    with pytest.raises(ValueError, match=r"changed after it was written \(its config_sha256"):
+        load_checkpoint_parts(path)
+    legacy = {k: v for k, v in meta.items() if k != "config_sha256"} | {"format": "robot-wm/world-model/2"}
+    path.write_text(json.dumps(legacy))  # a real format-2 file (no hash) still loads
+    assert load_checkpoint_parts(path)[1] is not None
     path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/4")))
     with pytest.raises(ValueError, match=r"format 'robot-wm/world-model/4'.*newer robot-wm"):
         load_checkpoint_parts(path)

@@ -118,7 +118,9 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     if meta["format"] not in FORMATS:
         raise ValueError(f"checkpoint {str(cfg_path)!r} has format {meta['format']!r}; this robot-wm "
                          f"({robot_wm.__version__}) reads {', '.join(FORMATS)}: a newer robot-wm wrote it")
-    if meta["format"] == FORMAT:
+    # Every file that carries the hash is checked, whatever format it claims: a format-3 file relabelled as
+    # format 2 (which had no hash) was loaded unchecked with its value scale and elites edited (probe 11).
+    if meta["format"] == FORMAT or CONFIG_HASH_KEY in meta:
         if meta.get(CONFIG_HASH_KEY) != config_digest(meta):
             raise ValueError(f"checkpoint config {str(cfg_path)!r} was changed after it was written (its "
                              f"{CONFIG_HASH_KEY} does not match its content): a damaged or edited file; use "
