@@ -285,6 +285,25 @@ def check_rrd_path(path: str, what: str) -> str:
     return path
 
 
+def check_rrd_target(path: str, what: str) -> str:
+    """``check_rrd_path``, then what only the moment of writing can tell: an existing recording with other names
+    (a hard link: the run's recording was rewritten through one) or one of a run's own recordings
+    (``RUN/rerun/*.rrd``, of this run or another: eval and run replaced them; probe 11) is never overwritten."""
+    check_rrd_path(path, what)
+    p = Path(str(path))
+    if p.exists():
+        if (links := p.stat().st_nlink) > 1:
+            raise ValueError(f"{what} {str(path)!r} has {links} names (hard links): writing it would change the "
+                             "recording under every one of them; name a new file")
+        where = p.resolve().parent
+        from robot_wm.run_dir import RunDir  # run_dir imports this module
+
+        if where.name == "rerun" and RunDir(where.parent).is_run():
+            raise ValueError(f"{what} {str(path)!r} is one of the run {str(where.parent)!r}'s own recordings; "
+                             "refusing to replace it: name a new file (e.g. in RUN/dreams/)")
+    return path
+
+
 class RerunConfig(_Section):
     mode: Literal["off", "save", "spawn", "serve"] = "off"
     """Rerun visual debugging: off, save (a .rrd file in the run directory), spawn (a live viewer), serve (gRPC)."""

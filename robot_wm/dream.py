@@ -153,18 +153,31 @@ VIDEO_COPIES = 3
 """A video's frames are in memory about this many times at once: the frames, the encoder's input, its output."""
 
 
+def _video_bytes(frames: int, size: tuple[int, int]) -> int:
+    h, w = size
+    return frames * (h + h // 2 // 16 * 16) * 2 * w * 3 * VIDEO_COPIES
+
+
+def video_fits(frames: int, size: tuple[int, int], available: int | None = None) -> bool:
+    """Whether ``check_video_memory`` would accept the video."""
+    from robot_wm.memory import MEMORY_SHARE, available_memory
+
+    available = available_memory() if available is None else available
+    return available is None or _video_bytes(frames, size) <= MEMORY_SHARE * available
+
+
 def check_video_memory(frames: int, size: tuple[int, int], available: int | None = None) -> None:
     """Refuse a video whose frames cannot be held in memory (every frame is, until it is encoded): 23 frames at
     --width/--height 4096 asked 3.4 GiB and ended in a numpy traceback, nothing written (tenth probe)."""
     from robot_wm.memory import MEMORY_SHARE, available_memory
 
-    h, w = size
-    need = frames * (h + h // 2 // 16 * 16) * 2 * w * 3 * VIDEO_COPIES
     available = available_memory() if available is None else available
-    if available is not None and need > MEMORY_SHARE * available:
+    if not video_fits(frames, size, available):
+        h, w = size
         raise ValueError(f"a video of {frames} frames of {2 * w}x{h + h // 2 // 16 * 16} pixels needs about "
-                         f"{need / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB "
-                         "available: lower --width/--height or the number of steps")
+                         f"{_video_bytes(frames, size) / 2**30:.1f} GiB; {available / 2**30:.1f} GiB is available "
+                         f"and a video may take {MEMORY_SHARE:.0%} of it: lower --width/--height or the number of "
+                         "steps")
 
 
 VIDEO_SUFFIXES = (".mp4", ".gif")

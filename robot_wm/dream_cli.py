@@ -78,16 +78,12 @@ def _check_video_args(a: argparse.Namespace) -> None:
 
     if a.out is not None:
         check_video_path(a.out)
+    if a.rrd is not None and getattr(a, "serve", None) is not None:  # --serve was ignored (probe 11)
+        raise ValueError(f"--rrd {a.rrd!r} and --serve {a.serve!r}: give one (a file to open later, or a live viewer)")
     if a.rrd is not None:  # before any work: --rrd RUN/metrics.jsonl replaced the run's log
-        from robot_wm.config import check_rrd_path
+        from robot_wm.config import check_rrd_target
 
-        check_rrd_path(a.rrd, "--rrd")
-        from robot_wm.run_dir import RunDir
-
-        where = Path(a.rrd).resolve().parent  # a run's own recording was replaced by the dream (tenth probe)
-        if Path(a.rrd).exists() and where.name == "rerun" and RunDir(where.parent).is_run():
-            raise ValueError(f"--rrd {a.rrd!r} is one of the run {str(where.parent)!r}'s own recordings; refusing to "
-                             "replace it: name a new file (e.g. in RUN/dreams/)")
+        check_rrd_target(a.rrd, "--rrd")  # nor a run's own recording (tenth probe), nor one through a hard link
     for flag, v in (("--width", a.width), ("--height", a.height)):
         if not (16 <= v <= 4096 and v % 16 == 0):
             raise ValueError(f"{flag} {v}: expected a multiple of 16 from 16 to 4096 (what H.264 encodes unscaled)")
@@ -107,7 +103,8 @@ def _decoder(s):
 
 def cmd_drive(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock)."""
-    from robot_wm.dream import Panels, dream_blueprint, log_frame, render_dream, state_error, write_video
+    from robot_wm.dream import (Panels, check_video_memory, dream_blueprint, log_frame, render_dream, state_error,
+                                video_fits, write_video)
     from robot_wm.drive import Drive, scripted_actions, typed_actions
     from robot_wm.viz.logger import FLUSH_TIMEOUT_S, open_stream
 
@@ -119,6 +116,8 @@ def cmd_drive(a: argparse.Namespace) -> int:
         _require_physics(ep, a, "drive starts the simulator from it")  # a MuJoCo traceback before (seventh probe)
         drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim
         actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(sys.stdin, dim, print)
+        if a.out and a.actions:  # before the drive, not after it (probe 11): the frames are known
+            check_video_memory(min(len(actions), a.max_steps) + 1, (a.height, a.width))
         rec = None
         if a.rrd or a.serve:
             if a.serve and not a.rrd:
@@ -133,6 +132,10 @@ def cmd_drive(a: argparse.Namespace) -> int:
             for i, act in enumerate(actions):
                 if i >= a.max_steps:
                     print(f"stopped after --max-steps {a.max_steps}")
+                    break
+                if a.out and not a.actions and not video_fits(i + 2, (a.height, a.width)):
+                    print(f"stopped after {i} steps: the video for --out of one more would not fit in memory "
+                          "(it is written for the steps so far)")
                     break
                 t = drive.step(act)
                 print(f"step {t.step}: action {np.round(t.action, 3).tolist()}  members disagree "

@@ -227,6 +227,8 @@ def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
         busy.listen()
         r = _drive(run_dir, "--actions", str(script), "--serve", f"127.0.0.1:{port}")
     assert r.returncode == 2 and "choose another port with --serve" in r.stderr, r.stderr
+    r = _drive(run_dir, "--actions", str(script), "--serve", f"127.0.0.1:{port}", "--rrd", str(tmp_path / "d.rrd"))
+    assert r.returncode == 2 and "give one" in r.stderr and not (tmp_path / "d.rrd").exists(), r.stderr  # was ignored
 
 
 def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):
@@ -276,7 +278,7 @@ def test_a_video_too_big_for_memory_is_refused_before_rendering(run_dir, tmp_pat
     numpy ArrayMemoryError traceback, nothing written (tenth probe). The address-space limit counts as memory."""
     from robot_wm.dream import check_video_memory
 
-    with pytest.raises(ValueError, match=r"23 frames of 8192x6144 pixels needs about 9.7 GiB.*lower --width/--height"):
+    with pytest.raises(ValueError, match=r"23 frames of 8192x6144 pixels needs about 9.7 GiB; 6.0 GiB is available.*lower --width/--height"):
         check_video_memory(23, (4096, 4096), available=6 << 30)
     check_video_memory(200, (240, 320), available=6 << 30)
     out = tmp_path / "big.mp4"
@@ -284,6 +286,13 @@ def test_a_video_too_big_for_memory_is_refused_before_rendering(run_dir, tmp_pat
                         "--step", "1", "--horizon", "23", "--width", "4096", "--height", "4096", "--out", str(out)],
                        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
     assert r.returncode == 2 and "needs about" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+    # drive checked it only after the whole drive (probe 11): refused before the first step now
+    (tmp_path / "a.txt").write_text("0.5\n" * 24)
+    r = subprocess.run(["prlimit", "--as=6000000000", sys.executable, "-m", "robot_wm.cli", "drive", str(run_dir),
+                        "--actions", str(tmp_path / "a.txt"), "--width", "4096", "--height", "4096", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert r.returncode == 2 and "25 frames" in r.stderr and "step 1:" not in r.stdout, r.stderr + r.stdout
     assert not out.exists()
 
 

@@ -76,6 +76,26 @@ def test_eval_cli_rerun_flag_and_view(tiny_run, capsys):
     assert capsys.readouterr().out.split() == [str(f) for f in files]
 
 
+def test_a_runs_own_recording_is_never_overwritten_by_any_command_nor_through_a_hard_link(tiny_run, tmp_path, capsys):
+    """eval rerun.path=RUN/rerun/<its recording>, a new run saving into another run's rerun/ (without that run's
+    lock) and drive --rrd through a hard link all replaced a run's recording (probe 11)."""
+    from robot_wm.config import check_rrd_target
+
+    own = find_recordings(tiny_run.root)[0]
+    before = own.read_bytes()
+    assert cli.main(["eval", str(tiny_run.root), "--episodes", "1", "--no-progress", "--rerun", "save",
+                     f"rerun.path={own}"]) == 2
+    assert f"is one of the run {str(tiny_run.root)!r}'s own recordings" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert cli.main(["run", f"run_dir={other}", *TINY, "env_steps=200", f"rerun.path={own}", "--no-progress"]) == 2
+    assert "own recordings" in capsys.readouterr().err
+    os.link(own, tmp_path / "mine.rrd")
+    with pytest.raises(ValueError, match="has 2 names \\(hard links\\)"):
+        check_rrd_target(str(tmp_path / "mine.rrd"), "--rrd")
+    assert own.read_bytes() == before
+    check_rrd_target(str(tmp_path / "new.rrd"), "--rrd")  # a new file, or a user's own recording, may be written
+
+
 def test_camera_frames_larger_than_the_models_offscreen_buffer(tiny_run):
     """rerun.camera_width above the model's 640-pixel offscreen buffer disabled the frames with a hint to set
     MUJOCO_GL=egl, which was set (eighth probe): the buffer grows to the frame, as for dream."""

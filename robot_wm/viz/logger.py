@@ -174,9 +174,9 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
     if mode == "save":
         if path is None:
             raise ValueError("rerun mode 'save' needs a path")
-        from robot_wm.config import check_rrd_path
+        from robot_wm.config import check_rrd_target
 
-        check_rrd_path(str(path), "rerun recording")  # --rrd RUN/metrics.jsonl replaced the run's log
+        check_rrd_target(str(path), "rerun recording")  # --rrd RUN/metrics.jsonl replaced the run's log
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         check_writable(Path(path))
         rec.save(path, default_blueprint=bp)
