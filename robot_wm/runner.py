@@ -86,8 +86,16 @@ class Session:
                     run.update_manifest(status="created", task=cfg.env.task,
                                         **({"robot": fp} if (fp := env.fingerprint()) else {}))
                 run.save_config(cfg)
-            elif saved is None:
-                _check_task(run, run.load_config(), cfg)
+            elif saved is None:  # another command created the run between the first look and the lock
+                now_saved = run.load_config()
+                _check_task(run, now_saved, cfg)
+                # its other settings counted too: two `collect NEWDIR` at action repeats 8 and 4 filled one run
+                # with episodes of both (probe 11)
+                if differ := [f for f in config_mod.changed_fields(now_saved, cfg) if not f.startswith("rerun.")]:
+                    raise ValueError(f"another command created the run {str(run.root)!r} meanwhile with other "
+                                     f"settings ({', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}); "
+                                     "nothing was written: run the command again to add to that run, or use "
+                                     "another run_dir")
             _check_robot(run, cfg, env)
             run.check_step_unit()  # so does a run that counted steps in another unit
             _check_shapes(run, env)

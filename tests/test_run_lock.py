@@ -181,3 +181,28 @@ def test_hard_links_into_a_run_are_refused_before_writing(tmp_path):
     os.link(run.root / "metrics.jsonl", tmp_path / "copy-metrics.jsonl")  # as `cp -al` leaves it
     with pytest.raises(ValueError, match=r"metrics.jsonl' has 2 hard links \(a `cp -al` copy of a run\?\)"):
         run.lock("robot-wm test")
+
+
+def test_a_run_created_by_another_command_meanwhile_with_other_settings_is_refused(tmp_path):
+    """Two `collect NEWDIR` 50-350 ms apart at action repeats 8 and 4: the later one found the run created under
+    the lock, checked only its task, and stored episodes of both repeats in one run (probe 11). The interleaving is
+    made exact here: the other command creates the run just before this one takes the lock."""
+    from robot_wm.config import RunConfig, apply_overrides
+    from robot_wm.runner import Session
+
+    def cfg(name, *extra):
+        return apply_overrides(RunConfig(), [*TINY, f"run_dir={tmp_path / name}", *extra])
+
+    class CreatedMeanwhile(RunDir):
+        def lock(self, command=None):
+            with Session.open(cfg(self.root.name, "env.action_repeat=8"), RunDir(self.root), progress=False):
+                pass  # the other command: it creates the run (config.toml, manifest) and lets go
+            return super().lock(command)
+
+    with pytest.raises(ValueError, match=r"another command created the run .* meanwhile with other settings "
+                                         r"\(env.action_repeat\); nothing was written"):
+        Session.open(cfg("new", "env.action_repeat=4"), CreatedMeanwhile(tmp_path / "new"), progress=False)
+    assert RunDir(tmp_path / "new").load_config().env.action_repeat == 8 and not list((tmp_path / "new").glob("episodes/*"))
+    # the same settings: the later command simply adds to the run the other created
+    with Session.open(cfg("new2", "env.action_repeat=8"), CreatedMeanwhile(tmp_path / "new2"), progress=False) as s:
+        assert s.cfg.env.action_repeat == 8
