@@ -176,6 +176,17 @@ class RunDir:
         came with every run) a config.toml beside an episodes/ folder."""
         return self.manifest_path.is_file() or (self.config_path.is_file() and (self.root / "episodes").is_dir())
 
+    def has_work(self) -> str:
+        """What the run already holds beyond a fresh start ('' for nothing): episodes, checkpoints or records. A
+        run killed between its manifest and its config.toml holds none of them and may be created again."""
+        for name, pattern in (("episodes", "episodes/episode_*.npz"), ("checkpoints", "checkpoints/model_r*.json"),
+                              ("evaluation episodes", "eval/episode_*.npz")):
+            if next(self.root.glob(pattern), None) is not None:
+                return name
+        if self.metrics_path.is_file() and self.metrics_path.stat().st_size > 0:
+            return "records (metrics.jsonl)"
+        return ""
+
     def check_usable(self) -> None:
         """Refuse a ``run_dir`` that a run must not be written into: a file, or a folder that holds files
         but is not a robot-wm run (a user's folder is never overwritten). A new or empty folder is fine."""

@@ -81,6 +81,10 @@ class Session:
             creating = not run.config_path.exists()
             if creating and not lock:
                 raise FileNotFoundError(f"{str(run.root)!r} is not a run directory (no config.toml)")
+            if creating and (made := run.has_work()):  # defaults were written into a complete run (probe 11)
+                raise ValueError(f"the run {str(run.root)!r} has lost its config.toml but holds {made}: its "
+                                 "settings cannot be guessed; restore config.toml (from a copy of the run) and run "
+                                 "the command again, or use another run_dir")
             if creating:  # the manifest first: a folder with a manifest is a run (and --resume finishes it)
                 if not run.manifest_path.exists():
                     run.update_manifest(status="created", task=cfg.env.task,

@@ -296,6 +296,16 @@ def test_killed_before_anything_complete_then_resume(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
+def test_a_run_that_lost_its_config_is_never_given_the_defaults(run_copy, capsys):
+    """config.toml deleted from a complete run: --resume wrote the embedded defaults into it and exited 0 (probe 11)."""
+    (run_copy / "config.toml").unlink()
+    before = snapshot(run_copy)
+    for args in (["run", f"run_dir={run_copy}", "--resume"], ["collect", str(run_copy), "--episodes", "1"]):
+        rc, out = main_in_process(capsys, *args, "--no-progress")
+        assert rc == 2 and "has lost its config.toml but holds episodes" in out, out
+    assert snapshot(run_copy) == before
+
+
 def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
     """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
     deletes those and nothing else."""
