@@ -292,8 +292,10 @@ def _check_robot(run: RunDir, cfg: RunConfig, env: Env) -> None:
         name = getattr(cfg.env, what)
         parts[f"{what}_sha256"] = f"env.{what} {name!r} is defined in another or a changed file"
         parts[f"{what}_imports_sha256"] = f"a module env.{what} {name!r} imports from beside it differs"
-    # keys a run created before they were recorded lacks are not compared
-    differ = [why for k, why in parts.items() if k in recorded and recorded.get(k) != now.get(k)]
+    # keys a run created before they were recorded lacks are not compared; nor helper modules recorded as none
+    # where this robot-wm finds some (it looks on PYTHONPATH too now): the function's own file says if it changed
+    differ = [why for k, why in parts.items() if k in recorded and recorded.get(k) != now.get(k)
+              and not (k.endswith("_imports_sha256") and recorded.get(k) is None)]
     if not differ:
         return
     raise ValueError(f"the robot is not the one run {str(run.root)!r} was created with: {'; '.join(differ)} (relative "

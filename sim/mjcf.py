@@ -80,17 +80,71 @@ _OWN_PACKAGES = tuple(Path(__file__).resolve().parents[1] / name for name in ("r
 """robot-wm's own code: a user's module importing it is not the user's robot (an upgrade is not another robot)."""
 
 
+def _installed_paths() -> tuple[Path, ...]:
+    """Where the standard library and installed packages live: modules there are versioned software, not the
+    user's robot (robot-wm's own packages are excluded by ``_OWN_PACKAGES``)."""
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= set(getattr(site, "getsitepackages", list)())
+    return tuple(Path(p).resolve() for p in paths if p)
+
+
+def _imported_names(tree: ast.AST, package: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Dotted module names a file imports: import statements, and ``importlib.import_module("x")`` or
+    ``__import__("x")`` with a literal name (a helper loaded so was missed: probe 11)."""
+    names: list[tuple[str, ...]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [tuple(a.name.split(".")) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = tuple((node.module or "").split(".")) if node.module else ()
+            if node.level:  # relative: from the importing file's package
+                base = package[: len(package) - (node.level - 1)] + base
+            names += [base] + [base + (a.name,) for a in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and \
+                getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__"):
+            names.append(tuple(node.args[0].value.split(".")))
+    return [n for n in names if n and all(n)]
+
+
+def _module_files(parts: tuple[str, ...], root: Path) -> list[Path]:
+    """Files a dotted module name can be: beside the user's file (under ``root``), else where Python's path finds
+    its top-level package (PYTHONPATH: a helper there was missed, probe 11; found without importing it)."""
+    beside = [root.joinpath(*parts).with_suffix(".py"),
+              *(root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1))]
+    if any(c.is_file() for c in beside):
+        return beside
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:  # a package: its __init__ and the submodules named
+        base = Path(next(iter(spec.submodule_search_locations), ""))
+        return [base / "__init__.py", base.joinpath(*parts[1:]).with_suffix(".py"),
+                *(base.joinpath(*parts[1:i], "__init__.py") for i in range(2, len(parts) + 1))]
+    return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
+
+
 def _local_imports(fn: Callable) -> list[Path]:
     """The user's own modules that ``fn``'s file imports, directly or through each other: the ``.py`` files
-    found beside it (under the folder its top-level module was imported from), read from the source (never
-    from what happens to be imported), sorted. A helper module changed from ``SCALE = 1`` to ``-1000``
-    scored another reward under an unchanged fingerprint (tenth probe)."""
+    found beside it (under the folder its top-level module was imported from) or on Python's path outside the
+    standard library and installed packages, read from the source (never from what happens to be imported),
+    sorted. A helper module changed from ``SCALE = 1`` to ``-1000`` scored another reward under an unchanged
+    fingerprint (tenth probe). Not covered: data files the function reads, and modules whose names it computes."""
     try:
         first = Path(inspect.getsourcefile(fn)).resolve()
     except (TypeError, OSError):
         return []
     depth = len(str(getattr(fn, "__module__", "") or "").split(".")) - (first.name != "__init__.py")
     root = first.parents[depth] if depth < len(first.parents) else first.parent
+    installed = _installed_paths()
     seen, todo = {first}, [first]
     while todo:
         path = todo.pop()
@@ -99,22 +153,12 @@ def _local_imports(fn: Callable) -> list[Path]:
         except (OSError, SyntaxError, ValueError):
             continue
         package = path.parent.relative_to(root).parts if path.is_relative_to(root) else ()
-        for node in ast.walk(tree):
-            names: list[tuple[str, ...]] = []
-            if isinstance(node, ast.Import):
-                names = [tuple(a.name.split(".")) for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = tuple((node.module or "").split(".")) if node.module else ()
-                if node.level:  # relative: from the importing file's package
-                    base = package[: len(package) - (node.level - 1)] + base
-                names = [base] + [base + (a.name,) for a in node.names]
-            for parts in names:  # the module itself, or a package and every package above it
-                for cand in (root.joinpath(*parts).with_suffix(".py") if parts else None,
-                             *(root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1))):
-                    if cand is not None and cand.is_file() and (c := cand.resolve()) not in seen and \
-                            not any(c.is_relative_to(own) for own in _OWN_PACKAGES):
-                        seen.add(c)
-                        todo.append(c)
+        for parts in _imported_names(tree, package):  # the module itself, or a package and every package above it
+            for cand in _module_files(parts, root):
+                if cand.is_file() and (c := cand.resolve()) not in seen and \
+                        not any(c.is_relative_to(p) for p in (*_OWN_PACKAGES, *installed)):
+                    seen.add(c)
+                    todo.append(c)
     return sorted(seen - {first})
 
 

@@ -437,7 +437,32 @@ def test_local_imports_follow_the_users_modules_only(tmp_path, monkeypatch):
     before = _imports_sha256(fn)
     (tmp_path / "shared.py").write_text("BASE = -1000.0\n")
     assert _imports_sha256(fn) != before
-    assert _local_imports(np.sum) == [] and _imports_sha256(lambda m, d: 0.0) is None
+    import json
+
+    assert _local_imports(np.sum) == [] and _imports_sha256(json.dumps) is None  # installed and standard: none
+
+
+def test_local_imports_found_on_the_python_path_or_by_a_literal_import_module(tmp_path, monkeypatch):
+    """A helper on PYTHONPATH outside the reward's folder, and one loaded with importlib.import_module("name"),
+    changed the reward under an unchanged fingerprint (probe 11)."""
+    from sim.mjcf import _imports_sha256, _local_imports
+
+    (tmp_path / "robot").mkdir()
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "robot" / "task_p11.py").write_text(
+        "import importlib\nimport json\nfrom pathhelper_p11 import SCALE\n\n\n"
+        "def reward(m, d):\n    return SCALE * importlib.import_module('dynhelper_p11').K\n")
+    (tmp_path / "libs" / "pathhelper_p11.py").write_text("SCALE = 1.0\n")
+    (tmp_path / "libs" / "dynhelper_p11.py").write_text("K = 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "libs"))
+    monkeypatch.syspath_prepend(str(tmp_path / "robot"))
+    import importlib
+
+    fn = importlib.import_module("task_p11").reward
+    assert [p.name for p in _local_imports(fn)] == ["dynhelper_p11.py", "pathhelper_p11.py"]  # json: the stdlib
+    before = _imports_sha256(fn)
+    (tmp_path / "libs" / "dynhelper_p11.py").write_text("K = -1000.0\n")
+    assert _imports_sha256(fn) != before
 
 
 @pytest.mark.parametrize("cfg", [{"task": "cartpole-swingup"}, "cartpole-swingup", None])
