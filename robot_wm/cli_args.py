@@ -37,3 +37,11 @@ def number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], fl
 
 
 seed = whole(0, SEED_MAX)
+
+
+def path_arg(text: str) -> str:
+    """A file or folder path that is not empty: `--record ''` (an unset shell variable) recorded nothing and
+    exited 0, and `--data ''` read the working directory (probe 11)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty path ({text!r}: an unset shell variable?)")
+    return text

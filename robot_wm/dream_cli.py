@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.cli_args import number, seed, whole
+from robot_wm.cli_args import number, path_arg, seed, whole
 
 
 def _dreams(run) -> Path:
@@ -103,8 +103,16 @@ def _decoder(s):
 
 def cmd_drive(a: argparse.Namespace) -> int:
     """Read-only on the run (no lock)."""
-    from robot_wm.dream import (Panels, check_video_memory, dream_blueprint, log_frame, render_dream, state_error,
-                                video_fits, write_video)
+    from robot_wm.dream import (
+        Panels,
+        check_video_memory,
+        dream_blueprint,
+        log_frame,
+        render_dream,
+        state_error,
+        video_fits,
+        write_video,
+    )
     from robot_wm.drive import Drive, scripted_actions, typed_actions
     from robot_wm.viz.logger import FLUSH_TIMEOUT_S, open_stream
 
@@ -165,7 +173,7 @@ def register(sub) -> None:
     d = sub.add_parser("dream", help="video of what the model imagines under an episode's actions, beside the real one")
     d.add_argument("run_dir")
     d.add_argument("--episode", type=int, default=0, help="episode of the run's dataset (or of --data)")
-    d.add_argument("--data", default=None, metavar="DIR",
+    d.add_argument("--data", type=path_arg, default=None, metavar="DIR",
                    help="recorded deployments (deploy --record DIR): the model's predictions beside what the robot did")
     d.add_argument("--step", type=int, default=0, help="control step to start imagining from")
     d.add_argument("--horizon", type=int, default=None, help="steps to imagine (default: to the episode's end)")
@@ -174,12 +182,12 @@ def register(sub) -> None:
                    help="whose actions, named as `robot-wm whatif` names them: recorded (the episode's own, beside "
                         "the recorded states), zero, random[i], file[i] (with --actions); any but recorded is "
                         "shown beside the simulator re-run from the same state with those actions")
-    d.add_argument("--actions", default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
+    d.add_argument("--actions", type=path_arg, default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
     d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
-    d.add_argument("--out", default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
+    d.add_argument("--out", type=path_arg, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
                                                "robot_episodeNNNNNN_stepT.mp4 for an episode of --data)")
-    d.add_argument("--rrd", default=None, help="also write the frames and error curves to this .rrd file")
+    d.add_argument("--rrd", type=path_arg, default=None, help="also write the frames and error curves to this .rrd file")
     d.add_argument("--fps", type=number(0.1, 1000), default=None,  # 1e-9 reached ffmpeg as "-r 0"
                    help="frames per second (default: real time, 1 / control period)")
     d.add_argument("--width", type=int, default=320, help="width of each panel in pixels (multiple of 16)")
@@ -190,13 +198,13 @@ def register(sub) -> None:
     v.add_argument("run_dir")
     v.add_argument("--episode", type=int, default=0, help="episode of the run's dataset to start from")
     v.add_argument("--step", type=int, default=0, help="its state to start from")
-    v.add_argument("--actions", default=None, help="scripted actions: .npy (K, A) or text, one per line "
+    v.add_argument("--actions", type=path_arg, default=None, help="scripted actions: .npy (K, A) or text, one per line "
                    "(default: type them, one line per step; empty repeats; q quits)")
     v.add_argument("--max-steps", type=whole(1, 1_000_000), default=1000)
-    v.add_argument("--rrd", default=None, help="log every step to this .rrd file")
+    v.add_argument("--rrd", type=path_arg, default=None, help="log every step to this .rrd file")
     v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
                    help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")
-    v.add_argument("--out", default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
+    v.add_argument("--out", type=path_arg, default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
     v.add_argument("--width", type=int, default=320)
     v.add_argument("--height", type=int, default=240)
     v.set_defaults(func=cmd_drive)

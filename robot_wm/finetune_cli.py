@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from robot_wm.cli_args import path_arg
+
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     from robot_wm.cli import DATA_FIELDS, _session
@@ -30,7 +32,7 @@ def _mse(v) -> str:
 def register(sub) -> None:
     p = sub.add_parser("finetune", help="add recorded deployments (deploy --record DIR) to a run and fine-tune on them")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
+    p.add_argument("--data", type=path_arg, required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
     p.add_argument("--weight", type=int, default=4, help="each robot transition counts this many times (default 4; "
                    "later `train` rounds keep the weight of the last fine-tuning)")
     p.add_argument("args", nargs="*", metavar="key=value", help="one-off overrides for this command")

@@ -200,3 +200,18 @@ def test_run_help_via_main(capsys):
     out = capsys.readouterr().out
     assert f"planner.horizon={RunConfig().planner.horizon}" in out
     assert RunConfig.model_fields["seed"].description in out
+
+
+@pytest.mark.parametrize("args", [
+    ["deploy", "p.onnx", "--record", ""], ["finetune", "RUN", "--data", " "], ["dream", "RUN", "--data", ""],
+    ["dream", "RUN", "--out", ""], ["drive", "RUN", "--rrd", ""], ["export", "RUN", "--out", ""],
+    ["whatif", "RUN", "--actions", ""], ["report", "S", "--anchors", ""], ["sweep", "s.toml", "--storage", ""],
+])
+def test_an_empty_path_flag_is_an_unset_variable_not_the_working_directory(args, capsys):
+    """`deploy --record ''` ran, recorded nothing and exited 0; `finetune --data ''` imported the recordings lying
+    in the working directory (probe 11)."""
+    from robot_wm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "an empty path" in capsys.readouterr().err

@@ -237,6 +237,9 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     legacy = {k: v for k, v in meta.items() if k != "config_sha256"} | {"format": "robot-wm/world-model/2"}
     path.write_text(json.dumps(legacy))  # a real format-2 file (no hash) still loads
     assert load_checkpoint_parts(path)[1] is not None
+    path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/3 ")))
+    with pytest.raises(ValueError, match=r"no robot-wm writes that format \(an edited or damaged file\?\)"):
+        load_checkpoint_parts(path)
     path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/4")))
     with pytest.raises(ValueError, match=r"format 'robot-wm/world-model/4'.*newer robot-wm"):
         load_checkpoint_parts(path)

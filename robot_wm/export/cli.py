@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robot_wm.cli_args import path_arg
+
 SLOW_EXPORT_STEPS = 100
 """Above this many unrolled planning steps (horizon x iterations) export warns that it will take minutes."""
 
@@ -107,7 +109,7 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export the planner (or the dynamics ensemble) as one ONNX file")
     p.add_argument("source", help="run directory (its latest checkpoint) or a checkpoint NAME.json")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. planner.samples=200)")
-    p.add_argument("--out", required=True, help="output .onnx path (written atomically)")
+    p.add_argument("--out", type=path_arg, required=True, help="output .onnx path (written atomically)")
     p.add_argument("--what", choices=("planner", "dynamics"), default="planner")
     p.add_argument("--noise", choices=("internal", "input"), default="input",
                    help="input (default): noise is an input, filled by the runtime from a seeded generator, so a "

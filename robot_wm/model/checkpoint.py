@@ -116,15 +116,19 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("robot-wm/world-model/"):
         raise ValueError(f"{str(cfg_path)!r} is not a robot-wm world-model checkpoint (format {FORMAT!r} expected)")
     if meta["format"] not in FORMATS:
+        version = meta["format"].rsplit("/", 1)[-1]
+        newer = version.isdigit() and version.isascii() and int(version) > int(FORMAT.rsplit("/", 1)[-1])
+        # '.../3 ' (a trailing space) was called "written by a newer robot-wm" (probe 11)
         raise ValueError(f"checkpoint {str(cfg_path)!r} has format {meta['format']!r}; this robot-wm "
-                         f"({robot_wm.__version__}) reads {', '.join(FORMATS)}: a newer robot-wm wrote it")
+                         f"({robot_wm.__version__}) reads {', '.join(FORMATS)}: "
+                         + ("a newer robot-wm wrote it" if newer else "no robot-wm writes that format (an edited "
+                            "or damaged file?)"))
     # Every file that carries the hash is checked, whatever format it claims: a format-3 file relabelled as
     # format 2 (which had no hash) was loaded unchecked with its value scale and elites edited (probe 11).
-    if meta["format"] == FORMAT or CONFIG_HASH_KEY in meta:
-        if meta.get(CONFIG_HASH_KEY) != config_digest(meta):
-            raise ValueError(f"checkpoint config {str(cfg_path)!r} was changed after it was written (its "
-                             f"{CONFIG_HASH_KEY} does not match its content): a damaged or edited file; use "
-                             "another round (checkpoints/model_rNNNN.json) or retrain")
+    if (meta["format"] == FORMAT or CONFIG_HASH_KEY in meta) and meta.get(CONFIG_HASH_KEY) != config_digest(meta):
+        raise ValueError(f"checkpoint config {str(cfg_path)!r} was changed after it was written (its "
+                         f"{CONFIG_HASH_KEY} does not match its content): a damaged or edited file; use "
+                         "another round (checkpoints/model_rNNNN.json) or retrain")
     if not isinstance(meta.get("weights"), str) or not isinstance(meta.get("spec"), dict) or \
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from robot_wm.cli_args import number, seed, whole
+from robot_wm.cli_args import number, path_arg, seed, whole
 from robot_wm.runtime.loop import MAX_RATE_HZ, MIN_RATE_HZ
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,10 @@ def register(sub) -> None:
                    help="goal state of a goal-conditioned planner (default: the one in the file); a first value "
                         "below zero needs the = form: --goal=-0.5,1,0")
     p.add_argument("--goal-weights", default=None, metavar="W,W,...", help="per-dimension weights of the goal")
-    p.add_argument("--goal-file", default=None, metavar="JSON",
+    p.add_argument("--goal-file", type=path_arg, default=None, metavar="JSON",
                    help='{"state": [...], "weights": [...]}, read again whenever it changes: the goal can move '
                         "while the robot runs (a bad file is logged and the goal in force stays)")
-    p.add_argument("--record", default=None, metavar="DIR",
+    p.add_argument("--record", type=path_arg, default=None, metavar="DIR",
                    help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
                         "latency, fallbacks), atomically; DIR reads as a dataset")
     p.add_argument("--shift", default="nominal",

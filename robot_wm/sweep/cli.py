@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from robot_wm.cli_args import path_arg
+
 
 def cmd_sweep(a: argparse.Namespace) -> int:
     from robot_wm.sweep import results, spec
@@ -50,15 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--address", default=None,
                    help="join an existing Ray cluster (e.g. 10.0.0.5:6379, started with `ray start --head`) "
                         "instead of the embedded instance")
-    s.add_argument("--storage", default=None,
+    s.add_argument("--storage", type=path_arg, default=None,
                    help="the sweep directory (run directories, results.csv, Ray Tune's state); default: the sweep "
                         "file's sweep_dir. With --address, a path every node reaches (a shared filesystem)")
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("report", help="a sweep's results table and learning curves (PNG)")
     r.add_argument("sweep_dir", help="a directory written by `robot-wm sweep` (it holds results.csv)")
-    r.add_argument("--out", default=None, help="the PNG to write (default: SWEEP_DIR/learning_curves.png)")
-    r.add_argument("--anchors", default=None,
+    r.add_argument("--out", type=path_arg, default=None, help="the PNG to write (default: SWEEP_DIR/learning_curves.png)")
+    r.add_argument("--anchors", type=path_arg, default=None,
                    help="published returns to mark (task,system,env_steps,mean_return CSV; default: "
                         "bench/anchors/dmc_returns.csv of this checkout, when present)")
     r.set_defaults(func=cmd_report)
