@@ -156,11 +156,16 @@ MAX_JSONL_BYTES = 1 << 30
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a torn last line is skipped by ``read_jsonl``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).is_symlink() or (Path(path).exists() and Path(path).stat().st_nlink > 1):
+        # metrics.jsonl linked to the run's manifest.json: the records were appended to the manifest (probe 11)
+        what = f"to {os.readlink(path)!r}" if Path(path).is_symlink() else "a second name of another file"
+        raise ValueError(f"records file {str(path)!r} is a link ({what}); robot-wm appends only to a file of its "
+                         "own: replace the link with a copy of the file")
     if Path(path).exists():  # opening a FIFO for appending blocked until a reader came (eighth probe)
         check_regular_file(Path(path), "records", MAX_JSONL_BYTES)
     line = json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n"
-    try:
-        with open(path, "ab+") as f:
+    try:  # O_NOFOLLOW: a link put there after the check is not followed either
+        with open(path, "ab+", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o666)) as f:
             if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":

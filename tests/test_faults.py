@@ -1044,6 +1044,19 @@ def test_a_lost_log_never_makes_train_overwrite_a_checkpoint(run_copy, capsys, l
     assert all((run_copy / "checkpoints" / n).read_bytes() == b for n, b in before.items())
 
 
+def test_records_are_never_appended_through_a_link_inside_the_run(run_copy, capsys):
+    """RUN/metrics.jsonl a link to RUN/manifest.json: eval appended its records to the manifest and every later
+    command failed on it (probe 11)."""
+    (run_copy / "metrics.jsonl").unlink()
+    (run_copy / "metrics.jsonl").symlink_to("manifest.json")
+    before, manifest = snapshot(run_copy), (run_copy / "manifest.json").read_bytes()
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc != 0 and "is a link (to 'manifest.json')" in out, out
+    assert (run_copy / "manifest.json").read_bytes() == manifest
+    assert {k: v for k, v in snapshot(run_copy).items() if "eval" not in k} == \
+        {k: v for k, v in before.items() if "eval" not in k}
+
+
 def test_metrics_records_robot_wm_did_not_write_are_skipped_with_a_warning(run_copy, capsys, caplog):
     """Hand-edited metrics.jsonl lines (not an object, a field of the wrong type) crashed train and resume."""
     from robot_wm.run_dir import RunDir
