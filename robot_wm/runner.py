@@ -417,7 +417,10 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
     if manifest.get("status") == "complete":
-        return s.run.summary()
+        if s.run.summary_path.exists() or s.run.summary_path.is_symlink():
+            return s.run.summary()
+        # "does not exist: the run is not complete" sent --resume in a circle (probe 11): finish it again
+        log.warning("%s is missing: the final evaluation is done again", s.run.summary_path)
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")

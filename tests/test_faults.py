@@ -1044,6 +1044,22 @@ def test_a_lost_log_never_makes_train_overwrite_a_checkpoint(run_copy, capsys, l
     assert all((run_copy / "checkpoints" / n).read_bytes() == b for n, b in before.items())
 
 
+def test_resume_finishes_a_complete_run_whose_summary_was_deleted(tiny_run_dir, tmp_path, capsys):
+    """summary.json deleted from a complete run: --resume answered "does not exist: the run is not complete", the
+    advice in a circle (probe 11). It evaluates again and writes the summary."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace(str(tiny_run_dir), str(run)))
+    (run / "summary.json").unlink()
+    episodes = episode_hashes(run)
+    rc, out = main_in_process(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 0, out
+    assert json.loads((run / "summary.json").read_text())["episodes"] == len([k for k in episodes if "eval" not in k])
+    after = episode_hashes(run)
+    assert {k: after.get(k) for k in episodes} == episodes  # kept; no training episode collected again
+    assert len([k for k in after if "eval" not in k]) == len([k for k in episodes if "eval" not in k])
+
+
 def test_records_are_never_appended_through_a_link_inside_the_run(run_copy, capsys):
     """RUN/metrics.jsonl a link to RUN/manifest.json: eval appended its records to the manifest and every later
     command failed on it (probe 11)."""
