@@ -120,6 +120,14 @@ def test_deploy_refuses_a_record_folder_of_another_robot_before_driving(files, t
     out = capsys.readouterr()
     assert "holds episodes of 3 state and 2 action dimensions (task 'arm')" in out.out + out.err
     assert "episode 0" not in out.out and len(EpisodeDataset(tmp_path / "rec")) == 1
+    # the same sizes, another task: written into one folder, then finetune refused all of it (probe 11)
+    balance = EpisodeDataset(tmp_path / "balance", create=True)
+    balance.append(Episode(np.zeros((4, 5)), np.zeros((3, 1)), np.zeros(3), np.zeros((4, 0)),
+                           {"task": "cartpole-balance", "action_repeat": 8}))
+    assert main(["deploy", str(files["internal"]), "--episodes", "1", "--record", str(tmp_path / "balance")]) == 2
+    out = capsys.readouterr()
+    assert "holds episodes of task 'cartpole-balance' at action repeat 8" in out.out + out.err, out
+    assert len(EpisodeDataset(tmp_path / "balance")) == 1
 
 
 def test_deploy_refuses_an_unknown_shift(files, capsys):

@@ -77,6 +77,12 @@ class DeploymentRecorder:
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state and "
                                  f"{first.action.shape[1]} action dimensions (task {first.meta.get('task')!r}); this "
                                  f"robot has {dims[0]} and {dims[1]}: record into another folder")
+            theirs, ours = (first.meta.get("task"), first.meta.get("action_repeat")), \
+                (self.meta["task"], self.meta["action_repeat"])
+            if theirs != ours:  # same sizes, another task: finetune then refused the whole folder (probe 11)
+                raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
+                                 f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
+                                 "another folder")
         self._reset()
         self.seed = seed
         self.obs.append(_vector(robot.read_state))
