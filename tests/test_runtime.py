@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import json
 import logging
 import re
@@ -446,6 +448,51 @@ def test_consecutive_fallbacks_end_in_a_safe_stop_with_the_safe_action():
         ControlLoop(_FailingPlanner(()), robot, max_fallbacks=0)
     with pytest.raises(ValueError, match="rate_hz=-5"):
         ControlLoop(_FailingPlanner(()), robot, rate_hz=-5)
+
+
+def test_a_robot_that_raises_when_commanded_or_asked_if_done_is_a_fallback_then_a_safe_stop():
+    """An exception from send_action (a bus error) or done() ended ControlLoop.run: no safe action, not counted
+    (probe 11). Once: counted and absorbed; every step: a safe stop. The latency window is bounded."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime import ControlLoop, SimRobot
+    from robot_wm.runtime.loop import LATENCY_WINDOW, LoopStats
+    from sim.registry import make_env
+
+    class FlakyBus(SimRobot):
+        def __init__(self, env, fail):
+            super().__init__(env)
+            self.fail, self.calls, self.received = fail, 0, []
+
+        def send_action(self, action):
+            self.calls += 1
+            if self.calls in self.fail:
+                raise OSError("CAN bus timeout")
+            self.received.append(float(action[0]))
+            super().send_action(action)
+
+    env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400))
+    robot = FlakyBus(env, fail={5})
+    robot.reset(0)
+    loop = ControlLoop(_FailingPlanner(()), robot, realtime=False, deadline_s=10.0, max_fallbacks=3)
+    stats = loop.run(20)
+    assert loop.stopped is None and stats.steps == 20 and stats.errors == 1 and stats.fallbacks == 1
+    robot = FlakyBus(env, fail=set(range(3, 100)) - {6})  # broken from the 3rd command; the safe one goes through
+    robot.reset(0)
+    loop = ControlLoop(_FailingPlanner(()), robot, realtime=False, deadline_s=10.0, max_fallbacks=3,
+                       safe_action=np.array([-0.25]))
+    stats = loop.run(20)
+    assert loop.stopped is not None and "CAN bus timeout" in loop.stopped and stats.safe_stops == 1
+    assert stats.steps == 5 and robot.received == [0.5, 0.5, -0.25]
+    robot = SimRobot(env)
+    robot.reset(0)
+    loop = ControlLoop(_FailingPlanner(()), robot, realtime=False, deadline_s=10.0, max_fallbacks=2)
+    stats = loop.run(20, done=lambda: 1 / 0)
+    assert "2 consecutive errors of done(), the last: ZeroDivisionError" in loop.stopped
+    assert stats.errors == 2 and stats.steps == 1 and stats.safe_stops == 1
+    long = LoopStats(100.0, 0.01)
+    for _ in range(3):
+        long.merge(LoopStats(100.0, 0.01, latencies=deque([0.001] * LATENCY_WINDOW, maxlen=LATENCY_WINDOW)))
+    assert len(long.latencies) == LATENCY_WINDOW
 
 
 @pytest.mark.parametrize("args, needle", [
