@@ -67,7 +67,7 @@ value.enabled=false` wrote a round without the value, and the next plain train s
 
 
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
-             fixed: tuple[str, ...] = (), trains: bool = False):
+             fixed: tuple[str, ...] = (), trains: bool = False, collects: bool = False):
     """A session on an existing run directory: its saved config plus this command's one-off ``overrides``
     (never saved; every record the command writes names them). ``fixed``: fields the overrides may not
     change. ``lock``: hold the run's writer lock (every command that writes)."""
@@ -86,7 +86,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (("run_dir",), "the run is the command's RUN argument (the override was ignored)"),
                         (TRAINING_FIXED if trains else (), ("the round it writes would drop the run's value, and "
                          "the next round would start a new one; to plan without the value: `robot-wm eval RUN "
-                         "--planner pets` or `robot-wm export RUN value.enabled=false`"))):
+                         "--planner pets` or `robot-wm export RUN value.enabled=false`")),
+                        (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
+                         "command does not collect")):
         if bad := [k for k in changes if k in fields]:
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
@@ -136,7 +138,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
         warn_network(cfg)
         s = Session.open(cfg, run, not a.no_progress)
     else:
-        s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS)
+        s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True)
     with s:
         model = s.latest_model() if a.policy in ("learned", "pets") else None
         start = len(s.run.dataset())

@@ -262,6 +262,10 @@ class GoalConfig(_Section):
         return self
 
 
+TRAINING_ONLY = ("planner.explore_weight", "planner.explore_noise", "seed_noise_beta")
+"""Settings that act on training episodes only: an evaluation, an export or a deployment never uses them, so a
+one-off override of them there is refused (it was recorded as applied: probe 11)."""
+
 RRD_SUFFIX, RRD_MAGIC = ".rrd", b"RRF2"  # a Rerun recording's name, and its first bytes
 
 

@@ -454,3 +454,19 @@ def test_export_takes_only_overrides_that_change_the_planner(run, tmp_path, caps
     assert rc == 2 and "an export takes only planner.*, goal.* and value.enabled overrides" in out, out
     assert not (tmp_path / "x.onnx").exists()
     assert _cli(capsys, "export", str(run), "--out", str(tmp_path / "y.onnx"), "planner.samples=48")[0] == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "{run}", "--episodes", "1", "planner.explore_noise=10"],
+    ["whatif", "{run}", "planner.explore_weight=100"],
+    ["train", "{run}", "seed_noise_beta=1"],
+    ["export", "{run}", "--out", "{tmp}/p.onnx", "planner.explore_noise=10"],
+])
+def test_training_only_overrides_are_refused_where_no_training_episode_is_collected(run, tmp_path, capsys, args):
+    """`eval ... planner.explore_noise=10` and `export ... planner.explore_noise=10` were accepted, did nothing and
+    were recorded as applied (probe 11)."""
+    before = snapshot(run)
+    assert main([a.format(run=run, tmp=tmp_path) for a in args] + ["--no-progress"] * (args[0] == "eval")) == 2
+    err = capsys.readouterr().err
+    assert "training episodes only" in err or "training-only planner.explore_" in err, err
+    assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()

@@ -48,10 +48,10 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         cfg = RunConfig()
         if meta.get("task"):
             cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
-    inert = [o for o in overrides or [] if not o.startswith(EXPORT_FIELDS)]
+    inert = [o for o in overrides or [] if not o.startswith(EXPORT_FIELDS) or o.startswith(cfgmod.TRAINING_ONLY)]
     if inert:  # the networks come from the checkpoint, the robot from the run: the file's metadata listed these
         raise cfgmod.ConfigError(f"{', '.join(inert)}: an export takes only planner.*, goal.* and value.enabled "
-                                 "overrides; the networks are the checkpoint's and the robot is the run's (train "
+                                 "overrides (not the training-only planner.explore_*); the networks are the checkpoint's and the robot is the run's (train "
                                  "another run to change them)")
     cfg = cfgmod.apply_overrides(cfg, overrides or [])
     if not cfg.value.enabled:
