@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm.cli_args import number, path_arg, seed, whole
+from robot_wm.text import echo
 
 
 def _dreams(run) -> Path:
@@ -51,11 +52,11 @@ def cmd_dream(a: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_video(out, frames, fps=a.fps or 1.0 / period)
         shown = "the members' mean" if a.member is None else f"member {a.member}"
-        print(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, candidate {a.candidate}, "
+        echo(f"wrote {out}: {len(frames)} frames, episode {a.episode} from step {a.step}, candidate {a.candidate}, "
               f"{shown}; state error (data std units) after 1 step {d.error[:, 1].mean():.3f}, at the end "
               f"{d.error[:, -1].mean():.3f}")
         if a.rrd:
-            print(f"wrote {log_dream(a.rrd, frames, d, period)} (open it with `rerun {a.rrd}`)")
+            echo(f"wrote {log_dream(a.rrd, frames, d, period)} (open it with `rerun {a.rrd}`)")
     return 0
 
 
@@ -161,11 +162,11 @@ def cmd_drive(a: argparse.Namespace) -> int:
                 rec.flush(timeout_sec=FLUSH_TIMEOUT_S)
                 rec.disconnect()
         d = drive.as_dream()
-        print(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "
+        echo(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "
               f"{d.error[:, -1].mean():.3f} (data std units)")
         if a.out and len(d.real) > 1:
             write_video(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
-            print(f"wrote {a.out}")
+            echo(f"wrote {a.out}")
     return 0
 
 

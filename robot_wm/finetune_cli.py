@@ -7,6 +7,7 @@ import argparse
 import math
 
 from robot_wm.cli_args import path_arg
+from robot_wm.text import echo
 
 
 def cmd_finetune(a: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
                   trains=True) as s:
         rec = finetune(s, a.data, a.weight, progress=not a.no_progress)
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
-    print(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
+    echo(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
           + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + f". Export again: robot-wm export {a.run_dir}")

@@ -8,18 +8,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from robot_wm.text import printable
 from robot_wm.whatif import WhatIfResult
 
 
 def _num(v, fmt: str = ".1f") -> str:
     """A figure for the table; 'n/a' where it could not be measured (None or NaN)."""
     return "n/a" if v is None or v != v else format(v, fmt)
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes: a folder name holding ESC sequences drove the
-    terminal (ninth probe)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def shown(text) -> str:

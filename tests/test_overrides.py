@@ -470,3 +470,12 @@ def test_training_only_overrides_are_refused_where_no_training_episode_is_collec
     err = capsys.readouterr().err
     assert "training episodes only" in err or "training-only planner.explore_" in err, err
     assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
+
+
+def test_a_name_holding_escape_sequences_is_shown_not_obeyed(run, tmp_path, capsys):
+    """`wrote ...` lines of export, finetune, deploy and dream printed a run, --out or --record name raw: ESC ] 0;
+    set the terminal's title and ESC [31m its colour (probe 11)."""
+    out = tmp_path / "\x1b]0;PWNED\x07\x1b[31m.onnx"
+    assert main(["export", str(run), "--what", "dynamics", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.exists() and "\x1b" not in printed and "\x07" not in printed and "\\x1b]0;PWNED\\x07" in printed

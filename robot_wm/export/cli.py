@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from robot_wm.cli_args import path_arg
+from robot_wm.text import echo
 
 SLOW_EXPORT_STEPS = 100
 """Above this many unrolled planning steps (horizon x iterations) export warns that it will take minutes."""
@@ -28,22 +29,22 @@ def cmd_export(a: argparse.Namespace) -> int:
         common["overrides"] = json.dumps(list(a.overrides))
     if a.what == "dynamics":
         export_dynamics(src.model, a.out, common)
-        print(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
+        echo(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
     (goal, note), g = default_goal(src.cfg), src.cfg.goal
     if note:
-        print(note)
+        echo(note)
     value = src.value if g.uses_value else None
     if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
-        print(f"robot-wm export: {note}", file=sys.stderr, flush=True)
+        echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
                    reward_weight=g.reward_weight)
     extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
               else "no value (imagined reward only)" if goal is None else "no value")
     if goal is not None:
         extras += f", goal input (default {[round(float(x), 4) for x in goal.state]}, reward weight {g.reward_weight:g})"
-    print(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
+    echo(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0

@@ -12,6 +12,7 @@ import numpy as np
 
 from robot_wm.cli_args import number, path_arg, seed, whole
 from robot_wm.runtime.loop import MAX_RATE_HZ, MIN_RATE_HZ
+from robot_wm.text import echo
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     try:
         return _deploy(a)
     except ProviderError as e:
-        print(f"robot-wm deploy: error: {e}")
+        echo(f"robot-wm deploy: error: {e}")
         return 2
 
 
@@ -45,7 +46,7 @@ def _deploy(a: argparse.Namespace) -> int:
     robot = SimRobot(make_env(sim_env))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
     if not math.isfinite(m.control_period):
-        print(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
+        echo(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
               f"{m.raw.get('control_period')!r}): the robot's {robot.control_period:g} s is used unchecked",
               file=sys.stderr)
     if a.safe_action is not None and not a.safe_action.strip():  # an unset variable ran with no safe action
@@ -56,7 +57,7 @@ def _deploy(a: argparse.Namespace) -> int:
     planner.warmup()
     loop = ControlLoop(planner, robot, rate_hz=a.rate, deadline_s=a.deadline_ms / 1e3 if a.deadline_ms else None,
                        safe_action=safe, realtime=a.realtime, max_fallbacks=a.max_fallbacks)
-    print(f"deploy {a.planner} on {task}: provider {planner.provider}, {a.threads} threads, "
+    echo(f"deploy {a.planner} on {task}: provider {planner.provider}, {a.threads} threads, "
           f"{m.optimizer} H={m.horizon} N={m.samples} I={m.iterations}, noise {m.noise}, "
           f"{loop.rate_hz:.1f} Hz, deadline {loop.deadline_s * 1e3:.1f} ms"
           f"{', real time' if a.realtime else ''}")
@@ -86,24 +87,24 @@ def _deploy(a: argparse.Namespace) -> int:
             path = _save(rec, robot, goals, lost, interrupted=cut, safe_stop=loop.stopped) if rec is not None else None
         total.merge(stats)
         returns.append(robot.ret)
-        print(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
+        echo(f"episode {i} (seed {seed}): return {robot.ret:.1f} over {robot.steps} steps; {stats.format()}"
               + (f"; final goal distance {planner.goal.distance(robot.read_state()):.4f}" if planner.goal else "")
               + (f"; recorded {path}" if path else ""))
         if loop.stopped is not None:
             break
-    print(f"return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes "
+    echo(f"return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes "
           f"({', '.join(f'{r:.1f}' for r in returns)})")
     print(f"all episodes: {total.format()}")
     if loop.stopped is not None:
-        print(f"robot-wm deploy: SAFE STOP after {loop.stopped}; the deployment ended with the safe action",
+        echo(f"robot-wm deploy: SAFE STOP after {loop.stopped}; the deployment ended with the safe action",
               file=sys.stderr)
         return 3
     if lost:  # a full disk recorded nothing and the command exited 0
-        print(f"robot-wm deploy: {len(lost)} of {len(returns)} episodes were NOT recorded in {rec.data.root} "
+        echo(f"robot-wm deploy: {len(lost)} of {len(returns)} episodes were NOT recorded in {rec.data.root} "
               f"(the first: {lost[0]})", file=sys.stderr)
         return 1
     if total.fallbacks > total.steps / 2:
-        print(f"robot-wm deploy: {total.fallbacks} of {total.steps} steps fell back to the previous plan or the "
+        echo(f"robot-wm deploy: {total.fallbacks} of {total.steps} steps fell back to the previous plan or the "
               "safe action: the planner did not control this robot", file=sys.stderr)
         return 3
     return 0
@@ -151,11 +152,11 @@ def _save(rec, robot, goals: list, lost: list, interrupted: bool = False, safe_s
                        **({"goals": goals} if goals else {}))
         if (interrupted or safe_stop) and path is not None:  # its return covers only these steps: said, and in its meta
             why = "meta interrupted=true" if interrupted else "meta safe_stop"
-            print(f"recorded the episode cut short ({robot.steps} steps, {why}) in {path}")
+            echo(f"recorded the episode cut short ({robot.steps} steps, {why}) in {path}")
         return path
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)
-        print(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")
+        echo(f"robot-wm deploy: the episode was NOT recorded in {rec.data.root}: {e}")
         lost.append(str(e))
         return None
 

@@ -97,8 +97,9 @@ def curves(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float
 
 def print_table(rows: list[dict], sweep_dir: Path) -> None:
     from rich.console import Console
-    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
     from rich.table import Table
+
+    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
 
     budgets = results.budgets_of(rows)
     t = Table(title=escape(f"robot-wm sweep: {sweep_dir} ({len(rows)} trials)"))
@@ -131,8 +132,9 @@ def print_vs_published(rows: list[dict], anchors: dict) -> None:
     """Per task and setting: our mean [min, max] over seeds at each budget, beside the published returns and
     the gap from our largest budget to the best published at 100k (the project's goal at 20k)."""
     from rich.console import Console
-    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
     from rich.table import Table
+
+    from robot_wm.report import shown as escape  # markup escaped, control characters shown (tenth probe)
 
     budgets = results.budgets_of(rows)
     t = Table(title=escape("robot-wm vs published returns (mean [min, max] over seeds)"))
@@ -217,7 +219,7 @@ def stopped_seeds_note(rows: list[dict]) -> str:
 
 def _plain(text: str) -> str:
     """A label with control characters shown as escapes (a results.csv cell's ESC reached the plot)."""
-    from robot_wm.report import printable
+    from robot_wm.text import printable
 
     return printable(text)
 

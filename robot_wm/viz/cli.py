@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from robot_wm.text import echo
+
 
 def add_rerun_flag(parser: argparse.ArgumentParser) -> None:
     """``--rerun [save|spawn|serve]`` (bare ``--rerun`` = save) and ``--rerun-address HOST:PORT``."""
@@ -96,7 +98,7 @@ def cmd_view(a: argparse.Namespace) -> int:
 
     files = find_recordings(a.run_dir)
     if a.list:
-        from robot_wm.report import printable
+        from robot_wm.text import printable
 
         for f in files:
             print(printable(str(f)))
@@ -108,7 +110,7 @@ def cmd_view(a: argparse.Namespace) -> int:
                          "WAYLAND_DISPLAY are unset): open the recordings listed by `robot-wm view "
                          f"{a.run_dir} --list` on a machine with one")
     cmd = viewer_command(rerun_cli(), chosen)
-    print("opening", " ".join(map(str, chosen)))
+    echo("opening", " ".join(map(str, chosen)))
     return subprocess.call(cmd)
 
 
