@@ -147,7 +147,8 @@ def cmd_drive(a: argparse.Namespace) -> int:
                           "(it is written for the steps so far)")
                     break
                 t = drive.step(act)
-                print(f"step {t.step}: action {np.round(t.action, 3).tolist()}  members disagree "
+                clipped = " (clipped to the bounds)" if not np.allclose(act, t.action) else ""  # probe 11
+                print(f"step {t.step}: action {np.round(t.action, 3).tolist()}{clipped}  members disagree "
                       f"{t.disagreement:.3f}  error vs simulator {t.error:.3f}"
                       + ("  SIMULATOR DIVERGED (its last valid state is kept)" if t.diverged else ""), flush=True)
                 if rec is not None:

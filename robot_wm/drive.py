@@ -6,6 +6,7 @@ the simulator after every step, live in Rerun, and as a dream video at the end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -79,6 +80,9 @@ def replay(model: WorldModel, env, episode: Episode, step: int, actions: np.ndar
     return drive.as_dream()
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
+
+
 def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray | None:
     """One typed line: comma- or space-separated numbers; empty repeats the last action; q quits (None)."""
     text = line.strip()
@@ -88,8 +92,11 @@ def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray
         if last is None:
             raise ValueError("no action yet to repeat: type one first")
         return last
-    try:
-        vals = np.array([float(x) for x in text.replace(",", " ").split()])
+    words = text.replace(",", " ").split()
+    try:  # ASCII decimal numbers only: float() also read '1_000' as 1000 and an Arabic-Indic '١' as 1 (probe 11)
+        if not all(_NUMBER.fullmatch(w) for w in words):
+            raise ValueError
+        vals = np.array([float(w) for w in words])
     except ValueError:
         raise ValueError(f"{text[:60]!r} is not {_numbers(act_dim)} (e.g. {', '.join(['0.5'] * act_dim)})") from None
     if vals.shape != (act_dim,):

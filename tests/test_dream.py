@@ -186,6 +186,7 @@ def test_drive_the_model_from_a_scripted_action_file_beside_the_simulator(run_di
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert [line.split(":")[0] for line in steps] == [f"step {i}" for i in range(1, 6)], r.stdout
     assert "action [0.8]" in steps[2] and "action [-1.0]" in steps[3]  # a blank repeats; -3 is clamped
+    assert "(clipped to the bounds)" in steps[3] and "clipped" not in steps[2]  # said so (probe 11)
     errors = [float(line.rsplit("error vs simulator", 1)[1]) for line in steps]
     assert all(e >= 0 for e in errors) and errors[-1] > 0
     verify(rrd)
@@ -309,3 +310,13 @@ def test_dream_into_a_dreams_link_to_one_of_the_runs_files_is_named(run_dir, tmp
     before = (run / "config.toml").read_bytes()
     assert main(["dream", str(run), "--step", "2", "--horizon", "1", "--width", "64", "--height", "48"]) == 2
     assert (run / "config.toml").read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661", "0x1"])
+def test_typed_actions_are_ascii_decimal_numbers(text):
+    """float() read '1_000' as 1000 and an Arabic-Indic digit as 1: driven (clipped) without a word (probe 11)."""
+    from robot_wm.drive import parse_action
+
+    with pytest.raises(ValueError, match="is not 1 number"):
+        parse_action(text, 1, None)
+    assert parse_action("-0, 1e-400 +.5", 3, None).tolist() == [0.0, 0.0, 0.5]
