@@ -88,6 +88,12 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
         if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a:
             raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected "
                              f"(K, H, {a}) with H >= {h} (the horizon)")
+        used = extra[:, :h].astype(np.float64)  # checked here, naming the file and its own indices (probe 11)
+        bad = ~np.isfinite(used) | (used < low - 1e-6) | (used > high + 1e-6)
+        if bad.any():
+            k, t, j = np.argwhere(bad)[0]
+            raise ValueError(f"--actions {actions_file!r}: sequence {k}, step {t}, action {j} is {used[k, t, j]:.4g}; "
+                             f"expected a finite number within the bounds [{low[j]:.4g}, {high[j]:.4g}]")
         names += [f"file[{i}]" for i in range(len(extra))]
         seqs += list(extra[:, :h].astype(np.float64))
     rng = np.random.default_rng(seed)

@@ -165,9 +165,13 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.full((1, 4, 1), 7.0))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
-    assert "7 is outside the bounds" in capsys.readouterr().err
+    assert "sequence 0, step 0, action 0 is 7; expected a finite number within the bounds" in capsys.readouterr().err
     assert main(["whatif", str(run_copy), "--horizon", "6", "--actions", str(bad)]) == 2  # 4 steps, 6 wanted
     assert "holds (1, 4, 1) float64; expected (K, H, 1) with H >= 6" in capsys.readouterr().err
+    np.save(bad, np.full((2, 4, 1), np.inf, np.float16))  # "actions hold NaN/Inf", no file, recorded[0] counted
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--actions {str(bad)!r}: sequence 0, step 0, action 0 is inf" in err, err
     np.save(bad, np.array([["a"] * 4]))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "it holds <U1 values, expected numbers" in capsys.readouterr().err
