@@ -17,6 +17,15 @@ def _num(v, fmt: str = ".1f") -> str:
     return "n/a" if v is None or v != v else format(v, fmt)
 
 
+MIN_WIDTH = 80
+"""Columns a table is laid out in at least: COLUMNS=3 printed the tables as empty boxes, no numbers (probe 11)."""
+
+
+def _console() -> Console:
+    width = Console().width
+    return Console(width=max(width, MIN_WIDTH))
+
+
 def shown(text) -> str:
     """A file's text as a rich table cell: markup escaped, control characters shown (``printable``): a
     results.csv cell holding ESC sequences drove the terminal through ``report`` (tenth probe)."""
@@ -38,7 +47,7 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     t.add_row("planning rate", f"{_num(summary['plan_hz'])} Hz")
     t.add_row("wall clock", f"{summary['wall_s']:.0f} s")
     t.add_row("run directory", Text(printable(str(run_dir))))  # not markup ("[red]"), no escape sequences
-    Console().print(t)
+    _console().print(t)
 
 
 def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: int, step: int, h: int) -> None:
@@ -51,4 +60,4 @@ def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: in
         t.add_row(str(rank + 1), names[i], f"{res.returns[i]:.2f}", f"{res.reward_return[i]:.2f}",
                   f"{res.terminal_value[i]:.2f}", *([f"{res.goal_cost[i]:.3f}"] if goal else []),
                   f"{res.return_spread[i]:.2f}", f"{res.disagreement[i].mean():.4f}")
-    Console().print(t)
+    _console().print(t)

@@ -139,7 +139,7 @@ def run_copy(tiny_run_dir, tmp_path):
     return dst
 
 
-def test_cli_whatif(run_copy, tmp_path, capsys):
+def test_cli_whatif(run_copy, tmp_path, capsys, monkeypatch):
     acts = tmp_path / "cands.npy"
     np.save(acts, np.stack([np.full((4, 1), 0.5), np.full((4, 1), -0.5)]))
     rc = main(["whatif", str(run_copy), "--episode", "1", "--step", "3", "--horizon", "4", "--random", "3",
@@ -155,6 +155,11 @@ def test_cli_whatif(run_copy, tmp_path, capsys):
     assert [r[0] for r in rows] == [str(i) for i in range(1, 8)]
     returns = [float(r[2]) for r in rows]
     assert all(np.isfinite(returns)) and returns == sorted(returns, reverse=True)
+    # COLUMNS=3 printed the table as empty boxes, no numbers (probe 11)
+    monkeypatch.setenv("COLUMNS", "3")
+    assert main(["whatif", str(run_copy), "--episode", "1", "--step", "3", "--horizon", "4", "--random", "0"]) == 0
+    narrow = capsys.readouterr().out
+    assert "recorded" in narrow and "zero" in narrow and any(c.isdigit() for c in narrow.split("zero")[1])
 
 
 def test_cli_whatif_errors(run_copy, tmp_path, capsys):
