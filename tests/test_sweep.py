@@ -812,6 +812,14 @@ def test_writing_results_keeps_the_rows_of_other_trials(tmp_path):
     rows = {r["name"]: r for r in results.read(tmp_path)}
     assert sorted(rows) == ["a", "b", "c"]
     assert rows["b"]["eval_return_mean"] == "7" and rows["a"]["return_at_400"] == "1"
+    # one row edited into a status robot-wm refuses: the next write dropped every other row (probe 11)
+    path = tmp_path / "results.csv"
+    edited = path.read_text().replace(",complete,", ",PENDING,", 1)
+    path.write_text(edited)
+    results.write(tmp_path, [{**base, "name": "d"}])
+    assert [r["name"] for r in results.read(tmp_path)] == ["d"]
+    aside = list(tmp_path.glob("results.unreadable-*.csv"))
+    assert len(aside) == 1 and aside[0].read_text() == edited
 
 
 def test_report_says_when_early_stopping_removed_a_whole_seed():

@@ -9,12 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import logging
 import math
+import os
 import statistics
+import time
 from pathlib import Path
 
 from robot_wm.io import atomic_write_json, atomic_write_text, check_regular_file, loads_json
 from robot_wm.sweep.spec import Trial
+
+log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.csv"
 BUDGET_PREFIX = "return_at_"
@@ -202,8 +207,13 @@ def write(sweep_dir: Path, rows: list[dict]) -> Path:
     names = {r.get("name") for r in rows}
     try:
         kept = [r for r in read(sweep_dir) if r.get("name") not in names] if path.exists() else []
-    except (OSError, ValueError):  # an unreadable or damaged file: the new rows alone (as before)
-        kept = []
+    except (OSError, ValueError) as e:  # an unreadable or edited file: set aside, never dropped (probe 11: one edited
+        kept = []                       # row and the next sweep of another file wrote its own rows alone)
+        if path.is_file() and not path.is_symlink():
+            aside = path.with_name(f"results.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.csv")
+            os.replace(path, aside)
+            log.warning("%s could not be read (%s); it was kept as %s, and %s now holds this sweep's rows only",
+                        path, e, aside.name, path.name)
     atomic_write_text(path, to_csv(rows + kept))
     return path
 
