@@ -741,3 +741,119 @@ def probe9_defects(base: Path, planner: Path, work: Path) -> None:
                            capture_output=True, text=True, timeout=300, check=False)
         return r.returncode == 2 and "needs about" in r.stderr and not out.exists(), tail(r.stderr, 90)
     record(cat, "dream at 4096 x 4096 under a 6 GB limit (ArrayMemoryError traceback)", big_video)
+
+
+def probe10_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the eleventh hostile probe (2026-11-26; the tenth category of probe cases)."""
+    import json
+
+    cat = "probe 2026-11-26 (10th)"
+    rec = work / "p10-rec"
+    cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
+
+    def checkpoint_relabelled():
+        from robot_wm.run_dir import RunDir
+
+        run = copy_run(base, work / "p10-ck")
+        js = RunDir(run).latest_checkpoint()
+        meta = json.loads(js.read_text())
+        meta["format"] = "robot-wm/world-model/2"  # the format before the hash, the hash kept
+        meta["value_spec"]["value_scale"] *= 6000
+        js.write_text(json.dumps(meta))
+        return untouched(run, ["whatif", str(run), "--episode", "0", "--step", "2"], "changed after it was written")
+    record(cat, "checkpoint relabelled format 2 with value_scale x6000 (loaded unchecked)", checkpoint_relabelled)
+
+    def negated_rewards():
+        data = work / "p10-neg"
+        shutil.copytree(rec, data)
+        edit_recording(data, lambda z, m: z.update(reward=-z["reward"] - 0.5))
+        run = copy_run(base, work / "p10-ft")
+        return untouched(run, ["finetune", str(run), "--data", str(data), "model.max_epochs=1", "--no-progress"],
+                         "rewards negated")
+    record(cat, "finetune on recorded rewards negated (trained on)", negated_rewards)
+
+    def own_recording(name):
+        from robot_wm.viz.logger import open_stream
+
+        run = copy_run(base, work / name)
+        rrd = run / "rerun" / "earlier.rrd"
+        rec_stream = open_stream("save", path=rrd)
+        rec_stream.flush()
+        rec_stream.disconnect()
+        return run, rrd
+
+    def eval_over_own_recording():
+        run, rrd = own_recording("p10-rr1")
+        before = rrd.read_bytes()
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "save", f"rerun.path={rrd}")
+        return rc == 2 and "own recordings" in out and rrd.read_bytes() == before, tail(out, 90)
+    record(cat, "eval rerun.path=RUN/rerun/<its recording> (replaced it)", eval_over_own_recording)
+
+    def new_run_over_another_runs_recording():
+        run, rrd = own_recording("p10-rr2")
+        before = rrd.read_bytes()
+        rc, out = cli("run", f"run_dir={work / 'p10-new'}", *tf.TINY, "rerun.mode=save", f"rerun.path={rrd}",
+                      "--no-progress")
+        return rc == 2 and "own recordings" in out and rrd.read_bytes() == before, tail(out, 90)
+    record(cat, "run run_dir=NEW rerun.path=OTHER/rerun/<its recording> (replaced, no lock)",
+           new_run_over_another_runs_recording)
+
+    def hard_linked_recording():
+        run, rrd = own_recording("p10-rr3")
+        (work / "p10-mine.rrd").hardlink_to(rrd)
+        before = rrd.read_bytes()
+        rc, out = cli("drive", str(run), "--max-steps", "1", "--rrd", str(work / "p10-mine.rrd"))
+        return rc == 2 and "hard links" in out and rrd.read_bytes() == before, tail(out, 90)
+    record(cat, "drive --rrd a hard link to a run's recording (overwritten in place)", hard_linked_recording)
+
+    def created_meanwhile():
+        from robot_wm.config import RunConfig, apply_overrides
+        from robot_wm.run_dir import RunDir
+        from robot_wm.runner import Session
+
+        root = work / "p10-race"
+        cfg = lambda repeat: apply_overrides(RunConfig(), [*tf.TINY, f"run_dir={root}", f"env.action_repeat={repeat}"])  # noqa: E731
+
+        class CreatedMeanwhile(RunDir):
+            def lock(self, command=None):
+                with Session.open(cfg(8), RunDir(self.root), progress=False):
+                    pass
+                return super().lock(command)
+        try:
+            Session.open(cfg(4), CreatedMeanwhile(root), progress=False).close()
+        except ValueError as e:
+            return "meanwhile with other settings" in str(e), tail(str(e), 90)
+        return False, "opened a run created meanwhile at another action repeat"
+    record(cat, "two collect NEWDIR at action repeats 8 and 4 (one run, both repeats)", created_meanwhile)
+
+    def helper_on_pythonpath():
+        import importlib
+
+        from sim.mjcf import _imports_sha256
+
+        lib, robot = work / "p10-lib", work / "p10-robot"
+        lib.mkdir()
+        robot.mkdir()
+        (robot / "p10_task.py").write_text("from p10_helper import SCALE\n\n\ndef reward(m, d):\n    return SCALE\n")
+        (lib / "p10_helper.py").write_text("SCALE = 1.0\n")
+        sys.path[:0] = [str(robot), str(lib)]
+        try:
+            fn = importlib.import_module("p10_task").reward
+            before = _imports_sha256(fn)
+            (lib / "p10_helper.py").write_text("SCALE = -1000.0\n")
+            after = _imports_sha256(fn)
+        finally:
+            sys.path[:2] = []
+        return before is not None and before != after, f"fingerprint {before and before[:8]} -> {after and after[:8]}"
+    record(cat, "a reward helper on PYTHONPATH changed (fingerprint null, episodes appended)", helper_on_pythonpath)
+
+    def config_deleted():
+        run = copy_run(base, work / "p10-cfg")
+        (run / "config.toml").unlink()
+        return untouched(run, ["run", f"run_dir={run}", "--resume", "--no-progress"], "lost its config.toml")
+    record(cat, "run --resume on a run whose config.toml was deleted (defaults written in)", config_deleted)
+
+    def record_unset():
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", "")
+        return rc == 2 and "an empty path" in out, tail(out, 90)
+    record(cat, "deploy --record '' (ran, recorded nothing, exit 0)", record_unset)

@@ -34,6 +34,7 @@ from fault_kit import RESULTS, ROOT, cli, copy_run, record, tail, tf
 from fault_probes import (
     api_inputs,
     probe3_defects,
+    probe10_defects,
     probe4_defects,
     probe5_defects,
     probe6_defects,
@@ -898,7 +899,8 @@ def main() -> int:
                          ("probe 2026-11-26 (6th)", lambda: probe6_defects(base, planner, work)),
                          ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work)),
                          ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work)),
-                         ("probe 2026-11-26 (9th)", lambda: probe9_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (9th)", lambda: probe9_defects(base, planner, work)),
+                         ("probe 2026-11-26 (10th)", lambda: probe10_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
