@@ -93,3 +93,16 @@ def untouched(run: Path, args: list[str], needle: str):
 
 SLIDER_X = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="x" type="slide" axis="1 0 0"/>
 <geom size="0.1"/></body></worldbody><actuator><motor joint="x" gear="1"/></actuator></mujoco>"""
+
+
+def edit_checkpoint_json(run: Path, edit) -> Path:
+    """Apply ``edit(meta)`` to the run's latest checkpoint JSON in place (its hashes left as they were)."""
+    import json
+
+    from robot_wm.run_dir import RunDir
+
+    js = RunDir(run).latest_checkpoint()
+    meta = json.loads(js.read_text())
+    edit(meta)
+    js.write_text(json.dumps(meta))
+    return run

@@ -19,6 +19,7 @@ from fault_kit import (
     SLIDER_X,
     cli,
     copy_run,
+    edit_checkpoint_json,
     edit_recording,
     record,
     same_run_twice,
@@ -674,14 +675,9 @@ def probe9_defects(base: Path, planner: Path, work: Path) -> None:
     rec = work / "p9-rec"
     cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
 
-    def checkpoint_json_edited():
-        from robot_wm.run_dir import RunDir
-
-        run = copy_run(base, work / "p9-ck")
-        js = RunDir(run).latest_checkpoint()
-        meta = json.loads(js.read_text())
-        meta["value_spec"]["value_scale"] *= 6  # one value changed, every hash of the weights intact
-        js.write_text(json.dumps(meta))
+    def checkpoint_json_edited():  # one value changed, every hash of the weights intact
+        run = edit_checkpoint_json(copy_run(base, work / "p9-ck"),
+                                   lambda meta: meta["value_spec"].update(value_scale=meta["value_spec"]["value_scale"] * 6))
         return untouched(run, ["whatif", str(run), "--episode", "0", "--step", "2"], "changed after it was written")
     record(cat, "checkpoint JSON with one value changed (value_scale x6 loaded silently)", checkpoint_json_edited)
 
@@ -701,7 +697,7 @@ def probe9_defects(base: Path, planner: Path, work: Path) -> None:
         edit_recording(data, lambda z, m: z.update(reward=z["reward"] * 1e6 + 1e6))
         run = copy_run(base, work / "p9-ft")
         return untouched(run, ["finetune", str(run), "--data", str(data), "model.max_epochs=1", "--no-progress"],
-                         "far outside the run's own rewards")
+                         "in other units")
     record(cat, "finetune on rewards logged in other units (x1e6)", recorded_rewards_in_other_units)
 
     def sim_task_label():
@@ -745,21 +741,15 @@ def probe9_defects(base: Path, planner: Path, work: Path) -> None:
 
 def probe10_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects of the eleventh hostile probe (2026-11-26; the tenth category of probe cases)."""
-    import json
-
     cat = "probe 2026-11-26 (10th)"
     rec = work / "p10-rec"
     cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--threads", "1")
 
     def checkpoint_relabelled():
-        from robot_wm.run_dir import RunDir
-
-        run = copy_run(base, work / "p10-ck")
-        js = RunDir(run).latest_checkpoint()
-        meta = json.loads(js.read_text())
-        meta["format"] = "robot-wm/world-model/2"  # the format before the hash, the hash kept
-        meta["value_spec"]["value_scale"] *= 6000
-        js.write_text(json.dumps(meta))
+        def relabel(meta):
+            meta["format"] = "robot-wm/world-model/2"  # the format before the hash, the hash kept
+            meta["value_spec"]["value_scale"] *= 6000
+        run = edit_checkpoint_json(copy_run(base, work / "p10-ck"), relabel)
         return untouched(run, ["whatif", str(run), "--episode", "0", "--step", "2"], "changed after it was written")
     record(cat, "checkpoint relabelled format 2 with value_scale x6000 (loaded unchecked)", checkpoint_relabelled)
 
