@@ -143,8 +143,8 @@ def api_inputs(base: Path, planner: Path, work: Path) -> None:
     from robot_wm.runtime.session import PlannerSession
 
     session = PlannerSession(planner, provider="cpu", threads=1)
-    for name, state, plan, needle in (("a string state", "abc", None, "state must be"),
-                                      ("an object-array state", np.array([object()] * 5), None, "state must be"),
+    for name, state, plan, needle in (("a string state", "abc", None, "expected numbers"),
+                                      ("an object-array state", np.array([object()] * 5), None, "expected numbers"),
                                       ("a prev_plan of the wrong shape", None, np.zeros((3, 1)), "prev_plan has shape"),
                                       ("a ragged prev_plan", None, [[0.0], [0.0, 1.0]], "prev_plan must be")):
         def step(state=state, plan=plan, needle=needle):

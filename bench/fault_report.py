@@ -359,7 +359,7 @@ def overrides(base: Path, complete: Path, work: Path) -> None:
     def eval_then_export():
         run = copy_run(base, work / "ovr-eval")
         config = (run / "config.toml").read_bytes()
-        rc1, out = cli("eval", str(run), "env.max_env_steps=400", "--planner", "random", "--episodes", "1",
+        rc1, out = cli("eval", str(run), "env.max_env_steps=320", "--planner", "random", "--episodes", "1",
                        "--no-progress")  # env.action_repeat=2 was the example: refused now (tenth probe)
         rec = RunDirRecords(run)[-1]
         rc2, out2 = cli("export", str(run), "--out", str(work / "ovr.onnx"))
@@ -367,9 +367,9 @@ def overrides(base: Path, complete: Path, work: Path) -> None:
 
         meta = {p.key: p.value for p in onnx.load(str(work / "ovr.onnx")).metadata_props} if rc2 == 0 else {}
         ok = (rc1 == rc2 == 0 and (run / "config.toml").read_bytes() == config
-              and rec.get("overrides") == ["env.max_env_steps=400"] and meta.get("action_repeat") == "8")
+              and rec.get("overrides") == ["env.max_env_steps=320"] and meta.get("action_repeat") == "8")
         return ok, f"config.toml unchanged, record names the override, export: action repeat {meta.get('action_repeat')}"
-    record("one-off overrides", "eval env.max_env_steps=400, then a plain export", eval_then_export)
+    record("one-off overrides", "eval env.max_env_steps=320, then a plain export", eval_then_export)
 
     def train():
         run = copy_run(base, work / "ovr-train")
