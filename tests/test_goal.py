@@ -333,7 +333,7 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "1,2"],
                        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "goal.state has 2 values, expected 5" in r.stderr, r.stderr
-    for flag, needle in (("--goal-file", "--goal-file is empty"), ("--goal", "expected comma-separated numbers")):
+    for flag, needle in (("--goal-file", "argument --goal-file: an empty path"), ("--goal", "expected comma-separated numbers")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), flag, ""],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 2 and needle in r.stderr, r.stderr  # an unset shell variable is not ignored

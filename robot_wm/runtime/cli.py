@@ -121,8 +121,6 @@ def _goal(a: argparse.Namespace, planner):
                          _floats(a.goal_weights, "--goal-weights") if a.goal_weights is not None else None)
     if a.goal_file is None:
         return None
-    if not a.goal_file.strip():
-        raise ValueError("--goal-file is empty (an unset shell variable?); expected a JSON file path")
     from robot_wm.runtime.goal_file import GoalFile
 
     watcher = GoalFile(a.goal_file, planner)
