@@ -184,10 +184,12 @@ class PlannerConfig(_Section):
     """Colored-noise exponent for icem (0 = white, 2 = smooth/red)."""
     uncertainty_weight: float = Field(0.0, ge=-1e6, le=1e6)
     """Return penalty per unit of ensemble spread (negative = bonus), in every episode."""
-    explore_weight: float = Field(0.0, ge=0, le=1e6)
+    explore_weight: float = Field(1.0, ge=0, le=1e6)
     """Optimism for sparse rewards, in training episodes only (never in evaluation, export or deploy): a
     bonus per unit of the members' disagreement on the imagined states (std over members in units of the
-    data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen."""
+    data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen.
+    1 (the default): pendulum-swingup, which never saw its reward at 0 (seeds 100, 101), found it within 2-5
+    episodes on each of seeds 100-102 (654 at 10k on seed 100); cartpole alike (749 vs 743, 16 seeds)."""
     explore_noise: float = Field(0.0, ge=0, le=10)
     """Action noise in training episodes only (never in evaluation, export or deploy): the executed action
     is the plan's first action plus this many times the planner's refit sampling std of it times
