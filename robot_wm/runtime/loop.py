@@ -192,12 +192,8 @@ class ControlLoop:
             log.warning("step %d: %s; applying %s", stats.steps, reason,
                         "the safe action" if self.safe_action is not None else "the shifted previous plan")
         self.consecutive_fallbacks += reason is not None  # a good step resets it once its command was sent
-        if self.consecutive_fallbacks >= self.max_fallbacks:
-            action = self.safe_action if self.safe_action is not None else (self.low + self.high) / 2
-            self.stopped = f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}"
-            stats.safe_stops += 1
-            log.error("step %d: SAFE STOP after %s; sending the safe action %s", stats.steps, self.stopped,
-                      np.round(action, 4).tolist())
+        if self.consecutive_fallbacks >= self.max_fallbacks:  # sent below as this step's command
+            action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
         try:
             self.robot.send_action(action)
@@ -217,22 +213,28 @@ class ControlLoop:
         stats.fallbacks += 1
         self.consecutive_fallbacks += 1
         log.warning("step %d: %s", stats.steps, reason)
-        if self.consecutive_fallbacks >= self.max_fallbacks:
-            self._safe_stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
+        if self.consecutive_fallbacks >= self.max_fallbacks and self.stopped is None:
+            why = f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}"
+            self._send_safe(self._stop(stats, why))
 
-    def _safe_stop(self, stats: LoopStats, why: str) -> None:
-        """Stop the loop and send the safe action (if the robot takes it)."""
-        if self.stopped is not None:
-            return
+    def _stop(self, stats: LoopStats, why: str) -> np.ndarray:
+        """Enter a safe stop (the loop ends after this step), counted and logged; returns the safe action: the
+        configured one, else mid-range, within the bounds."""
         self.stopped = why
         stats.safe_stops += 1
         safe = np.clip(self.safe_action if self.safe_action is not None else (self.low + self.high) / 2,
                        self.low, self.high)
-        log.error("step %d: SAFE STOP after %s; sending the safe action %s", stats.steps, why, np.round(safe, 4).tolist())
+        log.error("step %d: SAFE STOP after %s; sending the safe action %s", stats.steps, why,
+                  np.round(safe, 4).tolist())
+        return safe
+
+    def _send_safe(self, safe: np.ndarray) -> None:
+        """The safe action of a stop entered outside ``tick`` (a robot error), if the robot takes it."""
         try:
             self.robot.send_action(safe)
         except Exception as e:  # noqa: BLE001
-            log.error("the robot refused the safe action too (%s: %s): stop it by other means", type(e).__name__, e)
+            log.error("the robot refused the safe action too (%s: %s): stop it by other means",
+                      type(e).__name__, e)
 
     def _done(self, done, stats: LoopStats) -> bool:
         """``done()``; an exception (probe 11: it ended the loop) is counted, and as many in a row as
@@ -243,9 +245,9 @@ class ControlLoop:
             stats.errors += 1
             self.done_errors += 1
             log.warning("step %d: done() error: %s: %s", stats.steps, type(e).__name__, e)
-            if self.done_errors >= self.max_fallbacks:
-                self._safe_stop(stats, f"{self.done_errors} consecutive errors of done(), the last: "
-                                       f"{type(e).__name__}: {e}")
+            if self.done_errors >= self.max_fallbacks and self.stopped is None:
+                self._send_safe(self._stop(stats, f"{self.done_errors} consecutive errors of done(), the last: "
+                                                  f"{type(e).__name__}: {e}"))
             return False
         self.done_errors = 0
         return finished
