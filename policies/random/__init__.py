@@ -4,7 +4,8 @@
 Gaussian 1/f^beta noise along time (1: pink, 2: red), unit std of the action half-range, clipped to the
 bounds: the same coloured noise iCEM samples plans from (``colored_filter``). Correlated actions push a
 pendulum or a finger far further than independent ones, which cancel out (Eberhard et al. 2023, "Pink noise
-is all you need"): on pendulum-swingup, uniform random episodes never reach the upright reward, pink ones do.
+is all you need"): random pendulum-swingup episodes that saw the upright reward, uniform / pink / red: 9 / 13 / 18
+of 200 (`bench/bench_seed_noise.py`).
 """
 
 from __future__ import annotations
