@@ -10,6 +10,6 @@ def printable(text: str) -> str:
 
 
 def echo(text: str, **kwargs) -> None:
-    """``print`` of one line that names user's paths, control characters shown (``printable``): a run, --out or
+    """``print`` of a message that names user's paths, control characters shown (``printable``): a run, --out or
     --record name holding ESC sequences set the terminal's title and colours through `wrote ...` (probe 11)."""
-    print(printable(str(text)), **kwargs)
+    print("\n".join(printable(line) for line in str(text).split("\n")), **kwargs)  # a message's own lines kept
