@@ -4,8 +4,8 @@ fine-tune its world model, value and policy on simulation + robot data; then ``r
 Robot episodes are copied into ``RUN/robot/`` (a dataset of their own: simulation and robot data never
 mix on disk; stored without a physics state, which a real robot does not have and training never reads). Each robot
 transition counts ``weight`` times in training (integer: its rows repeat). The train record and the
-checkpoint say which data it saw, and the model's multi-step error on the robot's episodes before and
-after.
+checkpoint say which data it saw, and the model's multi-step error on the robot's episodes and on the
+simulator's held-out segments before and after (a model that forgot the simulator gets a warning).
 """
 
 from __future__ import annotations
@@ -222,6 +222,20 @@ def _join(parts: list[Transitions]) -> Transitions:
     return Transitions(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("obs", "action", "reward", "next_obs")))
 
 
+FORGET_RATIO = 1.25
+"""A fine-tuned model whose planning-horizon error on the simulator's held-out segments grew more than this
+factor gets a warning: on cheetah-run ten recorded episodes of one gait raised it 1.5x (0.17 -> 0.26) and the
+planner fell from 278 to 64 on the robot it was fine-tuned for (README, adaptation)."""
+
+
+def forgetting(rec: dict, horizon: int) -> float | None:
+    """How many times the fine-tuned model's ``horizon``-step error on the simulator's held-out segments grew
+    (a ``finetune`` train record), or None where it cannot tell (no such record, too-short segments)."""
+    before, after = (rec.get(f"sim_multistep_mse_{k}", {}).get(str(horizon)) for k in ("before", "after"))
+    ok = all(isinstance(v, float) and np.isfinite(v) for v in (before, after))
+    return after / before if ok and before > 0 else None
+
+
 MAX_WEIGHT = 100
 """Largest ``--weight``: the robot's rows are repeated that many times in memory."""
 DEFAULT_WEIGHT = 4
@@ -248,6 +262,8 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     meta_before = s.run.records("train")[-1] if s.run.records("train") else {}
     round_ = s.run.next_round()
     before = multistep_error(elite_before, robot, horizons)
+    _, sim_val = split(sim, cfg.model.val_fraction)  # the simulator's held-out segments: what fine-tuning may forget
+    sim_before = multistep_error(elite_before, sim_val, horizons)
 
     t0 = time.perf_counter()
     report = fit_model(s.model, *mixed_split(sim, robot, weight, cfg.model.val_fraction), cfg.model,
@@ -261,6 +277,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
         value_rec = {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
                      "mean_q": rep.mean_q}
     after = multistep_error(elite, robot, horizons)
+    sim_after = multistep_error(elite, sim_val, horizons)
     sources = sorted({e.meta.get("imported_from", {}).get("path", "?") for e in robot})
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
             "weight": weight, "sim_episodes": len(sim), "sources": sources}
@@ -273,6 +290,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
               "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,
               "robot_multistep_mse_before": mse(before), "robot_multistep_mse_after": mse(after),
+              "sim_multistep_mse_before": mse(sim_before), "sim_multistep_mse_after": mse(sim_after),
               "multistep_mse": mse(after), **value_rec}
     s.run.log(record)
     return record

@@ -12,7 +12,7 @@ from robot_wm.text import echo
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     from robot_wm.cli import DATA_FIELDS, _session
-    from robot_wm.finetune import finetune
+    from robot_wm.finetune import FORGET_RATIO, finetune, forgetting
 
     with _session(a.run_dir, a.args, not a.no_progress, command="finetune", fixed=DATA_FIELDS,
                   trains=True) as s:
@@ -22,6 +22,13 @@ def cmd_finetune(a: argparse.Namespace) -> int:
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
           + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + f". Export again: robot-wm export {a.run_dir}")
+    h = s.cfg.planner.horizon
+    if (grew := forgetting(rec, h)) is not None and grew > FORGET_RATIO:
+        sim_b, sim_a = rec["sim_multistep_mse_before"][str(h)], rec["sim_multistep_mse_after"][str(h)]
+        echo(f"warning: the fine-tuned model predicts the simulator's held-out episodes {grew:.2f}x worse "
+             f"(h={h}: {_mse(sim_b)} -> {_mse(sim_a)}): it may plan worse wherever the robot's episodes did not go. "
+             f"Compare `robot-wm eval {a.run_dir} --planner pets` with the previous round before deploying, or "
+             "fine-tune on fewer robot episodes or a lower --weight.")
     return 0
 
 

@@ -13,6 +13,7 @@ from robot_wm import cli
 from robot_wm.config import EnvConfig, RandomizeConfig
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode
+from robot_wm.finetune import forgetting
 from robot_wm.run_dir import RunDir
 from robot_wm.runtime.record import DeploymentRecorder
 from robot_wm.runtime.robot import SimRobot
@@ -57,6 +58,10 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     for h in ("1", "5"):
         assert after[h] < 0.8 * before[h], (h, before[h], after[h])
     assert "robot-wm export" in out
+    # The simulator's held-out segments are measured too (what fine-tuning may forget), before and after.
+    sim_before, sim_after = rec["sim_multistep_mse_before"], rec["sim_multistep_mse_after"]
+    assert set(sim_before) == set(before) and all(np.isfinite(sim_before[h]) and sim_before[h] > 0 for h in ("1", "5"))
+    assert forgetting(rec, 5) == pytest.approx(sim_after["5"] / sim_before["5"])
     # The new checkpoint is the latest; it says what it was trained on; the value was fine-tuned too.
     latest = RunDir(run).latest_checkpoint()
     meta = json.loads(latest.read_text()) if latest.suffix == ".json" else json.loads(latest.with_suffix(".json").read_text())
@@ -250,3 +255,31 @@ def test_finetune_api_refuses_a_weight_that_is_not_a_whole_number_first(weight, 
 
     with pytest.raises(ValueError, match=rf"robot data weight {weight!r} must be a whole number from 1 to 100"):
         finetune(None, tmp_path / "nothing", weight=weight)
+
+
+def test_forgetting_is_the_growth_of_the_simulator_error_or_none():
+    rec = {"sim_multistep_mse_before": {"12": 0.17, "1": float("nan")}, "sim_multistep_mse_after": {"12": 0.26, "1": 0.1}}
+    assert forgetting(rec, 12) == pytest.approx(0.26 / 0.17)
+    assert forgetting(rec, 1) is None      # a segment too short for the horizon said nothing
+    assert forgetting(rec, 5) is None      # not measured
+    assert forgetting({}, 12) is None      # a record from before this measurement
+
+
+def test_finetune_warns_when_the_model_forgot_the_simulator(run_and_data, tmp_path, capsys, monkeypatch):
+    """Ten recorded episodes of one gait made cheetah-run's model 1.5x worse on the simulator's episodes and its
+    planner fell to a quarter; the command says so instead of only reporting the lower error on the robot."""
+    import shutil
+
+    import robot_wm.finetune as ft
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    monkeypatch.setattr(ft, "FORGET_RATIO", 0.0)  # any growth, or none, warns: the real run's figures decide it
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    rec = RunDir(run).records("train")[-1]
+    grew = forgetting(rec, 12)
+    assert grew is not None and f"{grew:.2f}x worse" in out and "--planner pets" in out
+    monkeypatch.setattr(ft, "FORGET_RATIO", grew + 1)
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().out
