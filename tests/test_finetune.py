@@ -278,7 +278,7 @@ def test_finetune_warns_when_the_model_forgot_the_simulator(run_and_data, tmp_pa
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     out = capsys.readouterr().out
     rec = RunDir(run).records("train")[-1]
-    grew = forgetting(rec, 12)
+    grew = forgetting(rec, RunDir(run).load_config().planner.horizon)  # the error at the planning horizon
     assert grew is not None and f"{grew:.2f}x worse" in out and "--planner pets" in out
     monkeypatch.setattr(ft, "FORGET_RATIO", grew + 1)
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
