@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -49,6 +50,15 @@ CHOSEN_COLOR = [255, 64, 160]
 ROBOT_COLOR = [255, 140, 0]
 MEMBER_COLOR = [200, 200, 200, 110]
 PROPOSAL_COLOR = [170, 110, 255, 170]  # the policy's proposals: violet, thinner than the elites
+
+
+def spawn_viewer(port: int) -> None:
+    """A desktop viewer on ``port`` (unless one already listens there), its gRPC server bound to loopback:
+    ``rr.spawn`` starts it with Rerun's default bind, 0.0.0.0, so `--rerun spawn` served the recording to the
+    network without a word (probe 12). Rerun's own spawner, with our bind address added."""
+    import rerun_bindings
+
+    rerun_bindings.spawn(port=port, extra_args=["--bind", "127.0.0.1"], extra_env=[("RERUN_APP_ONLY", "true")])
 
 
 def return_colors(returns: np.ndarray) -> np.ndarray:
@@ -182,8 +192,14 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
         _, port = parse_address(address, ("127.0.0.1", 9876))
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # the viewer died at once; the command ran on and failed 60 s later on "Flush timed out" (probe 12)
+            raise ValueError("--rerun spawn opens Rerun's desktop viewer, which needs a display (DISPLAY and "
+                             "WAYLAND_DISPLAY are unset): record with --rerun save and open the file on a machine "
+                             "with one, or watch it live from another machine with --rerun serve")
         try:
-            rec.spawn(port=port, default_blueprint=bp)
+            spawn_viewer(port)
+            rec.connect_grpc(f"rerun+http://127.0.0.1:{port}/proxy", default_blueprint=bp)
         except RuntimeError as e:  # no viewer executable on PATH
             first = (str(e).strip().splitlines() or ["no viewer"])[0]
             raise ValueError(f"--rerun spawn: {first} Put the environment's bin folder (where `rerun` is) on PATH, "
