@@ -324,13 +324,19 @@ def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> Non
     """Refuse training episodes recorded on another task or at another action repeat than the run's (same
     sizes: cartpole-balance in a cartpole-swingup run, or repeat 2 in a repeat-8 run, were trained on), or
     with actions outside the task's bounds."""
+    per_step = env.env_steps_per_control_step
     for path, ep in zip(run.dataset().paths(), run.dataset()):
         check_action_bounds(path, ep.action, env.action_spec.low, env.action_spec.high)
-        task, repeat = ep.meta.get("task"), ep.meta.get("action_repeat")
-        if isinstance(task, str) and saved.env.task != "mjcf" and _task_key(task) != _task_key(saved.env.task):
+        task, repeat, steps = ep.meta.get("task"), ep.meta.get("action_repeat"), ep.meta.get("env_steps")
+        # a file without `task` or `action_repeat` skipped these checks (probe 12): every collected episode names both
+        if not isinstance(task, str) or (saved.env.task != "mjcf" and _task_key(task) != _task_key(saved.env.task)):
             raise ValueError(f"episode file {str(path)!r} is from task {task!r}, the run's config.toml says "
                              f"{saved.env.task!r}: a run's episodes are its own ({WHICH_IS_WRONG})")
-        if repeat is not None and repeat != saved.env.action_repeat:
+        # the budget adds these up: -100000 collected on past it, 10**9 ended the run at once (probe 12)
+        if isinstance(steps, bool) or steps != len(ep) * per_step:
+            raise ValueError(f"episode file {str(path)!r} says env_steps={steps!r}, but its {len(ep)} control steps "
+                             f"are {len(ep) * per_step} environment steps on this task ({WHICH_IS_WRONG})")
+        if isinstance(repeat, bool) or repeat != saved.env.action_repeat:
             raise ValueError(f"episode file {str(path)!r} was collected at action repeat {repeat!r}, the run's "
                              f"config.toml says {saved.env.action_repeat}: its transitions span another time step "
                              f"({WHICH_IS_WRONG})")

@@ -1266,10 +1266,12 @@ def test_diverged_training_saves_no_checkpoint(tmp_path):
     assert not list(tmp_path.iterdir())  # neither the weights nor the JSON
 
 
-def _edit_episode(path: Path, **changes) -> None:
+def _edit_episode(path: Path, drop: tuple = (), **changes) -> None:
     z = dict(np.load(path))
     meta = json.loads(str(z["meta"]))
     meta.update(changes.pop("meta", {}))
+    for key in drop:
+        del meta[key]
     z["meta"] = np.array(json.dumps(meta))
     z.update(changes)
     np.savez(path, **z)
@@ -1279,6 +1281,13 @@ def _edit_episode(path: Path, **changes) -> None:
     ({"meta": {"task": "cartpole-balance"}}, "is from task 'cartpole-balance', the run's config.toml says 'cartpole-swingup'"),
     ({"meta": {"action_repeat": 2}}, "was collected at action repeat 2, the run's config.toml says 8"),
     ({"scale": 1e6}, "is outside the action bounds [-1, 1]"),
+    # probe 12: without the key the checks were skipped; the budget added up an unchecked env_steps
+    ({"drop": ("task",)}, "is from task None, the run's config.toml says 'cartpole-swingup'"),
+    ({"drop": ("action_repeat",)}, "was collected at action repeat None, the run's config.toml says 8"),
+    ({"meta": {"env_steps": -100000}}, "says env_steps=-100000, but its 50 control steps are 400 environment steps"),
+    ({"meta": {"env_steps": 10**9}}, "says env_steps=1000000000, but its 50 control steps"),
+    ({"meta": {"env_steps": None}}, "says env_steps=None, but its 50 control steps"),
+    ({"meta": {"env_steps": "abc"}}, "says env_steps='abc', but its 50 control steps"),
 ])
 def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, needle):
     """Same sizes, so the dataset took them: another task's episode, one at another action repeat, and actions

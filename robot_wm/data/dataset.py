@@ -116,7 +116,14 @@ class EpisodeDataset:
 
     @property
     def env_steps(self) -> int:
-        return sum(int(e.meta.get("env_steps", len(e))) for e in self._episodes)
+        total = 0
+        for path, e in zip(self.paths(), self._episodes):
+            v = e.meta.get("env_steps", len(e))
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:  # null and "abc" were tracebacks (probe 12)
+                raise ValueError(f"episode file {str(path)!r} says env_steps={v!r}: expected a whole number >= 0 "
+                                 "(the episode file was edited or damaged: restore or remove it)")
+            total += v
+        return total
 
     def split(self, val_fraction: float) -> tuple[Transitions, list[Episode]]:
         """Training transitions, and one held-out contiguous segment of every episode (``split``)."""
