@@ -557,6 +557,25 @@ def test_a_robot_whose_state_read_raises_gets_fallbacks_then_a_safe_stop(files):
     assert len(robot.sent) == 5 and robot.sent[-1].tolist() == [0.25]
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_loop_sends_the_safe_action_then_stops(files, interrupt):
+    """Ctrl-C (or deploy's SIGTERM/SIGHUP, turned into the same interrupt) unwound the loop and left the last
+    command on the motors (probe 12): the safe action goes out, counted, and the interrupt still ends the run."""
+    class Interrupted(ScriptedRobot):
+        def read_state(self):
+            if len(self.sent) == 4:
+                raise interrupt()
+            return self.state
+
+    robot = Interrupted()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, safe_action=np.array([0.25]),
+                       realtime=False)
+    with pytest.raises(interrupt):
+        loop.run(10)
+    assert len(robot.sent) == 5 and robot.sent[-1].tolist() == [0.25]
+    assert loop.stopped is not None and interrupt.__name__ in loop.stopped
+
+
 class _OddRobot(_GlitchyRobot):
     """A robot driver whose reward, physics state and state reads misbehave the ways a hand-written driver can."""
 

@@ -262,18 +262,23 @@ class ControlLoop:
         stats = LoopStats(self.rate_hz, self.deadline_s)
         start = time.perf_counter()
         next_tick = start
-        for _ in range(max_steps):
-            if self._done(done, stats) or self.stopped is not None:
-                break
-            action = self.tick(stats)
-            if on_tick is not None:
-                on_tick(action)
-            next_tick += self.period
-            if self.realtime:
-                delay = next_tick - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_tick = time.perf_counter()  # late: do not try to catch up with a burst
+        try:
+            for _ in range(max_steps):
+                if self._done(done, stats) or self.stopped is not None:
+                    break
+                action = self.tick(stats)
+                if on_tick is not None:
+                    on_tick(action)
+                next_tick += self.period
+                if self.realtime:
+                    delay = next_tick - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    else:
+                        next_tick = time.perf_counter()  # late: do not try to catch up with a burst
+        except BaseException as e:  # Ctrl-C, deploy's SIGTERM/SIGHUP: the last command stayed on the motors (probe 12)
+            if self.stopped is None:
+                self._send_safe(self._stop(stats, f"an interruption ({type(e).__name__})"))
+            raise
         stats.wall_s = time.perf_counter() - start
         return stats
