@@ -237,6 +237,16 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     legacy = {k: v for k, v in meta.items() if k != "config_sha256"} | {"format": "robot-wm/world-model/2"}
     path.write_text(json.dumps(legacy))  # a real format-2 file (no hash) still loads
     assert load_checkpoint_parts(path)[1] is not None
+    # ... but not as a later round of a run whose earlier round is format 3: relabelled, hash deleted (probe 12)
+    r0 = save_checkpoint(model, tmp_path / "model_r0000", [0, 1], extra={"round": 0}, value=ac)
+    r1 = save_checkpoint(model, tmp_path / "model_r0001", [0, 1], extra={"round": 1}, value=ac)
+    relabel = lambda f: {k: v for k, v in json.loads(f.read_text()).items() if k != "config_sha256"} | {  # noqa: E731
+        "format": "robot-wm/world-model/2"}
+    r1.write_text(json.dumps(relabel(r1)))
+    with pytest.raises(ValueError, match=r"says format 'robot-wm/world-model/2'.*earlier round 'model_r0000.json'"):
+        load_checkpoint_parts(r1)
+    r0.write_text(json.dumps(relabel(r0)))
+    assert load_checkpoint_parts(r1)[1] is not None  # a run of legacy rounds throughout still loads
     path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/3 ")))
     with pytest.raises(ValueError, match=r"no robot-wm writes that format \(an edited or damaged file\?\)"):
         load_checkpoint_parts(path)

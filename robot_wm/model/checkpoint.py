@@ -97,6 +97,28 @@ def _check_shapes(module_of_meta, state: dict, what: str) -> None:
                            f"{[want.get(k) for k in bad]}")
 
 
+_ROUND = re.compile(r"model_r(\d{4,})\.json")
+
+
+def _earlier_current_round(cfg_path: Path) -> Path | None:
+    """An earlier round's checkpoint beside ``cfg_path`` written in today's format, if any (a legacy-format file
+    that follows one was relabelled: a run upgraded mid-way goes from old to new formats only)."""
+    m = _ROUND.fullmatch(cfg_path.name)
+    if m is None:
+        return None
+    for other in sorted(cfg_path.parent.glob("model_r*.json")):
+        n = _ROUND.fullmatch(other.name)
+        if n is None or int(n.group(1)) >= int(m.group(1)):
+            continue
+        try:
+            check_regular_file(other, "checkpoint config", MAX_CONFIG_BYTES)
+            if loads_json(other.read_text()).get("format") == FORMAT:
+                return other
+        except (OSError, ValueError, AttributeError):  # an unreadable neighbour says nothing either way
+            continue
+    return None
+
+
 def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldModel, ActorCritic | None, dict]:
     """Load ``NAME.json`` (or its ``.safetensors`` sibling): the world model, the value and policy (None in
     a checkpoint without them) and the JSON. Raises ValueError naming the file on anything truncated,
@@ -129,6 +151,12 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         raise ValueError(f"checkpoint config {str(cfg_path)!r} was changed after it was written (its "
                          f"{CONFIG_HASH_KEY} does not match its content): a damaged or edited file; use "
                          "another round (checkpoints/model_rNNNN.json) or retrain")
+    if meta["format"] != FORMAT and (newer := _earlier_current_round(cfg_path)) is not None:
+        # relabelled as format 2 with its hash deleted, it loaded with edited elites and value scale (probe 12)
+        raise ValueError(f"checkpoint config {str(cfg_path)!r} says format {meta['format']!r}, which has no hash of "
+                         f"its own, but the earlier round {newer.name!r} beside it is {FORMAT!r}: a run's rounds "
+                         "never go back to an older format, so this file was relabelled or edited; use another "
+                         "round or retrain")
     if not isinstance(meta.get("weights"), str) or not isinstance(meta.get("spec"), dict) or \
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
