@@ -71,13 +71,14 @@ def check_reward_scale(path, reward: np.ndarray, low: float, high: float) -> Non
                          "task's? Fine-tuning would teach the model that scale")
 
 
-def check_suite_reward(path, reward: np.ndarray, action_repeat: int) -> None:
+def check_suite_reward(path, reward: np.ndarray, action_repeat: int, what: str = "recorded episode") -> None:
     """A suite task pays between 0 and 1 per environment step, so 0 to ``action_repeat`` per control step:
-    negated rewards (all within the run's span) were fine-tuned on (probe 11)."""
+    negated rewards (all within the run's span) were fine-tuned on (probe 11); rewards of 3e38 in a training
+    episode were trained on until the weights overflowed (probe 12)."""
     bad = ~((reward >= -1e-6) & (reward <= action_repeat + 1e-6))
     if bad.any():
         t = int(np.argwhere(bad)[0][0])
-        raise ValueError(f"recorded episode {str(path)!r}: reward[{t}] = {reward[t]:.4g}, but this suite task pays 0 "
+        raise ValueError(f"{what} {str(path)!r}: reward[{t}] = {reward[t]:.4g}, but this suite task pays 0 "
                          f"to 1 per environment step (0 to {action_repeat} per control step at action repeat "
                          f"{action_repeat}): rewards negated, in other units, or another task's?")
 

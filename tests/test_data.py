@@ -240,3 +240,14 @@ def test_episode_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     with pytest.raises(ValueError, match="at most 0 MiB"):  # the limit is a parameter; a normal file passes it
         Episode.load(real, max_bytes=100)
     assert len(Episode.load(real)) == 5
+
+
+@pytest.mark.parametrize("key", ["obs", "reward"])
+def test_an_episode_of_complex_numbers_is_refused_naming_the_array(tmp_path, key):
+    """Complex observations were cast with a ComplexWarning, the imaginary parts dropped, and trained on (probe 12)."""
+    t = 4
+    arrays = {"obs": np.zeros((t + 1, 3)), "action": np.zeros((t, 1)), "reward": np.zeros(t),
+              "physics_state": np.zeros((t + 1, 2))}
+    arrays[key] = arrays[key].astype(np.complex64) + 1j
+    with pytest.raises(ValueError, match=f"episode array '{key}' has dtype complex64: expected real numbers"):
+        Episode(**arrays)

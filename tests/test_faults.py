@@ -1288,6 +1288,8 @@ def _edit_episode(path: Path, drop: tuple = (), **changes) -> None:
     ({"meta": {"env_steps": 10**9}}, "says env_steps=1000000000, but its 50 control steps"),
     ({"meta": {"env_steps": None}}, "says env_steps=None, but its 50 control steps"),
     ({"meta": {"env_steps": "abc"}}, "says env_steps='abc', but its 50 control steps"),
+    # probe 12: trained on until the weights overflowed, and the message blamed the learning rate
+    ({"reward": 3e38}, "reward[0] = 3e+38, but this suite task pays 0 to 1 per environment step"),
 ])
 def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, needle):
     """Same sizes, so the dataset took them: another task's episode, one at another action repeat, and actions
@@ -1295,6 +1297,8 @@ def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, n
     path = run_copy / "episodes" / "episode_000001.npz"
     if "scale" in edit:
         _edit_episode(path, action=np.load(path)["action"] * edit["scale"])
+    elif "reward" in edit:
+        _edit_episode(path, reward=np.load(path)["reward"] * 0 + np.float32(edit["reward"]))
     else:
         _edit_episode(path, **edit)
     before = snapshot(run_copy)
