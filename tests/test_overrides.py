@@ -158,6 +158,15 @@ def test_network_settings_are_never_read_from_a_run(run, capsys):
     assert _can_bind(port) and not list(run.glob("rerun/*.rrd"))
 
 
+@pytest.mark.parametrize("address, error", [("0:9877", "not the name '0'"), ("::", "must look like host:port"),
+                                            ("[::]", "must look like host:port")])
+def test_an_address_serve_cannot_bind_is_refused_without_a_warning_first(run, capsys, address, error):
+    """'0:9877' was warned about as an address Rerun "will listen on", then refused (probe 12)."""
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress",
+                   "--rerun", "serve", "--rerun-address", address)
+    assert rc == 2 and error in out and "warning" not in out, out
+
+
 def test_serve_on_a_public_address_warns_and_is_not_saved(run, capsys):
     port = _free_port()
     config = (run / "config.toml").read_bytes()

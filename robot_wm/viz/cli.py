@@ -46,13 +46,17 @@ def warn_non_loopback(mode: str, address: str | None) -> None:
     import ipaddress
     import sys
 
-    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
-    if address.isdigit() or not host:
-        return  # a port only: the loopback default host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
+    from robot_wm.viz.logger import parse_address, serve_address
+
+    if mode == "serve":  # refused first: '0:9877' was warned about as an address to listen on, then refused (probe 12)
+        ip, _ = serve_address(address)
+        host, loopback = str(ip), ip.is_loopback
+    else:
+        host = parse_address(address)[0]
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
     if not loopback:
         what = "listen on" if mode == "serve" else "connect to"
         print(f"robot-wm: warning: Rerun will {what} {address} ({host} is not a loopback address): "

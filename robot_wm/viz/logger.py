@@ -135,6 +135,17 @@ def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE)
         raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
 
 
+def serve_address(address: str | None, flag: str = "--rerun-address") -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """The IP and port that serve binds for ``address``; ValueError naming it where it cannot."""
+    host, port = parse_address(address)
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        return ipaddress.ip_address(host), port
+    except ValueError:  # Rerun's server binds an IP literal ("invalid socket address syntax" otherwise)
+        raise ValueError(f"{flag} {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
+                         f"for every interface), not the name {host!r}") from None
+
+
 PREFLIGHT_BYTES = 1 << 20
 FLUSH_TIMEOUT_S = 60.0
 """How long closing a recording waits for Rerun to write what it holds (a disk that filled up mid-run)."""
@@ -205,13 +216,8 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
             raise ValueError(f"--rerun spawn: {first} Put the environment's bin folder (where `rerun` is) on PATH, "
                              "or record with --rerun save and open the file with `robot-wm view`") from None
     else:
-        host, port = parse_address(address)
-        host = "127.0.0.1" if host == "localhost" else host
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:  # Rerun's server binds an IP literal ("invalid socket address syntax" otherwise)
-            raise ValueError(f"{flag} {address!r}: serve binds an IP address (e.g. 127.0.0.1, or 0.0.0.0 "
-                             f"for every interface), not the name {host!r}") from None
+        ip, port = serve_address(address, flag)
+        host = str(ip)
         check_port_free(host, port, flag)
         shown = f"[{host}]" if ip.version == 6 else host  # Rerun takes IPv6 in brackets (a traceback: tenth probe)
         rr.set_sinks(rr.GrpcServerSink(bind_ip=shown, port=port), default_blueprint=bp, recording=rec)
