@@ -154,6 +154,10 @@ def check_manifest(m, path: Path) -> None:
         raise bad("task", "a task name")
 
 
+MAX_ROUND = 10**6
+"""The most training rounds a run holds (one per episode: a million episodes)."""
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -403,7 +407,12 @@ class RunDir:
         on_disk = [int(m.group(1)) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir() else ())
                    if (m := re.fullmatch(r"model_r(\d+)\.(?:json|safetensors)", p.name))]
         logged = [r["round"] for r in self.records("train") if isinstance(r.get("round"), int)]
-        return max([-1, *on_disk, *logged]) + 1
+        nxt = max([-1, *on_disk, *logged]) + 1
+        if not 0 <= nxt <= MAX_ROUND:  # 10**20 from an edited record was "Overflow when unpacking long long" (probe 12)
+            raise ValueError(f"{str(self.root)!r}: its train records or checkpoint names put the next training round "
+                             f"at {nxt}, past the {MAX_ROUND} a run can hold: an edited metrics.jsonl or a file put in "
+                             "checkpoints/; restore them from a copy of the run")
+        return nxt
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint ``checkpoints/latest.json`` names; where that pointer is gone but checkpoints are not, the

@@ -1520,3 +1520,18 @@ def test_a_record_that_cannot_be_appended_names_its_file(tmp_path):
     assert r.returncode != 0 and f"File too large: '{path}'" in r.stderr, r.stderr
     told = describe_os_error(OSError(errno.EFBIG, "File too large", str(path)))
     assert told.startswith(f"'{path}' would grow past the file size limit"), told
+
+
+@pytest.mark.parametrize("round_", [10**20, 2**40])
+def test_a_train_record_with_an_impossible_round_is_named(run_copy, capsys, round_):
+    """An edited train record's round 10**20 was "Overflow when unpacking long long"; 2**40 wrote model_r1099511627777
+    (probe 12)."""
+    from robot_wm.run_dir import RunDir
+
+    rec = dict(RunDir(run_copy).records("train")[-1], round=round_)
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    before = sorted(p.name for p in (run_copy / "checkpoints").iterdir())
+    rc, out = _rc(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
+    assert rc == 2 and f"next training round at {round_ + 1}, past the 1000000" in out and "metrics.jsonl" in out, out
+    assert sorted(p.name for p in (run_copy / "checkpoints").iterdir()) == before
