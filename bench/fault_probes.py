@@ -847,3 +847,93 @@ def probe10_defects(base: Path, planner: Path, work: Path) -> None:
         rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", "")
         return rc == 2 and "an empty path" in out, tail(out, 90)
     record(cat, "deploy --record '' (ran, recorded nothing, exit 0)", record_unset)
+
+
+def probe11_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects (and the ugly cases fixed) of the twelfth hostile probe (2026-11-26; the eleventh category)."""
+    cat = "probe 2026-11-26 (11th)"
+
+    def edited_episode(name, edit, args, needle):
+        run = copy_run(base, work / name)
+        edit_recording(run / "episodes", edit)
+        return untouched(run, [args[0], str(run) if args[0] != "run" else f"run_dir={run}", *args[1:]], needle)
+
+    for name, value, args in [("p11-neg", -100000, ["run", "--resume", "--no-progress"]),
+                              ("p11-big", 10**9, ["run", "--resume", "--no-progress"]),
+                              ("p11-null", None, ["train", "model.max_epochs=1", "--no-progress"])]:
+        record(cat, f"episode meta env_steps={value!r} (collected past the budget / ended the run / traceback)",
+               lambda n=name, v=value, a=args: edited_episode(n, lambda z, m: m.update(env_steps=v), a,
+                                                              f"says env_steps={v!r}"))
+    for key, needle in [("task", "is from task None"), ("action_repeat", "at action repeat None")]:
+        record(cat, f"episode meta without {key!r} (trained on without the check)",
+               lambda k=key, s=needle: edited_episode(f"p11-no-{k}", lambda z, m: m.pop(k), ["train", "--no-progress"], s))
+    record(cat, "episode rewards of 3e38 (blamed on the learning rate)",
+           lambda: edited_episode("p11-rew", lambda z, m: z.update(reward=z["reward"] * 0 + np.float32(3e38)),
+                                  ["train", "--no-progress"], "but this suite task pays 0 to 1"))
+    record(cat, "complex observations in an episode (imaginary parts dropped)",
+           lambda: edited_episode("p11-cplx", lambda z, m: z.update(obs=z["obs"].astype(np.complex64) + 1j),
+                                  ["train", "--no-progress"], "expected real numbers"))
+
+    def relabelled_without_hash():
+        def relabel(meta):
+            meta["format"] = "robot-wm/world-model/2"
+            del meta["config_sha256"]
+            meta["elites"] = meta["elites"][:1]
+        run = edit_checkpoint_json(copy_run(base, work / "p11-ck"), relabel)
+        return untouched(run, ["export", str(run), "--out", str(work / "p11.onnx")], "relabelled or edited")
+    record(cat, "checkpoint relabelled format 2 with its hash deleted and elites edited (exported)",
+           relabelled_without_hash)
+
+    def impossible_round():
+        import json
+
+        run = copy_run(base, work / "p11-round")
+        line = (run / "metrics.jsonl").read_text().splitlines()[-1]
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(dict(json.loads(line), kind="train", round=10**20)) + "\n")
+        return untouched(run, ["train", str(run), "--no-progress"], "past the 1000000 a run can hold")
+    record(cat, "a train record with round 10**20 (an overflow traceback)", impossible_round)
+
+    def interrupted_loop():
+        from robot_wm.runtime import ControlLoop, PlannerSession
+
+        class Robot:
+            control_period, state_dim = 0.08, 5
+            action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+
+            def __init__(self):
+                self.sent = []
+
+            def read_state(self):
+                if len(self.sent) == 5:
+                    raise KeyboardInterrupt
+                return np.array([0, 1, 0, 0.5, 0.3], np.float32)
+
+            def send_action(self, a):
+                self.sent.append(float(np.asarray(a)[0]))
+
+        robot = Robot()
+        loop = ControlLoop(PlannerSession(planner, threads=1), robot, realtime=False)
+        try:
+            loop.run(20)
+        except KeyboardInterrupt:
+            pass
+        return robot.sent[-1] == 0.0 and loop.stopped is not None, f"last command {robot.sent[-1]}, {loop.stopped}"
+    record(cat, "ControlLoop interrupted by Ctrl-C (the last command stayed on the motors)", interrupted_loop)
+
+    def spawn_without_display():
+        env = {k: os.environ.pop(k) for k in ("DISPLAY", "WAYLAND_DISPLAY") if k in os.environ}
+        try:
+            run = copy_run(base, work / "p11-spawn")
+            rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "spawn")
+        finally:
+            os.environ.update(env)
+        return rc == 2 and "needs a display" in out, tail(out, 90)
+    record(cat, "--rerun spawn without a display (a viewer on 0.0.0.0, then a 60 s flush timeout)", spawn_without_display)
+
+    def unbindable_address():
+        run = copy_run(base, work / "p11-addr")
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "serve",
+                      "--rerun-address", "0:9877")
+        return rc == 2 and "not the name '0'" in out and "warning" not in out, tail(out, 90)
+    record(cat, "--rerun-address 0:9877 (warned it would listen there, then refused)", unbindable_address)

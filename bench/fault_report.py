@@ -35,6 +35,7 @@ from fault_probes import (
     api_inputs,
     probe3_defects,
     probe10_defects,
+    probe11_defects,
     probe4_defects,
     probe5_defects,
     probe6_defects,
@@ -900,7 +901,8 @@ def main() -> int:
                          ("probe 2026-11-26 (7th)", lambda: probe7_defects(base, planner, work)),
                          ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work)),
                          ("probe 2026-11-26 (9th)", lambda: probe9_defects(base, planner, work)),
-                         ("probe 2026-11-26 (10th)", lambda: probe10_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (10th)", lambda: probe10_defects(base, planner, work)),
+                         ("probe 2026-11-26 (11th)", lambda: probe11_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

@@ -217,6 +217,19 @@ def test_checkpoint_round_trip_with_value(value_and_model, tmp_path):
     assert load_checkpoint_parts(plain)[1] is None
 
 
+def _as_format_2(path, meta: dict) -> dict:
+    """``meta`` as a format-2 robot-wm wrote it (no JSON hash; weights without a format in their header, rewritten)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save
+
+    weights = path.with_name(meta["weights"])
+    blob = save(load_file(weights))
+    weights.write_bytes(blob)
+    return {k: v for k, v in meta.items() if k != "config_sha256"} | {"format": "robot-wm/world-model/2",
+                                                                      "sha256": hashlib.sha256(blob).hexdigest()}
+
+
 def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     model, ac = value_and_model
     path = save_checkpoint(model, tmp_path / "m", [0, 1], value=ac)
@@ -234,18 +247,24 @@ def test_checkpoint_refuses_damaged_or_foreign_value(value_and_model, tmp_path):
     path.write_text(json.dumps(downgraded))
     with pytest.raises(ValueError, match=r"changed after it was written \(its config_sha256"):
         load_checkpoint_parts(path)
-    legacy = {k: v for k, v in meta.items() if k != "config_sha256"} | {"format": "robot-wm/world-model/2"}
-    path.write_text(json.dumps(legacy))  # a real format-2 file (no hash) still loads
+    legacy = _as_format_2(path, meta)
+    path.write_text(json.dumps(legacy))  # a real format-2 file (no hash, no format in its weights) still loads
+    meta = dict(meta, sha256=legacy["sha256"])  # the rewritten weights, for the cases below
     assert load_checkpoint_parts(path)[1] is not None
-    # ... but not as a later round of a run whose earlier round is format 3: relabelled, hash deleted (probe 12)
+    # ... but not where the weights' own header says format 3: relabelled, hash deleted (probe 12)
+    fresh = save_checkpoint(model, tmp_path / "fresh", [0, 1], value=ac)
+    fresh.write_text(json.dumps({k: v for k, v in json.loads(fresh.read_text()).items() if k != "config_sha256"}
+                                | {"format": "robot-wm/world-model/2", "elites": [1]}))
+    with pytest.raises(ValueError, match=r"says format 'robot-wm/world-model/2', but its weights 'fresh.safetensors' "
+                                         r"were written as 'robot-wm/world-model/3'"):
+        load_checkpoint_parts(fresh)
+    # ... nor as a later round of a run whose earlier round is format 3 (weights of a real format-2 file)
     r0 = save_checkpoint(model, tmp_path / "model_r0000", [0, 1], extra={"round": 0}, value=ac)
     r1 = save_checkpoint(model, tmp_path / "model_r0001", [0, 1], extra={"round": 1}, value=ac)
-    relabel = lambda f: {k: v for k, v in json.loads(f.read_text()).items() if k != "config_sha256"} | {  # noqa: E731
-        "format": "robot-wm/world-model/2"}
-    r1.write_text(json.dumps(relabel(r1)))
+    r1.write_text(json.dumps(_as_format_2(r1, json.loads(r1.read_text()))))
     with pytest.raises(ValueError, match=r"says format 'robot-wm/world-model/2'.*earlier round 'model_r0000.json'"):
         load_checkpoint_parts(r1)
-    r0.write_text(json.dumps(relabel(r0)))
+    r0.write_text(json.dumps(_as_format_2(r0, json.loads(r0.read_text()))))
     assert load_checkpoint_parts(r1)[1] is not None  # a run of legacy rounds throughout still loads
     path.write_text(json.dumps(dict(meta, format="robot-wm/world-model/3 ")))
     with pytest.raises(ValueError, match=r"no robot-wm writes that format \(an edited or damaged file\?\)"):

@@ -62,7 +62,8 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
             f"training diverged: non-finite weights in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
             f"; {stem.name} was not written. Lower the learning rate (model.lr for the world model, value.lr "
             "for the value and policy) or the other training weights (model.weight_decay, value.entropy_coef)")
-    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    # the format is in the weights' header too: a JSON relabelled to an older format loses its hash check with it
+    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": FORMAT})
     weights = stem.with_suffix(".safetensors")
     atomic_write_bytes(weights, blob)
     meta = {
@@ -95,6 +96,18 @@ def _check_shapes(module_of_meta, state: dict, what: str) -> None:
         bad = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:3]
         raise RuntimeError(f"{what} tensors {bad} have shapes {[got.get(k) for k in bad]}, its spec expects "
                            f"{[want.get(k) for k in bad]}")
+
+
+def _weights_format(blob: bytes) -> str | None:
+    """The checkpoint format a safetensors file's header names (None: none, or not readable as one)."""
+    try:
+        n = int.from_bytes(blob[:8], "little")
+        if not 0 < n <= min(len(blob) - 8, MAX_CONFIG_BYTES):
+            return None
+        fmt = json.loads(blob[8:8 + n]).get("__metadata__", {}).get("format")
+        return fmt if isinstance(fmt, str) else None
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
 
 
 _ROUND = re.compile(r"model_r(\d{4,})\.json")
@@ -175,6 +188,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise ValueError(f"checkpoint weights {str(weights)!r} do not match the hash in {cfg_path.name} "
                          "(truncated, corrupted or from another model)")
+    if (written := _weights_format(blob)) is not None and written != meta["format"]:
+        # relabelled as format 2 with its hash deleted, it loaded with edited elites and value scale (probe 12)
+        raise ValueError(f"checkpoint config {str(cfg_path)!r} says format {meta['format']!r}, but its weights "
+                         f"{weights.name!r} were written as {written!r}: the JSON was relabelled or edited; use "
+                         "another round or retrain")
     try:
         tensors = st_load(blob)
         bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
