@@ -48,7 +48,10 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, a FIFO or a socket"
         raise ValueError(f"{str(path)!r} is {kind}, not a file: refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:  # it named the hidden temp file: '/proc/self/.x.mp4.yxfclddp.tmp' (probe 12)
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:

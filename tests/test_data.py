@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +252,10 @@ def test_an_episode_of_complex_numbers_is_refused_naming_the_array(tmp_path, key
     arrays[key] = arrays[key].astype(np.complex64) + 1j
     with pytest.raises(ValueError, match=f"episode array '{key}' has dtype complex64: expected real numbers"):
         Episode(**arrays)
+
+
+def test_atomic_write_where_no_temp_file_can_be_made_names_the_target():
+    """`export --out /proc/self/p.onnx` named the hidden temp file '/proc/self/.p.onnx.xxxx.tmp' (probe 12)."""
+    with pytest.raises(OSError) as e:
+        atomic_write(Path("/proc/self/p.onnx"), lambda f: f.write(b"x"))
+    assert e.value.filename == "/proc/self/p.onnx" and ".tmp" not in str(e.value)
