@@ -68,11 +68,15 @@ def _error_strip(d: Dream, width: int, height: int, period: float) -> tuple[np.n
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0.08, 0.25, 0.9, 0.62))
     t = np.arange(d.error.shape[1]) * period
-    for e, curve in enumerate(d.error):
+    # a model driven past its range predicts inf/NaN: those points are left out ("Axis limits cannot be NaN": probe 12)
+    error = np.where(np.isfinite(d.error), d.error, np.nan)
+    for e, curve in enumerate(error):
         ax.plot(t, curve, lw=0.8, alpha=0.6, label=f"member {e}")
-    ax.plot(t, d.error.mean(0), color="black", lw=1.6, label="mean")
+    ax.plot(t, np.nanmean(error, 0) if np.isfinite(error).any(0).all() else error.mean(0), color="black", lw=1.6,
+            label="mean")
     ax.set_xlim(t[0], max(t[-1], period))
-    ax.set_ylim(0, max(float(d.error.max()) * 1.05, 1e-3))
+    top = float(np.nanmax(error)) if np.isfinite(error).any() else 0.0
+    ax.set_ylim(0, max(top * 1.05, 1e-3))
     ax.set_xlabel("seconds after the start state", fontsize=7, labelpad=1)
     ax.set_title("left: real   right: imagined   below: state error (data std units) per member",
                  fontsize=7, pad=2)

@@ -137,6 +137,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
                               application_id="robot-wm-drive", blueprint=dream_blueprint("drive"), flag="--serve")
         decoder, panels = _decoder(s), Panels(s.env.model, (a.height, a.width))
         qpos0, period = panels.qpos(drive.physics[0]), s.env.control_timestep
+        broke = False
         try:
             for i, act in enumerate(actions):
                 if i >= a.max_steps:
@@ -147,6 +148,10 @@ def cmd_drive(a: argparse.Namespace) -> int:
                           "(it is written for the steps so far)")
                     break
                 t = drive.step(act)
+                if not np.isfinite(t.error) and not broke:  # said once, instead of numpy's overflow warnings (probe 12)
+                    broke = True
+                    print(f"step {t.step}: the model's prediction left any finite range (it diverged): its errors "
+                          "from here on are not meaningful")
                 clipped = " (clipped to the bounds)" if not np.allclose(act, t.action) else ""  # probe 11
                 print(f"step {t.step}: action {np.round(t.action, 3).tolist()}{clipped}  members disagree "
                       f"{t.disagreement:.3f}  error vs simulator {t.error:.3f}"

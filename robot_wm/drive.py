@@ -61,13 +61,18 @@ class Drive:
         self.imagined.append(nxt)
         self.real.append(np.asarray(res.observation, dtype=np.float32))
         self.physics.append(self.env.get_state())
-        scaled = nxt / self.std
-        err = float(state_error(nxt.mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
-        return Tick(len(self.real) - 1, a, float(scaled.std(0).mean()), err, bool(res.diverged))
+        with np.errstate(over="ignore", invalid="ignore"):  # a model driven past its range overflows (probe 12)
+            scaled = nxt / self.std
+            err = float(state_error(nxt.mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
+            spread = float(scaled.std(0).mean())
+        return Tick(len(self.real) - 1, a, spread if np.isfinite(spread) else float("inf"),
+                    err if np.isfinite(err) else float("inf"), bool(res.diverged))
 
     def as_dream(self) -> Dream:
         imagined, real = np.stack(self.imagined, 1), np.stack(self.real)
-        return Dream(real, imagined, state_error(imagined, real, self.std), np.stack(self.physics), self.start)
+        with np.errstate(over="ignore", invalid="ignore"):
+            error = state_error(imagined, real, self.std)
+        return Dream(real, imagined, error, np.stack(self.physics), self.start)
 
 
 def replay(model: WorldModel, env, episode: Episode, step: int, actions: np.ndarray) -> Dream:

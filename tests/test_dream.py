@@ -320,3 +320,29 @@ def test_typed_actions_are_ascii_decimal_numbers(text):
     with pytest.raises(ValueError, match="is not 1 number"):
         parse_action(text, 1, None)
     assert parse_action("-0, 1e-400 +.5", 3, None).tolist() == [0.0, 0.0, 0.5]
+
+
+def test_a_drive_past_the_models_range_reports_inf_and_still_plots(run_dir):
+    """Driven 1000 steps, the model's prediction overflowed: numpy's overflow warnings, "error nan", and the video
+    was lost to "Axis limits cannot be NaN or Inf" (probe 12). Here a model whose output layer is scaled up."""
+    import warnings
+
+    import torch
+
+    from robot_wm.drive import Drive
+    from robot_wm.dream import _error_strip
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    with Session.open(RunDir(run_dir).load_config(), RunDir(run_dir), progress=False, lock=False) as s:
+        model, ep, env = s.latest_model(), s.run.dataset()[0], s.env
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1e4)
+        drive = Drive(model, env, ep, step=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RuntimeWarning from numpy
+            ticks = [drive.step(np.array([0.5])) for _ in range(6)]
+            assert any(t.error == float("inf") for t in ticks), [t.error for t in ticks]
+            strip, cols = _error_strip(drive.as_dream(), 320, 120, env.control_timestep)
+    assert strip.shape == (120, 320, 3) and len(cols) == 7
