@@ -19,7 +19,7 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
-from robot_wm.finetune import held_robot_episodes, mixed_split, robot_weight
+from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -324,10 +324,9 @@ def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> Non
     """Refuse training episodes recorded on another task or at another action repeat than the run's (same
     sizes: cartpole-balance in a cartpole-swingup run, or repeat 2 in a repeat-8 run, were trained on), or
     with actions outside the task's bounds."""
-    from robot_wm.finetune import check_suite_reward
     from sim.dmc import canonical_task
 
-    per_step = env.env_steps_per_control_step
+    per_step, suite = env.env_steps_per_control_step, canonical_task(saved.env.task) is not None
     for path, ep in zip(run.dataset().paths(), run.dataset()):
         check_action_bounds(path, ep.action, env.action_spec.low, env.action_spec.high)
         task, repeat, steps = ep.meta.get("task"), ep.meta.get("action_repeat"), ep.meta.get("env_steps")
@@ -339,7 +338,7 @@ def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> Non
         if isinstance(steps, bool) or steps != len(ep) * per_step:
             raise ValueError(f"episode file {str(path)!r} says env_steps={steps!r}, but its {len(ep)} control steps "
                              f"are {len(ep) * per_step} environment steps on this task ({WHICH_IS_WRONG})")
-        if canonical_task(saved.env.task) is not None:
+        if suite:
             check_suite_reward(path, ep.reward, saved.env.action_repeat, what="episode file")
         if isinstance(repeat, bool) or repeat != saved.env.action_repeat:
             raise ValueError(f"episode file {str(path)!r} was collected at action repeat {repeat!r}, the run's "

@@ -35,9 +35,8 @@ class Episode:
 
     def __post_init__(self) -> None:
         for k in KEYS:  # complex arrays were cast with a ComplexWarning, their imaginary parts dropped (probe 12)
-            if np.asarray(getattr(self, k)).dtype.kind not in "fiub":
-                raise ValueError(f"episode array {k!r} has dtype {np.asarray(getattr(self, k)).dtype}: expected "
-                                 "real numbers")
+            if (dtype := np.asarray(getattr(self, k)).dtype).kind not in "fiub":
+                raise ValueError(f"episode array {k!r} has dtype {dtype}: expected real numbers")
         self.obs = np.asarray(self.obs, dtype=np.float32)
         self.action = np.asarray(self.action, dtype=np.float32)
         self.reward = np.asarray(self.reward, dtype=np.float32)

@@ -110,17 +110,18 @@ def _weights_format(blob: bytes) -> str | None:
         return None
 
 
-_ROUND = re.compile(r"model_r(\d{4,})\.json")
+_ROUND = re.compile(r"model_r(\d+)")
+"""A round's checkpoint name (stem), with its round number."""
 
 
 def _earlier_current_round(cfg_path: Path) -> Path | None:
     """An earlier round's checkpoint beside ``cfg_path`` written in today's format, if any (a legacy-format file
     that follows one was relabelled: a run upgraded mid-way goes from old to new formats only)."""
-    m = _ROUND.fullmatch(cfg_path.name)
+    m = _ROUND.fullmatch(cfg_path.stem)
     if m is None:
         return None
     for other in sorted(cfg_path.parent.glob("model_r*.json")):
-        n = _ROUND.fullmatch(other.name)
+        n = _ROUND.fullmatch(other.stem)
         if n is None or int(n.group(1)) >= int(m.group(1)):
             continue
         try:
@@ -174,7 +175,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
             not isinstance(meta.get("elites"), list):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} lacks 'weights' (a file name), 'spec' (an object) "
                          "or 'elites' (a list)")
-    named = re.fullmatch(r"model_r(\d+)", cfg_path.stem)  # a run's checkpoint says which round it is
+    named = _ROUND.fullmatch(cfg_path.stem)  # a run's checkpoint says which round it is
     if named and (meta.get("round") != int(named.group(1)) or meta["weights"] != f"{cfg_path.stem}.safetensors"):
         raise ValueError(f"checkpoint config {str(cfg_path)!r} describes round {meta.get('round')!r} with weights "
                          f"{meta['weights']!r}: another round's file was copied over it (expected round "

@@ -33,6 +33,11 @@ def rerun_overrides(a: argparse.Namespace) -> list[str]:
     return out
 
 
+def has_display() -> bool:
+    """Whether Rerun's desktop viewer can open a window here (on Linux: DISPLAY or WAYLAND_DISPLAY is set)."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def warn_network(cfg) -> None:
     """Print a warning naming a non-loopback address that --rerun serve will listen on (or spawn connect to).
     Network settings come only from the command line: run directories and launch files never set them."""
@@ -108,7 +113,7 @@ def cmd_view(a: argparse.Namespace) -> int:
             print(printable(str(f)))
         return 0
     chosen = files if a.all else files[-1:]
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if not has_display():
         # the viewer started, listened, then died with winit's EventLoopError (ninth probe)
         raise ValueError("robot-wm view opens Rerun's desktop viewer, which needs a display (DISPLAY and "
                          "WAYLAND_DISPLAY are unset): open the recordings listed by `robot-wm view "

@@ -25,7 +25,6 @@ import ipaddress
 import logging
 import os
 import socket
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -203,7 +202,9 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
         _, port = parse_address(address, ("127.0.0.1", 9876))
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        from robot_wm.viz.cli import has_display
+
+        if not has_display():
             # the viewer died at once; the command ran on and failed 60 s later on "Flush timed out" (probe 12)
             raise ValueError("--rerun spawn opens Rerun's desktop viewer, which needs a display (DISPLAY and "
                              "WAYLAND_DISPLAY are unset): record with --rerun save and open the file on a machine "
