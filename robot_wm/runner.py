@@ -19,7 +19,7 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
-from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight
+from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight, sim_states
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -29,7 +29,7 @@ from robot_wm.observer import Observer
 from robot_wm.run_dir import RunDir, RunLock
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import fit_model, new_model
-from robot_wm.train_value import TDData, train_value
+from robot_wm.train_value import TDData, ValueOptimizers, train_value
 from sim.collect import run_episode
 from sim.env import STEP_UNIT, Env
 from sim.goal import resolve_goal
@@ -52,6 +52,8 @@ class Session:
     """The full ensemble trained so far; each training round continues from it."""
     value: ActorCritic | None = None
     """The Q ensemble and policy trained so far (None until the first round, or with value.enabled false)."""
+    _value_opt: ValueOptimizers | None = None
+    """The value's optimizers, continued round to round (not saved: a resumed run starts fresh ones)."""
 
     lock: RunLock | None = None
     """The run directory's writer lock while this session holds it (``close`` releases it)."""
@@ -200,9 +202,11 @@ class Session:
         t0 = time.perf_counter()
         # The run's fine-tuning data (RUN/robot) stays in every later round, at the weight it was given: a plain
         # train after finetune trained on simulation alone and nothing said so (tenth probe)
-        robot, weight = held_robot_episodes(self, list(data)), robot_weight(self.run)
-        report = fit_model(model, *mixed_split(list(data), robot, weight, self.cfg.model.val_fraction),
-                           self.cfg.model, seed=self.cfg.seed * 7919 + round_, progress=self.progress)
+        robot = held_robot_episodes(self, list(data))
+        weight = robot_weight(self.run, len(robot))
+        train_t, val, sim_t = mixed_split(list(data), robot, weight, self.cfg.model.val_fraction)
+        report = fit_model(model, train_t, val, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
+                           progress=self.progress, norm_from=sim_t)
         elite = model.subset(report.elites)
         value_rec = self._train_value(data, round_, robot * weight) if self.cfg.value.enabled else {}
         _, held_out = data.split(self.cfg.model.val_fraction)
@@ -235,8 +239,11 @@ class Session:
         rows = TDData.from_episodes(list(data) + list(robot or []), cfg.value.n_step, self.value.spec.discount)
         before = next((r["transitions"] for r in reversed(self.run.records("train")) if "transitions" in r), 0)
         updates = round(cfg.value.updates_per_step * max(0, sum(len(e) for e in data) - before))
+        if self._value_opt is None or self._value_opt.ac is not self.value:  # a new or reloaded value: new moments
+            self._value_opt = ValueOptimizers.new(self.value, cfg.value.lr)
         rep = train_value(self.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1,
-                          progress=self.progress)
+                          progress=self.progress, norm_from=sim_states(data) if robot else None,
+                          optimizers=self._value_opt)
         return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
                 "pi_loss": rep.pi_loss, "mean_q": rep.mean_q, "discount": self.value.spec.discount}
 

@@ -75,18 +75,39 @@ def _pick_two(heads: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randperm(heads, generator=gen)[:2]
 
 
-def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int,
-                progress: bool = True) -> ValueReport:
-    """``updates`` gradient steps on minibatches of ``data`` (in place). ``cfg`` is a ``ValueConfig``."""
+@dataclass
+class ValueOptimizers:
+    """The Adam optimizers of one ``ActorCritic``'s Q ensemble and policy, kept from one training round to the
+    next: a fresh Adam's first steps move every weight by about the learning rate whatever its gradient, and a
+    round is only ~100 updates on cartpole."""
+
+    ac: ActorCritic
+    q: torch.optim.Adam
+    pi: torch.optim.Adam
+
+    @classmethod
+    def new(cls, ac: ActorCritic, lr: float) -> ValueOptimizers:
+        return cls(ac, torch.optim.Adam(ac.q.parameters(), lr=lr, foreach=True),
+                   torch.optim.Adam(ac.pi.parameters(), lr=lr, foreach=True))
+
+
+def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int, progress: bool = True,
+                norm_from: np.ndarray | None = None, optimizers: ValueOptimizers | None = None) -> ValueReport:
+    """``updates`` gradient steps on minibatches of ``data`` (in place). ``cfg`` is a ``ValueConfig``.
+    The state normaliser is fitted on the states ``norm_from`` (N, S) (default: ``data``'s, those of a
+    weighted mixture repeat the robot's). ``optimizers``: continue those of earlier rounds (made for
+    ``ac``); fresh ones otherwise."""
+    if optimizers is not None and optimizers.ac is not ac:
+        raise ValueError("optimizers were made for another ActorCritic: their moments belong to its weights")
     if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:  # -5 gave a report of NaN losses
         raise ValueError(f"updates={updates!r} must be a whole number >= 0")
     device = ac.action_low.device
     obs, act, rew, nxt, disc = (torch.as_tensor(x, device=device) for x in (data.obs, data.action, data.ret,
                                                                             data.next_obs, data.discount))
-    ac.obs_norm.fit(torch.cat([obs, nxt[-1:]]))
+    ac.obs_norm.fit(torch.cat([obs, nxt[-1:]]) if norm_from is None else torch.as_tensor(norm_from, device=device))
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt_q = torch.optim.Adam(ac.q.parameters(), lr=cfg.lr, foreach=True)
-    opt_pi = torch.optim.Adam(ac.pi.parameters(), lr=cfg.lr, foreach=True)
+    opts = optimizers or ValueOptimizers.new(ac, cfg.lr)
+    opt_q, opt_pi = opts.q, opts.pi
     scale = ac.spec.value_scale
     n, batch = len(obs), min(cfg.batch_size, len(obs))
     q_hist, pi_hist, mean_q = [], [], float("nan")

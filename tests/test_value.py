@@ -16,7 +16,7 @@ from robot_wm.data.episode import Episode
 from robot_wm.model.checkpoint import load_checkpoint, load_checkpoint_parts, save_checkpoint, sealed
 from robot_wm.model.imagine import imagine, score_sequences
 from robot_wm.model.value import ActorCritic, ValueSpec, episode_discount, new_value
-from robot_wm.train_value import TDData, td_targets, train_value
+from robot_wm.train_value import TDData, ValueOptimizers, td_targets, train_value
 
 FAST = ValueConfig(hidden=64, batch_size=128, lr=3e-3, tau=0.05)
 
@@ -93,6 +93,49 @@ def test_value_learns_the_discounted_return_of_a_linear_system():
     assert torch.allclose(q.mean(0), truth, atol=0.15), (q.mean(0), truth)
     assert torch.allclose(v, truth, atol=0.15)
     assert q.shape == (2, 5) and rep.updates == 1500 and np.isfinite(rep.q_loss)
+
+
+def test_value_optimizers_carry_their_moments_from_round_to_round():
+    """A fresh Adam per round moved every weight by ~lr on its first steps, whatever the gradient; the runner
+    keeps one pair per ActorCritic. Moments made for another ActorCritic are refused."""
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-1, 1, (500, 1))
+    data = _transitions(s, rng.uniform(-1, 1, (500, 1)), s[:, 0], 0.8 * s, 0.9)
+    spec = ValueSpec(1, 1, hidden=16, discount=0.9, value_scale=4.0)
+    ac = ActorCritic(spec, torch.tensor([-1.0]), torch.tensor([1.0]))
+    opts = ValueOptimizers.new(ac, FAST.lr)
+    for round_ in range(3):
+        train_value(ac, data, FAST, updates=20, seed=round_, progress=False, optimizers=opts)
+    steps = {float(st["step"]) for opt in (opts.q, opts.pi) for st in opt.state.values()}
+    assert steps == {60.0}
+    other = ActorCritic(spec, torch.tensor([-1.0]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="another ActorCritic"):
+        train_value(other, data, FAST, updates=1, seed=0, progress=False, optimizers=opts)
+
+
+def test_training_rounds_continue_the_value_optimizers_until_the_value_is_reloaded(tmp_path):
+    """The runner's rounds share one pair of optimizers; a value loaded from a checkpoint gets new ones."""
+    from conftest import TINY_RUN_ARGS
+
+    from robot_wm.config import RunConfig, apply_overrides
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    cfg = apply_overrides(RunConfig(), [*TINY_RUN_ARGS, "value.updates_per_step=0.2", f"run_dir={tmp_path / 'run'}"])
+    with Session.open(cfg, RunDir(cfg.resolved_run_dir()), progress=False) as s:
+        updates = []
+        for round_ in range(2):
+            s.collect(s.planner("random", seed=round_), "train", round_)
+            s.train(round_)
+            updates.append(s.run.records("train")[-1]["value_updates"])
+        assert updates[0] > 0 and updates[1] > 0
+        steps = {float(st["step"]) for opt in (s._value_opt.q, s._value_opt.pi) for st in opt.state.values()}
+        assert steps == {float(sum(updates))}
+        s.load(s.run.latest_checkpoint())
+        s.collect(s.planner("random", seed=2), "train", 2)
+        s.train(2)
+        steps = {float(st["step"]) for st in s._value_opt.q.state.values()}
+        assert steps == {float(s.run.records("train")[-1]["value_updates"])}
 
 
 def test_policy_learns_the_best_action():
