@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 10], help="recorded episodes to fine-tune on")
     p.add_argument("--episodes", type=int, default=3, help="evaluation episodes per cell")
     p.add_argument("--weight", type=int, default=4, help="finetune --weight")
+    p.add_argument("--value", action="store_true", help="finetune --value (the value and policy too)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default=None, help="where the copies go (default: a temporary folder, removed)")
     a = p.parse_args()
@@ -79,7 +80,7 @@ def main() -> None:
             copy = work / f"run-k{k}"
             shutil.copytree(src, copy, ignore=shutil.ignore_patterns(".lock", "robot", "rerun", "dreams"))
             run("finetune", str(copy), "--data", str(data), "--weight", str(a.weight), "--no-progress",
-                f"threads={a.threads}")
+                *(["--value"] if a.value else []), f"threads={a.threads}")
             rec = RunDir(copy).records("train")[-1]
             run("export", str(copy), "--out", str(work / f"k{k}.onnx"))
             after = deploy(work / f"k{k}.onnx", a.shift, a.episodes, EVAL_SEED, work / f"eval-k{k}", a.threads)
@@ -90,12 +91,13 @@ def main() -> None:
     print(f"\n{src} on {a.shift}: learned planner, {a.episodes} episodes per cell (mean ± std, share of the nominal "
           f"planner's {base:.0f} on the nominal robot); error: normalised multi-step MSE on the K robot episodes\n")
     print("| K recorded episodes | return on the shifted robot | share | 1-step error before → after | "
-          "5-step error before → after |")
-    print("|---|---|---|---|---|")
+          "5-step error before → after | simulator's held-out 5-step error before → after |")
+    print("|---|---|---|---|---|---|")
     for k, r, rec in rows:
-        err = ["–", "–"] if rec is None else [
-            f"{rec['robot_multistep_mse_before'][h]:.4f} → {rec['robot_multistep_mse_after'][h]:.4f}" for h in ("1", "5")]
-        print(f"| {k} | {np.mean(r):.0f} ± {np.std(r):.0f} | {100 * np.mean(r) / base:.0f} % | {err[0]} | {err[1]} |")
+        err = ["–", "–", "–"] if rec is None else [
+            f"{rec[f'{who}_multistep_mse_before'][h]:.4f} → {rec[f'{who}_multistep_mse_after'][h]:.4f}"
+            for who, h in (("robot", "1"), ("robot", "5"), ("sim", "5"))]
+        print(f"| {k} | {np.mean(r):.0f} ± {np.std(r):.0f} | {100 * np.mean(r) / base:.0f} % | {' | '.join(err)} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
     with _session(a.run_dir, a.args, not a.no_progress, command="finetune", fixed=DATA_FIELDS,
                   trains=True) as s:
-        rec = finetune(s, a.data, a.weight, progress=not a.no_progress)
+        rec = finetune(s, a.data, a.weight, progress=not a.no_progress, value=a.value)
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
     echo(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
@@ -34,6 +34,8 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 def _mse(v) -> str:
     """An error, or why there is none: "nan -> nan" for a 1-step recording said nothing (tenth probe)."""
+    if isinstance(v, (int, float)) and math.isinf(v):  # printed as "n/a (the episodes are shorter)" (probe 13)
+        return "inf (the model's predictions overflowed)"
     return f"{v:.4g}" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a (the episodes are shorter)"
 
 
@@ -43,6 +45,8 @@ def register(sub) -> None:
     p.add_argument("--data", type=path_arg, required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
     p.add_argument("--weight", type=int, default=4, help="each robot transition counts this many times (default 4; "
                    "later `train` rounds keep the weight of the last fine-tuning)")
+    p.add_argument("--value", action="store_true", help="fine-tune the value and policy too (off by default: on "
+                   "cheetah-run they made the planner worse; the world model alone adapted it)")
     p.add_argument("args", nargs="*", metavar="key=value", help="one-off overrides for this command")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)

@@ -8,13 +8,16 @@ import torch
 from robot_wm.data.episode import Episode
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import imagine
+from robot_wm.model.normalizer import Normalizer
 
 
 @torch.no_grad()
-def multistep_error(model: WorldModel, segments: list[Episode], horizons: tuple[int, ...]) -> dict[int, float]:
+def multistep_error(model: WorldModel, segments: list[Episode], horizons: tuple[int, ...],
+                    units: Normalizer | None = None) -> dict[int, float]:
     """Mean squared error (in normalised observation units) of the ensemble-mean prediction after
     k open-loop steps driven by the recorded actions, from every start that fits. NaN where no
-    held-out segment is long enough."""
+    held-out segment is long enough. ``units``: the normaliser that sets the units (the model's own by
+    default); give two models the same one to compare them (each training refits its own)."""
     device = model.action_low.device
     out = {}
     for k in sorted(set(horizons)):
@@ -29,6 +32,6 @@ def multistep_error(model: WorldModel, segments: list[Episode], horizons: tuple[
             continue
         obs = torch.as_tensor(np.array(starts), device=device)
         pred = imagine(model, obs, torch.as_tensor(np.array(acts), device=device), keep_states=True).states[:, :, -1].mean(0)
-        err = model.obs_norm.normalize(pred) - model.obs_norm.normalize(torch.as_tensor(np.array(targets), device=device))
+        err = (pred - torch.as_tensor(np.array(targets), device=device)) / (model.obs_norm if units is None else units).std
         out[k] = float((err**2).mean())
     return out

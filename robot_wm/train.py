@@ -24,6 +24,11 @@ class TrainReport:
     history: list[dict] = field(default_factory=list)  # per epoch: train nll and val mse per member
 
 
+MAX_VAL_MSE = 100.0
+"""A round whose best member's validation error (normalised targets) exceeds this diverged: predicting the
+targets' mean scores about 1."""
+
+
 def new_model(obs_dim: int, act_dim: int, low, high, cfg: ModelConfig, device: str = "cpu") -> WorldModel:
     spec = WorldModelSpec(obs_dim, act_dim, cfg.ensemble_size, cfg.hidden, cfg.layers, cfg.activation)
     return WorldModel(spec, torch.tensor(np.asarray(low)), torch.tensor(np.asarray(high))).to(device)
@@ -40,12 +45,16 @@ def train_model(model: WorldModel, dataset: EpisodeDataset, cfg: ModelConfig, se
 
 
 def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: ModelConfig, seed: int,
-              progress: bool = True) -> TrainReport:
-    """``train_model`` on given training transitions and held-out segments (e.g. a weighted mixture)."""
+              progress: bool = True, norm_from: Transitions | None = None) -> TrainReport:
+    """``train_model`` on given training transitions and held-out segments (e.g. a weighted mixture).
+    The input and target normalisers are fitted on ``norm_from`` (default ``train_t``): a mixture's own
+    statistics are those of its repeated robot rows, one gait, and planning off it went wrong (cheetah-run,
+    README: adaptation)."""
     device = model.action_low.device
     obs, act, rew, nxt = _tensors(train_t, device)
-    model.obs_norm.fit(obs)
-    model.target_norm.fit(model.targets(obs, nxt, rew))
+    n_obs, _, n_rew, n_nxt = _tensors(norm_from, device) if norm_from is not None else (obs, act, rew, nxt)
+    model.obs_norm.fit(n_obs)
+    model.target_norm.fit(model.targets(n_obs, n_nxt, n_rew))
     x, y = model.inputs(obs, act), model.target_norm.normalize(model.targets(obs, nxt, rew))
     if val_eps:
         vo, va, vr, vn = _tensors(concat(val_eps), device)
@@ -87,6 +96,14 @@ def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: Model
         model.load_state_dict(best_state)
     model.eval()
     val = validation_mse(model, vx, vy)
+    if not torch.isfinite(val).all() or float(val.min()) > MAX_VAL_MSE:
+        # model.lr=10 wrote a round with an error of 6e19 and 'n/a' multi-step errors, exit 0 (probe 13)
+        from robot_wm.model.checkpoint import TrainingDivergedError
+
+        raise TrainingDivergedError(
+            f"training diverged: validation error {float(val.min()):.3g} (normalised; predicting the mean scores about "
+            f"1, a trained model well below); nothing was saved. Lower the learning rate (model.lr={cfg.lr}) or check "
+            "the data's scale (a reward or observe function of your own returning huge values)")
     elites = sorted(np.argsort(val.cpu().numpy())[: min(cfg.elites, e)].tolist())
     return TrainReport(len(history), history[-1]["train_nll"], val.tolist(), elites, history)
 

@@ -48,7 +48,7 @@ def run_and_data(tmp_path_factory):
 
 def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_data, capsys):
     run, data = run_and_data
-    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "4", "--no-progress"]) == 0
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "4", "--value", "--no-progress"]) == 0
     out = capsys.readouterr().out
     rec = RunDir(run).records("train")[-1]
     ft = rec["finetune"]
@@ -66,14 +66,64 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     latest = RunDir(run).latest_checkpoint()
     meta = json.loads(latest.read_text()) if latest.suffix == ".json" else json.loads(latest.with_suffix(".json").read_text())
     assert meta["round"] == rec["round"] == 1 and meta["finetune"]["robot_episodes"] == 3
-    assert rec["value_updates"] > 0
+    assert rec["value_updates"] > 0 and ft["value"] is True
     # Robot data lives in its own folder, each file imported once.
     robot = EpisodeDataset(run / "robot")
     assert len(robot) == 3 and robot[0].meta["randomization"]["actuator_gain"] == 0.5
     assert robot[0].physics_state.shape == (len(robot[0]) + 1, 0)
     assert len(RunDir(run).dataset()) == 2  # the simulated dataset is untouched
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
-    assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
+    plain = RunDir(run).records("train")[-1]
+    assert plain["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
+    # Without --value the value and policy stay as they were (README, adaptation: fine-tuned, they planned worse).
+    assert plain["finetune"]["value"] is False and "value_updates" not in plain
+
+
+def test_finetune_keeps_the_normalisers_of_the_simulators_data(run_and_data, tmp_path):
+    """Fitted on the weighted mixture, the normalisers became those of the robot's one gait: on cheetah-run ten
+    recorded episodes then broke the planner (64 against 211 with the simulator's; README, adaptation)."""
+    import shutil
+
+    import torch
+
+    from robot_wm.model.checkpoint import load_checkpoint_parts
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    model, value, _ = load_checkpoint_parts(RunDir(run).latest_checkpoint())
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "8", "--value", "--no-progress"]) == 0
+    tuned, tuned_value, meta = load_checkpoint_parts(RunDir(run).latest_checkpoint())
+    assert meta["finetune"]["weight"] == 8
+    for before, after in ((model.obs_norm, tuned.obs_norm), (model.target_norm, tuned.target_norm),
+                          (value.obs_norm, tuned_value.obs_norm)):
+        assert torch.allclose(before.mean, after.mean, atol=1e-5) and torch.allclose(before.std, after.std, rtol=1e-4)
+    robot = np.concatenate([e.obs for e in EpisodeDataset(run / "robot")])
+    assert not np.allclose(robot.mean(0), tuned.obs_norm.mean.numpy(), atol=1e-2)  # the robot's own would differ
+
+
+def test_a_finetune_that_did_not_finish_leaves_no_robot_data_behind(run_and_data, tmp_path, capsys):
+    """An interrupted finetune left its import in RUN/robot with no record, and a later `train` trained on it at
+    the default weight 4 instead of the 1 asked (probe 13). A failed fine-tuning takes its import back; episodes
+    left by a killed one are refused by `train` until a finetune finishes on them."""
+    import shutil
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot")))
+    rounds = len(RunDir(run).records("train"))
+    # A fine-tuning that diverges (real training, model.lr=10) raises after the import.
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress", "model.lr=10",
+                     "model.max_epochs=30"]) != 0
+    assert "training diverged" in capsys.readouterr().err
+    assert not list((run / "robot").glob("episode_*.npz")) and len(RunDir(run).records("train")) == rounds
+    # A killed one: files in RUN/robot that no finished fine-tuning trained on.
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress"]) == 0
+    held = sorted((run / "robot").glob("episode_*.npz"))
+    shutil.copy(held[0], run / "robot" / f"episode_{len(held):06d}.npz")
+    capsys.readouterr()
+    assert cli.main(["train", str(run), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert f"holds {len(held) + 1} episodes, but no fine-tuning finished on more than {len(held)}" in err, err
+    assert f"robot-wm finetune {run}" in err
 
 
 def test_train_after_finetune_keeps_the_robot_data_at_its_weight(run_and_data, tmp_path, capsys):
@@ -94,6 +144,7 @@ def test_train_after_finetune_keeps_the_robot_data_at_its_weight(run_and_data, t
     ({"task": "cartpole-balance"}, "is from task 'cartpole-balance'"),
     ({"reward_known": False}, "has no known reward"),
     ({"action_repeat": 4}, "driven at action repeat 4"),
+    ({"imported_from": "somewhere"}, "imported_from='somewhere', expected {path, sha256}"),  # probe 13: a traceback
 ])
 def test_finetune_checks_the_runs_own_robot_episodes_again(run_and_data, tmp_path, capsys, edit, needle):
     """A file put or edited in RUN/robot/ was trained on by the next finetune with exit 0 (tenth probe)."""
@@ -257,12 +308,21 @@ def test_finetune_api_refuses_a_weight_that_is_not_a_whole_number_first(weight, 
         finetune(None, tmp_path / "nothing", weight=weight)
 
 
+def test_finetune_api_refuses_a_value_flag_that_is_not_a_bool(tmp_path):
+    from robot_wm.finetune import finetune
+
+    with pytest.raises(ValueError, match=r"value='no': expected True or False"):
+        finetune(None, tmp_path / "nothing", value="no")
+
+
 def test_forgetting_is_the_growth_of_the_simulator_error_or_none():
     rec = {"sim_multistep_mse_before": {"12": 0.17, "1": float("nan")}, "sim_multistep_mse_after": {"12": 0.26, "1": 0.1}}
     assert forgetting(rec, 12) == pytest.approx(0.26 / 0.17)
     assert forgetting(rec, 1) is None      # a segment too short for the horizon said nothing
     assert forgetting(rec, 5) is None      # not measured
     assert forgetting({}, 12) is None      # a record from before this measurement
+    nan = {"sim_multistep_mse_before": {"12": 0.17}, "sim_multistep_mse_after": {"12": float("nan")}}
+    assert forgetting(nan, 12) == float("inf")  # the same segments were measured: the NaN is the model's (probe 13)
 
 
 def test_finetune_warns_when_the_model_forgot_the_simulator(run_and_data, tmp_path, capsys, monkeypatch):

@@ -229,6 +229,44 @@ def test_multistep_error_keys_and_values(trained_synthetic):
     assert multistep_error(elite, [], (1,)) == {1: pytest.approx(float("nan"), nan_ok=True)}
 
 
+def test_multistep_error_in_given_units_compares_two_models(trained_synthetic):
+    """Each training refits the model's normaliser: fine-tuning's before/after errors were in two units. Given
+    one normaliser, the error is in its units: twice its std, a quarter of the error."""
+    model, report, data = trained_synthetic
+    _, held_out = data.split(SMALL_MODEL.val_fraction)
+    elite = model.subset(report.elites)
+    own = multistep_error(elite, held_out, (1, 5))
+    wide = Normalizer(1)
+    wide.mean.copy_(elite.obs_norm.mean)
+    wide.std.copy_(2 * elite.obs_norm.std)
+    assert multistep_error(elite, held_out, (1, 5), elite.obs_norm) == own
+    in_wide = multistep_error(elite, held_out, (1, 5), wide)
+    for k in (1, 5):
+        assert in_wide[k] == pytest.approx(own[k] / 4, rel=1e-4)
+
+
+def test_fit_model_fits_the_normalisers_on_what_it_is_given(trained_synthetic):
+    """A weighted mixture's statistics are those of its repeated robot rows: the normalisers come from
+    ``norm_from`` (the simulator's transitions) when given, from the training transitions otherwise."""
+    import copy as copymod
+    import dataclasses
+
+    from robot_wm.train import fit_model
+
+    model, _, data = trained_synthetic
+    train_t, val = data.split(SMALL_MODEL.val_fraction)
+    shifted = dataclasses.replace(train_t, obs=train_t.obs * 3 + 1, next_obs=train_t.next_obs * 3 + 1)
+    cfg = SMALL_MODEL.model_copy(update={"max_epochs": 1})
+    kept, refit = copymod.deepcopy(model), copymod.deepcopy(model)
+    fit_model(kept, shifted, val, cfg, seed=0, progress=False, norm_from=train_t)
+    fit_model(refit, shifted, val, cfg, seed=0, progress=False)
+    assert torch.allclose(kept.obs_norm.mean, torch.as_tensor(train_t.obs).mean(0))
+    assert torch.allclose(refit.obs_norm.mean, torch.as_tensor(shifted.obs).mean(0))
+    for name in ("obs_norm", "target_norm"):  # fitted on the same transitions as before: the same statistics
+        assert all(torch.allclose(v, getattr(kept, name).state_dict()[k], atol=1e-6)
+                   for k, v in getattr(model, name).state_dict().items())
+
+
 def test_validation_mse_per_member(trained_synthetic):
     model = trained_synthetic[0]
     x = torch.zeros(10, 2)
