@@ -88,8 +88,10 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                          "the next round would start a new one; to plan without the value: `robot-wm eval RUN "
                          "--planner pets` or `robot-wm export RUN value.enabled=false`")),
                         (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
-                         "command does not collect")):
-        if bad := [k for k in changes if k in fields]:
+                         "command does not collect"),
+                        (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
+                         "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)")):
+        if bad := [k for k in changes if k in fields or (k.startswith("env.randomize.") and "env.randomize" in fields)]:
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
                 f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in bad)}"

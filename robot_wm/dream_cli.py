@@ -132,7 +132,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
             if a.serve and not a.rrd:
                 from robot_wm.viz.cli import warn_non_loopback
 
-                warn_non_loopback("serve", a.serve)  # as eval --rerun serve does (eighth probe)
+                warn_non_loopback("serve", a.serve, "--serve")  # as eval --rerun serve does (eighth probe)
             rec = open_stream("save" if a.rrd else "serve", path=a.rrd, address=None if a.rrd else a.serve,
                               application_id="robot-wm-drive", blueprint=dream_blueprint("drive"), flag="--serve")
         decoder, panels = _decoder(s), Panels(s.env.model, (a.height, a.width))

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+MAX_CONTROL_PERIOD_S = 60.0
+"""The longest control period (seconds per agent action) an environment may have and a deployed planner may
+declare: an MJCF timestep of 1000 s trained and exported, then deploy refused its own file (probe 13)."""
+
+
 def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     """``x`` as an array of ``dtype``, or a ValueError naming ``what`` (numpy's own message for a string, an
     object or a ragged list names neither the value nor what was expected)."""

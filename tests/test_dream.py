@@ -230,6 +230,8 @@ def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
     assert r.returncode == 2 and "choose another port with --serve" in r.stderr, r.stderr
     r = _drive(run_dir, "--actions", str(script), "--serve", f"127.0.0.1:{port}", "--rrd", str(tmp_path / "d.rrd"))
     assert r.returncode == 2 and "give one" in r.stderr and not (tmp_path / "d.rrd").exists(), r.stderr  # was ignored
+    r = _drive(run_dir, "--actions", str(script), "--serve", f"0:{port}")  # named --rerun-address (probe 13)
+    assert r.returncode == 2 and "--serve '0:" in r.stderr and "--rerun-address" not in r.stderr, r.stderr
 
 
 def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):

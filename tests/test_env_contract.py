@@ -295,6 +295,10 @@ def test_a_robot_whose_physics_never_moves_or_that_observes_nothing_is_refused(t
     xml.write_text(SLIDER_XML.format(gear="1").replace('timestep="0.01"', 'timestep="0"'))
     with pytest.raises(ValueError, match=r'<option timestep="0">: expected a positive physics timestep'):
         MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40)
+    # probe 13: timestep 1000 trained and exported (8000 s per action), then deploy refused its own file
+    xml.write_text(SLIDER_XML.format(gear="1").replace('timestep="0.01"', 'timestep="1000"'))
+    with pytest.raises(ValueError, match=r"= 8000 s per agent action; expected at most 60 s"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40000, action_repeat=8)
     xml.write_text(SLIDER_XML.format(gear="1"))
     with pytest.raises(ValueError, match="the observation is empty"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.zeros(0), max_env_steps=40)

@@ -916,6 +916,17 @@ def test_episode_that_is_a_fifo_or_a_device_is_refused_not_read(run_copy, capsys
     assert rc == 2 and target.name in out and "not a regular file" in out, out
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_episode_stored_twice_under_two_names_is_refused(run_copy, capsys, link):
+    """A link to another episode of the run was trained on as a third episode while the manifest said 2 (probe 13)."""
+    episodes = run_copy / "episodes"
+    first = episodes / "episode_000000.npz"
+    target = episodes / f"episode_{len(list(episodes.glob('episode_*.npz'))):06d}.npz"
+    target.symlink_to(first) if link == "symlink" else os.link(first, target)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and f"{target.name}' is the same file as episode_000000.npz (a link)" in out, out
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
 def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys, kind):
     path = tmp_path / "l.toml"
@@ -1264,6 +1275,19 @@ def test_diverged_training_saves_no_checkpoint(tmp_path):
     with pytest.raises(TrainingDivergedError, match=r"training diverged: non-finite weights in .*model.lr"):
         save_checkpoint(model, tmp_path / "model_r0000", [0, 1])
     assert not list(tmp_path.iterdir())  # neither the weights nor the JSON
+
+
+def test_a_run_whose_model_diverged_to_finite_garbage_stops_without_a_round(tmp_path, capsys):
+    """model.lr=10 (the documented maximum) trained to a validation error of 6e17 with finite weights: the round
+    was written, the run reported complete with 'n/a' errors and return 0 (probe 13). It stops, names the error."""
+    from conftest import tiny_run
+
+    run = tmp_path / "run"
+    assert tiny_run(run, "model.lr=10", "model.max_epochs=20") != 0
+    err = capsys.readouterr().err
+    assert "training diverged: validation error" in err and "model.lr=10" in err, err
+    assert not list((run / "checkpoints").glob("model_r*.json"))
+    assert json.loads((run / "manifest.json").read_text())["status"] != "complete"
 
 
 def _edit_episode(path: Path, drop: tuple = (), **changes) -> None:

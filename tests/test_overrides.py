@@ -405,6 +405,16 @@ def test_what_the_checkpoint_holds_cannot_be_overridden(run, capsys, command, ov
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_training_refuses_randomisation_it_would_not_use(run, capsys, command):
+    """`train RUN 'env.randomize.mass=[2,2]'` was recorded as an override, and training collects nothing (probe 13)."""
+    before = snapshot(run)
+    extra = ["--data", str(run)] if command == "finetune" else []
+    rc, out = _cli(capsys, command, str(run), *extra, "--no-progress", "env.randomize.mass=[2,2]")
+    assert rc == 2 and "env.randomize.mass" in out and "collects none" in out, out
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("override, needle", [
     ("env.action_repeat=4", "its episodes were collected with the run's values"),
     ("run_dir=/tmp/robot-wm-elsewhere", "the run is the command's RUN argument"),

@@ -199,6 +199,9 @@ def test_serve_binds_localhost_by_default():
     assert parse_address(None) == ("127.0.0.1", 9876)
     assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
     assert parse_address("9100") == ("127.0.0.1", 9100)
+    for bad in ("127.0.0.1:99999", "localhost:70000", ":0", "0", "127.0.0.1:-1"):  # OverflowError / a port nobody knows
+        with pytest.raises(ValueError, match="must be from 1 to 65535"):
+            parse_address(bad)
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]

@@ -45,7 +45,8 @@ def sealed(meta: dict) -> dict:
 
 
 class TrainingDivergedError(ValueError):
-    """A training round ended with non-finite weights: nothing is saved, the run stops."""
+    """A training round ended with non-finite weights or a validation error far past an untrained model's:
+    nothing is saved, the run stops."""
 
 
 def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dict | None = None,
@@ -61,7 +62,8 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
         raise TrainingDivergedError(
             f"training diverged: non-finite weights in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
             f"; {stem.name} was not written. Lower the learning rate (model.lr for the world model, value.lr "
-            "for the value and policy) or the other training weights (model.weight_decay, value.entropy_coef)")
+            "for the value and policy) or the other training weights (model.weight_decay, value.entropy_coef), "
+            "or check the data's scale (a reward or observe function of your own returning huge values)")
     # the format is in the weights' header too: a JSON relabelled to an older format loses its hash check with it
     blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": FORMAT})
     weights = stem.with_suffix(".safetensors")

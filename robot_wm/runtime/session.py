@@ -32,7 +32,7 @@ from robot_wm.export.format import (
     metadata_sha256,
 )
 from robot_wm.goal import Goal, check_goal
-from sim.spec import as_floats
+from sim.spec import MAX_CONTROL_PERIOD_S, as_floats
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,9 @@ class PlannerMeta:
         # What the runtime acts on (a NaN control period skipped the robot check; a negative action repeat
         # reached the simulator's config) and what it prints: each checked, naming the key.
         period = meta.control_period  # nan: unknown (a file exported without a run), then unchecked and said so
-        bad = {"control_period": (props["control_period"], "a number of seconds above 0 and at most 60, or nan")
-               if not (math.isnan(period) or 0 < period <= 60) else None,
+        bad = {"control_period": (props["control_period"],
+                                  f"a number of seconds above 0 and at most {MAX_CONTROL_PERIOD_S:g}, or nan")
+               if not (math.isnan(period) or 0 < period <= MAX_CONTROL_PERIOD_S) else None,
                "action_repeat": (rep, "empty or a whole number from 1 to 1000")
                if meta.action_repeat is not None and not 1 <= meta.action_repeat <= 1000 else None,
                "samples": (props["samples"], "at least 1") if meta.samples < 1 else None,

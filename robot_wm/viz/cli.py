@@ -44,8 +44,9 @@ def warn_network(cfg) -> None:
     warn_non_loopback(cfg.rerun.mode, cfg.rerun.address)
 
 
-def warn_non_loopback(mode: str, address: str | None) -> None:
-    """The warning of ``warn_network`` for a mode and address (``drive --serve`` has no config of its own)."""
+def warn_non_loopback(mode: str, address: str | None, flag: str = "--rerun-address") -> None:
+    """The warning of ``warn_network`` for a mode and address (``drive --serve`` has no config of its own;
+    ``flag``: the command's flag for the address, named in its errors)."""
     if mode not in ("serve", "spawn") or not address:
         return
     import ipaddress
@@ -54,7 +55,7 @@ def warn_non_loopback(mode: str, address: str | None) -> None:
     from robot_wm.viz.logger import parse_address, serve_address
 
     if mode == "serve":  # refused first: '0:9877' was warned about as an address to listen on, then refused (probe 12)
-        ip, _ = serve_address(address)
+        ip, _ = serve_address(address, flag)
         host, loopback = str(ip), ip.is_loopback
     else:
         host = parse_address(address)[0]

@@ -122,16 +122,21 @@ _vectors = _Vectors()
 
 
 def parse_address(address: str | None, default: tuple[str, int] = DEFAULT_SERVE) -> tuple[str, int]:
-    """'host:port', ':port', 'port' or 'host' -> (host, port)."""
+    """'host:port', ':port', 'port' or 'host' -> (host, port), the port from 1 to 65535."""
     if not address:
         return default
     host, sep, port = address.rpartition(":")
     if not sep:
-        return (default[0], int(address)) if address.isdigit() else (address, default[1])
+        host, port = (default[0], address) if address.isdigit() else (address, str(default[1]))
     try:
-        return (host or default[0]).strip("[]"), int(port)
+        host, port = (host or default[0]).strip("[]"), int(port)
     except ValueError:
         raise ValueError(f"rerun address {address!r} must look like host:port (e.g. 127.0.0.1:9876)") from None
+    # 99999 was an OverflowError from bind; 0 served on a port nobody was told (probe 13)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"rerun address {address!r}: port {port} must be from 1 to 65535 (0, the system's choice, "
+                         "would leave you no address to connect to)")
+    return host, port
 
 
 def serve_address(address: str | None, flag: str = "--rerun-address") -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
