@@ -937,3 +937,43 @@ def probe11_defects(base: Path, planner: Path, work: Path) -> None:
                       "--rerun-address", "0:9877")
         return rc == 2 and "not the name '0'" in out and "warning" not in out, tail(out, 90)
     record(cat, "--rerun-address 0:9877 (warned it would listen there, then refused)", unbindable_address)
+
+
+def probe12_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects (and the ugly cases fixed) of the thirteenth hostile probe (2026-11-27; the twelfth category)."""
+    cat = "probe 2026-11-27 (12th)"
+
+    def diverged_train():
+        run = copy_run(base, work / "p12-lr")
+        return untouched(run, ["train", str(run), "--no-progress", "model.lr=10", "model.max_epochs=20"],
+                         "training diverged: validation error")
+    record(cat, "train model.lr=10 (a round of 6e19 error written, exit 0)", diverged_train)
+
+    def linked_episode():
+        run = copy_run(base, work / "p12-link")
+        episodes = run / "episodes"
+        n = len(list(episodes.glob("episode_*.npz")))
+        (episodes / f"episode_{n:06d}.npz").symlink_to(episodes / "episode_000000.npz")
+        return untouched(run, ["train", str(run), "--no-progress"], "is the same file as episode_000000.npz")
+    record(cat, "an episode linked under a second name (trained on twice)", linked_episode)
+
+    for address in ("127.0.0.1:99999", "127.0.0.1:0"):
+        record(cat, f"--rerun-address {address} (an OverflowError / an unusable address)",
+               lambda a=address: untouched(r := copy_run(base, work / f"p12-port{a[-1]}"),
+                                           ["eval", str(r), "--episodes", "1", "--no-progress", "--rerun", "serve",
+                                            "--rerun-address", a], "must be from 1 to 65535"))
+    record(cat, "train env.randomize.mass=[2,2] (recorded, never used)",
+           lambda: untouched(r := copy_run(base, work / "p12-rand"), ["train", str(r), "--no-progress",
+                                                                       "env.randomize.mass=[2,2]"], "collects none"))
+
+    def long_timestep():
+        from sim.mjcf import MJCFEnv
+
+        xml = work / "p12-dt.xml"
+        xml.write_text(SLIDER_X.replace('timestep="0.01"', 'timestep="1000"'))
+        try:
+            MJCFEnv(xml, reward=lambda m, d: 0.0, max_env_steps=40000, action_repeat=8)
+        except ValueError as e:
+            return "expected at most 60 s" in str(e), str(e)[:90]
+        return False, "accepted (deploy then refused its own export)"
+    record(cat, "an MJCF timestep of 1000 s (trained and exported; deploy refused its own file)", long_timestep)

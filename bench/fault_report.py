@@ -36,6 +36,7 @@ from fault_probes import (
     probe3_defects,
     probe10_defects,
     probe11_defects,
+    probe12_defects,
     probe4_defects,
     probe5_defects,
     probe6_defects,
@@ -902,7 +903,8 @@ def main() -> int:
                          ("probe 2026-11-26 (8th)", lambda: probe8_defects(base, planner, work)),
                          ("probe 2026-11-26 (9th)", lambda: probe9_defects(base, planner, work)),
                          ("probe 2026-11-26 (10th)", lambda: probe10_defects(base, planner, work)),
-                         ("probe 2026-11-26 (11th)", lambda: probe11_defects(base, planner, work))]:
+                         ("probe 2026-11-26 (11th)", lambda: probe11_defects(base, planner, work)),
+                         ("probe 2026-11-27 (12th)", lambda: probe12_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
