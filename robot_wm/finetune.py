@@ -1,5 +1,6 @@
 """Learn from the robot: add recorded deployments (``robot-wm deploy --record DIR``) to a run and
-fine-tune its world model, value and policy on simulation + robot data; then ``robot-wm export`` again.
+fine-tune its world model (and with ``--value`` its value and policy) on simulation + robot data, the
+normalisers kept on the simulator's data; then ``robot-wm export`` again.
 
 Robot episodes are copied into ``RUN/robot/`` (a dataset of their own: simulation and robot data never
 mix on disk; stored without a physics state, which a real robot does not have and training never reads). Each robot

@@ -312,12 +312,18 @@ class MJCFEnv(Env):
         self._randomize_episode(seed)
         mujoco.mj_resetData(self._model, self._data)
         if self._reset is not None:
+            timestep = self._model.opt.timestep
             try:
                 self._reset(self._model, self._data, rng)
             except Exception as e:  # the user's function: say whose exception it is
                 raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
             if not (np.isfinite(self._data.qpos).all() and np.isfinite(self._data.qvel).all()):
                 raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")
+            if self._model.opt.timestep != timestep:  # trained on other control steps than exported (probe 13)
+                new = self._model.opt.timestep
+                self._model.opt.timestep = timestep
+                raise ValueError(f"reset function {_name(self._reset)} changed the physics timestep from {timestep:g} "
+                                 f"to {new:g} s: the control period is the MJCF's; set it in <option timestep>")
         else:
             self._data.qpos[:] = self._init_qpos + rng.uniform(-0.1, 0.1, self._model.nq)
         mujoco.mj_forward(self._model, self._data)

@@ -352,6 +352,13 @@ def test_a_reset_that_leaves_nan_or_an_observation_of_a_billion_numbers_is_named
     env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=reset, max_env_steps=40)
     with pytest.raises(ValueError, match=r"reset function test_env_contract:.*reset left non-finite values"):
         env.reset(0)
+
+    def slow_physics(m, d, rng):  # probe 13: trained on 4 s control steps, exported as 0.08 s
+        m.opt.timestep = 0.5
+    env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=slow_physics, max_env_steps=40)
+    with pytest.raises(ValueError, match=r"slow_physics changed the physics timestep from 0.01 to 0.5 s"):
+        env.reset(0)
+    assert env.model.opt.timestep == 0.01  # put back
     with pytest.raises(ValueError, match=r"returned 1000000000 values; at most 100000"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.broadcast_to(np.uint8(0), (10**9,)),
                 max_env_steps=40)
