@@ -167,6 +167,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_discount_is_used(s, with_value: bool) -> None:
+    """A planner with the value discounts by the value's discount: `eval RUN planner.discount=0.5` was recorded
+    as an override and changed nothing (probe 13)."""
+    if with_value and s.cfg.value.enabled and any(o.startswith("planner.discount=") for o in s.run.overrides):
+        raise cfgmod.ConfigError(
+            f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
+            "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
     from sim.randomize import shift_then
@@ -175,6 +184,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS) as s:
+        _check_discount_is_used(s, a.planner in ("learned", "oracle-value"))
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]
@@ -218,6 +228,7 @@ def _whatif(a: argparse.Namespace, s) -> int:
     from robot_wm.report import print_whatif
     from robot_wm.whatif import candidates, what_if
 
+    _check_discount_is_used(s, s.cfg.goal.uses_value)
     model, ep = model_and_episode(s, a)
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):

@@ -405,6 +405,20 @@ def test_what_the_checkpoint_holds_cannot_be_overridden(run, capsys, command, ov
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("command", ["eval", "whatif"])
+def test_planner_discount_with_the_value_is_refused_and_with_pets_applies(run, capsys, command):
+    """`eval RUN planner.discount=0.5` on a run with a value was recorded and changed nothing (probe 13)."""
+    before = snapshot(run)
+    extra = ["--episode", "0", "--step", "2"] if command == "whatif" else ["--episodes", "1", "--no-progress"]
+    rc, out = _cli(capsys, command, str(run), *extra, "planner.discount=0.5")
+    assert rc == 2 and "planner.discount=0.5 would change nothing" in out and "--planner pets" in out, out
+    assert snapshot(run) == before
+    if command == "eval":
+        rc, out = _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "--planner", "pets",
+                       "planner.discount=0.5")
+        assert rc == 0, out
+
+
 @pytest.mark.parametrize("command", ["train", "finetune"])
 def test_training_refuses_randomisation_it_would_not_use(run, capsys, command):
     """`train RUN 'env.randomize.mass=[2,2]'` was recorded as an override, and training collects nothing (probe 13)."""
