@@ -184,7 +184,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS) as s:
-        _check_discount_is_used(s, a.planner in ("learned", "oracle-value"))
+        _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]

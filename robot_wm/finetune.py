@@ -287,16 +287,20 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
     added = import_episodes(s.run, source, *checks)
+    committed: list[bool] = []
     try:
-        return _tune(s, elite_before, sim, added, weight, value, progress)
-    except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for;
-        for path in added:  # a later `train` trained on it at the default weight, not the one asked (probe 13)
-            path.unlink(missing_ok=True)
+        return _tune(s, elite_before, sim, added, weight, value, progress, committed)
+    except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
+        if not committed:  # (a later `train` trained on it at the default weight, not the one asked: probe 13)
+            for path in added:
+                path.unlink(missing_ok=True)
         raise
 
 
-def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool) -> dict:
-    """``finetune`` after the import: train, checkpoint and log the round."""
+def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool,
+          committed: list[bool]) -> dict:
+    """``finetune`` after the import: train, checkpoint and log the round (``committed`` gets True once the
+    round is the run's latest: its import stays from then on)."""
     cfg = s.cfg
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
@@ -332,6 +336,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
         "task": cfg.env.task, "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
         "multistep_mse": mse(after)}, value=s.value)
     s.run.set_latest(stem)
+    committed.append(True)
     record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
               "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,

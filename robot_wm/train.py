@@ -24,9 +24,10 @@ class TrainReport:
     history: list[dict] = field(default_factory=list)  # per epoch: train nll and val mse per member
 
 
-MAX_VAL_MSE = 100.0
-"""A round whose best member's validation error (normalised targets) exceeds this diverged: predicting the
-targets' mean scores about 1."""
+DIVERGED_RATIO = 100.0
+"""A round whose best member's validation error exceeds this many times that of predicting the training targets'
+mean (at least 1, in normalised units) diverged. Against the mean predictor, not an absolute bound: a target that
+barely moves in training (an object at rest) and moves once in the held-out segment gives a large error to any model."""
 
 
 def new_model(obs_dim: int, act_dim: int, low, high, cfg: ModelConfig, device: str = "cpu") -> WorldModel:
@@ -96,14 +97,17 @@ def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: Model
         model.load_state_dict(best_state)
     model.eval()
     val = validation_mse(model, vx, vy)
-    if not torch.isfinite(val).all() or float(val.min()) > MAX_VAL_MSE:
+    finite = val[torch.isfinite(val)]
+    mean_only = float((vy**2).mean())  # predicting the training targets' mean: ~1, more where validation goes elsewhere
+    best = float(finite.min()) if len(finite) else float("inf")
+    if not best <= DIVERGED_RATIO * max(mean_only, 1.0):
         # model.lr=10 wrote a round with an error of 6e19 and 'n/a' multi-step errors, exit 0 (probe 13)
         from robot_wm.model.checkpoint import TrainingDivergedError
 
         raise TrainingDivergedError(
-            f"training diverged: validation error {float(val.min()):.3g} (normalised; predicting the mean scores about "
-            f"1, a trained model well below); nothing was saved. Lower the learning rate (model.lr={cfg.lr}) or check "
-            "the data's scale (a reward or observe function of your own returning huge values)")
+            f"training diverged: validation error {best:.3g} (normalised), against {mean_only:.3g} for predicting the "
+            f"mean; nothing was saved. Lower the learning rate (model.lr={cfg.lr}) or check the data's scale (a reward "
+            "or observe function of your own returning huge values)")
     elites = sorted(np.argsort(val.cpu().numpy())[: min(cfg.elites, e)].tolist())
     return TrainReport(len(history), history[-1]["train_nll"], val.tolist(), elites, history)
 

@@ -265,7 +265,7 @@ class MJCFEnv(Env):
         if not (math.isfinite(self._model.opt.timestep) and self._model.opt.timestep > 0):
             raise ValueError(f"{xml}: <option timestep=\"{self._model.opt.timestep:g}\">: expected a positive "
                              "physics timestep (with 0 the physics never moves)")
-        if (period := self._model.opt.timestep * self._substeps * self.action_repeat) > MAX_CONTROL_PERIOD_S:
+        if (period := self._model.opt.timestep * (self._substeps * self.action_repeat)) > MAX_CONTROL_PERIOD_S:
             raise ValueError(f"{xml}: <option timestep=\"{self._model.opt.timestep:g}\"> x env.substeps={self._substeps} "
                              f"x env.action_repeat={self.action_repeat} = {period:g} s per agent action; expected at most "
                              f"{MAX_CONTROL_PERIOD_S:g} s (a deployed planner may not declare a longer control period)")

@@ -267,6 +267,36 @@ def test_fit_model_fits_the_normalisers_on_what_it_is_given(trained_synthetic):
                    for k, v in getattr(model, name).state_dict().items())
 
 
+def test_a_held_out_jump_in_a_dimension_still_in_training_is_not_divergence():
+    """An object at rest in training (std 1e-5) that moves once in the held-out segment gives any model a huge
+    normalised error: judged against predicting the mean, the round is kept; lr=10's garbage is not (probe 13)."""
+    from robot_wm.config import ModelConfig
+    from robot_wm.data.dataset import Transitions
+    from robot_wm.data.episode import Episode
+    from robot_wm.model.checkpoint import TrainingDivergedError
+    from robot_wm.train import fit_model
+
+    rng = np.random.default_rng(0)
+    n = 200
+    act = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    obs = np.zeros((n + 1, 2), np.float32)
+    for t in range(n):
+        obs[t + 1, 0] = 0.9 * obs[t, 0] + 0.1 * act[t, 0]
+    obs[:, 1] = 1e-5 * rng.standard_normal(n + 1)
+    rew = obs[1:, 0].copy()
+    train_t = Transitions(obs[:-1], act, rew, obs[1:])
+    held = obs[:41].copy()
+    held[20:, 1] += 0.02  # the object moved once, in the held-out segment only
+    val = [Episode(held, act[:40], rew[:40], np.zeros((41, 0)), {})]
+    cfg = ModelConfig(ensemble_size=2, elites=1, hidden=16, layers=1, max_epochs=5, patience=5, batch_size=64)
+    torch.manual_seed(0)
+    report = fit_model(new_model(2, 1, [-1.0], [1.0], cfg), train_t, val, cfg, seed=0, progress=False)
+    assert min(report.val_mse) > 100  # the absolute bound of the first fix stopped this run
+    with pytest.raises(TrainingDivergedError, match="against .* for predicting the mean"):
+        fit_model(new_model(2, 1, [-1.0], [1.0], cfg), train_t, val, cfg.model_copy(update={"lr": 10.0}),
+                  seed=0, progress=False)
+
+
 def test_validation_mse_per_member(trained_synthetic):
     model = trained_synthetic[0]
     x = torch.zeros(10, 2)

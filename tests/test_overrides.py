@@ -417,6 +417,9 @@ def test_planner_discount_with_the_value_is_refused_and_with_pets_applies(run, c
         rc, out = _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "--planner", "pets",
                        "planner.discount=0.5")
         assert rc == 0, out
+        rc, out = _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "planner.discount=0.5",
+                       "goal.joints={slider=0.5, hinge_1=0}", "goal.reward_weight=0")  # a goal alone: no value
+        assert rc == 0, out
 
 
 @pytest.mark.parametrize("command", ["train", "finetune"])

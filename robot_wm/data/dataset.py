@@ -75,10 +75,10 @@ class EpisodeDataset:
                 st = p.stat()
             except OSError:
                 continue  # a dangling link: Episode.load names it
-            if (key := (st.st_dev, st.st_ino)) in seen:
+            if st.st_ino and (key := (st.st_dev, st.st_ino)) in seen:  # inode 0: a file system without them
                 raise ValueError(f"episode file {str(p)!r} is the same file as {seen[key].name} (a link): each episode "
                                  "is stored once; remove the link")
-            seen[key] = p
+            seen[(st.st_dev, st.st_ino)] = p
         for p in paths[len(self._episodes):]:
             ep = Episode.load(p)
             self._check_fits(ep, f"episode file {str(p)!r}")

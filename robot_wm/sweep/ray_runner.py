@@ -97,9 +97,9 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as e:  # an OSError: told as a file error, cut mid-sentence, with resume advice (probe 13)
-            raise ValueError(f"--address {address}: something answers there but no Ray cluster joined "
-                             f"({str(e).splitlines()[0][:200]}); check the address, or start a head there with "
-                             "`ray start --head`") from None
+            why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(f"--address {address}: no Ray cluster could be joined there ({why}); check the address, "
+                             "or start a head there with `ray start --head`") from None
     if main_thread and callable(sigterm):  # Ray's handler aborted the driver (exit 134, a C stack dump) on SIGTERM:
         signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
     try:
