@@ -91,7 +91,7 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                          "command does not collect"),
                         (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
                          "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)")):
-        if bad := [k for k in changes if k in fields or (k.startswith("env.randomize.") and "env.randomize" in fields)]:
+        if bad := [k for k in changes if any(k == f or k.startswith(f + ".") for f in fields)]:  # a section: its keys
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
                 f"robot-wm {command} cannot change {', '.join(f'{k} (the run has {old[k]!r}, got {new[k]!r})' for k in bad)}"

@@ -257,11 +257,6 @@ def forgetting(rec: dict, horizon: int) -> float | None:
     return after / before if np.isfinite(after) else float("inf")  # the same segments: a NaN is the model's (probe 13)
 
 
-VALUE_FINETUNE = """off by default: on cheetah-run (seed 200, ten episodes of a heavier robot) the planner
-scored 363 with the world model fine-tuned alone and 211, 202 and 163 in three fine-tunings that trained the
-value and policy too (README, adaptation)"""
-
-
 MAX_WEIGHT = 100
 """Largest ``--weight``: the robot's rows are repeated that many times in memory."""
 DEFAULT_WEIGHT = 4
@@ -273,7 +268,9 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     """Import ``source``'s recorded episodes into the run of session ``s`` and fine-tune from its latest
     checkpoint; the normalisers stay fitted on the simulator's data. Returns the train record it logs;
     its errors before and after are in one unit, the std of the model's inputs before fine-tuning. With
-    ``value`` the value and policy are fine-tuned too (off by default: ``VALUE_FINETUNE``)."""
+    ``value`` the value and policy are fine-tuned too (off by default: on cheetah-run, seed 200, ten episodes
+    of a heavier robot, the planner scored 363 with the world model fine-tuned alone and 211, 202 and 163 in
+    three fine-tunings that trained the value and policy too; README, adaptation)."""
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
@@ -287,20 +284,18 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
     added = import_episodes(s.run, source, *checks)
-    committed: list[bool] = []
     try:
-        return _tune(s, elite_before, sim, added, weight, value, progress, committed)
+        record = _tune(s, elite_before, sim, added, weight, value, progress)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
-        if not committed:  # (a later `train` trained on it at the default weight, not the one asked: probe 13)
-            for path in added:
-                path.unlink(missing_ok=True)
+        for path in added:  # (a later `train` trained on it at the default weight, not the one asked: probe 13)
+            path.unlink(missing_ok=True)
         raise
+    s.run.log(record)  # the round is the run's latest already: its import stays whatever happens now
+    return record
 
 
-def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool,
-          committed: list[bool]) -> dict:
-    """``finetune`` after the import: train, checkpoint and log the round (``committed`` gets True once the
-    round is the run's latest: its import stays from then on)."""
+def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool) -> dict:
+    """``finetune`` after the import: train and checkpoint the round, make it the latest; returns its record."""
     cfg = s.cfg
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
@@ -336,12 +331,10 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
         "task": cfg.env.task, "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
         "multistep_mse": mse(after)}, value=s.value)
     s.run.set_latest(stem)
-    committed.append(True)
     record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
               "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,
               "robot_multistep_mse_before": mse(before), "robot_multistep_mse_after": mse(after),
               "sim_multistep_mse_before": mse(sim_before), "sim_multistep_mse_after": mse(sim_after),
               "multistep_mse": mse(after), **value_rec}
-    s.run.log(record)
     return record

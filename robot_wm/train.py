@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from robot_wm.config import ModelConfig
 from robot_wm.data.dataset import EpisodeDataset, Transitions, concat
+from robot_wm.model.checkpoint import TrainingDivergedError
 from robot_wm.model.ensemble import WorldModel, WorldModelSpec
 
 
@@ -102,8 +103,6 @@ def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: Model
     best = float(finite.min()) if len(finite) else float("inf")
     if not best <= DIVERGED_RATIO * max(mean_only, 1.0):
         # model.lr=10 wrote a round with an error of 6e19 and 'n/a' multi-step errors, exit 0 (probe 13)
-        from robot_wm.model.checkpoint import TrainingDivergedError
-
         raise TrainingDivergedError(
             f"training diverged: validation error {best:.3g} (normalised), against {mean_only:.3g} for predicting the "
             f"mean; nothing was saved. Lower the learning rate (model.lr={cfg.lr}) or check the data's scale (a reward "

@@ -66,19 +66,19 @@ class EpisodeDataset:
 
     def refresh(self) -> None:
         paths = self.paths()
+        seen = {}
         for i, p in enumerate(paths):
             if int(_NAME.match(p.name).group(1)) != i:
                 raise ValueError(f"dataset {str(self.root)!r} has a gap: {p.name} where episode_{i:06d}.npz belongs")
-        seen = {}
-        for p in paths:  # one file under two names (a link) was trained on twice, counted once (probe 13)
-            try:
+            try:  # one file under two names (a link) was trained on twice, counted once (probe 13)
                 st = p.stat()
             except OSError:
                 continue  # a dangling link: Episode.load names it
-            if st.st_ino and (key := (st.st_dev, st.st_ino)) in seen:  # inode 0: a file system without them
+            key = (st.st_dev, st.st_ino)
+            if st.st_ino and key in seen:  # inode 0: a file system without inode numbers
                 raise ValueError(f"episode file {str(p)!r} is the same file as {seen[key].name} (a link): each episode "
                                  "is stored once; remove the link")
-            seen[(st.st_dev, st.st_ino)] = p
+            seen[key] = p
         for p in paths[len(self._episodes):]:
             ep = Episode.load(p)
             self._check_fits(ep, f"episode file {str(p)!r}")
