@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -221,6 +222,28 @@ def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjDat
     return obs
 
 
+def compile_mjcf(xml: Path) -> mujoco.MjModel:
+    """``MjModel.from_xml_path`` in a worker thread. MuJoCo compiles in C with the GIL released, but Python runs
+    signal handlers only in the main thread between bytecodes: compiled there, a huge model (probe 12: 200,000
+    bodies, an hour) left Ctrl-C and SIGTERM unanswered. The main thread now waits in short joins, so a stop ends the
+    command at once (the worker is a daemon: nothing it holds is written anywhere)."""
+    out: dict = {}
+
+    def work() -> None:
+        try:
+            out["model"] = mujoco.MjModel.from_xml_path(str(xml))
+        except BaseException as e:  # handed to the caller as is
+            out["error"] = e
+
+    worker = threading.Thread(target=work, name=f"compile {xml.name}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if "error" in out:
+        raise out["error"]
+    return out["model"]
+
+
 def default_observe(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
     return np.concatenate([data.qpos, data.qvel])
 
@@ -246,7 +269,7 @@ class MJCFEnv(Env):
             raise FileNotFoundError(f"MJCF file {str(xml)!r} " + ("is not a file" if xml.exists() else "does not exist")
                                     + where)
         try:
-            self._model = mujoco.MjModel.from_xml_path(str(xml))
+            self._model = compile_mjcf(xml)
         except ValueError as e:  # MuJoCo's parse and compile errors name a line, not the file
             raise ValueError(f"MJCF file {str(xml)!r} does not load: {e}") from None
         if self._model.nu == 0:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -501,3 +503,25 @@ def test_run_episode_refuses_an_action_that_is_not_numbers(action, needle):
     env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=40))
     with pytest.raises(ValueError, match=rf"the action of policy 'odd' {re.escape(needle)}"):
         run_episode(env, Odd(), seed=0)
+
+
+def test_sigterm_stops_a_command_while_a_huge_model_compiles(tmp_path):
+    """Probe 12: a 200,000-body MJCF compiled for an hour in MuJoCo's C code with Ctrl-C and SIGTERM unanswered
+    (Python runs signal handlers in the main thread only). 20,000 bodies compile for over a minute here."""
+    bodies = "".join(f'<body pos="{i * 0.01} 0 0"><joint name="j{i}" type="hinge"/><geom size="0.01"/></body>'
+                     for i in range(20_000))
+    xml = tmp_path / "huge.xml"
+    xml.write_text(f'<mujoco><worldbody>{bodies}</worldbody><actuator><motor joint="j0"/></actuator></mujoco>')
+    (tmp_path / "huge_task.py").write_text("print('task module imported', flush=True)\n"
+                                          "def reward(model, data):\n    return 0.0\n")
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={tmp_path / 'run'}",
+                             "env.task=mjcf", f"env.mjcf={xml}", "env.reward=huge_task:reward", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(tmp_path)})
+    assert "task module imported" in proc.stdout.readline()  # the compile starts right after
+    time.sleep(1.0)
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in out and "Traceback" not in out, out
+    assert time.monotonic() - stopped_at < 15.0, "the stop waited for the compile (over a minute)"
