@@ -166,8 +166,9 @@ class PlannerConfig(_Section):
     """Planning horizon in control steps (at most 1,000: a suite episode)."""
     samples: int = Field(128, ge=2)
     """Action sequences sampled per iteration."""
-    iterations: int = Field(2, ge=1)
-    """Optimizer iterations per control step."""
+    iterations: int = Field(2, ge=1, le=100)
+    """Optimizer iterations per control step (at most 100: the exported graph unrolls them, and tracing 100
+    already takes minutes)."""
     elites: int = Field(16, ge=1)
     """Best sequences that refit the sampling distribution."""
     keep_elites: int = Field(4, ge=0)
@@ -180,8 +181,9 @@ class PlannerConfig(_Section):
     """Initial sampling std as a fraction of the action half-range."""
     min_std: float = Field(0.05, ge=0)
     """Floor on the sampling std (fraction of the action half-range)."""
-    noise_beta: float = Field(2.0, ge=0)
-    """Colored-noise exponent for icem (0 = white, 2 = smooth/red)."""
+    noise_beta: float = Field(2.0, ge=0, le=4)
+    """Colored-noise exponent for icem (0 = white, 2 = smooth/red; at most 4: past ~20 the filter underflows to
+    NaN and every plan falls back, probe 14)."""
     uncertainty_weight: float = Field(0.0, ge=-1e6, le=1e6)
     """Return penalty per unit of ensemble spread (negative = bonus), in every episode."""
     explore_weight: float = Field(1.0, ge=0, le=1e6)

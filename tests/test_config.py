@@ -96,6 +96,10 @@ def test_wrong_type_names_the_field(data, key):
     ("model.weight_decay=1e308", "model.weight_decay"),
     ("value.entropy_coef=1e308", "value.entropy_coef"),
     ("env.randomize.obs_noise=1e30", "env.randomize.obs_noise"),
+    # probe 14: a NaN noise filter made every planning step fall back (eval exit 0, return 0.1); 100,000
+    # iterations traced for minutes before anything was written
+    ("planner.noise_beta=1000", "planner.noise_beta"),
+    ("planner.iterations=100000", "planner.iterations"),
 ])
 def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:

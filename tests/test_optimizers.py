@@ -311,3 +311,12 @@ def test_learned_score_weights_are_checked(trained_synthetic, kw):
     model, report, _ = trained_synthetic
     with pytest.raises(ValueError, match=f"{next(iter(kw))}=.*expected a finite number >= 0"):
         LearnedScore(model.subset(report.elites), **kw)
+
+
+def test_a_noise_filter_that_underflows_is_an_error_naming_the_exponent():
+    """Past the configured bound (4) the filter's 1/f^beta gains underflow: NaN, and every plan fell back (probe 14)."""
+    from policies.mpc.step import colored_filter
+
+    assert torch.isfinite(colored_filter(1000, 4.0)).all()
+    with pytest.raises(ValueError, match=r"planner.noise_beta=50 gives a non-finite noise filter over 12 steps"):
+        colored_filter(12, 50.0)

@@ -90,7 +90,11 @@ def colored_filter(horizon: int, beta: float) -> torch.Tensor:
     gain = freqs ** (-beta / 2)
     basis = torch.eye(horizon)
     m = torch.fft.irfft(torch.fft.rfft(basis, dim=0) * gain[:, None], n=horizon, dim=0)  # column j: filtered e_j
-    return m / m.norm(dim=1, keepdim=True)
+    norm = m.norm(dim=1, keepdim=True)
+    if not (torch.isfinite(norm).all() and (norm > 0).all()):  # past ~20 the squares overflow, past ~100 NaN
+        raise ValueError(f"planner.noise_beta={beta:g} gives a non-finite noise filter over {horizon} steps: "
+                         "expected an exponent in [0, 4]")
+    return m / norm
 
 
 def initial_plan(low: torch.Tensor, high: torch.Tensor, horizon: int) -> torch.Tensor:
