@@ -114,7 +114,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
         video_fits,
         write_video,
     )
-    from robot_wm.drive import Drive, scripted_actions, typed_actions
+    from robot_wm.drive import Drive, scripted_actions, typed_actions, typed_lines
     from robot_wm.viz.logger import FLUSH_TIMEOUT_S, open_stream
 
     _check_video_args(a)
@@ -124,7 +124,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
         model, ep = model_and_episode(s, a)
         _require_physics(ep, a, "drive starts the simulator from it")  # a MuJoCo traceback before (seventh probe)
         drive, dim = Drive(model, s.env, ep, a.step), s.env.action_spec.dim
-        actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(sys.stdin, dim, print)
+        actions = scripted_actions(a.actions, dim) if a.actions else typed_actions(typed_lines(sys.stdin), dim, print)
         if a.out and a.actions:  # before the drive, not after it (probe 11): the frames are known
             check_video_memory(min(len(actions), a.max_steps) + 1, (a.height, a.width))
         rec = None

@@ -151,6 +151,20 @@ def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
     return out
 
 
+MAX_TYPED_LINE = 4096
+"""Characters in one typed action line: far above any robot's action, far below a memory error."""
+
+
+def typed_lines(stream) -> Iterator[str]:
+    """Lines of ``stream`` (e.g. stdin), each read with a bound: iterating a stream reads a line whole, and a
+    stream without newlines (``< /dev/zero``) grew to gigabytes before a MemoryError (probe 14)."""
+    while line := stream.readline(MAX_TYPED_LINE + 1):
+        if len(line) > MAX_TYPED_LINE and not line.endswith("\n"):
+            raise ValueError(f"a typed line is longer than {MAX_TYPED_LINE} characters: expected one action per "
+                             "line (for a file of actions use --actions FILE)")
+        yield line
+
+
 def typed_actions(lines: Iterable[str], act_dim: int, say) -> Iterator[np.ndarray]:
     """Actions typed one line at a time; a bad line is explained (``say``) and asked again, never fatal."""
     last = None

@@ -209,6 +209,10 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     assert "'nan': expected finite numbers, got nan" in r.stdout and "'0.2 0.3': expected 1 number" in r.stdout
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
+    # probe 14: stdin without a newline (`< /dev/zero`) was read whole: gigabytes, then a MemoryError traceback
+    r = _drive(run_dir, "--max-steps", "5", stdin="0.5\n" + "0" * (1 << 22))
+    assert r.returncode == 2 and "a typed line is longer than 4096 characters" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "step 1:" in r.stdout  # the line before it was driven
 
 
 def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
