@@ -152,8 +152,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-MAX_JSONL_BYTES = 1 << 30
-"""A run's metrics.jsonl holds a few hundred bytes per episode and training round: 1 GiB is far beyond any run."""
+MAX_JSONL_BYTES = 128 << 20
+"""A run's metrics.jsonl holds a few kB per episode and training round (a 10k-step run: 200 kB; 1M steps: ~20 MB).
+Records parse to ~10x their bytes in Python objects: a 480 MB file of small records (under the old 1 GiB bound)
+took 4.8 GB and a MemoryError (probe 14)."""
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -198,14 +200,13 @@ def read_jsonl(path: Path) -> list[dict]:
         return []
     check_regular_file(Path(path), "records", MAX_JSONL_BYTES)  # a FIFO hung train and finetune (eighth probe)
     out = []
-    try:
-        text = Path(path).read_text()
-    except UnicodeDecodeError as e:  # binary: another program's file written over it
-        raise ValueError(f"{str(path)!r} is not text (byte {e.start} cannot be decoded as UTF-8): the file is "
-                         "damaged or was replaced") from None
-    for line in text.splitlines():
-        try:
-            out.append(loads_json(line))
-        except json.JSONDecodeError:
-            continue
+    with open(path, "rb") as f:  # a line at a time: the text and its records are never both held whole
+        for n, line in enumerate(f, 1):
+            try:
+                out.append(loads_json(line.decode()))
+            except UnicodeDecodeError:  # binary: another program's file written over it
+                raise ValueError(f"{str(path)!r} is not text (line {n} cannot be decoded as UTF-8): the file is "
+                                 "damaged or was replaced") from None
+            except json.JSONDecodeError:
+                continue
     return out

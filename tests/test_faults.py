@@ -1401,6 +1401,10 @@ def test_files_a_user_saved_elsewhere_are_read_or_named(tmp_path, base_run):
     (tmp_path / "m.jsonl").write_bytes(b'{"kind": "x"}\n\xc8\xff\n')
     with pytest.raises(ValueError, match="m.jsonl' is not text"):
         read_jsonl(tmp_path / "m.jsonl")
+    with open(tmp_path / "big.jsonl", "wb") as f:  # probe 14: 480 MB of small records, 4.8 GB, MemoryError
+        f.truncate((128 << 20) + 1)  # sparse: nothing is written
+    with pytest.raises(ValueError, match=r"records .*big.jsonl' is 128.0 MiB; at most 128 MiB is read"):
+        read_jsonl(tmp_path / "big.jsonl")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         EpisodeDataset(tmp_path / "bom.toml")
     with pytest.raises(ValueError, match="is not a checkpoint: expected a model_rNNNN.json"):
