@@ -104,6 +104,56 @@ def _command_line() -> str:
     return " ".join(argv)[:500]
 
 
+def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "") -> RunLock:
+    """An exclusive ``fcntl.flock`` on ``root/.lock`` (``root`` exists), or ``RunLockedError`` naming ``what``, the
+    holder (PID, command line and start time, written into the lock file) and ``hint``. Shared within a process;
+    the kernel drops a dead holder's lock. Run directories (``RunDir.lock``) and sweep directories hold one."""
+    import fcntl
+
+    key = os.path.join(os.path.realpath(root), LOCK_NAME)  # the lock file itself is never followed
+    with _Held.guard:
+        held = _Held.registry.get(key)
+        if held is None:
+            try:  # a link there made the lock overwrite its target (a user's file outside the run)
+                fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                raise ValueError(f"{key!r} is a symbolic link: the {what}'s lock file must be a plain file of "
+                                 "its own (remove the link; nothing was written through it)") from None
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ValueError(f"{key!r} is not a regular file: the {what}'s lock file must be a plain file "
+                                     "of its own (remove it)")
+                if os.fstat(fd).st_nlink > 1:  # a hard link to a user's file: truncated and overwritten
+                    raise ValueError(f"{key!r} has {os.fstat(fd).st_nlink} hard links: the {what}'s lock file must "
+                                     "be its own file (remove it; nothing was written)")
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise RunLockedError(_locked_message(root, what, holder, hint)) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            held = _Held.registry[key] = _Held(key, fd)
+        return RunLock(held)
+
+
+def _locked_message(root: Path, what: str, holder: str, hint: str) -> str:
+    try:
+        info = loads_json(holder)
+        who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
+    except (json.JSONDecodeError, KeyError, TypeError):
+        who = "another process (it has not written its PID yet)"
+    return (f"{what} {str(root)!r} is being written by {who}; wait for it to finish or stop it (a killed process "
+            f"releases the lock by itself).{' ' + hint if hint else ''}")
+
+
 EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps", "env_steps",
                    "total_env_steps", "physics_steps", "diverged", "plan_hz", "wall_s")
 
@@ -241,42 +291,10 @@ class RunDir:
         that writes a run holds it; read-only ones (export, whatif, view) do not need it. A killed holder's
         lock is released by the kernel, so it is taken over safely. Within one process the lock is
         shared (a second session on the same run in the same process is allowed)."""
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
         self.check_contained()
-        key = os.path.join(os.path.realpath(self.root), LOCK_NAME)  # the lock file itself is never followed
-        with _Held.guard:
-            held = _Held.registry.get(key)
-            if held is None:
-                try:  # a link there made the lock overwrite its target (a user's file outside the run)
-                    fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-                except OSError as e:
-                    if e.errno != errno.ELOOP:
-                        raise
-                    raise ValueError(f"{key!r} is a symbolic link: the run's lock file must be a plain file of "
-                                     "the run (remove the link; nothing was written through it)") from None
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        raise ValueError(f"{key!r} is not a regular file: the run's lock file must be a plain file "
-                                         "of the run (remove it)")
-                    if os.fstat(fd).st_nlink > 1:  # a hard link to a user's file: truncated and overwritten
-                        raise ValueError(f"{key!r} has {os.fstat(fd).st_nlink} hard links: the run's lock file must be "
-                                         "its own file (remove it; nothing was written)")
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise RunLockedError(self._locked_message(holder)) from None
-                except BaseException:
-                    os.close(fd)
-                    raise
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-                info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-                held = _Held.registry[key] = _Held(key, fd)
-            return RunLock(held)
+        return lock_folder(self.root, "run directory", command,
+                           "Read-only commands (export, whatif, view) work meanwhile")
 
     WRITTEN = ("episodes", "eval", "checkpoints", "rerun", "dreams", "robot", "manifest.json", "config.toml",
                "metrics.jsonl", "summary.json", "episodes.csv")
@@ -302,16 +320,6 @@ class RunDir:
             if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:  # `cp -al`: appends reach the other copy
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")
-
-    def _locked_message(self, holder: str) -> str:
-        try:
-            info = loads_json(holder)
-            who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
-        except (json.JSONDecodeError, KeyError, TypeError):
-            who = "another process (it has not written its PID yet)"
-        return (f"run directory {str(self.root)!r} is being written by {who}; wait for it to finish or stop "
-                "it (a killed process releases the lock by itself). Read-only commands (export, whatif, "
-                "view) work meanwhile")
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind).

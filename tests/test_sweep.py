@@ -835,3 +835,21 @@ def test_report_says_when_early_stopping_removed_a_whole_seed():
                                         "compares trials across seeds)")
     rows[3]["status"] = "complete"
     assert stopped_seeds_note(rows) == ""
+
+
+def test_a_second_sweep_on_one_sweep_directory_is_refused_naming_the_first(tmp_path, capsys):
+    """Probe 14: two sweeps on one sweep directory each failed the trial the other held (RunLockedError in its
+    row), printed 'failed 1', yet both exited 0. The second is refused before anything is written."""
+    from test_faults import hold_lock
+
+    sweep_file = write_sweep(tmp_path / "s.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+    where = tmp_path / "sweep"
+    holder = hold_lock(where)  # another real process, as a running sweep holds it
+    try:
+        assert main(["sweep", str(sweep_file), "--storage", str(where), "--cpus", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"sweep directory {str(where.resolve())!r} is being written by PID {holder.pid}" in err, err
+        assert sorted(p.name for p in where.iterdir()) == [".lock"]  # no runs/, no results.csv
+    finally:
+        holder.kill()
+        holder.wait()

@@ -343,9 +343,20 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
               max_failures: int = 2, out: Callable[[str], None] = print) -> list[dict]:
     """Run every trial of ``sweep`` not complete yet under ``sweep_dir`` and write ``results.csv`` (after
     each trial and at the end). Uses the Ray this process is already connected to, if any; otherwise starts
-    the embedded one (``address`` None) or joins ``address``. Returns the rows."""
+    the embedded one (``address`` None) or joins ``address``. Returns the rows. One sweep at a time per
+    ``sweep_dir``: a second is refused naming the first (probe 14: two sweeps each failed the trial the other
+    held, yet both exited 0)."""
+    from robot_wm.run_dir import lock_folder
+
     results.check_sweep_dir(sweep_dir)
     sweep_dir = Path(sweep_dir).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with lock_folder(sweep_dir, "sweep directory", None, "Its trials' runs are written by that sweep"):
+        return _run_sweep(sweep, sweep_dir, cpus, address, max_failures, out)
+
+
+def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | None, max_failures: int,
+               out: Callable[[str], None]) -> list[dict]:
     run_dirs = {t.name: results.run_dir_of(sweep_dir, t) for t in sweep.trials}
     errors: dict[str, str] = {}
 

@@ -45,7 +45,7 @@ STOPS_NAME = "early_stops.json"
 """The sweep's own record of the trials early stopping ended: {trial name: budget}, written by the driver the
 moment a trial is stopped. The stop goes into the trial's manifest once its worker lets go of the run's lock
 (after the fit): a sweep killed in between left it "running", and the sweep started again ran it out."""
-SWEEP_OWN = (RESULTS_NAME, "runs", "tune", PLOT_NAME, STOPS_NAME)
+SWEEP_OWN = (RESULTS_NAME, "runs", "tune", PLOT_NAME, STOPS_NAME, ".lock")
 """What a sweep directory holds (``robot-wm report`` adds the plot): anything else is a user's."""
 
 
