@@ -736,6 +736,9 @@ def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     assert main(["sweep", str(sweep_file), "--storage", str(where), "--cpus", "1"]) == 2
     assert needle in capsys.readouterr().err
     assert (sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()) == before
+    # probe 14: --cpus 100000 on 2 cores started every trial at once (each 3x slower, plan rates skewed)
+    assert main(["sweep", str(sweep_file), "--storage", str(tmp_path / "new"), "--cpus", "100000"]) == 2
+    assert f"--cpus 100000: this machine has {os.cpu_count()} CPUs" in capsys.readouterr().err
     if kind == "user-results":
         assert (where / "results.csv").read_text() == "x,y\n1,2\n"
 

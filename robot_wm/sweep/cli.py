@@ -16,6 +16,9 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
     if a.cpus is not None and a.cpus < 1:
         raise ValueError(f"--cpus {a.cpus}: expected at least 1 CPU")
+    if a.cpus is not None and a.cpus > (have := os.cpu_count() or 1):  # probe 14: 100000 ran every trial at once
+        raise ValueError(f"--cpus {a.cpus}: this machine has {have} CPUs, and the embedded Ray runs every trial on "
+                         f"them: expected at most {have} (for more, join a cluster with --address)")
     if a.address is not None and a.cpus is not None:
         raise ValueError("--cpus sizes the embedded Ray instance; with --address the cluster's own CPUs are used "
                          "(give them to `ray start --num-cpus N` on each node)")
