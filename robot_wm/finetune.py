@@ -12,7 +12,6 @@ simulator's held-out segments before and after (a model that forgot the simulato
 from __future__ import annotations
 
 import copy
-import hashlib
 import numbers
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset, Transitions, check_action_bounds, split
 from robot_wm.data.episode import Episode
+from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint
 from robot_wm.train import fit_model
@@ -39,10 +39,6 @@ def _origin(meta: dict) -> str | None:
     """The sha256 of the recorded file an imported episode came from (None for one never imported)."""
     origin = meta.get("imported_from")
     return origin.get("sha256") if isinstance(origin, dict) else None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 OBS_REACH = 10.0
@@ -161,10 +157,10 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
-    seen = ({_origin(e.meta) for e in dest} | {_sha256(p) for p in dest.paths()}) - {None}
+    seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
     added = []
     for path, ep in zip(src.paths(), src):
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest in seen or _origin(ep.meta) in seen:
             continue
         meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -89,6 +90,15 @@ def fsync_dir(directory: Path) -> None:
 def leftover_temp_files(root: Path) -> list[Path]:
     """Temp files under ``root`` of ``atomic_write`` calls that never reached the rename (killed writers)."""
     return [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_regular_file(path: Path, what: str, max_bytes: int) -> None:

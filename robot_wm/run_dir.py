@@ -26,6 +26,7 @@ from robot_wm.io import (
     atomic_write_json,
     atomic_write_text,
     check_regular_file,
+    file_sha256,
     leftover_temp_files,
     loads_json,
     read_jsonl,
@@ -168,6 +169,7 @@ _RECORD_FIELDS = {  # the fields robot-wm reads back from metrics.jsonl, and wha
     "val_mse": lambda v: isinstance(v, list), "multistep_mse": lambda v: isinstance(v, dict),
     "train_s": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "value_train_s": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "file": lambda v: isinstance(v, str), "sha256": lambda v: isinstance(v, str),
 }
 
 
@@ -212,6 +214,7 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._datasets: dict[str, EpisodeDataset] = {}
+        self._verified: set[tuple[str, str]] = set()
         self.overrides = []
 
     overrides: list[str]
@@ -343,6 +346,22 @@ class RunDir:
 
     def dataset(self) -> EpisodeDataset:
         return self._dataset("episodes")
+
+    def check_recorded_episodes(self, data: EpisodeDataset) -> None:
+        """Each training episode file whose record (metrics.jsonl) holds its sha256 must still be that file: an
+        episode edited after it was stored (probe 12: observations x1000) trained the model on it, silently. Checked
+        once per file and process; episodes stored before records held a digest are not checked."""
+        recorded = {r["file"]: r["sha256"] for r in self.records("episode")
+                    if r.get("phase") == "train" and "file" in r and "sha256" in r}
+        for path in data.paths():
+            key = (str(path.resolve()), recorded.get(path.name))
+            if key[1] is None or key in self._verified:
+                continue
+            if (now := file_sha256(path)) != key[1]:
+                raise ValueError(f"episode file {str(path)!r} changed after it was stored (sha256 {now[:12]}..., its "
+                                 f"record says {key[1][:12]}...): the file was edited or damaged; restore it, or "
+                                 "start a new run from the episodes you trust")
+            self._verified.add(key)
 
     def eval_dataset(self) -> EpisodeDataset:
         return self._dataset("eval")

@@ -20,6 +20,7 @@ from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
 from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight, sim_states
+from robot_wm.io import file_sha256
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
@@ -181,7 +182,8 @@ class Session:
                   "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "physics_steps": 0,
                   "diverged": True}
         if ep is not None:
-            data.append(ep)
+            path = data.append(ep)
+            record.update(file=path.name, sha256=file_sha256(path))  # checked before each training (probe 12)
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
                                                    "diverged", "plan_hz")})
             if (goal := getattr(policy, "goal", None)) is not None:  # where the episode ended, from its goal
@@ -195,6 +197,7 @@ class Session:
     def train(self, round_: int) -> WorldModel:
         """Train (continuing from ``self.model``), checkpoint, log errors; return the elite model."""
         data = self.run.dataset()
+        self.run.check_recorded_episodes(data)
         obs_dim, act_spec = self.env.observation_spec.dim, self.env.action_spec
         model = self.model
         if model is None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
+
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed Python, numpy and torch; ``threads`` torch threads, at most this machine's CPUs (probe 14: threads=1024
+    under a memory limit spent it on thread stacks, and MuJoCo's compile failed with "unknown exception")."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if threads:
+        if threads > (have := os.cpu_count() or 1):
+            log.warning("threads=%d: this machine has %d CPUs; using %d", threads, have, have)
+            threads = have
         torch.set_num_threads(threads)
 
 

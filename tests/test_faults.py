@@ -1563,3 +1563,38 @@ def test_a_train_record_with_an_impossible_round_is_named(run_copy, capsys, roun
     rc, out = _rc(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
     assert rc == 2 and f"next training round at {round_ + 1}, past the 1000000" in out and "metrics.jsonl" in out, out
     assert sorted(p.name for p in (run_copy / "checkpoints").iterdir()) == before
+
+
+def test_a_training_episode_edited_after_it_was_stored_is_refused(run_copy, capsys):
+    """Probe 12 (D7): a run's own training episode with its observations x1000 (a valid file) trained the model on
+    it, exit 0. Each episode's record holds the file's sha256; train refuses a file that no longer matches it."""
+    import dataclasses
+
+    from robot_wm.data.episode import Episode
+
+    path = run_copy / "episodes" / "episode_000001.npz"
+    record = next(r for r in (json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines())
+                  if r.get("kind") == "episode" and r.get("file") == path.name)
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    ep = Episode.load(path)
+    dataclasses.replace(ep, obs=ep.obs * 1000).save(path)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and f"episode file {str(path)!r} changed after it was stored" in out, out
+    assert snapshot(run_copy) == before  # no round written
+
+
+def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
+    """Probe 14: `eval threads=1024` under a memory limit spent it on thread stacks, then MuJoCo's compile failed
+    with "unknown exception". A config's threads above this machine's CPUs are its CPUs, said once."""
+    import torch
+
+    from robot_wm.seeding import seed_everything
+
+    before = torch.get_num_threads()
+    try:
+        seed_everything(0, threads=1024)
+        assert torch.get_num_threads() == os.cpu_count()
+        assert f"threads=1024: this machine has {os.cpu_count()} CPUs" in caplog.text
+    finally:
+        torch.set_num_threads(before)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 
 import numpy as np
@@ -182,7 +183,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=seed, default=0, help="first episode seed (and noise seed)")
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
-    p.add_argument("--threads", type=whole(1, 1024), default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=whole(1, os.cpu_count() or 1), default=min(2, os.cpu_count() or 1),
+                   help="onnxruntime intra-op threads, at most this machine's CPUs (600 under a memory limit hung "
+                        "deploy, deaf to SIGTERM: probe 14)")
     p.add_argument("--rate", type=number(MIN_RATE_HZ, MAX_RATE_HZ), default=None,
                    help="control rate in Hz, 0.1 to 10000 (default: 1 / control period)")
     p.add_argument("--deadline-ms", type=number(0, 60_000, lo_open=True), default=None,
