@@ -240,7 +240,7 @@ def _whatif(a: argparse.Namespace, s) -> int:
     if g.active:  # as the planner would see it in that episode: joints observed from the episode's own start
         from sim.goal import resolve_goal
 
-        s.env.reset(int(ep.meta.get("seed", 0)))
+        s.env.reset(ep.meta.get("seed") or 0)
         goal = resolve_goal(s.env, g.state, g.joints, g.weights)
     res = what_if(model, ep.obs[a.step], seqs, s.cfg.planner.discount,
                   value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight)

@@ -38,7 +38,7 @@ class Drive:
         if not 0 <= step <= n:
             raise ValueError(f"--step {step} is out of range: the episode has {n + 1} states (0 to {n})")
         self.model, self.env = model.eval(), env
-        env.reset(int(episode.meta.get("seed", 0)))  # the episode's own draw (e.g. the arm's target)
+        env.reset(episode.meta.get("seed") or 0)  # the episode's own draw (e.g. the arm's target)
         env.set_state(episode.physics_state[step])
         self.std = model.obs_norm.std.detach().cpu().numpy()
         self.low, self.high = env.action_spec.low, env.action_spec.high

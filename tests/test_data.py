@@ -259,3 +259,15 @@ def test_atomic_write_where_no_temp_file_can_be_made_names_the_target():
     with pytest.raises(OSError) as e:
         atomic_write(Path("/proc/self/p.onnx"), lambda f: f.write(b"x"))
     assert e.value.filename == "/proc/self/p.onnx" and ".tmp" not in str(e.value)
+
+
+@pytest.mark.parametrize("seed", ["abc", -5, 1e300, True, 2**32])
+def test_an_episode_whose_seed_is_not_a_seed_is_named(tmp_path, seed):
+    """Probe 14: drive and dream reset the simulator to an episode's seed: 'abc' gave "invalid literal for int()",
+    -5 numpy's "Seed must be between 0 and 2**32 - 1", neither naming the file. A robot's episode has none (null)."""
+    path = tmp_path / "ep.npz"
+    _episode(np.random.default_rng(0), 5, seed=None).save(path)
+    assert Episode.load(path).meta["seed"] is None
+    _episode(np.random.default_rng(0), 5, seed=seed).save(path)
+    with pytest.raises(ValueError, match=rf"episode file '{path}' .*meta seed = .* is not a whole number from 0"):
+        Episode.load(path)

@@ -86,6 +86,10 @@ class Episode:
                 meta = loads_json(str(z["meta"]))
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
+            if (seed := meta.get("seed")) is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                       and 0 <= seed < 2**32):  # drive/whatif reset to it (probe 14: 'abc', -5)
+                raise ValueError(f"its meta seed = {json.dumps(seed)[:40]} is not a whole number from 0 to 2**32 - 1 "
+                                 "(or null: a robot's episode)")
             return cls(**arrays, meta=meta)
         except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
                 json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit
