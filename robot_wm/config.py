@@ -117,8 +117,10 @@ class ModelConfig(_Section):
     """Upper bound on epochs per training round."""
     patience: int = Field(12, ge=1)
     """Stop a round after this many epochs without validation improvement."""
-    val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
-    """Tail fraction of every episode held out for validation and multi-step error."""
+    val_fraction: float = Field(0.15, ge=0.05, lt=0.9)
+    """Fraction of every episode held out (one contiguous segment, at a place drawn per episode) for validation:
+    early stopping, the elite members, the divergence check and the multi-step errors. At least 0.05: with 0 all of
+    them ran on the training data and nothing said so (probe 14)."""
 
     @model_validator(mode="after")
     def _elites_fit(self) -> ModelConfig:

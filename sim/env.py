@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 
 from sim.randomize import Randomizer, check_bodies, is_nominal
-from sim.spec import BoxSpec, StepResult
+from sim.spec import BoxSpec, StepResult, as_floats
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Env(abc.ABC):
     def step(self, action: np.ndarray) -> StepResult:
         if self._t is None:
             raise RuntimeError(f"{self.name}: step() called before reset()")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        a = as_floats(action, f"{self.name}: the action", np.float64).reshape(-1)  # '0.5' was 0.5 (probe 14)
         spec = self.action_spec
         if a.shape != spec.shape:
             raise ValueError(f"{self.name}: action has shape {a.shape}, expected {spec.shape}")

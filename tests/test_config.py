@@ -87,6 +87,7 @@ def test_wrong_type_names_the_field(data, key):
     ("model.elites=9", "elites"),
     ("env.action_repeat=0", "env.action_repeat"),
     ("model.val_fraction=0.95", "model.val_fraction"),
+    ("model.val_fraction=0", "model.val_fraction"),  # probe 14: validated on the training data, silently
     ("planner.discount=1.5", "planner.discount"),
     ("planner.uncertainty_weight=nan", "planner.uncertainty_weight"),  # NaN would disable planning silently
     ("model.lr=inf", "model.lr"),

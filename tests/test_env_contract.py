@@ -525,3 +525,13 @@ def test_sigterm_stops_a_command_while_a_huge_model_compiles(tmp_path):
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143 and "terminated (SIGTERM)" in out and "Traceback" not in out, out
     assert time.monotonic() - stopped_at < 15.0, "the stop waited for the compile (over a minute)"
+
+
+@pytest.mark.parametrize("action, needle", [(np.array(["0.5"]), "holds <U3 values"), ([True], "holds bool values"),
+                                            ([1 + 2j], "is complex")])
+def test_env_step_refuses_an_action_that_is_not_numbers(action, needle):
+    """Probe 14: Env.step, used as a library, applied the string '0.5' as 0.5 and True as 1.0."""
+    env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=40))
+    env.reset(0)
+    with pytest.raises(ValueError, match=rf"cartpole-swingup: the action {re.escape(needle)}"):
+        env.step(action)
