@@ -13,6 +13,19 @@ from robot_wm.cli_args import number, path_arg, seed, whole
 from robot_wm.text import echo
 
 
+def _source(data: str | None) -> str:
+    """The default video name's prefix for an episode of ``--data DIR``: its folder's name and a digest of its path
+    (the eighth probe: --data's episode 1 replaced the dream of the run's own; probe 14: two recording folders'
+    episode 1 replaced each other's)."""
+    if not data:
+        return ""
+    import hashlib
+
+    where = Path(data).resolve()
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in where.name)[:40]
+    return f"robot_{name}_{hashlib.sha256(str(where).encode()).hexdigest()[:6]}_"
+
+
 def _dreams(run) -> Path:
     """``RUN/dreams``, a folder of the run's: a link to one of its files was a raw "[Errno 17] File exists"."""
     folder = run.own_folder("dreams")
@@ -47,8 +60,8 @@ def cmd_dream(a: argparse.Namespace) -> int:
         frames = render_dream(s.env, d, _decoder(s), a.member, (a.height, a.width))
         period = s.env.control_timestep
         tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
-        source = "robot_" if a.data else ""  # --data's episode 1 replaced the dream of the run's own (eighth probe)
-        out = Path(a.out) if a.out else _dreams(s.run) / f"{source}episode{a.episode:06d}_step{a.step}{tag}.mp4"
+        tag += "" if a.member is None else f"_member{a.member}"
+        out = Path(a.out) if a.out else _dreams(s.run) / f"{_source(a.data)}episode{a.episode:06d}_step{a.step}{tag}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_video(out, frames, fps=a.fps or 1.0 / period)
         shown = "the members' mean" if a.member is None else f"member {a.member}"
@@ -193,7 +206,8 @@ def register(sub) -> None:
     d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
     d.add_argument("--out", type=path_arg, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
-                                               "robot_episodeNNNNNN_stepT.mp4 for an episode of --data)")
+                                               "robot_FOLDER_DIGEST_episodeNNNNNN_stepT.mp4 for an episode of "
+                                               "--data)")
     d.add_argument("--rrd", type=path_arg, default=None, help="also write the frames and error curves to this .rrd file")
     d.add_argument("--fps", type=number(0.1, 1000), default=None,  # 1e-9 reached ffmpeg as "-r 0"
                    help="frames per second (default: real time, 1 / control period)")

@@ -4,6 +4,7 @@ fine-tuning on them lowers the model's error there; the records say which data c
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -264,7 +265,13 @@ def test_dream_and_whatif_of_a_recorded_deployment_show_the_models_error_on_the_
     # default names: a --data episode's dream never replaces the dream of the run's own episode of that number
     args = ["--episode", "1", "--step", "5", "--horizon", "3", "--width", "64", "--height", "48"]
     assert cli.main(["dream", str(run), *args]) == 0 and cli.main(["dream", str(run), "--data", str(data), *args]) == 0
-    assert {p.name for p in (run / "dreams").iterdir()} >= {"episode000001_step5.mp4", "robot_episode000001_step5.mp4"}
+    # ... nor that of another recording folder's episode 1 (probe 14), even one of the same folder name
+    other = tmp_path / "elsewhere" / data.name
+    shutil.copytree(data, other)
+    assert cli.main(["dream", str(run), "--data", str(other), *args]) == 0
+    names = {p.name for p in (run / "dreams").iterdir()}
+    robot = sorted(n for n in names if n.startswith(f"robot_{data.name}_") and n.endswith("_episode000001_step5.mp4"))
+    assert "episode000001_step5.mp4" in names and len(robot) == 2, names
 
 
 def test_finetune_refuses_data_from_inside_the_run(run_and_data, capsys):
