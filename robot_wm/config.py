@@ -77,8 +77,10 @@ class EnvConfig(_Section):
     'arm-reach' (the example robot), or 'mjcf' for your own."""
     action_repeat: int = Field(8, ge=1)
     """Environment steps each agent action is held for (one planner decision per action_repeat steps)."""
-    max_env_steps: int | None = Field(None, ge=1)
-    """Episode length in environment steps (see env_steps); None keeps the task's own (1,000 on the suite)."""
+    max_env_steps: int | None = Field(None, ge=1, le=100_000)
+    """Episode length in environment steps (see env_steps); None keeps the task's own (1,000 on the suite). At
+    most 100,000 (an episode is held in memory until it is stored: 10^9 on an MJCF robot grew without bound and
+    stored nothing, probe 14)."""
     substeps: int | None = Field(None, ge=1)
     """MJCF robots only: MuJoCo physics steps per environment step, so that one environment step is the
     robot's control period (substeps x the MJCF timestep). None: 1. Suite tasks fix their own."""

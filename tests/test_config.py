@@ -100,6 +100,7 @@ def test_wrong_type_names_the_field(data, key):
     # probe 14: a NaN noise filter made every planning step fall back (eval exit 0, return 0.1); 100,000
     # iterations traced for minutes before anything was written
     ("planner.noise_beta=1000", "planner.noise_beta"),
+    ("env.max_env_steps=1000000000", "env.max_env_steps"),  # an MJCF robot's first episode never ended
     ("planner.iterations=100000", "planner.iterations"),
 ])
 def test_impossible_values_are_errors(override, key):
