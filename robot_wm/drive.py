@@ -30,16 +30,38 @@ class Tick(NamedTuple):
     diverged: bool          # the simulator diverged: its state stays the last valid one
 
 
+def recorded_physics(meta: dict):
+    """The ``env.randomize`` section that re-creates the physics an episode was recorded with (its metadata's
+    ``randomization``: each scale and the delay fixed, no observation noise), or None for the nominal model. A
+    hand-edited draw gets the section's own errors, naming the field."""
+    from robot_wm.config import RandomizeConfig
+
+    draw = meta.get("randomization")
+    if draw is None:
+        return None
+    if not isinstance(draw, dict):
+        raise ValueError(f"the episode's meta randomization = {str(draw)[:60]!r}: expected an object (a recorded draw)")
+    fixed = {k: [draw[k], draw[k]] for k in ("mass", "friction", "damping", "actuator_gain", "action_delay") if k in draw}
+    try:
+        return RandomizeConfig(**fixed, mass_bodies=draw.get("mass_bodies", []))
+    except ValueError as e:
+        raise ValueError(f"the episode's meta randomization = {str(draw)[:120]}: {e}") from None
+
+
 class Drive:
-    """Open-loop imagination under actions chosen one at a time, beside the simulator."""
+    """Open-loop imagination under actions chosen one at a time, beside the simulator (with the physics the
+    episode was recorded with: probe 14 replayed a mass x1.3 recording on the nominal robot)."""
 
     def __init__(self, model: WorldModel, env, episode: Episode, step: int = 0):
         n = len(episode.action)
         if not 0 <= step <= n:
             raise ValueError(f"--step {step} is out of range: the episode has {n + 1} states (0 to {n})")
         self.model, self.env = model.eval(), env
+        env.randomize(recorded_physics(episode.meta))
         env.reset(episode.meta.get("seed") or 0)  # the episode's own draw (e.g. the arm's target)
         env.set_state(episode.physics_state[step])
+        if env.randomizer is not None:  # a delayed robot: the commands still in flight at ``step`` go out first
+            env.randomizer.prime_delay(episode.action[:step], (env.action_spec.low + env.action_spec.high) / 2)
         self.std = model.obs_norm.std.detach().cpu().numpy()
         self.low, self.high = env.action_spec.low, env.action_spec.high
         obs = np.asarray(episode.obs[step], dtype=np.float32)

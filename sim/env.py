@@ -59,7 +59,10 @@ class Env(abc.ABC):
 
     def episode_info(self) -> dict:
         """What the episode's metadata must record about the environment: this episode's draw."""
-        return {} if self.randomizer is None else {"randomization": self.randomizer.draw.as_dict()}
+        if self.randomizer is None:
+            return {}
+        bodies = {"mass_bodies": list(self.randomizer.cfg.mass_bodies)} if self.randomizer.cfg.mass_bodies else {}
+        return {"randomization": {**self.randomizer.draw.as_dict(), **bodies}}
 
     def _seen(self, obs: np.ndarray) -> np.ndarray:
         return obs if self.randomizer is None else self.randomizer.observe(obs)

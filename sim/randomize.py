@@ -126,6 +126,13 @@ class Randomizer:
             return obs
         return obs + self._rng.normal(0.0, self.draw.obs_noise, size=obs.shape)
 
+    def prime_delay(self, sent: np.ndarray, neutral: np.ndarray) -> None:
+        """Start mid-episode: the last ``action_delay`` of the commands ``sent`` so far (neutral before the first)
+        are in flight, as they were when the episode was recorded."""
+        k = self.draw.action_delay
+        self._queue = deque([neutral.copy() for _ in range(max(0, k - len(sent)))]
+                            + [np.asarray(a, dtype=np.float64) for a in sent[max(0, len(sent) - k):]] if k else [])
+
     def delay(self, action: np.ndarray, neutral: np.ndarray) -> np.ndarray:
         """The action that takes effect now: the one commanded ``action_delay`` control steps ago."""
         k = self.draw.action_delay

@@ -350,3 +350,25 @@ def test_finetune_warns_when_the_model_forgot_the_simulator(run_and_data, tmp_pa
     monkeypatch.setattr(ft, "FORGET_RATIO", grew + 1)
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_drive_replays_a_recording_on_the_physics_it_was_recorded_with(run_and_data, tmp_path):
+    """Probe 14: dream's and drive's simulator re-ran a recording of a mass x1.3 robot on the nominal one: its own
+    actions led up to 1.38 away from the recorded states, and the model was compared with a robot never recorded.
+    Replayed on the recorded physics (here also a delay, with the commands in flight at the start step), the
+    recording's own actions reproduce its states."""
+    from robot_wm.cli import _session
+    from robot_wm.drive import replay
+
+    run, _ = run_and_data
+    data = EpisodeDataset(_record(tmp_path / "rec", episodes=1, steps=200, mass=(1.3, 1.3), action_delay=(1, 1)))
+    ep = data[0]
+    assert ep.meta["randomization"]["mass"] == 1.3 and ep.meta["randomization"]["action_delay"] == 1
+    with _session(str(run), [], progress=False, lock=False) as s:
+        model = s.latest_model()
+        step, h = 5, 10
+        d = replay(model, s.env, ep, step, ep.action[step:step + h])
+        np.testing.assert_allclose(d.physics, ep.physics_state[step:step + h + 1], atol=1e-6)
+        nominal = Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "randomization": None})
+        d = replay(model, s.env, nominal, step, ep.action[step:step + h])  # what the nominal robot does instead
+        assert np.abs(d.physics - ep.physics_state[step:step + h + 1]).max() > 1e-3
