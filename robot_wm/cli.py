@@ -80,6 +80,11 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
     changes = cfgmod.changed_fields(saved, cfg)
+    if cfg.value.enabled and not saved.value.enabled:  # eval/export planned without one and recorded it (probe 14)
+        raise cfgmod.ConfigError(
+            f"robot-wm {command} cannot add a value to the run {str(run.root)!r} (value.enabled=true): it was trained "
+            "without one, and a value learns beside the world model from the run's start; start a new run with "
+            "value.enabled=true (the default)")
     for fields, why in ((ARCHITECTURE_FIELDS, ("its checkpoints hold the run's (networks, elites, the value's "
                                                "discount)")),  # train and export
                         (fixed, "its episodes were collected with the run's values"),  # kept them, exit 0, before

@@ -269,6 +269,9 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     three fine-tunings that trained the value and policy too; README, adaptation)."""
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
+    if value and s.value is None:  # ignored, exit 0 (probe 14)
+        raise ValueError(f"--value: the run {str(s.run.root)!r} has no value and policy to fine-tune (it was trained "
+                         "with value.enabled=false); fine-tune without --value")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
     if isinstance(weight, bool) or not isinstance(weight, numbers.Integral) or not 1 <= weight <= MAX_WEIGHT:
         raise ValueError(f"robot data weight {weight!r} must be a whole number from 1 to {MAX_WEIGHT} (each robot "

@@ -516,3 +516,37 @@ def test_a_name_holding_escape_sequences_is_shown_not_obeyed(run, tmp_path, caps
     assert main(["export", str(run), "--what", "dynamics", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.exists() and "\x1b" not in printed and "\x07" not in printed and "\\x1b]0;PWNED\\x07" in printed
+
+
+@pytest.fixture(scope="module")
+def run_without_value(tmp_path_factory) -> Path:
+    from test_export import make_run_dir
+
+    return make_run_dir(tmp_path_factory.mktemp("novalue") / "run", ["value.enabled=false"])
+
+
+@pytest.mark.parametrize("args", [["eval", "{run}", "--episodes", "1", "value.enabled=true"],
+                                  ["export", "{run}", "--out", "{tmp}/p.onnx", "value.enabled=true"],
+                                  ["train", "{run}", "value.enabled=true"]])
+def test_a_value_cannot_be_added_one_off(run_without_value, tmp_path, capsys, args):
+    """Probe 14: eval and export planned without a value yet recorded value.enabled=true as applied; train refused
+    with the message for dropping a value (advising `export RUN value.enabled=false`)."""
+    run = run_without_value
+    before = snapshot(run)
+    rc, out = _cli(capsys, *[a.format(run=run, tmp=tmp_path) for a in args], *([] if "export" in args else
+                                                                               ["--no-progress"]))
+    assert rc == 2 and ("cannot add a value to the run" in out or "holds no value" in out), out
+    assert "trained without one" in out, out
+    assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
+
+
+def test_finetune_value_on_a_run_without_one_is_refused(run_without_value, tmp_path, capsys):
+    """Probe 14: `finetune RUN --data DIR --value` on a run without a value fine-tuned the world model only, exit 0,
+    and nothing said --value was ignored."""
+    from test_finetune import _record
+
+    data = _record(tmp_path / "rec", episodes=1, steps=80)
+    before = snapshot(run_without_value)
+    rc, out = _cli(capsys, "finetune", str(run_without_value), "--data", str(data), "--value", "--no-progress")
+    assert rc == 2 and "--value: the run" in out and "has no value and policy to fine-tune" in out, out
+    assert snapshot(run_without_value) == before

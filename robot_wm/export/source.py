@@ -54,6 +54,10 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
                                  "overrides (not the training-only planner.explore_*); the networks are the checkpoint's and the robot is the run's (train "
                                  "another run to change them)")
     cfg = cfgmod.apply_overrides(cfg, overrides or [])
+    asked = any(o.partition("=")[0].strip() == "value.enabled" for o in overrides or [])
+    if asked and cfg.value.enabled and value is None:  # planned without one, the file said value.enabled=true (probe 14)
+        raise cfgmod.ConfigError(f"value.enabled=true: the checkpoint {str(ckpt)!r} holds no value (its run was "
+                                 "trained without one); export it without that override")
     if not cfg.value.enabled:
         value = None
     return Source(model.subset(meta["elites"]).eval(), value.eval() if value is not None else None, cfg, ckpt,
