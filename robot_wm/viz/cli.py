@@ -120,7 +120,7 @@ def cmd_view(a: argparse.Namespace) -> int:
                          "WAYLAND_DISPLAY are unset): open the recordings listed by `robot-wm view "
                          f"{a.run_dir} --list` on a machine with one")
     cmd = viewer_command(rerun_cli(), chosen)
-    echo("opening", " ".join(map(str, chosen)))
+    echo("opening " + " ".join(map(str, chosen)))  # echo takes one text (probe 14: a TypeError every time)
     return subprocess.call(cmd)
 
 
