@@ -1357,6 +1357,10 @@ def test_deploy_records_the_task_the_simulated_robot_ran(run_copy, planner_file,
                   "--shift", "friction-1.5", "--sim", "randomize.friction=[0.1,0.1]")
     assert rc == 2 and "--shift friction-1.5 sets env.randomize.friction" in out, out
     assert not (tmp_path / "r2").exists()
+    # probe 14: `--sim seed=3` was "unknown field 'env.seed'", a name the user never typed
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--sim", "seed=3")
+    assert rc == 2 and "--sim seed=3: --sim takes the simulated robot's env fields only" in out, out
+    assert "the episode seed is --seed" in out
 
 
 @pytest.mark.parametrize("how, needle", [

@@ -171,6 +171,11 @@ def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
                          "reward=module:function (as in the run's config.toml), or drive the real robot through "
                          "robot_wm.runtime (ControlLoop with your Robot)")
     cfg = RunConfig(env=EnvConfig(task=task, action_repeat=repeat))
+    fields = set(EnvConfig.model_fields)
+    if bad := [o for o in overrides if o.partition("=")[0].strip().removeprefix("env.").split(".")[0] not in fields]:
+        # `--sim seed=3` was "unknown field 'env.seed'", a name the user never typed (probe 14)
+        raise ValueError(f"--sim {' '.join(bad)}: --sim takes the simulated robot's env fields only "
+                         f"({', '.join(sorted(fields))}); the episode seed is --seed")
     return apply_overrides(cfg, shift_then(shift, extra)).env
 
 
