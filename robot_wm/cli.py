@@ -149,13 +149,19 @@ def cmd_collect(a: argparse.Namespace) -> int:
     with s:
         model = s.latest_model() if a.policy in ("learned", "pets") else None
         start = len(s.run.dataset())
-        for i in range(a.episodes):
-            policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
-            rec = s.collect(policy, "train", start + i)
-            print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
-        if a.episodes and (m := s.run.manifest()).get("status"):
-            s.run.update_manifest(episodes=len(s.run.dataset()))  # it said 2 beside a dataset of 3 (ninth probe)
-            if m["status"] == "complete":
+        kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
+        try:
+            for i in range(a.episodes):
+                policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
+                rec = s.collect(policy, "train", start + i)
+                if kept:
+                    s.run.update_manifest(episodes=len(s.run.dataset()))
+                print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
+        finally:  # stopped between an episode and its count (probe 14: SIGTERM left the count stale for good)
+            if kept and s.run.manifest().get("episodes") != len(s.run.dataset()):
+                s.run.update_manifest(episodes=len(s.run.dataset()))
+        if a.episodes and kept:
+            if s.run.manifest()["status"] == "complete":
                 print(f"note: the run's summary.json describes it at {s.run.summary().get('env_steps')} environment "
                       f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
                       "with `robot-wm train` and `robot-wm eval`)")

@@ -1602,3 +1602,21 @@ def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
         assert f"threads=1024: this machine has {os.cpu_count()} CPUs" in caplog.text
     finally:
         torch.set_num_threads(before)
+
+
+def test_sigterm_during_collect_leaves_the_manifest_counting_every_stored_episode(run_copy):
+    """Probe 14: SIGTERM to `collect RUN --episodes 50` after 3 episodes: exit 143, but manifest.json kept its
+    count from before beside the 3 new episodes, for good (train and eval never corrected it)."""
+    start = len(list((run_copy / "episodes").glob("episode_*.npz")))
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "collect", str(run_copy), "--episodes", "50",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl"})
+    end = time.monotonic() + 120
+    while len(list((run_copy / "episodes").glob("episode_*.npz"))) < start + 3 and time.monotonic() < end:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    stored = len(list((run_copy / "episodes").glob("episode_*.npz")))
+    assert proc.returncode == 143 and stored >= start + 3, out
+    assert json.loads((run_copy / "manifest.json").read_text())["episodes"] == stored
