@@ -269,9 +269,6 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     three fine-tunings that trained the value and policy too; README, adaptation)."""
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
-    if value and s.value is None:  # ignored, exit 0 (probe 14)
-        raise ValueError(f"--value: the run {str(s.run.root)!r} has no value and policy to fine-tune (it was trained "
-                         "with value.enabled=false); fine-tune without --value")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
     if isinstance(weight, bool) or not isinstance(weight, numbers.Integral) or not 1 <= weight <= MAX_WEIGHT:
         raise ValueError(f"robot data weight {weight!r} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
@@ -279,6 +276,9 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     elite_before = s.latest_model()
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
+    if value and s.value is None:  # ignored, exit 0 (probe 14)
+        raise ValueError(f"--value: the run {str(s.run.root)!r} has no value and policy to fine-tune (it was trained "
+                         "with value.enabled=false); fine-tune without --value")
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
@@ -303,9 +303,11 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     # One unit before and after: the errors were each in their own model's units, and a refitted normaliser
     # made the simulator's 12-step error on cheetah-run look 1.5x worse where it was 1.08x
     units = copy.deepcopy(elite_before.obs_norm)
-    before = multistep_error(elite_before, robot, horizons, units)
+    before = multistep_error(elite_before, robot, horizons, units)  # in-sample: the episodes it is fine-tuned on
     _, sim_val = split(sim, cfg.model.val_fraction)  # the simulator's held-out segments: what fine-tuning may forget
+    _, robot_val = split(robot, cfg.model.val_fraction, first_index=len(sim))  # mixed_split holds these out
     sim_before = multistep_error(elite_before, sim_val, horizons, units)
+    robot_val_before = multistep_error(elite_before, robot_val, horizons, units)
 
     t0 = time.perf_counter()
     train_t, val, sim_t = mixed_split(sim, robot, weight, cfg.model.val_fraction)
@@ -322,6 +324,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
                      "mean_q": rep.mean_q}
     after = multistep_error(elite, robot, horizons, units)
     sim_after = multistep_error(elite, sim_val, horizons, units)
+    robot_val_after = multistep_error(elite, robot_val, horizons, units)
     sources = sorted({str(e.meta["imported_from"].get("path", "?")) for e in robot})  # each checked: a dict
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec)}
@@ -334,6 +337,10 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
               "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,
               "robot_multistep_mse_before": mse(before), "robot_multistep_mse_after": mse(after),
+              # probe 14: the two above are in-sample (the whole robot episodes, most of them trained on); these
+              # are on the segments of them that the fine-tuning held out
+              "robot_heldout_multistep_mse_before": mse(robot_val_before),
+              "robot_heldout_multistep_mse_after": mse(robot_val_after),
               "sim_multistep_mse_before": mse(sim_before), "sim_multistep_mse_after": mse(sim_after),
               "multistep_mse": mse(after), **value_rec}
     return record

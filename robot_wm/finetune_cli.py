@@ -18,9 +18,11 @@ def cmd_finetune(a: argparse.Namespace) -> int:
                   trains=True) as s:
         rec = finetune(s, a.data, a.weight, progress=not a.no_progress, value=a.value)
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
+    held_b, held_a = rec["robot_heldout_multistep_mse_before"], rec["robot_heldout_multistep_mse_after"]
     echo(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
-          + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
+          "(trained on) " + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
+          + "; on their held-out segments " + ", ".join(f"h={k}: {_mse(held_b[k])} -> {_mse(held_a[k])}" for k in held_b)
           + f". Export again: robot-wm export {a.run_dir}")
     h = s.cfg.planner.horizon
     if (grew := forgetting(rec, h)) is not None and grew > FORGET_RATIO:
