@@ -49,6 +49,10 @@ def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig
 def _check_run_dir_arg(run_dir: str) -> None:
     if not str(run_dir).strip():
         raise cfgmod.ConfigError("the run directory argument is empty ('' : an unset shell variable?)")
+    try:
+        cfgmod.check_utf8(run_dir, "the run directory")
+    except ValueError as e:
+        raise cfgmod.ConfigError(str(e)) from None
 
 
 # Fields that say what a stored transition means: collect and train refuse to change them on an existing run.

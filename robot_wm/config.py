@@ -397,6 +397,18 @@ RUN_DIR_FIELDS = ("task", "seed")
 """The only fields a ``run_dir`` template may name."""
 
 
+def check_utf8(path: str, what: str) -> None:
+    """A path robot-wm writes into its records (JSON, TOML) must be text: a byte that is not UTF-8 (a Latin-1
+    folder name) became a surrogate that no record can hold, and the error named nothing (probe 14)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = str(path)[e.start:e.end].encode("utf-8", "surrogateescape")
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ValueError(f"{what} '{shown}' holds the byte(s) {bad!r}, "
+                         "which are not UTF-8 text: robot-wm records the path in its files; rename the folder") from None
+
+
 def check_run_dir_template(template: str) -> None:
     """Refuse an empty ``run_dir`` and a template that names anything but {task} or {seed} (no attribute or
     item access, conversions or nested fields: ``{task.__class__}`` is never evaluated)."""
@@ -405,6 +417,7 @@ def check_run_dir_template(template: str) -> None:
                          "runs/{task}-s{seed}")
     if "\x00" in template:
         raise ValueError(f"run_dir {template!r} holds a NUL byte; expected a folder path")
+    check_utf8(template, "run_dir")
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -221,3 +222,12 @@ def test_an_empty_path_flag_is_an_unset_variable_not_the_working_directory(args,
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 2 and "an empty path" in capsys.readouterr().err
+
+
+def test_a_run_dir_that_is_not_utf8_text_is_named(tmp_path):
+    """Probe 14: run_dir=bad<0xff>name failed with "'utf-8' codec can't encode character '\\udcff'", naming nothing,
+    after writing .lock and manifest.json; --resume and collect failed the same way."""
+    name = os.fsdecode(b"bad\xffname")  # what the command line gives Python for that byte
+    with pytest.raises(ConfigError, match=r"run_dir '.*bad\\xffname' holds the byte\(s\) b'\\xff', which are not UTF-8"):
+        apply_overrides(RunConfig(), [f"run_dir={tmp_path / name}"])
+    assert not any(tmp_path.iterdir())
