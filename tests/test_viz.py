@@ -3,6 +3,7 @@ back through ``robot_wm.viz.readback.check_rrd``. No fake rerun module."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -231,10 +232,21 @@ def test_serve_on_localhost_binds_loopback_and_a_host_name_or_a_missing_viewer_i
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(ValueError, match="--rerun spawn opens Rerun's desktop viewer, which needs a display"):
         open_stream("spawn", address=f"127.0.0.1:{port}")  # was a 60 s wait and a flush traceback (probe 12)
-    monkeypatch.setenv("DISPLAY", ":99")
-    monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(ValueError, match="--rerun spawn: .*Put the environment's bin folder"):
+    # probe 14: DISPLAY set, no X server behind it: the viewer died unseen, then a 60 s wait and a traceback
+    free = next(n for n in range(90, 200) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+    monkeypatch.setenv("DISPLAY", f":{free}")
+    with pytest.raises(ValueError, match=f"needs a display \\(DISPLAY=:{free}: no X server answers there\\)"):
         open_stream("spawn", address=f"127.0.0.1:{port}")
+    with socket.socket() as x_server:  # a display that answers (an X server's TCP port), but no viewer on PATH
+        for n in range(50, 100):
+            with contextlib.suppress(OSError):
+                x_server.bind(("127.0.0.1", 6000 + n))
+                break
+        x_server.listen()
+        monkeypatch.setenv("DISPLAY", f"127.0.0.1:{n}")
+        monkeypatch.setenv("PATH", "/nonexistent")
+        with pytest.raises(ValueError, match="--rerun spawn: .*Put the environment's bin folder"):
+            open_stream("spawn", address=f"127.0.0.1:{port}")
 
 
 def test_spawn_starts_a_viewer_bound_to_loopback(monkeypatch, capfd):

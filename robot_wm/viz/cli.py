@@ -38,6 +38,37 @@ def has_display() -> bool:
     return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def display_problem() -> str | None:
+    """Why no window can open on the display that is set (Linux), or None where one may. A set DISPLAY with no X
+    server behind it let `--rerun spawn` start a viewer that died unseen, then fail 60 s later on "Flush timed out"
+    (probe 14). Checks the X server's socket (``:N`` -> /tmp/.X11-unix/XN, ``host:N`` -> TCP 6000+N) or the
+    Wayland socket; a display spelled otherwise is left to the viewer."""
+    import re
+    import socket
+
+    if not sys.platform.startswith("linux"):
+        return None
+    if wl := os.environ.get("WAYLAND_DISPLAY"):
+        if os.path.exists(wl if os.path.isabs(wl) else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), wl)):
+            return None
+    x = os.environ.get("DISPLAY")
+    if not x:
+        return "DISPLAY and WAYLAND_DISPLAY are unset" if not wl else f"WAYLAND_DISPLAY={wl}: no such socket"
+    if not (m := re.fullmatch(r"([\w.-]*):(\d+)(?:\.\d+)?", x)):
+        return None
+    host, number = m.group(1), int(m.group(2))
+    if host in ("", "unix"):
+        if os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            return None
+    else:
+        try:
+            socket.create_connection((host, 6000 + number), timeout=1.0).close()
+            return None
+        except OSError:
+            pass
+    return f"DISPLAY={x}: no X server answers there"
+
+
 def warn_network(cfg) -> None:
     """Print a warning naming a non-loopback address that --rerun serve will listen on (or spawn connect to).
     Network settings come only from the command line: run directories and launch files never set them."""

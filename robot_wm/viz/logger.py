@@ -207,13 +207,13 @@ def open_stream(mode: str, *, path: str | Path | None = None, address: str | Non
         rec.save(path, default_blueprint=bp)
     elif mode == "spawn":
         _, port = parse_address(address, ("127.0.0.1", 9876))
-        from robot_wm.viz.cli import has_display
+        from robot_wm.viz.cli import display_problem
 
-        if not has_display():
-            # the viewer died at once; the command ran on and failed 60 s later on "Flush timed out" (probe 12)
-            raise ValueError("--rerun spawn opens Rerun's desktop viewer, which needs a display (DISPLAY and "
-                             "WAYLAND_DISPLAY are unset): record with --rerun save and open the file on a machine "
-                             "with one, or watch it live from another machine with --rerun serve")
+        if why := display_problem():
+            # the viewer died at once; the command ran on and failed 60 s later on "Flush timed out" (probes 12, 14)
+            raise ValueError(f"--rerun spawn opens Rerun's desktop viewer, which needs a display ({why}): record "
+                             "with --rerun save and open the file on a machine with one, or watch it live from "
+                             "another machine with --rerun serve")
         try:
             spawn_viewer(port)
             rec.connect_grpc(f"rerun+http://127.0.0.1:{port}/proxy", default_blueprint=bp)
