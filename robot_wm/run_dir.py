@@ -264,6 +264,7 @@ class RunDir:
             raise NotARunError(f"run_dir {str(self.root)!r} is a file, not a folder; choose a new or empty "
                                "folder (or an existing run directory)")
         if self.is_run():
+            self.records()  # too big, not text: refused before any work (it failed after an episode was stored)
             return
         held = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME)
         if held:

@@ -1620,3 +1620,13 @@ def test_sigterm_during_collect_leaves_the_manifest_counting_every_stored_episod
     stored = len(list((run_copy / "episodes").glob("episode_*.npz")))
     assert proc.returncode == 143 and stored >= start + 3, out
     assert json.loads((run_copy / "manifest.json").read_text())["episodes"] == stored
+
+
+def test_records_too_big_to_read_refuse_the_command_before_any_work(run_copy, capsys):
+    """Probe 14: a metrics.jsonl past the bound was found only when eval logged its first episode: the episode was
+    stored, then the command failed. Now refused before anything is written."""
+    with open(run_copy / "metrics.jsonl", "r+b") as f:
+        f.truncate((128 << 20) + 1)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "at most 128 MiB is read" in out and snapshot(run_copy) == before, out

@@ -1,0 +1,152 @@
+"""The fault report's catalogue, continued (``fault_probes.py`` holds probes 1-13): one function per hostile probe,
+each case a reproduction of what that probe found, checked as the report checks every case."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from fault_kit import cli, copy_run, record, tail, tf, untouched
+
+
+def _robot_wm(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robot_wm.cli", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl", **(env or {})})
+
+
+def probe13_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects and ugly cases of the fourteenth hostile probe (2026-11-27; the thirteenth category), and the two
+    left from the twelfth (D7, U10)."""
+    cat = "probe 2026-11-27 (13th)"
+    run = copy_run(base, work / "p13")
+
+    record(cat, "eval planner.noise_beta=1000 (a NaN noise filter: every plan fell back, exit 0)",
+           lambda: untouched(run, ["eval", str(run), "--episodes", "1", "--no-progress", "planner.noise_beta=1000"],
+                             "planner.noise_beta"))
+    record(cat, "run env.max_env_steps=1e9 on an MJCF robot (an episode that never ended, memory without bound)",
+           lambda: untouched(run, ["eval", str(run), "--episodes", "1", "env.max_env_steps=1000000000"],
+                             "env.max_env_steps"))
+    record(cat, "train model.val_fraction=0 (validated on the training data, silently)",
+           lambda: untouched(run, ["train", str(run), "--no-progress", "model.val_fraction=0"], "model.val_fraction"))
+
+    def endless_stdin_line():
+        r = _robot_wm("drive", str(run), "--episode", "0", "--max-steps", "3", stdin="0" * (1 << 22))
+        return r.returncode == 2 and "a typed line is longer than 4096 characters" in r.stderr, tail(r.stderr)
+    record(cat, "drive < /dev/zero (one endless line: gigabytes, then a MemoryError)", endless_stdin_line)
+
+    def huge_metrics():
+        r = copy_run(base, work / "p13-metrics")
+        with open(r / "metrics.jsonl", "r+b") as f:
+            f.truncate((128 << 20) + 1)  # sparse: a 480 MB file of small records took 4.8 GB
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "at most 128 MiB is read")
+    record(cat, "a metrics.jsonl over 128 MiB (parsed whole: a MemoryError)", huge_metrics)
+
+    def second_sweep():
+        sweep_file, where = work / "p13-sweep.toml", work / "p13-sweep"
+        sweep_file.write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+        holder = tf.hold_lock(where)  # another real process, as a running sweep holds it
+        try:
+            rc, out = cli("sweep", str(sweep_file), "--storage", str(where), "--cpus", "1")
+        finally:
+            holder.kill()
+            holder.wait()
+        return rc == 2 and f"is being written by PID {holder.pid}" in out, tail(out)
+    record(cat, "a second sweep on one sweep directory (both failed a trial, both exit 0)", second_sweep)
+
+    def too_many_cpus():
+        (work / "p13-s2.toml").write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+        rc, out = cli("sweep", str(work / "p13-s2.toml"), "--storage", str(work / "p13-s2"), "--cpus", "100000")
+        return rc == 2 and "this machine has" in out, tail(out)
+    record(cat, "sweep --cpus 100000 on this machine (every trial started at once)", too_many_cpus)
+    record(cat, "deploy --threads above the CPUs (600 under a memory limit hung, deaf to SIGTERM)",
+           lambda: (lambda rc_out: (rc_out[0] == 2 and "--threads" in rc_out[1], tail(rc_out[1])))(
+               cli("deploy", str(planner), "--episodes", "1", "--threads", str((os.cpu_count() or 1) + 1))))
+
+    def edited_episode():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(base, work / "p13-edit")
+        path = r / "episodes" / "episode_000001.npz"
+        ep = Episode.load(path)
+        dataclasses.replace(ep, obs=ep.obs * 1000).save(path)
+        return untouched(r, ["train", str(r), "--no-progress"], "changed after it was stored")
+    record(cat, "a training episode's observations x1000 after it was stored (trained on, exit 0: probe 12 D7)",
+           edited_episode)
+
+    def bad_seed():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(base, work / "p13-seed")
+        path = r / "episodes" / "episode_000000.npz"
+        ep = Episode.load(path)
+        dataclasses.replace(ep, meta={**ep.meta, "seed": "abc"}).save(path)
+        rc, out = cli("drive", str(r), "--episode", "0", "--actions", str(work / "none.txt"))
+        return rc == 2 and "episode_000000.npz" in out and "meta seed" in out, tail(out)
+    record(cat, "drive on an episode whose meta seed is 'abc' (an int() error naming nothing)", bad_seed)
+
+    def string_action():
+        from robot_wm.config import EnvConfig
+        from sim.registry import make_env
+
+        env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=40))
+        env.reset(0)
+        try:
+            env.step(np.array(["0.5"]))
+        except ValueError as e:
+            return "holds <U3 values" in str(e), str(e)[:90]
+        return False, "applied as 0.5"
+    record(cat, "Env.step(np.array(['0.5'])) (applied as 0.5)", string_action)
+    record(cat, "deploy --sim seed=3 ('unknown field env.seed')",
+           lambda: (lambda rc_out: (rc_out[0] == 2 and "the episode seed is --seed" in rc_out[1], tail(rc_out[1])))(
+               cli("deploy", str(planner), "--episodes", "1", "--sim", "seed=3")))
+
+    def latin1_run_dir():
+        name = os.fsdecode(b"p13-bad\xffname")
+        rc, out = cli("run", f"run_dir={work / name}", "env_steps=100", "--no-progress")
+        return rc == 2 and "not UTF-8 text" in out and not (work / name).exists(), tail(out)
+    record(cat, "run run_dir=bad<0xff>name (an unnamed encode error, a half-made folder)", latin1_run_dir)
+
+    def dead_display():
+        free = next(n for n in range(90, 200) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+        r = _robot_wm("eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "spawn",
+                      env={"DISPLAY": f":{free}"})
+        return r.returncode == 2 and "no X server answers there" in r.stderr, tail(r.stderr)
+    record(cat, "eval --rerun spawn, DISPLAY set, no X server (60 s, then a flush traceback)", dead_display)
+
+    def view_with_display():
+        import rerun as rr
+
+        rrd = work / "p13-view.rrd"
+        rec = rr.RecordingStream("robot-wm-fault-report")
+        rec.save(rrd)
+        rec.log("x", rr.Scalars(1.0))
+        rec.flush()
+        rec.disconnect()
+        r = _robot_wm("view", str(rrd), env={"DISPLAY": ":99"})
+        return "opening " in r.stdout and "TypeError" not in r.stderr, tail(r.stderr or r.stdout)
+    record(cat, "view with a display set (a TypeError every time)", view_with_display)
+
+    def huge_model_sigterm():
+        bodies = "".join(f'<body pos="{i * 0.01} 0 0"><joint name="j{i}" type="hinge"/><geom size="0.01"/></body>'
+                         for i in range(20_000))
+        xml = work / "p13-huge.xml"
+        xml.write_text(f'<mujoco><worldbody>{bodies}</worldbody><actuator><motor joint="j0"/></actuator></mujoco>')
+        (work / "p13_task.py").write_text("print('imported', flush=True)\ndef reward(model, data):\n    return 0.0\n")
+        proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={work / 'p13-huge'}",
+                                 "env.task=mjcf", f"env.mjcf={xml}", "env.reward=p13_task:reward", "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(work)})
+        proc.stdout.readline()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=300)[0]
+        took = time.monotonic() - t0
+        return proc.returncode == 143 and took < 15, f"stopped in {took:.1f} s: {tail(out)}"
+    record(cat, "SIGTERM while a 20,000-body MJCF compiles (80 s deaf to it: probe 12 U10)", huge_model_sigterm)
