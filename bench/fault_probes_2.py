@@ -20,6 +20,16 @@ def _robot_wm(*args: str, stdin: str | None = None, env: dict | None = None) -> 
                           timeout=300, check=False, env={**os.environ, "MUJOCO_GL": "egl", **(env or {})})
 
 
+def _free_display() -> int:
+    """An X display number nothing answers on (no socket file, no abstract socket): a viewer there fails at once."""
+    from robot_wm.viz.cli import display_problem
+
+    for n in range(90, 200):
+        if display_problem(f":{n}") is not None:
+            return n
+    raise RuntimeError("every display :90-:199 answers")
+
+
 def probe13_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects and ugly cases of the fourteenth hostile probe (2026-11-27; the thirteenth category), and the two
     left from the twelfth (D7, U10)."""
@@ -43,9 +53,9 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
     def huge_metrics():
         r = copy_run(base, work / "p13-metrics")
         with open(r / "metrics.jsonl", "r+b") as f:
-            f.truncate((128 << 20) + 1)  # sparse: a 480 MB file of small records took 4.8 GB
-        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "at most 128 MiB is read")
-    record(cat, "a metrics.jsonl over 128 MiB (parsed whole: a MemoryError)", huge_metrics)
+            f.truncate((256 << 20) + 1)  # sparse: a 480 MB file of small records took 4.8 GB
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "at most 256 MiB is read")
+    record(cat, "a metrics.jsonl over 256 MiB (parsed whole: a MemoryError)", huge_metrics)
 
     def second_sweep():
         sweep_file, where = work / "p13-sweep.toml", work / "p13-sweep"
@@ -60,13 +70,27 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "a second sweep on one sweep directory (both failed a trial, both exit 0)", second_sweep)
 
     def too_many_cpus():
-        (work / "p13-s2.toml").write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\n')
+        (work / "p13-s2.toml").write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["threads=100"]\n')
         rc, out = cli("sweep", str(work / "p13-s2.toml"), "--storage", str(work / "p13-s2"), "--cpus", "100000")
-        return rc == 2 and "this machine has" in out, tail(out)
+        return rc == 2 and "CPUs for the embedded Ray; using" in out, tail(out)
     record(cat, "sweep --cpus 100000 on this machine (every trial started at once)", too_many_cpus)
-    record(cat, "deploy --threads above the CPUs (600 under a memory limit hung, deaf to SIGTERM)",
-           lambda: (lambda rc_out: (rc_out[0] == 2 and "--threads" in rc_out[1], tail(rc_out[1])))(
-               cli("deploy", str(planner), "--episodes", "1", "--threads", str((os.cpu_count() or 1) + 1))))
+
+    def deploy_threads():
+        import logging
+
+        from robot_wm.cpus import available_cpus
+
+        seen = []
+        handler = logging.Handler()
+        handler.emit = lambda r: seen.append(r.getMessage())
+        logging.getLogger("robot_wm.cpus").addHandler(handler)
+        try:
+            rc, out = cli("deploy", str(planner), "--episodes", "1", "--threads", "600")
+        finally:
+            logging.getLogger("robot_wm.cpus").removeHandler(handler)
+        return rc == 0 and any(f"--threads=600: this machine has {available_cpus()}" in m for m in seen), tail(out)
+    record(cat, "deploy --threads 600 (under a memory limit: hung, deaf to SIGTERM; now the CPUs, said so)",
+           deploy_threads)
 
     def edited_episode():
         from robot_wm.data.episode import Episode
@@ -113,7 +137,7 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "run run_dir=bad<0xff>name (an unnamed encode error, a half-made folder)", latin1_run_dir)
 
     def dead_display():
-        free = next(n for n in range(90, 200) if not os.path.exists(f"/tmp/.X11-unix/X{n}"))
+        free = _free_display()
         r = _robot_wm("eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "spawn",
                       env={"DISPLAY": f":{free}"})
         return r.returncode == 2 and "no X server answers there" in r.stderr, tail(r.stderr)
@@ -128,7 +152,7 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
         rec.log("x", rr.Scalars(1.0))
         rec.flush()
         rec.disconnect()
-        r = _robot_wm("view", str(rrd), env={"DISPLAY": ":99"})
+        r = _robot_wm("view", str(rrd), env={"DISPLAY": f":{_free_display()}"})
         return "opening " in r.stdout and "TypeError" not in r.stderr, tail(r.stderr or r.stdout)
     record(cat, "view with a display set (a TypeError every time)", view_with_display)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _source(data: str | None) -> str:
 
     where = Path(data).resolve()
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in where.name)[:40]
-    return f"robot_{name}_{hashlib.sha256(str(where).encode()).hexdigest()[:6]}_"
+    return f"robot_{name}_{hashlib.sha256(os.fsencode(where)).hexdigest()[:6]}_"  # any bytes (a Latin-1 name)
 
 
 def _dreams(run) -> Path:

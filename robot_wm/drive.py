@@ -30,10 +30,11 @@ class Tick(NamedTuple):
     diverged: bool          # the simulator diverged: its state stays the last valid one
 
 
-def recorded_physics(meta: dict):
+def recorded_physics(meta: dict, bodies=()):
     """The ``env.randomize`` section that re-creates the physics an episode was recorded with (its metadata's
-    ``randomization``: each scale and the delay fixed, no observation noise), or None for the nominal model. A
-    hand-edited draw gets the section's own errors, naming the field."""
+    ``randomization``: each scale and the delay fixed, no observation noise), or None for the nominal model. The
+    draw names its ``mass_bodies`` since 2026-11-27; an older one gets ``bodies`` (the run's own). A hand-edited
+    draw gets the section's own errors, naming the field."""
     from robot_wm.config import RandomizeConfig
 
     draw = meta.get("randomization")
@@ -43,7 +44,7 @@ def recorded_physics(meta: dict):
         raise ValueError(f"the episode's meta randomization = {str(draw)[:60]!r}: expected an object (a recorded draw)")
     fixed = {k: [draw[k], draw[k]] for k in ("mass", "friction", "damping", "actuator_gain", "action_delay") if k in draw}
     try:
-        return RandomizeConfig(**fixed, mass_bodies=draw.get("mass_bodies", []))
+        return RandomizeConfig(**fixed, mass_bodies=draw.get("mass_bodies", list(bodies)))
     except ValueError as e:
         raise ValueError(f"the episode's meta randomization = {str(draw)[:120]}: {e}") from None
 
@@ -57,7 +58,7 @@ class Drive:
         if not 0 <= step <= n:
             raise ValueError(f"--step {step} is out of range: the episode has {n + 1} states (0 to {n})")
         self.model, self.env = model.eval(), env
-        env.randomize(recorded_physics(episode.meta))
+        env.randomize(recorded_physics(episode.meta, env.randomizer.cfg.mass_bodies if env.randomizer else ()))
         env.reset(episode.meta.get("seed") or 0)  # the episode's own draw (e.g. the arm's target)
         env.set_state(episode.physics_state[step])
         if env.randomizer is not None:  # a delayed robot: the commands still in flight at ``step`` go out first

@@ -279,6 +279,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     if value and s.value is None:  # ignored, exit 0 (probe 14)
         raise ValueError(f"--value: the run {str(s.run.root)!r} has no value and policy to fine-tune (it was trained "
                          "with value.enabled=false); fine-tune without --value")
+    s.run.check_recorded_episodes(s.run.dataset())  # an edited training episode trains here too (review)
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)

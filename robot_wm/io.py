@@ -162,8 +162,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-MAX_JSONL_BYTES = 128 << 20
-"""A run's metrics.jsonl holds a few kB per episode and training round (a 10k-step run: 200 kB; 1M steps: ~20 MB).
+MAX_JSONL_BYTES = 256 << 20
+"""A run's metrics.jsonl holds 5-50 kB per episode and training round (a 10k-step run: 200 kB; 1M steps of 500-step
+episodes: up to ~100 MB).
 Records parse to ~10x their bytes in Python objects: a 480 MB file of small records (under the old 1 GiB bound)
 took 4.8 GB and a MemoryError (probe 14)."""
 

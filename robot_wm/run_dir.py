@@ -39,6 +39,10 @@ LOCK_NAME = ".lock"
 """The run directory's lock file: ``fcntl.flock`` on it says who writes the run (see ``RunDir.lock``)."""
 
 
+TIGHTENED = ("model.val_fraction", "planner.noise_beta", "planner.iterations", "env.max_env_steps")
+"""Fields whose limits the fourteenth probe tightened: a run saved before may hold a value outside them."""
+
+
 class NotARunError(ValueError):
     """A folder that holds files but is not a robot-wm run directory."""
 
@@ -385,7 +389,15 @@ class RunDir:
             # robot-wm writes the whole config; one without them (an empty file) ran on the defaults unnoticed
             raise ValueError(f"{str(self.config_path)!r} names no env.task or seed: a run's config.toml is written "
                              "whole by robot-wm, so this one is damaged or was edited (empty?)")
-        cfg = config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
+        try:
+            cfg = config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
+        except config_mod.ConfigError as e:
+            if tightened := [f for f in TIGHTENED if f in str(e)]:  # an older robot-wm accepted these values
+                raise config_mod.ConfigError(
+                    f"{e}\n  (robot-wm accepted other values of {', '.join(tightened)} before 2026-11-27; to go on with "
+                    f"this run, set {'them' if len(tightened) > 1 else 'it'} within the limits in "
+                    f"{str(self.config_path)!r})") from None
+            raise
         # The run is where it is: a copied or moved run names its old place in config.toml, and a resume of the
         # copy continued the original (braces escaped: run_dir is a template).
         here = str(self.root).replace("{", "{{").replace("}", "}}")

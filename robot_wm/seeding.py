@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import random
 
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from robot_wm.cpus import at_most_cpus
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
@@ -19,10 +17,7 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if threads:
-        if threads > (have := os.cpu_count() or 1):
-            log.warning("threads=%d: this machine has %d CPUs; using %d", threads, have, have)
-            threads = have
-        torch.set_num_threads(threads)
+        torch.set_num_threads(at_most_cpus(threads, "threads"))
 
 
 def episode_seed(run_seed: int, index: int, eval: bool = False) -> int:

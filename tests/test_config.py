@@ -231,3 +231,18 @@ def test_a_run_dir_that_is_not_utf8_text_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"run_dir '.*bad\\xffname' holds the byte\(s\) b'\\xff', which are not UTF-8"):
         apply_overrides(RunConfig(), [f"run_dir={tmp_path / name}"])
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_saved_with_a_value_outside_tightened_limits_says_how_to_go_on(tmp_path):
+    """Review of probe 14's fixes: model.val_fraction=0 (allowed before 2026-11-27) in a run's config.toml made every
+    command on the run fail with the bound alone; the message now says how to go on."""
+    from robot_wm.run_dir import RunDir
+
+    cfg = apply_overrides(RunConfig(), [f"run_dir={tmp_path}"])
+    run = RunDir(tmp_path)
+    run.save_config(cfg)
+    text = (tmp_path / "config.toml").read_text().replace("val_fraction = 0.15", "val_fraction = 0.0")
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r"(?s)model.val_fraction.*accepted other values of model.val_fraction "
+                                          r"before 2026-11-27; to go on with this run, set it within the limits"):
+        run.load_config()

@@ -268,6 +268,13 @@ def test_an_episode_whose_seed_is_not_a_seed_is_named(tmp_path, seed):
     path = tmp_path / "ep.npz"
     _episode(np.random.default_rng(0), 5, seed=None).save(path)
     assert Episode.load(path).meta["seed"] is None
-    _episode(np.random.default_rng(0), 5, seed=seed).save(path)
+    with pytest.raises(ValueError, match=rf"episode '{path}' not written: its meta seed = "):  # nor written (review)
+        _episode(np.random.default_rng(0), 5, seed=seed).save(path)
+    ep = _episode(np.random.default_rng(0), 5)
+    ep.save(path)
+    with np.load(path) as z:  # edited by hand
+        arrays = {k: z[k] for k in z.files}
+    arrays["meta"] = np.array(json.dumps({**ep.meta, "seed": seed}))
+    np.savez_compressed(path, **arrays)
     with pytest.raises(ValueError, match=rf"episode file '{path}' .*meta seed = .* is not a whole number from 0"):
         Episode.load(path)

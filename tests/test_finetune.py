@@ -375,3 +375,16 @@ def test_drive_replays_a_recording_on_the_physics_it_was_recorded_with(run_and_d
         nominal = Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "randomization": None})
         d = replay(model, s.env, nominal, step, ep.action[step:step + h])  # what the nominal robot does instead
         assert np.abs(d.physics - ep.physics_state[step:step + h + 1]).max() > 1e-3
+
+
+def test_an_older_recorded_draw_replays_on_the_runs_own_mass_bodies():
+    """Review: a draw recorded before it named its mass_bodies replayed the mass scale on every body; it takes the
+    run's own (what the run's environment drew it with); a newer draw names its own."""
+    from robot_wm.drive import recorded_physics
+
+    old = {"randomization": {"mass": 1.3, "friction": 1.0, "damping": 1.0, "actuator_gain": 1.0, "obs_noise": 0.0,
+                             "action_delay": 0}}
+    assert recorded_physics(old, ["pole_1"]).mass_bodies == ["pole_1"] and recorded_physics(old).mass_bodies == []
+    new = {"randomization": {**old["randomization"], "mass_bodies": ["cart"]}}
+    assert recorded_physics(new, ["pole_1"]).mass_bodies == ["cart"] and recorded_physics(new).mass == (1.3, 1.3)
+    assert recorded_physics({}) is None

@@ -736,9 +736,16 @@ def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     assert main(["sweep", str(sweep_file), "--storage", str(where), "--cpus", "1"]) == 2
     assert needle in capsys.readouterr().err
     assert (sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()) == before
-    # probe 14: --cpus 100000 on 2 cores started every trial at once (each 3x slower, plan rates skewed)
-    assert main(["sweep", str(sweep_file), "--storage", str(tmp_path / "new"), "--cpus", "100000"]) == 2
-    assert f"--cpus 100000: this machine has {os.cpu_count()} CPUs" in capsys.readouterr().err
+    # probe 14: --cpus 100000 on 2 cores started every trial at once (each 3x slower, plan rates skewed): the
+    # embedded Ray gets this machine's CPUs, said so (here a trial then asks for more than that and is refused)
+    from robot_wm.cpus import available_cpus
+
+    have = available_cpus()
+    big = write_sweep(tmp_path / "big.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\n', [f"threads={have + 1}"])
+    assert main(["sweep", str(big), "--storage", str(tmp_path / "new"), "--cpus", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert f"--cpus 100000: this machine has {have} CPUs for the embedded Ray; using {have}" in err, err
+    assert f"needs threads={have + 1} CPUs but --cpus is {have}" in err, err
     if kind == "user-results":
         assert (where / "results.csv").read_text() == "x,y\n1,2\n"
 

@@ -25,6 +25,14 @@ MAX_EPISODE_BYTES = 2**30
 robot; an ordinary 1,000-step episode is well under 1 MiB)."""
 
 
+def check_seed(meta: dict) -> None:
+    """An episode's seed (drive, dream and whatif reset the simulator to it) is a seed, or null (a robot's)."""
+    if (seed := meta.get("seed")) is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                                       and 0 <= seed < 2**32):  # probe 14: 'abc', -5
+        raise ValueError(f"its meta seed = {json.dumps(seed)[:40]} is not a whole number from 0 to 2**32 - 1 "
+                         "(or null: a robot's episode)")
+
+
 @dataclass
 class Episode:
     obs: np.ndarray
@@ -61,6 +69,10 @@ class Episode:
 
     def save(self, path: Path, *, exclusive: bool = False) -> None:
         """Write atomically; ``exclusive``: FileExistsError rather than replace an existing file."""
+        try:
+            check_seed(self.meta)  # what load refuses is never written (a recorder took any seed)
+        except ValueError as e:
+            raise ValueError(f"episode {str(path)!r} not written: {e}") from None
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(self.meta, sort_keys=True)),
                             **{k: getattr(self, k) for k in KEYS})
@@ -86,10 +98,7 @@ class Episode:
                 meta = loads_json(str(z["meta"]))
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
-            if (seed := meta.get("seed")) is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
-                                       and 0 <= seed < 2**32):  # drive/whatif reset to it (probe 14: 'abc', -5)
-                raise ValueError(f"its meta seed = {json.dumps(seed)[:40]} is not a whole number from 0 to 2**32 - 1 "
-                                 "(or null: a robot's episode)")
+            check_seed(meta)
             return cls(**arrays, meta=meta)
         except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
                 json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit

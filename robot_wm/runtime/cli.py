@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 
 import numpy as np
@@ -30,11 +29,13 @@ def cmd_deploy(a: argparse.Namespace) -> int:
 
 def _deploy(a: argparse.Namespace) -> int:
     from robot_wm.config import EnvConfig
+    from robot_wm.cpus import at_most_cpus
     from robot_wm.runtime.loop import ControlLoop, LoopStats
     from robot_wm.runtime.robot import SimRobot
     from robot_wm.runtime.session import PlannerSession
     from sim.registry import make_env
 
+    a.threads = at_most_cpus(a.threads, "--threads")
     planner = PlannerSession(a.planner, provider=a.provider, threads=a.threads, seed=a.seed,
                              cuda_graph=not a.no_cuda_graph)
     m = planner.meta
@@ -188,9 +189,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=seed, default=0, help="first episode seed (and noise seed)")
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
-    p.add_argument("--threads", type=whole(1, os.cpu_count() or 1), default=min(2, os.cpu_count() or 1),
-                   help="onnxruntime intra-op threads, at most this machine's CPUs (600 under a memory limit hung "
-                        "deploy, deaf to SIGTERM: probe 14)")
+    p.add_argument("--threads", type=whole(1, 1024), default=2,
+                   help="onnxruntime intra-op threads (more than this machine's CPUs: its CPUs, with a warning; 600 "
+                        "under a memory limit hung deploy, deaf to SIGTERM: probe 14)")
     p.add_argument("--rate", type=number(MIN_RATE_HZ, MAX_RATE_HZ), default=None,
                    help="control rate in Hz, 0.1 to 10000 (default: 1 / control period)")
     p.add_argument("--deadline-ms", type=number(0, 60_000, lo_open=True), default=None,

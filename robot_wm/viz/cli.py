@@ -38,35 +38,46 @@ def has_display() -> bool:
     return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def display_problem() -> str | None:
-    """Why no window can open on the display that is set (Linux), or None where one may. A set DISPLAY with no X
-    server behind it let `--rerun spawn` start a viewer that died unseen, then fail 60 s later on "Flush timed out"
-    (probe 14). Checks the X server's socket (``:N`` -> /tmp/.X11-unix/XN, ``host:N`` -> TCP 6000+N) or the
-    Wayland socket; a display spelled otherwise is left to the viewer."""
+def display_problem(display: str | None = None) -> str | None:
+    """Why no window can open on the display that is set (Linux; or on ``display``, an X display name), or None
+    where one may. A set DISPLAY with no X server behind it let `--rerun spawn` start a viewer that died unseen,
+    then fail 60 s later on "Flush timed out" (probe 14). An X display is tried as libxcb tries it (``:N``: the
+    abstract socket, then /tmp/.X11-unix/XN; ``host:N``: TCP 6000+N); a Wayland display by its socket; a display
+    spelled otherwise is left to the viewer."""
     import re
     import socket
 
-    if not sys.platform.startswith("linux"):
+    if display is None and not sys.platform.startswith("linux"):
         return None
-    if wl := os.environ.get("WAYLAND_DISPLAY"):
-        if os.path.exists(wl if os.path.isabs(wl) else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), wl)):
-            return None
-    x = os.environ.get("DISPLAY")
+    wl = None if display is not None else os.environ.get("WAYLAND_DISPLAY")
+    if wl and _answers(socket.AF_UNIX, wl if os.path.isabs(wl) else
+                       os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), wl)):
+        return None
+    x = display if display is not None else os.environ.get("DISPLAY")
     if not x:
-        return "DISPLAY and WAYLAND_DISPLAY are unset" if not wl else f"WAYLAND_DISPLAY={wl}: no such socket"
+        return "DISPLAY and WAYLAND_DISPLAY are unset" if not wl else f"WAYLAND_DISPLAY={wl}: nothing answers there"
     if not (m := re.fullmatch(r"([\w.-]*):(\d+)(?:\.\d+)?", x)):
         return None
     host, number = m.group(1), int(m.group(2))
     if host in ("", "unix"):
-        if os.path.exists(f"/tmp/.X11-unix/X{number}"):
+        path = f"/tmp/.X11-unix/X{number}"
+        if _answers(socket.AF_UNIX, "\0" + path) or _answers(socket.AF_UNIX, path):
             return None
-    else:
-        try:
-            socket.create_connection((host, 6000 + number), timeout=1.0).close()
-            return None
-        except OSError:
-            pass
+    elif _answers(socket.AF_INET, (host, 6000 + number)):
+        return None
     return f"DISPLAY={x}: no X server answers there"
+
+
+def _answers(family: int, address) -> bool:
+    import socket
+
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            s.connect(address)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def warn_network(cfg) -> None:
