@@ -299,14 +299,14 @@ def test_planner_memory_estimate_scales_and_uses_the_given_budget():
     from robot_wm.memory import check_memory, planner_memory_bytes
 
     small = cfgmod.RunConfig()
-    big = cfgmod.apply_overrides(small, ["planner.samples=1280"])
+    big = cfgmod.apply_overrides(small, ["planner.samples=2560"])
     filter_bytes = 4 * 3 * 12 * 12  # the coloured-noise filter: horizon x horizon, not per sample
     assert planner_memory_bytes(big, 5, 1) - filter_bytes == 10 * (planner_memory_bytes(small, 5, 1) - filter_bytes)
     assert planner_memory_bytes(big, 5, 1) < 100e6
     long = cfgmod.apply_overrides(small, ["planner.horizon=1000"])  # the filter alone is 12 MB there
     assert planner_memory_bytes(long, 5, 1) > 4 * 3 * 1000 * 1000
     check_memory(small, 5, 1, available=10**9)  # fits
-    with pytest.raises(ValueError, match=r"planner.samples=128, planner.horizon=12.*model.hidden=200"):
+    with pytest.raises(ValueError, match=r"planner.samples=256, planner.horizon=12.*model.hidden=200"):
         check_memory(small, 5, 1, available=10**6)
 
 
@@ -329,7 +329,7 @@ def test_training_memory_estimate_is_close_to_the_real_model_and_refuses_what_ca
     with pytest.raises(ValueError, match=r"lower model.layers \(the default is 3\) or the others"):
         check_memory(deep, 5, 1, available=24 * 2**30)
     many = cfgmod.apply_overrides(cfg, ["planner.samples=100000000"])
-    with pytest.raises(ValueError, match=r"lower planner.samples \(the default is 128\) or the others"):
+    with pytest.raises(ValueError, match=r"lower planner.samples \(the default is 256\) or the others"):
         check_memory(many, 5, 1, available=24 * 2**30)
 
 

@@ -23,7 +23,7 @@ context is what the step was given besides the state (a goal and its weights, or
 class StepSpec:
     optimizer: str = "icem"
     horizon: int = 12
-    samples: int = 128
+    samples: int = 256
     iterations: int = 2
     elites: int = 16
     keep_elites: int = 4
