@@ -164,11 +164,10 @@ def cmd_collect(a: argparse.Namespace) -> int:
         finally:  # stopped between an episode and its count (probe 14: SIGTERM left the count stale for good)
             if kept and s.run.manifest().get("episodes") != len(s.run.dataset()):
                 s.run.update_manifest(episodes=len(s.run.dataset()))
-        if a.episodes and kept:
-            if s.run.manifest()["status"] == "complete":
-                print(f"note: the run's summary.json describes it at {s.run.summary().get('env_steps')} environment "
-                      f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
-                      "with `robot-wm train` and `robot-wm eval`)")
+        if a.episodes and kept and s.run.manifest()["status"] == "complete":
+            print(f"note: the run's summary.json describes it at {s.run.summary().get('env_steps')} environment "
+                  f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
+                  "with `robot-wm train` and `robot-wm eval`)")
     return 0
 
 
