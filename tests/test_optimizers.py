@@ -293,8 +293,8 @@ def test_learned_planner_finds_the_known_optimal_action(trained_synthetic):
     ("optimizer", "bogus", "optimizer='bogus': Input should be 'cem', 'mppi' or 'icem'"),
     ("temperature", float("nan"), "temperature=nan: Input should be a finite number"),
     ("discount", 2.0, "discount=2.0: Input should be less than or equal to 1"),
-    ("elites", 200, "spec: Value error, elites=200 exceeds samples=128"),
-    ("policy_samples", 200, "policy_samples=200: expected a whole number from 0 to"),
+    ("elites", 300, "spec: Value error, elites=300 exceeds samples=256"),
+    ("policy_samples", 300, "policy_samples=300: expected a whole number from 0 to"),
 ])
 def test_step_spec_built_by_hand_is_checked(field, value, needle):
     """The Python API's StepSpec checked nothing: torch's "index out of range", or a bogus optimizer and a NaN
