@@ -1610,8 +1610,8 @@ def test_sigterm_during_collect_leaves_the_manifest_counting_every_stored_episod
     """Probe 14: SIGTERM to `collect RUN --episodes 50` after 3 episodes: exit 143, but manifest.json kept its
     count from before beside the 3 new episodes, for good (train and eval never corrected it)."""
     start = len(list((run_copy / "episodes").glob("episode_*.npz")))
-    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "collect", str(run_copy), "--episodes", "50",
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "collect", str(run_copy), "--episodes", "1000000",
+                             "--no-progress"],  # never done before the signal (50 random episodes could be, on CI) stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "MUJOCO_GL": "egl"})
     end = time.monotonic() + 120
     while len(list((run_copy / "episodes").glob("episode_*.npz"))) < start + 3 and time.monotonic() < end:
