@@ -15,6 +15,7 @@ import copy
 import numbers
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -215,16 +216,27 @@ def robot_weight(run, held: int = 0) -> int:
     return w if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WEIGHT else DEFAULT_WEIGHT
 
 
-def mixed_split(sim: list[Episode], robot: list[Episode], weight: int,
-                val_fraction: float) -> tuple[Transitions, list[Episode], Transitions]:
-    """Training transitions of simulated and robot episodes (each robot row ``weight`` times), the held-out
-    segments of both (``split``), and the simulated training transitions alone (what the normalisers are
-    fitted on: ``fit_model``'s ``norm_from``)."""
+class MixedSplit(NamedTuple):
+    """Simulated and robot episodes split for one training round (``mixed_split``)."""
+
+    train: Transitions        # training transitions: the simulated ones, then each robot row ``weight`` times
+    sim_val: list[Episode]    # the held-out segment of every simulated episode
+    robot_val: list[Episode]  # ... and of every robot episode
+    sim_train: Transitions    # the simulated training transitions alone: what the normalisers are fitted on
+
+    @property
+    def val(self) -> list[Episode]:
+        return self.sim_val + self.robot_val
+
+
+def mixed_split(sim: list[Episode], robot: list[Episode], weight: int, val_fraction: float) -> MixedSplit:
+    """The one split of a round's data (``split``, the robot's episodes numbered after the simulator's), so that
+    training, validation and every error before and after measure the same held-out segments."""
     sim_t, sim_val = split(sim, val_fraction)
     if not robot:
-        return sim_t, sim_val, sim_t
+        return MixedSplit(sim_t, sim_val, [], sim_t)
     rob_t, rob_val = split(robot, val_fraction, first_index=len(sim))
-    return _join([sim_t, *[rob_t] * weight]), sim_val + rob_val, sim_t
+    return MixedSplit(_join([sim_t, *[rob_t] * weight]), sim_val, rob_val, sim_t)
 
 
 def sim_states(sim: list[Episode]) -> np.ndarray:
@@ -304,16 +316,14 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     # One unit before and after: the errors were each in their own model's units, and a refitted normaliser
     # made the simulator's 12-step error on cheetah-run look 1.5x worse where it was 1.08x
     units = copy.deepcopy(elite_before.obs_norm)
+    mix = mixed_split(sim, robot, weight, cfg.model.val_fraction)  # sim_val: what fine-tuning may forget
     before = multistep_error(elite_before, robot, horizons, units)  # in-sample: the episodes it is fine-tuned on
-    _, sim_val = split(sim, cfg.model.val_fraction)  # the simulator's held-out segments: what fine-tuning may forget
-    _, robot_val = split(robot, cfg.model.val_fraction, first_index=len(sim))  # mixed_split holds these out
-    sim_before = multistep_error(elite_before, sim_val, horizons, units)
-    robot_val_before = multistep_error(elite_before, robot_val, horizons, units)
+    sim_before = multistep_error(elite_before, mix.sim_val, horizons, units)
+    robot_val_before = multistep_error(elite_before, mix.robot_val, horizons, units)
 
     t0 = time.perf_counter()
-    train_t, val, sim_t = mixed_split(sim, robot, weight, cfg.model.val_fraction)
-    report = fit_model(s.model, train_t, val, cfg.model, seed=cfg.seed * 7919 + round_, progress=progress,
-                       norm_from=sim_t)
+    report = fit_model(s.model, mix.train, mix.val, cfg.model, seed=cfg.seed * 7919 + round_, progress=progress,
+                       norm_from=mix.sim_train)
     elite = s.model.subset(report.elites)
     value_rec = {}
     if value and s.value is not None:
@@ -324,8 +334,8 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
         value_rec = {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
                      "mean_q": rep.mean_q}
     after = multistep_error(elite, robot, horizons, units)
-    sim_after = multistep_error(elite, sim_val, horizons, units)
-    robot_val_after = multistep_error(elite, robot_val, horizons, units)
+    sim_after = multistep_error(elite, mix.sim_val, horizons, units)
+    robot_val_after = multistep_error(elite, mix.robot_val, horizons, units)
     sources = sorted({str(e.meta["imported_from"].get("path", "?")) for e in robot})  # each checked: a dict
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec)}

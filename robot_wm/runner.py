@@ -207,14 +207,13 @@ class Session:
         # train after finetune trained on simulation alone and nothing said so (tenth probe)
         robot = held_robot_episodes(self, list(data))
         weight = robot_weight(self.run, len(robot))
-        train_t, val, sim_t = mixed_split(list(data), robot, weight, self.cfg.model.val_fraction)
-        report = fit_model(model, train_t, val, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
-                           progress=self.progress, norm_from=sim_t)
+        mix = mixed_split(list(data), robot, weight, self.cfg.model.val_fraction)
+        report = fit_model(model, mix.train, mix.val, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
+                           progress=self.progress, norm_from=mix.sim_train)
         elite = model.subset(report.elites)
         value_rec = self._train_value(data, round_, robot * weight) if self.cfg.value.enabled else {}
-        _, held_out = data.split(self.cfg.model.val_fraction)
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
-        errors = multistep_error(elite, held_out, horizons)
+        errors = multistep_error(elite, mix.sim_val, horizons)  # the simulator's held-out segments
         transitions = sum(len(e) for e in data)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
             "task": self.cfg.env.task, "round": round_, "transitions": transitions,
