@@ -208,6 +208,13 @@ class PlannerConfig(_Section):
     it can. The next step's warm start stays the plan."""
     discount: float = Field(1.0, gt=0, le=1)
     """Discount applied to imagined rewards when the run has no value (with one, value.discount applies)."""
+    delay: int = Field(0, ge=0, le=999)
+    """Control steps between a command and its effect on the robot: a known actuation latency, to compensate
+    (at most horizon - 1). The first ``delay`` actions of every imagined sequence are the commands already in
+    flight (the warm-start plan carries them), and the command sent is the plan's action ``delay`` steps
+    ahead. 0 (the default): a command acts within its own control step, as in the simulator. Set it on
+    ``eval``/``export`` for a robot with a measured delay (e.g. ``--shift delay-1 planner.delay=1``); the
+    world model is trained on undelayed data."""
     policy_fraction: float = Field(0.1875, ge=0, lt=1)
     """Share of each iteration's samples that are policy rollouts through the world model, rounded
     (0.1875: 24 of 128; runs with a value only; the rest are noise samples around the current mean)."""
@@ -222,6 +229,9 @@ class PlannerConfig(_Section):
             raise ValueError(f"elites={self.elites} exceeds samples={self.samples}")
         if self.keep_elites > self.elites:
             raise ValueError(f"keep_elites={self.keep_elites} exceeds elites={self.elites}")
+        if self.delay >= self.horizon:
+            raise ValueError(f"delay={self.delay} must be less than horizon={self.horizon}: the plan must reach "
+                             "past the commands already in flight")
         if self.keep_elites + self.policy_samples + 2 > self.samples:
             raise ValueError(f"keep_elites={self.keep_elites} and policy_fraction={self.policy_fraction} "
                              f"({self.policy_samples} policy samples) leave no room for new samples "

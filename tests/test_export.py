@@ -19,6 +19,7 @@ from robot_wm import config as cfgmod
 from robot_wm.export.format import PLANNER_FORMAT, PLANNER_KEYS
 from robot_wm.export.onnx_export import export_planner
 from robot_wm.export.source import load_source
+from robot_wm.runtime.session import PlannerSession
 
 SMALL = ["env.task=cartpole-swingup", "model.hidden=32", "model.layers=2", "model.ensemble_size=3",
          "model.elites=2", "model.max_epochs=2", "planner.horizon=8", "planner.samples=64",
@@ -77,10 +78,13 @@ def test_export_cli_writes_one_checked_file_with_metadata(run_dir, tmp_path):
     assert not np.array_equal(a1, a2) and np.all(np.abs(a1) <= 1)
 
 
-@pytest.mark.parametrize(("optimizer", "with_value"), [("icem", True), ("mppi", True), ("cem", True), ("icem", False)])
-def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer, with_value):
-    """The full planner, terminal value and policy proposals included (with_value), or the PETS-style one."""
-    src = load_source(run_dir, [f"planner.optimizer={optimizer}"] + (["planner.keep_elites=0"] if optimizer != "icem" else []))
+@pytest.mark.parametrize(("optimizer", "with_value", "delay"),
+                         [("icem", True, 0), ("mppi", True, 0), ("cem", True, 0), ("icem", False, 0), ("icem", True, 2)])
+def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer, with_value, delay):
+    """The full planner, terminal value and policy proposals included (with_value), or the PETS-style one;
+    with a delay, the commands in flight (the warm start's first ones) kept and the action sent further ahead."""
+    src = load_source(run_dir, [f"planner.optimizer={optimizer}", f"planner.delay={delay}"]
+                      + (["planner.keep_elites=0"] if optimizer != "icem" else []))
     value = src.value if with_value else None
     assert (value is not None) == with_value, "the run directory's checkpoint holds a value"
     spec = StepSpec.from_config(src.cfg.planner)
@@ -88,11 +92,14 @@ def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer
     export_planner(src.model, spec, out, noise="input", value=value)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert (meta["value"], meta["policy_samples"]) == (("1", str(spec.policy_samples)) if with_value else ("0", "0"))
+    assert meta["delay"] == str(delay) == str(PlannerSession(out).meta.delay)
     step = PlanStep(*learned_score(src.model, spec, value), src.model.action_low, src.model.action_high)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
     data = src.model.obs_norm
     plan_t = initial_plan(step.low, step.high, spec.horizon)
+    if delay:  # commands in flight that are not the middle of the range
+        plan_t = step.low + (step.high - step.low) * torch.rand(plan_t.shape, generator=gen)
     plan_o = plan_t.numpy().copy()
     for k in range(5):  # a few warm-started steps from states around the data
         state = data.mean + data.std * torch.randn(5, generator=gen)
@@ -106,6 +113,9 @@ def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer
         np.testing.assert_allclose(best, ref.best_return.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(spread, ref.spread.numpy(), rtol=1e-3, atol=1e-4)
         assert bool(valid) and bool(ref.valid)
+        if delay:
+            np.testing.assert_array_equal(next_plan[: delay - 1], plan_o[1:delay])  # still in flight
+            np.testing.assert_array_equal(next_plan[delay - 1], action)
         plan_t, plan_o = ref.next_plan, next_plan
 
 

@@ -320,3 +320,55 @@ def test_a_noise_filter_that_underflows_is_an_error_naming_the_exponent():
     assert torch.isfinite(colored_filter(1000, 4.0)).all()
     with pytest.raises(ValueError, match=r"planner.noise_beta=50 gives a non-finite noise filter over 12 steps"):
         colored_filter(12, 50.0)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_delay_keeps_the_commands_in_flight_and_sends_the_action_delay_steps_ahead(optimizer):
+    spec = _spec(optimizer, delay=2)
+    gen = torch.Generator().manual_seed(3)
+    prev = LOW + (HIGH - LOW) * torch.rand(spec.horizon, 2, generator=gen)  # commands in flight: prev[:2]
+    out = plan_step(torch.zeros(3), prev, torch.randn(spec.noise_shape(2), generator=gen),
+                    quadratic(torch.tensor([0.5, -1.2])), spec, LOW, HIGH, _filter(spec))
+    assert torch.equal(out.elite_plans[:, :2], prev[:2].expand(len(out.elite_plans), 2, 2))
+    assert torch.equal(out.next_plan[0], prev[1])   # still in flight at the next step
+    assert torch.equal(out.next_plan[1], out.action)  # the command sent now, in flight next
+
+
+def _delayed_integrator(planner_delay: int, robot_delay: int = 2, steps: int = 30) -> np.ndarray:
+    """x' = x + 0.5 * (the command sent ``robot_delay`` steps ago), from x = 3 toward 0, planned on the undelayed
+    model (reward -x^2 per step) with ``planner_delay``: the positions visited."""
+    spec = StepSpec(optimizer="icem", horizon=8, samples=64, iterations=3, elites=8, keep_elites=2,
+                    delay=planner_delay)
+    low, high = torch.tensor([-1.0]), torch.tensor([1.0])
+
+    def score(state, actions):
+        x = state[0] + 0.5 * actions[..., 0].cumsum(-1)
+        ret = -(x**2).sum(-1)
+        return ret, torch.zeros_like(ret)
+
+    gen = torch.Generator().manual_seed(0)
+    plan, x, sent, xs = initial_plan(low, high, spec.horizon), 3.0, [0.0] * robot_delay, []
+    for _ in range(steps):
+        out = plan_step(torch.tensor([x]), plan, torch.randn(spec.noise_shape(1), generator=gen), score, spec, low,
+                        high, _filter(spec))
+        plan = out.next_plan
+        sent.append(float(out.action[0]))
+        x += 0.5 * sent[-1 - robot_delay]
+        xs.append(x)
+    return np.array(xs)
+
+
+def test_delay_compensation_stops_the_overshoot_of_a_delayed_robot():
+    """A robot whose commands act two steps late: a planner that ignores it keeps pushing while its
+    commands are in flight and overshoots the target; one told the delay settles on it."""
+    naive, compensated = _delayed_integrator(0), _delayed_integrator(2)
+    assert naive.min() < -0.9 and np.abs(naive[-10:]).max() > 0.3  # overshoots, still swinging at the end
+    assert compensated.min() > -0.3 and np.abs(compensated[-10:]).max() < 0.1
+    assert (compensated[8:] ** 2).sum() < 0.1 * (naive[8:] ** 2).sum()  # after both first reach the target
+
+
+def test_delay_must_leave_room_to_plan():
+    with pytest.raises(ValueError, match="delay=12 must be less than horizon=12"):
+        PlannerConfig(delay=12)
+    with pytest.raises(ValueError, match="delay"):
+        StepSpec(horizon=4, delay=4)

@@ -290,6 +290,25 @@ def test_loop_falls_back_to_the_shifted_plan_and_counts(files):
     np.testing.assert_allclose(loop.plan, np.concatenate([prev[1:], prev[-1:]]))
 
 
+def test_a_delayed_planners_fallback_sends_the_command_due_and_keeps_what_was_sent_in_flight(files):
+    """With planner.delay=1 the warm start's first action is already on its way: a fallback sends the next one,
+    and whatever was sent (the safe action too) is what the next step plans around."""
+    from dataclasses import replace
+
+    inner = PlannerSession(files["input"], provider="cpu")
+    warm = np.linspace(0, 0.7, 8, dtype=np.float32)[:, None]
+    for safe, expect in ((None, 0.1), (np.array([-0.25], np.float32), -0.25)):
+        planner = Broken(inner, raise_at={0})
+        planner.meta, planner.initial_plan = replace(inner.meta, delay=1), warm.copy
+        robot = ScriptedRobot()
+        loop = ControlLoop(planner, robot, deadline_s=10.0, realtime=False, safe_action=safe)
+        assert loop.run(1).fallbacks == 1
+        assert robot.sent[0][0] == pytest.approx(expect)
+        np.testing.assert_allclose(loop.plan[:, 0], [expect, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.7], atol=1e-6)
+        loop.run(1)  # a planned step: its action is the plan's second, and it is kept as the one in flight
+        assert loop.plan[0, 0] == robot.sent[1][0]
+
+
 def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
     robot = ScriptedRobot()
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=1e-9,
@@ -680,6 +699,8 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("action_repeat", "100000", "metadata action_repeat='100000'"),
     ("optimizer", "$(id)", "metadata optimizer='$(id)', expected one of cem, mppi, icem"),
     ("iterations", "-1", "metadata iterations='-1', expected at least 1"),
+    ("delay", "8", "metadata delay='8', expected a whole number from 0 to horizon - 1 = 7"),
+    ("delay", "-1", "metadata delay='-1'"),
 ])
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner

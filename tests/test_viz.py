@@ -395,3 +395,19 @@ def test_view_lists_only_recordings(tiny_run, tmp_path, capsys):
     assert cli.main(["view", str(run), "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert sorted(listed) == sorted([*map(str, real), str(rr / "\\x1b[31mred.rrd")]), listed
+
+
+def test_a_delayed_planners_recording_shows_the_plan_with_its_commands_in_flight(tiny_run, tmp_path):
+    """`eval --shift delay-1 planner.delay=1 --rerun` on a copy: the ghosts and the policy proposals are replayed
+    from the commands in flight, and the recording holds every plan panel."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.root, run)
+    before = set(find_recordings(run))
+    assert cli.main(["eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "--shift", "delay-1",
+                     "planner.delay=1"]) == 0
+    (new,) = set(find_recordings(run)) - before
+    ep = RunDir(run).records("episode")[-1]
+    check_rrd(new, ghosts=GHOSTS, horizon=HORIZON, entities=(P.CHOSEN, P.PROPOSALS, P.PLAN_VALUE),
+              plan_steps=math.ceil(ep["control_steps"] / EVERY))

@@ -47,14 +47,15 @@ class LearnedScore(nn.Module):
         return score_sequences(self.net, state, actions, self.discount, self.value, self.novelty_weight,
                                self.obs_scale, goal, goal_weights, self.reward_weight)
 
-    def propose(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def propose(self, state: torch.Tensor, eps: torch.Tensor, inflight: torch.Tensor | None = None) -> torch.Tensor:
         """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
-        sampled with standard-normal ``eps`` (P, H, A)."""
+        sampled with standard-normal ``eps`` (P, H, A); the first steps apply the commands ``inflight`` (D, A)
+        already sent, the policy acts from there."""
         p, h, _ = eps.shape
-        e = self.net.members
+        e, d = self.net.members, 0 if inflight is None else inflight.shape[0]
         s, actions = state.expand(p, state.shape[-1]), []
         for t in range(h):
-            a = self.value.act(s, eps[:, t])
+            a = inflight[t].expand(p, -1) if t < d else self.value.act(s, eps[:, t])
             actions.append(a)
             s = self.net.step(s.expand(e, *s.shape), a.expand(e, *a.shape))[0].mean(0)
         return torch.stack(actions, 1)
@@ -87,7 +88,9 @@ class PlanStep(nn.Module):
 
     def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
                 *context: torch.Tensor) -> PlanOutput:
-        proposals = self.score.propose(state, proposal_noise(self.spec, noise)) if self.spec.policy_samples else None
+        inflight = prev_plan[: self.spec.delay].clamp(self.low, self.high) if self.spec.delay else None
+        proposals = self.score.propose(state, proposal_noise(self.spec, noise), inflight) \
+            if self.spec.policy_samples else None
         return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
                          proposals, context)
 
@@ -118,6 +121,7 @@ class MPCPlanner:
         self.fallbacks = 0
         self.last: PlanOutput | None = None
         self.last_noise: torch.Tensor | None = None  # what ``last`` was planned with (to replay proposals)
+        self.last_warm_start: torch.Tensor | None = None  # and the plan it refined (it holds the commands in flight)
         self.goal_fn, self.goal, self.context = goal_fn, None, ()
         self.reset()
 
@@ -159,7 +163,7 @@ class MPCPlanner:
         state = torch.as_tensor(arr, device=self.device)
         noise = self.noise()
         out = self._fn(state, self.plan, noise, *self.context)
-        self.plan, self.last, self.last_noise = out.next_plan, out, noise
+        self.plan, self.last, self.last_noise, self.last_warm_start = out.next_plan, out, noise, self.plan
         if not bool(out.valid):
             self.fallbacks += 1
             return out.action.double().cpu().numpy()
@@ -167,6 +171,8 @@ class MPCPlanner:
         if self.action_noise:
             eps = torch.randn(action.shape, generator=self.gen, device=self.device)
             action = (action + self.action_noise * out.action_std * eps).clamp(self.step.low, self.step.high)
+            if d := self.step.spec.delay:  # the plan carries what was sent, which is now in flight
+                self.plan = torch.cat([self.plan[: d - 1], action[None], self.plan[d:]])
         return action.double().cpu().numpy()
 
 

@@ -35,6 +35,7 @@ class StepSpec:
     uncertainty_weight: float = 0.0
     discount: float = 1.0
     policy_samples: int = 0
+    delay: int = 0
 
     def __post_init__(self) -> None:
         """The Python API builds specs directly: samples=0 was a torch 'index out of range', optimizer='bogus' and
@@ -70,7 +71,7 @@ class StepSpec:
 
 
 class PlanOutput(NamedTuple):
-    action: torch.Tensor       # (A,) first action of the refined plan, within bounds
+    action: torch.Tensor       # (A,) the command to send: the refined plan's action ``delay`` steps ahead
     next_plan: torch.Tensor    # (H, A) warm start for the next step: the plan shifted by one
     best_return: torch.Tensor  # () objective of the plan being executed (predicted return - penalty)
     spread: torch.Tensor       # () ensemble spread of that plan's return
@@ -113,12 +114,18 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     ``context`` (e.g. a goal state and its weights) is passed to every ``score_fn`` call after the sequences.
     The refit mean is the plan executed; it is scored once more at the end (one sequence), so that
     ``best_return`` and ``spread`` describe what the robot does, not the best sample seen.
+
+    With ``spec.delay`` = d > 0 the first d actions of ``prev_plan`` are the commands in flight (sent, not yet
+    acting): every candidate keeps them, and the command returned is the plan's action d. The shifted plan
+    then carries the command just sent at position d - 1, so the in-flight commands need no input of their own.
     """
     n, k, keep = spec.samples, spec.elites, spec.carried
     props = prev_plan.new_zeros((0, *prev_plan.shape)) if proposals is None else proposals.clamp(low, high)
     n = n - props.shape[0]
     half = (high - low) / 2
     mean = prev_plan.clamp(low, high)
+    d = spec.delay
+    inflight = mean[:d]
     std = (spec.init_std * half).expand_as(mean)
     min_std = spec.min_std * half
     kept = mean.new_zeros((0, *mean.shape))
@@ -126,6 +133,8 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         fixed = 1 + (keep if i > 0 else 0)
         eps = torch.einsum("th,nha->nta", noise_filter, noise[i, : n - fixed])
         cand = torch.cat([(mean + std * eps).clamp(low, high), props, mean.unsqueeze(0), kept])
+        if d:  # the commands in flight are not the planner's to change
+            cand = torch.cat([inflight.expand(cand.shape[0], d, -1), cand[:, d:]], 1)
         ret, spread = score_fn(state, cand, *context)
         obj = ret - spec.uncertainty_weight * spread
         obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, -math.inf))
@@ -141,6 +150,8 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         new_std = ((w * (elite - new_mean) ** 2).sum(0)).sqrt()
         # Clamp: a float32 weighted mean of in-bound elites can land one ulp outside the bounds.
         mean = (spec.momentum * mean + (1 - spec.momentum) * new_mean).clamp(low, high)
+        if d:  # exactly the in-flight commands (a weighted mean of equal values may differ in the last bit)
+            mean = torch.cat([inflight, mean[d:]])
         std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
         if keep:
             kept = elite[:keep]
@@ -150,4 +161,4 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)
     plan = torch.where(valid, mean, fallback)
     next_plan = torch.cat([plan[1:], plan[-1:]])
-    return PlanOutput(plan[0], next_plan, plan_obj, plan_spread[0], valid, elite, obj, std[0])
+    return PlanOutput(plan[d], next_plan, plan_obj, plan_spread[0], valid, elite, obj, std[d])

@@ -44,6 +44,8 @@ def cmd_export(a: argparse.Namespace) -> int:
               else "no value (imagined reward only)" if goal is None else "no value")
     if goal is not None:
         extras += f", goal input (default {[round(float(x), 4) for x in goal.state]}, reward weight {g.reward_weight:g})"
+    if spec.delay:
+        extras += f", commands act {spec.delay} control step{'s' * (spec.delay > 1)} late (planner.delay)"
     echo(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")

@@ -172,7 +172,7 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         "horizon": spec.horizon, "samples": spec.samples, "iterations": spec.iterations,
         "optimizer": spec.optimizer, "noise": noise, "noise_shape": json.dumps(list(spec.noise_shape(a))),
         "members": model.members, "model_flops_per_step": model_flops(model, spec, value),
-        "value": int(value is not None), "policy_samples": spec.policy_samples,
+        "value": int(value is not None), "policy_samples": spec.policy_samples, "delay": spec.delay,
         "goal": int(goal is not None), "reward_weight": reward_weight if goal is not None else 1.0,
         **({} if goal is None else {"goal_state": json.dumps(goal.state.tolist()),
                                     "goal_weights": json.dumps(goal.weights.tolist())}),

@@ -84,6 +84,7 @@ class ControlLoop:
     def __init__(self, planner, robot, rate_hz: float | None = None, deadline_s: float | None = None,
                  safe_action: np.ndarray | None = None, realtime: bool = True, max_fallbacks: int = 25):
         self.planner, self.robot = planner, robot
+        self.delay = int(getattr(getattr(planner, "meta", None), "delay", 0))  # a planner exported with planner.delay
         for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):  # True ran at 1 Hz; "0.01" a ufunc error
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
                                   or not (np.isfinite(v) and v > 0)):
@@ -187,7 +188,7 @@ class ControlLoop:
         else:
             stats.fallbacks += 1
             prev = np.where(np.isfinite(prev), prev, ((self.low + self.high) / 2)[None])
-            action = self.safe_action if self.safe_action is not None else prev[0]
+            action = self.safe_action if self.safe_action is not None else prev[self.delay]
             self.plan = np.concatenate([prev[1:], prev[-1:]]).astype(np.float32)
             log.warning("step %d: %s; applying %s", stats.steps, reason,
                         "the safe action" if self.safe_action is not None else "the shifted previous plan")
@@ -195,6 +196,9 @@ class ControlLoop:
         if self.consecutive_fallbacks >= self.max_fallbacks:  # sent below as this step's command
             action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
+        if self.delay:  # the command sent is in flight now: the next step's plan holds it at delay - 1
+            self.plan = np.array(self.plan, dtype=np.float32)
+            self.plan[self.delay - 1] = action
         try:
             self.robot.send_action(action)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)

@@ -77,6 +77,7 @@ class PlannerMeta:
     model_flops_per_step: int
     raw: dict
     goal: Goal | None = None        # a goal-conditioned planner's default goal (inputs goal, goal_weights)
+    delay: int = 0                  # control steps a command takes to act (prev_plan[:delay] is in flight)
 
     @classmethod
     def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
@@ -105,6 +106,11 @@ class PlannerMeta:
             except (KeyError, ValueError, TypeError) as e:
                 raise ModelFileError(f"{where}: goal metadata is incomplete or malformed ({e})") from None
             meta = replace(meta, goal=goal)
+        delay = props.get("delay", "0")  # files exported before 2026-11-27 have none: no delay
+        if not (delay.isascii() and delay.isdigit() and int(delay) < meta.horizon):
+            raise ModelFileError(f"{where}: metadata delay={delay!r}, expected a whole number from 0 to "
+                                 f"horizon - 1 = {meta.horizon - 1} (the file was edited or damaged)")
+        meta = replace(meta, delay=int(delay))
         sizes = {"state_dim": meta.state_dim, "horizon x action_dim": meta.horizon * meta.action_dim,
                  "noise_shape": int(np.prod(meta.noise_shape, dtype=np.int64)) if meta.noise_shape else 1}
         if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):

@@ -189,12 +189,15 @@ class RerunObserver(Observer):
             lg.log_plan(**kw)
             return
         model, spec = score.model, policy.step.spec
-        chosen = torch.cat([out.action[None], out.next_plan[:-1]])          # (H, A) the plan being executed
+        inflight = policy.last_warm_start[: spec.delay].clamp(policy.step.low, policy.step.high)  # (delay, A)
+        first = inflight[:1] if spec.delay else out.action[None]
+        chosen = torch.cat([first, out.next_plan[:-1]])                    # (H, A) the plan being executed
         k = min(self.ghosts, len(out.elite_plans))
         props = out.elite_plans[:0]
         if spec.policy_samples and policy.last_noise is not None:          # the same proposals the step made
             state = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=chosen.device)
-            props = score.propose(state, proposal_noise(spec, policy.last_noise)[:self.ghosts])
+            props = score.propose(state, proposal_noise(spec, policy.last_noise)[:self.ghosts],
+                                  inflight if spec.delay else None)
         seqs = torch.cat([chosen[None], out.elite_plans[:k], props]).cpu().numpy()  # chosen, elites, proposals
         low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
         res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount, score.value,
