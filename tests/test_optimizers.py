@@ -372,3 +372,12 @@ def test_delay_must_leave_room_to_plan():
         PlannerConfig(delay=12)
     with pytest.raises(ValueError, match="delay"):
         StepSpec(horizon=4, delay=4)
+
+
+def test_exploration_noise_with_a_delay_keeps_the_noisy_command_sent_as_the_one_in_flight():
+    spec = _spec("icem", delay=1)
+    planner = MPCPlanner(PlanStep(quadratic(torch.tensor([0.5, -1.2])), spec, LOW, HIGH), seed=0, action_noise=1.0)
+    for _ in range(3):
+        sent = planner.act(np.zeros(3))
+        assert torch.equal(planner.plan[0], torch.as_tensor(sent, dtype=torch.float32))  # what acts next step
+        assert not torch.equal(planner.plan[0], planner.last.action)  # the noise was added to the plan's action
