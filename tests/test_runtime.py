@@ -309,6 +309,27 @@ def test_a_delayed_planners_fallback_sends_the_command_due_and_keeps_what_was_se
         assert loop.plan[0, 0] == robot.sent[1][0]
 
 
+def test_one_session_stepped_from_two_threads_plans_each_for_its_own_state(files):
+    """Two threads on one PlannerSession: a NaN state came back valid (planned from the other thread's state) and
+    a good one invalid, hundreds of times in 400 (probe 15). Calls now take turns on the session's buffers."""
+    import threading
+
+    s = PlannerSession(files["internal"], threads=1)
+    plan, wrong = s.initial_plan(), {"nan_valid": 0, "good_invalid": 0}
+
+    def worker(state, key, bad):
+        for _ in range(150):
+            wrong[key] += s.step(state, plan).valid == bad
+
+    threads = [threading.Thread(target=worker, args=(np.full(5, np.nan, np.float32), "nan_valid", True)),
+               threading.Thread(target=worker, args=(np.zeros(5, np.float32), "good_invalid", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == {"nan_valid": 0, "good_invalid": 0}
+
+
 def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
     robot = ScriptedRobot()
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=1e-9,
@@ -397,6 +418,35 @@ def _record(tmp_path, robot, actions):
         rec.step(robot, np.array([a]), 0.002, None)
     path = rec.end()
     return path, EpisodeDataset(tmp_path / "rec")[0]
+
+
+def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
+    """A driver that keeps its physics state in one buffer: every stored row was the last state (probe 15)."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime import SimRobot
+    from robot_wm.runtime.record import DeploymentRecorder
+    from sim.registry import make_env
+
+    class OneBuffer(SimRobot):
+        def physics_state(self):
+            self.buf = getattr(self, "buf", None)
+            s = self.env.get_state()
+            self.buf = s if self.buf is None else self.buf
+            self.buf[...] = s
+            return self.buf
+
+    robot = OneBuffer(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
+    robot.reset(0)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
+    rec.begin(robot, seed=0)
+    for _ in range(5):
+        robot.send_action(np.array([1.0]))
+        rec.step(robot, np.array([1.0]), 0.002, None)
+    rec.end()
+    ps = EpisodeDataset(tmp_path / "rec")[0].physics_state
+    assert len(ps) == 6 and len(np.unique(ps, axis=0)) == 6  # every step's own state
+    np.testing.assert_array_equal(ps[-1], robot.buf)
 
 
 def test_recorder_keeps_the_steps_before_a_bad_state_and_marks_unknown_rewards(tmp_path):

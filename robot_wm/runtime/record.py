@@ -182,7 +182,7 @@ def _physics_state(robot) -> np.ndarray | None:
     if not callable(get):
         return np.zeros(0)
     try:
-        return np.asarray(get(), dtype=np.float64).reshape(-1)
+        return np.array(get(), dtype=np.float64).reshape(-1)  # a copy: a driver may refill one buffer (probe 15)
     except Exception as e:  # noqa: BLE001
         log.warning("recorder: robot.physics_state() failed (%s: %s); the episode stores no physics state",
                     type(e).__name__, e)

@@ -12,6 +12,7 @@ import ctypes.util
 import logging
 import math
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -218,7 +219,9 @@ class PlannerSession:
     Inputs and outputs live in buffers allocated once and bound with IO binding (on the GPU the
     buffers are device memory and, with a CUDA graph, their addresses never change). A model with a
     ``noise`` input gets standard-normal noise from a seeded numpy generator; otherwise the graph
-    draws its own.
+    draws its own. Safe to share between threads: a step holds the session's buffers from its inputs to
+    its outputs (two threads stepping at once each got plans for the other's state, probe 15), so calls
+    from several threads take turns.
     """
 
     def __init__(self, path: str | Path, provider: str = "auto", threads: int = 2, seed: int = 0,
@@ -255,6 +258,7 @@ class PlannerSession:
         # A captured CUDA graph would replay in-graph random numbers: only the noise-input variant uses one.
         self.cuda_graph = bool(cuda_graph and self.device == "cuda" and self.has_noise_input)
         self.rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()  # the bound buffers are one step's at a time
         self._bind()
 
     # --- loading ------------------------------------------------------------------------------
@@ -347,8 +351,9 @@ class PlannerSession:
         if self.meta.goal is None:
             raise ValueError(f"{str(self.path)!r} is not a goal-conditioned planner (export it with a [goal] "
                              "in the run's config or a goal.* override)")
-        goal = check_goal(state, self._host["goal_weights"] if weights is None else weights, self.meta.state_dim)
-        self._host["goal"][...], self._host["goal_weights"][...] = goal
+        with self._lock:
+            goal = check_goal(state, self._host["goal_weights"] if weights is None else weights, self.meta.state_dim)
+            self._host["goal"][...], self._host["goal_weights"][...] = goal
 
     def initial_plan(self) -> np.ndarray:
         """The warm start of an episode's first step: the middle of the action range."""
@@ -365,19 +370,20 @@ class PlannerSession:
         if plan.shape != self._host["prev_plan"].shape:  # a (1,) plan was broadcast over the whole horizon
             raise ValueError(f"prev_plan has shape {plan.shape}, the planner expects "
                              f"{self._host['prev_plan'].shape} (horizon, action_dim)")
-        self._host["prev_plan"][...] = plan
-        self._host["state"][...] = state
-        if self.has_noise_input:
-            self.rng.standard_normal(out=self._host["noise"], dtype=np.float32)
-        if self.device == "cpu":
-            pass  # the CPU OrtValues share memory with the host arrays
-        else:
-            for k, v in self._in.items():
-                v.update_inplace(self._host[k])
-        self.session.run_with_iobinding(self._binding, self._run_options)
-        o = {k: v.numpy() for k, v in self._out.items()}
-        return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]), float(o["spread"]),
-                          bool(o["valid"]))
+        with self._lock:
+            self._host["prev_plan"][...] = plan
+            self._host["state"][...] = state
+            if self.has_noise_input:
+                self.rng.standard_normal(out=self._host["noise"], dtype=np.float32)
+            if self.device == "cpu":
+                pass  # the CPU OrtValues share memory with the host arrays
+            else:
+                for k, v in self._in.items():
+                    v.update_inplace(self._host[k])
+            self.session.run_with_iobinding(self._binding, self._run_options)
+            o = {k: v.numpy() for k, v in self._out.items()}
+            return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]),
+                              float(o["spread"]), bool(o["valid"]))
 
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
