@@ -358,9 +358,16 @@ class RunDir:
         once per file and process; episodes stored before records held a digest are not checked."""
         recorded = {r["file"]: r["sha256"] for r in self.records("episode")
                     if r.get("phase") == "train" and "file" in r and "sha256" in r}
+        names = {sha: name for name, sha in recorded.items()}
         for path in data.paths():
             key = (str(path.resolve()), recorded.get(path.name))
-            if key[1] is None or key in self._verified:
+            if key in self._verified:
+                continue
+            if key[1] is None:  # stored but never logged (a kill between the two): not a copy of a logged one
+                if (other := names.get(file_sha256(path))) not in (None, path.name):  # a byte copy trained twice
+                    raise ValueError(f"episode file {str(path)!r} is a copy of {other} (the same bytes): each episode "
+                                     "is stored once; remove the copy")
+                self._verified.add(key)
                 continue
             if (now := file_sha256(path)) != key[1]:
                 raise ValueError(f"episode file {str(path)!r} changed after it was stored (sha256 {now[:12]}..., its "

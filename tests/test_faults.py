@@ -1588,6 +1588,20 @@ def test_a_training_episode_edited_after_it_was_stored_is_refused(run_copy, caps
     assert snapshot(run_copy) == before  # no round written
 
 
+def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_copy, capsys):
+    """Probe 15: `cp episode_000000.npz episode_00000N.npz` (not a link, which probe 13 refused) was trained on
+    twice, exit 0. A file without a record whose bytes match another episode's record is named as a copy."""
+    import shutil
+
+    eps = run_copy / "episodes"
+    copy = eps / f"episode_{len(list(eps.glob('episode_*.npz'))):06d}.npz"
+    shutil.copyfile(eps / "episode_000000.npz", copy)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and f"episode file {str(copy)!r} is a copy of episode_000000.npz" in out, out
+    assert snapshot(run_copy) == before
+
+
 def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
     """Probe 14: `eval threads=1024` under a memory limit spent it on thread stacks, then MuJoCo's compile failed
     with "unknown exception". A config's threads above this machine's CPUs are its CPUs, said once."""
