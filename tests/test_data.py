@@ -220,6 +220,29 @@ def test_atomic_write_syncs_the_file_and_its_folder(tmp_path, monkeypatch):
     assert synced[0][1] == target.stat().st_ino and synced[1][1] == target.parent.stat().st_ino
 
 
+def test_an_array_header_declaring_more_than_its_member_holds_is_refused_before_allocating(tmp_path):
+    """Probe 15: obs.npy's own header said (10**10, 5) in a 14 KB member the zip directory declared honestly; numpy
+    set out to allocate 186 GiB and the commands died of a MemoryError traceback naming no file."""
+    import io
+    import zipfile
+
+    real = tmp_path / "ep.npz"
+    _episode(np.random.default_rng(3), 5).save(real)
+    path = tmp_path / "header.npz"
+    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "obs.npy":
+                arr, buf = np.load(io.BytesIO(data)), io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                                           "fortran_order": False, "shape": (10**10, arr.shape[1])})
+                data = buf.getvalue() + arr.tobytes()
+            zout.writestr(info.filename, data)
+    with pytest.raises(ValueError, match=r"header.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
+        Episode.load(path)
+    assert len(Episode.load(real)) == 5
+
+
 def test_episode_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     """Its observations: a 1.1 GiB array of zeros that deflates to ~1 MiB. Refused from the zip directory,
     without inflating it; today's np.load would allocate all of it."""

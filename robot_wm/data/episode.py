@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -87,9 +88,11 @@ class Episode:
             with zipfile.ZipFile(path) as zf:
                 members = zf.infolist()
                 declared = sum(i.file_size for i in members)
-            if len(members) > 2 * len(KEYS) + 2 or declared > max_bytes:
-                raise ValueError(f"it declares {len(members)} arrays of {declared / 2**20:.1f} MiB in all; an episode "
-                                 f"holds {len(KEYS) + 1} and at most {max_bytes / 2**20:.0f} MiB")
+                if len(members) > 2 * len(KEYS) + 2 or declared > max_bytes:
+                    raise ValueError(f"it declares {len(members)} arrays of {declared / 2**20:.1f} MiB in all; an "
+                                     f"episode holds {len(KEYS) + 1} and at most {max_bytes / 2**20:.0f} MiB")
+                for info in members:
+                    _check_npy_header(zf, info)
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in (*KEYS, "meta") if k not in z.files]
                 if missing:
@@ -100,6 +103,25 @@ class Episode:
                 raise ValueError(f"meta is a JSON {type(meta).__name__}, expected an object")
             check_seed(meta)
             return cls(**arrays, meta=meta)
-        except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+        except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, MemoryError,
                 json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """An array's own header declares its shape: numpy allocates that much before reading, so a header of
+    (10**10, 5) beside a 14 KB member asked for 186 GiB (probe 15). The bytes it declares must fit in the member."""
+    if not info.filename.endswith(".npy"):
+        return
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(fmt.read_magic(f))
+        if read is None:
+            return  # a format numpy writes only for non-ASCII field names; np.load checks it
+        shape, _, dtype = read(f, max_header_size=10_000)
+    if dtype.hasobject:
+        return  # np.load refuses object arrays itself (allow_pickle=False)
+    nbytes = dtype.itemsize * math.prod(shape)
+    if nbytes > info.file_size:
+        raise ValueError(f"array {info.filename[:-4]!r} declares shape {shape} ({nbytes / 2**20:,.1f} MiB of "
+                         f"{dtype}) in a member of {info.file_size:,} bytes")
