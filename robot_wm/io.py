@@ -50,7 +50,9 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
         raise ValueError(f"{str(path)!r} is {kind}, not a file: refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        # The name is cut to 200 bytes: a legal 250-byte name was refused as too long, its temp name being it + 14
+        short = os.fsdecode(os.fsencode(path.name)[:200])  # (probe 15)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{short}.", suffix=TEMP_SUFFIX)
     except OSError as e:  # it named the hidden temp file: '/proc/self/.x.mp4.yxfclddp.tmp' (probe 12)
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:
