@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
+from robot_wm.text import OutputGuard
 from robot_wm.cli_args import path_arg, seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     if hangup:
         signal.signal(signal.SIGHUP, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    stdout, sys.stdout = sys.stdout, OutputGuard(sys.stdout)
     try:
         return args.func(args)
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
@@ -379,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
               "with a display)", file=sys.stderr)
         return 2
     finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        sys.stdout = stdout
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
             if hangup:

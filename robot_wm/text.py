@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import os
+import sys
+
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes: a folder name holding ESC sequences drove the
@@ -13,3 +19,52 @@ def echo(text: str, **kwargs) -> None:
     """``print`` of a message that names user's paths, control characters shown (``printable``): a run, --out or
     --record name holding ESC sequences set the terminal's title and colours through `wrote ...` (probe 11)."""
     print("\n".join(printable(line) for line in str(text).split("\n")), **kwargs)  # a message's own lines kept
+
+
+_LOST_OUTPUT = (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+class OutputGuard(io.TextIOBase):
+    """Standard output that may go away: a reader that closed the pipe (``deploy | head``) or a full device
+    (``> /dev/full``) stopped a deployment after its first episode ("Broken pipe: a file") and turned a finished
+    run into "no space left ... --resume" (probe 15). The first such failure is said once on stderr, the stream
+    is pointed at /dev/null, and the command goes on: its files, not its printout, are its results."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.lost = inner, False
+
+    def _guard(self, op, *args):
+        if self.lost:
+            return None
+        try:
+            return op(*args)
+        except OSError as e:
+            if e.errno not in _LOST_OUTPUT:
+                raise
+            self.lost = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.inner.fileno())  # what the stream still buffers flushes there at exit
+                os.close(devnull)
+            with contextlib.suppress(OSError, ValueError):
+                print(f"robot-wm: warning: standard output failed ({e.strerror}); going on without printing",
+                      file=sys.stderr, flush=True)
+            return None
+
+    def write(self, s: str) -> int:
+        self._guard(self.inner.write, s)
+        return len(s)
+
+    def flush(self) -> None:
+        self._guard(self.inner.flush)
+
+    def isatty(self) -> bool:
+        return not self.lost and self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.inner, "encoding", "utf-8")

@@ -1646,3 +1646,23 @@ def test_records_too_big_to_read_refuse_the_command_before_any_work(run_copy, ca
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
     assert rc == 2 and "at most 256 MiB is read" in out and snapshot(run_copy) == before, out
+
+
+def test_a_closed_or_full_standard_output_does_not_stop_the_command(planner_file, run_copy, tmp_path):
+    """Probe 15: `deploy ... --record D | head -1` stopped after the first episode ("Broken pipe: a file"); `run ... >
+    /dev/full` finished, then exited 1 advising --resume on a complete run. Standard output is said lost once; the
+    command goes on and exits 0."""
+    cmd = [sys.executable, "-m", "robot_wm.cli"]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    p = subprocess.Popen([*cmd, "deploy", str(planner_file), "--episodes", "2", "--record", str(tmp_path / "rec"),
+                          "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    p.stdout.close()  # the reader went away before the first line
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 0, err
+    assert "standard output failed (Broken pipe); going on without printing" in err and "Traceback" not in err
+    assert len(list((tmp_path / "rec").glob("episode_*.npz"))) == 2
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*cmd, "collect", str(run_copy), "--episodes", "1", "--policy", "random", "--no-progress"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "standard output failed (No space left on device)" in r.stderr, r.stderr
+    assert "--resume" not in r.stderr
