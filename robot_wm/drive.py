@@ -155,7 +155,7 @@ def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
                              "finite numbers")
         return list(arr.astype(np.float64))
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) was refused as part of a number
     except UnicodeDecodeError:
         raise ValueError(f"--actions {str(path)!r} is neither an .npy file nor text (one action per line)") from None
     out, last = [], None
@@ -180,7 +180,10 @@ MAX_TYPED_LINE = 4096
 
 def typed_lines(stream) -> Iterator[str]:
     """Lines of ``stream`` (e.g. stdin), each read with a bound: iterating a stream reads a line whole, and a
-    stream without newlines (``< /dev/zero``) grew to gigabytes before a MemoryError (probe 14)."""
+    stream without newlines (``< /dev/zero``) grew to gigabytes before a MemoryError (probe 14). No stream (stdin
+    closed, ``<&-``) is a message, not an AttributeError (probe 15)."""
+    if stream is None:
+        raise ValueError("standard input is closed: type actions into it, give --actions FILE, or pipe them in")
     while line := stream.readline(MAX_TYPED_LINE + 1):
         if len(line) > MAX_TYPED_LINE and not line.endswith("\n"):
             raise ValueError(f"a typed line is longer than {MAX_TYPED_LINE} characters: expected one action per "

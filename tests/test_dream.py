@@ -328,6 +328,17 @@ def test_typed_actions_are_ascii_decimal_numbers(text):
     assert parse_action("-0, 1e-400 +.5", 3, None).tolist() == [0.0, 0.0, 0.5]
 
 
+def test_a_scripted_actions_file_may_start_with_a_bom_and_a_closed_stdin_is_named(tmp_path):
+    """Probe 15: a BOM in --actions was refused as "'\\ufeff0.5' is not 1 number"; `drive <&-` was an AttributeError."""
+    from robot_wm.drive import scripted_actions, typed_lines
+
+    f = tmp_path / "a.txt"
+    f.write_bytes("\ufeff0.5\n-0.25\n".encode())
+    assert [a.tolist() for a in scripted_actions(f, 1)] == [[0.5], [-0.25]]
+    with pytest.raises(ValueError, match="standard input is closed"):
+        next(typed_lines(None))
+
+
 def test_a_drive_past_the_models_range_reports_inf_and_still_plots(run_dir):
     """Driven 1000 steps, the model's prediction overflowed: numpy's overflow warnings, "error nan", and the video
     was lost to "Axis limits cannot be NaN or Inf" (probe 12). Here a model whose output layer is scaled up."""
