@@ -330,6 +330,13 @@ def test_one_session_stepped_from_two_threads_plans_each_for_its_own_state(files
     assert wrong == {"nan_valid": 0, "good_invalid": 0}
 
 
+def test_a_numpy_control_period_is_a_number(files):
+    robot = ScriptedRobot()
+    robot.control_period = np.float32(0.08)  # "expected a positive number of seconds" (probe 15)
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=10.0, realtime=False)
+    assert loop.rate_hz == pytest.approx(12.5) and loop.run(2).steps == 2
+
+
 def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
     robot = ScriptedRobot()
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, deadline_s=1e-9,

@@ -95,6 +95,8 @@ class ControlLoop:
         self.consecutive_fallbacks = 0
         self.stopped: str | None = None  # why the loop made a safe stop (None: it did not)
         period = getattr(robot, "control_period", None)
+        if isinstance(period, np.integer | np.floating):  # np.float32(0.08) was "not a positive number" (probe 15)
+            period = float(period)
         if rate_hz is None and not (isinstance(period, (int, float)) and math.isfinite(period) and period > 0):
             raise ValueError(f"robot.control_period={period!r}: expected a positive number of seconds (or give rate_hz)")
         self.rate_hz = rate_hz if rate_hz is not None else 1.0 / period
