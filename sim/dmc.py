@@ -9,7 +9,7 @@ import numpy as np
 from dm_control import suite
 from dm_control.rl import control
 
-from sim.env import STATE_SPEC, Env
+from sim.env import STATE_SPEC, Env, check_episode_seed
 from sim.spec import BoxSpec
 
 # Ours use dashes ('point-mass-easy') and the common short names; the suite's own spellings
@@ -99,6 +99,7 @@ class DMCEnv(Env):
         return self._env
 
     def reset(self, seed: int | None = None) -> np.ndarray:
+        check_episode_seed(seed)
         if seed is not None:
             self._env.task._random = np.random.RandomState(seed)
         self._randomize_episode(seed)

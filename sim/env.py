@@ -16,6 +16,17 @@ log = logging.getLogger(__name__)
 # Full physics state as understood by mujoco.rollout and mj_getState/mj_setState.
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
+MAX_FRAME = 8192
+"""Largest rendered frame side, in pixels (an OpenGL framebuffer's usual limit)."""
+
+
+def check_episode_seed(seed) -> None:
+    """An episode seed: None or a whole number from 0 to 2**32 - 1 (``reset(1.5)`` was numpy's cast error)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or not 0 <= seed < 2**32):
+        raise ValueError(f"episode seed={seed!r}: expected None or a whole number from 0 to {2**32 - 1}")
+
+
 STEP_UNIT = "suite_step"
 """The one unit every step count is in (budgets, ``eval_at``, episode files, metrics, benchmarks): an
 *environment step* is one dm_control suite step (``env.step()`` of the suite, whatever physics steps it
@@ -128,8 +139,12 @@ class Env(abc.ABC):
         the oracle planner feeds it to the learned value at the end of its horizon."""
 
     def step(self, action: np.ndarray) -> StepResult:
-        if self._t is None:
-            raise RuntimeError(f"{self.name}: step() called before reset()")
+        if self._t is None:  # after a divergence it said "before reset()" (probe 15)
+            raise RuntimeError(f"{self.name}: " + (f"the episode {self._ended}; call reset() to start the next"
+                                                   if self._ended else "step() called before reset()"))
+        if self._t >= self.max_control_steps:  # stepping on past the time limit was accepted (probe 15)
+            raise RuntimeError(f"{self.name}: the episode ended at its time limit ({self.max_control_steps} control "
+                               "steps); call reset() to start the next")
         a = as_floats(action, f"{self.name}: the action", np.float64).reshape(-1)  # '0.5' was 0.5 (probe 14)
         spec = self.action_spec
         if a.shape != spec.shape:
@@ -145,13 +160,14 @@ class Env(abc.ABC):
             if diverged:
                 log.warning("%s: physics diverged at control step %d; episode ends here", self.name, self._t)
                 at, self._t = self._t, None
+                self._ended = f"ended when the physics diverged at control step {at}"
                 return StepResult(self._last_obs, 0.0, diverged=True, info={"diverged_at": at})
             total += reward
         self._t += 1
         obs = self._seen(self._observation())
         if not np.all(np.isfinite(obs)):
             log.warning("%s: non-finite observation at control step %d; episode ends here", self.name, self._t)
-            self._t = None
+            self._ended, self._t = f"ended at a non-finite observation at control step {self._t}", None
             return StepResult(self._last_obs, 0.0, diverged=True)
         self._last_obs = obs
         return StepResult(obs, total, truncated=self._t >= self.max_control_steps)
@@ -163,7 +179,9 @@ class Env(abc.ABC):
         return state
 
     def set_state(self, state: np.ndarray) -> None:
-        state = np.asarray(state, dtype=np.float64).reshape(-1)
+        state = as_floats(state, f"{self.name}: the physics state", np.float64).reshape(-1)  # complex, NaN (probe 15)
+        if not np.all(np.isfinite(state)):
+            raise ValueError(f"{self.name}: the physics state holds {int((~np.isfinite(state)).sum())} non-finite values")
         if state.size != (size := mujoco.mj_stateSize(self.model, STATE_SPEC)):  # MuJoCo's TypeError named neither
             raise ValueError(f"physics state of {state.size} values: this model's full physics state has {size}")
         mujoco.mj_setState(self.model, self.data, state, STATE_SPEC)
@@ -179,14 +197,19 @@ class Env(abc.ABC):
 
     def render(self, height: int = 240, width: int = 320, camera: int | str = -1) -> np.ndarray:
         """RGB frame (H, W, 3) uint8. Headless machines need ``MUJOCO_GL=egl`` (or osmesa)."""
+        for name, v in (("height", height), ("width", width)):  # MuJoCo's FatalError, numpy's own (probe 15)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= MAX_FRAME:
+                raise ValueError(f"{self.name}: render {name}={v!r}: expected a whole number of pixels from 1 to "
+                                 f"{MAX_FRAME}")
         with renderer_for(self.model, height, width) as renderer:
             renderer.update_scene(self.data, camera=camera)
             return renderer.render().copy()
 
     _t: int | None = None
+    _ended: str | None = None  # how the last episode ended early, for the next step's message
 
     def _begin_episode(self) -> np.ndarray:
-        self._t = 0
+        self._t, self._ended = 0, None
         self._last_obs = self._seen(self._observation())
         return self._last_obs
 

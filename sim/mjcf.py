@@ -18,7 +18,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from sim.env import STATE_SPEC, Env, physics_diverged
+from sim.env import STATE_SPEC, Env, check_episode_seed, physics_diverged
 from sim.spec import MAX_CONTROL_PERIOD_S, BoxSpec
 
 RewardFn = Callable[[mujoco.MjModel, mujoco.MjData], float]
@@ -331,6 +331,7 @@ class MJCFEnv(Env):
         return float(self._model.opt.timestep) * self.physics_steps_per_control_step
 
     def reset(self, seed: int | None = None) -> np.ndarray:
+        check_episode_seed(seed)
         rng = np.random.default_rng(seed)
         self._randomize_episode(seed)
         mujoco.mj_resetData(self._model, self._data)

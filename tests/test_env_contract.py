@@ -147,6 +147,32 @@ def test_step_before_reset_is_an_error():
         env.step(np.zeros(env.action_spec.shape))
 
 
+def test_misuse_of_an_env_is_named(tmp_path):
+    """Probe 15: stepping past the time limit was accepted; a NaN or complex physics state was taken; reset(1.5)
+    and render(100000, 1) gave numpy's and MuJoCo's own errors."""
+    env = _slider(tmp_path, "1")
+    env.reset(0)
+    for _ in range(env.max_control_steps):
+        res = env.step(np.zeros(1))
+    assert res.truncated
+    with pytest.raises(RuntimeError, match=f"ended at its time limit \\({env.max_control_steps} control steps\\)"):
+        env.step(np.zeros(1))
+    env.reset(1)
+    state = env.get_state()
+    with pytest.raises(ValueError, match="physics state holds 1 non-finite"):
+        env.set_state(np.where(np.arange(state.size) == 1, np.nan, state))
+    with pytest.raises(ValueError, match="physics state is complex"):
+        env.set_state(state + 1j)
+    np.testing.assert_array_equal(env.get_state(), state)  # untouched
+    for seed in (1.5, "3", True, -1, 2**32):
+        with pytest.raises(ValueError, match="episode seed="):
+            env.reset(seed)
+    for h, w in ((100000, 1), (-5, 10), (2.5, 10)):
+        with pytest.raises(ValueError, match="render (height|width)="):
+            env.render(h, w)
+    assert env.render(8, 12).shape == (8, 12, 3)
+
+
 # --- divergence ---------------------------------------------------------------------------------
 
 SLIDER_XML = """
@@ -195,8 +221,9 @@ def test_step_reports_divergence_and_keeps_last_valid_observation(tmp_path):
     res = env.step(np.ones(1))
     assert res.diverged and res.done and res.reward == 0.0
     np.testing.assert_array_equal(res.observation, ok.observation)
-    with pytest.raises(RuntimeError):
-        env.step(np.zeros(1))  # the episode is over until the next reset
+    with pytest.raises(RuntimeError, match="the episode ended when the physics diverged at control step 1; call "
+                                           "reset"):
+        env.step(np.zeros(1))  # the episode is over until the next reset ("before reset()", probe 15)
     # A sane gear on the same model never diverges over a whole episode.
     sane = _slider(tmp_path, "1")
     ep = run_episode(sane, _PushAfter(3), seed=0)
