@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.text import OutputGuard
 from robot_wm.cli_args import path_arg, seed, whole
 from robot_wm.io import RunLockedError
+from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
 # Modules that add their own subcommands through ``register(subparsers)``.

@@ -40,7 +40,8 @@ MAX_IMAGINED_STEPS = 1_000_000  # K x H per query: a few seconds on 2 cores, not
 def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarray]:
     """Validate a query; errors name the bad value and what was expected."""
     s, a = model.spec.obs_dim, model.spec.act_dim
-    state, actions = as_floats(state, "state"), as_floats(actions, "actions")
+    # float64 first: 1e300 became inf in float32 and was reported as "NaN/Inf", not out of bounds (probe 15)
+    state, actions = as_floats(state, "state", np.float64), as_floats(actions, "actions", np.float64)
     if state.shape != (s,):
         raise ValueError(f"state has shape {state.shape}, expected ({s},)")
     if not np.all(np.isfinite(state)):
@@ -60,7 +61,9 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
         k, t, j = np.argwhere(bad)[0]
         raise ValueError(f"action[{k}, {t}, {j}] = {actions[k, t, j]:.4g} is outside the bounds "
                          f"[{lo[j]:.4g}, {hi[j]:.4g}]")
-    return state, actions
+    if np.abs(state).max() > np.finfo(np.float32).max:
+        raise ValueError(f"state holds values beyond float32 (largest {np.abs(state).max():.4g})")
+    return state.astype(np.float32), actions.astype(np.float32)
 
 
 MAX_ACTIONS_BYTES = 64 << 20
@@ -110,6 +113,15 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
     the score is ``reward_weight`` x (reward + value) minus the goal distance (pass no value toward a goal
     alone, as the planner plans then)."""
     state, actions = check_query(model, state, actions)
+    if value is not None:  # another task's value was torch's size mismatch, a model an AttributeError (probe 15)
+        from robot_wm.model.value import ActorCritic
+
+        if not isinstance(value, ActorCritic):
+            raise ValueError(f"value={reprlib.repr(value)}: expected the run's ActorCritic (or None)")
+        if (value.spec.obs_dim, value.spec.act_dim) != (model.spec.obs_dim, model.spec.act_dim):
+            raise ValueError(f"the value is for states of {value.spec.obs_dim} and actions of {value.spec.act_dim} "
+                             f"values, the model's are {model.spec.obs_dim} and {model.spec.act_dim}: a value of "
+                             "another task?")
     # the eighth probe: discount=True was taken as 1, a goal of the wrong size was a torch traceback, a NaN goal
     # or reward_weight=nan gave NaN scores (or silently dropped the reward)
     if isinstance(discount, bool) or not (isinstance(discount, int | float | np.floating) and 0 < discount <= 1):

@@ -243,6 +243,14 @@ def test_an_array_header_declaring_more_than_its_member_holds_is_refused_before_
     assert len(Episode.load(real)) == 5
 
 
+@pytest.mark.parametrize("fraction", [-1, float("nan"), 1.0, True, "0.2"])
+def test_a_split_fraction_outside_0_1_is_named(fraction):
+    from robot_wm.data.dataset import split
+
+    with pytest.raises(ValueError, match="val_fraction=.*expected a number from 0 to below 1"):
+        split([_episode(np.random.default_rng(0), 10)], fraction)
+
+
 def test_atomic_write_takes_any_name_the_file_system_takes(tmp_path):
     """A 250-byte name (legal: at most 255) was refused as too long: the hidden temp name added 14 bytes (probe 15)."""
     from robot_wm.io import atomic_write

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -92,6 +93,19 @@ def test_odd_what_if_arguments_are_named(trained_synthetic, kwargs, needle):
     assert needle in str(err.value)
 
 
+def test_a_value_of_another_task_or_not_a_value_is_named(trained_synthetic):
+    """Probe 15: another task's value was torch's "size of tensor a (5) must match", a model an AttributeError."""
+    from robot_wm.config import ValueConfig
+    from robot_wm.model.value import new_value
+
+    model = trained_synthetic[0]
+    other = new_value(3, 1, [-1.0], [1.0], ValueConfig(), control_steps=100, action_repeat=1)
+    for value, needle in ((other, "the value is for states of 3 and actions of 1 values, the model's are 1 and 1"),
+                          (model, "expected the run's ActorCritic"), ("x", "value='x'")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            what_if(model, [S0], np.zeros((1, 3, 1)), value=value)
+
+
 def test_a_state_that_overflows_the_model_is_an_error_not_nan(trained_synthetic):
     """A finite state of 1e38 gave NaN returns with no error (eighth probe)."""
     with pytest.raises(ValueError, match=r"overflowed \(largest state value 1e\+38\)"):
@@ -112,6 +126,8 @@ def test_a_state_that_overflows_the_model_is_an_error_not_nan(trained_synthetic)
     (np.array(["1"], dtype=object), np.zeros((1, 3, 1)), "state holds object values"),  # converted (ninth probe)
     ([S0], np.ones((1, 3, 1), bool), "actions holds bool values"),
     ([S0], np.zeros((0, 3, 1)), "(0, 3, 1)"),  # no candidate: empty arrays and torch warnings before
+    ([S0], np.full((1, 3, 1), 1e300), "action[0, 0, 0] = 1e+300 is outside the bounds"),  # "NaN/Inf" (probe 15)
+    ([1e300], np.zeros((1, 3, 1)), "state holds values beyond float32"),
     ([S0], np.zeros((1, 10_001, 1)), "at most 10000 steps ahead"),  # 100,000 steps took over 100 s
     ([S0], np.broadcast_to(np.float32(0), (200, 5_001, 1)), "1,000,000 imagined steps"),
 ])

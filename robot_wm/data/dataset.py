@@ -146,6 +146,9 @@ def split(episodes: list[Episode], val_fraction: float, first_index: int = 0) ->
     The segment's place is drawn per episode (seeded by its index, counted from ``first_index``):
     holding out every tail would hide exactly the states a task rewards most (a balanced pole comes
     at the end)."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float | np.floating) \
+            or not 0 <= val_fraction < 1:  # -1 was taken, nan a numpy message (probe 15)
+        raise ValueError(f"val_fraction={val_fraction!r}: expected a number from 0 to below 1")
     train, val = [], []
     for i, ep in enumerate(episodes, start=first_index):
         n_val = int(round(len(ep) * val_fraction))
