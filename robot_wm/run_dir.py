@@ -330,9 +330,13 @@ class RunDir:
                                  "it would change the other copies too; copy the run with `cp -r` instead")
 
     def remove_temp_files(self) -> list[Path]:
-        """Delete the temp files of writes that never finished (a killed writer leaves one behind).
-        Only for a run nobody is writing to."""
-        stale = leftover_temp_files(self.root)
+        """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a
+        checkpoint's weights whose JSON was never written (killed between the two: nothing refers to them, and
+        they stayed for good, probe 15). Only for a run nobody is writing to."""
+        ckpt = self.root / "checkpoints"
+        stale = leftover_temp_files(self.root) + [
+            p for p in (ckpt.glob("model_r*.safetensors") if ckpt.is_dir() and not ckpt.is_symlink() else ())
+            if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists()]
         for p in stale:
             p.unlink(missing_ok=True)
         return stale

@@ -309,7 +309,8 @@ def test_a_run_that_lost_its_config_is_never_given_the_defaults(run_copy, capsys
 def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
     """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
     deletes those and nothing else."""
-    stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3.tmp", run_copy / "checkpoints" / ".latest.json.a1.tmp"]
+    stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3.tmp", run_copy / "checkpoints" / ".latest.json.a1.tmp",
+             run_copy / "checkpoints" / "model_r0099.safetensors"]  # weights whose JSON never came (probe 15)
     for p in stale:
         p.write_bytes(b"half a write")
     episodes = episode_hashes(run_copy)
