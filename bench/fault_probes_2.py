@@ -175,3 +175,146 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
         took = time.monotonic() - t0
         return proc.returncode == 143 and took < 15, f"stopped in {took:.1f} s: {tail(out)}"
     record(cat, "SIGTERM while a 20,000-body MJCF compiles (80 s deaf to it: probe 12 U10)", huge_model_sigterm)
+
+
+def probe14_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects and ugly cases of the fifteenth hostile probe (2026-11-27; the fourteenth category)."""
+    cat = "probe 2026-11-27 (14th)"
+
+    def two_threads():
+        import threading
+
+        from robot_wm.runtime.session import PlannerSession
+
+        s = PlannerSession(planner, threads=1)
+        plan, wrong = s.initial_plan(), [0]
+
+        def worker(state, bad):
+            for _ in range(100):
+                wrong[0] += s.step(state, plan).valid == bad
+
+        ts = [threading.Thread(target=worker, args=(np.full(s.meta.state_dim, np.nan, np.float32), True)),
+              threading.Thread(target=worker, args=(np.zeros(s.meta.state_dim, np.float32), False))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return wrong[0] == 0, f"{wrong[0]} of 200 steps planned for the other thread's state"
+    record(cat, "one PlannerSession stepped from two threads (a NaN state came back valid)", two_threads)
+
+    def one_buffer():
+        from robot_wm.config import EnvConfig
+        from robot_wm.data.dataset import EpisodeDataset
+        from robot_wm.runtime import SimRobot
+        from robot_wm.runtime.record import DeploymentRecorder
+        from sim.registry import make_env
+
+        class OneBuffer(SimRobot):
+            buf = None
+
+            def physics_state(self):
+                s = self.env.get_state()
+                self.buf = s if self.buf is None else self.buf
+                self.buf[...] = s
+                return self.buf
+
+        robot = OneBuffer(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
+        robot.reset(0)
+        rec = DeploymentRecorder(work / "p14-rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
+        rec.begin(robot, seed=0)
+        for _ in range(4):
+            robot.send_action(np.array([1.0]))
+            rec.step(robot, np.array([1.0]), 0.002, None)
+        rec.end()
+        ps = EpisodeDataset(work / "p14-rec")[0].physics_state
+        return len(np.unique(ps, axis=0)) == 5, f"{len(np.unique(ps, axis=0))} distinct physics states of 5"
+    record(cat, "a driver refilling one physics-state buffer (every recorded row the last state)", one_buffer)
+
+    def byte_copy():
+        import shutil
+
+        r = copy_run(base, work / "p14-copy")
+        eps = r / "episodes"
+        shutil.copyfile(eps / "episode_000000.npz", eps / f"episode_{len(list(eps.glob('episode_*.npz'))):06d}.npz")
+        return untouched(r, ["train", str(r), "--no-progress"], "is a copy of episode_000000.npz")
+    record(cat, "a byte copy of a training episode under the next name (trained on twice)", byte_copy)
+
+    def header_bomb():
+        import io
+        import zipfile
+
+        r = copy_run(base, work / "p14-bomb")
+        path = r / "eval" / "episode_000000.npz"
+        if not path.exists():
+            path = r / "episodes" / "episode_000000.npz"
+        with zipfile.ZipFile(path) as zin:
+            members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+        arr = np.load(io.BytesIO(members["obs.npy"]))
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                                   "fortran_order": False, "shape": (10**10, arr.shape[1])})
+        members["obs.npy"] = buf.getvalue() + arr.tobytes()
+        with zipfile.ZipFile(path, "w") as zout:
+            for name, data in members.items():
+                zout.writestr(name, data)
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "declares shape (10000000000,")
+    record(cat, "an episode whose obs.npy header declares 186 GiB (a MemoryError traceback)", header_bomb)
+
+    def long_name():
+        out = work / ("a" * 245 + ".onnx")
+        rc, text = cli("export", str(base), "--out", str(out))
+        return rc == 0 and out.is_file(), tail(text)
+    record(cat, "export --out a legal 250-byte name (refused as too long after the export)", long_name)
+
+    def closed_pipe():
+        p = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner), "--episodes", "2",
+                              "--record", str(work / "p14-pipe"), "--threads", "1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+        p.stdout.close()
+        err = p.stderr.read()
+        rc = p.wait(timeout=300)
+        n = len(list((work / "p14-pipe").glob("episode_*.npz")))
+        return rc == 0 and n == 2 and "standard output failed" in err, f"rc {rc}, {n} episodes: {tail(err)}"
+    record(cat, "deploy --record D | head -1 (stopped after one episode: 'Broken pipe: a file')", closed_pipe)
+
+    def closed_stdin():
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "drive", str(base), "--episode", "0"],
+                           capture_output=True, text=True, timeout=300, check=False, preexec_fn=lambda: os.close(0),
+                           env={**os.environ, "MUJOCO_GL": "egl"})
+        return r.returncode == 2 and "standard input is closed" in r.stderr, tail(r.stderr)
+    record(cat, "drive <&- (an AttributeError traceback)", closed_stdin)
+
+    def past_the_end():
+        from robot_wm.config import EnvConfig
+        from sim.registry import make_env
+
+        env = make_env(EnvConfig(task="cartpole-swingup", max_env_steps=16))
+        env.reset(0)
+        env.step([0.0])
+        env.step([0.0])
+        try:
+            env.step([0.0])
+        except RuntimeError as e:
+            return "ended at its time limit" in str(e), str(e)[:90]
+        return False, "a third step of a 2-step episode was taken"
+    record(cat, "Env.step past the episode's time limit (accepted silently)", past_the_end)
+
+    def edited_size():
+        r = copy_run(base, work / "p14-size")
+        text = (r / "config.toml").read_text()
+        hidden = text.split("\nhidden = ", 1)[1].split("\n", 1)[0]
+        (r / "config.toml").write_text(text.replace(f"\nhidden = {hidden}\n", f"\nhidden = {int(hidden) * 2}\n", 1))
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "edited by hand")
+    record(cat, "model.hidden edited into config.toml (ignored by eval and train without a word)", edited_size)
+
+    def absurd_action():
+        from robot_wm.export.source import load_source
+        from robot_wm.whatif import what_if
+
+        src = load_source(base)
+        try:
+            what_if(src.model, np.zeros(src.model.spec.obs_dim), np.full((1, 3, src.model.spec.act_dim), 1e300))
+        except ValueError as e:
+            return "outside the bounds" in str(e), str(e)[:90]
+        return False, "scored"
+    record(cat, "what_if with actions of 1e300 (reported as NaN/Inf)", absurd_action)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import torch
 from fault_kit import RESULTS, ROOT, cli, copy_run, record, tail, tf
-from fault_probes_2 import probe13_defects
+from fault_probes_2 import probe13_defects, probe14_defects
 from fault_probes import (
     api_inputs,
     probe3_defects,
@@ -906,7 +906,8 @@ def main() -> int:
                          ("probe 2026-11-26 (10th)", lambda: probe10_defects(base, planner, work)),
                          ("probe 2026-11-26 (11th)", lambda: probe11_defects(base, planner, work)),
                          ("probe 2026-11-27 (12th)", lambda: probe12_defects(base, planner, work)),
-                         ("probe 2026-11-27 (13th)", lambda: probe13_defects(base, planner, work))]:
+                         ("probe 2026-11-27 (13th)", lambda: probe13_defects(base, planner, work)),
+                         ("probe 2026-11-27 (14th)", lambda: probe14_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

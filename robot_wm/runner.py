@@ -252,11 +252,28 @@ class Session:
     def load(self, path) -> dict:
         """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
         self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
+        self._check_sizes(path, value, meta)
         if not self.cfg.value.enabled:  # `eval RUN value.enabled=false` planned with the value all the same
             self.value = None
         elif value is not None:
             self.value = value
         return meta
+
+    def _check_sizes(self, path, value, meta: dict) -> None:
+        """The run's config and its checkpoint agree on the networks: a size edited into config.toml by hand was
+        ignored by eval and train without a word (the override was refused; probe 15)."""
+        m, v = self.cfg.model, self.cfg.value
+        held = {"model.ensemble_size": (m.ensemble_size, self.model.spec.ensemble_size),
+                "model.hidden": (m.hidden, self.model.spec.hidden), "model.layers": (m.layers, self.model.spec.layers),
+                "model.activation": (m.activation, self.model.spec.activation),
+                "model.elites": (m.elites, len(meta["elites"]))}
+        if value is not None:
+            held |= {"value.q_heads": (v.q_heads, value.spec.q_heads), "value.hidden": (v.hidden, value.spec.hidden),
+                     "value.layers": (v.layers, value.spec.layers)}
+        if bad := {k: pair for k, pair in held.items() if pair[0] != pair[1]}:
+            said = ", ".join(f"{k}={c!r} (the checkpoint: {h!r})" for k, (c, h) in bad.items())
+            raise ValueError(f"the run's config says {said}, but {str(path)!r} holds other networks: config.toml "
+                             "was edited by hand? Put the values back, or start a new run for other networks")
 
     def latest_model(self) -> WorldModel | None:
         path = self.run.latest_checkpoint()

@@ -1667,3 +1667,19 @@ def test_a_closed_or_full_standard_output_does_not_stop_the_command(planner_file
                            stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0 and "standard output failed (No space left on device)" in r.stderr, r.stderr
     assert "--resume" not in r.stderr
+
+
+@pytest.mark.parametrize("edit", [("hidden = 32", "hidden = 64", "model.hidden=64 (the checkpoint: 32)"),
+                                  ("elites = 2", "elites = 1", "model.elites=1 (the checkpoint: 2)")])
+def test_network_sizes_edited_into_config_toml_are_refused(run_copy, capsys, edit):
+    """Probe 15: `sed -i s/hidden = 200/hidden = 64/ RUN/config.toml`; eval and train used the checkpoint's networks
+    and said nothing (an edited elites count was applied by the next train)."""
+    old, new, needle = edit
+    text = (run_copy / "config.toml").read_text()
+    assert f"\n{old}\n" in text, text
+    (run_copy / "config.toml").write_text(text.replace(f"\n{old}\n", f"\n{new}\n", 1))
+    before = snapshot(run_copy)
+    for command in ("eval", "train"):
+        rc, out = main_in_process(capsys, command, str(run_copy), "--no-progress")
+        assert rc == 2 and needle in out and "edited by hand" in out, out
+    assert snapshot(run_copy) == before
