@@ -252,7 +252,7 @@ def _join(parts: list[Transitions]) -> Transitions:
 FORGET_RATIO = 1.25
 """A fine-tuned model whose planning-horizon error on the simulator's held-out segments grew more than this
 factor gets a warning. (On cheetah-run ten recorded episodes of one gait seemed to raise it 1.5x; in one unit
-it was 1.08x, and the planner's fall from 278 to 64 came from the refitted normalisers and the value: README,
+it was 1.08x, and the planner's fall from 278 to 64 came from the refitted normalisers and the value: docs/results.md,
 adaptation.)"""
 
 
@@ -278,7 +278,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     its errors before and after are in one unit, the std of the model's inputs before fine-tuning. With
     ``value`` the value and policy are fine-tuned too (off by default: on cheetah-run, seed 200, ten episodes
     of a heavier robot, the planner scored 363 with the world model fine-tuned alone and 211, 202 and 163 in
-    three fine-tunings that trained the value and policy too; README, adaptation)."""
+    three fine-tunings that trained the value and policy too; docs/results.md, adaptation)."""
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)

@@ -51,7 +51,7 @@ def fit_model(model: WorldModel, train_t: Transitions, val_eps: list, cfg: Model
     """``train_model`` on given training transitions and held-out segments (e.g. a weighted mixture).
     The input and target normalisers are fitted on ``norm_from`` (default ``train_t``): a mixture's own
     statistics are those of its repeated robot rows, one gait, and planning off it went wrong (cheetah-run,
-    README: adaptation)."""
+    docs/results.md: adaptation)."""
     device = model.action_low.device
     obs, act, rew, nxt = _tensors(train_t, device)
     n_obs, _, n_rew, n_nxt = _tensors(norm_from, device) if norm_from is not None else (obs, act, rew, nxt)

@@ -79,13 +79,13 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     plain = RunDir(run).records("train")[-1]
     assert plain["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
-    # Without --value the value and policy stay as they were (README, adaptation: fine-tuned, they planned worse).
+    # Without --value the value and policy stay as they were (docs/results.md, adaptation: fine-tuned, they planned worse).
     assert plain["finetune"]["value"] is False and "value_updates" not in plain
 
 
 def test_finetune_keeps_the_normalisers_of_the_simulators_data(run_and_data, tmp_path):
     """Fitted on the weighted mixture, the normalisers became those of the robot's one gait: on cheetah-run ten
-    recorded episodes then broke the planner (64 against 211 with the simulator's; README, adaptation)."""
+    recorded episodes then broke the planner (64 against 211 with the simulator's; docs/results.md, adaptation)."""
     import shutil
 
     import torch
