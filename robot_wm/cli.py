@@ -356,9 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     if hangup:
         signal.signal(signal.SIGHUP, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
-    stdout, sys.stdout = sys.stdout, OutputGuard(sys.stdout)
+    stdout = sys.stdout
+    sys.stdout = guard = OutputGuard(stdout)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        guard.flush()
+        if guard.lost is not None and guard.lost.errno != errno.EPIPE:  # a reader that left chose to; a full disk not
+            print(f"robot-wm {args.command}: error: its standard output could not be written ({guard.lost.strerror}): "
+                  "what it printed is incomplete. The files it wrote are complete.", file=sys.stderr)
+            return max(rc, 1)
+        return rc
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
         print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -176,6 +176,10 @@ def cmd_drive(a: argparse.Namespace) -> int:
                     frame = np.concatenate([panels.real(drive.physics[-1]), panels.imagined(q)], axis=1)
                     err = state_error(drive.imagined[-1][:, None], drive.real[-1][None], drive.std)[:, 0]
                     log_frame(rec, "drive", t.step * period, frame, err)
+                if t.ended:  # stepping on was a RuntimeError traceback at the time limit (review of probe 15's fix)
+                    print("the simulator's episode ended here (" + ("it diverged" if t.diverged else
+                          f"its time limit, {s.env.max_control_steps} control steps from the recorded state") + ")")
+                    break
         finally:
             panels.close()
             if rec is not None:

@@ -28,6 +28,7 @@ class Tick(NamedTuple):
     disagreement: float     # std over members of the predicted state, data-std units, mean over dimensions
     error: float            # RMS error of the members' mean prediction against the simulator (data-std units)
     diverged: bool          # the simulator diverged: its state stays the last valid one
+    ended: bool = False     # the simulator's episode is over (diverged, or its time limit): no step follows
 
 
 def recorded_physics(meta: dict, bodies=()):
@@ -89,7 +90,7 @@ class Drive:
             err = float(state_error(nxt.mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
             spread = float(scaled.std(0).mean())
         return Tick(len(self.real) - 1, a, spread if np.isfinite(spread) else float("inf"),
-                    err if np.isfinite(err) else float("inf"), bool(res.diverged))
+                    err if np.isfinite(err) else float("inf"), bool(res.diverged), bool(res.done))
 
     def as_dream(self) -> Dream:
         imagined, real = np.stack(self.imagined, 1), np.stack(self.real)
@@ -103,7 +104,7 @@ def replay(model: WorldModel, env, episode: Episode, step: int, actions: np.ndar
     and the simulator re-run from the recorded physics state with the same actions (to its divergence, if any)."""
     drive = Drive(model, env, episode, step)
     for act in actions:
-        if drive.step(act).diverged:
+        if drive.step(act).ended:
             break
     return drive.as_dream()
 

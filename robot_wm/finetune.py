@@ -103,6 +103,11 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
                          "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
                          "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
+    if (delay := ep.meta.get("planner_delay", 0)) != 0:  # each row's action acts that many rows later
+        raise ValueError(f"recorded episode {str(path)!r} was deployed with planner.delay={delay!r}: each row's "
+                         "command acted that many steps later, so its rows do not pair a state with the action "
+                         "that moved it, and the undelayed model the planner compensates for would learn the "
+                         "delay. Fine-tuning on such recordings is not supported yet")
     recorded = ep.meta.get("action_repeat")
     if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
         raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="

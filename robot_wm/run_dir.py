@@ -336,7 +336,8 @@ class RunDir:
         ckpt = self.root / "checkpoints"
         stale = leftover_temp_files(self.root) + [
             p for p in (ckpt.glob("model_r*.safetensors") if ckpt.is_dir() and not ckpt.is_symlink() else ())
-            if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists()]
+            if re.fullmatch(r"model_r\d+\.safetensors", p.name) and p.is_file() and not p.is_symlink()
+            and not p.with_suffix(".json").exists()]  # only the names robot-wm writes ("model_r0003 copy" is yours)
         for p in stale:
             p.unlink(missing_ok=True)
         return stale

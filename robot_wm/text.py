@@ -28,21 +28,22 @@ class OutputGuard(io.TextIOBase):
     """Standard output that may go away: a reader that closed the pipe (``deploy | head``) or a full device
     (``> /dev/full``) stopped a deployment after its first episode ("Broken pipe: a file") and turned a finished
     run into "no space left ... --resume" (probe 15). The first such failure is said once on stderr, the stream
-    is pointed at /dev/null, and the command goes on: its files, not its printout, are its results."""
+    is pointed at /dev/null, and the command goes on to finish its files; ``lost`` keeps the error, so that a
+    full device still fails the command at its end (a printout may be its result: ``whatif > table.txt``)."""
 
     def __init__(self, inner):
         super().__init__()
-        self.inner, self.lost = inner, False
+        self.inner, self.lost = inner, None
 
     def _guard(self, op, *args):
-        if self.lost:
+        if self.lost is not None:
             return None
         try:
             return op(*args)
         except OSError as e:
             if e.errno not in _LOST_OUTPUT:
                 raise
-            self.lost = True
+            self.lost = e
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self.inner.fileno())  # what the stream still buffers flushes there at exit
@@ -60,7 +61,7 @@ class OutputGuard(io.TextIOBase):
         self._guard(self.inner.flush)
 
     def isatty(self) -> bool:
-        return not self.lost and self.inner.isatty()
+        return self.lost is None and self.inner.isatty()
 
     def fileno(self) -> int:
         return self.inner.fileno()

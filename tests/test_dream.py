@@ -339,6 +339,18 @@ def test_a_scripted_actions_file_may_start_with_a_bom_and_a_closed_stdin_is_name
         next(typed_lines(None))
 
 
+def test_a_drive_stops_at_the_simulators_time_limit_with_a_message(run_dir, tmp_path, capsys):
+    """A scripted drive longer than the episode (50 control steps here) was a RuntimeError traceback at the limit
+    once Env.step refused to step on past it (found reviewing probe 15's fixes)."""
+    from robot_wm.cli import main
+
+    (tmp_path / "a.txt").write_text("0.5\n" * 60)
+    assert main(["drive", str(run_dir), "--episode", "0", "--actions", str(tmp_path / "a.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "step 50:" in out and "step 51:" not in out
+    assert "the simulator's episode ended here (its time limit, 50 control steps from the recorded state)" in out
+
+
 def test_a_drive_past_the_models_range_reports_inf_and_still_plots(run_dir):
     """Driven 1000 steps, the model's prediction overflowed: numpy's overflow warnings, "error nan", and the video
     was lost to "Axis limits cannot be NaN or Inf" (probe 12). Here a model whose output layer is scaled up."""

@@ -196,6 +196,10 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     paid.append(Episode(ep.obs, ep.action, ep.reward * 1000 + 1000, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "paid"), "--no-progress"]) == 2
     assert "this suite task pays 0 to 1 per environment step" in capsys.readouterr().err
+    delayed = EpisodeDataset(tmp_path / "delayed", create=True)  # its actions act a row late (review of planner.delay)
+    delayed.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "planner_delay": 1}))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "delayed"), "--no-progress"]) == 2
+    assert "was deployed with planner.delay=1" in capsys.readouterr().err
     negated = EpisodeDataset(tmp_path / "negated", create=True)  # within the run's span: fine-tuned on (probe 11)
     negated.append(Episode(ep.obs, ep.action, -ep.reward - 0.5, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "negated"), "--no-progress"]) == 2

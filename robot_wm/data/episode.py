@@ -115,9 +115,11 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
         return
     fmt = np.lib.format
     with zf.open(info) as f:
-        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(fmt.read_magic(f))
+        version = fmt.read_magic(f)  # 3.0 is 2.0's layout with a UTF-8 header (non-ASCII field names)
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0,
+                (3, 0): fmt.read_array_header_2_0}.get(version)
         if read is None:
-            return  # a format numpy writes only for non-ASCII field names; np.load checks it
+            raise ValueError(f"array {info.filename[:-4]!r} is in .npy format {version}: expected 1.0 to 3.0")
         shape, _, dtype = read(f, max_header_size=10_000)
     if dtype.hasobject:
         return  # np.load refuses object arrays itself (allow_pickle=False)

@@ -78,7 +78,7 @@ def default_goal(cfg) -> tuple:
     env, g = make_env(cfg.env), cfg.goal
     goals = []
     for k in range(3 if g.joints else 1):
-        env.reset(cfg.seed + k)
+        env.reset((cfg.seed + k) % 2**32)  # the seed is at most 2**32 - 1: wrap, as episodes do
         goals.append(resolve_goal(env, g.state, g.joints, g.weights))
     goal = goals[0]
     varies = np.any([np.abs(x.state - goal.state) > 1e-5 for x in goals], axis=0) & (goal.weights > 0)

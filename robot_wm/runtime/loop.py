@@ -198,14 +198,14 @@ class ControlLoop:
         if self.consecutive_fallbacks >= self.max_fallbacks:  # sent below as this step's command
             action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
-        if self.delay:  # the command sent is in flight now: the next step's plan holds it at delay - 1
-            self.plan = np.array(self.plan, dtype=np.float32)
-            self.plan[self.delay - 1] = action
         try:
             self.robot.send_action(action)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
             self._robot_error(stats, f"robot send_action error: {type(e).__name__}: {e}")
         else:
+            if self.delay:  # the command sent is in flight now: the next step's plan holds it at delay - 1
+                self.plan = np.array(self.plan, dtype=np.float32)
+                self.plan[self.delay - 1] = action
             if reason is None:
                 self.consecutive_fallbacks = 0
         stats.steps += 1
