@@ -128,6 +128,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         rd.check_is_run()
         cfg = cfgmod.apply_overrides(rd.load_config(), overrides)
     warn_network(cfg)
+    _check_no_delay(cfg, "run", "training episodes pair each state with the command sent, and the simulator applies "
+                    "it at once (env.randomize.action_delay, if any, is drawn per episode)")
     summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
     return 0
@@ -148,10 +150,14 @@ def cmd_collect(a: argparse.Namespace) -> int:
         literal = str(a.run_dir).replace("{", "{{").replace("}", "}}")  # a path, not a template
         cfg = cfgmod.from_dict({**cfg.model_dump(), "run_dir": literal}, "collect")
         warn_network(cfg)
+        _check_no_delay(cfg, "collect", "training episodes pair each state with the command sent, and the "
+                        "simulator applies it at once")
         s = Session.open(cfg, run, not a.no_progress)
     else:
         s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True)
     with s:
+        _check_no_delay(s.cfg, "collect", "training episodes pair each state with the command sent, and the "
+                        "simulator applies it at once")
         model = s.latest_model() if a.policy in ("learned", "pets") else None
         start = len(s.run.dataset())
         kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
@@ -191,6 +197,14 @@ def _check_discount_is_used(s, with_value: bool) -> None:
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
 
 
+def _check_no_delay(cfg, command: str, why: str) -> None:
+    """``planner.delay`` compensates a robot's measured latency when evaluating or deploying; elsewhere it was taken
+    and changed nothing, or planned a training run around a delay its simulator does not have (probe 16)."""
+    if cfg.planner.delay:
+        raise cfgmod.ConfigError(f"planner.delay={cfg.planner.delay} on `{command}`: {why}. Set it on `eval` or "
+                                 "`export` for a robot whose commands act late")
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
     from sim.randomize import shift_then
@@ -200,6 +214,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS) as s:
         _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
+        if a.planner == "random":
+            _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]
@@ -232,8 +248,9 @@ def model_and_episode(s, a: argparse.Namespace):
     else:
         from robot_wm.finetune import recorded_episodes
 
-        data, what = recorded_episodes(a.data, s.cfg.env.task, s.env.observation_spec.dim, s.env.action_spec.dim,
-                                       s.cfg.env.action_repeat), f"--data {a.data!r}"
+        spec = s.env.action_spec  # actions outside the bounds were dreamed on (probe 16: uint8 actions of 255)
+        data, what = recorded_episodes(a.data, s.cfg.env.task, s.env.observation_spec.dim, spec.dim,
+                                       s.cfg.env.action_repeat, (spec.low, spec.high)), f"--data {a.data!r}"
     if not 0 <= a.episode < len(data):
         raise ValueError(f"--episode {a.episode} is out of range: {what} has {len(data)} episodes")
     return model, data[a.episode]
@@ -244,6 +261,8 @@ def _whatif(a: argparse.Namespace, s) -> int:
     from robot_wm.whatif import candidates, what_if
 
     _check_discount_is_used(s, s.cfg.goal.uses_value)
+    _check_no_delay(s.cfg, "whatif", "it scores whole candidate sequences from a recorded state, commands in flight "
+                    "included, so a delay would change nothing")
     model, ep = model_and_episode(s, a)
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):
@@ -356,10 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     if hangup:
         signal.signal(signal.SIGHUP, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
-    stdout = sys.stdout
-    sys.stdout = guard = OutputGuard(stdout)
+    stdout = sys.stdout  # None where it was closed (`>&-`): print() then prints nothing, as wanted (probe 16)
+    guard = OutputGuard(stdout) if stdout is not None else None
+    sys.stdout = guard or stdout
     try:
         rc = args.func(args)
+        if guard is None:
+            return rc
         guard.flush()
         if guard.lost is not None and guard.lost.errno != errno.EPIPE:  # a reader that left chose to; a full disk not
             print(f"robot-wm {args.command}: error: its standard output could not be written ({guard.lost.strerror}): "
@@ -388,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
               "with a display)", file=sys.stderr)
         return 2
     finally:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             sys.stdout.flush()
         sys.stdout = stdout
         if main_thread:

@@ -103,11 +103,6 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
                          "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
                          "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
-    if (delay := ep.meta.get("planner_delay", 0)) != 0:  # each row's action acts that many rows later
-        raise ValueError(f"recorded episode {str(path)!r} was deployed with planner.delay={delay!r}: each row's "
-                         "command acted that many steps later, so its rows do not pair a state with the action "
-                         "that moved it, and the undelayed model the planner compensates for would learn the "
-                         "delay. Fine-tuning on such recordings is not supported yet")
     recorded = ep.meta.get("action_repeat")
     if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
         raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="
@@ -130,6 +125,19 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         check_observation_scale(path, ep.obs, *obs_range)
     if reward_range is not None:
         check_reward_scale(path, ep.reward, *reward_range)
+
+
+def check_no_delay(path, meta: dict) -> None:
+    """Refuse to learn from a recording whose commands acted late: each row pairs a state with the command sent,
+    not the one that moved it, so the model would learn the delay (the planner's ``planner.delay`` compensates
+    for it on an undelayed model; review of the session and probe 16)."""
+    draw = meta.get("randomization")
+    delays = {"planner.delay": meta.get("planner_delay", 0),
+              "the simulated robot's action_delay": draw.get("action_delay", 0) if isinstance(draw, dict) else 0}
+    if said := [f"{k}={v!r}" for k, v in delays.items() if v != 0]:
+        raise ValueError(f"recorded episode {str(path)!r} was deployed with {' and '.join(said)}: each row's command "
+                         "acted later than its row, so its rows do not pair a state with the action that moved it. "
+                         "Fine-tuning on recordings of a delayed robot is not supported yet")
 
 
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
@@ -160,6 +168,8 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
     src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
+    for path, ep in zip(src.paths(), src):
+        check_no_delay(path, ep.meta)
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import threading
 
 import mujoco
 import numpy as np
@@ -139,6 +140,12 @@ class Env(abc.ABC):
         the oracle planner feeds it to the learned value at the end of its horizon."""
 
     def step(self, action: np.ndarray) -> StepResult:
+        """One control step. Calls from several threads take turns (four threads stepped one episode 128 times
+        in 125 steps, probe 16): one simulator is one state."""
+        with self.__dict__.setdefault("_step_lock", threading.Lock()):  # atomic under the GIL
+            return self._step(action)
+
+    def _step(self, action: np.ndarray) -> StepResult:
         if self._t is None:  # after a divergence it said "before reset()" (probe 15)
             raise RuntimeError(f"{self.name}: " + (f"the episode {self._ended}; call reset() to start the next"
                                                    if self._ended else "step() called before reset()"))

@@ -240,6 +240,12 @@ def test_an_array_header_declaring_more_than_its_member_holds_is_refused_before_
             zout.writestr(info.filename, data)
     with pytest.raises(ValueError, match=r"header.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
         Episode.load(path)
+    bare = tmp_path / "bare.npz"  # probe 16: a member named 'obs' without .npy is read as an array all the same
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bare, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename.replace("obs.npy", "obs"), zin.read(info.filename))
+    with pytest.raises(ValueError, match=r"bare.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
+        Episode.load(bare)
     assert len(Episode.load(real)) == 5
 
 

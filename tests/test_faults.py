@@ -1670,6 +1670,10 @@ def test_a_closed_or_full_standard_output_does_not_stop_the_command(planner_file
     assert r.returncode == 1 and "standard output failed (No space left on device)" in r.stderr, r.stderr
     assert "its standard output could not be written" in r.stderr and "--resume" not in r.stderr
     assert len(list((run_copy / "episodes").glob("episode_*.npz"))) == episodes + 1  # the work was done
+    closed = subprocess.run([*cmd, "collect", str(run_copy), "--episodes", "1", "--policy", "random", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=300,
+                            check=False, preexec_fn=lambda: os.close(1))  # `>&-`: sys.stdout is None (probe 16)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
 
 
 @pytest.mark.parametrize("edit", [("hidden = 32", "hidden = 64", "model.hidden=64 (the checkpoint: 32)"),

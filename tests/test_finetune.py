@@ -200,6 +200,15 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     delayed.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "planner_delay": 1}))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "delayed"), "--no-progress"]) == 2
     assert "was deployed with planner.delay=1" in capsys.readouterr().err
+    late = EpisodeDataset(tmp_path / "late", create=True)  # probe 16: `deploy --shift delay-1 --record`, fine-tuned on
+    late.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state,
+                        {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}}))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "late"), "--no-progress"]) == 2
+    assert "the simulated robot's action_delay=1" in capsys.readouterr().err
+    wide = EpisodeDataset(tmp_path / "wide", create=True)  # probe 16: actions of up to 255 were dreamed on, exit 0
+    wide.append(Episode(ep.obs, ep.action * 255, ep.reward, ep.physics_state, ep.meta))
+    assert cli.main(["dream", str(run), "--data", str(tmp_path / "wide"), "--episode", "0", "--horizon", "3"]) == 2
+    assert "outside the action bounds" in capsys.readouterr().err
     negated = EpisodeDataset(tmp_path / "negated", create=True)  # within the run's span: fine-tuned on (probe 11)
     negated.append(Episode(ep.obs, ep.action, -ep.reward - 0.5, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "negated"), "--no-progress"]) == 2

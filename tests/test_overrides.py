@@ -550,3 +550,20 @@ def test_finetune_value_on_a_run_without_one_is_refused(run_without_value, tmp_p
     rc, out = _cli(capsys, "finetune", str(run_without_value), "--data", str(data), "--value", "--no-progress")
     assert rc == 2 and "--value: the run" in out and "has no value and policy to fine-tune" in out, out
     assert snapshot(run_without_value) == before
+
+
+def test_planner_delay_only_where_a_plan_meets_a_delayed_robot(tmp_path, capsys):
+    """Probe 16: `run planner.delay=2` trained around a delay its simulator does not have; `whatif planner.delay=3`
+    and `eval --planner random planner.delay=2` were taken and changed nothing."""
+    from test_export import make_run_dir
+
+    from robot_wm.cli import main
+
+    run = make_run_dir(tmp_path / "run")
+    for args in (["run", f"run_dir={tmp_path / 'new'}", "planner.delay=2", "env_steps=100"],
+                 ["collect", str(tmp_path / "new2"), "--policy", "random", "planner.delay=1"],
+                 ["whatif", str(run), "--episode", "0", "--step", "1", "planner.delay=3"],
+                 ["eval", str(run), "--planner", "random", "--episodes", "1", "planner.delay=2"]):
+        assert main(args) == 2, args
+        assert "planner.delay=" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()

@@ -331,6 +331,20 @@ def test_one_session_stepped_from_two_threads_plans_each_for_its_own_state(files
     assert wrong == {"nan_valid": 0, "good_invalid": 0}
 
 
+@pytest.mark.parametrize("delay", [8, -1, 1.5, True])
+def test_a_planner_whose_delay_does_not_fit_its_plan_is_refused(files, delay):
+    """Probe 16: a planner object whose meta says delay=9 for a plan of 4 escaped the loop's fallback with an
+    IndexError; delay=-1 was used silently."""
+    from dataclasses import replace
+
+    inner = PlannerSession(files["input"], provider="cpu")
+    planner = Broken(inner)
+    planner.meta = replace(inner.meta, delay=delay)
+    with pytest.raises(ValueError, match=r"planner.meta.delay=.*expected a whole number from 0 to the plan's horizon "
+                                         r"- 1 = 7"):
+        ControlLoop(planner, ScriptedRobot(), deadline_s=10.0, realtime=False)
+
+
 def test_a_numpy_control_period_is_a_number(files):
     robot = ScriptedRobot()
     robot.control_period = np.float32(0.08)  # "expected a positive number of seconds" (probe 15)

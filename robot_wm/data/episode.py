@@ -111,19 +111,20 @@ class Episode:
 def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """An array's own header declares its shape: numpy allocates that much before reading, so a header of
     (10**10, 5) beside a 14 KB member asked for 186 GiB (probe 15). The bytes it declares must fit in the member."""
-    if not info.filename.endswith(".npy"):
-        return
     fmt = np.lib.format
     with zf.open(info) as f:
-        version = fmt.read_magic(f)  # 3.0 is 2.0's layout with a UTF-8 header (non-ASCII field names)
+        if f.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:
+            return  # not an array: np.load gives its bytes (a member named 'obs' without .npy is read as one, probe 16)
+        version = tuple(f.read(2))  # 3.0 is 2.0's layout with a UTF-8 header (non-ASCII field names)
         read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0,
                 (3, 0): fmt.read_array_header_2_0}.get(version)
         if read is None:
-            raise ValueError(f"array {info.filename[:-4]!r} is in .npy format {version}: expected 1.0 to 3.0")
+            raise ValueError(f"array {info.filename.removesuffix('.npy')!r} is in .npy format {version}: expected "
+                             "1.0 to 3.0")
         shape, _, dtype = read(f, max_header_size=10_000)
     if dtype.hasobject:
         return  # np.load refuses object arrays itself (allow_pickle=False)
     nbytes = dtype.itemsize * math.prod(shape)
     if nbytes > info.file_size:
-        raise ValueError(f"array {info.filename[:-4]!r} declares shape {shape} ({nbytes / 2**20:,.1f} MiB of "
-                         f"{dtype}) in a member of {info.file_size:,} bytes")
+        raise ValueError(f"array {info.filename.removesuffix('.npy')!r} declares shape {shape} "
+                         f"({nbytes / 2**20:,.1f} MiB of {dtype}) in a member of {info.file_size:,} bytes")

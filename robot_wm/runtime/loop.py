@@ -84,7 +84,12 @@ class ControlLoop:
     def __init__(self, planner, robot, rate_hz: float | None = None, deadline_s: float | None = None,
                  safe_action: np.ndarray | None = None, realtime: bool = True, max_fallbacks: int = 25):
         self.planner, self.robot = planner, robot
-        self.delay = int(getattr(getattr(planner, "meta", None), "delay", 0))  # a planner exported with planner.delay
+        delay = getattr(getattr(planner, "meta", None), "delay", 0)  # a planner exported with planner.delay
+        horizon = len(planner.initial_plan())
+        if isinstance(delay, bool) or not isinstance(delay, int | np.integer) or not 0 <= delay < horizon:
+            raise ValueError(f"planner.meta.delay={delay!r}: expected a whole number from 0 to the plan's horizon - 1 "
+                             f"= {horizon - 1} (an index past the plan escaped the loop's fallback, probe 16)")
+        self.delay = int(delay)
         for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):  # True ran at 1 Hz; "0.01" a ufunc error
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
                                   or not (np.isfinite(v) and v > 0)):

@@ -258,7 +258,7 @@ class PlannerSession:
         # A captured CUDA graph would replay in-graph random numbers: only the noise-input variant uses one.
         self.cuda_graph = bool(cuda_graph and self.device == "cuda" and self.has_noise_input)
         self.rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()  # the bound buffers are one step's at a time
+        self._lock = threading.RLock()  # the bound buffers are one step's (or one warm-up's) at a time
         self._bind()
 
     # --- loading ------------------------------------------------------------------------------
@@ -387,8 +387,9 @@ class PlannerSession:
 
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
-        rng_state = self.rng.bit_generator.state
-        plan = self.initial_plan()
-        for _ in range(runs):
-            self.step(np.zeros(self.meta.state_dim, np.float32), plan)
-        self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
+        with self._lock:  # another thread's steps between the save and the restore replayed its noise (probe 16)
+            rng_state = self.rng.bit_generator.state
+            plan = self.initial_plan()
+            for _ in range(runs):
+                self.step(np.zeros(self.meta.state_dim, np.float32), plan)
+            self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
