@@ -257,6 +257,16 @@ def test_a_split_fraction_outside_0_1_is_named(fraction):
         split([_episode(np.random.default_rng(0), 10)], fraction)
 
 
+@pytest.mark.parametrize("value", [10**5000, object()], ids=["int-of-5001-digits", "object"])
+def test_an_episode_whose_meta_is_not_plain_json_is_named(tmp_path, value):
+    import dataclasses
+
+    ep = dataclasses.replace(_episode(np.random.default_rng(0), 5), meta={"seed": 1, "x": value})
+    with pytest.raises(ValueError, match=r"m.npz' not written: its meta is not plain JSON"):
+        ep.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_atomic_write_takes_any_name_the_file_system_takes(tmp_path):
     """A 250-byte name (legal: at most 255) was refused as too long: the hidden temp name added 14 bytes (probe 15)."""
     from robot_wm.io import atomic_write

@@ -141,6 +141,16 @@ def test_deploy_refuses_an_unknown_shift(files, capsys):
     assert "gravity-2" in capsys.readouterr().err
 
 
+def test_deploy_says_when_the_robots_delay_is_not_the_planners(files, capsys):
+    """Probe 16: a planner compensating no delay deployed on a robot whose commands act a step late, no word."""
+    from robot_wm.cli import main
+
+    assert main(["deploy", str(files["input"]), "--episodes", "1", "--shift", "delay-1", "--sim",
+                 "max_env_steps=80"]) == 0
+    assert ("the planner compensates a delay of 0 control step(s) (planner.delay), the simulated robot's commands act "
+            "1 step(s) late") in capsys.readouterr().err
+
+
 def test_session_reports_provider_options_and_is_deterministic_with_noise_input(files):
     a, b = (PlannerSession(files["input"], provider="cpu", threads=1, seed=3) for _ in range(2))
     assert a.provider == "CPUExecutionProvider" and a.device == "cpu" and not a.cuda_graph

@@ -74,9 +74,12 @@ class Episode:
             check_seed(self.meta)  # what load refuses is never written (a recorder took any seed)
         except ValueError as e:
             raise ValueError(f"episode {str(path)!r} not written: {e}") from None
+        try:  # an int of 10**5000 or an object was json's own error, naming neither file nor key (probe 16)
+            meta = json.dumps(self.meta, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"episode {str(path)!r} not written: its meta is not plain JSON ({e})") from None
         buf = io.BytesIO()
-        np.savez_compressed(buf, meta=np.array(json.dumps(self.meta, sort_keys=True)),
-                            **{k: getattr(self, k) for k in KEYS})
+        np.savez_compressed(buf, meta=np.array(meta), **{k: getattr(self, k) for k in KEYS})
         atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)
 
     @classmethod

@@ -47,6 +47,10 @@ def _deploy(a: argparse.Namespace) -> int:
     task = sim_env.task  # what the robot runs (--sim task=...): a recording labelled with the planner's was trusted
     robot = SimRobot(make_env(sim_env))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
+    lo, hi = sim_env.randomize.action_delay  # the simulated robot's delay range, against the planner's (probe 16)
+    if not lo <= m.delay <= hi:
+        echo(f"robot-wm deploy: warning: the planner compensates a delay of {m.delay} control step(s) (planner.delay), "
+             f"the simulated robot's commands act {lo if lo == hi else f'{lo} to {hi}'} step(s) late", file=sys.stderr)
     if not math.isfinite(m.control_period):
         echo(f"robot-wm deploy: warning: {a.planner} does not say its control period (metadata control_period="
               f"{m.raw.get('control_period')!r}): the robot's {robot.control_period:g} s is used unchecked",
@@ -61,6 +65,7 @@ def _deploy(a: argparse.Namespace) -> int:
                        safe_action=safe, realtime=a.realtime, max_fallbacks=a.max_fallbacks)
     echo(f"deploy {a.planner} on {task}: provider {planner.provider}, {a.threads} threads, "
           f"{m.optimizer} H={m.horizon} N={m.samples} I={m.iterations}, noise {m.noise}, "
+          f"{f'delay {m.delay}, ' if m.delay else ''}"
           f"{loop.rate_hz:.1f} Hz, deadline {loop.deadline_s * 1e3:.1f} ms"
           f"{', real time' if a.realtime else ''}")
     rec = None
