@@ -378,6 +378,23 @@ def test_loop_overrun_applies_safe_action_and_reports_statistics(files):
         ControlLoop(PlannerSession(files["input"]), robot, safe_action=np.array([5.0]))  # refused, not clipped
 
 
+def test_a_stalled_realtime_loop_counts_the_stall(files, caplog):
+    """Probe 16: SIGSTOP for 3 s showed only as a lower rate; no tick was counted late."""
+    import time as _time
+
+    class Stalling(ScriptedRobot):
+        def send_action(self, action):
+            super().send_action(action)
+            if len(self.sent) == 2:
+                _time.sleep(0.3)  # about four control periods of 0.08 s
+
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), Stalling(), deadline_s=10.0, realtime=True)
+    with caplog.at_level("WARNING"):
+        stats = loop.run(5)
+    assert stats.stalls == 1 and stats.summary()["stalls"] == 1 and "stalls 1" in stats.format()
+    assert "behind its schedule" in caplog.text
+
+
 def test_sim_robot_implements_the_robot_interface():
     from robot_wm.config import EnvConfig
     from robot_wm.runtime.robot import Robot, SimRobot

@@ -35,6 +35,7 @@ class LoopStats:
     errors: int = 0        # the session raised
     fallbacks: int = 0     # steps that applied the fallback action
     safe_stops: int = 0    # times the loop stopped after too many consecutive fallbacks
+    stalls: int = 0        # ticks that began a whole period or more behind schedule (the last command held that long)
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
     """The planning latencies of the last ``LATENCY_WINDOW`` steps (the percentiles' sample): a list of every
     step grew without bound on a robot deployed for days (probe 11)."""
@@ -47,7 +48,7 @@ class LoopStats:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def merge(self, other: LoopStats) -> None:
-        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks", "safe_stops"):
+        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks", "safe_stops", "stalls"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.latencies.extend(other.latencies)
 
@@ -56,7 +57,7 @@ class LoopStats:
                 "latency_p50_ms": round(self.percentile_ms(50), 3), "latency_p99_ms": round(self.percentile_ms(99), 3),
                 "deadline_ms": round(self.deadline_s * 1e3, 3), "overruns": self.overruns,
                 "fallbacks": self.fallbacks, "invalid": self.invalid, "nonfinite": self.nonfinite,
-                "errors": self.errors, "safe_stops": self.safe_stops}
+                "errors": self.errors, "safe_stops": self.safe_stops, "stalls": self.stalls}
 
     def format(self) -> str:
         s = self.summary()
@@ -64,7 +65,8 @@ class LoopStats:
                 f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms (deadline {s['deadline_ms']:.1f} ms); "
                 f"overruns {s['overruns']}, fallbacks {s['fallbacks']} (invalid {s['invalid']}, "
                 f"non-finite {s['nonfinite']}, errors {s['errors']})"
-                + (f"; SAFE STOPS {s['safe_stops']}" if s["safe_stops"] else ""))
+                + (f"; SAFE STOPS {s['safe_stops']}" if s["safe_stops"] else "")
+                + (f"; stalls {s['stalls']} (ticks a period or more late)" if s["stalls"] else ""))
 
 
 MIN_RATE_HZ, MAX_RATE_HZ = 0.1, 10_000.0
@@ -286,6 +288,10 @@ class ControlLoop:
                     if delay > 0:
                         time.sleep(delay)
                     else:
+                        if -delay >= self.period:  # SIGSTOP for 3 s showed only as a lower rate (probe 16)
+                            stats.stalls += 1
+                            log.warning("step %d: the loop ran %.0f ms behind its schedule (the process stalled?): the "
+                                        "last command stayed on the robot that long", stats.steps, -delay * 1e3)
                         next_tick = time.perf_counter()  # late: do not try to catch up with a burst
         except BaseException as e:  # Ctrl-C, deploy's SIGTERM/SIGHUP: the last command stayed on the motors (probe 12)
             if self.stopped is None:
