@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.cli_args import path_arg, seed, whole
+from robot_wm.cli_args import Once, path_arg, seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
@@ -180,6 +180,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS, trains=True) as s:
+        _check_no_delay(s.cfg, "train", "training plans nothing, and it would be recorded with the round")
         s.latest_model()
         s.train(s.run.next_round())
         last = s.run.records("train")[-1]
@@ -319,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learned: world model + value + policy proposals; pets: the same world model, imagined "
                         "reward over the horizon only; oracle: the true simulator (oracle-value: plus the learned "
                         "terminal value); random actions")
-    e.add_argument("--shift", default="nominal",
+    e.add_argument("--shift", default="nominal", action=Once,
                    help="evaluate on a perturbed robot without retraining: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1 (or env.randomize.* overrides)")
     e.add_argument("--episodes", type=whole(1, 1_000_000), default=3)

@@ -45,3 +45,14 @@ def path_arg(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty path ({text!r}: an unset shell variable?)")
     return text
+
+
+class Once(argparse.Action):
+    """A flag that may be given once: a second ``--shift`` replaced the first without a word (probe 16)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_{self.dest}_given", False):
+            parser.error(f"argument {option_string}: given twice ({getattr(namespace, self.dest)!r}, then {values!r}): "
+                         "give it once")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)

@@ -267,6 +267,21 @@ def test_an_episode_whose_meta_is_not_plain_json_is_named(tmp_path, value):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_episode_too_big_to_read_back_is_not_written(tmp_path):
+    """Probe 16: a recording of 1.1 GiB uncompressed was saved (1 MB of zeros on disk), then refused by every reader."""
+    import dataclasses
+
+    from robot_wm.data.episode import MAX_EPISODE_BYTES
+
+    ep = _episode(np.random.default_rng(0), 5)
+    rows = MAX_EPISODE_BYTES // (4 * 1000) + 10
+    big = dataclasses.replace(ep, obs=np.zeros((rows + 1, 1000), np.float32), action=np.zeros((rows, 1), np.float32),
+                              reward=np.zeros(rows, np.float32), physics_state=np.zeros((rows + 1, 0)))
+    with pytest.raises(ValueError, match=r"big.npz' not written: it holds 1,02\d MiB uncompressed"):
+        big.save(tmp_path / "big.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_atomic_write_takes_any_name_the_file_system_takes(tmp_path):
     """A 250-byte name (legal: at most 255) was refused as too long: the hidden temp name added 14 bytes (probe 15)."""
     from robot_wm.io import atomic_write

@@ -563,7 +563,11 @@ def test_planner_delay_only_where_a_plan_meets_a_delayed_robot(tmp_path, capsys)
     for args in (["run", f"run_dir={tmp_path / 'new'}", "planner.delay=2", "env_steps=100"],
                  ["collect", str(tmp_path / "new2"), "--policy", "random", "planner.delay=1"],
                  ["whatif", str(run), "--episode", "0", "--step", "1", "planner.delay=3"],
-                 ["eval", str(run), "--planner", "random", "--episodes", "1", "planner.delay=2"]):
+                 ["eval", str(run), "--planner", "random", "--episodes", "1", "planner.delay=2"],
+                 ["train", str(run), "planner.delay=1"]):
         assert main(args) == 2, args
         assert "planner.delay=" in capsys.readouterr().err
     assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()
+    with pytest.raises(SystemExit):  # probe 16: a second --shift replaced the first without a word
+        main(["eval", str(run), "--shift", "delay-1", "--shift", "nominal"])
+    assert "argument --shift: given twice ('delay-1', then 'nominal')" in capsys.readouterr().err

@@ -78,8 +78,14 @@ class Episode:
             meta = json.dumps(self.meta, sort_keys=True)
         except (TypeError, ValueError) as e:
             raise ValueError(f"episode {str(path)!r} not written: its meta is not plain JSON ({e})") from None
+        arrays = {k: np.asarray(getattr(self, k)) for k in KEYS}
+        size = sum(a.nbytes for a in arrays.values()) + 4 * len(meta) + 1024  # as load counts it: uncompressed
+        if size > MAX_EPISODE_BYTES:  # a 1 GiB recording was written, then refused by every reader (probe 16)
+            raise ValueError(f"episode {str(path)!r} not written: it holds {size / 2**20:,.0f} MiB uncompressed and an "
+                             f"episode is read back only up to {MAX_EPISODE_BYTES / 2**20:.0f} MiB; record shorter "
+                             "episodes")
         buf = io.BytesIO()
-        np.savez_compressed(buf, meta=np.array(meta), **{k: getattr(self, k) for k in KEYS})
+        np.savez_compressed(buf, meta=np.array(meta), **arrays)
         atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)
 
     @classmethod

@@ -33,11 +33,6 @@ def rerun_overrides(a: argparse.Namespace) -> list[str]:
     return out
 
 
-def has_display() -> bool:
-    """Whether Rerun's desktop viewer can open a window here (on Linux: DISPLAY or WAYLAND_DISPLAY is set)."""
-    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def display_problem(display: str | None = None) -> str | None:
     """Why no window can open on the display that is set (Linux; or on ``display``, an X display name), or None
     where one may. A set DISPLAY with no X server behind it let `--rerun spawn` start a viewer that died unseen,
@@ -156,11 +151,11 @@ def cmd_view(a: argparse.Namespace) -> int:
             print(printable(str(f)))
         return 0
     chosen = files if a.all else files[-1:]
-    if not has_display():
-        # the viewer started, listened, then died with winit's EventLoopError (ninth probe)
-        raise ValueError("robot-wm view opens Rerun's desktop viewer, which needs a display (DISPLAY and "
-                         "WAYLAND_DISPLAY are unset): open the recordings listed by `robot-wm view "
-                         f"{a.run_dir} --list` on a machine with one")
+    if problem := display_problem():
+        # the viewer started, listened, then died with winit's EventLoopError (ninth probe; a DISPLAY with no X
+        # server behind it, probe 16)
+        raise ValueError(f"robot-wm view opens Rerun's desktop viewer, which needs a display ({problem}): open the "
+                         f"recordings listed by `robot-wm view {a.run_dir} --list` on a machine with one")
     cmd = viewer_command(rerun_cli(), chosen)
     echo("opening " + " ".join(map(str, chosen)))  # echo takes one text (probe 14: a TypeError every time)
     return subprocess.call(cmd)
