@@ -320,3 +320,102 @@ def probe14_defects(base: Path, planner: Path, work: Path) -> None:
             return "outside the bounds" in str(e), str(e)[:90]
         return False, "scored"
     record(cat, "what_if with actions of 1e300 (reported as NaN/Inf)", absurd_action)
+
+
+def probe15_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects and ugly cases of the sixteenth hostile probe (2026-11-27; the fifteenth category)."""
+    cat = "probe 2026-11-27 (15th)"
+
+    def closed_stdout():
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "whatif", str(base), "--episode", "0", "--step", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300, check=False,
+                           preexec_fn=lambda: os.close(1), env={**os.environ, "MUJOCO_GL": "egl"})
+        return r.returncode == 0 and "Traceback" not in r.stderr, tail(r.stderr) if r.stderr else f"exit {r.returncode}"
+    record(cat, "whatif >&- (stdout closed: an AttributeError in every command)", closed_stdout)
+
+    def loop_delay():
+        from dataclasses import replace
+
+        from robot_wm.runtime.loop import ControlLoop
+        from robot_wm.runtime.session import PlannerSession
+
+        class Wrapped:
+            def __init__(self, inner):
+                self.inner, self.meta = inner, replace(inner.meta, delay=99)
+
+            def initial_plan(self):
+                return self.inner.initial_plan()
+
+            def step(self, state, prev):
+                raise RuntimeError("lost")
+
+        class Robot:
+            state_dim, control_period = 5, 0.08
+            action_low, action_high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+
+        try:
+            ControlLoop(Wrapped(PlannerSession(planner, threads=1)), Robot(), realtime=False)
+        except ValueError as e:
+            return "planner.meta.delay=99" in str(e), str(e)[:90]
+        return False, "accepted: the first fallback indexes past the plan"
+    record(cat, "ControlLoop with a planner whose delay (99) does not fit its plan (an IndexError)", loop_delay)
+
+    def delay_on_run():
+        rc, out = cli("run", f"run_dir={work / 'p15-run'}", "planner.delay=2", "env_steps=100", "--no-progress")
+        return rc == 2 and "planner.delay=2 on `run`" in out and not (work / "p15-run").exists(), tail(out)
+    record(cat, "run planner.delay=2 on the undelayed simulator (trained around a delay that is not there)",
+           delay_on_run)
+    def shift_twice():
+        r = _robot_wm("eval", str(base), "--shift", "delay-1", "--shift", "nominal")
+        return r.returncode == 2 and "given twice" in r.stderr, tail(r.stderr)
+    record(cat, "eval --shift delay-1 --shift nominal (the first shift dropped without a word)", shift_twice)
+
+    def too_big():
+        from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode
+
+        rows = MAX_EPISODE_BYTES // 4000 + 10
+        ep = Episode(np.zeros((rows + 1, 1000), np.float32), np.zeros((rows, 1), np.float32), np.zeros(rows),
+                     np.zeros((rows + 1, 0)), {"seed": 1})
+        try:
+            ep.save(work / "p15-big.npz")
+        except ValueError as e:
+            return "not written" in str(e) and not (work / "p15-big.npz").exists(), str(e)[:90]
+        return False, "written: 1 GiB uncompressed, refused by every reader"
+    record(cat, "Episode.save of 1.1 GiB uncompressed (written, then refused by every reader)", too_big)
+
+    def bare_member():
+        import zipfile
+
+        r = copy_run(base, work / "p15-bare")
+        path = r / "episodes" / "episode_000000.npz"
+        with zipfile.ZipFile(path) as zin:
+            members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+        data = members.pop("obs.npy")
+        import io
+
+        arr = np.load(io.BytesIO(data))
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                                   "fortran_order": False, "shape": (10**10, arr.shape[1])})
+        members["obs"] = buf.getvalue() + arr.tobytes()
+        with zipfile.ZipFile(path, "w") as zout:
+            for name, blob in members.items():
+                zout.writestr(name, blob)
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "declares shape (10000000000,")
+    record(cat, "an episode member 'obs' without .npy declaring 186 GiB (the header check skipped it)", bare_member)
+
+    def delayed_recording():
+        rec = work / "p15-rec"
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(rec),
+                      "--sim", "max_env_steps=80")
+        if rc != 0:
+            return False, tail(out)
+        r = copy_run(base, work / "p15-ft")
+        return untouched(r, ["finetune", str(r), "--data", str(rec), "--no-progress"],
+                         "the simulated robot's action_delay=1")
+    record(cat, "finetune on a recording of a delayed robot (states paired with commands that acted later)",
+           delayed_recording)
+    def delay_mismatch():
+        r = _robot_wm("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--sim", "max_env_steps=80")
+        return r.returncode == 0 and "the planner compensates a delay of 0" in r.stderr, tail(r.stderr)
+    record(cat, "deploy a planner without delay on a robot with one (no word)", delay_mismatch)

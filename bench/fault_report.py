@@ -31,21 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import torch
 from fault_kit import RESULTS, ROOT, cli, copy_run, record, tail, tf
-from fault_probes_2 import probe13_defects, probe14_defects
 from fault_probes import (
     api_inputs,
     probe3_defects,
-    probe10_defects,
-    probe11_defects,
-    probe12_defects,
     probe4_defects,
     probe5_defects,
     probe6_defects,
     probe7_defects,
     probe8_defects,
     probe9_defects,
+    probe10_defects,
+    probe11_defects,
+    probe12_defects,
     probe_defects,
 )
+from fault_probes_2 import probe13_defects, probe14_defects, probe15_defects
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -907,7 +907,8 @@ def main() -> int:
                          ("probe 2026-11-26 (11th)", lambda: probe11_defects(base, planner, work)),
                          ("probe 2026-11-27 (12th)", lambda: probe12_defects(base, planner, work)),
                          ("probe 2026-11-27 (13th)", lambda: probe13_defects(base, planner, work)),
-                         ("probe 2026-11-27 (14th)", lambda: probe14_defects(base, planner, work))]:
+                         ("probe 2026-11-27 (14th)", lambda: probe14_defects(base, planner, work)),
+                         ("probe 2026-11-27 (15th)", lambda: probe15_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
