@@ -205,23 +205,12 @@ def probe14_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "one PlannerSession stepped from two threads (a NaN state came back valid)", two_threads)
 
     def one_buffer():
-        from robot_wm.config import EnvConfig
+        from conftest import one_buffer_robot
+
         from robot_wm.data.dataset import EpisodeDataset
-        from robot_wm.runtime import SimRobot
         from robot_wm.runtime.record import DeploymentRecorder
-        from sim.registry import make_env
 
-        class OneBuffer(SimRobot):
-            buf = None
-
-            def physics_state(self):
-                s = self.env.get_state()
-                self.buf = s if self.buf is None else self.buf
-                self.buf[...] = s
-                return self.buf
-
-        robot = OneBuffer(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
-        robot.reset(0)
+        robot = one_buffer_robot()
         rec = DeploymentRecorder(work / "p14-rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
         rec.begin(robot, seed=0)
         for _ in range(4):
@@ -242,23 +231,11 @@ def probe14_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "a byte copy of a training episode under the next name (trained on twice)", byte_copy)
 
     def header_bomb():
-        import io
-        import zipfile
+        from conftest import write_lying_header_episode
 
         r = copy_run(base, work / "p14-bomb")
-        path = r / "eval" / "episode_000000.npz"
-        if not path.exists():
-            path = r / "episodes" / "episode_000000.npz"
-        with zipfile.ZipFile(path) as zin:
-            members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
-        arr = np.load(io.BytesIO(members["obs.npy"]))
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
-                                                   "fortran_order": False, "shape": (10**10, arr.shape[1])})
-        members["obs.npy"] = buf.getvalue() + arr.tobytes()
-        with zipfile.ZipFile(path, "w") as zout:
-            for name, data in members.items():
-                zout.writestr(name, data)
+        path = r / "episodes" / "episode_000000.npz"
+        write_lying_header_episode(path, path)
         return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "declares shape (10000000000,")
     record(cat, "an episode whose obs.npy header declares 186 GiB (a MemoryError traceback)", header_bomb)
 
@@ -384,23 +361,11 @@ def probe15_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "Episode.save of 1.1 GiB uncompressed (written, then refused by every reader)", too_big)
 
     def bare_member():
-        import zipfile
+        from conftest import write_lying_header_episode
 
         r = copy_run(base, work / "p15-bare")
         path = r / "episodes" / "episode_000000.npz"
-        with zipfile.ZipFile(path) as zin:
-            members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
-        data = members.pop("obs.npy")
-        import io
-
-        arr = np.load(io.BytesIO(data))
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
-                                                   "fortran_order": False, "shape": (10**10, arr.shape[1])})
-        members["obs"] = buf.getvalue() + arr.tobytes()
-        with zipfile.ZipFile(path, "w") as zout:
-            for name, blob in members.items():
-                zout.writestr(name, blob)
+        write_lying_header_episode(path, path, "obs")
         return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "declares shape (10000000000,")
     record(cat, "an episode member 'obs' without .npy declaring 186 GiB (the header check skipped it)", bare_member)
 

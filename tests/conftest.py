@@ -94,6 +94,46 @@ def tiny_run_dir(tmp_path_factory):
     return root
 
 
+def one_buffer_robot(task: str = "cartpole-swingup"):
+    """A ``SimRobot`` whose driver keeps its physics state in one buffer, refilled in place (as many drivers do), reset
+    to episode seed 0."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime import SimRobot
+    from sim.registry import make_env
+
+    class OneBuffer(SimRobot):
+        buf = None
+
+        def physics_state(self):
+            s = self.env.get_state()
+            self.buf = s if self.buf is None else self.buf
+            self.buf[...] = s
+            return self.buf
+
+    robot = OneBuffer(make_env(EnvConfig(task=task, max_env_steps=400)))
+    robot.reset(0)
+    return robot
+
+
+def write_lying_header_episode(real: Path, dst: Path, member: str = "obs.npy", rows: int = 10**10) -> None:
+    """``dst``: the episode ``real`` with its observations' own .npy header declaring ``rows`` rows (10**10: 186 GiB)
+    over the same few bytes, stored as ``member`` (``obs``: without the extension np.load reads it all the same);
+    the zip directory declares the true, small sizes."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(real) as zin:
+        members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+    arr = np.load(io.BytesIO(members.pop("obs.npy")))
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                               "fortran_order": False, "shape": (rows, arr.shape[1])})
+    members[member] = buf.getvalue() + arr.tobytes()
+    with zipfile.ZipFile(dst, "w") as zout:
+        for name, blob in members.items():
+            zout.writestr(name, blob)
+
+
 def write_zip_bomb_episode(real: Path, dst: Path, inflated_bytes: int) -> None:
     """``dst``: the episode ``real`` with its observations replaced by zeros that inflate to more than
     ``inflated_bytes`` (an obs.npy header declaring that many float32 rows x 3) but deflate to ~1/1000."""

@@ -222,30 +222,17 @@ def test_atomic_write_syncs_the_file_and_its_folder(tmp_path, monkeypatch):
 
 def test_an_array_header_declaring_more_than_its_member_holds_is_refused_before_allocating(tmp_path):
     """Probe 15: obs.npy's own header said (10**10, 5) in a 14 KB member the zip directory declared honestly; numpy
-    set out to allocate 186 GiB and the commands died of a MemoryError traceback naming no file."""
-    import io
-    import zipfile
+    set out to allocate 186 GiB and the commands died of a MemoryError traceback naming no file. Probe 16: the same
+    in a member named 'obs' without the extension, which np.load reads as an array all the same."""
+    from conftest import write_lying_header_episode
 
     real = tmp_path / "ep.npz"
     _episode(np.random.default_rng(3), 5).save(real)
-    path = tmp_path / "header.npz"
-    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(path, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == "obs.npy":
-                arr, buf = np.load(io.BytesIO(data)), io.BytesIO()
-                np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
-                                                           "fortran_order": False, "shape": (10**10, arr.shape[1])})
-                data = buf.getvalue() + arr.tobytes()
-            zout.writestr(info.filename, data)
-    with pytest.raises(ValueError, match=r"header.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
-        Episode.load(path)
-    bare = tmp_path / "bare.npz"  # probe 16: a member named 'obs' without .npy is read as an array all the same
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bare, "w") as zout:
-        for info in zin.infolist():
-            zout.writestr(info.filename.replace("obs.npy", "obs"), zin.read(info.filename))
-    with pytest.raises(ValueError, match=r"bare.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
-        Episode.load(bare)
+    for member in ("obs.npy", "obs"):
+        path = tmp_path / f"lying-{member}.npz"
+        write_lying_header_episode(real, path, member)
+        with pytest.raises(ValueError, match=rf"lying-{member}.npz.*array 'obs' declares shape \(10000000000, \d+\)"):
+            Episode.load(path)
     assert len(Episode.load(real)) == 5
 
 

@@ -471,22 +471,12 @@ def _record(tmp_path, robot, actions):
 
 def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
     """A driver that keeps its physics state in one buffer: every stored row was the last state (probe 15)."""
-    from robot_wm.config import EnvConfig
+    from conftest import one_buffer_robot
+
     from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.runtime import SimRobot
     from robot_wm.runtime.record import DeploymentRecorder
-    from sim.registry import make_env
 
-    class OneBuffer(SimRobot):
-        def physics_state(self):
-            self.buf = getattr(self, "buf", None)
-            s = self.env.get_state()
-            self.buf = s if self.buf is None else self.buf
-            self.buf[...] = s
-            return self.buf
-
-    robot = OneBuffer(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
-    robot.reset(0)
+    robot = one_buffer_robot()
     rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
     rec.begin(robot, seed=0)
     for _ in range(5):
