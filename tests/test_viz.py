@@ -162,7 +162,7 @@ def test_qpos_decoder_recovers_qpos(task):
     from sim.registry import make_env
     from robot_wm.viz.kinematics import BodyKinematics, QposDecoder, qpos_from_physics_state
 
-    env = make_env(EnvConfig(task=task, max_env_steps=200))
+    env = make_env(EnvConfig(task=task, max_env_steps=400))  # 40 control steps fit at action repeat 8 (no step past it)
     rng = np.random.default_rng(0)
     obs, states = [env.reset(0)], [env.get_state()]
     for _ in range(40):
