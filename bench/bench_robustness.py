@@ -2,6 +2,7 @@
 return on each named shift (``sim.randomize.SHIFTS``) against its nominal return, without retraining.
 
     python bench/bench_robustness.py RUN [RUN ...] --episodes 3 [--shifts mass-1.3 delay-1] [--planner learned]
+        [--compensate-delay]   # each delay shift once more with planner.delay set to it
 
 Each cell is ``robot-wm eval RUN --shift S`` (the evaluation episodes are stored in the run like any
 other, with the shift in their metadata). Prints a markdown table: mean return, and the share of the
@@ -22,8 +23,9 @@ from robot_wm.runner import evaluate  # noqa: E402
 from sim.randomize import SHIFTS, shift_overrides  # noqa: E402
 
 
-def measure(run: str, shift: str, planner: str, episodes: int) -> list[float]:
-    with _session(run, shift_overrides(shift), progress=False, command=f"bench_robustness {shift}") as s:
+def measure(run: str, shift: str, planner: str, episodes: int, extra: tuple[str, ...] = ()) -> list[float]:
+    with _session(run, [*shift_overrides(shift), *extra], progress=False,
+                  command=f"bench_robustness {shift} {' '.join(extra)}".rstrip()) as s:
         model = s.latest_model() if planner in ("learned", "pets") else None
         return [r["return"] for r in evaluate(s, planner, model, episodes)]
 
@@ -34,21 +36,29 @@ def main() -> None:
     p.add_argument("--shifts", nargs="*", default=list(SHIFTS), help=f"default: all of {', '.join(SHIFTS)}")
     p.add_argument("--planner", default="learned", choices=("learned", "pets"))
     p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--compensate-delay", action="store_true",
+                   help="also measure each delay shift with the planner told the delay (planner.delay)")
     a = p.parse_args()
+    cells_of = [(shift, ()) for shift in a.shifts]
+    if a.compensate_delay:
+        cells_of += [(shift, (f"planner.delay={SHIFTS[shift]['action_delay'][0]}",)) for shift in a.shifts
+                     if SHIFTS[shift].get("action_delay", (0, 0))[0] > 0]
     rows = []
     for run in a.runs:
         nominal = measure(run, "nominal", a.planner, a.episodes)
         base = float(np.mean(nominal))
         cells = [f"{base:.0f} ± {np.std(nominal):.0f}"]
-        for shift in a.shifts:
-            r = measure(run, shift, a.planner, a.episodes)
+        for shift, extra in cells_of:
+            r = measure(run, shift, a.planner, a.episodes, extra)
             cells.append(f"{np.mean(r):.0f} ± {np.std(r):.0f} ({100 * np.mean(r) / base:.0f} %)" if base > 0
                          else f"{np.mean(r):.0f}")
-            print(f"{run} {shift}: {np.mean(r):.1f} ({', '.join(f'{x:.0f}' for x in r)})", flush=True)
+            print(f"{run} {' + '.join([shift, *extra])}: {np.mean(r):.1f} ({', '.join(f'{x:.0f}' for x in r)})",
+                  flush=True)
         rows.append([run, *cells])
     print(f"\n{a.planner} planner, {a.episodes} episodes per cell (mean ± std; share of the nominal return)\n")
-    print("| run | nominal | " + " | ".join(a.shifts) + " |")
-    print("|---" * (len(a.shifts) + 2) + "|")
+    names = [" + ".join([shift, *extra]) for shift, extra in cells_of]
+    print("| run | nominal | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 2) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
