@@ -160,6 +160,10 @@ class ControlLoop:
                 f"{1 / rate_hz:g} s instead")
 
     def reset(self) -> None:
+        """A new episode: the warm start is the planner's initial plan (the middle of the range). With a delay its
+        first ``delay`` actions are taken as the commands in flight, which holds for a robot that starts each episode
+        at rest with neutral commands (``SimRobot``); a robot that keeps moving between episodes has the last
+        commands sent in flight instead, and its driver should start the next episode at rest."""
         self.plan = np.array(self.planner.initial_plan(), dtype=np.float32)
         self.consecutive_fallbacks, self.done_errors, self.stopped = 0, 0, None
 
