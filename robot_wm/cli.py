@@ -128,8 +128,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         rd.check_is_run()
         cfg = cfgmod.apply_overrides(rd.load_config(), overrides)
     warn_network(cfg)
-    _check_no_delay(cfg, "run", "training episodes pair each state with the command sent, and the simulator applies "
-                    "it at once (env.randomize.action_delay, if any, is drawn per episode)")
+    _check_no_delay(cfg, "run", TRAINING_DELAY)
     summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
     return 0
@@ -150,14 +149,12 @@ def cmd_collect(a: argparse.Namespace) -> int:
         literal = str(a.run_dir).replace("{", "{{").replace("}", "}}")  # a path, not a template
         cfg = cfgmod.from_dict({**cfg.model_dump(), "run_dir": literal}, "collect")
         warn_network(cfg)
-        _check_no_delay(cfg, "collect", "training episodes pair each state with the command sent, and the "
-                        "simulator applies it at once")
+        _check_no_delay(cfg, "collect", TRAINING_DELAY)
         s = Session.open(cfg, run, not a.no_progress)
     else:
         s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True)
     with s:
-        _check_no_delay(s.cfg, "collect", "training episodes pair each state with the command sent, and the "
-                        "simulator applies it at once")
+        _check_no_delay(s.cfg, "collect", TRAINING_DELAY)
         model = s.latest_model() if a.policy in ("learned", "pets") else None
         start = len(s.run.dataset())
         kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
@@ -196,6 +193,10 @@ def _check_discount_is_used(s, with_value: bool) -> None:
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
+
+
+TRAINING_DELAY = ("training episodes pair each state with the command sent, and the simulator applies it at once "
+                  "(env.randomize.action_delay, if any, is drawn per episode)")
 
 
 def _check_no_delay(cfg, command: str, why: str) -> None:
