@@ -205,19 +205,9 @@ def probe14_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "one PlannerSession stepped from two threads (a NaN state came back valid)", two_threads)
 
     def one_buffer():
-        from conftest import one_buffer_robot
+        from conftest import record_one_buffer_robot
 
-        from robot_wm.data.dataset import EpisodeDataset
-        from robot_wm.runtime.record import DeploymentRecorder
-
-        robot = one_buffer_robot()
-        rec = DeploymentRecorder(work / "p14-rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
-        rec.begin(robot, seed=0)
-        for _ in range(4):
-            robot.send_action(np.array([1.0]))
-            rec.step(robot, np.array([1.0]), 0.002, None)
-        rec.end()
-        ps = EpisodeDataset(work / "p14-rec")[0].physics_state
+        ps = record_one_buffer_robot(work / "p14-rec", 4)[1]
         return len(np.unique(ps, axis=0)) == 5, f"{len(np.unique(ps, axis=0))} distinct physics states of 5"
     record(cat, "a driver refilling one physics-state buffer (every recorded row the last state)", one_buffer)
 

@@ -378,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGHUP, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     stdout = sys.stdout  # None where it was closed (`>&-`): print() then prints nothing, as wanted (probe 16)
-    guard = OutputGuard(stdout) if stdout is not None else None
-    sys.stdout = guard or stdout
+    sys.stdout = guard = OutputGuard(stdout) if stdout is not None else None
     try:
         rc = args.func(args)
         if guard is None:

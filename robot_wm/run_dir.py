@@ -333,11 +333,11 @@ class RunDir:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a
         checkpoint's weights whose JSON was never written (killed between the two: nothing refers to them, and
         they stayed for good, probe 15). Only for a run nobody is writing to."""
-        ckpt = self.root / "checkpoints"
-        stale = leftover_temp_files(self.root) + [
-            p for p in (ckpt.glob("model_r*.safetensors") if ckpt.is_dir() and not ckpt.is_symlink() else ())
-            if re.fullmatch(r"model_r\d+\.safetensors", p.name) and p.is_file() and not p.is_symlink()
-            and not p.with_suffix(".json").exists()]  # only the names robot-wm writes ("model_r0003 copy" is yours)
+        # only the names robot-wm writes: a "model_r0003 copy.safetensors" is the user's
+        orphans = [] if self.checkpoints.is_symlink() else [
+            p for _, p in self._round_files("safetensors")
+            if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists()]
+        stale = leftover_temp_files(self.root) + orphans
         for p in stale:
             p.unlink(missing_ok=True)
         return stale
@@ -453,11 +453,15 @@ class RunDir:
     def checkpoint_stem(self, round_: int) -> Path:
         return self.checkpoints / f"model_r{round_:04d}"
 
+    def _round_files(self, suffixes: str) -> list[tuple[int, Path]]:
+        """(round, path) of every ``checkpoints/model_rNNNN.SUFFIX``, ``suffixes`` a regex alternation."""
+        return [(int(m.group(1)), p) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir() else ())
+                if (m := re.fullmatch(rf"model_r(\d+)\.(?:{suffixes})", p.name))]
+
     def next_round(self) -> int:
         """The next training round: past every checkpoint on disk and every train record. From the records
         alone, a deleted metrics.jsonl made train write round 0 over model_r0000 (eighth probe)."""
-        on_disk = [int(m.group(1)) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir() else ())
-                   if (m := re.fullmatch(r"model_r(\d+)\.(?:json|safetensors)", p.name))]
+        on_disk = [r for r, _ in self._round_files("json|safetensors")]
         logged = [r["round"] for r in self.records("train") if isinstance(r.get("round"), int)]
         nxt = max([-1, *on_disk, *logged]) + 1
         if not 0 <= nxt <= MAX_ROUND:  # 10**20 from an edited record was "Overflow when unpacking long long" (probe 12)
@@ -471,8 +475,7 @@ class RunDir:
         highest round, with a warning (every command said "no trained model: run train first": tenth probe)."""
         pointer = self.checkpoints / "latest.json"
         if not pointer.exists() and not pointer.is_symlink():
-            rounds = sorted((int(m.group(1)), p) for p in (self.checkpoints.iterdir() if self.checkpoints.is_dir()
-                                                           else ()) if (m := re.fullmatch(r"model_r(\d+)\.json", p.name)))
+            rounds = sorted(self._round_files("json"))
             if rounds:
                 log.warning("%s is missing: using %s, the highest round on disk", pointer, rounds[-1][1].name)
                 return rounds[-1][1]

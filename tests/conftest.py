@@ -116,6 +116,22 @@ def one_buffer_robot(task: str = "cartpole-swingup"):
     return robot
 
 
+def record_one_buffer_robot(folder: Path, steps: int):
+    """``steps`` full-force steps of a ``one_buffer_robot`` through a real ``DeploymentRecorder`` into ``folder``:
+    (the robot, the physics states the episode read back holds)."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    robot = one_buffer_robot()
+    rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8)
+    rec.begin(robot, seed=0)
+    for _ in range(steps):
+        robot.send_action(np.array([1.0]))
+        rec.step(robot, np.array([1.0]), 0.002, None)
+    rec.end()
+    return robot, EpisodeDataset(folder)[0].physics_state
+
+
 def write_lying_header_episode(real: Path, dst: Path, member: str = "obs.npy", rows: int = 10**10) -> None:
     """``dst``: the episode ``real`` with its observations' own .npy header declaring ``rows`` rows (10**10: 186 GiB)
     over the same few bytes, stored as ``member`` (``obs``: without the extension np.load reads it all the same);

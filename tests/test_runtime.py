@@ -471,19 +471,9 @@ def _record(tmp_path, robot, actions):
 
 def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
     """A driver that keeps its physics state in one buffer: every stored row was the last state (probe 15)."""
-    from conftest import one_buffer_robot
+    from conftest import record_one_buffer_robot
 
-    from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.runtime.record import DeploymentRecorder
-
-    robot = one_buffer_robot()
-    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
-    rec.begin(robot, seed=0)
-    for _ in range(5):
-        robot.send_action(np.array([1.0]))
-        rec.step(robot, np.array([1.0]), 0.002, None)
-    rec.end()
-    ps = EpisodeDataset(tmp_path / "rec")[0].physics_state
+    robot, ps = record_one_buffer_robot(tmp_path / "rec", 5)
     assert len(ps) == 6 and len(np.unique(ps, axis=0)) == 6  # every step's own state
     np.testing.assert_array_equal(ps[-1], robot.buf)
 
