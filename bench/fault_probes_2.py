@@ -366,10 +366,18 @@ def probe15_defects(base: Path, planner: Path, work: Path) -> None:
         if rc != 0:
             return False, tail(out)
         r = copy_run(base, work / "p15-ft")
-        return untouched(r, ["finetune", str(r), "--data", str(rec), "--no-progress"],
-                         "the simulated robot's action_delay=1")
-    record(cat, "finetune on a recording of a delayed robot (states paired with commands that acted later)",
-           delayed_recording)
+        rc, out = cli("finetune", str(r), "--data", str(rec), "--no-progress")
+        if rc != 0:
+            return False, tail(out)
+        from robot_wm.data.dataset import EpisodeDataset
+
+        raw, held = EpisodeDataset(rec)[0], EpisodeDataset(r / "robot")[0]  # each state with the command that acted
+        ok = held.meta.get("realigned_delay") == 1 and np.array_equal(held.action, raw.action[:-1]) \
+            and np.array_equal(held.obs, raw.obs[1:])
+        return ok, f"imported {len(held)} of {len(raw)} rows, realigned_delay={held.meta.get('realigned_delay')}"
+    record(cat, "finetune on a recording of a delayed robot (states paired with commands that acted later: "
+           "realigned since)", delayed_recording)
+
     def delay_mismatch():
         r = _robot_wm("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--sim", "max_env_steps=80")
         return r.returncode == 0 and "the planner compensates a delay of 0" in r.stderr, tail(r.stderr)

@@ -241,7 +241,8 @@ def cmd_whatif(a: argparse.Namespace) -> int:
 
 def model_and_episode(s, a: argparse.Namespace):
     """The run's latest model and episode ``a.episode`` of its dataset, or of the recorded deployments in
-    ``a.data`` (``--data DIR``: what the model predicts on the robot), for whatif, dream and drive; or a clear error."""
+    ``a.data`` (``--data DIR``: what the model predicts on the robot; a delayed robot's episode realigned by its delay,
+    so its first rows are dropped), for whatif, dream and drive; or a clear error."""
     model = s.latest_model()
     if model is None:
         raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
@@ -255,7 +256,11 @@ def model_and_episode(s, a: argparse.Namespace):
                                        s.cfg.env.action_repeat, (spec.low, spec.high)), f"--data {a.data!r}"
     if not 0 <= a.episode < len(data):
         raise ValueError(f"--episode {a.episode} is out of range: {what} has {len(data)} episodes")
-    return model, data[a.episode]
+    if getattr(a, "data", None) is None:
+        return model, data[a.episode]
+    from robot_wm.data.realign import realign  # a delayed robot's commands, paired with the states they moved
+
+    return model, realign(data[a.episode], data.paths()[a.episode])
 
 
 def _whatif(a: argparse.Namespace, s) -> int:

@@ -7,6 +7,7 @@ mix on disk; stored without a physics state, which a real robot does not have an
 transition counts ``weight`` times in training (integer: its rows repeat). The train record and the
 checkpoint say which data it saw, and the model's multi-step error on the robot's episodes and on the
 simulator's held-out segments before and after (a model that forgot the simulator gets a warning).
+Recordings of a robot whose commands act late are realigned by that delay on import (``robot_wm.data.realign``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset, Transitions, check_action_bounds, split
 from robot_wm.data.episode import Episode
+from robot_wm.data.realign import check_aligned, realign
 from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint
@@ -127,19 +129,6 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         check_reward_scale(path, ep.reward, *reward_range)
 
 
-def check_no_delay(path, meta: dict) -> None:
-    """Refuse to learn from a recording whose commands acted late: each row pairs a state with the command sent,
-    not the one that moved it, so the model would learn the delay (the planner's ``planner.delay`` compensates
-    for it on an undelayed model; review of the session and probe 16)."""
-    draw = meta.get("randomization")
-    delays = {"planner.delay": meta.get("planner_delay", 0),
-              "the simulated robot's action_delay": draw.get("action_delay", 0) if isinstance(draw, dict) else 0}
-    if said := [f"{k}={v!r}" for k, v in delays.items() if v != 0]:
-        raise ValueError(f"recorded episode {str(path)!r} was deployed with {' and '.join(said)}: each row's command "
-                         "acted later than its row, so its rows do not pair a state with the action that moved it. "
-                         "Fine-tuning on recordings of a delayed robot is not supported yet")
-
-
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
                       action_repeat: int | None = None, bounds: tuple | None = None,
                       obs_range: tuple | None = None, reward_range: tuple | None = None) -> EpisodeDataset:
@@ -163,19 +152,20 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
                     action_repeat: int | None = None, bounds: tuple | None = None,
                     obs_range: tuple | None = None, reward_range: tuple | None = None) -> list[Path]:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
-    already imported, by content, is skipped), all of them checked first (``recorded_episodes``)."""
+    already imported, by content, is skipped), all of them checked first (``recorded_episodes``); a delayed
+    robot's episodes realigned by their delay (``realign``)."""
     if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
     src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
-    for path, ep in zip(src.paths(), src):
-        check_no_delay(path, ep.meta)
+    # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
+    aligned = [realign(ep, path) for path, ep in zip(src.paths(), src)]
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
     seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
     added = []
-    for path, ep in zip(src.paths(), src):
+    for path, ep in zip(src.paths(), aligned):
         digest = file_sha256(path)
         if digest in seen or _origin(ep.meta) in seen:
             continue
@@ -208,6 +198,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     for path, ep in zip(held.paths(), held):
         try:
             check_recorded(path, ep, *checks)
+            check_aligned(ep, path)
             if _origin(ep.meta) is None:  # a hand-edited "imported_from": "x" was trained on, then a traceback (probe 13)
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")

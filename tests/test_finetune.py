@@ -148,6 +148,7 @@ def test_train_after_finetune_keeps_the_robot_data_at_its_weight(run_and_data, t
     ({"task": "cartpole-balance"}, "is from task 'cartpole-balance'"),
     ({"reward_known": False}, "has no known reward"),
     ({"action_repeat": 4}, "driven at action repeat 4"),
+    ({"randomization": {"action_delay": 2}}, "were not realigned by that delay"),  # trained on as sent
     ({"imported_from": "somewhere"}, "imported_from='somewhere', expected {path, sha256}"),  # probe 13: a traceback
 ])
 def test_finetune_checks_the_runs_own_robot_episodes_again(run_and_data, tmp_path, capsys, edit, needle):
@@ -196,15 +197,11 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     paid.append(Episode(ep.obs, ep.action, ep.reward * 1000 + 1000, ep.physics_state, ep.meta))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "paid"), "--no-progress"]) == 2
     assert "this suite task pays 0 to 1 per environment step" in capsys.readouterr().err
-    delayed = EpisodeDataset(tmp_path / "delayed", create=True)  # its actions act a row late (review of planner.delay)
-    delayed.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "planner_delay": 1}))
-    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "delayed"), "--no-progress"]) == 2
-    assert "was deployed with planner.delay=1" in capsys.readouterr().err
-    late = EpisodeDataset(tmp_path / "late", create=True)  # probe 16: `deploy --shift delay-1 --record`, fine-tuned on
-    late.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state,
-                        {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}}))
-    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "late"), "--no-progress"]) == 2
-    assert "the simulated robot's action_delay=1" in capsys.readouterr().err
+    short = EpisodeDataset(tmp_path / "short", create=True)  # one command, acting after the recording ended
+    short.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
+                         {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}}))
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "short"), "--no-progress"]) == 2
+    assert "all sent within the robot's 1-step delay" in capsys.readouterr().err
     wide = EpisodeDataset(tmp_path / "wide", create=True)  # probe 16: actions of up to 255 were dreamed on, exit 0
     wide.append(Episode(ep.obs, ep.action * 255, ep.reward, ep.physics_state, ep.meta))
     assert cli.main(["dream", str(run), "--data", str(tmp_path / "wide"), "--episode", "0", "--horizon", "3"]) == 2
@@ -401,3 +398,28 @@ def test_an_older_recorded_draw_replays_on_the_runs_own_mass_bodies():
     new = {"randomization": {**old["randomization"], "mass_bodies": ["cart"]}}
     assert recorded_physics(new, ["pole_1"]).mass_bodies == ["cart"] and recorded_physics(new).mass == (1.3, 1.3)
     assert recorded_physics({}) is None
+
+
+def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, capsys):
+    """`deploy --shift delay-1 --record` was refused by finetune (probe 16); its episodes are now imported realigned,
+    and a file of a delayed robot put into the run's robot data unaligned is refused."""
+    import shutil
+
+    run, _ = run_and_data
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot"))
+    late = _record(tmp_path / "late", episodes=2, steps=400, action_delay=(1, 1))
+    raw = EpisodeDataset(late)
+    assert cli.main(["finetune", str(run), "--data", str(late), "--weight", "1", "--no-progress"]) == 0
+    held = EpisodeDataset(tmp_path / "run" / "robot")
+    assert [len(e) for e in held] == [len(e) - 1 for e in raw]
+    assert all(e.meta["realigned_delay"] == 1 for e in held)
+    np.testing.assert_array_equal(held[0].action, raw[0].action[:-1])
+    capsys.readouterr()
+    # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
+    path = held.paths()[0]
+    ep = Episode.load(path)
+    meta = {k: v for k, v in ep.meta.items() if k != "realigned_delay"}
+    path.unlink()
+    Episode(raw[0].obs, raw[0].action, raw[0].reward, np.zeros((len(raw[0]) + 1, 0)), meta).save(path)
+    assert cli.main(["finetune", str(run), "--data", str(late), "--no-progress"]) == 2
+    assert "were not realigned by that delay" in capsys.readouterr().err

@@ -82,7 +82,7 @@ def test_recorded_deployment_on_a_shifted_robot_loads_as_a_dataset(files, tmp_pa
         assert ep.meta["return"] == pytest.approx(ret, abs=0.06) and ep.meta["reward_known"]
         assert ep.meta["randomization"]["mass"] == 1.3 and ep.meta["shift"] == "mass-1.3"
         assert ep.meta["seed"] == seed and ep.meta["source"] == "sim-robot" and ep.meta["task"] == "cartpole-swingup"
-        assert ep.meta["planner_delay"] == 0  # finetune refuses recordings of a delay-compensating planner
+        assert ep.meta["planner_delay"] == 0  # finetune realigns a delayed robot's recordings by it
         assert len(ep.meta["latency_ms"]) == steps and ep.meta["fallback_steps"] == []
         assert (np.abs(ep.action) <= 1).all()
     again = Episode.load(data.paths()[0])  # the file round-trips

@@ -1,0 +1,67 @@
+"""Recordings of a robot whose commands act late are paired again with the commands that moved it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_wm.config import EnvConfig
+from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.episode import Episode
+from robot_wm.data.realign import acted_delay, check_aligned, realign
+from sim.registry import make_env
+from tests.test_finetune import _record
+
+
+def _replay_error(ep: Episode) -> float:
+    """Largest gap between each recorded next state and the nominal simulator stepped from the recorded physics
+    state with the row's command."""
+    env = make_env(EnvConfig(task="cartpole-swingup", action_repeat=8, max_env_steps=400))
+    gaps = []
+    for t in range(len(ep)):
+        env.reset(0)
+        env.set_state(ep.physics_state[t])
+        gaps.append(np.abs(env.step(ep.action[t]).observation - ep.obs[t + 1]).max())
+    return float(max(gaps))
+
+
+def test_a_delayed_robots_rows_realigned_are_the_simulators_own_transitions(tmp_path):
+    """Real MuJoCo: a robot whose commands act 2 control steps late, recorded; as recorded its rows do not replay
+    on the undelayed simulator, realigned they do, exactly."""
+    data = EpisodeDataset(_record(tmp_path / "late", episodes=1, steps=240, action_delay=(2, 2)))
+    raw = data[0]
+    assert acted_delay(raw.meta) == 2
+    aligned = realign(raw, data.paths()[0])
+    assert len(aligned) == len(raw) - 2 and aligned.meta["realigned_delay"] == 2
+    np.testing.assert_array_equal(aligned.obs, raw.obs[2:])
+    np.testing.assert_array_equal(aligned.action, raw.action[:-2])
+    np.testing.assert_array_equal(aligned.reward, raw.reward[2:])
+    assert _replay_error(aligned) < 1e-6
+    assert _replay_error(raw) > 1e-2  # the same rows unaligned: the commands are paired with the wrong states
+    check_aligned(aligned)
+    with pytest.raises(ValueError, match="not realigned by that delay"):
+        check_aligned(raw, "raw.npz")
+    with pytest.raises(ValueError, match="realigned already"):
+        realign(aligned)
+
+
+def _episode(steps: int, **meta) -> Episode:
+    return Episode(np.zeros((steps + 1, 2)), np.zeros((steps, 1)), np.zeros(steps), np.zeros((steps + 1, 0)), meta)
+
+
+def test_which_delay_a_recording_says_and_what_is_refused():
+    # the simulated robot's delay is the physics that ran; the planner's is a real robot's, as its user measured it
+    assert acted_delay({"randomization": {"action_delay": 1}, "planner_delay": 3}) == 1
+    assert acted_delay({"planner_delay": 3}) == 3 and acted_delay({}) == 0
+    ep = _episode(5)
+    assert realign(ep) is ep  # nothing acted late: the episode as it is
+    for bad in (True, -1, "1", 1.0, 10**6, None):
+        with pytest.raises(ValueError, match=r"meta planner_delay = .*expected a whole number of control steps"):
+            acted_delay({"planner_delay": bad}, "ep.npz")
+        with pytest.raises(ValueError, match="randomization.action_delay"):
+            acted_delay({"randomization": {"action_delay": bad}})
+    with pytest.raises(ValueError, match="meta randomization = 'x', expected a table"):
+        acted_delay({"randomization": "x"})
+    with pytest.raises(ValueError, match="holds 2 commands, all sent within the robot's 2-step delay"):
+        realign(_episode(2, planner_delay=2), "short.npz")
+    assert len(realign(_episode(3, planner_delay=2))) == 1
