@@ -158,7 +158,10 @@ def _save(rec, robot, goals: list, lost: list, interrupted: bool = False, safe_s
                        **({"goals": goals} if goals else {}))
         if (interrupted or safe_stop) and path is not None:  # its return covers only these steps: said, and in its meta
             why = "meta interrupted=true" if interrupted else "meta safe_stop"
-            echo(f"recorded the episode cut short ({robot.steps} steps, {why}) in {path}")
+            kept = rec.written_steps  # the safe action sent at the stop had no state after it: not a transition
+            sent = "" if kept == robot.steps else f" of the {robot.steps} commands sent; the last, sent at the stop, " \
+                "was followed by no state"
+            echo(f"recorded the episode cut short ({kept} control steps{sent}; {why}) in {path}")
         return path
     except (OSError, ValueError) as e:
         log.error("could not record the episode in %s: %s", rec.data.root, e)

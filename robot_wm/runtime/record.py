@@ -140,6 +140,7 @@ class DeploymentRecorder:
         ep = Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
         path = self.data.append(ep)
         self._reset()
+        self.written_steps = steps  # the message of a cut episode counts these, not the commands sent (probe 16)
         return path
 
 
