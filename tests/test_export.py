@@ -126,12 +126,18 @@ def test_non_finite_state_falls_back_in_graph(run_dir, tmp_path):
     export_planner(src.model, spec, out, noise="input")
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     prev = np.linspace(-0.5, 0.5, spec.horizon, dtype=np.float32)[:, None]
-    state = np.array([np.nan, 0, 0, 0, 0], np.float32)
-    action, next_plan, _, _, valid = sess.run(None, {"state": state, "prev_plan": prev,
-                                                     "noise": np.zeros(spec.noise_shape(1), np.float32)})
-    assert not valid
-    np.testing.assert_allclose(action, prev[0])
-    np.testing.assert_allclose(next_plan, np.concatenate([prev[1:], prev[-1:]]))
+    noise = np.zeros(spec.noise_shape(1), np.float32)
+    # NaN, and finite values no robot's state can hold (probe 15: 2**62 and 1e19 were planned as valid)
+    for bad in (np.nan, 2.0**62, -1e19):
+        state = np.array([bad, 0, 0, 0, 0], np.float32)
+        action, next_plan, _, _, valid = sess.run(None, {"state": state, "prev_plan": prev, "noise": noise})
+        assert not valid, bad
+        np.testing.assert_allclose(action, prev[0])
+        np.testing.assert_allclose(next_plan, np.concatenate([prev[1:], prev[-1:]]))
+    # far outside the data, yet within the model's reach (1,000 of the data's std): planned
+    centre, scale = (x.numpy() for x in src.model.state_reach())
+    far = (centre + 1000 * scale).astype(np.float32)
+    assert sess.run(None, {"state": far, "prev_plan": prev, "noise": noise})[4]
 
 
 def test_export_dynamics_alone(run_dir, tmp_path):

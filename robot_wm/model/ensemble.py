@@ -14,6 +14,14 @@ from robot_wm.model.normalizer import Normalizer
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 
 
+MAX_STATE_Z = 1e4
+"""A state further than this many of the data's std from its mean, in any dimension, is no state the robot can be in
+(an overflowed integer, uninitialised memory, a unit error of x10^4 and more): the planner scores no plan from it,
+reports ``valid=False`` and the runtime falls back (probe 15: states of 1e19 were planned as valid)."""
+MIN_REACH_SCALE = 1e-3
+"""Smallest std ``MAX_STATE_Z`` counts in: a dimension that barely moved in the data may still move by 10 units."""
+
+
 @dataclass(frozen=True)
 class WorldModelSpec:
     obs_dim: int
@@ -70,6 +78,11 @@ class WorldModel(nn.Module):
         mid = (self.action_high + self.action_low) / 2
         half = (self.action_high - self.action_low) / 2
         return torch.cat([self.obs_norm.mean, mid]), torch.cat([self.obs_norm.std, half])
+
+    def state_reach(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(centre, scale), each (S,): the states the model can be asked about lie within ``MAX_STATE_Z`` scales of the
+        centre (the data's mean and std, the std at least ``MIN_REACH_SCALE``; ``known_state``)."""
+        return self.obs_norm.mean, self.obs_norm.std.clamp_min(MIN_REACH_SCALE)
 
     def inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         shift, scale = self.input_affine()

@@ -27,11 +27,17 @@ def planning_dims(spec: WorldModelSpec) -> list[int]:
 class FoldedModel(nn.Module):
     """``step(obs, action)`` like ``WorldModel.step``: (E, B, S), (E, B, A) -> next obs (E, B, S), reward (E, B)."""
 
-    def __init__(self, spec: WorldModelSpec, weights: list[torch.Tensor]):
+    def __init__(self, spec: WorldModelSpec, weights: list[torch.Tensor], reach: tuple[torch.Tensor, torch.Tensor]):
         super().__init__()
         self.spec = spec
         self.act = ACTIVATIONS[spec.activation]
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)
+        self.register_buffer("reach_centre", reach[0].detach().clone())
+        self.register_buffer("reach_scale", reach[1].detach().clone())
+
+    def state_reach(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``WorldModel.state_reach`` of the model it was folded from."""
+        return self.reach_centre, self.reach_scale
 
     @classmethod
     @torch.no_grad()
@@ -53,7 +59,7 @@ class FoldedModel(nn.Module):
         std, mean = model.target_norm.std, model.target_norm.mean
         w, b = model.head.weight[:, :, :d] * std, model.head.bias[:, 0, :d] * std + mean
         weights.append(torch.cat([w, (b / c)[:, None]], dim=1))
-        return cls(model.spec, [w.contiguous() for w in weights])
+        return cls(model.spec, [w.contiguous() for w in weights], model.state_reach())
 
     @property
     def members(self) -> int:

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.ensemble import MAX_STATE_Z, WorldModel
 from robot_wm.model.folded import FoldedModel
 
 
@@ -36,6 +36,13 @@ def imagine(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.T
         if keep_states:
             states.append(s)
     return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None, s)
+
+
+def known_state(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Tensor:
+    """obs (..., S) -> (...) bool: within ``MAX_STATE_Z`` of the model's ``state_reach`` in every dimension (and
+    finite)."""
+    centre, scale = model.state_reach()
+    return ((obs - centre).abs() <= MAX_STATE_Z * scale).all(-1)
 
 
 def member_returns(imagined: Imagined, discount: float, value=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +76,7 @@ def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions:
                     goal_weights: torch.Tensor | None = None,
                     reward_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's objective: over members, the mean of imagined return plus terminal value, and its
-    spread (std over members), each (N,). A ``novelty_weight`` (exploring episodes only) adds that many
+    spread (std over members), each (N,); NaN from a state outside the model's reach (``known_state``). A ``novelty_weight`` (exploring episodes only) adds that many
     times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective.
 
     With a ``goal`` (S,) and its ``goal_weights`` (S,), each member's total is ``reward_weight`` x (return
@@ -84,4 +91,6 @@ def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions:
     objective = total.mean(0)
     if novelty_weight > 0:
         objective = objective + novelty_weight * state_disagreement(imagined, obs_scale)
+    # from a state no robot can be in, no future is scored: the planner reports valid=False and falls back
+    objective = torch.where(known_state(model, obs), objective, torch.full_like(objective, float("nan")))
     return objective, total.std(0, unbiased=False)
