@@ -106,10 +106,15 @@ def test_a_value_of_another_task_or_not_a_value_is_named(trained_synthetic):
             what_if(model, [S0], np.zeros((1, 3, 1)), value=value)
 
 
-def test_a_state_that_overflows_the_model_is_an_error_not_nan(trained_synthetic):
-    """A finite state of 1e38 gave NaN returns with no error (eighth probe)."""
-    with pytest.raises(ValueError, match=r"overflowed \(largest state value 1e\+38\)"):
-        what_if(trained_synthetic[0], [1e38], np.zeros((1, 3, 1)))
+def test_a_state_no_robot_can_be_in_is_an_error_not_nan(trained_synthetic):
+    """A finite state of 1e38 gave NaN returns with no error (eighth probe); one of 1e19 was scored (probe 15), where
+    the planner now falls back: what_if scores what the planner scores."""
+    model = trained_synthetic[0]
+    for far in (1e38, -1e19):
+        with pytest.raises(ValueError, match=r"state\[0\] = .* lies more than 10000 of the data's std"):
+            what_if(model, [far], np.zeros((1, 3, 1)))
+    centre, scale = (float(x[0]) for x in model.state_reach())
+    assert np.isfinite(what_if(model, [centre + 100 * scale], np.zeros((1, 3, 1))).returns).all()
 
 
 @pytest.mark.parametrize("state, actions, needle", [
