@@ -33,7 +33,8 @@ class Tick(NamedTuple):
 
 def recorded_physics(meta: dict, bodies=()):
     """The ``env.randomize`` section that re-creates the physics an episode was recorded with (its metadata's
-    ``randomization``: each scale and the delay fixed, no observation noise), or None for the nominal model. The
+    ``randomization``: each scale and the delay fixed, no observation noise; no delay for an episode realigned by it),
+    or None for the nominal model. The
     draw names its ``mass_bodies`` since 2026-11-27; an older one gets ``bodies`` (the run's own). A hand-edited
     draw gets the section's own errors, naming the field."""
     from robot_wm.config import RandomizeConfig
@@ -43,7 +44,9 @@ def recorded_physics(meta: dict, bodies=()):
         return None
     if not isinstance(draw, dict):
         raise ValueError(f"the episode's meta randomization = {str(draw)[:60]!r}: expected an object (a recorded draw)")
-    fixed = {k: [draw[k], draw[k]] for k in ("mass", "friction", "damping", "actuator_gain", "action_delay") if k in draw}
+    # a realigned episode pairs each state with the command that moved it: replayed without the delay (review)
+    keys = ("mass", "friction", "damping", "actuator_gain") + (() if "realigned_delay" in meta else ("action_delay",))
+    fixed = {k: [draw[k], draw[k]] for k in keys if k in draw}
     try:
         return RandomizeConfig(**fixed, mass_bodies=draw.get("mass_bodies", list(bodies)))
     except ValueError as e:

@@ -158,22 +158,24 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
     src = recorded_episodes(source, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
-    # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
-    aligned = [realign(ep, path) for path, ep in zip(src.paths(), src)]
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
     seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
-    added = []
-    for path, ep in zip(src.paths(), aligned):
+    new = []
+    for path, ep in zip(src.paths(), src):
         digest = file_sha256(path)
         if digest in seen or _origin(ep.meta) in seen:
             continue
+        # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
+        new.append((path, digest, realign(ep, path)))
+        seen.add(digest)
+    added = []
+    for path, digest, ep in new:
         meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
         # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
         no_state = np.zeros((len(ep.obs), 0))
         added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
-        seen.add(digest)
     return added
 
 

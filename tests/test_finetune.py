@@ -414,6 +414,10 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     assert [len(e) for e in held] == [len(e) - 1 for e in raw]
     assert all(e.meta["realigned_delay"] == 1 for e in held)
     np.testing.assert_array_equal(held[0].action, raw[0].action[:-1])
+    # a copy of the run's robot data imported again is skipped (review: "realigned already" refused the import)
+    shutil.copytree(tmp_path / "run" / "robot", tmp_path / "copy")
+    assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--weight", "1", "--no-progress"]) == 0
+    assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(held.root)) == 2
     capsys.readouterr()
     # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
     path = held.paths()[0]

@@ -41,8 +41,21 @@ def test_a_delayed_robots_rows_realigned_are_the_simulators_own_transitions(tmp_
     check_aligned(aligned)
     with pytest.raises(ValueError, match="not realigned by that delay"):
         check_aligned(raw, "raw.npz")
-    with pytest.raises(ValueError, match="realigned already"):
-        realign(aligned)
+    assert realign(aligned) is aligned  # a copy of a run's robot data imported again (review)
+    # the metadata describes the rows kept; each command keeps its planning time
+    n = len(raw)
+    assert aligned.meta["recorded_steps"] == n and aligned.meta["control_steps"] == n - 2
+    assert aligned.meta["env_steps"] == (n - 2) * 8 and aligned.meta["latency_ms"] == raw.meta["latency_ms"][:n - 2]
+    assert aligned.meta["return"] == pytest.approx(float(raw.reward[2:].sum()))
+    # drive and dream --candidate re-run the simulator from a recorded state: a realigned episode's own commands
+    # replay it without the delay (review: the delay was applied on top, gaps of 1.8)
+    from robot_wm.drive import replay
+    from robot_wm.model.ensemble import WorldModel, WorldModelSpec
+
+    env = make_env(EnvConfig(task="cartpole-swingup", action_repeat=8, max_env_steps=240))
+    model = WorldModel(WorldModelSpec(obs_dim=5, act_dim=1), np.array(env.action_spec.low), np.array(env.action_spec.high))
+    d = replay(model, env, aligned, 5, aligned.action[5:11])
+    np.testing.assert_allclose(d.real, aligned.obs[5:12], atol=1e-6)
 
 
 def _episode(steps: int, **meta) -> Episode:
@@ -53,6 +66,8 @@ def test_which_delay_a_recording_says_and_what_is_refused():
     # the simulated robot's delay is the physics that ran; the planner's is a real robot's, as its user measured it
     assert acted_delay({"randomization": {"action_delay": 1}, "planner_delay": 3}) == 1
     assert acted_delay({"planner_delay": 3}) == 3 and acted_delay({}) == 0
+    # the nominal simulator records no draw: no delay, whatever the planner compensated (review)
+    assert acted_delay({"source": "sim-robot", "planner_delay": 1}) == 0
     ep = _episode(5)
     assert realign(ep) is ep  # nothing acted late: the episode as it is
     for bad in (True, -1, "1", 1.0, 10**6, None):
@@ -65,3 +80,5 @@ def test_which_delay_a_recording_says_and_what_is_refused():
     with pytest.raises(ValueError, match="holds 2 commands, all sent within the robot's 2-step delay"):
         realign(_episode(2, planner_delay=2), "short.npz")
     assert len(realign(_episode(3, planner_delay=2))) == 1
+    with pytest.raises(ValueError, match="realigned by 1 control steps, but its metadata says its commands acted 2"):
+        realign(_episode(3, planner_delay=2, realigned_delay=1))

@@ -6,8 +6,14 @@ effect ``D`` control steps after they are sent, the command that moved state ``t
 and pairs every later state with the command that acted on it: a transition of the robot's own dynamics, which a
 world model without any delay can learn from (the planner's ``planner.delay`` compensates for the delay itself).
 
-Which delay: the simulated robot's ``randomization.action_delay`` where the recording names one (the physics that
-ran), otherwise the ``planner_delay`` the planner was exported with (a real robot's delay, as its user measured it).
+Which delay: a simulated robot's own ``randomization.action_delay`` (the physics that ran; none recorded: the nominal
+simulator, no delay), a real robot's ``planner_delay``, the delay the planner was exported with (as its user measured
+it). Step numbers of a realigned episode (``whatif``/``dream``/``drive --data --step K``) count its rows: row K holds
+the state of recorded step K + D.
+
+A run trained with a randomised ``env.randomize.action_delay`` keeps its simulated episodes as they were sent (the model
+learns the delays' average effect); robot data realigned into it teaches the undelayed pairing, which its planner then
+compensates with ``planner.delay``.
 """
 
 from __future__ import annotations
@@ -26,30 +32,49 @@ def _whole(value, what: str, path) -> int:
 
 
 def acted_delay(meta: dict, path="") -> int:
-    """Control steps between a recorded command and its effect: the simulated robot's ``action_delay`` where the
-    recording holds one, else the planner's ``planner_delay`` (0 where neither is said)."""
+    """Control steps between a recorded command and its effect: for a simulated robot (meta source ``sim-robot``)
+    its ``randomization.action_delay`` (0 for the nominal simulator, which records no draw, whatever delay the
+    planner compensated); for a real robot the planner's ``planner_delay`` (0 where it says none)."""
     draw = meta.get("randomization")
-    if isinstance(draw, dict) and "action_delay" in draw:
-        return _whole(draw["action_delay"], "randomization.action_delay", path)
     if draw is not None and not isinstance(draw, dict):
         raise ValueError(f"recorded episode {str(path)!r}: meta randomization = {str(draw)[:40]!r}, expected a table")
+    if isinstance(draw, dict) and "action_delay" in draw:
+        return _whole(draw["action_delay"], "randomization.action_delay", path)
+    if meta.get("source") == "sim-robot":  # review: a nominal robot driven by a planner.delay=1 planner was realigned
+        return 0
     return _whole(meta.get("planner_delay", 0), "planner_delay", path)
 
 
 def realign(ep: Episode, path="") -> Episode:
     """``ep`` with each state paired with the command that acted on it (``acted_delay`` rows dropped at the start;
-    meta ``realigned_delay`` says by how many). An episode whose commands acted at once is returned as it is."""
+    meta ``realigned_delay`` says by how many, ``recorded_steps`` how many rows the recording held; row t holds the state
+    of recorded step t + d and the command sent at step t, whose ``latency_ms`` and ``fallback_steps`` keep their
+    numbers). An episode whose commands acted at once,
+    or one realigned by its delay already, is returned as it is."""
     d = acted_delay(ep.meta, path)
-    if d == 0:
+    if d == 0 or ep.meta.get("realigned_delay") == d:
         return ep
     if "realigned_delay" in ep.meta:
-        raise ValueError(f"recorded episode {str(path)!r} was realigned already (meta realigned_delay="
-                         f"{ep.meta['realigned_delay']!r})")
-    if len(ep) <= d:
-        raise ValueError(f"recorded episode {str(path)!r} holds {len(ep)} commands, all sent within the robot's "
+        raise ValueError(f"recorded episode {str(path)!r} was realigned by {ep.meta['realigned_delay']!r} control "
+                         f"steps, but its metadata says its commands acted {d} late")
+    n = len(ep)
+    if n <= d:
+        raise ValueError(f"recorded episode {str(path)!r} holds {n} commands, all sent within the robot's "
                          f"{d}-step delay of its start: no transition is left once they are paired with their effect")
-    meta = {**ep.meta, "realigned_delay": d}
-    return Episode(ep.obs[d:], ep.action[:len(ep) - d], ep.reward[d:], ep.physics_state[d:], meta)
+    meta, repeat = dict(ep.meta), ep.meta.get("action_repeat")
+    meta.update(realigned_delay=d, recorded_steps=n, control_steps=n - d)
+    if isinstance(repeat, int) and not isinstance(repeat, bool):
+        meta["env_steps"] = (n - d) * repeat
+    if meta.get("return") is not None:  # a robot without a known reward records null
+        meta["return"] = float(ep.reward[d:].sum(dtype=float))
+    # per command: row t's command is the one sent at recorded step t, so its planning time and fallback keep their
+    # numbers; the last d commands, which acted after the recording ended, go with their rows
+    if isinstance(meta.get("latency_ms"), list):
+        meta["latency_ms"] = meta["latency_ms"][:n - d]
+    if isinstance(fell := meta.get("fallback_steps"), list):
+        meta["fallback_steps"] = [f for f in fell if not (isinstance(f, dict) and isinstance(f.get("step"), int))
+                                  or f["step"] < n - d]
+    return Episode(ep.obs[d:], ep.action[:n - d], ep.reward[d:], ep.physics_state[d:], meta)
 
 
 def check_aligned(ep: Episode, path="") -> None:

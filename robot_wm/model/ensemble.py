@@ -15,11 +15,11 @@ ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 
 
 MAX_STATE_Z = 1e4
-"""A state further than this many of the data's std from its mean, in any dimension, is no state the robot can be in
-(an overflowed integer, uninitialised memory, a unit error of x10^4 and more): the planner scores no plan from it,
-reports ``valid=False`` and the runtime falls back (probe 15: states of 1e19 were planned as valid)."""
-MIN_REACH_SCALE = 1e-3
-"""Smallest std ``MAX_STATE_Z`` counts in: a dimension that barely moved in the data may still move by 10 units."""
+"""A state whose normalised value (what the network sees: the data's mean and std, a constant dimension in units of
+1) exceeds this in any dimension is none the model can say anything about (an overflowed integer, uninitialised
+memory, a unit error of x10^4): the planner scores no plan from it, reports ``valid=False`` and the runtime falls back
+(probe 15: states of 1e19 were planned as valid, with returns of 1e19). A dimension that barely moved in the data
+has a small std, so a robot that sits far off it there is stopped too: the model would see a value of 10^4 or more."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ class WorldModel(nn.Module):
 
     def state_reach(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(centre, scale), each (S,): the states the model can be asked about lie within ``MAX_STATE_Z`` scales of the
-        centre (the data's mean and std, the std at least ``MIN_REACH_SCALE``; ``known_state``)."""
-        return self.obs_norm.mean, self.obs_norm.std.clamp_min(MIN_REACH_SCALE)
+        centre: the input normaliser's mean and std (``known_state``)."""
+        return self.obs_norm.mean, self.obs_norm.std
 
     def inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         shift, scale = self.input_affine()

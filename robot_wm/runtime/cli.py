@@ -158,9 +158,9 @@ def _save(rec, robot, goals: list, lost: list, interrupted: bool = False, safe_s
                        **({"goals": goals} if goals else {}))
         if (interrupted or safe_stop) and path is not None:  # its return covers only these steps: said, and in its meta
             why = "meta interrupted=true" if interrupted else "meta safe_stop"
-            kept = rec.written_steps  # the safe action sent at the stop had no state after it: not a transition
-            sent = "" if kept == robot.steps else f" of the {robot.steps} commands sent; the last, sent at the stop, " \
-                "was followed by no state"
+            # what the file holds: the command sent at the stop had no state after it, a bad state cuts the rest
+            kept = rec.written_steps
+            sent = "" if kept == robot.steps else f" of the {robot.steps} commands sent"
             echo(f"recorded the episode cut short ({kept} control steps{sent}; {why}) in {path}")
         return path
     except (OSError, ValueError) as e:

@@ -191,7 +191,8 @@ class ControlLoop:
                 reason = f"overrun ({latency * 1e3:.2f} ms > {self.deadline_s * 1e3:.2f} ms)"
                 stats.overruns += 1
             elif not out.valid:
-                reason = "planner flagged invalid input or scores"
+                reason = ("planner flagged invalid input or scores (a non-finite state, one beyond the model's "
+                          "reach, or non-finite scores)")
                 stats.invalid += 1
             elif not (np.all(np.isfinite(out.action)) and np.all(np.isfinite(out.next_plan))):
                 reason = "non-finite action"

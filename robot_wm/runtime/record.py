@@ -66,6 +66,7 @@ class DeploymentRecorder:
     def _reset(self) -> None:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
+        self.written_steps = 0  # control steps of the episode ``end`` wrote last
 
     def begin(self, robot, seed: int | None = None) -> None:
         """Start an episode; refused before the robot moves where the folder holds another robot's episodes
@@ -140,7 +141,7 @@ class DeploymentRecorder:
         ep = Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
         path = self.data.append(ep)
         self._reset()
-        self.written_steps = steps  # the message of a cut episode counts these, not the commands sent (probe 16)
+        self.written_steps = steps  # a cut episode's message counts these, not the commands sent (probe 16)
         return path
 
 
