@@ -25,7 +25,7 @@ from robot_wm.data.episode import Episode
 from robot_wm.data.realign import check_aligned, realign
 from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
-from robot_wm.model.checkpoint import save_checkpoint
+from robot_wm.model.checkpoint import save_checkpoint, time_step
 from robot_wm.train import fit_model
 from robot_wm.train_value import TDData, train_value
 from sim.dmc import canonical_task
@@ -349,7 +349,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec)}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
-        "task": cfg.env.task, "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
+        "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
         "multistep_mse": mse(after)}, value=s.value)
     s.run.set_latest(stem)
     record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),

@@ -23,7 +23,7 @@ from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_spl
 from robot_wm.io import file_sha256
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
-from robot_wm.model.checkpoint import load_checkpoint_parts, save_checkpoint
+from robot_wm.model.checkpoint import check_time_step, load_checkpoint_parts, save_checkpoint, time_step
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.value import ActorCritic, new_value
 from robot_wm.observer import Observer
@@ -216,7 +216,7 @@ class Session:
         errors = multistep_error(elite, mix.sim_val, horizons)  # the simulator's held-out segments
         transitions = sum(len(e) for e in data)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
-            "task": self.cfg.env.task, "round": round_, "transitions": transitions,
+            "task": self.cfg.env.task, **time_step(self.cfg.env), "round": round_, "transitions": transitions,
             "multistep_mse": {str(k): v for k, v in errors.items()}}, value=self.value)
         self.run.set_latest(stem)
         record = {"kind": "train", "round": round_, "epochs": report.epochs,
@@ -253,6 +253,7 @@ class Session:
         """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
         self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
         self._check_sizes(path, value, meta)
+        check_time_step(meta, self.cfg.env, path)
         if not self.cfg.value.enabled:  # `eval RUN value.enabled=false` planned with the value all the same
             self.value = None
         elif value is not None:

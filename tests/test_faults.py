@@ -1693,3 +1693,90 @@ def test_network_sizes_edited_into_config_toml_are_refused(run_copy, capsys, edi
         rc, out = main_in_process(capsys, command, str(run_copy), "--no-progress")
         assert rc == 2 and needle in out and "edited by hand" in out, out
     assert snapshot(run_copy) == before
+
+
+def _retimed_checkpoint(run: Path, dst: Path, **changes) -> Path:
+    """The run's latest checkpoint copied into ``dst`` with its JSON's fields changed (and sealed again)."""
+    from robot_wm.model.checkpoint import sealed
+    from robot_wm.run_dir import RunDir
+
+    src = RunDir(run).latest_checkpoint().with_suffix(".json")
+    meta = {k: v for k, v in json.loads(src.read_text()).items() if k != "config_sha256"}
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    if dst != src.parent:
+        dst.mkdir(parents=True)
+        shutil.copy(src.with_suffix(".safetensors"), dst / src.with_suffix(".safetensors").name)
+    (dst / src.name).write_text(json.dumps(sealed(meta)))
+    return dst / src.name
+
+
+def test_a_checkpoint_of_another_time_step_is_refused_and_a_loose_one_keeps_its_own(run_copy, tmp_path, capsys):
+    """A checkpoint trained at action repeat 4 was exported and evaluated at the run's 8 (its sizes being the same),
+    and a loose one was exported at the default 8 (probe 17 EX1/EX2). Checkpoints say their time step now."""
+    import onnx
+
+    from robot_wm.run_dir import RunDir
+
+    written = RunDir(run_copy).latest_checkpoint().with_suffix(".json")
+    assert json.loads(written.read_text())["action_repeat"] == 8  # written with every round
+    _retimed_checkpoint(run_copy, run_copy / "checkpoints", action_repeat=4)
+    for cmd in (["eval", str(run_copy), "--episodes", "1"], ["export", str(run_copy), "--out", str(tmp_path / "x.onnx")]):
+        rc, out = main_in_process(capsys, *cmd)
+        assert rc == 2 and "env.action_repeat=8 but the checkpoint was trained at 4" in out, (cmd, out)
+    assert not (tmp_path / "x.onnx").exists()
+    loose = _retimed_checkpoint(run_copy, tmp_path / "loose", action_repeat=4)
+    rc, out = main_in_process(capsys, "export", str(loose), "--out", str(tmp_path / "loose.onnx"))
+    assert rc == 0, out
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "loose.onnx")).metadata_props}
+    assert props["action_repeat"] == "4" and float(props["control_period"]) == pytest.approx(0.04)
+    old = _retimed_checkpoint(run_copy, tmp_path / "old", action_repeat=None, substeps=None)  # before 2026-11-27
+    rc, out = main_in_process(capsys, "export", str(old), "--out", str(tmp_path / "old.onnx"))
+    assert rc == 2 and "does not say its action repeat" in out, out
+
+
+def test_the_recorder_refuses_before_the_robot_moves_and_takes_either_task_spelling(tmp_path):
+    """Probe 17: a seed of -1 was refused only at end(), the driven episode lost (RA1); step() before begin() failed
+    at end() (RA3); a folder of cartpole-swingup episodes refused cartpole_swingup (AL1); a name with Arabic-Indic
+    digits counted as an episode (UN1)."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.robot import SimRobot
+
+    robot = SimRobot(_sim_env())
+    robot.reset(0)
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8)
+    with pytest.raises(ValueError, match="before begin"):
+        rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+    for bad in (-1, "robot-7", 1.5, True):
+        with pytest.raises(ValueError, match=r"DeploymentRecorder.begin: seed="):
+            rec.begin(robot, bad)
+    rec.begin(robot, 0)
+    for _ in range(3):
+        robot.send_action(np.zeros(1, np.float32))
+        rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+    first = rec.end()
+    alias = DeploymentRecorder(tmp_path / "r", task="cartpole_swingup", planner="x", action_repeat=8)
+    alias.begin(robot, 1)  # the same task
+    shutil.copy(first, tmp_path / "r" / "episode_\u0660\u0660\u0660\u0660\u0660\u0661.npz")
+    data = EpisodeDataset(tmp_path / "r")
+    assert len(data) == 1 and data.paths() == [first]
+
+
+def test_deploy_sim_given_twice_adds_up_and_record_given_twice_is_refused(planner_file, tmp_path, capsys):
+    """`--sim A --record R --sim B` deployed the nominal robot: the first --sim was dropped (probe 17 CLI1); a second
+    --record replaced the first (CLI2)."""
+    from robot_wm.data.dataset import EpisodeDataset
+
+    rc, out = main_in_process(capsys, "deploy", str(planner_file), "--task", "cartpole-swingup", "--episodes", "1",
+                              "--sim", "randomize.mass=[1.3,1.3]", "--record", str(tmp_path / "r"),
+                              "--sim", "max_env_steps=80")
+    assert rc == 0, out
+    ep = EpisodeDataset(tmp_path / "r")[0]
+    assert ep.meta["randomization"]["mass"] == 1.3 and len(ep) == 10, ep.meta
+    with pytest.raises(SystemExit) as e:
+        main_in_process(capsys, "deploy", str(planner_file), "--record", "a", "--record", "b")
+    assert e.value.code == 2 and "argument --record: given twice" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import numpy as np
 
 from robot_wm.data.episode import Episode
 
-_NAME = re.compile(r"^episode_(\d{6})\.npz$")
+_NAME = re.compile(r"^episode_([0-9]{6})\.npz$")  # ASCII digits: 'episode_٠٠٠٠٠١.npz' counted as 1 (probe 17)
 
 
 @dataclass

@@ -26,8 +26,9 @@ EXPORT_FIELDS = ("planner.", "goal.", "value.enabled=", "threads=", "device=")
 def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
     """``path``: a run directory, or a checkpoint ``NAME.json``/``NAME.safetensors``. The planner and
     environment settings come from the run directory's config.toml (read now, never hard-coded),
-    falling back to the defaults with the checkpoint's task; ``overrides`` are key=value on top."""
-    from robot_wm.model.checkpoint import load_checkpoint_parts
+    falling back to the defaults with the checkpoint's task and time step (refused for a checkpoint that does not
+    say its time step); ``overrides`` are key=value on top."""
+    from robot_wm.model.checkpoint import TIME_STEP_KEYS, check_time_step, load_checkpoint_parts
     from robot_wm.run_dir import RunDir
 
     path = Path(path)
@@ -44,10 +45,14 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         run_cfg = ckpt.parent.parent / "config.toml"
         cfg = cfgmod.load(run_cfg) if run_cfg.exists() else None
     model, value, meta = load_checkpoint_parts(ckpt)
-    if cfg is None:
-        cfg = RunConfig()
-        if meta.get("task"):
-            cfg = cfgmod.apply_overrides(cfg, [f"env.task={meta['task']}"])
+    if cfg is None:  # the robot from the checkpoint: its task and time step (probe 17: repeat 8 for a repeat-4 model)
+        if not isinstance(meta.get("action_repeat"), int):
+            raise ValueError(f"{str(ckpt)!r} is outside its run directory and does not say its action repeat (written "
+                             "before 2026-11-27): export it from its run directory (`robot-wm export RUN`), whose "
+                             "config.toml says the robot")
+        given = {"task": meta.get("task"), **{k: meta.get(k) for k in TIME_STEP_KEYS}}
+        cfg = cfgmod.apply_overrides(RunConfig(), [f"env.{k}={v}" for k, v in given.items() if v is not None])
+    check_time_step(meta, cfg.env, ckpt)
     inert = [o for o in overrides or [] if not o.startswith(EXPORT_FIELDS) or o.startswith(cfgmod.TRAINING_ONLY)]
     if inert:  # the networks come from the checkpoint, the robot from the run: the file's metadata listed these
         raise cfgmod.ConfigError(f"{', '.join(inert)}: an export takes only planner.*, goal.* and value.enabled "

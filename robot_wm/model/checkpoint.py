@@ -33,6 +33,25 @@ MAX_WEIGHTS_BYTES = 8 << 30
 VALUE_PREFIX = "value."
 
 
+TIME_STEP_KEYS = ("action_repeat", "substeps")
+"""The ``env`` fields that give a checkpoint's transitions their time step (written with it since session 17: a model
+trained at action repeat 4 was exported and planned with at 8, its sizes being the same; probe 17)."""
+
+
+def time_step(env) -> dict:
+    """``TIME_STEP_KEYS`` of an ``EnvConfig``, for a checkpoint's JSON."""
+    return {k: getattr(env, k) for k in TIME_STEP_KEYS}
+
+
+def check_time_step(meta: dict, env, path) -> None:
+    """Refuse a checkpoint whose transitions span another time step than ``env`` (an ``EnvConfig``) says; one
+    written before session 17 says none and is taken as it is."""
+    if bad := {k: (meta[k], getattr(env, k)) for k in TIME_STEP_KEYS if k in meta and meta[k] != getattr(env, k)}:
+        said = ", ".join(f"env.{k}={ours!r} but the checkpoint was trained at {theirs!r}" for k, (theirs, ours) in bad.items())
+        raise ValueError(f"{str(path)!r}: the run says {said}: its transitions span another time step (a checkpoint "
+                         "of another run copied in?). Put the run's own checkpoint back, or export that run")
+
+
 def config_digest(meta: dict) -> str:
     """sha256 of a checkpoint JSON's content, every key but ``config_sha256`` (canonical: sorted keys)."""
     body = finite_json({k: v for k, v in meta.items() if k != CONFIG_HASH_KEY})  # as atomic_write_json stores it

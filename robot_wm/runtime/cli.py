@@ -217,12 +217,13 @@ def register(sub) -> None:
     p.add_argument("--goal-file", type=path_arg, default=None, metavar="JSON",
                    help='{"state": [...], "weights": [...]}, read again whenever it changes: the goal can move '
                         "while the robot runs (a bad file is logged and the goal in force stays)")
-    p.add_argument("--record", type=path_arg, default=None, metavar="DIR",
+    p.add_argument("--record", type=path_arg, default=None, metavar="DIR", action=Once,
                    help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
                         "latency, fallbacks), atomically; DIR reads as a dataset")
     p.add_argument("--shift", default="nominal", action=Once,
                    help="simulate a robot that differs from the training simulator: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1")
-    p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="more env overrides of the simulated robot, e.g. randomize.mass=[0.9,1.1]")
+    p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE", action="extend",  # given twice: the first was
+                   help="more env overrides of the simulated robot, e.g. randomize.mass=[0.9,1.1] "  # dropped (probe 17)
+                        "(--sim may be given more than once)")
     p.set_defaults(func=cmd_deploy)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset
-from robot_wm.data.episode import Episode
+from robot_wm.data.episode import Episode, check_seed
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,12 @@ class DeploymentRecorder:
 
     def begin(self, robot, seed: int | None = None) -> None:
         """Start an episode; refused before the robot moves where the folder holds another robot's episodes
-        (found only when the episode was saved, after it was driven: tenth probe)."""
+        (found only when the episode was saved, after it was driven: tenth probe), and so is a seed no episode may
+        hold (found at ``end``, the driven episode lost: probe 17)."""
+        try:
+            check_seed({"seed": seed})
+        except ValueError as e:
+            raise ValueError(f"DeploymentRecorder.begin: seed={seed!r}: {e}") from None
         if len(self.data):
             first = self.data[0]
             dims = (getattr(robot, "state_dim", None), np.size(getattr(robot, "action_low", None)) or None)
@@ -78,8 +83,9 @@ class DeploymentRecorder:
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state and "
                                  f"{first.action.shape[1]} action dimensions (task {first.meta.get('task')!r}); this "
                                  f"robot has {dims[0]} and {dims[1]}: record into another folder")
-            theirs, ours = (first.meta.get("task"), first.meta.get("action_repeat")), \
-                (self.meta["task"], self.meta["action_repeat"])
+            # one task under either spelling (cartpole_swingup and cartpole-swingup were two: probe 17)
+            theirs, ours = (_task(first.meta.get("task")), first.meta.get("action_repeat")), \
+                (_task(self.meta["task"]), self.meta["action_repeat"])
             if theirs != ours:  # same sizes, another task: finetune then refused the whole folder (probe 11)
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
                                  f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
@@ -91,6 +97,8 @@ class DeploymentRecorder:
 
     def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None) -> None:
         """After ``send_action``: the action sent and what the robot reports now."""
+        if not self.obs:  # end() then failed with "needs 2 observations" (probe 17)
+            raise ValueError("DeploymentRecorder.step before begin(): call begin(robot, seed) at the episode's start")
         self.actions.append(_vector(lambda: action))
         reward = _reward(robot)
         self.reward_known &= reward is not None
@@ -189,3 +197,10 @@ def _physics_state(robot) -> np.ndarray | None:
         log.warning("recorder: robot.physics_state() failed (%s: %s); the episode stores no physics state",
                     type(e).__name__, e)
         return None
+
+
+def _task(name):
+    """A task's one spelling (the suite's and ours are one task), or the name as it is."""
+    from sim.dmc import canonical_task
+
+    return (canonical_task(name) or name) if isinstance(name, str) else name
