@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 SEED_MAX = 2**32 - 1
 """Seeds reach numpy and the environments, which take 32 bits."""
 
 
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
+"""A decimal number in ASCII: ``float()`` also reads '1_000' as 1000 and an Arabic-Indic '١' as 1 (probes 11, 17)."""
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def decimal(text: str) -> float:
+    """``text`` as a float where it is a ``DECIMAL``, else ValueError."""
+    if not DECIMAL.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a decimal number")
+    return float(text)
+
+
 def whole(lo: int, hi: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = None
+        v = int(text) if _WHOLE.fullmatch(text.strip()) else None
         if v is None or not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, got {text!r}")
         return v
@@ -26,7 +36,7 @@ def whole(lo: int, hi: int) -> Callable[[str], int]:
 def number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
-            v = float(text)
+            v = decimal(text)
         except ValueError:
             v = math.nan
         if not (math.isfinite(v) and (lo < v if lo_open else lo <= v) and v <= hi):
@@ -44,6 +54,11 @@ def path_arg(text: str) -> str:
     exited 0, and `--data ''` read the working directory (probe 11)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty path ({text!r}: an unset shell variable?)")
+    try:  # robot-wm records paths in its files (JSON): bytes that are no UTF-8 were stored as escapes (probe 17)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{text.encode('utf-8', 'surrogateescape')!r} is not a UTF-8 path: robot-wm "
+                                         "records paths in its files; rename it") from None
     return text
 
 

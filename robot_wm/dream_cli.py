@@ -35,10 +35,13 @@ def _dreams(run) -> Path:
     return folder
 
 
-def _require_physics(ep, a: argparse.Namespace, why: str) -> None:
+def _require_physics(ep, a: argparse.Namespace, why: str, env=None) -> None:
     if ep.physics_state.shape[1] == 0:
         raise ValueError(f"episode {a.episode} has no physics state (a real robot's recording, or one brought in by "
                          f"finetune): {why}; `robot-wm whatif --data` gives the predictions as numbers")
+    if env is not None and ep.physics_state.shape[1] != (size := env.get_state().size):  # MuJoCo's TypeError (probe 17)
+        raise ValueError(f"episode {a.episode} holds physics states of {ep.physics_state.shape[1]} numbers, the "
+                         f"simulated robot's have {size}: the file was edited, or is another robot's")
 
 
 def cmd_dream(a: argparse.Namespace) -> int:
@@ -51,7 +54,7 @@ def cmd_dream(a: argparse.Namespace) -> int:
     # its own outputs only: a run created with --rerun also wrote a stray RUN/rerun recording (ninth probe)
     with _session(a.run_dir, ["rerun.mode=off"], progress=False, lock=False, command="dream") as s:
         model, ep = model_and_episode(s, a)
-        _require_physics(ep, a, "the video renders the robot from it")
+        _require_physics(ep, a, "the video renders the robot from it", s.env)
         if a.member is not None and not 0 <= a.member < model.members:
             raise ValueError(f"--member {a.member}: the model has {model.members} members (0 to {model.members - 1})")
         if a.candidate == "recorded":

@@ -6,7 +6,6 @@ the simulator after every step, live in Rerun, and as a dream video at the end.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from robot_wm.cli_args import DECIMAL
 from robot_wm.data.episode import Episode
 from robot_wm.dream import Dream, state_error
 from robot_wm.model.ensemble import WorldModel
@@ -112,9 +112,6 @@ def replay(model: WorldModel, env, episode: Episode, step: int, actions: np.ndar
     return drive.as_dream()
 
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
-
-
 def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray | None:
     """One typed line: comma- or space-separated numbers; empty repeats the last action; q quits (None)."""
     text = line.strip()
@@ -126,7 +123,7 @@ def parse_action(line: str, act_dim: int, last: np.ndarray | None) -> np.ndarray
         return last
     words = text.replace(",", " ").split()
     try:  # ASCII decimal numbers only: float() also read '1_000' as 1000 and an Arabic-Indic '١' as 1 (probe 11)
-        if not all(_NUMBER.fullmatch(w) for w in words):
+        if not all(DECIMAL.fullmatch(w) for w in words):
             raise ValueError
         vals = np.array([float(w) for w in words])
     except ValueError:

@@ -31,8 +31,10 @@ def run_episode(env: Env, policy, seed: int, on_step: StepHook | None = None,
     for t in range(env.max_control_steps):
         t0 = time.perf_counter()
         # a string '0.5' was driven as 0.5 and None reported as "not finite" (tenth probe)
-        action = as_floats(policy.act(obs), f"the action of policy {getattr(policy, 'name', type(policy).__name__)!r}",
-                           np.float64)
+        who = f"the action of policy {getattr(policy, 'name', type(policy).__name__)!r}"
+        action = as_floats(policy.act(obs), who, np.float64)
+        if action.shape != env.action_spec.low.shape:  # [[0.3]] was driven a whole episode, then refused (probe 17)
+            raise ValueError(f"{who} has shape {action.shape}, expected {env.action_spec.low.shape}")
         plan_time += time.perf_counter() - t0
         res = env.step(action)
         if res.diverged:

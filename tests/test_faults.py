@@ -1780,3 +1780,55 @@ def test_deploy_sim_given_twice_adds_up_and_record_given_twice_is_refused(planne
     with pytest.raises(SystemExit) as e:
         main_in_process(capsys, "deploy", str(planner_file), "--record", "a", "--record", "b")
     assert e.value.code == 2 and "argument --record: given twice" in capsys.readouterr().err
+
+
+def test_numpy_numbers_and_misshapen_actions_from_python_callers(tmp_path):
+    """Probe 17: a seed of np.int64(3) and a meta value np.float32(1.5) were json's TypeError at save (API1, RA2);
+    a policy returning [[0.3]] drove a whole episode, then the episode was refused (API2); a recorder's action
+    repeat np.int64(8) was "not a whole number" (RA4)."""
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+    from sim.collect import run_episode
+
+    class Policy:
+        name = "p"
+
+        def __init__(self, action):
+            self.action = action
+
+        def reset(self):
+            pass
+
+        def act(self, obs):
+            return self.action
+
+    env = _sim_env()
+    ep = run_episode(env, Policy(np.array([0.1])), seed=np.int64(3), meta={"note": np.float32(1.5)})
+    ep.save(tmp_path / "e.npz")
+    back = Episode.load(tmp_path / "e.npz")
+    assert back.meta["seed"] == 3 and back.meta["note"] == 1.5
+    with pytest.raises(ValueError, match=r"the action of policy 'p' has shape \(1, 1\), expected \(1,\)"):
+        run_episode(env, Policy(np.array([[0.3]])), seed=0)
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=np.int64(8))
+    assert type(rec.meta["action_repeat"]) is int and rec.meta["action_repeat"] == 8
+
+
+def test_deploy_numbers_are_ascii_decimals_and_dream_names_a_physics_state_of_another_size(
+        planner_file, run_copy, tmp_path, capsys):
+    """Probe 17: `--safe-action=٠.٥` was read as 0.5 and `1_0` as 10 (SA1); `dream --data` on a recording whose physics
+    state has another width was a MuJoCo TypeError (PS1)."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+
+    for text in ("\u0660.\u0665", "1_0"):
+        rc, out = main_in_process(capsys, "deploy", str(planner_file), f"--safe-action={text}", "--episodes", "1")
+        assert rc == 2 and "expected comma-separated numbers" in out, out
+    rc, out = main_in_process(capsys, "deploy", str(planner_file), "--task", "cartpole-swingup", "--episodes", "1",
+                              "--record", str(tmp_path / "r"), "--sim", "max_env_steps=80")
+    assert rc == 0, out
+    ep = EpisodeDataset(tmp_path / "r")[0]
+    cut = EpisodeDataset(tmp_path / "cut", create=True)
+    cut.append(Episode(ep.obs, ep.action, ep.reward, ep.physics_state[:, :2], ep.meta))
+    rc, out = main_in_process(capsys, "dream", str(run_copy), "--data", str(tmp_path / "cut"), "--episode", "0",
+                              "--horizon", "3")
+    assert rc == 2 and "holds physics states of 2 numbers, the simulated robot's have" in out, out

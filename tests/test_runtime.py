@@ -780,6 +780,8 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("iterations", "-1", "metadata iterations='-1', expected at least 1"),
     ("delay", "8", "metadata delay='8', expected a whole number from 0 to horizon - 1 = 7"),
     ("delay", "-1", "metadata delay='-1'"),
+    ("samples", "3", "noise_shape [3, 64, 8, 1] does not fit iterations, samples, horizon and action_dim [3, 3,"),
+    ("iterations", "7", "does not fit iterations, samples, horizon and action_dim [7, 64,"),  # printed (probe 17)
 ])
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner

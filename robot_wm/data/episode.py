@@ -34,6 +34,14 @@ def check_seed(meta: dict) -> None:
                          "(or null: a robot's episode)")
 
 
+def _numpy_scalar(value):
+    """A numpy number in an episode's meta as the Python number it holds (``np.int64(3)`` as a seed, ``np.float32``
+    from a robot driver were json's TypeError: probe 17); anything else stays json's error."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 @dataclass
 class Episode:
     obs: np.ndarray
@@ -70,14 +78,14 @@ class Episode:
 
     def save(self, path: Path, *, exclusive: bool = False) -> None:
         """Write atomically; ``exclusive``: FileExistsError rather than replace an existing file."""
-        try:
-            check_seed(self.meta)  # what load refuses is never written (a recorder took any seed)
-        except ValueError as e:
-            raise ValueError(f"episode {str(path)!r} not written: {e}") from None
         try:  # an int of 10**5000 or an object was json's own error, naming neither file nor key (probe 16)
-            meta = json.dumps(self.meta, sort_keys=True)
+            meta = json.dumps(self.meta, sort_keys=True, default=_numpy_scalar)
         except (TypeError, ValueError) as e:
             raise ValueError(f"episode {str(path)!r} not written: its meta is not plain JSON ({e})") from None
+        try:
+            check_seed(json.loads(meta))  # what load refuses is never written (a recorder took any seed)
+        except ValueError as e:
+            raise ValueError(f"episode {str(path)!r} not written: {e}") from None
         arrays = {k: np.asarray(getattr(self, k)) for k in KEYS}
         size = sum(a.nbytes for a in arrays.values()) + 4 * len(meta) + 1024  # as load counts it: uncompressed
         if size > MAX_EPISODE_BYTES:  # a 1 GiB recording was written, then refused by every reader (probe 16)

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from robot_wm.cli_args import Once, number, path_arg, seed, whole
+from robot_wm.cli_args import Once, decimal, number, path_arg, seed, whole
 from robot_wm.runtime.loop import MAX_RATE_HZ, MIN_RATE_HZ
 from robot_wm.text import echo
 
@@ -137,8 +137,8 @@ def _goal(a: argparse.Namespace, planner):
 
 
 def _floats(text: str, flag: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",")]
+    try:  # ASCII decimals: '٠.٥' and '1_0' were read as 0.5 and 10 (probe 17)
+        return [decimal(x) for x in text.split(",")]
     except ValueError:
         raise ValueError(f"{flag} {text!r}: expected comma-separated numbers") from None
 

@@ -43,11 +43,11 @@ class DeploymentRecorder:
         if Path(root).exists() and not Path(root).is_dir():
             raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
                              "recorded episodes (a new or an existing one)")
-        if action_repeat is not None and (isinstance(action_repeat, bool) or not isinstance(action_repeat, int)
-                                          or action_repeat < 1):
+        if action_repeat is not None and (isinstance(action_repeat, bool) or not isinstance(action_repeat, numbers.Integral)
+                                          or action_repeat < 1):  # np.int64(8) was refused (probe 17)
             raise ValueError(f"action_repeat={action_repeat!r}: expected None or a whole number >= 1")
         self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
-                     "action_repeat": action_repeat, "step_unit": STEP_UNIT}
+                     "action_repeat": None if action_repeat is None else int(action_repeat), "step_unit": STEP_UNIT}
         extra = dict(extra or {})
         if clash := sorted(set(extra) & (set(self.meta) | _WRITTEN)):
             raise ValueError(f"extra metadata {clash} would replace what the recorder writes itself")

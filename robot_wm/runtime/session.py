@@ -135,6 +135,10 @@ class PlannerMeta:
         if any(bad.values()):
             k, (v, expected) = next((k, v) for k, v in bad.items() if v)
             raise ModelFileError(f"{where}: metadata {k}={v!r}, expected {expected} (the file was edited or damaged)")
+        plan_shape = [meta.iterations, meta.samples, meta.horizon, meta.action_dim]
+        if list(meta.noise_shape) != plan_shape:  # samples=3 was printed for a graph of 16 (probe 17)
+            raise ModelFileError(f"{where}: metadata noise_shape {list(meta.noise_shape)} does not fit iterations, "
+                                 f"samples, horizon and action_dim {plan_shape} (the file was edited or damaged)")
         return meta
 
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
