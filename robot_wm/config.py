@@ -17,7 +17,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robot_wm.goal import MAX_REWARD_WEIGHT
-from robot_wm.io import atomic_write_text, check_regular_file
+from robot_wm.io import atomic_write_text, check_parent_folder, check_regular_file
 
 
 class _Section(BaseModel):
@@ -316,6 +316,7 @@ def check_rrd_target(path: str, what: str) -> str:
     (a hard link: the run's recording was rewritten through one) or one of a run's own recordings
     (``RUN/rerun/*.rrd``, of this run or another: eval and run replaced them; probe 11) is never overwritten."""
     check_rrd_path(path, what)
+    check_parent_folder(path, what)
     p = Path(str(path))
     if p.exists():
         if (links := p.stat().st_nlink) > 1:

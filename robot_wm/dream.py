@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from robot_wm.data.episode import Episode
+from robot_wm.io import atomic_write_bytes, check_parent_folder
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import imagine
 from robot_wm.viz.kinematics import QposDecoder
@@ -193,6 +194,7 @@ def check_video_path(path: str | Path) -> Path:
         raise ValueError(f"--out {str(path)!r}: expected a path ending in {' or '.join(VIDEO_SUFFIXES)}")
     if path.is_dir():
         raise ValueError(f"--out {str(path)!r} is a directory: expected the path of the video file to write")
+    check_parent_folder(path, "--out")
     return path
 
 
@@ -200,8 +202,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     """An H.264 .mp4 (imageio's bundled ffmpeg) or a looping .gif (Pillow), encoded in memory and written
     atomically: an older video there stays whole if encoding or writing fails."""
     import imageio.v3 as iio
-
-    from robot_wm.io import atomic_write_bytes
 
     path = check_video_path(path)
     if path.suffix.lower() == ".mp4":

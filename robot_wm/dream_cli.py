@@ -194,6 +194,8 @@ def cmd_drive(a: argparse.Namespace) -> int:
         if a.out and len(d.real) > 1:
             write_video(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
             echo(f"wrote {a.out}")
+        elif a.out:  # exit 0 and no file, without a word (probe 17)
+            echo(f"no step was driven: {a.out} not written")
     return 0
 
 

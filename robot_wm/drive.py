@@ -177,6 +177,10 @@ def scripted_actions(path: str | Path, act_dim: int) -> list[np.ndarray]:
 
 MAX_TYPED_LINE = 4096
 """Characters in one typed action line: far above any robot's action, far below a memory error."""
+MAX_SKIPPED = 1 << 20
+"""A longer line than ``MAX_TYPED_LINE`` is skipped to its end, up to this many characters (``< /dev/zero`` has none)."""
+TOO_LONG = "\x00too long"
+"""What ``typed_lines`` yields for a skipped line."""
 
 
 def typed_lines(stream) -> Iterator[str]:
@@ -186,9 +190,15 @@ def typed_lines(stream) -> Iterator[str]:
     if stream is None:
         raise ValueError("standard input is closed: type actions into it, give --actions FILE, or pipe them in")
     while line := stream.readline(MAX_TYPED_LINE + 1):
-        if len(line) > MAX_TYPED_LINE and not line.endswith("\n"):
-            raise ValueError(f"a typed line is longer than {MAX_TYPED_LINE} characters: expected one action per "
-                             "line (for a file of actions use --actions FILE)")
+        if len(line) > MAX_TYPED_LINE and not line.endswith("\n"):  # skipped to its end, within a bound: one such
+            read = len(line)                                           # line ended the whole session (probe 17)
+            while read <= MAX_SKIPPED and (rest := stream.readline(MAX_TYPED_LINE + 1)) and not rest.endswith("\n"):
+                read += len(rest)
+            if read > MAX_SKIPPED:
+                raise ValueError(f"a typed line is longer than {MAX_SKIPPED:,} characters: expected one action per "
+                                 "line (for a file of actions use --actions FILE)")
+            yield TOO_LONG
+            continue
         yield line
 
 
@@ -198,6 +208,9 @@ def typed_actions(lines: Iterable[str], act_dim: int, say) -> Iterator[np.ndarra
     say(f"type an action per step ({_numbers(act_dim)}, e.g. {', '.join(['0.5'] * act_dim)}); "
         "empty repeats the last; q quits")
     for line in lines:
+        if line is TOO_LONG:
+            say(f"  a line longer than {MAX_TYPED_LINE} characters was skipped: one action per line")
+            continue
         try:
             act = parse_action(line, act_dim, last)
         except ValueError as e:

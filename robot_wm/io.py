@@ -103,6 +103,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_parent_folder(path: str | Path, what: str) -> None:
+    """Refuse a file path whose folder cannot be made: a file where a folder of it belongs (``--out x.onnx/a.mp4`` was
+    a raw "[Errno 17] File exists", after the work it was to save: probe 17)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            return
+
+
 def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
     """Refuse, naming ``what`` and the path, anything but a regular file of at most ``max_bytes`` (after
     symlinks): a FIFO would block the reader forever, ``/dev/zero`` would never end."""

@@ -211,8 +211,19 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
     # probe 14: stdin without a newline (`< /dev/zero`) was read whole: gigabytes, then a MemoryError traceback
     r = _drive(run_dir, "--max-steps", "5", stdin="0.5\n" + "0" * (1 << 22))
-    assert r.returncode == 2 and "a typed line is longer than 4096 characters" in r.stderr, r.stderr
+    assert r.returncode == 2 and "a typed line is longer than 1,048,576 characters" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and "step 1:" in r.stdout  # the line before it was driven
+    # probe 17: one pasted line of 5,000 characters ended the session; it is skipped, explained, and driving goes on
+    r = _drive(run_dir, "--out", str(run_dir.parent / "skipped.mp4"), stdin="0.5\n" + "0" * 5000 + "\n0.2\nq\n")
+    assert r.returncode == 0 and "longer than 4096 characters was skipped" in r.stdout, r.stderr
+    assert sum(line.startswith("step ") for line in r.stdout.splitlines()) == 2
+    # and a drive that ends before its first step says that --out was not written (exit 0, no word: probe 17)
+    r = _drive(run_dir, "--out", str(run_dir.parent / "none.mp4"), stdin="q\n")
+    assert r.returncode == 0 and "no step was driven" in r.stdout and not (run_dir.parent / "none.mp4").exists()
+    for flag, target in (("--out", "x.mp4"), ("--rrd", "x.rrd")):  # a file where a folder belongs (probe 17)
+        r = _drive(run_dir, flag, str(run_dir / "config.toml" / target), stdin="0.5\nq\n")
+        assert r.returncode == 2 and f"{flag} " in r.stderr and "is a file, not a folder" in r.stderr, r.stderr
+        assert "step " not in r.stdout  # refused before the first step
 
 
 def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
