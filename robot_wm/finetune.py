@@ -205,7 +205,10 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")
         except ValueError as e:
-            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file out to go on)") from None
+            later = len(held) - 1 - held.paths().index(path)  # moving it alone left a gap every reader refused (probe 17)
+            and_later = f" and the {later} numbered after it" if later else ""
+            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file{and_later} out to go on; "
+                             "the episodes are numbered without gaps)") from None
     return list(held)
 
 

@@ -262,6 +262,10 @@ class RunDir:
                     raise NotARunError(f"run_dir {str(self.root)!r} lies below {str(parent)!r}, which is a file, "
                                        "not a folder; choose another run_dir")
                 break
+        for parent in self.root.resolve().parents:  # finetune of the outer run then wrote into the inner one (probe 17)
+            if RunDir(parent).is_run():
+                raise NotARunError(f"run_dir {str(self.root)!r} lies inside the run directory {str(parent)!r}; "
+                                   "choose a folder outside any run")
         if not self.root.exists():
             return
         if not self.root.is_dir():
@@ -322,9 +326,18 @@ class RunDir:
 
     def check_contained(self) -> None:
         """Refuse to write through a symbolic link leading out of the run (``own_folder``) or into a file that
-        has other hard links."""
+        has other hard links, and two of the run's folders that are one (``eval`` a link to ``episodes``: evaluation
+        episodes were trained on, probe 17)."""
+        seen: dict[Path, str] = {}
         for name in self.WRITTEN:
             p = self.own_folder(name)
+            if p.is_dir():
+                if (other := seen.setdefault(p.resolve(), name)) != name:
+                    raise ValueError(f"{str(p)!r} is the run's {other!r} folder under another name (a link): each holds "
+                                     "its own files; remove the link")
+            elif os.path.lexists(p) and not p.is_file():  # episodes.csv a FIFO: eval stored its episode, then failed
+                raise ValueError(f"{str(p)!r} is not a regular file (a FIFO, a device or a broken link?): the run "
+                                 "writes it; remove it")  # (probe 17)
             if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:  # `cp -al`: appends reach the other copy
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")

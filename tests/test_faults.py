@@ -1832,3 +1832,40 @@ def test_deploy_numbers_are_ascii_decimals_and_dream_names_a_physics_state_of_an
     rc, out = main_in_process(capsys, "dream", str(run_copy), "--data", str(tmp_path / "cut"), "--episode", "0",
                               "--horizon", "3")
     assert rc == 2 and "holds physics states of 2 numbers, the simulated robot's have" in out, out
+
+
+def test_a_run_inside_a_run_folders_that_are_one_and_fifos_are_refused_before_any_work(run_copy, capsys):
+    """Probe 17: `run run_dir=RUN/robot` made a run inside a run, whose finetune then wrote into it (NEST1); `eval`
+    with `eval` a link to `episodes` stored its episode where training reads (SL3); with episodes.csv a FIFO it stored
+    its episode, then failed (FF2)."""
+    from robot_wm.data.dataset import EpisodeDataset
+
+    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy / 'robot'}", "env_steps=100", "--no-progress")
+    assert rc == 2 and "lies inside the run directory" in out and not (run_copy / "robot").exists(), out
+    episodes = len(EpisodeDataset(run_copy / "episodes"))
+    shutil.rmtree(run_copy / "eval")
+    (run_copy / "eval").symlink_to("episodes")
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "is the run's 'episodes' folder under another name" in out, out
+    (run_copy / "eval").unlink()
+    (run_copy / "eval").mkdir()
+    (run_copy / "episodes.csv").unlink()
+    os.mkfifo(run_copy / "episodes.csv")
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "episodes.csv' is not a regular file" in out, out
+    assert len(EpisodeDataset(run_copy / "episodes")) == episodes and not list((run_copy / "eval").iterdir())
+
+
+def test_compensating_a_delay_the_model_was_trained_with_is_warned(run_copy, tmp_path, capsys):
+    """A run trained with env.randomize.action_delay=[1,1], exported with planner.delay=1: the delay counted twice,
+    without a word (probe 17 DL2). A one-off delayed robot at evaluation is not the run's training."""
+    cfg = run_copy / "config.toml"
+    text = cfg.read_text()
+    assert "action_delay = [\n    0,\n    0,\n]" in text
+    cfg.write_text(text.replace("action_delay = [\n    0,\n    0,\n]", "action_delay = [1, 1]"))
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "p.onnx"), "planner.delay=1")
+    assert rc == 0 and "the delay may be counted twice" in out, out
+    cfg.write_text(text)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", "planner.delay=1",
+                              "env.randomize.action_delay=[1,1]")
+    assert rc == 0 and "counted twice" not in out, out

@@ -16,6 +16,7 @@ SLOW_EXPORT_STEPS = 100
 def cmd_export(a: argparse.Namespace) -> int:
     """Read-only on the run directory: no lock is taken (a run being trained can be exported meanwhile)."""
     from policies.mpc.step import StepSpec
+    from robot_wm.config import double_delay_note
     from robot_wm.export.onnx_export import export_dynamics, export_planner, model_flops
     from robot_wm.export.source import control_period, load_source
 
@@ -36,6 +37,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     if note:
         echo(note)
     value = src.value if g.uses_value else None
+    if note := double_delay_note(src.cfg, src.cfg.planner.delay):  # export takes no env.* override: the run's
+        echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
