@@ -302,3 +302,14 @@ def test_validation_mse_per_member(trained_synthetic):
     x = torch.zeros(10, 2)
     y = torch.zeros(10, 2)
     assert validation_mse(model, x, y).shape == (model.members,)
+
+
+@pytest.mark.parametrize("low, high, obs_dim", [([1.0], [-1.0], 5), ([np.nan], [1.0], 5), ([-1.0, -1.0], [1.0], 5),
+                                                ([-1.0], [1.0], 0)])
+def test_a_world_model_with_impossible_bounds_or_sizes_is_refused(low, high, obs_dim):
+    """Inverted and NaN bounds and obs_dim=0 were built; two lows for one action were a torch error (probe 17)."""
+    from robot_wm.config import ModelConfig
+    from robot_wm.train import new_model
+
+    with pytest.raises(ValueError, match=r"action bounds low=|world model obs_dim=0"):
+        new_model(obs_dim, 1, low, high, ModelConfig())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +35,9 @@ class WorldModelSpec:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+        for k in ("obs_dim", "act_dim", "ensemble_size", "hidden", "layers"):  # obs_dim=0 was built (probe 17)
+            if isinstance(v := getattr(self, k), bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"world model {k}={v!r}: expected a whole number >= 1")
 
     @property
     def out_dim(self) -> int:
@@ -65,8 +69,17 @@ class WorldModel(nn.Module):
         self.min_logvar = nn.Parameter(torch.full((spec.out_dim,), -10.0))
         self.obs_norm = Normalizer(s)
         self.target_norm = Normalizer(spec.out_dim)
-        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(a))
-        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(a))
+        low, high = (torch.as_tensor(b if torch.is_tensor(b) else np.asarray(b, dtype=np.float32), dtype=torch.float32)
+                     for b in (action_low, action_high))
+        # inverted or NaN bounds were built, two values for one action a torch error (probe 17); a checkpoint's model
+        # is built on the meta device and its bounds checked as it loads
+        if low.shape != (a,) or high.shape != (a,) or not (low.is_meta or high.is_meta or (
+                torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all())):
+            shown = lambda t: f"shape {list(t.shape)}" if t.is_meta else t.tolist()
+            raise ValueError(f"action bounds low={shown(low)}, high={shown(high)}: expected {a} finite values each, "
+                             "low below high")
+        self.register_buffer("action_low", low.clone())
+        self.register_buffer("action_high", high.clone())
 
     @property
     def members(self) -> int:
