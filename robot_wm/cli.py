@@ -84,6 +84,11 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     run.check_is_run()
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
+    if cfg.env.task != saved.env.task:  # one task in the other spelling "cannot change env.task" (probe 17)
+        from sim.dmc import canonical_task
+
+        if (canonical_task(cfg.env.task) or cfg.env.task) == (canonical_task(saved.env.task) or saved.env.task):
+            cfg = cfgmod.apply_overrides(cfg, [f"env.task={saved.env.task}"])
     changes = cfgmod.changed_fields(saved, cfg)
     if cfg.value.enabled and not saved.value.enabled:  # eval/export planned without one and recorded it (probe 14)
         raise cfgmod.ConfigError(

@@ -1869,3 +1869,13 @@ def test_compensating_a_delay_the_model_was_trained_with_is_warned(run_copy, tmp
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", "planner.delay=1",
                               "env.randomize.action_delay=[1,1]")
     assert rc == 0 and "counted twice" not in out, out
+
+
+def test_a_command_may_name_the_runs_task_in_its_other_spelling(run_copy, capsys):
+    """`eval RUN env.task=cartpole_swingup` on a cartpole-swingup run: "cannot change env.task" (probe 17 AL2)."""
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress",
+                              "env.task=cartpole_swingup")
+    assert rc == 0 and "cannot change" not in out, out
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress",
+                              "env.task=cartpole-balance")
+    assert rc == 2 and "cannot change env.task" in out, out

@@ -195,7 +195,8 @@ def register(sub) -> None:
     p.add_argument("--task", help="simulated task (default: the task named in the file)")
     p.add_argument("--action-repeat", type=whole(1, 1000), default=None, help="default: the file's")
     p.add_argument("--episodes", type=whole(1, 1_000_000), default=3)
-    p.add_argument("--seed", type=seed, default=0, help="first episode seed (and noise seed)")
+    p.add_argument("--seed", type=seed, default=0, help="first episode seed (and the noise seed of a planner exported "
+                   "with --noise input; one with in-graph noise draws its own, so its episodes differ run to run)")
     p.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"),
                    help="auto tries tensorrt -> cuda -> cpu; naming one makes any fallback an error")
     p.add_argument("--threads", type=whole(1, 1024), default=2,

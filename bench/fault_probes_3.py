@@ -1,0 +1,105 @@
+"""The fault report's catalogue, continued (``fault_probes_2.py`` holds probes 14-16): one function per hostile
+probe, each case a reproduction of what that probe found, checked as the report checks every case."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from fault_kit import cli, copy_run, record, tail, tf
+
+
+def probe16_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects and ugly cases of the seventeenth hostile probe (2026-11-27; the sixteenth category)."""
+    cat = "probe 2026-11-27 (16th)"
+
+    def recorder_seed():
+        from robot_wm.runtime.record import DeploymentRecorder
+        from robot_wm.runtime.robot import SimRobot
+
+        robot = SimRobot(tf._sim_env())
+        robot.reset(0)
+        rec = DeploymentRecorder(work / "p16-rec", task="cartpole-swingup", planner="x", action_repeat=8)
+        try:
+            rec.begin(robot, -1)
+        except ValueError as e:
+            return "seed=-1" in str(e), str(e)[:90]
+        return False, "begun: the episode would be refused only at end(), after the robot moved"
+    record(cat, "a recorder begun with seed -1 (the driven episode lost at end())", recorder_seed)
+
+    def sim_twice():
+        rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1", "--sim",
+                      "randomize.mass=[1.3,1.3]", "--record", str(work / "p16-sim"), "--sim", "max_env_steps=80")
+        if rc != 0:
+            return False, tail(out)
+        from robot_wm.data.dataset import EpisodeDataset
+
+        mass = EpisodeDataset(work / "p16-sim")[0].meta.get("randomization", {}).get("mass")
+        return mass == 1.3, f"the recorded robot's mass scale: {mass}"
+    record(cat, "deploy --sim A --record R --sim B (the first --sim dropped: the nominal robot recorded)", sim_twice)
+
+    def other_time_step():
+        r = copy_run(base, work / "p16-ar")
+        tf._retimed_checkpoint(r, r / "checkpoints", action_repeat=4)
+        rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
+        return rc == 2 and "trained at 4" in out, tail(out, 90)
+    record(cat, "a checkpoint of action repeat 4 in a run of 8 (planned at 8 without a word)", other_time_step)
+
+    def loose_checkpoint():
+        import onnx
+
+        loose = tf._retimed_checkpoint(base, work / "p16-loose", action_repeat=4)
+        rc, out = cli("export", str(loose), "--out", str(work / "p16-loose.onnx"))
+        if rc != 0:
+            return False, tail(out)
+        props = {p.key: p.value for p in onnx.load(str(work / "p16-loose.onnx")).metadata_props}
+        return props["action_repeat"] == "4", f"exported at action repeat {props['action_repeat']}"
+    record(cat, "export of a loose checkpoint of action repeat 4 (exported at the default 8)", loose_checkpoint)
+
+    def unaligned_held():
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record",
+                      str(work / "p16-late"), "--sim", "max_env_steps=80")
+        if rc != 0:
+            return False, tail(out)
+        r = copy_run(base, work / "p16-held")
+        (r / "robot").mkdir()
+        src = next((work / "p16-late").glob("episode_*.npz"))
+        z = dict(np.load(src))
+        meta = json.loads(str(z["meta"]))
+        meta["imported_from"] = {"path": str(src), "sha256": "0" * 64}  # as if imported before realignment
+        z["meta"], z["physics_state"] = np.array(json.dumps(meta)), np.zeros((len(z["obs"]), 0))
+        np.savez(r / "robot" / "episode_000000.npz", **z)
+        rc, out = cli("train", str(r), "--no-progress")
+        return rc == 2 and "not realigned by that delay" in out, tail(out, 90)
+    record(cat, "a delayed robot's recording in RUN/robot/, not realigned (trained on by every round)", unaligned_held)
+
+    def absurd_state():
+        from robot_wm.runtime.session import PlannerSession
+
+        s = PlannerSession(planner, threads=1)
+        out = s.step(np.full(s.meta.state_dim, 2.0**62, np.float32), s.initial_plan())
+        return not out.valid and np.all(np.isfinite(out.action)), f"valid={out.valid}, best_return={out.best_return}"
+    record(cat, "a state of 2**62 into the exported planner (planned as valid, return 1e19)", absurd_state)
+
+    def nested_run():
+        r = copy_run(base, work / "p16-outer")
+        rc, out = cli("run", f"run_dir={r / 'robot'}", "env_steps=100", "--no-progress")
+        return rc == 2 and "lies inside the run directory" in out and not (r / "robot").exists(), tail(out, 90)
+    record(cat, "run run_dir=RUN/robot (a run inside a run, which finetune then wrote into)", nested_run)
+
+    def eval_linked_to_episodes():
+        r = copy_run(base, work / "p16-link")
+        shutil.rmtree(r / "eval")
+        (r / "eval").symlink_to("episodes")
+        before = len(list((r / "episodes").iterdir()))
+        rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
+        kept = len(list((r / "episodes").iterdir())) == before
+        return rc == 2 and "under another name" in out and kept, tail(out, 90)
+    record(cat, "eval with RUN/eval a link to RUN/episodes (the evaluation trained on)", eval_linked_to_episodes)
+
+    def arabic_digits():
+        rc, out = cli("deploy", str(planner), "--safe-action=\u0660.\u0665", "--episodes", "1")
+        return rc == 2 and "expected comma-separated numbers" in out, tail(out, 90)
+    record(cat, "deploy --safe-action=\u0660.\u0665 (Arabic-Indic digits read as 0.5)", arabic_digits)
