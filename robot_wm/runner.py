@@ -126,6 +126,13 @@ class Session:
             if self.lock is not None:
                 self.lock.release()
 
+    def _check_writer(self, what: str) -> None:
+        """Only a session that holds the run's lock writes it: one opened with ``lock=False`` (read-only) or closed
+        collected into a run another process held (probe 17)."""
+        if self.lock is None or not self.lock.active:
+            raise RuntimeError(f"Session.{what}: this session does not hold the run's lock (opened with lock=False, "
+                               "or closed): open one with the lock to write the run")
+
     def __enter__(self) -> Session:
         return self
 
@@ -171,6 +178,7 @@ class Session:
                 start_index: int | None = None) -> dict:
         """Run and store episode ``index`` of ``phase``; its start state is drawn as that of episode
         ``start_index`` (default: ``index``), so that two evaluations can start alike."""
+        self._check_writer("collect")
         evaluating = phase == "eval"
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
@@ -196,6 +204,7 @@ class Session:
     # --- model ------------------------------------------------------------------------------
     def train(self, round_: int) -> WorldModel:
         """Train (continuing from ``self.model``), checkpoint, log errors; return the elite model."""
+        self._check_writer("train")
         data = self.run.dataset()
         self.run.check_recorded_episodes(data)
         obs_dim, act_spec = self.env.observation_spec.dim, self.env.action_spec

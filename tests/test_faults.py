@@ -1879,3 +1879,23 @@ def test_a_command_may_name_the_runs_task_in_its_other_spelling(run_copy, capsys
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress",
                               "env.task=cartpole-balance")
     assert rc == 2 and "cannot change env.task" in out, out
+
+
+def test_a_session_without_the_runs_lock_writes_nothing(run_copy):
+    """A read-only session (lock=False) and a closed one collected into a run whose lock another process held
+    (probe 17 SES1)."""
+    from policies.random import RandomPolicy
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(run_copy)
+    episodes = len(run.dataset())
+    with Session.open(run.load_config(), run, progress=False, lock=False) as s:
+        with pytest.raises(RuntimeError, match="does not hold the run's lock"):
+            s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes)
+    s = Session.open(run.load_config(), run, progress=False)
+    s.close()
+    for write in (lambda: s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes), lambda: s.train(9)):
+        with pytest.raises(RuntimeError, match="does not hold the run's lock"):
+            write()
+    assert len(RunDir(run_copy).dataset()) == episodes
