@@ -1890,9 +1890,9 @@ def test_a_session_without_the_runs_lock_writes_nothing(run_copy):
 
     run = RunDir(run_copy)
     episodes = len(run.dataset())
-    with Session.open(run.load_config(), run, progress=False, lock=False) as s:
-        with pytest.raises(RuntimeError, match="does not hold the run's lock"):
-            s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes)
+    with Session.open(run.load_config(), run, progress=False, lock=False) as s, \
+            pytest.raises(RuntimeError, match="does not hold the run's lock"):
+        s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes)
     s = Session.open(run.load_config(), run, progress=False)
     s.close()
     for write in (lambda: s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes), lambda: s.train(9)):
