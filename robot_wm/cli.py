@@ -362,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given_twice(items: list[str], what: str) -> list[str]:
+    """A note for each key given more than once among ``key=value`` items: the last one is used (a command line built
+    from defaults and an override relies on it)."""
+    last = {item.partition("=")[0].strip(): item for item in items if "=" in item}
+    counts: dict[str, int] = {}
+    for item in items:
+        if "=" in item:
+            counts[k] = counts.get(k := item.partition("=")[0].strip(), 0) + 1
+    return [f"note: {what} {k} given {n} times; the last, {last[k]!r}, is used" for k, n in counts.items() if n > 1]
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     if os.environ["MUJOCO_GL"] == "osmesa" and ctypes.util.find_library("OSMesa") is None:  # import mujoco failed
@@ -378,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         if field is None or not all("=" in e and not e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         setattr(args, field, [*getattr(args, field), *extra])
+    for field, what in (("args", "override"), ("overrides", "override"), ("sim", "--sim")):
+        for note in _given_twice(getattr(args, field, None) or [], what):  # the last won without a word (probe 17)
+            print(f"robot-wm {args.command}: {note}", file=sys.stderr)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()

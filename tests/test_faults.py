@@ -1879,6 +1879,10 @@ def test_a_command_may_name_the_runs_task_in_its_other_spelling(run_copy, capsys
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress",
                               "env.task=cartpole-balance")
     assert rc == 2 and "cannot change env.task" in out, out
+    # a key given twice: the last is used, and said (probe 17 DUP1: without a word)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", "planner.samples=32",
+                              "planner.samples=16")
+    assert rc == 0 and "override planner.samples given 2 times; the last, 'planner.samples=16', is used" in out, out
 
 
 def test_a_session_without_the_runs_lock_writes_nothing(run_copy):
