@@ -181,7 +181,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
                     log_frame(rec, "drive", t.step * period, frame, err)
                 if t.ended:  # stepping on was a RuntimeError traceback at the time limit (review of probe 15's fix)
                     print("the simulator's episode ended here (" + ("it diverged" if t.diverged else
-                          f"its time limit, {s.env.max_control_steps} control steps from the recorded state") + ")")
+                          f"its time limit, {s.env.max_control_steps} control steps into the episode") + ")")
                     break
         finally:
             panels.close()

@@ -64,7 +64,8 @@ class Drive:
         self.model, self.env = model.eval(), env
         env.randomize(recorded_physics(episode.meta, env.randomizer.cfg.mass_bodies if env.randomizer else ()))
         env.reset(episode.meta.get("seed") or 0)  # the episode's own draw (e.g. the arm's target)
-        env.set_state(episode.physics_state[step])
+        recorded = step + (episode.meta.get("realigned_delay") or 0)  # a realigned episode's row k: recorded step k + D
+        env.set_state(episode.physics_state[step], min(recorded, env.max_control_steps))
         if env.randomizer is not None:  # a delayed robot: the commands still in flight at ``step`` go out first
             env.randomizer.prime_delay(episode.action[:step], (env.action_spec.low + env.action_spec.high) / 2)
         self.std = model.obs_norm.std.detach().cpu().numpy()

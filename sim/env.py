@@ -185,7 +185,13 @@ class Env(abc.ABC):
         mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
         return state
 
-    def set_state(self, state: np.ndarray) -> None:
+    def set_state(self, state: np.ndarray, control_step: int | None = None) -> None:
+        """Restore a full physics state; ``control_step``: the episode's clock too (the time limit then counts from
+        it: `drive --step 124` of a 125-step episode ran on for 125 more, probe 17)."""
+        if control_step is not None and (isinstance(control_step, bool) or not isinstance(control_step, int)
+                                         or not 0 <= control_step <= self.max_control_steps):
+            raise ValueError(f"{self.name}: control_step={control_step!r}, expected a whole number from 0 to "
+                             f"{self.max_control_steps}")
         state = as_floats(state, f"{self.name}: the physics state", np.float64).reshape(-1)  # complex, NaN (probe 15)
         if not np.all(np.isfinite(state)):
             raise ValueError(f"{self.name}: the physics state holds {int((~np.isfinite(state)).sum())} non-finite values")
@@ -193,6 +199,8 @@ class Env(abc.ABC):
             raise ValueError(f"physics state of {state.size} values: this model's full physics state has {size}")
         mujoco.mj_setState(self.model, self.data, state, STATE_SPEC)
         mujoco.mj_forward(self.model, self.data)
+        if control_step is not None and self._t is not None:
+            self._t = control_step
 
     @property
     def qpos(self) -> np.ndarray:

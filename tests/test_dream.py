@@ -359,7 +359,11 @@ def test_a_drive_stops_at_the_simulators_time_limit_with_a_message(run_dir, tmp_
     assert main(["drive", str(run_dir), "--episode", "0", "--actions", str(tmp_path / "a.txt")]) == 0
     out = capsys.readouterr().out
     assert "step 50:" in out and "step 51:" not in out
-    assert "the simulator's episode ended here (its time limit, 50 control steps from the recorded state)" in out
+    assert "the simulator's episode ended here (its time limit, 50 control steps into the episode)" in out
+    # from step 45 the limit is 5 steps away, not 50 (probe 17: the clock restarted at the restored state)
+    assert main(["drive", str(run_dir), "--episode", "0", "--step", "45", "--actions", str(tmp_path / "a.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "step 5:" in out and "step 6:" not in out and "its time limit" in out
 
 
 def test_a_drive_past_the_models_range_reports_inf_and_still_plots(run_dir):
