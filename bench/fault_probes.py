@@ -188,7 +188,7 @@ def api_inputs(base: Path, planner: Path, work: Path) -> None:
                                   ("a raising physics_state", 1.0, lambda: 1 / 0)):
         def recorded(name=name, reward=reward, physics=physics):
             root = work / f"api-rec-{name.replace(' ', '-')}"
-            rec = DeploymentRecorder(root, task="my-robot", planner="p.onnx", action_repeat=1)
+            rec = DeploymentRecorder(root, task="my-robot", planner="p.onnx", action_repeat=1, planner_delay=0)
             robot = Robot(reward, physics)
             rec.begin(robot, seed=0)
             for latency in (0.001, float("nan"), 0.001):
@@ -203,7 +203,8 @@ def api_inputs(base: Path, planner: Path, work: Path) -> None:
                          ("extra that is not JSON", {"extra": {"x": object()}}),
                          ("extra replacing the task", {"extra": {"task": "cheetah-run"}})):
         def refused(kwargs=kwargs):
-            args = {"root": work / "api-rec-refused", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1}
+            args = {"root": work / "api-rec-refused", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1,
+                    "planner_delay": 0}
             try:
                 DeploymentRecorder(**{**args, **kwargs})
             except ValueError as e:
@@ -303,7 +304,7 @@ def probe4_defects(base: Path, planner: Path, work: Path) -> None:
         robot = SimRobot(make_env(EnvConfig(task=cfg.env.task, action_repeat=cfg.env.action_repeat, max_env_steps=160)))
         data = work / "p4-robot-data"
         rec = DeploymentRecorder(data, task=cfg.env.task, planner="none", action_repeat=cfg.env.action_repeat,
-                                 source="sim-robot")
+                                 source="sim-robot", planner_delay=0)
         robot.reset(0)
         rec.begin(robot, 0)
         while not robot.done:

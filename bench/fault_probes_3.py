@@ -21,7 +21,7 @@ def probe16_defects(base: Path, planner: Path, work: Path) -> None:
 
         robot = SimRobot(tf._sim_env())
         robot.reset(0)
-        rec = DeploymentRecorder(work / "p16-rec", task="cartpole-swingup", planner="x", action_repeat=8)
+        rec = DeploymentRecorder(work / "p16-rec", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
         try:
             rec.begin(robot, -1)
         except ValueError as e:

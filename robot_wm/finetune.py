@@ -169,7 +169,7 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
             continue
         # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
         new.append((path, digest, realign(ep, path)))
-        seen.add(digest)
+        seen |= {digest, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
     added = []
     for path, digest, ep in new:
         meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
@@ -290,6 +290,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     ``value`` the value and policy are fine-tuned too (off by default: on cheetah-run, seed 200, ten episodes
     of a heavier robot, the planner scored 363 with the world model fine-tuned alone and 211, 202 and 163 in
     three fine-tunings that trained the value and policy too; docs/results.md, adaptation)."""
+    s._check_writer("finetune")  # a read-only session wrote robot data and a checkpoint round (probe 18)
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)

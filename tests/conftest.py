@@ -123,7 +123,7 @@ def record_one_buffer_robot(folder: Path, steps: int):
     from robot_wm.runtime.record import DeploymentRecorder
 
     robot = one_buffer_robot()
-    rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8)
+    rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
     rec.begin(robot, seed=0)
     for _ in range(steps):
         robot.send_action(np.array([1.0]))

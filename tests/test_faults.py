@@ -1733,6 +1733,9 @@ def test_a_checkpoint_of_another_time_step_is_refused_and_a_loose_one_keeps_its_
     assert rc == 0, out
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "loose.onnx")).metadata_props}
     assert props["action_repeat"] == "4" and float(props["control_period"]) == pytest.approx(0.04)
+    _retimed_checkpoint(run_copy, run_copy / "checkpoints", action_repeat=8, task="cartpole-balance")  # probe 18
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1")
+    assert rc == 2 and "is a model of task 'cartpole-balance', the run's is 'cartpole-swingup'" in out, out
     old = _retimed_checkpoint(run_copy, tmp_path / "old", action_repeat=None, substeps=None)  # before 2026-11-27
     rc, out = main_in_process(capsys, "export", str(old), "--out", str(tmp_path / "old.onnx"))
     assert rc == 2 and "does not say its action repeat" in out, out
@@ -1748,7 +1751,7 @@ def test_the_recorder_refuses_before_the_robot_moves_and_takes_either_task_spell
 
     robot = SimRobot(_sim_env())
     robot.reset(0)
-    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8)
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
     with pytest.raises(ValueError, match="before begin"):
         rec.step(robot, np.zeros(1, np.float32), 0.001, None)
     for bad in (-1, "robot-7", 1.5, True):
@@ -1759,7 +1762,7 @@ def test_the_recorder_refuses_before_the_robot_moves_and_takes_either_task_spell
         robot.send_action(np.zeros(1, np.float32))
         rec.step(robot, np.zeros(1, np.float32), 0.001, None)
     first = rec.end()
-    alias = DeploymentRecorder(tmp_path / "r", task="cartpole_swingup", planner="x", action_repeat=8)
+    alias = DeploymentRecorder(tmp_path / "r", task="cartpole_swingup", planner="x", action_repeat=8, planner_delay=0)
     alias.begin(robot, 1)  # the same task
     shutil.copy(first, tmp_path / "r" / "episode_\u0660\u0660\u0660\u0660\u0660\u0661.npz")
     data = EpisodeDataset(tmp_path / "r")
@@ -1809,7 +1812,7 @@ def test_numpy_numbers_and_misshapen_actions_from_python_callers(tmp_path):
     assert back.meta["seed"] == 3 and back.meta["note"] == 1.5
     with pytest.raises(ValueError, match=r"the action of policy 'p' has shape \(1, 1\), expected \(1,\)"):
         run_episode(env, Policy(np.array([[0.3]])), seed=0)
-    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=np.int64(8))
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=np.int64(8), planner_delay=0)
     assert type(rec.meta["action_repeat"]) is int and rec.meta["action_repeat"] == 8
 
 
@@ -1897,6 +1900,11 @@ def test_a_session_without_the_runs_lock_writes_nothing(run_copy):
     with Session.open(run.load_config(), run, progress=False, lock=False) as s, \
             pytest.raises(RuntimeError, match="does not hold the run's lock"):
         s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes)
+    with Session.open(run.load_config(), run, progress=False, lock=False) as s, \
+            pytest.raises(RuntimeError, match="does not hold the run's lock"):  # probe 18: it wrote a round
+        from robot_wm.finetune import finetune
+
+        finetune(s, run_copy / "nothing")
     s = Session.open(run.load_config(), run, progress=False)
     s.close()
     for write in (lambda: s.collect(RandomPolicy(s.env.action_spec, seed=0), "train", episodes), lambda: s.train(9)):

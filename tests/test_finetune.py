@@ -26,7 +26,7 @@ def _record(root, episodes=3, steps=400, **shift):
     """Recorded deployments of a robot whose physics differ from the run's simulator (random actions)."""
     robot = SimRobot(make_env(EnvConfig(task="cartpole-swingup", action_repeat=8, max_env_steps=steps,
                                         randomize=RandomizeConfig(**shift))))
-    rec = DeploymentRecorder(root, task="cartpole-swingup", planner="none", action_repeat=8, source="sim-robot")
+    rec = DeploymentRecorder(root, task="cartpole-swingup", planner="none", action_repeat=8, source="sim-robot", planner_delay=0)
     rng = np.random.default_rng(0)
     for seed in range(episodes):
         robot.reset(100 + seed)
@@ -418,6 +418,14 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     shutil.copytree(tmp_path / "run" / "robot", tmp_path / "copy")
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--weight", "1", "--no-progress"]) == 0
     assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0 and len(EpisodeDataset(held.root)) == 2
+    # ... and a folder holding both a realigned copy and the recorded file it came from imports one (probe 18: two)
+    fresh = shutil.copytree(run, tmp_path / "fresh", ignore=shutil.ignore_patterns("robot", ".lock"))
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(held.paths()[0], both / "episode_000000.npz")
+    shutil.copy(raw.paths()[0], both / "episode_000001.npz")
+    assert cli.main(["finetune", str(fresh), "--data", str(both), "--weight", "1", "--no-progress"]) == 0
+    assert len(EpisodeDataset(tmp_path / "fresh" / "robot")) == 1
     capsys.readouterr()
     # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
     path = held.paths()[0]

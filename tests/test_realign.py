@@ -82,3 +82,19 @@ def test_which_delay_a_recording_says_and_what_is_refused():
     assert len(realign(_episode(3, planner_delay=2))) == 1
     with pytest.raises(ValueError, match="realigned by 1 control steps, but its metadata says its commands acted 2"):
         realign(_episode(3, planner_delay=2, realigned_delay=1))
+
+
+def test_a_recorder_says_the_delay_its_planner_compensated(tmp_path):
+    """A real robot's recording, made as docs/deploy.md shows with a planner.delay=1 planner, said no delay and was
+    fine-tuned on unaligned (probe 18): the recorder takes the delay (required) and writes it."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    with pytest.raises(TypeError, match="planner_delay"):
+        DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="planner_delay="):
+            DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8,
+                               planner_delay=bad)
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=1)
+    assert rec.meta["planner_delay"] == 1 and acted_delay({**rec.meta}) == 1  # a real robot: realigned by it
+

@@ -460,7 +460,7 @@ def _record(tmp_path, robot, actions):
     from robot_wm.data.dataset import EpisodeDataset
     from robot_wm.runtime.record import DeploymentRecorder
 
-    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1, planner_delay=0)
     rec.begin(robot, seed=0)
     for a in actions:
         robot.send_action(np.zeros(1))
@@ -497,7 +497,7 @@ def test_recorder_end_keeps_what_it_computed(tmp_path, caplog):
     from robot_wm.runtime.record import DeploymentRecorder
 
     robot = ScriptedRobot()  # no last_reward: rewards unknown
-    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1, planner_delay=0)
     rec.begin(robot, seed=0)
     for _ in range(5):
         rec.step(robot, np.zeros(1), 0.002, None)
@@ -709,7 +709,7 @@ def test_recorder_survives_a_raising_driver_and_a_nan_latency(tmp_path):
     from robot_wm.runtime.record import DeploymentRecorder
 
     robot = _OddRobot(1.0, physics=lambda: 1 / 0, bad_read_at=5)
-    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1)
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p.onnx", action_repeat=1, planner_delay=0)
     rec.begin(robot, seed=0)
     for a, latency in zip(["0.5", 0.5, 0.5, 0.5, 0.5, 0.5], [float("nan"), 0.001, "x", 0.001, 0.001, 0.001]):
         robot.send_action(np.zeros(1))
@@ -734,7 +734,8 @@ def test_recorder_refuses_odd_settings_before_the_episode(tmp_path, kwargs, need
     that is not JSON), or was an OS error (root=/dev/null)."""
     from robot_wm.runtime.record import DeploymentRecorder
 
-    args = {"root": tmp_path / "rec", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1, **kwargs}
+    args = {"root": tmp_path / "rec", "task": "my-robot", "planner": "p.onnx", "action_repeat": 1, "planner_delay": 0,
+            **kwargs}
     with pytest.raises(ValueError, match=re.escape(needle)):
         DeploymentRecorder(**args)
 
@@ -855,9 +856,9 @@ def test_odd_python_api_values_are_named(files, tmp_path):
     with pytest.raises(ValueError, match=r"max_steps=-5: expected 0 or more"):
         ControlLoop(s, ScriptedRobot(), realtime=False).run(-5)
     with pytest.raises(ValueError, match="cannot hold a NUL byte"):
-        DeploymentRecorder(f"{tmp_path}/rec\x00x", task="cartpole-swingup", planner="p", action_repeat=8)
+        DeploymentRecorder(f"{tmp_path}/rec\x00x", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
     with pytest.raises(ValueError, match=r"task='': expected the robot's task name"):
-        DeploymentRecorder(tmp_path / "rec", task="", planner="p", action_repeat=8)
+        DeploymentRecorder(tmp_path / "rec", task="", planner="p", action_repeat=8, planner_delay=0)
     robot = ScriptedRobot()
     robot.control_period = 1e-7  # a 1e-7 s MJCF timestep: 10 MHz and a 0 ms deadline
     with pytest.raises(ValueError, match=r"robot.control_period=1e-07 s is 1e\+07 Hz: expected 0.1 to 10000.0 Hz"):

@@ -44,8 +44,14 @@ def time_step(env) -> dict:
 
 
 def check_time_step(meta: dict, env, path) -> None:
-    """Refuse a checkpoint whose transitions span another time step than ``env`` (an ``EnvConfig``) says; one
-    written before session 17 says none and is taken as it is."""
+    """Refuse a checkpoint of another task (in either spelling) or whose transitions span another time step than
+    ``env`` (an ``EnvConfig``) says; one written before session 17 says no time step and is taken as it is."""
+    from sim.dmc import canonical_task
+
+    theirs = meta.get("task")
+    if isinstance(theirs, str) and (canonical_task(theirs) or theirs) != (canonical_task(env.task) or env.task):
+        raise ValueError(f"{str(path)!r} is a model of task {theirs!r}, the run's is {env.task!r} (a checkpoint of "
+                         "another run copied in?): put the run's own checkpoint back, or export that run")
     if bad := {k: (meta[k], getattr(env, k)) for k in TIME_STEP_KEYS if k in meta and meta[k] != getattr(env, k)}:
         said = ", ".join(f"env.{k}={ours!r} but the checkpoint was trained at {theirs!r}" for k, (theirs, ours) in bad.items())
         raise ValueError(f"{str(path)!r}: the run says {said}: its transitions span another time step (a checkpoint "

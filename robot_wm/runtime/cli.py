@@ -73,8 +73,8 @@ def _deploy(a: argparse.Namespace) -> int:
         from robot_wm.runtime.record import DeploymentRecorder
 
         rec = DeploymentRecorder(a.record, task=task, planner=str(a.planner), action_repeat=repeat,
-                                 source="sim-robot", extra={"shift": a.shift, "sim_overrides": a.sim,
-                                                            "planner_delay": m.delay})
+                                 planner_delay=m.delay, source="sim-robot",
+                                 extra={"shift": a.shift, "sim_overrides": a.sim})
     total, returns, lost = LoopStats(loop.rate_hz, loop.deadline_s), [], []
     for i in range(a.episodes):
         seed = (a.seed + i) % 2**32  # --seed is at most 2**32 - 1: the episodes after it wrap

@@ -27,7 +27,7 @@ class DeploymentRecorder:
     """``begin`` an episode, ``step`` after every control tick, ``end`` to write it (also when the
     episode was cut short: what was recorded is kept)."""
 
-    def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None,
+    def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None, planner_delay: int,
                  source: str = "robot", extra: dict | None = None):
         from robot_wm.run_dir import RunDir
 
@@ -46,8 +46,14 @@ class DeploymentRecorder:
         if action_repeat is not None and (isinstance(action_repeat, bool) or not isinstance(action_repeat, numbers.Integral)
                                           or action_repeat < 1):  # np.int64(8) was refused (probe 17)
             raise ValueError(f"action_repeat={action_repeat!r}: expected None or a whole number >= 1")
+        # required: a real robot's recording said no delay where its planner compensated one, and was fine-tuned on
+        # unaligned (probe 18); finetune realigns by it (robot_wm.data.realign)
+        if isinstance(planner_delay, bool) or not isinstance(planner_delay, numbers.Integral) or planner_delay < 0:
+            raise ValueError(f"planner_delay={planner_delay!r}: expected the control steps the robot's commands take to "
+                             "act, as the planner compensates them (its meta.delay; 0 for none)")
         self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
-                     "action_repeat": None if action_repeat is None else int(action_repeat), "step_unit": STEP_UNIT}
+                     "action_repeat": None if action_repeat is None else int(action_repeat), "step_unit": STEP_UNIT,
+                     "planner_delay": int(planner_delay)}
         extra = dict(extra or {})
         if clash := sorted(set(extra) & (set(self.meta) | _WRITTEN)):
             raise ValueError(f"extra metadata {clash} would replace what the recorder writes itself")
