@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.cli_args import Once, path_arg, seed, whole
+from robot_wm.cli_args import Once, integer, path_arg, seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
@@ -347,10 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("whatif", help="counterfactual query: predicted returns of alternative action sequences")
     w.add_argument("run_dir")
     w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
-    w.add_argument("--episode", type=int, default=0, help="episode whose state to start from")
+    w.add_argument("--episode", type=integer, default=0, help="episode whose state to start from")
     w.add_argument("--data", type=path_arg, default=None, metavar="DIR",
                    help="take the episode from recorded deployments (deploy --record DIR) instead of the run's dataset")
-    w.add_argument("--step", type=int, default=0, help="control step within that episode")
+    w.add_argument("--step", type=integer, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=whole(1, 10_000), default=None, help="sequence length (default: planner.horizon)")
     w.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidate sequences to add")
     w.add_argument("--actions", type=path_arg, help=".npy file of candidate sequences (K, H, A)")

@@ -24,6 +24,13 @@ def decimal(text: str) -> float:
     return float(text)
 
 
+def integer(text: str) -> int:
+    """An argparse type: a whole number in ASCII digits (``int()`` read '٣' as 3: probe 18)."""
+    if not _WHOLE.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def whole(lo: int, hi: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         v = int(text) if _WHOLE.fullmatch(text.strip()) else None

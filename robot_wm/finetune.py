@@ -172,7 +172,9 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         seen |= {digest, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
     added = []
     for path, digest, ep in new:
-        meta = {**ep.meta, "imported_from": {"path": str(Path(path).resolve()), "sha256": digest}}
+        # a copy of an import keeps the recorded file it came from: a copy of a copy was imported twice (probe 18)
+        origin = ep.meta["imported_from"] if _origin(ep.meta) else {"path": str(Path(path).resolve()), "sha256": digest}
+        meta = {**ep.meta, "imported_from": origin}
         # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
         no_state = np.zeros((len(ep.obs), 0))
         added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
@@ -349,7 +351,9 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     sim_after = multistep_error(elite, mix.sim_val, horizons, units)
     robot_val_after = multistep_error(elite, mix.robot_val, horizons, units)
     sources = sorted({str(e.meta["imported_from"].get("path", "?")) for e in robot})  # each checked: a dict
+    delays = sorted({d for e in robot if (d := e.meta.get("realigned_delay"))})  # said, and for the export (probe 18)
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
+            "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec)}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from robot_wm.cli_args import path_arg
+from robot_wm.cli_args import integer, path_arg
 from robot_wm.text import echo
 
 
@@ -23,7 +23,8 @@ def cmd_finetune(a: argparse.Namespace) -> int:
           f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
           "(trained on) " + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + "; on their held-out segments " + ", ".join(f"h={k}: {_mse(held_b[k])} -> {_mse(held_a[k])}" for k in held_b)
-          + f". Export again: robot-wm export {a.run_dir}")
+          + realigned_note(info) + f". Export again: robot-wm export {a.run_dir}"
+          + (f" planner.delay={info['realigned_delays'][-1]}" if info.get("realigned_delays") else ""))
     h = s.cfg.planner.horizon
     if (grew := forgetting(rec, h)) is not None and grew > FORGET_RATIO:
         sim_b, sim_a = rec["sim_multistep_mse_before"][str(h)], rec["sim_multistep_mse_after"][str(h)]
@@ -32,6 +33,15 @@ def cmd_finetune(a: argparse.Namespace) -> int:
              f"Compare `robot-wm eval {a.run_dir} --planner pets` with the previous round before deploying, or "
              "fine-tune on fewer robot episodes or a lower --weight.")
     return 0
+
+
+def realigned_note(info: dict) -> str:
+    """What ``finetune``'s record says of realigned episodes (a delayed robot's), or ""."""
+    if not info.get("realigned"):
+        return ""
+    delays = " or ".join(map(str, info["realigned_delays"]))
+    return (f"; {info['realigned']} of the robot's episodes were realigned by its delay ({delays} control steps: each "
+            "state paired with the command that moved it, the first rows dropped)")
 
 
 def _mse(v) -> str:
@@ -45,7 +55,7 @@ def register(sub) -> None:
     p = sub.add_parser("finetune", help="add recorded deployments (deploy --record DIR) to a run and fine-tune on them")
     p.add_argument("run_dir")
     p.add_argument("--data", type=path_arg, required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
-    p.add_argument("--weight", type=int, default=4, help="each robot transition counts this many times (default 4; "
+    p.add_argument("--weight", type=integer, default=4, help="each robot transition counts this many times (default 4; "
                    "later `train` rounds keep the weight of the last fine-tuning)")
     p.add_argument("--value", action="store_true", help="fine-tune the value and policy too (off by default: on "
                    "cheetah-run they made the planner worse; the world model alone adapted it)")

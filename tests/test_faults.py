@@ -1911,3 +1911,44 @@ def test_a_session_without_the_runs_lock_writes_nothing(run_copy):
         with pytest.raises(RuntimeError, match="does not hold the run's lock"):
             write()
     assert len(RunDir(run_copy).dataset()) == episodes
+
+
+def test_probe18_arguments_paths_and_recorder_calls_are_refused_first(run_copy, planner_file, tmp_path, capsys):
+    """Probe 18: '٣' read as 3 by --step/--episode/--weight (CLI-N2/N3); a planner path that is no UTF-8 stored
+    as an escape (U8-2); `export --out FILE/x.onnx` and `deploy --record FILE/sub` failed after the work with a bare
+    "Not a directory" (OUT2); begin(np.int64(3)) was json's TypeError and begin() twice dropped the held steps
+    (REC-S2, REC-B2); a loose checkpoint beside a config.toml that is no run's took that config's task (CK4b)."""
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.robot import SimRobot
+
+    for cmd in (["whatif", str(run_copy), "--step", "\u0663"], ["finetune", str(run_copy), "--data", "x",
+                                                                 "--weight", "\u0667"]):
+        with pytest.raises(SystemExit) as e:
+            main_in_process(capsys, *cmd)
+        assert e.value.code == 2 and "expected a whole number, got" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main_in_process(capsys, "deploy", "p\udcfe.onnx")
+    assert "is not a UTF-8 path" in capsys.readouterr().err
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(planner_file / "x.onnx"))
+    assert rc == 2 and "--out" in out and "is a file, not a folder" in out, out
+    rc, out = main_in_process(capsys, "deploy", str(planner_file), "--record", str(planner_file / "sub"))
+    assert rc == 2 and "--record" in out and "is a file, not a folder" in out, out
+    robot = SimRobot(_sim_env())
+    robot.reset(0)
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
+    rec.begin(robot, np.int64(3))
+    robot.send_action(np.zeros(1, np.float32))
+    rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+    with pytest.raises(ValueError, match="the previous episode holds steps: end"):
+        rec.begin(robot, 4)
+    assert rec.end().exists()
+    proj = tmp_path / "proj"  # a folder with a config.toml of another task, not a run
+    _retimed_checkpoint(run_copy, proj / "checkpoints")
+    (proj / "config.toml").write_text('[env]\ntask = "cartpole-balance"\n')
+    rc, out = main_in_process(capsys, "export", str(next((proj / "checkpoints").glob("*.json"))), "--out",
+                              str(tmp_path / "loose.onnx"))
+    assert rc == 0 and "cartpole-balance" not in out, out
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "loose.onnx")).metadata_props}
+    assert props["task"] == "cartpole-swingup"

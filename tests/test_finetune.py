@@ -410,6 +410,9 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     late = _record(tmp_path / "late", episodes=2, steps=400, action_delay=(1, 1))
     raw = EpisodeDataset(late)
     assert cli.main(["finetune", str(run), "--data", str(late), "--weight", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out  # said, and the export it needs named (probe 18: neither)
+    assert "2 of the robot's episodes were realigned by its delay (1 control steps" in out, out
+    assert out.rstrip().endswith("planner.delay=1"), out
     held = EpisodeDataset(tmp_path / "run" / "robot")
     assert [len(e) for e in held] == [len(e) - 1 for e in raw]
     assert all(e.meta["realigned_delay"] == 1 for e in held)
@@ -426,6 +429,10 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     shutil.copy(raw.paths()[0], both / "episode_000001.npz")
     assert cli.main(["finetune", str(fresh), "--data", str(both), "--weight", "1", "--no-progress"]) == 0
     assert len(EpisodeDataset(tmp_path / "fresh" / "robot")) == 1
+    from robot_wm.io import file_sha256
+
+    # a copy of a copy still names the recorded file (probe 18: its own digest)
+    assert EpisodeDataset(tmp_path / "fresh" / "robot")[0].meta["imported_from"]["sha256"] == file_sha256(raw.paths()[0])
     capsys.readouterr()
     # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
     path = held.paths()[0]

@@ -80,8 +80,18 @@ def test_which_delay_a_recording_says_and_what_is_refused():
     with pytest.raises(ValueError, match="holds 2 commands, all sent within the robot's 2-step delay"):
         realign(_episode(2, planner_delay=2), "short.npz")
     assert len(realign(_episode(3, planner_delay=2))) == 1
-    with pytest.raises(ValueError, match="realigned by 1 control steps, but its metadata says its commands acted 2"):
+    with pytest.raises(ValueError, match="realigned by 1 control steps .* but its metadata says its commands acted 2"):
         realign(_episode(3, planner_delay=2, realigned_delay=1))
+    # realigned_delay is checked as a delay is: true, 1.0 and "1" passed as 1 (probe 18); and one without a delay
+    for odd in (True, 1.0, "1"):
+        with pytest.raises(ValueError, match="meta realigned_delay = "):
+            realign(_episode(3, planner_delay=1, realigned_delay=odd))
+        with pytest.raises(ValueError, match="meta realigned_delay = "):
+            check_aligned(_episode(3, planner_delay=1, realigned_delay=odd))
+    with pytest.raises(ValueError, match="realigned by 1 control steps .* acted 0 late"):
+        realign(_episode(3, realigned_delay=1))
+    with pytest.raises(ValueError, match="realigned by 1 control steps .* acted 0 late: the file was edited"):
+        check_aligned(_episode(3, realigned_delay=1))
 
 
 def test_a_recorder_says_the_delay_its_planner_compensated(tmp_path):

@@ -8,7 +8,7 @@ world model without any delay can learn from (the planner's ``planner.delay`` co
 
 Which delay: a simulated robot's own ``randomization.action_delay`` (the physics that ran; none recorded: the nominal
 simulator, no delay), a real robot's ``planner_delay``, the delay the planner was exported with (as its user measured
-it). Step numbers of a realigned episode (``whatif``/``dream``/``drive --data --step K``) count its rows: row K holds
+it). Step numbers of a realigned episode (``whatif``/``dream --data --step K``) count its rows: row K holds
 the state of recorded step K + D.
 
 A run trained with a randomised ``env.randomize.action_delay`` keeps its simulated episodes as they were sent (the model
@@ -51,12 +51,12 @@ def realign(ep: Episode, path="") -> Episode:
     of recorded step t + d and the command sent at step t, whose ``latency_ms`` and ``fallback_steps`` keep their
     numbers). An episode whose commands acted at once,
     or one realigned by its delay already, is returned as it is."""
-    d = acted_delay(ep.meta, path)
-    if d == 0 or ep.meta.get("realigned_delay") == d:
+    d, done = acted_delay(ep.meta, path), _realigned(ep.meta, path)
+    if done == d:
         return ep
-    if "realigned_delay" in ep.meta:
-        raise ValueError(f"recorded episode {str(path)!r} was realigned by {ep.meta['realigned_delay']!r} control "
-                         f"steps, but its metadata says its commands acted {d} late")
+    if done:  # true, 1.0 and "1" passed as 1 (probe 18)
+        raise ValueError(f"recorded episode {str(path)!r} was realigned by {done} control steps (meta "
+                         f"realigned_delay), but its metadata says its commands acted {d} late")
     n = len(ep)
     if n <= d:
         raise ValueError(f"recorded episode {str(path)!r} holds {n} commands, all sent within the robot's "
@@ -77,11 +77,19 @@ def realign(ep: Episode, path="") -> Episode:
     return Episode(ep.obs[d:], ep.action[:n - d], ep.reward[d:], ep.physics_state[d:], meta)
 
 
+def _realigned(meta: dict, path) -> int:
+    """The delay an episode was realigned by (meta ``realigned_delay``, checked as a delay is), 0 where none."""
+    return _whole(meta["realigned_delay"], "realigned_delay", path) if "realigned_delay" in meta else 0
+
+
 def check_aligned(ep: Episode, path="") -> None:
     """Refuse an episode of a delayed robot that was not realigned by its delay (held in a run's robot data, it is
     trained on as it stands)."""
-    d = acted_delay(ep.meta, path)
-    if d and ep.meta.get("realigned_delay") != d:
+    d, done = acted_delay(ep.meta, path), _realigned(ep.meta, path)
+    if done and done != d:
+        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps (meta realigned_delay), but its "
+                         f"metadata says its commands acted {d} late: the file was edited")
+    if done != d:
         raise ValueError(f"episode {str(path)!r} is a recording of a robot whose commands acted {d} control steps "
                          f"late, but its rows were not realigned by that delay (meta realigned_delay="
                          f"{ep.meta.get('realigned_delay')!r}): import it with `robot-wm finetune RUN --data DIR`")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from robot_wm.cli_args import path_arg
+from robot_wm.io import check_parent_folder
 from robot_wm.text import echo
 
 SLOW_EXPORT_STEPS = 100
@@ -109,6 +110,7 @@ def check_out(out: str) -> None:
     if path.suffix.lower() != ".onnx":
         what = "would replace that file" if path.exists() else "expected a path ending in .onnx"
         raise ValueError(f"--out {out!r} is not an .onnx path ({what}); e.g. --out planner.onnx")
+    check_parent_folder(out, "--out")  # below a file: the whole export ran, then "Not a directory" (probe 18)
 
 
 def register(sub) -> None:

@@ -42,8 +42,8 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         ckpt = path
         if not ckpt.with_suffix(".json").exists():
             raise FileNotFoundError(f"{str(path)!r} is neither a run directory nor a checkpoint")
-        run_cfg = ckpt.parent.parent / "config.toml"
-        cfg = cfgmod.load(run_cfg) if run_cfg.exists() else None
+        run = RunDir(ckpt.parent.parent)  # a config.toml beside a folder that is not a run said another task (probe 18)
+        cfg = run.load_config() if ckpt.parent.name == "checkpoints" and run.is_run() else None
     model, value, meta = load_checkpoint_parts(ckpt)
     if cfg is None:  # the robot from the checkpoint: its task and time step (probe 17: repeat 8 for a repeat-4 model)
         if not isinstance(meta.get("action_repeat"), int):

@@ -54,8 +54,9 @@ def check_time_step(meta: dict, env, path) -> None:
                          "another run copied in?): put the run's own checkpoint back, or export that run")
     if bad := {k: (meta[k], getattr(env, k)) for k in TIME_STEP_KEYS if k in meta and meta[k] != getattr(env, k)}:
         said = ", ".join(f"env.{k}={ours!r} but the checkpoint was trained at {theirs!r}" for k, (theirs, ours) in bad.items())
-        raise ValueError(f"{str(path)!r}: the run says {said}: its transitions span another time step (a checkpoint "
-                         "of another run copied in?). Put the run's own checkpoint back, or export that run")
+        raise ValueError(f"{str(path)!r}: the run says {said}: its transitions span another time step (config.toml "
+                         "edited by hand, or a checkpoint of another run copied in?). Put the run's own config.toml "
+                         "and checkpoints back, or export the run the checkpoint came from")
 
 
 def config_digest(meta: dict) -> str:

@@ -191,7 +191,7 @@ def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
 
 def register(sub) -> None:
     p = sub.add_parser("deploy", help="run an exported planner.onnx in closed loop (simulation stands in for the robot)")
-    p.add_argument("planner", help="planner .onnx from `robot-wm export`")
+    p.add_argument("planner", type=path_arg, help="planner .onnx from `robot-wm export`")
     p.add_argument("--task", help="simulated task (default: the task named in the file)")
     p.add_argument("--action-repeat", type=whole(1, 1000), default=None, help="default: the file's")
     p.add_argument("--episodes", type=whole(1, 1_000_000), default=3)

@@ -18,6 +18,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode, check_seed
+from robot_wm.io import check_parent_folder
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class DeploymentRecorder:
         except (TypeError, ValueError) as e:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
+        check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
         self.data = EpisodeDataset(root, create=True)
         try:  # a read-only folder failed only when the first episode, already driven, was saved (tenth probe)
             tempfile.TemporaryFile(dir=self.data.root).close()
@@ -78,6 +80,9 @@ class DeploymentRecorder:
         """Start an episode; refused before the robot moves where the folder holds another robot's episodes
         (found only when the episode was saved, after it was driven: tenth probe), and so is a seed no episode may
         hold (found at ``end``, the driven episode lost: probe 17)."""
+        if self.actions:  # the held steps were dropped without a word (probe 18)
+            raise ValueError("DeploymentRecorder.begin: the previous episode holds steps: end() it first")
+        seed = int(seed) if isinstance(seed, np.integer) else seed  # np.int64(3) was json's TypeError (probe 18)
         try:
             check_seed({"seed": seed})
         except ValueError as e:

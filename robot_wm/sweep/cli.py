@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robot_wm.cli_args import path_arg
+from robot_wm.cli_args import integer, path_arg
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "127.0.0.1, or on an existing Ray cluster (--address). Started again, it skips "
                                    "complete trials and resumes interrupted ones; writes results.csv.")
     s.add_argument("sweep_file", help="the sweep file (TOML): launch/tasks, seeds, env_steps, eval_at, overrides, [grid]")
-    s.add_argument("--cpus", type=int, default=None,
+    s.add_argument("--cpus", type=integer, default=None,
                    help="CPUs of the embedded Ray instance (default: all of this machine's); each trial takes "
                         "its config's threads")
     s.add_argument("--address", default=None,
