@@ -103,3 +103,62 @@ def probe16_defects(base: Path, planner: Path, work: Path) -> None:
         rc, out = cli("deploy", str(planner), "--safe-action=\u0660.\u0665", "--episodes", "1")
         return rc == 2 and "expected comma-separated numbers" in out, tail(out, 90)
     record(cat, "deploy --safe-action=\u0660.\u0665 (Arabic-Indic digits read as 0.5)", arabic_digits)
+
+
+def probe17_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the eighteenth hostile probe (2026-11-27, mid-session; the seventeenth category)."""
+    cat = "probe 2026-11-27 (17th)"
+
+    def recorder_without_delay():
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        try:
+            DeploymentRecorder(work / "p17-rec", task="cartpole-swingup", planner="x", action_repeat=8)
+        except TypeError as e:
+            return "planner_delay" in str(e), str(e)[:90]
+        return False, "a recorder that does not say its planner's delay (a delayed robot's rows imported unaligned)"
+    record(cat, "a recorder made without the delay its planner compensates", recorder_without_delay)
+
+    def other_task():
+        r = copy_run(base, work / "p17-task")
+        tf._retimed_checkpoint(r, r / "checkpoints", task="cartpole-balance")
+        rc, out = cli("export", str(r), "--out", str(work / "p17-task.onnx"))
+        return rc == 2 and "is a model of task 'cartpole-balance'" in out, tail(out, 90)
+    record(cat, "a checkpoint of another task in a run (exported and evaluated as the run's)", other_task)
+
+    def finetune_unlocked():
+        from robot_wm.finetune import finetune
+        from robot_wm.run_dir import RunDir
+        from robot_wm.runner import Session
+
+        run = RunDir(copy_run(base, work / "p17-unlocked"))
+        with Session.open(run.load_config(), run, progress=False, lock=False) as s:
+            try:
+                finetune(s, work / "nothing")
+            except RuntimeError as e:
+                return "does not hold the run's lock" in str(e), str(e)[:90]
+        return False, "fine-tuned through a read-only session"
+    record(cat, "finetune() through a session without the run's lock (wrote a round)", finetune_unlocked)
+
+    def copy_and_recorded():
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(work / "p17-rec0"), "--sim",
+                      "max_env_steps=80")
+        r = copy_run(base, work / "p17-ft")
+        rc2, out2 = cli("finetune", str(r), "--data", str(work / "p17-rec0"), "--no-progress")
+        if rc or rc2:
+            return False, tail(out + out2)
+        both = work / "p17-both"
+        both.mkdir()
+        shutil.copy(r / "robot" / "episode_000000.npz", both / "episode_000000.npz")  # the import first,
+        shutil.copy(work / "p17-rec0" / "episode_000000.npz", both / "episode_000001.npz")  # then its recording
+        r2 = copy_run(base, work / "p17-ft2")
+        rc, out = cli("finetune", str(r2), "--data", str(both), "--no-progress")
+        held = len(list((r2 / "robot").glob("episode_*.npz")))
+        return rc == 0 and held == 1, f"{held} episodes imported from an import and its recording"
+    record(cat, "a folder holding an imported episode and the recording it came from (imported twice)",
+           copy_and_recorded)
+
+    def out_below_a_file():
+        rc, out = cli("export", str(base), "--out", str(planner / "x.onnx"))
+        return rc == 2 and "is a file, not a folder" in out, tail(out, 90)
+    record(cat, "export --out PLANNER.onnx/x.onnx (the whole export ran, then 'Not a directory')", out_below_a_file)
