@@ -84,6 +84,15 @@ def edit_recording(folder: Path, edit) -> Path:
     return folder
 
 
+def refused(call, exc: type[BaseException], needle: str, otherwise: str):
+    """``call()`` raised ``exc`` naming ``needle`` (a case's result), or ``(False, otherwise)`` where it went through."""
+    try:
+        call()
+    except exc as e:
+        return needle in str(e), str(e)[:90]
+    return False, otherwise
+
+
 def untouched(run: Path, args: list[str], needle: str):
     """A command refused (exit 1 or 2) naming ``needle``, with ``run`` byte-identical after it."""
     before = tf.snapshot(run)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fault_kit import cli, copy_run, record, tail, tf, untouched
+from fault_kit import cli, copy_run, record, refused, tail, tf, untouched
 
 
 def _robot_wm(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -55,7 +55,7 @@ def probe13_defects(base: Path, planner: Path, work: Path) -> None:
 
     def endless_stdin_line():
         r = _robot_wm("drive", str(run), "--episode", "0", "--max-steps", "3", stdin="0" * (1 << 22))
-        return r.returncode == 2 and "a typed line is longer than 4096 characters" in r.stderr, tail(r.stderr)
+        return r.returncode == 2 and "a typed line is longer than 1,048,576 characters" in r.stderr, tail(r.stderr)
     record(cat, "drive < /dev/zero (one endless line: gigabytes, then a MemoryError)", endless_stdin_line)
 
     def huge_metrics():
@@ -261,11 +261,8 @@ def probe14_defects(base: Path, planner: Path, work: Path) -> None:
         env.reset(0)
         env.step([0.0])
         env.step([0.0])
-        try:
-            env.step([0.0])
-        except RuntimeError as e:
-            return "ended at its time limit" in str(e), str(e)[:90]
-        return False, "a third step of a 2-step episode was taken"
+        return refused(lambda: env.step([0.0]), RuntimeError, "ended at its time limit",
+                       "a third step of a 2-step episode was taken")
     record(cat, "Env.step past the episode's time limit (accepted silently)", past_the_end)
 
     def edited_size():

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from fault_kit import cli, copy_run, record, tail, tf
+from fault_kit import cli, copy_run, record, refused, tail, tf
 
 
 def probe16_defects(base: Path, planner: Path, work: Path) -> None:
@@ -22,11 +22,8 @@ def probe16_defects(base: Path, planner: Path, work: Path) -> None:
         robot = SimRobot(tf._sim_env())
         robot.reset(0)
         rec = DeploymentRecorder(work / "p16-rec", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
-        try:
-            rec.begin(robot, -1)
-        except ValueError as e:
-            return "seed=-1" in str(e), str(e)[:90]
-        return False, "begun: the episode would be refused only at end(), after the robot moved"
+        return refused(lambda: rec.begin(robot, -1), ValueError, "seed=-1",
+                       "begun: the episode would be refused only at end(), after the robot moved")
     record(cat, "a recorder begun with seed -1 (the driven episode lost at end())", recorder_seed)
 
     def sim_twice():
@@ -112,11 +109,9 @@ def probe17_defects(base: Path, planner: Path, work: Path) -> None:
     def recorder_without_delay():
         from robot_wm.runtime.record import DeploymentRecorder
 
-        try:
-            DeploymentRecorder(work / "p17-rec", task="cartpole-swingup", planner="x", action_repeat=8)
-        except TypeError as e:
-            return "planner_delay" in str(e), str(e)[:90]
-        return False, "a recorder that does not say its planner's delay (a delayed robot's rows imported unaligned)"
+        return refused(lambda: DeploymentRecorder(work / "p17-rec", task="cartpole-swingup", planner="x",
+                                                  action_repeat=8), TypeError, "planner_delay",
+                       "a recorder that does not say its planner's delay (a delayed robot's rows imported unaligned)")
     record(cat, "a recorder made without the delay its planner compensates", recorder_without_delay)
 
     def other_task():
@@ -133,11 +128,8 @@ def probe17_defects(base: Path, planner: Path, work: Path) -> None:
 
         run = RunDir(copy_run(base, work / "p17-unlocked"))
         with Session.open(run.load_config(), run, progress=False, lock=False) as s:
-            try:
-                finetune(s, work / "nothing")
-            except RuntimeError as e:
-                return "does not hold the run's lock" in str(e), str(e)[:90]
-        return False, "fine-tuned through a read-only session"
+            return refused(lambda: finetune(s, work / "nothing"), RuntimeError, "does not hold the run's lock",
+                           "fine-tuned through a read-only session")
     record(cat, "finetune() through a session without the run's lock (wrote a round)", finetune_unlocked)
 
     def copy_and_recorded():
