@@ -292,13 +292,13 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     ``value`` the value and policy are fine-tuned too (off by default: on cheetah-run, seed 200, ten episodes
     of a heavier robot, the planner scored 363 with the world model fine-tuned alone and 211, 202 and 163 in
     three fine-tunings that trained the value and policy too; docs/results.md, adaptation)."""
-    s._check_writer("finetune")  # a read-only session wrote robot data and a checkpoint round (probe 18)
     if not isinstance(value, bool):
         raise ValueError(f"value={value!r}: expected True or False (fine-tune the value and policy too)")
     # 2.5 passed this check, imported the recordings and then failed; True was stored as `"weight": true` (tenth probe)
     if isinstance(weight, bool) or not isinstance(weight, numbers.Integral) or not 1 <= weight <= MAX_WEIGHT:
         raise ValueError(f"robot data weight {weight!r} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
                          "transition counts that many times)")
+    s._check_writer("finetune")  # a read-only session wrote robot data and a checkpoint round (probe 18)
     elite_before = s.latest_model()
     if elite_before is None:
         raise ValueError(f"run {str(s.run.root)!r} has no trained model to fine-tune: run `robot-wm train` first")
