@@ -866,8 +866,9 @@ def test_odd_python_api_values_are_named(files, tmp_path):
 
 
 def test_deploy_exits_1_when_episodes_were_not_recorded(files, tmp_path):
-    """A full disk recorded nothing and deploy exited 0 (probe of 2026-11-26)."""
+    """A full disk recorded nothing and deploy exited 0 (probe of 2026-11-26). The deployment goes on after a failed
+    write: the next episode begins afresh (a recorder that held the unwritten steps refused it)."""
     r = subprocess.run(["prlimit", "--fsize=5000", sys.executable, "-m", "robot_wm.cli", "deploy", str(files["internal"]),
-                        "--episodes", "1", "--deadline-ms", "1000", "--record", str(tmp_path / "rec")],
+                        "--episodes", "2", "--deadline-ms", "1000", "--record", str(tmp_path / "rec")],
                        capture_output=True, text=True, timeout=300, check=False)
-    assert r.returncode == 1 and "1 of 1 episodes were NOT recorded" in r.stderr, r.stderr
+    assert r.returncode == 1 and "2 of 2 episodes were NOT recorded" in r.stderr, r.stderr

@@ -157,9 +157,11 @@ class DeploymentRecorder:
                 "return": float(np.sum(self.rewards)) if self.reward_known else None,
                 "latency_ms": self.latency_ms[:steps], "fallback_steps": [f for f in self.fallbacks if f["step"] < steps],
                 "diverged": False, **extra, **meta}
-        ep = Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
-        path = self.data.append(ep)
-        self._reset()
+        try:
+            path = self.data.append(Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states,
+                                            info))
+        finally:  # written or not (a full disk: reported by the caller), the next begin() starts a new episode
+            self._reset()
         self.written_steps = steps  # a cut episode's message counts these, not the commands sent (probe 16)
         return path
 
