@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     saved = run.load_config()
     cfg = cfgmod.apply_overrides(saved, overrides)
     if cfg.env.task != saved.env.task:  # one task in the other spelling "cannot change env.task" (probe 17)
-        from sim.dmc import canonical_task
+        from sim.dmc import task_key
 
-        if (canonical_task(cfg.env.task) or cfg.env.task) == (canonical_task(saved.env.task) or saved.env.task):
+        if task_key(cfg.env.task) == task_key(saved.env.task):
             cfg = cfgmod.apply_overrides(cfg, [f"env.task={saved.env.task}"])
     changes = cfgmod.changed_fields(saved, cfg)
     if cfg.value.enabled and not saved.value.enabled:  # eval/export planned without one and recorded it (probe 14)
@@ -365,12 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _given_twice(items: list[str], what: str) -> list[str]:
     """A note for each key given more than once among ``key=value`` items: the last one is used (a command line built
     from defaults and an override relies on it)."""
-    last = {item.partition("=")[0].strip(): item for item in items if "=" in item}
-    counts: dict[str, int] = {}
-    for item in items:
-        if "=" in item:
-            counts[k] = counts.get(k := item.partition("=")[0].strip(), 0) + 1
-    return [f"note: {what} {k} given {n} times; the last, {last[k]!r}, is used" for k, n in counts.items() if n > 1]
+    given = [(item.partition("=")[0].strip(), item) for item in items if "=" in item]
+    last = dict(given)
+    return [f"note: {what} {k} given {n} times; the last, {last[k]!r}, is used"
+            for k, n in Counter(k for k, _ in given).items() if n > 1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint, time_step
 from robot_wm.train import fit_model
 from robot_wm.train_value import TDData, train_value
-from sim.dmc import canonical_task
+from sim.dmc import canonical_task, task_key
 
 ROBOT_DIR = "robot"
 
@@ -92,8 +92,7 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         raise ValueError(f"episode {str(path)!r} is not a recorded deployment (meta source="
                          f"{ep.meta.get('source')!r}; expected one written by `robot-wm deploy --record`)")
     recorded_task = ep.meta.get("task")
-    if not isinstance(recorded_task, str) or (canonical_task(recorded_task) or recorded_task) != (
-            canonical_task(task) or task):  # cup-catch and ball_in_cup-catch are one task
+    if not isinstance(recorded_task, str) or task_key(recorded_task) != task_key(task):  # cup-catch = ball_in_cup-catch
         raise ValueError(f"recorded episode {str(path)!r} is from task {recorded_task!r}, the run is {task!r}")
     # A robot without a reward is stored as zeros: the reward head and the value learned them. Only a
     # recording that says (JSON true) that its rewards are the robot's is taken: a missing key, null, 0 or

@@ -304,14 +304,10 @@ def check_device(device: str) -> None:
         raise ValueError(f"device={device!r}: this machine has {have}; use device=cpu")
 
 
-def _task_key(task: str) -> str:
-    from sim.dmc import canonical_task
-
-    return canonical_task(task) or task
-
-
 def _check_task(run: RunDir, saved: RunConfig | None, cfg: RunConfig) -> None:
-    if saved is not None and _task_key(saved.env.task) != _task_key(cfg.env.task):
+    from sim.dmc import task_key
+
+    if saved is not None and task_key(saved.env.task) != task_key(cfg.env.task):
         raise ValueError(f"env.task={cfg.env.task!r} differs from the run's task {saved.env.task!r} "
                          f"({str(run.config_path)!r}); a run holds one task: use another run_dir")
 
@@ -360,14 +356,14 @@ def _check_episodes_are_the_runs(run: RunDir, saved: RunConfig, env: Env) -> Non
     """Refuse training episodes recorded on another task or at another action repeat than the run's (same
     sizes: cartpole-balance in a cartpole-swingup run, or repeat 2 in a repeat-8 run, were trained on), or
     with actions outside the task's bounds."""
-    from sim.dmc import canonical_task
+    from sim.dmc import canonical_task, task_key
 
     per_step, suite = env.env_steps_per_control_step, canonical_task(saved.env.task) is not None
     for path, ep in zip(run.dataset().paths(), run.dataset()):
         check_action_bounds(path, ep.action, env.action_spec.low, env.action_spec.high)
         task, repeat, steps = ep.meta.get("task"), ep.meta.get("action_repeat"), ep.meta.get("env_steps")
         # a file without `task` or `action_repeat` skipped these checks (probe 12): every collected episode names both
-        if not isinstance(task, str) or (saved.env.task != "mjcf" and _task_key(task) != _task_key(saved.env.task)):
+        if not isinstance(task, str) or (saved.env.task != "mjcf" and task_key(task) != task_key(saved.env.task)):
             raise ValueError(f"episode file {str(path)!r} is from task {task!r}, the run's config.toml says "
                              f"{saved.env.task!r}: a run's episodes are its own ({WHICH_IS_WRONG})")
         # the budget adds these up: -100000 collected on past it, 10**9 ended the run at once (probe 12)

@@ -12,7 +12,7 @@ import torch
 
 from robot_wm.goal import MAX_REWARD_WEIGHT, Goal, check_goal
 from robot_wm.model.ensemble import MAX_STATE_Z, WorldModel
-from robot_wm.model.imagine import goal_distance, imagine, member_returns
+from robot_wm.model.imagine import beyond_reach, goal_distance, imagine, member_returns
 from sim.spec import as_floats
 
 
@@ -63,11 +63,12 @@ def check_query(model: WorldModel, state, actions) -> tuple[np.ndarray, np.ndarr
                          f"[{lo[j]:.4g}, {hi[j]:.4g}]")
     if np.abs(state).max() > np.finfo(np.float32).max:
         raise ValueError(f"state holds values beyond float32 (largest {np.abs(state).max():.4g})")
-    centre, scale = (x.detach().cpu().numpy().astype(np.float64) for x in model.state_reach())
-    if (far := np.abs(state - centre) > MAX_STATE_Z * scale).any():  # the planner scores no plan from it either
-        j = int(np.argmax(far))
+    far = beyond_reach(model, torch.as_tensor(state, dtype=torch.float64, device=model.action_low.device))
+    if far.any():  # the planner scores no plan from it either
+        j = int(far.to(torch.uint8).argmax())
+        centre, scale = (float(x[j]) for x in model.state_reach())
         raise ValueError(f"state[{j}] = {state[j]:.4g} lies more than {MAX_STATE_Z:g} of the data's std "
-                         f"({scale[j]:.4g}) from its mean ({centre[j]:.4g}): no state the model can score (the "
+                         f"({scale:.4g}) from its mean ({centre:.4g}): no state the model can score (the "
                          "planner falls back from it)")
     return state.astype(np.float32), actions.astype(np.float32)
 

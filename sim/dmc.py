@@ -35,6 +35,12 @@ def canonical_task(name: str) -> str | None:
     return dashed if dashed in dmc_task_names() else None
 
 
+def task_key(name):
+    """A task's one spelling, for comparing two names: a suite task's ``canonical_task``, any other name (an MJCF
+    robot's "mjcf") as given; a value that is no string (a hand-edited episode's meta) as it is."""
+    return (canonical_task(name) or name) if isinstance(name, str) else name
+
+
 def _split(name: str) -> tuple[str, str]:
     canon = canonical_task(name)
     if canon in ALIASES:

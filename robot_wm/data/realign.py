@@ -49,8 +49,7 @@ def realign(ep: Episode, path="") -> Episode:
     """``ep`` with each state paired with the command that acted on it (``acted_delay`` rows dropped at the start;
     meta ``realigned_delay`` says by how many, ``recorded_steps`` how many rows the recording held; row t holds the state
     of recorded step t + d and the command sent at step t, whose ``latency_ms`` and ``fallback_steps`` keep their
-    numbers). An episode whose commands acted at once,
-    or one realigned by its delay already, is returned as it is."""
+    numbers). An episode whose commands acted at once, or one realigned by its delay already, is returned as it is."""
     d, done = acted_delay(ep.meta, path), _realigned(ep.meta, path)
     if done == d:
         return ep

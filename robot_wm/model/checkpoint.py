@@ -46,10 +46,10 @@ def time_step(env) -> dict:
 def check_time_step(meta: dict, env, path) -> None:
     """Refuse a checkpoint of another task (in either spelling) or whose transitions span another time step than
     ``env`` (an ``EnvConfig``) says; one written before session 17 says no time step and is taken as it is."""
-    from sim.dmc import canonical_task
+    from sim.dmc import task_key
 
     theirs = meta.get("task")
-    if isinstance(theirs, str) and (canonical_task(theirs) or theirs) != (canonical_task(env.task) or env.task):
+    if isinstance(theirs, str) and task_key(theirs) != task_key(env.task):
         raise ValueError(f"{str(path)!r} is a model of task {theirs!r}, the run's is {env.task!r} (a checkpoint of "
                          "another run copied in?): put the run's own checkpoint back, or export that run")
     if bad := {k: (meta[k], getattr(env, k)) for k in TIME_STEP_KEYS if k in meta and meta[k] != getattr(env, k)}:

@@ -38,11 +38,16 @@ def imagine(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.T
     return Imagined(torch.stack(rewards, -1), torch.stack(states, 2) if keep_states else None, s)
 
 
-def known_state(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Tensor:
-    """obs (..., S) -> (...) bool: within ``MAX_STATE_Z`` of the model's ``state_reach`` in every dimension (and
-    finite)."""
+def beyond_reach(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Tensor:
+    """obs (..., S) -> (..., S) bool: the dimensions more than ``MAX_STATE_Z`` scales from the model's ``state_reach``
+    (or not finite)."""
     centre, scale = model.state_reach()
-    return ((obs - centre).abs() <= MAX_STATE_Z * scale).all(-1)
+    return ~((obs - centre).abs() <= MAX_STATE_Z * scale)
+
+
+def known_state(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Tensor:
+    """obs (..., S) -> (...) bool: no dimension ``beyond_reach``: a state the planner scores plans from."""
+    return ~beyond_reach(model, obs).any(-1)
 
 
 def member_returns(imagined: Imagined, discount: float, value=None) -> tuple[torch.Tensor, torch.Tensor]:

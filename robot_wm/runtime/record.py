@@ -95,8 +95,10 @@ class DeploymentRecorder:
                                  f"{first.action.shape[1]} action dimensions (task {first.meta.get('task')!r}); this "
                                  f"robot has {dims[0]} and {dims[1]}: record into another folder")
             # one task under either spelling (cartpole_swingup and cartpole-swingup were two: probe 17)
-            theirs, ours = (_task(first.meta.get("task")), first.meta.get("action_repeat")), \
-                (_task(self.meta["task"]), self.meta["action_repeat"])
+            from sim.dmc import task_key  # dm_control: loaded only for a folder that holds episodes
+
+            theirs, ours = (task_key(first.meta.get("task")), first.meta.get("action_repeat")), \
+                (task_key(self.meta["task"]), self.meta["action_repeat"])
             if theirs != ours:  # same sizes, another task: finetune then refused the whole folder (probe 11)
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
                                  f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
@@ -210,10 +212,3 @@ def _physics_state(robot) -> np.ndarray | None:
         log.warning("recorder: robot.physics_state() failed (%s: %s); the episode stores no physics state",
                     type(e).__name__, e)
         return None
-
-
-def _task(name):
-    """A task's one spelling (the suite's and ours are one task), or the name as it is."""
-    from sim.dmc import canonical_task
-
-    return (canonical_task(name) or name) if isinstance(name, str) else name

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robot_wm import config as cfgmod
 from robot_wm.config import toml_value
-from sim.dmc import canonical_task
+from sim.dmc import task_key
 from sim.registry import known_task, task_names
 
 
@@ -353,7 +353,7 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
     sources += [(t, False, t) for t in spec.tasks]
     seen: dict[str, str] = {}
     for (src, is_launch, _), given in zip(sources, [*spec.launch, *spec.tasks], strict=True):
-        key = os.path.realpath(src) if is_launch else (canonical_task(src) or src)  # one file spelled two ways,
+        key = os.path.realpath(src) if is_launch else task_key(src)  # one file spelled two ways,
         if key in seen:                                                            # a task and its alias
             raise SweepError(f"sweep file {str(path)!r}: {given!r} and {seen[key]!r} are the same "
                              f"{'launch file' if is_launch else 'task'}; expected each once")
@@ -406,7 +406,7 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
                              "would be written by every trial; leave it out: each trial records into its own run "
                              "directory's rerun/ folder")
         settings = cfgmod.flat(cfg)  # the same run spelled twice: [1, 1.0], a task and its alias in a grid
-        settings["env.task"] = canonical_task(cfg.env.task) or cfg.env.task
+        settings["env.task"] = task_key(cfg.env.task)
         key = repr(sorted((k, _signless_zero(v)) for k, v in settings.items() if k != "run_dir"))
         if key in configs:
             raise SweepError(f"sweep file {str(path)!r}: trials {configs[key]} and {name} are the same run (the same "
