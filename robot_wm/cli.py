@@ -282,7 +282,10 @@ def _whatif(a: argparse.Namespace, s) -> int:
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):
         raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps")
-    h = min(h, len(ep) - a.step)
+    if h > len(ep) - a.step:  # cut without a word (probe 18)
+        print(f"robot-wm whatif: the horizon {h} is cut to {len(ep) - a.step}: episode {a.episode} ends "
+              f"{len(ep) - a.step} steps after step {a.step}", file=sys.stderr)
+        h = len(ep) - a.step
     names, seqs = candidates(ep.action[a.step:a.step + h], s.env.action_spec.low, s.env.action_spec.high,
                              a.random, a.seed, a.actions)
     g, goal = s.cfg.goal, None

@@ -22,7 +22,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset, Transitions, check_action_bounds, split
 from robot_wm.data.episode import Episode
-from robot_wm.data.realign import check_aligned, realign
+from robot_wm.data.realign import acted_delay, check_aligned, realign, realigned_length
 from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint, time_step
@@ -147,12 +147,25 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
     return src
 
 
+class Imported(NamedTuple):
+    added: list[Path]      # the run's new robot episodes
+    too_short: list[Path]  # recorded episodes left out: every command sent within the robot's delay of the start
+
+
+def pairs_as_sent(cfg) -> bool:
+    """Whether the run's model learned each state paired with the command *sent* (trained with a randomised
+    ``env.randomize.action_delay``): its robot data is then kept as sent, not realigned (``robot_wm.data.realign``)."""
+    return cfg.env.randomize.action_delay[1] > 0
+
+
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
                     action_repeat: int | None = None, bounds: tuple | None = None,
-                    obs_range: tuple | None = None, reward_range: tuple | None = None) -> list[Path]:
+                    obs_range: tuple | None = None, reward_range: tuple | None = None,
+                    as_sent: bool = False) -> Imported:
     """Copy the recorded episodes of ``source`` into the run's robot dataset (each file once: a file
     already imported, by content, is skipped), all of them checked first (``recorded_episodes``); a delayed
-    robot's episodes realigned by their delay (``realign``)."""
+    robot's episodes realigned by their delay (``realign``; kept as sent ``as_sent``), those left with no transition
+    then set aside (a one-step episode of a delayed robot refused its whole folder: probe 18)."""
     if Path(source).resolve().is_relative_to(run.root.resolve()):  # RUN/robot again: each call copied it once more
         raise ValueError(f"--data {str(source)!r} is inside the run {str(run.root)!r}: its episodes are the run's "
                          "already; give the folder `robot-wm deploy --record` wrote")
@@ -161,13 +174,16 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
     seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
-    new = []
+    new, too_short = [], []
     for path, ep in zip(src.paths(), src):
         digest = file_sha256(path)
         if digest in seen or _origin(ep.meta) in seen:
             continue
+        if realigned_length(ep, path, as_sent) <= 0:
+            too_short.append(path)
+            continue
         # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
-        new.append((path, digest, realign(ep, path)))
+        new.append((path, digest, realign(ep, path, as_sent)))
         seen |= {digest, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
     added = []
     for path, digest, ep in new:
@@ -177,7 +193,7 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
         no_state = np.zeros((len(ep.obs), 0))
         added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
-    return added
+    return Imported(added, too_short)
 
 
 def _checks(s, sim: list[Episode]) -> tuple:
@@ -201,7 +217,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     for path, ep in zip(held.paths(), held):
         try:
             check_recorded(path, ep, *checks)
-            check_aligned(ep, path)
+            check_aligned(ep, path, pairs_as_sent(s.cfg))
             if _origin(ep.meta) is None:  # a hand-edited "imported_from": "x" was trained on, then a traceback (probe 13)
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")
@@ -308,9 +324,13 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
-    added = import_episodes(s.run, source, *checks)
+    added, too_short = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg))
+    if too_short and not added:
+        raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} new episodes holds only commands sent "
+                         "within the robot's delay of its start (no transition is left once each state is paired with "
+                         "the command that moved it): record longer episodes")
     try:
-        record = _tune(s, elite_before, sim, added, weight, value, progress)
+        record = _tune(s, elite_before, sim, added, weight, value, progress, too_short)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
         for path in added:  # (a later `train` trained on it at the default weight, not the one asked: probe 13)
             path.unlink(missing_ok=True)
@@ -319,7 +339,8 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     return record
 
 
-def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool) -> dict:
+def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool,
+          too_short: list[Path] = ()) -> dict:
     """``finetune`` after the import: train and checkpoint the round, make it the latest; returns its record."""
     cfg = s.cfg
     robot = list(robot_dataset(s.run))
@@ -353,7 +374,9 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     delays = sorted({d for e in robot if (d := e.meta.get("realigned_delay"))})  # said, and for the export (probe 18)
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
             "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
-            "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec)}
+            "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec),
+            "too_short": [str(p) for p in too_short],
+            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
         "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,

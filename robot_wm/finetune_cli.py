@@ -37,11 +37,19 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 def realigned_note(info: dict) -> str:
     """What ``finetune``'s record says of realigned episodes (a delayed robot's), or ""."""
-    if not info.get("realigned"):
-        return ""
-    delays = " or ".join(map(str, info["realigned_delays"]))
-    return (f"; {info['realigned']} of the robot's episodes were realigned by its delay ({delays} control steps: each "
-            "state paired with the command that moved it, the first rows dropped)")
+    note = ""
+    if info.get("realigned"):
+        delays = " or ".join(map(str, info["realigned_delays"]))
+        note = (f"; {info['realigned']} of the robot's episodes were realigned by its delay ({delays} control steps: "
+                "each state paired with the command that moved it, the first rows dropped)")
+    if info.get("kept_as_sent"):
+        note += (f"; {info['kept_as_sent']} episodes of a delayed robot were kept as sent, as the run's simulated ones "
+                 "(trained with env.randomize.action_delay, its model learned the delay: export without planner.delay)")
+    if short := info.get("too_short"):
+        note += (f"; {len(short)} recorded episodes were left out, each holding only commands sent within the robot's "
+                 f"delay of its start (no transition once realigned): {', '.join(short[:3])}"
+                 + (" ..." if len(short) > 3 else ""))
+    return note
 
 
 def _mse(v) -> str:

@@ -201,7 +201,7 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     short.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
                          {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}}))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "short"), "--no-progress"]) == 2
-    assert "all sent within the robot's 1-step delay" in capsys.readouterr().err
+    assert "holds only commands sent within the robot's delay of its start" in capsys.readouterr().err
     wide = EpisodeDataset(tmp_path / "wide", create=True)  # probe 16: actions of up to 255 were dreamed on, exit 0
     wide.append(Episode(ep.obs, ep.action * 255, ep.reward, ep.physics_state, ep.meta))
     assert cli.main(["dream", str(run), "--data", str(tmp_path / "wide"), "--episode", "0", "--horizon", "3"]) == 2
@@ -442,3 +442,50 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     Episode(raw[0].obs, raw[0].action, raw[0].reward, np.zeros((len(raw[0]) + 1, 0)), meta).save(path)
     assert cli.main(["finetune", str(run), "--data", str(late), "--no-progress"]) == 2
     assert "were not realigned by that delay" in capsys.readouterr().err
+
+
+def test_a_delayed_robots_one_step_episode_is_left_out_not_the_whole_folder(run_and_data, tmp_path, capsys):
+    """A one-command episode of a delayed robot (all its commands act after the recording ends) refused the whole
+    folder (probe 18): it is left out and named, the others imported."""
+    import shutil
+
+    run, _ = run_and_data
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock"))
+    raw = EpisodeDataset(_record(tmp_path / "late", episodes=1, steps=200, action_delay=(1, 1)))
+    mixed = EpisodeDataset(tmp_path / "mixed", create=True)
+    ep = raw[0]
+    mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+    mixed.append(ep)
+    assert cli.main(["finetune", str(run), "--data", str(mixed.root), "--weight", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "1 recorded episodes were left out, each holding only commands sent within the robot's delay" in out, out
+    assert str(mixed.paths()[0]) in out
+    held = EpisodeDataset(run / "robot")
+    assert [len(e) for e in held] == [len(ep) - 1]
+    assert RunDir(run).records("train")[-1]["finetune"]["too_short"] == [str(mixed.paths()[0])]
+
+
+def test_a_run_trained_with_a_randomised_delay_keeps_robot_data_as_sent(tmp_path, capsys):
+    """A run trained with env.randomize.action_delay learned each state paired with the command sent; a delayed
+    robot's recording realigned into it mixed two pairings (probe 18). It is kept as sent, said so, the export named
+    without planner.delay; a realigned copy is refused there, naming the two pairings."""
+    import shutil
+
+    from tests.test_export import make_run_dir
+
+    run = make_run_dir(tmp_path / "run", ["env.randomize.action_delay=[0,1]"])
+    raw = EpisodeDataset(_record(tmp_path / "late", episodes=1, steps=200, action_delay=(1, 1)))
+    assert cli.main(["finetune", str(run), "--data", str(raw.root), "--weight", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "1 episodes of a delayed robot were kept as sent" in out and "planner.delay=" not in out, out
+    held = EpisodeDataset(run / "robot")
+    assert len(held[0]) == len(raw[0]) and "realigned_delay" not in held[0].meta
+    np.testing.assert_array_equal(held[0].action, raw[0].action)
+    # a copy realigned elsewhere (another run's robot data) is refused: imported, it would mix the pairings
+    other = make_run_dir(tmp_path / "nominal")
+    assert cli.main(["finetune", str(other), "--data", str(raw.root), "--weight", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    copy = shutil.copytree(other / "robot", tmp_path / "realigned")
+    fresh = shutil.copytree(run, tmp_path / "fresh", ignore=shutil.ignore_patterns("robot", ".lock"))
+    assert cli.main(["finetune", str(fresh), "--data", str(copy), "--weight", "1", "--no-progress"]) == 2
+    assert "learned each state paired with the command sent" in capsys.readouterr().err

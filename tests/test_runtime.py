@@ -872,3 +872,49 @@ def test_deploy_exits_1_when_episodes_were_not_recorded(files, tmp_path):
                         "--episodes", "2", "--deadline-ms", "1000", "--record", str(tmp_path / "rec")],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 1 and "2 of 2 episodes were NOT recorded" in r.stderr, r.stderr
+
+
+def _recorder_memory(folder, robot, episodes: int) -> tuple[int, int]:
+    """(peak, held) bytes traced while a real ``DeploymentRecorder`` opens ``folder`` and records ``episodes``."""
+    import tracemalloc
+
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    tracemalloc.start()
+    try:
+        rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+        for episode in range(episodes):
+            robot.reset(episode)
+            rec.begin(robot, seed=episode)
+            for _ in range(40):
+                robot.send_action(np.array([1.0]))
+                rec.step(robot, np.array([1.0]), 0.002, None)
+            assert rec.end() is not None
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, held
+
+
+def test_a_recorder_reads_one_episode_of_its_folder_and_keeps_none(tmp_path):
+    """``deploy --record`` into a folder of many episodes read them all, and every episode it wrote stayed in memory
+    for the deployment's life (probe 17): it now reads the folder's first episode alone and holds none it wrote."""
+    import shutil
+
+    from conftest import one_buffer_robot, record_one_buffer_robot
+
+    from robot_wm.data.dataset import EpisodeDataset
+
+    folder = tmp_path / "rec"
+    record_one_buffer_robot(folder, 40)
+    one = EpisodeDataset(folder)[0]
+    size = one.obs.nbytes + one.action.nbytes + one.physics_state.nbytes
+    for i in range(1, 400):
+        shutil.copy(folder / "episode_000000.npz", folder / f"episode_{i:06d}.npz")
+    robot = one_buffer_robot()
+    _recorder_memory(tmp_path / "warm", robot, 1)  # first-use allocations (imports, caches) out of the comparison
+    peak0, held0 = _recorder_memory(tmp_path / "empty", robot, 10)
+    peak, held = _recorder_memory(folder, robot, 10)
+    # the folder holds 400 episodes of `size` bytes: reading them all, or keeping the ten written, shows here
+    assert peak < peak0 + 20 * size and held < held0 + 5 * size, (peak, peak0, held, held0, size)
+    assert len(EpisodeDataset(folder)) == 410

@@ -181,6 +181,14 @@ def test_cli_whatif(run_copy, tmp_path, capsys, monkeypatch):
     assert main(["whatif", str(run_copy), "--episode", "1", "--step", "3", "--horizon", "4", "--random", "0"]) == 0
     narrow = capsys.readouterr().out
     assert "recorded" in narrow and "zero" in narrow and any(c.isdigit() for c in narrow.split("zero")[1])
+    # a horizon past the episode's end is cut, and said (probe 18: cut without a word)
+    from robot_wm.data.dataset import EpisodeDataset
+
+    n = len(EpisodeDataset(run_copy / "episodes")[1])
+    assert main(["whatif", str(run_copy), "--episode", "1", "--step", str(n - 2), "--horizon", "50", "--random", "0"]) == 0
+    cut = capsys.readouterr()
+    assert f"the horizon 50 is cut to 2: episode 1 ends 2 steps after step {n - 2}" in cut.err
+    assert f"step {n - 2}, 2 steps ahead" in cut.out
 
 
 def test_cli_whatif_errors(run_copy, tmp_path, capsys):

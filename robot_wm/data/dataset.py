@@ -43,9 +43,11 @@ def check_action_bounds(path, action: np.ndarray, low, high) -> None:
                          "or edited; expected the actions the planner sent")
 
 
-class EpisodeDataset:
-    """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... Appending never
-    rewrites an existing file; temp files from an interrupted write are ignored.
+class EpisodeFolder:
+    """Episodes stored as ``root/episode_000000.npz``, ``episode_000001.npz``, ... written without holding any in
+    memory (a deployment's recorder: reading a folder of 2,000 episodes to append one, and keeping every episode it
+    wrote, grew without bound on the robot's computer: probe 17). Appending never rewrites an existing file; temp
+    files from an interrupted write are ignored. Only the first episode is read, to check that a new one fits it.
 
     A folder that does not exist is an error (a mistyped path read as "0 episodes" and left behind as a new
     folder before) unless ``create`` (a writer starting one)."""
@@ -56,15 +58,16 @@ class EpisodeDataset:
             raise ValueError(f"episode folder {str(self.root)!r} is a file, not a folder")
         if not create and not self.root.is_dir():
             raise FileNotFoundError(f"episode folder {str(self.root)!r} does not exist (to start a new one, "
-                                    "EpisodeDataset(path, create=True))")
+                                    f"{type(self).__name__}(path, create=True))")
         self.root.mkdir(parents=True, exist_ok=True)
-        self._episodes: list[Episode] = []
+        self._count, self._first = 0, None
         self.refresh()
 
     def paths(self) -> list[Path]:
         return sorted(p for p in self.root.iterdir() if _NAME.match(p.name))
 
-    def refresh(self) -> None:
+    def _scan(self) -> list[Path]:
+        """The episode files, numbered without gaps, each stored once."""
         paths = self.paths()
         seen = {}
         for i, p in enumerate(paths):
@@ -79,17 +82,25 @@ class EpisodeDataset:
                 raise ValueError(f"episode file {str(p)!r} is the same file as {seen[key].name} (a link): each episode "
                                  "is stored once; remove the link")
             seen[key] = p
-        for p in paths[len(self._episodes):]:
-            ep = Episode.load(p)
-            self._check_fits(ep, f"episode file {str(p)!r}")
-            self._episodes.append(ep)
+        return paths
+
+    def refresh(self) -> None:
+        paths = self._scan()
+        if paths and self._first is None:
+            self._first = Episode.load(paths[0])
+        self._count = len(paths)
+
+    @property
+    def first(self) -> Episode | None:
+        """The folder's first episode (what every other one must fit), None while it holds none."""
+        return self._first
 
     def _check_fits(self, ep: Episode, what: str) -> None:
         """Every episode of a dataset has the same observation and action sizes (the task itself is checked
         against the run's config by ``Session.open``, before anything is collected)."""
-        if not self._episodes:
+        first = self.first
+        if first is None:
             return
-        first = self._episodes[0]
         sizes = lambda e: (e.obs.shape[1:], e.action.shape[1:])  # noqa: E731
         if sizes(ep) != sizes(first):
             raise ValueError(f"{what} has observation/action sizes {sizes(ep)}, the dataset "
@@ -101,19 +112,48 @@ class EpisodeDataset:
 
     def append(self, episode: Episode) -> Path:
         """Store ``episode`` as the next file. Never replaces a stored one: when another writer took that name
-        meanwhile (two ``deploy --record`` into one folder), its episode is read and the next name is tried."""
+        meanwhile (two ``deploy --record`` into one folder), the folder is read again and the next name is tried."""
         for _ in range(APPEND_TRIES):
-            path = self.root / f"episode_{len(self._episodes):06d}.npz"
+            path = self.root / f"episode_{len(self):06d}.npz"
             self._check_fits(episode, f"the new episode {path.name}")
             try:
                 episode.save(path, exclusive=True)
             except FileExistsError:
                 self.refresh()
                 continue
-            self._episodes.append(episode)
+            self._stored(episode)
             return path
         raise FileExistsError(f"{str(self.root)!r}: another writer keeps taking the next episode name; "
                               f"{APPEND_TRIES} tries, nothing stored")
+
+    def _stored(self, episode: Episode) -> None:
+        self._count += 1
+        if self._first is None:
+            self._first = episode
+
+    def __len__(self) -> int:
+        return self._count
+
+
+class EpisodeDataset(EpisodeFolder):
+    """An episode folder read whole: every episode in memory, each checked to fit the first."""
+
+    def __init__(self, root: str | Path, create: bool = False):
+        self._episodes: list[Episode] = []
+        super().__init__(root, create)
+
+    def refresh(self) -> None:
+        for p in self._scan()[len(self._episodes):]:
+            ep = Episode.load(p)
+            self._check_fits(ep, f"episode file {str(p)!r}")
+            self._episodes.append(ep)
+
+    @property
+    def first(self) -> Episode | None:
+        return self._episodes[0] if self._episodes else None
+
+    def _stored(self, episode: Episode) -> None:
+        self._episodes.append(episode)
 
     def __len__(self) -> int:
         return len(self._episodes)

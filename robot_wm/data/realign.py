@@ -12,8 +12,8 @@ it). Step numbers of a realigned episode (``whatif``/``dream --data --step K``) 
 the state of recorded step K + D.
 
 A run trained with a randomised ``env.randomize.action_delay`` keeps its simulated episodes as they were sent (the model
-learns the delays' average effect); robot data realigned into it teaches the undelayed pairing, which its planner then
-compensates with ``planner.delay``.
+learns the delays' effect from them), so robot data joins it as sent too (``as_sent``): realigned, it taught the
+undelayed pairing beside the delayed one (probe 18).
 """
 
 from __future__ import annotations
@@ -45,17 +45,21 @@ def acted_delay(meta: dict, path="") -> int:
     return _whole(meta.get("planner_delay", 0), "planner_delay", path)
 
 
-def realign(ep: Episode, path="") -> Episode:
+def realigned_length(ep: Episode, path="", as_sent: bool = False) -> int:
+    """The transitions ``realign`` leaves of ``ep`` (0: every command was sent within the delay of its start)."""
+    return len(ep) - max(_target(ep.meta, path, as_sent) - _realigned(ep.meta, path), 0)
+
+
+def realign(ep: Episode, path="", as_sent: bool = False) -> Episode:
     """``ep`` with each state paired with the command that acted on it (``acted_delay`` rows dropped at the start;
     meta ``realigned_delay`` says by how many, ``recorded_steps`` how many rows the recording held; row t holds the state
     of recorded step t + d and the command sent at step t, whose ``latency_ms`` and ``fallback_steps`` keep their
-    numbers). An episode whose commands acted at once, or one realigned by its delay already, is returned as it is."""
-    d, done = acted_delay(ep.meta, path), _realigned(ep.meta, path)
+    numbers). An episode whose commands acted at once, or one realigned by its delay already, is returned as it is;
+    so is every episode ``as_sent`` (for a run whose model learned delayed commands as sent), unless realigned."""
+    d, done = _target(ep.meta, path, as_sent), _realigned(ep.meta, path)
     if done == d:
         return ep
-    if done:  # true, 1.0 and "1" passed as 1 (probe 18)
-        raise ValueError(f"recorded episode {str(path)!r} was realigned by {done} control steps (meta "
-                         f"realigned_delay), but its metadata says its commands acted {d} late")
+    _check_done(done, d, path, as_sent)
     n = len(ep)
     if n <= d:
         raise ValueError(f"recorded episode {str(path)!r} holds {n} commands, all sent within the robot's "
@@ -76,19 +80,34 @@ def realign(ep: Episode, path="") -> Episode:
     return Episode(ep.obs[d:], ep.action[:n - d], ep.reward[d:], ep.physics_state[d:], meta)
 
 
+def _target(meta: dict, path, as_sent: bool) -> int:
+    """The delay an episode is to be realigned by: its ``acted_delay``, or 0 ``as_sent`` (its meta still checked)."""
+    d = acted_delay(meta, path)
+    return 0 if as_sent else d
+
+
+def _check_done(done: int, d: int, path, as_sent: bool) -> None:
+    """Refuse an episode realigned by ``done`` steps where ``d`` are due (``as_sent``: none, the run's pairing)."""
+    if done and as_sent:
+        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps (meta realigned_delay), but the "
+                         "run's model learned each state paired with the command sent (it was trained with a randomised "
+                         "env.randomize.action_delay): the two pairings would mix; give the recording as it was made")
+    if done:  # true, 1.0 and "1" passed as 1 (probe 18)
+        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps (meta realigned_delay), but its "
+                         f"metadata says its commands acted {d} late: the file was edited")
+
+
 def _realigned(meta: dict, path) -> int:
     """The delay an episode was realigned by (meta ``realigned_delay``, checked as a delay is), 0 where none."""
     return _whole(meta["realigned_delay"], "realigned_delay", path) if "realigned_delay" in meta else 0
 
 
-def check_aligned(ep: Episode, path="") -> None:
+def check_aligned(ep: Episode, path="", as_sent: bool = False) -> None:
     """Refuse an episode of a delayed robot that was not realigned by its delay (held in a run's robot data, it is
-    trained on as it stands)."""
-    d, done = acted_delay(ep.meta, path), _realigned(ep.meta, path)
-    if done and done != d:
-        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps (meta realigned_delay), but its "
-                         f"metadata says its commands acted {d} late: the file was edited")
+    trained on as it stands), or ``as_sent`` one that was."""
+    d, done = _target(ep.meta, path, as_sent), _realigned(ep.meta, path)
     if done != d:
+        _check_done(done, d, path, as_sent)
         raise ValueError(f"episode {str(path)!r} is a recording of a robot whose commands acted {d} control steps "
                          f"late, but its rows were not realigned by that delay (meta realigned_delay="
                          f"{ep.meta.get('realigned_delay')!r}): import it with `robot-wm finetune RUN --data DIR`")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.data.dataset import EpisodeDataset
+from robot_wm.data.dataset import EpisodeFolder
 from robot_wm.data.episode import Episode, check_seed
 from robot_wm.io import check_parent_folder
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
@@ -64,7 +64,7 @@ class DeploymentRecorder:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
         check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
-        self.data = EpisodeDataset(root, create=True)
+        self.data = EpisodeFolder(root, create=True)  # only its first episode read, none kept (probe 17)
         try:  # a read-only folder failed only when the first episode, already driven, was saved (tenth probe)
             tempfile.TemporaryFile(dir=self.data.root).close()
         except OSError as e:
@@ -87,8 +87,7 @@ class DeploymentRecorder:
             check_seed({"seed": seed})
         except ValueError as e:
             raise ValueError(f"DeploymentRecorder.begin: seed={seed!r}: {e}") from None
-        if len(self.data):
-            first = self.data[0]
+        if (first := self.data.first) is not None:
             dims = (getattr(robot, "state_dim", None), np.size(getattr(robot, "action_low", None)) or None)
             if any(d is not None and d != have for d, have in zip(dims, (first.obs.shape[1], first.action.shape[1]))):
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state and "
