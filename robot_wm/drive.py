@@ -182,6 +182,8 @@ MAX_SKIPPED = 1 << 20
 """A longer line than ``MAX_TYPED_LINE`` is skipped to its end, up to this many characters (``< /dev/zero`` has none)."""
 TOO_LONG = "\x00too long"
 """What ``typed_lines`` yields for a skipped line."""
+ENDLESS = "\x00endless"
+"""What ``typed_lines`` yields last, for a line longer than ``MAX_SKIPPED`` (the input ends there)."""
 
 
 def typed_lines(stream) -> Iterator[str]:
@@ -195,9 +197,9 @@ def typed_lines(stream) -> Iterator[str]:
             read = len(line)                                           # line ended the whole session (probe 17)
             while read <= MAX_SKIPPED and (rest := stream.readline(MAX_TYPED_LINE + 1)) and not rest.endswith("\n"):
                 read += len(rest)
-            if read > MAX_SKIPPED:
-                raise ValueError(f"a typed line is longer than {MAX_SKIPPED:,} characters: expected one action per "
-                                 "line (for a file of actions use --actions FILE)")
+            if read > MAX_SKIPPED:  # ended the drive with an error, its --out video lost (probe 18)
+                yield ENDLESS
+                return
             yield TOO_LONG
             continue
         yield line
@@ -212,6 +214,10 @@ def typed_actions(lines: Iterable[str], act_dim: int, say) -> Iterator[np.ndarra
         if line is TOO_LONG:
             say(f"  a line longer than {MAX_TYPED_LINE} characters was skipped: one action per line")
             continue
+        if line is ENDLESS:
+            say(f"  a line longer than {MAX_SKIPPED:,} characters: the input ends here, as with q (one action per "
+                "line; for a file of actions use --actions FILE)")
+            return
         try:
             act = parse_action(line, act_dim, last)
         except ValueError as e:

@@ -210,9 +210,12 @@ def test_drive_the_model_by_keyboard_explains_bad_lines_and_goes_on(run_dir):
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 3 and "action [0.5]" in steps[1] and "action [-0.5]" in steps[2]  # q ends it
     # probe 14: stdin without a newline (`< /dev/zero`) was read whole: gigabytes, then a MemoryError traceback
-    r = _drive(run_dir, "--max-steps", "5", stdin="0.5\n" + "0" * (1 << 22))
-    assert r.returncode == 2 and "a typed line is longer than 1,048,576 characters" in r.stderr, r.stderr
+    # probe 18: past 1 MiB it ended with an error and the --out video of the steps driven was lost: the input ends
+    endless = run_dir.parent / "endless.mp4"
+    r = _drive(run_dir, "--max-steps", "5", "--out", str(endless), stdin="0.5\n" + "0" * (1 << 22))
+    assert r.returncode == 0 and "a line longer than 1,048,576 characters: the input ends here" in r.stdout, r.stderr
     assert "Traceback" not in r.stderr and "step 1:" in r.stdout  # the line before it was driven
+    assert iio.imread(endless).shape[0] == 2  # ... and written: the start state and that step
     # probe 17: one pasted line of 5,000 characters ended the session; it is skipped, explained, and driving goes on
     r = _drive(run_dir, "--out", str(run_dir.parent / "skipped.mp4"), stdin="0.5\n" + "0" * 5000 + "\n0.2\nq\n")
     assert r.returncode == 0 and "longer than 4096 characters was skipped" in r.stdout, r.stderr

@@ -783,6 +783,11 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("delay", "-1", "metadata delay='-1'"),
     ("samples", "3", "noise_shape [3, 64, 8, 1] does not fit iterations, samples, horizon and action_dim [3, 3,"),
     ("iterations", "7", "does not fit iterations, samples, horizon and action_dim [7, 64,"),  # printed (probe 17)
+    # the graph's own settings: an edited delay was printed and written into recordings, which realign by it (probe 18)
+    ("delay", "2", "metadata delay=2, but the graph was built with delay=0 (metadata planner_spec)"),
+    ("policy_samples", "9", "metadata policy_samples='9', but the graph was built with policy_samples="),
+    ("planner_spec", "[1]", "metadata planner_spec is '[1]', expected an object"),
+    ("planner_spec", "{", "metadata planner_spec is not JSON"),
 ])
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner

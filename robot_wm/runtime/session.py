@@ -139,7 +139,27 @@ class PlannerMeta:
         if list(meta.noise_shape) != plan_shape:  # samples=3 was printed for a graph of 16 (probe 17)
             raise ModelFileError(f"{where}: metadata noise_shape {list(meta.noise_shape)} does not fit iterations, "
                                  f"samples, horizon and action_dim {plan_shape} (the file was edited or damaged)")
+        meta._check_spec(props, where)
         return meta
+
+    def _check_spec(self, props: dict[str, str], where: str) -> None:
+        """The keys the runtime acts on against ``planner_spec``, the settings the graph was built with: an edited
+        ``delay`` (hash recomputed) was printed and written into recordings, which realign by it (probe 18)."""
+        if "planner_spec" not in props:  # a planner file of another tool: nothing to compare
+            return
+        try:
+            spec = loads_json(props["planner_spec"])
+        except ValueError as e:
+            raise ModelFileError(f"{where}: metadata planner_spec is not JSON ({e})") from None
+        if not isinstance(spec, dict):
+            raise ModelFileError(f"{where}: metadata planner_spec is {str(spec)[:40]!r}, expected an object")
+        top = {"horizon": self.horizon, "samples": self.samples, "iterations": self.iterations,
+               "optimizer": self.optimizer, "delay": self.delay, "policy_samples": props.get("policy_samples")}
+        for key, value in top.items():
+            if key in spec and value is not None and str(spec[key]) != str(value):
+                raise ModelFileError(f"{where}: metadata {key}={value!r}, but the graph was built with {key}="
+                                     f"{spec[key]!r} (metadata planner_spec): the file was edited or damaged; export "
+                                     "the planner again")
 
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
         """Refuse a planner trained for another robot (sizes, bounds, control period)."""
