@@ -688,16 +688,24 @@ def _sim_env():
     return make_env(EnvConfig(task="cartpole-swingup", max_env_steps=200))
 
 
-def test_nan_sensors_into_onnx_runtime_loop_fall_back_and_are_counted(planner_file):
+def test_nan_sensors_into_onnx_runtime_loop_fall_back_and_are_counted(planner_file, caplog):
     from robot_wm.runtime.loop import ControlLoop
     from robot_wm.runtime.session import PlannerSession
 
     robot = FaultyRobot(_sim_env(), NAN_AT)
     robot.inner.reset(0)
-    loop = ControlLoop(PlannerSession(planner_file, provider="cpu", threads=1), robot, deadline_s=30.0,
-                       realtime=False)
-    stats = loop.run(20)
+    session = PlannerSession(planner_file, provider="cpu", threads=1)
+    loop = ControlLoop(session, robot, deadline_s=30.0, realtime=False)
+    with caplog.at_level("WARNING", logger="robot_wm.runtime.loop"):
+        stats = loop.run(20)
     assert stats.invalid == len(NAN_AT) and stats.fallbacks == len(NAN_AT) and stats.errors == 0
+    # each fallback names the dimension and its value (probe 18: "beyond the model's reach", nothing more)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "step 3: planner flagged invalid input or scores: state[3] = nan is not finite (1 of 5" in said, said
+    assert "step 15: planner flagged invalid input or scores: state[0] = 4.61169e+18 is beyond the model's reach [" in said
+    assert "state[2] = -1e+19 is beyond the model's reach" in said
+    low, high = session.meta.reach  # the graph's own gate, as the file says it: the mean +- 10^4 stds
+    assert np.all(low < -100) and np.all(high > 100) and np.all(low < high)
     for a in robot.sent:
         assert np.all(np.isfinite(a)) and np.all(a >= robot.action_low) and np.all(a <= robot.action_high)
 

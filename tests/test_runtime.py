@@ -788,6 +788,9 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("policy_samples", "9", "metadata policy_samples='9', but the graph was built with policy_samples="),
     ("planner_spec", "[1]", "metadata planner_spec is '[1]', expected an object"),
     ("planner_spec", "{", "metadata planner_spec is not JSON"),
+    ("state_reach", "{}", "metadata state_reach is malformed (KeyError('centre'))"),
+    ("state_reach", '{"centre": [0], "scale": [1], "max_z": 1}', "metadata state_reach does not hold 5 finite centres"),
+    ("state_reach", '{"centre": [0,0,0,0,0], "scale": [1,1,0,1,1], "max_z": 1}', "5 positive scales"),
 ])
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner

@@ -47,7 +47,7 @@ from robot_wm.export.format import (
 )
 from robot_wm.goal import Goal
 from robot_wm.io import atomic_write_bytes
-from robot_wm.model.ensemble import WorldModel
+from robot_wm.model.ensemble import MAX_STATE_Z, WorldModel
 from robot_wm.model.folded import planning_dims
 from robot_wm.model.value import ActorCritic
 
@@ -177,10 +177,18 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         **({} if goal is None else {"goal_state": json.dumps(goal.state.tolist()),
                                     "goal_weights": json.dumps(goal.weights.tolist())}),
         "planner_spec": json.dumps(asdict(spec), sort_keys=True),
+        "state_reach": json.dumps(_reach(model)),
         "control_period": "nan", "task": "", "action_repeat": "", "source_sha256": "",
         **{k: v for k, v in (metadata or {}).items() if v is not None},
     }
     return _finish(proto, Path(out), {k: str(v) for k, v in meta.items()})
+
+
+def _reach(model: WorldModel) -> dict:
+    """The states the graph plans from (``robot_wm.model.imagine.known_state``), for the runtime to name the dimension
+    of one beyond them when the graph reports ``valid=False`` (probe 18: the fallback said only "beyond the reach")."""
+    centre, scale = (t.detach().cpu().double() for t in model.state_reach())
+    return {"centre": centre.tolist(), "scale": scale.tolist(), "max_z": MAX_STATE_Z}
 
 
 def export_dynamics(model: WorldModel, out: str | Path, metadata: dict | None = None) -> onnx.ModelProto:

@@ -190,9 +190,10 @@ class ControlLoop:
             if latency > self.deadline_s:
                 reason = f"overrun ({latency * 1e3:.2f} ms > {self.deadline_s * 1e3:.2f} ms)"
                 stats.overruns += 1
-            elif not out.valid:
-                reason = ("planner flagged invalid input or scores (a non-finite state, one beyond the model's "
-                          "reach, or non-finite scores)")
+            elif not out.valid:  # which dimension, where the planner can say (probe 18: never named)
+                why = getattr(self.planner, "why_invalid", None)
+                reason = "planner flagged invalid input or scores: " + (why(state) if why else (
+                    "a non-finite state, one beyond the model's reach, or non-finite scores"))
                 stats.invalid += 1
             elif not (np.all(np.isfinite(out.action)) and np.all(np.isfinite(out.next_plan))):
                 reason = "non-finite action"

@@ -58,6 +58,21 @@ class ProviderError(RuntimeError):
     """The requested execution provider is unavailable or onnxruntime fell back from it."""
 
 
+def _parse_reach(text: str, dim: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Metadata ``state_reach`` ({centre, scale, max_z}) as (low, high) per state dimension."""
+    try:
+        r = loads_json(text)
+        centre, scale = (np.asarray(r[k], dtype=np.float64) for k in ("centre", "scale"))
+        max_z = float(r["max_z"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{where}: metadata state_reach is malformed ({e!r})") from None
+    if centre.shape != (dim,) or scale.shape != (dim,) or not (np.all(np.isfinite(centre)) and np.all(scale > 0)
+                                                               and np.all(np.isfinite(scale)) and 0 < max_z < 1e30):
+        raise ModelFileError(f"{where}: metadata state_reach does not hold {dim} finite centres, {dim} positive scales "
+                             "and a positive max_z (the file was edited or damaged)")
+    return centre - max_z * scale, centre + max_z * scale
+
+
 @dataclass(frozen=True)
 class PlannerMeta:
     state_dim: int
@@ -79,6 +94,7 @@ class PlannerMeta:
     raw: dict
     goal: Goal | None = None        # a goal-conditioned planner's default goal (inputs goal, goal_weights)
     delay: int = 0                  # control steps a command takes to act (prev_plan[:delay] is in flight)
+    reach: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) per state dimension the graph plans from
 
     @classmethod
     def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
@@ -140,6 +156,8 @@ class PlannerMeta:
             raise ModelFileError(f"{where}: metadata noise_shape {list(meta.noise_shape)} does not fit iterations, "
                                  f"samples, horizon and action_dim {plan_shape} (the file was edited or damaged)")
         meta._check_spec(props, where)
+        if "state_reach" in props:  # files exported before 2026-11-28 have none: the fallback says less
+            meta = replace(meta, reach=_parse_reach(props["state_reach"], meta.state_dim, where))
         return meta
 
     def _check_spec(self, props: dict[str, str], where: str) -> None:
@@ -408,6 +426,22 @@ class PlannerSession:
             o = {k: v.numpy() for k, v in self._out.items()}
             return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]),
                               float(o["spread"]), bool(o["valid"]))
+
+    def why_invalid(self, state) -> str:
+        """Why the graph reports ``valid=False`` for ``state``, as far as the file tells: the first dimension that is
+        not finite, or beyond the states the model plans from (metadata ``state_reach``), else non-finite scores."""
+        s = np.asarray(state, dtype=np.float64).reshape(-1)
+        if (bad := np.flatnonzero(~np.isfinite(s))).size:
+            return f"state[{bad[0]}] = {s[bad[0]]} is not finite ({bad.size} of {s.size} dimensions)"
+        if self.meta.reach is None:
+            return "a state beyond the model's reach, or non-finite scores (this planner file does not say which)"
+        low, high = self.meta.reach
+        if (out := np.flatnonzero((s < low) | (s > high))).size:
+            j = out[0]
+            return (f"state[{j}] = {s[j]:.6g} is beyond the model's reach [{low[j]:.6g}, {high[j]:.6g}] (far outside "
+                    f"its training data; {out.size} of {s.size} dimensions): a unit error, an overflowed sensor or "
+                    "another robot")
+        return "the model's scores were not finite (the state is within its reach)"
 
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
