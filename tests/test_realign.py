@@ -108,3 +108,17 @@ def test_a_recorder_says_the_delay_its_planner_compensated(tmp_path):
     rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=1)
     assert rec.meta["planner_delay"] == 1 and acted_delay({**rec.meta}) == 1  # a real robot: realigned by it
 
+
+def test_a_recorder_without_an_action_repeat_says_finetune_will_refuse_its_episodes(tmp_path, caplog):
+    """A recorder given no action repeat recorded a whole deployment that `finetune` then refused (probe 17): it
+    says so when it is made, before the robot moves."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    with caplog.at_level("WARNING", logger="robot_wm.runtime.record"):
+        DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=None, planner_delay=0)
+    assert "`robot-wm finetune` refuses them (their time step is unknown)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="robot_wm.runtime.record"):
+        DeploymentRecorder(tmp_path / "s", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+    assert "finetune" not in caplog.text
+
