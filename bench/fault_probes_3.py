@@ -154,3 +154,76 @@ def probe17_defects(base: Path, planner: Path, work: Path) -> None:
         rc, out = cli("export", str(base), "--out", str(planner / "x.onnx"))
         return rc == 2 and "is a file, not a folder" in out, tail(out, 90)
     record(cat, "export --out PLANNER.onnx/x.onnx (the whole export ran, then 'Not a directory')", out_below_a_file)
+
+
+def probe17_leftovers(base: Path, planner: Path, work: Path) -> None:
+    """The ugly cases the eighteenth hostile probe left (fixed in the session after it; their own category)."""
+    cat = "probe 2026-11-27 (17th): its ugly cases"
+
+    def one_step_delayed():
+        from robot_wm.data.dataset import EpisodeDataset
+        from robot_wm.data.episode import Episode
+
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record",
+                      str(work / "p17l-late"), "--sim", "max_env_steps=80")
+        if rc != 0:
+            return False, tail(out)
+        ep = EpisodeDataset(work / "p17l-late")[0]
+        mixed = EpisodeDataset(work / "p17l-mixed", create=True)
+        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+        mixed.append(ep)
+        rc, out = cli("finetune", str(copy_run(base, work / "p17l-ft")), "--data", str(mixed.root), "--no-progress")
+        held = len(list((work / "p17l-ft" / "robot").glob("episode_*.npz")))
+        return rc == 0 and held == 1 and "1 recorded episodes were left out" in out, f"rc {rc}, {held} held; {tail(out, 90)}"
+    record(cat, "a delayed robot's one-step episode beside a full one (the whole folder refused)", one_step_delayed)
+
+    def realigned_into_as_sent():
+        from robot_wm.data.episode import Episode
+        from robot_wm.data.realign import realign
+
+        ep = Episode(np.zeros((4, 2)), np.zeros((3, 1)), np.zeros(3), np.zeros((4, 0)),
+                     {"planner_delay": 1, "realigned_delay": 1})
+        return refused(lambda: realign(ep, "x.npz", as_sent=True), ValueError, "the two pairings would mix",
+                       "a realigned episode taken into a run that learned commands as sent")
+    record(cat, "a realigned recording into a run trained with a randomised delay (two pairings mixed)",
+           realigned_into_as_sent)
+
+    def horizon_cut():
+        rc, out = cli("whatif", str(base), "--episode", "0", "--step", "40", "--horizon", "5000", "--random", "0")
+        return rc == 0 and "is cut to" in out, tail(out, 90)
+    record(cat, "whatif --horizon past the episode's end (cut without a word)", horizon_cut)
+
+    def edited_delay():
+        from robot_wm.runtime.session import ModelFileError, PlannerSession
+
+        edited = tf.edit_metadata(planner, work / "p17l-delay.onnx", {"delay": "1"})  # the hash recomputed
+        return refused(lambda: PlannerSession(edited), ModelFileError, "the graph was built with delay=0",
+                       "a planner whose metadata says delay 1 over a graph of delay 0 (recorded as delay 1)")
+    record(cat, "a planner file's delay edited, hash recomputed (printed and recorded)", edited_delay)
+
+    def fallback_names_dimension():
+        from robot_wm.runtime.loop import ControlLoop, LoopStats
+        from robot_wm.runtime.session import PlannerSession
+
+        robot = tf.FaultyRobot(tf._sim_env(), {1: 1e19})
+        robot.inner.reset(0)
+        loop = ControlLoop(PlannerSession(planner, provider="cpu", threads=1), robot, deadline_s=30.0, realtime=False)
+        stats = LoopStats(loop.rate_hz, loop.deadline_s)
+        loop.tick(stats)
+        loop.tick(stats)
+        said = str(loop.last_fallback)
+        return "state[1] = 1e+19 is beyond the model's reach [" in said, said[:110]
+    record(cat, "a runtime fallback for a state beyond the model's reach (the dimension never named)",
+           fallback_names_dimension)
+
+    def endless_line():
+        import io
+        import sys
+
+        stdin, sys.stdin = sys.stdin, io.StringIO("0.5\n" + "0" * (1 << 21))
+        try:
+            rc, out = cli("drive", str(base), "--episode", "0", "--step", "3", "--out", str(work / "p17l-drive.gif"))
+        finally:
+            sys.stdin = stdin
+        return rc == 0 and (work / "p17l-drive.gif").exists(), tail(out, 90)
+    record(cat, "drive fed a 2 MiB line after one action (ended with an error, its --out video lost)", endless_line)
