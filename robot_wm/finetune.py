@@ -150,6 +150,7 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
 class Imported(NamedTuple):
     added: list[Path]      # the run's new robot episodes
     too_short: list[Path]  # recorded episodes left out: every command sent within the robot's delay of the start
+    known: int = 0         # recorded episodes the run holds already (imported before)
 
 
 def pairs_as_sent(cfg) -> bool:
@@ -174,10 +175,11 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
     seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
-    new, too_short = [], []
+    new, too_short, known = [], [], 0
     for path, ep in zip(src.paths(), src):
         digest = file_sha256(path)
         if digest in seen or _origin(ep.meta) in seen:
+            known += 1
             continue
         if realigned_length(ep, path, as_sent) <= 0:
             too_short.append(path)
@@ -193,7 +195,7 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
         no_state = np.zeros((len(ep.obs), 0))
         added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
-    return Imported(added, too_short)
+    return Imported(added, too_short, known)
 
 
 def _checks(s, sim: list[Episode]) -> tuple:
@@ -324,9 +326,9 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
-    added, too_short = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg))
-    if too_short and not added:
-        raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} new episodes holds only commands sent "
+    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg))
+    if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
+        raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
                          "within the robot's delay of its start (no transition is left once each state is paired with "
                          "the command that moved it): record longer episodes")
     try:

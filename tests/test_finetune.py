@@ -463,6 +463,9 @@ def test_a_delayed_robots_one_step_episode_is_left_out_not_the_whole_folder(run_
     held = EpisodeDataset(run / "robot")
     assert [len(e) for e in held] == [len(ep) - 1]
     assert RunDir(run).records("train")[-1]["finetune"]["too_short"] == [str(mixed.paths()[0])]
+    # the same folder again (a round more, or the advised rerun after a killed fine-tuning) is not refused (review)
+    assert cli.main(["finetune", str(run), "--data", str(mixed.root), "--weight", "1", "--no-progress"]) == 0
+    assert RunDir(run).records("train")[-1]["finetune"]["added"] == 0
 
 
 def test_a_run_trained_with_a_randomised_delay_keeps_robot_data_as_sent(tmp_path, capsys):
@@ -489,3 +492,14 @@ def test_a_run_trained_with_a_randomised_delay_keeps_robot_data_as_sent(tmp_path
     fresh = shutil.copytree(run, tmp_path / "fresh", ignore=shutil.ignore_patterns("robot", ".lock"))
     assert cli.main(["finetune", str(fresh), "--data", str(copy), "--weight", "1", "--no-progress"]) == 2
     assert "learned each state paired with the command sent" in capsys.readouterr().err
+    # whatif/dream --data show the recording as the run learned it: as sent, every recorded step (review)
+    n = len(raw[0])
+    assert cli.main(["whatif", str(run), "--data", str(raw.root), "--step", str(n - 1), "--horizon", "1",
+                     "--random", "0"]) == 0
+    assert f"step {n - 1}, 1 steps ahead" in capsys.readouterr().out
+    # a realigned episode held since an earlier robot-wm is refused by train naming the recording to import again
+    (fresh / "robot").mkdir(exist_ok=True)
+    shutil.copy(copy / "episode_000000.npz", fresh / "robot" / "episode_000000.npz")
+    assert cli.main(["train", str(fresh), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "on import (robot-wm before 2026-11-28)" in err and f"again ({str(raw.paths()[0].resolve())!r})" in err, err

@@ -8,7 +8,7 @@ import pytest
 from robot_wm.config import EnvConfig
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.data.episode import Episode
-from robot_wm.data.realign import acted_delay, check_aligned, realign
+from robot_wm.data.realign import acted_delay, check_aligned, realign, realigned_length
 from sim.registry import make_env
 from tests.test_finetune import _record
 
@@ -80,6 +80,10 @@ def test_which_delay_a_recording_says_and_what_is_refused():
     with pytest.raises(ValueError, match="holds 2 commands, all sent within the robot's 2-step delay"):
         realign(_episode(2, planner_delay=2), "short.npz")
     assert len(realign(_episode(3, planner_delay=2))) == 1
+    assert realigned_length(_episode(3, planner_delay=2)) == 1 and realigned_length(_episode(2, planner_delay=2)) == 0
+    assert realigned_length(_episode(3, planner_delay=2), as_sent=True) == 3
+    with pytest.raises(ValueError, match="the file was edited"):  # left out as "too short" before (review)
+        realigned_length(_episode(2, planner_delay=3, realigned_delay=1))
     with pytest.raises(ValueError, match="realigned by 1 control steps .* but its metadata says its commands acted 2"):
         realign(_episode(3, planner_delay=2, realigned_delay=1))
     # realigned_delay is checked as a delay is: true, 1.0 and "1" passed as 1 (probe 18); and one without a delay

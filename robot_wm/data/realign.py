@@ -46,8 +46,13 @@ def acted_delay(meta: dict, path="") -> int:
 
 
 def realigned_length(ep: Episode, path="", as_sent: bool = False) -> int:
-    """The transitions ``realign`` leaves of ``ep`` (0: every command was sent within the delay of its start)."""
-    return len(ep) - max(_target(ep.meta, path, as_sent) - _realigned(ep.meta, path), 0)
+    """The transitions ``realign`` leaves of ``ep`` (0 or less: every command was sent within the delay of its start);
+    refused as ``realign`` refuses an episode realigned by another delay (review: an edited file was left out as short)."""
+    d, done = _target(ep.meta, path, as_sent), _realigned(ep.meta, path)
+    if done == d:
+        return len(ep)
+    _check_done(done, d, path, as_sent)
+    return len(ep) - d
 
 
 def realign(ep: Episode, path="", as_sent: bool = False) -> Episode:
@@ -106,6 +111,13 @@ def check_aligned(ep: Episode, path="", as_sent: bool = False) -> None:
     """Refuse an episode of a delayed robot that was not realigned by its delay (held in a run's robot data, it is
     trained on as it stands), or ``as_sent`` one that was."""
     d, done = _target(ep.meta, path, as_sent), _realigned(ep.meta, path)
+    if done and as_sent:  # held since an earlier robot-wm realigned every import (review): say how to go on
+        origin = ep.meta.get("imported_from")
+        source = origin.get("path") if isinstance(origin, dict) else None
+        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps on import (robot-wm before "
+                         "2026-11-28), but the run's model learned each state paired with the command sent (it was "
+                         "trained with a randomised env.randomize.action_delay): move it out and import the recording "
+                         f"it came from again ({source!r}) with `robot-wm finetune RUN --data DIR`")
     if done != d:
         _check_done(done, d, path, as_sent)
         raise ValueError(f"episode {str(path)!r} is a recording of a robot whose commands acted {d} control steps "

@@ -191,9 +191,7 @@ class ControlLoop:
                 reason = f"overrun ({latency * 1e3:.2f} ms > {self.deadline_s * 1e3:.2f} ms)"
                 stats.overruns += 1
             elif not out.valid:  # which dimension, where the planner can say (probe 18: never named)
-                why = getattr(self.planner, "why_invalid", None)
-                reason = "planner flagged invalid input or scores: " + (why(state) if why else (
-                    "a non-finite state, one beyond the model's reach, or non-finite scores"))
+                reason = "planner flagged invalid input or scores: " + self._why_invalid(state)
                 stats.invalid += 1
             elif not (np.all(np.isfinite(out.action)) and np.all(np.isfinite(out.next_plan))):
                 reason = "non-finite action"
@@ -224,6 +222,13 @@ class ControlLoop:
         stats.steps += 1
         self.last_latency_s, self.last_fallback = latency, reason
         return action
+
+    def _why_invalid(self, state) -> str:
+        """The planner's own account of an invalid step where it gives one (``PlannerSession.why_invalid``)."""
+        try:
+            return self.planner.why_invalid(state)
+        except Exception:  # noqa: BLE001 -- a planner without it, or one that fails: the message, never the loop
+            return "a non-finite state, one beyond the model's reach, or non-finite scores"
 
     def _robot_error(self, stats: LoopStats, reason: str) -> None:
         """The robot raised taking a command: counted as an error and a fallback; as many in a row as

@@ -53,8 +53,8 @@ class DeploymentRecorder:
             raise ValueError(f"planner_delay={planner_delay!r}: expected the control steps the robot's commands take to "
                              "act, as the planner compensates them (its meta.delay; 0 for none)")
         if action_repeat is None:  # found only when `finetune` refused the recordings, after the robot drove (probe 17)
-            log.warning("recorder: no action repeat given (a planner file that does not say its own): the episodes "
-                        "in %s can be viewed but `robot-wm finetune` refuses them (their time step is unknown)", root)
+            log.warning("recorder: action_repeat=None: the episodes in %s can be viewed, but `robot-wm finetune` "
+                        "refuses them (their time step is unknown)", root)
         self.meta = {"task": task, "policy": "deployed", "planner_file": planner, "source": source,
                      "action_repeat": None if action_repeat is None else int(action_repeat), "step_unit": STEP_UNIT,
                      "planner_delay": int(planner_delay)}

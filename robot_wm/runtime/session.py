@@ -63,14 +63,17 @@ def _parse_reach(text: str, dim: int, where: str) -> tuple[np.ndarray, np.ndarra
     try:
         r = loads_json(text)
         centre, scale = (np.asarray(r[k], dtype=np.float64) for k in ("centre", "scale"))
-        max_z = float(r["max_z"])
+        max_z = r["max_z"]
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{where}: metadata state_reach is malformed ({e!r})") from None
-    if centre.shape != (dim,) or scale.shape != (dim,) or not (np.all(np.isfinite(centre)) and np.all(scale > 0)
-                                                               and np.all(np.isfinite(scale)) and 0 < max_z < 1e30):
+    with np.errstate(over="ignore", invalid="ignore"):
+        fine = isinstance(max_z, int | float) and not isinstance(max_z, bool) and centre.shape == scale.shape == (dim,)
+        low, high = (centre - max_z * scale, centre + max_z * scale) if fine else (centre, centre)
+        fine = fine and 0 < max_z and bool(np.all(scale > 0) and np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+    if not fine:
         raise ModelFileError(f"{where}: metadata state_reach does not hold {dim} finite centres, {dim} positive scales "
-                             "and a positive max_z (the file was edited or damaged)")
-    return centre - max_z * scale, centre + max_z * scale
+                             "and a positive max_z whose range is finite (the file was edited or damaged)")
+    return low.astype(np.float32), high.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -430,7 +433,7 @@ class PlannerSession:
     def why_invalid(self, state) -> str:
         """Why the graph reports ``valid=False`` for ``state``, as far as the file tells: the first dimension that is
         not finite, or beyond the states the model plans from (metadata ``state_reach``), else non-finite scores."""
-        s = np.asarray(state, dtype=np.float64).reshape(-1)
+        s = as_floats(state, "state").reshape(-1)  # float32, as the graph compares
         if (bad := np.flatnonzero(~np.isfinite(s))).size:
             return f"state[{bad[0]}] = {s[bad[0]]} is not finite ({bad.size} of {s.size} dimensions)"
         if self.meta.reach is None:
