@@ -266,10 +266,9 @@ def model_and_episode(s, a: argparse.Namespace):
         raise ValueError(f"--episode {a.episode} is out of range: {what} has {len(data)} episodes")
     if getattr(a, "data", None) is None:
         return model, data[a.episode]
-    from robot_wm.data.realign import realign  # a delayed robot's commands, paired with the states they moved
-    from robot_wm.finetune import (
-        pairs_as_sent,  # ... unless the run learned them as sent, as finetune keeps them
-    )
+    # a delayed robot's commands paired with the states they moved, unless the run learned them as sent (finetune)
+    from robot_wm.data.realign import realign
+    from robot_wm.finetune import pairs_as_sent
 
     return model, realign(data[a.episode], data.paths()[a.episode], pairs_as_sent(s.cfg))
 
