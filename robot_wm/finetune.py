@@ -153,10 +153,17 @@ class Imported(NamedTuple):
     known: int = 0         # recorded episodes the run holds already (imported before)
 
 
-def pairs_as_sent(cfg) -> bool:
-    """Whether the run's model learned each state paired with the command *sent* (trained with a randomised
-    ``env.randomize.action_delay``): its robot data is then kept as sent, not realigned (``robot_wm.data.realign``)."""
-    return cfg.env.randomize.action_delay[1] > 0
+def pairs_as_sent(sim: list[Episode]) -> bool:
+    """Whether the run's model learned each state paired with the command *sent*: one of its simulated episodes
+    ``sim`` was driven with an action delay (``env.randomize.action_delay``, in the run's config or on one `collect`:
+    the config alone missed the latter, probe 19). Its robot data is then kept as sent, not realigned
+    (``robot_wm.data.realign``)."""
+    def delay(meta: dict) -> int:
+        draw = meta.get("randomization")
+        d = draw.get("action_delay", 0) if isinstance(draw, dict) else 0
+        return d if isinstance(d, int) and not isinstance(d, bool) else 0
+
+    return any(delay(e.meta) > 0 for e in sim)
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
@@ -219,7 +226,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     for path, ep in zip(held.paths(), held):
         try:
             check_recorded(path, ep, *checks)
-            check_aligned(ep, path, pairs_as_sent(s.cfg))
+            check_aligned(ep, path, pairs_as_sent(sim))
             if _origin(ep.meta) is None:  # a hand-edited "imported_from": "x" was trained on, then a traceback (probe 13)
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")
@@ -326,24 +333,39 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
-    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg))
+    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(sim))
     if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
         raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
                          "within the robot's delay of its start (no transition is left once each state is paired with "
                          "the command that moved it): record longer episodes")
+    stem = None
     try:
-        record = _tune(s, elite_before, sim, added, weight, value, progress, too_short)
+        record, stem = _tune(s, elite_before, sim, added, weight, value, progress, too_short)
+        s.run.set_latest(stem)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
-        for path in added:  # (a later `train` trained on it at the default weight, not the one asked: probe 13)
-            path.unlink(missing_ok=True)
+        # (a later `train` trained on it at the default weight, not the one asked: probe 13) unless the round is the
+        # run's latest already: a SIGTERM right after took the import back, and the run planned with a model of data
+        # it no longer held (probe 19). Stopped before the record is logged, `train` says to run finetune again.
+        if not _is_latest(s.run, stem):
+            for path in added:
+                path.unlink(missing_ok=True)
         raise
-    s.run.log(record)  # the round is the run's latest already: its import stays whatever happens now
+    s.run.log(record)
     return record
 
 
+def _is_latest(run, stem: Path | None) -> bool:
+    """Whether checkpoint ``stem`` is the run's latest (False for none, or a latest that cannot be read)."""
+    try:
+        return stem is not None and (latest := run.latest_checkpoint()) is not None and latest.name == Path(stem).name
+    except (OSError, ValueError):
+        return False
+
+
 def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, value: bool, progress: bool,
-          too_short: list[Path] = ()) -> dict:
-    """``finetune`` after the import: train and checkpoint the round, make it the latest; returns its record."""
+          too_short: list[Path] = ()) -> tuple[dict, Path]:
+    """``finetune`` after the import: train and checkpoint the round; returns its record and checkpoint (not yet the
+    run's latest)."""
     cfg = s.cfg
     robot = list(robot_dataset(s.run))
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
@@ -378,12 +400,11 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec),
             "too_short": [str(p) for p in too_short],
-            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg) else 0}
+            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
         "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
         "multistep_mse": mse(after)}, value=s.value)
-    s.run.set_latest(stem)
     record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),
               "transitions": meta_before.get("transitions", sum(len(e) for e in sim)), "finetune": info,
@@ -394,4 +415,4 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
               "robot_heldout_multistep_mse_after": mse(robot_val_after),
               "sim_multistep_mse_before": mse(sim_before), "sim_multistep_mse_after": mse(sim_after),
               "multistep_mse": mse(after), **value_rec}
-    return record
+    return record, stem

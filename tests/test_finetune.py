@@ -503,3 +503,62 @@ def test_a_run_trained_with_a_randomised_delay_keeps_robot_data_as_sent(tmp_path
     assert cli.main(["train", str(fresh), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "on import (robot-wm before 2026-11-28)" in err and f"again ({str(raw.paths()[0].resolve())!r})" in err, err
+
+
+def test_a_stop_after_the_round_became_the_latest_keeps_its_import(run_and_data, tmp_path, monkeypatch):
+    """A SIGTERM after the fine-tuned round was made the run's latest took its import back: the run then planned with
+    a model of data it no longer held, and said nothing was kept (probe 19). A stop before keeps neither."""
+    run, data = run_and_data
+    real = RunDir.set_latest
+
+    def then_stopped(self, stem):
+        real(self, stem)
+        raise KeyboardInterrupt  # what the CLI's SIGTERM handler raises, landing right after the rename
+
+    monkeypatch.setattr(RunDir, "set_latest", then_stopped)
+    after = shutil.copytree(run, tmp_path / "after", ignore=shutil.ignore_patterns("robot", ".lock"))
+    before_latest = RunDir(after).latest_checkpoint()
+    assert cli.main(["finetune", str(after), "--data", str(data), "--no-progress"]) == 130
+    latest = RunDir(after).latest_checkpoint()
+    held = EpisodeDataset(after / "robot")
+    assert latest != before_latest and len(held) == len(EpisodeDataset(data))  # the round and its data, together
+    assert json.loads(latest.read_text())["finetune"]["robot_episodes"] == len(held)
+
+    def stopped_before(self, stem):
+        raise KeyboardInterrupt  # the round saved, not yet the latest: the import goes with it
+
+    monkeypatch.setattr(RunDir, "set_latest", stopped_before)
+    early = shutil.copytree(run, tmp_path / "early", ignore=shutil.ignore_patterns("robot", ".lock"))
+    before_latest = RunDir(early).latest_checkpoint()
+    assert cli.main(["finetune", str(early), "--data", str(data), "--no-progress"]) == 130
+    assert RunDir(early).latest_checkpoint() == before_latest
+    assert not list((early / "robot").glob("episode_*.npz"))
+
+
+def test_a_run_with_a_delayed_collect_keeps_robot_data_as_sent(run_and_data, tmp_path, capsys):
+    """`collect RUN 'env.randomize.action_delay=[1,1]'` (a one-off override) added episodes paired as sent; the config
+    alone said no delay, so a delayed robot's recording was realigned beside them (probe 19). The run's own episodes
+    decide."""
+    run, _ = run_and_data
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock"))
+    assert cli.main(["collect", str(run), "--episodes", "1", "env.randomize.action_delay=[1,1]", "env.max_env_steps=80",
+                     "--no-progress"]) == 0
+    raw = EpisodeDataset(_record(tmp_path / "late", episodes=1, steps=200, action_delay=(1, 1)))
+    capsys.readouterr()
+    assert cli.main(["finetune", str(run), "--data", str(raw.root), "--weight", "1", "--no-progress"]) == 0
+    assert "1 episodes of a delayed robot were kept as sent" in capsys.readouterr().out
+    assert len(EpisodeDataset(run / "robot")[0]) == len(raw[0])
+
+
+def test_a_recording_cannot_say_it_was_realigned_nor_a_real_robot_draw_its_delay(tmp_path):
+    """Extra metadata realigned_delay=1 on a real robot's recording: imported unaligned and announced as realigned;
+    a draw of delay 0 in its extra metadata overrode its planner's delay (probe 19)."""
+    from robot_wm.data.realign import acted_delay
+
+    for key in ("realigned_delay", "recorded_steps", "imported_from"):
+        with pytest.raises(ValueError, match=f"extra metadata \\['{key}'\\] would replace what the recorder or an import"):
+            DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8,
+                               planner_delay=1, extra={key: 1})
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8,
+                             planner_delay=1, extra={"randomization": {"action_delay": 0}})
+    assert acted_delay(rec.meta) == 1  # the real robot's planner delay, its own "draw" ignored

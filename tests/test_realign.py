@@ -64,7 +64,10 @@ def _episode(steps: int, **meta) -> Episode:
 
 def test_which_delay_a_recording_says_and_what_is_refused():
     # the simulated robot's delay is the physics that ran; the planner's is a real robot's, as its user measured it
-    assert acted_delay({"randomization": {"action_delay": 1}, "planner_delay": 3}) == 1
+    sim = {"source": "sim-robot"}
+    assert acted_delay({**sim, "randomization": {"action_delay": 1}, "planner_delay": 3}) == 1
+    # a real robot's draw (its extra metadata) overrode its planner's delay, realigned by 0 (probe 19)
+    assert acted_delay({"source": "robot", "randomization": {"action_delay": 0}, "planner_delay": 1}) == 1
     assert acted_delay({"planner_delay": 3}) == 3 and acted_delay({}) == 0
     # the nominal simulator records no draw: no delay, whatever the planner compensated (review)
     assert acted_delay({"source": "sim-robot", "planner_delay": 1}) == 0
@@ -74,7 +77,7 @@ def test_which_delay_a_recording_says_and_what_is_refused():
         with pytest.raises(ValueError, match=r"meta planner_delay = .*expected a whole number of control steps"):
             acted_delay({"planner_delay": bad}, "ep.npz")
         with pytest.raises(ValueError, match="randomization.action_delay"):
-            acted_delay({"randomization": {"action_delay": bad}})
+            acted_delay({**sim, "randomization": {"action_delay": bad}})
     with pytest.raises(ValueError, match="meta randomization = 'x', expected a table"):
         acted_delay({"randomization": "x"})
     with pytest.raises(ValueError, match="holds 2 commands, all sent within the robot's 2-step delay"):

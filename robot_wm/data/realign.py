@@ -38,11 +38,11 @@ def acted_delay(meta: dict, path="") -> int:
     draw = meta.get("randomization")
     if draw is not None and not isinstance(draw, dict):
         raise ValueError(f"recorded episode {str(path)!r}: meta randomization = {str(draw)[:40]!r}, expected a table")
+    if meta.get("source") != "sim-robot":  # a real robot's own word: a draw given as its extra metadata overrode its
+        return _whole(meta.get("planner_delay", 0), "planner_delay", path)  # planner's delay (probe 19)
     if isinstance(draw, dict) and "action_delay" in draw:
         return _whole(draw["action_delay"], "randomization.action_delay", path)
-    if meta.get("source") == "sim-robot":  # review: a nominal robot driven by a planner.delay=1 planner was realigned
-        return 0
-    return _whole(meta.get("planner_delay", 0), "planner_delay", path)
+    return 0  # review: a nominal robot driven by a planner.delay=1 planner was realigned
 
 
 def realigned_length(ep: Episode, path="", as_sent: bool = False) -> int:

@@ -59,8 +59,8 @@ class DeploymentRecorder:
                      "action_repeat": None if action_repeat is None else int(action_repeat), "step_unit": STEP_UNIT,
                      "planner_delay": int(planner_delay)}
         extra = dict(extra or {})
-        if clash := sorted(set(extra) & (set(self.meta) | _WRITTEN)):
-            raise ValueError(f"extra metadata {clash} would replace what the recorder writes itself")
+        if clash := sorted(set(extra) & (set(self.meta) | _WRITTEN | _IMPORTED)):
+            raise ValueError(f"extra metadata {clash} would replace what the recorder or an import writes itself")
         try:
             json.dumps(extra, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -130,7 +130,7 @@ class DeploymentRecorder:
         mid-episode (Ctrl-C, SIGTERM), so its return covers only the steps recorded; ``safe_stop``: why the
         control loop made a safe stop that ended it (stored as meta ``safe_stop``, likewise a cut episode). ``meta`` may add keys but not
         replace what the recorder computes or was constructed with (those are dropped, with a warning)."""
-        if clash := sorted(set(meta) & (set(self.meta) | _WRITTEN)):  # reward_known=True over unknown rewards
+        if clash := sorted(set(meta) & (set(self.meta) | _WRITTEN | _IMPORTED)):  # reward_known=True over unknown rewards
             log.warning("recorder: metadata %s of the episode are the recorder's own; the caller's values are dropped",
                         clash)
             meta = {k: v for k, v in meta.items() if k not in clash}
@@ -173,6 +173,9 @@ class DeploymentRecorder:
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
             "diverged", "cut_at_bad_state", "cut_at_bad_action", "interrupted", "safe_stop"}
+# keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
+# realigned_delay=1 was imported unaligned and announced as realigned (probe 19)
+_IMPORTED = {"realigned_delay", "recorded_steps", "imported_from"}
 _BAD = np.full(1, np.nan, np.float32)  # what a value that is not a vector of numbers is stored as: it cuts the episode
 
 
