@@ -283,7 +283,9 @@ def _whatif(a: argparse.Namespace, s) -> int:
     model, ep = model_and_episode(s, a)
     h = a.horizon or s.cfg.planner.horizon
     if not 0 <= a.step < len(ep):
-        raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps")
+        cut = ep.meta.get("realigned_delay")  # "has 49 steps" for a recording of 50 (probe 19)
+        raise ValueError(f"--step {a.step} is out of range: episode {a.episode} has {len(ep)} steps"
+                         + (f" (realigned by its delay of {cut}: its first {cut} recorded rows dropped)" if cut else ""))
     if h > len(ep) - a.step:  # cut without a word (probe 18)
         print(f"robot-wm whatif: the horizon {h} is cut to {len(ep) - a.step}: episode {a.episode} ends "
               f"{len(ep) - a.step} steps after step {a.step}", file=sys.stderr)
@@ -299,7 +301,7 @@ def _whatif(a: argparse.Namespace, s) -> int:
     res = what_if(model, ep.obs[a.step], seqs, s.cfg.planner.discount,
                   value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight)
     actual = float(ep.reward[a.step:a.step + h].sum())
-    print_whatif(names, res, actual, a.episode, a.step, h)
+    print_whatif(names, res, actual, a.episode, a.step, h, ep.meta.get("realigned_delay") or 0)  # probe 19
     return 0
 
 

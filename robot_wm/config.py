@@ -62,7 +62,8 @@ class RandomizeConfig(_Section):
                 raise ValueError(f"env.randomize.{name}=[{lo}, {hi}] is inverted: expected [low, high] with low <= high")
             if lo < 0 or (name in ("mass", "actuator_gain") and lo < MIN_SCALE):
                 # mass [1e-300, 1e-300] was positive and ended in MuJoCo's PhysicsError (mjWARN_INERTIA)
-                raise ValueError(f"env.randomize.{name}=[{lo}, {hi}]: scales must be "
+                what = "a delay in control steps must be" if name == "action_delay" else "scales must be"
+                raise ValueError(f"env.randomize.{name}=[{lo}, {hi}]: {what} "
                                  f"{f'at least {MIN_SCALE}' if name in ('mass', 'actuator_gain') else 'non-negative'}")
         if self.action_delay[1] > 100:
             raise ValueError(f"env.randomize.action_delay={list(self.action_delay)}: at most 100 control steps")

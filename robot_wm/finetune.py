@@ -41,7 +41,8 @@ def robot_dataset(run) -> EpisodeDataset:
 def _origin(meta: dict) -> str | None:
     """The sha256 of the recorded file an imported episode came from (None for one never imported)."""
     origin = meta.get("imported_from")
-    return origin.get("sha256") if isinstance(origin, dict) else None
+    digest = origin.get("sha256") if isinstance(origin, dict) else None
+    return digest if isinstance(digest, str) else None  # a list was "unhashable type" (probe 19)
 
 
 OBS_REACH = 10.0

@@ -42,6 +42,9 @@ def realigned_note(info: dict) -> str:
         delays = " or ".join(map(str, info["realigned_delays"]))
         note = (f"; {info['realigned']} of the robot's episodes were realigned by its delay ({delays} control steps: "
                 "each state paired with the command that moved it, the first rows dropped)")
+        if len(info["realigned_delays"]) > 1:  # the export named the largest without a word (probe 19)
+            note += (f"; the robot was recorded at {len(info['realigned_delays'])} delays: one planner.delay fits one "
+                     "robot, the export below names the largest")
     if info.get("kept_as_sent"):
         note += (f"; {info['kept_as_sent']} episodes of a delayed robot were kept as sent, as the run's simulated ones "
                  "(trained with env.randomize.action_delay, its model learned the delay: export without planner.delay)")

@@ -50,8 +50,11 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     _console().print(t)
 
 
-def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: int, step: int, h: int) -> None:
-    t = Table(title=f"what if? episode {episode}, step {step}, {h} steps ahead (recorded return {actual:.2f})")
+def print_whatif(names: list[str], res: WhatIfResult, actual: float, episode: int, step: int, h: int,
+                 realigned: int = 0) -> None:
+    """The ranked table; ``realigned``: the episode's rows were realigned by that delay (row K = recorded step K + D)."""
+    moved = f" (realigned by {realigned}: recorded step {step + realigned})" if realigned else ""
+    t = Table(title=f"what if? episode {episode}, step {step}{moved}, {h} steps ahead (recorded return {actual:.2f})")
     goal = bool(res.goal_cost.any())
     for col in ("rank", "candidate", "score", "imagined reward", "terminal value", *(["goal cost"] if goal else []),
                 "spread (std)", "mean disagreement"):

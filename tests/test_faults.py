@@ -1744,6 +1744,9 @@ def test_a_checkpoint_of_another_time_step_is_refused_and_a_loose_one_keeps_its_
     _retimed_checkpoint(run_copy, run_copy / "checkpoints", action_repeat=8, task="cartpole-balance")  # probe 18
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1")
     assert rc == 2 and "is a model of task 'cartpole-balance', the run's is 'cartpole-swingup'" in out, out
+    _retimed_checkpoint(run_copy, run_copy / "checkpoints", task=123)  # exported without a word (probe 19)
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "t.onnx"))
+    assert rc == 2 and "says task=123: expected a task name" in out, out
     old = _retimed_checkpoint(run_copy, tmp_path / "old", action_repeat=None, substeps=None)  # before 2026-11-27
     rc, out = main_in_process(capsys, "export", str(old), "--out", str(tmp_path / "old.onnx"))
     assert rc == 2 and "does not say its action repeat" in out, out

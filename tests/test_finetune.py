@@ -417,6 +417,12 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     assert [len(e) for e in held] == [len(e) - 1 for e in raw]
     assert all(e.meta["realigned_delay"] == 1 for e in held)
     np.testing.assert_array_equal(held[0].action, raw[0].action[:-1])
+    # whatif --data shows the rows realigned, and says so (probe 19: "has 49 steps" for a recording of 50)
+    n = len(raw[0])
+    assert cli.main(["whatif", str(run), "--data", str(late), "--step", "3", "--horizon", "2", "--random", "0"]) == 0
+    assert "step 3 (realigned by 1: recorded step 4), 2 steps ahead" in capsys.readouterr().out
+    assert cli.main(["whatif", str(run), "--data", str(late), "--step", str(n - 1)]) == 2
+    assert f"has {n - 1} steps (realigned by its delay of 1: its first 1 recorded rows dropped)" in capsys.readouterr().err
     # a copy of the run's robot data imported again is skipped (review: "realigned already" refused the import)
     shutil.copytree(tmp_path / "run" / "robot", tmp_path / "copy")
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--weight", "1", "--no-progress"]) == 0
@@ -433,6 +439,12 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
 
     # a copy of a copy still names the recorded file (probe 18: its own digest)
     assert EpisodeDataset(tmp_path / "fresh" / "robot")[0].meta["imported_from"]["sha256"] == file_sha256(raw.paths()[0])
+    # a robot recorded at two delays: the export names one, and the note says it fits only one (probe 19)
+    later = _record(tmp_path / "later", episodes=1, steps=200, action_delay=(2, 2))
+    assert cli.main(["finetune", str(fresh), "--data", str(later), "--weight", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "realigned by its delay (1 or 2 control steps" in out and "recorded at 2 delays: one planner.delay" in out
+    assert out.rstrip().endswith("planner.delay=2"), out
     capsys.readouterr()
     # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
     path = held.paths()[0]

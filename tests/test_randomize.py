@@ -99,6 +99,7 @@ def test_observation_noise_is_what_the_agent_sees_not_the_physics():
     ("env.randomize.mass=[1e-300, 1e-300]", r"mass=\[1e-300, 1e-300\]: scales must be at least 0.01"),  # PhysicsError
     ("env.randomize.obs_noise=-1", "obs_noise"),
     ("env.randomize.action_delay=[0, 1000]", "at most 100"),
+    ("env.randomize.action_delay=[-1, 1]", "a delay in control steps must be non-negative"),  # "scales" (probe 19)
     ("env.randomize.mass=[1, 2, 3]", "mass"),
     ("env.randomize.heat=[1, 2]", "heat"),
 ])

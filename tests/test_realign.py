@@ -108,7 +108,7 @@ def test_a_recorder_says_the_delay_its_planner_compensated(tmp_path):
 
     with pytest.raises(TypeError, match="planner_delay"):
         DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8)
-    for bad in (-1, 1.5, True, "1"):
+    for bad in (-1, 1.5, True, "1", 5000):  # 5000 recorded, then its whole folder refused by finetune (probe 19)
         with pytest.raises(ValueError, match="planner_delay="):
             DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8,
                                planner_delay=bad)
@@ -129,3 +129,25 @@ def test_a_recorder_without_an_action_repeat_says_finetune_will_refuse_its_episo
         DeploymentRecorder(tmp_path / "s", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
     assert "finetune" not in caplog.text
 
+
+
+def test_a_recorder_refuses_a_state_of_another_size_before_the_robot_moves(tmp_path):
+    """A robot that does not say its state size, recording into a folder of 5-dimensional episodes: its episode was
+    driven and then refused at end() (probe 19); begin() reads the first state and refuses it there."""
+    from conftest import record_one_buffer_robot
+
+    from robot_wm.finetune import _origin
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    record_one_buffer_robot(tmp_path / "r", 3)
+
+    class ThreeNumbers:  # no state_dim, no action bounds: duck-typed
+        def read_state(self):
+            return np.zeros(3)
+
+    rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+    with pytest.raises(ValueError, match="holds episodes of 5 state dimensions; this robot's state has 3"):
+        rec.begin(ThreeNumbers(), seed=0)
+    # an origin whose digest is no string is no origin (a list was "unhashable type", probe 19)
+    assert _origin({"imported_from": {"path": "x", "sha256": [1]}}) is None
+    assert _origin({"imported_from": {"path": "x", "sha256": "ab"}}) == "ab"

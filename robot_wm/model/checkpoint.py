@@ -49,6 +49,9 @@ def check_time_step(meta: dict, env, path) -> None:
     from sim.dmc import task_key
 
     theirs = meta.get("task")
+    if "task" in meta and not isinstance(theirs, str):  # a number was skipped without a word (probe 19)
+        raise ValueError(f"{str(path)!r} says task={theirs!r}: expected a task name (the checkpoint's JSON was edited "
+                         "or damaged)")
     if isinstance(theirs, str) and task_key(theirs) != task_key(env.task):
         raise ValueError(f"{str(path)!r} is a model of task {theirs!r}, the run's is {env.task!r} (a checkpoint of "
                          "another run copied in?): put the run's own checkpoint back, or export that run")

@@ -49,9 +49,12 @@ class DeploymentRecorder:
             raise ValueError(f"action_repeat={action_repeat!r}: expected None or a whole number >= 1")
         # required: a real robot's recording said no delay where its planner compensated one, and was fine-tuned on
         # unaligned (probe 18); finetune realigns by it (robot_wm.data.realign)
-        if isinstance(planner_delay, bool) or not isinstance(planner_delay, numbers.Integral) or planner_delay < 0:
+        from robot_wm.data.realign import MAX_DELAY
+
+        if isinstance(planner_delay, bool) or not isinstance(planner_delay, numbers.Integral) \
+                or not 0 <= planner_delay <= MAX_DELAY:  # 5000 recorded, then the whole folder refused (probe 19)
             raise ValueError(f"planner_delay={planner_delay!r}: expected the control steps the robot's commands take to "
-                             "act, as the planner compensates them (its meta.delay; 0 for none)")
+                             f"act, as the planner compensates them (its meta.delay; 0 for none, at most {MAX_DELAY})")
         if action_repeat is None:  # found only when `finetune` refused the recordings, after the robot drove (probe 17)
             log.warning("recorder: action_repeat=None: the episodes in %s can be viewed, but `robot-wm finetune` "
                         "refuses them (their time step is unknown)", root)
@@ -106,8 +109,13 @@ class DeploymentRecorder:
                                  f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
                                  "another folder")
         self._reset()
+        state = _vector(robot.read_state)
+        if first is not None and state.size != first.obs.shape[1] and np.all(np.isfinite(state)):
+            # a robot that does not say its state size: its episode was driven, then refused at end() (probe 19)
+            raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state "
+                             f"dimensions; this robot's state has {state.size}: record into another folder")
         self.seed = seed
-        self.obs.append(_vector(robot.read_state))
+        self.obs.append(state)
         self.states.append(_physics_state(robot))
 
     def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None) -> None:
