@@ -470,13 +470,15 @@ def rehash_metadata(model) -> None:
 
 
 def edit_metadata(src: Path, dst: Path, edits: dict[str, str], rehash: bool = True) -> Path:
-    """A copy of planner ``src`` with metadata entries replaced."""
+    """A copy of planner ``src`` with metadata entries replaced (None: removed)."""
     import onnx
 
     m = onnx.load(str(src))
-    for p in m.metadata_props:
-        if p.key in edits:
-            p.value = edits[p.key]
+    props = [(p.key, edits.get(p.key, p.value)) for p in m.metadata_props]
+    del m.metadata_props[:]
+    for key, value in props:
+        if value is not None:
+            m.metadata_props.add(key=key, value=value)
     if rehash:
         rehash_metadata(m)
     onnx.save(m, str(dst))

@@ -423,6 +423,11 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     assert "step 3 (realigned by 1: recorded step 4), 2 steps ahead" in capsys.readouterr().out
     assert cli.main(["whatif", str(run), "--data", str(late), "--step", str(n - 1)]) == 2
     assert f"has {n - 1} steps (realigned by its delay of 1: its first 1 recorded rows dropped)" in capsys.readouterr().err
+    # an export that does not compensate the delay the model was fine-tuned without is warned (probe 19: no word)
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "plain.onnx")]) == 0
+    assert "fine-tuned on a robot's recordings realigned by its delay (1 control steps" in capsys.readouterr().err
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "late.onnx"), "planner.delay=1"]) == 0
+    assert "realigned by its delay" not in capsys.readouterr().err
     # a copy of the run's robot data imported again is skipped (review: "realigned already" refused the import)
     shutil.copytree(tmp_path / "run" / "robot", tmp_path / "copy")
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--weight", "1", "--no-progress"]) == 0

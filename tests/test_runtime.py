@@ -785,7 +785,9 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("iterations", "7", "does not fit iterations, samples, horizon and action_dim [7, 64,"),  # printed (probe 17)
     # the graph's own settings: an edited delay was printed and written into recordings, which realign by it (probe 18)
     ("delay", "2", "metadata delay=2, but the graph was built with delay=0 (metadata planner_spec)"),
-    ("policy_samples", "9", "metadata policy_samples='9', but the graph was built with policy_samples="),
+    ("policy_samples", "9", "metadata policy_samples=9, but the graph was built with policy_samples="),
+    ("planner_spec", None, "metadata planner_spec is missing"),  # the check skipped (probe 19)
+    ("planner_spec", "{}", "metadata horizon=8, but the graph was built with horizon=None"),
     ("planner_spec", "[1]", "metadata planner_spec is '[1]', expected an object"),
     ("planner_spec", "{", "metadata planner_spec is not JSON"),
     ("state_reach", "{}", "metadata state_reach is malformed (KeyError('centre'))"),

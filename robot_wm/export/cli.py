@@ -14,6 +14,19 @@ SLOW_EXPORT_STEPS = 100
 """Above this many unrolled planning steps (horizon x iterations) export warns that it will take minutes."""
 
 
+def uncompensated_note(meta: dict, delay: int) -> str | None:
+    """A warning where the checkpoint was fine-tuned on a robot's recordings realigned by a delay that the planner
+    being exported does not compensate (exported without a word: probe 19), else None."""
+    ft = meta.get("finetune")
+    delays = ft.get("realigned_delays") if isinstance(ft, dict) else None
+    if not isinstance(delays, list) or not delays or delay in delays:
+        return None
+    said = " or ".join(map(str, delays))
+    return (f"warning: the model was fine-tuned on a robot's recordings realigned by its delay ({said} control steps: "
+            f"the model learned the robot without it), but this planner compensates {delay}: on that robot, export "
+            f"with planner.delay={delays[-1]}")
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     """Read-only on the run directory: no lock is taken (a run being trained can be exported meanwhile)."""
     from policies.mpc.step import StepSpec
@@ -39,6 +52,8 @@ def cmd_export(a: argparse.Namespace) -> int:
         echo(note)
     value = src.value if g.uses_value else None
     if note := double_delay_note(src.cfg, src.cfg.planner.delay):  # export takes no env.* override: the run's
+        echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
+    if note := uncompensated_note(src.meta, src.cfg.planner.delay):
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)

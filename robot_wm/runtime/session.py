@@ -164,22 +164,31 @@ class PlannerMeta:
         return meta
 
     def _check_spec(self, props: dict[str, str], where: str) -> None:
-        """The keys the runtime acts on against ``planner_spec``, the settings the graph was built with: an edited
-        ``delay`` (hash recomputed) was printed and written into recordings, which realign by it (probe 18)."""
-        if "planner_spec" not in props:  # a planner file of another tool: nothing to compare
-            return
+        """The keys the runtime acts on against ``planner_spec``, the settings the graph was built with (every planner
+        file has it, since the first export): an edited ``delay`` (hash recomputed) was printed and written into
+        recordings, which realign by it (probe 18); removing ``planner_spec`` skipped the check (probe 19)."""
         try:
             spec = loads_json(props["planner_spec"])
+        except KeyError:
+            raise ModelFileError(f"{where}: metadata planner_spec is missing (the file was edited or damaged; export "
+                                 "the planner again)") from None
         except ValueError as e:
             raise ModelFileError(f"{where}: metadata planner_spec is not JSON ({e})") from None
         if not isinstance(spec, dict):
             raise ModelFileError(f"{where}: metadata planner_spec is {str(spec)[:40]!r}, expected an object")
-        top = {"horizon": self.horizon, "samples": self.samples, "iterations": self.iterations,
-               "optimizer": self.optimizer, "delay": self.delay, "policy_samples": props.get("policy_samples")}
-        for key, value in top.items():
-            if key in spec and value is not None and str(spec[key]) != str(value):
+        try:
+            policy = int(props.get("policy_samples", "0"))
+        except ValueError:
+            raise ModelFileError(f"{where}: metadata policy_samples={props['policy_samples']!r}, expected a whole "
+                                 "number") from None
+        # older files' specs have no delay (no delay then) nor policy samples (no value then)
+        top = {"horizon": (self.horizon, None), "samples": (self.samples, None), "iterations": (self.iterations, None),
+               "optimizer": (self.optimizer, None), "delay": (self.delay, 0), "policy_samples": (policy, 0)}
+        for key, (value, default) in top.items():
+            built = spec.get(key, default)
+            if type(built) is not type(value) or built != value:  # "1" for 1 passed (probe 19)
                 raise ModelFileError(f"{where}: metadata {key}={value!r}, but the graph was built with {key}="
-                                     f"{spec[key]!r} (metadata planner_spec): the file was edited or damaged; export "
+                                     f"{built!r} (metadata planner_spec): the file was edited or damaged; export "
                                      "the planner again")
 
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
