@@ -65,6 +65,9 @@ class Drive:
         env.randomize(recorded_physics(episode.meta, env.randomizer.cfg.mass_bodies if env.randomizer else ()))
         env.reset(episode.meta.get("seed") or 0)  # the episode's own draw (e.g. the arm's target)
         recorded = step + (episode.meta.get("realigned_delay") or 0)  # a realigned episode's row k: recorded step k + D
+        if recorded >= env.max_control_steps:  # the first action was a RuntimeError traceback (probe 19)
+            raise ValueError(f"--step {step} is at the simulator's time limit ({env.max_control_steps} control steps "
+                             "into the episode): no step can be driven from there; give an earlier --step")
         env.set_state(episode.physics_state[step], min(recorded, env.max_control_steps))
         if env.randomizer is not None:  # a delayed robot: the commands still in flight at ``step`` go out first
             env.randomizer.prime_delay(episode.action[:step], (env.action_spec.low + env.action_spec.high) / 2)

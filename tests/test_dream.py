@@ -252,6 +252,17 @@ def test_drive_serving_on_every_interface_says_so(run_dir, tmp_path):
     assert r.returncode == 2 and "--serve '0:" in r.stderr and "--rerun-address" not in r.stderr, r.stderr
 
 
+def test_drive_from_the_last_state_of_an_episode_says_no_step_can_follow(run_dir):
+    """`drive --step N` at the episode's time limit was accepted, then the first action was a RuntimeError traceback
+    (probe 19)."""
+    from robot_wm.data.dataset import EpisodeDataset
+
+    n = len(EpisodeDataset(run_dir / "episodes")[1])
+    r = _drive(run_dir, "--step", str(n), stdin="0.5\nq\n")
+    assert r.returncode == 2 and f"--step {n} is at the simulator's time limit" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_drive_on_an_episode_without_physics_state_says_so(run_dir, tmp_path):
     """An episode whose physics state has width 0 (a robot's recording) ended drive in MuJoCo's "state size
     should equal mj_stateSize" traceback (seventh probe, 2026-11-26)."""

@@ -151,3 +151,12 @@ def test_a_recorder_refuses_a_state_of_another_size_before_the_robot_moves(tmp_p
     # an origin whose digest is no string is no origin (a list was "unhashable type", probe 19)
     assert _origin({"imported_from": {"path": "x", "sha256": [1]}}) is None
     assert _origin({"imported_from": {"path": "x", "sha256": "ab"}}) == "ab"
+
+
+def test_a_recorder_on_a_broken_link_names_it(tmp_path):
+    """`deploy --record LINK` where LINK points nowhere: a bare "[Errno 17] File exists" (probe 19)."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    (tmp_path / "brk").symlink_to(tmp_path / "nowhere" / "x")
+    with pytest.raises(ValueError, match="is a broken symbolic link"):
+        DeploymentRecorder(tmp_path / "brk", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)

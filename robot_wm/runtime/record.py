@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import os
 import tempfile
 from pathlib import Path
 
@@ -41,6 +42,9 @@ class DeploymentRecorder:
                                  f"own and bring it in with `robot-wm finetune {d} --data DIR`")
         if not isinstance(task, str) or not task.strip():
             raise ValueError(f"task={task!r}: expected the robot's task name (the run's env.task)")
+        if Path(root).is_symlink() and not Path(root).exists():  # a bare "[Errno 17] File exists" (probe 19)
+            raise ValueError(f"--record {str(root)!r} is a broken symbolic link (to {os.readlink(root)!r}): remove it, "
+                             "or record into another folder")
         if Path(root).exists() and not Path(root).is_dir():
             raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
                              "recorded episodes (a new or an existing one)")
