@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +24,15 @@ from robot_wm.io import atomic_write_text, check_parent_folder, check_regular_fi
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True,
                               allow_inf_nan=False)  # a NaN weight would silently disable planning
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data):
+        """numpy scalars as the Python numbers they hold (strict mode named np.int64(8) "not a valid integer", a raw
+        pydantic error for a config built in Python: probe 19); numpy booleans stay refused where numbers are due."""
+        if isinstance(data, dict):
+            return {k: v.item() if isinstance(v, np.integer | np.floating) else v for k, v in data.items()}
+        return data
 
 
 Range = Annotated[tuple[float, float], Field(strict=False)]  # [low, high]; TOML has lists, not tuples

@@ -29,6 +29,7 @@ from robot_wm.model.checkpoint import save_checkpoint, time_step
 from robot_wm.train import fit_model
 from robot_wm.train_value import TDData, train_value
 from sim.dmc import canonical_task, task_key
+from sim.env import STEP_UNIT
 
 ROBOT_DIR = "robot"
 
@@ -105,6 +106,9 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         raise ValueError(f"recorded episode {str(path)!r} has no known reward ({why}); fine-tuning would learn "
                          "its stored rewards (zeros where the robot reported none) as the task's reward. Record "
                          "with a robot that reports its reward (`robot-wm deploy --record` writes reward_known)")
+    if (unit := ep.meta.get("step_unit")) != STEP_UNIT:  # another unit was imported silently (probe 19)
+        raise ValueError(f"recorded episode {str(path)!r} counts its steps in {unit!r}, expected {STEP_UNIT!r} (a "
+                         "recording by an older robot-wm, or edited): its step counts would mix with the run's")
     recorded = ep.meta.get("action_repeat")
     if action_repeat is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
         raise ValueError(f"recorded episode {str(path)!r} does not say its action repeat (meta action_repeat="
@@ -323,6 +327,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     if isinstance(weight, bool) or not isinstance(weight, numbers.Integral) or not 1 <= weight <= MAX_WEIGHT:
         raise ValueError(f"robot data weight {weight!r} must be a whole number from 1 to {MAX_WEIGHT} (each robot "
                          "transition counts that many times)")
+    weight = int(weight)  # np.int64(2) trained the whole round, then failed writing its JSON (probe 19)
     s._check_writer("finetune")  # a read-only session wrote robot data and a checkpoint round (probe 18)
     elite_before = s.latest_model()
     if elite_before is None:

@@ -246,3 +246,17 @@ def test_a_run_saved_with_a_value_outside_tightened_limits_says_how_to_go_on(tmp
     with pytest.raises(ConfigError, match=r"(?s)model.val_fraction.*accepted other values of model.val_fraction "
                                           r"before 2026-11-27; to go on with this run, set it within the limits"):
         run.load_config()
+
+
+def test_numpy_numbers_build_a_config_and_numpy_booleans_do_not():
+    """`EnvConfig(action_repeat=np.int64(8))` was a raw pydantic 'not a valid integer' (probe 19): numpy numbers are
+    taken as the Python numbers they hold; a numpy boolean is still no number."""
+    import numpy as np
+    import pydantic
+
+    from robot_wm.config import EnvConfig, PlannerConfig
+
+    assert EnvConfig(task="cartpole-swingup", action_repeat=np.int64(4)).action_repeat == 4
+    assert type(PlannerConfig(temperature=np.float32(0.25)).temperature) is float
+    with pytest.raises(pydantic.ValidationError, match="action_repeat"):
+        EnvConfig(action_repeat=np.bool_(True))

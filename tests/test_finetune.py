@@ -150,6 +150,8 @@ def test_train_after_finetune_keeps_the_robot_data_at_its_weight(run_and_data, t
     ({"action_repeat": 4}, "driven at action repeat 4"),
     ({"randomization": {"action_delay": 2}}, "were not realigned by that delay"),  # trained on as sent
     ({"imported_from": "somewhere"}, "imported_from='somewhere', expected {path, sha256}"),  # probe 13: a traceback
+    ({"imported_from": {"path": "x", "sha256": [1]}}, "does not say which recorded file"),  # probe 19: trained on
+    ({"step_unit": "physics_step"}, "counts its steps in 'physics_step', expected 'suite_step'"),  # probe 19: silent
 ])
 def test_finetune_checks_the_runs_own_robot_episodes_again(run_and_data, tmp_path, capsys, edit, needle):
     """A file put or edited in RUN/robot/ was trained on by the next finetune with exit 0 (tenth probe)."""
@@ -579,3 +581,17 @@ def test_a_recording_cannot_say_it_was_realigned_nor_a_real_robot_draw_its_delay
     rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="p.onnx", action_repeat=8,
                              planner_delay=1, extra={"randomization": {"action_delay": 0}})
     assert acted_delay(rec.meta) == 1  # the real robot's planner delay, its own "draw" ignored
+
+
+def test_finetune_from_python_takes_a_numpy_weight(run_and_data, tmp_path):
+    """`finetune(s, DIR, weight=np.int64(2))` trained the whole round, then failed writing its JSON and left an orphan
+    weights file (probe 19)."""
+    from robot_wm.finetune import finetune
+    from robot_wm.runner import Session
+
+    run, data = run_and_data
+    run = RunDir(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    with Session.open(run.load_config(), run, progress=False) as s:
+        rec = finetune(s, data, weight=np.int64(2), progress=False)
+    assert rec["finetune"]["weight"] == 2 and type(rec["finetune"]["weight"]) is int
+    assert json.loads(run.latest_checkpoint().read_text())["finetune"]["weight"] == 2
