@@ -227,3 +227,76 @@ def probe17_leftovers(base: Path, planner: Path, work: Path) -> None:
             sys.stdin = stdin
         return rc == 0 and (work / "p17l-drive.gif").exists(), tail(out, 90)
     record(cat, "drive fed a 2 MiB line after one action (ended with an error, its --out video lost)", endless_line)
+
+
+def probe18_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the nineteenth hostile probe (2026-11-27; the eighteenth category)."""
+    cat = "probe 2026-11-27 (18th)"
+
+    def extra_realigned():
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        return refused(lambda: DeploymentRecorder(work / "p18-rec", task="cartpole-swingup", planner="x",
+                                                  action_repeat=8, planner_delay=1, extra={"realigned_delay": 1}),
+                       ValueError, "would replace what the recorder or an import writes",
+                       "a recording saying realigned_delay=1 (imported unaligned, announced as realigned)")
+    record(cat, "a recorder's extra metadata realigned_delay=1", extra_realigned)
+
+    def late_recording():
+        if not (work / "p18-late").exists():
+            cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(work / "p18-late"),
+                "--sim", "max_env_steps=80")
+        return work / "p18-late"
+
+    def delayed_collect():
+        r = copy_run(base, work / "p18-dl")
+        rc, out = cli("collect", str(r), "--episodes", "1", "env.randomize.action_delay=[1,1]", "env.max_env_steps=80",
+                      "--no-progress")
+        rc2, out2 = cli("finetune", str(r), "--data", str(late_recording()), "--no-progress")
+        return rc == 0 and rc2 == 0 and "kept as sent" in out2, tail(out + out2, 90)
+    record(cat, "a delayed collect, then finetune on a delayed robot (realigned beside episodes as sent)",
+           delayed_collect)
+
+    def whatif_as_sent():
+        from robot_wm.data.dataset import EpisodeDataset
+
+        n = len(EpisodeDataset(late_recording())[0])
+        rc, out = cli("whatif", str(work / "p18-dl"), "--data", str(late_recording()), "--step", str(n - 1),
+                      "--horizon", "1", "--random", "0")
+        return rc == 0 and "realigned" not in out, tail(out, 90)
+    record(cat, "whatif --data in a run that keeps robot data as sent (shown realigned)", whatif_as_sent)
+
+    def rerun_with_short():
+        from robot_wm.data.dataset import EpisodeDataset
+        from robot_wm.data.episode import Episode
+
+        ep = EpisodeDataset(late_recording())[0]
+        mixed = EpisodeDataset(work / "p18-mixed", create=True)
+        mixed.append(ep)
+        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+        r = copy_run(base, work / "p18-rerun")
+        rc, out = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
+        rc2, out2 = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
+        return rc == 0 and rc2 == 0, tail(out2, 90)
+    record(cat, "finetune again on a folder holding a too-short episode (the advised recovery refused)",
+           rerun_with_short)
+
+    def stop_after_latest():
+        from robot_wm.run_dir import RunDir
+
+        r = copy_run(base, work / "p18-sig")
+        real = RunDir.set_latest
+
+        def then_stopped(self, stem):
+            real(self, stem)
+            raise KeyboardInterrupt
+        RunDir.set_latest = then_stopped
+        try:
+            rc, out = cli("finetune", str(r), "--data", str(late_recording()), "--no-progress")
+        finally:
+            RunDir.set_latest = real
+        held = len(list((r / "robot").glob("episode_*.npz")))
+        latest = RunDir(r).latest_checkpoint()
+        trained_on = json.loads(latest.read_text()).get("finetune", {}).get("robot_episodes")
+        return rc == 130 and held == trained_on == 1, f"rc {rc}; {held} held, the latest round trained on {trained_on}"
+    record(cat, "a stop right after the fine-tuned round became the latest (its import taken back)", stop_after_latest)
