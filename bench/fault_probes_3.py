@@ -275,7 +275,7 @@ def probe18_defects(base: Path, planner: Path, work: Path) -> None:
         mixed.append(ep)
         mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
         r = copy_run(base, work / "p18-rerun")
-        rc, out = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
+        rc, _ = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
         rc2, out2 = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
         return rc == 0 and rc2 == 0, tail(out2, 90)
     record(cat, "finetune again on a folder holding a too-short episode (the advised recovery refused)",
@@ -292,7 +292,7 @@ def probe18_defects(base: Path, planner: Path, work: Path) -> None:
             raise KeyboardInterrupt
         RunDir.set_latest = then_stopped
         try:
-            rc, out = cli("finetune", str(r), "--data", str(late_recording()), "--no-progress")
+            rc, _ = cli("finetune", str(r), "--data", str(late_recording()), "--no-progress")
         finally:
             RunDir.set_latest = real
         held = len(list((r / "robot").glob("episode_*.npz")))
