@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robot_wm.data.episode import Episode
-from robot_wm.io import atomic_write_bytes, check_parent_folder
+from robot_wm.io import atomic_write_bytes, check_parent_folder, check_replaceable
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import imagine
 from robot_wm.viz.kinematics import QposDecoder
@@ -195,7 +195,13 @@ def check_video_path(path: str | Path) -> Path:
     if path.is_dir():
         raise ValueError(f"--out {str(path)!r} is a directory: expected the path of the video file to write")
     check_parent_folder(path, "--out")
+    check_replaceable(path, "--out", "a video", _is_video)
     return path
+
+
+def _is_video(head: bytes) -> bool:
+    """The first bytes of an mp4 (an ``ftyp`` box) or a GIF."""
+    return head[4:8] == b"ftyp" or head[:4] == b"GIF8"
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:

@@ -113,6 +113,17 @@ def check_parent_folder(path: str | Path, what: str) -> None:
             return
 
 
+def check_replaceable(path: str | Path, flag: str, what: str, looks_like) -> None:
+    """Refuse to replace an existing file that is not ``what`` the flag writes (``looks_like(first 16 bytes)``): a
+    user's file given a planner's or a video's name was overwritten (probe 19). An empty file may be replaced."""
+    p = Path(path)
+    if p.is_file():
+        with open(p, "rb") as f:
+            head = f.read(16)
+        if head and not looks_like(head):
+            raise ValueError(f"{flag} {str(path)!r} exists and is not {what}: remove it, or choose another {flag}")
+
+
 def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
     """Refuse, naming ``what`` and the path, anything but a regular file of at most ``max_bytes`` (after
     symlinks): a FIFO would block the reader forever, ``/dev/zero`` would never end."""

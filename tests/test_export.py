@@ -223,3 +223,22 @@ def test_planning_step_compiles_to_one_graph_without_breaks(run_dir):
     with torch.inference_mode():
         explained = torch._dynamo.explain(step)(src.model.obs_norm.mean, plan, torch.randn(spec.noise_shape(1)))
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_export_out_never_replaces_a_file_that_is_no_onnx_model(run_dir, tmp_path):
+    """`export --out notes.onnx` replaced a user's file of that name (probe 19); a planner exported before is replaced
+    as the workflow wants (export again to the same path)."""
+    from robot_wm.dream import check_video_path
+    from robot_wm.export.cli import check_out
+
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("my notes")
+    r = _cli("export", str(run_dir), "--out", str(notes))
+    assert r.returncode == 2 and "exists and is not an ONNX file" in r.stderr and notes.read_text() == "my notes"
+    planner = tmp_path / "planner.onnx"
+    assert _cli("export", str(run_dir), "--out", str(planner)).returncode == 0
+    check_out(str(planner))  # replaceable: a model
+    for name in ("notes.mp4", "notes.gif"):  # dream/drive --out likewise
+        (tmp_path / name).write_text("my notes")
+        with pytest.raises(ValueError, match="exists and is not a video"):
+            check_video_path(tmp_path / name)

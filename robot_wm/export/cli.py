@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from robot_wm.cli_args import path_arg
-from robot_wm.io import check_parent_folder
+from robot_wm.io import check_parent_folder, check_replaceable
 from robot_wm.text import echo
 
 SLOW_EXPORT_STEPS = 100
@@ -126,6 +126,8 @@ def check_out(out: str) -> None:
         what = "would replace that file" if path.exists() else "expected a path ending in .onnx"
         raise ValueError(f"--out {out!r} is not an .onnx path ({what}); e.g. --out planner.onnx")
     check_parent_folder(out, "--out")  # below a file: the whole export ran, then "Not a directory" (probe 18)
+    # an ONNX model is a protobuf whose first field is its IR version (tag byte 0x08)
+    check_replaceable(out, "--out", "an ONNX file", lambda head: head[:1] == b"\x08")
 
 
 def register(sub) -> None:
