@@ -521,7 +521,7 @@ def test_a_run_trained_with_a_randomised_delay_keeps_robot_data_as_sent(tmp_path
     shutil.copy(copy / "episode_000000.npz", fresh / "robot" / "episode_000000.npz")
     assert cli.main(["train", str(fresh), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "on import (robot-wm before 2026-11-28)" in err and f"again ({str(raw.paths()[0].resolve())!r})" in err, err
+    assert "was realigned by 1 control steps on import, but the run's simulated episodes pair" in err and f"again ({str(raw.paths()[0].resolve())!r})" in err, err
 
 
 def test_a_stop_after_the_round_became_the_latest_keeps_its_import(run_and_data, tmp_path, monkeypatch):
@@ -567,6 +567,16 @@ def test_a_run_with_a_delayed_collect_keeps_robot_data_as_sent(run_and_data, tmp
     assert cli.main(["finetune", str(run), "--data", str(raw.root), "--weight", "1", "--no-progress"]) == 0
     assert "1 episodes of a delayed robot were kept as sent" in capsys.readouterr().out
     assert len(EpisodeDataset(run / "robot")[0]) == len(raw[0])
+    # ... and the other way round: a delayed collect into a run whose robot data was realigned is refused before it
+    # runs (probe 20: it ran, and every later train and finetune refused the run's robot data)
+    other = shutil.copytree(run_and_data[0], tmp_path / "other", ignore=shutil.ignore_patterns("robot", ".lock"))
+    assert cli.main(["finetune", str(other), "--data", str(raw.root), "--weight", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    before = len(EpisodeDataset(other / "episodes"))
+    assert cli.main(["collect", str(other), "--episodes", "1", "env.randomize.action_delay=[1,1]",
+                     "env.max_env_steps=80", "--no-progress"]) == 2
+    assert "holds robot data realigned by its delay" in capsys.readouterr().err
+    assert len(EpisodeDataset(other / "episodes")) == before
 
 
 def test_a_recording_cannot_say_it_was_realigned_nor_a_real_robot_draw_its_delay(tmp_path):

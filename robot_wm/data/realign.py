@@ -114,10 +114,11 @@ def check_aligned(ep: Episode, path="", as_sent: bool = False) -> None:
     if done and as_sent:  # held since an earlier robot-wm realigned every import (review): say how to go on
         origin = ep.meta.get("imported_from")
         source = origin.get("path") if isinstance(origin, dict) else None
-        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps on import (robot-wm before "
-                         "2026-11-28), but the run's model learned each state paired with the command sent (it was "
-                         "trained with a randomised env.randomize.action_delay): move it out and import the recording "
-                         f"it came from again ({source!r}) with `robot-wm finetune RUN --data DIR`")
+        raise ValueError(f"episode {str(path)!r} was realigned by {done} control steps on import, but the run's "
+                         "simulated episodes pair each state with the command sent (some were collected with "
+                         "env.randomize.action_delay; a robot-wm before 2026-11-28 realigned every import): move it out "
+                         f"and import the recording it came from again ({source!r}) with `robot-wm finetune RUN --data "
+                         "DIR`")
     if done != d:
         _check_done(done, d, path, as_sent)
         raise ValueError(f"episode {str(path)!r} is a recording of a robot whose commands acted {d} control steps "
