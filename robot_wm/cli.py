@@ -286,7 +286,7 @@ def model_and_episode(s, a: argparse.Namespace):
     from robot_wm.data.realign import realign
     from robot_wm.finetune import pairs_as_sent
 
-    return model, realign(data[a.episode], data.paths()[a.episode], pairs_as_sent(list(s.run.dataset())))
+    return model, realign(data[a.episode], data.paths()[a.episode], pairs_as_sent(s.cfg, list(s.run.dataset())))
 
 
 def _whatif(a: argparse.Namespace, s) -> int:

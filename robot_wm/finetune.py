@@ -158,17 +158,17 @@ class Imported(NamedTuple):
     known: int = 0         # recorded episodes the run holds already (imported before)
 
 
-def pairs_as_sent(sim: list[Episode]) -> bool:
-    """Whether the run's model learned each state paired with the command *sent*: one of its simulated episodes
-    ``sim`` was driven with an action delay (``env.randomize.action_delay``, in the run's config or on one `collect`:
-    the config alone missed the latter, probe 19). Its robot data is then kept as sent, not realigned
-    (``robot_wm.data.realign``)."""
+def pairs_as_sent(cfg, sim: list[Episode]) -> bool:
+    """Whether the run's model learns each state paired with the command *sent*: its config randomises an action
+    delay (``env.randomize.action_delay``; its first episodes may all have drawn none: probe 20), or one of its
+    simulated episodes ``sim`` was driven with a delay (a one-off `collect` override: the config alone missed it,
+    probe 19). Its robot data is then kept as sent, not realigned (``robot_wm.data.realign``)."""
     def delay(meta: dict) -> int:
         draw = meta.get("randomization")
         d = draw.get("action_delay", 0) if isinstance(draw, dict) else 0
         return d if isinstance(d, int) and not isinstance(d, bool) else 0
 
-    return any(delay(e.meta) > 0 for e in sim)
+    return cfg.env.randomize.action_delay[1] > 0 or any(delay(e.meta) > 0 for e in sim)
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
@@ -193,6 +193,10 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         if digest in seen or _origin(ep.meta) in seen:
             known += 1
             continue
+        if "realigned_delay" in ep.meta and _origin(ep.meta) is None:  # taken as realigned, kept unaligned (probe 20)
+            raise ValueError(f"recorded episode {str(path)!r} says it was realigned (meta realigned_delay="
+                             f"{ep.meta['realigned_delay']!r}) but was never imported (no imported_from): the file was "
+                             "edited; give the recording as `robot-wm deploy --record` wrote it")
         if realigned_length(ep, path, as_sent) <= 0:
             too_short.append(path)
             continue
@@ -231,7 +235,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     for path, ep in zip(held.paths(), held):
         try:
             check_recorded(path, ep, *checks)
-            check_aligned(ep, path, pairs_as_sent(sim))
+            check_aligned(ep, path, pairs_as_sent(s.cfg, sim))
             if _origin(ep.meta) is None:  # a hand-edited "imported_from": "x" was trained on, then a traceback (probe 13)
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")
@@ -339,7 +343,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
-    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(sim))
+    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg, sim))
     if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
         raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
                          "within the robot's delay of its start (no transition is left once each state is paired with "
@@ -406,7 +410,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec),
             "too_short": [str(p) for p in too_short],
-            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(sim) else 0}
+            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg, sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
         "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,

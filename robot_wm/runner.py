@@ -224,9 +224,13 @@ class Session:
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
         errors = multistep_error(elite, mix.sim_val, horizons)  # the simulator's held-out segments
         transitions = sum(len(e) for e in data)
+        # the delays its robot data was realigned by: export warns where the planner does not compensate them (probe
+        # 20: said for the fine-tuned round only)
+        delays = sorted({e.meta["realigned_delay"] for e in robot if e.meta.get("realigned_delay")})
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
             "task": self.cfg.env.task, **time_step(self.cfg.env), "round": round_, "transitions": transitions,
-            "multistep_mse": {str(k): v for k, v in errors.items()}}, value=self.value)
+            "multistep_mse": {str(k): v for k, v in errors.items()},
+            **({"robot_realigned_delays": delays} if delays else {})}, value=self.value)
         self.run.set_latest(stem)
         record = {"kind": "train", "round": round_, "epochs": report.epochs,
                   "train_s": round(time.perf_counter() - t0, 2), "val_mse": report.val_mse,

@@ -430,6 +430,12 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     assert "fine-tuned on a robot's recordings realigned by its delay (1 control steps" in capsys.readouterr().err
     assert cli.main(["export", str(run), "--out", str(tmp_path / "late.onnx"), "planner.delay=1"]) == 0
     assert "realigned by its delay" not in capsys.readouterr().err
+    # ... and so is one of a later round trained on the same robot data (probe 20: the fine-tuned round only)
+    trained = shutil.copytree(run, tmp_path / "trained", ignore=shutil.ignore_patterns(".lock"))
+    assert cli.main(["train", str(trained), "model.max_epochs=2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(trained), "--out", str(tmp_path / "plain2.onnx")]) == 0
+    assert "fine-tuned on a robot's recordings realigned by its delay (1 control steps" in capsys.readouterr().err
     # a copy of the run's robot data imported again is skipped (review: "realigned already" refused the import)
     shutil.copytree(tmp_path / "run" / "robot", tmp_path / "copy")
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "copy"), "--weight", "1", "--no-progress"]) == 0

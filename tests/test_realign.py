@@ -160,3 +160,18 @@ def test_a_recorder_on_a_broken_link_names_it(tmp_path):
     (tmp_path / "brk").symlink_to(tmp_path / "nowhere" / "x")
     with pytest.raises(ValueError, match="is a broken symbolic link"):
         DeploymentRecorder(tmp_path / "brk", task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+
+
+def test_a_recording_that_says_it_was_realigned_but_was_never_imported_is_refused(tmp_path):
+    """A recording edited to say realigned_delay=1 (no imported_from) was taken as realigned and kept unaligned
+    (probe 20)."""
+    from robot_wm.finetune import import_episodes
+    from robot_wm.run_dir import RunDir
+
+    folder = EpisodeDataset(tmp_path / "rec", create=True)
+    meta = {"source": "robot", "task": "cartpole-swingup", "reward_known": True, "action_repeat": 8,
+            "step_unit": "suite_step", "planner_delay": 1, "realigned_delay": 1}
+    folder.append(Episode(np.zeros((6, 5)), np.zeros((5, 1)), np.zeros(5), np.zeros((6, 0)), meta))
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ValueError, match="says it was realigned .* but was never imported"):
+        import_episodes(RunDir(tmp_path / "run"), folder.root, "cartpole-swingup", 5, 1)

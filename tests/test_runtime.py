@@ -928,3 +928,21 @@ def test_a_recorder_reads_one_episode_of_its_folder_and_keeps_none(tmp_path):
     # the folder holds 400 episodes of `size` bytes: reading them all, or keeping the ten written, shows here
     assert peak < peak0 + 20 * size and held < held0 + 5 * size, (peak, peak0, held, held0, size)
     assert len(EpisodeDataset(folder)) == 410
+
+
+def test_a_planner_spec_without_its_delay_and_odd_states_are_named(files, tmp_path):
+    """Removing `delay` from planner_spec (hashes recomputed) passed as an older file (probe 20); why_invalid named a
+    state of 1e300 'inf, not finite' and a state of another size was numpy's broadcast error."""
+    import onnx
+    from test_faults import edit_metadata
+
+    props = {p.key: p.value for p in onnx.load(str(files["internal"])).metadata_props}
+    spec = {k: v for k, v in json.loads(props["planner_spec"]).items() if k != "delay"}
+    edited = edit_metadata(files["internal"], tmp_path / "nodelay.onnx", {"planner_spec": json.dumps(spec)})
+    with pytest.raises(ModelFileError, match="metadata delay=0, but the graph was built with delay=None"):
+        PlannerSession(edited)
+    s = PlannerSession(files["internal"], provider="cpu")
+    state = np.zeros(s.meta.state_dim)
+    state[1] = 1e300
+    assert s.why_invalid(state).startswith("state[1] = 1e+300 is beyond float32, the planner's input")
+    assert s.why_invalid(np.zeros(3)) == f"the state has 3 values, the planner expects {s.meta.state_dim}"

@@ -17,8 +17,8 @@ SLOW_EXPORT_STEPS = 100
 def uncompensated_note(meta: dict, delay: int) -> str | None:
     """A warning where the checkpoint was fine-tuned on a robot's recordings realigned by a delay that the planner
     being exported does not compensate (exported without a word: probe 19), else None."""
-    ft = meta.get("finetune")
-    delays = ft.get("realigned_delays") if isinstance(ft, dict) else None
+    ft = meta.get("finetune")  # a fine-tuned round, or a later round trained on the same robot data
+    delays = ft.get("realigned_delays") if isinstance(ft, dict) else meta.get("robot_realigned_delays")
     if not isinstance(delays, list) or not delays or delay in delays:
         return None
     said = " or ".join(map(str, delays))

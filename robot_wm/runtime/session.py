@@ -181,9 +181,11 @@ class PlannerMeta:
         except ValueError:
             raise ModelFileError(f"{where}: metadata policy_samples={props['policy_samples']!r}, expected a whole "
                                  "number") from None
-        # older files' specs have no delay (no delay then) nor policy samples (no value then)
+        # older files' specs have no delay (nor metadata delay: the two came together) nor policy samples (no value
+        # then); a file whose metadata says a delay has it in its spec (removing it passed as "older": probe 20)
         top = {"horizon": (self.horizon, None), "samples": (self.samples, None), "iterations": (self.iterations, None),
-               "optimizer": (self.optimizer, None), "delay": (self.delay, 0), "policy_samples": (policy, 0)}
+               "optimizer": (self.optimizer, None), "delay": (self.delay, None if "delay" in props else 0),
+               "policy_samples": (policy, 0)}
         for key, (value, default) in top.items():
             built = spec.get(key, default)
             if type(built) is not type(value) or built != value:  # "1" for 1 passed (probe 19)
@@ -442,9 +444,16 @@ class PlannerSession:
     def why_invalid(self, state) -> str:
         """Why the graph reports ``valid=False`` for ``state``, as far as the file tells: the first dimension that is
         not finite, or beyond the states the model plans from (metadata ``state_reach``), else non-finite scores."""
-        s = as_floats(state, "state").reshape(-1)  # float32, as the graph compares
-        if (bad := np.flatnonzero(~np.isfinite(s))).size:
-            return f"state[{bad[0]}] = {s[bad[0]]} is not finite ({bad.size} of {s.size} dimensions)"
+        wide = as_floats(state, "state", np.float64).reshape(-1)
+        if wide.size != self.meta.state_dim:  # numpy's broadcast error before (probe 20)
+            return f"the state has {wide.size} values, the planner expects {self.meta.state_dim}"
+        if (bad := np.flatnonzero(~np.isfinite(wide))).size:
+            return f"state[{bad[0]}] = {wide[bad[0]]} is not finite ({bad.size} of {wide.size} dimensions)"
+        with np.errstate(over="ignore"):
+            s = wide.astype(np.float32)  # as the graph sees it
+        if (big := np.flatnonzero(~np.isfinite(s))).size:  # 1e300 was called "inf, not finite" (probe 20)
+            return (f"state[{big[0]}] = {wide[big[0]]:.6g} is beyond float32, the planner's input ({big.size} of "
+                    f"{wide.size} dimensions): a unit error, an overflowed sensor or another robot")
         if self.meta.reach is None:
             return "a state beyond the model's reach, or non-finite scores (this planner file does not say which)"
         low, high = self.meta.reach
