@@ -25,14 +25,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, strict=True,
                               allow_inf_nan=False)  # a NaN weight would silently disable planning
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _plain_numbers(cls, data):
-        """numpy scalars as the Python numbers they hold (strict mode named np.int64(8) "not a valid integer", a raw
-        pydantic error for a config built in Python: probe 19); numpy booleans stay refused where numbers are due."""
-        if isinstance(data, dict):
-            return {k: v.item() if isinstance(v, np.integer | np.floating) else v for k, v in data.items()}
-        return data
+    def _plain_numbers(cls, value):
+        """numpy scalars (alone, or in a list or array) as the Python numbers they hold, also on assignment (strict
+        mode named np.int64(8) "not a valid integer", a raw pydantic error for a config built in Python: probes 19,
+        20); numpy booleans stay refused where numbers are due, and a complex number is refused (its imaginary part
+        was dropped with a warning)."""
+        if isinstance(value, complex | np.complexfloating):
+            raise ValueError(f"{value!r} is complex: expected a real number")
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, list | tuple):
+            return type(value)(_plain(v) for v in value)
+        return _plain(value)
+
+
+def _plain(value):
+    """A numpy integer or float as the Python number it holds; anything else as it is."""
+    return value.item() if isinstance(value, np.integer | np.floating) else value
 
 
 Range = Annotated[tuple[float, float], Field(strict=False)]  # [low, high]; TOML has lists, not tuples

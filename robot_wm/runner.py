@@ -68,6 +68,8 @@ class Session:
         lock is held until ``close``; read-only users pass ``lock=False``. Refused before anything is
         written: a folder that is not a run, a task or observation/action sizes other than the run's, a
         run in the old step unit, a run another process is writing."""
+        if not isinstance(run, RunDir):  # a path was "'str' object has no attribute 'check_usable'" (probe 20)
+            raise TypeError(f"run={run!r}: expected a RunDir (robot_wm.run_dir.RunDir(path))")
         seed_everything(cfg.seed, cfg.threads)
         run.check_usable()
         saved = run.load_config() if run.config_path.exists() else None

@@ -260,3 +260,13 @@ def test_numpy_numbers_build_a_config_and_numpy_booleans_do_not():
     assert type(PlannerConfig(temperature=np.float32(0.25)).temperature) is float
     with pytest.raises(pydantic.ValidationError, match="action_repeat"):
         EnvConfig(action_repeat=np.bool_(True))
+    # in lists and arrays, and on assignment; a complex number refused (its imaginary part dropped: probe 20)
+    from robot_wm.config import ModelConfig, RandomizeConfig
+
+    assert RandomizeConfig(action_delay=[np.int64(0), np.int64(1)]).action_delay == (0, 1)
+    assert RandomizeConfig(mass=np.array([0.7, 1.3])).mass == (0.7, 1.3)
+    env = EnvConfig()
+    env.action_repeat = np.int64(4)
+    assert type(env.action_repeat) is int and env.action_repeat == 4
+    with pytest.raises(pydantic.ValidationError, match="is complex: expected a real number"):
+        ModelConfig(lr=np.complex128(1e-3 + 7j))

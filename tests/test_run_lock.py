@@ -206,3 +206,12 @@ def test_a_run_created_by_another_command_meanwhile_with_other_settings_is_refus
     # the same settings: the later command simply adds to the run the other created
     with Session.open(cfg("new2", "env.action_repeat=8"), CreatedMeanwhile(tmp_path / "new2"), progress=False) as s:
         assert s.cfg.env.action_repeat == 8
+
+
+def test_a_session_opened_on_a_path_says_what_it_expects(tmp_path):
+    """`Session.open(cfg, "base")` was "'str' object has no attribute 'check_usable'" (probe 20)."""
+    from robot_wm.config import RunConfig
+    from robot_wm.runner import Session
+
+    with pytest.raises(TypeError, match=r"run='base': expected a RunDir \(robot_wm.run_dir.RunDir\(path\)\)"):
+        Session.open(RunConfig(), "base")

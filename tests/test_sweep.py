@@ -639,6 +639,14 @@ def test_report_names_what_is_wrong_with_a_results_file(tmp_path, capsys, csv_te
     assert needle in capsys.readouterr().err and not (tmp_path / "learning_curves.png").exists()
 
 
+def test_report_names_a_results_file_that_is_no_utf8(tmp_path, capsys):
+    """A bare "'utf-8' codec can't decode byte 0xff" naming neither the file nor what it is (probe 20)."""
+    (tmp_path / "results.csv").write_bytes(b"name,task\n1,\xff\xfe\n")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "results.csv' line" in err and "can't decode byte 0xff" in err and "expected a results.csv written by" in err
+
+
 def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
     (tmp_path / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean,return_at_1000\n"
                                           "x,[bold red]pwn[/],0,,complete,1,1\n")

@@ -231,7 +231,8 @@ def read(sweep_dir: Path) -> list[dict]:
             header = reader.fieldnames or []
             rows = [{k: v or "" for k, v in r.items() if k is not None}  # a short row's missing cells: empty
                     for r in itertools.islice(reader, MAX_ROWS + 1)]
-        except csv.Error as e:  # a field over the csv module's limit: a traceback before
+        except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit, or bytes that are no
+            # UTF-8 (a bare codec message naming no file: probe 20): a traceback before
             raise ValueError(f"{str(path)!r} line {reader.line_num}: {e}; expected a results.csv written by "
                              "`robot-wm sweep`") from None
         if missing := [c for c in REQUIRED if c not in header]:
