@@ -33,7 +33,7 @@ class _Section(BaseModel):
         20); numpy booleans stay refused where numbers are due, and a complex number is refused (its imaginary part
         was dropped with a warning)."""
         if isinstance(value, complex | np.complexfloating):
-            raise ValueError(f"{value!r} is complex: expected a real number")
+            raise ValueError(f"{value!r} is complex: expected a real number")  # noqa: TRY004 -- pydantic reports a ValueError
         if isinstance(value, np.ndarray):
             value = value.tolist()
         if isinstance(value, list | tuple):
