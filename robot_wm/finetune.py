@@ -232,7 +232,8 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     if not folder.is_dir():
         return []
     held, checks = EpisodeDataset(folder), checks or _checks(s, sim)
-    for path, ep in zip(held.paths(), held):
+    digests = _robot_digests(s.run)
+    for i, (path, ep) in enumerate(zip(held.paths(), held)):
         try:
             check_recorded(path, ep, *checks)
             check_aligned(ep, path, pairs_as_sent(s.cfg, sim))
@@ -244,7 +245,31 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
             and_later = f" and the {later} numbered after it" if later else ""
             raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file{and_later} out to go on; "
                              "the episodes are numbered without gaps)") from None
+        # what passes the checks above, edited in range (actions negated), was trained on without a word (probe 20);
+        # a file of another origin there is another import (the robot data replaced), not an edit
+        if digests and i < len(digests[1]) and (_origin(ep.meta) or "") == digests[1][i][1] \
+                and (now := file_sha256(path)) != digests[1][i][0]:
+            raise ValueError(f"episode {str(path)!r} changed after the fine-tuning of round {digests[0]} trained on it "
+                             f"(sha256 {now[:12]}..., its record says {digests[1][i][0][:12]}...): the file was edited "
+                             "or damaged; restore it, or start a new run seeded from this one")
+    same = digests and all((_origin(e.meta) or "") == d[1] for e, d in zip(held, digests[1]))  # not replaced since
+    if same and 0 < len(held) < len(digests[1]):  # all of it removed: the run is the simulator's alone again
+        raise ValueError(f"the run's robot data {str(held.root)!r} holds {len(held)} episodes, but the fine-tuning of "
+                         f"round {digests[0]} trained on {len(digests[1])}: an episode was removed; put it back, or "
+                         "start a new run seeded from this one")
     return list(held)
+
+
+def _robot_digests(run) -> tuple[int, list[list[str]]] | None:
+    """(round, each held robot file's [sha256, origin]) of the run's last fine-tuning that recorded them, or None."""
+    for r in reversed(run.records("train")):
+        ft = r.get("finetune")
+        if isinstance(ft, dict) and "robot_files" in ft:
+            d = ft["robot_files"]
+            ok = isinstance(d, list) and all(isinstance(x, list) and len(x) == 2 and all(isinstance(v, str) for v in x)
+                                             for x in d)
+            return (r.get("round"), d) if ok else None
+    return None
 
 
 def robot_weight(run, held: int = 0) -> int:
@@ -410,6 +435,9 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec),
             "too_short": [str(p) for p in too_short],
+            # each held robot file's digest and origin, in order: later rounds check them (probe 20: an edited or
+            # removed robot episode was trained on without a word, where a training episode is refused)
+            "robot_files": [[file_sha256(p), _origin(e.meta) or ""] for p, e in zip(robot_dataset(s.run).paths(), robot)],
             "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg, sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={

@@ -4,6 +4,7 @@ fine-tuning on them lowers the model's error there; the records say which data c
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -611,3 +612,26 @@ def test_finetune_from_python_takes_a_numpy_weight(run_and_data, tmp_path):
         rec = finetune(s, data, weight=np.int64(2), progress=False)
     assert rec["finetune"]["weight"] == 2 and type(rec["finetune"]["weight"]) is int
     assert json.loads(run.latest_checkpoint().read_text())["finetune"]["weight"] == 2
+
+
+def test_a_robot_episode_edited_in_range_or_removed_after_its_fine_tuning_is_refused(run_and_data, tmp_path, capsys):
+    """A held robot episode with its actions negated (within the bounds, its meta untouched), or one removed, was
+    trained on by the next round without a word, where a training episode is refused (probe 20)."""
+    run, data = run_and_data
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock"))
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress"]) == 0
+    edited = shutil.copytree(run, tmp_path / "edited", ignore=shutil.ignore_patterns(".lock"))
+    path = sorted((edited / "robot").glob("episode_*.npz"))[0]
+    ep = Episode.load(path)
+    path.unlink()
+    Episode(ep.obs, -ep.action, ep.reward, ep.physics_state, ep.meta).save(path)
+    capsys.readouterr()
+    assert cli.main(["train", str(edited), "--no-progress"]) == 2
+    assert re.search(r"changed after the fine-tuning of round \d+ trained on it", capsys.readouterr().err)
+    removed = shutil.copytree(run, tmp_path / "removed", ignore=shutil.ignore_patterns(".lock"))
+    sorted((removed / "robot").glob("episode_*.npz"))[-1].unlink()
+    assert cli.main(["train", str(removed), "--no-progress"]) == 2
+    n = len(EpisodeDataset(data))
+    assert re.search(rf"holds {n - 1} episodes, but the fine-tuning of round \d+ trained on {n}: an episode was removed",
+                     capsys.readouterr().err)
+    assert cli.main(["train", str(run), "model.max_epochs=2", "--no-progress"]) == 0  # untouched: trained on
