@@ -621,7 +621,7 @@ def test_a_robot_episode_edited_in_range_or_removed_after_its_fine_tuning_is_ref
     run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock"))
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress"]) == 0
     edited = shutil.copytree(run, tmp_path / "edited", ignore=shutil.ignore_patterns(".lock"))
-    path = sorted((edited / "robot").glob("episode_*.npz"))[0]
+    path = min((edited / "robot").glob("episode_*.npz"))
     ep = Episode.load(path)
     path.unlink()
     Episode(ep.obs, -ep.action, ep.reward, ep.physics_state, ep.meta).save(path)
@@ -629,7 +629,7 @@ def test_a_robot_episode_edited_in_range_or_removed_after_its_fine_tuning_is_ref
     assert cli.main(["train", str(edited), "--no-progress"]) == 2
     assert re.search(r"changed after the fine-tuning of round \d+ trained on it", capsys.readouterr().err)
     removed = shutil.copytree(run, tmp_path / "removed", ignore=shutil.ignore_patterns(".lock"))
-    sorted((removed / "robot").glob("episode_*.npz"))[-1].unlink()
+    max((removed / "robot").glob("episode_*.npz")).unlink()
     assert cli.main(["train", str(removed), "--no-progress"]) == 2
     n = len(EpisodeDataset(data))
     assert re.search(rf"holds {n - 1} episodes, but the fine-tuning of round \d+ trained on {n}: an episode was removed",
