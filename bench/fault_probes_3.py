@@ -300,3 +300,39 @@ def probe18_defects(base: Path, planner: Path, work: Path) -> None:
         trained_on = json.loads(latest.read_text()).get("finetune", {}).get("robot_episodes")
         return rc == 130 and held == trained_on == 1, f"rc {rc}; {held} held, the latest round trained on {trained_on}"
     record(cat, "a stop right after the fine-tuned round became the latest (its import taken back)", stop_after_latest)
+
+
+def probe19_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the twentieth hostile probe (2026-11-27; the nineteenth category)."""
+    cat = "probe 2026-11-27 (19th)"
+
+    def recording():
+        if not (work / "p19-late").exists():
+            cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(work / "p19-late"),
+                "--sim", "max_env_steps=80")
+        return work / "p19-late"
+
+    def delayed_collect_after_realigned():
+        r = copy_run(base, work / "p19-dlc")
+        rc, out = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
+        before = len(list((r / "episodes").glob("episode_*.npz")))
+        rc2, out2 = cli("collect", str(r), "--episodes", "1", "env.randomize.action_delay=[1,1]",
+                        "env.max_env_steps=80", "--no-progress")
+        after = len(list((r / "episodes").glob("episode_*.npz")))
+        return rc == 0 and rc2 == 2 and after == before and "realigned by its delay" in out2, tail(out2, 90)
+    record(cat, "a delayed collect into a run whose robot data was realigned (every later train refused)",
+           delayed_collect_after_realigned)
+
+    def robot_episode_edited():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(base, work / "p19-edit")
+        rc, out = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
+        path = r / "robot" / "episode_000000.npz"
+        ep = Episode.load(path)
+        path.unlink()
+        Episode(ep.obs, -ep.action, ep.reward, ep.physics_state, ep.meta).save(path)
+        rc2, out2 = cli("train", str(r), "--no-progress")
+        return rc == 0 and rc2 == 2 and "changed after the fine-tuning" in out2, tail(out2, 90)
+    record(cat, "a held robot episode edited in range after its fine-tuning (trained on without a word)",
+           robot_episode_edited)

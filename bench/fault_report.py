@@ -46,7 +46,7 @@ from fault_probes import (
     probe_defects,
 )
 from fault_probes_2 import probe13_defects, probe14_defects, probe15_defects
-from fault_probes_3 import probe16_defects, probe17_defects, probe17_leftovers, probe18_defects
+from fault_probes_3 import probe16_defects, probe17_defects, probe17_leftovers, probe18_defects, probe19_defects
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -913,7 +913,8 @@ def main() -> int:
                          ("probe 2026-11-27 (16th)", lambda: probe16_defects(base, planner, work)),
                          ("probe 2026-11-27 (17th)", lambda: probe17_defects(base, planner, work)),
                          ("probe 2026-11-27 (17th): its ugly cases", lambda: probe17_leftovers(base, planner, work)),
-                         ("probe 2026-11-27 (18th)", lambda: probe18_defects(base, planner, work))]:
+                         ("probe 2026-11-27 (18th)", lambda: probe18_defects(base, planner, work)),
+                         ("probe 2026-11-27 (19th)", lambda: probe19_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
