@@ -314,7 +314,7 @@ def probe19_defects(base: Path, planner: Path, work: Path) -> None:
 
     def delayed_collect_after_realigned():
         r = copy_run(base, work / "p19-dlc")
-        rc, out = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
+        rc, _ = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
         before = len(list((r / "episodes").glob("episode_*.npz")))
         rc2, out2 = cli("collect", str(r), "--episodes", "1", "env.randomize.action_delay=[1,1]",
                         "env.max_env_steps=80", "--no-progress")
@@ -327,7 +327,7 @@ def probe19_defects(base: Path, planner: Path, work: Path) -> None:
         from robot_wm.data.episode import Episode
 
         r = copy_run(base, work / "p19-edit")
-        rc, out = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
+        rc, _ = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
         path = r / "robot" / "episode_000000.npz"
         ep = Episode.load(path)
         path.unlink()

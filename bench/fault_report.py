@@ -46,7 +46,13 @@ from fault_probes import (
     probe_defects,
 )
 from fault_probes_2 import probe13_defects, probe14_defects, probe15_defects
-from fault_probes_3 import probe16_defects, probe17_defects, probe17_leftovers, probe18_defects, probe19_defects
+from fault_probes_3 import (
+    probe16_defects,
+    probe17_defects,
+    probe17_leftovers,
+    probe18_defects,
+    probe19_defects,
+)
 
 
 # --- categories ----------------------------------------------------------------------------------
