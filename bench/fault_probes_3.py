@@ -11,6 +11,14 @@ import numpy as np
 from fault_kit import cli, copy_run, record, refused, tail, tf
 
 
+def delayed_recording(planner: Path, folder: Path) -> Path:
+    """``folder``: one short episode of ``planner`` deployed on a robot whose commands act a step late (made once)."""
+    if not folder.exists():
+        cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(folder), "--sim",
+            "max_env_steps=80")
+    return folder
+
+
 def probe16_defects(base: Path, planner: Path, work: Path) -> None:
     """The defects and ugly cases of the seventeenth hostile probe (2026-11-27; the sixteenth category)."""
     cat = "probe 2026-11-27 (16th)"
@@ -243,10 +251,7 @@ def probe18_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "a recorder's extra metadata realigned_delay=1", extra_realigned)
 
     def late_recording():
-        if not (work / "p18-late").exists():
-            cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(work / "p18-late"),
-                "--sim", "max_env_steps=80")
-        return work / "p18-late"
+        return delayed_recording(planner, work / "p18-late")
 
     def delayed_collect():
         r = copy_run(base, work / "p18-dl")
@@ -307,10 +312,7 @@ def probe19_defects(base: Path, planner: Path, work: Path) -> None:
     cat = "probe 2026-11-27 (19th)"
 
     def recording():
-        if not (work / "p19-late").exists():
-            cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(work / "p19-late"),
-                "--sim", "max_env_steps=80")
-        return work / "p19-late"
+        return delayed_recording(planner, work / "p19-late")
 
     def delayed_collect_after_realigned():
         r = copy_run(base, work / "p19-dlc")
