@@ -233,6 +233,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from robot_wm.runner import evaluate
     from sim.randomize import shift_then
 
+    if given := [o for o in a.args if o.partition("=")[0].strip() == "eval_episodes"]:  # ignored, 3 run (probe 20)
+        raise ValueError(f"{given[0]}: eval_episodes is the run's own final evaluation; `robot-wm eval` runs "
+                         "--episodes N (default 3)")
     # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",

@@ -242,3 +242,11 @@ def test_export_out_never_replaces_a_file_that_is_no_onnx_model(run_dir, tmp_pat
         (tmp_path / name).write_text("my notes")
         with pytest.raises(ValueError, match="exists and is not a video"):
             check_video_path(tmp_path / name)
+
+
+def test_export_refuses_a_planner_the_runtime_would_refuse(run_dir, tmp_path):
+    """`export planner.samples=100000000` wrote a planner that `deploy` always refused (probe 20)."""
+    out = tmp_path / "big.onnx"
+    r = _cli("export", str(run_dir), "--out", str(out), "planner.samples=100000000")
+    assert r.returncode == 2 and "noise values per step, above the 67,108,864 the runtime allocates" in r.stderr, r.stderr
+    assert not out.exists()

@@ -236,6 +236,10 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
     assert summary["eval_returns"] == pytest.approx([evals[0].total_return, evals[4].total_return])
     assert json.loads((run / "manifest.json").read_text())["final_eval_episodes"] == [0, 4]
     assert cfgmod.load(run / "config.toml").eval_episodes == 2  # a field a resume may change is saved
+    # `eval RUN eval_episodes=1` ran --episodes' default 3 without a word (probe 20): refused, naming --episodes
+    rc, out = _cli(capsys, "eval", str(run), "eval_episodes=1", "--no-progress")
+    assert rc == 2 and "eval_episodes is the run's own final evaluation; `robot-wm eval` runs --episodes N" in out, out
+    assert len(EpisodeDataset(run / "eval")) == 5
 
 
 # --- defect 6: a user's folder, an empty argument, templates -------------------------------------

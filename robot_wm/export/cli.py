@@ -27,6 +27,20 @@ def uncompensated_note(meta: dict, delay: int) -> str | None:
             f"with planner.delay={delays[-1]}")
 
 
+def check_deployable(spec, act_dim: int) -> None:
+    """Refuse a planner whose noise input the runtime refuses to allocate: `export planner.samples=100000000` wrote a
+    file that `deploy` always refused (probe 20)."""
+    import math
+
+    from robot_wm.runtime.session import MAX_INPUT_ELEMENTS
+
+    shape = spec.noise_shape(act_dim)
+    if (n := math.prod(shape)) > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"planner.iterations x samples x horizon x action size = {' x '.join(map(str, shape))} = "
+                         f"{n:,} noise values per step, above the {MAX_INPUT_ELEMENTS:,} the runtime allocates: "
+                         "lower planner.samples (or iterations, horizon)")
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     """Read-only on the run directory: no lock is taken (a run being trained can be exported meanwhile)."""
     from policies.mpc.step import StepSpec
@@ -47,6 +61,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         echo(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
+    check_deployable(spec, src.model.spec.act_dim)
     (goal, note), g = default_goal(src.cfg), src.cfg.goal
     if note:
         echo(note)
