@@ -1749,6 +1749,9 @@ def test_a_checkpoint_of_another_time_step_is_refused_and_a_loose_one_keeps_its_
     _retimed_checkpoint(run_copy, run_copy / "checkpoints", task=123)  # exported without a word (probe 19)
     rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "t.onnx"))
     assert rc == 2 and "says task=123: expected a task name" in out, out
+    _retimed_checkpoint(run_copy, run_copy / "checkpoints", task=None)  # its task removed, resealed (probe 20)
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "t.onnx"))
+    assert rc == 2 and "says its time step but not its task" in out, out
     old = _retimed_checkpoint(run_copy, tmp_path / "old", action_repeat=None, substeps=None)  # before 2026-11-27
     rc, out = main_in_process(capsys, "export", str(old), "--out", str(tmp_path / "old.onnx"))
     assert rc == 2 and "does not say its action repeat" in out, out

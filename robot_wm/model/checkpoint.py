@@ -49,6 +49,9 @@ def check_time_step(meta: dict, env, path) -> None:
     from sim.dmc import task_key
 
     theirs = meta.get("task")
+    if "task" not in meta and any(k in meta for k in TIME_STEP_KEYS):  # they came together: removed (probe 20)
+        raise ValueError(f"{str(path)!r} says its time step but not its task (a checkpoint of this robot-wm always "
+                         "says both): the checkpoint's JSON was edited or damaged")
     if "task" in meta and not isinstance(theirs, str):  # a number was skipped without a word (probe 19)
         raise ValueError(f"{str(path)!r} says task={theirs!r}: expected a task name (the checkpoint's JSON was edited "
                          "or damaged)")
