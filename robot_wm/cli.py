@@ -144,11 +144,15 @@ def _check_pairing(s) -> None:
     """Refuse collecting with an action delay into a run whose robot data was realigned (each state paired with the
     command that moved it): the delayed episodes pair states with the commands sent, and the run's robot data was then
     refused by every later train and finetune (probe 20)."""
-    if s.cfg.env.randomize.action_delay[1] == 0:
-        return
-    from robot_wm.finetune import robot_dataset
+    from robot_wm.finetune import ROBOT_DIR
 
-    if any(e.meta.get("realigned_delay") for e in robot_dataset(s.run)):
+    folder = s.run.root / ROBOT_DIR  # read, never made: robot_dataset() would leave an empty one behind
+    if s.cfg.env.randomize.action_delay[1] == 0 or not folder.is_dir():
+        return
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.realign import realigned_delays
+
+    if realigned_delays(EpisodeDataset(folder)):
         raise ValueError(f"env.randomize.action_delay={list(s.cfg.env.randomize.action_delay)}: the run "
                          f"{str(s.run.root)!r} holds robot data realigned by its delay (each state paired with the "
                          "command that moved it); episodes collected with a delay pair each state with the command "

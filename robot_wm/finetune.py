@@ -22,7 +22,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeDataset, Transitions, check_action_bounds, split
 from robot_wm.data.episode import Episode
-from robot_wm.data.realign import acted_delay, check_aligned, realign, realigned_length
+from robot_wm.data.realign import acted_delay, check_aligned, realign, realigned_delays, realigned_length
 from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint, time_step
@@ -232,16 +232,16 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     if not folder.is_dir():
         return []
     held, checks = EpisodeDataset(folder), checks or _checks(s, sim)
-    digests = _robot_digests(s.run)
+    digests, as_sent = _robot_digests(s.run), pairs_as_sent(s.cfg, sim)
     for i, (path, ep) in enumerate(zip(held.paths(), held)):
         try:
             check_recorded(path, ep, *checks)
-            check_aligned(ep, path, pairs_as_sent(s.cfg, sim))
+            check_aligned(ep, path, as_sent)
             if _origin(ep.meta) is None:  # a hand-edited "imported_from": "x" was trained on, then a traceback (probe 13)
                 raise ValueError(f"episode {str(path)!r} does not say which recorded file it was imported from (meta "
                                  f"imported_from={ep.meta.get('imported_from')!r}, expected {{path, sha256}})")
         except ValueError as e:
-            later = len(held) - 1 - held.paths().index(path)  # moving it alone left a gap every reader refused (probe 17)
+            later = len(held) - 1 - i  # moving it alone left a gap every reader refused (probe 17)
             and_later = f" and the {later} numbered after it" if later else ""
             raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file{and_later} out to go on; "
                              "the episodes are numbered without gaps)") from None
@@ -402,7 +402,8 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     """``finetune`` after the import: train and checkpoint the round; returns its record and checkpoint (not yet the
     run's latest)."""
     cfg = s.cfg
-    robot = list(robot_dataset(s.run))
+    folder = robot_dataset(s.run)
+    robot = list(folder)
     horizons = tuple(sorted({1, 5, 10, cfg.planner.horizon}))
     meta_before = s.run.records("train")[-1] if s.run.records("train") else {}
     round_ = s.run.next_round()
@@ -430,14 +431,14 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     sim_after = multistep_error(elite, mix.sim_val, horizons, units)
     robot_val_after = multistep_error(elite, mix.robot_val, horizons, units)
     sources = sorted({str(e.meta["imported_from"].get("path", "?")) for e in robot})  # each checked: a dict
-    delays = sorted({d for e in robot if (d := e.meta.get("realigned_delay"))})  # said, and for the export (probe 18)
+    delays = realigned_delays(robot)  # said, and for the export (probe 18)
     info = {"robot_episodes": len(robot), "robot_transitions": sum(len(e) for e in robot), "added": len(added),
             "realigned": sum(bool(e.meta.get("realigned_delay")) for e in robot), "realigned_delays": delays,
             "weight": weight, "sim_episodes": len(sim), "sources": sources, "value": bool(value_rec),
             "too_short": [str(p) for p in too_short],
             # each held robot file's digest and origin, in order: later rounds check them (probe 20: an edited or
             # removed robot episode was trained on without a word, where a training episode is refused)
-            "robot_files": [[file_sha256(p), _origin(e.meta) or ""] for p, e in zip(robot_dataset(s.run).paths(), robot)],
+            "robot_files": [[file_sha256(p), _origin(e.meta) or ""] for p, e in zip(folder.paths(), robot)],
             "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg, sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={

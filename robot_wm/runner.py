@@ -19,6 +19,7 @@ from policies.random import RandomPolicy
 from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
+from robot_wm.data.realign import realigned_delays
 from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight, sim_states
 from robot_wm.io import file_sha256
 from robot_wm.memory import check_memory
@@ -228,7 +229,7 @@ class Session:
         transitions = sum(len(e) for e in data)
         # the delays its robot data was realigned by: export warns where the planner does not compensate them (probe
         # 20: said for the fine-tuned round only)
-        delays = sorted({e.meta["realigned_delay"] for e in robot if e.meta.get("realigned_delay")})
+        delays = realigned_delays(robot)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
             "task": self.cfg.env.task, **time_step(self.cfg.env), "round": round_, "transitions": transitions,
             "multistep_mse": {str(k): v for k, v in errors.items()},

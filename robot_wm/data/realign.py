@@ -85,6 +85,11 @@ def realign(ep: Episode, path="", as_sent: bool = False) -> Episode:
     return Episode(ep.obs[d:], ep.action[:n - d], ep.reward[d:], ep.physics_state[d:], meta)
 
 
+def realigned_delays(episodes) -> list[int]:
+    """The delays a run's robot episodes were realigned by, each once, in order (empty where none was)."""
+    return sorted({d for e in episodes if (d := e.meta.get("realigned_delay"))})
+
+
 def _target(meta: dict, path, as_sent: bool) -> int:
     """The delay an episode is to be realigned by: its ``acted_delay``, or 0 ``as_sent`` (its meta still checked)."""
     d = acted_delay(meta, path)
