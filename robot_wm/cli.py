@@ -460,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-wm {args.command}: error: {describe_os_error(e, args)} {hint}".rstrip(), file=sys.stderr)
         return 1
     except RuntimeError as e:
+        if str(e).startswith("Symlink loop from "):  # Path.resolve() on a link loop (probe 20): one line, not a traceback
+            print(f"robot-wm {args.command}: error: {str(e)[len('Symlink loop from '):]} is a symbolic link loop (it "
+                  "leads back to itself): remove it or point it at a folder", file=sys.stderr)
+            return 2
         if "MUJOCO_GL" not in str(e):
             raise
         print(f"robot-wm {args.command}: error: {e} (unset it, or set egl or osmesa for headless rendering, glfw "

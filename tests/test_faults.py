@@ -1968,3 +1968,14 @@ def test_probe18_arguments_paths_and_recorder_calls_are_refused_first(run_copy, 
 
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "loose.onnx")).metadata_props}
     assert props["task"] == "cartpole-swingup"
+
+
+def test_a_symbolic_link_loop_as_a_folder_is_named(run_copy, planner_file, tmp_path, capsys):
+    """Probe 20 (SL1): `finetune --data LOOP` and `deploy --record LOOP` were a traceback ending 'RuntimeError:
+    Symlink loop from ...' (Path.resolve()), before anything was driven or imported."""
+    loop = tmp_path / "sloop"
+    loop.symlink_to(loop)
+    rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(loop))
+    assert rc == 2 and f"{str(loop)!r} is a symbolic link loop" in out and "Traceback" not in out, out
+    rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(loop))
+    assert rc == 2 and f"{str(loop)!r} is a symbolic link loop" in out and "Traceback" not in out, out
