@@ -234,6 +234,7 @@ def _check_no_delay(cfg, command: str, why: str) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    from robot_wm.finetune import double_delay_note
     from robot_wm.runner import evaluate
     from sim.randomize import shift_then
 
@@ -247,7 +248,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
-        elif note := cfgmod.double_delay_note(s.run.load_config(), s.cfg.planner.delay):  # trained, not this robot
+        elif s.cfg.planner.delay and (note := double_delay_note(s.run.load_config(), list(s.run.dataset()),
+                                                                s.cfg.planner.delay)):  # trained, not this robot
             print(f"robot-wm eval: {note}", file=sys.stderr)
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)

@@ -543,18 +543,6 @@ def _merged(base: dict, update: dict, prefix: str, leaves: set[str]) -> dict:
     return out
 
 
-def double_delay_note(trained: RunConfig, delay: int) -> str | None:
-    """A warning where a planner's ``delay`` compensates a delay the run's model learned already (its training
-    episodes, randomised with ``env.randomize.action_delay`` of the run's config ``trained``, pair each state with the
-    command sent; probe 17), else None."""
-    lo, hi = trained.env.randomize.action_delay
-    if delay and hi > 0:
-        return (f"warning: planner.delay={delay} compensates a delay, but the run's model was trained with "
-                f"env.randomize.action_delay=[{lo}, {hi}] (its episodes pair each state with the command sent, so it "
-                "has learned the delay's effect): the delay may be counted twice")
-    return None
-
-
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply ``section.field=value`` overrides (TOML values; bare words are strings)."""
     data, leaves = cfg.model_dump(), set(flat(cfg))

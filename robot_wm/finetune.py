@@ -158,17 +158,34 @@ class Imported(NamedTuple):
     known: int = 0         # recorded episodes the run holds already (imported before)
 
 
+def _drawn_delay(meta: dict) -> int:
+    """The action delay an episode's randomisation drew (0 where none)."""
+    draw = meta.get("randomization")
+    d = draw.get("action_delay", 0) if isinstance(draw, dict) else 0
+    return d if isinstance(d, int) and not isinstance(d, bool) else 0
+
+
 def pairs_as_sent(cfg, sim: list[Episode]) -> bool:
     """Whether the run's model learns each state paired with the command *sent*: its config randomises an action
     delay (``env.randomize.action_delay``; its first episodes may all have drawn none: probe 20), or one of its
     simulated episodes ``sim`` was driven with a delay (a one-off `collect` override: the config alone missed it,
     probe 19). Its robot data is then kept as sent, not realigned (``robot_wm.data.realign``)."""
-    def delay(meta: dict) -> int:
-        draw = meta.get("randomization")
-        d = draw.get("action_delay", 0) if isinstance(draw, dict) else 0
-        return d if isinstance(d, int) and not isinstance(d, bool) else 0
+    return cfg.env.randomize.action_delay[1] > 0 or any(_drawn_delay(e.meta) > 0 for e in sim)
 
-    return cfg.env.randomize.action_delay[1] > 0 or any(delay(e.meta) > 0 for e in sim)
+
+def double_delay_note(cfg, sim: list[Episode], delay: int) -> str | None:
+    """A warning where a planner's ``delay`` compensates a delay the run's model learned already (``pairs_as_sent``:
+    its episodes pair each state with the command sent; probe 17), else None. ``cfg`` is the run's own config (what
+    it trained with, not a command's one-off robot), ``sim`` its simulated episodes (a delayed one-off `collect`
+    trained it too: the config alone missed it, probe 20)."""
+    if not delay or not pairs_as_sent(cfg, sim):
+        return None
+    lo, hi = cfg.env.randomize.action_delay
+    why = (f"env.randomize.action_delay=[{lo}, {hi}]" if hi > 0 else
+           f"{sum(_drawn_delay(e.meta) > 0 for e in sim)} episode(s) driven with an action delay (a one-off collect)")
+    return (f"warning: planner.delay={delay} compensates a delay, but the run's model was trained with {why} (its "
+            "episodes pair each state with the command sent, so it has learned the delay's effect): the delay may be "
+            "counted twice")
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,

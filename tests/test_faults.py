@@ -1890,6 +1890,23 @@ def test_compensating_a_delay_the_model_was_trained_with_is_warned(run_copy, tmp
     assert rc == 0 and "counted twice" not in out, out
 
 
+def test_compensating_a_delay_a_one_off_collect_trained_is_warned(run_copy, tmp_path, capsys):
+    """Probe 20's leftover: the double-delay warning read the run's config only, so a run whose delayed episodes came
+    from a one-off `collect ... env.randomize.action_delay=[1,1]` (its model learned the delay) was exported and
+    evaluated with planner.delay=1 without a word."""
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "p0.onnx"), "planner.delay=1")
+    assert rc == 0 and "counted twice" not in out, out
+    rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random",
+                              "--no-progress", "env.randomize.action_delay=[1,1]")
+    assert rc == 0, out
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "p.onnx"), "planner.delay=1")
+    assert rc == 0 and "1 episode(s) driven with an action delay" in out and "counted twice" in out, out
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", "planner.delay=1")
+    assert rc == 0 and "1 episode(s) driven with an action delay" in out, out
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 0 and "counted twice" not in out, out
+
+
 def test_a_command_may_name_the_runs_task_in_its_other_spelling(run_copy, capsys):
     """`eval RUN env.task=cartpole_swingup` on a cartpole-swingup run: "cannot change env.task" (probe 17 AL2)."""
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress",

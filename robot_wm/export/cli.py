@@ -44,9 +44,9 @@ def check_deployable(spec, act_dim: int) -> None:
 def cmd_export(a: argparse.Namespace) -> int:
     """Read-only on the run directory: no lock is taken (a run being trained can be exported meanwhile)."""
     from policies.mpc.step import StepSpec
-    from robot_wm.config import double_delay_note
     from robot_wm.export.onnx_export import export_dynamics, export_planner, model_flops
     from robot_wm.export.source import control_period, load_source
+    from robot_wm.finetune import double_delay_note
 
     check_out(a.out)
     src = load_source(a.source, a.overrides)
@@ -66,7 +66,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     if note:
         echo(note)
     value = src.value if g.uses_value else None
-    if note := double_delay_note(src.cfg, src.cfg.planner.delay):  # export takes no env.* override: the run's
+    # the run's episodes too (a delayed one-off collect trained it); a checkpoint outside its run: the config alone
+    sim = list(src.run.dataset()) if src.cfg.planner.delay and src.run is not None else []
+    if note := double_delay_note(src.cfg, sim, src.cfg.planner.delay):  # export takes no env.* override: the run's
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := uncompensated_note(src.meta, src.cfg.planner.delay):
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)

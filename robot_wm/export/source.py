@@ -17,6 +17,7 @@ class Source:
     checkpoint: Path
     sha256: str
     meta: dict
+    run: object = None     # RunDir the checkpoint belongs to, None for one outside a run directory
 
 
 EXPORT_FIELDS = ("planner.", "goal.", "value.enabled=", "threads=", "device=")
@@ -43,7 +44,9 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         if not ckpt.with_suffix(".json").exists():
             raise FileNotFoundError(f"{str(path)!r} is neither a run directory nor a checkpoint")
         run = RunDir(ckpt.parent.parent)  # a config.toml beside a folder that is not a run said another task (probe 18)
-        cfg = run.load_config() if ckpt.parent.name == "checkpoints" and run.is_run() else None
+        if not (ckpt.parent.name == "checkpoints" and run.is_run()):
+            run = None
+        cfg = run.load_config() if run is not None else None
     model, value, meta = load_checkpoint_parts(ckpt)
     if cfg is None:  # the robot from the checkpoint: its task and time step (probe 17: repeat 8 for a repeat-4 model)
         if not isinstance(meta.get("action_repeat"), int):
@@ -66,7 +69,7 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
     if not cfg.value.enabled:
         value = None
     return Source(model.subset(meta["elites"]).eval(), value.eval() if value is not None else None, cfg, ckpt,
-                  meta["sha256"], meta)
+                  meta["sha256"], meta, run)
 
 
 def control_period(cfg: RunConfig) -> float:
