@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+from collections import Counter
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -262,18 +263,16 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
             and_later = f" and the {later} numbered after it" if later else ""
             raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file{and_later} out to go on; "
                              "the episodes are numbered without gaps)") from None
-        # what passes the checks above, edited in range (actions negated), was trained on without a word (probe 20);
-        # a file of another origin there is another import (the robot data replaced), not an edit
-        if digests and i < len(digests[1]) and (_origin(ep.meta) or "") == digests[1][i][1] \
-                and (now := file_sha256(path)) != digests[1][i][0]:
-            raise ValueError(f"episode {str(path)!r} changed after the fine-tuning of round {digests[0]} trained on it "
-                             f"(sha256 {now[:12]}..., its record says {digests[1][i][0][:12]}...): the file was edited "
-                             "or damaged; restore it, or start a new run seeded from this one")
-    same = digests and all((_origin(e.meta) or "") == d[1] for e, d in zip(held, digests[1]))  # not replaced since
-    if same and 0 < len(held) < len(digests[1]):  # all of it removed: the run is the simulator's alone again
-        raise ValueError(f"the run's robot data {str(held.root)!r} holds {len(held)} episodes, but the fine-tuning of "
-                         f"round {digests[0]} trained on {len(digests[1])}: an episode was removed; put it back, or "
-                         "start a new run seeded from this one")
+    # what passes the checks above, edited in range (actions negated), was trained on without a word (probe 20); each
+    # file is looked up by its digest, not by its place or its claimed origin: two files swapped and one edited, or the
+    # first removed and the rest renumbered, or an edited origin, passed a check by place (probe 21)
+    if digests and len(held):
+        missing = Counter(d[0] for d in digests[1]) - Counter(file_sha256(p) for p in held.paths())
+        if missing:
+            raise ValueError(f"the run's robot data {str(held.root)!r} no longer holds {sum(missing.values())} of the "
+                             f"{len(digests[1])} episode files the fine-tuning of round {digests[0]} trained on (sha256 "
+                             f"{next(iter(missing))[:12]}...): one was edited, removed or replaced since; put them back "
+                             "as they were, or start a new run seeded from this one")
     return list(held)
 
 

@@ -377,6 +377,11 @@ class RunDir:
         recorded = {r["file"]: r["sha256"] for r in self.records("episode")
                     if r.get("phase") == "train" and "file" in r and "sha256" in r}
         names = {sha: name for name, sha in recorded.items()}
+        # the last ones removed (no gap left): a round trained without them and said nothing (probe 21)
+        if gone := sorted(set(recorded) - {p.name for p in data.paths()}):
+            raise ValueError(f"{len(gone)} training episode file(s) of {str(data.root)!r} are missing ({', '.join(gone[:3])}"
+                             f"{' ...' if len(gone) > 3 else ''}): metrics.jsonl records them as collected, so they were "
+                             "removed since; put them back, or start a new run from the episodes you trust")
         for path in data.paths():
             key = (str(path.resolve()), recorded.get(path.name))
             if key in self._verified:

@@ -1602,6 +1602,23 @@ def test_a_training_episode_edited_after_it_was_stored_is_refused(run_copy, caps
     assert snapshot(run_copy) == before  # no round written
 
 
+def test_the_last_training_episodes_removed_are_refused(run_copy, planner_file, tmp_path, capsys):
+    """Probe 21 (SIM-RM1): removing the last training episode files (no gap left) went unnoticed: `train` and
+    `finetune` trained a round on fewer episodes than metrics.jsonl records as collected, exit 0."""
+    eps = sorted((run_copy / "episodes").glob("episode_*.npz"))
+    assert len(eps) >= 2
+    eps[-1].unlink()
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and f"1 training episode file(s) of {str(run_copy / 'episodes')!r} are missing ({eps[-1].name})" \
+        in out, out
+    rec = tmp_path / "rec"
+    assert main_in_process(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec))[0] == 0
+    rc, out = main_in_process(capsys, "finetune", str(run_copy), "--data", str(rec), "--no-progress")
+    assert rc == 2 and "are missing" in out, out
+    assert snapshot(run_copy) == before  # no round written, nothing imported
+
+
 def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_copy, capsys):
     """Probe 15: `cp episode_000000.npz episode_00000N.npz` (not a link, which probe 13 refused) was trained on
     twice, exit 0. A file without a record whose bytes match another episode's record is named as a copy."""
