@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import numbers
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 

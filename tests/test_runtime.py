@@ -633,6 +633,46 @@ def test_control_loop_refuses_a_robot_it_cannot_drive_safely(files, low, high, p
     assert robot.sent == []
 
 
+@pytest.mark.parametrize("case", ["bus_error", "past_the_time_limit"])
+def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
+    """Probe 21 (REC-BUS1): a robot whose send_action raised (a CAN bus timeout on three ticks; a simulated robot
+    driven past its time limit) had each refused command recorded as applied, beside an unchanged state and the
+    previous reward repeated, and fine-tuning trained on them. The loop now says the command was not sent (its
+    fallback names the send error) and the recorder ends the episode before it: every stored transition was
+    applied."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.robot import SimRobot
+    from sim.registry import make_env
+
+    class BusRobot(SimRobot):
+        calls = 0
+
+        def send_action(self, action):
+            self.calls += 1
+            if case == "bus_error" and 30 <= self.calls <= 32:
+                raise OSError("CAN bus timeout")
+            return super().send_action(action)
+
+    robot = BusRobot(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))  # 50 control steps
+    robot.reset(0)
+    loop = ControlLoop(PlannerSession(files["internal"], provider="cpu"), robot, realtime=False, max_fallbacks=4)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p", action_repeat=8,
+                             planner_delay=0)
+    rec.begin(robot, 0)
+    fallbacks = []
+    hook = rec.hook(loop, robot)
+    stats = loop.run(60, done=(lambda: robot.done) if case == "bus_error" else (lambda: False),
+                     on_tick=lambda a: (hook(a), fallbacks.append((loop.last_sent, loop.last_fallback))))
+    ep = Episode.load(rec.end(safe_stop=loop.stopped))
+    first = 29 if case == "bus_error" else 50  # the first command the robot did not take
+    assert stats.errors >= 3 and fallbacks[first][0] is False
+    assert fallbacks[first][1].startswith("robot send_action error: ")
+    assert len(ep) == first and ep.meta["cut_at_unsent_command"] == first
+    assert not any(np.array_equal(ep.obs[t], ep.obs[t + 1]) for t in range(len(ep)))  # every transition moved
+
+
 def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):
     path, ep = _record(tmp_path, _GlitchyRobot(bad_at=100), [0.5, 0.5, 0.5, 0.5, np.nan, 0.5])
     assert path is not None  # the whole episode was lost: 'action' holds NaN/Inf

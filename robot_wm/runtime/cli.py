@@ -83,7 +83,7 @@ def _deploy(a: argparse.Namespace) -> int:
         ticks, goals = [], _goal_log(planner, 0, [])
         if rec is not None:
             rec.begin(robot, seed)
-            ticks.append(lambda act: rec.step(robot, act, loop.last_latency_s, loop.last_fallback))
+            ticks.append(rec.hook(loop, robot))
         if goal_file is not None:  # a changed goal file is in force from the next step on (and recorded)
             ticks.append(lambda act, goals=goals: goal_file.poll() and _goal_log(planner, robot.steps, goals))
         on_tick = (lambda act, ticks=ticks: [f(act) for f in ticks]) if ticks else None

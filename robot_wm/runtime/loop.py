@@ -145,6 +145,7 @@ class ControlLoop:
         self.plan = None
         self.last_latency_s = float("nan")
         self.last_fallback: str | None = None  # why the last tick fell back (None: it did not)
+        self.last_sent = False  # whether the robot took the last tick's command (send_action did not raise)
         self.reset()
 
     @staticmethod
@@ -209,18 +210,21 @@ class ControlLoop:
         if self.consecutive_fallbacks >= self.max_fallbacks:  # sent below as this step's command
             action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
+        sent, said = False, reason
         try:
             self.robot.send_action(action)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
-            self._robot_error(stats, f"robot send_action error: {type(e).__name__}: {e}")
+            said = f"robot send_action error: {type(e).__name__}: {e}"  # the tick's fallback: a recorder stored the
+            self._robot_error(stats, said)  # refused command as applied, reason None (probe 21)
         else:
+            sent = True
             if self.delay:  # the command sent is in flight now: the next step's plan holds it at delay - 1
                 self.plan = np.array(self.plan, dtype=np.float32)
                 self.plan[self.delay - 1] = action
             if reason is None:
                 self.consecutive_fallbacks = 0
         stats.steps += 1
-        self.last_latency_s, self.last_fallback = latency, reason
+        self.last_latency_s, self.last_fallback, self.last_sent = latency, said, sent
         return action
 
     def _why_invalid(self, state) -> str:
@@ -278,7 +282,7 @@ class ControlLoop:
 
     def run(self, max_steps: int, done=lambda: False, on_tick=None) -> LoopStats:
         """Up to ``max_steps`` ticks at the fixed rate (until ``done()``); ``on_tick(action)`` after each
-        (e.g. a ``DeploymentRecorder``; ``last_latency_s`` and ``last_fallback`` describe the tick)."""
+        (e.g. ``DeploymentRecorder.hook``; ``last_latency_s``, ``last_fallback`` and ``last_sent`` describe the tick)."""
         if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
             raise TypeError(f"max_steps={max_steps!r}: expected a whole number of control steps")
         if max_steps < 0:

@@ -84,6 +84,7 @@ class DeploymentRecorder:
     def _reset(self) -> None:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
+        self.unsent: int | None = None  # the first step whose command the robot refused
         self.written_steps = 0  # control steps of the episode ``end`` wrote last
 
     def begin(self, robot, seed: int | None = None) -> None:
@@ -122,10 +123,18 @@ class DeploymentRecorder:
         self.obs.append(state)
         self.states.append(_physics_state(robot))
 
-    def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None) -> None:
-        """After ``send_action``: the action sent and what the robot reports now."""
+    def hook(self, loop, robot):
+        """``on_tick`` for ``loop.run``: each tick recorded with what the loop says of it (``step``)."""
+        return lambda action: self.step(robot, action, loop.last_latency_s, loop.last_fallback, sent=loop.last_sent)
+
+    def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None, *, sent: bool = True) -> None:
+        """After ``send_action``: the action sent and what the robot reports now. ``sent=False``: the robot refused
+        the command (``send_action`` raised), so no transition follows from it: the episode is cut there at ``end``
+        (its refused commands were stored as applied, each beside an unchanged state: probe 21)."""
         if not self.obs:  # end() then failed with "needs 2 observations" (probe 17)
             raise ValueError("DeploymentRecorder.step before begin(): call begin(robot, seed) at the episode's start")
+        if not sent and self.unsent is None:
+            self.unsent = len(self.actions)
         self.actions.append(_vector(lambda: action))
         reward = _reward(robot)
         self.reward_known &= reward is not None
@@ -156,9 +165,9 @@ class DeploymentRecorder:
                 self.rewards[:max(bad - 1, 0)], self.states[:bad]
             obs = obs[:bad]
         act = next((t for t, a in enumerate(self.actions) if a.shape != self.actions[0].shape
-                    or not np.all(np.isfinite(a))), None)
-        if act is not None:  # an action sent that no episode may hold: keep every transition before it
-            extra["cut_at_bad_action"] = act
+                    or not np.all(np.isfinite(a)) or t == self.unsent), None)
+        if act is not None:  # an action no episode may hold, or one never applied: keep every transition before it
+            extra["cut_at_unsent_command" if act == self.unsent else "cut_at_bad_action"] = act
             self.actions, self.rewards, self.states, obs = (self.actions[:act], self.rewards[:act],
                                                            self.states[:act + 1], obs[:act + 1])
         if not self.actions:
@@ -184,7 +193,7 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "diverged", "cut_at_bad_state", "cut_at_bad_action", "interrupted", "safe_stop"}
+            "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "interrupted", "safe_stop"}
 # keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
 # realigned_delay=1 was imported unaligned and announced as realigned (probe 19)
 _IMPORTED = {"realigned_delay", "recorded_steps", "imported_from"}
