@@ -673,6 +673,48 @@ def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
     assert not any(np.array_equal(ep.obs[t], ep.obs[t + 1]) for t in range(len(ep)))  # every transition moved
 
 
+@pytest.mark.parametrize("mode, needle", [
+    ("two_actions", "planner returned an action of shape (2,)"),  # clipped and sent to a 1-actuator robot
+    ("short_plan", "and a plan of shape (1, 1)"),
+    ("valid_of_two", "planner returned a malformed output"),  # a traceback out of run()
+    ("none", "planner returned no output (None)"),  # likewise
+])
+def test_a_planner_output_the_robot_cannot_take_is_a_fallback(files, mode, needle):
+    """Probe 21 (CL-W1, CL-W2): a planner other than PlannerSession (any object with ``step``) may return anything;
+    the loop judged its output outside its guard (a traceback at step 0) and sent an action of another size."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime.robot import SimRobot
+    from sim.registry import make_env
+
+    class Odd:
+        def __init__(self, inner):
+            self.inner, self.meta = inner, inner.meta
+
+        def initial_plan(self):
+            return self.inner.initial_plan()
+
+        def step(self, state, plan):
+            o = self.inner.step(state, plan)
+            return {"two_actions": lambda: o._replace(action=np.r_[o.action, o.action]),
+                    "short_plan": lambda: o._replace(next_plan=o.next_plan[:1]),
+                    "valid_of_two": lambda: o._replace(valid=np.array([True, False])),
+                    "none": lambda: None}[mode]()
+
+    class Logged(SimRobot):
+        sent = []
+
+        def send_action(self, action):
+            self.sent.append(np.array(action))
+            return super().send_action(action)
+
+    robot = Logged(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))
+    robot.reset(0)
+    loop = ControlLoop(Odd(PlannerSession(files["internal"], provider="cpu")), robot, realtime=False, max_fallbacks=3)
+    stats = loop.run(10)
+    assert stats.fallbacks == 3 and stats.safe_stops == 1 and needle in loop.stopped, loop.stopped
+    assert {a.shape for a in robot.sent} == {(1,)} and all(np.isfinite(a).all() for a in robot.sent)
+
+
 def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):
     path, ep = _record(tmp_path, _GlitchyRobot(bad_at=100), [0.5, 0.5, 0.5, 0.5, np.nan, 0.5])
     assert path is not None  # the whole episode was lost: 'action' holds NaN/Inf
@@ -926,10 +968,12 @@ def test_deploy_exits_1_when_episodes_were_not_recorded(files, tmp_path):
 
 def _recorder_memory(folder, robot, episodes: int) -> tuple[int, int]:
     """(peak, held) bytes traced while a real ``DeploymentRecorder`` opens ``folder`` and records ``episodes``."""
+    import gc
     import tracemalloc
 
     from robot_wm.runtime.record import DeploymentRecorder
 
+    gc.collect()  # an earlier test's cycles (loops, sessions) collected inside the window were counted as held
     tracemalloc.start()
     try:
         rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)

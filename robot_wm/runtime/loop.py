@@ -191,14 +191,13 @@ class ControlLoop:
             if latency > self.deadline_s:
                 reason = f"overrun ({latency * 1e3:.2f} ms > {self.deadline_s * 1e3:.2f} ms)"
                 stats.overruns += 1
-            elif not out.valid:  # which dimension, where the planner can say (probe 18: never named)
-                reason = "planner flagged invalid input or scores: " + self._why_invalid(state)
-                stats.invalid += 1
-            elif not (np.all(np.isfinite(out.action)) and np.all(np.isfinite(out.next_plan))):
-                reason = "non-finite action"
-                stats.nonfinite += 1
+            else:
+                reason = self._judge(out, state, stats)
+        elif reason is None:  # a planner that returned nothing
+            reason = "planner returned no output (None)"
+            stats.errors += 1
         if reason is None:
-            action, self.plan = out.action, out.next_plan
+            action, self.plan = np.asarray(out.action, np.float32), np.asarray(out.next_plan, np.float32)
         else:
             stats.fallbacks += 1
             prev = np.where(np.isfinite(prev), prev, ((self.low + self.high) / 2)[None])
@@ -226,6 +225,28 @@ class ControlLoop:
         stats.steps += 1
         self.last_latency_s, self.last_fallback, self.last_sent = latency, said, sent
         return action
+
+    def _judge(self, out, state, stats: LoopStats) -> str | None:
+        """Why a planner's output may not be sent (None: it may). A planner other than ``PlannerSession`` may return
+        anything: an output without ``valid`` or ``action``, a ``valid`` of two values, or an action of another size
+        escaped the loop as a traceback, or was sent to the robot (probe 21)."""
+        try:
+            valid = bool(np.asarray(out.valid).item())
+            action, plan = np.asarray(out.action, np.float64), np.asarray(out.next_plan, np.float64)
+        except Exception as e:  # noqa: BLE001 -- a malformed output is a fallback, never the end of the loop
+            stats.errors += 1
+            return f"planner returned a malformed output ({type(e).__name__}: {e})"
+        if action.shape != self.low.shape or plan.shape != np.shape(self.plan):
+            stats.errors += 1
+            return (f"planner returned an action of shape {action.shape} and a plan of shape {plan.shape}; the robot "
+                    f"takes {self.low.shape} and the plan is {np.shape(self.plan)}")
+        if not valid:  # which dimension, where the planner can say (probe 18: never named)
+            stats.invalid += 1
+            return "planner flagged invalid input or scores: " + self._why_invalid(state)
+        if not (np.all(np.isfinite(action)) and np.all(np.isfinite(plan))):
+            stats.nonfinite += 1
+            return "non-finite action"
+        return None
 
     def _why_invalid(self, state) -> str:
         """The planner's own account of an invalid step where it gives one (``PlannerSession.why_invalid``)."""
