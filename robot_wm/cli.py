@@ -140,25 +140,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
-def _check_pairing(s) -> None:
-    """Refuse collecting with an action delay into a run whose robot data was realigned (each state paired with the
-    command that moved it): the delayed episodes pair states with the commands sent, and the run's robot data was then
-    refused by every later train and finetune (probe 20)."""
-    from robot_wm.finetune import ROBOT_DIR
-
-    folder = s.run.root / ROBOT_DIR  # read, never made: robot_dataset() would leave an empty one behind
-    if s.cfg.env.randomize.action_delay[1] == 0 or not folder.is_dir():
-        return
-    from robot_wm.data.dataset import EpisodeDataset
-    from robot_wm.data.realign import realigned_delays
-
-    if realigned_delays(EpisodeDataset(folder)):
-        raise ValueError(f"env.randomize.action_delay={list(s.cfg.env.randomize.action_delay)}: the run "
-                         f"{str(s.run.root)!r} holds robot data realigned by its delay (each state paired with the "
-                         "command that moved it); episodes collected with a delay pair each state with the command "
-                         "sent, and the two would mix. Collect without the delay, or start a new run")
-
-
 def cmd_collect(a: argparse.Namespace) -> int:
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
@@ -180,7 +161,6 @@ def cmd_collect(a: argparse.Namespace) -> int:
         s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True)
     with s:
         _check_no_delay(s.cfg, "collect", TRAINING_DELAY)
-        _check_pairing(s)
         model = s.latest_model() if a.policy in ("learned", "pets") else None
         start = len(s.run.dataset())
         kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
@@ -295,7 +275,7 @@ def model_and_episode(s, a: argparse.Namespace):
     from robot_wm.data.realign import realign
     from robot_wm.finetune import pairs_as_sent
 
-    return model, realign(data[a.episode], data.paths()[a.episode], pairs_as_sent(s.cfg, list(s.run.dataset())))
+    return model, realign(data[a.episode], data.paths()[a.episode], pairs_as_sent(s.run, list(s.run.dataset())))
 
 
 def _whatif(a: argparse.Namespace, s) -> int:

@@ -166,12 +166,33 @@ def _drawn_delay(meta: dict) -> int:
     return d if isinstance(d, int) and not isinstance(d, bool) else 0
 
 
-def pairs_as_sent(cfg, sim: list[Episode]) -> bool:
-    """Whether the run's model learns each state paired with the command *sent*: its config randomises an action
-    delay (``env.randomize.action_delay``; its first episodes may all have drawn none: probe 20), or one of its
+def pairs_as_sent(run, sim: list[Episode]) -> bool:
+    """Whether the run's model learns each state paired with the command *sent*: the run's own config randomises an
+    action delay (``env.randomize.action_delay``; its first episodes may all have drawn none: probe 20), or one of its
     simulated episodes ``sim`` was driven with a delay (a one-off `collect` override: the config alone missed it,
-    probe 19). Its robot data is then kept as sent, not realigned (``robot_wm.data.realign``)."""
+    probe 19). Its robot data is then kept as sent, not realigned (``robot_wm.data.realign``). Never a session's
+    one-off values: a Python session's one-off delay decided a fine-tuning's pairing, and the run then refused to train
+    (probe 21)."""
+    return _as_sent(run.load_config(), sim)
+
+
+def _as_sent(cfg, sim: list[Episode]) -> bool:
     return cfg.env.randomize.action_delay[1] > 0 or any(_drawn_delay(e.meta) > 0 for e in sim)
+
+
+def check_pairing(run, cfg) -> None:
+    """Refuse collecting with an action delay (``cfg``, the collecting session's) into a run whose robot data was
+    realigned (each state paired with the command that moved it): the delayed episodes pair states with the commands
+    sent, and the run's robot data was then refused by every later train and finetune (probe 20; probe 21: the Python
+    API's ``Session.collect`` too)."""
+    folder = run.root / ROBOT_DIR  # read, never made: robot_dataset() would leave an empty one behind
+    if cfg.env.randomize.action_delay[1] == 0 or not folder.is_dir():
+        return
+    if realigned_delays(EpisodeDataset(folder)):
+        raise ValueError(f"env.randomize.action_delay={list(cfg.env.randomize.action_delay)}: the run "
+                         f"{str(run.root)!r} holds robot data realigned by its delay (each state paired with the "
+                         "command that moved it); episodes collected with a delay pair each state with the command "
+                         "sent, and the two would mix. Collect without the delay, or start a new run")
 
 
 def double_delay_note(cfg, sim: list[Episode], delay: int) -> str | None:
@@ -179,7 +200,7 @@ def double_delay_note(cfg, sim: list[Episode], delay: int) -> str | None:
     its episodes pair each state with the command sent; probe 17), else None. ``cfg`` is the run's own config (what
     it trained with, not a command's one-off robot), ``sim`` its simulated episodes (a delayed one-off `collect`
     trained it too: the config alone missed it, probe 20)."""
-    if not delay or not pairs_as_sent(cfg, sim):
+    if not delay or not _as_sent(cfg, sim):
         return None
     lo, hi = cfg.env.randomize.action_delay
     why = (f"env.randomize.action_delay=[{lo}, {hi}]" if hi > 0 else
@@ -250,7 +271,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
     if not folder.is_dir():
         return []
     held, checks = EpisodeDataset(folder), checks or _checks(s, sim)
-    digests, as_sent = _robot_digests(s.run), pairs_as_sent(s.cfg, sim)
+    digests, as_sent = _robot_digests(s.run), pairs_as_sent(s.run, sim)
     for i, (path, ep) in enumerate(zip(held.paths(), held)):
         try:
             check_recorded(path, ep, *checks)
@@ -384,7 +405,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
     held_robot_episodes(s, sim, checks)
-    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.cfg, sim))
+    added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.run, sim))
     if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
         raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
                          "within the robot's delay of its start (no transition is left once each state is paired with "
@@ -455,7 +476,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             # each held robot file's digest and origin, in order: later rounds check them (probe 20: an edited or
             # removed robot episode was trained on without a word, where a training episode is refused)
             "robot_files": [[file_sha256(p), _origin(e.meta) or ""] for p, e in zip(folder.paths(), robot)],
-            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(cfg, sim) else 0}
+            "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(s.run, sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
         "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,

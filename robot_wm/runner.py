@@ -20,7 +20,14 @@ from robot_wm import config as config_mod
 from robot_wm.config import RunConfig
 from robot_wm.data.dataset import check_action_bounds
 from robot_wm.data.realign import realigned_delays
-from robot_wm.finetune import check_suite_reward, held_robot_episodes, mixed_split, robot_weight, sim_states
+from robot_wm.finetune import (
+    check_pairing,
+    check_suite_reward,
+    held_robot_episodes,
+    mixed_split,
+    robot_weight,
+    sim_states,
+)
 from robot_wm.io import file_sha256
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
@@ -183,6 +190,8 @@ class Session:
         ``start_index`` (default: ``index``), so that two evaluations can start alike."""
         self._check_writer("collect")
         evaluating = phase == "eval"
+        if not evaluating:  # a delayed episode into a run whose robot data was realigned: every later train refused
+            check_pairing(self.run, self.cfg)
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
         obs = self.observer

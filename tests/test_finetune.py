@@ -584,6 +584,24 @@ def test_a_run_with_a_delayed_collect_keeps_robot_data_as_sent(run_and_data, tmp
                      "env.max_env_steps=80", "--no-progress"]) == 2
     assert "holds robot data realigned by its delay" in capsys.readouterr().err
     assert len(EpisodeDataset(other / "episodes")) == before
+    # probe 21: the same through the Python API (a session's one-off delay), which the command line alone refused
+    from robot_wm.config import apply_overrides
+    from robot_wm.finetune import finetune
+    from robot_wm.runner import Session
+
+    delayed = apply_overrides(RunDir(other).load_config(), ["env.randomize.action_delay=[1,1]", "env.max_env_steps=80"])
+    with Session.open(delayed, RunDir(other), progress=False) as s, \
+            pytest.raises(ValueError, match="holds robot data realigned by its delay"):
+        s.collect(s.planner("random"), "train", before)
+    assert len(EpisodeDataset(other / "episodes")) == before
+    # ... and a fine-tuning in such a session pairs the robot data as the run does (realigned): it was kept as sent,
+    # and the run then refused every later train
+    fresh = shutil.copytree(run_and_data[0], tmp_path / "fresh", ignore=shutil.ignore_patterns("robot", ".lock"))
+    delayed = apply_overrides(RunDir(fresh).load_config(), ["env.randomize.action_delay=[1,1]"])
+    with Session.open(delayed, RunDir(fresh), progress=False) as s:
+        rec = finetune(s, raw.root, weight=1, progress=False)
+    assert rec["finetune"]["realigned"] == 1 and rec["finetune"]["kept_as_sent"] == 0
+    assert cli.main(["train", str(fresh), "model.max_epochs=2", "--no-progress"]) == 0
 
 
 def test_a_recording_cannot_say_it_was_realigned_nor_a_real_robot_draw_its_delay(tmp_path):
