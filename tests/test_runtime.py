@@ -633,13 +633,14 @@ def test_control_loop_refuses_a_robot_it_cannot_drive_safely(files, low, high, p
     assert robot.sent == []
 
 
-@pytest.mark.parametrize("case", ["bus_error", "past_the_time_limit"])
+@pytest.mark.parametrize("case", ["bus_error", "past_the_time_limit", "diverged"])
 def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
     """Probe 21 (REC-BUS1): a robot whose send_action raised (a CAN bus timeout on three ticks; a simulated robot
     driven past its time limit) had each refused command recorded as applied, beside an unchanged state and the
     previous reward repeated, and fine-tuning trained on them. The loop now says the command was not sent (its
     fallback names the send error) and the recorder ends the episode before it: every stored transition was
-    applied."""
+    applied. Probe 21 (REC-DV1): a simulated robot whose physics diverged had that step stored as a transition of
+    the last good state to itself, reward 0, and the recording said diverged: false."""
     from robot_wm.config import EnvConfig
     from robot_wm.data.episode import Episode
     from robot_wm.runtime.record import DeploymentRecorder
@@ -653,6 +654,8 @@ def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
             self.calls += 1
             if case == "bus_error" and 30 <= self.calls <= 32:
                 raise OSError("CAN bus timeout")
+            if case == "diverged" and self.calls == 30:  # a real blow-up: MuJoCo flags the velocity
+                self.env.data.qvel[:] = 1e300
             return super().send_action(action)
 
     robot = BusRobot(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=400)))  # 50 control steps
@@ -666,10 +669,11 @@ def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
     stats = loop.run(60, done=(lambda: robot.done) if case == "bus_error" else (lambda: False),
                      on_tick=lambda a: (hook(a), fallbacks.append((loop.last_sent, loop.last_fallback))))
     ep = Episode.load(rec.end(safe_stop=loop.stopped))
-    first = 29 if case == "bus_error" else 50  # the first command the robot did not take
-    assert stats.errors >= 3 and fallbacks[first][0] is False
+    first = 50 if case == "past_the_time_limit" else 29  # the first command the robot did not take
+    assert stats.errors >= (1 if case == "diverged" else 3) and fallbacks[first][0] is False
     assert fallbacks[first][1].startswith("robot send_action error: ")
     assert len(ep) == first and ep.meta["cut_at_unsent_command"] == first
+    assert ep.meta["diverged"] is (case == "diverged")
     assert not any(np.array_equal(ep.obs[t], ep.obs[t + 1]) for t in range(len(ep)))  # every transition moved
 
 
@@ -701,7 +705,9 @@ def test_a_planner_output_the_robot_cannot_take_is_a_fallback(files, mode, needl
                     "none": lambda: None}[mode]()
 
     class Logged(SimRobot):
-        sent = []
+        def __init__(self, env):
+            super().__init__(env)
+            self.sent = []
 
         def send_action(self, action):
             self.sent.append(np.array(action))
@@ -713,6 +719,33 @@ def test_a_planner_output_the_robot_cannot_take_is_a_fallback(files, mode, needl
     stats = loop.run(10)
     assert stats.fallbacks == 3 and stats.safe_stops == 1 and needle in loop.stopped, loop.stopped
     assert {a.shape for a in robot.sent} == {(1,)} and all(np.isfinite(a).all() for a in robot.sent)
+
+
+def test_a_recording_stops_growing_at_what_an_episode_may_hold(tmp_path, caplog):
+    """Probe 21 (REC-L1): an episode past 1 GiB was refused at end() and lost whole (about 3.6 hours of a 100-value
+    state at 100 Hz). The recorder stops at its byte budget, warns once, and writes the steps before it."""
+    from conftest import one_buffer_robot
+
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import EPISODE_BUDGET, DeploymentRecorder
+
+    for bad in (0, EPISODE_BUDGET + 1, 1.5, True):
+        with pytest.raises(ValueError, match="max_episode_bytes="):
+            DeploymentRecorder(tmp_path / "x", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0,
+                               max_episode_bytes=bad)
+    robot = one_buffer_robot()
+    robot.reset(0)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0,
+                             max_episode_bytes=4000)
+    rec.begin(robot, 0)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(45):  # the robot's episode: 50 control steps
+            robot.send_action(np.array([0.5]))
+            rec.step(robot, np.array([0.5]), 0.002, None)
+    ep = Episode.load(rec.end())
+    kept = ep.meta["cut_at_size_limit"]
+    assert 0 < kept < 45 and len(ep) == kept and caplog.text.count("what an episode may hold") == 1
+    assert ep.obs.nbytes + ep.action.nbytes + ep.reward.nbytes + ep.physics_state.nbytes <= 4000
 
 
 def test_recorder_keeps_the_steps_before_a_non_finite_action(tmp_path):

@@ -18,11 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm.data.dataset import EpisodeFolder
-from robot_wm.data.episode import Episode, check_seed
+from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode, check_seed
 from robot_wm.io import check_parent_folder
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
+
+EPISODE_BUDGET = MAX_EPISODE_BYTES - 2**24
+"""Bytes of arrays and per-step metadata a recorded episode holds at most: what an episode file may hold, less 16 MiB
+for the rest of its metadata."""
 
 
 class DeploymentRecorder:
@@ -30,8 +34,14 @@ class DeploymentRecorder:
     episode was cut short: what was recorded is kept)."""
 
     def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None, planner_delay: int,
-                 source: str = "robot", extra: dict | None = None):
+                 source: str = "robot", extra: dict | None = None, max_episode_bytes: int = EPISODE_BUDGET):
         from robot_wm.run_dir import RunDir
+
+        if isinstance(max_episode_bytes, bool) or not isinstance(max_episode_bytes, numbers.Integral) or \
+                not 1 <= max_episode_bytes <= EPISODE_BUDGET:
+            raise ValueError(f"max_episode_bytes={max_episode_bytes!r}: expected a whole number from 1 to "
+                             f"{EPISODE_BUDGET} (what an episode file may hold)")
+        self.max_episode_bytes = int(max_episode_bytes)
 
         if "\x00" in str(root):
             raise ValueError(f"--record {str(root)!r}: a folder name cannot hold a NUL byte")
@@ -85,6 +95,9 @@ class DeploymentRecorder:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
         self.unsent: int | None = None  # the first step whose command the robot refused
+        self.full: int | None = None  # the first step not recorded: the episode reached EPISODE_BUDGET bytes
+        self.diverged = False  # the command the episode was cut at made a simulated robot's physics diverge
+        self.bytes = 0  # what the episode's file will hold, uncompressed (as Episode.save counts it)
         self.written_steps = 0  # control steps of the episode ``end`` wrote last
 
     def begin(self, robot, seed: int | None = None) -> None:
@@ -122,6 +135,7 @@ class DeploymentRecorder:
         self.seed = seed
         self.obs.append(state)
         self.states.append(_physics_state(robot))
+        self.bytes = state.nbytes + (0 if self.states[0] is None else self.states[0].nbytes)
 
     def hook(self, loop, robot):
         """``on_tick`` for ``loop.run``: each tick recorded with what the loop says of it (``step``)."""
@@ -133,14 +147,28 @@ class DeploymentRecorder:
         (its refused commands were stored as applied, each beside an unchanged state: probe 21)."""
         if not self.obs:  # end() then failed with "needs 2 observations" (probe 17)
             raise ValueError("DeploymentRecorder.step before begin(): call begin(robot, seed) at the episode's start")
-        if not sent and self.unsent is None:
-            self.unsent = len(self.actions)
-        self.actions.append(_vector(lambda: action))
-        reward = _reward(robot)
+        if self.full is not None:  # past the size an episode file may hold: the steps before it are kept
+            return
+        diverged = getattr(robot, "diverged", False) is True  # a simulated robot whose physics blew up on it
+        if (diverged or not sent) and self.unsent is None:
+            self.unsent, self.diverged = len(self.actions), diverged
+        act, reward, obs, state = _vector(lambda: action), _reward(robot), _vector(robot.read_state), _physics_state(robot)
+        # as Episode.save counts it (float32 arrays, float64 physics state, its JSON meta 4 bytes a character): a
+        # recording past 1 GiB was refused at end() and lost whole (probe 21)
+        step_bytes = act.nbytes + obs.nbytes + 4 + (0 if state is None else state.nbytes) + 4 * 12 + \
+            (0 if fallback is None else 4 * (len(str(fallback)) + 32))
+        if self.bytes + step_bytes > self.max_episode_bytes:
+            self.full = len(self.actions)
+            log.warning("recorder: the episode reached %.1f MiB at control step %d, what an episode may hold "
+                        "(max_episode_bytes); the steps after it are not recorded (meta cut_at_size_limit): end "
+                        "episodes sooner", self.bytes / 2**20, self.full)
+            return
+        self.bytes += step_bytes
+        self.actions.append(act)
         self.reward_known &= reward is not None
         self.rewards.append(0.0 if reward is None else reward)
-        self.obs.append(_vector(robot.read_state))
-        self.states.append(_physics_state(robot))
+        self.obs.append(obs)
+        self.states.append(state)
         ms = float(latency_s) * 1e3 if isinstance(latency_s, (int, float, np.number)) else float("nan")
         self.latency_ms.append(round(ms, 3) if np.isfinite(ms) else None)  # JSON has no NaN
         if fallback is not None:
@@ -156,6 +184,8 @@ class DeploymentRecorder:
                         clash)
             meta = {k: v for k, v in meta.items() if k not in clash}
         obs, extra = self.obs, ({"interrupted": True} if interrupted else {})
+        if self.full is not None:
+            extra["cut_at_size_limit"] = self.full
         if safe_stop is not None:
             extra["safe_stop"] = str(safe_stop)
         bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
@@ -181,7 +211,7 @@ class DeploymentRecorder:
                 "reward_known": self.reward_known,
                 "return": float(np.sum(self.rewards)) if self.reward_known else None,
                 "latency_ms": self.latency_ms[:steps], "fallback_steps": [f for f in self.fallbacks if f["step"] < steps],
-                "diverged": False, **extra, **meta}
+                "diverged": self.diverged, **extra, **meta}
         try:
             path = self.data.append(Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states,
                                             info))
@@ -193,7 +223,8 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "interrupted", "safe_stop"}
+            "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "cut_at_size_limit",
+            "interrupted", "safe_stop"}
 # keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
 # realigned_delay=1 was imported unaligned and announced as realigned (probe 19)
 _IMPORTED = {"realigned_delay", "recorded_steps", "imported_from"}

@@ -32,6 +32,10 @@ class Robot(Protocol):
     #     can tell (a recorded deployment stores it; None: unknown).
 
 
+class RobotDiverged(RuntimeError):
+    """A simulated robot's physics diverged: the command sent was not applied."""
+
+
 class SimRobot:
     """A ``sim.Env`` behind the ``Robot`` interface. ``send_action`` advances the simulation by one
     control period (the loop does not need to sleep unless it runs in real time). It supplies the
@@ -46,10 +50,11 @@ class SimRobot:
         self.action_high = np.asarray(spec.high, dtype=np.float32)
         self.control_period = float(env.control_timestep)
         self.done, self.ret, self.steps, self._obs, self._reward = True, 0.0, 0, None, None
+        self.diverged = False  # the physics blew up on the last command (the episode ended there)
 
     def reset(self, seed: int) -> None:
         self._obs = self.env.reset(seed)
-        self.done, self.ret, self.steps, self._reward = False, 0.0, 0, None
+        self.done, self.ret, self.steps, self._reward, self.diverged = False, 0.0, 0, None, False
 
     def last_reward(self) -> float | None:
         return self._reward
@@ -65,7 +70,13 @@ class SimRobot:
         return np.asarray(self._obs, dtype=np.float32)
 
     def send_action(self, action: np.ndarray) -> None:
+        """Raises ``RobotDiverged`` where the physics blew up on ``action``: the command moved no robot (its step was
+        recorded as a transition of the last good state to itself, reward 0: probe 21), and the episode ends."""
         res = self.env.step(np.asarray(action, dtype=np.float64))
+        if res.diverged:
+            self.done = self.diverged = True
+            raise RobotDiverged(f"the simulated robot's physics diverged at control step {self.steps}; the episode "
+                                "ends there")
         self._obs = res.observation
         self._reward = float(res.reward)
         self.ret += float(res.reward)
