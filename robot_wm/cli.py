@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("run_dir")
     w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
     w.add_argument("--episode", type=integer, default=0, help="episode whose state to start from")
-    w.add_argument("--data", type=path_arg, default=None, metavar="DIR",
+    w.add_argument("--data", type=path_arg, action=Once, default=None, metavar="DIR",
                    help="take the episode from recorded deployments (deploy --record DIR) instead of the run's dataset")
     w.add_argument("--step", type=integer, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=whole(1, 10_000), default=None, help="sequence length (default: planner.horizon)")

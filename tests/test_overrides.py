@@ -575,3 +575,18 @@ def test_planner_delay_only_where_a_plan_meets_a_delayed_robot(tmp_path, capsys)
     with pytest.raises(SystemExit):  # probe 16: a second --shift replaced the first without a word
         main(["eval", str(run), "--shift", "delay-1", "--shift", "nominal"])
     assert "argument --shift: given twice ('delay-1', then 'nominal')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["finetune", "RUN", "--data", "a", "--data", "b"], ["finetune", "RUN", "--data", "a", "--weight", "2", "--weight", "3"],
+    ["export", "RUN", "--out", "a.onnx", "--out", "b.onnx"], ["dream", "RUN", "--out", "a.mp4", "--out", "b.mp4"],
+    ["dream", "RUN", "--data", "a", "--data", "b"], ["drive", "RUN", "--rrd", "a.rrd", "--rrd", "b.rrd"],
+    ["whatif", "RUN", "--data", "a", "--data", "b"]])
+def test_a_path_or_weight_given_twice_is_refused(args, capsys):
+    """Probe 21 (FT-A2): `finetune RUN --data A --data B` imported B alone, A dropped without a word."""
+    from robot_wm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    flag = args[-2]
+    assert e.value.code == 2 and f"argument {flag}: given twice" in capsys.readouterr().err
