@@ -189,6 +189,8 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def check_video_path(path: str | Path) -> Path:
+    if str(path).endswith(("/", os.sep)):  # a folder meant: pathlib drops the slash (probe 21)
+        raise ValueError(f"--out {str(path)!r} ends in a slash (a folder): give a file path")
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"--out {str(path)!r}: expected a path ending in {' or '.join(VIDEO_SUFFIXES)}")

@@ -116,6 +116,8 @@ def check_parent_folder(path: str | Path, what: str) -> None:
 def check_replaceable(path: str | Path, flag: str, what: str, looks_like) -> None:
     """Refuse to replace an existing file that is not ``what`` the flag writes (``looks_like(first 16 bytes)``): a
     user's file given a planner's or a video's name was overwritten (probe 19). An empty file may be replaced."""
+    if str(path).endswith(("/", os.sep)):  # a folder meant: pathlib drops the slash, and the file was replaced (probe 21)
+        raise ValueError(f"{flag} {str(path)!r} ends in a slash (a folder): give a file path")
     p = Path(path)
     if p.is_file():
         with open(p, "rb") as f:

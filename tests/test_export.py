@@ -242,6 +242,11 @@ def test_export_out_never_replaces_a_file_that_is_no_onnx_model(run_dir, tmp_pat
         (tmp_path / name).write_text("my notes")
         with pytest.raises(ValueError, match="exists and is not a video"):
             check_video_path(tmp_path / name)
+    # probe 21 (EXP-O1): `--out planner.onnx/` (a folder meant) replaced the planner file: pathlib drops the slash
+    with pytest.raises(ValueError, match="ends in a slash"):
+        check_out(f"{planner}/")
+    with pytest.raises(ValueError, match="ends in a slash"):
+        check_video_path(f"{tmp_path / 'v.mp4'}/")
 
 
 def test_export_refuses_a_planner_the_runtime_would_refuse(run_dir, tmp_path):
