@@ -122,6 +122,9 @@ def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "
             try:  # a link there made the lock overwrite its target (a user's file outside the run)
                 fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
             except OSError as e:
+                if e.errno == errno.EISDIR:  # "Is a directory", and a hint to run again that failed the same way (probe 21)
+                    raise ValueError(f"{key!r} is a folder: the {what}'s lock file must be a plain file of its own "
+                                     "(remove the folder; nothing was written)") from None
                 if e.errno != errno.ELOOP:
                     raise
                 raise ValueError(f"{key!r} is a symbolic link: the {what}'s lock file must be a plain file of "

@@ -145,6 +145,10 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_its_target_untouche
     os.mkfifo(run.lock_path)
     with pytest.raises(ValueError, match=r"\.lock' is not a regular file"):
         run.lock("robot-wm test")
+    run.lock_path.unlink()
+    run.lock_path.mkdir()  # probe 21: "Is a directory", with a hint to run again that failed the same way
+    with pytest.raises(ValueError, match=r"\.lock' is a folder: the run directory's lock file must be a plain file"):
+        run.lock("robot-wm test")
 
 
 def test_a_copied_run_is_the_run_where_it_is(tmp_path):
