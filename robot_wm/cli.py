@@ -248,6 +248,12 @@ def cmd_whatif(a: argparse.Namespace) -> int:
     if given := [o for o in a.args if o.partition("=")[0].strip().startswith("rerun.")]:  # ignored silently before
         raise ValueError(f"whatif writes no Rerun recording, so {', '.join(given)} would do nothing: to see imagined "
                          "futures in Rerun, `robot-wm dream RUN --candidate K --rrd FILE.rrd`")
+    # whatif scores futures in the model from stored episodes: a robot's settings change neither (env.randomize.* gave
+    # a byte-identical table, env.action_repeat blamed the episode files: probe 21)
+    if given := [o for o in a.args if o.partition("=")[0].strip().startswith("env.")]:
+        raise ValueError(f"whatif scores futures in the run's model from its stored episodes, so {', '.join(given)} "
+                         "would change nothing (the robot's settings are the run's); to see the model on a shifted robot, "
+                         "`robot-wm eval RUN --shift S` or `robot-wm dream RUN --data DIR` on a recording")
     with _session(a.run_dir, [*a.args, "rerun.mode=off"], progress=False, lock=False, command="whatif") as s:
         return _whatif(a, s)
 
