@@ -32,6 +32,9 @@ def cmd_finetune(a: argparse.Namespace) -> int:
              f"(h={h}: {_mse(sim_b)} -> {_mse(sim_a)}): it may plan worse wherever the robot's episodes did not go. "
              f"Compare `robot-wm eval {a.run_dir} --planner pets` with the previous round before deploying, or "
              "fine-tune on fewer robot episodes or a lower --weight.")
+    if s.run.summary_path.exists():  # its headline stayed the round before's, without a word (probe 21)
+        echo(f"note: the run's summary.json describes its own final evaluation (before this fine-tuning); evaluate "
+             f"the fine-tuned round with `robot-wm eval {a.run_dir}` (on the robot: `--shift S`)")
     return 0
 
 

@@ -1619,6 +1619,21 @@ def test_the_last_training_episodes_removed_are_refused(run_copy, planner_file, 
     assert snapshot(run_copy) == before  # no round written, nothing imported
 
 
+def test_finetune_says_the_summary_is_the_runs_own_final_evaluation(tiny_run_dir, planner_file, tmp_path, capsys):
+    """Probe 21 (SUM-F1): after a fine-tuning, summary.json (the run's headline) still described the round before,
+    and nothing said so, while export and deploy used the fine-tuned round."""
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_copy)
+    (run_copy / "config.toml").write_text((run_copy / "config.toml").read_text().replace(str(tiny_run_dir),
+                                                                                        str(run_copy)))
+    before = (run_copy / "summary.json").read_bytes()
+    rec = tmp_path / "rec"
+    assert main_in_process(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(rec))[0] == 0
+    rc, out = main_in_process(capsys, "finetune", str(run_copy), "--data", str(rec), "--no-progress")
+    assert rc == 0 and "summary.json describes its own final evaluation (before this fine-tuning)" in out, out
+    assert (run_copy / "summary.json").read_bytes() == before
+
+
 def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_copy, capsys):
     """Probe 15: `cp episode_000000.npz episode_00000N.npz` (not a link, which probe 13 refused) was trained on
     twice, exit 0. A file without a record whose bytes match another episode's record is named as a copy."""

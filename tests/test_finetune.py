@@ -63,6 +63,8 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     held_b, held_a = rec["robot_heldout_multistep_mse_before"], rec["robot_heldout_multistep_mse_after"]
     assert held_a["1"] < held_b["1"] and held_b["1"] != before["1"], (held_b, held_a, before)
     assert "robot-wm export" in out and "on their held-out segments h=1:" in out
+    # probe 21 (SUM-F1): the headline stays the run's own final evaluation, and that is said where there is one
+    assert ("summary.json describes its own final evaluation" in out) == RunDir(run).summary_path.exists()
     # The simulator's held-out segments are measured too (what fine-tuning may forget), before and after.
     sim_before, sim_after = rec["sim_multistep_mse_before"], rec["sim_multistep_mse_after"]
     assert set(sim_before) == set(before) and all(np.isfinite(sim_before[h]) and sim_before[h] > 0 for h in ("1", "5"))
