@@ -1063,3 +1063,17 @@ def test_a_planner_spec_without_its_delay_and_odd_states_are_named(files, tmp_pa
     state[1] = 1e300
     assert s.why_invalid(state).startswith("state[1] = 1e+300 is beyond float32, the planner's input")
     assert s.why_invalid(np.zeros(3)) == f"the state has 3 values, the planner expects {s.meta.state_dim}"
+
+
+def test_deploy_warns_where_the_robot_runs_another_task_than_the_planners(files, capsys):
+    """Probe 21 (DEP-T1): `deploy swingup.onnx --task cartpole-balance` planned with the swing-up model and value on
+    the balance task (the same sizes) without a word."""
+    from robot_wm.cli import main
+
+    assert main(["deploy", str(files["internal"]), "--episodes", "1", "--task", "cartpole-balance",
+                 "--sim", "max_env_steps=80"]) == 0
+    assert "the planner was trained for 'cartpole-swingup'; the simulated robot runs 'cartpole-balance'" in \
+        capsys.readouterr().err
+    assert main(["deploy", str(files["internal"]), "--episodes", "1", "--task", "cartpole_swingup",
+                 "--sim", "max_env_steps=80"]) == 0
+    assert "trained for" not in capsys.readouterr().err  # the suite's own spelling of the same task

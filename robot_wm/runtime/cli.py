@@ -33,6 +33,7 @@ def _deploy(a: argparse.Namespace) -> int:
     from robot_wm.runtime.loop import ControlLoop, LoopStats
     from robot_wm.runtime.robot import SimRobot
     from robot_wm.runtime.session import PlannerSession
+    from sim.dmc import task_key
     from sim.registry import make_env
 
     a.threads = at_most_cpus(a.threads, "--threads")
@@ -47,6 +48,9 @@ def _deploy(a: argparse.Namespace) -> int:
     task = sim_env.task  # what the robot runs (--sim task=...): a recording labelled with the planner's was trusted
     robot = SimRobot(make_env(sim_env))
     m.check_robot(robot.state_dim, robot.action_low, robot.action_high, robot.control_period)
+    if m.task and task_key(task) != task_key(m.task):  # the balance task under a swing-up planner, without a word
+        echo(f"robot-wm deploy: warning: the planner was trained for {m.task!r}; the simulated robot runs {task!r} "
+             "(the same sizes, so it plans with the other task's model and reward)", file=sys.stderr)
     lo, hi = sim_env.randomize.action_delay  # the simulated robot's delay range, against the planner's (probe 16)
     if not lo <= m.delay <= hi:
         echo(f"robot-wm deploy: warning: the planner compensates a delay of {m.delay} control step(s) (planner.delay), "
