@@ -495,6 +495,9 @@ def test_export_takes_only_overrides_that_change_the_planner(run, tmp_path, caps
     assert rc == 2 and "an export takes only planner.*, goal.* and value.enabled overrides" in out, out
     assert not (tmp_path / "x.onnx").exists()
     assert _cli(capsys, "export", str(run), "--out", str(tmp_path / "y.onnx"), "planner.samples=48")[0] == 0
+    # probe 21 (EXP-D1): a planner override on a dynamics export did nothing, and was named in the file
+    rc, out = _cli(capsys, "export", str(run), "--what", "dynamics", "--out", str(tmp_path / "d.onnx"), "planner.delay=1")
+    assert rc == 2 and "--what dynamics exports the world model alone" in out and not (tmp_path / "d.onnx").exists()
 
 
 @pytest.mark.parametrize("args", [

@@ -49,6 +49,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     from robot_wm.finetune import double_delay_note
 
     check_out(a.out)
+    if a.what == "dynamics" and a.overrides:  # planner.delay=1 was taken, did nothing and was named in the file (probe 21)
+        raise ValueError(f"{', '.join(a.overrides)}: --what dynamics exports the world model alone, which no override "
+                         "changes (they set how the planner plans); export it without them")
     src = load_source(a.source, a.overrides)
     common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
               "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
