@@ -189,10 +189,16 @@ class Session:
         """Run and store episode ``index`` of ``phase``; its start state is drawn as that of episode
         ``start_index`` (default: ``index``), so that two evaluations can start alike."""
         self._check_writer("collect")
+        if phase not in ("train", "eval"):  # 'banana' was stored as training data (probe 21)
+            raise ValueError(f"phase={phase!r}: expected 'train' (the run's training data) or 'eval'")
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise ValueError(f"index={index!r}: expected a whole number >= 0 (the episode's number, which seeds it)")
         evaluating = phase == "eval"
         if not evaluating:  # a delayed episode into a run whose robot data was realigned: every later train refused
             check_pairing(self.run, self.cfg)
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
+        if not evaluating and index < len(data):  # index 0 again: episode 0's start and seed, stored twice (probe 21)
+            raise ValueError(f"index={index}: training episode {index} is stored already; the next is {len(data)}")
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
         obs = self.observer
         obs.on_episode_start(phase, index, self.env, policy)

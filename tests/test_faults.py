@@ -1634,6 +1634,26 @@ def test_finetune_says_the_summary_is_the_runs_own_final_evaluation(tiny_run_dir
     assert (run_copy / "summary.json").read_bytes() == before
 
 
+def test_session_collect_refuses_an_unknown_phase_or_an_index_stored_already(run_copy):
+    """Probe 21 (API-COL2): `s.collect(policy, 'banana', 1)` stored training data; `s.collect(policy, 'train', 0)` on
+    a run holding episode 0 stored it again under the next name (the same seed, start and random actions)."""
+    from policies.random import RandomPolicy
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(run_copy)
+    n = len(run.dataset())
+    with Session.open(run.load_config(), run, progress=False) as s:
+        policy = RandomPolicy(s.env.action_spec, seed=0)
+        for phase, index, needle in (("banana", n, "phase='banana'"), ("train", 0, "training episode 0 is stored"),
+                                     ("eval", -5, "index=-5"), ("train", 1.5, "index=1.5")):
+            with pytest.raises(ValueError, match=re.escape(needle)):
+                s.collect(policy, phase, index)
+        assert len(run.dataset()) == n
+        s.collect(policy, "train", n)
+    assert len(run.dataset()) == n + 1
+
+
 def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_copy, capsys):
     """Probe 15: `cp episode_000000.npz episode_00000N.npz` (not a link, which probe 13 refused) was trained on
     twice, exit 0. A file without a record whose bytes match another episode's record is named as a copy."""
