@@ -243,13 +243,19 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
         new.append((path, digest, realign(ep, path, as_sent)))
         seen |= {digest, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
     added = []
-    for path, digest, ep in new:
-        # a copy of an import keeps the recorded file it came from: a copy of a copy was imported twice (probe 18)
-        origin = ep.meta["imported_from"] if _origin(ep.meta) else {"path": str(Path(path).resolve()), "sha256": digest}
-        meta = {**ep.meta, "imported_from": origin}
-        # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
-        no_state = np.zeros((len(ep.obs), 0))
-        added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
+    try:
+        for path, digest, ep in new:
+            # a copy of an import keeps the recorded file it came from: a copy of a copy was imported twice (probe 18)
+            origin = ep.meta["imported_from"] if _origin(ep.meta) else {"path": str(Path(path).resolve()),
+                                                                        "sha256": digest}
+            meta = {**ep.meta, "imported_from": origin}
+            # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
+            no_state = np.zeros((len(ep.obs), 0))
+            added.append(dest.append(Episode(ep.obs, ep.action, ep.reward, no_state, meta)))
+    except BaseException:  # Ctrl-C or a full disk between two copies: the first stayed, never trained on (probe 21)
+        for p in added:
+            p.unlink(missing_ok=True)
+        raise
     return Imported(added, too_short, known)
 
 

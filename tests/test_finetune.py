@@ -676,3 +676,26 @@ def test_a_robot_episode_edited_in_range_or_removed_after_its_fine_tuning_is_ref
     refused("swapped", swapped_and_edited)
     refused("origin", lambda paths: negate(paths[0], imported_from={"path": "/x", "sha256": "0" * 64}))
     assert cli.main(["train", str(run), "model.max_epochs=2", "--no-progress"]) == 0  # untouched: trained on
+
+
+def test_a_stop_between_two_copies_of_an_import_keeps_none(run_and_data, tmp_path, monkeypatch, capsys):
+    """Probe 21 (FT-K3): Ctrl-C while finetune copied the recording into RUN/robot kept the episodes copied so far,
+    never trained on; the import is taken back as a stop during the training takes it back."""
+    from robot_wm.data.dataset import EpisodeFolder
+
+    run, data = run_and_data
+    run = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock"))
+    real, calls = EpisodeFolder.append, []
+
+    def append(self, episode):  # the user's Ctrl-C lands as the second episode is copied
+        calls.append(self.root)
+        if self.root.name == "robot" and len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, episode)
+
+    monkeypatch.setattr(EpisodeFolder, "append", append)
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 130
+    assert not list((run / "robot").glob("episode_*.npz"))
+    monkeypatch.setattr(EpisodeFolder, "append", real)
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress"]) == 0
+    assert len(list((run / "robot").glob("episode_*.npz"))) == len(EpisodeDataset(data))
