@@ -1077,3 +1077,29 @@ def test_deploy_warns_where_the_robot_runs_another_task_than_the_planners(files,
     assert main(["deploy", str(files["internal"]), "--episodes", "1", "--task", "cartpole_swingup",
                  "--sim", "max_env_steps=80"]) == 0
     assert "trained for" not in capsys.readouterr().err  # the suite's own spelling of the same task
+
+
+def test_a_recording_folder_removed_while_recording_starts_again_without_a_gap(tmp_path, caplog):
+    """Probe 21 (REC-RM1): `rm -rf DIR` under `deploy --record DIR`: the folder was made again and the numbering went
+    on (episode_000003 alone), and every reader then refused the folder for its gap."""
+    import shutil
+
+    from conftest import one_buffer_robot
+
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    robot, folder = one_buffer_robot(), tmp_path / "rec"
+    rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+    for episode in range(3):
+        if episode == 2:
+            shutil.rmtree(folder)
+        robot.reset(episode)
+        rec.begin(robot, episode)
+        for _ in range(5):
+            robot.send_action(np.array([0.5]))
+            rec.step(robot, np.array([0.5]), 0.002, None)
+        with caplog.at_level(logging.WARNING):
+            path = rec.end()
+    assert path.name == "episode_000000.npz" and "was removed while episodes were being written" in caplog.text
+    assert len(EpisodeDataset(folder)) == 1

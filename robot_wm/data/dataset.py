@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 
 from robot_wm.data.episode import Episode
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^episode_([0-9]{6})\.npz$")  # ASCII digits: 'episode_٠٠٠٠٠١.npz' counted as 1 (probe 17)
 
 
@@ -113,6 +115,8 @@ class EpisodeFolder:
     def append(self, episode: Episode) -> Path:
         """Store ``episode`` as the next file. Never replaces a stored one: when another writer took that name
         meanwhile (two ``deploy --record`` into one folder), the folder is read again and the next name is tried."""
+        if not self.root.is_dir():  # removed while in use: the numbering went on, and the folder had a gap (probe 21)
+            self._folder_removed()
         for _ in range(APPEND_TRIES):
             path = self.root / f"episode_{len(self):06d}.npz"
             self._check_fits(episode, f"the new episode {path.name}")
@@ -125,6 +129,13 @@ class EpisodeFolder:
             return path
         raise FileExistsError(f"{str(self.root)!r}: another writer keeps taking the next episode name; "
                               f"{APPEND_TRIES} tries, nothing stored")
+
+    def _folder_removed(self) -> None:
+        """A recorder's folder removed while it records: made again, numbered from episode 0, and said."""
+        log.warning("episode folder %s was removed while episodes were being written to it; it is made again and "
+                    "numbered from episode_000000 (the episodes in the removed folder are gone)", self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._count = 0
 
     def _stored(self, episode: Episode) -> None:
         self._count += 1
@@ -151,6 +162,10 @@ class EpisodeDataset(EpisodeFolder):
     @property
     def first(self) -> Episode | None:
         return self._episodes[0] if self._episodes else None
+
+    def _folder_removed(self) -> None:
+        raise FileNotFoundError(f"episode folder {str(self.root)!r} was removed while in use (it held "
+                                f"{len(self._episodes)} episodes): restore it; nothing was written")
 
     def _stored(self, episode: Episode) -> None:
         self._episodes.append(episode)
