@@ -29,3 +29,81 @@ def probe20_leftovers(base: Path, planner: Path, work: Path) -> None:
         return rc == rc2 == 0 and "counted twice" in out2, tail(out2, 90)
     record(cat, "planner.delay on a run a delayed one-off collect trained (no double-delay warning)",
            double_delay_from_collect)
+
+
+def probe21_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the twenty-first hostile probe (2026-11-27; the twenty-first category)."""
+    cat = "probe 2026-11-27 (21st)"
+
+    def recording():
+        folder = work / "p21-rec"
+        if not folder.exists():
+            cli("deploy", str(planner), "--episodes", "2", "--record", str(folder), "--sim", "max_env_steps=160")
+        return folder
+
+    def robot_files_swapped_and_edited():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(base, work / "p21-swap")
+        rc, _ = cli("finetune", str(r), "--data", str(recording()), "--no-progress")
+        a, b = sorted((r / "robot").glob("episode_*.npz"))[:2]
+        ep = Episode.load(a)
+        a.unlink()
+        Episode(ep.obs, -ep.action, ep.reward, ep.physics_state, ep.meta).save(b.with_name("x.npz"))
+        b.rename(a)
+        b.with_name("x.npz").rename(b)
+        rc2, out2 = cli("train", str(r), "--no-progress")
+        return rc == 0 and rc2 == 2 and "no longer holds 1 of the 2 episode files" in out2, tail(out2, 90)
+    record(cat, "two held robot files swapped, one edited (the check went by place)", robot_files_swapped_and_edited)
+
+    def last_episodes_removed():
+        r = copy_run(base, work / "p21-rm")
+        max((r / "episodes").glob("episode_*.npz")).unlink()
+        rc, out = cli("train", str(r), "--no-progress")
+        return rc == 2 and "are missing" in out, tail(out, 90)
+    record(cat, "the last training episode files removed (trained on fewer, said nothing)", last_episodes_removed)
+
+    def refused_command_recorded():
+        from robot_wm.config import EnvConfig
+        from robot_wm.data.episode import Episode
+        from robot_wm.runtime import ControlLoop, PlannerSession, SimRobot
+        from robot_wm.runtime.record import DeploymentRecorder
+        from sim.registry import make_env
+
+        class Bus(SimRobot):
+            calls = 0
+
+            def send_action(self, action):
+                self.calls += 1
+                if self.calls == 10:
+                    raise OSError("CAN bus timeout")
+                return super().send_action(action)
+
+        robot = Bus(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=160)))
+        robot.reset(0)
+        loop = ControlLoop(PlannerSession(planner, provider="cpu"), robot, realtime=False)
+        rec = DeploymentRecorder(work / "p21-bus", task="cartpole-swingup", planner="p", action_repeat=8,
+                                 planner_delay=0)
+        rec.begin(robot, 0)
+        loop.run(20, done=lambda: robot.done, on_tick=rec.hook(loop, robot))
+        ep = Episode.load(rec.end())
+        return len(ep) == 9 and ep.meta.get("cut_at_unsent_command") == 9, f"{len(ep)} transitions kept"
+    record(cat, "a command the robot refused, recorded as applied", refused_command_recorded)
+
+    def api_finetune_one_off_delay():
+        from robot_wm.config import apply_overrides
+        from robot_wm.finetune import finetune
+        from robot_wm.run_dir import RunDir
+        from robot_wm.runner import Session
+
+        r = RunDir(copy_run(base, work / "p21-api"))
+        late = work / "p21-late"
+        cli("deploy", str(planner), "--episodes", "1", "--shift", "delay-1", "--record", str(late), "--sim",
+            "max_env_steps=80")
+        cfg = apply_overrides(r.load_config(), ["env.randomize.action_delay=[1,1]"])
+        with Session.open(cfg, r, progress=False) as s:
+            info = finetune(s, late, weight=1, progress=False)["finetune"]
+        rc, out = cli("train", str(r.root), "--no-progress")
+        return info["realigned"] == 1 and rc == 0, tail(out, 90)
+    record(cat, "a Python session's one-off delay decided a fine-tuning's pairing (every later train refused)",
+           api_finetune_one_off_delay)
