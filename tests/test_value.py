@@ -248,7 +248,7 @@ def test_checkpoint_round_trip_with_value(value_and_model, tmp_path):
     model, ac = value_and_model
     path = save_checkpoint(model, tmp_path / "m", [0, 1], extra={"round": 0}, value=ac)
     meta = json.loads(path.read_text())
-    assert meta["format"] == "robot-wm/world-model/3" and meta["value_spec"]["q_heads"] == 2
+    assert meta["format"] == "robot-wm/world-model/3" and meta["value_spec"]["q_heads"] == FAST.q_heads
     _, v2, _ = load_checkpoint_parts(path)
     probe = torch.tensor([[0.1], [0.8]])
     with torch.no_grad():
