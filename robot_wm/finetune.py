@@ -299,7 +299,7 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
             raise ValueError(f"the run's robot data {str(held.root)!r} no longer holds {sum(missing.values())} of the "
                              f"{len(digests[1])} episode files the fine-tuning of round {digests[0]} trained on (sha256 "
                              f"{next(iter(missing))[:12]}...): one was edited, removed or replaced since; put them back "
-                             "as they were, or start a new run seeded from this one")
+                             "as they were, or start a new run")
     return list(held)
 
 

@@ -193,6 +193,7 @@ class Session:
             raise ValueError(f"phase={phase!r}: expected 'train' (the run's training data) or 'eval'")
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
             raise ValueError(f"index={index!r}: expected a whole number >= 0 (the episode's number, which seeds it)")
+        index = int(index)  # np.int64 reached the record's JSON after the episode was stored (review)
         evaluating = phase == "eval"
         if not evaluating:  # a delayed episode into a run whose robot data was realigned: every later train refused
             check_pairing(self.run, self.cfg)

@@ -1650,8 +1650,8 @@ def test_session_collect_refuses_an_unknown_phase_or_an_index_stored_already(run
             with pytest.raises(ValueError, match=re.escape(needle)):
                 s.collect(policy, phase, index)
         assert len(run.dataset()) == n
-        s.collect(policy, "train", n)
-    assert len(run.dataset()) == n + 1
+        s.collect(policy, "train", np.int64(n))  # numpy's integers too (the review: a TypeError after the file)
+    assert len(run.dataset()) == n + 1 and run.records("episode")[-1]["index"] == n
 
 
 def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_copy, capsys):

@@ -666,12 +666,15 @@ def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
     rec.begin(robot, 0)
     fallbacks = []
     hook = rec.hook(loop, robot)
-    stats = loop.run(60, done=(lambda: robot.done) if case == "bus_error" else (lambda: False),
+    stats = loop.run(60, done=(lambda: False) if case == "past_the_time_limit" else (lambda: robot.done),
                      on_tick=lambda a: (hook(a), fallbacks.append((loop.last_sent, loop.last_fallback))))
     ep = Episode.load(rec.end(safe_stop=loop.stopped))
     first = 50 if case == "past_the_time_limit" else 29  # the first command the robot did not take
-    assert stats.errors >= (1 if case == "diverged" else 3) and fallbacks[first][0] is False
-    assert fallbacks[first][1].startswith("robot send_action error: ")
+    if case == "diverged":  # the episode's end, not a robot error: no fallback, no safe stop of a dead simulator
+        assert stats.errors == 0 and loop.stopped is None and robot.done and len(fallbacks) == first + 1
+    else:
+        assert stats.errors >= 3 and fallbacks[first][0] is False
+        assert fallbacks[first][1].startswith("robot send_action error: ")
     assert len(ep) == first and ep.meta["cut_at_unsent_command"] == first
     assert ep.meta["diverged"] is (case == "diverged")
     assert not any(np.array_equal(ep.obs[t], ep.obs[t + 1]) for t in range(len(ep)))  # every transition moved
@@ -1103,3 +1106,14 @@ def test_a_recording_folder_removed_while_recording_starts_again_without_a_gap(t
             path = rec.end()
     assert path.name == "episode_000000.npz" and "was removed while episodes were being written" in caplog.text
     assert len(EpisodeDataset(folder)) == 1
+    # its parent gone too (an unmounted drive): an error, not a new path on another disk (the review)
+    drive = tmp_path / "drive"
+    rec = DeploymentRecorder(drive / "rec", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+    shutil.rmtree(drive)
+    robot.reset(0)
+    rec.begin(robot, 0)
+    robot.send_action(np.array([0.5]))
+    rec.step(robot, np.array([0.5]), 0.002, None)
+    with pytest.raises(FileNotFoundError):
+        rec.end()
+    assert not drive.exists()

@@ -134,8 +134,8 @@ class EpisodeFolder:
         """A recorder's folder removed while it records: made again, numbered from episode 0, and said."""
         log.warning("episode folder %s was removed while episodes were being written to it; it is made again and "
                     "numbered from episode_000000 (the episodes in the removed folder are gone)", self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._count = 0
+        self.root.mkdir(exist_ok=True)  # its parent gone too (an unmounted drive): an error, not a new path elsewhere
+        self._count, self._first = 0, None
 
     def _stored(self, episode: Episode) -> None:
         self._count += 1

@@ -70,7 +70,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         echo(note)
     value = src.value if g.uses_value else None
     # the run's episodes too (a delayed one-off collect trained it); a checkpoint outside its run: the config alone
-    sim = list(src.run.dataset()) if src.cfg.planner.delay and src.run is not None else []
+    sim = _episodes_for_note(src.run) if src.cfg.planner.delay and src.run is not None else []
     if note := double_delay_note(src.cfg, sim, src.cfg.planner.delay):  # export takes no env.* override: the run's
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := uncompensated_note(src.meta, src.cfg.planner.delay):
@@ -148,6 +148,18 @@ def check_out(out: str) -> None:
     check_parent_folder(out, "--out")  # below a file: the whole export ran, then "Not a directory" (probe 18)
     # an ONNX model is a protobuf whose first field is its IR version (tag byte 0x08)
     check_replaceable(out, "--out", "an ONNX file", lambda head: head[:1] == b"\x08")
+
+
+def _episodes_for_note(run) -> list:
+    """The run's training episodes for a warning (none where they cannot be read: a damaged one refuses no export, and
+    a read-only command creates no folder)."""
+    from robot_wm.data.dataset import EpisodeDataset
+
+    folder = run.root / "episodes"
+    try:
+        return list(EpisodeDataset(folder)) if folder.is_dir() else []
+    except (OSError, ValueError):
+        return []
 
 
 def register(sub) -> None:

@@ -147,11 +147,14 @@ class DeploymentRecorder:
         (its refused commands were stored as applied, each beside an unchanged state: probe 21)."""
         if not self.obs:  # end() then failed with "needs 2 observations" (probe 17)
             raise ValueError("DeploymentRecorder.step before begin(): call begin(robot, seed) at the episode's start")
-        if self.full is not None:  # past the size an episode file may hold: the steps before it are kept
+        if self.full is not None or self.unsent is not None:  # the episode ends before these: nothing more to keep
             return
         diverged = getattr(robot, "diverged", False) is True  # a simulated robot whose physics blew up on it
-        if (diverged or not sent) and self.unsent is None:
+        if diverged or not sent:
             self.unsent, self.diverged = len(self.actions), diverged
+            log.warning("recorder: %s at control step %d; the episode is stored up to it (meta cut_at_unsent_command) "
+                        "and the steps after it are not recorded", "the simulated robot's physics diverged" if diverged
+                        else "the robot refused the command", self.unsent)
         act, reward, obs, state = _vector(lambda: action), _reward(robot), _vector(robot.read_state), _physics_state(robot)
         # as Episode.save counts it (float32 arrays, float64 physics state, its JSON meta 4 bytes a character): a
         # recording past 1 GiB was refused at end() and lost whole (probe 21)

@@ -32,10 +32,6 @@ class Robot(Protocol):
     #     can tell (a recorded deployment stores it; None: unknown).
 
 
-class RobotDiverged(RuntimeError):
-    """A simulated robot's physics diverged: the command sent was not applied."""
-
-
 class SimRobot:
     """A ``sim.Env`` behind the ``Robot`` interface. ``send_action`` advances the simulation by one
     control period (the loop does not need to sleep unless it runs in real time). It supplies the
@@ -70,13 +66,14 @@ class SimRobot:
         return np.asarray(self._obs, dtype=np.float32)
 
     def send_action(self, action: np.ndarray) -> None:
-        """Raises ``RobotDiverged`` where the physics blew up on ``action``: the command moved no robot (its step was
-        recorded as a transition of the last good state to itself, reward 0: probe 21), and the episode ends."""
+        """Where the physics blew up on ``action`` the episode ends (``done``) and ``diverged`` says so: the command
+        moved no robot, and a recorder ends the episode before it (its step was recorded as a transition of the last
+        good state to itself, reward 0: probe 21). Not an error of the robot: the loop's safe stop then drove a dead
+        simulator."""
         res = self.env.step(np.asarray(action, dtype=np.float64))
         if res.diverged:
             self.done = self.diverged = True
-            raise RobotDiverged(f"the simulated robot's physics diverged at control step {self.steps}; the episode "
-                                "ends there")
+            return
         self._obs = res.observation
         self._reward = float(res.reward)
         self.ret += float(res.reward)
