@@ -155,6 +155,7 @@ class DeploymentRecorder:
             log.warning("recorder: %s at control step %d; the episode is stored up to it (meta cut_at_unsent_command) "
                         "and the steps after it are not recorded", "the simulated robot's physics diverged" if diverged
                         else "the robot refused the command", self.unsent)
+            return  # no transition follows from it (its reward, unknown or not, says nothing of the episode kept)
         act, reward, obs, state = _vector(lambda: action), _reward(robot), _vector(robot.read_state), _physics_state(robot)
         # as Episode.save counts it (float32 arrays, float64 physics state, its JSON meta 4 bytes a character): a
         # recording past 1 GiB was refused at end() and lost whole (probe 21)
@@ -189,6 +190,8 @@ class DeploymentRecorder:
         obs, extra = self.obs, ({"interrupted": True} if interrupted else {})
         if self.full is not None:
             extra["cut_at_size_limit"] = self.full
+        if self.unsent is not None:
+            extra["cut_at_unsent_command"] = self.unsent
         if safe_stop is not None:
             extra["safe_stop"] = str(safe_stop)
         bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
@@ -198,9 +201,9 @@ class DeploymentRecorder:
                 self.rewards[:max(bad - 1, 0)], self.states[:bad]
             obs = obs[:bad]
         act = next((t for t, a in enumerate(self.actions) if a.shape != self.actions[0].shape
-                    or not np.all(np.isfinite(a)) or t == self.unsent), None)
-        if act is not None:  # an action no episode may hold, or one never applied: keep every transition before it
-            extra["cut_at_unsent_command" if act == self.unsent else "cut_at_bad_action"] = act
+                    or not np.all(np.isfinite(a))), None)
+        if act is not None:  # an action sent that no episode may hold: keep every transition before it
+            extra["cut_at_bad_action"] = act
             self.actions, self.rewards, self.states, obs = (self.actions[:act], self.rewards[:act],
                                                            self.states[:act + 1], obs[:act + 1])
         if not self.actions:
