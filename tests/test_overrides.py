@@ -306,7 +306,7 @@ def test_planner_memory_estimate_scales_and_uses_the_given_budget():
     big = cfgmod.apply_overrides(small, ["planner.samples=2560"])
     filter_bytes = 4 * 3 * 12 * 12  # the coloured-noise filter: horizon x horizon, not per sample
     assert planner_memory_bytes(big, 5, 1) - filter_bytes == 10 * (planner_memory_bytes(small, 5, 1) - filter_bytes)
-    assert planner_memory_bytes(big, 5, 1) < 100e6
+    assert planner_memory_bytes(big, 5, 1) < 150e6  # 110 MB with five Q heads (the default since session 19)
     long = cfgmod.apply_overrides(small, ["planner.horizon=1000"])  # the filter alone is 12 MB there
     assert planner_memory_bytes(long, 5, 1) > 4 * 3 * 1000 * 1000
     check_memory(small, 5, 1, available=10**9)  # fits
