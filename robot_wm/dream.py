@@ -189,15 +189,13 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def check_video_path(path: str | Path) -> Path:
-    if str(path).endswith(("/", os.sep)):  # a folder meant: pathlib drops the slash (probe 21)
-        raise ValueError(f"--out {str(path)!r} ends in a slash (a folder): give a file path")
-    path = Path(path)
+    given, path = path, Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"--out {str(path)!r}: expected a path ending in {' or '.join(VIDEO_SUFFIXES)}")
     if path.is_dir():
         raise ValueError(f"--out {str(path)!r} is a directory: expected the path of the video file to write")
     check_parent_folder(path, "--out")
-    check_replaceable(path, "--out", "a video", _is_video)
+    check_replaceable(given, "--out", "a video", _is_video)  # as given: a trailing slash (a folder meant) is refused
     return path
 
 
