@@ -644,7 +644,12 @@ def test_report_names_a_results_file_that_is_no_utf8(tmp_path, capsys):
     (tmp_path / "results.csv").write_bytes(b"name,task\n1,\xff\xfe\n")
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "results.csv' line" in err and "can't decode byte 0xff" in err and "expected a results.csv written by" in err
+    assert "results.csv' line 2:" in err and "can't decode byte 0xff" in err and "expected a results.csv written by" in err
+    # probe 21: past the decoder's first 8 KB chunk the line named was the reader's, hundreds of lines early
+    rows = "".join(f"{i},cartpole-swingup\n" for i in range(2000)).encode()
+    (tmp_path / "results.csv").write_bytes(b"name,task\n" + rows + b"x,\xff\n")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.csv' line 2002:" in capsys.readouterr().err
 
 
 def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):

@@ -233,7 +233,11 @@ def read(sweep_dir: Path) -> list[dict]:
                     for r in itertools.islice(reader, MAX_ROWS + 1)]
         except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit, or bytes that are no
             # UTF-8 (a bare codec message naming no file: probe 20): a traceback before
-            raise ValueError(f"{str(path)!r} line {reader.line_num}: {e}; expected a results.csv written by "
+            line = reader.line_num
+            if isinstance(e, UnicodeDecodeError):  # the reader's line lags the decoder's 8 KB chunks (probe 21)
+                raw = path.read_bytes()
+                line = raw.count(b"\n", 0, _first_bad_byte(raw)) + 1
+            raise ValueError(f"{str(path)!r} line {line}: {e}; expected a results.csv written by "
                              "`robot-wm sweep`") from None
         if missing := [c for c in REQUIRED if c not in header]:
             raise ValueError(f"{str(path)!r} lacks the columns {missing}: expected a results.csv written by `robot-wm sweep`")
@@ -278,3 +282,12 @@ def read(sweep_dir: Path) -> list[dict]:
 
 def budgets_of(rows: list[dict]) -> list[int]:
     return sorted({int(k[len(BUDGET_PREFIX):]) for r in rows[:1] for k in r if k.startswith(BUDGET_PREFIX)})
+
+
+def _first_bad_byte(raw: bytes) -> int:
+    """Where the first byte that is not UTF-8 lies in ``raw`` (its length where there is none)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start
+    return len(raw)
