@@ -68,6 +68,10 @@ ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "m
 
 
 TRAINING_FIXED = ("value.enabled",)
+PLANS_NOTHING = tuple(f"planner.{k}" for k in cfgmod.PlannerConfig.model_fields if k not in ("horizon", "delay"))
+"""What train and finetune take no override of: they plan nothing, and the round they write holds no planner setting
+(`finetune RUN --data D planner.samples=64` was taken and recorded, probe 21). ``planner.horizon`` sets the longest
+multi-step error they report; ``planner.delay`` has its own message."""
 """What a command that writes a checkpoint round (train, finetune) may not change one-off: `train RUN
 value.enabled=false` wrote a round without the value, and the next plain train started a new one (tenth probe)."""
 
@@ -106,7 +110,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
                          "command does not collect"),
                         (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
-                         "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)")):
+                         "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)"),
+                        (PLANS_NOTHING if trains else (), ("it plans nothing, and the round it writes holds no planner "
+                                                            "setting; set planner.* on eval, export or deploy"))):
         if bad := [k for k in changes if any(k == f or k.startswith(f + ".") for f in fields)]:  # a section: its keys
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
@@ -214,7 +220,7 @@ def _check_no_delay(cfg, command: str, why: str) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from robot_wm.finetune import double_delay_note
+    from robot_wm.finetune import double_delay_note, unmatched_delay_note
     from robot_wm.runner import evaluate
     from sim.randomize import shift_then
 
@@ -228,9 +234,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
         _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
-        elif s.cfg.planner.delay and (note := double_delay_note(s.run.load_config(), list(s.run.dataset()),
-                                                                s.cfg.planner.delay)):  # trained, not this robot
-            print(f"robot-wm eval: {note}", file=sys.stderr)
+        elif s.cfg.planner.delay or s.cfg.env.randomize.action_delay[1]:
+            sim = list(s.run.dataset())
+            for note in (double_delay_note(s.run.load_config(), sim, s.cfg.planner.delay),  # trained, not this robot
+                         unmatched_delay_note(s.run.load_config(), sim, s.cfg)):
+                if note:
+                    print(f"robot-wm eval: {note}", file=sys.stderr)
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]

@@ -13,6 +13,7 @@ Recordings of a robot whose commands act late are realigned by that delay on imp
 from __future__ import annotations
 
 import copy
+import hashlib
 import numbers
 import time
 from collections import Counter
@@ -38,6 +39,24 @@ ROBOT_DIR = "robot"
 def robot_dataset(run) -> EpisodeDataset:
     """The run's robot episodes (``RUN/robot/``)."""
     return EpisodeDataset(run.root / ROBOT_DIR, create=True)
+
+
+def content_sha256(ep: Episode) -> str:
+    """The sha256 of an episode's states, actions and rewards alone: the same recording saved again (a metadata key
+    added, recompressed) has another file digest and was imported a second time (probe 21)."""
+    h = hashlib.sha256()
+    for a in (ep.obs, ep.action, ep.reward):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _content(meta: dict) -> str | None:
+    """The content digest (``content_sha256``) of the recorded file an imported episode came from, where it says."""
+    origin = meta.get("imported_from")
+    digest = origin.get("content_sha256") if isinstance(origin, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _origin(meta: dict) -> str | None:
@@ -210,6 +229,20 @@ def double_delay_note(cfg, sim: list[Episode], delay: int) -> str | None:
             "counted twice")
 
 
+def unmatched_delay_note(run_cfg, sim: list[Episode], cfg) -> str | None:
+    """A note where a session's robot (``cfg``: a one-off ``--shift delay-K``, a fixed env.randomize.action_delay)
+    acts its commands a fixed number of control steps late and its planner.delay compensates another number, for a
+    model trained undelayed (``run_cfg``, ``sim``: the run's own; a model trained as sent knows its delay), else
+    None. `eval --shift delay-2 planner.delay=1` ran without a word (probe 21)."""
+    lo, hi = cfg.env.randomize.action_delay
+    if lo != hi or lo == cfg.planner.delay or _as_sent(run_cfg, sim):
+        return None
+    return (f"note: this robot's commands act {lo} control step(s) late (env.randomize.action_delay=[{lo}, {hi}]) and "
+            f"the planner compensates {cfg.planner.delay} (planner.delay): this measures a planner that "
+            f"{'does not know' if not cfg.planner.delay else 'misjudges'} the robot's delay; planner.delay={lo} "
+            "compensates it")
+
+
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,
                     action_repeat: int | None = None, bounds: tuple | None = None,
                     obs_range: tuple | None = None, reward_range: tuple | None = None,
@@ -225,11 +258,12 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
-    seen = ({_origin(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}) - {None}
+    seen = ({_origin(e.meta) for e in dest} | {_content(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}
+            ) - {None}
     new, too_short, known = [], [], 0
     for path, ep in zip(src.paths(), src):
-        digest = file_sha256(path)
-        if digest in seen or _origin(ep.meta) in seen:
+        digest, content = file_sha256(path), content_sha256(ep)
+        if digest in seen or _origin(ep.meta) in seen or content in seen:
             known += 1
             continue
         if "realigned_delay" in ep.meta and _origin(ep.meta) is None:  # taken as realigned, kept unaligned (probe 20)
@@ -240,14 +274,14 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
             too_short.append(path)
             continue
         # a delayed robot's rows paired again with the commands that moved it (all checked before any is copied)
-        new.append((path, digest, realign(ep, path, as_sent)))
-        seen |= {digest, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
+        new.append((path, digest, content, realign(ep, path, as_sent)))
+        seen |= {digest, content, _origin(ep.meta)} - {None}  # a copy of an import and its recorded file: one (probe 18)
     added = []
     try:
-        for path, digest, ep in new:
+        for path, digest, content, ep in new:
             # a copy of an import keeps the recorded file it came from: a copy of a copy was imported twice (probe 18)
             origin = ep.meta["imported_from"] if _origin(ep.meta) else {"path": str(Path(path).resolve()),
-                                                                        "sha256": digest}
+                                                                        "sha256": digest, "content_sha256": content}
             meta = {**ep.meta, "imported_from": origin}
             # No physics state: a real robot has none, and training never reads it (so both kinds fit one folder).
             no_state = np.zeros((len(ep.obs), 0))
@@ -288,8 +322,11 @@ def held_robot_episodes(s, sim: list[Episode], checks: tuple | None = None) -> l
         except ValueError as e:
             later = len(held) - 1 - i  # moving it alone left a gap every reader refused (probe 17)
             and_later = f" and the {later} numbered after it" if later else ""
-            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: move that file{and_later} out to go on; "
-                             "the episodes are numbered without gaps)") from None
+            # the digest check below refused the advised move of a file a fine-tuning trained on (probe 21)
+            kept = (f"put it back as the fine-tuning of round {digests[0]} trained on it (metrics.jsonl holds each "
+                    "file's sha256), or start a new run; if it was added since, " if digests else "")
+            raise ValueError(f"{e} (in the run's robot data {str(held.root)!r}: {kept}move that file{and_later} out to "
+                             "go on; the episodes are numbered without gaps)") from None
     # what passes the checks above, edited in range (actions negated), was trained on without a word (probe 20); each
     # file is looked up by its digest, not by its place or its claimed origin: two files swapped and one edited, or the
     # first removed and the rest renumbered, or an edited origin, passed a check by place (probe 21)
@@ -313,6 +350,13 @@ def _robot_digests(run) -> tuple[int, list[list[str]]] | None:
                                              for x in d)
             return (r.get("round"), d) if ok else None
     return None
+
+
+def _finished_on(run) -> int:
+    """How many robot episodes the run's last finished fine-tuning trained on (0 where none)."""
+    last = next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), {})
+    done = last.get("robot_episodes")
+    return done if isinstance(done, int) and not isinstance(done, bool) else 0
 
 
 def robot_weight(run, held: int = 0) -> int:
@@ -410,7 +454,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     s.run.check_recorded_episodes(s.run.dataset())  # an edited training episode trains here too (review)
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
-    held_robot_episodes(s, sim, checks)
+    held = len(held_robot_episodes(s, sim, checks))
     added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.run, sim))
     if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
         raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
@@ -419,6 +463,9 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     stem = None
     try:
         record, stem = _tune(s, elite_before, sim, added, weight, value, progress, too_short)
+        # imported by a fine-tuning that was stopped before it finished (killed: nothing could take them back), now
+        # trained on with this one's: adopted without a word before (probe 21)
+        record["finetune"]["adopted"] = max(0, held - _finished_on(s.run))
         s.run.set_latest(stem)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
         # (a later `train` trained on it at the default weight, not the one asked: probe 13) unless the round is the

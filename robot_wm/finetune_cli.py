@@ -51,6 +51,9 @@ def realigned_note(info: dict) -> str:
     if info.get("kept_as_sent"):
         note += (f"; {info['kept_as_sent']} episodes of a delayed robot were kept as sent, as the run's simulated ones "
                  "(trained with env.randomize.action_delay, its model learned the delay: export without planner.delay)")
+    if adopted := info.get("adopted"):
+        note += (f"; {adopted} of the run's robot episodes were imported by an earlier fine-tuning that did not finish "
+                 "(stopped), and are trained on with these")
     if short := info.get("too_short"):
         note += (f"; {len(short)} recorded episodes were left out, each holding only commands sent within the robot's "
                  f"delay of its start (no transition once realigned): {', '.join(short[:3])}"

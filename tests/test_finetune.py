@@ -699,3 +699,50 @@ def test_a_stop_between_two_copies_of_an_import_keeps_none(run_and_data, tmp_pat
     monkeypatch.setattr(EpisodeFolder, "append", real)
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "1", "--no-progress"]) == 0
     assert len(list((run / "robot").glob("episode_*.npz"))) == len(EpisodeDataset(data))
+
+
+def test_a_recording_saved_again_or_left_by_a_killed_import_is_said(run_and_data, tmp_path, capsys):
+    """Probe 21: a recording saved again with one more metadata key (another file digest, the same transitions) was
+    imported a second time and counted twice; episodes left in RUN/robot by a fine-tuning killed after its import
+    were trained on by the next one without a word."""
+    from robot_wm.finetune import _checks, import_episodes
+    from robot_wm.runner import Session
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    n = len(EpisodeDataset(data))
+    with Session.open(RunDir(run).load_config(), RunDir(run), progress=False) as s:  # what a SIGKILL leaves behind
+        got = import_episodes(s.run, data, *_checks(s, list(s.run.dataset())))
+    assert len(got.added) == n
+    again = tmp_path / "again"
+    again.mkdir()
+    for p in EpisodeDataset(data).paths():  # the same transitions in new files
+        ep = Episode.load(p)
+        Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "note": "saved again"}).save(again / p.name)
+    capsys.readouterr()
+    assert cli.main(["finetune", str(run), "--data", str(again), "--weight", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    ft = RunDir(run).records("train")[-1]["finetune"]
+    assert ft["added"] == 0 and ft["robot_episodes"] == n and ft["adopted"] == n
+    assert f"{n} of the run's robot episodes were imported by an earlier fine-tuning that did not finish" in out
+    assert len(list((run / "robot").glob("episode_*.npz"))) == n
+
+
+def test_train_and_finetune_refuse_planner_settings_they_never_use(run_and_data, capsys):
+    """Probe 21: `finetune RUN --data D planner.samples=64` was taken, recorded with the round, and planned nothing."""
+    run, data = run_and_data
+    for args in (["finetune", str(run), "--data", str(data), "planner.samples=37"],
+                 ["train", str(run), "planner.iterations=5"]):
+        assert cli.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "cannot change planner." in err and "it plans nothing" in err, err
+
+
+def test_eval_says_when_the_planner_compensates_another_delay_than_the_robots(run_and_data, capsys):
+    """Probe 21: `eval --shift delay-2 planner.delay=1` (and a delayed robot with no planner.delay) ran silently."""
+    run, _ = run_and_data
+    for args, note in ((["--shift", "delay-1"], "compensates 0"), (["--shift", "delay-1", "planner.delay=1"], None),
+                       (["planner.delay=1"], "act 0 control step(s) late")):
+        assert cli.main(["eval", str(run), "--episodes", "1", "planner.samples=16", "--no-progress", *args]) == 0
+        err = capsys.readouterr().err
+        assert (note in err) if note else "control step(s) late" not in err, (args, err)
