@@ -42,6 +42,8 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     t.add_row("eval return per episode", ", ".join(f"{r:.0f}" for r in summary["eval_returns"]))
     t.add_row("train return per episode", ", ".join(f"{r:.0f}" for r in summary["train_returns"]))
     t.add_row("env steps (training data)", str(summary["env_steps"]))
+    if summary.get("robot_episodes"):
+        t.add_row("robot episodes trained on too", f"{summary['robot_episodes']} (weight {summary.get('robot_weight')})")
     for k, v in sorted(summary["multistep_mse"].items(), key=lambda kv: int(kv[0])):
         t.add_row(f"model error, {k}-step (norm. MSE)", _num(v, ".4f"))
     t.add_row("planning rate", f"{_num(summary['plan_hz'])} Hz")

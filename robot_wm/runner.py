@@ -592,4 +592,13 @@ def summarize(s: Session, evals: list[dict]) -> dict:
         "train_s": round(sum(r["train_s"] for r in train), 1),
         "value_train_s": round(sum(r.get("value_train_s", 0.0) for r in train), 1),
         "torch_threads": torch.get_num_threads(),
+        **_robot_data(train[-1] if train else {}),
     }
+
+
+def _robot_data(last: dict) -> dict:
+    """The summary's word on the robot data the latest round trained on beside the simulator's (a resumed run after
+    a fine-tuning trained on it and its summary said nothing: probe 21); {} where none."""
+    ft = last.get("finetune") if isinstance(last.get("finetune"), dict) else {}
+    n, w = last.get("robot_episodes", ft.get("robot_episodes")), last.get("robot_weight", ft.get("weight"))
+    return {"robot_episodes": n, "robot_weight": w} if isinstance(n, int) and n > 0 else {}

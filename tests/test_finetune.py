@@ -746,3 +746,23 @@ def test_eval_says_when_the_planner_compensates_another_delay_than_the_robots(ru
         assert cli.main(["eval", str(run), "--episodes", "1", "planner.samples=16", "--no-progress", *args]) == 0
         err = capsys.readouterr().err
         assert (note in err) if note else "control step(s) late" not in err, (args, err)
+
+
+def test_a_runs_summary_says_it_trained_on_robot_data_too(run_and_data, tmp_path, capsys):
+    """Probe 21: `run --resume` after a fine-tuning trained its later rounds on the robot's episodes too (at their
+    weight), and its summary said nothing of them."""
+    from robot_wm.report import print_summary
+    from robot_wm.runner import Session, summarize
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    with Session.open(RunDir(run).load_config(), RunDir(run), progress=False) as s:
+        assert "robot_episodes" not in summarize(s, [])
+    assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "3", "--no-progress"]) == 0
+    assert cli.main(["train", str(run), "--no-progress"]) == 0  # a later round, as a resumed run trains
+    with Session.open(RunDir(run).load_config(), RunDir(run), progress=False) as s:
+        summary = summarize(s, [])
+    assert summary["robot_episodes"] == len(EpisodeDataset(data)) and summary["robot_weight"] == 3
+    capsys.readouterr()
+    print_summary(summary, run)
+    assert f"{len(EpisodeDataset(data))} (weight 3)" in capsys.readouterr().out
