@@ -244,11 +244,19 @@ def cmd_eval(a: argparse.Namespace) -> int:
         recs = evaluate(s, a.planner, model, a.episodes, starts=a.starts)
     rets = [r["return"] for r in recs]
     used = recs[0].get("policy", a.planner) if recs else a.planner  # "learned" without a value plans as pets
+    fell, steps = sum(r.get("fallbacks", 0) for r in recs), sum(r.get("control_steps", 0) for r in recs)
     print(f"{used} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
           f"return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
     if dists := [r["goal_distance"] for r in recs if "goal_distance" in r]:
         print(f"final distance to the goal: {np.median(dists):.4f} median ({', '.join(f'{d:.4f}' for d in dists)})")
+    if fell:
+        print(f"robot-wm eval: {fell} of {steps} planning steps fell back (non-finite state or scores: the previous "
+              "plan was held)", file=sys.stderr)
+    if fell > steps / 2:  # as deploy: the return above is not the planner's
+        print(f"robot-wm eval: the {used} planner did not control this robot; its checkpoint may be damaged "
+              f"(its normalisers, weights or bounds): check it with `robot-wm export {a.run_dir}`", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -213,6 +213,8 @@ class Session:
             record.update(file=path.name, sha256=file_sha256(path))  # checked before each training (probe 12)
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
                                                    "diverged", "plan_hz")})
+            if isinstance(fell := getattr(policy, "fallbacks", None), int):  # a planner that never planned scored
+                record["fallbacks"] = fell  # "return 0.0" as the learned planner's (probe 22)
             if (goal := getattr(policy, "goal", None)) is not None:  # where the episode ended, from its goal
                 record["goal_distance"] = goal.distance(ep.obs[-1])
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
@@ -303,6 +305,12 @@ class Session:
         if value is not None:
             held |= {"value.q_heads": (v.q_heads, value.spec.q_heads), "value.hidden": (v.hidden, value.spec.hidden),
                      "value.layers": (v.layers, value.spec.layers)}
+        spec = self.env.action_spec  # a resealed checkpoint planned over +-100 on a +-1 robot, exit 0 (probe 22)
+        for name, mine, theirs in (("low", spec.low, self.model.action_low), ("high", spec.high, self.model.action_high)):
+            if not np.allclose(np.asarray(mine, np.float64), theirs.detach().cpu().double().numpy(), atol=1e-6):
+                raise ValueError(f"{str(path)!r} plans with action_{name} {theirs.tolist()}, but the run's robot "
+                                 f"({self.cfg.env.task}) takes {np.asarray(mine).tolist()}: the checkpoint was edited "
+                                 "or belongs to another robot; use another round or retrain")
         if bad := {k: pair for k, pair in held.items() if pair[0] != pair[1]}:
             said = ", ".join(f"{k}={c!r} (the checkpoint: {h!r})" for k, (c, h) in bad.items())
             raise ValueError(f"the run's config says {said}, but {str(path)!r} holds other networks: config.toml "

@@ -766,3 +766,40 @@ def test_a_runs_summary_says_it_trained_on_robot_data_too(run_and_data, tmp_path
     capsys.readouterr()
     print_summary(summary, run)
     assert f"{len(EpisodeDataset(data))} (weight 3)" in capsys.readouterr().out
+
+
+def _reseal(json_path: Path, edit) -> None:
+    """Edit a checkpoint's tensors (``edit(dict)``) and recompute its hashes, as an attacker or a careless tool would."""
+    import hashlib
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from robot_wm.model.checkpoint import sealed
+
+    meta = json.loads(json_path.read_text())
+    weights = json_path.parent / meta["weights"]
+    tensors = {k: v.clone() for k, v in st_load(weights.read_bytes()).items()}
+    edit(tensors)
+    blob = st_save(tensors)
+    weights.write_bytes(blob)
+    json_path.write_text(json.dumps(sealed(dict(meta, sha256=hashlib.sha256(blob).hexdigest()))))
+
+
+@pytest.mark.parametrize("edit, code, needle", [
+    (lambda t: t["obs_norm.std"].zero_(), 2, "normaliser scales below 1e-06 in ['obs_norm.std']"),
+    (lambda t: t["value.obs_norm.std"].fill_(-1), 2, "normaliser scales below 1e-06 in ['value.obs_norm.std']"),
+    (lambda t: [t[k].mul_(100) for k in t if k.endswith(("action_low", "action_high"))], 2,
+     "plans with action_low [-100.0], but the run's robot (cartpole-swingup) takes [-1.0]"),
+    (lambda t: t["head.weight"].mul_(1e30), 3,
+     "planning steps fell back")])
+def test_a_resealed_checkpoint_that_cannot_plan_is_refused_or_said(run_and_data, tmp_path, capsys, edit, code, needle):
+    """Probe 22: a checkpoint with its normaliser's std zeroed, or its action bounds x100, hashes recomputed, was
+    evaluated as the learned planner ("return 0.0", exit 0) while every step fell back, or planned over +-100 on a
+    +-1 robot; eval now refuses such a file, and says how many steps fell back (exit 3 where most did)."""
+    run, _ = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    _reseal(RunDir(run).latest_checkpoint(), edit)
+    capsys.readouterr()
+    assert cli.main(["eval", str(run), "--episodes", "1", "--no-progress"]) == code
+    assert needle in capsys.readouterr().err

@@ -235,6 +235,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
             raise ValueError(f"checkpoint {str(cfg_path)!r} holds non-finite weights in {bad[:5]}"
                              f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}: it cannot plan; "
                              "use an earlier round (checkpoints/model_rNNNN.json)")
+        # a scale of 0 (hash recomputed) divided every state by zero: each step fell back, "return 0.0" (probe 22)
+        if flat := sorted(k for k, v in tensors.items() if _is_scale(k) and not bool((v >= MIN_SCALE).all())):
+            raise ValueError(f"checkpoint {str(cfg_path)!r} holds normaliser scales below {MIN_SCALE:g} in {flat[:5]} "
+                             "(fitting never writes one): the file was edited; use an earlier round "
+                             "(checkpoints/model_rNNNN.json)")
         state = {k: v for k, v in tensors.items() if not k.startswith(VALUE_PREFIX)}
         value_state = {k[len(VALUE_PREFIX):]: v for k, v in tensors.items() if k.startswith(VALUE_PREFIX)}
         spec = WorldModelSpec(**meta["spec"])
@@ -255,6 +260,16 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {meta['elites']} are not member indices "
                          f"in [0, {members})")
     return model.to(device), value.to(device) if value is not None else None, meta
+
+
+MIN_SCALE = 1e-6
+"""A normaliser's fitted std is at least its eps (``Normalizer``: 1e-6; a constant dimension keeps 1)."""
+
+
+def _is_scale(key: str) -> bool:
+    """Whether weights ``key`` is a normaliser's std (``obs_norm.std``, the value's ``..._norm.std``)."""
+    parent, _, leaf = key.rpartition(".")
+    return leaf == "std" and parent.endswith("norm")
 
 
 def checkpoint_hash(path: str | Path) -> str:
