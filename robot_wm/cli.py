@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.cli_args import Once, integer, path_arg, seed, whole
+from robot_wm.cli_args import Once, integer, once_everywhere, path_arg, seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
@@ -68,6 +68,13 @@ ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "m
 
 
 TRAINING_FIXED = ("value.enabled",)
+MAIN_JOB_ONLY = ("env_steps", "seed_episodes", "eval_episodes", "eval_at")
+"""What only the main job reads (``robot-wm run``, which continues a run with ``--resume``): `finetune RUN
+env_steps=99999` was taken and recorded (probe 22)."""
+TRAINING_SETTINGS = ("model.lr", "model.weight_decay", "model.batch_size", "model.max_epochs", "model.patience",
+                     "model.val_fraction", "value.lr", "value.batch_size", "value.updates_per_step", "value.n_step",
+                     "value.tau", "value.entropy_coef")
+"""How a round is trained: only train and finetune read them (`eval RUN value.lr=0.5` was taken: probe 22)."""
 PLANS_NOTHING = tuple(f"planner.{k}" for k in cfgmod.PlannerConfig.model_fields if k not in ("horizon", "delay"))
 """What train and finetune take no override of: they plan nothing, and the round they write holds no planner setting
 (`finetune RUN --data D planner.samples=64` was taken and recorded, probe 21). ``planner.horizon`` sets the longest
@@ -111,6 +118,10 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                          "command does not collect"),
                         (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
                          "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)"),
+                        (MAIN_JOB_ONLY, ("they set the main job's length and evaluations; to continue the run: "
+                                         f"`robot-wm run run_dir={run.root} --resume KEY=VALUE`")),
+                        (() if trains else TRAINING_SETTINGS, (f"they set how a round is trained, and `{command}` "
+                                                               "trains nothing (train and finetune do)")),
                         (PLANS_NOTHING if trains else (), ("it plans nothing, and the round it writes holds no planner "
                                                             "setting; set planner.* on eval, export or deploy"))):
         if bad := [k for k in changes if any(k == f or k.startswith(f + ".") for f in fields)]:  # a section: its keys
@@ -395,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in PLUGINS:
         importlib.import_module(name).register(sub)
+    once_everywhere(p)
     return p
 
 

@@ -78,3 +78,14 @@ class Once(argparse.Action):
                          "give it once")
         setattr(namespace, f"_{self.dest}_given", True)
         setattr(namespace, self.dest, values)
+
+
+def once_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Make every flag of ``parser`` and its subcommands that takes a value ``Once``: `whatif --episode 0 --episode 1`
+    and `drive --serve A --serve B` took the last without a word (probe 22). Flags without a value are left alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                once_everywhere(sub)
+        elif action.option_strings and type(action) is argparse._StoreAction:
+            action.__class__ = Once

@@ -601,3 +601,39 @@ def test_whatif_refuses_robot_settings_it_cannot_use(run, capsys, override):
     without it; `env.action_repeat=4` was refused blaming the episode files."""
     rc, out = _cli(capsys, "whatif", str(run), "--episode", "0", "--step", "1", override)
     assert rc == 2 and f"so {override} would change nothing" in out and "episode file" not in out, out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["finetune", "{run}", "--data", "{run}", "env_steps=99999"], "cannot change env_steps"),
+    (["train", "{run}", "eval_at=[100]"], "cannot change eval_at"),
+    (["eval", "{run}", "--episodes", "1", "value.lr=0.5"], "`eval` trains nothing"),
+    (["eval", "{run}", "--episodes", "1", "model.max_epochs=3"], "`eval` trains nothing"),
+    (["collect", "{run}", "--policy", "random", "model.lr=0.5"], "`collect` trains nothing"),
+    (["whatif", "{run}", "--episode", "0", "value.tau=0.5"], "`whatif` trains nothing")])
+def test_an_override_the_command_never_reads_is_refused(tmp_path, capsys, args, needle):
+    """Probe 22: `finetune RUN --data D env_steps=99999`, `eval RUN value.lr=0.5` and `collect RUN model.lr=0.5` were
+    taken and recorded as the command's overrides, and changed nothing."""
+    from test_export import make_run_dir
+
+    from robot_wm.cli import main
+    from robot_wm.run_dir import RunDir
+
+    run = make_run_dir(tmp_path / "run")
+    before = (len(RunDir(run).dataset()), len(RunDir(run).records()))
+    assert main([a.replace("{run}", str(run)) for a in args]) == 2
+    assert needle in capsys.readouterr().err
+    assert (len(RunDir(run).dataset()), len(RunDir(run).records())) == before
+
+
+@pytest.mark.parametrize("args", [["whatif", "RUN", "--episode", "0", "--episode", "1"],
+                                  ["drive", "RUN", "--serve", "127.0.0.1:9990", "--serve", "127.0.0.1:9991"],
+                                  ["deploy", "p.onnx", "--rate", "5", "--rate", "6"],
+                                  ["sweep", "s.toml", "--cpus", "1", "--cpus", "2"]])
+def test_every_flag_that_takes_a_value_is_given_once(args, capsys):
+    """Probe 22: a repeated `whatif --episode` or `drive --serve` took the last without a word, where `--shift` and
+    `--data` given twice were refused."""
+    from robot_wm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(args)
+    assert f"argument {args[-2]}: given twice" in capsys.readouterr().err
