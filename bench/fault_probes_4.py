@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fault_kit import cli, copy_run, record, tail
+from fault_kit import cli, copy_run, record, tail, untouched
 
 
 def probe20_leftovers(base: Path, planner: Path, work: Path) -> None:
@@ -107,3 +107,83 @@ def probe21_defects(base: Path, planner: Path, work: Path) -> None:
         return info["realigned"] == 1 and rc == 0, tail(out, 90)
     record(cat, "a Python session's one-off delay decided a fine-tuning's pairing (every later train refused)",
            api_finetune_one_off_delay)
+
+
+def _reseal(run: Path, edit) -> Path:
+    """Apply ``edit(tensors)`` to the run's latest checkpoint weights and recompute its hashes (the file looks genuine)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from robot_wm.model.checkpoint import sealed
+    from robot_wm.run_dir import RunDir
+
+    js = RunDir(run).latest_checkpoint()
+    meta = json.loads(js.read_text())
+    tensors = {k: v.clone() for k, v in st_load((js.parent / meta["weights"]).read_bytes()).items()}
+    edit(tensors)
+    blob = st_save(tensors)
+    (js.parent / meta["weights"]).write_bytes(blob)
+    js.write_text(json.dumps(sealed(dict(meta, sha256=hashlib.sha256(blob).hexdigest()))))
+    return run
+
+
+def probe22_defects(base: Path, planner: Path, work: Path) -> None:
+    """What the twenty-second hostile probe found (2026-11-27, session 20), and probe 21's ugly leftovers fixed then."""
+    cat = "probe 2026-11-27 (22nd)"
+
+    def zero_scale():
+        r = _reseal(copy_run(base, work / "p22-std0"), lambda t: t["obs_norm.std"].zero_())
+        rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
+        return rc == 2 and "normaliser scales below" in out, tail(out, 90)
+    record(cat, "a resealed checkpoint with its normaliser std zeroed (every step fell back, 'return 0.0', exit 0)",
+           zero_scale)
+
+    def wide_bounds():
+        r = _reseal(copy_run(base, work / "p22-bnd"),
+                    lambda t: [t[k].mul_(100) for k in t if k.endswith(("action_low", "action_high"))])
+        rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
+        return rc == 2 and "but the run's robot" in out, tail(out, 90)
+    record(cat, "a resealed checkpoint planning over +-100 on a +-1 robot (evaluated, exit 0)", wide_bounds)
+
+    def overflowing_weights():
+        r = _reseal(copy_run(base, work / "p22-big"), lambda t: t["head.weight"].mul_(1e30))
+        rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
+        return rc == 3 and "planning steps fell back" in out, tail(out, 90)
+    record(cat, "a checkpoint whose every planning step falls back, reported as the learned planner's return",
+           overflowing_weights)
+
+    def recording_saved_again():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(base, work / "p22-again")
+        rec = work / "p22-rec"
+        cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--sim", "max_env_steps=160")
+        rc, _ = cli("finetune", str(r), "--data", str(rec), "--no-progress")
+        again = work / "p22-rec-again"
+        again.mkdir()
+        for p in rec.glob("episode_*.npz"):
+            ep = Episode.load(p)
+            Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "note": "x"}).save(again / p.name)
+        rc2, out2 = cli("finetune", str(r), "--data", str(again), "--no-progress")
+        held = len(list((r / "robot").glob("episode_*.npz")))
+        return rc == rc2 == 0 and held == 1 and "(0 new" in out2, f"{held} held; " + tail(out2, 60)
+    record(cat, "a recording saved again with one more metadata key (imported twice: probe 21)", recording_saved_again)
+
+    for args, needle, what in (
+            (["finetune", str(base), "--data", str(work), "env_steps=99999"], "cannot change env_steps",
+             "finetune env_steps=99999 (taken and recorded)"),
+            (["eval", str(base), "--episodes", "1", "value.lr=0.5"], "trains nothing", "eval value.lr=0.5 (taken)"),
+            (["finetune", str(base), "--data", str(work), "planner.samples=37"], "it plans nothing",
+             "finetune planner.samples=37 (taken: probe 21)"),
+            (["whatif", str(base), "--episode", "0", "--episode", "1"], "given twice", "whatif --episode twice")):
+        record(cat, what, lambda args=args, needle=needle: untouched(base, args, needle))
+
+    def unmatched_delay():
+        r = copy_run(base, work / "p22-delay")
+        rc, out = cli("eval", str(r), "--episodes", "1", "--shift", "delay-1", "planner.delay=0", "--no-progress")
+        return rc == 0 and "compensates 0" in out, tail(out, 90)
+    record(cat, "eval on a robot with one step of delay, the planner compensating none (silent: probe 21)",
+           unmatched_delay)
