@@ -187,7 +187,9 @@ def cmd_collect(a: argparse.Namespace) -> int:
                 rec = s.collect(policy, "train", start + i)
                 if kept:
                     s.run.update_manifest(episodes=len(s.run.dataset()))
-                print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps)")
+                fell = (f"; {rec['fallbacks']} of its {rec['control_steps']} planning steps fell back (non-finite state "
+                        "or scores)" if rec.get("fallbacks") else "")  # all-zero actions stored as 'learned' (probe 22)
+                print(f"episode {start + i}: return {rec['return']:.1f} ({rec['env_steps']} env steps{fell})")
         finally:  # stopped between an episode and its count (probe 14: SIGTERM left the count stale for good)
             if kept and s.run.manifest().get("episodes") != len(s.run.dataset()):
                 s.run.update_manifest(episodes=len(s.run.dataset()))

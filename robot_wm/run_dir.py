@@ -54,8 +54,8 @@ class _Held:
     registry: ClassVar[dict[str, _Held]] = {}
     guard = threading.Lock()
 
-    def __init__(self, key: str, fd: int):
-        self.key, self.fd, self.count = key, fd, 0
+    def __init__(self, key: str, fd: int, dir_fd: int):
+        self.key, self.fd, self.dir_fd, self.count = key, fd, dir_fd, 0
 
 
 _SKIPS_WARNED: set[tuple[str, tuple[int, ...]]] = set()
@@ -96,10 +96,12 @@ def _release(held: _Held) -> None:
         try:
             os.ftruncate(held.fd, 0)  # the holder's line goes with the lock
             fcntl.flock(held.fd, fcntl.LOCK_UN)
+            fcntl.flock(held.dir_fd, fcntl.LOCK_UN)
         except OSError:
             pass
         finally:
             os.close(held.fd)
+            os.close(held.dir_fd)
 
 
 def _command_line() -> str:
@@ -110,7 +112,7 @@ def _command_line() -> str:
 
 
 def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "") -> RunLock:
-    """An exclusive ``fcntl.flock`` on ``root/.lock`` (``root`` exists), or ``RunLockedError`` naming ``what``, the
+    """An exclusive ``fcntl.flock`` on the folder ``root`` itself (it exists), or ``RunLockedError`` naming ``what``, the
     holder (PID, command line and start time, written into the lock file) and ``hint``. Shared within a process;
     the kernel drops a dead holder's lock. Run directories (``RunDir.lock``) and sweep directories hold one."""
     import fcntl
@@ -119,45 +121,83 @@ def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "
     with _Held.guard:
         held = _Held.registry.get(key)
         if held is None:
-            try:  # a link there made the lock overwrite its target (a user's file outside the run)
-                fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-            except OSError as e:
-                if e.errno == errno.EISDIR:  # "Is a directory", and a hint to run again that failed the same way (probe 21)
-                    raise ValueError(f"{key!r} is a folder: the {what}'s lock file must be a plain file of its own "
-                                     "(remove the folder; nothing was written)") from None
-                if e.errno != errno.ELOOP:
-                    raise
-                raise ValueError(f"{key!r} is a symbolic link: the {what}'s lock file must be a plain file of "
-                                 "its own (remove the link; nothing was written through it)") from None
+            # The lock is the folder's own (flock on the directory): `rm RUN/.lock` beside a writer, a stale-lock habit,
+            # let a second writer lock a new file while the first held the removed one (probe 22). The file names
+            # the holder.
+            dir_fd = os.open(os.path.realpath(root), os.O_RDONLY | os.O_DIRECTORY)
             try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise ValueError(f"{key!r} is not a regular file: the {what}'s lock file must be a plain file "
-                                     "of its own (remove it)")
-                if os.fstat(fd).st_nlink > 1:  # a hard link to a user's file: truncated and overwritten
-                    raise ValueError(f"{key!r} has {os.fstat(fd).st_nlink} hard links: the {what}'s lock file must "
-                                     "be its own file (remove it; nothing was written)")
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-                os.close(fd)
-                raise RunLockedError(_locked_message(root, what, holder, hint)) from None
+                os.close(dir_fd)
+                raise RunLockedError(_locked_message(root, what, _holder(key), hint)) from None
             except BaseException:
-                os.close(fd)
+                os.close(dir_fd)
                 raise
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-            info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-            held = _Held.registry[key] = _Held(key, fd)
+            try:
+                held = _Held.registry[key] = _Held(key, _lock_file(root, key, what, command, hint), dir_fd)
+            except BaseException:
+                fcntl.flock(dir_fd, fcntl.LOCK_UN)
+                os.close(dir_fd)
+                raise
         return RunLock(held)
 
 
-def _locked_message(root: Path, what: str, holder: str, hint: str) -> str:
+def _holder(key: str) -> str | None:
+    """The holder's line in the lock file ``key``; None where the file is gone (removed beside its writer)."""
     try:
-        info = loads_json(holder)
+        fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
+
+
+def _lock_file(root: Path, key: str, what: str, command: str | None, hint: str) -> int:
+    """Open (or create) the lock file ``key`` of a folder this process has just locked, flock it and write its holder's
+    line (PID, command line, start time); returns its descriptor."""
+    import fcntl
+
+    try:  # a link there made the lock overwrite its target (a user's file outside the run)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.EISDIR:  # "Is a directory", and a hint to run again that failed the same way (probe 21)
+            raise ValueError(f"{key!r} is a folder: the {what}'s lock file must be a plain file of its own "
+                             "(remove the folder; nothing was written)") from None
+        if e.errno != errno.ELOOP:
+            raise
+        raise ValueError(f"{key!r} is a symbolic link: the {what}'s lock file must be a plain file of "
+                         "its own (remove the link; nothing was written through it)") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{key!r} is not a regular file: the {what}'s lock file must be a plain file "
+                             "of its own (remove it)")
+        if os.fstat(fd).st_nlink > 1:  # a hard link to a user's file: truncated and overwritten
+            raise ValueError(f"{key!r} has {os.fstat(fd).st_nlink} hard links: the {what}'s lock file must "
+                             "be its own file (remove it; nothing was written)")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # an older robot-wm, which locked the file alone
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise RunLockedError(_locked_message(root, what, holder, hint)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    return fd
+
+
+def _locked_message(root: Path, what: str, holder: str | None, hint: str) -> str:
+    try:
+        info = loads_json(holder or "")
         who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
     except (json.JSONDecodeError, KeyError, TypeError):
-        who = "another process (it has not written its PID yet)"
+        who = ("another process (its .lock file, which names it, was removed)" if holder is None else
+               "another process (it has not written its PID yet)")
     return (f"{what} {str(root)!r} is being written by {who}; wait for it to finish or stop it (a killed process "
             f"releases the lock by itself).{' ' + hint if hint else ''}")
 
@@ -385,7 +425,7 @@ class RunDir:
             raise ValueError(f"{len(gone)} training episode file(s) of {str(data.root)!r} are missing ({', '.join(gone[:3])}"
                              f"{' ...' if len(gone) > 3 else ''}): metrics.jsonl records them as collected, so they were "
                              "removed since; put them back, or start a new run from the episodes you trust")
-        for path in data.paths():
+        for i, path in enumerate(data.paths()):
             key = (str(path.resolve()), recorded.get(path.name))
             if key in self._verified:
                 continue
@@ -393,6 +433,8 @@ class RunDir:
                 if (other := names.get(file_sha256(path))) not in (None, path.name):  # a byte copy trained twice
                     raise ValueError(f"episode file {str(path)!r} is a copy of {other} (the same bytes): each episode "
                                      "is stored once; remove the copy")
+                if recorded:  # nor a file put there: the run's own final evaluation, another run's, a robot's (probe 22)
+                    self._check_own_episode(path, data[i], i)
                 self._verified.add(key)
                 continue
             if (now := file_sha256(path)) != key[1]:
@@ -400,6 +442,19 @@ class RunDir:
                                  f"record says {key[1][:12]}...): the file was edited or damaged; restore it, or "
                                  "start a new run from the episodes you trust")
             self._verified.add(key)
+
+    def _check_own_episode(self, path: Path, ep, index: int) -> None:
+        """An unlogged training episode file must be the one this run would have collected at ``index`` (a kill
+        between storing and logging it): its meta says phase 'train' and the episode's seed."""
+        from robot_wm.seeding import episode_seed
+
+        want = episode_seed(self.load_config().seed, index)
+        phase, seed = ep.meta.get("phase"), ep.meta.get("seed")
+        if phase != "train" or seed != want:
+            raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and is not training episode "
+                             f"{index} of this run (its meta says phase {phase!r}, seed {seed!r}; the run's would say "
+                             f"'train', {want}): it was put there by hand; move it out (a robot's recording joins a run "
+                             "with `robot-wm finetune RUN --data DIR`)")
 
     def eval_dataset(self) -> EpisodeDataset:
         return self._dataset("eval")

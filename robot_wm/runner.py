@@ -497,6 +497,11 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
+    mine = "learned" if cfg.value.enabled else "pets"  # an ad-hoc `eval --planner oracle` named there: its return was
+    for i in manifest.get("final_eval_episodes") or ():  # the run's headline (probe 22)
+        if (played := s.run.eval_dataset()[i].meta.get("policy")) != mine:
+            raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
+                             f"the {played!r} planner, not the run's own {mine!r}: the file is damaged or was edited")
     if (ckpt := s.run.latest_checkpoint()) is not None:
         s.load(ckpt)
     round_ = s.run.next_round()

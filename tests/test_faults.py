@@ -1668,6 +1668,37 @@ def test_a_byte_copy_of_a_training_episode_under_the_next_name_is_refused(run_co
     assert snapshot(run_copy) == before
 
 
+def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 22: the run's own final-evaluation episode, or another run's, copied in as the next training episode was
+    trained on without a word (no record in metrics.jsonl, and only recorded files were checked). A file stored but
+    never logged (a kill between the two) is still taken: its meta says it is that training episode."""
+    import json
+    import shutil
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_copy)
+    (run_copy / "config.toml").write_text((run_copy / "config.toml").read_text().replace(str(tiny_run_dir),
+                                                                                        str(run_copy)))
+    eps = run_copy / "episodes"
+    n = len(list(eps.glob("episode_*.npz")))
+    nxt = eps / f"episode_{n:06d}.npz"
+    shutil.copyfile(next((run_copy / "eval").glob("episode_*.npz")), nxt)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 2 and f"episode file {str(nxt)!r} has no record in metrics.jsonl and is not training episode {n}" \
+        in out and "phase 'eval'" in out, out
+    assert snapshot(run_copy) == before
+    # the run's own last episode whose record was never written: taken
+    nxt.unlink()
+    last = eps / f"episode_{n - 1:06d}.npz"
+    lines = (run_copy / "metrics.jsonl").read_text().splitlines(keepends=True)
+    keep = [ln for ln in lines if json.loads(ln).get("file") != last.name or json.loads(ln).get("phase") != "train"]
+    assert len(keep) == len(lines) - 1
+    (run_copy / "metrics.jsonl").write_text("".join(keep))
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 0, out
+
+
 def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
     """Probe 14: `eval threads=1024` under a memory limit spent it on thread stacks, then MuJoCo's compile failed
     with "unknown exception". A config's threads above this machine's CPUs are its CPUs, said once."""

@@ -240,6 +240,12 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
     rc, out = _cli(capsys, "eval", str(run), "eval_episodes=1", "--no-progress")
     assert rc == 2 and "eval_episodes is the run's own final evaluation; `robot-wm eval` runs --episodes N" in out, out
     assert len(EpisodeDataset(run / "eval")) == 5
+    # probe 22: the manifest edited to name an ad-hoc random episode as the final evaluation: its return became the
+    # run's headline on --resume
+    (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()),
+                                                   "status": "running", "final_eval_episodes": [0, 2]}))
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 2 and "names evaluation episode 2, played by the 'random' planner, not the run's own 'learned'" in out
 
 
 # --- defect 6: a user's folder, an empty argument, templates -------------------------------------

@@ -107,6 +107,25 @@ def test_lock_names_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
     assert not lock.active and run.lock_path.read_text() == ""
 
 
+def test_removing_the_lock_file_beside_its_holder_lets_no_second_writer_in(tmp_path):
+    """Probe 22: `rm RUN/.lock` (a stale-lock habit) while a run was writing let `collect` lock a new file and append to
+    the run; the run then died. The lock is the folder's: a second writer is refused, and told the file was removed."""
+    run = RunDir(tmp_path / "run")
+    holder = hold_lock(run.root)
+    try:
+        run.lock_path.unlink()
+        with pytest.raises(RunLockedError, match=r"another process \(its \.lock file, which names it, was removed\)"):
+            run.lock("robot-wm collect")
+        probe = subprocess.run([sys.executable, "-m", "robot_wm.cli", "collect", str(run.root), "--no-progress"],
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"}, check=False)
+        assert probe.returncode == 2 and "is being written by another process" in probe.stderr, probe
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.lock("robot-wm test"):  # the holder is gone: the folder is free again, and the file written anew
+        assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
+
+
 def test_a_stale_lock_file_without_a_holder_is_taken(tmp_path):
     """A lock file whose writer is gone (e.g. the machine rebooted): its content does not block anyone."""
     run = RunDir(tmp_path / "run")
