@@ -380,6 +380,14 @@ class RerunConfig(_Section):
     def _rrd(cls, v: str | None) -> str | None:
         return v if v is None else check_rrd_path(v, "rerun.path")
 
+    @model_validator(mode="after")
+    def _address_for_a_socket(self) -> RerunConfig:
+        if self.address is not None and self.mode not in ("spawn", "serve"):  # ignored without a word (probe 22)
+            raise ValueError(f"rerun.address={self.address!r} (--rerun-address) is where --rerun serve listens or "
+                             f"--rerun spawn's viewer is reached; with rerun.mode={self.mode!r} nothing would use it: "
+                             "add --rerun serve (or spawn), or leave the address out")
+        return self
+
 
 class RunConfig(_Section):
     seed: int = Field(0, ge=0, lt=2**32)
@@ -529,6 +537,8 @@ def load(path: str | Path) -> RunConfig:
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:  # a traceback on the command line, where a launch file said so (probe 22)
+        raise ConfigError(f"a value nested {text.count('[') + text.count('{')} deep is too deep for a setting") from None
     except tomllib.TOMLDecodeError as e:
         if text.lstrip().startswith(("{", "[")):  # a table or array that is not valid TOML: say why, not "a string"
             raise ConfigError(f"{text!r} is not a valid TOML value: {e}") from None
@@ -565,8 +575,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"override {item!r}: unknown field {key!r}")
         try:
             value = _parse_value(text)
-        except ConfigError as e:
-            raise ConfigError(f"override {item!r}: {e}") from None
+        except ConfigError as e:  # a 6,000-character override was echoed whole (probe 22)
+            shown = item if len(item) <= 120 else f"{item[:100]}... ({len(item):,} characters)"
+            raise ConfigError(f"override {shown!r}: {e}") from None
         if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(node[leaf], dict) and isinstance(value, dict) and key not in leaves:

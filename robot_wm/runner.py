@@ -489,6 +489,9 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if (len(data) or manifest.get("status") not in (None, "created")) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
+    if past := [m for m in cfg.eval_at if m > cfg.env_steps]:  # dropped without a word (probe 22)
+        log.warning("eval_at %s lies past env_steps=%d: never reached, so not evaluated (the final evaluation is at "
+                    "env_steps)", past, cfg.env_steps)
     if manifest.get("status") == "complete":
         if s.run.summary_path.exists() or s.run.summary_path.is_symlink():
             return s.run.summary()

@@ -270,3 +270,12 @@ def test_numpy_numbers_build_a_config_and_numpy_booleans_do_not():
     assert type(env.action_repeat) is int and env.action_repeat == 4
     with pytest.raises(pydantic.ValidationError, match="is complex: expected a real number"):
         ModelConfig(lr=np.complex128(1e-3 + 7j))
+
+
+def test_an_override_nested_too_deep_is_one_line_naming_it():
+    """Probe 22: `eval RUN goal.state=[[[...3000 deep]]]` (and `deploy --sim`, a sweep file's overrides) ended in a
+    RecursionError traceback, where a launch file nested as deep was refused in a line."""
+    deep = "[" * 3000 + "]" * 3000
+    with pytest.raises(cfgmod.ConfigError, match=r"override 'goal\.state=\[\[.*\.\.\. \(6,011 characters\)': a value "
+                                                  r"nested 3000 deep is too deep"):
+        cfgmod.apply_overrides(cfgmod.RunConfig(), [f"goal.state={deep}"])

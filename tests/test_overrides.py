@@ -643,3 +643,24 @@ def test_every_flag_that_takes_a_value_is_given_once(args, capsys):
     with pytest.raises(SystemExit):
         main(args)
     assert f"argument {args[-2]}: given twice" in capsys.readouterr().err
+
+
+def test_a_milestone_past_the_budget_is_said(tmp_path, capsys, caplog):
+    """Probe 22: `run env_steps=400 eval_at=[100000]` dropped the milestone without a word."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="robot_wm"):
+        rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'r'}", *TINY_RUN_ARGS, "eval_at=[100000]", "--no-progress")
+    assert rc == 0, out
+    assert "eval_at [100000] lies past env_steps=400: never reached" in caplog.text
+
+
+@pytest.mark.parametrize("flags", [["--rerun-address", "127.0.0.1:9999"], ["--rerun", "save", "--rerun-address",
+                                                                          "0.0.0.0:9999"], ["rerun.address=0.0.0.0:9998"]])
+def test_an_address_without_a_socket_to_use_it_is_refused(run, capsys, flags):
+    """Probe 22: `eval RUN --rerun-address 127.0.0.1:9999` without --rerun serve was ignored without a word: nothing
+    listened, and a user waiting for a live view got none."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress", *flags)
+    assert rc == 2 and "nothing would use it: add --rerun serve (or spawn)" in out, out
+    assert snapshot(run) == before
