@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import numbers
 import time
 from collections import Counter
@@ -140,6 +141,14 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
     if len(ep) == 0:  # imported, it left the run with an episode no training could use (probe 11)
         raise ValueError(f"recorded episode {str(path)!r} holds no transition (one state, no action): nothing to "
                          "learn from; leave it out of --data")
+    # what the metadata says of the arrays must be true: control_steps=5 or return=9999 beside them passed (probe 22)
+    if (said := ep.meta.get("control_steps")) is not None and said != len(ep):
+        raise ValueError(f"recorded episode {str(path)!r} says control_steps={said!r} but holds {len(ep)} transitions: "
+                         "the file was edited or damaged")
+    if isinstance(ret := ep.meta.get("return"), (int, float)) and not isinstance(ret, bool) and not math.isclose(
+            ret, total := float(np.sum(ep.reward, dtype=np.float64)), rel_tol=1e-4, abs_tol=1e-3):
+        raise ValueError(f"recorded episode {str(path)!r} says return={ret!r} but its rewards sum to {total:.6g}: the "
+                         "file was edited or damaged")
     if canonical_task(task) is not None and action_repeat is not None:
         check_suite_reward(path, ep.reward, action_repeat)
     if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
@@ -163,10 +172,18 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
     if not Path(source).exists():  # "holds no recorded episodes" for a typo
         raise ValueError(f"--data {str(source)!r} does not exist: expected a folder written by "
                          "`robot-wm deploy --record`")
+    if Path(source).is_file():  # "holds no recorded episodes" for the file itself (probe 22)
+        raise ValueError(f"--data {str(source)!r} is a file: expected the folder that `robot-wm deploy --record` wrote "
+                         f"(give {str(Path(source).parent)!r} for the episodes beside it)")
     src = EpisodeDataset(source) if Path(source).is_dir() else None
     if src is None or not len(src):
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
                          "`robot-wm deploy --record`)")
+    named = {p.name for p in src.paths()}  # a renamed episode_1.npz was left out without a word (probe 22)
+    if others := sorted(p.name for p in Path(source).glob("*.npz") if p.name not in named):
+        raise ValueError(f"--data {str(source)!r} holds {len(others)} .npz file(s) that are not its numbered episodes "
+                         f"({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): they would be left out; "
+                         "name them episode_NNNNNN.npz in order after the others, or move them out")
     for path, ep in zip(src.paths(), src):
         check_recorded(path, ep, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
     return src

@@ -803,3 +803,28 @@ def test_a_resealed_checkpoint_that_cannot_plan_is_refused_or_said(run_and_data,
     capsys.readouterr()
     assert cli.main(["eval", str(run), "--episodes", "1", "--no-progress"]) == code
     assert needle in capsys.readouterr().err
+
+
+def test_a_recording_whose_metadata_contradicts_its_arrays_or_renamed_is_refused(run_and_data, tmp_path, capsys):
+    """Probe 22: a recording whose meta said return=9999 or control_steps=5 beside other arrays was imported; a file
+    renamed episode_1.npz was left out without a word; a file given as --data "held no recorded episodes"."""
+    run, data = run_and_data
+    before = sorted((run / "robot").glob("*.npz")) if (run / "robot").exists() else []
+
+    def edited(name: str, **meta) -> Path:
+        folder = Path(shutil.copytree(data, tmp_path / name))
+        first = sorted(folder.glob("episode_*.npz"))[0]
+        ep = Episode.load(first)
+        first.unlink()
+        Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, **meta}).save(first)
+        return folder
+
+    renamed = Path(shutil.copytree(data, tmp_path / "renamed"))
+    sorted(renamed.glob("episode_*.npz"))[-1].rename(renamed / "episode_1.npz")
+    for folder, needle in ((edited("ret", **{"return": 9999.0}), "says return=9999.0 but its rewards sum to"),
+                           (edited("steps", control_steps=5), "says control_steps=5 but holds"),
+                           (renamed, "1 .npz file(s) that are not its numbered episodes (episode_1.npz)"),
+                           (next(data.glob("episode_*.npz")), "is a file: expected the folder")):
+        assert cli.main(["finetune", str(run), "--data", str(folder), "--no-progress"]) == 2, folder
+        assert needle in capsys.readouterr().err, needle
+    assert (sorted((run / "robot").glob("*.npz")) if (run / "robot").exists() else []) == before

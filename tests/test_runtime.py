@@ -1117,3 +1117,17 @@ def test_a_recording_folder_removed_while_recording_starts_again_without_a_gap(t
     with pytest.raises(FileNotFoundError):
         rec.end()
     assert not drive.exists()
+
+
+def test_a_launch_file_or_a_run_directory_as_the_planner_says_what_to_do(tiny_run_dir):
+    """Probe 22: `deploy launch/arm-reach.toml` was "truncated or corrupted (Wire format was corrupt)", and `deploy RUN`
+    "a directory" with no word of `export`."""
+    from pathlib import Path
+
+    from robot_wm.runtime.session import ModelFileError, PlannerSession
+
+    launch = Path(__file__).resolve().parents[1] / "launch" / "arm-reach.toml"
+    with pytest.raises(ModelFileError, match=r"is text \(a launch file or a run's config.toml\?\), not an ONNX planner"):
+        PlannerSession(launch, provider="cpu")
+    with pytest.raises(ModelFileError, match=rf"a run directory is exported first: `robot-wm export {tiny_run_dir}"):
+        PlannerSession(tiny_run_dir, provider="cpu")

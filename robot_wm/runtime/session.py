@@ -328,12 +328,17 @@ class PlannerSession:
         except FileNotFoundError:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
         except ValueError as e:
-            raise ModelFileError(str(e)) from None
+            hint = (f"; a run directory is exported first: `robot-wm export {path} --out planner.onnx`"
+                    if path.is_dir() and (path / "config.toml").is_file() else "")  # no hint before (probe 22)
+            raise ModelFileError(f"{e}{hint}") from None
         if not blob:
             raise ModelFileError(f"planner file {str(path)!r} is empty")
         if blob[:4] == b"PK\x03\x04":  # an intact episode (.npz) was "truncated or corrupted" (tenth probe)
             raise ModelFileError(f"planner file {str(path)!r} is a zip archive (an episode .npz?), not an ONNX planner: "
                                  "expected a file written by `robot-wm export`")
+        if _looks_like_toml(blob):  # a launch file was "truncated or corrupted (Wire format was corrupt)" (probe 22)
+            raise ModelFileError(f"planner file {str(path)!r} is text (a launch file or a run's config.toml?), not an "
+                                 "ONNX planner: export one with `robot-wm export RUN --out planner.onnx`")
         try:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
@@ -472,3 +477,13 @@ class PlannerSession:
             for _ in range(runs):
                 self.step(np.zeros(self.meta.state_dim, np.float32), plan)
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
+
+
+def _looks_like_toml(blob: bytes) -> bool:
+    """Whether a would-be planner file is a TOML text (a launch file): it parses as one, with at least one key."""
+    import tomllib
+
+    try:
+        return bool(tomllib.loads(blob[:1 << 20].decode("utf-8")))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return False
