@@ -813,14 +813,14 @@ def test_a_recording_whose_metadata_contradicts_its_arrays_or_renamed_is_refused
 
     def edited(name: str, **meta) -> Path:
         folder = Path(shutil.copytree(data, tmp_path / name))
-        first = sorted(folder.glob("episode_*.npz"))[0]
+        first = min(folder.glob("episode_*.npz"))
         ep = Episode.load(first)
         first.unlink()
         Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, **meta}).save(first)
         return folder
 
     renamed = Path(shutil.copytree(data, tmp_path / "renamed"))
-    sorted(renamed.glob("episode_*.npz"))[-1].rename(renamed / "episode_1.npz")
+    max(renamed.glob("episode_*.npz")).rename(renamed / "episode_1.npz")
     for folder, needle in ((edited("ret", **{"return": 9999.0}), "says return=9999.0 but its rewards sum to"),
                            (edited("steps", control_steps=5), "says control_steps=5 but holds"),
                            (renamed, "1 .npz file(s) that are not its numbered episodes (episode_1.npz)"),
