@@ -187,3 +187,57 @@ def probe22_defects(base: Path, planner: Path, work: Path) -> None:
         return rc == 0 and "compensates 0" in out, tail(out, 90)
     record(cat, "eval on a robot with one step of delay, the planner compensating none (silent: probe 21)",
            unmatched_delay)
+
+    def removed_lock():
+        import test_faults as tf
+
+        r = copy_run(base, work / "p22-lock")
+        holder = tf.hold_lock(r)
+        try:
+            (r / ".lock").unlink()
+            rc, out = cli("collect", str(r), "--episodes", "1", "--no-progress")
+        finally:
+            holder.kill()
+            holder.wait()
+        return rc == 2 and "its .lock file, which names it, was removed" in out, tail(out, 90)
+    record(cat, "RUN/.lock removed beside its writer, then collect (a second writer got in)", removed_lock)
+
+    def unlogged_eval_copy():
+        import shutil
+
+        r = copy_run(base, work / "p22-evalcopy")
+        cli("eval", str(r), "--episodes", "1", "--no-progress")
+        n = len(list((r / "episodes").glob("episode_*.npz")))
+        shutil.copyfile(next((r / "eval").glob("episode_*.npz")), r / "episodes" / f"episode_{n:06d}.npz")
+        return untouched(r, ["train", str(r), "--no-progress"], "has no record in metrics.jsonl")
+    record(cat, "the run's own evaluation episode copied in as the next training episode (trained on)",
+           unlogged_eval_copy)
+
+    def deep_override():
+        deep = "[" * 3000 + "]" * 3000
+        return untouched(base, ["eval", str(base), "--episodes", "1", f"goal.state={deep}"], "too deep for a setting")
+    record(cat, "an override nested 3,000 deep (a RecursionError traceback)", deep_override)
+
+    def launch_file_as_planner():
+        from fault_kit import ROOT
+
+        rc, out = cli("deploy", str(ROOT / "launch" / "arm-reach.toml"), "--episodes", "1")
+        return rc == 2 and "not an ONNX planner" in out, tail(out, 90)
+    record(cat, "deploy given a launch file ('truncated or corrupted')", launch_file_as_planner)
+
+    def manifest_names_an_oracle_episode():
+        import json
+
+        import test_faults as tf
+
+        r = work / "p22-manifest"
+        cli("run", f"run_dir={r}", *tf.TINY, "--no-progress")
+        cli("eval", str(r), "--planner", "oracle", "--episodes", "1", "--no-progress")
+        m = json.loads((r / "manifest.json").read_text())
+        n = len(list((r / "eval").glob("episode_*.npz"))) - 1
+        (r / "manifest.json").write_text(json.dumps({**m, "status": "running", "final_eval_from": n,
+                                                     "final_eval_episodes": [n]}))
+        rc, out = cli("run", f"run_dir={r}", "--resume", "--no-progress")
+        return rc == 2 and "played by the 'oracle' planner" in out, tail(out, 90)
+    record(cat, "manifest.json edited to name an oracle episode as the final evaluation (the run's headline)",
+           manifest_names_an_oracle_episode)
