@@ -141,14 +141,6 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
     if len(ep) == 0:  # imported, it left the run with an episode no training could use (probe 11)
         raise ValueError(f"recorded episode {str(path)!r} holds no transition (one state, no action): nothing to "
                          "learn from; leave it out of --data")
-    # what the metadata says of the arrays must be true: control_steps=5 or return=9999 beside them passed (probe 22)
-    if (said := ep.meta.get("control_steps")) is not None and said != len(ep):
-        raise ValueError(f"recorded episode {str(path)!r} says control_steps={said!r} but holds {len(ep)} transitions: "
-                         "the file was edited or damaged")
-    if isinstance(ret := ep.meta.get("return"), (int, float)) and not isinstance(ret, bool) and not math.isclose(
-            ret, total := float(np.sum(ep.reward, dtype=np.float64)), rel_tol=1e-4, abs_tol=1e-3):
-        raise ValueError(f"recorded episode {str(path)!r} says return={ret!r} but its rewards sum to {total:.6g}: the "
-                         "file was edited or damaged")
     if canonical_task(task) is not None and action_repeat is not None:
         check_suite_reward(path, ep.reward, action_repeat)
     if ep.obs.shape[1] != obs_dim or ep.action.shape[1] != act_dim:
@@ -160,6 +152,15 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         check_observation_scale(path, ep.obs, *obs_range)
     if reward_range is not None:
         check_reward_scale(path, ep.reward, *reward_range)
+    # last, so that an edited array is named by its own check first: what the metadata says of the arrays must be
+    # true (control_steps=5 or return=9999 beside them passed: probe 22)
+    if (said := ep.meta.get("control_steps")) is not None and said != len(ep):
+        raise ValueError(f"recorded episode {str(path)!r} says control_steps={said!r} but holds {len(ep)} transitions: "
+                         "the file was edited or damaged")
+    if isinstance(ret := ep.meta.get("return"), (int, float)) and not isinstance(ret, bool) and not math.isclose(
+            ret, total := float(np.sum(ep.reward, dtype=np.float64)), rel_tol=1e-4, abs_tol=1e-3):
+        raise ValueError(f"recorded episode {str(path)!r} says return={ret!r} but its rewards sum to {total:.6g}: the "
+                         "file was edited or damaged")
 
 
 def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
