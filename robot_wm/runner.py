@@ -489,6 +489,11 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if (len(data) or manifest.get("status") not in (None, "created")) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
+    per_episode = s.env.max_control_steps * cfg.env.action_repeat
+    if not resume and cfg.seed_episodes * per_episode >= cfg.env_steps:  # cut to fit, without a word (probe 22)
+        log.warning("seed_episodes=%d random episodes of %d steps fill env_steps=%d: %s", cfg.seed_episodes,
+                    per_episode, cfg.env_steps, f"only {-(-cfg.env_steps // per_episode)} are collected, all random, "
+                    "and no episode plans with the learned model")
     if past := [m for m in cfg.eval_at if m > cfg.env_steps]:  # dropped without a word (probe 22)
         log.warning("eval_at %s lies past env_steps=%d: never reached, so not evaluated (the final evaluation is at "
                     "env_steps)", past, cfg.env_steps)

@@ -645,14 +645,17 @@ def test_every_flag_that_takes_a_value_is_given_once(args, capsys):
     assert f"argument {args[-2]}: given twice" in capsys.readouterr().err
 
 
-def test_a_milestone_past_the_budget_is_said(tmp_path, capsys, caplog):
-    """Probe 22: `run env_steps=400 eval_at=[100000]` dropped the milestone without a word."""
+def test_a_milestone_or_seed_episodes_past_the_budget_are_said(tmp_path, capsys, caplog):
+    """Probe 22: `run env_steps=400 eval_at=[100000]` dropped the milestone without a word, and `seed_episodes=5`
+    collected the 2 random episodes that fit and no learned one."""
     import logging
 
     with caplog.at_level(logging.WARNING, logger="robot_wm"):
-        rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'r'}", *TINY_RUN_ARGS, "eval_at=[100000]", "--no-progress")
+        rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'r'}", *TINY_RUN_ARGS, "eval_at=[100000]", "seed_episodes=5",
+                       "--no-progress")
     assert rc == 0, out
     assert "eval_at [100000] lies past env_steps=400: never reached" in caplog.text
+    assert "seed_episodes=5 random episodes of 200 steps fill env_steps=400: only 2 are collected" in caplog.text
 
 
 @pytest.mark.parametrize("flags", [["--rerun-address", "127.0.0.1:9999"], ["--rerun", "save", "--rerun-address",
