@@ -178,7 +178,8 @@ def probe17_leftovers(base: Path, planner: Path, work: Path) -> None:
             return False, tail(out)
         ep = EpisodeDataset(work / "p17l-late")[0]
         mixed = EpisodeDataset(work / "p17l-mixed", create=True)
-        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
+                             {**ep.meta, "control_steps": 1, "return": float(ep.reward[:1].sum())}))
         mixed.append(ep)
         rc, out = cli("finetune", str(copy_run(base, work / "p17l-ft")), "--data", str(mixed.root), "--no-progress")
         held = len(list((work / "p17l-ft" / "robot").glob("episode_*.npz")))
@@ -278,7 +279,8 @@ def probe18_defects(base: Path, planner: Path, work: Path) -> None:
         ep = EpisodeDataset(late_recording())[0]
         mixed = EpisodeDataset(work / "p18-mixed", create=True)
         mixed.append(ep)
-        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+        mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
+                             {**ep.meta, "control_steps": 1, "return": float(ep.reward[:1].sum())}))
         r = copy_run(base, work / "p18-rerun")
         rc, _ = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")
         rc2, out2 = cli("finetune", str(r), "--data", str(mixed.root), "--no-progress")

@@ -152,8 +152,11 @@ def check_recorded(path: Path, ep: Episode, task: str, obs_dim: int, act_dim: in
         check_observation_scale(path, ep.obs, *obs_range)
     if reward_range is not None:
         check_reward_scale(path, ep.reward, *reward_range)
-    # last, so that an edited array is named by its own check first: what the metadata says of the arrays must be
-    # true (control_steps=5 or return=9999 beside them passed: probe 22)
+
+
+def _check_meta_says_true(path: Path, ep: Episode) -> None:
+    """What a recording's metadata says of its arrays must be true: control_steps=5 or return=9999 beside them were
+    imported (probe 22). Checked on import (a held file is checked by its digest)."""
     if (said := ep.meta.get("control_steps")) is not None and said != len(ep):
         raise ValueError(f"recorded episode {str(path)!r} says control_steps={said!r} but holds {len(ep)} transitions: "
                          "the file was edited or damaged")
@@ -187,6 +190,7 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
                          "name them episode_NNNNNN.npz in order after the others, or move them out")
     for path, ep in zip(src.paths(), src):
         check_recorded(path, ep, task, obs_dim, act_dim, action_repeat, bounds, obs_range, reward_range)
+        _check_meta_says_true(path, ep)  # last, so that an edited array is named by its own check first
     return src
 
 
@@ -370,11 +374,15 @@ def _robot_digests(run) -> tuple[int, list[list[str]]] | None:
     return None
 
 
-def _finished_on(run) -> int:
-    """How many robot episodes the run's last finished fine-tuning trained on (0 where none)."""
-    last = next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), {})
-    done = last.get("robot_episodes")
-    return done if isinstance(done, int) and not isinstance(done, bool) else 0
+def _not_fine_tuned_on(run) -> int:
+    """How many of the run's held robot files no finished fine-tuning trained on: an import whose fine-tuning was
+    killed (0 where none). Held files are told apart by digest (``robot_files`` of the last fine-tuning)."""
+    folder = run.root / ROBOT_DIR
+    if not folder.is_dir():
+        return 0
+    digests = _robot_digests(run)
+    done = Counter(d[0] for d in digests[1]) if digests else Counter()
+    return sum((Counter(file_sha256(p) for p in EpisodeDataset(folder).paths()) - done).values())
 
 
 def robot_weight(run, held: int = 0) -> int:
@@ -472,7 +480,8 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
     s.run.check_recorded_episodes(s.run.dataset())  # an edited training episode trains here too (review)
     sim = list(s.run.dataset())
     checks = _checks(s, sim)
-    held = len(held_robot_episodes(s, sim, checks))
+    held_robot_episodes(s, sim, checks)
+    adopted = _not_fine_tuned_on(s.run)
     added, too_short, known = import_episodes(s.run, source, *checks, as_sent=pairs_as_sent(s.run, sim))
     if too_short and not added and not known:  # a folder imported before is fine-tuned on again (review)
         raise ValueError(f"--data {str(source)!r}: each of its {len(too_short)} episodes holds only commands sent "
@@ -483,7 +492,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
         record, stem = _tune(s, elite_before, sim, added, weight, value, progress, too_short)
         # imported by a fine-tuning that was stopped before it finished (killed: nothing could take them back), now
         # trained on with this one's: adopted without a word before (probe 21)
-        record["finetune"]["adopted"] = max(0, held - _finished_on(s.run))
+        record["finetune"]["adopted"] = adopted
         s.run.set_latest(stem)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
         # (a later `train` trained on it at the default weight, not the one asked: probe 13) unless the round is the

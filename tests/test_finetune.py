@@ -204,7 +204,8 @@ def test_finetune_refuses_foreign_or_missing_data(run_and_data, tmp_path, capsys
     assert "this suite task pays 0 to 1 per environment step" in capsys.readouterr().err
     short = EpisodeDataset(tmp_path / "short", create=True)  # one command, acting after the recording ended
     short.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
-                         {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}}))
+                         {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1},
+                          "control_steps": 1, "return": float(ep.reward[:1].sum())}))
     assert cli.main(["finetune", str(run), "--data", str(tmp_path / "short"), "--no-progress"]) == 2
     assert "holds only commands sent within the robot's delay of its start" in capsys.readouterr().err
     wide = EpisodeDataset(tmp_path / "wide", create=True)  # probe 16: actions of up to 255 were dreamed on, exit 0
@@ -482,7 +483,8 @@ def test_a_delayed_robots_one_step_episode_is_left_out_not_the_whole_folder(run_
     raw = EpisodeDataset(_record(tmp_path / "late", episodes=1, steps=200, action_delay=(1, 1)))
     mixed = EpisodeDataset(tmp_path / "mixed", create=True)
     ep = raw[0]
-    mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2], ep.meta))
+    mixed.append(Episode(ep.obs[:2], ep.action[:1], ep.reward[:1], ep.physics_state[:2],
+                             {**ep.meta, "control_steps": 1, "return": float(ep.reward[:1].sum())}))
     mixed.append(ep)
     assert cli.main(["finetune", str(run), "--data", str(mixed.root), "--weight", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -708,8 +710,8 @@ def test_a_recording_saved_again_or_left_by_a_killed_import_is_said(run_and_data
     from robot_wm.finetune import _checks, import_episodes
     from robot_wm.runner import Session
 
-    run, data = run_and_data
-    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    _, data = run_and_data
+    run = make_run_dir(tmp_path / "run", ["value.hidden=32", "model.max_epochs=5"])  # no fine-tuning recorded yet
     n = len(EpisodeDataset(data))
     with Session.open(RunDir(run).load_config(), RunDir(run), progress=False) as s:  # what a SIGKILL leaves behind
         got = import_episodes(s.run, data, *_checks(s, list(s.run.dataset())))
@@ -754,8 +756,8 @@ def test_a_runs_summary_says_it_trained_on_robot_data_too(run_and_data, tmp_path
     from robot_wm.report import print_summary
     from robot_wm.runner import Session, summarize
 
-    run, data = run_and_data
-    run = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("robot", ".lock")))
+    _, data = run_and_data
+    run = make_run_dir(tmp_path / "run", ["value.hidden=32", "model.max_epochs=5"])  # no fine-tuning recorded yet
     with Session.open(RunDir(run).load_config(), RunDir(run), progress=False) as s:
         assert "robot_episodes" not in summarize(s, [])
     assert cli.main(["finetune", str(run), "--data", str(data), "--weight", "3", "--no-progress"]) == 0
