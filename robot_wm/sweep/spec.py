@@ -418,6 +418,9 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
         if not known_task(cfg.env.task):  # found by the trial's run before: after Ray started, results written
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}; expected one of "
                              f"{', '.join(task_names())}")
+        if cfg.env.task == "mjcf" and not (cfg.env.mjcf and cfg.env.reward):  # found after Ray started (probe 22)
+            raise SweepError(f"sweep file {str(path)!r}, trial {name}: task 'mjcf' needs env.mjcf (an MJCF path) and "
+                             "env.reward ('module:function'), in its launch file or the sweep's overrides")
         if cfg.eval_at and max(cfg.eval_at) > cfg.env_steps:
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: eval_at {cfg.eval_at} goes past env_steps "
                              f"{cfg.env_steps}; expected budgets no larger than env_steps")
