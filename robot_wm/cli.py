@@ -340,7 +340,8 @@ def _whatif(a: argparse.Namespace, s) -> int:
         s.env.reset(ep.meta.get("seed") or 0)
         goal = resolve_goal(s.env, g.state, g.joints, g.weights)
     res = what_if(model, ep.obs[a.step], seqs, s.cfg.planner.discount,
-                  value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight)
+                  value=s.value if g.uses_value else None, goal=goal, reward_weight=g.reward_weight,
+                  pessimism=s.cfg.planner.value_pessimism)
     actual = float(ep.reward[a.step:a.step + h].sum())
     print_whatif(names, res, actual, a.episode, a.step, h, ep.meta.get("realigned_delay") or 0)  # probe 19
     return 0

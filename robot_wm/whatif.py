@@ -114,9 +114,10 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
 
 @torch.no_grad()
 def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None, goal: Goal | None = None,
-            reward_weight: float = 1.0) -> WhatIfResult:
+            reward_weight: float = 1.0, pessimism: float = 0.0) -> WhatIfResult:
     """Score candidate futures exactly as the planner does: with a ``value`` (an ``ActorCritic``) the
-    terminal value is added per member and the value's discount replaces ``discount``; with a ``goal``
+    terminal value is added per member (its heads' mean less ``pessimism`` x their std, as
+    ``planner.value_pessimism``) and the value's discount replaces ``discount``; with a ``goal``
     the score is ``reward_weight`` x (reward + value) minus the goal distance (pass no value toward a goal
     alone, as the planner plans then)."""
     state, actions = check_query(model, state, actions)
@@ -150,7 +151,9 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
                   keep_states=True)
     if value is not None:
         discount = value.spec.discount
-    rew, term = member_returns(out, discount, value)
+    if isinstance(pessimism, bool) or not (isinstance(pessimism, int | float | np.floating) and 0 <= pessimism <= 10):
+        raise ValueError(f"pessimism={pessimism!r}: expected a number from 0 to 10 (planner.value_pessimism)")
+    rew, term = member_returns(out, discount, value, float(pessimism))
     ret = rew + term
     states = out.states
     cost = torch.zeros_like(ret)

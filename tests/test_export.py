@@ -78,12 +78,15 @@ def test_export_cli_writes_one_checked_file_with_metadata(run_dir, tmp_path):
     assert not np.array_equal(a1, a2) and np.all(np.abs(a1) <= 1)
 
 
-@pytest.mark.parametrize(("optimizer", "with_value", "delay"),
-                         [("icem", True, 0), ("mppi", True, 0), ("cem", True, 0), ("icem", False, 0), ("icem", True, 2)])
-def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer, with_value, delay):
+@pytest.mark.parametrize(("optimizer", "with_value", "delay", "pessimism"),
+                         [("icem", True, 0, 0.0), ("mppi", True, 0, 0.0), ("cem", True, 0, 0.0), ("icem", False, 0, 0.0),
+                          ("icem", True, 2, 0.0), ("icem", True, 0, 1.0)])
+def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer, with_value, delay, pessimism):
     """The full planner, terminal value and policy proposals included (with_value), or the PETS-style one;
-    with a delay, the commands in flight (the warm start's first ones) kept and the action sent further ahead."""
-    src = load_source(run_dir, [f"planner.optimizer={optimizer}", f"planner.delay={delay}"]
+    with a delay, the commands in flight (the warm start's first ones) kept and the action sent further ahead;
+    with a pessimistic value (its heads' mean less their std), the std in the graph too."""
+    src = load_source(run_dir, [f"planner.optimizer={optimizer}", f"planner.delay={delay}",
+                                f"planner.value_pessimism={pessimism}"]
                       + (["planner.keep_elites=0"] if optimizer != "icem" else []))
     value = src.value if with_value else None
     assert (value is not None) == with_value, "the run directory's checkpoint holds a value"

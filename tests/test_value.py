@@ -191,6 +191,35 @@ def test_objective_with_and_without_value(value_and_model):
         torch.testing.assert_close(LearnedScore(model, value=ac)(state, acts)[0], ret, atol=1e-4, rtol=1e-4)
 
 
+def test_a_pessimistic_value_is_the_heads_mean_less_their_std_in_the_planner_and_whatif(value_and_model):
+    """planner.value_pessimism: the planner's terminal value is the mean over Q heads less k x their std; whatif scores
+    the same futures the same way, and k=0 is the mean."""
+    from robot_wm.whatif import what_if
+
+    model, ac = value_and_model
+    state, acts = torch.tensor([0.3]), torch.rand(9, 5, 1) * 2 - 1
+    with torch.no_grad():
+        imag = imagine(model, state, acts)
+        q = ac.q_values(imag.last, ac.act(imag.last))
+        assert (q.std(0) > 0).any()
+        torch.testing.assert_close(ac.value(imag.last, 1.5), ac.clip(q.mean(0) - 1.5 * q.std(0)))
+        torch.testing.assert_close(ac.value(imag.last, 0.0), ac.clip(q.mean(0)))
+        gamma = ac.spec.discount
+        for k in (0.0, 1.5):
+            ret, _ = score_sequences(model, state, acts, gamma, ac, pessimism=k)
+            torch.testing.assert_close(ret, (imag.returns(gamma) + gamma**5 * ac.value(imag.last, k)).mean(0))
+            torch.testing.assert_close(LearnedScore(model, value=ac, pessimism=k)(state, acts)[0], ret,
+                                       atol=1e-4, rtol=1e-4)
+            res = what_if(model, state.numpy(), acts.numpy(), value=ac, pessimism=k)
+            np.testing.assert_allclose(res.returns, ret.numpy(), atol=1e-4, rtol=1e-4)
+        low, mean = (LearnedScore(model, value=ac, pessimism=k)(state, acts)[0] for k in (1.5, 0.0))
+        assert (low <= mean).all() and (low < mean).any()  # equal where both are clipped to -value_scale
+    with pytest.raises(ValueError, match="pessimism=-1"):
+        LearnedScore(model, value=ac, pessimism=-1)
+    with pytest.raises(ValueError, match="pessimism=nan"):
+        what_if(model, state.numpy(), acts.numpy(), value=ac, pessimism=float("nan"))
+
+
 def test_value_and_td_targets_are_clipped_to_what_the_task_can_pay():
     """A head that extrapolates far past the returns the task can pay neither pulls the plan nor the targets."""
     spec = ValueSpec(obs_dim=2, act_dim=1, hidden=16, discount=0.9, value_scale=10.0)

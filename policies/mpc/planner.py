@@ -32,20 +32,21 @@ class LearnedScore(nn.Module):
     ``reward_weight`` x (return + value) minus the distance of the imagined states to the goal."""
 
     def __init__(self, model: WorldModel, discount: float = 1.0, value: ActorCritic | None = None,
-                 novelty_weight: float = 0.0, reward_weight: float = 1.0):
+                 novelty_weight: float = 0.0, reward_weight: float = 1.0, pessimism: float = 0.0):
         super().__init__()
-        for name, v in (("novelty_weight", novelty_weight), ("reward_weight", reward_weight)):
+        for name, v in (("novelty_weight", novelty_weight), ("reward_weight", reward_weight), ("pessimism", pessimism)):
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}={v!r}: expected a finite number >= 0")  # nan planned silently (tenth probe)
         self.model, self.net, self.value = model, FoldedModel.of(model), value
         self.discount = value.spec.discount if value is not None else discount
         self.novelty_weight, self.reward_weight = float(novelty_weight), float(reward_weight)
+        self.pessimism = float(pessimism)  # the value's: mean over heads less this many stds (planner.value_pessimism)
         self.register_buffer("obs_scale", model.obs_norm.std.detach().clone())
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None,
                 goal_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return score_sequences(self.net, state, actions, self.discount, self.value, self.novelty_weight,
-                               self.obs_scale, goal, goal_weights, self.reward_weight)
+                               self.obs_scale, goal, goal_weights, self.reward_weight, self.pessimism)
 
     def propose(self, state: torch.Tensor, eps: torch.Tensor, inflight: torch.Tensor | None = None) -> torch.Tensor:
         """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
@@ -181,4 +182,4 @@ def learned_score(model: WorldModel, spec: StepSpec, value: ActorCritic | None,
     """The score function and the spec it plans with: policy proposals only where there is a policy."""
     if value is None:
         spec = replace(spec, policy_samples=0)
-    return LearnedScore(model, spec.discount, value, novelty_weight, reward_weight), spec
+    return LearnedScore(model, spec.discount, value, novelty_weight, reward_weight, spec.value_pessimism), spec

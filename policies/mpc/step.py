@@ -36,6 +36,7 @@ class StepSpec:
     discount: float = 1.0
     policy_samples: int = 0
     delay: int = 0
+    value_pessimism: float = 0.0
 
     def __post_init__(self) -> None:
         """The Python API builds specs directly: samples=0 was a torch 'index out of range', optimizer='bogus' and

@@ -25,8 +25,8 @@ class TrueModelScore:
     differ only in the dynamics, which is what the oracle measures."""
 
     def __init__(self, env: Env, discount: float = 1.0, threads: int | None = None, value=None,
-                 reward_weight: float = 1.0):
-        self.env, self.value, self.reward_weight = env, value, reward_weight
+                 reward_weight: float = 1.0, pessimism: float = 0.0):
+        self.env, self.value, self.reward_weight, self.pessimism = env, value, reward_weight, float(pessimism)
         self.discount = value.spec.discount if value is not None else discount
         self.substeps = int(env.physics_steps_per_control_step)
         n = threads or min(4, os.cpu_count() or 1)
@@ -46,7 +46,8 @@ class TrueModelScore:
         if self.value is not None:
             last = np.stack([self.env.observation_of_state(ends[i, -1]) for i in range(n)])
             with torch.no_grad():
-                v = self.value.value(torch.as_tensor(last, dtype=torch.float32, device=self.value.action_low.device))
+                v = self.value.value(torch.as_tensor(last, dtype=torch.float32, device=self.value.action_low.device),
+                                     self.pessimism)
             ret = ret + self.discount**h * v.to(ret)
         if goal is not None:  # the learned planner's goal objective, on the true observations
             seen = torch.as_tensor(np.stack([[self.env.observation_of_state(ends[i, t]) for t in range(h)]
@@ -69,6 +70,6 @@ def oracle_planner(env: Env, spec: StepSpec, seed: int = 0, value=None, goal_fn=
     that goal as the learned planner does."""
     spec_a = env.action_spec
     spec = replace(spec, policy_samples=0)
-    score = TrueModelScore(env, spec.discount, value=value, reward_weight=reward_weight)
+    score = TrueModelScore(env, spec.discount, value=value, reward_weight=reward_weight, pessimism=spec.value_pessimism)
     step = PlanStep(score, spec, spec_a.low, spec_a.high)
     return OraclePlanner(step, seed, name="oracle-value" if value is not None else "oracle", goal_fn=goal_fn)

@@ -50,13 +50,14 @@ def known_state(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Ten
     return ~beyond_reach(model, obs).any(-1)
 
 
-def member_returns(imagined: Imagined, discount: float, value=None) -> tuple[torch.Tensor, torch.Tensor]:
+def member_returns(imagined: Imagined, discount: float, value=None,
+                   pessimism: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per member and sequence (E, N): the discounted imagined reward, and the terminal value
-    ``discount^H * V(last state)`` (zeros without a ``value``, an ``ActorCritic``)."""
+    ``discount^H * V(last state)`` (zeros without a ``value``, an ``ActorCritic``; ``pessimism``: ``value.value``'s)."""
     ret = imagined.returns(discount)
     if value is None:
         return ret, torch.zeros_like(ret)
-    return ret, discount ** imagined.rewards.shape[-1] * value.value(imagined.last)
+    return ret, discount ** imagined.rewards.shape[-1] * value.value(imagined.last, pessimism)
 
 
 def state_disagreement(imagined: Imagined, scale: torch.Tensor) -> torch.Tensor:
@@ -78,8 +79,8 @@ def goal_distance(states: torch.Tensor, goal: torch.Tensor, weights: torch.Tenso
 def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions: torch.Tensor,
                     discount: float = 1.0, value=None, novelty_weight: float = 0.0,
                     obs_scale: torch.Tensor | None = None, goal: torch.Tensor | None = None,
-                    goal_weights: torch.Tensor | None = None,
-                    reward_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                    goal_weights: torch.Tensor | None = None, reward_weight: float = 1.0,
+                    pessimism: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's objective: over members, the mean of imagined return plus terminal value, and its
     spread (std over members), each (N,); NaN from a state outside the model's reach (``known_state``). A ``novelty_weight`` (exploring episodes only) adds that many
     times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective.
@@ -88,7 +89,7 @@ def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions:
     + value) minus ``goal_distance`` of its imagined states (``reward_weight`` 0: the goal alone)."""
     imagined = imagine(model, obs, actions, keep_states=novelty_weight > 0 or goal is not None)
     if goal is None or reward_weight > 0:
-        ret, term = member_returns(imagined, discount, value)
+        ret, term = member_returns(imagined, discount, value, pessimism)
         total = ret + term
     if goal is not None:
         cost = goal_distance(imagined.states[:, :, 1:], goal, goal_weights, discount)

@@ -135,13 +135,15 @@ class ActorCritic(nn.Module):
         mu, log_std = self.pi(self.obs_norm.normalize(obs))
         return (mu if eps is None else mu + log_std.exp() * eps), log_std
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(s) = mean over heads of Q(s, pi(s)) with the policy's mean action; obs (..., S) -> (...).
+    def value(self, obs: torch.Tensor, pessimism: float = 0.0) -> torch.Tensor:
+        """V(s) = mean over heads of Q(s, pi(s)) with the policy's mean action, less ``pessimism`` x their std over
+        heads (``planner.value_pessimism``); obs (..., S) -> (...).
         The mean, not the min: the planner already pays for disagreement through the ensemble spread,
         and the min's pessimism compounds with it (TD-MPC2 also plans with the average of two heads).
         Clipped to the returns a task can pay (``clip``): a head that extrapolates past them in an
         imagined state the data never visited cannot pull the plan there."""
-        return self.clip(self.q_values(obs, self.act(obs)).mean(0))
+        q = self.q_values(obs, self.act(obs))
+        return self.clip(q.mean(0) - pessimism * q.std(0) if pessimism else q.mean(0))
 
     def clip(self, q: torch.Tensor) -> torch.Tensor:
         """Values to [-value_scale, value_scale]: a discounted return of rewards of order one per
