@@ -118,8 +118,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                          "command does not collect"),
                         (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
                          "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)"),
-                        (MAIN_JOB_ONLY, ("they set the main job's length and evaluations; to continue the run: "
-                                         f"`robot-wm run run_dir={run.root} --resume KEY=VALUE`")),
+                        (MAIN_JOB_ONLY, ("they set the main job (`robot-wm run`): a run not yet complete continues "
+                                         f"with `robot-wm run run_dir={run.root} --resume env_steps=N` (or eval_at, "
+                                         "eval_episodes); other settings need a new run_dir")),
                         (() if trains else TRAINING_SETTINGS, (f"they set how a round is trained, and `{command}` "
                                                                "trains nothing (train and finetune do)")),
                         (PLANS_NOTHING if trains else (), ("it plans nothing, and the round it writes holds no planner "
@@ -131,7 +132,8 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                 f" on the run {str(run.root)!r}: {why}; use another run_dir")
     warn_network(cfg)
     run.overrides = cfgmod.changes(saved, cfg)  # what this command changes, named in every record it writes
-    return Session.open(cfg, run, progress, lock=lock)
+    # what the command runs is what must fit: `eval` refused by the training estimate could not lower it (review)
+    return Session.open(cfg, run, progress, lock=lock, memory=("training",) if trains else ("planner",))
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -267,8 +269,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
         print(f"robot-wm eval: {fell} of {steps} planning steps fell back (non-finite state or scores: the previous "
               "plan was held)", file=sys.stderr)
     if fell > steps / 2:  # as deploy: the return above is not the planner's
-        print(f"robot-wm eval: the {used} planner did not control this robot; its checkpoint may be damaged "
-              f"(its normalisers, weights or bounds): check it with `robot-wm export {a.run_dir}`", file=sys.stderr)
+        why = ("its checkpoint may be damaged (its normalisers, weights or bounds), or the robot's states lie far "
+               "from the run's data" if used in ("learned", "pets") else "the simulated robot's states were not finite")
+        print(f"robot-wm eval: the {used} planner did not control this robot: {why}", file=sys.stderr)
         return 3
     return 0
 

@@ -42,10 +42,13 @@ def robot_dataset(run) -> EpisodeDataset:
     return EpisodeDataset(run.root / ROBOT_DIR, create=True)
 
 
-def content_sha256(ep: Episode) -> str:
-    """The sha256 of an episode's states, actions and rewards alone: the same recording saved again (a metadata key
-    added, recompressed) has another file digest and was imported a second time (probe 21)."""
-    h = hashlib.sha256()
+def content_sha256(ep: Episode, path="") -> str:
+    """The sha256 of an episode's states, actions and rewards, and of what its metadata says of how they pair up (its
+    action repeat, its robot's delay, a realignment: a recording saved again with its delay corrected is another
+    recording, review): the same recording saved again (a metadata key added, recompressed) has another file digest
+    and was imported a second time (probe 21)."""
+    pairing = (ep.meta.get("action_repeat"), acted_delay(ep.meta, path), ep.meta.get("realigned_delay"))
+    h = hashlib.sha256(repr(pairing).encode())
     for a in (ep.obs, ep.action, ep.reward):
         a = np.ascontiguousarray(a, dtype=np.float64)
         h.update(repr(a.shape).encode())
@@ -184,7 +187,8 @@ def recorded_episodes(source: str | Path, task: str, obs_dim: int, act_dim: int,
         raise ValueError(f"{str(source)!r} holds no recorded episodes (expected a folder written by "
                          "`robot-wm deploy --record`)")
     named = {p.name for p in src.paths()}  # a renamed episode_1.npz was left out without a word (probe 22)
-    if others := sorted(p.name for p in Path(source).glob("*.npz") if p.name not in named):
+    # not a hidden file (macOS' AppleDouble ._episode_000000.npz beside a copied recording: review)
+    if others := sorted(p.name for p in Path(source).glob("*.npz") if p.name not in named and not p.name.startswith(".")):
         raise ValueError(f"--data {str(source)!r} holds {len(others)} .npz file(s) that are not its numbered episodes "
                          f"({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}): they would be left out; "
                          "name them episode_NNNNNN.npz in order after the others, or move them out")
@@ -284,7 +288,7 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
             ) - {None}
     new, too_short, known = [], [], 0
     for path, ep in zip(src.paths(), src):
-        digest, content = file_sha256(path), content_sha256(ep)
+        digest, content = file_sha256(path), content_sha256(ep, path)
         if digest in seen or _origin(ep.meta) in seen or content in seen:
             known += 1
             continue
@@ -380,9 +384,14 @@ def _not_fine_tuned_on(run) -> int:
     folder = run.root / ROBOT_DIR
     if not folder.is_dir():
         return 0
-    digests = _robot_digests(run)
-    done = Counter(d[0] for d in digests[1]) if digests else Counter()
-    return sum((Counter(file_sha256(p) for p in EpisodeDataset(folder).paths()) - done).values())
+    held = EpisodeDataset(folder).paths()
+    if (digests := _robot_digests(run)) is None:  # a fine-tuning recorded before its files' digests: by count (review)
+        last = next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), None)
+        if last is None:  # none finished: every held file was imported by one that did not
+            return len(held)
+        done = last.get("robot_episodes")
+        return max(0, len(held) - done) if isinstance(done, int) and not isinstance(done, bool) else 0
+    return sum((Counter(file_sha256(p) for p in held) - Counter(d[0] for d in digests[1])).values())
 
 
 def robot_weight(run, held: int = 0) -> int:

@@ -98,9 +98,11 @@ def _largest(cfg: RunConfig, fields: list[str], estimate, obs_dim: int, act_dim:
     return f"{best[1]} (the default is {defaults[best[1]]})"
 
 
-def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None) -> None:
+def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | None = None,
+                 parts: tuple[str, ...] = ("planner", "training")) -> None:
     """Refuse a planner (``planner_memory_bytes``) or a training (``training_memory_bytes``) whose estimate
-    exceeds MEMORY_SHARE of the memory available, naming the fields that size it."""
+    exceeds MEMORY_SHARE of the memory available, naming the fields that size it. ``parts``: what the command
+    runs (an `eval` refused by the training estimate could not lower what it named: review of session 20)."""
     if cfg.device.startswith("cuda") and available is None and torch.cuda.is_available():
         available = torch.cuda.mem_get_info()[0]
     available = available_memory() if available is None else available
@@ -109,14 +111,14 @@ def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int, available: int | No
     p, m, v = cfg.planner, cfg.model, cfg.value
     shape = f"{obs_dim}-dimensional state, {act_dim}-dimensional action"
     budget = f"more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available on {cfg.device}"
-    need = planner_memory_bytes(cfg, obs_dim, act_dim)
+    need = planner_memory_bytes(cfg, obs_dim, act_dim) if "planner" in parts else 0
     if need > MEMORY_SHARE * available:
         names = ["planner.samples", "planner.horizon", "planner.iterations", "model.elites", "model.hidden",
                  "model.layers", *(["value.q_heads", "value.hidden", "value.layers"] if v.enabled else [])]
         fields = ", ".join(f"{n}={getattr(getattr(cfg, n.split('.')[0]), n.split('.')[1])}" for n in names)
         raise ValueError(f"the planner would need about {need / 1e9:.1f} GB ({fields}; {shape}), {budget}: lower "
                          f"{_largest(cfg, names, planner_memory_bytes, obs_dim, act_dim)} or the others")
-    need = training_memory_bytes(cfg, obs_dim, act_dim)
+    need = training_memory_bytes(cfg, obs_dim, act_dim) if "training" in parts else 0
     if need > MEMORY_SHARE * available:
         names = ["model.ensemble_size", "model.hidden", "model.layers", "model.batch_size",
                  *(["value.q_heads", "value.hidden", "value.layers", "value.batch_size"] if v.enabled else [])]

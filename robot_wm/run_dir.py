@@ -434,7 +434,7 @@ class RunDir:
                     raise ValueError(f"episode file {str(path)!r} is a copy of {other} (the same bytes): each episode "
                                      "is stored once; remove the copy")
                 if recorded:  # nor a file put there: the run's own final evaluation, another run's, a robot's (probe 22)
-                    self._check_own_episode(path, data[i], i)
+                    self._check_own_episode(path, data[i])
                 self._verified.add(key)
                 continue
             if (now := file_sha256(path)) != key[1]:
@@ -443,18 +443,18 @@ class RunDir:
                                  "start a new run from the episodes you trust")
             self._verified.add(key)
 
-    def _check_own_episode(self, path: Path, ep, index: int) -> None:
-        """An unlogged training episode file must be the one this run would have collected at ``index`` (a kill
-        between storing and logging it): its meta says phase 'train' and the episode's seed."""
-        from robot_wm.seeding import episode_seed
-
-        want = episode_seed(self.load_config().seed, index)
-        phase, seed = ep.meta.get("phase"), ep.meta.get("seed")
-        if phase != "train" or seed != want:
-            raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and is not training episode "
-                             f"{index} of this run (its meta says phase {phase!r}, seed {seed!r}; the run's would say "
-                             f"'train', {want}): it was put there by hand; move it out (a robot's recording joins a run "
-                             "with `robot-wm finetune RUN --data DIR`)")
+    def _check_own_episode(self, path: Path, ep) -> None:
+        """An unlogged training episode file must be one this run could have collected (a kill between storing and
+        logging it): its meta says phase 'train' and no recording source (its task is checked with every episode's
+        when a session opens). Not its seed: a one-off `collect RUN seed=7`, or an episode that diverged at its first
+        step, stores no seed of its index (review)."""
+        phase, source = ep.meta.get("phase"), ep.meta.get("source")
+        if phase != "train" or source is not None:
+            said = f"phase {phase!r}" + (f", source {source!r}" if source is not None else "")
+            raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and is not a training episode "
+                             f"of this run (its meta says {said}; the run's say phase 'train' and no source): it was "
+                             "put there by hand; move it out (a robot's recording joins a run with `robot-wm finetune "
+                             "RUN --data DIR`)")
 
     def eval_dataset(self) -> EpisodeDataset:
         return self._dataset("eval")

@@ -69,7 +69,7 @@ class Session:
 
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True, *, lock: bool = True,
-             command: str | None = None) -> Session:
+             command: str | None = None, memory: tuple[str, ...] = ("planner", "training")) -> Session:
         """Open ``run`` for ``cfg``: a new run (a new or empty folder: its config.toml is written now, the
         only time it is written in full) or an existing one (its config.toml is never rewritten: ``cfg``
         then holds this command's one-off overrides). With ``lock`` (every command that writes) the run's
@@ -87,7 +87,7 @@ class Session:
             env.reset(0)
             resolve_goal(env, cfg.goal.state, cfg.goal.joints, cfg.goal.weights)
         check_device(cfg.device)
-        check_memory(cfg, env.observation_spec.dim, env.action_spec.dim)  # so do a planner or a model too big
+        check_memory(cfg, env.observation_spec.dim, env.action_spec.dim, parts=memory)  # a planner or model too big
         held = run.lock(command) if lock else None
         try:
             run.check_usable()  # again under the lock: another writer may have created it meanwhile
@@ -505,11 +505,12 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
-    mine = "learned" if cfg.value.enabled else "pets"  # an ad-hoc `eval --planner oracle` named there: its return was
-    for i in manifest.get("final_eval_episodes") or ():  # the run's headline (probe 22)
-        if (played := s.run.eval_dataset()[i].meta.get("policy")) != mine:
+    # an ad-hoc `eval --planner oracle` named there: its return was the run's headline (probe 22). The run's own
+    # planner is "learned", or "pets" where it plans without the value (no value, or a goal alone: review)
+    for i in manifest.get("final_eval_episodes") or ():
+        if (played := s.run.eval_dataset()[i].meta.get("policy")) not in ("learned", "pets"):
             raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
-                             f"the {played!r} planner, not the run's own {mine!r}: the file is damaged or was edited")
+                             f"the {played!r} planner, not the run's own learned one: the file is damaged or was edited")
     if (ckpt := s.run.latest_checkpoint()) is not None:
         s.load(ckpt)
     round_ = s.run.next_round()

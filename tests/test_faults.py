@@ -1685,7 +1685,7 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     shutil.copyfile(next((run_copy / "eval").glob("episode_*.npz")), nxt)
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
-    assert rc == 2 and f"episode file {str(nxt)!r} has no record in metrics.jsonl and is not training episode {n}" \
+    assert rc == 2 and f"episode file {str(nxt)!r} has no record in metrics.jsonl and is not a training episode" \
         in out and "phase 'eval'" in out, out
     assert snapshot(run_copy) == before
     # the run's own last episode whose record was never written: taken
@@ -1695,6 +1695,14 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     keep = [ln for ln in lines if json.loads(ln).get("file") != last.name or json.loads(ln).get("phase") != "train"]
     assert len(keep) == len(lines) - 1
     (run_copy / "metrics.jsonl").write_text("".join(keep))
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 0, out
+    # the review: an episode of a one-off `collect RUN seed=7` killed before its record was written, taken too
+    rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "seed=7", "--no-progress")
+    assert rc == 0, out
+    lines = (run_copy / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run_copy / "metrics.jsonl").write_text("".join(lines[:-1]))
+    assert json.loads(lines[-1]).get("file") == f"episode_{n:06d}.npz"
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
     assert rc == 0, out
 

@@ -830,3 +830,16 @@ def test_a_recording_whose_metadata_contradicts_its_arrays_or_renamed_is_refused
         assert cli.main(["finetune", str(run), "--data", str(folder), "--no-progress"]) == 2, folder
         assert needle in capsys.readouterr().err, needle
     assert (sorted((run / "robot").glob("*.npz")) if (run / "robot").exists() else []) == before
+
+
+def test_a_recordings_content_digest_holds_how_its_arrays_pair_up(run_and_data):
+    """The content digest that finds a recording saved again (probe 21) also holds its action repeat and its robot's
+    delay: the same arrays saved with a corrected delay are another recording, imported (review of session 20)."""
+    from robot_wm.finetune import content_sha256
+
+    _, data = run_and_data
+    ep = EpisodeDataset(data)[0]
+    again = Episode(ep.obs, ep.action, ep.reward, ep.physics_state, {**ep.meta, "note": "saved again"})
+    late = Episode(ep.obs, ep.action, ep.reward, ep.physics_state,
+                   {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}})
+    assert content_sha256(again) == content_sha256(ep) != content_sha256(late)

@@ -245,7 +245,7 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
     (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()),
                                                    "status": "running", "final_eval_episodes": [0, 2]}))
     rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
-    assert rc == 2 and "names evaluation episode 2, played by the 'random' planner, not the run's own 'learned'" in out
+    assert rc == 2 and "names evaluation episode 2, played by the 'random' planner, not the run's own learned one" in out
 
 
 # --- defect 6: a user's folder, an empty argument, templates -------------------------------------
@@ -341,6 +341,12 @@ def test_training_memory_estimate_is_close_to_the_real_model_and_refuses_what_ca
     many = cfgmod.apply_overrides(cfg, ["planner.samples=100000000"])
     with pytest.raises(ValueError, match=r"lower planner.samples \(the default is 256\) or the others"):
         check_memory(many, 5, 1, available=24 * 2**30)
+    # the review of session 20: each command checks what it runs, so that it may lower what the message names
+    # (`eval` refused by the training estimate, and `eval model.batch_size=8` refused as "trains nothing")
+    check_memory(huge, 5, 1, available=24 * 2**30, parts=("planner",))
+    check_memory(many, 5, 1, available=24 * 2**30, parts=("training",))
+    with pytest.raises(ValueError, match="the planner would need"):
+        check_memory(many, 5, 1, available=24 * 2**30, parts=("planner",))
 
 
 def test_model_too_big_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -667,3 +673,18 @@ def test_an_address_without_a_socket_to_use_it_is_refused(run, capsys, flags):
     rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress", *flags)
     assert rc == 2 and "nothing would use it: add --rerun serve (or spawn)" in out, out
     assert snapshot(run) == before
+
+
+def test_a_goal_run_planning_without_its_value_resumes_its_final_evaluation(tmp_path, capsys):
+    """Review of session 20: the check that the manifest's final-evaluation episodes are the run's own planner's took
+    "learned" for every run with a value, but a run toward a goal alone plans without it ("pets"): such a run could
+    never be resumed after its final evaluation began."""
+    run = tmp_path / "goal"
+    rc, out = _cli(capsys, "run", f"run_dir={run}", *TINY_RUN_ARGS, "goal.joints={slider=0.5}", "--no-progress")
+    assert rc == 0, out
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["final_eval_episodes"] and EpisodeDataset(run / "eval")[0].meta["policy"] == "pets"
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))  # killed before it completed
+    (run / "summary.json").unlink()
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 0 and (run / "summary.json").exists(), out
