@@ -161,18 +161,21 @@ def test_dream_of_a_whatif_candidate_is_beside_the_simulator_rerun_with_its_acti
                        capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
     assert r.returncode == 0 and "candidate file[1]" in r.stdout, r.stderr
     assert iio.imread(out).shape[:3] == (11, 48 + 16, 128)
-    for args, needle in ((["--candidate", "random[9]"], "--candidate 'random[9]': expected one of recorded, zero"),
+    for args, needle in ((["--candidate", "random[9]", "--horizon", "10"],
+                          "--candidate 'random[9]': expected one of recorded, zero"),
                          (["--candidate", "file[0]", "--actions", str(tmp_path / "c.npy"), "--horizon", "11"],
                           "expected (K, H, 1) with H >= 11"),
-                         (["--candidate", "file[0]", "--actions", str(tmp_path / "none.npy")], "does not exist")):
+                         (["--candidate", "file[0]", "--actions", str(tmp_path / "none.npy"), "--horizon", "10"],
+                          "does not exist")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step",
-                            "3", "--horizon", "10", *args], capture_output=True, text=True,
+                            "3", *args], capture_output=True, text=True,
                            env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
 
 
 def _drive(run_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robot_wm.cli", "drive", str(run_dir), "--episode", "1", "--step", "2",
+    step = [] if "--step" in args else ["--step", "2"]  # each flag once (a second one is refused)
+    return subprocess.run([sys.executable, "-m", "robot_wm.cli", "drive", str(run_dir), "--episode", "1", *step,
                            "--width", "64", "--height", "48", *args], input=stdin, capture_output=True, text=True,
                           env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
 
