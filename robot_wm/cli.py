@@ -68,6 +68,8 @@ ARCHITECTURE_FIELDS = ("model.ensemble_size", "model.hidden", "model.layers", "m
 
 
 TRAINING_FIXED = ("value.enabled",)
+"""What a command that writes a checkpoint round (train, finetune) may not change one-off: `train RUN
+value.enabled=false` wrote a round without the value, and the next plain train started a new one (tenth probe)."""
 MAIN_JOB_ONLY = ("env_steps", "seed_episodes", "eval_episodes", "eval_at")
 """What only the main job reads (``robot-wm run``, which continues a run with ``--resume``): `finetune RUN
 env_steps=99999` was taken and recorded (probe 22)."""
@@ -79,8 +81,6 @@ PLANS_NOTHING = tuple(f"planner.{k}" for k in cfgmod.PlannerConfig.model_fields 
 """What train and finetune take no override of: they plan nothing, and the round they write holds no planner setting
 (`finetune RUN --data D planner.samples=64` was taken and recorded, probe 21). ``planner.horizon`` sets the longest
 multi-step error they report; ``planner.delay`` has its own message."""
-"""What a command that writes a checkpoint round (train, finetune) may not change one-off: `train RUN
-value.enabled=false` wrote a round without the value, and the next plain train started a new one (tenth probe)."""
 
 
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
