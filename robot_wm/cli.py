@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm import config as cfgmod
-from robot_wm.cli_args import Once, integer, once_everywhere, path_arg, seed, whole
+from robot_wm.cli_args import integer, once_everywhere, path_arg, seed, whole
 from robot_wm.io import RunLockedError
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learned: world model + value + policy proposals; pets: the same world model, imagined "
                         "reward over the horizon only; oracle: the true simulator (oracle-value: plus the learned "
                         "terminal value); random actions")
-    e.add_argument("--shift", default="nominal", action=Once,
+    e.add_argument("--shift", default="nominal",
                    help="evaluate on a perturbed robot without retraining: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1 (or env.randomize.* overrides)")
     e.add_argument("--episodes", type=whole(1, 1_000_000), default=3)
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("run_dir")
     w.add_argument("args", nargs="*", metavar="KEY=VALUE", help="one-off overrides, e.g. goal.joints={...}")
     w.add_argument("--episode", type=integer, default=0, help="episode whose state to start from")
-    w.add_argument("--data", type=path_arg, action=Once, default=None, metavar="DIR",
+    w.add_argument("--data", type=path_arg, default=None, metavar="DIR",
                    help="take the episode from recorded deployments (deploy --record DIR) instead of the run's dataset")
     w.add_argument("--step", type=integer, default=0, help="control step within that episode")
     w.add_argument("--horizon", type=whole(1, 10_000), default=None, help="sequence length (default: planner.horizon)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.cli_args import Once, integer, number, path_arg, seed, whole
+from robot_wm.cli_args import integer, number, path_arg, seed, whole
 from robot_wm.text import echo
 
 
@@ -203,7 +203,7 @@ def register(sub) -> None:
     d = sub.add_parser("dream", help="video of what the model imagines under an episode's actions, beside the real one")
     d.add_argument("run_dir")
     d.add_argument("--episode", type=integer, default=0, help="episode of the run's dataset (or of --data)")
-    d.add_argument("--data", type=path_arg, action=Once, default=None, metavar="DIR",
+    d.add_argument("--data", type=path_arg, default=None, metavar="DIR",
                    help="recorded deployments (deploy --record DIR): the model's predictions beside what the robot did")
     d.add_argument("--step", type=integer, default=0, help="control step to start imagining from")
     d.add_argument("--horizon", type=integer, default=None, help="steps to imagine (default: to the episode's end)")
@@ -215,10 +215,10 @@ def register(sub) -> None:
     d.add_argument("--actions", type=path_arg, default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
     d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
-    d.add_argument("--out", type=path_arg, action=Once, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
+    d.add_argument("--out", type=path_arg, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
                                                "robot_FOLDER_DIGEST_episodeNNNNNN_stepT.mp4 for an episode of "
                                                "--data)")
-    d.add_argument("--rrd", type=path_arg, action=Once, default=None, help="also write the frames and error curves to this .rrd file")
+    d.add_argument("--rrd", type=path_arg, default=None, help="also write the frames and error curves to this .rrd file")
     d.add_argument("--fps", type=number(0.1, 1000), default=None,  # 1e-9 reached ffmpeg as "-r 0"
                    help="frames per second (default: real time, 1 / control period)")
     d.add_argument("--width", type=integer, default=320, help="width of each panel in pixels (multiple of 16)")
@@ -232,10 +232,10 @@ def register(sub) -> None:
     v.add_argument("--actions", type=path_arg, default=None, help="scripted actions: .npy (K, A) or text, one per line "
                    "(default: type them, one line per step; empty repeats; q quits)")
     v.add_argument("--max-steps", type=whole(1, 1_000_000), default=1000)
-    v.add_argument("--rrd", type=path_arg, action=Once, default=None, help="log every step to this .rrd file")
+    v.add_argument("--rrd", type=path_arg, default=None, help="log every step to this .rrd file")
     v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
                    help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")
-    v.add_argument("--out", type=path_arg, action=Once, default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
+    v.add_argument("--out", type=path_arg, default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
     v.add_argument("--width", type=integer, default=320)
     v.add_argument("--height", type=integer, default=240)
     v.set_defaults(func=cmd_drive)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from robot_wm.cli_args import Once, integer, path_arg
+from robot_wm.cli_args import integer, path_arg
 from robot_wm.text import echo
 
 
@@ -71,8 +71,8 @@ def _mse(v) -> str:
 def register(sub) -> None:
     p = sub.add_parser("finetune", help="add recorded deployments (deploy --record DIR) to a run and fine-tune on them")
     p.add_argument("run_dir")
-    p.add_argument("--data", type=path_arg, action=Once, required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
-    p.add_argument("--weight", type=integer, action=Once, default=4, help="each robot transition counts this many times (default 4; "
+    p.add_argument("--data", type=path_arg, required=True, metavar="DIR", help="folder written by `robot-wm deploy --record`")
+    p.add_argument("--weight", type=integer, default=4, help="each robot transition counts this many times (default 4; "
                    "later `train` rounds keep the weight of the last fine-tuning)")
     p.add_argument("--value", action="store_true", help="fine-tune the value and policy too (off by default: on "
                    "cheetah-run they made the planner worse; the world model alone adapted it)")

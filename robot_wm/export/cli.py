@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robot_wm.cli_args import Once, path_arg
+from robot_wm.cli_args import path_arg
 from robot_wm.io import check_parent_folder, check_replaceable
 from robot_wm.text import echo
 
@@ -166,7 +166,7 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export the planner (or the dynamics ensemble) as one ONNX file")
     p.add_argument("source", help="run directory (its latest checkpoint) or a checkpoint NAME.json")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. planner.samples=200)")
-    p.add_argument("--out", type=path_arg, action=Once, required=True, help="output .onnx path (written atomically)")
+    p.add_argument("--out", type=path_arg, required=True, help="output .onnx path (written atomically)")
     p.add_argument("--what", choices=("planner", "dynamics"), default="planner")
     p.add_argument("--noise", choices=("internal", "input"), default="input",
                    help="input (default): noise is an input, filled by the runtime from a seeded generator, so a "

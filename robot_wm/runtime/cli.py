@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from robot_wm.cli_args import Once, decimal, number, path_arg, seed, whole
+from robot_wm.cli_args import decimal, number, path_arg, seed, whole
 from robot_wm.runtime.loop import MAX_RATE_HZ, MIN_RATE_HZ
 from robot_wm.text import echo
 
@@ -222,10 +222,10 @@ def register(sub) -> None:
     p.add_argument("--goal-file", type=path_arg, default=None, metavar="JSON",
                    help='{"state": [...], "weights": [...]}, read again whenever it changes: the goal can move '
                         "while the robot runs (a bad file is logged and the goal in force stays)")
-    p.add_argument("--record", type=path_arg, default=None, metavar="DIR", action=Once,
+    p.add_argument("--record", type=path_arg, default=None, metavar="DIR",
                    help="write every deployed episode to DIR in the episode format (states, actions, rewards, "
                         "latency, fallbacks), atomically; DIR reads as a dataset")
-    p.add_argument("--shift", default="nominal", action=Once,
+    p.add_argument("--shift", default="nominal",
                    help="simulate a robot that differs from the training simulator: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1")
     p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE", action="extend",  # given twice: the first was

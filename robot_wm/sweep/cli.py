@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robot_wm.cli_args import Once, integer, path_arg
+from robot_wm.cli_args import integer, path_arg
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("report", help="a sweep's results table and learning curves (PNG)")
     r.add_argument("sweep_dir", help="a directory written by `robot-wm sweep` (it holds results.csv)")
-    r.add_argument("--out", type=path_arg, action=Once, default=None, help="the PNG to write (default: SWEEP_DIR/learning_curves.png)")
+    r.add_argument("--out", type=path_arg, default=None, help="the PNG to write (default: SWEEP_DIR/learning_curves.png)")
     r.add_argument("--anchors", type=path_arg, default=None,
                    help="published returns to mark (task,system,env_steps,mean_return CSV; default: "
                         "bench/anchors/dmc_returns.csv of this checkout, when present)")
