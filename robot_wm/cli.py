@@ -250,9 +250,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
         elif s.cfg.planner.delay or s.cfg.env.randomize.action_delay[1]:
-            sim = list(s.run.dataset())
-            for note in (double_delay_note(s.run.load_config(), sim, s.cfg.planner.delay),  # trained, not this robot
-                         unmatched_delay_note(s.run.load_config(), sim, s.cfg)):
+            sim, trained = list(s.run.dataset()), s.run.load_config()  # the run's own, not this command's robot
+            for note in (double_delay_note(trained, sim, s.cfg.planner.delay), unmatched_delay_note(trained, sim, s.cfg)):
                 if note:
                     print(f"robot-wm eval: {note}", file=sys.stderr)
         model = s.latest_model() if a.planner in ("learned", "pets", "oracle-value") else None

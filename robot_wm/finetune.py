@@ -56,17 +56,11 @@ def content_sha256(ep: Episode, path="") -> str:
     return h.hexdigest()
 
 
-def _content(meta: dict) -> str | None:
-    """The content digest (``content_sha256``) of the recorded file an imported episode came from, where it says."""
+def _origin(meta: dict, key: str = "sha256") -> str | None:
+    """The sha256 of the recorded file an imported episode came from (None for one never imported); ``key``
+    "content_sha256": its ``content_sha256``, where the import recorded it."""
     origin = meta.get("imported_from")
-    digest = origin.get("content_sha256") if isinstance(origin, dict) else None
-    return digest if isinstance(digest, str) else None
-
-
-def _origin(meta: dict) -> str | None:
-    """The sha256 of the recorded file an imported episode came from (None for one never imported)."""
-    origin = meta.get("imported_from")
-    digest = origin.get("sha256") if isinstance(origin, dict) else None
+    digest = origin.get(key) if isinstance(origin, dict) else None
     return digest if isinstance(digest, str) else None  # a list was "unhashable type" (probe 19)
 
 
@@ -284,7 +278,7 @@ def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: i
     dest = robot_dataset(run)
     # Each episode once, by content: a recorded file imported before, and a copy of an imported file itself
     # (a copy of RUN/robot/ was imported again).
-    seen = ({_origin(e.meta) for e in dest} | {_content(e.meta) for e in dest} | {file_sha256(p) for p in dest.paths()}
+    seen = ({_origin(e.meta) for e in dest} | {_origin(e.meta, "content_sha256") for e in dest} | {file_sha256(p) for p in dest.paths()}
             ) - {None}
     new, too_short, known = [], [], 0
     for path, ep in zip(src.paths(), src):
@@ -386,19 +380,23 @@ def _not_fine_tuned_on(run) -> int:
         return 0
     held = EpisodeDataset(folder).paths()
     if (digests := _robot_digests(run)) is None:  # a fine-tuning recorded before its files' digests: by count (review)
-        last = next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), None)
-        if last is None:  # none finished: every held file was imported by one that did not
+        if (last := _last_finetune(run)) is None:  # none finished: every held file was imported by one that did not
             return len(held)
         done = last.get("robot_episodes")
         return max(0, len(held) - done) if isinstance(done, int) and not isinstance(done, bool) else 0
     return sum((Counter(file_sha256(p) for p in held) - Counter(d[0] for d in digests[1])).values())
 
 
+def _last_finetune(run) -> dict | None:
+    """The ``finetune`` part of the run's last train record that has one (None where no fine-tuning finished)."""
+    return next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), None)
+
+
 def robot_weight(run, held: int = 0) -> int:
     """The weight the run's last fine-tuning gave its robot data (``DEFAULT_WEIGHT`` where none says). Refused
     where the run holds more robot episodes (``held``) than that fine-tuning trained on: an import whose
     fine-tuning never finished (killed), which a later `train` took at the default weight (probe 13)."""
-    last = next((r["finetune"] for r in reversed(run.records("train")) if isinstance(r.get("finetune"), dict)), {})
+    last = _last_finetune(run) or {}
     done = last.get("robot_episodes")
     if held and not (isinstance(done, int) and done >= held):
         raise ValueError(f"the run's robot data {str(run.root / ROBOT_DIR)!r} holds {held} episodes, but no fine-tuning "

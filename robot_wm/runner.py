@@ -489,7 +489,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if (len(data) or manifest.get("status") not in (None, "created")) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "
                               "continue it, or choose another run_dir")
-    per_episode = s.env.max_control_steps * cfg.env.action_repeat
+    per_episode = s.env.max_control_steps * s.env.env_steps_per_control_step
     if not resume and cfg.seed_episodes * per_episode >= cfg.env_steps:  # cut to fit, without a word (probe 22)
         log.warning("seed_episodes=%d random episodes of %d steps fill env_steps=%d: %s", cfg.seed_episodes,
                     per_episode, cfg.env_steps, f"only {-(-cfg.env_steps // per_episode)} are collected, all random, "
@@ -502,13 +502,14 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
             return s.run.summary()
         # "does not exist: the run is not complete" sent --resume in a circle (probe 11): finish it again
         log.warning("%s is missing: the final evaluation is done again", s.run.summary_path)
-    if any(i >= (n := len(s.run.eval_dataset())) for i in manifest.get("final_eval_episodes") or ()):
+    evals = s.run.eval_dataset()
+    if any(i >= (n := len(evals)) for i in manifest.get("final_eval_episodes") or ()):
         raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
     # an ad-hoc `eval --planner oracle` named there: its return was the run's headline (probe 22). The run's own
     # planner is "learned", or "pets" where it plans without the value (no value, or a goal alone: review)
     for i in manifest.get("final_eval_episodes") or ():
-        if (played := s.run.eval_dataset()[i].meta.get("policy")) not in ("learned", "pets"):
+        if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
             raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
                              f"the {played!r} planner, not the run's own learned one: the file is damaged or was edited")
     if (ckpt := s.run.latest_checkpoint()) is not None:

@@ -134,6 +134,8 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
     # or reward_weight=nan gave NaN scores (or silently dropped the reward)
     if isinstance(discount, bool) or not (isinstance(discount, int | float | np.floating) and 0 < discount <= 1):
         raise ValueError(f"discount={discount!r}: expected a number in (0, 1]")
+    if isinstance(pessimism, bool) or not (isinstance(pessimism, int | float | np.floating) and 0 <= pessimism <= 10):
+        raise ValueError(f"pessimism={pessimism!r}: expected a number from 0 to 10 (planner.value_pessimism)")
     if isinstance(reward_weight, bool) or not (isinstance(reward_weight, int | float | np.floating)
                                                and 0 <= reward_weight <= MAX_REWARD_WEIGHT):
         raise ValueError(f"reward_weight={reward_weight!r}: expected a number from 0 to {MAX_REWARD_WEIGHT:g} (as "
@@ -151,8 +153,6 @@ def what_if(model: WorldModel, state, actions, discount: float = 1.0, value=None
                   keep_states=True)
     if value is not None:
         discount = value.spec.discount
-    if isinstance(pessimism, bool) or not (isinstance(pessimism, int | float | np.floating) and 0 <= pessimism <= 10):
-        raise ValueError(f"pessimism={pessimism!r}: expected a number from 0 to 10 (planner.value_pessimism)")
     rew, term = member_returns(out, discount, value, float(pessimism))
     ret = rew + term
     states = out.states
