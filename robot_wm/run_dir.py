@@ -251,6 +251,8 @@ def check_manifest(m, path: Path) -> None:
         raise bad("final_eval_episodes", "a list of episode indices")
     if "task" in m and not isinstance(m["task"], str):
         raise bad("task", "a task name")
+    if "run_id" in m and not (isinstance(m["run_id"], str) and re.fullmatch(r"[0-9a-f]{32}", m["run_id"])):
+        raise bad("run_id", "32 hex digits")
 
 
 MAX_ROUND = 10**6
@@ -445,16 +447,19 @@ class RunDir:
 
     def _check_own_episode(self, path: Path, ep) -> None:
         """An unlogged training episode file must be one this run could have collected (a kill between storing and
-        logging it): its meta says phase 'train' and no recording source (its task is checked with every episode's
+        logging it): its meta says phase 'train', no recording source and this run's id (its task is checked with every episode's
         when a session opens). Not its seed: a one-off `collect RUN seed=7`, or an episode that diverged at its first
         step, stores no seed of its index (review)."""
-        phase, source = ep.meta.get("phase"), ep.meta.get("source")
-        if phase != "train" or source is not None:
+        phase, source, by = ep.meta.get("phase"), ep.meta.get("source"), ep.meta.get("run")
+        ours = self.manifest().get("run_id")  # runs created before 2026-11-28 have none, nor do their episodes
+        if phase != "train" or source is not None or (ours is not None and by != ours):
             said = f"phase {phase!r}" + (f", source {source!r}" if source is not None else "")
+            said += f", collected by run {by!r}" if ours is not None and by != ours else ""
+            theirs = "phase 'train', no source" + (f" and run {ours!r}" if ours is not None else "")
             raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and is not a training episode "
-                             f"of this run (its meta says {said}; the run's say phase 'train' and no source): it was "
-                             "put there by hand; move it out (a robot's recording joins a run with `robot-wm finetune "
-                             "RUN --data DIR`)")
+                             f"of this run (its meta says {said}; the run's say {theirs}): it was put there by hand "
+                             "(another run's episode?); move it out (a robot's recording joins a run with `robot-wm "
+                             "finetune RUN --data DIR`)")
 
     def eval_dataset(self) -> EpisodeDataset:
         return self._dataset("eval")

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -100,7 +101,7 @@ class Session:
                                  "the command again, or use another run_dir")
             if creating:  # the manifest first: a folder with a manifest is a run (and --resume finishes it)
                 if not run.manifest_path.exists():
-                    run.update_manifest(status="created", task=cfg.env.task,
+                    run.update_manifest(status="created", task=cfg.env.task, run_id=uuid.uuid4().hex,
                                         **({"robot": fp} if (fp := env.fingerprint()) else {}))
                 run.save_config(cfg)
             elif saved is None:  # another command created the run between the first look and the lock
@@ -203,7 +204,8 @@ class Session:
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
         obs = self.observer
         obs.on_episode_start(phase, index, self.env, policy)
-        ep = run_episode(self.env, policy, seed, meta={"phase": phase},
+        meta = {"phase": phase, **({"run": rid} if (rid := self.run.manifest().get("run_id")) else {})}
+        ep = run_episode(self.env, policy, seed, meta=meta,
                          on_step=lambda t, o, a, r, n: obs.on_step(t, o, a, r, n, policy))
         record = {"kind": "episode", "phase": phase, "index": index, "policy": policy.name, "seed": seed,
                   "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "physics_steps": 0,

@@ -1705,6 +1705,21 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     assert json.loads(lines[-1]).get("file") == f"episode_{n:06d}.npz"
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
     assert rc == 0, out
+    # session 21: another run's training episode of the same task, same settings (phase 'train', no source): its id
+    from conftest import TINY_RUN_ARGS
+
+    other = tmp_path / "other"
+    rc, out = main_in_process(capsys, "collect", str(other), *TINY_RUN_ARGS, "--policy", "random", "--episodes", "1",
+                              "--no-progress")
+    assert rc == 0, out
+    nxt = eps / f"episode_{len(list(eps.glob('episode_*.npz'))):06d}.npz"
+    shutil.copyfile(other / "episodes" / "episode_000000.npz", nxt)
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    ids = [json.loads((d / "manifest.json").read_text())["run_id"] for d in (other, run_copy)]
+    assert rc == 2 and "has no record in metrics.jsonl" in out and f"collected by run {ids[0]!r}" in out \
+        and f"run {ids[1]!r}" in out, out
+    assert snapshot(run_copy) == before
 
 
 def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
