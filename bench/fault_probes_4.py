@@ -241,3 +241,22 @@ def probe22_defects(base: Path, planner: Path, work: Path) -> None:
         return rc == 2 and "played by the 'oracle' planner, not the run's own learned one" in out, tail(out, 90)
     record(cat, "manifest.json edited to name an oracle episode as the final evaluation (the run's headline)",
            manifest_names_an_oracle_episode)
+
+
+def session21_fixes(base: Path, planner: Path, work: Path) -> None:
+    """What probe 22 left and session 21 fixed."""
+    cat = "session 21: probe 22's leftovers"
+
+    def another_runs_episode():
+        import shutil
+
+        import test_faults as tf
+
+        other = work / "p21s-other"
+        cli("collect", str(other), *tf.TINY, "--policy", "random", "--episodes", "1", "--no-progress")
+        r = copy_run(base, work / "p21s-own")
+        n = len(list((r / "episodes").glob("episode_*.npz")))
+        shutil.copyfile(other / "episodes" / "episode_000000.npz", r / "episodes" / f"episode_{n:06d}.npz")
+        return untouched(r, ["train", str(r), "--no-progress"], "collected by run")
+    record(cat, "another run's training episode of the same task copied in as the next one (trained on)",
+           another_runs_episode)
