@@ -244,7 +244,7 @@ def probe22_defects(base: Path, planner: Path, work: Path) -> None:
 
 
 def session21_fixes(base: Path, planner: Path, work: Path) -> None:
-    """What probe 22 left and session 21 fixed."""
+    """What probe 22 left, and probe 23's defect and ugly cases, fixed in session 21."""
     cat = "session 21: probe 22's leftovers"
 
     def another_runs_episode():
@@ -260,3 +260,20 @@ def session21_fixes(base: Path, planner: Path, work: Path) -> None:
         return untouched(r, ["train", str(r), "--no-progress"], "collected by run")
     record(cat, "another run's training episode of the same task copied in as the next one (trained on)",
            another_runs_episode)
+
+    def collect_after_a_foreign_file():
+        import shutil
+
+        r = copy_run(base, work / "p23-collect")
+        n = len(list((r / "episodes").glob("episode_*.npz")))
+        shutil.copyfile(work / "p21s-other" / "episodes" / "episode_000000.npz", r / "episodes" / f"episode_{n:06d}.npz")
+        return untouched(r, ["collect", str(r), "--episodes", "1", "--policy", "random", "--no-progress"],
+                         "collected by run")
+    record(cat, "collect after another run's episode (probe 23: stored after it, and the run never trained again)",
+           collect_after_a_foreign_file)
+
+    def planner_settings_on_random_actions():
+        return untouched(base, ["eval", str(base), "--planner", "random", "--episodes", "1", "planner.samples=17"],
+                         "random actions plan nothing")
+    record(cat, "eval --planner random planner.samples=17 (probe 23: taken and recorded, unused)",
+           planner_settings_on_random_actions)

@@ -84,10 +84,11 @@ multi-step error they report; ``planner.delay`` has its own message."""
 
 
 def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool = True, command: str = "",
-             fixed: tuple[str, ...] = (), trains: bool = False, collects: bool = False):
+             fixed: tuple[str, ...] = (), trains: bool = False, collects: bool = False, plans: bool = True):
     """A session on an existing run directory: its saved config plus this command's one-off ``overrides``
     (never saved; every record the command writes names them). ``fixed``: fields the overrides may not
-    change. ``lock``: hold the run's writer lock (every command that writes)."""
+    change. ``lock``: hold the run's writer lock (every command that writes). ``plans``: False where the command acts
+    with random actions (``planner.*`` is then refused: it was recorded and unused, probe 23)."""
     from robot_wm.run_dir import RunDir
     from robot_wm.runner import Session
 
@@ -124,7 +125,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (() if trains else TRAINING_SETTINGS, (f"they set how a round is trained, and `{command}` "
                                                                "trains nothing (train and finetune do)")),
                         (PLANS_NOTHING if trains else (), ("it plans nothing, and the round it writes holds no planner "
-                                                            "setting; set planner.* on eval, export or deploy"))):
+                                                            "setting; set planner.* on eval, export or deploy")),
+                        # planner.delay on random actions has its own message (_check_no_delay)
+                        (() if plans else (*PLANS_NOTHING, "planner.horizon"), "random actions plan nothing")):
         if bad := [k for k in changes if any(k == f or k.startswith(f + ".") for f in fields)]:  # a section: its keys
             old, new = cfgmod.flat(saved), cfgmod.flat(cfg)
             raise cfgmod.ConfigError(
@@ -177,10 +180,12 @@ def cmd_collect(a: argparse.Namespace) -> int:
         _check_no_delay(cfg, "collect", TRAINING_DELAY)
         s = Session.open(cfg, run, not a.no_progress)
     else:
-        s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True)
+        s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True,
+                     plans=a.policy != "random")
     with s:
         _check_no_delay(s.cfg, "collect", TRAINING_DELAY)
         model = s.latest_model() if a.policy in ("learned", "pets") else None
+        s.run.check_recorded_episodes(s.run.dataset())  # before the manifest counts a file train refuses (probe 23)
         start = len(s.run.dataset())
         kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
         try:
@@ -245,7 +250,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     # the named shift first: an env.randomize.* override of the command line then changes it, not the reverse
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
-                  fixed=DATA_FIELDS) as s:
+                  fixed=DATA_FIELDS, plans=a.planner != "random") as s:
         _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
@@ -267,12 +272,19 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if fell:
         print(f"robot-wm eval: {fell} of {steps} planning steps fell back (non-finite state or scores: the previous "
               "plan was held)", file=sys.stderr)
-    if fell > steps / 2:  # as deploy: the return above is not the planner's
+    if fell > steps / 2 or (lost := uncontrolled_episodes(recs)):  # as deploy: the return above is not the planner's
         why = ("its checkpoint may be damaged (its normalisers, weights or bounds), or the robot's states lie far "
                "from the run's data" if used in ("learned", "pets") else "the simulated robot's states were not finite")
-        print(f"robot-wm eval: the {used} planner did not control this robot: {why}", file=sys.stderr)
+        where = "" if fell > steps / 2 else f" in {len(lost)} of {len(recs)} episodes (most of their steps fell back)"
+        print(f"robot-wm eval: the {used} planner did not control this robot{where}: {why}", file=sys.stderr)
         return 3
     return 0
+
+
+def uncontrolled_episodes(recs: list[dict]) -> list[int]:
+    """The positions of the episode records most of whose planning steps fell back: one such episode beside two good
+    ones averaged into a return that looked like the planner's, exit 0 (probe 23)."""
+    return [i for i, r in enumerate(recs) if r.get("fallbacks", 0) > r.get("control_steps", 0) / 2]
 
 
 def cmd_whatif(a: argparse.Namespace) -> int:

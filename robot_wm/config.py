@@ -52,6 +52,9 @@ IntRange = Annotated[tuple[int, int], Field(strict=False)]
 
 MIN_SCALE = 0.01
 """The smallest mass or actuator-gain scale: a robot of a hundredth of its mass is still that robot."""
+MAX_EPISODES = 1_000_000
+"""The most episodes a count in the config may ask for (eval --episodes has the same bound; a run holds at most a
+million training rounds); `eval_episodes=10**9` was accepted (probe 23)."""
 
 
 class RandomizeConfig(_Section):
@@ -400,18 +403,18 @@ class RunConfig(_Section):
     run_dir: str = "runs/{task}-s{seed}"
     """Output directory; {task} and {seed} are filled in (the only template fields; e.g. {seed:03d}). It must be
     new, empty or an existing robot-wm run."""
-    env_steps: int = Field(10_000, ge=1)
+    env_steps: int = Field(10_000, ge=1, le=10**9)
     """Budget for data collection in environment steps, the unit of every step count in robot-wm: one
     dm_control suite step (or one control period of an MJCF robot), action repeat counted, so a suite
     episode is 1,000 steps on every task, as the field counts them. Evaluation is not counted."""
-    seed_episodes: int = Field(1, ge=1)
+    seed_episodes: int = Field(1, ge=1, le=MAX_EPISODES)
     """Random-action episodes before the first model is trained."""
     seed_noise_beta: float = Field(0.0, ge=0, le=4)
     """Colour of the seed episodes' random actions: 0 draws each action uniformly; beta > 0 draws them as
     Gaussian 1/f^beta noise along the episode (1: pink), clipped to the bounds, which reaches states that
     independent actions rarely do (`bench/bench_seed_noise.py`: random pendulum-swingup episodes that saw a
     reward, uniform / pink / red: 9 / 13 / 18 of 200; finger-spin 16 / 25 / 4 of 60)."""
-    eval_episodes: int = Field(3, ge=0)
+    eval_episodes: int = Field(3, ge=0, le=MAX_EPISODES)
     """Evaluation episodes with the final model (not counted in env_steps)."""
     eval_at: list[Annotated[int, Field(ge=1)]] = Field([], max_length=10_000)
     """Also evaluate when the collected environment steps first reach each of these (learning curves; each

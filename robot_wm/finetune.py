@@ -500,6 +500,7 @@ def finetune(s, source: str | Path, weight: int = DEFAULT_WEIGHT, progress: bool
         # imported by a fine-tuning that was stopped before it finished (killed: nothing could take them back), now
         # trained on with this one's: adopted without a word before (probe 21)
         record["finetune"]["adopted"] = adopted
+        record["finetune"]["held_already"] = known  # a file of --data the run holds: skipped, said (probe 23)
         s.run.set_latest(stem)
     except BaseException:  # Ctrl-C, SIGTERM, a diverged training: the import goes with the fine-tuning it was for
         # (a later `train` trained on it at the default weight, not the one asked: probe 13) unless the round is the

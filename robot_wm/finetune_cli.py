@@ -20,7 +20,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     info, before, after = rec["finetune"], rec["robot_multistep_mse_before"], rec["robot_multistep_mse_after"]
     held_b, held_a = rec["robot_heldout_multistep_mse_before"], rec["robot_heldout_multistep_mse_after"]
     echo(f"fine-tuned round {rec['round']} on {info['sim_episodes']} simulated + {info['robot_episodes']} robot "
-          f"episodes ({info['added']} new, weight {info['weight']}); multi-step mse on the robot's episodes "
+          f"episodes ({info['added']} new{held_note(info)}, weight {info['weight']}); multi-step mse on the robot's episodes "
           "(trained on) " + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + "; on their held-out segments " + ", ".join(f"h={k}: {_mse(held_b[k])} -> {_mse(held_a[k])}" for k in held_b)
           + realigned_note(info) + f". Export again: robot-wm export {a.run_dir}"
@@ -79,3 +79,9 @@ def register(sub) -> None:
     p.add_argument("args", nargs="*", metavar="key=value", help="one-off overrides for this command")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
+
+
+def held_note(info: dict) -> str:
+    """', K of --data held already' where files of the folder given were skipped (each is imported once, by content)."""
+    n = info.get("held_already", 0)
+    return f", {n} of --data held already (the same recording imported before, or a copy of one)" if n else ""

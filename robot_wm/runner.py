@@ -199,6 +199,8 @@ class Session:
         if not evaluating:  # a delayed episode into a run whose robot data was realigned: every later train refused
             check_pairing(self.run, self.cfg)
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
+        if not evaluating:  # what train refuses, refused before an episode is stored after it (probe 23)
+            self.run.check_recorded_episodes(data)
         if not evaluating and index < len(data):  # index 0 again: episode 0's start and seed, stored twice (probe 21)
             raise ValueError(f"index={index}: training episode {index} is stored already; the next is {len(data)}")
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)

@@ -103,6 +103,10 @@ def test_wrong_type_names_the_field(data, key):
     ("planner.noise_beta=1000", "planner.noise_beta"),
     ("env.max_env_steps=1000000000", "env.max_env_steps"),  # an MJCF robot's first episode never ended
     ("planner.iterations=100000", "planner.iterations"),
+    # probe 23: budgets no run ends within were accepted
+    ("env_steps=1000000000000000000000", "env_steps"),
+    ("eval_episodes=1000000000", "eval_episodes"),
+    ("seed_episodes=1000000000", "seed_episodes"),
 ])
 def test_impossible_values_are_errors(override, key):
     with pytest.raises(ConfigError) as err:

@@ -1720,6 +1720,10 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     assert rc == 2 and "has no record in metrics.jsonl" in out and f"collected by run {ids[0]!r}" in out \
         and f"run {ids[1]!r}" in out, out
     assert snapshot(run_copy) == before
+    # probe 23: collect stored its episode after the file train refuses, and the run could never train again
+    rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random", "--no-progress")
+    assert rc == 2 and f"collected by run {ids[0]!r}" in out, out
+    assert snapshot(run_copy) == before
 
 
 def test_more_torch_threads_than_cpus_use_the_cpus(caplog):
@@ -2102,3 +2106,14 @@ def test_a_symbolic_link_loop_as_a_folder_is_named(run_copy, planner_file, tmp_p
     assert rc == 2 and f"{str(loop)!r} is a symbolic link loop" in out and "Traceback" not in out, out
     rc, out = _rc(capsys, "deploy", str(planner_file), "--episodes", "1", "--record", str(loop))
     assert rc == 2 and f"{str(loop)!r} is a symbolic link loop" in out and "Traceback" not in out, out
+
+
+def test_an_episode_the_planner_never_controlled_fails_eval():
+    """Probe 23: eval exited 3 only where most steps of all its episodes fell back, so one episode that never planned,
+    beside two that did, averaged into a return that looked like the planner's (exit 0). Each episode counts alone."""
+    from robot_wm.cli import uncontrolled_episodes
+
+    good, lost = {"fallbacks": 0, "control_steps": 125}, {"fallbacks": 125, "control_steps": 125}
+    assert uncontrolled_episodes([good, lost, good]) == [1]
+    assert uncontrolled_episodes([good, {"fallbacks": 62, "control_steps": 125}]) == []  # under half: planned
+    assert uncontrolled_episodes([good, {"return": 5.0}]) == []  # a planner that counts no fallbacks (random)

@@ -79,9 +79,12 @@ def test_finetune_lowers_the_error_on_the_robot_and_records_the_sources(run_and_
     assert len(robot) == 3 and robot[0].meta["randomization"]["actuator_gain"] == 0.5
     assert robot[0].physics_state.shape == (len(robot[0]) + 1, 0)
     assert len(RunDir(run).dataset()) == 2  # the simulated dataset is untouched
+    capsys.readouterr()
     assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
     plain = RunDir(run).records("train")[-1]
     assert plain["finetune"]["added"] == 0 and len(EpisodeDataset(run / "robot")) == 3
+    # probe 23: the files skipped were skipped without a word
+    assert plain["finetune"]["held_already"] == 3 and "(0 new, 3 of --data held already" in capsys.readouterr().out
     # Without --value the value and policy stay as they were (docs/results.md, adaptation: fine-tuned, they planned worse).
     assert plain["finetune"]["value"] is False and "value_updates" not in plain
 

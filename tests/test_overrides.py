@@ -688,3 +688,16 @@ def test_a_goal_run_planning_without_its_value_resumes_its_final_evaluation(tmp_
     (run / "summary.json").unlink()
     rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
     assert rc == 0 and (run / "summary.json").exists(), out
+
+
+def test_planner_settings_with_random_actions_are_refused(run, capsys):
+    """Probe 23: `eval --planner random planner.samples=64` and `collect --policy random planner.iterations=5` were
+    taken and recorded with every episode, and changed nothing."""
+    before = snapshot(run)
+    for args in (["eval", str(run), "--planner", "random", "--episodes", "1", "planner.samples=64"],
+                 ["collect", str(run), "--policy", "random", "--episodes", "1", "planner.iterations=5"]):
+        rc, out = _cli(capsys, *args, "--no-progress")
+        assert rc == 2 and "random actions plan nothing" in out and args[-1].split("=")[0] in out, out
+    assert snapshot(run) == before
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress")
+    assert rc == 0, out

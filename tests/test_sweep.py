@@ -609,6 +609,10 @@ def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
     bad.write_text("# a comment\ntask,system,env_steps,mean_return\ncartpole-swingup,x,100,1\ncartpole,x,lots,3\n")
     with pytest.raises(ValueError, match=r"a.csv', data row 2: .*'lots'; expected the columns task, system, env_steps"):
         read_anchors(bad)
+    for row, shown in (("cartpole,x,100,inf", "mean_return inf"), ("cartpole,x,-5,3", "env_steps -5")):  # probe 23
+        bad.write_text(f"task,system,env_steps,mean_return\n{row}\n")
+        with pytest.raises(ValueError, match=f"data row 1: .*{shown}"):
+            read_anchors(bad)
     from robot_wm.sweep.report import report
 
     with pytest.raises(ValueError, match="is a directory: expected the path of the PNG"):

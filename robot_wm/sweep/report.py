@@ -38,7 +38,10 @@ def read_anchors(path: Path) -> dict[tuple[str, str, int], float]:
     out = {}
     for i, r in enumerate(csv.DictReader(lines), 2):
         try:
-            out[(r["task"], r["system"], int(r["env_steps"]))] = float(r["mean_return"])
+            steps, ret = int(r["env_steps"]), float(r["mean_return"])
+            if not (steps >= 0 and math.isfinite(ret)):  # inf and -5 steps were drawn and compared (probe 23)
+                raise ValueError(f"env_steps {steps} and mean_return {ret} are not a count (0 or more) and a finite return")
+            out[(r["task"], r["system"], steps)] = ret
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"--anchors {str(path)!r}, data row {i - 1}: {e}; expected the columns task, system, "
                              "env_steps (an integer), mean_return (a number)") from None
