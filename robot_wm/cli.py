@@ -272,10 +272,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if fell:
         print(f"robot-wm eval: {fell} of {steps} planning steps fell back (non-finite state or scores: the previous "
               "plan was held)", file=sys.stderr)
-    if fell > steps / 2 or (lost := uncontrolled_episodes(recs)):  # as deploy: the return above is not the planner's
+    if (most := fell > steps / 2) or (lost := uncontrolled_episodes(recs)):  # as deploy: the return is not the planner's
         why = ("its checkpoint may be damaged (its normalisers, weights or bounds), or the robot's states lie far "
                "from the run's data" if used in ("learned", "pets") else "the simulated robot's states were not finite")
-        where = "" if fell > steps / 2 else f" in {len(lost)} of {len(recs)} episodes (most of their steps fell back)"
+        where = "" if most else f" in {len(lost)} of {len(recs)} episodes (most of their steps fell back)"
         print(f"robot-wm eval: the {used} planner did not control this robot{where}: {why}", file=sys.stderr)
         return 3
     return 0

@@ -452,9 +452,10 @@ class RunDir:
         step, stores no seed of its index (review)."""
         phase, source, by = ep.meta.get("phase"), ep.meta.get("source"), ep.meta.get("run")
         ours = self.manifest().get("run_id")  # runs created before 2026-11-28 have none, nor do their episodes
-        if phase != "train" or source is not None or (ours is not None and by != ours):
+        foreign = ours is not None and by != ours
+        if phase != "train" or source is not None or foreign:
             said = f"phase {phase!r}" + (f", source {source!r}" if source is not None else "")
-            said += f", collected by run {by!r}" if ours is not None and by != ours else ""
+            said += f", collected by run {by!r}" if foreign else ""
             theirs = "phase 'train', no source" + (f" and run {ours!r}" if ours is not None else "")
             raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and is not a training episode "
                              f"of this run (its meta says {said}; the run's say {theirs}): it was put there by hand "
