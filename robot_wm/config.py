@@ -236,10 +236,12 @@ class PlannerConfig(_Section):
     discount: float = Field(1.0, gt=0, le=1)
     """Discount applied to imagined rewards when the run has no value (with one, value.discount applies)."""
     value_pessimism: float = Field(0.0, ge=0, le=10)
-    """The terminal value the planner adds is the mean over the Q heads less this many times their std (0: the mean).
-    More optimisation exploits where the heads are wrong: with planner.iterations=3 two cartpole seeds scored 717 and
-    118 (856 and 818 with 2). 1 in training and evaluation scored 812 and 682 on the same seeds: 0 stays the default;
-    the field is how the objective can pay for the heads' disagreement (docs/results.md)."""
+    """In evaluation, export and deploy only (training episodes plan with the heads' mean): the terminal value the
+    planner adds is the mean over the Q heads less this many times their std (0: the mean). Optimisation exploits
+    where the heads are wrong (planner.iterations=3 scored 717 and 118 on two cartpole seeds, 856 and 818 with 2);
+    pessimism in training episodes too hurt (812 and 682). 1 at evaluation only, the same models from the same
+    starts: +14 paired on eight default cartpole runs, -14 +- 14 on sixteen others (seeds 800-815): 0 stays the
+    default (docs/results.md)."""
     delay: int = Field(0, ge=0, le=999)
     """Control steps between a command and its effect on the robot: a known actuation latency, to compensate
     (at most horizon - 1). The first ``delay`` actions of every imagined sequence are the commands already in
@@ -319,6 +321,9 @@ class GoalConfig(_Section):
 TRAINING_ONLY = ("planner.explore_weight", "planner.explore_noise", "seed_noise_beta")
 """Settings that act on training episodes only: an evaluation, an export or a deployment never uses them, so a
 one-off override of them there is refused (it was recorded as applied: probe 11)."""
+ACTING_ONLY = ("planner.value_pessimism",)
+"""Settings that act on evaluation, export and deployment only: training episodes never use them, so a one-off
+override of them on a command that collects training episodes alone is refused."""
 
 RRD_SUFFIX, RRD_MAGIC = ".rrd", b"RRF2"  # a Rerun recording's name, and its first bytes
 

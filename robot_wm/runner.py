@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -159,9 +159,12 @@ class Session:
         same world model without them (imagined reward over the horizon only); ``oracle``; ``random``.
         ``explore`` (training episodes only, never evaluation) colours random actions by seed_noise_beta,
         adds planner.explore_weight x the members' disagreement on the imagined states to the objective
-        (optimism where the model is unsure) and executes actions drawn with planner.explore_noise x the
-        planner's own sampling std."""
+        (optimism where the model is unsure), executes actions drawn with planner.explore_noise x the
+        planner's own sampling std, and plans with the value heads' mean (planner.value_pessimism is for
+        evaluation only)."""
         spec = StepSpec.from_config(self.cfg.planner)
+        if explore:  # a training episode plans with the value heads' mean: pessimism is for acting (evaluation) only
+            spec = replace(spec, value_pessimism=0.0)
         novelty = self.cfg.planner.explore_weight if explore else 0.0
         noise = self.cfg.planner.explore_noise if explore else 0.0
         goal = self.cfg.goal

@@ -273,6 +273,10 @@ def test_step_spec_from_config_carries_every_field():
     for name in StepSpec.__dataclass_fields__:
         assert getattr(spec, name) == getattr(cfg, name)
     assert spec.carried == 0 and StepSpec(optimizer="icem", keep_elites=3).carried == 3
+    # the Python API's defaults are the config's (policy_samples follows from policy_fraction and a value)
+    default, defaults = StepSpec(), PlannerConfig()
+    assert {k: getattr(default, k) for k in StepSpec.__dataclass_fields__ if k != "policy_samples"} == \
+        {k: getattr(defaults, k) for k in StepSpec.__dataclass_fields__ if k != "policy_samples"}
 
 
 def test_learned_planner_finds_the_known_optimal_action(trained_synthetic):

@@ -528,6 +528,16 @@ def test_training_only_overrides_are_refused_where_no_training_episode_is_collec
     assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
 
 
+def test_an_acting_only_override_is_refused_where_only_training_episodes_are_collected(run, capsys):
+    """planner.value_pessimism acts in evaluation, export and deploy; training episodes plan with the heads' mean, so
+    `collect RUN planner.value_pessimism=2` would be recorded as applied and do nothing."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "collect", str(run), "--episodes", "1", "--no-progress", "planner.value_pessimism=2")
+    assert rc == 2 and "planner.value_pessimism (the run has 0.0, got 2.0)" in out, out
+    assert "evaluation, export and deployment only" in out, out
+    assert snapshot(run) == before
+
+
 def test_a_name_holding_escape_sequences_is_shown_not_obeyed(run, tmp_path, capsys):
     """`wrote ...` lines of export, finetune, deploy and dream printed a run, --out or --record name raw: ESC ] 0;
     set the terminal's title and ESC [31m its colour (probe 11)."""

@@ -383,7 +383,7 @@ def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     shutil.copytree(tiny_run_dir, root)
     run = RunDir(root)
     cfg = cfgmod.apply_overrides(run.load_config(), ["planner.explore_weight=2.5", "planner.uncertainty_weight=0.5",
-                                                         "planner.explore_noise=0.5"])
+                                                         "planner.explore_noise=0.5", "planner.value_pessimism=0.75"])
     s = Session.open(cfg, run, progress=False)
     model = s.latest_model()
     assert s.value is not None, "the default run learns a value"
@@ -392,6 +392,8 @@ def test_exploration_bonus_only_in_training_episodes(tiny_run_dir, tmp_path):
     assert train.step.score.novelty_weight == pytest.approx(2.5) and evaluation.step.score.novelty_weight == 0
     assert train.action_noise == pytest.approx(0.5) and evaluation.action_noise == 0
     assert train.step.spec.uncertainty_weight == evaluation.step.spec.uncertainty_weight == pytest.approx(0.5)
+    # the value's pessimism is the other way round: evaluation only (training episodes plan with the heads' mean)
+    assert evaluation.step.score.pessimism == pytest.approx(0.75) and train.step.score.pessimism == 0
     assert train.step.score.value is s.value and s.planner("pets", model).step.score.value is None
     state = torch.as_tensor(np.zeros(model.spec.obs_dim, np.float32))
     acts = torch.rand(16, train.step.spec.horizon, model.spec.act_dim, generator=torch.Generator().manual_seed(0))
