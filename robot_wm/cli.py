@@ -117,8 +117,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                          "--planner pets` or `robot-wm export RUN value.enabled=false`")),
                         (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
                          "command does not collect"),
-                        (cfgmod.ACTING_ONLY if collects else (), "it acts on evaluation, export and deployment only, "
-                         "and training episodes plan with the value heads' mean"),
+                        (cfgmod.ACTING_ONLY if collects else (), ("it acts on evaluation, export and deployment "
+                                                                  "only; training episodes plan with the value "
+                                                                  "heads' mean")),
                         (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
                          "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)"),
                         (MAIN_JOB_ONLY, ("they set the main job (`robot-wm run`): a run not yet complete continues "
