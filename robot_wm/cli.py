@@ -223,11 +223,18 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _check_discount_is_used(s, with_value: bool) -> None:
     """A planner with the value discounts by the value's discount: `eval RUN planner.discount=0.5` was recorded
-    as an override and changed nothing (probe 13)."""
-    if with_value and s.cfg.value.enabled and any(o.startswith("planner.discount=") for o in s.run.overrides):
+    as an override and changed nothing (probe 13). One without it has no value to be pessimistic about: `eval RUN
+    --planner pets planner.value_pessimism=1` was recorded as applied (probe 24)."""
+    with_value = with_value and s.cfg.value.enabled
+    if with_value and any(o.startswith("planner.discount=") for o in s.run.overrides):
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
+    if not with_value and any(o.startswith("planner.value_pessimism=") for o in s.run.overrides):
+        raise cfgmod.ConfigError(
+            f"planner.value_pessimism={s.cfg.planner.value_pessimism:g} would change nothing: this planner adds no "
+            "learned value (--planner pets or oracle, a goal with goal.reward_weight=0, or a run without one); it "
+            "applies to the learned planner and --planner oracle-value")
 
 
 TRAINING_DELAY = ("training episodes pair each state with the command sent, and the simulator applies it at once "

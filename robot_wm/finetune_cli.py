@@ -23,8 +23,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
           f"episodes ({info['added']} new{held_note(info)}, weight {info['weight']}); multi-step mse on the robot's episodes "
           "(trained on) " + ", ".join(f"h={k}: {_mse(before[k])} -> {_mse(after[k])}" for k in before)
           + "; on their held-out segments " + ", ".join(f"h={k}: {_mse(held_b[k])} -> {_mse(held_a[k])}" for k in held_b)
-          + realigned_note(info) + f". Export again: robot-wm export {a.run_dir}"
-          + (f" planner.delay={info['realigned_delays'][-1]}" if info.get("realigned_delays") else ""))
+          + realigned_note(info) + ". " + export_advice(a.run_dir, info))
     h = s.cfg.planner.horizon
     if (grew := forgetting(rec, h)) is not None and grew > FORGET_RATIO:
         sim_b, sim_a = rec["sim_multistep_mse_before"][str(h)], rec["sim_multistep_mse_after"][str(h)]
@@ -36,6 +35,17 @@ def cmd_finetune(a: argparse.Namespace) -> int:
         echo(f"note: the run's summary.json describes its own final evaluation (before this fine-tuning); evaluate "
              f"the fine-tuned round with `robot-wm eval {a.run_dir}` (on the robot: `--shift S`)")
     return 0
+
+
+def export_advice(run_dir: str, info: dict) -> str:
+    """The export command to run next, whole: it printed no --out (which export requires) and a planner.delay that
+    only some of the recordings had (probe 24)."""
+    advice = f"Export again: robot-wm export {run_dir} --out planner.onnx"
+    if delays := info.get("realigned_delays"):
+        advice += (f" planner.delay={delays[-1]} (for the delayed robot: {info['realigned']} of the "
+                   f"{info['robot_episodes']} robot episodes were recorded with a delay; leave it out for a robot whose "
+                   "commands act at once)")
+    return advice
 
 
 def realigned_note(info: dict) -> str:

@@ -538,6 +538,23 @@ def test_an_acting_only_override_is_refused_where_only_training_episodes_are_col
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("args", [
+    ["eval", "{run}", "--episodes", "1", "--no-progress", "--planner", "pets"],
+    ["eval", "{run}", "--episodes", "1", "--no-progress", "--planner", "oracle"],
+    ["eval", "{run}", "--episodes", "1", "--no-progress", "goal.joints={{slider=0.5}}"],
+    ["export", "{run}", "--out", "{tmp}/p.onnx", "value.enabled=false"],
+])
+def test_value_pessimism_is_refused_where_the_planner_adds_no_value(run, tmp_path, capsys, args):
+    """`eval --planner pets planner.value_pessimism=1` (or oracle, or a goal alone) exited 0 and recorded the override
+    as applied: the planner had no value to be pessimistic about (probe 24)."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, *[a.format(run=run, tmp=tmp_path) for a in args], "planner.value_pessimism=1")
+    assert rc == 2 and "planner.value_pessimism" in out and "would change nothing" in out, out
+    assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
+    if args[0] == "eval" and "pets" in args:  # the learned planner takes it
+        assert _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "planner.value_pessimism=1")[0] == 0
+
+
 def test_a_name_holding_escape_sequences_is_shown_not_obeyed(run, tmp_path, capsys):
     """`wrote ...` lines of export, finetune, deploy and dream printed a run, --out or --record name raw: ESC ] 0;
     set the terminal's title and ESC [31m its colour (probe 11)."""

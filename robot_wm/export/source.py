@@ -68,6 +68,10 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
                                  "trained without one); export it without that override")
     if not cfg.value.enabled:
         value = None
+    if (value is None or not cfg.goal.uses_value) and any(o.partition("=")[0].strip() == "planner.value_pessimism"
+                                                          for o in overrides or []):  # inert, named (probe 24)
+        raise cfgmod.ConfigError("planner.value_pessimism would change nothing: the exported planner adds no learned "
+                                 "value (value.enabled=false, a goal with goal.reward_weight=0, or a run without one)")
     return Source(model.subset(meta["elites"]).eval(), value.eval() if value is not None else None, cfg, ckpt,
                   meta["sha256"], meta, run)
 

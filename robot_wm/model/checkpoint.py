@@ -256,9 +256,11 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     except (SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"checkpoint {str(cfg_path)!r} does not fit a robot-wm world model: {e}") from None
     members = spec.ensemble_size
-    if not meta["elites"] or not all(isinstance(i, int) and 0 <= i < members for i in meta["elites"]):
-        raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {meta['elites']} are not member indices "
-                         f"in [0, {members})")
+    elites = meta["elites"]
+    if not elites or not all(isinstance(i, int) and 0 <= i < members for i in elites) or elites != sorted(set(elites)):
+        # [0, 0, 0, 0], re-sealed, planned with one member four times (probe 24): a round saves them distinct, sorted
+        raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {elites} are not distinct member indices in "
+                         f"[0, {members}), sorted")
     return model.to(device), value.to(device) if value is not None else None, meta
 
 
