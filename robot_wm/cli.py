@@ -120,8 +120,10 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (cfgmod.ACTING_ONLY if collects else (), ("it acts on evaluation, export and deployment "
                                                                   "only; training episodes plan with the value "
                                                                   "heads' mean")),
-                        (("env.randomize",) if trains else (), "it acts on collected episodes only, and this command "
-                         "collects none (`train RUN 'env.randomize.mass=[2,2]'` was recorded and unused: probe 13)"),
+                        (("env.randomize", "env.max_env_steps", "env.reset") if trains else (), (
+                            "it acts on collected episodes only, and this command collects none (`train RUN "
+                            "'env.randomize.mass=[2,2]'` was recorded and unused: probe 13; `finetune RUN --data D "
+                            "env.max_env_steps=400`: probe 24)")),
                         (MAIN_JOB_ONLY, ("they set the main job (`robot-wm run`): a run not yet complete continues "
                                          f"with `robot-wm run run_dir={run.root} --resume env_steps=N` (or eval_at, "
                                          "eval_episodes); other settings need a new run_dir")),
@@ -319,8 +321,9 @@ def model_and_episode(s, a: argparse.Namespace):
     model = s.latest_model()
     if model is None:
         raise ValueError(f"{a.run_dir!r} has no trained model yet: run `robot-wm train {a.run_dir}`")
-    if getattr(a, "data", None) is None:
+    if getattr(a, "data", None) is None:  # another run's episode copied in was refused by train, read here (probe 24)
         data, what = s.run.dataset(), "the dataset"
+        s.run.check_recorded_episodes(data)
     else:
         from robot_wm.finetune import recorded_episodes
 

@@ -1690,6 +1690,9 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     assert rc == 2 and f"episode file {str(nxt)!r} has no record in metrics.jsonl and is not a training episode" \
         in out and "phase 'eval'" in out, out
     assert snapshot(run_copy) == before
+    # probe 24: whatif read the file train refuses, without a word
+    rc, out = main_in_process(capsys, "whatif", str(run_copy), "--episode", str(n), "--step", "1", "--random", "2")
+    assert rc == 2 and "has no record in metrics.jsonl" in out, out
     # the run's own last episode whose record was never written: taken
     nxt.unlink()
     last = eps / f"episode_{n - 1:06d}.npz"

@@ -439,13 +439,15 @@ def test_planner_discount_with_the_value_is_refused_and_with_pets_applies(run, c
         assert rc == 0, out
 
 
+@pytest.mark.parametrize("override", ["env.randomize.mass=[2,2]", "env.max_env_steps=400"])
 @pytest.mark.parametrize("command", ["train", "finetune"])
-def test_training_refuses_randomisation_it_would_not_use(run, capsys, command):
-    """`train RUN 'env.randomize.mass=[2,2]'` was recorded as an override, and training collects nothing (probe 13)."""
+def test_training_refuses_episode_settings_it_would_not_use(run, capsys, command, override):
+    """`train RUN 'env.randomize.mass=[2,2]'` (probe 13) and `finetune RUN --data D env.max_env_steps=400` (probe 24)
+    were recorded as overrides, and training collects nothing."""
     before = snapshot(run)
     extra = ["--data", str(run)] if command == "finetune" else []
-    rc, out = _cli(capsys, command, str(run), *extra, "--no-progress", "env.randomize.mass=[2,2]")
-    assert rc == 2 and "env.randomize.mass" in out and "collects none" in out, out
+    rc, out = _cli(capsys, command, str(run), *extra, "--no-progress", override)
+    assert rc == 2 and override.partition("=")[0] in out and "collects none" in out, out
     assert snapshot(run) == before
 
 
