@@ -356,7 +356,7 @@ def damage_bytes(path: Path, how: str) -> None:
 
 
 CHECKPOINT_DAMAGE = ["weights-truncate", "weights-flip", "weights-empty", "weights-missing", "json-garbage",
-                     "json-no-weights", "json-bad-elites", "json-repeated-elites", "foreign-model", "huge-spec", "json-of-another-round",
+                     "json-no-weights", "json-bad-elites", "json-repeated-elites", "json-value-scale", "foreign-model", "huge-spec", "json-of-another-round",
                      "json-one-value-changed"]
 
 
@@ -383,6 +383,8 @@ def damage_checkpoint(run: Path, how: str) -> Path:
         js.write_text(json.dumps(sealed({"format": meta["format"]})))
     elif how == "json-bad-elites":
         js.write_text(json.dumps(sealed({**meta, "elites": [99]})))
+    elif how == "json-value-scale":  # a value clipped to 1e30 planned a third worse, re-sealed (probe 24)
+        js.write_text(json.dumps(sealed({**meta, "value_spec": {**meta["value_spec"], "value_scale": 1e30}})))
     elif how == "json-repeated-elites":  # one member planned with four times (probe 24)
         js.write_text(json.dumps(sealed({**meta, "elites": [meta["elites"][0]] * len(meta["elites"])})))
     elif how == "foreign-model":  # another model's weights, with a hash that matches them

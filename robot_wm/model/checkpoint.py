@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -261,7 +262,20 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         # [0, 0, 0, 0], re-sealed, planned with one member four times (probe 24): a round saves them distinct, sorted
         raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {elites} are not distinct member indices in "
                          f"[0, {members}), sorted")
+    if value is not None:
+        _check_value_scale(value.spec, meta.get("action_repeat"), cfg_path)
     return model.to(device), value.to(device) if value is not None else None, meta
+
+
+def _check_value_scale(spec: ValueSpec, repeat, cfg_path: Path) -> None:
+    """A value's scale is its action repeat over (1 - its discount) (``new_value``): 1e30, re-sealed, planned with
+    values clipped to 1e30 and lost a third of its return (probe 24)."""
+    steps = spec.value_scale * (1 - spec.discount)  # the environment steps per control step that it assumes
+    expected = repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else round(steps)
+    if not (1 <= expected <= 100_000 and math.isclose(steps, expected, rel_tol=1e-6)):
+        raise ValueError(f"checkpoint {str(cfg_path)!r}: value_scale {spec.value_scale!r} is not the action repeat "
+                         f"({repeat!r}) over 1 - the value's discount ({spec.discount!r}), which training writes: the "
+                         "file was edited; use an earlier round (checkpoints/model_rNNNN.json)")
 
 
 MIN_SCALE = 1e-6
