@@ -14,6 +14,10 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     from robot_wm.cli import DATA_FIELDS, _session
     from robot_wm.finetune import FORGET_RATIO, finetune, forgetting
 
+    if given := [o for o in a.args if o.partition("=")[0].strip().startswith("rerun.")]:  # a listener for nothing
+        raise ValueError(f"finetune writes no Rerun recording, so {', '.join(given)} would only open one (probe 24: "
+                         "rerun.mode=serve listened through the whole fine-tuning); to see the fine-tuned model on the "
+                         "robot's recordings, `robot-wm dream RUN --data DIR --rrd FILE.rrd`")
     with _session(a.run_dir, a.args, not a.no_progress, command="finetune", fixed=DATA_FIELDS,
                   trains=True) as s:
         rec = finetune(s, a.data, a.weight, progress=not a.no_progress, value=a.value)

@@ -439,6 +439,15 @@ def test_planner_discount_with_the_value_is_refused_and_with_pets_applies(run, c
         assert rc == 0, out
 
 
+def test_finetune_refuses_rerun_settings(run, capsys):
+    """`finetune RUN --data D rerun.mode=serve` opened a listener through the whole fine-tuning, which logs nothing
+    to Rerun (probe 24)."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "finetune", str(run), "--data", str(run), "--no-progress", "rerun.mode=serve")
+    assert rc == 2 and "finetune writes no Rerun recording" in out and "rerun.mode=serve" in out, out
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("override", ["env.randomize.mass=[2,2]", "env.max_env_steps=400"])
 @pytest.mark.parametrize("command", ["train", "finetune"])
 def test_training_refuses_episode_settings_it_would_not_use(run, capsys, command, override):
