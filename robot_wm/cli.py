@@ -118,8 +118,8 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
                          "command does not collect"),
                         (cfgmod.ACTING_ONLY if collects else (), ("it acts on evaluation, export and deployment "
-                                                                  "only; training episodes plan with the value "
-                                                                  "heads' mean")),
+                                                                  "only (training episodes plan with the value "
+                                                                  "heads' mean): set it on eval, export or deploy")),
                         (("env.randomize", "env.max_env_steps", "env.reset") if trains else (), (
                             "it acts on collected episodes only, and this command collects none (`train RUN "
                             "'env.randomize.mass=[2,2]'` was recorded and unused: probe 13; `finetune RUN --data D "
@@ -228,11 +228,12 @@ def _check_discount_is_used(s, with_value: bool) -> None:
     as an override and changed nothing (probe 13). One without it has no value to be pessimistic about: `eval RUN
     --planner pets planner.value_pessimism=1` was recorded as applied (probe 24)."""
     with_value = with_value and s.cfg.value.enabled
-    if with_value and any(o.startswith("planner.discount=") for o in s.run.overrides):
+    given = set(cfgmod.changed_fields(s.run.load_config(), s.cfg))  # 'planner={value_pessimism=1}' too (review)
+    if with_value and "planner.discount" in given:
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
-    if not with_value and any(o.startswith("planner.value_pessimism=") for o in s.run.overrides):
+    if not with_value and "planner.value_pessimism" in given:
         raise cfgmod.ConfigError(
             f"planner.value_pessimism={s.cfg.planner.value_pessimism:g} would change nothing: this planner adds no "
             "learned value (--planner pets or oracle, a goal with goal.reward_weight=0, or a run without one); it "
@@ -263,7 +264,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS, plans=a.planner != "random") as s:
-        _check_discount_is_used(s, a.planner == "oracle-value" or (a.planner == "learned" and s.cfg.goal.uses_value))
+        _check_discount_is_used(s, a.planner in ("oracle-value", "learned") and s.cfg.goal.uses_value)
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
         elif s.cfg.planner.delay or s.cfg.env.randomize.action_delay[1]:

@@ -42,14 +42,16 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 
 def export_advice(run_dir: str, info: dict) -> str:
-    """The export command to run next, whole: it printed no --out (which export requires) and a planner.delay that
-    only some of the recordings had (probe 24)."""
-    advice = f"Export again: robot-wm export {run_dir} --out planner.onnx"
-    if delays := info.get("realigned_delays"):
-        advice += (f" planner.delay={delays[-1]} (for the delayed robot: {info['realigned']} of the "
-                   f"{info['robot_episodes']} robot episodes were recorded with a delay; leave it out for a robot whose "
-                   "commands act at once)")
-    return advice
+    """The export command to run next, whole and quoted so that it pastes: it printed no --out (which export requires)
+    and a planner.delay that only some of the recordings had (probe 24)."""
+    import shlex
+
+    command = f"robot-wm export {shlex.quote(str(run_dir))} --out planner.onnx"
+    if not (delays := info.get("realigned_delays")):
+        return f"Export again: `{command}`"
+    return (f"Export again: `{command} planner.delay={delays[-1]}` for the delayed robot ({info['realigned']} of the "
+            f"{info['robot_episodes']} robot episodes were recorded with a delay), without planner.delay for a robot "
+            "whose commands act at once")
 
 
 def realigned_note(info: dict) -> str:

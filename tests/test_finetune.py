@@ -422,8 +422,8 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     out = capsys.readouterr().out  # said, and the export it needs named (probe 18: neither)
     assert "2 of the robot's episodes were realigned by its delay (1 control steps" in out, out
     # the export named whole (probe 24: no --out, which export requires), and which recordings its delay is for
-    assert f"Export again: robot-wm export {run} --out planner.onnx planner.delay=1 (for the delayed robot: 2 of " \
-           "the 2 robot episodes were recorded with a delay" in out, out
+    assert f"Export again: `robot-wm export {run} --out planner.onnx planner.delay=1` for the delayed robot (2 of " \
+           "the 2 robot episodes were recorded with a delay)" in out, out
     held = EpisodeDataset(tmp_path / "run" / "robot")
     assert [len(e) for e in held] == [len(e) - 1 for e in raw]
     assert all(e.meta["realigned_delay"] == 1 for e in held)
@@ -466,7 +466,7 @@ def test_finetune_learns_from_a_delayed_robot_realigned(run_and_data, tmp_path, 
     assert cli.main(["finetune", str(fresh), "--data", str(later), "--weight", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "realigned by its delay (1 or 2 control steps" in out and "recorded at 2 delays: one planner.delay" in out
-    assert "--out planner.onnx planner.delay=2 (for the delayed robot" in out, out
+    assert "--out planner.onnx planner.delay=2` for the delayed robot" in out, out
     capsys.readouterr()
     # the same file put in unaligned (a copy whose meta says where it came from) is refused by the next finetune
     path = held.paths()[0]

@@ -553,6 +553,7 @@ def test_an_acting_only_override_is_refused_where_only_training_episodes_are_col
     ["eval", "{run}", "--episodes", "1", "--no-progress", "--planner", "pets"],
     ["eval", "{run}", "--episodes", "1", "--no-progress", "--planner", "oracle"],
     ["eval", "{run}", "--episodes", "1", "--no-progress", "goal.joints={{slider=0.5}}"],
+    ["eval", "{run}", "--episodes", "1", "--no-progress", "--planner", "oracle-value", "goal.joints={{slider=0.5}}"],
     ["export", "{run}", "--out", "{tmp}/p.onnx", "value.enabled=false"],
 ])
 def test_value_pessimism_is_refused_where_the_planner_adds_no_value(run, tmp_path, capsys, args):
@@ -562,7 +563,9 @@ def test_value_pessimism_is_refused_where_the_planner_adds_no_value(run, tmp_pat
     rc, out = _cli(capsys, *[a.format(run=run, tmp=tmp_path) for a in args], "planner.value_pessimism=1")
     assert rc == 2 and "planner.value_pessimism" in out and "would change nothing" in out, out
     assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
-    if args[0] == "eval" and "pets" in args:  # the learned planner takes it
+    if args[0] == "eval" and "pets" in args:  # the same as a section's inline table (review), and the learned planner
+        rc, out = _cli(capsys, *[a.format(run=run, tmp=tmp_path) for a in args], "planner={value_pessimism=1}")
+        assert rc == 2 and "would change nothing" in out, out
         assert _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "planner.value_pessimism=1")[0] == 0
 
 

@@ -287,6 +287,14 @@ def test_checkpoint_round_trip_with_value(value_and_model, tmp_path):
     # A world-model-only checkpoint loads without a value.
     plain = save_checkpoint(model, tmp_path / "plain", [0, 1])
     assert load_checkpoint_parts(plain)[1] is None
+    # what the loader refuses is never written (review): repeated elites, or a value scale new_value never builds
+    with pytest.raises(ValueError, match=r"elites \[0, 0\]: expected distinct member indices"):
+        save_checkpoint(model, tmp_path / "twice", [0, 0])
+    odd = ActorCritic(ValueSpec(**{**ac.spec.__dict__, "value_scale": 1e30}), ac.action_low, ac.action_high)
+    with pytest.raises(ValueError, match="value_scale 1e\\+30 is not the action repeat"):
+        save_checkpoint(model, tmp_path / "odd", [0, 1], value=odd)
+    assert not list(tmp_path.glob("twice*")) and not list(tmp_path.glob("odd*"))
+    assert load_checkpoint_parts(save_checkpoint(model, tmp_path / "unsorted", [1, 0]))[2]["elites"] == [0, 1]
 
 
 def _as_format_2(path, meta: dict) -> dict:

@@ -87,6 +87,11 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
     """Write weights first, then the JSON that names them (with their hash): the JSON is the
     commit point, so a crash mid-save never leaves a config pointing at partial weights."""
     stem = Path(stem)
+    elites = [int(i) for i in elites]  # what the loader takes, checked before anything is written (review)
+    if not elites or len(set(elites)) < len(elites) or not all(0 <= i < model.spec.ensemble_size for i in elites):
+        raise ValueError(f"elites {elites}: expected distinct member indices in [0, {model.spec.ensemble_size})")
+    if value is not None and (problem := _value_scale_problem(value.spec, (extra or {}).get("action_repeat"))):
+        raise ValueError(f"{problem}, as new_value builds it: a checkpoint of it would be refused at load")
     tensors = dict(model.state_dict())
     if value is not None:
         tensors.update({VALUE_PREFIX + k: v for k, v in value.state_dict().items()})
@@ -106,7 +111,7 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
         "robot_wm_version": robot_wm.__version__,
         "spec": model.spec.__dict__,
         "value_spec": value.spec.__dict__ if value is not None else None,
-        "elites": [int(i) for i in elites],
+        "elites": sorted(elites),
         "weights": weights.name,
         "sha256": hashlib.sha256(blob).hexdigest(),
         **(extra or {}),
@@ -262,20 +267,21 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         # [0, 0, 0, 0], re-sealed, planned with one member four times (probe 24): a round saves them distinct, sorted
         raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {elites} are not distinct member indices in "
                          f"[0, {members}), sorted")
-    if value is not None:
-        _check_value_scale(value.spec, meta.get("action_repeat"), cfg_path)
+    if value is not None and (problem := _value_scale_problem(value.spec, meta.get("action_repeat"))):
+        raise ValueError(f"checkpoint {str(cfg_path)!r}: {problem}, which training writes: the file was edited; use "
+                         "an earlier round (checkpoints/model_rNNNN.json)")
     return model.to(device), value.to(device) if value is not None else None, meta
 
 
-def _check_value_scale(spec: ValueSpec, repeat, cfg_path: Path) -> None:
-    """A value's scale is its action repeat over (1 - its discount) (``new_value``): 1e30, re-sealed, planned with
-    values clipped to 1e30 and lost a third of its return (probe 24)."""
+def _value_scale_problem(spec: ValueSpec, repeat) -> str | None:
+    """Why a value's scale is not its action repeat over (1 - its discount), as ``new_value`` builds it, or None:
+    1e30, re-sealed, planned with values clipped to 1e30 and lost a third of its return (probe 24)."""
     steps = spec.value_scale * (1 - spec.discount)  # the environment steps per control step that it assumes
     expected = repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else round(steps)
-    if not (1 <= expected <= 100_000 and math.isclose(steps, expected, rel_tol=1e-6)):
-        raise ValueError(f"checkpoint {str(cfg_path)!r}: value_scale {spec.value_scale!r} is not the action repeat "
-                         f"({repeat!r}) over 1 - the value's discount ({spec.discount!r}), which training writes: the "
-                         "file was edited; use an earlier round (checkpoints/model_rNNNN.json)")
+    if 1 <= expected <= 100_000 and math.isclose(steps, expected, rel_tol=1e-6):
+        return None
+    return (f"value_scale {spec.value_scale!r} is not the action repeat ({repeat!r}) over 1 - the value's discount "
+            f"({spec.discount!r})")
 
 
 MIN_SCALE = 1e-6
