@@ -1834,6 +1834,9 @@ def _retimed_checkpoint(run: Path, dst: Path, **changes) -> Path:
             meta.pop(k, None)
         else:
             meta[k] = v
+    if isinstance(changes.get("action_repeat"), int) and meta.get("value_spec"):  # as if trained at that repeat
+        vs = meta["value_spec"]
+        meta["value_spec"] = {**vs, "value_scale": changes["action_repeat"] / (1 - vs["discount"])}
     if dst != src.parent:
         dst.mkdir(parents=True)
         shutil.copy(src.with_suffix(".safetensors"), dst / src.with_suffix(".safetensors").name)
