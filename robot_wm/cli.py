@@ -233,11 +233,11 @@ def _check_discount_is_used(s, with_value: bool) -> None:
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
-    if not with_value and "planner.value_pessimism" in given:
+    if not with_value and (inert := [f for f in cfgmod.VALUE_ONLY if f in given]):
+        shown = ", ".join(f"{f}={getattr(s.cfg.planner, f.partition('.')[2]):g}" for f in inert)
         raise cfgmod.ConfigError(
-            f"planner.value_pessimism={s.cfg.planner.value_pessimism:g} would change nothing: this planner adds no "
-            "learned value (--planner pets or oracle, a goal with goal.reward_weight=0, or a run without one); it "
-            "applies to the learned planner and --planner oracle-value")
+            f"{shown} would change nothing: this planner adds no learned value (--planner pets or oracle, a goal with "
+            "goal.reward_weight=0, or a run without one); it applies to the learned planner and --planner oracle-value")
 
 
 TRAINING_DELAY = ("training episodes pair each state with the command sent, and the simulator applies it at once "
@@ -285,6 +285,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if fell:
         print(f"robot-wm eval: {fell} of {steps} planning steps fell back (non-finite state or scores: the previous "
               "plan was held)", file=sys.stderr)
+    if off := [r["value_off_steps"] for r in recs if r.get("value_off_steps")]:
+        print(f"robot-wm eval: the value guard planned {sum(off)} of {steps} steps without the value, in {len(off)} of "
+              f"{len(recs)} episodes (its plans kept promising more than came: planner.value_guard)", file=sys.stderr)
     if (most := fell > steps / 2) or (lost := uncontrolled_episodes(recs)):  # as deploy: the return is not the planner's
         why = ("its checkpoint may be damaged (its normalisers, weights or bounds), or the robot's states lie far "
                "from the run's data" if used in ("learned", "pets") else "the simulated robot's states were not finite")

@@ -160,11 +160,11 @@ class Session:
         ``explore`` (training episodes only, never evaluation) colours random actions by seed_noise_beta,
         adds planner.explore_weight x the members' disagreement on the imagined states to the objective
         (optimism where the model is unsure), executes actions drawn with planner.explore_noise x the
-        planner's own sampling std, and plans with the value heads' mean (planner.value_pessimism is for
-        evaluation only)."""
+        planner's own sampling std, and plans with the value heads' mean and no value guard (planner.value_pessimism
+        and planner.value_guard are for evaluation only)."""
         spec = StepSpec.from_config(self.cfg.planner)
-        if explore:  # a training episode plans with the value heads' mean: pessimism is for acting (evaluation) only
-            spec = replace(spec, value_pessimism=0.0)
+        if explore:  # a training episode plans with the value heads' mean, unguarded: both are for acting only
+            spec = replace(spec, value_pessimism=0.0, value_guard=0.0)
         novelty = self.cfg.planner.explore_weight if explore else 0.0
         noise = self.cfg.planner.explore_noise if explore else 0.0
         goal = self.cfg.goal
@@ -222,6 +222,8 @@ class Session:
                                                    "diverged", "plan_hz")})
             if isinstance(fell := getattr(policy, "fallbacks", None), int):  # a planner that never planned scored
                 record["fallbacks"] = fell  # "return 0.0" as the learned planner's (probe 22)
+            if getattr(policy, "guard", None) is not None:  # the value guard's: steps planned without the value
+                record["value_off_steps"] = policy.value_off_steps
             if (goal := getattr(policy, "goal", None)) is not None:  # where the episode ended, from its goal
                 record["goal_distance"] = goal.distance(ep.obs[-1])
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from policies.mpc.guard import initial_guard
 from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec, initial_plan
 from robot_wm import config as cfgmod
@@ -122,6 +123,42 @@ def test_onnx_matches_torch_planner_with_same_noise(run_dir, tmp_path, optimizer
         plan_t, plan_o = ref.next_plan, next_plan
 
 
+def test_onnx_value_guard_matches_torch_and_is_carried_as_state(run_dir, tmp_path):
+    """A planner with the value guard takes its state as the last input and returns the next one; torch and
+    onnxruntime agree on it and on the plan, from a trusting guard, one about to trip, and one resting."""
+    src = load_source(run_dir, ["planner.value_guard=0.3", "planner.value_guard_window=5"])
+    spec = StepSpec.from_config(src.cfg.planner)
+    out = tmp_path / "g.onnx"
+    export_planner(src.model, spec, out, noise="input", value=src.value)
+    m = onnx.load(str(out))
+    assert [i.name for i in m.graph.input][-1] == "guard" and [o.name for o in m.graph.output][-1] == "next_guard"
+    assert {p.key: p.value for p in m.metadata_props}["value_guard"] == "1"
+    step = PlanStep(*learned_score(src.model, spec, src.value), src.model.action_low, src.model.action_high)
+    assert step.guarded
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1)
+    data = src.model.obs_norm
+    plan = initial_plan(step.low, step.high, spec.horizon)
+    guards = [initial_guard(), torch.tensor([1e6, 0.0, 0.29, 0.0]), torch.tensor([float("nan"), 0.0, 0.0, 3.0])]
+    tripped = False
+    for guard in guards:
+        g = guard
+        for _ in range(3):
+            state = data.mean + data.std * torch.randn(5, generator=gen)
+            noise = torch.randn(spec.noise_shape(1), generator=gen)
+            with torch.inference_mode():
+                ref = step(state, plan, noise, guard=g)
+            got = sess.run(None, {"state": state.numpy(), "prev_plan": plan.numpy(), "noise": noise.numpy(),
+                                  "guard": g.numpy()})
+            np.testing.assert_allclose(got[0], ref.action.numpy(), atol=1e-4, rtol=0)
+            np.testing.assert_allclose(got[2], ref.best_return.numpy(), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(got[5], ref.guard.numpy(), rtol=1e-4, atol=1e-4, equal_nan=True)
+            tripped |= bool(g[3] <= 0 and ref.guard[3] == 5)
+            g, plan = ref.guard, ref.next_plan
+    assert tripped, "the guard given a shortfall near the threshold and a far smaller objective tripped"
+    assert float(guards[2][3]) == 3.0
+
+
 def test_non_finite_state_falls_back_in_graph(run_dir, tmp_path):
     src = load_source(run_dir)
     spec = StepSpec.from_config(src.cfg.planner)
@@ -225,6 +262,12 @@ def test_planning_step_compiles_to_one_graph_without_breaks(run_dir):
     plan = initial_plan(step.low, step.high, spec.horizon)
     with torch.inference_mode():
         explained = torch._dynamo.explain(step)(src.model.obs_norm.mean, plan, torch.randn(spec.noise_shape(1)))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    guarded = StepSpec(**{**spec.__dict__, "value_guard": 0.4})  # the value guard's state in and out, same graph
+    step = PlanStep(*learned_score(src.model, guarded, src.value), src.model.action_low, src.model.action_high)
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(step)(src.model.obs_norm.mean, plan, torch.randn(spec.noise_shape(1)),
+                                                guard=initial_guard())
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
 
 

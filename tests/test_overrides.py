@@ -569,6 +569,21 @@ def test_value_pessimism_is_refused_where_the_planner_adds_no_value(run, tmp_pat
         assert _cli(capsys, "eval", str(run), "--episodes", "1", "--no-progress", "planner.value_pessimism=1")[0] == 0
 
 
+def test_the_value_guard_is_refused_where_it_would_change_nothing(run, tmp_path, capsys):
+    """planner.value_guard acts on the learned value while acting: a planner without one, an export without one and
+    a command collecting training episodes refuse it."""
+    before = snapshot(run)
+    for args in (["eval", str(run), "--episodes", "1", "--no-progress", "--planner", "pets", "planner.value_guard=0.4"],
+                 ["export", str(run), "--out", str(tmp_path / "p.onnx"), "value.enabled=false",
+                  "planner.value_guard=0.4", "planner.value_guard_window=5"]):
+        rc, out = _cli(capsys, *args)
+        assert rc == 2 and "planner.value_guard" in out and "would change nothing" in out, out
+    assert "planner.value_guard_window" in out, out
+    rc, out = _cli(capsys, "collect", str(run), "--episodes", "1", "--no-progress", "planner.value_guard=0.4")
+    assert rc == 2 and "evaluation, export and deployment only" in out, out
+    assert snapshot(run) == before and not (tmp_path / "p.onnx").exists()
+
+
 def test_a_name_holding_escape_sequences_is_shown_not_obeyed(run, tmp_path, capsys):
     """`wrote ...` lines of export, finetune, deploy and dream printed a run, --out or --record name raw: ESC ] 0;
     set the terminal's title and ESC [31m its colour (probe 11)."""

@@ -18,7 +18,7 @@ import onnx
 import pytest
 from test_export import make_run_dir
 
-from robot_wm.runtime.loop import ControlLoop
+from robot_wm.runtime.loop import ControlLoop, LoopStats
 from robot_wm.runtime.session import ModelFileError, PlannerSession, ProviderError, provider_chain
 
 
@@ -422,6 +422,55 @@ def test_io_bound_step_equals_a_plain_run_with_the_seeded_noise(files):
     np.testing.assert_array_equal(out.action, ref[0])
     np.testing.assert_array_equal(out.next_plan, ref[1])
     assert out.best_return == float(ref[2]) and out.valid == bool(ref[4])
+
+
+def test_a_value_guarded_planner_carries_its_guard_from_step_to_step_and_resets_it(files, tmp_path):
+    """The session feeds each step the guard the last one returned (as a plain run given them explicitly), trips
+    and recovers with it, and ``reset`` (the control loop's, at each episode) trusts the value again."""
+    import onnxruntime as ort
+
+    from policies.mpc.step import StepSpec
+    from robot_wm.export.format import GUARD_INITIAL
+    from robot_wm.export.onnx_export import export_planner
+    from robot_wm.export.source import load_source
+
+    src = load_source(files["input"].parent / "run", ["planner.value_guard=1e-6", "planner.value_guard_window=1"])
+    out = tmp_path / "guarded.onnx"
+    export_planner(src.model, StepSpec.from_config(src.cfg.planner), out, noise="input", value=src.value)
+    sess = PlannerSession(out, provider="cpu", seed=7)
+    assert sess.meta.value_guard and sess.value_trusted
+    plain = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    rng, states = np.random.default_rng(7), np.random.default_rng(3)
+    guard, plan, trusted = np.array(GUARD_INITIAL, np.float32), sess.initial_plan().copy(), []
+    for _ in range(12):
+        state = (src.model.obs_norm.mean.numpy() + states.standard_normal(5) * src.model.obs_norm.std.numpy()
+                 ).astype(np.float32)
+        noise = rng.standard_normal(sess.meta.noise_shape, dtype=np.float32)
+        ref = plain.run(None, {"state": state, "prev_plan": plan, "noise": noise, "guard": guard})
+        trusted.append(sess.value_trusted)
+        got = sess.step(state, plan)
+        np.testing.assert_array_equal(got.action, ref[0])
+        plan, guard = ref[1], ref[5]
+    assert False in trusted and trusted.count(True) > 1, trusted  # a shortfall trips it for one step, then trusted
+    for _ in range(50):  # step until it trips, then a new episode trusts the value again
+        if not sess.value_trusted:
+            break
+        plan = sess.step(states.standard_normal(5).astype(np.float32) * src.model.obs_norm.std.numpy(), plan).next_plan
+    assert not sess.value_trusted
+    sess.reset()
+    assert sess.value_trusted
+    # the control loop resets it per episode and counts the steps planned without the value
+    robot = ScriptedRobot()
+    loop = ControlLoop(sess, robot, deadline_s=10.0, realtime=False)
+    stats, seen = LoopStats(1.0, 1.0), []
+    for _ in range(30):
+        robot.state = (src.model.obs_norm.mean.numpy() + states.standard_normal(5) * src.model.obs_norm.std.numpy()
+                       ).astype(np.float32)
+        seen.append(sess.value_trusted)
+        stats.merge(loop.run(1))
+    assert stats.value_off == seen.count(False) > 0 and "planned without the value" in stats.format()
+    loop.reset()
+    assert sess.value_trusted
 
 
 class _GlitchyRobot:
@@ -908,6 +957,8 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("planner_spec", "{}", "metadata horizon=8, but the graph was built with horizon=None"),
     ("planner_spec", "[1]", "metadata planner_spec is '[1]', expected an object"),
     ("planner_spec", "{", "metadata planner_spec is not JSON"),
+    ("value_guard", "1", "metadata value_guard=1, but the graph was built with planner value_guard=0.0"),
+    ("value_guard", "yes", "metadata value_guard='yes', expected 0 or 1"),
     ("state_reach", "{}", "metadata state_reach is malformed (KeyError('centre'))"),
     ("state_reach", '{"centre": [0], "scale": [1], "max_z": 1}', "metadata state_reach does not hold 5 finite centres"),
     ("state_reach", '{"centre": [0,0,0,0,0], "scale": [1,1,0,1,1], "max_z": 1}', "5 positive scales"),

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from policies.mpc.guard import initial_guard, next_guard, value_weight
 from policies.mpc.step import PlanOutput, ScoreFn, StepSpec, colored_filter, initial_plan, plan_step
 from robot_wm.goal import Goal
 from robot_wm.model.ensemble import WorldModel
@@ -44,9 +45,20 @@ class LearnedScore(nn.Module):
         self.register_buffer("obs_scale", model.obs_norm.std.detach().clone())
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None,
-                goal_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                goal_weights: torch.Tensor | None = None,
+                value_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return score_sequences(self.net, state, actions, self.discount, self.value, self.novelty_weight,
-                               self.obs_scale, goal, goal_weights, self.reward_weight, self.pessimism)
+                               self.obs_scale, goal, goal_weights, self.reward_weight, self.pessimism, value_weight)
+
+    def first_reward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """() the members' mean predicted reward of ``action`` (A,) from ``state`` (S,)."""
+        e = self.net.members
+        return self.net.step(state.expand(e, 1, state.shape[-1]), action.expand(e, 1, action.shape[-1]))[1].mean()
+
+    @property
+    def step_unit(self) -> float:
+        """The most one control step can pay, as the value assumes (``value_scale x (1 - discount)``)."""
+        return self.value.spec.value_scale * (1 - self.discount)
 
     def propose(self, state: torch.Tensor, eps: torch.Tensor, inflight: torch.Tensor | None = None) -> torch.Tensor:
         """Policy rollouts (P, H, A) from ``state`` through the members' mean prediction, the policy
@@ -87,13 +99,31 @@ class PlanStep(nn.Module):
         beta = spec.noise_beta if spec.optimizer == "icem" else 0.0
         self.register_buffer("noise_filter", colored_filter(spec.horizon, beta))
 
+    @property
+    def guarded(self) -> bool:
+        """Whether the step takes and returns the value guard: ``planner.value_guard`` > 0 and a learned score with a
+        value to guard (the oracle's true-simulator score predicts no first reward: never guarded)."""
+        return (self.spec.value_guard > 0 and getattr(self.score, "value", None) is not None
+                and callable(getattr(self.score, "first_reward", None)))
+
     def forward(self, state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
-                *context: torch.Tensor) -> PlanOutput:
+                *context: torch.Tensor, guard: torch.Tensor | None = None) -> PlanOutput:
+        """``guard`` (4,): the value guard's state where ``guarded`` (``policies.mpc.guard``; required there)."""
+        if self.guarded != (guard is not None):
+            raise ValueError("this planning step takes the value guard's state (guard=...)" if self.guarded else
+                             "guard given to a planning step without a value guard (planner.value_guard=0 or no value)")
         inflight = prev_plan[: self.spec.delay].clamp(self.low, self.high) if self.spec.delay else None
         proposals = self.score.propose(state, proposal_noise(self.spec, noise), inflight) \
             if self.spec.policy_samples else None
-        return plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
-                         proposals, context)
+        weight = None if guard is None else value_weight(guard)
+        out = plan_step(state, prev_plan, noise, self.score, self.spec, self.low, self.high, self.noise_filter,
+                        proposals, context, weight)
+        if guard is None:
+            return out
+        acting = inflight[0] if inflight is not None else out.action  # the command that acts during this step
+        r1 = self.score.first_reward(state, acting)
+        return out._replace(guard=next_guard(guard, out.best_return, r1, out.valid, self.score.discount,
+                                             self.score.step_unit, self.spec.value_guard_window, self.spec.value_guard))
 
 
 class MPCPlanner:
@@ -140,6 +170,8 @@ class MPCPlanner:
 
     def reset(self) -> None:
         self.plan = initial_plan(self.step.low, self.step.high, self.step.spec.horizon)
+        self.guard = initial_guard(self.device) if self.step.guarded else None
+        self.value_off_steps = 0  # steps of this episode planned without the value (the value guard had tripped)
         if self.goal_fn is not None:
             self.set_goal(self.goal_fn())
 
@@ -163,7 +195,12 @@ class MPCPlanner:
             raise ValueError(f"observation has shape {arr.shape}, expected ({self.state_dim or 'S'},)")
         state = torch.as_tensor(arr, device=self.device)
         noise = self.noise()
-        out = self._fn(state, self.plan, noise, *self.context)
+        if self.guard is None:
+            out = self._fn(state, self.plan, noise, *self.context)
+        else:
+            self.value_off_steps += int(float(value_weight(self.guard)) == 0)
+            out = self._fn(state, self.plan, noise, *self.context, guard=self.guard)
+            self.guard = out.guard
         self.plan, self.last, self.last_noise, self.last_warm_start = out.next_plan, out, noise, self.plan
         if not bool(out.valid):
             self.fallbacks += 1

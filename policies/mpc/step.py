@@ -37,6 +37,8 @@ class StepSpec:
     policy_samples: int = 0
     delay: int = 0
     value_pessimism: float = 0.0
+    value_guard: float = 0.0
+    value_guard_window: int = 20
 
     def __post_init__(self) -> None:
         """The Python API builds specs directly: samples=0 was a torch 'index out of range', optimizer='bogus' and
@@ -80,6 +82,7 @@ class PlanOutput(NamedTuple):
     elite_plans: torch.Tensor  # (K, H, A) the last iteration's elites, best first (for visualisation)
     scores: torch.Tensor       # (N,) the last iteration's objective of every sampled sequence
     action_std: torch.Tensor   # (A,) the refit sampling std of the first action (what the planner is unsure of)
+    guard: torch.Tensor | None = None  # (4,) the value guard after this step (``policies.mpc.guard``), when guarded
 
 
 def colored_filter(horizon: int, beta: float) -> torch.Tensor:
@@ -105,14 +108,16 @@ def initial_plan(low: torch.Tensor, high: torch.Tensor, horizon: int) -> torch.T
 
 def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor, score_fn: ScoreFn,
               spec: StepSpec, low: torch.Tensor, high: torch.Tensor, noise_filter: torch.Tensor,
-              proposals: torch.Tensor | None = None, context: tuple[torch.Tensor, ...] = ()) -> PlanOutput:
+              proposals: torch.Tensor | None = None, context: tuple[torch.Tensor, ...] = (),
+              value_weight: torch.Tensor | None = None) -> PlanOutput:
     """Refine ``prev_plan`` (H, A) for ``state`` with ``spec.iterations`` rounds of sampling.
 
     ``noise`` (I, N, H, A) is standard normal; ``noise_filter`` is ``colored_filter(...)`` (or the
     identity). Every sampled sequence is clamped to [low, high]. Each round scores the current mean
     and the carried elites alongside the new samples, so the best score never decreases.
     ``proposals`` (P, H, A), e.g. policy rollouts, join every round's candidates in place of P samples.
-    ``context`` (e.g. a goal state and its weights) is passed to every ``score_fn`` call after the sequences.
+    ``context`` (e.g. a goal state and its weights) is passed to every ``score_fn`` call after the sequences, and
+    ``value_weight`` (a () tensor, the value guard's) as the keyword ``value_weight`` where it is given.
     The refit mean is the plan executed; it is scored once more at the end (one sequence), so that
     ``best_return`` and ``spread`` describe what the robot does, not the best sample seen.
 
@@ -130,13 +135,14 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
     std = (spec.init_std * half).expand_as(mean)
     min_std = spec.min_std * half
     kept = mean.new_zeros((0, *mean.shape))
+    kw = {} if value_weight is None else {"value_weight": value_weight}
     for i in range(spec.iterations):
         fixed = 1 + (keep if i > 0 else 0)
         eps = torch.einsum("th,nha->nta", noise_filter, noise[i, : n - fixed])
         cand = torch.cat([(mean + std * eps).clamp(low, high), props, mean.unsqueeze(0), kept])
         if d:  # the commands in flight are not the planner's to change
             cand = torch.cat([inflight.expand(cand.shape[0], d, -1), cand[:, d:]], 1)
-        ret, spread = score_fn(state, cand, *context)
+        ret, spread = score_fn(state, cand, *context, **kw)
         obj = ret - spec.uncertainty_weight * spread
         obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, -math.inf))
         top_obj, top_idx = obj.topk(k)
@@ -156,7 +162,7 @@ def plan_step(state: torch.Tensor, prev_plan: torch.Tensor, noise: torch.Tensor,
         std = torch.maximum(spec.momentum * std + (1 - spec.momentum) * new_std, min_std)
         if keep:
             kept = elite[:keep]
-    plan_ret, plan_spread = score_fn(state, mean.unsqueeze(0), *context)
+    plan_ret, plan_spread = score_fn(state, mean.unsqueeze(0), *context, **kw)
     plan_obj = plan_ret[0] - spec.uncertainty_weight * plan_spread[0]
     valid = torch.isfinite(state).all() & torch.isfinite(plan_obj) & torch.isfinite(mean).all()
     fallback = prev_plan.nan_to_num(0.0).clamp(low, high)

@@ -36,5 +36,7 @@ PLANNER_KEYS = ("robot_wm.format", "robot_wm.version", "state_dim", "action_dim"
 PLANNER_INPUTS = ("state", "prev_plan", "noise")  # ``noise`` only when noise="input"
 GOAL_INPUTS = ("goal", "goal_weights")  # after those, in a goal-conditioned planner (metadata goal=1)
 PLANNER_OUTPUTS = ("action", "next_plan", "best_return", "spread", "valid")
+GUARD_INPUT, GUARD_OUTPUT = "guard", "next_guard"  # last, in a planner with a value guard (metadata value_guard=1)
+GUARD_INITIAL = (float("nan"), 0.0, 0.0, 0.0)  # its state at an episode's start (policies.mpc.guard)
 DYNAMICS_INPUTS = ("state", "action")
 DYNAMICS_OUTPUTS = ("next_state", "reward")

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import robot_wm
+from policies.mpc.guard import initial_guard
 from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec
 from robot_wm.export.format import (
@@ -39,6 +40,8 @@ from robot_wm.export.format import (
     FORMAT_KEY,
     GOAL_INPUTS,
     GRAPH_HASH_KEY,
+    GUARD_INPUT,
+    GUARD_OUTPUT,
     META_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_OUTPUTS,
@@ -57,15 +60,19 @@ OPSET = 18
 
 
 class _PlannerInputNoise(nn.Module):
-    """Inputs state, prev_plan, noise, then the step's context (goal, goal_weights) where it has one."""
+    """Inputs state, prev_plan, noise, then the step's context (goal, goal_weights) where it has one, then the value
+    guard's state where the step is guarded (an output ``next_guard`` too)."""
 
     def __init__(self, step: PlanStep):
         super().__init__()
         self.step = step
 
-    def forward(self, state, prev_plan, noise, *context):
-        out = self.step(state, prev_plan, noise, *context)
-        return out.action, out.next_plan, out.best_return, out.spread, out.valid
+    def forward(self, state, prev_plan, noise, *rest):
+        if not self.step.guarded:
+            out = self.step(state, prev_plan, noise, *rest)
+            return out.action, out.next_plan, out.best_return, out.spread, out.valid
+        out = self.step(state, prev_plan, noise, *rest[:-1], guard=rest[-1])
+        return out.action, out.next_plan, out.best_return, out.spread, out.valid, out.guard
 
 
 class _PlannerInternalNoise(_PlannerInputNoise):
@@ -75,9 +82,9 @@ class _PlannerInternalNoise(_PlannerInputNoise):
         super().__init__(step)
         self.shape = step.spec.noise_shape(step.low.numel())
 
-    def forward(self, state, prev_plan, *context):
+    def forward(self, state, prev_plan, *rest):
         noise = torch.randn(self.shape, dtype=state.dtype, device=state.device)
-        return super().forward(state, prev_plan, noise, *context)
+        return super().forward(state, prev_plan, noise, *rest)
 
 
 class _Dynamics(nn.Module):
@@ -164,7 +171,10 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
     else:
         module, args, inputs = _PlannerInternalNoise(step), (state, prev, *context), ("state", "prev_plan")
     inputs += GOAL_INPUTS if goal is not None else ()
-    proto = _to_proto(module.eval(), args, inputs, PLANNER_OUTPUTS)
+    outputs = PLANNER_OUTPUTS
+    if step.guarded:  # the value guard's recurrent state, carried by the runtime like the plan
+        args, inputs, outputs = (*args, initial_guard()), inputs + (GUARD_INPUT,), outputs + (GUARD_OUTPUT,)
+    proto = _to_proto(module.eval(), args, inputs, outputs)
     meta = {
         FORMAT_KEY: PLANNER_FORMAT, "robot_wm.version": robot_wm.__version__,
         "state_dim": model.spec.obs_dim, "action_dim": a,
@@ -174,6 +184,7 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         "members": model.members, "model_flops_per_step": model_flops(model, spec, value),
         "value": int(value is not None), "policy_samples": spec.policy_samples, "delay": spec.delay,
         "goal": int(goal is not None), "reward_weight": reward_weight if goal is not None else 1.0,
+        "value_guard": int(step.guarded),
         **({} if goal is None else {"goal_state": json.dumps(goal.state.tolist()),
                                     "goal_weights": json.dumps(goal.weights.tolist())}),
         "planner_spec": json.dumps(asdict(spec), sort_keys=True),

@@ -61,16 +61,16 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
         raise cfgmod.ConfigError(f"{', '.join(inert)}: an export takes only planner.*, goal.* and value.enabled "
                                  "overrides (not the training-only planner.explore_*); the networks are the checkpoint's and the robot is the run's (train "
                                  "another run to change them)")
-    cfg = cfgmod.apply_overrides(cfg, overrides or [])
+    before, cfg = cfg, cfgmod.apply_overrides(cfg, overrides or [])
     asked = any(o.partition("=")[0].strip() == "value.enabled" for o in overrides or [])
     if asked and cfg.value.enabled and value is None:  # planned without one, the file said value.enabled=true (probe 14)
         raise cfgmod.ConfigError(f"value.enabled=true: the checkpoint {str(ckpt)!r} holds no value (its run was "
                                  "trained without one); export it without that override")
     if not cfg.value.enabled:
         value = None
-    if (value is None or not cfg.goal.uses_value) and any(o.partition("=")[0].strip() == "planner.value_pessimism"
-                                                          for o in overrides or []):  # inert, named (probe 24)
-        raise cfgmod.ConfigError("planner.value_pessimism would change nothing: the exported planner adds no learned "
+    given = cfgmod.changed_fields(before, cfg)  # 'planner={value_pessimism=1}' too, as eval reads them
+    if (value is None or not cfg.goal.uses_value) and (inert := [f for f in cfgmod.VALUE_ONLY if f in given]):
+        raise cfgmod.ConfigError(f"{', '.join(inert)} would change nothing: the exported planner adds no learned "
                                  "value (value.enabled=false, a goal with goal.reward_weight=0, or a run without one)")
     return Source(model.subset(meta["elites"]).eval(), value.eval() if value is not None else None, cfg, ckpt,
                   meta["sha256"], meta, run)

@@ -50,14 +50,16 @@ def known_state(model: WorldModel | FoldedModel, obs: torch.Tensor) -> torch.Ten
     return ~beyond_reach(model, obs).any(-1)
 
 
-def member_returns(imagined: Imagined, discount: float, value=None,
-                   pessimism: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def member_returns(imagined: Imagined, discount: float, value=None, pessimism: float = 0.0,
+                   value_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per member and sequence (E, N): the discounted imagined reward, and the terminal value
-    ``discount^H * V(last state)`` (zeros without a ``value``, an ``ActorCritic``; ``pessimism``: ``value.value``'s)."""
+    ``discount^H * V(last state)`` (zeros without a ``value``, an ``ActorCritic``; ``pessimism``: ``value.value``'s),
+    times ``value_weight`` where given (the value guard's 0 or 1)."""
     ret = imagined.returns(discount)
     if value is None:
         return ret, torch.zeros_like(ret)
-    return ret, discount ** imagined.rewards.shape[-1] * value.value(imagined.last, pessimism)
+    term = discount ** imagined.rewards.shape[-1] * value.value(imagined.last, pessimism)
+    return ret, term if value_weight is None else term * value_weight
 
 
 def state_disagreement(imagined: Imagined, scale: torch.Tensor) -> torch.Tensor:
@@ -80,16 +82,17 @@ def score_sequences(model: WorldModel | FoldedModel, obs: torch.Tensor, actions:
                     discount: float = 1.0, value=None, novelty_weight: float = 0.0,
                     obs_scale: torch.Tensor | None = None, goal: torch.Tensor | None = None,
                     goal_weights: torch.Tensor | None = None, reward_weight: float = 1.0,
-                    pessimism: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                    pessimism: float = 0.0, value_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The planner's objective: over members, the mean of imagined return plus terminal value, and its
     spread (std over members), each (N,); NaN from a state outside the model's reach (``known_state``). A ``novelty_weight`` (exploring episodes only) adds that many
     times the members' ``state_disagreement`` (in units of ``obs_scale``) to the objective.
 
     With a ``goal`` (S,) and its ``goal_weights`` (S,), each member's total is ``reward_weight`` x (return
-    + value) minus ``goal_distance`` of its imagined states (``reward_weight`` 0: the goal alone)."""
+    + value) minus ``goal_distance`` of its imagined states (``reward_weight`` 0: the goal alone).
+    ``value_weight`` (a () tensor) scales the terminal value: the value guard's 0 plans on imagined reward alone."""
     imagined = imagine(model, obs, actions, keep_states=novelty_weight > 0 or goal is not None)
     if goal is None or reward_weight > 0:
-        ret, term = member_returns(imagined, discount, value, pessimism)
+        ret, term = member_returns(imagined, discount, value, pessimism, value_weight)
         total = ret + term
     if goal is not None:
         cost = goal_distance(imagined.states[:, :, 1:], goal, goal_weights, discount)

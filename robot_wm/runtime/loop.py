@@ -36,6 +36,7 @@ class LoopStats:
     fallbacks: int = 0     # steps that applied the fallback action
     safe_stops: int = 0    # times the loop stopped after too many consecutive fallbacks
     stalls: int = 0        # ticks that began a whole period or more behind schedule (the last command held that long)
+    value_off: int = 0     # steps planned without the value (its guard had tripped: planner.value_guard)
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
     """The planning latencies of the last ``LATENCY_WINDOW`` steps (the percentiles' sample): a list of every
     step grew without bound on a robot deployed for days (probe 11)."""
@@ -48,7 +49,8 @@ class LoopStats:
         return float(np.percentile(self.latencies, q) * 1e3) if self.latencies else float("nan")
 
     def merge(self, other: LoopStats) -> None:
-        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks", "safe_stops", "stalls"):
+        for k in ("steps", "wall_s", "overruns", "invalid", "nonfinite", "errors", "fallbacks", "safe_stops", "stalls",
+                  "value_off"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.latencies.extend(other.latencies)
 
@@ -57,7 +59,7 @@ class LoopStats:
                 "latency_p50_ms": round(self.percentile_ms(50), 3), "latency_p99_ms": round(self.percentile_ms(99), 3),
                 "deadline_ms": round(self.deadline_s * 1e3, 3), "overruns": self.overruns,
                 "fallbacks": self.fallbacks, "invalid": self.invalid, "nonfinite": self.nonfinite,
-                "errors": self.errors, "safe_stops": self.safe_stops, "stalls": self.stalls}
+                "errors": self.errors, "safe_stops": self.safe_stops, "stalls": self.stalls, "value_off": self.value_off}
 
     def format(self) -> str:
         s = self.summary()
@@ -66,7 +68,8 @@ class LoopStats:
                 f"overruns {s['overruns']}, fallbacks {s['fallbacks']} (invalid {s['invalid']}, "
                 f"non-finite {s['nonfinite']}, errors {s['errors']})"
                 + (f"; SAFE STOPS {s['safe_stops']}" if s["safe_stops"] else "")
-                + (f"; stalls {s['stalls']} (ticks a period or more late)" if s["stalls"] else ""))
+                + (f"; stalls {s['stalls']} (ticks a period or more late)" if s["stalls"] else "")
+                + (f"; {s['value_off']} steps planned without the value (value guard)" if s["value_off"] else ""))
 
 
 MIN_RATE_HZ, MAX_RATE_HZ = 0.1, 10_000.0
@@ -166,6 +169,8 @@ class ControlLoop:
         at rest with neutral commands (``SimRobot``); a robot that keeps moving between episodes has the last
         commands sent in flight instead, and its driver should start the next episode at rest."""
         self.plan = np.array(self.planner.initial_plan(), dtype=np.float32)
+        if callable(reset := getattr(self.planner, "reset", None)):  # a planner's per-episode state (its value guard)
+            reset()
         self.consecutive_fallbacks, self.done_errors, self.stopped = 0, 0, None
 
     def tick(self, stats: LoopStats) -> np.ndarray:
@@ -180,6 +185,7 @@ class ControlLoop:
             stats.errors += 1
         else:
             t0 = time.perf_counter()
+            stats.value_off += getattr(self.planner, "value_trusted", True) is False
             try:
                 out = self.planner.step(state, prev)
             except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down

@@ -25,6 +25,9 @@ from robot_wm.export.format import (
     FORMAT_KEY,
     GOAL_INPUTS,
     GRAPH_HASH_KEY,
+    GUARD_INITIAL,
+    GUARD_INPUT,
+    GUARD_OUTPUT,
     META_HASH_KEY,
     PLANNER_FORMAT,
     PLANNER_INPUTS,
@@ -98,6 +101,7 @@ class PlannerMeta:
     goal: Goal | None = None        # a goal-conditioned planner's default goal (inputs goal, goal_weights)
     delay: int = 0                  # control steps a command takes to act (prev_plan[:delay] is in flight)
     reach: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) per state dimension the graph plans from
+    value_guard: bool = False       # input guard / output next_guard: the value guard's state (policies.mpc.guard)
 
     @classmethod
     def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
@@ -131,6 +135,11 @@ class PlannerMeta:
             raise ModelFileError(f"{where}: metadata delay={delay!r}, expected a whole number from 0 to "
                                  f"horizon - 1 = {meta.horizon - 1} (the file was edited or damaged)")
         meta = replace(meta, delay=int(delay))
+        guard = props.get("value_guard", "0")  # files exported before 2026-11-28 have none: no guard
+        if guard not in ("0", "1"):
+            raise ModelFileError(f"{where}: metadata value_guard={guard!r}, expected 0 or 1 (the file was edited or "
+                                 "damaged)")
+        meta = replace(meta, value_guard=guard == "1")
         sizes = {"state_dim": meta.state_dim, "horizon x action_dim": meta.horizon * meta.action_dim,
                  "noise_shape": int(np.prod(meta.noise_shape, dtype=np.int64)) if meta.noise_shape else 1}
         if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):
@@ -192,6 +201,11 @@ class PlannerMeta:
                 raise ModelFileError(f"{where}: metadata {key}={value!r}, but the graph was built with {key}="
                                      f"{built!r} (metadata planner_spec): the file was edited or damaged; export "
                                      "the planner again")
+        guarded = isinstance(g := spec.get("value_guard", 0), int | float) and g > 0 and props.get("value") == "1"
+        if guarded != self.value_guard:
+            raise ModelFileError(f"{where}: metadata value_guard={int(self.value_guard)}, but the graph was built "
+                                 f"with planner value_guard={g!r} and value={props.get('value')!r}: the file was "
+                                 "edited or damaged; export the planner again")
 
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
         """Refuse a planner trained for another robot (sizes, bounds, control period)."""
@@ -362,11 +376,12 @@ class PlannerSession:
         m, where = self.meta, repr(str(self.path))
         ins = {i.name: i.shape for i in self.session.get_inputs()}
         outs = [o.name for o in self.session.get_outputs()]
-        want_in = (PLANNER_INPUTS if m.noise == "input" else PLANNER_INPUTS[:2]) + (GOAL_INPUTS if m.goal else ())
+        want_in = (PLANNER_INPUTS if m.noise == "input" else PLANNER_INPUTS[:2]) + (GOAL_INPUTS if m.goal else ()) \
+            + ((GUARD_INPUT,) if m.value_guard else ())
         if sorted(ins) != sorted(want_in) or outs[:len(PLANNER_OUTPUTS)] != list(PLANNER_OUTPUTS):
             raise ModelFileError(f"{where}: inputs {sorted(ins)} / outputs {outs} are not a robot-wm planner's")
         shapes = {"state": [m.state_dim], "prev_plan": [m.horizon, m.action_dim], "noise": list(m.noise_shape),
-                  "goal": [m.state_dim], "goal_weights": [m.state_dim]}
+                  "goal": [m.state_dim], "goal_weights": [m.state_dim], GUARD_INPUT: [len(GUARD_INITIAL)]}
         for name, shape in ins.items():
             if list(shape) != shapes[name]:
                 raise ModelFileError(f"{where}: input {name!r} has shape {shape}, metadata says {shapes[name]}")
@@ -384,15 +399,18 @@ class PlannerSession:
             self._host["noise"] = np.zeros(m.noise_shape, np.float32)
         if m.goal is not None:
             self._host["goal"], self._host["goal_weights"] = m.goal.state.copy(), m.goal.weights.copy()
+        if m.value_guard:
+            self._host[GUARD_INPUT] = np.array(GUARD_INITIAL, np.float32)
         out_shapes = {"action": ((m.action_dim,), np.float32), "next_plan": ((m.horizon, m.action_dim), np.float32),
-                      "best_return": ((), np.float32), "spread": ((), np.float32), "valid": ((), np.bool_)}
+                      "best_return": ((), np.float32), "spread": ((), np.float32), "valid": ((), np.bool_),
+                      **({GUARD_OUTPUT: ((len(GUARD_INITIAL),), np.float32)} if m.value_guard else {})}
         dev = self.device
         self._in = {k: ort.OrtValue.ortvalue_from_numpy(v, dev, 0) for k, v in self._host.items()}
         self._out = {k: ort.OrtValue.ortvalue_from_shape_and_type(s, t, dev, 0) for k, (s, t) in out_shapes.items()}
         self._binding = self.session.io_binding()
         for k, v in self._in.items():
             self._binding.bind_ortvalue_input(k, v)
-        for k in PLANNER_OUTPUTS:
+        for k in self._out:
             self._binding.bind_ortvalue_output(k, self._out[k])
         self._run_options = ort.RunOptions()
         if self.cuda_graph:
@@ -415,6 +433,17 @@ class PlannerSession:
         with self._lock:
             goal = check_goal(state, self._host["goal_weights"] if weights is None else weights, self.meta.state_dim)
             self._host["goal"][...], self._host["goal_weights"][...] = goal
+
+    def reset(self) -> None:
+        """A new episode: the value guard (where the planner has one) trusts the value again, with nothing owed."""
+        if self.meta.value_guard:
+            with self._lock:
+                self._host[GUARD_INPUT][...] = np.array(GUARD_INITIAL, np.float32)
+
+    @property
+    def value_trusted(self) -> bool:
+        """Whether the next step plans with the value (False while the value guard has switched it off)."""
+        return not self.meta.value_guard or bool(self._host[GUARD_INPUT][3] <= 0)
 
     def initial_plan(self) -> np.ndarray:
         """The warm start of an episode's first step: the middle of the action range."""
@@ -443,6 +472,8 @@ class PlannerSession:
                     v.update_inplace(self._host[k])
             self.session.run_with_iobinding(self._binding, self._run_options)
             o = {k: v.numpy() for k, v in self._out.items()}
+            if self.meta.value_guard:  # carried to the next step, as the caller carries the plan
+                self._host[GUARD_INPUT][...] = o[GUARD_OUTPUT]
             return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]),
                               float(o["spread"]), bool(o["valid"]))
 
