@@ -460,7 +460,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
-               "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed"]
+               "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed"]
 
 
 def rehash_metadata(model) -> None:
@@ -506,6 +506,8 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
                         location="weights.bin", size_threshold=0)
     elif how == "other-robot":  # a valid planner whose metadata names a 7-dim state
         edit_metadata(src, dst, {"state_dim": "7"})
+    elif how == "guard-claimed":  # a value guard the graph was not built with (no guard input), re-sealed
+        edit_metadata(src, dst, {"value_guard": "1"})
     elif how == "edited-metadata":  # samples 999 for a graph of fewer, the hash left as exported
         edit_metadata(src, dst, {"samples": "999"}, rehash=False)
     elif how == "hash-removed":  # probe 7: the hash key deleted, then the period and repeat edited consistently

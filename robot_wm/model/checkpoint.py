@@ -88,7 +88,7 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
     commit point, so a crash mid-save never leaves a config pointing at partial weights."""
     stem = Path(stem)
     elites = [int(i) for i in elites]  # what the loader takes, checked before anything is written (review)
-    if not elites or len(set(elites)) < len(elites) or not all(0 <= i < model.spec.ensemble_size for i in elites):
+    if _elites_problem(sorted(elites), model.spec.ensemble_size):  # saved sorted
         raise ValueError(f"elites {elites}: expected distinct member indices in [0, {model.spec.ensemble_size})")
     if value is not None and (problem := _value_scale_problem(value.spec, (extra or {}).get("action_repeat"))):
         raise ValueError(f"{problem}, as new_value builds it: a checkpoint of it would be refused at load")
@@ -263,7 +263,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         raise ValueError(f"checkpoint {str(cfg_path)!r} does not fit a robot-wm world model: {e}") from None
     members = spec.ensemble_size
     elites = meta["elites"]
-    if not elites or not all(isinstance(i, int) and 0 <= i < members for i in elites) or elites != sorted(set(elites)):
+    if _elites_problem(elites, members):
         # [0, 0, 0, 0], re-sealed, planned with one member four times (probe 24): a round saves them distinct, sorted
         raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {elites} are not distinct member indices in "
                          f"[0, {members}), sorted")
@@ -271,6 +271,14 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
         raise ValueError(f"checkpoint {str(cfg_path)!r}: {problem}, which training writes: the file was edited; use "
                          "an earlier round (checkpoints/model_rNNNN.json)")
     return model.to(device), value.to(device) if value is not None else None, meta
+
+
+def _elites_problem(elites, members: int) -> bool:
+    """Whether ``elites`` is not what a checkpoint holds: a non-empty, sorted list of distinct member indices in
+    [0, members) (the one rule of ``save_checkpoint`` and the loader)."""
+    return not (isinstance(elites, list) and elites
+                and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < members for i in elites)
+                and elites == sorted(set(elites)))
 
 
 def _value_scale_problem(spec: ValueSpec, repeat) -> str | None:
