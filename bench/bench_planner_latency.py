@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from policies.mpc.guard import initial_guard
 from policies.mpc.planner import PlanStep, learned_score
 from policies.mpc.step import StepSpec, initial_plan
 from robot_wm import config as cfgmod
@@ -200,7 +201,8 @@ def main(argv=None) -> int:
     def torch_fn(fn):
         def run():
             with torch.inference_mode():
-                fn(state, plan, torch.randn(spec.noise_shape(adim), generator=gen))
+                fn(state, plan, torch.randn(spec.noise_shape(adim), generator=gen),
+                   **({"guard": initial_guard()} if step.guarded else {}))  # a guarded step carries its guard
         return run
 
     backends = {"torch eager": torch_fn(step)} if a.device == "cpu" else {}

@@ -223,7 +223,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _check_discount_is_used(s, with_value: bool) -> None:
+def _check_discount_is_used(s, with_value: bool, a_planner: str = "learned") -> None:
     """A planner with the value discounts by the value's discount: `eval RUN planner.discount=0.5` was recorded
     as an override and changed nothing (probe 13). One without it has no value to be pessimistic about: `eval RUN
     --planner pets planner.value_pessimism=1` was recorded as applied (probe 24)."""
@@ -233,11 +233,17 @@ def _check_discount_is_used(s, with_value: bool) -> None:
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
+    if a_planner == "oracle-value" and (inert := [f for f in ("planner.value_guard", "planner.value_guard_window")
+                                               if f in given]):  # the true simulator predicts no first reward
+        raise cfgmod.ConfigError(f"{', '.join(inert)} would change nothing: --planner oracle-value is never guarded (the "
+                                 "value guard checks the learned model's predicted rewards); it applies to the learned "
+                                 "planner")
     if not with_value and (inert := [f for f in cfgmod.VALUE_ONLY if f in given]):
         shown = ", ".join(f"{f}={getattr(s.cfg.planner, f.partition('.')[2]):g}" for f in inert)
         raise cfgmod.ConfigError(
             f"{shown} would change nothing: this planner adds no learned value (--planner pets or oracle, a goal with "
-            "goal.reward_weight=0, or a run without one); it applies to the learned planner and --planner oracle-value")
+            "goal.reward_weight=0, or a run without one); it applies to the learned planner (and pessimism to --planner "
+            "oracle-value)")
 
 
 TRAINING_DELAY = ("training episodes pair each state with the command sent, and the simulator applies it at once "
@@ -264,7 +270,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     # env.action_repeat=4 on a model of repeat 8 ran and reported a return, exit 0 (deploy refuses it: tenth probe)
     with _session(a.run_dir, shift_then(a.shift, a.args) + rerun_overrides(a), not a.no_progress, command="eval",
                   fixed=DATA_FIELDS, plans=a.planner != "random") as s:
-        _check_discount_is_used(s, a.planner in ("oracle-value", "learned") and s.cfg.goal.uses_value)
+        _check_discount_is_used(s, a.planner in ("oracle-value", "learned") and s.cfg.goal.uses_value, a.planner)
         if a.planner == "random":
             _check_no_delay(s.cfg, "eval --planner random", "random actions have no plan to hold commands in flight")
         elif s.cfg.planner.delay or s.cfg.env.randomize.action_delay[1]:

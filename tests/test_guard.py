@@ -131,3 +131,13 @@ def test_the_oracle_with_the_value_is_never_guarded(src):
     assert not planner.step.guarded and planner.guard is None
     obs = env.reset(0)
     assert np.all(np.isfinite(planner.act(obs)))
+
+
+def test_the_guard_is_refused_with_a_goal_or_an_uncertainty_weight_naming_both():
+    from robot_wm import config as cfgmod
+
+    for extra, needle in ((["goal.joints={slider=0.5}"], "with a goal"),
+                          (["planner.uncertainty_weight=1"], "with planner.uncertainty_weight=1")):
+        with pytest.raises(cfgmod.ConfigError, match=f"planner.value_guard=0.4 {needle}"):
+            cfgmod.apply_overrides(cfgmod.RunConfig(), ["planner.value_guard=0.4", *extra])
+    cfgmod.apply_overrides(cfgmod.RunConfig(), ["planner.value_guard=0.4"])  # alone it is fine

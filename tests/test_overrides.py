@@ -574,6 +574,8 @@ def test_the_value_guard_is_refused_where_it_would_change_nothing(run, tmp_path,
     a command collecting training episodes refuse it."""
     before = snapshot(run)
     for args in (["eval", str(run), "--episodes", "1", "--no-progress", "--planner", "pets", "planner.value_guard=0.4"],
+                 ["eval", str(run), "--episodes", "1", "--no-progress", "--planner", "oracle-value",
+                  "planner.value_guard=0.4"],  # never guarded: it was recorded as applied (review)
                  ["export", str(run), "--out", str(tmp_path / "p.onnx"), "value.enabled=false",
                   "planner.value_guard=0.4", "planner.value_guard_window=5"]):
         rc, out = _cli(capsys, *args)

@@ -471,6 +471,17 @@ def test_a_value_guarded_planner_carries_its_guard_from_step_to_step_and_resets_
     assert stats.value_off == seen.count(False) > 0 and "planned without the value" in stats.format()
     loop.reset()
     assert sess.value_trusted
+    # a warm-up leaves neither the noise stream nor the guard changed (review: the guard kept its zero-state plans)
+    fresh, warmed = PlannerSession(out, provider="cpu", seed=7), PlannerSession(out, provider="cpu", seed=7)
+    warmed.warmup()
+    plan = fresh.initial_plan().copy()
+    for _ in range(6):
+        state = (src.model.obs_norm.mean.numpy() + states.standard_normal(5) * src.model.obs_norm.std.numpy()
+                 ).astype(np.float32)
+        a, b = fresh.step(state, plan), warmed.step(state, plan)
+        np.testing.assert_array_equal(a.action, b.action)
+        assert fresh.value_trusted == warmed.value_trusted
+        plan = a.next_plan
 
 
 class _GlitchyRobot:

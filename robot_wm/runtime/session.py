@@ -291,7 +291,9 @@ class PlannerSession:
     ``noise`` input gets standard-normal noise from a seeded numpy generator; otherwise the graph
     draws its own. Safe to share between threads: a step holds the session's buffers from its inputs to
     its outputs (two threads stepping at once each got plans for the other's state, probe 15), so calls
-    from several threads take turns.
+    from several threads take turns. A planner with a value guard (metadata value_guard=1) carries its guard from
+    one step to the next inside the session: use one session per robot (and ``reset`` it per episode, as
+    ``ControlLoop`` does); robots stepping one session in turn would share one guard.
     """
 
     def __init__(self, path: str | Path, provider: str = "auto", threads: int = 2, seed: int = 0,
@@ -504,10 +506,13 @@ class PlannerSession:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
         with self._lock:  # another thread's steps between the save and the restore replayed its noise (probe 16)
             rng_state = self.rng.bit_generator.state
+            guard = self._host[GUARD_INPUT].copy() if self.meta.value_guard else None
             plan = self.initial_plan()
             for _ in range(runs):
                 self.step(np.zeros(self.meta.state_dim, np.float32), plan)
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
+            if guard is not None:  # nor leave its plans in the value guard (review)
+                self._host[GUARD_INPUT][...] = guard
 
 
 def _looks_like_toml(blob: bytes) -> bool:
