@@ -223,7 +223,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _check_discount_is_used(s, with_value: bool, a_planner: str = "learned") -> None:
+def _check_discount_is_used(s, with_value: bool, planner: str = "learned") -> None:
     """A planner with the value discounts by the value's discount: `eval RUN planner.discount=0.5` was recorded
     as an override and changed nothing (probe 13). One without it has no value to be pessimistic about: `eval RUN
     --planner pets planner.value_pessimism=1` was recorded as applied (probe 24)."""
@@ -233,8 +233,7 @@ def _check_discount_is_used(s, with_value: bool, a_planner: str = "learned") -> 
         raise cfgmod.ConfigError(
             f"planner.discount={s.cfg.planner.discount:g} would change nothing: with the run's value the planner "
             "discounts by value.discount, which its checkpoints hold; planner.discount applies to `--planner pets`")
-    if a_planner == "oracle-value" and (inert := [f for f in ("planner.value_guard", "planner.value_guard_window")
-                                               if f in given]):  # the true simulator predicts no first reward
+    if planner == "oracle-value" and (inert := [f for f in cfgmod.GUARD_FIELDS if f in given]):  # no first reward
         raise cfgmod.ConfigError(f"{', '.join(inert)} would change nothing: --planner oracle-value is never guarded (the "
                                  "value guard checks the learned model's predicted rewards); it applies to the learned "
                                  "planner")

@@ -250,8 +250,8 @@ class PlannerConfig(_Section):
     step. When that shortfall, in units of the most one control step can pay and averaged over about
     ``value_guard_window`` steps, exceeds this threshold, the planner drops the terminal value (imagined reward alone,
     at the value's discount; the policy proposals stay) for ``value_guard_window`` planned steps, then trusts it
-    again. Not with a goal or an uncertainty weight (their terms do not follow that recursion); never on the oracle. 0 (the default): never. 0.4 on the
-    same runs, same starts: 902 0.2 -> 670, 901 320 -> 615, no episode of ten good runs touched; on untuned seeds
+    again. Not with a goal or an uncertainty weight (their terms do not follow that recursion); never on the oracle.
+    0 (the default): never. 0.4 on the same runs, same starts: 902 0.2 -> 670, 901 320 -> 615, no episode of ten good runs touched; on untuned seeds
     910-917 +16 +- 16 paired (917 574 -> 699, the rest unchanged). Not yet the default: untested on seeds 800-815
     (docs/results.md, "The value guard")."""
     value_guard_window: int = Field(20, ge=1, le=1000)
@@ -335,7 +335,8 @@ class GoalConfig(_Section):
 TRAINING_ONLY = ("planner.explore_weight", "planner.explore_noise", "seed_noise_beta")
 """Settings that act on training episodes only: an evaluation, an export or a deployment never uses them, so a
 one-off override of them there is refused (it was recorded as applied: probe 11)."""
-VALUE_ONLY = ("planner.value_pessimism", "planner.value_guard", "planner.value_guard_window")
+GUARD_FIELDS = ("planner.value_guard", "planner.value_guard_window")
+VALUE_ONLY = ("planner.value_pessimism", *GUARD_FIELDS)
 """Settings of the learned value's use by the planner: a planner without a value (``--planner pets``, a goal alone,
 ``value.enabled=false``) refuses them as one-off overrides, which would change nothing."""
 ACTING_ONLY = VALUE_ONLY
@@ -450,6 +451,7 @@ class RunConfig(_Section):
     value: ValueConfig = ValueConfig()
     planner: PlannerConfig = PlannerConfig()
     goal: GoalConfig = GoalConfig()
+    rerun: RerunConfig = RerunConfig()
 
     @model_validator(mode="after")
     def _guard_checks_a_plain_objective(self) -> RunConfig:
@@ -462,7 +464,6 @@ class RunConfig(_Section):
             raise ValueError(f"planner.value_guard={p.value_guard:g} with {other}: the guard compares the plans' "
                              "objectives with their predicted rewards, which that objective adds to; use one or the other")
         return self
-    rerun: RerunConfig = RerunConfig()
 
     @field_validator("eval_at")
     @classmethod
