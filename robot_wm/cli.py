@@ -118,8 +118,9 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
                         (() if collects else cfgmod.TRAINING_ONLY, "it acts on training episodes only, which this "
                          "command does not collect"),
                         (cfgmod.ACTING_ONLY if collects else (), ("it acts on evaluation, export and deployment "
-                                                                  "only (training episodes plan with the value "
-                                                                  "heads' mean): set it on eval, export or deploy")),
+                                                                  "only (training episodes plan with the value heads' "
+                                                                  "mean, never pessimistic nor guarded): set it on "
+                                                                  "eval, export or deploy")),
                         (("env.randomize", "env.max_env_steps", "env.reset") if trains else (), (
                             "it acts on collected episodes only, and this command collects none (`train RUN "
                             "'env.randomize.mass=[2,2]'` was recorded and unused: probe 13; `finetune RUN --data D "

@@ -412,3 +412,21 @@ def test_a_delayed_planners_recording_shows_the_plan_with_its_commands_in_flight
     ep = RunDir(run).records("episode")[-1]
     check_rrd(new, ghosts=GHOSTS, horizon=HORIZON, entities=(P.CHOSEN, P.PROPOSALS, P.PLAN_VALUE),
               plan_steps=math.ceil(ep["control_steps"] / EVERY))
+
+
+def test_steps_the_value_guard_planned_without_the_value_show_no_terminal_value(tiny_run, tmp_path):
+    """The plan panel scores the executed plan as the step scored it: where the value guard had the value off, the
+    terminal value part is zero (it showed the value the step never used: review of session 23)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.root, run)
+    before = set(find_recordings(run))
+    assert cli.main(["eval", str(run), "--episodes", "1", "--no-progress", "--rerun", "save", "rerun.every_n_steps=1",
+                     "planner.value_guard=1e-6", "planner.value_guard_window=1"]) == 0
+    (new,) = set(find_recordings(run)) - before
+    rec = RunDir(run).records("episode")[-1]
+    values = [v[0] for v in read_rrd(new, scalars=(P.PLAN_VALUE,)).scalars[P.PLAN_VALUE].values()]
+    assert len(values) == rec["control_steps"]
+    assert 0 < rec["value_off_steps"] < rec["control_steps"], rec
+    assert sum(v == 0.0 for v in values) == rec["value_off_steps"], values

@@ -172,6 +172,7 @@ class MPCPlanner:
         self.plan = initial_plan(self.step.low, self.step.high, self.step.spec.horizon)
         self.guard = initial_guard(self.device) if self.step.guarded else None
         self.value_off_steps = 0  # steps of this episode planned without the value (the value guard had tripped)
+        self.last_value_trusted = True
         if self.goal_fn is not None:
             self.set_goal(self.goal_fn())
 
@@ -195,10 +196,13 @@ class MPCPlanner:
             raise ValueError(f"observation has shape {arr.shape}, expected ({self.state_dim or 'S'},)")
         state = torch.as_tensor(arr, device=self.device)
         noise = self.noise()
+        # whether this step plans with the terminal value (False while the value guard has it off): the Rerun
+        # observer scores its ghosts so
+        self.last_value_trusted = self.guard is None or float(value_weight(self.guard)) != 0
         if self.guard is None:
             out = self._fn(state, self.plan, noise, *self.context)
         else:
-            self.value_off_steps += int(float(value_weight(self.guard)) == 0)
+            self.value_off_steps += int(not self.last_value_trusted)
             out = self._fn(state, self.plan, noise, *self.context, guard=self.guard)
             self.guard = out.guard
         self.plan, self.last, self.last_noise, self.last_warm_start = out.next_plan, out, noise, self.plan

@@ -445,7 +445,10 @@ class PlannerSession:
     @property
     def value_trusted(self) -> bool:
         """Whether the next step plans with the value (False while the value guard has switched it off)."""
-        return not self.meta.value_guard or bool(self._host[GUARD_INPUT][3] <= 0)
+        if not self.meta.value_guard:
+            return True
+        with self._lock:  # another thread's step writes the guard
+            return bool(self._host[GUARD_INPUT][3] <= 0)
 
     def initial_plan(self) -> np.ndarray:
         """The warm start of an episode's first step: the middle of the action range."""

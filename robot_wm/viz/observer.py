@@ -200,9 +200,12 @@ class RerunObserver(Observer):
                                   inflight if spec.delay else None)
         seqs = torch.cat([chosen[None], out.elite_plans[:k], props]).cpu().numpy()  # chosen, elites, proposals
         low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
-        res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high), self.discount, score.value,
-                      goal=policy.goal, reward_weight=score.reward_weight,  # ghosts scored as the step scored them
-                      pessimism=getattr(score, "pessimism", 0.0))
+        # ghosts scored as the step scored them: without the value while the value guard had it off (imagined
+        # reward alone, at the value's discount)
+        trusted = getattr(policy, "last_value_trusted", True)
+        res = what_if(model, np.asarray(obs, dtype=np.float32), np.clip(seqs, low, high),
+                      self.discount if trusted else score.discount, score.value if trusted else None,
+                      goal=policy.goal, reward_weight=score.reward_weight, pessimism=getattr(score, "pessimism", 0.0))
         members = res.member_states[:, 0]                                   # (E, H+1, S)
         kw.update(ghost_returns=res.returns[1:k + 1], pred_obs=res.states[0], pred_obs_std=members.std(0),
                   steps_left=self.env.max_control_steps - t - 1, imagined_reward=float(res.rewards[0].sum()),
