@@ -482,6 +482,21 @@ def test_a_value_guarded_planner_carries_its_guard_from_step_to_step_and_resets_
         np.testing.assert_array_equal(a.action, b.action)
         assert fresh.value_trusted == warmed.value_trusted
         plan = a.next_plan
+    # a plan the loop does not execute (late, or refused by the robot) is forgotten by the guard, as a fallback is
+    # (session 23 review: a rejected step advanced it)
+    from robot_wm.export.format import GUARD_INPUT
+
+    class Refusing(ScriptedRobot):
+        def send_action(self, action):
+            raise OSError("bus off")
+
+    for robot, deadline in ((ScriptedRobot(), 1e-12), (Refusing(), 10.0)):
+        sess.reset()
+        loop = ControlLoop(sess, robot, deadline_s=deadline, realtime=False, max_fallbacks=1000)
+        loop.run(8)
+        np.testing.assert_array_equal(sess._host[GUARD_INPUT], np.array(GUARD_INITIAL, np.float32))
+    sess.discard_last_step()  # nothing left to discard: no change, no error
+    assert sess.value_trusted
 
 
 class _GlitchyRobot:

@@ -205,6 +205,8 @@ class ControlLoop:
         if reason is None:
             action, self.plan = np.asarray(out.action, np.float32), np.asarray(out.next_plan, np.float32)
         else:
+            if out is not None:  # a plan made but not executed: its value guard forgets it (session 23 review)
+                self._discard_step()
             stats.fallbacks += 1
             prev = np.where(np.isfinite(prev), prev, ((self.low + self.high) / 2)[None])
             action = self.safe_action if self.safe_action is not None else prev[self.delay]
@@ -221,6 +223,8 @@ class ControlLoop:
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
             said = f"robot send_action error: {type(e).__name__}: {e}"  # the tick's fallback: a recorder stored the
             self._robot_error(stats, said)  # refused command as applied, reason None (probe 21)
+            if reason is None:  # the plan was taken but never reached the robot
+                self._discard_step()
         else:
             sent = True
             if self.delay:  # the command sent is in flight now: the next step's plan holds it at delay - 1
@@ -231,6 +235,14 @@ class ControlLoop:
         stats.steps += 1
         self.last_latency_s, self.last_fallback, self.last_sent = latency, said, sent
         return action
+
+    def _discard_step(self) -> None:
+        """Tell the planner its last plan was not executed (``PlannerSession.discard_last_step``), where it can hear it."""
+        try:
+            if callable(discard := getattr(self.planner, "discard_last_step", None)):
+                discard()
+        except Exception as e:  # noqa: BLE001 -- never the end of the loop
+            log.warning("planner discard_last_step failed: %s: %s", type(e).__name__, e)
 
     def _judge(self, out, state, stats: LoopStats) -> str | None:
         """Why a planner's output may not be sent (None: it may). A planner other than ``PlannerSession`` may return

@@ -331,6 +331,7 @@ class PlannerSession:
         self.cuda_graph = bool(cuda_graph and self.device == "cuda" and self.has_noise_input)
         self.rng = np.random.default_rng(seed)
         self._lock = threading.RLock()  # the bound buffers are one step's (or one warm-up's) at a time
+        self._guard_before: np.ndarray | None = None  # the value guard before the last step (discard_last_step)
         self._bind()
 
     # --- loading ------------------------------------------------------------------------------
@@ -441,6 +442,17 @@ class PlannerSession:
         if self.meta.value_guard:
             with self._lock:
                 self._host[GUARD_INPUT][...] = np.array(GUARD_INITIAL, np.float32)
+                self._guard_before = None
+
+    def discard_last_step(self) -> None:
+        """The caller did not execute the last step's plan (the control loop rejected it: late, malformed, or the robot
+        refused the command): the value guard forgets that plan, as it forgets one that fell back in the graph. Only
+        the step just taken can be discarded; a second call changes nothing."""
+        if self.meta.value_guard:
+            with self._lock:
+                if self._guard_before is not None:
+                    self._host[GUARD_INPUT][...] = self._guard_before
+                    self._guard_before = None
 
     @property
     def value_trusted(self) -> bool:
@@ -478,6 +490,7 @@ class PlannerSession:
             self.session.run_with_iobinding(self._binding, self._run_options)
             o = {k: v.numpy() for k, v in self._out.items()}
             if self.meta.value_guard:  # carried to the next step, as the caller carries the plan
+                self._guard_before = self._host[GUARD_INPUT].copy()
                 self._host[GUARD_INPUT][...] = o[GUARD_OUTPUT]
             return PlanResult(o["action"].copy(), o["next_plan"].copy(), float(o["best_return"]),
                               float(o["spread"]), bool(o["valid"]))
@@ -516,6 +529,7 @@ class PlannerSession:
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
+                self._guard_before = None
 
 
 def _looks_like_toml(blob: bytes) -> bool:
