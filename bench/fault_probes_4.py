@@ -277,3 +277,41 @@ def session21_fixes(base: Path, planner: Path, work: Path) -> None:
                          "random actions plan nothing")
     record(cat, "eval --planner random planner.samples=17 (probe 23: taken and recorded, unused)",
            planner_settings_on_random_actions)
+
+
+def probe25_defects(base: Path, planner: Path, work: Path) -> None:
+    """The defects of the twenty-fifth hostile probe (2026-11-28), fixed in session 24."""
+    cat = "probe 2026-11-28 (25th)"
+
+    def two_sessions_one_process():
+        from robot_wm.io import RunLockedError
+        from robot_wm.run_dir import RunDir
+        from robot_wm.runner import Session
+
+        run = RunDir(copy_run(base, work / "p25-two"))
+        before = sorted(p.name for p in (run.root / "eval").glob("*.npz")) if (run.root / "eval").exists() else []
+        with Session.open(run.load_config(), run, progress=False):
+            try:
+                Session.open(run.load_config(), RunDir(run.root), progress=False).close()
+            except RunLockedError as e:
+                after = sorted(p.name for p in (run.root / "eval").glob("*.npz")) if (run.root / "eval").exists() else []
+                return "already being written by this process" in str(e) and after == before, tail(str(e), 90)
+        return False, "a second writing session opened on a run this process writes"
+    record(cat, "two sessions of one process writing one run (duplicate episodes under wrong indices)",
+           two_sessions_one_process)
+
+    def torn_record_under_a_size_limit():
+        import subprocess
+        import sys
+
+        path = copy_run(base, work / "p25-fsize") / "metrics.jsonl"
+        before = path.read_bytes()
+        code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY)); "
+                "from robot_wm.io import append_jsonl; from pathlib import Path; "
+                "append_jsonl(Path(sys.argv[1]), {'kind': 'eval', 'x': 'y' * 4000})")
+        r = subprocess.run([sys.executable, "-c", code, str(path), str(len(before) + 100)], capture_output=True,
+                           text=True, timeout=120, check=False)
+        return r.returncode != 0 and path.read_bytes() == before, tail(r.stderr.strip().splitlines()[-1], 90)
+    record(cat, "a record appended under a file size limit (a torn record kept, 'nothing half-written')",
+           torn_record_under_a_size_limit)

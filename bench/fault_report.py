@@ -53,7 +53,7 @@ from fault_probes_3 import (
     probe18_defects,
     probe19_defects,
 )
-from fault_probes_4 import probe20_leftovers, probe21_defects, probe22_defects, session21_fixes
+from fault_probes_4 import probe20_leftovers, probe21_defects, probe22_defects, probe25_defects, session21_fixes
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -925,7 +925,8 @@ def main() -> int:
                          ("probe 2026-11-27 (20th): its leftovers", lambda: probe20_leftovers(base, planner, work)),
                          ("probe 2026-11-27 (21st)", lambda: probe21_defects(base, planner, work)),
                          ("probe 2026-11-27 (22nd)", lambda: probe22_defects(base, planner, work)),
-                         ("session 21: probe 22's leftovers", lambda: session21_fixes(base, planner, work))]:
+                         ("session 21: probe 22's leftovers", lambda: session21_fixes(base, planner, work)),
+                         ("probe 2026-11-28 (25th)", lambda: probe25_defects(base, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)

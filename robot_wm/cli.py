@@ -320,6 +320,13 @@ def cmd_whatif(a: argparse.Namespace) -> int:
         raise ValueError(f"whatif scores futures in the run's model from its stored episodes, so {', '.join(given)} "
                          "would change nothing (the robot's settings are the run's); to see the model on a shifted robot, "
                          "`robot-wm eval RUN --shift S` or `robot-wm dream RUN --data DIR` on a recording")
+    # the value guard acts over an episode's successive plans; whatif scores each future once (the table was
+    # byte-identical with and without it: probe 25)
+    if given := [o for o in a.args if (k := o.partition("=")[0].strip()) in cfgmod.GUARD_FIELDS
+                 or (k == "planner" and "value_guard" in o)]:
+        raise ValueError(f"whatif scores each future once, always with the value, so {', '.join(given)} would change "
+                         "nothing: the value guard acts over an episode's successive plans (`robot-wm eval RUN "
+                         "planner.value_guard=T`)")
     with _session(a.run_dir, [*a.args, "rerun.mode=off"], progress=False, lock=False, command="whatif") as s:
         return _whatif(a, s)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -204,20 +205,26 @@ def append_jsonl(path: Path, record: dict) -> None:
                          "own: replace the link with a copy of the file")
     if Path(path).exists():  # opening a FIFO for appending blocked until a reader came (eighth probe)
         check_regular_file(Path(path), "records", MAX_JSONL_BYTES)
-    line = json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n"
+    line = (json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n").encode()
     try:  # O_NOFOLLOW: a link put there after the check is not followed either
-        with open(path, "ab+", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o666)) as f:
-            if f.tell() > 0:  # a torn last line (killed mid-write) must not swallow this record too
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    line = "\n" + line
-            f.write(line.encode())
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:  # a failed write names no file ("File too large: a file": tenth probe)
-        if e.filename:
-            raise
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:  # a failed open names no file ("File too large: a file": tenth probe)
         raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line (killed mid-write) must not
+            line = b"\n" + line                                 # swallow this record too
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as e:  # a full disk or a file size limit: the part written goes, so the records file ends
+            with contextlib.suppress(OSError):  # where it did (it kept a torn record: probe 25)
+                os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def loads_json(text: str | bytes) -> Any:

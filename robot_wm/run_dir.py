@@ -48,8 +48,8 @@ class NotARunError(ValueError):
 
 
 class _Held:
-    """One open, flock-ed lock file of this process, shared by every ``RunLock`` on the same run (so a
-    process may open a run's session again while it holds it); closed when the last handle goes."""
+    """One open, flock-ed lock file of this process, held by one ``RunLock`` (a second lock on the same folder in
+    this process is refused); closed when that handle is released."""
 
     registry: ClassVar[dict[str, _Held]] = {}
     guard = threading.Lock()
@@ -113,13 +113,15 @@ def _command_line() -> str:
 
 def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "") -> RunLock:
     """An exclusive ``fcntl.flock`` on the folder ``root`` itself (it exists), or ``RunLockedError`` naming ``what``, the
-    holder (PID, command line and start time, written into the lock file) and ``hint``. Shared within a process;
-    the kernel drops a dead holder's lock. Run directories (``RunDir.lock``) and sweep directories hold one."""
+    holder (PID, command line and start time, written into the lock file) and ``hint``. Exclusive within a process
+    too (a second session of one process stored duplicate episodes: probe 25); the kernel drops a dead holder's lock. Run directories (``RunDir.lock``) and sweep directories hold one."""
     import fcntl
 
     key = os.path.join(os.path.realpath(root), LOCK_NAME)  # the lock file itself is never followed
     with _Held.guard:
         held = _Held.registry.get(key)
+        if held is not None:  # two sessions of one process stored duplicate episodes under wrong indices (probe 25)
+            raise RunLockedError(_locked_message(root, what, _holder(key), hint, this_process=True))
         if held is None:
             # The lock is the folder's own (flock on the directory): `rm RUN/.lock` beside a writer, a stale-lock habit,
             # let a second writer lock a new file while the first held the removed one (probe 22). The file names
@@ -191,13 +193,17 @@ def _lock_file(root: Path, key: str, what: str, command: str | None, hint: str) 
     return fd
 
 
-def _locked_message(root: Path, what: str, holder: str | None, hint: str) -> str:
+def _locked_message(root: Path, what: str, holder: str | None, hint: str, this_process: bool = False) -> str:
     try:
         info = loads_json(holder or "")
         who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
     except (json.JSONDecodeError, KeyError, TypeError):
         who = ("another process (its .lock file, which names it, was removed)" if holder is None else
                "another process (it has not written its PID yet)")
+    if this_process:
+        return (f"{what} {str(root)!r} is already being written by this process, {who.removeprefix('another process ')}"
+                f": one writer at a time, also within a process; close the other session (Session.close, or leave its "
+                f"`with` block) first.{' ' + hint if hint else ''}")
     return (f"{what} {str(root)!r} is being written by {who}; wait for it to finish or stop it (a killed process "
             f"releases the lock by itself).{' ' + hint if hint else ''}")
 
@@ -346,8 +352,8 @@ class RunDir:
         """Take the run's exclusive lock (``fcntl.flock`` on RUN/.lock) or raise ``RunLockedError`` naming
         the holder (its PID, command line and start time are written into the lock file). Every command
         that writes a run holds it; read-only ones (export, whatif, view) do not need it. A killed holder's
-        lock is released by the kernel, so it is taken over safely. Within one process the lock is
-        shared (a second session on the same run in the same process is allowed)."""
+        lock is released by the kernel, so it is taken over safely. Within one process too, one writer at a
+        time: a second writing session on a run this process already writes is refused."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.check_contained()
         return lock_folder(self.root, "run directory", command,

@@ -36,10 +36,10 @@ def make_run_dir(root: Path, extra: list[str] = ()) -> Path:
 
     cfg = cfgmod.apply_overrides(cfgmod.RunConfig(), [*SMALL, f"run_dir={root}", "env.max_env_steps=400",
                                                       "env_steps=1600", *extra])
-    s = Session.open(cfg, RunDir(root), progress=False)
-    for i in range(2):
-        s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
-    s.train(0)
+    with Session.open(cfg, RunDir(root), progress=False) as s:  # closed: a later writer in this process may lock it
+        for i in range(2):
+            s.collect(RandomPolicy(s.env.action_spec, seed=i), "train", i)
+        s.train(0)
     return root
 
 

@@ -1554,9 +1554,11 @@ def test_probe7_finetune_refuses_recordings_without_reward_or_repeat(run_copy, p
     assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))
 
 
-def test_a_record_that_cannot_be_appended_names_its_file(tmp_path):
+@pytest.mark.parametrize("room", [0, 50])
+def test_a_record_that_cannot_be_appended_names_its_file(tmp_path, room):
     """Under a file size limit, collect said "File too large: a file" (tenth probe): the append names the file, and
-    the message says what the limit is."""
+    the message says what the limit is. With room for part of the record, the part written goes again: a torn record
+    was kept while the message said nothing half-written was (probe 25)."""
     import errno
     import resource
 
@@ -1564,12 +1566,14 @@ def test_a_record_that_cannot_be_appended_names_its_file(tmp_path):
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"kind": "episode"}\n' * 200)
+    before = path.read_bytes()
     code = (f"import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({path.stat().st_size}, {resource.RLIM_INFINITY})); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({path.stat().st_size + room}, {resource.RLIM_INFINITY})); "
             f"from robot_wm.io import append_jsonl; from pathlib import Path; "
             f"append_jsonl(Path({str(path)!r}), {{'kind': 'train', 'x': 'y' * 100}})")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0 and f"File too large: '{path}'" in r.stderr, r.stderr
+    assert path.read_bytes() == before, "the records file ends where it did"
     told = describe_os_error(OSError(errno.EFBIG, "File too large", str(path)))
     assert told.startswith(f"'{path}' would grow past the file size limit"), told
 

@@ -58,6 +58,22 @@ def test_steps_that_fell_back_leave_the_guard_as_it_was():
     assert torch.equal(g, g0), "a non-finite predicted reward is no evidence either"
 
 
+def test_a_guard_fed_from_outside_with_non_finite_or_huge_values_recovers():
+    """A raw onnxruntime caller may feed anything: a NaN shortfall never tripped again and an inf (or 1e30) rest never
+    ended (probe 25)."""
+    def steps(g, n, j=95.0):
+        trusted = []
+        for _ in range(n):
+            trusted.append(bool(value_weight(g)))
+            g = next_guard(g, torch.tensor(j), torch.tensor(0.0), torch.tensor(True), DISCOUNT, UNIT, WINDOW, 0.4)
+        return trusted
+
+    assert False in steps(torch.tensor([95.0, 0.0, float("nan"), 0.0]), 60), "a NaN shortfall still trips"
+    for rest in (float("inf"), 1e30, float("nan")):
+        trusted = steps(torch.tensor([float("nan"), 0.0, 0.0, rest]), WINDOW + 2)
+        assert trusted[WINDOW + 1], f"a rest of {rest} ends within a window: {trusted}"
+
+
 def test_a_higher_threshold_waits_longer_and_the_first_step_owes_nothing():
     g, _ = _run([95.0], [0.0])
     assert float(g[2]) == 0.0 and float(g[0]) == 95.0  # nothing to compare the first plan with

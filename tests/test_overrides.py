@@ -665,10 +665,12 @@ def test_a_path_or_weight_given_twice_is_refused(args, capsys):
     assert e.value.code == 2 and f"argument {flag}: given twice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override", ["env.randomize.mass=[3,3]", "env.randomize.obs_noise=5", "env.action_repeat=4"])
+@pytest.mark.parametrize("override", ["env.randomize.mass=[3,3]", "env.randomize.obs_noise=5", "env.action_repeat=4",
+                                      "planner.value_guard=0.4", "planner.value_guard_window=5",
+                                      "planner={value_guard=0.4}"])
 def test_whatif_refuses_robot_settings_it_cannot_use(run, capsys, override):
     """Probe 21 (WA-O1, WA-O2): `whatif RUN 'env.randomize.mass=[3,3]'` printed a table byte-identical to the one
-    without it; `env.action_repeat=4` was refused blaming the episode files."""
+    without it; `env.action_repeat=4` was refused blaming the episode files. Probe 25: the value guard's settings too."""
     rc, out = _cli(capsys, "whatif", str(run), "--episode", "0", "--step", "1", override)
     assert rc == 2 and f"so {override} would change nothing" in out and "episode file" not in out, out
 

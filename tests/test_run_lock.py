@@ -135,16 +135,22 @@ def test_a_stale_lock_file_without_a_holder_is_taken(tmp_path):
         assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
 
 
-def test_lock_is_shared_within_one_process_and_released_with_the_last_handle(tmp_path):
+def test_a_second_writer_in_the_same_process_is_refused_naming_the_holder(tmp_path):
+    """Two sessions of one process on one run stored duplicate episodes under wrong indices (probe 25): the lock
+    is one writer's, within a process too; released, the next writer (here or elsewhere) takes it."""
     run = RunDir(tmp_path / "run")
-    a = run.lock("one")
-    b = RunDir(tmp_path / "run").lock("two")  # the same process may open the run again
-    a.release()
+    a = run.lock("robot-wm eval one")
+    with pytest.raises(RunLockedError, match=r"already being written by this process, PID \d+ \(`robot-wm eval one`"):
+        RunDir(tmp_path / "run").lock("two")
+    with pytest.raises(RunLockedError):  # through another spelling of the same folder
+        RunDir(tmp_path / "." / "run").lock("three")
     probe = [sys.executable, "-c", "import sys\nfrom robot_wm.run_dir import RunDir\n"
              "RunDir(sys.argv[1]).lock('probe')\nprint('got it')\n", str(run.root)]
     r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "RunLockedError" in r.stderr, "still held through the second handle"
-    b.release()
+    assert r.returncode != 0 and "RunLockedError" in r.stderr, "held by the first handle"
+    a.release()
+    with RunDir(tmp_path / "run").lock("four"):
+        pass
     r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "got it" in r.stdout, r.stderr
 

@@ -36,6 +36,10 @@ def next_guard(guard: torch.Tensor, objective: torch.Tensor, first_reward: torch
     """The guard after a step whose executed plan scored ``objective`` with first predicted reward ``first_reward``.
     A step that fell back (``valid`` False) or whose objective or reward is not finite leaves it unchanged."""
     last, last_reward, shortfall, off = guard.unbind()
+    # a guard fed from outside (a raw onnxruntime caller) may hold anything: a NaN shortfall never tripped again, an
+    # inf rest never ended (probe 25). What the runtime carries is never touched by this.
+    shortfall = torch.where(torch.isfinite(shortfall), shortfall, torch.zeros_like(shortfall))
+    off = torch.where(torch.isfinite(off), off.clamp(0, window), torch.zeros_like(off))
     owed = torch.where(torch.isfinite(last), (last - last_reward - discount * objective) / unit, torch.zeros_like(last))
     shortfall = shortfall + (owed - shortfall) / window
     trip = shortfall > threshold
