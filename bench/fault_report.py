@@ -53,7 +53,13 @@ from fault_probes_3 import (
     probe18_defects,
     probe19_defects,
 )
-from fault_probes_4 import probe20_leftovers, probe21_defects, probe22_defects, probe25_defects, session21_fixes
+from fault_probes_4 import (
+    probe20_leftovers,
+    probe21_defects,
+    probe22_defects,
+    probe25_defects,
+    session21_fixes,
+)
 
 
 # --- categories ----------------------------------------------------------------------------------
