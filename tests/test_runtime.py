@@ -460,15 +460,23 @@ def test_a_value_guarded_planner_carries_its_guard_from_step_to_step_and_resets_
     sess.reset()
     assert sess.value_trusted
     # the control loop resets it per episode and counts the steps planned without the value
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
     robot = ScriptedRobot()
     loop = ControlLoop(sess, robot, deadline_s=10.0, realtime=False)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner=out.name, action_repeat=8,
+                             planner_delay=0)
+    rec.begin(robot, seed=0)
     stats, seen = LoopStats(1.0, 1.0), []
     for _ in range(30):
         robot.state = (src.model.obs_norm.mean.numpy() + states.standard_normal(5) * src.model.obs_norm.std.numpy()
                        ).astype(np.float32)
         seen.append(sess.value_trusted)
-        stats.merge(loop.run(1))
+        stats.merge(loop.run(1, on_tick=rec.hook(loop, robot)))
     assert stats.value_off == seen.count(False) > 0 and "planned without the value" in stats.format()
+    rec.end()  # a recorded deployment says which steps planned without the value (probe 25: it did not)
+    assert EpisodeDataset(tmp_path / "rec")[0].meta["value_off_steps"] == [t for t, ok in enumerate(seen) if not ok]
     loop.reset()
     assert sess.value_trusted
     # a warm-up leaves neither the noise stream nor the guard changed (review: the guard kept its zero-state plans)

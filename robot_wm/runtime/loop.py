@@ -149,6 +149,7 @@ class ControlLoop:
         self.last_latency_s = float("nan")
         self.last_fallback: str | None = None  # why the last tick fell back (None: it did not)
         self.last_sent = False  # whether the robot took the last tick's command (send_action did not raise)
+        self.last_value_off = False  # whether the last tick planned without the value (its value guard had tripped)
         self.reset()
 
     @staticmethod
@@ -176,7 +177,7 @@ class ControlLoop:
     def tick(self, stats: LoopStats) -> np.ndarray:
         """One control step; returns the action that was sent."""
         prev = self.plan
-        reason, out = None, None
+        reason, out, value_off = None, None, False
         t0 = time.perf_counter()
         try:
             state = self.robot.read_state()
@@ -185,7 +186,8 @@ class ControlLoop:
             stats.errors += 1
         else:
             t0 = time.perf_counter()
-            stats.value_off += getattr(self.planner, "value_trusted", True) is False
+            value_off = getattr(self.planner, "value_trusted", True) is False
+            stats.value_off += value_off
             try:
                 out = self.planner.step(state, prev)
             except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
@@ -233,7 +235,7 @@ class ControlLoop:
             if reason is None:
                 self.consecutive_fallbacks = 0
         stats.steps += 1
-        self.last_latency_s, self.last_fallback, self.last_sent = latency, said, sent
+        self.last_latency_s, self.last_fallback, self.last_sent, self.last_value_off = latency, said, sent, value_off
         return action
 
     def _discard_step(self) -> None:
@@ -321,7 +323,8 @@ class ControlLoop:
 
     def run(self, max_steps: int, done=lambda: False, on_tick=None) -> LoopStats:
         """Up to ``max_steps`` ticks at the fixed rate (until ``done()``); ``on_tick(action)`` after each
-        (e.g. ``DeploymentRecorder.hook``; ``last_latency_s``, ``last_fallback`` and ``last_sent`` describe the tick)."""
+        (e.g. ``DeploymentRecorder.hook``; ``last_latency_s``, ``last_fallback``, ``last_sent`` and ``last_value_off``
+        describe the tick)."""
         if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
             raise TypeError(f"max_steps={max_steps!r}: expected a whole number of control steps")
         if max_steps < 0:

@@ -94,6 +94,7 @@ class DeploymentRecorder:
     def _reset(self) -> None:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
+        self.value_off: list[int] = []  # steps planned without the value (the value guard had tripped: probe 25)
         self.unsent: int | None = None  # the first step whose command the robot refused
         self.full: int | None = None  # the first step not recorded: the episode reached EPISODE_BUDGET bytes
         self.diverged = False  # the command the episode was cut at made a simulated robot's physics diverge
@@ -139,12 +140,15 @@ class DeploymentRecorder:
 
     def hook(self, loop, robot):
         """``on_tick`` for ``loop.run``: each tick recorded with what the loop says of it (``step``)."""
-        return lambda action: self.step(robot, action, loop.last_latency_s, loop.last_fallback, sent=loop.last_sent)
+        return lambda action: self.step(robot, action, loop.last_latency_s, loop.last_fallback, sent=loop.last_sent,
+                                        value_off=getattr(loop, "last_value_off", False))
 
-    def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None, *, sent: bool = True) -> None:
+    def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None, *, sent: bool = True,
+             value_off: bool = False) -> None:
         """After ``send_action``: the action sent and what the robot reports now. ``sent=False``: the robot refused
         the command (``send_action`` raised), so no transition follows from it: the episode is cut there at ``end``
-        (its refused commands were stored as applied, each beside an unchanged state: probe 21)."""
+        (its refused commands were stored as applied, each beside an unchanged state: probe 21). ``value_off``: the
+        step was planned without the value (a value guard had tripped); stored as meta ``value_off_steps``."""
         if not self.obs:  # end() then failed with "needs 2 observations" (probe 17)
             raise ValueError("DeploymentRecorder.step before begin(): call begin(robot, seed) at the episode's start")
         if self.full is not None or self.unsent is not None:  # the episode ends before these: nothing more to keep
@@ -160,7 +164,7 @@ class DeploymentRecorder:
         # as Episode.save counts it (float32 arrays, float64 physics state, its JSON meta 4 bytes a character): a
         # recording past 1 GiB was refused at end() and lost whole (probe 21)
         step_bytes = act.nbytes + obs.nbytes + 4 + (0 if state is None else state.nbytes) + 4 * 12 + \
-            (0 if fallback is None else 4 * (len(str(fallback)) + 32))
+            (0 if fallback is None else 4 * (len(str(fallback)) + 32)) + (4 * 8 if value_off is True else 0)
         if self.bytes + step_bytes > self.max_episode_bytes:
             self.full = len(self.actions)
             log.warning("recorder: the episode reached %.1f MiB at control step %d, what an episode may hold "
@@ -177,6 +181,8 @@ class DeploymentRecorder:
         self.latency_ms.append(round(ms, 3) if np.isfinite(ms) else None)  # JSON has no NaN
         if fallback is not None:
             self.fallbacks.append({"step": len(self.actions) - 1, "reason": str(fallback)})
+        if value_off is True:
+            self.value_off.append(len(self.actions) - 1)
 
     def end(self, *, interrupted: bool = False, safe_stop: str | None = None, **meta) -> Path | None:
         """Write the episode (None when no step was recorded). ``interrupted``: the deployment was stopped
@@ -218,6 +224,8 @@ class DeploymentRecorder:
                 "return": float(np.sum(self.rewards)) if self.reward_known else None,
                 "latency_ms": self.latency_ms[:steps], "fallback_steps": [f for f in self.fallbacks if f["step"] < steps],
                 "diverged": self.diverged, **extra, **meta}
+        if value_off := [t for t in self.value_off if t < steps]:  # a guarded planner's: which steps had no value
+            info["value_off_steps"] = value_off
         try:
             path = self.data.append(Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states,
                                             info))
@@ -229,7 +237,7 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "cut_at_size_limit",
+            "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "cut_at_size_limit",
             "interrupted", "safe_stop"}
 # keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
 # realigned_delay=1 was imported unaligned and announced as realigned (probe 19)
