@@ -226,9 +226,9 @@ class PlannerConfig(_Section):
     data's std, mean over dimensions, summed over the horizon), which is there before any reward is seen.
     1 (the default): pendulum-swingup, which never saw its reward at 0 (seeds 100, 101), found it within 2-5
     episodes on each of seeds 100-102 (690 at 10k on average); cartpole within its seed spread (seeds 300-315:
-    749 vs 743; seeds 200-207: 774 vs 796). 10 spreads cartpole's balanced-pole data across the rail and centres the cart
-    (pendulum seed 100: 899 against 654), but the value then failed on 2 of 8 cartpole seeds: not the default
-    (docs/results.md)."""
+    749 vs 743; seeds 200-207: 774 vs 796). 10 spreads cartpole's balanced-pole data across the rail and centres the cart,
+    but the value then failed on 2 of 8 cartpole seeds (pendulum seeds 100/101: 899/60 against 654/649): not the
+    default (docs/results.md)."""
     explore_noise: float = Field(0.0, ge=0, le=10)
     """Action noise in training episodes only (never in evaluation, export or deploy): the executed action
     is the plan's first action plus this many times the planner's refit sampling std of it times
