@@ -55,7 +55,7 @@ class _Held:
     guard = threading.Lock()
 
     def __init__(self, key: str, fd: int, dir_fd: int):
-        self.key, self.fd, self.dir_fd, self.count = key, fd, dir_fd, 0
+        self.key, self.fd, self.dir_fd = key, fd, dir_fd
 
 
 _SKIPS_WARNED: set[tuple[str, tuple[int, ...]]] = set()
@@ -68,7 +68,6 @@ class RunLock:
 
     def __init__(self, held: _Held):
         self._held = held
-        held.count += 1
         self._finalizer = weakref.finalize(self, _release, held)
 
     def release(self) -> None:
@@ -89,9 +88,6 @@ def _release(held: _Held) -> None:
     import fcntl
 
     with _Held.guard:
-        held.count -= 1
-        if held.count > 0:
-            return
         _Held.registry.pop(held.key, None)
         try:
             os.ftruncate(held.fd, 0)  # the holder's line goes with the lock
@@ -114,33 +110,33 @@ def _command_line() -> str:
 def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "") -> RunLock:
     """An exclusive ``fcntl.flock`` on the folder ``root`` itself (it exists), or ``RunLockedError`` naming ``what``, the
     holder (PID, command line and start time, written into the lock file) and ``hint``. Exclusive within a process
-    too (a second session of one process stored duplicate episodes: probe 25); the kernel drops a dead holder's lock. Run directories (``RunDir.lock``) and sweep directories hold one."""
+    too (a second session of one process stored duplicate episodes: probe 25); the kernel drops a dead holder's lock.
+    Run directories (``RunDir.lock``) and sweep directories hold one."""
     import fcntl
 
     key = os.path.join(os.path.realpath(root), LOCK_NAME)  # the lock file itself is never followed
     with _Held.guard:
         held = _Held.registry.get(key)
-        if held is not None:  # two sessions of one process stored duplicate episodes under wrong indices (probe 25)
+        if key in _Held.registry:  # two sessions of one process stored duplicate episodes under wrong indices (probe 25)
             raise RunLockedError(_locked_message(root, what, _holder(key), hint, this_process=True))
-        if held is None:
-            # The lock is the folder's own (flock on the directory): `rm RUN/.lock` beside a writer, a stale-lock habit,
-            # let a second writer lock a new file while the first held the removed one (probe 22). The file names
-            # the holder.
-            dir_fd = os.open(os.path.realpath(root), os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(dir_fd)
-                raise RunLockedError(_locked_message(root, what, _holder(key), hint)) from None
-            except BaseException:
-                os.close(dir_fd)
-                raise
-            try:
-                held = _Held.registry[key] = _Held(key, _lock_file(root, key, what, command, hint), dir_fd)
-            except BaseException:
-                fcntl.flock(dir_fd, fcntl.LOCK_UN)
-                os.close(dir_fd)
-                raise
+        # The lock is the folder's own (flock on the directory): `rm RUN/.lock` beside a writer, a stale-lock habit,
+        # let a second writer lock a new file while the first held the removed one (probe 22). The file names
+        # the holder.
+        dir_fd = os.open(os.path.realpath(root), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(dir_fd)
+            raise RunLockedError(_locked_message(root, what, _holder(key), hint)) from None
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        try:
+            held = _Held.registry[key] = _Held(key, _lock_file(root, key, what, command, hint), dir_fd)
+        except BaseException:
+            fcntl.flock(dir_fd, fcntl.LOCK_UN)
+            os.close(dir_fd)
+            raise
         return RunLock(held)
 
 

@@ -237,8 +237,8 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command", "cut_at_size_limit",
-            "interrupted", "safe_stop"}
+            "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command",
+            "cut_at_size_limit", "interrupted", "safe_stop"}
 # keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
 # realigned_delay=1 was imported unaligned and announced as realigned (probe 19)
 _IMPORTED = {"realigned_delay", "recorded_steps", "imported_from"}
