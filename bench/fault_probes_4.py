@@ -312,6 +312,6 @@ def probe25_defects(base: Path, planner: Path, work: Path) -> None:
                 "append_jsonl(Path(sys.argv[1]), {'kind': 'eval', 'x': 'y' * 4000})")
         r = subprocess.run([sys.executable, "-c", code, str(path), str(len(before) + 100)], capture_output=True,
                            text=True, timeout=120, check=False)
-        return r.returncode != 0 and path.read_bytes() == before, tail(r.stderr.strip().splitlines()[-1], 90)
+        return r.returncode != 0 and path.read_bytes() == before, tail(r.stderr.strip(), 90)
     record(cat, "a record appended under a file size limit (a torn record kept, 'nothing half-written')",
            torn_record_under_a_size_limit)
