@@ -333,6 +333,9 @@ class RunDir:
         if self.root.exists() and not self.root.is_dir():  # "no such folder" for an existing file (tenth probe)
             hint = " (a planner file: `robot-wm deploy` runs it)" if self.root.suffix.lower() == ".onnx" else ""
             raise FileNotFoundError(f"{str(self.root)!r} is a file, not a run directory{hint}")
+        if self.root.is_symlink() and not self.root.exists():  # a loop was "no such folder" (probe 25)
+            raise FileNotFoundError(f"{str(self.root)!r} is a symbolic link that leads nowhere (broken, or a loop "
+                                    "of links), not a run directory")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
         if not self.config_path.is_file():

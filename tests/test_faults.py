@@ -994,6 +994,14 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     assert rc == 2 and "is a file, not a run directory (a planner file: `robot-wm deploy` runs it)" in out, out
     rc, out = main_in_process(capsys, "deploy", str(run_copy / "episodes" / "episode_000000.npz"))
     assert rc == 2 and "is a zip archive (an episode .npz?), not an ONNX planner" in out, out
+    # probe 25: a loop of symbolic links was "no such folder"
+    (run_copy.parent / "loop_a").symlink_to(run_copy.parent / "loop_b")
+    (run_copy.parent / "loop_b").symlink_to(run_copy.parent / "loop_a")
+    for name in ("loop_a", "missing_link"):
+        if name == "missing_link":
+            (run_copy.parent / name).symlink_to(run_copy.parent / "nowhere")
+        rc, out = main_in_process(capsys, "eval", str(run_copy.parent / name))
+        assert rc == 2 and "is a symbolic link that leads nowhere (broken, or a loop of links)" in out, out
 
 
 def test_a_deleted_latest_pointer_falls_back_to_the_highest_round(run_copy, capsys, caplog):

@@ -645,6 +645,20 @@ def test_report_names_what_is_wrong_with_a_results_file(tmp_path, capsys, csv_te
     assert needle in capsys.readouterr().err and not (tmp_path / "learning_curves.png").exists()
 
 
+def test_report_given_a_sweep_file_names_its_sweep_directory(tmp_path, capsys):
+    """`report SWEEP.toml` said "'SWEEP.toml/results.csv' does not exist" (probe 24)."""
+    sweep_file = tmp_path / "grid.toml"
+    launch = Path(__file__).parents[1] / "launch" / "cartpole-swingup.toml"
+    sweep_file.write_text(f'launch = ["{launch}"]\nseeds = [0]\nsweep_dir = "{tmp_path / "out"}"\n')
+    assert main(["report", str(sweep_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"'{sweep_file}' is a file, not a sweep directory (a sweep file: its results are in '{tmp_path / 'out'}')" \
+        in err, err
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["report", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt' is a file, not a sweep directory\n" in capsys.readouterr().err
+
+
 def test_report_names_a_results_file_that_is_no_utf8(tmp_path, capsys):
     """A bare "'utf-8' codec can't decode byte 0xff" naming neither the file nor what it is (probe 20)."""
     (tmp_path / "results.csv").write_bytes(b"name,task\n1,\xff\xfe\n")

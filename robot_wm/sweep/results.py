@@ -218,9 +218,21 @@ def write(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _sweep_file_hint(path: Path) -> str:
+    """Where the sweep file ``path`` writes its results, when it is one."""
+    from robot_wm.sweep.spec import load
+
+    try:
+        return f" (a sweep file: its results are in {str(load(path).default_dir())!r})"
+    except Exception:  # not a sweep file, or a broken one: the plain message is enough
+        return ""
+
+
 def read(sweep_dir: Path) -> list[dict]:
     """The rows of ``SWEEP_DIR/results.csv`` (values as text, empty where not measured)."""
     path = Path(sweep_dir) / RESULTS_NAME
+    if Path(sweep_dir).is_file():  # a sweep file: "'x.toml/results.csv' does not exist" (probe 24)
+        raise FileNotFoundError(f"{str(sweep_dir)!r} is a file, not a sweep directory{_sweep_file_hint(sweep_dir)}")
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist: expected a sweep directory written by "
                                 "`robot-wm sweep` (it holds results.csv)")
