@@ -224,7 +224,7 @@ def _sweep_file_hint(path: Path) -> str:
 
     try:
         return f" (a sweep file: its results are in {str(load(path).default_dir())!r})"
-    except Exception:  # not a sweep file, or a broken one: the plain message is enough
+    except (ValueError, OSError):  # not a sweep file, or a broken one: the plain message is enough
         return ""
 
 
