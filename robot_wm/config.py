@@ -223,12 +223,12 @@ class PlannerConfig(_Section):
     explore_weight: float = Field(10.0, ge=0, le=1e6)
     """Optimism for sparse rewards and thin data, in training episodes only (never in evaluation, export or deploy): a
     bonus per unit of the members' disagreement on the imagined states (std over members in units of the data's std,
-    mean over dimensions, summed over the horizon), which is there before any reward is seen. 10 (the default since
-    2026-11-28; 1 before): the cartpole main job's data then covers the rail, and the final cart is held centred
-    instead of where the training swing-ups ended; on 18 untuned seeds (910-917, 920-927, 930-931) it scored 776
-    against 699 with 1, ahead on 14 (one seed fell to 12 with it, one to 0.3 without it); cheetah-run seed 200 the
-    same (228 against 226). 1 turned pendulum-swingup from 0 into 690 (seeds 100-102); 10 there: 899 and 60 on seeds
-    100 and 101 (docs/results.md)."""
+    mean over dimensions, summed over the horizon), which is there before any reward is seen. 10 (the default, the
+    cartpole main job's, since 2026-11-28; 1 before): the data then covers the rail and the final cart is held centred
+    instead of where the training swing-ups ended; on 20 untuned seeds (910-917, 920-927, 930-933) 781 against 716
+    with 1, ahead on 15 (one seed fell to 12 with it, one to 0.3 without). Every other launch file keeps 1: cheetah-run
+    seeds 200/201 scored 210/142 with 10 against 226/203, pendulum-swingup 899/60 against 654/649 (where 1 had turned
+    0 into 690), the rest unmeasured (docs/results.md)."""
     explore_noise: float = Field(0.0, ge=0, le=10)
     """Action noise in training episodes only (never in evaluation, export or deploy): the executed action
     is the plan's first action plus this many times the planner's refit sampling std of it times
