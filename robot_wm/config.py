@@ -228,7 +228,8 @@ class PlannerConfig(_Section):
     instead of where the training swing-ups ended; on 20 untuned seeds (910-917, 920-927, 930-933) 781 against 716
     with 1, ahead on 15 (one seed fell to 12 with it, one to 0.3 without). Every other launch file keeps 1: cheetah-run
     seeds 200/201 scored 210/142 with 10 against 226/203, pendulum-swingup 899/60 against 654/649 (where 1 had turned
-    0 into 690), the rest unmeasured (docs/results.md)."""
+    0 into 690), the rest unmeasured. A task named without its launch file (`env.task=...`, a sweep's ``tasks``) runs
+    on this default, 10 (docs/results.md)."""
     explore_noise: float = Field(0.0, ge=0, le=10)
     """Action noise in training episodes only (never in evaluation, export or deploy): the executed action
     is the plan's first action plus this many times the planner's refit sampling std of it times

@@ -219,13 +219,19 @@ def write(sweep_dir: Path, rows: list[dict]) -> Path:
 
 
 def _sweep_file_hint(path: Path) -> str:
-    """Where the sweep file ``path`` writes its results, when it is one."""
-    from robot_wm.sweep.spec import load
+    """Where the sweep file ``path`` writes its results by default, when it reads as one (its TOML alone: loading the
+    whole sweep builds every trial and may fail on a launch file, which is not what was asked)."""
+    from robot_wm.config import ConfigError, read_toml
 
     try:
-        return f" (a sweep file: its results are in {str(load(path).default_dir())!r})"
-    except (ValueError, OSError):  # not a sweep file, or a broken one: the plain message is enough
+        data = read_toml(path, "sweep file")
+    except ConfigError:
         return ""
+    if not {"launch", "tasks"} & data.keys():
+        return ""
+    where = data.get("sweep_dir") if isinstance(data.get("sweep_dir"), str) else str(Path("sweeps") / Path(path).stem)
+    rel = "" if Path(where).is_absolute() else ", relative to where `robot-wm sweep` ran"
+    return f" (a sweep file: its results are by default in {where!r}{rel})"
 
 
 def read(sweep_dir: Path) -> list[dict]:
