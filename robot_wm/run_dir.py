@@ -116,7 +116,6 @@ def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "
 
     key = os.path.join(os.path.realpath(root), LOCK_NAME)  # the lock file itself is never followed
     with _Held.guard:
-        held = _Held.registry.get(key)
         if key in _Held.registry:  # two sessions of one process stored duplicate episodes under wrong indices (probe 25)
             raise RunLockedError(_locked_message(root, what, _holder(key), hint, this_process=True))
         # The lock is the folder's own (flock on the directory): `rm RUN/.lock` beside a writer, a stale-lock habit,

@@ -997,9 +997,8 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     # probe 25: a loop of symbolic links was "no such folder"
     (run_copy.parent / "loop_a").symlink_to(run_copy.parent / "loop_b")
     (run_copy.parent / "loop_b").symlink_to(run_copy.parent / "loop_a")
+    (run_copy.parent / "missing_link").symlink_to(run_copy.parent / "nowhere")
     for name in ("loop_a", "missing_link"):
-        if name == "missing_link":
-            (run_copy.parent / name).symlink_to(run_copy.parent / "nowhere")
         rc, out = main_in_process(capsys, "eval", str(run_copy.parent / name))
         assert rc == 2 and "is a symbolic link that leads nowhere (broken, or a loop of links)" in out, out
 

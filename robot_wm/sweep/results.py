@@ -222,6 +222,7 @@ def _sweep_file_hint(path: Path) -> str:
     """Where the sweep file ``path`` writes its results by default, when it reads as one (its TOML alone: loading the
     whole sweep builds every trial and may fail on a launch file, which is not what was asked)."""
     from robot_wm.config import ConfigError, read_toml
+    from robot_wm.sweep.spec import default_dir
 
     try:
         data = read_toml(path, "sweep file")
@@ -229,9 +230,9 @@ def _sweep_file_hint(path: Path) -> str:
         return ""
     if not {"launch", "tasks"} & data.keys():
         return ""
-    where = data.get("sweep_dir") if isinstance(data.get("sweep_dir"), str) else str(Path("sweeps") / Path(path).stem)
-    rel = "" if Path(where).is_absolute() else ", relative to where `robot-wm sweep` ran"
-    return f" (a sweep file: its results are by default in {where!r}{rel})"
+    where = default_dir(path, data["sweep_dir"] if isinstance(data.get("sweep_dir"), str) else None)
+    rel = "" if where.is_absolute() else ", relative to where `robot-wm sweep` ran"
+    return f" (a sweep file: its results are by default in {str(where)!r}{rel})"
 
 
 def read(sweep_dir: Path) -> list[dict]:

@@ -318,6 +318,11 @@ NAME_CHARS = re.compile(r"[^A-Za-z0-9._=+-]+")
 MAX_NAME = 120
 
 
+def default_dir(path: Path, sweep_dir: str | None) -> Path:
+    """Where the sweep file ``path`` writes, given its ``sweep_dir`` (None: sweeps/<file name>, under the cwd)."""
+    return Path(sweep_dir) if sweep_dir else Path("sweeps") / Path(path).stem
+
+
 @dataclass
 class Sweep:
     """A loaded sweep file: its spec, where it was read from and every trial."""
@@ -327,7 +332,7 @@ class Sweep:
     trials: list[Trial]
 
     def default_dir(self) -> Path:
-        return Path(self.spec.sweep_dir) if self.spec.sweep_dir else Path("sweeps") / self.path.stem
+        return default_dir(self.path, self.spec.sweep_dir)
 
 
 def _format(err: ValidationError, source: str) -> str:
