@@ -58,6 +58,20 @@ def test_steps_that_fell_back_leave_the_guard_as_it_was():
     assert torch.equal(g, g0), "a non-finite predicted reward is no evidence either"
 
 
+def test_a_rest_counts_the_steps_that_fell_back_too():
+    """The rest is a window of control steps: a fallback during it used to leave it as it was, so each one lengthened
+    it (review, session 25). Outside a rest a fallback still changes nothing (the test above)."""
+    resting = torch.tensor([float("nan"), 0.0, 0.0, 3.0])
+    g = next_guard(resting, torch.tensor(float("nan")), torch.tensor(0.0), torch.tensor(False), DISCOUNT, UNIT, WINDOW, 0.4)
+    assert float(g[3]) == 2.0 and float(g[2]) == 0.0
+    steps = 40
+    _, trusted = _run([95.0] * steps, [0.0] * steps)
+    first_off = trusted.index(False)
+    fell_back = [first_off + 2 <= t < first_off + 7 for t in range(steps)]  # five fallback steps inside the rest
+    _, with_fallbacks = _run([95.0] * steps, [0.0] * steps, valid=[not f for f in fell_back])
+    assert with_fallbacks[:first_off + WINDOW + 1] == trusted[:first_off + WINDOW + 1], "the rest ends on time"
+
+
 def test_a_guard_fed_from_outside_with_non_finite_or_huge_values_recovers():
     """A raw onnxruntime caller may feed anything: a NaN shortfall never tripped again and an inf (or 1e30) rest never
     ended (probe 25)."""

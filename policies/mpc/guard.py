@@ -34,7 +34,9 @@ def value_weight(guard: torch.Tensor) -> torch.Tensor:
 def next_guard(guard: torch.Tensor, objective: torch.Tensor, first_reward: torch.Tensor, valid: torch.Tensor,
                discount: float, unit: float, window: int, threshold: float) -> torch.Tensor:
     """The guard after a step whose executed plan scored ``objective`` with first predicted reward ``first_reward``.
-    A step that fell back (``valid`` False) or whose objective or reward is not finite leaves it unchanged."""
+    A step that fell back (``valid`` False) or whose objective or reward is not finite is no evidence: it leaves the
+    guard unchanged, except that a rest counts it (the rest is ``window`` control steps, whatever they were: fallback
+    steps lengthened it before)."""
     last, last_reward, shortfall, off = guard.unbind()
     # a guard fed from outside (a raw onnxruntime caller) may hold anything: a NaN shortfall never tripped again, an
     # inf rest never ended (probe 25). What the runtime carries is never touched by this.
@@ -48,4 +50,5 @@ def next_guard(guard: torch.Tensor, objective: torch.Tensor, first_reward: torch
                            torch.where(trip, zero, shortfall), torch.where(trip, zero + window, zero)])
     resting = torch.stack([nan, zero, zero, off - 1])  # planning without the value: nothing to compare
     new = torch.where(off > 0, resting, trusted)
-    return torch.where(valid & torch.isfinite(objective) & torch.isfinite(first_reward), new, guard)
+    evidence = valid & torch.isfinite(objective) & torch.isfinite(first_reward)
+    return torch.where(evidence, new, torch.where(off > 0, resting, guard))
