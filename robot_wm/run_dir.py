@@ -332,9 +332,12 @@ class RunDir:
         if self.root.exists() and not self.root.is_dir():  # "no such folder" for an existing file (tenth probe)
             hint = " (a planner file: `robot-wm deploy` runs it)" if self.root.suffix.lower() == ".onnx" else ""
             raise FileNotFoundError(f"{str(self.root)!r} is a file, not a run directory{hint}")
-        if self.root.is_symlink() and not self.root.exists():  # a loop was "no such folder" (probe 25)
-            raise FileNotFoundError(f"{str(self.root)!r} is a symbolic link that leads nowhere (broken, or a loop "
-                                    "of links), not a run directory")
+        # a loop was "no such folder" (probe 25), and so was a broken link in a folder above the run (its review)
+        link = next((p for p in (self.root, *self.root.parents) if p.is_symlink() and not p.exists()), None)
+        if link is not None:
+            what = "a symbolic link that leads nowhere (broken, or a loop of links)"
+            raise FileNotFoundError(f"{str(self.root)!r} is {what}, not a run directory" if link == self.root else
+                                    f"{str(self.root)!r} is not a run directory: its folder {str(link)!r} is {what}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
         if not self.config_path.is_file():

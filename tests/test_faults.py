@@ -1001,6 +1001,9 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     for name in ("loop_a", "missing_link"):
         rc, out = main_in_process(capsys, "eval", str(run_copy.parent / name))
         assert rc == 2 and "is a symbolic link that leads nowhere (broken, or a loop of links)" in out, out
+    # a broken link in a folder above the run (it was "no such folder": session 25's review)
+    rc, out = main_in_process(capsys, "eval", str(run_copy.parent / "missing_link" / "run"))
+    assert rc == 2 and "its folder" in out and "missing_link' is a symbolic link that leads nowhere" in out, out
 
 
 def test_a_deleted_latest_pointer_falls_back_to_the_highest_round(run_copy, capsys, caplog):
