@@ -185,6 +185,11 @@ class ValueConfig(_Section):
     seeds 100/103/106 scored 812/818/808 against 859/739/751 at 0.01."""
     entropy_coef: float = Field(1e-3, ge=0, le=10)
     """Weight of the policy's entropy bonus (Q in units of its value scale; at most 10)."""
+    imagined_steps: int = Field(0, ge=0, le=1000)
+    """Dyna: each round (and finetune --value) also trains on one-step transitions the world model imagines this many
+    steps out from stored states, actions from the policy (``train_value.imagined_rows``), about as many rows as
+    stored ones. 0 (default): stored transitions only. 5 on the cartpole main job (session 26): -19 +- 32 paired on
+    8 fresh seeds (940-947), though it lifted seed 915 from 12 to 863; docs/results.md."""
     discount: float | None = Field(None, gt=0, lt=1)
     """Per control step; None derives it from the episode length in control steps (TD-MPC2's rule:
     (L/5 - 1) / (L/5), clipped to [0.95, 0.995]). With a value the planner discounts by it too."""

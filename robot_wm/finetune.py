@@ -30,7 +30,7 @@ from robot_wm.io import file_sha256
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import save_checkpoint, time_step
 from robot_wm.train import fit_model
-from robot_wm.train_value import TDData, train_value
+from robot_wm.train_value import TDData, train_value, with_imagined
 from sim.dmc import canonical_task, task_key
 from sim.env import STEP_UNIT
 
@@ -547,11 +547,12 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
     value_rec = {}
     if value and s.value is not None:
         rows = TDData.from_episodes(sim + robot * weight, cfg.value.n_step, s.value.spec.discount)
+        rows, imagined = with_imagined(rows, elite, s.value, cfg.value.imagined_steps, cfg.seed * 7919 + round_)
         updates = round(cfg.value.updates_per_step * sum(len(e) for e in robot) * weight)
         rep = train_value(s.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1, progress=progress,
                           norm_from=sim_states(sim))
         value_rec = {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
-                     "mean_q": rep.mean_q}
+                     "mean_q": rep.mean_q, **({"imagined_rows": imagined} if imagined else {})}
     after = multistep_error(elite, robot, horizons, units)
     sim_after = multistep_error(elite, mix.sim_val, horizons, units)
     robot_val_after = multistep_error(elite, mix.robot_val, horizons, units)

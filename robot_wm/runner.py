@@ -39,7 +39,7 @@ from robot_wm.observer import Observer
 from robot_wm.run_dir import RunDir, RunLock
 from robot_wm.seeding import episode_seed, seed_everything
 from robot_wm.train import fit_model, new_model
-from robot_wm.train_value import TDData, ValueOptimizers, train_value
+from robot_wm.train_value import TDData, ValueOptimizers, train_value, with_imagined
 from sim.collect import run_episode
 from sim.env import STEP_UNIT, Env
 from sim.goal import resolve_goal
@@ -250,7 +250,7 @@ class Session:
         report = fit_model(model, mix.train, mix.val, self.cfg.model, seed=self.cfg.seed * 7919 + round_,
                            progress=self.progress, norm_from=mix.sim_train)
         elite = model.subset(report.elites)
-        value_rec = self._train_value(data, round_, robot * weight) if self.cfg.value.enabled else {}
+        value_rec = self._train_value(data, round_, robot * weight, elite) if self.cfg.value.enabled else {}
         horizons = tuple(sorted({1, 5, 10, self.cfg.planner.horizon}))
         errors = multistep_error(elite, mix.sim_val, horizons)  # the simulator's held-out segments
         transitions = sum(len(e) for e in data)
@@ -272,7 +272,7 @@ class Session:
         self.model = model
         return elite
 
-    def _train_value(self, data, round_: int, robot: list | None = None) -> dict:
+    def _train_value(self, data, round_: int, robot: list, model: WorldModel) -> dict:
         """Continue the value and policy on every stored transition (and the ``robot`` episodes, repeated by
         their weight): ``updates_per_step`` updates per simulated control step collected since the last round.
         Returns the fields of the train record."""
@@ -282,6 +282,7 @@ class Session:
             self.value = new_value(env.observation_spec.dim, spec.dim, spec.low, spec.high, cfg.value,
                                    env.max_control_steps, env.action_repeat, cfg.device)
         rows = TDData.from_episodes(list(data) + list(robot or []), cfg.value.n_step, self.value.spec.discount)
+        rows, imagined = with_imagined(rows, model, self.value, cfg.value.imagined_steps, cfg.seed * 7919 + round_)
         before = next((r["transitions"] for r in reversed(self.run.records("train")) if "transitions" in r), 0)
         updates = round(cfg.value.updates_per_step * max(0, sum(len(e) for e in data) - before))
         if self._value_opt is None or self._value_opt.ac is not self.value:  # a new or reloaded value: new moments
@@ -290,6 +291,7 @@ class Session:
                           progress=self.progress, norm_from=sim_states(data) if robot else None,
                           optimizers=self._value_opt)
         return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
+                **({"imagined_rows": imagined} if cfg.value.imagined_steps else {}),
                 "pi_loss": rep.pi_loss, "mean_q": rep.mean_q, "discount": self.value.spec.discount}
 
     def load(self, path) -> dict:

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robot_wm.data.episode import Episode
+from robot_wm.model.imagine import known_state
 from robot_wm.model.value import ActorCritic
 
 
@@ -55,6 +56,49 @@ class TDData:
             raise ValueError("no transitions: the dataset is empty")
         cols = [np.concatenate(c) for c in zip(*rows)]
         return cls(*(np.asarray(c, dtype=np.float32) for c in cols))
+
+    def __add__(self, other: TDData) -> TDData:
+        return TDData(*(np.concatenate([a, b]) for a, b in zip(self.columns(), other.columns())))
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return self.obs, self.action, self.ret, self.next_obs, self.discount
+
+
+def with_imagined(rows: TDData, model, ac: ActorCritic, steps: int, seed: int) -> tuple[TDData, int]:
+    """``rows`` and, with ``steps`` > 0, the ``imagined_rows`` of ``steps`` steps from ceil(len(rows) / steps) of
+    their states drawn at random (about as many rows as stored ones; ``value.imagined_steps``); and how many were
+    imagined."""
+    if not steps:
+        return rows, 0
+    pick = np.random.default_rng(seed).choice(len(rows), -(-len(rows) // steps))
+    imagined = imagined_rows(model, ac, rows.obs[pick], steps, seed=seed + 2)
+    return rows + imagined, len(imagined)
+
+
+@torch.no_grad()
+def imagined_rows(model, ac: ActorCritic, starts: np.ndarray, horizon: int, seed: int) -> TDData:
+    """Dyna: one-step TD rows imagined by the world ``model`` (a ``WorldModel``, its elites) from the states
+    ``starts`` (N, S), ``horizon`` steps each, the actions drawn from the policy with its own noise and each step
+    predicted by one member drawn at random (the ensemble's spread becomes the rows' spread). The rewards are
+    the model's. A start beyond the model's reach (``known_state``), a step that leaves it or is not finite, and
+    every later step of that rollout, give no rows: the value learns nothing from states the model cannot speak for."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = ac.action_low.device
+    s = torch.as_tensor(starts, dtype=torch.float32, device=device)
+    n, e = len(s), model.members
+    alive = known_state(model, s)  # a start beyond reach (a robot's odd state) gives no row at all
+    cols: list[list[torch.Tensor]] = [[], [], [], [], []]
+    d = torch.full((n,), ac.spec.discount, device=device)
+    for _ in range(horizon):
+        a, _ = ac.policy(s, torch.randn(n, ac.spec.act_dim, generator=gen).to(device))
+        nxt, r = model.step(s.expand(e, n, s.shape[-1]), a.expand(e, n, a.shape[-1]))
+        pick = torch.randint(e, (n,), generator=gen).to(device)
+        nxt, r = nxt[pick, torch.arange(n)], r[pick, torch.arange(n)]
+        alive &= known_state(model, nxt) & torch.isfinite(r)
+        for c, x in zip(cols, (s, a, r, nxt, d)):
+            c.append(x[alive])
+        s = torch.where(alive[:, None], nxt, s)
+    return TDData(*(torch.cat(c).cpu().numpy().astype(np.float32) for c in cols))
 
 
 @dataclass

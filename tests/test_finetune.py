@@ -111,6 +111,19 @@ def test_finetune_keeps_the_normalisers_of_the_simulators_data(run_and_data, tmp
     assert not np.allclose(robot.mean(0), tuned.obs_norm.mean.numpy(), atol=1e-2)  # the robot's own would differ
 
 
+def test_finetune_trains_the_value_on_imagined_rows_too_when_asked(run_and_data, tmp_path):
+    """value.imagined_steps reaches fine-tuning (one way to build the value's rows): the round says how many it
+    imagined, from the simulated and the robot's states alike, and none without the field."""
+    import shutil
+
+    run, data = run_and_data
+    run = Path(shutil.copytree(run, tmp_path / "run"))
+    assert cli.main(["finetune", str(run), "--data", str(data), "--value", "value.imagined_steps=4", "--no-progress"]) == 0
+    rec = RunDir(run).records("train")[-1]
+    stored = rec["transitions"] + 4 * rec["finetune"]["robot_transitions"]  # the robot's rows repeated by the weight
+    assert 0 < rec["imagined_rows"] <= 4 * -(-stored // 4) and np.isfinite(rec["q_loss"])
+
+
 def test_a_finetune_that_did_not_finish_leaves_no_robot_data_behind(run_and_data, tmp_path, capsys):
     """An interrupted finetune left its import in RUN/robot with no record, and a later `train` trained on it at
     the default weight 4 instead of the 1 asked (probe 13). A failed fine-tuning takes its import back; episodes

@@ -14,9 +14,10 @@ from policies.mpc.step import StepSpec
 from robot_wm.config import ValueConfig
 from robot_wm.data.episode import Episode
 from robot_wm.model.checkpoint import load_checkpoint, load_checkpoint_parts, save_checkpoint, sealed
+from robot_wm.model.ensemble import MAX_STATE_Z
 from robot_wm.model.imagine import imagine, score_sequences
 from robot_wm.model.value import ActorCritic, ValueSpec, episode_discount, new_value
-from robot_wm.train_value import TDData, ValueOptimizers, td_targets, train_value
+from robot_wm.train_value import TDData, ValueOptimizers, imagined_rows, td_targets, train_value
 
 FAST = ValueConfig(hidden=64, batch_size=128, lr=3e-3, tau=0.05)
 
@@ -457,3 +458,54 @@ def test_oracle_adds_the_value_of_the_last_true_state():
                                rtol=1e-5, atol=1e-5)
     assert oracle_planner(env, StepSpec(horizon=3, samples=8, elites=2, keep_elites=1), value=ac).name == "oracle-value"
     assert oracle_planner(env, StepSpec(horizon=3, samples=8, elites=2, keep_elites=1)).name == "oracle"
+
+
+def test_imagined_rows_chain_one_member_at_a_time_under_the_policy(value_and_model):
+    """Dyna rows: each next state and reward is one elite's prediction for the row's state and the policy's action,
+    each step starts where the last one ended, and the rows bootstrap with one step's discount. Repeatable by seed."""
+    model, ac = value_and_model
+    starts = np.linspace(-0.8, 0.8, 16, dtype=np.float32)[:, None]
+    rows = imagined_rows(model, ac, starts, horizon=3, seed=0)
+    assert len(rows) == 48
+    np.testing.assert_array_equal(rows.obs[:16], starts)
+    np.testing.assert_array_equal(rows.obs[16:32], rows.next_obs[:16])
+    np.testing.assert_array_equal(rows.obs[32:], rows.next_obs[16:32])
+    np.testing.assert_allclose(rows.discount, ac.spec.discount)
+    assert np.all(np.abs(rows.action) <= 1.0)
+    with torch.no_grad():
+        e, n = model.members, len(rows)
+        s, a = torch.as_tensor(rows.obs), torch.as_tensor(rows.action)
+        nxt, r = model.step(s.expand(e, n, 1), a.expand(e, n, 1))
+    member_err = (nxt[..., 0] - torch.as_tensor(rows.next_obs[:, 0])).abs() + (r - torch.as_tensor(rows.ret)).abs()
+    assert float(member_err.min(0).values.max()) < 1e-5  # every row is some member's prediction
+    picked = member_err.argmin(0)
+    assert len(set(picked.tolist())) > 1  # and the members are drawn at random, not the first one always
+    # the policy's own noise: the same states give other actions than its mean
+    assert not np.allclose(rows.action[:16], ac.act(torch.as_tensor(starts)).detach().numpy())
+    again, other = imagined_rows(model, ac, starts, 3, seed=0), imagined_rows(model, ac, starts, 3, seed=1)
+    np.testing.assert_array_equal(again.next_obs, rows.next_obs)
+    assert not np.array_equal(other.next_obs, rows.next_obs)
+
+
+def test_imagined_rows_stop_where_the_model_cannot_speak(value_and_model):
+    """A start beyond the model's reach gives no row, and a rollout leaving it gives none from there on."""
+    model, ac = value_and_model
+    centre, scale = (x.numpy() for x in model.state_reach())
+    far = (centre + 10 * MAX_STATE_Z * scale)[None].astype(np.float32)
+    assert len(imagined_rows(model, ac, far, horizon=4, seed=0)) == 0
+    both = np.concatenate([far, np.zeros((1, 1), np.float32)])
+    rows = imagined_rows(model, ac, both, horizon=4, seed=0)
+    assert len(rows) == 4 and np.all(np.abs(rows.obs - far) > 1)  # only the rollout from 0
+    assert np.all(np.isfinite(rows.ret)) and np.all(np.isfinite(rows.next_obs))
+
+
+def test_a_run_with_imagined_steps_trains_its_value_on_them_too(tmp_path):
+    """value.imagined_steps reaches the runner: each train record counts the imagined rows (as many as stored ones,
+    less those dropped), and the run completes."""
+    from conftest import tiny_run
+    root = tmp_path / "run"
+    assert tiny_run(root, "value.imagined_steps=3") == 0
+    recs = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r.get("kind") == "train"]
+    assert train and all(0 < r["imagined_rows"] <= 3 * -(-r["transitions"] // 3) for r in train)
+    assert all(np.isfinite(r["q_loss"]) for r in train)
