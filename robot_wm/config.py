@@ -189,7 +189,8 @@ class ValueConfig(_Section):
     """Dyna: each round (and finetune --value) also trains on one-step transitions the world model imagines this many
     steps out from stored states, actions from the policy (``train_value.imagined_rows``), about as many rows as
     stored ones. 0 (default): stored transitions only. 5 on the cartpole main job (session 26): -19 +- 32 paired on
-    8 fresh seeds (940-947), though it lifted seed 915 from 12 to 863; docs/results.md."""
+    8 fresh seeds (940-947), though it lifted seed 915 from 12 to 863; cheetah-run seeds 200/201: 97/245 against
+    226/203; docs/results.md."""
     discount: float | None = Field(None, gt=0, lt=1)
     """Per control step; None derives it from the episode length in control steps (TD-MPC2's rule:
     (L/5 - 1) / (L/5), clipped to [0.95, 0.995]). With a value the planner discounts by it too."""
