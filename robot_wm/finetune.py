@@ -552,7 +552,7 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
         rep = train_value(s.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1, progress=progress,
                           norm_from=sim_states(sim))
         value_rec = {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
-                     "mean_q": rep.mean_q, **({"imagined_rows": imagined} if imagined else {})}
+                     "mean_q": rep.mean_q, **({"imagined_rows": imagined} if cfg.value.imagined_steps else {})}
     after = multistep_error(elite, robot, horizons, units)
     sim_after = multistep_error(elite, mix.sim_val, horizons, units)
     robot_val_after = multistep_error(elite, mix.robot_val, horizons, units)

@@ -281,14 +281,15 @@ class Session:
             spec = env.action_spec
             self.value = new_value(env.observation_spec.dim, spec.dim, spec.low, spec.high, cfg.value,
                                    env.max_control_steps, env.action_repeat, cfg.device)
-        rows = TDData.from_episodes(list(data) + list(robot or []), cfg.value.n_step, self.value.spec.discount)
-        rows, imagined = with_imagined(rows, model, self.value, cfg.value.imagined_steps, cfg.seed * 7919 + round_)
+        stored = TDData.from_episodes(list(data) + list(robot or []), cfg.value.n_step, self.value.spec.discount)
+        rows, imagined = with_imagined(stored, model, self.value, cfg.value.imagined_steps, cfg.seed * 7919 + round_)
         before = next((r["transitions"] for r in reversed(self.run.records("train")) if "transitions" in r), 0)
         updates = round(cfg.value.updates_per_step * max(0, sum(len(e) for e in data) - before))
         if self._value_opt is None or self._value_opt.ac is not self.value:  # a new or reloaded value: new moments
             self._value_opt = ValueOptimizers.new(self.value, cfg.value.lr)
         rep = train_value(self.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1,
-                          progress=self.progress, norm_from=sim_states(data) if robot else None,
+                          progress=self.progress,  # the normaliser: stored states only, never imagined ones (review)
+                          norm_from=sim_states(data) if robot else np.concatenate([stored.obs, stored.next_obs[-1:]]),
                           optimizers=self._value_opt)
         return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
                 **({"imagined_rows": imagined} if cfg.value.imagined_steps else {}),

@@ -64,6 +64,10 @@ class TDData:
         return self.obs, self.action, self.ret, self.next_obs, self.discount
 
 
+IMAGINED_CHUNK = 16384
+"""Starts rolled out at once by ``with_imagined``."""
+
+
 def with_imagined(rows: TDData, model, ac: ActorCritic, steps: int, seed: int) -> tuple[TDData, int]:
     """``rows`` and, with ``steps`` > 0, the ``imagined_rows`` of ``steps`` steps from ceil(len(rows) / steps) of
     their states drawn at random (about as many rows as stored ones; ``value.imagined_steps``); and how many were
@@ -71,7 +75,13 @@ def with_imagined(rows: TDData, model, ac: ActorCritic, steps: int, seed: int) -
     if not steps:
         return rows, 0
     pick = np.random.default_rng(seed).choice(len(rows), -(-len(rows) // steps))
-    imagined = imagined_rows(model, ac, rows.obs[pick], steps, seed=seed + 2)
+    # in chunks of starts: every member predicts every row, so memory grows with members x starts; the torch seed is
+    # kept clear of the ones train_value gets (seed + round + 1)
+    chunks = [imagined_rows(model, ac, rows.obs[pick[i:i + IMAGINED_CHUNK]], steps, seed=seed + 1_000_003 + i)
+              for i in range(0, len(pick), IMAGINED_CHUNK)]
+    imagined = chunks[0]
+    for more in chunks[1:]:
+        imagined = imagined + more
     return rows + imagined, len(imagined)
 
 
@@ -82,6 +92,8 @@ def imagined_rows(model, ac: ActorCritic, starts: np.ndarray, horizon: int, seed
     predicted by one member drawn at random (the ensemble's spread becomes the rows' spread). The rewards are
     the model's. A start beyond the model's reach (``known_state``), a step that leaves it or is not finite, and
     every later step of that rollout, give no rows: the value learns nothing from states the model cannot speak for."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon={horizon!r} must be a whole number >= 1 (imagined steps per start)")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     device = ac.action_low.device
     s = torch.as_tensor(starts, dtype=torch.float32, device=device)

@@ -70,6 +70,12 @@ def test_a_rest_counts_the_steps_that_fell_back_too():
     fell_back = [first_off + 2 <= t < first_off + 7 for t in range(steps)]  # five fallback steps inside the rest
     _, with_fallbacks = _run([95.0] * steps, [0.0] * steps, valid=[not f for f in fell_back])
     assert with_fallbacks[:first_off + WINDOW + 1] == trusted[:first_off + WINDOW + 1], "the rest ends on time"
+    # a raw guard fed from outside with a NaN or inf rest is sanitised by a fallback step too (it was kept as fed, so
+    # its value stayed off for as long as the steps kept falling back: review, session 26)
+    for rest in (float("nan"), float("inf")):
+        fed = torch.tensor([95.0, 0.0, float("nan"), rest])
+        g = next_guard(fed, torch.tensor(float("nan")), torch.tensor(0.0), torch.tensor(False), DISCOUNT, UNIT, WINDOW, 0.4)
+        assert torch.isfinite(g[2:]).all() and bool(value_weight(g)), (rest, g)
 
 
 def test_a_guard_fed_from_outside_with_non_finite_or_huge_values_recovers():

@@ -499,7 +499,60 @@ def test_imagined_rows_stop_where_the_model_cannot_speak(value_and_model):
     assert np.all(np.isfinite(rows.ret)) and np.all(np.isfinite(rows.next_obs))
 
 
-def test_a_run_with_imagined_steps_trains_its_value_on_them_too(tmp_path):
+def _drifting_model(delta: float, reward: float, members: int = 3):
+    """A real ``WorldModel`` (1-D state, centre 0, scale 1) whose every member moves the state by ``delta`` and pays
+    ``reward`` each step, whatever the action: its head outputs 0, so each prediction is the target normaliser's mean."""
+    from robot_wm.config import ModelConfig
+    from robot_wm.train import new_model
+
+    model = new_model(1, 1, np.array([-1.0]), np.array([1.0]), ModelConfig(ensemble_size=members, elites=members,
+                                                                            hidden=8, layers=1))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.target_norm.mean.copy_(torch.tensor([delta, reward]))
+    return model
+
+
+def test_imagined_rollouts_end_at_the_first_state_beyond_the_models_reach(value_and_model):
+    """Reach is MAX_STATE_Z scales from the centre (0 here). Drifting 0.4 MAX_STATE_Z per step from 0: 0 -> 0.4 -> 0.8
+    are rows, the step to 1.2 leaves reach, and nothing after it is a row. From just beyond reach (-1.0001): no row
+    at all, though its first step lands back in reach (the mask is cumulative)."""
+    _, ac = value_and_model
+    delta = 0.4 * MAX_STATE_Z
+    model = _drifting_model(delta, 0.25)
+    rows = imagined_rows(model, ac, np.array([[0.0]], np.float32), horizon=6, seed=0)
+    np.testing.assert_allclose(rows.obs[:, 0], [0.0, delta], rtol=1e-6)
+    np.testing.assert_allclose(rows.next_obs[:, 0], [delta, 2 * delta], rtol=1e-6)
+    np.testing.assert_allclose(rows.ret, 0.25, rtol=1e-6)
+    back = imagined_rows(model, ac, np.array([[-1.0001 * MAX_STATE_Z]], np.float32), horizon=6, seed=0)
+    assert len(back) == 0
+    both = imagined_rows(model, ac, np.array([[-1.0001 * MAX_STATE_Z], [0.0]], np.float32), horizon=6, seed=0)
+    np.testing.assert_allclose(both.obs[:, 0], [0.0, delta], rtol=1e-6)
+    with pytest.raises(ValueError, match="horizon=0 must be a whole number >= 1"):
+        imagined_rows(model, ac, np.zeros((1, 1), np.float32), horizon=0, seed=0)
+
+
+def test_with_imagined_adds_about_as_many_rows_as_stored_ones_in_chunks(value_and_model, monkeypatch):
+    """ceil(N / steps) starts drawn from the stored rows, rolled out in chunks (as many rows whatever the chunk size);
+    the stored rows come first, unchanged; no steps, no rows."""
+    import robot_wm.train_value as tv
+
+    model, ac = value_and_model
+    rng = np.random.default_rng(0)
+    stored = _transitions(rng.uniform(-0.5, 0.5, (101, 1)), rng.uniform(-1, 1, (101, 1)), np.zeros(101),
+                          rng.uniform(-0.5, 0.5, (101, 1)), 0.95)
+    rows, n = tv.with_imagined(stored, model, ac, steps=4, seed=3)
+    assert n == 4 * 26 and len(rows) == 101 + n  # every rollout stays in reach here
+    np.testing.assert_array_equal(rows.obs[:101], stored.obs)
+    assert set(np.round(rows.obs[101:127, 0], 6)) <= set(np.round(stored.obs[:, 0], 6))  # starts are stored states
+    monkeypatch.setattr(tv, "IMAGINED_CHUNK", 10)
+    chunked, m = tv.with_imagined(stored, model, ac, steps=4, seed=3)
+    assert m == n
+    assert tv.with_imagined(stored, model, ac, steps=0, seed=3) == (stored, 0)
+
+
+def test_a_run_with_imagined_steps_trains_its_value_on_them_too(tmp_path, tiny_run_dir):
     """value.imagined_steps reaches the runner: each train record counts the imagined rows (as many as stored ones,
     less those dropped), and the run completes."""
     from conftest import tiny_run
@@ -509,3 +562,14 @@ def test_a_run_with_imagined_steps_trains_its_value_on_them_too(tmp_path):
     train = [r for r in recs if r.get("kind") == "train"]
     assert train and all(0 < r["imagined_rows"] <= 3 * -(-r["transitions"] // 3) for r in train)
     assert all(np.isfinite(r["q_loss"]) for r in train)
+    # the rows reach the value: the same run without them learns another one (same seed, same first episode) ...
+    from robot_wm.model.checkpoint import load_checkpoint_parts
+    from robot_wm.run_dir import RunDir
+
+    _, value, _ = load_checkpoint_parts(RunDir(root).latest_checkpoint())
+    _, plain, _ = load_checkpoint_parts(RunDir(tiny_run_dir).latest_checkpoint())
+    assert not torch.equal(value.q.out.weight, plain.q.out.weight)
+    # ... whose state normaliser is fitted on the stored states only, never on imagined ones (review, session 26)
+    episodes = list(RunDir(root).dataset())
+    states = np.concatenate([e.obs[:-1] for e in episodes] + [episodes[-1].obs[-1:]])
+    np.testing.assert_allclose(value.obs_norm.mean.numpy(), states.mean(0), rtol=1e-4, atol=1e-5)

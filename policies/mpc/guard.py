@@ -42,6 +42,8 @@ def next_guard(guard: torch.Tensor, objective: torch.Tensor, first_reward: torch
     # inf rest never ended (probe 25). What the runtime carries is never touched by this.
     shortfall = torch.where(torch.isfinite(shortfall), shortfall, torch.zeros_like(shortfall))
     off = torch.where(torch.isfinite(off), off.clamp(0, window), torch.zeros_like(off))
+    # no evidence keeps the guard as it was, sanitised (a raw NaN or inf rest did not count down across fallbacks)
+    kept = torch.stack([last, last_reward, shortfall, off])
     owed = torch.where(torch.isfinite(last), (last - last_reward - discount * objective) / unit, torch.zeros_like(last))
     shortfall = shortfall + (owed - shortfall) / window
     trip = shortfall > threshold
@@ -51,4 +53,4 @@ def next_guard(guard: torch.Tensor, objective: torch.Tensor, first_reward: torch
     resting = torch.stack([nan, zero, zero, off - 1])  # planning without the value: nothing to compare
     new = torch.where(off > 0, resting, trusted)
     evidence = valid & torch.isfinite(objective) & torch.isfinite(first_reward)
-    return torch.where(evidence, new, torch.where(off > 0, resting, guard))
+    return torch.where(evidence, new, torch.where(off > 0, resting, kept))
