@@ -547,7 +547,7 @@ def test_with_imagined_adds_about_as_many_rows_as_stored_ones_in_chunks(value_an
     np.testing.assert_array_equal(rows.obs[:101], stored.obs)
     assert set(np.round(rows.obs[101:127, 0], 6)) <= set(np.round(stored.obs[:, 0], 6))  # starts are stored states
     monkeypatch.setattr(tv, "IMAGINED_CHUNK", 10)
-    chunked, m = tv.with_imagined(stored, model, ac, steps=4, seed=3)
+    _, m = tv.with_imagined(stored, model, ac, steps=4, seed=3)
     assert m == n
     assert tv.with_imagined(stored, model, ac, steps=0, seed=3) == (stored, 0)
 
