@@ -57,11 +57,15 @@ class TDData:
         cols = [np.concatenate(c) for c in zip(*rows)]
         return cls(*(np.asarray(c, dtype=np.float32) for c in cols))
 
-    def __add__(self, other: TDData) -> TDData:
-        return TDData(*(np.concatenate([a, b]) for a, b in zip(self.columns(), other.columns())))
+    @classmethod
+    def concat(cls, parts: list[TDData]) -> TDData:
+        """The rows of ``parts``, in order, in one copy."""
+        return cls(*(np.concatenate(c) for c in zip(*((p.obs, p.action, p.ret, p.next_obs, p.discount) for p in parts))))
 
-    def columns(self) -> tuple[np.ndarray, ...]:
-        return self.obs, self.action, self.ret, self.next_obs, self.discount
+    def states(self) -> np.ndarray:
+        """(N + 1, S): every row's state and the last row's bootstrap state, what the value's normaliser is fitted
+        on by default."""
+        return np.concatenate([self.obs, self.next_obs[-1:]])
 
 
 IMAGINED_CHUNK = 16384
@@ -79,10 +83,7 @@ def with_imagined(rows: TDData, model, ac: ActorCritic, steps: int, seed: int) -
     # kept clear of the ones train_value gets (seed + round + 1)
     chunks = [imagined_rows(model, ac, rows.obs[pick[i:i + IMAGINED_CHUNK]], steps, seed=seed + 1_000_003 + i)
               for i in range(0, len(pick), IMAGINED_CHUNK)]
-    imagined = chunks[0]
-    for more in chunks[1:]:
-        imagined = imagined + more
-    return rows + imagined, len(imagined)
+    return TDData.concat([rows, *chunks]), sum(len(c) for c in chunks)
 
 
 @torch.no_grad()
@@ -160,7 +161,7 @@ def train_value(ac: ActorCritic, data: TDData, cfg, updates: int, seed: int, pro
     device = ac.action_low.device
     obs, act, rew, nxt, disc = (torch.as_tensor(x, device=device) for x in (data.obs, data.action, data.ret,
                                                                             data.next_obs, data.discount))
-    ac.obs_norm.fit(torch.cat([obs, nxt[-1:]]) if norm_from is None else torch.as_tensor(norm_from, device=device))
+    ac.obs_norm.fit(torch.as_tensor(data.states() if norm_from is None else norm_from, device=device))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opts = optimizers or ValueOptimizers.new(ac, cfg.lr)
     opt_q, opt_pi = opts.q, opts.pi
