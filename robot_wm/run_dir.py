@@ -338,8 +338,10 @@ class RunDir:
             what = "a symbolic link that leads nowhere (broken, or a loop of links)"
             raise FileNotFoundError(f"{str(self.root)!r} is {what}, not a run directory" if link == self.root else
                                     f"{str(self.root)!r} is not a run directory: its folder {str(link)!r} is {what}")
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no such folder)")
+        if not self.root.is_dir():  # a path through a file ('afile/run') was "no such folder" too
+            afile = next((p for p in self.root.parents if p.exists() and not p.is_dir()), None)
+            raise FileNotFoundError(f"{str(self.root)!r} is not a run directory: " + (
+                f"{str(afile)!r} is a file, not a folder" if afile is not None else "no such folder"))
         if not self.config_path.is_file():
             if os.path.lexists(self.config_path):  # a FIFO there was "no config.toml"
                 check_regular_file(self.config_path, "run config", 1 << 20)

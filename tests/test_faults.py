@@ -1004,6 +1004,11 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     # a broken link in a folder above the run (it was "no such folder": session 25's review)
     rc, out = main_in_process(capsys, "eval", str(run_copy.parent / "missing_link" / "run"))
     assert rc == 2 and "its folder" in out and "missing_link' is a symbolic link that leads nowhere" in out, out
+    # a path through a file said "no such folder" (session 25's review)
+    rc, out = main_in_process(capsys, "eval", str(planner_file / "run"))
+    assert rc == 2 and f"{str(planner_file)!r} is a file, not a folder" in out, out
+    rc, out = main_in_process(capsys, "eval", str(run_copy.parent / "no_such_run"))
+    assert rc == 2 and "is not a run directory: no such folder" in out, out
 
 
 def test_a_deleted_latest_pointer_falls_back_to_the_highest_round(run_copy, capsys, caplog):
