@@ -182,9 +182,10 @@ def test_non_finite_state_falls_back_in_graph(run_dir, tmp_path):
 
 def test_export_dynamics_alone(run_dir, tmp_path):
     src = load_source(run_dir)
-    out = tmp_path / "dyn.onnx"
+    out = tmp_path / "new" / "sub" / "dyn.onnx"  # missing folders are created, and said (a typo passed unseen)
     r = _cli("export", str(src.checkpoint), "--what", "dynamics", "--out", str(out))
     assert r.returncode == 0, r.stderr
+    assert f"(created the folder {str(tmp_path / 'new')!r})" in r.stdout, r.stdout
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["state", "action"]
     meta = sess.get_modelmeta().custom_metadata_map

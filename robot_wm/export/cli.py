@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     from robot_wm.finetune import double_delay_note
 
     check_out(a.out)
+    made = missing_folder(a.out)  # created by the write: said, so that a typo'd folder does not pass unseen (probe 25)
+    made = f" (created the folder {str(made)!r})" if made is not None else ""
     if a.what == "dynamics" and a.overrides:  # planner.delay=1 was taken, did nothing and was named in the file (probe 21)
         raise ValueError(f"{', '.join(a.overrides)}: --what dynamics exports the world model alone, which no override "
                          "changes (they set how the planner plans); export it without them")
@@ -61,7 +64,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         common["overrides"] = json.dumps(list(a.overrides))
     if a.what == "dynamics":
         export_dynamics(src.model, a.out, common)
-        echo(f"wrote {a.out}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
+        echo(f"wrote {a.out}{made}: dynamics ensemble ({src.model.members} members) from {src.checkpoint}")
         return 0
     spec = StepSpec.from_config(src.cfg.planner)
     check_deployable(spec, src.model.spec.act_dim)
@@ -85,10 +88,20 @@ def cmd_export(a: argparse.Namespace) -> int:
         extras += f", goal input (default {[round(float(x), 4) for x in goal.state]}, reward weight {g.reward_weight:g})"
     if spec.delay:
         extras += f", commands act {spec.delay} control step{'s' * (spec.delay > 1)} late (planner.delay)"
-    echo(f"wrote {a.out}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
+    echo(f"wrote {a.out}{made}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
+
+
+def missing_folder(out: str) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (writing ``out`` creates it), or None."""
+    missing = None
+    for p in (Path(out).parent, *Path(out).parent.parents):
+        if os.path.lexists(p):
+            break
+        missing = p
+    return missing
 
 
 def slow_export_note(spec) -> str | None:
