@@ -105,9 +105,12 @@ def file_sha256(path: Path) -> str:
 
 
 def check_parent_folder(path: str | Path, what: str) -> None:
-    """Refuse a file path whose folder cannot be made: a file where a folder of it belongs (``--out x.onnx/a.mp4`` was
-    a raw "[Errno 17] File exists", after the work it was to save: probe 17)."""
+    """Refuse a file path whose folder cannot be made: a file (or a link that leads nowhere) where a folder of it
+    belongs (``--out x.onnx/a.mp4`` was a raw "[Errno 17] File exists", after the work it was to save: probe 17)."""
     for parent in Path(path).absolute().parents:
+        if parent.is_symlink() and not parent.exists():  # was a raw "[Errno 17] File exists" too (session 27)
+            raise ValueError(f"{what} {str(path)!r}: {str(parent)!r} is a symbolic link that leads nowhere (broken, "
+                             "or a loop of links), not a folder")
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"{what} {str(path)!r}: {str(parent)!r} is a file, not a folder")

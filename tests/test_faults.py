@@ -2107,6 +2107,11 @@ def test_probe18_arguments_paths_and_recorder_calls_are_refused_first(run_copy, 
     assert rc == 2 and "--out" in out and "is a file, not a folder" in out, out
     rc, out = main_in_process(capsys, "deploy", str(planner_file), "--record", str(planner_file / "sub"))
     assert rc == 2 and "--record" in out and "is a file, not a folder" in out, out
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")  # a broken link where a folder belongs (session 27)
+    for cmd in (["export", str(run_copy), "--out", str(tmp_path / "gone" / "sub" / "x.onnx")],
+                ["deploy", str(planner_file), "--record", str(tmp_path / "gone" / "sub")]):
+        rc, out = main_in_process(capsys, *cmd)
+        assert rc == 2 and "'gone' is a symbolic link that leads nowhere" in out.replace(str(tmp_path) + "/", ""), out
     robot = SimRobot(_sim_env())
     robot.reset(0)
     rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
