@@ -25,7 +25,8 @@ from robot_wm.cli import main
 from robot_wm.sweep import results, spec
 from robot_wm.sweep.ray_runner import ray_instance, run_sweep
 
-pytestmark = pytest.mark.slow
+# One test process runs every Ray test, this module before test_sweep_cluster.py (pytest-xdist `--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["env.max_env_steps=200", "seed_episodes=1", "eval_episodes=1", "planner.samples=32", "planner.horizon=5",

@@ -20,7 +20,7 @@ from test_sweep import write_sweep
 
 from robot_wm.sweep.ray_runner import LOOPBACK_ENV
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # the test process of test_sweep.py, after it
 
 
 def _free_port() -> int:
