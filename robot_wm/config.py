@@ -534,9 +534,12 @@ def check_run_dir_template(template: str) -> None:
             raise ValueError(f"run_dir {template!r}: the format {{{name}:{spec}}} asks for a width or precision over "
                              "999; expected a short format such as {seed:03d}")
     try:
-        template.format(task="cartpole-swingup", seed=0)
+        filled = template.format(task="cartpole-swingup", seed=0)
     except (ValueError, TypeError) as e:
         raise ValueError(f"run_dir {template!r}: {e}") from None
+    if not filled.strip():  # {task:.0} filled in to '' and the run was written into the working folder (probe 28)
+        raise ValueError(f"run_dir {template!r} fills in to an empty path; expected a folder path such as "
+                         "runs/{task}-s{seed}")
 
 
 class ConfigError(ValueError):

@@ -270,7 +270,8 @@ def test_a_folder_that_is_not_a_run_is_never_written(tmp_path, files, capsys):
 
 def test_empty_arguments_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for args in (["run", ""], ["run", "run_dir="], ["run", "run_dir=  "], ["collect", ""], ["eval", ""]):
+    for args in (["run", ""], ["run", "run_dir="], ["run", "run_dir=  "], ["collect", ""], ["eval", ""],
+                 ["run", "run_dir=\"{task:.0}\""], ["run", "run_dir=\" {task:.0} \""]):  # a template that fills in to '' (probe 28)
         rc, out = _cli(capsys, *args, "--no-progress")
         assert rc == 2 and "empty" in out and "Traceback" not in out, (args, out)
     assert not list(tmp_path.iterdir()), "nothing may be written into the current folder"
