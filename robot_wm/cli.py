@@ -40,11 +40,8 @@ def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig:
-    """The launch file (or the default) plus overrides. A launch file may not set network settings."""
-    cfg = cfgmod.RunConfig()
-    if launch is not None:
-        cfg = cfgmod.load(launch)
-        cfgmod.check_no_network(cfg, f"launch file {launch!r}")
+    """The launch file (or the default) plus overrides. A launch file may not set network settings (``load``)."""
+    cfg = cfgmod.load(launch) if launch is not None else cfgmod.RunConfig()
     return cfgmod.apply_overrides(cfg, overrides)
 
 

@@ -586,7 +586,12 @@ def read_toml(path: str | Path, what: str = "launch file", error: type[ConfigErr
 
 
 def load(path: str | Path) -> RunConfig:
-    return from_dict(read_toml(path), str(path))
+    """A launch file's config. Network settings in it are refused before anything else is checked (an address alone
+    was told to add --rerun serve, which the command line had: probe 28)."""
+    data = read_toml(path)
+    if isinstance(rerun := data.get("rerun"), dict):
+        _refuse_network(rerun.get("mode"), rerun.get("address"), f"launch file {str(path)!r}")
+    return from_dict(data, str(path))
 
 
 def _parse_value(text: str) -> Any:
@@ -658,8 +663,12 @@ def without_network(cfg: RunConfig) -> RunConfig:
 def check_no_network(cfg: RunConfig, source: str) -> None:
     """Refuse network settings that come from a file: a launch file (or a copied config.toml) must not make
     robot-wm listen or connect anywhere; pass --rerun serve/spawn and --rerun-address on the command line."""
-    bad = [f"rerun.mode={cfg.rerun.mode!r}"] if cfg.rerun.mode in NETWORK_MODES else []
-    bad += [f"rerun.address={cfg.rerun.address!r}"] if cfg.rerun.address is not None else []
+    _refuse_network(cfg.rerun.mode, cfg.rerun.address, source)
+
+
+def _refuse_network(mode: Any, address: Any, source: str) -> None:
+    bad = [f"rerun.mode={mode!r}"] if mode in NETWORK_MODES else []
+    bad += [f"rerun.address={address!r}"] if address is not None else []
     if bad:
         raise ConfigError(f"{source} sets {' and '.join(bad)}: network settings are taken only from the command "
                           "line (--rerun serve|spawn, --rerun-address HOST:PORT), never from a file")

@@ -192,6 +192,11 @@ def test_launch_file_may_not_set_network_settings(tmp_path, capsys):
     rc, out = _cli(capsys, "run", str(launch), "--no-progress")
     assert rc == 2 and "rerun.address='0.0.0.0:9877'" in out and "command line" in out, out
     assert not new.exists()
+    # an address alone, with --rerun serve on the command line: told it needs --rerun serve (probe 28)
+    launch.write_text(f'run_dir = "{new}"\n[rerun]\naddress = "0.0.0.0:9877"\n')
+    rc, out = _cli(capsys, "run", str(launch), "--rerun", "serve", "--no-progress")
+    assert rc == 2 and "rerun.address='0.0.0.0:9877'" in out and "never from a file" in out, out
+    assert "add --rerun serve" not in out and not new.exists()
 
 
 # --- defect 4: data from another task ------------------------------------------------------------
