@@ -38,7 +38,9 @@ def current_umask() -> int:
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, exclusive: bool = False) -> None:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, os.replace, fsync the folder.
-    The file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600.
+    A new file gets the permissions any new file of the user gets (0666 less the umask), not mkstemp's 0600; a file
+    replaced keeps its permission bits (a run's episodes.csv shared with the group became 0600 when a teammate with
+    umask 077 rewrote it: probe 28).
     ``exclusive``: never replace an existing ``path`` (FileExistsError; published with a hard link, atomically)."""
     path = Path(path)
     try:
@@ -57,7 +59,8 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
     except OSError as e:  # it named the hidden temp file: '/proc/self/.x.mp4.yxfclddp.tmp' (probe 12)
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777 if st is not None and stat.S_ISREG(st.st_mode)
+                  else 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

@@ -763,13 +763,19 @@ def test_diverging_physics_never_stored(run_copy, at):
 
 @pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_users_umask(tmp_path, umask, expected):
-    """Atomic writes (config, manifest, checkpoints, episodes) get 0666 less the umask, in a real process."""
+    """Atomic writes (config, manifest, checkpoints, episodes) get 0666 less the umask, in a real process; a file they
+    replace keeps its own bits."""
     code = ("import os, sys; os.umask(int(sys.argv[2], 8)); from pathlib import Path; "
             "from robot_wm.io import atomic_write_text; atomic_write_text(Path(sys.argv[1]), 'x')")
     target = tmp_path / "f.json"
     subprocess.run([sys.executable, "-c", code, str(target), oct(umask)[2:]], check=True,
                    cwd=Path(__file__).resolve().parents[1])
     assert stat.S_IMODE(target.stat().st_mode) == expected
+    # a file replaced keeps its permission bits, whatever the umask (a group-shared file stayed shared: probe 28)
+    target.chmod(0o664)
+    subprocess.run([sys.executable, "-c", code, str(target), oct(umask)[2:]], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    assert stat.S_IMODE(target.stat().st_mode) == 0o664
 
 
 @pytest.mark.parametrize("device,message", [("cuda:99", "device='cuda:99': this machine has"),
