@@ -604,6 +604,11 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
                                                          ("--storage", hasattr(args, "storage"))) if has]
         return f"cannot write {name} ({e.strerror}): {' or '.join(where)}. {SAVED}"
     if e.errno == errno.ENAMETOOLONG:
+        # ENAMETOOLONG is either one name over 255 bytes or the whole path over 4,096 (PATH_MAX): say which (probe 28)
+        longest = max((len(os.fsencode(p)) for p in Path(str(e.filename or "")).parts), default=0)
+        if e.filename and longest <= 255:
+            return (f"the path {name} is longer than the file system allows ({len(os.fsencode(str(e.filename))):,} "
+                    "bytes; 4,096 a path): choose a shorter path")
         return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
     if e.errno == errno.EADDRINUSE:
         return f"the address is already in use ({e.strerror}): choose another port"

@@ -910,6 +910,16 @@ def test_a_read_only_file_is_told_with_the_flags_the_command_has():
     assert told.startswith("cannot write '/ro/p.onnx' (Operation not permitted)") and "another --out" in told, told
 
 
+def test_a_path_too_long_says_whether_a_name_or_the_whole_path_is(tmp_path, capsys):
+    """25 names of 200 bytes (5,000 bytes in all) were told "a name ... is longer than ... 255 bytes a name" (probe 28)."""
+    deep = tmp_path.joinpath(*["b" * 200] * 25)
+    rc, out = main_in_process(capsys, "run", f"run_dir={deep}", "--no-progress")
+    assert rc != 0 and "4,096 a path" in out and "255 bytes a name" not in out and "Traceback" not in out, out[-300:]
+    rc, out = main_in_process(capsys, "run", f"run_dir={tmp_path / ('a' * 300)}", "--no-progress")
+    assert rc != 0 and "255 bytes a name" in out and "Traceback" not in out, out[-300:]
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("name, command", [("metrics.jsonl", "train"), ("metrics.jsonl", "eval"),
                                            ("summary.json", "run"), ("config.toml", "eval")])
 def test_a_runs_own_file_that_is_a_fifo_is_named_not_waited_on(run_copy, tiny_run_dir, tmp_path, name, command):
