@@ -310,6 +310,9 @@ class MJCFEnv(Env):
             raise ValueError(f"{xml}: the observation is empty (env.observe returned 0 numbers): a model cannot "
                              "learn or plan from no state")
         checked_reward(self._reward, self._model, self._data)
+        if reset is not None:  # checked once here too, on the scratch state: a reset leaving NaN was found only
+            mujoco.mj_resetData(self._model, self._scratch)  # after the run directory was made (probe 28)
+            self._checked_reset(self._scratch, np.random.default_rng(0))
         self._obs_spec = BoxSpec((dim,), np.full(dim, -np.inf), np.full(dim, np.inf), "observation")
         fns = [(what, fn) for what, fn in (("reward", reward), ("observe", observe), ("reset", reset)) if fn is not None]
         self._fingerprint = {"model_sha256": _model_sha256(self._model),
@@ -336,22 +339,27 @@ class MJCFEnv(Env):
         self._randomize_episode(seed)
         mujoco.mj_resetData(self._model, self._data)
         if self._reset is not None:
-            timestep = self._model.opt.timestep
-            try:
-                self._reset(self._model, self._data, rng)
-            except Exception as e:  # the user's function: say whose exception it is
-                raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
-            if not (np.isfinite(self._data.qpos).all() and np.isfinite(self._data.qvel).all()):
-                raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")
-            if self._model.opt.timestep != timestep:  # trained on other control steps than exported (probe 13)
-                new = self._model.opt.timestep
-                self._model.opt.timestep = timestep
-                raise ValueError(f"reset function {_name(self._reset)} changed the physics timestep from {timestep:g} "
-                                 f"to {new:g} s: the control period is the MJCF's; set it in <option timestep>")
+            self._checked_reset(self._data, rng)
         else:
             self._data.qpos[:] = self._init_qpos + rng.uniform(-0.1, 0.1, self._model.nq)
         mujoco.mj_forward(self._model, self._data)
         return self._begin_episode()
+
+    def _checked_reset(self, data: mujoco.MjData, rng: np.random.Generator) -> None:
+        """The user's reset function on ``data``, checked: its exception, non-finite state or a changed timestep is a
+        ValueError naming it."""
+        timestep = self._model.opt.timestep
+        try:
+            self._reset(self._model, data, rng)
+        except Exception as e:  # the user's function: say whose exception it is
+            raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
+        if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+            raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")
+        if self._model.opt.timestep != timestep:  # trained on other control steps than exported (probe 13)
+            new = self._model.opt.timestep
+            self._model.opt.timestep = timestep
+            raise ValueError(f"reset function {_name(self._reset)} changed the physics timestep from {timestep:g} "
+                             f"to {new:g} s: the control period is the MJCF's; set it in <option timestep>")
 
     def _env_step(self, action: np.ndarray) -> tuple[float, bool]:
         self._data.ctrl[:] = action

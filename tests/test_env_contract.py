@@ -304,16 +304,22 @@ def test_observe_function_going_bad_mid_episode_is_named(tmp_path):
                 env.step(np.zeros(1))
 
 
-def test_bad_reward_function_from_the_command_line_is_a_message(tmp_path):
+@pytest.mark.parametrize("fields, message", [
+    (["env.reward=my_task:reward"], "reward function my_task:reward returned 'a lot'"),
+    # a reset leaving NaN was found after the run directory was made, which --resume could not fix (probe 28)
+    (["env.reward=my_task:zero", "env.reset=my_task:reset_nan"], "reset function my_task:reset_nan left non-finite")])
+def test_bad_reward_or_reset_function_from_the_command_line_is_a_message(tmp_path, fields, message):
     """A user's task module in a real process: ``robot-wm run`` names the function and writes nothing."""
-    (tmp_path / "my_task.py").write_text("def reward(model, data):\n    return 'a lot'\n")
+    (tmp_path / "my_task.py").write_text("def reward(model, data):\n    return 'a lot'\n\n"
+                                         "def zero(model, data):\n    return 0.0\n\n"
+                                         "def reset_nan(model, data, rng):\n    data.qpos[:] = float('nan')\n")
     xml = tmp_path / "slider.xml"
     xml.write_text(SLIDER_XML.format(gear="1"))
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={tmp_path / 'run'}", "env.task=mjcf",
-                        f"env.mjcf={xml}", "env.reward=my_task:reward", "env_steps=200", "--no-progress"],
+                        f"env.mjcf={xml}", *fields, "env_steps=200", "--no-progress"],
                        capture_output=True, text=True, timeout=300, check=False,
                        env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(tmp_path)})
-    assert r.returncode == 2 and "reward function my_task:reward returned 'a lot'" in r.stderr, r.stderr
+    assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
 
 
@@ -378,16 +384,20 @@ def test_a_reset_that_leaves_nan_or_an_observation_of_a_billion_numbers_is_named
 
     def reset(m, d, rng):
         d.qpos[:] = np.nan
-    env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=reset, max_env_steps=40)
     with pytest.raises(ValueError, match=r"reset function test_env_contract:.*reset left non-finite values"):
-        env.reset(0)
+        MJCFEnv(xml, reward=lambda m, d: 0.0, reset=reset, max_env_steps=40)  # tried once before any work
+
+    def nan_later(m, d, rng):  # one that goes wrong on a later episode is named there
+        d.qpos[:] = np.nan if rng.uniform() < 0.5 else 0.0
+    env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=nan_later, max_env_steps=40)
+    with pytest.raises(ValueError, match=r"reset function test_env_contract:.*nan_later left non-finite values"):
+        for seed in range(50):
+            env.reset(seed)
 
     def slow_physics(m, d, rng):  # probe 13: trained on 4 s control steps, exported as 0.08 s
         m.opt.timestep = 0.5
-    env = MJCFEnv(xml, reward=lambda m, d: 0.0, reset=slow_physics, max_env_steps=40)
     with pytest.raises(ValueError, match=r"slow_physics changed the physics timestep from 0.01 to 0.5 s"):
-        env.reset(0)
-    assert env.model.opt.timestep == 0.01  # put back
+        MJCFEnv(xml, reward=lambda m, d: 0.0, reset=slow_physics, max_env_steps=40)
     with pytest.raises(ValueError, match=r"returned 1000000000 values; at most 100000"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.broadcast_to(np.uint8(0), (10**9,)),
                 max_env_steps=40)
