@@ -466,6 +466,11 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"model.hidden" = 32\n',
      "grid key model.hidden: expected a non-empty list"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["rerun.mode=serve"]\n', "network settings"),
+    # an address alone was told to add `--rerun serve`, which sweep has not (probe 28)
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"rerun.address" = ["0.0.0.0:9890"]\n',
+     "sets rerun.address: network settings are taken only from the command line"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = [\'rerun={address="0.0.0.0:1"}\']\n',
+     "sets rerun: network settings"),
     ('tasks = ["cartpole-swingup"\n', "not valid TOML"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1, 2]\n[grid]\n' + "".join(  # a million trials: refused at once
         f'"model.{k}" = {list(range(1, 11))}\n' for k in ("hidden", "layers", "batch_size", "max_epochs", "patience")),

@@ -384,6 +384,12 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: {e}") from None
         keys += list(spec.search.space)
         combos = [(*c, *d) for c in combos for d in samples]
+    # an address alone was refused by the config's own check, which advised `--rerun serve`, an option no sweep has
+    addressed = [o for o in (*spec.overrides, *(f"{k}=" for k in keys)) if (k := o.partition("=")[0].strip())
+                 == "rerun.address" or (k == "rerun" and "address" in o.partition("=")[2])]  # (probe 28)
+    if addressed:
+        raise SweepError(f"sweep file {str(path)!r} sets {addressed[0].partition('=')[0].strip()}: network settings "
+                         "are taken only from the command line, never from a file")
     trials, names, configs = [], set(), {}
     for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
         grid = tuple(f"{k}={toml_value(v)}" for k, v in zip(keys, combo, strict=True))
