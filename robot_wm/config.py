@@ -638,6 +638,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         except ConfigError as e:  # a 6,000-character override was echoed whole (probe 22)
             shown = item if len(item) <= 120 else f"{item[:100]}... ({len(item):,} characters)"
             raise ConfigError(f"override {shown!r}: {e}") from None
+        if text.strip() == "None":  # as `--help` shows an unset default (env.max_env_steps=None): unset (probe 28)
+            value = None
         if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(node[leaf], dict) and isinstance(value, dict) and key not in leaves:
@@ -719,7 +721,8 @@ def save(cfg: RunConfig, path: str | Path) -> None:
 
 
 def help_text(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
-    """One line per field: dotted name, default, docstring (for --help)."""
+    """One line per field: dotted name, default, docstring (for --help). The default is shown as an override gives it
+    back (TOML; ``None`` where unset): Python's ``True`` and ``(1.0, 1.0)`` were refused as overrides (probe 28)."""
     lines = []
     for name, field in model.model_fields.items():
         ann = field.annotation
@@ -727,5 +730,6 @@ def help_text(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]
             lines += help_text(ann, f"{prefix}{name}.")
         else:
             doc = " ".join((field.description or "").split())  # a multi-line docstring as one line
-            lines.append(f"  {prefix}{name}={field.default!r}  {doc}")
+            shown = "None" if field.default is None else toml_value(field.default)
+            lines.append(f"  {prefix}{name}={shown}  {doc}")
     return lines

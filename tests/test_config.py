@@ -202,6 +202,18 @@ def test_run_help_lists_every_field_with_its_docstring():
         assert doc in line, f"docstring of {name} missing from its line in `robot-wm run --help`"
 
 
+def test_every_default_the_help_shows_can_be_given_back():
+    """`run --help` shows env.max_env_steps=None, and `env.max_env_steps=None` was "Input should be a valid integer"
+    (probe 28): every field's help line, given back as an override, is accepted and keeps the default."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    shown = [ln.strip().split("  ")[0] for ln in sub.choices["run"].format_help().splitlines()
+             if re.match(r"^\s+[a-z_.]+=\S", ln)]
+    defaults = cfgmod.flat(RunConfig())
+    assert {s.partition("=")[0] for s in shown} == set(defaults) and "env.max_env_steps=None" in shown
+    assert cfgmod.flat(apply_overrides(RunConfig(), shown)) == defaults
+    assert apply_overrides(RunConfig(), ["value.discount=0.9", "value.discount=None"]).value.discount is None
+
+
 def test_run_help_via_main(capsys):
     from robot_wm.cli import main
 
