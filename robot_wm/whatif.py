@@ -98,6 +98,9 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
         if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a:
             raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected "
                              f"(K, H, {a}) with H >= {h} (the horizon)")
+        if len(extra) * h > MAX_IMAGINED_STEPS:  # 3,000,000 sequences took 27 s and 2 GB before check_query (probe 28)
+            raise ValueError(f"--actions {actions_file!r} holds {len(extra):,} sequences: at most "
+                             f"{MAX_IMAGINED_STEPS:,} imagined steps (K x H = {len(extra):,} x {h}) per query")
         used = extra[:, :h].astype(np.float64)  # checked here, naming the file and its own indices (probe 11)
         bad = ~np.isfinite(used) | (used < low - 1e-6) | (used > high + 1e-6)
         if bad.any():

@@ -217,6 +217,9 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     bad.write_bytes(data.replace(b"(1, 4, 1), }" + b" " * 9, b"(9999999, 9999, 1), }"))
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "its header declares shape (9999999, 9999, 1) of float64" in capsys.readouterr().err
+    np.save(bad, np.zeros((250_001, 4, 1), np.float32))  # 4 MB: refused by its count before 250,001 names (probe 28)
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "holds 250,001 sequences: at most 1,000,000 imagined steps (K x H = 250,001 x 4)" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # was silently the planner's horizon (0) or a shape error naming no flag (-3)
         main(["whatif", str(run_copy), "--horizon", "0"])
     assert "argument --horizon: expected a whole number from 1 to 10000, got '0'" in capsys.readouterr().err
