@@ -190,7 +190,7 @@ def cmd_drive(a: argparse.Namespace) -> int:
                 rec.disconnect()
         d = drive.as_dream()
         echo(f"drove {len(d.real) - 1} steps from episode {a.episode} step {a.step}; error vs simulator at the end "
-              f"{d.error[:, -1].mean():.3f} (data std units)")
+              f"{drive.final_error():.3f} (the members' mean prediction, data std units)")
         if a.out and len(d.real) > 1:
             write_video(a.out, render_dream(s.env, d, decoder, None, (a.height, a.width)), fps=1.0 / period)
             echo(f"wrote {a.out}")

@@ -94,10 +94,16 @@ class Drive:
         self.physics.append(self.env.get_state())
         with np.errstate(over="ignore", invalid="ignore"):  # a model driven past its range overflows (probe 12)
             scaled = nxt / self.std
-            err = float(state_error(nxt.mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
+            err = self.final_error()
             spread = float(scaled.std(0).mean())
         return Tick(len(self.real) - 1, a, spread if np.isfinite(spread) else float("inf"),
                     err if np.isfinite(err) else float("inf"), bool(res.diverged), bool(res.done))
+
+    def final_error(self) -> float:
+        """RMS error of the members' mean prediction of the latest state against the simulator (data-std units): the
+        figure each step prints and the closing line repeats (it gave the members' mean error, another number: probe 28)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(state_error(self.imagined[-1].mean(0)[None, None], self.real[-1][None], self.std)[0, 0])
 
     def as_dream(self) -> Dream:
         imagined, real = np.stack(self.imagined, 1), np.stack(self.real)

@@ -192,6 +192,8 @@ def test_drive_the_model_from_a_scripted_action_file_beside_the_simulator(run_di
     assert "(clipped to the bounds)" in steps[3] and "clipped" not in steps[2]  # said so (probe 11)
     errors = [float(line.rsplit("error vs simulator", 1)[1]) for line in steps]
     assert all(e >= 0 for e in errors) and errors[-1] > 0
+    closing = next(line for line in r.stdout.splitlines() if line.startswith("drove 5 steps"))
+    assert f"error vs simulator at the end {errors[-1]:.3f} (the members' mean prediction" in closing, r.stdout  # probe 28
     verify(rrd)
     summary = read_rrd(rrd)
     assert summary.rows["drive/video"] == 5 and summary.rows["drive/error/mean"] == 5
