@@ -199,6 +199,10 @@ def test_export_dynamics_alone(run_dir, tmp_path):
             rn, rr = src.model.step(s.expand(e, b, 5), a.expand(e, b, 1))
         np.testing.assert_allclose(nxt, rn.numpy(), atol=1e-5)
         np.testing.assert_allclose(rew, rr.numpy(), atol=1e-5)
+    # --noise was taken and ignored here, where overrides are refused (probe 28)
+    r = _cli("export", str(src.checkpoint), "--what", "dynamics", "--noise", "internal", "--out", str(tmp_path / "d.onnx"))
+    assert r.returncode == 2 and "--noise internal: --what dynamics exports the world model alone" in r.stderr, r.stderr
+    assert not (tmp_path / "d.onnx").exists()
 
 
 def test_export_refuses_missing_or_untrained_sources(tmp_path):

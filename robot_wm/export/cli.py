@@ -55,6 +55,10 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.what == "dynamics" and a.overrides:  # planner.delay=1 was taken, did nothing and was named in the file (probe 21)
         raise ValueError(f"{', '.join(a.overrides)}: --what dynamics exports the world model alone, which no override "
                          "changes (they set how the planner plans); export it without them")
+    if a.what == "dynamics" and a.noise is not None:  # taken and ignored, where overrides were refused (probe 28)
+        raise ValueError(f"--noise {a.noise}: --what dynamics exports the world model alone, which draws no noise "
+                         "(the planner's samples do); export it without --noise")
+    a.noise = a.noise or "input"
     src = load_source(a.source, a.overrides)
     common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
               "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
@@ -181,7 +185,7 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. planner.samples=200)")
     p.add_argument("--out", type=path_arg, required=True, help="output .onnx path (written atomically)")
     p.add_argument("--what", choices=("planner", "dynamics"), default="planner")
-    p.add_argument("--noise", choices=("internal", "input"), default="input",
+    p.add_argument("--noise", choices=("internal", "input"), default=None,
                    help="input (default): noise is an input, filled by the runtime from a seeded generator, so a "
                         "seed makes deploy repeatable; internal: the graph draws its own (unseeded) noise")
     p.set_defaults(func=cmd_export)
