@@ -257,10 +257,12 @@ def unmatched_delay_note(run_cfg, sim: list[Episode], cfg) -> str | None:
     lo, hi = cfg.env.randomize.action_delay
     if lo != hi or lo == cfg.planner.delay or _as_sent(run_cfg, sim):
         return None
+    horizon = cfg.planner.horizon  # planner.delay=50 was advised to a planner of horizon 5, which refuses it (probe 28)
+    fix = (f"planner.delay={lo} compensates it" if lo < horizon else f"a planner compensates at most "
+           f"planner.horizon - 1 = {horizon - 1} steps (planner.horizon={horizon})")
     return (f"note: this robot's commands act {lo} control step(s) late (env.randomize.action_delay=[{lo}, {hi}]) and "
             f"the planner compensates {cfg.planner.delay} (planner.delay): this measures a planner that "
-            f"{'does not know' if not cfg.planner.delay else 'misjudges'} the robot's delay; planner.delay={lo} "
-            "compensates it")
+            f"{'does not know' if not cfg.planner.delay else 'misjudges'} the robot's delay; {fix}")
 
 
 def import_episodes(run, source: str | Path, task: str, obs_dim: int, act_dim: int,

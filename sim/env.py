@@ -57,6 +57,10 @@ class Env(abc.ABC):
             self.randomizer.restore(self.data)
         if cfg is not None and cfg.mass_bodies:  # a typo was accepted while the mass scale was 1 (tenth probe)
             check_bodies(self.model, cfg.mass_bodies)
+        if cfg is not None and (hi := cfg.action_delay[1]) >= (n := self.max_control_steps):
+            # a delay of 50 in a 25-step episode: no command ever acted, and eval stored its 0.0 (probe 28)
+            raise ValueError(f"env.randomize.action_delay={list(cfg.action_delay)}: an episode of {self.name} is {n} "
+                             f"control steps, so a delay of {hi} would let no command act; expected at most {n - 1}")
         self.randomizer = None if is_nominal(cfg) else Randomizer(self.model, cfg)
 
     def _randomize_episode(self, seed: int | None) -> None:

@@ -766,6 +766,15 @@ def test_eval_says_when_the_planner_compensates_another_delay_than_the_robots(ru
         assert cli.main(["eval", str(run), "--episodes", "1", "planner.samples=16", "--no-progress", *args]) == 0
         err = capsys.readouterr().err
         assert (note in err) if note else "control step(s) late" not in err, (args, err)
+    # probe 28: a delay past the planner's horizon was advised planner.delay=20, which the planner refuses ...
+    assert cli.main(["eval", str(run), "--episodes", "1", "planner.samples=16", "--no-progress",
+                     "env.randomize.action_delay=[20, 20]"]) == 0
+    err = capsys.readouterr().err
+    assert "a planner compensates at most planner.horizon - 1 = 7 steps" in err and "planner.delay=20" not in err, err
+    # ... and one past the episode's 50 control steps let no command act, and its 0.0 was stored as an evaluation
+    assert cli.main(["eval", str(run), "--episodes", "1", "--no-progress", "env.randomize.action_delay=[50, 50]"]) == 2
+    err = capsys.readouterr().err
+    assert "is 50 control steps, so a delay of 50 would let no command act; expected at most 49" in err, err
 
 
 def test_a_runs_summary_says_it_trained_on_robot_data_too(run_and_data, tmp_path, capsys):
