@@ -279,9 +279,21 @@ class RunDir:
 
     # --- what the folder is ------------------------------------------------------------------------
     def is_run(self) -> bool:
-        """A robot-wm run directory: it has a manifest.json, or (written by robot-wm before the manifest
-        came with every run) a config.toml beside an episodes/ folder."""
-        return self.manifest_path.is_file() or (self.config_path.is_file() and (self.root / "episodes").is_dir())
+        """A robot-wm run directory: a manifest.json of robot-wm's (its ``status``), or any manifest.json beside a
+        config.toml (a damaged or edited one is then named by ``manifest``), or (written by robot-wm before the
+        manifest came with every run) a config.toml beside an episodes/ folder. A web app's manifest.json made its
+        folder a run, which `--resume` then wrote into, merging its fields into the user's file (probe 28)."""
+        if self.config_path.is_file():
+            return self.manifest_path.is_file() or (self.root / "episodes").is_dir()
+        return self.manifest_path.is_file() and self._manifest_says_run()
+
+    def _manifest_says_run(self) -> bool:
+        try:
+            check_regular_file(self.manifest_path, "manifest", MAX_MANIFEST_BYTES)
+            doc = loads_json(self.manifest_path.read_bytes())
+        except (OSError, ValueError):  # unreadable or not JSON, with no config.toml beside it: not known as a run
+            return False
+        return isinstance(doc, dict) and doc.get("status") in _MANIFEST_STATUS
 
     def has_work(self) -> str:
         """What the run already holds beyond a fresh start ('' for nothing): episodes, checkpoints or records. A
@@ -324,7 +336,7 @@ class RunDir:
         if held:
             shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
             raise NotARunError(f"run_dir {str(self.root)!r} already holds files ({shown}) but is not a robot-wm "
-                               "run directory (no manifest.json); refusing to write into it: choose a new or "
+                               "run directory (no manifest.json of robot-wm's); refusing to write into it: choose a new or "
                                "empty folder")
 
     def check_is_run(self) -> None:

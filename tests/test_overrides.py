@@ -255,7 +255,10 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
 
 # --- defect 6: a user's folder, an empty argument, templates -------------------------------------
 @pytest.mark.parametrize("files", [{"config.toml": "seed = 1\n"}, {"notes.txt": "mine"},
-                                   {"sub/data.csv": "1,2"}])
+                                   {"sub/data.csv": "1,2"},
+                                   # a web app's own manifest.json made the folder a run for --resume (probe 28)
+                                   {"manifest.json": '{"name": "My App", "start_url": "/"}', "index.html": "<p/>"},
+                                   {"manifest.json": "not json", "notes.txt": "mine"}])
 def test_a_folder_that_is_not_a_run_is_never_written(tmp_path, files, capsys):
     folder = tmp_path / "mine"
     for name, text in files.items():
