@@ -443,11 +443,7 @@ class RunDir:
         recorded = {r["file"]: r["sha256"] for r in self.records("episode")
                     if r.get("phase") == "train" and "file" in r and "sha256" in r}
         names = {sha: name for name, sha in recorded.items()}
-        # the last ones removed (no gap left): a round trained without them and said nothing (probe 21)
-        if gone := sorted(set(recorded) - {p.name for p in data.paths()}):
-            raise ValueError(f"{len(gone)} training episode file(s) of {str(data.root)!r} are missing ({', '.join(gone[:3])}"
-                             f"{' ...' if len(gone) > 3 else ''}): metrics.jsonl records them as collected, so they were "
-                             "removed since; put them back, or start a new run from the episodes you trust")
+        self.check_none_removed(data, "train")
         for i, path in enumerate(data.paths()):
             key = (str(path.resolve()), recorded.get(path.name))
             if key in self._verified:
@@ -465,6 +461,17 @@ class RunDir:
                                  f"record says {key[1][:12]}...): the file was edited or damaged; restore it, or "
                                  "start a new run from the episodes you trust")
             self._verified.add(key)
+
+    def check_none_removed(self, data: EpisodeDataset, phase: str) -> None:
+        """Every episode file of ``phase`` that metrics.jsonl records as stored is still in ``data``: the last ones
+        removed leave no gap, so a round trained without them and said nothing (probe 21), and an evaluation took the
+        number of the removed final evaluation, which the manifest names (probe 28)."""
+        recorded = {r["file"] for r in self.records("episode") if r.get("phase") == phase and isinstance(r.get("file"), str)}
+        if gone := sorted(recorded - {p.name for p in data.paths()}):
+            what = "training" if phase == "train" else "evaluation"
+            raise ValueError(f"{len(gone)} {what} episode file(s) of {str(data.root)!r} are missing ({', '.join(gone[:3])}"
+                             f"{' ...' if len(gone) > 3 else ''}): metrics.jsonl records them as stored, so they were "
+                             "removed since; put them back, or start a new run from the episodes you trust")
 
     def _check_own_episode(self, path: Path, ep) -> None:
         """An unlogged training episode file must be one this run could have collected (a kill between storing and

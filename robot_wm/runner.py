@@ -599,7 +599,8 @@ def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, fir
     ``on_episode(record)`` is called after each one is stored. ``starts``: draw their start states as those of
     evaluation episodes ``starts``, ``starts + 1``, ... (default: the next ones), e.g. nominal against a shift."""
     out = []
-    start = len(s.run.eval_dataset())
+    s.run.check_none_removed(data := s.run.eval_dataset(), "eval")
+    start = len(data)
     for i in tqdm(range(episodes), desc=f"eval ({kind})", disable=not s.progress, leave=False):
         policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + first + i)
         out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps,

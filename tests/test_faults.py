@@ -1660,6 +1660,20 @@ def test_the_last_training_episodes_removed_are_refused(run_copy, planner_file, 
     assert snapshot(run_copy) == before  # no round written, nothing imported
 
 
+def test_a_removed_final_evaluation_episode_is_refused_not_renumbered(tiny_run_dir, tmp_path, capsys):
+    """Probe 28: with the final evaluation's last episode file removed, `eval --planner random` stored its episode
+    under that number, which manifest.json names as the run's own final evaluation; --resume then called the
+    manifest edited."""
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_copy)
+    last = sorted((run_copy / "eval").glob("episode_*.npz"))[-1]
+    last.unlink()
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--planner", "random", "--no-progress")
+    assert rc == 2 and f"1 evaluation episode file(s) of {str(run_copy / 'eval')!r} are missing ({last.name})" in out, out
+    assert snapshot(run_copy) == before
+
+
 def test_finetune_says_the_summary_is_the_runs_own_final_evaluation(tiny_run_dir, planner_file, tmp_path, capsys):
     """Probe 21 (SUM-F1): after a fine-tuning, summary.json (the run's headline) still described the round before,
     and nothing said so, while export and deploy used the fine-tuned round."""
