@@ -570,7 +570,8 @@ def _tune(s, elite_before, sim: list[Episode], added: list[Path], weight: int, v
             "kept_as_sent": sum(acted_delay(e.meta) > 0 for e in robot) if pairs_as_sent(s.run, sim) else 0}
     mse = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
     stem = save_checkpoint(s.model, s.run.checkpoint_stem(round_), report.elites, extra={
-        "task": cfg.env.task, **time_step(cfg.env), "round": round_, "transitions": sum(len(e) for e in sim), "finetune": info,
+        "task": cfg.env.task, **time_step(cfg.env), **s.run.id_field(), "round": round_,
+        "transitions": sum(len(e) for e in sim), "finetune": info,
         "multistep_mse": mse(after)}, value=s.value)
     record = {"kind": "train", "round": round_, "epochs": report.epochs, "train_s": round(time.perf_counter() - t0, 2),
               "val_mse": report.val_mse, "elites": report.elites, "episodes": len(sim),

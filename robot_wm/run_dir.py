@@ -462,6 +462,20 @@ class RunDir:
                                  "start a new run from the episodes you trust")
             self._verified.add(key)
 
+    def id_field(self) -> dict:
+        """``{"run_id": ...}`` for a checkpoint this run writes ({} for a run made before runs had an id)."""
+        return {"run_id": rid} if isinstance(rid := self.manifest().get("run_id"), str) else {}
+
+    def check_own_checkpoint(self, meta: dict, path: Path) -> None:
+        """A checkpoint that names another run's id was copied in: another run's round 30 put into a 600-step run (and
+        latest.json pointed at it) was evaluated, and its return reported, as this run's own (probe 28). Checkpoints
+        written before they carried the id are not checked."""
+        mine, theirs = self.manifest().get("run_id"), meta.get("run_id")
+        if isinstance(mine, str) and theirs is not None and theirs != mine:
+            raise ValueError(f"checkpoint {str(path)!r} was trained by another run (run id {str(theirs)[:12]}..., this "
+                             f"run's {mine[:12]}...): it was copied in. Use it from its own run directory, or put "
+                             "back this run's own checkpoints")
+
     def check_none_removed(self, data: EpisodeDataset, phase: str) -> None:
         """Every episode file of ``phase`` that metrics.jsonl records as stored is still in ``data``: the last ones
         removed leave no gap, so a round trained without them and said nothing (probe 21), and an evaluation took the

@@ -258,7 +258,8 @@ class Session:
         # 20: said for the fine-tuned round only)
         delays = realigned_delays(robot)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
-            "task": self.cfg.env.task, **time_step(self.cfg.env), "round": round_, "transitions": transitions,
+            "task": self.cfg.env.task, **time_step(self.cfg.env), **self.run.id_field(), "round": round_,
+            "transitions": transitions,
             "multistep_mse": {str(k): v for k, v in errors.items()},
             **({"robot_realigned_delays": delays} if delays else {})}, value=self.value)
         self.run.set_latest(stem)
@@ -298,6 +299,7 @@ class Session:
     def load(self, path) -> dict:
         """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
         self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
+        self.run.check_own_checkpoint(meta, path)
         self._check_sizes(path, value, meta)
         check_time_step(meta, self.cfg.env, path)
         if not self.cfg.value.enabled:  # `eval RUN value.enabled=false` planned with the value all the same

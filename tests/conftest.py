@@ -167,3 +167,13 @@ def write_zip_bomb_episode(real: Path, dst: Path, inflated_bytes: int) -> None:
             chunk = bytes(2**24)
             for _ in range(rows * 12 // len(chunk) + 1):
                 f.write(chunk)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup, pyproject.toml)
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist a module's tests stay in one test process, in their order (each module its own group, unless
+    it names one): some tests take a module fixture as an earlier test left it (test_finetune's run_and_data is
+    fine-tuned by its first test; the normaliser test fails alone, session 28)."""
+    for item in items:
+        if next(item.iter_markers("xdist_group"), None) is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

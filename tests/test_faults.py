@@ -1660,6 +1660,27 @@ def test_the_last_training_episodes_removed_are_refused(run_copy, planner_file, 
     assert snapshot(run_copy) == before  # no round written, nothing imported
 
 
+def test_another_runs_checkpoint_copied_into_a_run_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 28: another run's checkpoint put into a run under the run's own round name (hashes its own) was evaluated,
+    exported and reported as the run's own. A checkpoint now names its run's id."""
+    from conftest import tiny_run
+
+    other = tmp_path / "other"
+    assert tiny_run(other, "seed=3") == 0
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run_copy)
+    latest = json.loads((run_copy / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(other / "checkpoints" / Path(latest).with_suffix(suffix), run_copy / "checkpoints")
+    before = snapshot(run_copy)
+    for args in (["eval", str(run_copy), "--episodes", "1", "--no-progress"], ["train", str(run_copy), "--no-progress"],
+                 ["export", str(run_copy), "--out", str(tmp_path / "p.onnx")]):
+        rc, out = main_in_process(capsys, *args)
+        assert rc == 2 and "was trained by another run" in out and "Traceback" not in out, (args, out)
+    assert snapshot(run_copy) == before and not (tmp_path / "p.onnx").exists()
+    assert main_in_process(capsys, "eval", str(other), "--episodes", "1", "--no-progress")[0] == 0  # its own run
+
+
 def test_a_removed_final_evaluation_episode_is_refused_not_renumbered(tiny_run_dir, tmp_path, capsys):
     """Probe 28: with the final evaluation's last episode file removed, `eval --planner random` stored its episode
     under that number, which manifest.json names as the run's own final evaluation; --resume then called the

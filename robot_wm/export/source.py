@@ -48,6 +48,8 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
             run = None
         cfg = run.load_config() if run is not None else None
     model, value, meta = load_checkpoint_parts(ckpt)
+    if run is not None:
+        run.check_own_checkpoint(meta, ckpt)
     if cfg is None:  # the robot from the checkpoint: its task and time step (probe 17: repeat 8 for a repeat-4 model)
         if not isinstance(meta.get("action_repeat"), int):
             raise ValueError(f"{str(ckpt)!r} is outside its run directory and does not say its action repeat (written "
