@@ -1687,7 +1687,7 @@ def test_a_removed_final_evaluation_episode_is_refused_not_renumbered(tiny_run_d
     manifest edited."""
     run_copy = tmp_path / "run"
     shutil.copytree(tiny_run_dir, run_copy)
-    last = sorted((run_copy / "eval").glob("episode_*.npz"))[-1]
+    last = max((run_copy / "eval").glob("episode_*.npz"))
     last.unlink()
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--planner", "random", "--no-progress")
