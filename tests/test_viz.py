@@ -430,3 +430,17 @@ def test_steps_the_value_guard_planned_without_the_value_show_no_terminal_value(
     assert len(values) == rec["control_steps"]
     assert 0 < rec["value_off_steps"] < rec["control_steps"], rec
     assert sum(v == 0.0 for v in values) == rec["value_off_steps"], values
+
+
+def test_loopback_is_known_in_every_spelling(capsys):
+    """Probe 28: `--rerun-address [::ffff:127.0.0.1]:9873` (the IPv4 loopback, IPv4-mapped) was warned about as
+    "not a loopback address"; `[::ffff:0.0.0.0]` must still be."""
+    from robot_wm.net import is_loopback
+    from robot_wm.viz.cli import warn_non_loopback
+
+    assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1", "localhost")))
+    assert not any(map(is_loopback, ("0.0.0.0", "::", "::ffff:0.0.0.0", "10.0.0.1", "::ffff:10.0.0.1", "example.com")))
+    warn_non_loopback("serve", "[::ffff:127.0.0.1]:9873")
+    assert capsys.readouterr().err == ""
+    warn_non_loopback("serve", "[::ffff:0.0.0.0]:9873")
+    assert "(::ffff:0.0.0.0 is not a loopback address)" in capsys.readouterr().err

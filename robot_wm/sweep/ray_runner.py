@@ -12,7 +12,6 @@ Nothing here imports ray at module level: building the ``robot-wm`` parser stays
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from robot_wm.net import is_loopback
 from robot_wm.sweep import results
 from robot_wm.sweep.spec import Sweep, SweepError, Trial
 
@@ -86,7 +86,7 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
                                + "`df -h /dev/shm /tmp`; no trial has run") from None
     else:
         host = _check_reachable(address)
-        if host is not None and _is_loopback(host):
+        if host is not None and is_loopback(host):
             # A head started on loopback (the README's one-machine cluster): without the switch Ray rewrites
             # 127.0.0.1 to this machine's outward address, where nothing listens, and retries for minutes.
             ray = _import_ray_for_embedded()
@@ -134,13 +134,6 @@ CONNECT_TIMEOUT_S = 10.0
 
 class RayStartError(RuntimeError):
     """The embedded Ray instance did not start: a message for the user, not a traceback."""
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _check_reachable(address: str) -> str | None:

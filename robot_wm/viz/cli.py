@@ -86,21 +86,15 @@ def warn_non_loopback(mode: str, address: str | None, flag: str = "--rerun-addre
     ``flag``: the command's flag for the address, named in its errors)."""
     if mode not in ("serve", "spawn") or not address:
         return
-    import ipaddress
     import sys
 
+    from robot_wm.net import is_loopback
     from robot_wm.viz.logger import parse_address, serve_address
 
     if mode == "serve":  # refused first: '0:9877' was warned about as an address to listen on, then refused (probe 12)
-        ip, _ = serve_address(address, flag)
-        host, loopback = str(ip), ip.is_loopback
-    else:
-        host = parse_address(address)[0]
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-    if not loopback:
+        serve_address(address, flag)
+    host = parse_address(address)[0]  # as typed: '::ffff:0.0.0.0' was named '::ffff:0:0' (probe 28)
+    if not is_loopback(host):
         what = "listen on" if mode == "serve" else "connect to"
         print(f"robot-wm: warning: Rerun will {what} {address} ({host} is not a loopback address): "
               "anyone who can reach it can see the recording", file=sys.stderr)
