@@ -186,7 +186,7 @@ def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> 
     """``fn(model, data)`` as a float; an exception, a non-number or a non-finite result is an error naming ``fn``."""
     try:
         r = fn(model, data)
-    except Exception as e:  # noqa: BLE001 -- the user's function: say whose exception it is
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's function: say whose (sys.exit(0): probe 28)
         raise ValueError(f"reward function {_name(fn)} raised {type(e).__name__}: {e}") from e
     try:
         if not isinstance(r, numbers.Real | np.ndarray | np.generic):  # asarray(None) would be nan
@@ -204,7 +204,7 @@ def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjDat
     """``fn(model, data)`` as a flat float64 array of ``dim`` finite values, else an error naming ``fn``."""
     try:
         o = fn(model, data)
-    except Exception as e:  # noqa: BLE001 -- the user's function: say whose exception it is
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's function: say whose (sys.exit(0): probe 28)
         raise ValueError(f"observe function {_name(fn)} raised {type(e).__name__}: {e}") from e
     if isinstance(o, np.ndarray) and o.size > MAX_OBSERVATION:  # before a float64 copy of it
         raise ValueError(f"observe function {_name(fn)} returned {o.size} values; at most "
@@ -351,7 +351,7 @@ class MJCFEnv(Env):
         timestep = self._model.opt.timestep
         try:
             self._reset(self._model, data, rng)
-        except Exception as e:  # the user's function: say whose exception it is
+        except (Exception, SystemExit) as e:  # the user's function: say whose exception it is (sys.exit: probe 28)
             raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
         if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
             raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")

@@ -307,12 +307,15 @@ def test_observe_function_going_bad_mid_episode_is_named(tmp_path):
 @pytest.mark.parametrize("fields, message", [
     (["env.reward=my_task:reward"], "reward function my_task:reward returned 'a lot'"),
     # a reset leaving NaN was found after the run directory was made, which --resume could not fix (probe 28)
-    (["env.reward=my_task:zero", "env.reset=my_task:reset_nan"], "reset function my_task:reset_nan left non-finite")])
+    (["env.reward=my_task:zero", "env.reset=my_task:reset_nan"], "reset function my_task:reset_nan left non-finite"),
+    # sys.exit(0) in the user's function ended the run with exit 0 and no word (probe 28)
+    (["env.reward=my_task:leave"], "reward function my_task:leave raised SystemExit")])
 def test_bad_reward_or_reset_function_from_the_command_line_is_a_message(tmp_path, fields, message):
     """A user's task module in a real process: ``robot-wm run`` names the function and writes nothing."""
     (tmp_path / "my_task.py").write_text("def reward(model, data):\n    return 'a lot'\n\n"
                                          "def zero(model, data):\n    return 0.0\n\n"
-                                         "def reset_nan(model, data, rng):\n    data.qpos[:] = float('nan')\n")
+                                         "def reset_nan(model, data, rng):\n    data.qpos[:] = float('nan')\n\n"
+                                         "def leave(model, data):\n    import sys\n    sys.exit(0)\n")
     xml = tmp_path / "slider.xml"
     xml.write_text(SLIDER_XML.format(gear="1"))
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={tmp_path / 'run'}", "env.task=mjcf",
