@@ -23,6 +23,18 @@ def known_task(name: str) -> bool:
     return name in CUSTOM_TASKS or canonical_task(name) is not None
 
 
+def odd_characters(name: str) -> str:
+    """`` (it holds U+2010 HYPHEN ...)`` for a task name with characters no task name has: 'cartpole‐swingup' pasted
+    from a PDF looks like a listed task (probe 28); '' for a plain name."""
+    import unicodedata
+
+    odd = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "-_"))})
+    if not odd:
+        return ""
+    shown = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')} {c!r}" for c in odd[:3])
+    return f" (it holds {shown}: task names are ASCII letters, digits, '-' and '_')"
+
+
 def make_env(cfg) -> Env:
     """Build the environment described by an ``EnvConfig`` (randomised by its ``randomize`` section)."""
     if not isinstance(getattr(cfg, "task", None), str):  # a dict or a task name was an AttributeError (ninth probe)
@@ -49,7 +61,7 @@ def _make_env(cfg) -> Env:
                        cfg.max_env_steps or 1000,
                        substeps=cfg.substeps or 1)
     if canonical_task(cfg.task) is None:
-        raise ValueError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(task_names())} "
+        raise ValueError(f"unknown task {cfg.task!r}{odd_characters(cfg.task)}; valid tasks: {', '.join(task_names())} "
                          "(the suite's own spellings, e.g. ball_in_cup-catch, work too)")
     env = DMCEnv(cfg.task, cfg.action_repeat, cfg.max_env_steps)
     if cfg.substeps is not None and cfg.substeps != env.physics_steps_per_env_step:

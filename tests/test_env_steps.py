@@ -61,6 +61,12 @@ def test_suite_and_our_spellings_resolve_to_the_same_environment(spellings):
 def test_unknown_task_lists_the_valid_names():
     with pytest.raises(ValueError, match=r"unknown task 'cup_cach'.*cup-catch.*point-mass-easy"):
         make_env(EnvConfig(task="cup_cach"))
+    # probe 28: a name pasted from a PDF (U+2010 for '-') looked like the listed one and nothing said why
+    with pytest.raises(ValueError, match=r"'cartpole\u2010swingup' \(it holds U\+2010 HYPHEN"):
+        make_env(EnvConfig(task="cartpole\u2010swingup"))
+    with pytest.raises(ValueError) as plain:
+        make_env(EnvConfig(task="cup_cach"))
+    assert "it holds" not in str(plain.value)
 
 
 def test_suite_substeps_are_fixed_by_the_suite():

@@ -484,6 +484,7 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\nseed = [5, 6]\n', "grid key seed: the sweep sets each trial's seed"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["run_dir=/tmp/x"]\n', "set sweep_dir instead"),
     ('tasks = ["nope-task"]\nseeds = [1]\n', "unknown task 'nope-task'"),
+    ('tasks = ["cartpole\u2010swingup"]\nseeds = [1]\n', "(it holds U+2010 HYPHEN"),  # pasted from a PDF (probe 28)
     # probe 22: task mjcf without its robot failed in the trial, after Ray had started
     ('tasks = ["mjcf"]\nseeds = [1]\n', "task 'mjcf' needs env.mjcf (an MJCF path) and env.reward"),
     # probe of 2026-11-26 (5th): the same trials twice under other names

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from robot_wm import config as cfgmod
 from robot_wm.config import toml_value
 from sim.dmc import task_key
-from sim.registry import known_task, task_names
+from sim.registry import known_task, odd_characters, task_names
 
 
 def _signless_zero(v: Any) -> Any:
@@ -427,7 +427,8 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: [early_stop] compares the trials' evaluation returns, but "
                              f"{name} has eval_episodes=0 (no return at any budget); expected at least 1")
         if not known_task(cfg.env.task):  # found by the trial's run before: after Ray started, results written
-            raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}; expected one of "
+            raise SweepError(f"sweep file {str(path)!r}, trial {name}: unknown task {cfg.env.task!r}"
+                             f"{odd_characters(cfg.env.task)}; expected one of "
                              f"{', '.join(task_names())}")
         if cfg.env.task == "mjcf" and not (cfg.env.mjcf and cfg.env.reward):  # found after Ray started (probe 22)
             raise SweepError(f"sweep file {str(path)!r}, trial {name}: task 'mjcf' needs env.mjcf (an MJCF path) and "
