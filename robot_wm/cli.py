@@ -216,8 +216,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         s.latest_model()
         s.train(s.run.next_round())
         last = s.run.records("train")[-1]
+        complete = s.run.manifest().get("status") == "complete"
     print(f"trained round {last['round']}: {last['epochs']} epochs, val mse {np.mean(last['val_mse']):.4f}, "
           f"multi-step mse {last['multistep_mse']}")
+    if complete:  # export then shipped a round the headline never evaluated, unsaid (collect and finetune say it: probe 28)
+        print(f"note: the run's summary.json describes its own final evaluation, before round {last['round']}; "
+              "evaluate this round with `robot-wm eval`")
     return 0
 
 

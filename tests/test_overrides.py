@@ -75,8 +75,9 @@ def test_collect_on_a_complete_run_says_the_summary_is_older(run, capsys):
 
 def test_train_and_collect_overrides_are_one_off(run, capsys):
     config = (run / "config.toml").read_bytes()
-    assert _cli(capsys, "train", str(run), "model.max_epochs=2", "--no-progress")[0] == 0
-    assert read_jsonl(run / "metrics.jsonl")[-1]["overrides"] == ["model.max_epochs=2"]
+    rc, out = _cli(capsys, "train", str(run), "model.max_epochs=2", "--no-progress")
+    assert rc == 0 and read_jsonl(run / "metrics.jsonl")[-1]["overrides"] == ["model.max_epochs=2"]
+    assert "note: the run's summary.json describes its own final evaluation, before round" in out, out  # probe 28
     assert _cli(capsys, "collect", str(run), "env.max_env_steps=160", "--no-progress")[0] == 0
     rec = read_jsonl(run / "metrics.jsonl")[-1]
     assert rec["overrides"] == ["env.max_env_steps=160"] and rec["env_steps"] == 160

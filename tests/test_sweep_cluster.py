@@ -96,3 +96,4 @@ def test_address_where_no_head_answers_is_a_clear_error_at_once(tmp_path):
         r = _sweep(sweep_file, "--address", address, "--storage", str(tmp_path / "out"))
         assert r.returncode == 2 and f"--address {address!r}: {needle}" in r.stderr, r.stderr[-2000:]
         assert time.monotonic() - t0 < 60
+        assert not (tmp_path / "out").exists()  # no sweep folder, lock and header left behind (probe 28)

@@ -342,6 +342,8 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
     from robot_wm.run_dir import lock_folder
 
     results.check_sweep_dir(sweep_dir)
+    if address is not None:  # a dead head was refused after the sweep folder, its lock and a header were made (probe 28)
+        _check_reachable(address)
     sweep_dir = Path(sweep_dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with lock_folder(sweep_dir, "sweep directory", None, "Its trials' runs are written by that sweep"):
