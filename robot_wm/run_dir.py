@@ -289,11 +289,15 @@ class RunDir:
 
     def _manifest_says_run(self) -> bool:
         try:
-            check_regular_file(self.manifest_path, "manifest", MAX_MANIFEST_BYTES)
-            doc = loads_json(self.manifest_path.read_bytes())
+            doc = self._read_manifest()
         except (OSError, ValueError):  # unreadable or not JSON, with no config.toml beside it: not known as a run
             return False
         return isinstance(doc, dict) and doc.get("status") in _MANIFEST_STATUS
+
+    def _read_manifest(self):
+        """manifest.json's JSON, unchecked (a small regular file; FileNotFoundError where there is none)."""
+        check_regular_file(self.manifest_path, "manifest", MAX_MANIFEST_BYTES)
+        return loads_json(self.manifest_path.read_text())
 
     def has_work(self) -> str:
         """What the run already holds beyond a fresh start ('' for nothing): episodes, checkpoints or records. A
@@ -626,8 +630,7 @@ class RunDir:
         ``final_eval_episodes``, ``task``; checked field by field (``check_manifest``)."""
         path = self.manifest_path
         try:
-            check_regular_file(path, "manifest", MAX_MANIFEST_BYTES)
-            manifest = loads_json(path.read_text())
+            manifest = self._read_manifest()
         except FileNotFoundError:
             return {}
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
