@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -332,9 +333,18 @@ class Session:
 
     def latest_model(self) -> WorldModel | None:
         path = self.run.latest_checkpoint()
-        if path is None:
-            return None
-        meta = self.load(path)
+        return None if path is None else self._model_at(path)
+
+    def model_of_round(self, round_: int) -> WorldModel:
+        """The model training round ``round_`` saved (its checkpoint must be there: it is named by the run's files)."""
+        path = self.run.checkpoint_stem(round_).with_suffix(".json")
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is missing: the run's manifest names round {round_} as the model "
+                                    "of its final evaluation; restore the checkpoint from a copy of the run")
+        return self._model_at(path)
+
+    def _model_at(self, path: Path) -> WorldModel:
+        meta = self.load(path)  # sets self.model
         return self.model.subset(meta["elites"])
 
 
@@ -555,13 +565,13 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     bar.close()
     # The final evaluation: the run's own episodes are listed in the manifest as each one is stored, so
     # an ad-hoc `robot-wm eval` between an interrupted final evaluation and --resume is never counted.
-    final = manifest.get("final_eval_from")
+    final, final_round = manifest.get("final_eval_from"), manifest.get("final_eval_round")
     if final is None:
-        model = s.train(round_)
+        model, final_round = s.train(round_), round_
         final, done = len(s.run.eval_dataset()), []
-        s.run.update_manifest(final_eval_from=final, final_eval_episodes=done)
-    else:
-        model = s.latest_model()
+        s.run.update_manifest(final_eval_from=final, final_eval_episodes=done, final_eval_round=final_round)
+    else:  # the model the final evaluation began with: a `finetune` since made a newer round (probe 28)
+        model = s.latest_model() if final_round is None else s.model_of_round(final_round)
         done = manifest.get("final_eval_episodes")
         if done is None:  # a manifest written before the list: every evaluation episode since final_eval_from
             done = list(range(final, len(s.run.eval_dataset())))
@@ -576,7 +586,8 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     finals = [evals[i] for i in done]
     s.run.log({"kind": "eval", "env_steps": data.env_steps, "final": True, "episodes": list(done),
                "returns": [e.total_return for e in finals]})
-    summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals])
+    summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals],
+                        final_round)
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
     return summary
@@ -612,8 +623,11 @@ def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, fir
     return out
 
 
-def summarize(s: Session, evals: list[dict]) -> dict:
-    train = s.run.records("train")
+def summarize(s: Session, evals: list[dict], model_round: int | None = None) -> dict:
+    """The run's headline. ``model_round``: the training round of the evaluated model; rounds after it (a
+    `finetune` or `train` since) are not its figures (a rebuilt summary paired the old return with the newest
+    round's error and robot data: probe 28)."""
+    train = [r for r in s.run.records("train") if model_round is None or r.get("round", 0) <= model_round]
     returns = [r["return"] for r in evals]
     hz = [r["plan_hz"] for r in evals if r.get("plan_hz") and math.isfinite(r["plan_hz"])]
     return {

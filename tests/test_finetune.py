@@ -870,3 +870,22 @@ def test_a_recordings_content_digest_holds_how_its_arrays_pair_up(run_and_data):
     late = Episode(ep.obs, ep.action, ep.reward, ep.physics_state,
                    {**ep.meta, "randomization": {**ep.meta["randomization"], "action_delay": 1}})
     assert content_sha256(again) == content_sha256(ep) != content_sha256(late)
+
+
+def test_a_rebuilt_summary_describes_the_model_its_final_evaluation_played(run_and_data, tiny_run_dir, tmp_path):
+    """Probe 28: summary.json gone after a `finetune` and a `train`, `run --resume` paired the final evaluation's
+    return (of the run's own model) with the newest round's prediction error and its robot data."""
+    from tests.conftest import tiny_run
+
+    _, data = run_and_data
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    before = json.loads((run / "summary.json").read_text())
+    final_round = RunDir(run).manifest()["final_eval_round"]
+    assert cli.main(["finetune", str(run), "--data", str(data), "--no-progress"]) == 0
+    assert cli.main(["train", str(run), "--no-progress"]) == 0
+    assert [r["round"] for r in RunDir(run).records("train")][-2:] == [final_round + 1, final_round + 2]
+    (run / "summary.json").unlink()
+    assert tiny_run(run, "--resume") == 0
+    after = json.loads((run / "summary.json").read_text())
+    assert after["eval_returns"] == before["eval_returns"] and "robot_episodes" not in after
+    assert after["multistep_mse"] == before["multistep_mse"] != RunDir(run).records("train")[-1]["multistep_mse"]
