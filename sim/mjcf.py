@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import logging
 import math
@@ -46,6 +47,7 @@ def import_callable(path: str, what: str, signature: str) -> Callable:
     # command did not find a reward module beside the robot (tenth probe).
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+    _check_not_from_a_run(module, path, what)
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
@@ -60,6 +62,29 @@ def import_callable(path: str, what: str, signature: str) -> Callable:
     except TypeError as e:
         raise ValueError(f"{what} {path!r} cannot be called with {nargs} arguments ({e}): {expected}") from None
     return fn
+
+
+def _check_not_from_a_run(module: str, path: str, what: str) -> None:
+    """Refuse a module that would be imported from inside a run folder: a received run whose config.toml named
+    ``env.reward = "task:reward"`` ran the ``task.py`` that came with it when a command was started in the folder
+    (probe 28). Finding a top-level module runs none of its code."""
+    top = module.partition(".")[0]
+    if top in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return  # the import itself says why
+    where = spec and (spec.origin if spec.has_location else next(iter(spec.submodule_search_locations or ()), None))
+    if not where:
+        return
+    from robot_wm.run_dir import RunDir
+
+    for folder in Path(where).resolve().parents:
+        if RunDir(folder).is_run():
+            raise ValueError(f"{what} {path!r} would import {where!r}, from inside the run folder {str(folder)!r}: "
+                             "robot-wm runs no code that came with a run's files; keep your task module outside run "
+                             "folders (beside your MJCF file, or installed)")
 
 
 def _model_sha256(model: mujoco.MjModel) -> str:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -578,3 +579,24 @@ def test_env_step_refuses_an_action_that_is_not_numbers(action, needle):
     env.reset(0)
     with pytest.raises(ValueError, match=rf"cartpole-swingup: the action {re.escape(needle)}"):
         env.step(action)
+
+
+def test_a_task_module_inside_a_run_folder_is_never_imported(tiny_run_dir, tmp_path, monkeypatch):
+    """Probe 28: a received run whose config.toml names env.reward 'task:reward', with a task.py beside it, ran
+    that file when a command was started inside the folder. Finding the module runs none of its code."""
+    from sim.mjcf import import_callable
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    (run / "received_task_mod.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n"
+                                              "def reward(model, data):\n    return 1.0\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # import_callable adds the working directory
+    monkeypatch.chdir(run)
+    with pytest.raises(ValueError, match=r"env.reward 'received_task_mod:reward' would import .* from inside the run "
+                                         r"folder .*run'"):
+        import_callable("received_task_mod:reward", "env.reward", "reward(model, data)")
+    assert not (tmp_path / "ran").exists() and "received_task_mod" not in sys.modules
+    # the same module beside the run, not in it, is the user's own
+    shutil.move(run / "received_task_mod.py", tmp_path / "received_task_mod.py")
+    monkeypatch.chdir(tmp_path)
+    assert import_callable("received_task_mod:reward", "env.reward", "reward(model, data)")(None, None) == 1.0
+    del sys.modules["received_task_mod"]
