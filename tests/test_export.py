@@ -306,3 +306,19 @@ def test_export_refuses_a_planner_the_runtime_would_refuse(run_dir, tmp_path):
     r = _cli("export", str(run_dir), "--out", str(out), "planner.samples=100000000")
     assert r.returncode == 2 and "noise values per step, above the 67,108,864 the runtime allocates" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_a_web_sites_folder_is_not_a_run_to_export_nor_a_planner(tmp_path, capsys):
+    """Probe 28: a Hugo site's config.toml was called a damaged run's by export, and deploy told to export it."""
+    from robot_wm.cli import main
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "config.toml").write_text('baseURL = "https://example.org/"\ntitle = "My site"\n')
+    assert main(["export", str(site), "--out", str(tmp_path / "p.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run directory: it has a config.toml but no manifest.json" in err and "damaged" not in err, err
+    assert main(["deploy", str(site), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "robot-wm export" not in err, err
+    assert not (tmp_path / "p.onnx").exists() and sorted(p.name for p in site.iterdir()) == ["config.toml"]

@@ -35,6 +35,7 @@ def load_source(path: str | Path, overrides: list[str] | None = None) -> Source:
     path = Path(path)
     if path.is_dir():
         run = RunDir(path)
+        run.check_is_run()  # a web site's config.toml was a "damaged" run's (probe 28)
         cfg = run.load_config()
         ckpt = run.latest_checkpoint()
         if ckpt is None:

@@ -346,7 +346,7 @@ class PlannerSession:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
         except ValueError as e:
             hint = (f"; a run directory is exported first: `robot-wm export {path} --out planner.onnx`"
-                    if path.is_dir() and (path / "config.toml").is_file() else "")  # no hint before (probe 22)
+                    if path.is_dir() and _is_run(path) else "")  # no hint before (probe 22)
             raise ModelFileError(f"{e}{hint}") from None
         if not blob:
             raise ModelFileError(f"planner file {str(path)!r} is empty")
@@ -530,6 +530,12 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _is_run(path: Path) -> bool:
+    from robot_wm.run_dir import RunDir  # on the error path alone: the runtime imports no training code
+
+    return RunDir(path).is_run()
 
 
 def _looks_like_toml(blob: bytes) -> bool:
