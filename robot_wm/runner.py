@@ -105,6 +105,11 @@ class Session:
                     run.update_manifest(status="created", task=cfg.env.task, run_id=uuid.uuid4().hex,
                                         **({"robot": fp} if (fp := env.fingerprint()) else {}))
                 run.save_config(cfg)
+            elif not run.manifest_path.exists() and (made := run.has_work()):  # rebuilt without a word, nor the
+                # run's id, status or final evaluation: a complete run's final evaluation was done again (probe 28)
+                raise ValueError(f"the run {str(run.root)!r} has lost its manifest.json but holds {made}: its id, "
+                                 "status and final evaluation cannot be guessed; restore manifest.json (from a copy "
+                                 "of the run) and run the command again, or use another run_dir")
             elif saved is None:  # another command created the run between the first look and the lock
                 now_saved = run.load_config()
                 _check_task(run, now_saved, cfg)

@@ -306,6 +306,18 @@ def test_a_run_that_lost_its_config_is_never_given_the_defaults(run_copy, capsys
     assert snapshot(run_copy) == before
 
 
+def test_a_run_that_lost_its_manifest_is_not_rebuilt_without_a_word(run_copy, capsys):
+    """manifest.json deleted from a complete run: --resume rebuilt it silently, without the run's id, and did the
+    final evaluation again (probe 28)."""
+    (run_copy / "manifest.json").unlink()
+    before = snapshot(run_copy)
+    for args in (["run", f"run_dir={run_copy}", "--resume"], ["collect", str(run_copy), "--episodes", "1"],
+                 ["eval", str(run_copy), "--episodes", "1"], ["train", str(run_copy)]):
+        rc, out = main_in_process(capsys, *args, "--no-progress")
+        assert rc == 2 and "has lost its manifest.json but holds episodes" in out, (args, out)
+    assert snapshot(run_copy) == before
+
+
 def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
     """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
     deletes those and nothing else."""
