@@ -689,6 +689,14 @@ def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
                                           "x,[bold red]pwn[/],0,,complete,1,1\n")
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "x.pdf")]) == 2
     assert "expected a path ending in .png" in capsys.readouterr().err and not (tmp_path / "x.pdf").exists()
+    # a folder meant (probe 28: 'x.png/' wrote the file x.png), a user's file of that name, a file as its folder
+    (tmp_path / "notes.png").write_text("my notes")
+    (tmp_path / "afile").write_text("")
+    for out, needle in (("x.png/", "ends in a slash (a folder): give a file path"),
+                        ("notes.png", "exists and is not a PNG"), ("afile/x.png", "afile")):
+        assert main(["report", str(tmp_path), "--out", f"{tmp_path}/{out}"]) == 2
+        assert needle in capsys.readouterr().err, out
+    assert not (tmp_path / "x.png").exists() and (tmp_path / "notes.png").read_text() == "my notes"
     assert main(["report", str(tmp_path)]) == 0
     assert "[bold red]pwn[/]" in capsys.readouterr().out  # rich markup from a file is shown, not applied
     # ... and so are terminal escape sequences (they coloured the terminal and set its title: tenth probe)

@@ -39,7 +39,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from robot_wm.sweep.report import report
 
-    report(Path(a.sweep_dir), out=Path(a.out) if a.out else None,
+    report(Path(a.sweep_dir), out=a.out,
            anchors=Path(a.anchors) if a.anchors else None)
     return 0
 

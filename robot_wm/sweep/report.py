@@ -227,11 +227,16 @@ def _plain(text: str) -> str:
     return printable(text)
 
 
-def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None) -> Path:
-    if out is not None and Path(out).is_dir():
-        raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
-    if out is not None and Path(out).suffix.lower() != ".png":  # x.pdf held PNG bytes
-        raise ValueError(f"--out {str(out)!r}: expected a path ending in .png (the plot is a PNG)")
+def report(sweep_dir: Path, out: str | Path | None = None, anchors: Path | None = None) -> Path:
+    if out is not None:
+        from robot_wm.io import check_parent_folder, check_replaceable
+
+        if Path(out).is_dir():
+            raise ValueError(f"--out {str(out)!r} is a directory: expected the path of the PNG to write")
+        check_replaceable(out, "--out", "a PNG", lambda head: head.startswith(b"\x89PNG"))  # 'x.png/' wrote x.png
+        if Path(out).suffix.lower() != ".png":  # x.pdf held PNG bytes
+            raise ValueError(f"--out {str(out)!r}: expected a path ending in .png (the plot is a PNG)")
+        check_parent_folder(out, "--out")
     path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
     ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is read or printed
     rows = results.read(sweep_dir)
@@ -240,6 +245,6 @@ def report(sweep_dir: Path, out: Path | None = None, anchors: Path | None = None
         print(note)
     if ref:
         print_vs_published(rows, ref)
-    png = plot(rows, out or Path(sweep_dir) / PLOT_NAME, ref)
+    png = plot(rows, Path(out) if out else Path(sweep_dir) / PLOT_NAME, ref)
     print(f"learning curves: {png}" + ("" if path else " (no anchors file found: published returns not marked)"))
     return png
