@@ -552,6 +552,41 @@ def _record(tmp_path, robot, actions):
     return path, EpisodeDataset(tmp_path / "rec")[0]
 
 
+def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
+    """Probe 28: two `deploy --record` of different tasks into one new folder both found it empty (neither had stored
+    an episode yet) and filled it with both. The first recorder claims the folder: the second is refused before its
+    robot moves; one of the same task (two robots, one folder) still records beside it."""
+    script = textwrap.dedent("""
+        import sys
+        from robot_wm.runtime.record import DeploymentRecorder
+        try:
+            DeploymentRecorder(sys.argv[1], task=sys.argv[2], planner="p.onnx", action_repeat=8, planner_delay=0)
+        except ValueError as e:
+            sys.exit(f"refused: {e}")
+        print("claimed", flush=True)
+        sys.stdin.readline()
+    """)
+    folder = tmp_path / "rec"
+    first = subprocess.Popen([sys.executable, "-c", script, str(folder), "cartpole-swingup"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "claimed"
+        other = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-balance"], input="\n",
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode == 1 and "holds episodes of task 'cartpole-swingup' at action repeat 8; this " \
+            "deployment is 'cartpole-balance'" in other.stderr, other.stderr
+        same = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole_swingup"], input="\n",
+                              capture_output=True, text=True, timeout=120)
+        assert same.returncode == 0 and same.stdout.strip() == "claimed", same.stderr
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first.returncode == 0
+    (folder / "recording.json").write_text("[1, 2")  # damaged: named, not a traceback
+    bad = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-swingup"], input="\n",
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "recording.json' is damaged or was edited" in bad.stderr, bad.stderr
+
+
 def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
     """A driver that keeps its physics state in one buffer: every stored row was the last state (probe 15)."""
     from conftest import record_one_buffer_robot

@@ -19,10 +19,13 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeFolder
 from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode, check_seed
-from robot_wm.io import check_parent_folder
+from robot_wm.io import atomic_write_bytes, check_parent_folder, check_regular_file, loads_json
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
+
+CLAIM_NAME = "recording.json"
+"""A recording folder's task and action repeat, written by its first recorder before any episode is driven."""
 
 EPISODE_BUDGET = MAX_EPISODE_BYTES - 2**24
 """Bytes of arrays and per-step metadata a recorded episode holds at most: what an episode file may hold, less 16 MiB
@@ -89,7 +92,38 @@ class DeploymentRecorder:
             tempfile.TemporaryFile(dir=self.data.root).close()
         except OSError as e:
             raise OSError(e.errno, e.strerror, str(self.data.root)) from None
+        self._claim()
         self._reset()
+
+    def _claim(self) -> None:
+        """Claim the folder for this task and action repeat before any episode is driven: two `deploy --record` of
+        different tasks into one new folder both found it empty, and it held both (probe 28). A folder recorded
+        before claims were written is claimed by its first episode (checked at ``begin``)."""
+        path, mine = self.data.root / CLAIM_NAME, {k: self.meta[k] for k in ("task", "action_repeat")}
+        try:
+            atomic_write_bytes(path, json.dumps(mine).encode(), exclusive=True)
+            return
+        except FileExistsError:
+            pass
+        try:
+            check_regular_file(path, "recording claim", 4096)
+            theirs = loads_json(path.read_text())
+            theirs = (theirs["task"], theirs["action_repeat"])
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            raise ValueError(f"{str(path)!r} is damaged or was edited ({e}); it names the task the folder "
+                             f"{str(self.data.root)!r} records: record into another folder") from None
+        if theirs != (mine["task"], mine["action_repeat"]):
+            self._check_same_task(theirs)
+
+    def _check_same_task(self, theirs: tuple) -> None:
+        """Refuse a folder that holds (or was claimed for) another task or action repeat than this recorder's."""
+        from sim.dmc import task_key  # dm_control: loaded only for a folder that holds episodes
+
+        ours = (self.meta["task"], self.meta["action_repeat"])
+        if (task_key(theirs[0]), theirs[1]) != (task_key(ours[0]), ours[1]):  # one task under either spelling
+            raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
+                             f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
+                             "another folder")
 
     def _reset(self) -> None:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
@@ -118,15 +152,9 @@ class DeploymentRecorder:
                 raise ValueError(f"--record {str(self.data.root)!r} holds episodes of {first.obs.shape[1]} state and "
                                  f"{first.action.shape[1]} action dimensions (task {first.meta.get('task')!r}); this "
                                  f"robot has {dims[0]} and {dims[1]}: record into another folder")
-            # one task under either spelling (cartpole_swingup and cartpole-swingup were two: probe 17)
-            from sim.dmc import task_key  # dm_control: loaded only for a folder that holds episodes
-
-            theirs, ours = (task_key(first.meta.get("task")), first.meta.get("action_repeat")), \
-                (task_key(self.meta["task"]), self.meta["action_repeat"])
-            if theirs != ours:  # same sizes, another task: finetune then refused the whole folder (probe 11)
-                raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
-                                 f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
-                                 "another folder")
+            # same sizes, another task: finetune then refused the whole folder (probe 11); one task under either
+            # spelling (cartpole_swingup and cartpole-swingup were two: probe 17)
+            self._check_same_task((first.meta.get("task"), first.meta.get("action_repeat")))
         self._reset()
         state = _vector(robot.read_state)
         if first is not None and state.size != first.obs.shape[1] and np.all(np.isfinite(state)):
