@@ -672,8 +672,13 @@ def _refuse_network(mode: Any, address: Any, source: str) -> None:
     bad = [f"rerun.mode={mode!r}"] if mode in NETWORK_MODES else []
     bad += [f"rerun.address={address!r}"] if address is not None else []
     if bad:
-        raise ConfigError(f"{source} sets {' and '.join(bad)}: network settings are taken only from the command "
-                          "line (--rerun serve|spawn, --rerun-address HOST:PORT), never from a file")
+        raise ConfigError(network_refusal(source, " and ".join(bad)))
+
+
+def network_refusal(source: str, what: str, flags: str = " (--rerun serve|spawn, --rerun-address HOST:PORT)") -> str:
+    """The one sentence refusing a network setting ``what`` found in a file ``source``; ``flags``: the command's own
+    (a sweep has no --rerun)."""
+    return f"{source} sets {what}: network settings are taken only from the command line{flags}, never from a file"
 
 
 def flat(cfg: RunConfig) -> dict[str, Any]:

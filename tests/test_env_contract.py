@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
-import shutil
 import sys
 import time
 from pathlib import Path

@@ -572,18 +572,18 @@ def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
     try:
         assert first.stdout.readline().strip() == "claimed"
         other = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-balance"], input="\n",
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=120, check=False)
         assert other.returncode == 1 and "holds episodes of task 'cartpole-swingup' at action repeat 8; this " \
             "deployment is 'cartpole-balance'" in other.stderr, other.stderr
         same = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole_swingup"], input="\n",
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
         assert same.returncode == 0 and same.stdout.strip() == "claimed", same.stderr
     finally:
         first.communicate("\n", timeout=60)
     assert first.returncode == 0
     (folder / "recording.json").write_text("[1, 2")  # damaged: named, not a traceback
     bad = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-swingup"], input="\n",
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and "recording.json' is damaged or was edited" in bad.stderr, bad.stderr
 
 

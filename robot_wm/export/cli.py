@@ -58,7 +58,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.what == "dynamics" and a.noise is not None:  # taken and ignored, where overrides were refused (probe 28)
         raise ValueError(f"--noise {a.noise}: --what dynamics exports the world model alone, which draws no noise "
                          "(the planner's samples do); export it without --noise")
-    a.noise = a.noise or "input"
+    noise = a.noise or "input"
     src = load_source(a.source, a.overrides)
     common = {"source_sha256": src.sha256, "source_checkpoint": src.checkpoint.name, "task": src.cfg.env.task,
               "action_repeat": src.cfg.env.action_repeat, "control_period": repr(control_period(src.cfg))}
@@ -84,7 +84,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
-    export_planner(src.model, spec, a.out, noise=a.noise, metadata=common, value=value, goal=goal,
+    export_planner(src.model, spec, a.out, noise=noise, metadata=common, value=value, goal=goal,
                    reward_weight=g.reward_weight)
     extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
               else "no value (imagined reward only)" if goal is None else "no value")
@@ -93,7 +93,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if spec.delay:
         extras += f", commands act {spec.delay} control step{'s' * (spec.delay > 1)} late (planner.delay)"
     echo(f"wrote {a.out}{made}: {spec.optimizer} planner, horizon {spec.horizon}, {spec.samples} samples x "
-          f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {a.noise}, "
+          f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
 

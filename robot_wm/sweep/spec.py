@@ -388,8 +388,7 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
     addressed = [o for o in (*spec.overrides, *(f"{k}=" for k in keys)) if (k := o.partition("=")[0].strip())
                  == "rerun.address" or (k == "rerun" and "address" in o.partition("=")[2])]  # (probe 28)
     if addressed:
-        raise SweepError(f"sweep file {str(path)!r} sets {addressed[0].partition('=')[0].strip()}: network settings "
-                         "are taken only from the command line, never from a file")
+        raise SweepError(cfgmod.network_refusal(f"sweep file {str(path)!r}", addressed[0].partition("=")[0].strip(), ""))
     trials, names, configs = [], set(), {}
     for (src, is_launch, label), seed, combo in itertools.product(sources, spec.seeds, combos):
         grid = tuple(f"{k}={toml_value(v)}" for k, v in zip(keys, combo, strict=True))
