@@ -1,0 +1,126 @@
+"""The fault report's catalogue, continued (``fault_probes_4.py`` holds probes 20-25): the twenty-sixth and
+twenty-seventh probes' defects (2026-11-29, fixed in session 28) and what they left (fixed in session 29)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from fault_kit import cli, copy_run, record, tail, untouched
+
+
+def probe26_27_defects(base: Path, complete: Path, work: Path) -> None:
+    """The defects of the twenty-sixth and twenty-seventh probes (one frozen snapshot, two helpers)."""
+    cat = "probes 2026-11-29 (26th, 27th)"
+
+    def web_app_manifest():
+        folder = work / "p27-app"
+        folder.mkdir()
+        (folder / "manifest.json").write_text('{"name": "My App", "start_url": "/"}')
+        (folder / "index.html").write_text("<p/>")
+        from conftest import TINY_RUN_ARGS
+
+        rc, out = cli("run", f"run_dir={folder}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+        kept = sorted(p.name for p in folder.iterdir()) == ["index.html", "manifest.json"]
+        return rc == 2 and "not a robot-wm run" in out and kept, tail(out, 90)
+    record(cat, "a web app's manifest.json taken for a run (--resume wrote a run into the folder)", web_app_manifest)
+
+    def final_eval_episode_removed():
+        r = copy_run(complete, work / "p27-final")
+        max((r / "eval").glob("episode_*.npz")).unlink()
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--planner", "random", "--no-progress"],
+                         "evaluation episode file(s)")
+    record(cat, "the final evaluation's last episode removed, then eval (stored under the manifest's number)",
+           final_eval_episode_removed)
+
+    def foreign_checkpoint():
+        from conftest import tiny_run
+
+        r, other = copy_run(complete, work / "p27-foreign"), work / "p27-other"
+        with contextlib.redirect_stdout(io.StringIO()):  # its summary table
+            rc = tiny_run(other, "seed=3")
+        name = json.loads((r / "checkpoints" / "latest.json").read_text())["checkpoint"]
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(other / "checkpoints" / Path(name).with_suffix(suffix), r / "checkpoints")
+        ok, note = untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "was trained by another run")
+        return rc == 0 and ok, note
+    record(cat, "another run's checkpoint copied in under a round name (evaluated as the run's own)", foreign_checkpoint)
+
+
+def probe26_27_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """What the twenty-sixth and twenty-seventh probes left, fixed in session 29."""
+    cat = "session 29: probes 26-27's leftovers"
+
+    def task_module_in_a_received_run():
+        r = copy_run(complete, work / "p28-received")
+        marker = work / "p28-ran"
+        (r / "received_task.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef reward(m, d):\n    return 1.0\n")
+        code = ("from sim.mjcf import import_callable\n"
+                "try:\n    import_callable('received_task:reward', 'env.reward', 'reward(model, data)')\n"
+                "except ValueError as e:\n    print(e)\n")
+        p = subprocess.run([sys.executable, "-c", code], cwd=r, capture_output=True, text=True, timeout=120,
+                           check=False)
+        return "from inside the run folder" in p.stdout and not marker.exists(), tail(p.stdout + p.stderr, 90)
+    record(cat, "a received run's task module beside its config.toml (imported when a command ran inside it)",
+           task_module_in_a_received_run)
+
+    def rebuilt_summary_after_finetune():
+        r = copy_run(complete, work / "p28-summary")
+        before = json.loads((r / "summary.json").read_text())
+        rec = work / "p28-rec"
+        rc0, _ = cli("deploy", str(planner), "--episodes", "1", "--record", str(rec), "--sim", "max_env_steps=160")
+        rc1, _ = cli("finetune", str(r), "--data", str(rec), "--no-progress")
+        (r / "summary.json").unlink()
+        from conftest import tiny_run
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc2 = tiny_run(r, "--resume")
+        after = json.loads((r / "summary.json").read_text())
+        same = after["multistep_mse"] == before["multistep_mse"] and "robot_episodes" not in after
+        return rc0 == rc1 == rc2 == 0 and same, f"multistep_mse {after['multistep_mse'].get('1')}"
+    record(cat, "summary.json rebuilt after a finetune (the old return beside the newest round's figures)",
+           rebuilt_summary_after_finetune)
+
+    def manifest_removed():
+        r = copy_run(complete, work / "p28-nomanifest")
+        (r / "manifest.json").unlink()
+        from conftest import TINY_RUN_ARGS
+
+        return untouched(r, ["run", f"run_dir={r}", *TINY_RUN_ARGS, "--resume", "--no-progress"],
+                         "has lost its manifest.json")
+    record(cat, "a complete run's manifest.json removed, then --resume (rebuilt without a word or the run's id)",
+           manifest_removed)
+
+    def web_site_export():
+        site = work / "p28-site"
+        site.mkdir()
+        (site / "config.toml").write_text('baseURL = "https://example.org/"\n')
+        rc, out = cli("export", str(site), "--out", str(work / "p28-site.onnx"))
+        return rc == 2 and "is not a run directory" in out and "damaged" not in out, tail(out, 90)
+    record(cat, "export of a web site's folder (its config.toml called a damaged run's)", web_site_export)
+
+    def two_recorders_two_tasks():
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        folder = work / "p28-two"
+        DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+        try:
+            DeploymentRecorder(folder, task="cartpole-balance", planner="p", action_repeat=8, planner_delay=0)
+        except ValueError as e:
+            return "holds episodes of task 'cartpole-swingup'" in str(e), str(e)[:90]
+        return False, "a second task's recorder took the folder its first had not yet stored an episode in"
+    record(cat, "two deploy --record of different tasks into one new folder (it held both)", two_recorders_two_tasks)
+
+    def report_out_trailing_slash():
+        sweep = work / "p28-sweep"
+        sweep.mkdir()
+        (sweep / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean\nx,cartpole-swingup,0,,"
+                                           "complete,1\n")
+        rc, out = cli("report", str(sweep), "--out", f"{work}/p28-plot.png/")
+        return rc == 2 and "ends in a slash" in out and not (work / "p28-plot.png").exists(), tail(out, 90)
+    record(cat, "report --out x.png/ (a folder meant: the file x.png written)", report_out_trailing_slash)
