@@ -296,7 +296,7 @@ class Session:
             self._value_opt = ValueOptimizers.new(self.value, cfg.value.lr)
         rep = train_value(self.value, rows, cfg.value, updates, seed=cfg.seed * 7919 + round_ + 1,
                           progress=self.progress,  # the normaliser: stored states only, never imagined ones (review)
-                          norm_from=sim_states(data) if robot else stored.states(),
+                          norm_from=sim_states(data, cfg.value.n_step, self.value.spec.discount),
                           optimizers=self._value_opt)
         return {"value_updates": rep.updates, "value_train_s": round(rep.train_s, 2), "q_loss": rep.q_loss,
                 **({"imagined_rows": imagined} if cfg.value.imagined_steps else {}),
