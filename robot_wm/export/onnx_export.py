@@ -140,11 +140,18 @@ def _finish(proto: onnx.ModelProto, out: Path, metadata: dict[str, str]) -> onnx
 def _to_proto(module: nn.Module, args: tuple, input_names, output_names, dynamic_shapes=None) -> onnx.ModelProto:
     # torch's exporter warns about its own internals; with PYTHONWARNINGS=error those warnings became a traceback
     # asking the user to file a PyTorch issue (probe of 2026-11-26)
+    # ... and its registry logs four "torchvision is not installed" lines on every export (probe 29): not ours to act on
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=OPSET,
-                                 input_names=list(input_names), output_names=list(output_names),
-                                 dynamic_shapes=dynamic_shapes, verbose=False)
+        registry.setLevel(logging.ERROR)
+        try:
+            prog = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=OPSET,
+                                     input_names=list(input_names), output_names=list(output_names),
+                                     dynamic_shapes=dynamic_shapes, verbose=False)
+        finally:
+            registry.setLevel(level)
     return prog.model_proto
 
 
