@@ -684,6 +684,25 @@ def test_report_names_a_results_file_that_is_no_utf8(tmp_path, capsys):
     assert "results.csv' line 2002:" in capsys.readouterr().err
 
 
+def test_report_refuses_rows_longer_than_the_header_huge_budgets_and_too_many_panels(tmp_path, capsys, recwarn):
+    """Probe 29: a row with a cell more than the header ('1,000') reported 1.0; a return_at_10**23 column was a
+    traceback; 10,000 task names drew for minutes at 12 GB; a CJK task name printed glyph warnings."""
+    head = "name,task,seed,overrides,status,eval_return_mean\n"
+    for body, needle in (("a,cartpole-swingup,0,,complete,1,000\n", "line 2: 1 cell(s) more than the header"),
+                         ("a,cartpole-swingup,0,,complete,1\n", "at most 1,000,000,000")):
+        text = head + body if "000" in body else head.replace("\n", ",return_at_99999999999999999999999\n") + body
+        (tmp_path / "results.csv").write_text(text)
+        assert main(["report", str(tmp_path)]) == 2
+        assert needle in capsys.readouterr().err
+    rows = "".join(f"t{i},task{i},0,,complete,{i}\n" for i in range(31))
+    (tmp_path / "results.csv").write_text(head + rows)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "hold 31 tasks: the plot draws one panel per task, at most 30" in capsys.readouterr().err
+    (tmp_path / "results.csv").write_text(head + "a,\u6ce2\u6d6a-run,0,,complete,1\n", encoding="utf-8")
+    assert main(["report", str(tmp_path)]) == 0
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
 def test_report_prints_cells_as_text_and_writes_only_png(tmp_path, capsys):
     (tmp_path / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean,return_at_1000\n"
                                           "x,[bold red]pwn[/],0,,complete,1,1\n")

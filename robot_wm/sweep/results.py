@@ -235,6 +235,10 @@ def _sweep_file_hint(path: Path) -> str:
     return f" (a sweep file: its results are by default in {str(where)!r}{rel})"
 
 
+MAX_BUDGET = 10**9
+"""The largest budget a ``return_at_N`` column may name (a run's env_steps at most)."""
+
+
 def read(sweep_dir: Path) -> list[dict]:
     """The rows of ``SWEEP_DIR/results.csv`` (values as text, empty where not measured)."""
     path = Path(sweep_dir) / RESULTS_NAME
@@ -248,8 +252,14 @@ def read(sweep_dir: Path) -> list[dict]:
         reader = csv.DictReader(f)
         try:
             header = reader.fieldnames or []
-            rows = [{k: v or "" for k, v in r.items() if k is not None}  # a short row's missing cells: empty
-                    for r in itertools.islice(reader, MAX_ROWS + 1)]
+            rows = []
+            for r in itertools.islice(reader, MAX_ROWS + 1):
+                if r.get(None):  # a longer row's extra cells were dropped: '1,000' read as 1.0 (probe 29)
+                    raise ValueError(f"{str(path)!r} line {reader.line_num}: {len(r[None])} cell(s) more than the header "
+                                     f"has columns ({r[None]!r:.60}); expected a results.csv written by `robot-wm "
+                                     "sweep` (a number with a thousands separator?)")
+                rows.append({k: v or "" for k, v in r.items() if k is not None})  # a short row's missing cells: ''
+
         except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit, or bytes that are no
             # UTF-8 (a bare codec message naming no file: probe 20): a traceback before
             line = reader.line_num
@@ -262,10 +272,11 @@ def read(sweep_dir: Path) -> list[dict]:
             raise ValueError(f"{str(path)!r} lacks the columns {missing}: expected a results.csv written by `robot-wm sweep`")
         for c in header:
             digits = c[len(BUDGET_PREFIX):]
-            if c.startswith(BUDGET_PREFIX) and not (digits.isascii() and digits.isdigit() and str(int(digits)) == digits):
+            if c.startswith(BUDGET_PREFIX) and not (digits.isascii() and digits.isdigit() and str(int(digits)) == digits
+                                                    and int(digits) <= MAX_BUDGET):  # 10**23: a traceback (probe 29)
                 # return_at_0200 was read as the budget 200 and its cells never found: every one showed "–"
-                raise ValueError(f"{str(path)!r}: column {c!r}: expected {BUDGET_PREFIX}<environment steps>, e.g. "
-                                 f"{BUDGET_PREFIX}10000")
+                raise ValueError(f"{str(path)!r}: column {c!r}: expected {BUDGET_PREFIX}<environment steps>, at most "
+                                 f"{MAX_BUDGET:,}, e.g. {BUDGET_PREFIX}10000")
     if not rows:  # the report printed an empty table and drew empty axes (a matplotlib warning)
         raise ValueError(f"{str(path)!r} holds no trials (a header only): expected a results.csv written by "
                          "`robot-wm sweep`, which writes a row for every trial")
