@@ -149,7 +149,7 @@ def probe22_defects(base: Path, planner: Path, work: Path) -> None:
     record(cat, "a resealed checkpoint planning over +-100 on a +-1 robot (evaluated, exit 0)", wide_bounds)
 
     def overflowing_weights():
-        r = _reseal(copy_run(base, work / "p22-big"), lambda t: t["head.weight"].mul_(1e30))
+        r = _reseal(copy_run(base, work / "p22-big"), lambda t: t["target_norm.std"].mul_(1e37))  # (weights: refused)
         rc, out = cli("eval", str(r), "--episodes", "1", "--no-progress")
         return rc == 3 and "planning steps fell back" in out, tail(out, 90)
     record(cat, "a checkpoint whose every planning step falls back, reported as the learned planner's return",

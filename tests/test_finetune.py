@@ -305,8 +305,8 @@ def test_dream_and_whatif_of_a_recorded_deployment_show_the_models_error_on_the_
     shutil.copytree(data, other)
     assert cli.main(["dream", str(run), "--data", str(other), *args]) == 0
     names = {p.name for p in (run / "dreams").iterdir()}
-    robot = sorted(n for n in names if n.startswith(f"robot_{data.name}_") and n.endswith("_episode000001_step5.mp4"))
-    assert "episode000001_step5.mp4" in names and len(robot) == 2, names
+    robot = sorted(n for n in names if n.startswith(f"robot_{data.name}_") and n.endswith("_episode000001_step5_h3.mp4"))
+    assert "episode000001_step5_h3.mp4" in names and len(robot) == 2, names
 
 
 def test_finetune_refuses_data_from_inside_the_run(run_and_data, capsys):
@@ -820,8 +820,10 @@ def _reseal(json_path: Path, edit) -> None:
     (lambda t: t["value.obs_norm.std"].fill_(-1), 2, "normaliser scales below 1e-06 in ['value.obs_norm.std']"),
     (lambda t: [t[k].mul_(100) for k in t if k.endswith(("action_low", "action_high"))], 2,
      "plans with action_low [-100.0], but the run's robot (cartpole-swingup) takes [-1.0]"),
-    (lambda t: t["head.weight"].mul_(1e30), 3,
-     "planning steps fell back")])
+    (lambda t: t["target_norm.std"].mul_(1e37), 3, "planning steps fell back"),
+    # a weight of 1e30, which training never writes (one Q head's 1e38 was planned on, exit 0: probe 29)
+    (lambda t: t["head.weight"].mul_(1e30), 2, "holds weights beyond +-1e+06 in ['head.weight']"),
+    (lambda t: t["value.q.out.weight"][0].fill_(1e38), 2, "holds weights beyond +-1e+06 in ['value.q.out.weight']")])
 def test_a_resealed_checkpoint_that_cannot_plan_is_refused_or_said(run_and_data, tmp_path, capsys, edit, code, needle):
     """Probe 22: a checkpoint with its normaliser's std zeroed, or its action bounds x100, hashes recomputed, was
     evaluated as the learned planner ("return 0.0", exit 0) while every step fell back, or planned over +-100 on a

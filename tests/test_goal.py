@@ -333,6 +333,9 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "1,2"],
                        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "goal.state has 2 values, expected 5" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "0,1,0,0,0", "--goal-file",
+                        str(goal_file)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 2 and "--goal and --goal-file both set the goal" in r.stderr, r.stderr  # (probe 29)
     for flag, needle in (("--goal-file", "argument --goal-file: an empty path"), ("--goal", "expected comma-separated numbers")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), flag, ""],
                            capture_output=True, text=True, env=env, timeout=300, check=False)

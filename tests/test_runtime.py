@@ -132,6 +132,8 @@ def test_deploy_refuses_a_record_folder_of_another_robot_before_driving(files, t
     out = capsys.readouterr()
     assert "holds episodes of task 'cartpole-balance' at action repeat 8" in out.out + out.err, out
     assert len(EpisodeDataset(tmp_path / "balance")) == 1
+    # ... and labelled no folder with its own task: the folder's real task was then refused (probe 29)
+    assert not (tmp_path / "balance" / "recording.json").exists() and not (tmp_path / "rec" / "recording.json").exists()
 
 
 def test_deploy_refuses_an_unknown_shift(files, capsys):
@@ -392,7 +394,8 @@ def test_a_stalled_realtime_loop_counts_the_stall(files, caplog):
     with caplog.at_level("WARNING"):
         stats = loop.run(5)
     assert stats.stalls == 1 and stats.summary()["stalls"] == 1 and "stalls 1" in stats.format()
-    assert "behind its schedule" in caplog.text
+    # a blocking robot call is one cause the hint names (it blamed the process alone: probe 29)
+    assert "behind its schedule (the process stalled, or the robot's read_state or send_action blocked?)" in caplog.text
 
 
 def test_sim_robot_implements_the_robot_interface():
@@ -552,6 +555,38 @@ def _record(tmp_path, robot, actions):
     return path, EpisodeDataset(tmp_path / "rec")[0]
 
 
+def _varint(v: int) -> bytes:
+    out = b""
+    while v >= 0x80:
+        out, v = out + bytes([v & 0x7F | 0x80]), v >> 7
+    return out + bytes([v])
+
+
+@pytest.mark.parametrize("where", ["top", "graph"])
+def test_a_planner_padded_with_fields_onnx_does_not_define_is_refused(files, tmp_path, where):
+    """Probe 29: a 0.8 MB planner padded with a 1.9 GB unknown protobuf field (field 99) passed every check, the hashes
+    intact, and took 6 GB to deploy. At the top level it is found without parsing; inside the graph (the second graph
+    field merges into the first), before onnxruntime parses it all again."""
+    pad = _varint(99 << 3 | 2) + _varint(3_000_000) + bytes(3_000_000)
+    if where == "graph":
+        pad = _varint(7 << 3 | 2) + _varint(len(pad)) + pad
+    padded = tmp_path / "padded.onnx"
+    padded.write_bytes(files["internal"].read_bytes() + pad)
+    needle = "holds a field (number 99, 3,000,00" if where == "top" else "bytes that are no part of an ONNX model"
+    with pytest.raises(ModelFileError, match=re.escape(needle)):
+        PlannerSession(padded, provider="cpu")
+
+
+def test_a_planner_file_after_sim_is_named_not_missing(files, capsys):
+    """Probe 29: `deploy --sim randomize.mass=[0.9,1.1] p.onnx` said "the following arguments are required: planner"."""
+    from robot_wm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["deploy", "--sim", "randomize.mass=[0.9,1.1]", str(files["internal"])])
+    err = capsys.readouterr().err
+    assert f"argument --sim: {str(files['internal'])!r} is not KEY=VALUE" in err and "before --sim" in err, err
+
+
 def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
     """Probe 28: two `deploy --record` of different tasks into one new folder both found it empty (neither had stored
     an episode yet) and filled it with both. The first recorder claims the folder: the second is refused before its
@@ -585,6 +620,10 @@ def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
     bad = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-swingup"], input="\n",
                          capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and "recording.json' is damaged or was edited" in bad.stderr, bad.stderr
+    (folder / "recording.json").write_text(" " * 100 * 1024)  # its limit was said as "at most 0 MiB" (probe 29)
+    big = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-swingup"], input="\n",
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert big.returncode == 1 and "is 100.0 KiB; at most 4 KiB is read" in big.stderr, big.stderr
 
 
 def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
@@ -1105,8 +1144,9 @@ def test_odd_python_api_values_are_named(files, tmp_path):
         ControlLoop(s, ScriptedRobot(), realtime=False).run(-5)
     with pytest.raises(ValueError, match="cannot hold a NUL byte"):
         DeploymentRecorder(f"{tmp_path}/rec\x00x", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
-    with pytest.raises(ValueError, match=r"task='': expected the robot's task name"):
-        DeploymentRecorder(tmp_path / "rec", task="", planner="p", action_repeat=8, planner_delay=0)
+    for task in ("", "../../x", "a\x1b[2Jb"):  # a path or escapes were written into recording.json (probe 29)
+        with pytest.raises(ValueError, match=r"task=.*: expected the robot's task name"):
+            DeploymentRecorder(tmp_path / "rec", task=task, planner="p", action_repeat=8, planner_delay=0)
     robot = ScriptedRobot()
     robot.control_period = 1e-7  # a 1e-7 s MJCF timestep: 10 MHz and a 0 ms deadline
     with pytest.raises(ValueError, match=r"robot.control_period=1e-07 s is 1e\+07 Hz: expected 0.1 to 10000.0 Hz"):
@@ -1184,7 +1224,11 @@ def test_a_planner_spec_without_its_delay_and_odd_states_are_named(files, tmp_pa
     s = PlannerSession(files["internal"], provider="cpu")
     state = np.zeros(s.meta.state_dim)
     state[1] = 1e300
-    assert s.why_invalid(state).startswith("state[1] = 1e+300 is beyond float32, the planner's input")
+    import warnings
+
+    with warnings.catch_warnings():  # numpy's "overflow encountered in cast" came first, with its source line (probe 29)
+        warnings.simplefilter("error")
+        assert s.why_invalid(state).startswith("state[1] = 1e+300 is beyond float32, the planner's input")
     assert s.why_invalid(np.zeros(3)) == f"the state has 3 values, the planner expects {s.meta.state_dim}"
 
 

@@ -77,6 +77,17 @@ def sealed(meta: dict) -> dict:
     return {**meta, CONFIG_HASH_KEY: config_digest(meta)}
 
 
+MAX_WEIGHT = 1e6
+"""The largest magnitude of a network weight or bias a checkpoint may hold (normalisers and bounds are not weights):
+a trained network's are below 10; past this, training has diverged or the file was edited."""
+
+
+def _huge_weights(tensors: dict) -> list[str]:
+    """The weights and biases (``*.weight``, ``*.bias``) holding a magnitude above ``MAX_WEIGHT``."""
+    return sorted(k for k, v in tensors.items() if k.endswith((".weight", ".bias")) and v.is_floating_point()
+                  and v.numel() and float(v.abs().max()) > MAX_WEIGHT)
+
+
 class TrainingDivergedError(ValueError):
     """A training round ended with non-finite weights or a validation error far past an untrained model's:
     nothing is saved, the run stops."""
@@ -96,9 +107,10 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
     if value is not None:
         tensors.update({VALUE_PREFIX + k: v for k, v in value.state_dict().items()})
     bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    bad = bad or _huge_weights(tensors)
     if bad:  # a diverged training: such a checkpoint cannot plan (the run was reported complete with return 0)
         raise TrainingDivergedError(
-            f"training diverged: non-finite weights in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
+            f"training diverged: non-finite weights (or beyond +-{MAX_WEIGHT:g}) in {bad[:5]}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}"
             f"; {stem.name} was not written. Lower the learning rate (model.lr for the world model, value.lr "
             "for the value and policy) or the other training weights (model.weight_decay, value.entropy_coef), "
             "or check the data's scale (a reward or observe function of your own returning huge values)")
@@ -241,6 +253,10 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
             raise ValueError(f"checkpoint {str(cfg_path)!r} holds non-finite weights in {bad[:5]}"
                              f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}: it cannot plan; "
                              "use an earlier round (checkpoints/model_rNNNN.json)")
+        if huge := _huge_weights(tensors):  # one Q head's weight of 1e38 (hashes recomputed) planned on, exit 0
+            raise ValueError(f"checkpoint {str(cfg_path)!r} holds weights beyond +-{MAX_WEIGHT:g} in {huge[:5]}, "
+                             "which training never writes (it stops first): the file was edited or damaged; use an "
+                             "earlier round (checkpoints/model_rNNNN.json)")  # (probe 29)
         # a scale of 0 (hash recomputed) divided every state by zero: each step fell back, "return 0.0" (probe 22)
         if flat := sorted(k for k, v in tensors.items() if _is_scale(k) and not bool((v >= MIN_SCALE).all())):
             raise ValueError(f"checkpoint {str(cfg_path)!r} holds normaliser scales below {MIN_SCALE:g} in {flat[:5]} "

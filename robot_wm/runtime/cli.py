@@ -128,6 +128,8 @@ def _goal(a: argparse.Namespace, planner):
     if any(given) and planner.meta.goal is None:
         raise ValueError(f"--goal, --goal-weights and --goal-file need a goal-conditioned planner; {a.planner!r} "
                          "was exported without a goal (export with goal.state=[...] or goal.joints={...})")
+    if a.goal_file is not None and a.goal is not None:  # the file's goal replaced --goal without a word (probe 29)
+        raise ValueError("--goal and --goal-file both set the goal (the file from its first reading on): give one")
     if a.goal is not None or a.goal_weights is not None:
         planner.set_goal(_floats(a.goal, "--goal") if a.goal is not None else planner.goal.state,
                          _floats(a.goal_weights, "--goal-weights") if a.goal_weights is not None else None)
@@ -193,6 +195,15 @@ def _robot_env(task: str, repeat: int, shift: str, overrides: list[str]):
     return apply_overrides(cfg, shift_then(shift, extra)).env
 
 
+def _sim_override(text: str) -> str:
+    """One ``--sim`` value: the planner file given after ``--sim`` was taken as one, and argparse said "the following
+    arguments are required: planner" (probe 29)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE: --sim takes every word after it up to the next "
+                                         "flag; put the planner file before --sim")
+    return text
+
+
 def register(sub) -> None:
     p = sub.add_parser("deploy", help="run an exported planner.onnx in closed loop (simulation stands in for the robot)")
     p.add_argument("planner", type=path_arg, help="planner .onnx from `robot-wm export`")
@@ -228,7 +239,7 @@ def register(sub) -> None:
     p.add_argument("--shift", default="nominal",
                    help="simulate a robot that differs from the training simulator: nominal, mass-0.7, mass-1.3, "
                         "friction-0.5, friction-1.5, gain-0.8, delay-1")
-    p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE", action="extend",  # given twice: the first was
+    p.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE", action="extend", type=_sim_override,  # twice: the first was
                    help="more env overrides of the simulated robot, e.g. randomize.mass=[0.9,1.1] "  # dropped (probe 17)
                         "(--sim may be given more than once)")
     p.set_defaults(func=cmd_deploy)

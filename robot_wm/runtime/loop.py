@@ -347,8 +347,9 @@ class ControlLoop:
                     else:
                         if -delay >= self.period:  # SIGSTOP for 3 s showed only as a lower rate (probe 16)
                             stats.stalls += 1
-                            log.warning("step %d: the loop ran %.0f ms behind its schedule (the process stalled?): the "
-                                        "last command stayed on the robot that long", stats.steps, -delay * 1e3)
+                            log.warning("step %d: the loop ran %.0f ms behind its schedule (the process stalled, or the "
+                                        "robot's read_state or send_action blocked?): the last command stayed on the "
+                                        "robot that long", stats.steps, -delay * 1e3)
                         next_tick = time.perf_counter()  # late: do not try to catch up with a burst
         except BaseException as e:  # Ctrl-C, deploy's SIGTERM/SIGHUP: the last command stayed on the motors (probe 12)
             if self.stopped is None:

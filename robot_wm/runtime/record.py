@@ -53,8 +53,10 @@ class DeploymentRecorder:
                 raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
                                  "written under the run's lock by robot-wm alone. Record into a folder of its "
                                  f"own and bring it in with `robot-wm finetune {d} --data DIR`")
-        if not isinstance(task, str) or not task.strip():
-            raise ValueError(f"task={task!r}: expected the robot's task name (the run's env.task)")
+        if not isinstance(task, str) or not task.strip() or len(task) > 200 or not task.isprintable() or \
+                any(c in task for c in "/\\"):  # '../../x' was written into recording.json (probe 29)
+            raise ValueError(f"task={task!r:.80}: expected the robot's task name (the run's env.task: printable, no "
+                             "path separators)")
         if Path(root).is_symlink() and not Path(root).exists():  # a bare "[Errno 17] File exists" (probe 19)
             raise ValueError(f"--record {str(root)!r} is a broken symbolic link (to {os.readlink(root)!r}): remove it, "
                              "or record into another folder")
@@ -100,6 +102,8 @@ class DeploymentRecorder:
         different tasks into one new folder both found it empty, and it held both (probe 28). A folder recorded
         before claims were written is claimed by its first episode (checked at ``begin``)."""
         path, mine = self.data.root / CLAIM_NAME, {k: self.meta[k] for k in ("task", "action_repeat")}
+        if self.data.first is not None and not path.exists():  # recorded before claims were written: its first
+            return  # episode claims it (``begin``); a refused deploy of another task labelled it with its own (probe 29)
         try:
             atomic_write_bytes(path, json.dumps(mine).encode(), exclusive=True)
             return

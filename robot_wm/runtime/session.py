@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes.util
 import logging
 import math
+import os
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -341,6 +342,7 @@ class PlannerSession:
 
         try:
             check_regular_file(path, "planner file", MAX_PLANNER_BYTES)  # a FIFO hung deploy, /dev/zero grew
+            _check_no_foreign_field(path)
             blob = path.read_bytes()
         except FileNotFoundError:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
@@ -360,6 +362,11 @@ class PlannerSession:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
+        proto.DiscardUnknownFields()  # ... and inside the graph: refused before onnxruntime parses it all again
+        if len(blob) > 1.1 * proto.ByteSize() + 2**20:
+            raise ModelFileError(f"planner file {str(path)!r} holds {len(blob) - proto.ByteSize():,} bytes that are no "
+                                 "part of an ONNX model (fields ONNX does not define): it was padded or damaged after "
+                                 "export; export the planner again")
         props = {p.key: p.value for p in proto.metadata_props}
         if META_HASH_KEY not in props and props.get(FORMAT_KEY) == PLANNER_FORMAT:  # deleted: edits went through
             raise ModelFileError(f"planner file {str(path)!r} carries no {META_HASH_KEY}: its metadata cannot be "
@@ -530,6 +537,56 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+_MODEL_FIELDS = frozenset(f.number for f in onnx.ModelProto.DESCRIPTOR.fields)
+
+
+def _check_no_foreign_field(path: Path) -> None:
+    """Refuse a file whose top level holds a field an ONNX model does not define, found by walking the protobuf
+    wire format (mapped, nothing parsed): a 0.8 MB planner padded with a 1.9 GB unknown field passed every check and
+    took 6 GB to deploy, read, parsed by onnx and again by onnxruntime (probe 29). Malformed data is left to the parser."""
+    import mmap
+
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:1] != b"\x08":  # not an ONNX model's start (its ir_version): a zip, a text, ... named later
+                return
+            i, n = 0, len(buf)
+            while i < n:
+                tag, i = _varint(buf, i)
+                if tag is None:
+                    return
+                field, wire, start = tag >> 3, tag & 7, i
+                if wire == 0:
+                    _, i = _varint(buf, i)
+                elif wire == 2:
+                    length, i = _varint(buf, i)
+                    i = None if length is None else i + length
+                else:  # fixed 64- and 32-bit; groups (3, 4) are no part of ONNX: the parser names them
+                    i = {1: i + 8, 5: i + 4}.get(wire)
+                if i is None or i > n:
+                    return
+                if field not in _MODEL_FIELDS:
+                    raise ModelFileError(f"planner file {str(path)!r} holds a field (number {field}, {i - start:,} bytes) "
+                                         "that an ONNX model does not have: it was padded or damaged after export; "
+                                         "export the planner again")
+
+
+def _varint(buf, i: int) -> tuple[int | None, int | None]:
+    """The protobuf varint at ``buf[i]`` and the index after it; (None, None) where none ends within 10 bytes."""
+    value = 0
+    for shift in range(0, 70, 7):
+        if i >= len(buf):
+            break
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+    return None, None
 
 
 def _is_run(path: Path) -> bool:
