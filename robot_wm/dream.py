@@ -23,6 +23,7 @@ from robot_wm.io import atomic_write_bytes, check_parent_folder, check_replaceab
 from robot_wm.model.ensemble import WorldModel
 from robot_wm.model.imagine import imagine
 from robot_wm.viz.kinematics import QposDecoder
+from robot_wm.whatif import check_query
 from sim.env import renderer_for
 
 
@@ -49,6 +50,8 @@ def dream(model: WorldModel, episode: Episode, step: int = 0, horizon: int | Non
     """Roll ``episode``'s actions from ``step`` (``horizon`` of them, default: to the episode's end) out
     through every member of ``model`` (mean predictions, open loop: the model never sees the real states)."""
     k = dream_span(len(episode.action), step, horizon)
+    # a start the model cannot score (whatif refuses it) was dreamed into a video of inf errors, exit 0 (probe 29)
+    check_query(model, episode.obs[step], episode.action[step:step + k][None])
     acts = torch.as_tensor(episode.action[step:step + k], dtype=torch.float32)
     start = torch.as_tensor(episode.obs[step], dtype=torch.float32)
     with torch.inference_mode():

@@ -65,6 +65,12 @@ def cmd_dream(a: argparse.Namespace) -> int:
         period = s.env.control_timestep
         tag = "" if a.candidate == "recorded" else "_" + "".join(c for c in a.candidate if c.isalnum())
         tag += "" if a.member is None else f"_member{a.member}"
+        # what else picks the dream: another horizon, actions file or seed replaced the video of one (probe 29)
+        tag += "" if a.horizon is None else f"_h{a.horizon}"
+        if a.candidate.startswith("file"):
+            tag += "_" + "".join(c for c in Path(a.actions).stem if c.isalnum() or c in "-_")[:40]
+        elif a.candidate.startswith("random") and a.seed:
+            tag += f"_seed{a.seed}"
         out = Path(a.out) if a.out else _dreams(s.run) / f"{_source(a.data)}episode{a.episode:06d}_step{a.step}{tag}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_video(out, frames, fps=a.fps or 1.0 / period)
@@ -215,7 +221,7 @@ def register(sub) -> None:
     d.add_argument("--actions", type=path_arg, default=None, help=".npy file of candidate sequences (K, H, A), for file[i]")
     d.add_argument("--random", type=whole(0, 10_000), default=8, help="random candidates to draw (as whatif)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random candidates (as whatif)")
-    d.add_argument("--out", type=path_arg, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT.mp4, "
+    d.add_argument("--out", type=path_arg, default=None, help="mp4 or gif path (default: RUN/dreams/episodeNNNNNN_stepT[_hH...].mp4, "
                                                "robot_FOLDER_DIGEST_episodeNNNNNN_stepT.mp4 for an episode of "
                                                "--data)")
     d.add_argument("--rrd", type=path_arg, default=None, help="also write the frames and error curves to this .rrd file")

@@ -95,9 +95,9 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
         except FileNotFoundError:
             raise ValueError(f"--actions {actions_file!r} does not exist") from None
         extra = extra[None] if extra.ndim == 2 else extra
-        if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a:
+        if extra.ndim != 3 or extra.shape[1] < h or extra.shape[2] != a or not len(extra):  # (0, H, A): none, no word
             raise ValueError(f"--actions {actions_file!r} holds {extra.shape} {extra.dtype}; expected "
-                             f"(K, H, {a}) with H >= {h} (the horizon)")
+                             f"(K, H, {a}) with K >= 1 sequences and H >= {h} (the horizon)")
         if len(extra) * h > MAX_IMAGINED_STEPS:  # 3,000,000 sequences took 27 s and 2 GB before check_query (probe 28)
             raise ValueError(f"--actions {actions_file!r} holds {len(extra):,} sequences: at most "
                              f"{MAX_IMAGINED_STEPS:,} imagined steps (K x H = {len(extra):,} x {h}) per query")

@@ -77,6 +77,11 @@ def test_dream_rolls_the_episode_actions_open_loop_and_checks_its_range(run_dir)
         dream(model, ep, step=5, horizon=0)
     with pytest.raises(ValueError, match="--horizon"):
         dream(model, ep, step=5, horizon=n)
+    from robot_wm.data.episode import Episode
+
+    far = Episode(np.full_like(ep.obs, 1e30), ep.action, ep.reward, ep.physics_state, ep.meta)
+    with pytest.raises(ValueError, match="no state the model can score"):  # a video of inf errors, exit 0 (probe 29)
+        dream(model, far, step=0, horizon=5)
 
 
 def test_dream_command_writes_an_mp4_and_a_rerun_recording(run_dir, tmp_path):
@@ -164,13 +169,28 @@ def test_dream_of_a_whatif_candidate_is_beside_the_simulator_rerun_with_its_acti
     for args, needle in ((["--candidate", "random[9]", "--horizon", "10"],
                           "--candidate 'random[9]': expected one of recorded, zero"),
                          (["--candidate", "file[0]", "--actions", str(tmp_path / "c.npy"), "--horizon", "11"],
-                          "expected (K, H, 1) with H >= 11"),
+                          "expected (K, H, 1) with K >= 1 sequences and H >= 11"),
                          (["--candidate", "file[0]", "--actions", str(tmp_path / "none.npy"), "--horizon", "10"],
                           "does not exist")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", "--step",
                             "3", *args], capture_output=True, text=True,
                            env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_dreams_of_other_horizons_or_action_files_get_their_own_default_names(run_dir, tmp_path):
+    """Probe 29: `dream RUN --horizon 10`, then `--horizon 5`, wrote one RUN/dreams/episode000001_step0.mp4, the
+    first replaced without a word (likewise two --actions files)."""
+    np.save(tmp_path / "a.npy", np.zeros((1, 5, 1)))
+    names = []
+    for args in (["--horizon", "10"], ["--horizon", "5"], ["--horizon", "5", "--candidate", "file[0]", "--actions",
+                                                          str(tmp_path / "a.npy")]):
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "dream", str(run_dir), "--episode", "1", *args,
+                            "--width", "64", "--height", "48"], capture_output=True, text=True,
+                           env={**os.environ, "MUJOCO_GL": "egl"}, timeout=300, check=False)
+        assert r.returncode == 0, r.stderr
+        names.append(Path(r.stdout.split("wrote ", 1)[1].split(":", 1)[0]).name)
+    assert names == ["episode000001_step0_h10.mp4", "episode000001_step0_h5.mp4", "episode000001_step0_file0_h5_a.mp4"]
 
 
 def _drive(run_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -444,3 +444,11 @@ def test_loopback_is_known_in_every_spelling(capsys):
     assert capsys.readouterr().err == ""
     warn_non_loopback("serve", "[::ffff:0.0.0.0]:9873")
     assert "(::ffff:0.0.0.0 is not a loopback address)" in capsys.readouterr().err
+
+
+def test_serving_on_an_address_of_another_machine_says_so():
+    """Probe 29: `--serve 1.2.3.4:9876` was told another viewer may hold the port."""
+    from robot_wm.viz.logger import check_port_free
+
+    with pytest.raises(ValueError, match=r"1\.2\.3\.4 is not an address of this machine; serve on one of its own"):
+        check_port_free("1.2.3.4", 9876, "--serve")

@@ -201,7 +201,10 @@ def test_cli_whatif_errors(run_copy, tmp_path, capsys):
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     assert "sequence 0, step 0, action 0 is 7; expected a finite number within the bounds" in capsys.readouterr().err
     assert main(["whatif", str(run_copy), "--horizon", "6", "--actions", str(bad)]) == 2  # 4 steps, 6 wanted
-    assert "holds (1, 4, 1) float64; expected (K, H, 1) with H >= 6" in capsys.readouterr().err
+    assert "holds (1, 4, 1) float64; expected (K, H, 1) with K >= 1 sequences and H >= 6" in capsys.readouterr().err
+    np.save(bad, np.zeros((0, 5, 1)))  # no sequence: the table had no file row and nothing said why (probe 29)
+    assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
+    assert "holds (0, 5, 1) float64; expected (K, H, 1) with K >= 1 sequences" in capsys.readouterr().err
     np.save(bad, np.full((2, 4, 1), np.inf, np.float16))  # "actions hold NaN/Inf", no file, recorded[0] counted
     assert main(["whatif", str(run_copy), "--horizon", "4", "--actions", str(bad)]) == 2
     err = capsys.readouterr().err

@@ -163,6 +163,10 @@ def check_out(out: str) -> None:
         what = "would replace that file" if path.exists() else "expected a path ending in .onnx"
         raise ValueError(f"--out {out!r} is not an .onnx path ({what}); e.g. --out planner.onnx")
     check_parent_folder(out, "--out")  # below a file: the whole export ran, then "Not a directory" (probe 18)
+    folder = next(p for p in Path(out).absolute().parents if p.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):  # found only when the file was written, after the export (probe 29)
+        raise ValueError(f"--out {out!r}: cannot write into {str(folder)!r} (Permission denied): make it writable or "
+                         "choose another --out")
     # an ONNX model is a protobuf whose first field is its IR version (tag byte 0x08)
     check_replaceable(out, "--out", "an ONNX file", lambda head: head[:1] == b"\x08")
 

@@ -21,6 +21,7 @@ batch, their constant styling static. A live viewer sees the per-step plots up t
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -181,8 +182,10 @@ def check_port_free(host: str, port: int, flag: str = "--rerun-address") -> None
         try:
             s.bind((host, port))
         except OSError as e:
-            raise ValueError(f"rerun serve address {host}:{port} cannot be bound ({e.strerror}): another viewer or "
-                             f"server may hold it; choose another port with {flag}") from None
+            why = (f"{host} is not an address of this machine; serve on one of its own (127.0.0.1 by default) with "
+                   f"{flag}" if e.errno == errno.EADDRNOTAVAIL else  # "another viewer may hold it" (probe 29)
+                   f"another viewer or server may hold it; choose another port with {flag}")
+            raise ValueError(f"rerun serve address {host}:{port} cannot be bound ({e.strerror}): {why}") from None
 
 
 def open_stream(mode: str, *, path: str | Path | None = None, address: str | None = None,
