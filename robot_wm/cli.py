@@ -284,7 +284,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     rets = [r["return"] for r in recs]
     used = recs[0].get("policy", a.planner) if recs else a.planner  # "learned" without a value plans as pets
     fell, steps = sum(r.get("fallbacks", 0) for r in recs), sum(r.get("control_steps", 0) for r in recs)
-    print(f"{used} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}: "
+    rounds = sorted({r["model_round"] for r in recs if "model_round" in r})  # which model: a rolled-back latest.json
+    print(f"{used} planner on {s.cfg.env.task}{'' if a.shift == 'nominal' else ' (shift ' + a.shift + ')'}"  # (probe 29)
+          f"{' (model of round ' + ', '.join(map(str, rounds)) + ')' if rounds else ''}: "
           f"return {np.mean(rets):.1f} ± {np.std(rets):.1f} "
           f"over {len(rets)} episodes ({', '.join(f'{r:.1f}' for r in rets)})")
     if dists := [r["goal_distance"] for r in recs if "goal_distance" in r]:
@@ -510,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             return max(rc, 1)
         return rc
     except (cfgmod.ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as e:
-        print(f"robot-wm {args.command}: error: {e}", file=sys.stderr)
+        raw = isinstance(e, OSError) and e.errno is not None and str(e).startswith("[Errno")  # the OS's own words
+        print(f"robot-wm {args.command}: error: {describe_os_error(e, args) if raw else e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe)
@@ -614,6 +617,9 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
             return (f"the path {name} is longer than the file system allows ({len(os.fsencode(str(e.filename))):,} "
                     "bytes; 4,096 a path): choose a shorter path")
         return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
+    if e.errno == errno.ENOENT:  # "[Errno 2] No such file or directory: '/proc/self/x'" (probe 29)
+        return (f"cannot make or open {name} ({e.strerror}): a folder on its path is missing, or the file system there "
+                "holds no such files")
     if e.errno == errno.EADDRINUSE:
         return f"the address is already in use ({e.strerror}): choose another port"
     return f"{e.strerror or e}: {name}"

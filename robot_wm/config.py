@@ -120,6 +120,14 @@ class EnvConfig(_Section):
     randomize: RandomizeConfig = RandomizeConfig()
     """Domain randomisation and fixed perturbations (per episode, from its seed)."""
 
+    @model_validator(mode="after")
+    def _own_robot_fields(self) -> EnvConfig:
+        given = [f"env.{k}" for k in ("mjcf", "reward", "observe", "reset") if getattr(self, k) is not None]
+        if given and self.task != "mjcf":  # `deploy --sim reward=os:system` on cartpole was ignored, no word (probe 29)
+            raise ValueError(f"{', '.join(given)} describe{'s' * (len(given) == 1)} your own robot (env.task='mjcf'); the "
+                             f"task {self.task!r} brings its own: leave {'it' if len(given) == 1 else 'them'} out")
+        return self
+
 
 class ModelConfig(_Section):
     ensemble_size: int = Field(5, ge=1)
@@ -426,6 +434,9 @@ class RerunConfig(_Section):
             raise ValueError(f"rerun.address={self.address!r} (--rerun-address) is where --rerun serve listens or "
                              f"--rerun spawn's viewer is reached; with rerun.mode={self.mode!r} nothing would use it: "
                              "add --rerun serve (or spawn), or leave the address out")
+        if self.path is not None and self.mode != "save":  # ignored without a word, where the address was refused
+            raise ValueError(f"rerun.path={self.path!r} is the file --rerun save writes; with rerun.mode={self.mode!r} "
+                             "nothing would use it: add --rerun save, or leave the path out")  # (probe 29)
         return self
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -94,8 +95,10 @@ def fsync_dir(directory: Path) -> None:
 
 
 def leftover_temp_files(root: Path) -> list[Path]:
-    """Temp files under ``root`` of ``atomic_write`` calls that never reached the rename (killed writers)."""
-    return [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    """Temp files under ``root`` of ``atomic_write`` calls that never reached the rename (killed writers): named as
+    ``mkstemp`` names them, ``.NAME.XXXXXXXX.tmp`` (a user's own ``.notes.tmp`` was deleted too: probe 29)."""
+    made = re.compile(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
+    return [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if made.fullmatch(p.name) and p.is_file()]
 
 
 def file_sha256(path: Path) -> str:
@@ -131,6 +134,9 @@ def check_replaceable(path: str | Path, flag: str, what: str, looks_like) -> Non
             head = f.read(16)
         if head and not looks_like(head):
             raise ValueError(f"{flag} {str(path)!r} exists and is not {what}: remove it, or choose another {flag}")
+        if not os.access(p, os.W_OK):  # the rename replaced a chmod 444 file without a word, as cp would not (probe 29)
+            raise ValueError(f"{flag} {str(path)!r} is write-protected: make it writable to replace it, or choose "
+                             f"another {flag}")
 
 
 def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
@@ -141,8 +147,14 @@ def check_regular_file(path: Path, what: str, max_bytes: int) -> None:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, a device or a socket)"
         raise ValueError(f"{what} {str(path)!r} is {kind}")
     if st.st_size > max_bytes:
-        raise ValueError(f"{what} {str(path)!r} is {st.st_size / 2**20:.1f} MiB; at most {max_bytes / 2**20:.0f} MiB "
-                         "is read")
+        raise ValueError(f"{what} {str(path)!r} is {_size(st.st_size)}; at most {_size(max_bytes, True)} is read")
+
+
+def _size(n: int, limit: bool = False) -> str:
+    """Bytes as a person reads them (a limit of 4096 was "at most 0 MiB": probe 29); a ``limit`` without ".0"."""
+    v, unit = (n / 2**20, "MiB") if n >= 2**20 else (n / 2**10, "KiB") if n >= 2**10 else (n, "bytes")
+    text = f"{v:.1f}" if unit != "bytes" else str(n)
+    return f"{text.removesuffix('.0') if limit else text} {unit}"
 
 
 def load_npy(path: Path, what: str, max_bytes: int) -> Any:
@@ -244,11 +256,14 @@ def loads_json(text: str | bytes) -> Any:
                                    0) from None
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, damaged: list[int] | None = None) -> list[Any]:
+    """The JSON value of each line, in order; lines that are not JSON are dropped (a torn last line: a writer killed
+    mid-append). ``damaged``: given a list, the numbers of such lines before the last are added to it, for the caller
+    to name (they were dropped without a word: probe 29)."""
     if not Path(path).exists():
         return []
     check_regular_file(Path(path), "records", MAX_JSONL_BYTES)  # a FIFO hung train and finetune (eighth probe)
-    out = []
+    out, bad = [], []
     with open(path, "rb") as f:  # a line at a time: the text and its records are never both held whole
         for n, line in enumerate(f, 1):
             try:
@@ -257,5 +272,8 @@ def read_jsonl(path: Path) -> list[dict]:
                 raise ValueError(f"{str(path)!r} is not text (line {n} cannot be decoded as UTF-8): the file is "
                                  "damaged or was replaced") from None
             except json.JSONDecodeError:
-                continue
+                if line.strip():
+                    bad.append(n)
+    if damaged is not None:
+        damaged.extend(b for b in bad if b != n)  # the last line torn: a killed writer's, not damage
     return out

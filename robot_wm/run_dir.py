@@ -190,8 +190,10 @@ def _lock_file(root: Path, key: str, what: str, command: str | None, hint: str) 
 
 def _locked_message(root: Path, what: str, holder: str | None, hint: str, this_process: bool = False) -> str:
     try:
-        info = loads_json(holder or "")
-        who = f"PID {info['pid']} (`{info['command']}`, started {info['started']})"
+        from robot_wm.text import printable
+
+        info = loads_json(holder or "")  # a file's text, shown as escapes: a forged line and a retitled terminal (probe 29)
+        who = printable(f"PID {info['pid']} (`{info['command']}`, started {info['started']})")
     except (json.JSONDecodeError, KeyError, TypeError):
         who = ("another process (its .lock file, which names it, was removed)" if holder is None else
                "another process (it has not written its PID yet)")
@@ -258,6 +260,13 @@ def check_manifest(m, path: Path) -> None:
 
 MAX_ROUND = 10**6
 """The most training rounds a run holds (one per episode: a million episodes)."""
+
+
+def _settings(cfg: RunConfig) -> dict:
+    """The config's fields as robot-wm writes them into config.toml, as JSON values (run_dir and rerun.* left out: a
+    moved run names its old place, and network settings are never read from a run)."""
+    return json.loads(json.dumps({k: v for k, v in config_mod.flat(cfg).items()
+                                  if k != "run_dir" and not k.startswith("rerun.")}))
 
 
 class RunDir:
@@ -440,24 +449,36 @@ class RunDir:
     def dataset(self) -> EpisodeDataset:
         return self._dataset("episodes")
 
-    def check_recorded_episodes(self, data: EpisodeDataset) -> None:
-        """Each training episode file whose record (metrics.jsonl) holds its sha256 must still be that file: an
-        episode edited after it was stored (probe 12: observations x1000) trained the model on it, silently. Checked
-        once per file and process; episodes stored before records held a digest are not checked."""
-        recorded = {r["file"]: r["sha256"] for r in self.records("episode")
-                    if r.get("phase") == "train" and "file" in r and "sha256" in r}
+    def check_recorded_episodes(self, data: EpisodeDataset, phase: str = "train") -> None:
+        """Each episode file of ``phase`` whose record (metrics.jsonl) holds its sha256 must still be that file: an
+        episode edited after it was stored (probe 12: observations x1000) trained the model on it, silently, and an
+        edited final-evaluation episode made a rebuilt summary's headline (probe 29). A training episode without a
+        record must be the last (a kill between storing and logging it): with metrics.jsonl removed, or an episode's
+        line damaged, every check was off (probe 29). Checked once per file and process; episodes stored before
+        records held a digest are not checked."""
+        of_phase = [r for r in self.records("episode") if r.get("phase") == phase]
+        logged = [r for r in of_phase if isinstance(r.get("file"), str)]
+        recorded = {r["file"]: r["sha256"] for r in logged if "sha256" in r}
         names = {sha: name for name, sha in recorded.items()}
-        self.check_none_removed(data, "train")
-        for i, path in enumerate(data.paths()):
+        self.check_none_removed(data, phase)
+        paths = data.paths()
+        named = {r["file"] for r in logged}  # records named their file from 2026-11-27: older runs' are not checked
+        if phase == "train" and (logged or not of_phase) and \
+                (unlogged := [p.name for p in paths[:-1] if p.name not in named]):
+            raise ValueError(f"{len(unlogged)} training episode file(s) of {str(data.root)!r} have no record in "
+                             f"{str(self.metrics_path)!r} ({', '.join(unlogged[:3])}{' ...' if len(unlogged) > 3 else ''}) "
+                             "though episodes after them have: the run's records were removed or damaged, and its "
+                             "episodes cannot be checked; restore metrics.jsonl from a copy of the run")
+        for i, path in enumerate(paths):
             key = (str(path.resolve()), recorded.get(path.name))
             if key in self._verified:
                 continue
             if key[1] is None:  # stored but never logged (a kill between the two): not a copy of a logged one
-                if (other := names.get(file_sha256(path))) not in (None, path.name):  # a byte copy trained twice
+                if phase == "train" and (other := names.get(file_sha256(path))) not in (None, path.name):
                     raise ValueError(f"episode file {str(path)!r} is a copy of {other} (the same bytes): each episode "
-                                     "is stored once; remove the copy")
-                if recorded:  # nor a file put there: the run's own final evaluation, another run's, a robot's (probe 22)
-                    self._check_own_episode(path, data[i])
+                                     "is stored once; remove the copy")  # trained twice
+                if phase == "train" and recorded:  # nor a file put there: the run's own final evaluation, another
+                    self._check_own_episode(path, data[i])  # run's, a robot's (probe 22)
                 self._verified.add(key)
                 continue
             if (now := file_sha256(path)) != key[1]:
@@ -465,6 +486,20 @@ class RunDir:
                                  f"record says {key[1][:12]}...): the file was edited or damaged; restore it, or "
                                  "start a new run from the episodes you trust")
             self._verified.add(key)
+
+    def log_unlogged_last(self, data: EpisodeDataset) -> None:
+        """Log the last training episode where it was stored but never logged (a kill between the two), before another
+        is stored after it: only the last may lack a record (``check_recorded_episodes``), so a resumed run would
+        otherwise be refused for good. Called by writers, after ``check_recorded_episodes`` took the file."""
+        paths = data.paths()
+        named = {r.get("file") for r in self.records("episode") if r.get("phase") == "train"}
+        if not paths or paths[-1].name in named:
+            return
+        ep = data[len(paths) - 1]
+        self.log({"kind": "episode", "phase": "train", "index": len(paths) - 1, "file": paths[-1].name,
+                  "sha256": file_sha256(paths[-1]), "adopted": True,
+                  **{k: ep.meta[k] for k in ("policy", "seed", "return", "control_steps", "env_steps", "physics_steps",
+                                             "diverged", "plan_hz") if k in ep.meta}})
 
     def id_field(self) -> dict:
         """``{"run_id": ...}`` for a checkpoint this run writes ({} for a run made before runs had an id)."""
@@ -538,6 +573,7 @@ class RunDir:
                     f"this run, set {'them' if len(tightened) > 1 else 'it'} within the limits in "
                     f"{str(self.config_path)!r})") from None
             raise
+        self._check_not_edited(cfg)
         # The run is where it is: a copied or moved run names its old place in config.toml, and a resume of the
         # copy continued the original (braces escaped: run_dir is a template).
         here = str(self.root).replace("{", "{{").replace("}", "}}")
@@ -545,8 +581,27 @@ class RunDir:
 
     def save_config(self, cfg: RunConfig) -> None:
         """Written when the run is created (and by ``--resume`` for the fields a resume may change);
-        network settings are never saved."""
-        config_mod.save(config_mod.without_network(cfg), self.config_path)
+        network settings are never saved. The manifest keeps what was written (``settings``)."""
+        cfg = config_mod.without_network(cfg)
+        config_mod.save(cfg, self.config_path)
+        self.update_manifest(settings=_settings(cfg))
+
+    def _check_not_edited(self, cfg: RunConfig) -> None:
+        """Refuse a config.toml whose settings differ from what robot-wm wrote (the manifest's ``settings``): a mass
+        range and planner.samples edited into an interrupted run were trained and evaluated on by `--resume`, exit 0,
+        where the same change as an override is refused (probe 29). Network settings are dropped, not refused; the
+        limits tightened since (``TIGHTENED``) may be set by hand, as their message says. Runs made before
+        2026-11-29 hold no ``settings``."""
+        wrote = self.manifest().get("settings")
+        if not isinstance(wrote, dict):
+            return
+        now = _settings(cfg)
+        edited = [k for k in sorted(set(wrote) & set(now)) if wrote[k] != now[k] and not k.startswith(TIGHTENED)]
+        if edited:
+            said = ", ".join(f"{k}={json.dumps(now[k])} (robot-wm wrote {json.dumps(wrote[k])})" for k in edited[:5])
+            raise ValueError(f"{str(self.config_path)!r} was edited by hand: {said}{' ...' if len(edited) > 5 else ''}. "
+                             "A run's settings are written once (`--resume KEY=VALUE` changes the few a resume may, a "
+                             "one-off override applies to one command): put the values back, or start a new run_dir")
 
     def log(self, record: dict) -> None:
         if self.overrides and "overrides" not in record:
@@ -558,16 +613,19 @@ class RunDir:
     def records(self, kind: str | None = None) -> list[dict]:
         """The records of metrics.jsonl (of one ``kind``). Lines that are not robot-wm's records (edited
         or damaged: not a JSON object, or a field of the wrong type) are skipped with a warning."""
-        records, skipped = [], []
-        for i, r in enumerate(read_jsonl(self.metrics_path), 1):
+        records, skipped, damaged = [], [], []
+        for i, r in enumerate(read_jsonl(self.metrics_path, damaged), 1):
             if not _well_formed(r):
                 skipped.append(i)
             elif kind is None or r.get("kind") == kind:
                 records.append(r)
-        if skipped and (key := (str(self.metrics_path), tuple(skipped))) not in _SKIPS_WARNED:
+        if (skipped or damaged) and (key := (str(self.metrics_path), tuple(skipped), tuple(damaged))) not in _SKIPS_WARNED:
             _SKIPS_WARNED.add(key)  # records() runs several times a command: the same lines were named 2-3 times
-            log.warning("%s: skipped %d record(s) that robot-wm did not write (edited or damaged): record(s) %s",
-                        self.metrics_path, len(skipped), ", ".join(map(str, skipped[:10])))
+            where = [f"record(s) {', '.join(map(str, skipped[:10]))}"] if skipped else []
+            where += [f"line(s) {', '.join(map(str, damaged[:10]))} (not JSON: dropped without a word before, probe 29)"
+                      ] if damaged else []
+            log.warning("%s: skipped %d record(s) that robot-wm did not write (edited or damaged): %s",
+                        self.metrics_path, len(skipped) + len(damaged), "; ".join(where))
         return records
 
     def _write_episodes_csv(self) -> None:

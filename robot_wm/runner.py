@@ -61,6 +61,8 @@ class Session:
     observer: Observer = field(default_factory=Observer)
     model: WorldModel | None = None
     """The full ensemble trained so far; each training round continues from it."""
+    model_round: int | None = None
+    """The training round ``model`` comes from (loaded, or trained last); episodes it plans record it."""
     value: ActorCritic | None = None
     """The Q ensemble and policy trained so far (None until the first round, or with value.enabled false)."""
     _value_opt: ValueOptimizers | None = None
@@ -210,6 +212,7 @@ class Session:
         data = self.run.eval_dataset() if evaluating else self.run.dataset()
         if not evaluating:  # what train refuses, refused before an episode is stored after it (probe 23)
             self.run.check_recorded_episodes(data)
+            self.run.log_unlogged_last(data)
         if not evaluating and index < len(data):  # index 0 again: episode 0's start and seed, stored twice (probe 21)
             raise ValueError(f"index={index}: training episode {index} is stored already; the next is {len(data)}")
         seed = episode_seed(self.cfg.seed, index if start_index is None else start_index, eval=evaluating)
@@ -226,6 +229,8 @@ class Session:
             record.update(file=path.name, sha256=file_sha256(path))  # checked before each training (probe 12)
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
                                                    "diverged", "plan_hz")})
+            if policy.name in ("learned", "pets", "oracle-value") and self.model_round is not None:  # which model
+                record["model_round"] = self.model_round  # planned: an ad-hoc eval of a rolled-back round (probe 29)
             if isinstance(fell := getattr(policy, "fallbacks", None), int):  # a planner that never planned scored
                 record["fallbacks"] = fell  # "return 0.0" as the learned planner's (probe 22)
             if getattr(policy, "guard", None) is not None:  # the value guard's: steps planned without the value
@@ -243,6 +248,11 @@ class Session:
         self._check_writer("train")
         data = self.run.dataset()
         self.run.check_recorded_episodes(data)
+        if not len(data):  # "no transitions: the dataset is empty", naming neither the cause nor the reset (probe 29)
+            diverged = sum(1 for r in self.run.records("episode") if r.get("phase") == "train" and r.get("diverged"))
+            raise ValueError(f"the run {str(self.run.root)!r} holds no training episode to train on" + (
+                f": all {diverged} collected diverged at their first physics step, so none was stored; the robot's start "
+                "state (env.reset, or the MJCF's initial pose) makes MuJoCo diverge at once" if diverged else ""))
         obs_dim, act_spec = self.env.observation_spec.dim, self.env.action_spec
         model = self.model
         if model is None:
@@ -276,7 +286,7 @@ class Session:
                   **({"robot_episodes": len(robot), "robot_weight": weight} if robot else {})}
         self.run.log(record)
         self.observer.on_train(record, elite)
-        self.model = model
+        self.model, self.model_round = model, round_
         return elite
 
     def _train_value(self, data, round_: int, robot: list, model: WorldModel) -> dict:
@@ -305,6 +315,7 @@ class Session:
     def load(self, path) -> dict:
         """Continue from checkpoint ``path``: its full ensemble and its value; returns its JSON."""
         self.model, value, meta = load_checkpoint_parts(path, self.cfg.device)
+        self.model_round = meta.get("round") if isinstance(meta.get("round"), int) else None
         self.run.check_own_checkpoint(meta, path)
         self._check_sizes(path, value, meta)
         check_time_step(meta, self.cfg.env, path)
@@ -537,6 +548,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
                          f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
     # an ad-hoc `eval --planner oracle` named there: its return was the run's headline (probe 22). The run's own
     # planner is "learned", or "pets" where it plans without the value (no value, or a goal alone: review)
+    _check_final_list(s.run, manifest)
     for i in manifest.get("final_eval_episodes") or ():
         if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
             raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
@@ -588,6 +600,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
 
     evaluate(s, "learned", model, cfg.eval_episodes - len(done), first=len(done), on_episode=own)
     evals = s.run.eval_dataset()
+    s.run.check_recorded_episodes(evals, "eval")  # an edited one was the rebuilt summary's headline (probe 29)
     finals = [evals[i] for i in done]
     s.run.log({"kind": "eval", "env_steps": data.env_steps, "final": True, "episodes": list(done),
                "returns": [e.total_return for e in finals]})
@@ -596,6 +609,22 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
     return summary
+
+
+def _check_final_list(run: RunDir, manifest: dict) -> None:
+    """The manifest's list of the final evaluation's episodes, edited: one episode three times, or the milestone
+    evaluations' episodes, made a rebuilt summary's headline, exit 0 (probe 29). Each episode once, none before
+    ``final_eval_from``, and the list the final evaluation's record in metrics.jsonl names, where there is one."""
+    done, start = manifest.get("final_eval_episodes"), manifest.get("final_eval_from")
+    if done is None:
+        return
+    logged = [r["episodes"] for r in run.records("eval") if r.get("final") is True and isinstance(r.get("episodes"), list)]
+    # the last record's list begins the manifest's (a resume with more eval_episodes extends it)
+    if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)) or \
+            (logged and done[:len(logged[-1])] != logged[-1]):
+        said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""
+        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} (from {start}) repeat an episode "
+                         f"or name one before the final evaluation{said}: the file is damaged or was edited")
 
 
 def milestone_eval(s: Session, model: WorldModel, milestones: list[int],

@@ -209,28 +209,41 @@ MAX_REWARD = 1e30
 
 def checked_reward(fn: RewardFn, model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """``fn(model, data)`` as a float; an exception, a non-number or a non-finite result is an error naming ``fn``."""
+    timestep = model.opt.timestep
     try:
         r = fn(model, data)
     except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's function: say whose (sys.exit(0): probe 28)
         raise ValueError(f"reward function {_name(fn)} raised {type(e).__name__}: {e}") from e
+    _check_timestep_kept(model, timestep, "reward", fn)
     try:
         if not isinstance(r, numbers.Real | np.ndarray | np.generic):  # asarray(None) would be nan
             raise TypeError
         v = float(np.asarray(r, dtype=np.float64).item())
-    except (TypeError, ValueError):
-        raise ValueError(f"reward function {_name(fn)} returned {r!r}; expected one finite number") from None
+    except (TypeError, ValueError, OverflowError):  # 10**400: a traceback (probe 29)
+        raise ValueError(f"reward function {_name(fn)} returned {r!r:.60}; expected one finite number") from None
     if not (math.isfinite(v) and abs(v) <= MAX_REWARD):  # 1e308 overflowed float32 in the episode file, unnamed
         raise ValueError(f"reward function {_name(fn)} returned {v}; expected one finite number within "
                          f"+-{MAX_REWARD:g} (rewards are stored as float32)")
     return v
 
 
+def _check_timestep_kept(model: mujoco.MjModel, timestep: float, what: str, fn: Callable) -> None:
+    """A user's function that changed the physics timestep (put back, and refused naming it): the episodes were
+    stored with a control period the physics did not have (a reset's, probe 13; a reward's or observe's, probe 29)."""
+    if model.opt.timestep != timestep:
+        new, model.opt.timestep = model.opt.timestep, timestep
+        raise ValueError(f"{what} function {_name(fn)} changed the physics timestep from {timestep:g} to {new:g} s: "
+                         "the control period is the MJCF's; set it in <option timestep>")
+
+
 def checked_observation(fn: ObserveFn, model: mujoco.MjModel, data: mujoco.MjData, dim: int | None) -> np.ndarray:
     """``fn(model, data)`` as a flat float64 array of ``dim`` finite values, else an error naming ``fn``."""
+    timestep = model.opt.timestep
     try:
         o = fn(model, data)
     except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's function: say whose (sys.exit(0): probe 28)
         raise ValueError(f"observe function {_name(fn)} raised {type(e).__name__}: {e}") from e
+    _check_timestep_kept(model, timestep, "observe", fn)
     if isinstance(o, np.ndarray) and o.size > MAX_OBSERVATION:  # before a float64 copy of it
         raise ValueError(f"observe function {_name(fn)} returned {o.size} values; at most "
                          f"{MAX_OBSERVATION} are expected")
@@ -380,11 +393,7 @@ class MJCFEnv(Env):
             raise ValueError(f"reset function {_name(self._reset)} raised {type(e).__name__}: {e}") from e
         if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
             raise ValueError(f"reset function {_name(self._reset)} left non-finite values in qpos/qvel")
-        if self._model.opt.timestep != timestep:  # trained on other control steps than exported (probe 13)
-            new = self._model.opt.timestep
-            self._model.opt.timestep = timestep
-            raise ValueError(f"reset function {_name(self._reset)} changed the physics timestep from {timestep:g} "
-                             f"to {new:g} s: the control period is the MJCF's; set it in <option timestep>")
+        _check_timestep_kept(self._model, timestep, "reset", self._reset)
 
     def _env_step(self, action: np.ndarray) -> tuple[float, bool]:
         self._data.ctrl[:] = action

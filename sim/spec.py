@@ -18,7 +18,8 @@ def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     try:
         complex_ = np.iscomplexobj(x)  # numpy would drop the imaginary part with a warning
         kind = None if complex_ else np.asarray(x).dtype.kind
-        arr = None if complex_ or kind not in "iuf" else np.asarray(x, dtype=dtype)
+        with np.errstate(over="ignore"):  # 1e300 to float32 is inf, which the callers name (a raw warning: probe 29)
+            arr = None if complex_ or kind not in "iuf" else np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: {e}") from None
     if complex_:

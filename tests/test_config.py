@@ -295,3 +295,12 @@ def test_an_override_nested_too_deep_is_one_line_naming_it():
     with pytest.raises(cfgmod.ConfigError, match=r"override 'goal\.state=\[\[.*\.\.\. \(6,011 characters\)': a value "
                                                   r"nested 3000 deep is too deep"):
         cfgmod.apply_overrides(cfgmod.RunConfig(), [f"goal.state={deep}"])
+
+
+def test_a_run_dir_the_file_system_cannot_hold_is_a_sentence(capsys):
+    """Probe 29: `run run_dir=/proc/self/x` printed the OS's raw "[Errno 2] No such file or directory"."""
+    from robot_wm.cli import main
+
+    assert main(["run", "run_dir=/proc/self/x", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot make or open '/proc/self/x' (No such file or directory)" in err and "[Errno" not in err, err

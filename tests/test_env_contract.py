@@ -402,6 +402,20 @@ def test_a_reset_that_leaves_nan_or_an_observation_of_a_billion_numbers_is_named
         m.opt.timestep = 0.5
     with pytest.raises(ValueError, match=r"slow_physics changed the physics timestep from 0.01 to 0.5 s"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, reset=slow_physics, max_env_steps=40)
+
+    def slow_reward(m, d):  # probe 29: the guard was the reset's alone
+        m.opt.timestep = 1e6
+        return 0.0
+    with pytest.raises(ValueError, match=r"reward function .*slow_reward changed the physics timestep from 0.01 to"):
+        MJCFEnv(xml, reward=slow_reward, max_env_steps=40)
+
+    def slow_observe(m, d):
+        m.opt.timestep = 1e6
+        return d.qpos.copy()
+    with pytest.raises(ValueError, match=r"observe function .*slow_observe changed the physics timestep"):
+        MJCFEnv(xml, reward=lambda m, d: 0.0, observe=slow_observe, max_env_steps=40)
+    with pytest.raises(ValueError, match=r"reward function .* returned 1000000000000000000000.*; expected one finite"):
+        MJCFEnv(xml, reward=lambda m, d: 10**400, max_env_steps=40)  # OverflowError traceback (probe 29)
     with pytest.raises(ValueError, match=r"returned 1000000000 values; at most 100000"):
         MJCFEnv(xml, reward=lambda m, d: 0.0, observe=lambda m, d: np.broadcast_to(np.uint8(0), (10**9,)),
                 max_env_steps=40)
@@ -600,3 +614,21 @@ def test_a_task_module_inside_a_run_folder_is_never_imported(tiny_run_dir, tmp_p
     monkeypatch.chdir(tmp_path)
     assert import_callable("received_task_mod:reward", "env.reward", "reward(model, data)")(None, None) == 1.0
     del sys.modules["received_task_mod"]
+
+
+def test_a_start_state_that_diverges_at_once_is_named_not_an_empty_dataset(tmp_path, monkeypatch, capsys):
+    """Probe 29: a reset function putting the robot at qpos 1e200 (finite) diverged at every first step, and the run
+    ended "no transitions: the dataset is empty", naming neither the divergence nor the reset."""
+    from conftest import TINY_RUN_ARGS
+
+    from robot_wm.cli import main
+
+    xml = tmp_path / "slider.xml"
+    xml.write_text(SLIDER_XML.format(gear="1"))
+    (tmp_path / "far_away_task.py").write_text("def reward(m, d):\n    return 0.0\n\n\n"
+                                               "def reset(m, d, rng):\n    d.qpos[:] = 1e200\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(["run", f"run_dir={tmp_path / 'run'}", *TINY_RUN_ARGS, "env.task=mjcf", f"env.mjcf={xml}",
+               "env.reward=far_away_task:reward", "env.reset=far_away_task:reset", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "all 1 collected diverged at their first physics step" in err and "env.reset" in err, err

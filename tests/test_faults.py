@@ -287,7 +287,7 @@ def test_killed_before_anything_complete_then_resume(tmp_path):
     kill_when(proc, lambda: (run / "config.toml").exists())
     assert not episode_hashes(run)
     (run / "episodes").mkdir(parents=True, exist_ok=True)
-    (run / "episodes" / ".episode_000000.npz.abc.tmp").write_bytes(b"partial")  # as a torn write leaves it
+    (run / "episodes" / ".episode_000000.npz.abc12def.tmp").write_bytes(b"partial")  # as a torn write leaves it
     from robot_wm.data.dataset import EpisodeDataset
 
     assert len(EpisodeDataset(run / "episodes")) == 0  # the partial file is not an episode
@@ -321,14 +321,17 @@ def test_a_run_that_lost_its_manifest_is_not_rebuilt_without_a_word(run_copy, ca
 def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
     """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
     deletes those and nothing else."""
-    stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3.tmp", run_copy / "checkpoints" / ".latest.json.a1.tmp",
+    stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3x_9q.tmp",
+             run_copy / "checkpoints" / ".latest.json.a1b2c3d4.tmp",
              run_copy / "checkpoints" / "model_r0099.safetensors"]  # weights whose JSON never came (probe 15)
     for p in stale:
         p.write_bytes(b"half a write")
+    (run_copy / ".mynotes.tmp").write_text("mine")
     episodes = episode_hashes(run_copy)
     rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
     assert rc == 0, out
     assert not any(p.exists() for p in stale)
+    assert (run_copy / ".mynotes.tmp").read_text() == "mine"  # a user's own hidden file (deleted: probe 29)
     after = episode_hashes(run_copy)
     assert {k: after.get(k) for k in episodes} == episodes  # every finished episode kept as it was
 
@@ -860,6 +863,14 @@ def test_read_only_run_directory_is_a_message(small_mount):
     assert "Traceback" not in out
 
 
+def test_export_into_a_read_only_folder_is_refused_before_exporting(small_mount, run_copy, capsys):
+    """Probe 29: the folder was found read-only when the file was written, after the whole export (minutes for a
+    long horizon): exit 1 then, a refusal before any work now (exit 2)."""
+    ro = small_mount("1m", "ro")
+    rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(ro / "p.onnx"))
+    assert rc == 2 and f"cannot write into {str(ro)!r} (Permission denied)" in out, out
+
+
 def test_an_output_that_is_a_device_or_a_fifo_is_never_replaced(run_copy, tmp_path, capsys):
     """export --out x.onnx (and dream --out x.mp4) where x is a FIFO or a device node: the node was replaced by
     a regular file, exit 0 (ninth probe). Every file robot-wm writes goes through atomic_write."""
@@ -1105,16 +1116,23 @@ def test_json_nested_past_the_recursion_limit_is_named_not_a_traceback(run_copy,
 @pytest.mark.parametrize("log", ["deleted", "truncated"])
 def test_a_lost_log_never_makes_train_overwrite_a_checkpoint(run_copy, capsys, log):
     """With metrics.jsonl deleted or cut, train numbered its round from the records and wrote round 0 over
-    checkpoints/model_r0000 (eighth probe): the next round is past every checkpoint on disk."""
+    checkpoints/model_r0000 (eighth probe); since probe 29 such a run is refused, nothing written (the next round is
+    still numbered past every checkpoint on disk: RunDir.next_round)."""
     metrics = run_copy / "metrics.jsonl"
     if log == "deleted":
         metrics.unlink()
     else:
         metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    if log == "deleted":  # probe 29: without records the episodes cannot be checked (an edited one was trained on)
+        before = snapshot(run_copy)
+        rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress", "model.max_epochs=1")
+        assert rc == 2 and "have no record in" in out and "restore metrics.jsonl" in out, out
+        assert snapshot(run_copy) == before
+        return
     before = {p.name: p.read_bytes() for p in (run_copy / "checkpoints").glob("model_r*")}
     last = max(int(n[len("model_r"):len("model_r") + 4]) for n in before)
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress", "model.max_epochs=1")
-    assert rc == 0 and f"trained round {last + 1}" in out, out
+    assert rc == 0 and f"trained round {last + 1}" in out, out  # the last episode alone lost its record: taken
     assert all((run_copy / "checkpoints" / n).read_bytes() == b for n, b in before.items())
 
 
@@ -1335,7 +1353,12 @@ def test_diverged_training_saves_no_checkpoint(tmp_path):
     model = new_model(5, 1, [-1.0], [1.0], ModelConfig(hidden=8, layers=1))
     with torch.no_grad():
         next(model.parameters())[0].fill_(float("nan"))
-    with pytest.raises(TrainingDivergedError, match=r"training diverged: non-finite weights in .*model.lr"):
+    with pytest.raises(TrainingDivergedError, match=r"training diverged: non-finite weights .*in .*model.lr"):
+        save_checkpoint(model, tmp_path / "model_r0000", [0, 1])
+    model = new_model(5, 1, [-1.0], [1.0], ModelConfig(hidden=8, layers=1))
+    with torch.no_grad():  # finite, but what no training writes: load refuses it, so save does (probe 29)
+        model.head.weight[0, 0, 0] = 3e7
+    with pytest.raises(TrainingDivergedError, match=r"or beyond \+-1e\+06\) in \['head.weight'\]"):
         save_checkpoint(model, tmp_path / "model_r0000", [0, 1])
     assert not list(tmp_path.iterdir())  # neither the weights nor the JSON
 
@@ -1796,6 +1819,11 @@ def test_an_episode_file_the_run_never_collected_is_refused(tiny_run_dir, tmp_pa
     assert json.loads(lines[-1]).get("file") == f"episode_{n:06d}.npz"
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
     assert rc == 0, out
+    # the next writer logs it (probe 29: only the last may lack a record), as a collect after a resume does
+    from robot_wm.run_dir import RunDir
+
+    RunDir(run_copy).log_unlogged_last(RunDir(run_copy).dataset())
+    assert RunDir(run_copy).records("episode")[-1]["file"] == f"episode_{n:06d}.npz"
     # session 21: another run's training episode of the same task, same settings (phase 'train', no source): its id
     from conftest import TINY_RUN_ARGS
 
@@ -1890,8 +1918,8 @@ def test_a_closed_or_full_standard_output_does_not_stop_the_command(planner_file
     assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
 
 
-@pytest.mark.parametrize("edit", [("hidden = 32", "hidden = 64", "model.hidden=64 (the checkpoint: 32)"),
-                                  ("elites = 2", "elites = 1", "model.elites=1 (the checkpoint: 2)")])
+@pytest.mark.parametrize("edit", [("hidden = 32", "hidden = 64", "model.hidden=64 (robot-wm wrote 32)"),
+                                  ("elites = 2", "elites = 1", "model.elites=1 (robot-wm wrote 2)")])
 def test_network_sizes_edited_into_config_toml_are_refused(run_copy, capsys, edit):
     """Probe 15: `sed -i s/hidden = 200/hidden = 64/ RUN/config.toml`; eval and train used the checkpoint's networks
     and said nothing (an edited elites count was applied by the next train)."""
@@ -1902,8 +1930,30 @@ def test_network_sizes_edited_into_config_toml_are_refused(run_copy, capsys, edi
     before = snapshot(run_copy)
     for command in ("eval", "train"):
         rc, out = main_in_process(capsys, command, str(run_copy), "--no-progress")
-        assert rc == 2 and needle in out and "edited by hand" in out, out
+        assert rc == 2 and needle in out and "was edited by hand" in out, out
     assert snapshot(run_copy) == before
+
+
+def test_settings_edited_into_an_interrupted_runs_config_toml_are_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 29: [env.randomize] mass and planner.samples edited into config.toml, then --resume: later episodes and
+    the final evaluation ran on a heavier robot, exit 0, where the same change as an override is refused."""
+    from conftest import TINY_RUN_ARGS
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    (run / "summary.json").unlink()
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))  # as if stopped before the end
+    text = (run / "config.toml").read_text()
+    assert "\nsamples = 32\n" in text
+    (run / "config.toml").write_text(text.replace("\nsamples = 32\n", "\nsamples = 48\n", 1))
+    before = snapshot(run)
+    for args in (["run", f"run_dir={run}", *TINY_RUN_ARGS, "--resume"], ["eval", str(run), "--episodes", "1"]):
+        rc, out = main_in_process(capsys, *args, "--no-progress")
+        assert rc == 2 and "was edited by hand: planner.samples=48 (robot-wm wrote 32)" in out, out
+    assert snapshot(run) == before
+    (run / "config.toml").write_text(text)  # put back: the run goes on
+    assert main_in_process(capsys, "run", f"run_dir={run}", *TINY_RUN_ARGS, "--resume", "--no-progress")[0] == 0
 
 
 def _retimed_checkpoint(run: Path, dst: Path, **changes) -> Path:
@@ -2086,9 +2136,13 @@ def test_compensating_a_delay_the_model_was_trained_with_is_warned(run_copy, tmp
     text = cfg.read_text()
     assert "action_delay = [\n    0,\n    0,\n]" in text
     cfg.write_text(text.replace("action_delay = [\n    0,\n    0,\n]", "action_delay = [1, 1]"))
+    manifest = json.loads((run_copy / "manifest.json").read_text())  # as robot-wm wrote it (an edit is refused)
+    settings = {**manifest["settings"], "env.randomize.action_delay": [1, 1]}
+    (run_copy / "manifest.json").write_text(json.dumps({**manifest, "settings": settings}))
     rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(tmp_path / "p.onnx"), "planner.delay=1")
     assert rc == 0 and "the delay may be counted twice" in out, out
     cfg.write_text(text)
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress", "planner.delay=1",
                               "env.randomize.action_delay=[1,1]")
     assert rc == 0 and "counted twice" not in out, out
@@ -2216,3 +2270,79 @@ def test_an_episode_the_planner_never_controlled_fails_eval():
     assert uncontrolled_episodes([good, lost, good]) == [1]
     assert uncontrolled_episodes([good, {"fallbacks": 62, "control_steps": 125}]) == []  # under half: planned
     assert uncontrolled_episodes([good, {"return": 5.0}]) == []  # a planner that counts no fallbacks (random)
+
+
+def _complete_copy(tiny_run_dir, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    return run
+
+
+def _edit_manifest(run: Path, **fields) -> None:
+    (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()), **fields}))
+
+
+def test_a_rebuilt_summary_refuses_an_edited_list_of_the_final_evaluation(tiny_run_dir, tmp_path, capsys):
+    """Probe 29: final_eval_episodes edited to one episode three times, or to other evaluation episodes, and
+    summary.json removed: --resume rebuilt the headline from the edited list, exit 0."""
+    from conftest import tiny_run
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    assert main_in_process(capsys, "eval", str(run), "--episodes", "1", "--no-progress")[0] == 0  # eval episode 1
+    (run / "summary.json").unlink()
+    own = json.loads((run / "manifest.json").read_text())["final_eval_episodes"]
+    assert own == [0]
+    for edited, needle in (([0, 0, 0], "repeat an episode"), ([1], "its final evaluation's record in metrics.jsonl "
+                                                                     "names [0]")):
+        _edit_manifest(run, final_eval_episodes=edited)
+        before = snapshot(run)
+        assert tiny_run(run, "--resume") == 2
+        assert needle in capsys.readouterr().err
+        assert snapshot(run) == before and not (run / "summary.json").exists()
+    _edit_manifest(run, final_eval_episodes=own)
+    assert tiny_run(run, "--resume") == 0
+
+
+def test_a_rebuilt_summary_refuses_an_edited_final_evaluation_episode(tiny_run_dir, tmp_path, capsys):
+    """Probe 29: the final evaluation's episode edited (rewards 1.0), summary.json removed: --resume made its 25.0
+    the headline, exit 0, though its record holds the file's sha256."""
+    from conftest import tiny_run
+
+    from robot_wm.data.episode import Episode
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    path = run / "eval" / "episode_000000.npz"
+    ep = Episode.load(path)
+    path.unlink()
+    Episode(ep.obs, ep.action, np.ones_like(ep.reward), ep.physics_state, ep.meta).save(path)
+    (run / "summary.json").unlink()
+    assert tiny_run(run, "--resume") == 2
+    assert "episode_000000.npz' changed after it was stored" in capsys.readouterr().err
+    assert not (run / "summary.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["removed", "line"])
+def test_records_removed_or_damaged_do_not_switch_the_episode_checks_off(tiny_run_dir, tmp_path, capsys, caplog,
+                                                                       damage):
+    """Probe 29: with metrics.jsonl removed, or an episode's line in it overwritten, an edited training episode (and
+    another run's) was trained on, exit 0, no word; a line that is not JSON was skipped without a warning."""
+    from robot_wm.data.episode import Episode
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    path = run / "episodes" / "episode_000000.npz"
+    ep = Episode.load(path)
+    path.unlink()
+    Episode(ep.obs, ep.action, np.ones_like(ep.reward), ep.physics_state, ep.meta).save(path)
+    metrics = run / "metrics.jsonl"
+    if damage == "removed":
+        metrics.unlink()
+    else:
+        lines = metrics.read_text().splitlines()
+        at = next(i for i, ln in enumerate(lines) if '"episode_000000.npz"' in ln)
+        metrics.write_text("\n".join([*lines[:at], "x", *lines[at + 1:]]) + "\n")
+    before = snapshot(run)
+    rc, out = main_in_process(capsys, "train", str(run), "--no-progress")
+    assert rc == 2 and "1 training episode file(s) of" in out and "have no record in" in out, out
+    assert snapshot(run) == before
+    if damage == "line":
+        assert "skipped 1 record(s) that robot-wm did not write (edited or damaged): line(s) " in caplog.text

@@ -251,7 +251,9 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
     (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()),
                                                    "status": "running", "final_eval_episodes": [0, 2]}))
     rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
-    assert rc == 2 and "names evaluation episode 2, played by the 'random' planner, not the run's own learned one" in out
+    assert rc == 2 and "final_eval_episodes [0, 2] (from 0) repeat an episode or name one before the final evaluation; " \
+        "its final evaluation's record in metrics.jsonl names [0, 4]" in out, out  # (probe 29; the planner's check
+    # named episode 2's 'random' planner before)
 
 
 # --- defect 6: a user's folder, an empty argument, templates -------------------------------------
@@ -742,6 +744,16 @@ def test_an_address_without_a_socket_to_use_it_is_refused(run, capsys, flags):
     before = snapshot(run)
     rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress", *flags)
     assert rc == 2 and "nothing would use it: add --rerun serve (or spawn)" in out, out
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--rerun", "serve"]])
+def test_a_recording_path_without_save_to_use_it_is_refused(run, tmp_path, capsys, flags):
+    """Probe 29: `eval RUN rerun.path=new.rrd` without --rerun save recorded nothing, exit 0, no word."""
+    before = snapshot(run)
+    rc, out = _cli(capsys, "eval", str(run), "--planner", "random", "--episodes", "1", "--no-progress",
+                   f"rerun.path={tmp_path / 'new.rrd'}", *flags)
+    assert rc == 2 and "is the file --rerun save writes" in out and "add --rerun save" in out, out
     assert snapshot(run) == before
 
 

@@ -244,3 +244,16 @@ def test_a_session_opened_on_a_path_says_what_it_expects(tmp_path):
 
     with pytest.raises(TypeError, match=r"run='base': expected a RunDir \(robot_wm.run_dir.RunDir\(path\)\)"):
         Session.open(RunConfig(), "base")
+
+
+def test_a_holder_line_with_terminal_escapes_is_shown_as_text(tmp_path):
+    """Probe 29: a .lock whose command held ESC sequences and a newline retitled and cleared the terminal, and forged
+    a line "robot-wm eval: all good, exit 0", through the second writer's error."""
+    import json as _json
+
+    from robot_wm.run_dir import _locked_message
+
+    holder = _json.dumps({"pid": 7, "command": "\x1b]0;pwned\x07\x1b[2J\nrobot-wm eval: all good, exit 0",
+                          "started": "now"})
+    msg = _locked_message(tmp_path, "run directory", holder, "")
+    assert "\x1b" not in msg and "\x07" not in msg and "\n" not in msg and "\\x1b]0;pwned" in msg, msg
