@@ -14,6 +14,13 @@ from pathlib import Path
 from fault_kit import cli, copy_run, record, tail, untouched
 
 
+def _sweep(folder: Path, rows: str) -> Path:
+    """A hand-made sweep folder whose results.csv holds ``rows`` under the columns every report reads."""
+    folder.mkdir()
+    (folder / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean\n" + rows)
+    return folder
+
+
 def probe26_27_defects(base: Path, complete: Path, work: Path) -> None:
     """The defects of the twenty-sixth and twenty-seventh probes (one frozen snapshot, two helpers)."""
     cat = "probes 2026-11-29 (26th, 27th)"
@@ -117,10 +124,95 @@ def probe26_27_leftovers(base: Path, complete: Path, planner: Path, work: Path) 
     record(cat, "two deploy --record of different tasks into one new folder (it held both)", two_recorders_two_tasks)
 
     def report_out_trailing_slash():
-        sweep = work / "p28-sweep"
-        sweep.mkdir()
-        (sweep / "results.csv").write_text("name,task,seed,overrides,status,eval_return_mean\nx,cartpole-swingup,0,,"
-                                           "complete,1\n")
+        sweep = _sweep(work / "p28-sweep", "x,cartpole-swingup,0,,complete,1\n")
         rc, out = cli("report", str(sweep), "--out", f"{work}/p28-plot.png/")
         return rc == 2 and "ends in a slash" in out and not (work / "p28-plot.png").exists(), tail(out, 90)
     record(cat, "report --out x.png/ (a folder meant: the file x.png written)", report_out_trailing_slash)
+
+
+def probe28_29_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The defects of the twenty-eighth and twenty-ninth probes (2026-11-29, one frozen snapshot, two helpers), fixed
+    in session 29."""
+    import numpy as np
+    from fault_probes_4 import _reseal
+
+    cat = "probes 2026-11-29 (28th, 29th)"
+
+    def rebuilt(name: str, edit) -> tuple[int, str]:
+        from conftest import TINY_RUN_ARGS
+
+        r = copy_run(complete, work / name)
+        (r / "summary.json").unlink()
+        edit(r)
+        return cli("run", f"run_dir={r}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+
+    def final_list_edited():
+        def edit(r):
+            m = json.loads((r / "manifest.json").read_text())
+            (r / "manifest.json").write_text(json.dumps({**m, "final_eval_episodes": m["final_eval_episodes"] * 3}))
+        rc, out = rebuilt("p29-list", edit)
+        return rc == 2 and "repeat an episode" in out, tail(out, 90)
+    record(cat, "final_eval_episodes edited to one episode three times, summary rebuilt (the headline)", final_list_edited)
+
+    def final_episode_edited():
+        from robot_wm.data.episode import Episode
+
+        def edit(r):
+            path = r / "eval" / "episode_000000.npz"
+            ep = Episode.load(path)
+            path.unlink()
+            Episode(ep.obs, ep.action, np.ones_like(ep.reward), ep.physics_state, ep.meta).save(path)
+        rc, out = rebuilt("p29-evalep", edit)
+        return rc == 2 and "changed after it was stored" in out, tail(out, 90)
+    record(cat, "the final evaluation's episode edited, summary rebuilt (its return the headline)", final_episode_edited)
+
+    def records_removed():
+        r = copy_run(complete, work / "p29-nolog")
+        (r / "metrics.jsonl").unlink()
+        return untouched(r, ["train", str(r), "--no-progress"], "have no record in")
+    record(cat, "metrics.jsonl removed, then train (the episode checks switched off)", records_removed)
+
+    def settings_edited():
+        r = copy_run(complete, work / "p29-edit")
+        text = (r / "config.toml").read_text()
+        (r / "config.toml").write_text(text.replace("\nsamples = 32\n", "\nsamples = 48\n", 1))
+        return untouched(r, ["eval", str(r), "--episodes", "1", "--no-progress"], "was edited by hand: planner.samples")
+    record(cat, "planner.samples edited into config.toml, then a command (the edit trained and evaluated on)",
+           settings_edited)
+
+    def padded_planner():
+        padded = work / "p29-padded.onnx"
+        tag, size = bytes([0x9A, 0x06]), bytes([0x80, 0x80, 0x80, 0x01])  # varints: field 99, wire type 2; 2**21 bytes
+        padded.write_bytes(planner.read_bytes() + tag + size + bytes(2**21))
+        rc, out = cli("deploy", str(padded), "--episodes", "1")
+        return rc == 2 and "that an ONNX model does not have" in out, tail(out, 90)
+    record(cat, "a planner padded with an unknown protobuf field (1.9 GB took 6 GB to deploy)", padded_planner)
+
+    def longer_row():
+        sweep = _sweep(work / "p29-row", "a,cartpole-swingup,0,,complete,1,000\n")
+        rc, out = cli("report", str(sweep))
+        return rc == 2 and "cell(s) more than the header" in out, tail(out, 90)
+    record(cat, "a results.csv row with a cell more than its header ('1,000' reported as 1.0)", longer_row)
+
+    def many_tasks():
+        sweep = _sweep(work / "p29-tasks", "".join(f"t{i},task{i},0,,complete,{i}\n" for i in range(10_000)))
+        rc, out = cli("report", str(sweep))
+        return rc == 2 and "at most 30" in out, tail(out, 90)
+    record(cat, "a results.csv of 10,000 task names (drew for minutes at 12 GB)", many_tasks)
+
+    def huge_q_weight():
+        r = _reseal(copy_run(base, work / "p29-q"), lambda t: t["value.q.out.weight"][0].fill_(1e38))
+        rc, out = cli("export", str(r), "--out", str(work / "p29-q.onnx"))
+        return rc == 2 and "holds weights beyond" in out, tail(out, 90)
+    record(cat, "one Q head's weight at 1e38, hashes resealed (exported and deployed, exit 0)", huge_q_weight)
+
+    def refused_record_labels_nothing():
+        folder = work / "p29-old-rec"
+        cli("deploy", str(planner), "--episodes", "1", "--record", str(folder), "--sim", "max_env_steps=80")
+        (folder / "recording.json").unlink()  # recorded before claims were written
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        DeploymentRecorder(folder, task="cartpole-balance", planner="p", action_repeat=8, planner_delay=0)
+        return not (folder / "recording.json").exists(), "no claim written over older recordings"
+    record(cat, "a refused deploy --record labelled a folder of older recordings with its task",
+           refused_record_labels_nothing)

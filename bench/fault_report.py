@@ -60,7 +60,7 @@ from fault_probes_4 import (
     probe25_defects,
     session21_fixes,
 )
-from fault_probes_5 import probe26_27_defects, probe26_27_leftovers
+from fault_probes_5 import probe26_27_defects, probe26_27_leftovers, probe28_29_defects
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -936,7 +936,9 @@ def main() -> int:
                          ("probe 2026-11-28 (25th)", lambda: probe25_defects(base, planner, work)),
                          ("probes 2026-11-29 (26th, 27th)", lambda: probe26_27_defects(base, complete, work)),
                          ("session 29: probes 26-27's leftovers",
-                          lambda: probe26_27_leftovers(base, complete, planner, work))]:
+                          lambda: probe26_27_leftovers(base, complete, planner, work)),
+                         ("probes 2026-11-29 (28th, 29th)",
+                          lambda: probe28_29_defects(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
