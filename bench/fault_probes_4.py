@@ -238,8 +238,8 @@ def probe22_defects(base: Path, planner: Path, work: Path) -> None:
         (r / "manifest.json").write_text(json.dumps({**m, "status": "running", "final_eval_from": n,
                                                      "final_eval_episodes": [n]}))
         rc, out = cli("run", f"run_dir={r}", "--resume", "--no-progress")
-        named = ("played by the 'oracle' planner, not the run's own learned one", "final evaluation's record in "
-                 "metrics.jsonl names")  # the second since probe 29, checked first
+        named = ("played by the 'oracle' planner, not the run's own learned one",
+                 "final evaluation's record in metrics.jsonl names")  # the second since probe 29, checked first
         return rc == 2 and any(n in out for n in named), tail(out, 90)
     record(cat, "manifest.json edited to name an oracle episode as the final evaluation (the run's headline)",
            manifest_names_an_oracle_episode)

@@ -2292,8 +2292,8 @@ def test_a_rebuilt_summary_refuses_an_edited_list_of_the_final_evaluation(tiny_r
     (run / "summary.json").unlink()
     own = json.loads((run / "manifest.json").read_text())["final_eval_episodes"]
     assert own == [0]
-    for edited, needle in (([0, 0, 0], "repeat an episode"), ([1], "its final evaluation's record in metrics.jsonl "
-                                                                     "names [0]")):
+    for edited, needle in (([0, 0, 0], "repeat an episode"),
+                           ([1], "its final evaluation's record in metrics.jsonl names [0]")):
         _edit_manifest(run, final_eval_episodes=edited)
         before = snapshot(run)
         assert tiny_run(run, "--resume") == 2
