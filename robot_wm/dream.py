@@ -168,7 +168,7 @@ def _video_bytes(frames: int, size: tuple[int, int]) -> int:
 
 def video_fits(frames: int, size: tuple[int, int], available: int | None = None) -> bool:
     """Whether ``check_video_memory`` would accept the video."""
-    from robot_wm.memory import MEMORY_SHARE, available_memory
+    from robot_wm.sysmem import MEMORY_SHARE, available_memory
 
     available = available_memory() if available is None else available
     return available is None or _video_bytes(frames, size) <= MEMORY_SHARE * available
@@ -177,7 +177,7 @@ def video_fits(frames: int, size: tuple[int, int], available: int | None = None)
 def check_video_memory(frames: int, size: tuple[int, int], available: int | None = None) -> None:
     """Refuse a video whose frames cannot be held in memory (every frame is, until it is encoded): 23 frames at
     --width/--height 4096 asked 3.4 GiB and ended in a numpy traceback, nothing written (tenth probe)."""
-    from robot_wm.memory import MEMORY_SHARE, available_memory
+    from robot_wm.sysmem import MEMORY_SHARE, available_memory
 
     available = available_memory() if available is None else available
     if not video_fits(frames, size, available):

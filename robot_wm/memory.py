@@ -3,28 +3,31 @@ model that cannot fit is refused with the fields that size it, instead of failin
 
 from __future__ import annotations
 
-import os
 from itertools import pairwise
-from pathlib import Path
 
 import torch
 
 from robot_wm.config import RunConfig
-
-MEMORY_SHARE = 0.8
-"""The share of the memory available now that the planner, or the training, may need (``check_memory``)."""
+from robot_wm.sysmem import MEMORY_SHARE, available_memory
 
 
 def planner_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
-    """An upper estimate of the memory one planning step needs, from the config alone (float32): the noise
-    and its coloured copy (iterations x samples x horizon x action), the candidates and elites, and for every
-    planning member its live layer activations and the imagined states and rewards over the horizon, plus the
-    Q heads' activations of the value; and the coloured-noise filter (horizon x horizon, a few copies: at
-    horizon 100,000 it asked for 40 GB before any check)."""
+    """An upper estimate of the memory one planning step needs, from the config alone (``planner_step_bytes``)."""
     p, m, v = cfg.planner, cfg.model, cfg.value
-    e, n, h = m.elites, p.samples, p.horizon
-    per_sample = (2 * p.iterations * h * act_dim + 3 * h * act_dim + e * (3 * m.hidden + 2 * (obs_dim + 1) * h)
-                  + (e * v.q_heads * 3 * v.hidden if v.enabled else 0))
+    return planner_step_bytes(p.samples, p.horizon, p.iterations, obs_dim, act_dim, m.elites, m.hidden,
+                              v.q_heads if v.enabled else 0, v.hidden)
+
+
+def planner_step_bytes(samples: int, horizon: int, iterations: int, obs_dim: int, act_dim: int, members: int,
+                       hidden: int, q_heads: int = 0, value_hidden: int = 0) -> int:
+    """An upper estimate of the memory one planning step needs (float32): the noise and its coloured copy
+    (iterations x samples x horizon x action), the candidates and elites, and for every planning member its live
+    layer activations and the imagined states and rewards over the horizon, plus the Q heads' activations of the
+    value (``q_heads`` 0: none); and the coloured-noise filter (horizon x horizon, a few copies: at horizon 100,000 it
+    asked for 40 GB before any check). Torch-free: export writes it into a planner's metadata."""
+    n, h = samples, horizon
+    per_sample = (2 * iterations * h * act_dim + 3 * h * act_dim + members * (3 * hidden + 2 * (obs_dim + 1) * h)
+                  + members * q_heads * 3 * value_hidden)
     return 4 * n * per_sample + 4 * 3 * h * h
 
 
@@ -45,42 +48,6 @@ def training_memory_bytes(cfg: RunConfig, obs_dim: int, act_dim: int) -> int:
         world += 2 * q + pi  # the target Q heads carry no gradients or moments: counted twice, not once more
         acts += v.batch_size * (v.q_heads + 1) * v.hidden * v.layers * 2
     return 4 * (4 * world + acts)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux MemAvailable; else the physical total), None if unknown; at most
-    what the process's address-space limit (``ulimit -v``) leaves it."""
-    avail = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return None
-    left = _address_space_left()
-    return avail if left is None else min(avail, left)
-
-
-def _address_space_left() -> int | None:
-    """What ``ulimit -v`` leaves the process (its soft limit less its virtual size now), None without a limit."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft == resource.RLIM_INFINITY:
-            return None
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return max(0, soft - int(line.split()[1]) * 1024)
-    except (ImportError, OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _largest(cfg: RunConfig, fields: list[str], estimate, obs_dim: int, act_dim: int) -> str:

@@ -336,6 +336,11 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
     r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal", "0,1,0,0,0", "--goal-file",
                         str(goal_file)], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "--goal and --goal-file both set the goal" in r.stderr, r.stderr  # (probe 29)
+    # a goal file unusable at the start: the export's default goal was driven to, exit 0 (probe 30)
+    for bad, why in ((tmp_path / "none.json", "cannot read it"), (tmp_path, "a directory")):
+        r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal-file", str(bad)],
+                           capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert r.returncode == 2 and "cannot be used at the start" in r.stderr and why in r.stderr, r.stderr
     for flag, needle in (("--goal-file", "argument --goal-file: an empty path"), ("--goal", "expected comma-separated numbers")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), flag, ""],
                            capture_output=True, text=True, env=env, timeout=300, check=False)

@@ -577,6 +577,28 @@ def test_a_planner_padded_with_fields_onnx_does_not_define_is_refused(files, tmp
         PlannerSession(padded, provider="cpu")
 
 
+def test_a_planner_that_needs_more_memory_than_the_computer_has_is_refused_before_allocating(files, tmp_path):
+    """Probe 30: `export planner.samples=2000000` wrote an 806 KB file, and deploy grew to 22 GB until the kernel's OOM
+    killer. Every planner says what a step needs (planner_memory_bytes, under the metadata hash); the runtime checks."""
+    import onnx
+    from test_faults import edit_metadata
+
+    from robot_wm.memory import planner_step_bytes
+
+    props = {p.key: p.value for p in onnx.load(str(files["internal"])).metadata_props}
+    s = PlannerSession(files["internal"], provider="cpu")
+    assert int(props["planner_memory_bytes"]) == planner_step_bytes(
+        s.meta.samples + int(props["policy_samples"]), s.meta.horizon, s.meta.iterations, s.meta.state_dim,
+        s.meta.action_dim, int(props["members"]), 32) > 0  # the test run's model.hidden
+    big = edit_metadata(files["internal"], tmp_path / "big.onnx", {"planner_memory_bytes": str(10**15)})
+    with pytest.raises(ModelFileError, match=r"needs about 1000000\.0 GB a planning step .* export it with fewer "
+                                             r"planner.samples"):
+        PlannerSession(big, provider="cpu")
+    odd = edit_metadata(files["internal"], tmp_path / "odd.onnx", {"planner_memory_bytes": "1e9"})
+    with pytest.raises(ModelFileError, match="planner_memory_bytes='1e9' is not a byte count"):
+        PlannerSession(odd, provider="cpu")
+
+
 def test_a_planner_file_after_sim_is_named_not_missing(files, capsys):
     """Probe 29: `deploy --sim randomize.mass=[0.9,1.1] p.onnx` said "the following arguments are required: planner"."""
     from robot_wm.cli import main

@@ -50,6 +50,7 @@ from robot_wm.export.format import (
 )
 from robot_wm.goal import Goal
 from robot_wm.io import atomic_write_bytes
+from robot_wm.memory import planner_step_bytes
 from robot_wm.model.ensemble import MAX_STATE_Z, WorldModel
 from robot_wm.model.folded import planning_dims
 from robot_wm.model.value import ActorCritic
@@ -189,6 +190,10 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
         "horizon": spec.horizon, "samples": spec.samples, "iterations": spec.iterations,
         "optimizer": spec.optimizer, "noise": noise, "noise_shape": json.dumps(list(spec.noise_shape(a))),
         "members": model.members, "model_flops_per_step": model_flops(model, spec, value),
+        # what a step needs, checked by deploy before it allocates: 2,000,000 samples grew to 22 GB (probe 30)
+        "planner_memory_bytes": planner_step_bytes(
+            spec.samples + spec.policy_samples, spec.horizon, spec.iterations, model.spec.obs_dim, a, model.members,
+            model.spec.hidden, value.spec.q_heads if value is not None else 0, value.spec.hidden if value is not None else 0),
         "value": int(value is not None), "policy_samples": spec.policy_samples, "delay": spec.delay,
         "goal": int(goal is not None), "reward_weight": reward_weight if goal is not None else 1.0,
         "value_guard": int(step.guarded),

@@ -138,7 +138,9 @@ def _goal(a: argparse.Namespace, planner):
     from robot_wm.runtime.goal_file import GoalFile
 
     watcher = GoalFile(a.goal_file, planner)
-    watcher.poll()
+    if not watcher.poll():  # the export's default goal was driven to, exit 0 (probe 30): no goal of the user's yet
+        raise ValueError(f"--goal-file {a.goal_file!r} cannot be used at the start ({watcher.why}): fix it, or leave it "
+                         "out to plan toward the planner's default goal; once running, a bad version is ignored")
     return watcher
 
 

@@ -27,6 +27,7 @@ class GoalFile:
         self.seen: tuple | None = None
         self.applied = 0  # goals taken from the file
         self.rejected = 0  # versions of the file refused (the previous goal stayed in force)
+        self.why = ""
 
     def poll(self) -> bool:
         """Apply the file's goal if the file changed since the last look; True when a new goal is in force.
@@ -55,8 +56,9 @@ class GoalFile:
         and refused), a device would never end, and a file growing after the stat is cut off."""
         fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError("not a regular file (a FIFO, a device or a socket)")
+            if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+                raise ValueError("a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, a device or a "
+                                 "socket)")
             with os.fdopen(fd, "rb", closefd=False) as f:
                 blob = f.read(MAX_GOAL_FILE_BYTES + 1)
         finally:
@@ -66,6 +68,7 @@ class GoalFile:
         return blob
 
     def _reject(self, key: tuple, why: str) -> bool:
+        self.why = why  # the last reason (deploy refuses a file unusable at the start: probe 30)
         if key != self.seen:  # once per version of the file, not once per control step
             self.seen = key
             self.rejected += 1

@@ -328,12 +328,32 @@ class PlannerSession:
                                 f"back to {self.provider}: the GPU provider could not be created (drivers, "
                                 "CUDA/cuDNN libraries or no GPU); use --provider cpu or auto to accept CPU")
         self.device = "cuda" if self.provider in (PROVIDERS["cuda"], PROVIDERS["tensorrt"]) else "cpu"
+        self._check_memory()
         # A captured CUDA graph would replay in-graph random numbers: only the noise-input variant uses one.
         self.cuda_graph = bool(cuda_graph and self.device == "cuda" and self.has_noise_input)
         self.rng = np.random.default_rng(seed)
         self._lock = threading.RLock()  # the bound buffers are one step's (or one warm-up's) at a time
         self._guard_before: np.ndarray | None = None  # the value guard before the last step (discard_last_step)
         self._bind()
+
+    def _check_memory(self) -> None:
+        """Refuse, before any buffer is allocated, a planner whose step needs more than the memory this computer has
+        (``planner_memory_bytes`` in its metadata, estimated at export from its settings): 2,000,000 samples were
+        exported, and deploy grew to 22 GB until the kernel's OOM killer (probe 30). On a GPU the host's memory is
+        not the measure: not checked there."""
+        from robot_wm.sysmem import MEMORY_SHARE, available_memory
+
+        need = self.meta.raw.get("planner_memory_bytes")
+        if self.device != "cpu" or need is None:  # files exported before 2026-11-29 do not say it
+            return
+        if not need.isdigit():
+            raise ModelFileError(f"planner file {str(self.path)!r}: metadata planner_memory_bytes={need!r:.40} is not a "
+                                 "byte count (the file was edited or damaged)")
+        if (available := available_memory()) is not None and int(need) > MEMORY_SHARE * available:
+            raise ModelFileError(f"planner file {str(self.path)!r} needs about {int(need) / 1e9:.1f} GB a planning step "
+                                 f"({self.meta.samples:,} samples x horizon {self.meta.horizon} x {self.meta.iterations} "
+                                 f"iterations), more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB this "
+                                 "computer has available: export it with fewer planner.samples or a shorter horizon")
 
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
