@@ -172,7 +172,7 @@ def test_subcommands_on_a_run_dir(tiny_run_dir, tmp_path, capsys):
     # eval with each planner: one more evaluation episode each, recorded with the planner's name.
     for planner in ("random", "learned", "oracle"):
         assert main(["eval", str(root), "--planner", planner, "--episodes", "1", "--no-progress"]) == 0
-        said = "" if planner == "random" else " (model of round 2)"  # which model planned (probe 29)
+        said = " (model of round 2)" if planner == "learned" else ""  # which model planned (probe 29)
         assert f"{planner} planner on cartpole-swingup{said}: return" in capsys.readouterr().out
     evals = EpisodeDataset(root / "eval")
     assert [e.meta["policy"] for e in evals] == ["learned", "random", "learned", "oracle"]
