@@ -488,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     for field, what in (("args", "override"), ("overrides", "override"), ("sim", "--sim")):
         for note in _given_twice(getattr(args, field, None) or [], what):  # the last won without a word (probe 17)
             print(f"robot-wm {args.command}: {note}", file=sys.stderr)
+    from robot_wm.sysmem import address_space_refusal
+
+    if why := address_space_refusal(args.command):  # before the libraries that hang or fail under it
+        print(f"robot-wm {args.command}: error: {why}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()

@@ -574,6 +574,46 @@ def test_deploy_cli_bad_onnx_is_a_clear_error(planner_file, tmp_path, capsys):
     assert rc == 2 and "bad.onnx" in out and "Traceback" not in out
 
 
+def _under_address_limit(limit: int, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``robot-wm ARGV`` as a real process under ``ulimit -v`` = ``limit`` bytes."""
+    return subprocess.run(["prlimit", f"--as={limit}", sys.executable, "-m", "robot_wm.cli", *argv],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "MUJOCO_GL": "egl"})
+
+
+def test_a_small_address_space_limit_is_named_before_any_work(base_run, planner_file, tmp_path):
+    """Under `ulimit -v` 1 GB, `dream` hung for hours in OpenBLAS's start-up (inside dm_control's import of scipy),
+    and under 600 MB `deploy` called a good planner file "truncated, corrupted or not ONNX" (probe 30): both name
+    the limit and what they need, at once, and write nothing."""
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _under_address_limit(10**9, "dream", str(base_run), "--out", str(tmp_path / "d.mp4"), timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "ulimit -v" in r.stderr and "953 MiB" in r.stderr and "2048 MiB" in r.stderr, r.stderr
+    r = _under_address_limit(600 * 2**20, "deploy", str(planner_file), "--episodes", "1", timeout=60)
+    assert r.returncode == 2 and "ulimit -v" in r.stderr and "600 MiB" in r.stderr, r.stderr
+    assert "corrupted" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # enough for deploy: it runs (an episode of the tiny planner), the limit never mentioned
+    r = _under_address_limit(900 * 2**20, "deploy", str(planner_file), "--episodes", "1", "--task",
+                             "cartpole-swingup", timeout=300)
+    assert r.returncode == 0 and "ulimit" not in r.stderr, r.stderr
+
+
+def test_a_library_failure_under_an_address_limit_blames_the_limit():
+    """onnxruntime's "PosixThread ... Resource temporarily unavailable" under `ulimit -v` read as a damaged file; a
+    real process under a limit names it, and without a limit the library's words stand."""
+    code = ("import resource, sys\n"
+            "from robot_wm.sysmem import memory_blamed\n"
+            "msg = 'onnxruntime::PosixThread::PosixThread pthread_create failed: Resource temporarily unavailable'\n"
+            "print(memory_blamed(msg)); print(memory_blamed('Protobuf parsing failed'))\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (800 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+            "print(memory_blamed(msg)); print(memory_blamed('Protobuf parsing failed'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60).stdout.splitlines()
+    assert out[:2] == ["None", "None"] and out[3] == "None", out
+    assert "ulimit -v" in out[2] and "800 MiB" in out[2], out
+
+
 LAUNCH_FAULTS = {
     "unknown-key": ('[planner]\nhorizn = 5\n', "planner.horizn"),
     "wrong-type": ('[planner]\nhorizon = "long"\n', "planner.horizon"),

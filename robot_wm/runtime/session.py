@@ -318,6 +318,10 @@ class PlannerSession:
             if "external" in msg.lower():
                 raise ModelFileError(f"{str(self.path)!r} references external data; robot-wm only runs "
                                      "self-contained planner files") from None
+            from robot_wm.sysmem import memory_blamed
+
+            if why := memory_blamed(msg):
+                raise ModelFileError(f"onnxruntime could not load {str(self.path)!r}: {why}") from None
             raise ModelFileError(f"{str(self.path)!r} is not a loadable ONNX model (truncated, corrupted or "
                                  f"not ONNX): {msg.splitlines()[0][:300]}") from None
         self.meta = PlannerMeta.parse(self.session.get_modelmeta().custom_metadata_map, repr(str(self.path)))
