@@ -151,6 +151,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     overrides += rerun_overrides(a)
     cfg = resolve_config(launch, overrides)
     rd = RunDir(cfg.resolved_run_dir())
+    a.run_root = rd.root  # for resume_hint: only a run that was made can be resumed
     if a.resume and rd.config_path.exists():  # continue with the run's own config (plus any overrides)
         if launch:
             logging.getLogger("robot_wm").warning(
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure") and not str(getattr(stream, "encoding", "utf-8")).lower().startswith("utf"):
             stream.reconfigure(errors="replace")
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_bare_rerun(sys.argv[1:] if argv is None else list(argv)))
     if extra:  # key=value overrides may follow flags: `run --no-progress seed=1`, `export RUN --out p.onnx k=v`
         field = next((f for f in ("args", "overrides") if hasattr(args, f)), None)
         if field is None or not all("=" in e and not e.startswith("-") for e in extra):
@@ -580,13 +581,29 @@ SAVED = "Every file written before is complete (each is written atomically); not
 
 def resume_hint(args: argparse.Namespace) -> str:
     """How to go on after a stop, where the command writes a run directory."""
-    if args.command == "run":
-        return "Continue with the same command and --resume."
+    if args.command == "run":  # `run_dir=/sys/kernel/x` was told to resume a run never made (probe 29)
+        root = getattr(args, "run_root", None)
+        made = root is not None and _is_made(root)
+        return "Continue with the same command and --resume." if made else ""
     if args.command == "sweep":
         return "Run the same `robot-wm sweep` again: it skips finished trials and resumes the others."
     if getattr(args, "run_dir", None) and args.command in ("collect", "train", "finetune"):
         return f"Run `robot-wm {args.command} {args.run_dir} ...` again to go on."
     return ""
+
+
+def _bare_rerun(argv: list[str]) -> list[str]:
+    """`--rerun` followed by an override means the bare flag (save): `eval RUN --rerun rerun.ghosts=3` was refused as
+    "invalid choice: 'rerun.ghosts=3'" (probe 30)."""
+    return [f"{a}=save" if a == "--rerun" and i + 1 < len(argv) and "=" in argv[i + 1]
+            and not argv[i + 1].startswith("-") else a for i, a in enumerate(argv)]
+
+
+def _is_made(root: Path) -> bool:
+    try:
+        return (root / "manifest.json").is_file()
+    except OSError:
+        return False
 
 
 def _target_of(path: str) -> str:

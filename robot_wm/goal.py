@@ -36,7 +36,12 @@ def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
             raise ValueError(f"{where}.{name} {reprlib.repr(v)} is not a list of numbers; expected {state_dim}") from None
         if arr.shape != (state_dim,):
             raise ValueError(f"{where}.{name} has {arr.size} values, expected {state_dim} (the robot's state size)")
-        if not np.all(np.isfinite(arr)):
+        if not np.all(np.isfinite(arr)):  # 1e39 given reads as inf in float32: the given values are named (probe 30)
+            with np.errstate(invalid="ignore", over="ignore"):
+                wide = np.asarray(v, dtype=np.float64).reshape(-1)
+            if np.all(np.isfinite(wide)):
+                raise ValueError(f"{where}.{name} {wide.tolist()} has values beyond +-{MAX_GOAL_ABS:g}: the distance "
+                                 "to such a goal cannot be computed in float32")
             raise ValueError(f"{where}.{name} is not finite: {arr.tolist()}")
         if np.any(np.abs(arr) > MAX_GOAL_ABS):
             raise ValueError(f"{where}.{name} {arr.tolist()} has values beyond +-{MAX_GOAL_ABS:g}: the distance to "

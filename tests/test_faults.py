@@ -1277,6 +1277,8 @@ def _rc(capsys, *args: str) -> tuple[int, str]:
     (["drive", "{run}", "--actions", "{tmp}/binary.txt"], "--actions '{tmp}/binary.txt' is neither an .npy file nor text"),
     (["run", "run_dir={tmp}/ea", "eval_at=[-5]"], "eval_at.0: Input should be greater than or equal to 1 (got -5)"),
     (["run", "run_dir={tmp}/" + "b" * 300, "env_steps=400"], "is longer than the file system allows"),
+    # a run that was never made was told to go on with --resume (probe 29)
+    (["run", "run_dir=/sys/kernel/robot-wm-x", "env_steps=400"], "cannot write '/sys/kernel/robot-wm-x'"),
 ])
 def test_hostile_flags_and_paths_are_refused_naming_them(run_copy, tmp_path, capsys, args, needle):
     """A hostile probe's ugly cases (2026-11-26): a traceback, a silent default, a bare library message or a

@@ -321,6 +321,18 @@ def test_rerun_flag_maps_to_config():
     assert cfg.rerun.mode == "serve" and cfg.rerun.address == "0.0.0.0:9999"
 
 
+def test_a_bare_rerun_flag_before_an_override_is_save(tiny_run, capsys):
+    """`eval RUN --rerun rerun.ghosts=3` was "invalid choice: 'rerun.ghosts=3'" (probe 30): the override is one, the
+    flag is bare, and the recording holds that many ghosts."""
+    before = set(find_recordings(tiny_run.root))
+    assert cli.main(["eval", str(tiny_run.root), "--rerun", "rerun.ghosts=3", "--episodes", "1", "--no-progress"]) == 0
+    new = sorted(set(find_recordings(tiny_run.root)) - before)
+    assert len(new) == 1
+    check_rrd(new[0], ghosts=3, horizon=HORIZON, entities=(P.GHOST_RETURNS,),
+              plan_steps=math.ceil(RunDir(tiny_run.root).records("episode")[-1]["control_steps"] / EVERY))
+    assert cli._bare_rerun(["eval", "r", "--rerun", "spawn", "k=v"]) == ["eval", "r", "--rerun", "spawn", "k=v"]
+
+
 def test_runner_and_the_rerun_observer_do_not_import_each_other():
     """Issue 11 defect 14: the hooks live in ``robot_wm.observer``; the run never imports the viewer side."""
     import ast
