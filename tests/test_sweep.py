@@ -644,6 +644,13 @@ def test_anchors_file_is_bounded_and_a_bad_row_is_named(tmp_path):
     ("name,task,seed,overrides,status,eval_return_mean,return_at_0200\nx,cartpole-swingup,0,,complete,1,1\n",
      "column 'return_at_0200': expected return_at_<environment steps>"),
     ("name,task,seed,overrides,status,eval_return_mean\n", "holds no trials (a header only)"),
+    # probe 29: junk counts and figures were shown in the table as they stood
+    ("name,task,seed,overrides,status,eval_return_mean\nx,cartpole-swingup,abc,,complete,1\n",
+     "line 2: seed='abc': expected a whole number from 0 to 4,294,967,295"),
+    ("name,task,seed,overrides,status,eval_return_mean,wall_s\nx,cartpole-swingup,0,,complete,1,inf\n",
+     "line 2: wall_s='inf': expected a finite number from 0"),
+    ("name,task,seed,overrides,status,eval_return_mean,env_steps\nx,cartpole-swingup,0,,complete,1,-4\n",
+     "line 2: env_steps='-4': expected a whole number"),
 ])
 def test_report_names_what_is_wrong_with_a_results_file(tmp_path, capsys, csv_text, needle):
     """A KeyError traceback, int()'s message and matplotlib's "Data cannot be log-scaled" before (probe 2026-11-26)."""

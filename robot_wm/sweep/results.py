@@ -307,7 +307,30 @@ def read(sweep_dir: Path) -> list[dict]:
             if not ok:  # inf was refused; 1e308 ended in matplotlib's "Singular matrix" naming nothing
                 raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}: expected a finite number within "
                                  f"+-{MAX_RETURN:g} (or empty: not measured)")
+        _check_figures(r, f"{str(path)!r} line {line}")
     return rows
+
+
+WHOLE = {"seed": 2**32 - 1, "env_steps": MAX_BUDGET}
+"""Columns that hold a whole number (at most this); the others in ``FIGURES`` hold a number >= 0."""
+FIGURES = ("eval_return_std", "wall_s", "plan_hz")
+
+
+def _check_figures(row: dict, where: str) -> None:
+    """A row's counts and figures as a sweep writes them (or empty): `seed=abc` and `wall_s=inf` were shown as they
+    stood in the report's table (probe 29)."""
+    for c, most in WHOLE.items():
+        text = (row.get(c) or "").strip()
+        if text and not (text.isascii() and text.isdigit() and int(text) <= most):
+            raise ValueError(f"{where}: {c}={text!r}: expected a whole number from 0 to {most:,} (or empty)")
+    for c in FIGURES:
+        text = (row.get(c) or "").strip()
+        try:
+            ok = not text or 0 <= float(text) <= MAX_RETURN
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{where}: {c}={text!r}: expected a finite number from 0 to {MAX_RETURN:g} (or empty)")
 
 
 def budgets_of(rows: list[dict]) -> list[int]:
