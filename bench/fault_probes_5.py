@@ -216,3 +216,58 @@ def probe28_29_defects(base: Path, complete: Path, planner: Path, work: Path) ->
         return not (folder / "recording.json").exists(), "no claim written over older recordings"
     record(cat, "a refused deploy --record labelled a folder of older recordings with its task",
            refused_record_labels_nothing)
+
+
+def probe30_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """What the thirtieth probe (session 29's third, 20b32e0) and session 29's own tries left, fixed in session 30."""
+    import os
+
+    cat = "session 30: probe 30's leftovers"
+
+    def under_limit(limit: int, *argv: str) -> tuple[int, str]:
+        r = subprocess.run(["prlimit", f"--as={limit}", sys.executable, "-m", "robot_wm.cli", *argv],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env={**os.environ, "MUJOCO_GL": "egl"})
+        return r.returncode, r.stderr
+
+    def dream_under_1gb():
+        try:
+            rc, out = under_limit(10**9, "dream", str(complete), "--out", str(work / "p30-d.mp4"))
+        except subprocess.TimeoutExpired:
+            return False, "still running after 120 s (the OpenBLAS hang)"
+        return rc == 2 and "ulimit -v" in out and not (work / "p30-d.mp4").exists(), tail(out, 90)
+    record(cat, "dream under ulimit -v 1 GB (hung for hours in OpenBLAS's start-up)", dream_under_1gb)
+
+    def deploy_under_600mb():
+        rc, out = under_limit(600 * 2**20, "deploy", str(planner), "--episodes", "1")
+        return rc == 2 and "ulimit -v" in out and "corrupted" not in out, tail(out, 90)
+    record(cat, "deploy under ulimit -v 600 MB (a good planner called 'corrupted')", deploy_under_600mb)
+
+    def never_made():
+        from conftest import TINY_RUN_ARGS
+
+        rc, out = cli("run", "run_dir=/sys/kernel/robot-wm-x", *TINY_RUN_ARGS, "--no-progress")
+        return rc in (1, 2) and "cannot write" in out and "--resume" not in out, tail(out, 90)
+    record(cat, "run_dir=/sys/kernel/x (told to --resume a run never made)", never_made)
+
+    def rerun_then_override():
+        r = copy_run(complete, work / "p30-rerun")
+        rc, out = cli("eval", str(r), "--rerun", "rerun.ghosts=3", "--episodes", "1", "--no-progress")
+        return rc == 0 and len(list((r / "rerun").glob("*.rrd"))) == 1, tail(out, 90)
+    record(cat, "eval RUN --rerun rerun.ghosts=3 (argparse: invalid choice)", rerun_then_override)
+
+    def goal_beyond_float32():
+        from robot_wm.goal import check_goal
+
+        try:
+            check_goal([1e39, 0, 0, 0, 0], [1] * 5, 5)
+        except ValueError as e:
+            return "has values beyond" in str(e), str(e)[:90]
+        return False, "accepted"
+    record(cat, "--goal 1e39 (called 'not finite')", goal_beyond_float32)
+
+    def junk_cells():
+        sweep = _sweep(work / "p30-junk", "a,cartpole-swingup,abc,,complete,1\n")
+        rc, out = cli("report", str(sweep))
+        return rc == 2 and "seed='abc'" in out, tail(out, 90)
+    record(cat, "a results.csv seed 'abc' (shown as it stood)", junk_cells)
