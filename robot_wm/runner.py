@@ -542,17 +542,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
             return s.run.summary()
         # "does not exist: the run is not complete" sent --resume in a circle (probe 11): finish it again
         log.warning("%s is missing: the final evaluation is done again", s.run.summary_path)
-    evals = s.run.eval_dataset()
-    if any(i >= (n := len(evals)) for i in manifest.get("final_eval_episodes") or ()):
-        raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes {manifest['final_eval_episodes']} name "
-                         f"evaluation episodes beyond the {n} stored: the file is damaged or was edited")
-    # an ad-hoc `eval --planner oracle` named there: its return was the run's headline (probe 22). The run's own
-    # planner is "learned", or "pets" where it plans without the value (no value, or a goal alone: review)
-    _check_final_list(s.run, manifest)
-    for i in manifest.get("final_eval_episodes") or ():
-        if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
-            raise ValueError(f"{str(s.run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
-                             f"the {played!r} planner, not the run's own learned one: the file is damaged or was edited")
+    _check_final_list(s.run, manifest, s.run.eval_dataset())
     if (ckpt := s.run.latest_checkpoint()) is not None:
         s.load(ckpt)
     round_ = s.run.next_round()
@@ -611,13 +601,18 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     return summary
 
 
-def _check_final_list(run: RunDir, manifest: dict) -> None:
+def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
     """The manifest's list of the final evaluation's episodes, edited: one episode three times, or the milestone
-    evaluations' episodes, made a rebuilt summary's headline, exit 0 (probe 29). Each episode once, none before
-    ``final_eval_from``, and the list the final evaluation's record in metrics.jsonl names, where there is one."""
+    evaluations' episodes, made a rebuilt summary's headline, exit 0 (probe 29); an ad-hoc `eval --planner oracle`
+    named there, its return the headline (probe 22). Each episode once, none before ``final_eval_from``, each played
+    by the run's own planner ("learned", or "pets" where it plans without the value: no value, or a goal alone), and
+    the list the final evaluation's record in metrics.jsonl names, where there is one."""
     done, start = manifest.get("final_eval_episodes"), manifest.get("final_eval_from")
     if done is None:
         return
+    if any(i >= (n := len(evals)) for i in done):
+        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} name evaluation episodes beyond the "
+                         f"{n} stored: the file is damaged or was edited")
     logged = [r["episodes"] for r in run.records("eval") if r.get("final") is True and isinstance(r.get("episodes"), list)]
     # the last record's list begins the manifest's (a resume with more eval_episodes extends it)
     if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)) or \
@@ -625,6 +620,10 @@ def _check_final_list(run: RunDir, manifest: dict) -> None:
         said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""
         raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} (from {start}) repeat an episode "
                          f"or name one before the final evaluation{said}: the file is damaged or was edited")
+    for i in done:
+        if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
+            raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
+                             f"the {played!r} planner, not the run's own learned one: the file is damaged or was edited")
 
 
 def milestone_eval(s: Session, model: WorldModel, milestones: list[int],
