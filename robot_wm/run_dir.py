@@ -246,7 +246,7 @@ def check_manifest(m, path: Path) -> None:
                          "or was edited")
     if "status" in m and m["status"] not in _MANIFEST_STATUS:
         raise bad("status", " or ".join(_MANIFEST_STATUS))
-    for field in ("episodes", "final_eval_from", "final_eval_round", "stopped_at"):
+    for field in ("episodes", "final_eval_from", "final_eval_round", "final_eval_data", "stopped_at"):
         if m.get(field) is not None and not count(m[field]):
             raise bad(field, "a count (0 or more)")
     done = m.get("final_eval_episodes")

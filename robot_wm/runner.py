@@ -541,7 +541,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
         if s.run.summary_path.exists() or s.run.summary_path.is_symlink():
             return s.run.summary()
         # "does not exist: the run is not complete" sent --resume in a circle (probe 11): finish it again
-        log.warning("%s is missing: the final evaluation is done again", s.run.summary_path)
+        log.warning("%s is missing: it is rebuilt from the run's final evaluation", s.run.summary_path)
     _check_final_list(s.run, manifest, s.run.eval_dataset())
     if (ckpt := s.run.latest_checkpoint()) is not None:
         s.load(ckpt)
@@ -551,7 +551,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps and m not in evaluated)
     bar = tqdm(total=cfg.env_steps, initial=min(data.env_steps, cfg.env_steps), desc=f"{cfg.env.task}",
                unit="env step", disable=not s.progress)
-    index = len(data)
+    index = first = len(data)
     while data.env_steps < cfg.env_steps:
         if index < cfg.seed_episodes:
             policy = s.planner("random", seed=cfg.seed + index, explore=True)
@@ -573,10 +573,18 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     # The final evaluation: the run's own episodes are listed in the manifest as each one is stored, so
     # an ad-hoc `robot-wm eval` between an interrupted final evaluation and --resume is never counted.
     final, final_round = manifest.get("final_eval_from"), manifest.get("final_eval_round")
+    at = manifest.get("final_eval_data")  # the training episodes the evaluated model had (None: runs before it)
+    if final is not None and index > first:  # `--resume env_steps=1200` after a final evaluation at 400 was cut
+        # short: its round-1 episodes were the headline at 1200 steps (probe 31). A new final evaluation is made.
+        log.warning("the final evaluation interrupted at %d environment steps was of a smaller budget than "
+                    "env_steps=%d: it is done again on the model trained on all %d", data.env_steps_of(at or first),
+                    cfg.env_steps, data.env_steps)
+        final = None
     if final is None:
-        model, final_round = s.train(round_), round_
+        model, final_round, at = s.train(round_), round_, len(data)
         final, done = len(s.run.eval_dataset()), []
-        s.run.update_manifest(final_eval_from=final, final_eval_episodes=done, final_eval_round=final_round)
+        s.run.update_manifest(final_eval_from=final, final_eval_episodes=done, final_eval_round=final_round,
+                              final_eval_data=at)
     else:  # the model the final evaluation began with: a `finetune` since made a newer round (probe 28)
         model = s.latest_model() if final_round is None else s.model_of_round(final_round)
         done = manifest.get("final_eval_episodes")
@@ -592,10 +600,15 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     evals = s.run.eval_dataset()
     s.run.check_recorded_episodes(evals, "eval")  # an edited one was the rebuilt summary's headline (probe 29)
     finals = [evals[i] for i in done]
-    s.run.log({"kind": "eval", "env_steps": data.env_steps, "final": True, "episodes": list(done),
-               "returns": [e.total_return for e in finals]})
+    # episodes a `collect` stored after the final evaluation are not the evaluated model's: a rebuilt summary said
+    # 800 steps for a model trained on 400 (probe 31)
+    at = len(data) if at is None or at > len(data) else at
+    record = {"kind": "eval", "env_steps": data.env_steps_of(at), "final": True, "episodes": list(done),
+              "returns": [e.total_return for e in finals]}
+    if not any(all(r.get(k) == v for k, v in record.items()) for r in s.run.records("eval")):  # rebuilt: logged once
+        s.run.log(record)
     summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals],
-                        final_round)
+                        final_round, at)
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
     return summary
@@ -656,20 +669,22 @@ def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, fir
     return out
 
 
-def summarize(s: Session, evals: list[dict], model_round: int | None = None) -> dict:
+def summarize(s: Session, evals: list[dict], model_round: int | None = None, episodes: int | None = None) -> dict:
     """The run's headline. ``model_round``: the training round of the evaluated model; rounds after it (a
     `finetune` or `train` since) are not its figures (a rebuilt summary paired the old return with the newest
-    round's error and robot data: probe 28)."""
+    round's error and robot data: probe 28). ``episodes``: the training episodes that model had (all by default)."""
     train = [r for r in s.run.records("train") if model_round is None or r.get("round", 0) <= model_round]
     returns = [r["return"] for r in evals]
     hz = [r["plan_hz"] for r in evals if r.get("plan_hz") and math.isfinite(r["plan_hz"])]
+    data = s.run.dataset()
+    n = len(data) if episodes is None else min(episodes, len(data))
     return {
-        "task": s.cfg.env.task, "seed": s.cfg.seed, "env_steps": s.run.dataset().env_steps,
+        "task": s.cfg.env.task, "seed": s.cfg.seed, "env_steps": data.env_steps_of(n),
         "step_unit": STEP_UNIT,
-        "episodes": len(s.run.dataset()), "eval_returns": returns,
+        "episodes": n, "eval_returns": returns,
         "eval_return_mean": float(np.mean(returns)) if returns else float("nan"),
         "eval_return_std": float(np.std(returns)) if returns else float("nan"),
-        "train_returns": [e.total_return for e in s.run.dataset()],
+        "train_returns": [e.total_return for e in list(data)[:n]],
         "learning_curve": {str(r["env_steps"]): r["returns"] for r in s.run.records("eval")},
         "multistep_mse": train[-1]["multistep_mse"] if train else {},
         "plan_hz": float(np.median(hz)) if hz else float("nan"),

@@ -2345,6 +2345,47 @@ def test_a_rebuilt_summary_refuses_an_edited_list_of_the_final_evaluation(tiny_r
     assert tiny_run(run, "--resume") == 0
 
 
+def test_a_rebuilt_summary_describes_the_data_its_model_had(tiny_run_dir, tmp_path, capsys):
+    """Probe 31: `collect` on a complete run, summary.json removed, --resume: the rebuilt summary said 800 steps and
+    4 episodes for a model trained on 400, its learning curve gained a point at 800, and a second final record was
+    logged. The rebuilt summary is the one the run wrote, wall clock aside."""
+    from conftest import tiny_run
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    old = json.loads((run / "summary.json").read_text())
+    finals = [ln for ln in (run / "metrics.jsonl").read_text().splitlines() if '"final": true' in ln]
+    assert main_in_process(capsys, "collect", str(run), "--episodes", "1", "--no-progress")[0] == 0
+    (run / "summary.json").unlink()
+    assert tiny_run(run, "--resume") == 0
+    new = json.loads((run / "summary.json").read_text())
+    for key in ("env_steps", "episodes", "eval_returns", "learning_curve", "train_returns", "multistep_mse"):
+        assert new[key] == old[key], key
+    assert [ln for ln in (run / "metrics.jsonl").read_text().splitlines() if '"final": true' in ln] == finals
+
+
+def test_a_resume_with_a_larger_budget_evaluates_again(tiny_run_dir, tmp_path, caplog):
+    """Probe 31: a final evaluation cut short at 400 steps, then `--resume env_steps=800`: the run collected and
+    trained to 800, and its headline was the round-1 episodes played at 400, exit 0. The final evaluation is made
+    again, on the model trained on all the data, and the summary says so."""
+    from conftest import tiny_run
+
+    from robot_wm.data.dataset import EpisodeDataset
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    (run / "summary.json").unlink()
+    _edit_manifest(run, status="running")  # killed after its last evaluation episode, before the summary
+    first = json.loads((run / "manifest.json").read_text())
+    assert first["final_eval_episodes"] == [0]
+    assert tiny_run(run, "--resume", "env_steps=800") == 0
+    m, summary = json.loads((run / "manifest.json").read_text()), json.loads((run / "summary.json").read_text())
+    assert m["final_eval_from"] == 1 and m["final_eval_episodes"] == [1], m
+    assert m["final_eval_round"] > first["final_eval_round"]
+    evals = EpisodeDataset(run / "eval")
+    assert summary["eval_returns"] == pytest.approx([evals[1].total_return])
+    assert summary["env_steps"] >= 800 and summary["env_steps"] == EpisodeDataset(run / "episodes").env_steps
+    assert "done again on the model trained on all" in caplog.text
+
+
 def test_a_rebuilt_summary_refuses_an_edited_final_evaluation_episode(tiny_run_dir, tmp_path, capsys):
     """Probe 29: the final evaluation's episode edited (rewards 1.0), summary.json removed: --resume made its 25.0
     the headline, exit 0, though its record holds the file's sha256."""

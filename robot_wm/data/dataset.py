@@ -181,8 +181,12 @@ class EpisodeDataset(EpisodeFolder):
 
     @property
     def env_steps(self) -> int:
+        return self.env_steps_of(len(self._episodes))
+
+    def env_steps_of(self, n: int) -> int:
+        """The environment steps of the first ``n`` episodes."""
         total = 0
-        for path, e in zip(self.paths(), self._episodes):
+        for path, e in zip(self.paths()[:n], self._episodes[:n]):
             v = e.meta.get("env_steps", len(e))
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:  # null and "abc" were tracebacks (probe 12)
                 raise ValueError(f"episode file {str(path)!r} says env_steps={v!r}: expected a whole number >= 0 "
