@@ -96,13 +96,17 @@ class RandomizeConfig(_Section):
         return self
 
 
+MAX_EPISODE_ENV_STEPS = 100_000
+"""The longest episode robot-wm collects, in environment steps (``env.max_env_steps``)."""
+
+
 class EnvConfig(_Section):
     task: str = "cartpole-swingup"
     """DMC task as 'domain-task' (e.g. cheetah-run; the suite's spelling ball_in_cup-catch works too),
     'arm-reach' (the example robot), or 'mjcf' for your own."""
     action_repeat: int = Field(8, ge=1)
     """Environment steps each agent action is held for (one planner decision per action_repeat steps)."""
-    max_env_steps: int | None = Field(None, ge=1, le=100_000)
+    max_env_steps: int | None = Field(None, ge=1, le=MAX_EPISODE_ENV_STEPS)
     """Episode length in environment steps (see env_steps); None keeps the task's own (1,000 on the suite). At
     most 100,000 (an episode is held in memory until it is stored: 10^9 on an MJCF robot grew without bound and
     stored nothing, probe 14)."""

@@ -531,6 +531,12 @@ class RunDir:
         logging it): its meta says phase 'train', no recording source and this run's id (its task is checked with every episode's
         when a session opens). Not its seed: a one-off `collect RUN seed=7`, or an episode that diverged at its first
         step, stores no seed of its index (review)."""
+        from robot_wm.config import MAX_EPISODE_ENV_STEPS
+
+        if len(ep) > MAX_EPISODE_ENV_STEPS:  # 13,000,000 zero steps in an 860 KB file took 2.9 GB and hung train
+            raise ValueError(f"episode file {str(path)!r} has no record in metrics.jsonl and holds {len(ep):,} steps, "
+                             f"more than robot-wm collects in an episode ({MAX_EPISODE_ENV_STEPS:,} environment steps):"
+                             " it was put there by hand; move it out")  # (probe 31)
         phase, source, by = ep.meta.get("phase"), ep.meta.get("source"), ep.meta.get("run")
         ours = self.manifest().get("run_id")  # runs created before 2026-11-28 have none, nor do their episodes
         foreign = ours is not None and by != ours

@@ -2363,6 +2363,26 @@ def test_a_rebuilt_summary_describes_the_data_its_model_had(tiny_run_dir, tmp_pa
     assert [ln for ln in (run / "metrics.jsonl").read_text().splitlines() if '"final": true' in ln] == finals
 
 
+def test_an_unrecorded_episode_longer_than_any_robot_wm_collects_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 31: an 860 KB file of 13,000,000 zero steps, its meta copied from the run's own episode, put in as the
+    last episode (the one that may lack a record): train took 2.9 GB and hung. More steps than an episode can hold
+    (env.max_env_steps is at most 100,000) is refused before training, and nothing is written."""
+    from robot_wm.config import MAX_EPISODE_ENV_STEPS
+    from robot_wm.data.episode import Episode
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    files = sorted((run / "episodes").glob("episode_*.npz"))
+    own = Episode.load(files[-1])
+    t = MAX_EPISODE_ENV_STEPS + 1
+    meta = {**own.meta, "control_steps": t, "env_steps": t * 8, "physics_steps": t * 8}
+    Episode(np.zeros((t + 1, own.obs.shape[1])), np.zeros((t, own.action.shape[1])), np.zeros(t),
+            np.zeros((t + 1, own.physics_state.shape[1])), meta).save(run / "episodes" / f"episode_{len(files):06d}.npz")
+    before = snapshot(run)
+    rc, out = main_in_process(capsys, "train", str(run), "--no-progress")
+    assert rc == 2 and "holds 100,001 steps, more than robot-wm collects in an episode" in out, out
+    assert snapshot(run) == before
+
+
 def test_a_resume_with_a_larger_budget_evaluates_again(tiny_run_dir, tmp_path, caplog):
     """Probe 31: a final evaluation cut short at 400 steps, then `--resume env_steps=800`: the run collected and
     trained to 800, and its headline was the round-1 episodes played at 400, exit 0. The final evaluation is made
