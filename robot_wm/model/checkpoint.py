@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 from pathlib import Path
 
 import torch
@@ -100,7 +101,7 @@ def save_checkpoint(model: WorldModel, stem: Path, elites: list[int], extra: dic
     stem = Path(stem)
     elites = [int(i) for i in elites]  # what the loader takes, checked before anything is written (review)
     if _elites_problem(sorted(elites), model.spec.ensemble_size):  # saved sorted
-        raise ValueError(f"elites {elites}: expected distinct member indices in [0, {model.spec.ensemble_size})")
+        raise ValueError(f"elites {reprlib.repr(elites)}: expected distinct member indices in [0, {model.spec.ensemble_size})")
     if value is not None and (problem := _value_scale_problem(value.spec, (extra or {}).get("action_repeat"))):
         raise ValueError(f"{problem}, as new_value builds it: a checkpoint of it would be refused at load")
     tensors = dict(model.state_dict())
@@ -281,7 +282,7 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     elites = meta["elites"]
     if _elites_problem(elites, members):
         # [0, 0, 0, 0], re-sealed, planned with one member four times (probe 24): a round saves them distinct, sorted
-        raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {elites} are not distinct member indices in "
+        raise ValueError(f"checkpoint {str(cfg_path)!r}: elites {reprlib.repr(elites)} are not distinct member indices in "
                          f"[0, {members}), sorted")
     if value is not None and (problem := _value_scale_problem(value.spec, meta.get("action_repeat"))):
         raise ValueError(f"checkpoint {str(cfg_path)!r}: {problem}, which training writes: the file was edited; use "
