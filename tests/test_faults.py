@@ -477,7 +477,8 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
-               "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed"]
+               "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
+               "loop-node"]
 
 
 def rehash_metadata(model) -> None:
@@ -552,9 +553,60 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         props[GRAPH_HASH_KEY].value = graph_sha256(m.graph)
         rehash_metadata(m)
         onnx.save(m, str(dst))
+    elif how == "loop-node":  # a Loop of 10^8 trips, hashes recomputed: one step took 86 s, deaf to SIGTERM (probe 31)
+        m = onnx.load(str(src))
+        add_spin_loop(m, 10**8)
+        reseal_graph(m)
+        onnx.save(m, str(dst))
     else:
         raise ValueError(how)
     return dst
+
+
+def add_spin_loop(model, trips: int) -> None:
+    """Route a planner's ``state`` through a Loop of ``trips`` iterations that pass it on unchanged (a graph
+    onnxruntime loads and runs: 10^8 trips take minutes a step)."""
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["x_in"], ["x_out"])],
+                             "body", [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []),
+                                      vi("x_in", TensorProto.FLOAT, None)],
+                             [vi("c_out", TensorProto.BOOL, []), vi("x_out", TensorProto.FLOAT, None)])
+    for node in model.graph.node:
+        node.input[:] = ["state_looped" if x == "state" else x for x in node.input]
+    model.graph.initializer.append(helper.make_tensor("trips", TensorProto.INT64, [], [trips]))
+    model.graph.node.insert(0, helper.make_node("Loop", ["trips", "", "state"], ["state_looped"], name="spin", body=body))
+
+
+def reseal_graph(model) -> None:
+    """Recompute a planner's graph and metadata hashes after a deliberate edit of its graph."""
+    from robot_wm.export.format import GRAPH_HASH_KEY, graph_sha256
+
+    props = {p.key: p for p in model.metadata_props}
+    props[GRAPH_HASH_KEY].value = graph_sha256(model.graph)
+    rehash_metadata(model)
+
+
+def test_a_planner_that_fails_when_it_runs_is_a_message_at_warm_up(planner_file, tmp_path, capsys):
+    """Probe 31: a graph edited to fail at run time (its action reshaped to [3]), hashes recomputed: deploy's
+    warm-up ended in onnxruntime's traceback. It names the file and what to do, before any command is sent."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(str(planner_file))
+    out = next(o for o in m.graph.output if o.name == "action")
+    producer = next(n for n in m.graph.node if "action" in n.output)
+    producer.output[list(producer.output).index("action")] = "action_raw"
+    shape = helper.make_tensor("bad_shape", TensorProto.INT64, [1], [3])
+    m.graph.initializer.append(shape)
+    m.graph.node.append(helper.make_node("Reshape", ["action_raw", "bad_shape"], [out.name]))
+    reseal_graph(m)
+    bad = tmp_path / "fails.onnx"
+    onnx.save(m, str(bad))
+    rc, msg = main_in_process(capsys, "deploy", str(bad), "--episodes", "1")
+    assert rc == 2 and "Traceback" not in msg, msg
+    assert "fails.onnx' fails when it runs (onnxruntime:" in msg and "export the planner again" in msg, msg
 
 
 @pytest.mark.parametrize("how", ONNX_DAMAGE)
@@ -567,6 +619,11 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         s = PlannerSession(bad, provider="cpu")
         s.meta.check_robot(5, [-1.0], [1.0])  # deploy checks the file against the robot before any step
     assert "bad.onnx" in str(err.value) or "does not match the robot" in str(err.value)
+    if how == "loop-node":  # onnxruntime loads that graph (below): the refusal is ours
+        assert "holds a Loop node (spin), control flow that a robot-wm planner never has" in str(err.value)
+        import onnxruntime as ort
+
+        ort.InferenceSession(bad.read_bytes(), providers=["CPUExecutionProvider"])
     assert snapshot(tmp_path) == before
 
 

@@ -864,6 +864,7 @@ def test_a_recording_holds_no_command_the_robot_refused(files, tmp_path, case):
     ("short_plan", "and a plan of shape (1, 1)"),
     ("valid_of_two", "planner returned a malformed output"),  # a traceback out of run()
     ("none", "planner returned no output (None)"),  # likewise
+    ("huge_action", "planner returned action[0] = 1e+30, beyond the robot's bounds [-1, 1]"),  # clipped, sent (31)
 ])
 def test_a_planner_output_the_robot_cannot_take_is_a_fallback(files, mode, needle):
     """Probe 21 (CL-W1, CL-W2): a planner other than PlannerSession (any object with ``step``) may return anything;
@@ -884,7 +885,8 @@ def test_a_planner_output_the_robot_cannot_take_is_a_fallback(files, mode, needl
             return {"two_actions": lambda: o._replace(action=np.r_[o.action, o.action]),
                     "short_plan": lambda: o._replace(next_plan=o.next_plan[:1]),
                     "valid_of_two": lambda: o._replace(valid=np.array([True, False])),
-                    "none": lambda: None}[mode]()
+                    "none": lambda: None,
+                    "huge_action": lambda: o._replace(action=np.full_like(o.action, 1e30))}[mode]()
 
     class Logged(SimRobot):
         def __init__(self, env):

@@ -266,6 +266,12 @@ class ControlLoop:
         if not (np.all(np.isfinite(action)) and np.all(np.isfinite(plan))):
             stats.nonfinite += 1
             return "non-finite action"
+        slack = 1e-4 * (self.high - self.low) + 1e-6  # float32 rounding; beyond it a planner broke its contract
+        if (out := np.flatnonzero((action < self.low - slack) | (action > self.high + slack))).size:
+            stats.errors += 1  # an action x 1e30 was clipped to the bound and sent, counted nowhere (probe 31)
+            j = out[0]
+            return (f"planner returned action[{j}] = {action[j]:.6g}, beyond the robot's bounds [{self.low[j]:.6g}, "
+                    f"{self.high[j]:.6g}] (a planner keeps its actions within them: its graph was edited or damaged)")
         return None
 
     def _why_invalid(self, state) -> str:

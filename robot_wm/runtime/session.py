@@ -386,6 +386,7 @@ class PlannerSession:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
+        _check_no_control_flow(proto.graph, path)
         proto.DiscardUnknownFields()  # ... and inside the graph: refused before onnxruntime parses it all again
         if len(blob) > 1.1 * proto.ByteSize() + 2**20:
             raise ModelFileError(f"planner file {str(path)!r} holds {len(blob) - proto.ByteSize():,} bytes that are no "
@@ -555,12 +556,35 @@ class PlannerSession:
             rng_state = self.rng.bit_generator.state
             guard = self._host[GUARD_INPUT].copy() if self.meta.value_guard else None
             plan = self.initial_plan()
-            for _ in range(runs):
-                self.step(np.zeros(self.meta.state_dim, np.float32), plan)
+            try:
+                for _ in range(runs):
+                    self.step(np.zeros(self.meta.state_dim, np.float32), plan)
+            except Exception as e:  # noqa: BLE001 -- onnxruntime's own types: a traceback before (probe 31)
+                from robot_wm.sysmem import memory_blamed
+
+                first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                if "allocate" in str(e).lower() or memory_blamed(str(e)):
+                    why = memory_blamed(str(e)) or "export it with fewer planner.samples or a shorter horizon"
+                    raise ModelFileError(f"planner file {str(self.path)!r}: a planning step could not be allocated "
+                                         f"(onnxruntime: {first}): {why}") from None
+                raise ModelFileError(f"planner file {str(self.path)!r} fails when it runs (onnxruntime: {first}): its "
+                                     "graph was edited or damaged after export; export the planner again") from None
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _check_no_control_flow(graph, path: Path) -> None:
+    """Refuse a node that runs a subgraph (Loop, Scan, If): a robot-wm planner has none, and a Loop of 10^8 trips,
+    hashes recomputed, made one planning step last 86 s, deaf to SIGTERM (probe 31). A step is bounded by its
+    graph's size only where nothing in it repeats."""
+    for node in graph.node:
+        if node.op_type in ("Loop", "Scan", "If") or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                         for a in node.attribute):
+            raise ModelFileError(f"planner file {str(path)!r} holds a {node.op_type} node ({node.name or 'unnamed'}), "
+                                 "control flow that a robot-wm planner never has (a step could run without bound): the "
+                                 "graph was edited after export; export the planner again")
 
 
 _MODEL_FIELDS = frozenset(f.number for f in onnx.ModelProto.DESCRIPTOR.fields)
