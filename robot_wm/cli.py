@@ -476,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         print("robot-wm: error: MUJOCO_GL=osmesa but the OSMesa library is not installed (e.g. libosmesa6); install "
               "it, or unset MUJOCO_GL (egl)", file=sys.stderr)
         return 2
+    if sys.stderr is None:  # `2>&-` (a cron line): the progress bars' writes failed, rc 1 and no word (probe 31)
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 -- the process's own, open to its end
     for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal: '?' for '…' and '±', not UnicodeEncodeError
         if hasattr(stream, "reconfigure") and not str(getattr(stream, "encoding", "utf-8")).lower().startswith("utf"):
             stream.reconfigure(errors="replace")

@@ -591,6 +591,13 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
         if done is None:  # a manifest written before the list: every evaluation episode since final_eval_from
             done = list(range(final, len(s.run.eval_dataset())))
 
+    if len(done) > cfg.eval_episodes and manifest.get("status") != "complete":  # `--resume eval_episodes=1` after 3
+        # of 30 played: the headline averaged 3 beside a config.toml that says 1 (probe 31)
+        log.warning("eval_episodes=%d: the final evaluation had played %d episodes; the first %d make the headline",
+                    cfg.eval_episodes, len(done), cfg.eval_episodes)
+        done = done[:cfg.eval_episodes]
+        s.run.update_manifest(final_eval_episodes=done)
+
     def own(rec: dict) -> None:
         if "control_steps" in rec:  # stored (an episode whose physics diverged is not)
             done.append(len(s.run.eval_dataset()) - 1)
@@ -600,6 +607,11 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     evals = s.run.eval_dataset()
     s.run.check_recorded_episodes(evals, "eval")  # an edited one was the rebuilt summary's headline (probe 29)
     finals = [evals[i] for i in done]
+    from sim.dmc import canonical_task
+
+    if canonical_task(cfg.env.task) is not None:  # rewards x1000, sha256 re-recorded: a headline of 9776 (probe 31)
+        for i in done:
+            check_suite_reward(evals.paths()[i], evals[i].reward, cfg.env.action_repeat, what="evaluation episode file")
     # episodes a `collect` stored after the final evaluation are not the evaluated model's: a rebuilt summary said
     # 800 steps for a model trained on 400 (probe 31)
     at = len(data) if at is None or at > len(data) else at

@@ -2442,6 +2442,60 @@ def test_an_unrecorded_episode_longer_than_any_robot_wm_collects_is_refused(tiny
     assert snapshot(run) == before
 
 
+def test_a_run_with_its_standard_error_closed_completes(tmp_path):
+    """Probe 31: `robot-wm run ... 2>&-` (a cron line) with progress bars on ended with exit 1, no word anywhere,
+    the run left running with no episode. The bars go nowhere; the run completes."""
+    run = tmp_path / "run"
+    cmd = [a for a in run_cmd(run) if a != "--no-progress"]
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=None, timeout=600, check=False,
+                       env={**os.environ, "MUJOCO_GL": "egl"}, pass_fds=(), close_fds=True,
+                       preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_resume_with_fewer_evaluation_episodes_makes_the_headline_of_that_many(tiny_run_dir, tmp_path, caplog):
+    """Probe 31: a final evaluation cut short after 3 episodes, then `--resume eval_episodes=1`: config.toml said 1 and
+    the headline averaged 3. The first one makes the headline, and the log says so."""
+    from conftest import tiny_run
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    (run / "summary.json").unlink()
+    _edit_manifest(run, status="running")
+    assert tiny_run(run, "--resume", "eval_episodes=3") == 0  # two more episodes: the final evaluation holds 3
+    assert json.loads((run / "manifest.json").read_text())["final_eval_episodes"] == [0, 1, 2]
+    (run / "summary.json").unlink()
+    _edit_manifest(run, status="running")
+    lines = (run / "metrics.jsonl").read_text().splitlines()  # cut short: its final record not yet written
+    (run / "metrics.jsonl").write_text("".join(ln + "\n" for ln in lines if '"final": true' not in ln or '[0]' in ln))
+    assert tiny_run(run, "--resume", "eval_episodes=1") == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["eval_returns"]) == 1 and "the first 1 make the headline" in caplog.text
+
+
+def test_a_final_evaluation_episode_paying_more_than_the_suite_can_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 31: the final evaluation's episode with its rewards x1000 and its record's sha256 rewritten to match:
+    the rebuilt headline was 9776 on cartpole-swingup, which pays at most 1 per environment step. Its rewards are
+    checked as a training episode's are."""
+    from conftest import tiny_run
+
+    from robot_wm.data.episode import Episode
+    from robot_wm.io import file_sha256
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    path = run / "eval" / "episode_000000.npz"
+    ep, old = Episode.load(path), file_sha256(path)
+    path.unlink()
+    Episode(ep.obs, ep.action, ep.reward * 1000, ep.physics_state, ep.meta).save(path)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().replace(old, file_sha256(path)))
+    (run / "summary.json").unlink()
+    assert tiny_run(run, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "evaluation episode file" in err and "episode_000000.npz" in err and "this suite task pays 0 to 1" in err, err
+    assert not (run / "summary.json").exists()
+
+
 def test_a_resume_with_a_larger_budget_evaluates_again(tiny_run_dir, tmp_path, caplog):
     """Probe 31: a final evaluation cut short at 400 steps, then `--resume env_steps=800`: the run collected and
     trained to 800, and its headline was the round-1 episodes played at 400, exit 0. The final evaluation is made
