@@ -277,3 +277,31 @@ def read_jsonl(path: Path, damaged: list[int] | None = None) -> list[Any]:
     if damaged is not None:
         damaged.extend(b for b in bad if b != n)  # the last line torn: a killed writer's, not damage
     return out
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver the first that came (to the handlers that
+    were in force). A second Ctrl-C while deploy saved the episode the first one cut short raised inside the save,
+    and the episode was lost under "every file written before is complete" (probe 31). Python runs signal handlers in
+    the main thread only, so a thread mask would not do (onnxruntime's and OpenBLAS's threads take the signal);
+    elsewhere than the main thread, nothing is changed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    for s, handler in old.items():
+        if handler not in (signal.SIG_IGN, None):  # None: set outside Python, left alone
+            signal.signal(s, lambda n, _frame: got.append(n))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            if handler not in (signal.SIG_IGN, None):
+                signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])

@@ -2496,6 +2496,30 @@ def test_a_final_evaluation_episode_paying_more_than_the_suite_can_is_refused(ti
     assert not (run / "summary.json").exists()
 
 
+def test_signals_during_a_save_wait_for_it(tmp_path):
+    """Probe 31: a second Ctrl-C while deploy saved the episode the first one cut short raised inside the save, and
+    the episode was lost. Real signals, sent during the block: the file is written whole, then the first arrives."""
+    from robot_wm.data.episode import Episode
+    from robot_wm.io import signals_deferred
+
+    ep = Episode(np.zeros((11, 3)), np.zeros((10, 1)), np.zeros(10), np.zeros((11, 2)), {"task": "x"})
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    saved = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handlers would run here
+                ep.save(tmp_path / "ep.npz")
+                saved.append(True)
+        assert saved and len(Episode.load(tmp_path / "ep.npz")) == 10
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_resume_with_a_larger_budget_evaluates_again(tiny_run_dir, tmp_path, caplog):
     """Probe 31: a final evaluation cut short at 400 steps, then `--resume env_steps=800`: the run collected and
     trained to 800, and its headline was the round-1 episodes played at 400, exit 0. The final evaluation is made

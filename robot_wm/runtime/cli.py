@@ -161,6 +161,13 @@ def _goal_log(planner, step: int, log_: list) -> list:
 def _save(rec, robot, goals: list, lost: list, interrupted: bool = False, safe_stop: str | None = None):
     """Write the recorded episode (with the goals in force, where the planner has one); a failed write (full
     disk, ...) is reported and added to ``lost`` (deploy then exits 1), never ends the deployment."""
+    from robot_wm.io import signals_deferred
+
+    with signals_deferred():  # a second Ctrl-C during the save lost the episode (probe 31): it waits for the save
+        return _save_now(rec, robot, goals, lost, interrupted, safe_stop)
+
+
+def _save_now(rec, robot, goals: list, lost: list, interrupted: bool, safe_stop: str | None):
     try:
         path = rec.end(interrupted=interrupted, safe_stop=safe_stop, **robot.episode_info(),
                        **({"goals": goals} if goals else {}))
