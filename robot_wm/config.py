@@ -667,14 +667,14 @@ NETWORK_MODES = ("spawn", "serve")
 """Rerun modes that open a socket: set only on the command line, never saved nor read from a file."""
 
 
-def without_network(cfg: RunConfig) -> RunConfig:
-    """``cfg`` as a run saves it: the network settings cleared (rerun.mode spawn/serve -> off, rerun.address ->
-    None), and rerun.path too (a saved path made every later command on the run overwrite that file)."""
+def saved_form(cfg: RunConfig) -> RunConfig:
+    """``cfg`` as a run saves it: no Rerun recording (rerun.mode off), no network settings (rerun.address), no
+    rerun.path (a saved path made every later command on the run overwrite that file). ``--rerun`` is one command's:
+    a run created with it recorded every later eval on the run unasked (probe 31)."""
     rr = cfg.rerun
-    if rr.mode not in NETWORK_MODES and rr.address is None and rr.path is None:
+    if rr.mode == "off" and rr.address is None and rr.path is None:
         return cfg
-    mode = "off" if rr.mode in NETWORK_MODES else rr.mode
-    return cfg.model_copy(update={"rerun": rr.model_copy(update={"mode": mode, "address": None, "path": None})})
+    return cfg.model_copy(update={"rerun": rr.model_copy(update={"mode": "off", "address": None, "path": None})})
 
 
 def check_no_network(cfg: RunConfig, source: str) -> None:

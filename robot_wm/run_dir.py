@@ -562,7 +562,8 @@ class RunDir:
 
     def load_config(self) -> RunConfig:
         """The run's own config. Network settings are never read from a run's files: a serve/spawn mode
-        or an address found in config.toml (written by hand, or by an older robot-wm) is dropped."""
+        or an address found in config.toml (written by hand, or by an older robot-wm) is dropped, and so is a
+        recording mode (``--rerun`` is one command's)."""
         if not self.config_path.exists():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
         raw = config_mod.read_toml(self.config_path)
@@ -571,7 +572,7 @@ class RunDir:
             raise ValueError(f"{str(self.config_path)!r} names no env.task or seed: a run's config.toml is written "
                              "whole by robot-wm, so this one is damaged or was edited (empty?)")
         try:
-            cfg = config_mod.without_network(config_mod.from_dict(raw, str(self.config_path)))
+            cfg = config_mod.saved_form(config_mod.from_dict(raw, str(self.config_path)))
         except config_mod.ConfigError as e:
             if tightened := [f for f in TIGHTENED if f in str(e)]:  # an older robot-wm accepted these values
                 raise config_mod.ConfigError(
@@ -587,8 +588,8 @@ class RunDir:
 
     def save_config(self, cfg: RunConfig) -> None:
         """Written when the run is created (and by ``--resume`` for the fields a resume may change);
-        network settings are never saved. The manifest keeps what was written (``settings``)."""
-        cfg = config_mod.without_network(cfg)
+        Rerun's mode, address and path are never saved. The manifest keeps what was written (``settings``)."""
+        cfg = config_mod.saved_form(cfg)
         config_mod.save(cfg, self.config_path)
         self.update_manifest(settings=_settings(cfg))
 

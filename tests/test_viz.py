@@ -109,9 +109,12 @@ def test_camera_frames_larger_than_the_models_offscreen_buffer(tiny_run):
 
 
 def test_dream_and_whatif_on_a_run_made_with_rerun_write_no_stray_recording(tiny_run, tmp_path):
-    """A run created with --rerun keeps rerun.mode=save: dream and whatif each wrote an unannounced RUN/rerun
-    recording, which `view RUN` then opened as the newest (ninth probe)."""
+    """A run created with --rerun kept rerun.mode=save: dream and whatif each wrote an unannounced RUN/rerun
+    recording, which `view RUN` then opened as the newest (ninth probe), and so did a plain eval (probe 31: the flag
+    is the creating command's, never saved)."""
     before = set(find_recordings(tiny_run.root))
+    assert 'mode = "off"' in (tiny_run.root / "config.toml").read_text()
+    assert cli.main(["eval", str(tiny_run.root), "--episodes", "1", "--no-progress"]) == 0
     assert cli.main(["dream", str(tiny_run.root), "--step", "2", "--horizon", "2", "--width", "64", "--height", "48",
                      "--out", str(tmp_path / "d.mp4")]) == 0
     assert cli.main(["whatif", str(tiny_run.root), "--step", "2", "--random", "2"]) == 0
