@@ -641,6 +641,10 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
             return (f"the path {name} is longer than the file system allows ({len(os.fsencode(str(e.filename))):,} "
                     "bytes; 4,096 a path): choose a shorter path")
         return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
+    if e.errno == errno.EEXIST and e.filename and os.path.islink(e.filename) and not os.path.exists(e.filename):
+        # "File exists: 'loopd/a'" for a folder that is a link leading nowhere (probe 31)
+        return (f"{name} is a symbolic link to {os.readlink(e.filename)!r}, which leads to nothing (a broken link or a "
+                "loop): remove it or point it at a folder")
     if e.errno == errno.ENOENT:  # "[Errno 2] No such file or directory: '/proc/self/x'" (probe 29)
         return (f"cannot make or open {name} ({e.strerror}): a folder on its path is missing, or the file system there "
                 "holds no such files")

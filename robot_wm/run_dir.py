@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -209,6 +210,10 @@ EPISODE_COLUMNS = ("phase", "index", "policy", "seed", "return", "control_steps"
                    "total_env_steps", "physics_steps", "diverged", "plan_hz", "wall_s")
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -249,6 +254,8 @@ def check_manifest(m, path: Path) -> None:
     for field in ("episodes", "final_eval_from", "final_eval_round", "final_eval_data", "stopped_at"):
         if m.get(field) is not None and not count(m[field]):
             raise bad(field, "a count (0 or more)")
+    if m.get("wall_s") is not None and not (_is_number(m["wall_s"]) and 0 <= m["wall_s"] < 1e9):
+        raise bad("wall_s", "a number of seconds (0 or more)")
     done = m.get("final_eval_episodes")
     if done is not None and not (isinstance(done, list) and len(done) <= 100_000 and all(map(count, done))):
         raise bad("final_eval_episodes", "a list of episode indices")
@@ -566,7 +573,7 @@ class RunDir:
         recording mode (``--rerun`` is one command's)."""
         if not self.config_path.exists():
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory (no config.toml)")
-        raw = config_mod.read_toml(self.config_path)
+        raw = config_mod.read_toml(self.config_path, what="the run's config")  # not "launch file" (probe 31)
         if not isinstance(raw.get("env"), dict) or "task" not in raw["env"] or "seed" not in raw:
             # robot-wm writes the whole config; one without them (an empty file) ran on the defaults unnoticed
             raise ValueError(f"{str(self.config_path)!r} names no env.task or seed: a run's config.toml is written "

@@ -546,6 +546,8 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if (ckpt := s.run.latest_checkpoint()) is not None:
         s.load(ckpt)
     round_ = s.run.next_round()
+    # the main job's wall clock over every session: a resumed run's summary counted its last one only (probe 31)
+    before = manifest.get("wall_s") or 0.0
     s.run.update_manifest(status="running", episodes=len(data))
     evaluated = {r.get("milestone") for r in s.run.records("eval")}
     milestones = sorted(m for m in cfg.eval_at if m < cfg.env_steps and m not in evaluated)
@@ -565,11 +567,15 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
             policy = s.planner("learned", model, seed=cfg.seed * 31 + index, explore=True)
         rec = s.collect(policy, "train", index)
         data.refresh()
-        s.run.update_manifest(episodes=len(data))
+        s.run.update_manifest(episodes=len(data), wall_s=round(before + s.wall(), 1))
         bar.update(rec["env_steps"])
         bar.set_postfix(ret=f"{rec['return']:.0f}", hz=f"{rec.get('plan_hz', 0):.0f}")
         index += 1
     bar.close()
+    if milestones:  # reached within the last episode: dropped without a word (probe 31)
+        log.warning("eval_at %s was reached within the last training episode, after which only the final evaluation "
+                    "(at %d environment steps) is made: it stands for %s", milestones, data.env_steps,
+                    "it" if len(milestones) == 1 else "them")
     # The final evaluation: the run's own episodes are listed in the manifest as each one is stored, so
     # an ad-hoc `robot-wm eval` between an interrupted final evaluation and --resume is never counted.
     final, final_round = manifest.get("final_eval_from"), manifest.get("final_eval_round")
@@ -601,7 +607,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     def own(rec: dict) -> None:
         if "control_steps" in rec:  # stored (an episode whose physics diverged is not)
             done.append(len(s.run.eval_dataset()) - 1)
-            s.run.update_manifest(final_eval_episodes=done)
+            s.run.update_manifest(final_eval_episodes=done, wall_s=round(before + s.wall(), 1))
 
     evaluate(s, "learned", model, cfg.eval_episodes - len(done), first=len(done), on_episode=own)
     evals = s.run.eval_dataset()
@@ -620,7 +626,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     if not any(all(r.get(k) == v for k, v in record.items()) for r in s.run.records("eval")):  # rebuilt: logged once
         s.run.log(record)
     summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals],
-                        final_round, at)
+                        final_round, at, before)
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
     return summary
@@ -681,10 +687,12 @@ def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, fir
     return out
 
 
-def summarize(s: Session, evals: list[dict], model_round: int | None = None, episodes: int | None = None) -> dict:
+def summarize(s: Session, evals: list[dict], model_round: int | None = None, episodes: int | None = None,
+              wall_before: float = 0.0) -> dict:
     """The run's headline. ``model_round``: the training round of the evaluated model; rounds after it (a
     `finetune` or `train` since) are not its figures (a rebuilt summary paired the old return with the newest
-    round's error and robot data: probe 28). ``episodes``: the training episodes that model had (all by default)."""
+    round's error and robot data: probe 28). ``episodes``: the training episodes that model had (all by default).
+    ``wall_before``: the wall clock of the run's earlier sessions."""
     train = [r for r in s.run.records("train") if model_round is None or r.get("round", 0) <= model_round]
     returns = [r["return"] for r in evals]
     hz = [r["plan_hz"] for r in evals if r.get("plan_hz") and math.isfinite(r["plan_hz"])]
@@ -700,7 +708,7 @@ def summarize(s: Session, evals: list[dict], model_round: int | None = None, epi
         "learning_curve": {str(r["env_steps"]): r["returns"] for r in s.run.records("eval")},
         "multistep_mse": train[-1]["multistep_mse"] if train else {},
         "plan_hz": float(np.median(hz)) if hz else float("nan"),
-        "wall_s": round(s.wall(), 1),
+        "wall_s": round(wall_before + s.wall(), 1),
         "train_s": round(sum(r["train_s"] for r in train), 1),
         "value_train_s": round(sum(r.get("value_train_s", 0.0) for r in train), 1),
         "torch_threads": torch.get_num_threads(),

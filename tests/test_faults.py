@@ -306,6 +306,16 @@ def test_a_run_that_lost_its_config_is_never_given_the_defaults(run_copy, capsys
     assert snapshot(run_copy) == before
 
 
+def test_a_damaged_run_config_is_not_called_a_launch_file(run_copy, capsys):
+    """Probe 31: `eval RUN` on a run whose config.toml is not TOML said "launch file 'RUN/config.toml' is not valid
+    TOML", though no launch file was given."""
+    (run_copy / "config.toml").write_text("garbage[\n")
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and f"the run's config {str(run_copy / 'config.toml')!r} is not valid TOML" in out, out
+    assert "launch file" not in out and snapshot(run_copy) == before
+
+
 def test_a_run_that_lost_its_manifest_is_not_rebuilt_without_a_word(run_copy, capsys):
     """manifest.json deleted from a complete run: --resume rebuilt it silently, without the run's id, and did the
     final evaluation again (probe 28)."""
@@ -1336,6 +1346,8 @@ def _rc(capsys, *args: str) -> tuple[int, str]:
     (["drive", "{run}", "--actions", "{tmp}/binary.txt"], "--actions '{tmp}/binary.txt' is neither an .npy file nor text"),
     (["run", "run_dir={tmp}/ea", "eval_at=[-5]"], "eval_at.0: Input should be greater than or equal to 1 (got -5)"),
     (["run", "run_dir={tmp}/" + "b" * 300, "env_steps=400"], "is longer than the file system allows"),
+    # a folder that is a link leading nowhere: "File exists: '.../a'" (probe 31)
+    (["run", "run_dir={tmp}/ld/a/run", "env_steps=400"], "ld/a' is a symbolic link to 'b', which leads to nothing"),
     # a run that was never made was told to go on with --resume (probe 29)
     (["run", "run_dir=/sys/kernel/robot-wm-x", "env_steps=400"], "cannot write '/sys/kernel/robot-wm-x'"),
 ])
@@ -1344,6 +1356,9 @@ def test_hostile_flags_and_paths_are_refused_naming_them(run_copy, tmp_path, cap
     useless hint before; each now a clear refusal naming the flag or the file, with nothing written."""
     (tmp_path / "dir.mp4").mkdir()
     (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    (tmp_path / "ld").mkdir()
+    (tmp_path / "ld" / "b").symlink_to("ld/a")  # relative to ld/: leads to ld/ld/a, which does not exist
+    (tmp_path / "ld" / "a").symlink_to("b")
     args = [a.format(run=run_copy, tmp=tmp_path) for a in args]
     before = snapshot(run_copy)
     rc, out = _rc(capsys, *args)
@@ -2506,13 +2521,12 @@ def test_signals_during_a_save_wait_for_it(tmp_path):
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     saved = []
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with signals_deferred():
-                os.kill(os.getpid(), signal.SIGINT)
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)  # the handlers would run here
-                ep.save(tmp_path / "ep.npz")
-                saved.append(True)
+        with pytest.raises(KeyboardInterrupt), signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handlers would run here
+            ep.save(tmp_path / "ep.npz")
+            saved.append(True)
         assert saved and len(Episode.load(tmp_path / "ep.npz")) == 10
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))

@@ -736,6 +736,31 @@ def test_a_milestone_or_seed_episodes_past_the_budget_are_said(tmp_path, capsys,
     assert "seed_episodes=5 random episodes of 200 steps fill env_steps=400: only 2 are collected" in caplog.text
 
 
+def test_a_milestone_within_the_last_episode_is_said_and_a_resumed_runs_wall_clock_counts_every_session(
+        tmp_path, capsys, caplog):
+    """Probe 31: `eval_at=[300]` with 200-step episodes and env_steps=400 was dropped without a word (reached
+    within the last episode); a resumed run's wall_s counted its last session only."""
+    import logging
+
+    run = tmp_path / "r"
+    with caplog.at_level(logging.WARNING, logger="robot_wm"):
+        rc, out = _cli(capsys, "run", f"run_dir={run}", *TINY_RUN_ARGS, "eval_at=[300]", "--no-progress")
+    assert rc == 0, out
+    assert "eval_at [300] was reached within the last training episode" in caplog.text
+    # an earlier session of 1000 s, as a killed run leaves it in its manifest
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert 0 < manifest["wall_s"] < 1000
+    (run / "summary.json").unlink()
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "wall_s": 1000.0}))
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 0, out
+    assert json.loads((run / "summary.json").read_text())["wall_s"] >= 1000.0
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "wall_s": "abc"}))
+    (run / "summary.json").unlink()
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 2 and "wall_s = \"abc\" is not a number of seconds" in out, out
+
+
 @pytest.mark.parametrize("flags", [["--rerun-address", "127.0.0.1:9999"], ["--rerun", "save", "--rerun-address",
                                                                           "0.0.0.0:9999"], ["rerun.address=0.0.0.0:9998"]])
 def test_an_address_without_a_socket_to_use_it_is_refused(run, capsys, flags):
