@@ -524,8 +524,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-wm {args.command}: error: {describe_os_error(e, args) if raw else e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe), and
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second SIGTERM one from the cleanup below (probe 31)
+                signal.signal(sig, signal.SIG_IGN)
+            if hangup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
         return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if isinstance(e, Terminated) else None)
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
         if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):

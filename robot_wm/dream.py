@@ -152,8 +152,11 @@ def render_dream(env, d: Dream, decoder: QposDecoder, member: int | None = None,
             frames[k, :h, w:] = panels.imagined(q_imagined[k])
             frames[k, h:] = strip
             frames[k, h:, max(cursor[k] - 1, 0):cursor[k] + 1] = (220, 30, 30)
-    finally:
-        panels.close()
+    finally:  # a second SIGTERM inside the close left "Exception ignored in Renderer.__del__" EGL tracebacks (31)
+        from robot_wm.io import signals_deferred
+
+        with signals_deferred():
+            panels.close()
     return frames
 
 
