@@ -237,7 +237,7 @@ def test_metadata_must_match_the_robot(files):
     with pytest.raises(ModelFileError, match="control period"):
         meta.check_robot(5, [-1.0], [1.0], meta.control_period * 2)
     for bad in ("5", 5.0, True):  # "5" was "state size 5 != planner's 5" (probe 31)
-        with pytest.raises(ValueError, match=r"state_dim=.*expected a whole number"):
+        with pytest.raises(TypeError, match=r"state_dim=.*expected a whole number"):
             meta.check_robot(bad, [-1.0], [1.0])
     meta.check_robot(np.int64(5), [-1.0], [1.0])
 

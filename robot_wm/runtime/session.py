@@ -211,7 +211,7 @@ class PlannerMeta:
     def check_robot(self, state_dim: int, low, high, control_period: float | None = None) -> None:
         """Refuse a planner trained for another robot (sizes, bounds, control period)."""
         if isinstance(state_dim, bool) or not isinstance(state_dim, int | np.integer):  # "5" was "state size 5 !=
-            raise ValueError(f"state_dim={state_dim!r}: expected a whole number (the robot's state size)")  # 5" (31)
+            raise TypeError(f"state_dim={state_dim!r}: expected a whole number (the robot's state size)")  # 5" (31)
         problems = []
         if state_dim != self.state_dim:
             problems.append(f"state size {state_dim} != planner's {self.state_dim}")
