@@ -271,3 +271,112 @@ def probe30_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
         rc, out = cli("report", str(sweep))
         return rc == 2 and "seed='abc'" in out, tail(out, 90)
     record(cat, "a results.csv seed 'abc' (shown as it stood)", junk_cells)
+
+
+def probe31_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The defects of the thirty-first probe (2026-11-29, one frozen snapshot, two helpers), fixed in session 30."""
+    import os
+    import signal
+    import time
+
+    import numpy as np
+    import onnx
+
+    cat = "probe 2026-11-29 (31st)"
+
+    def resumed(r: Path, *extra: str) -> tuple[int, str]:
+        from conftest import TINY_RUN_ARGS
+
+        return cli("run", f"run_dir={r}", *TINY_RUN_ARGS, "--resume", *extra, "--no-progress")
+
+    def collect_then_rebuild():
+        r = copy_run(complete, work / "p31-collect")
+        old = json.loads((r / "summary.json").read_text())
+        cli("collect", str(r), "--episodes", "1", "--no-progress")
+        (r / "summary.json").unlink()
+        rc, _ = resumed(r)
+        new = json.loads((r / "summary.json").read_text()) if rc == 0 else {}
+        return rc == 0 and new.get("env_steps") == old["env_steps"], f"env_steps {new.get('env_steps')}"
+    record(cat, "collect after completion, summary rebuilt (said 800 steps for a model of 400)", collect_then_rebuild)
+
+    def larger_budget():
+        r = copy_run(complete, work / "p31-budget")
+        (r / "summary.json").unlink()
+        m = json.loads((r / "manifest.json").read_text())
+        (r / "manifest.json").write_text(json.dumps({**m, "status": "running"}))
+        rc, _ = resumed(r, "env_steps=800")
+        m = json.loads((r / "manifest.json").read_text())
+        return rc == 0 and m["final_eval_from"] == 1, f"final_eval_from {m.get('final_eval_from')}"
+    record(cat, "a cut-short final evaluation, then --resume env_steps=800 (round 1's return the headline)",
+           larger_budget)
+
+    def bomb_episode():
+        from robot_wm.data.episode import Episode
+
+        r = copy_run(complete, work / "p31-bomb")
+        files = sorted((r / "episodes").glob("episode_*.npz"))
+        own, t = Episode.load(files[-1]), 100_001
+        Episode(np.zeros((t + 1, own.obs.shape[1])), np.zeros((t, 1)), np.zeros(t),
+                np.zeros((t + 1, own.physics_state.shape[1])),
+                {**own.meta, "control_steps": t, "env_steps": 8 * t}).save(r / "episodes" / f"episode_{len(files):06d}.npz")
+        return untouched(r, ["train", str(r), "--no-progress"], "more than robot-wm collects in an episode")
+    record(cat, "an unrecorded last episode of 100,001 zero steps (13,000,000 took 2.9 GB and hung train)", bomb_episode)
+
+    def eval_rewards_x1000():
+        from robot_wm.data.episode import Episode
+        from robot_wm.io import file_sha256
+
+        r = copy_run(complete, work / "p31-x1000")
+        path = r / "eval" / "episode_000000.npz"
+        ep, old = Episode.load(path), file_sha256(path)
+        path.unlink()
+        Episode(ep.obs, ep.action, ep.reward * 1000, ep.physics_state, ep.meta).save(path)
+        (r / "metrics.jsonl").write_text((r / "metrics.jsonl").read_text().replace(old, file_sha256(path)))
+        (r / "summary.json").unlink()
+        rc, out = resumed(r)
+        return rc == 2 and "this suite task pays 0 to 1" in out, tail(out, 90)
+    record(cat, "a final evaluation episode's rewards x1000, its sha256 re-recorded (a headline of 9776)",
+           eval_rewards_x1000)
+
+    def spin_loop():
+        from test_faults import add_spin_loop, reseal_graph
+
+        m = onnx.load(str(planner))
+        add_spin_loop(m, 10**8)
+        reseal_graph(m)
+        bad = work / "p31-loop.onnx"
+        onnx.save(m, str(bad))
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc == 2 and "holds a Loop node" in out, tail(out, 90)
+    record(cat, "a planner whose state passes a Loop of 10^8 trips, hashes recomputed (86 s a step, deaf to SIGTERM)",
+           spin_loop)
+
+    def second_signal_during_save():
+        from robot_wm.data.episode import Episode
+        from robot_wm.io import signals_deferred
+
+        ep = Episode(np.zeros((11, 3)), np.zeros((10, 1)), np.zeros(10), np.zeros((11, 2)), {"task": "x"})
+        before, saved = signal.signal(signal.SIGINT, signal.default_int_handler), False
+        try:
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                ep.save(work / "p31-signal.npz")
+                saved = True
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGINT, before)
+        return saved and (work / "p31-signal.npz").exists(), "saved whole, the interrupt after it"
+    record(cat, "two Ctrl-C during a recorded episode's save (the episode was lost)", second_signal_during_save)
+
+    def stderr_closed():
+        from conftest import TINY_RUN_ARGS
+
+        r = work / "p31-stderr"
+        p = subprocess.run([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={r}", *TINY_RUN_ARGS],
+                           stdout=subprocess.DEVNULL, timeout=600, check=False, preexec_fn=lambda: os.close(2),
+                           env={**os.environ, "MUJOCO_GL": "egl"})
+        return p.returncode == 0, f"exit {p.returncode}"
+    record(cat, "robot-wm run with its standard error closed (exit 1, no word, no episode)", stderr_closed)

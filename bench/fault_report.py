@@ -60,7 +60,13 @@ from fault_probes_4 import (
     probe25_defects,
     session21_fixes,
 )
-from fault_probes_5 import probe26_27_defects, probe26_27_leftovers, probe28_29_defects, probe30_leftovers
+from fault_probes_5 import (
+    probe26_27_defects,
+    probe26_27_leftovers,
+    probe28_29_defects,
+    probe30_leftovers,
+    probe31_defects,
+)
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -940,7 +946,8 @@ def main() -> int:
                          ("probes 2026-11-29 (28th, 29th)",
                           lambda: probe28_29_defects(base, complete, planner, work)),
                          ("session 30: probe 30's leftovers",
-                          lambda: probe30_leftovers(base, complete, planner, work))]:
+                          lambda: probe30_leftovers(base, complete, planner, work)),
+                         ("probe 2026-11-29 (31st)", lambda: probe31_defects(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
