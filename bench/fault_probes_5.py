@@ -21,6 +21,21 @@ def _sweep(folder: Path, rows: str) -> Path:
     return folder
 
 
+def _report_refuses(folder: Path, rows: str, needle: str) -> tuple[bool, str]:
+    """``robot-wm report`` on a hand-made sweep folder holding ``rows`` exits 2 naming ``needle``."""
+    rc, out = cli("report", str(_sweep(folder, rows)))
+    return rc == 2 and needle in out, tail(out, 90)
+
+
+def _refused(fn, needle: str) -> tuple[bool, str]:
+    """``fn()`` raised a ValueError whose message holds ``needle``."""
+    try:
+        fn()
+    except ValueError as e:
+        return needle in str(e), str(e)[:90]
+    return False, "accepted"
+
+
 def probe26_27_defects(base: Path, complete: Path, work: Path) -> None:
     """The defects of the twenty-sixth and twenty-seventh probes (one frozen snapshot, two helpers)."""
     cat = "probes 2026-11-29 (26th, 27th)"
@@ -116,11 +131,8 @@ def probe26_27_leftovers(base: Path, complete: Path, planner: Path, work: Path) 
 
         folder = work / "p28-two"
         DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
-        try:
-            DeploymentRecorder(folder, task="cartpole-balance", planner="p", action_repeat=8, planner_delay=0)
-        except ValueError as e:
-            return "holds episodes of task 'cartpole-swingup'" in str(e), str(e)[:90]
-        return False, "a second task's recorder took the folder its first had not yet stored an episode in"
+        return _refused(lambda: DeploymentRecorder(folder, task="cartpole-balance", planner="p", action_repeat=8,
+                                                   planner_delay=0), "holds episodes of task 'cartpole-swingup'")
     record(cat, "two deploy --record of different tasks into one new folder (it held both)", two_recorders_two_tasks)
 
     def report_out_trailing_slash():
@@ -188,11 +200,9 @@ def probe28_29_defects(base: Path, complete: Path, planner: Path, work: Path) ->
         return rc == 2 and "that an ONNX model does not have" in out, tail(out, 90)
     record(cat, "a planner padded with an unknown protobuf field (1.9 GB took 6 GB to deploy)", padded_planner)
 
-    def longer_row():
-        sweep = _sweep(work / "p29-row", "a,cartpole-swingup,0,,complete,1,000\n")
-        rc, out = cli("report", str(sweep))
-        return rc == 2 and "cell(s) more than the header" in out, tail(out, 90)
-    record(cat, "a results.csv row with a cell more than its header ('1,000' reported as 1.0)", longer_row)
+    record(cat, "a results.csv row with a cell more than its header ('1,000' reported as 1.0)",
+           lambda: _report_refuses(work / "p29-row", "a,cartpole-swingup,0,,complete,1,000\n",
+                                   "cell(s) more than the header"))
 
     def many_tasks():
         sweep = _sweep(work / "p29-tasks", "".join(f"t{i},task{i},0,,complete,{i}\n" for i in range(10_000)))
@@ -259,18 +269,11 @@ def probe30_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
     def goal_beyond_float32():
         from robot_wm.goal import check_goal
 
-        try:
-            check_goal([1e39, 0, 0, 0, 0], [1] * 5, 5)
-        except ValueError as e:
-            return "has values beyond" in str(e), str(e)[:90]
-        return False, "accepted"
+        return _refused(lambda: check_goal([1e39, 0, 0, 0, 0], [1] * 5, 5), "has values beyond")
     record(cat, "--goal 1e39 (called 'not finite')", goal_beyond_float32)
 
-    def junk_cells():
-        sweep = _sweep(work / "p30-junk", "a,cartpole-swingup,abc,,complete,1\n")
-        rc, out = cli("report", str(sweep))
-        return rc == 2 and "seed='abc'" in out, tail(out, 90)
-    record(cat, "a results.csv seed 'abc' (shown as it stood)", junk_cells)
+    record(cat, "a results.csv seed 'abc' (shown as it stood)",
+           lambda: _report_refuses(work / "p30-junk", "a,cartpole-swingup,abc,,complete,1\n", "seed='abc'"))
 
 
 def probe31_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
