@@ -488,7 +488,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
-               "loop-node"]
+               "loop-node", "long-doc-string"]
 
 
 def rehash_metadata(model) -> None:
@@ -563,6 +563,10 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         props[GRAPH_HASH_KEY].value = graph_sha256(m.graph)
         rehash_metadata(m)
         onnx.save(m, str(dst))
+    elif how == "long-doc-string":  # a field ONNX defines, outside both hashes: 300 MiB took 1.7 GB (probe 32)
+        m = onnx.load(str(src))
+        m.doc_string = "x" * (2 << 20)
+        onnx.save(m, str(dst))
     elif how == "loop-node":  # a Loop of 10^8 trips, hashes recomputed: one step took 86 s, deaf to SIGTERM (probe 31)
         m = onnx.load(str(src))
         add_spin_loop(m, 10**8)
@@ -629,6 +633,8 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         s = PlannerSession(bad, provider="cpu")
         s.meta.check_robot(5, [-1.0], [1.0])  # deploy checks the file against the robot before any step
     assert "bad.onnx" in str(err.value) or "does not match the robot" in str(err.value)
+    if how == "long-doc-string":
+        assert "holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')" in str(err.value)
     if how == "loop-node":  # onnxruntime loads that graph (below): the refusal is ours
         assert "holds a Loop node (spin), control flow that a robot-wm planner never has" in str(err.value)
         import onnxruntime as ort

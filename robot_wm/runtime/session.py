@@ -590,6 +590,10 @@ def _check_no_control_flow(graph, path: Path) -> None:
 
 
 _MODEL_FIELDS = frozenset(f.number for f in onnx.ModelProto.DESCRIPTOR.fields)
+_MODEL_FIELD_NAMES = {f.number: f.name for f in onnx.ModelProto.DESCRIPTOR.fields}
+_WEIGHTY_FIELDS = frozenset(onnx.ModelProto.DESCRIPTOR.fields_by_name[k].number for k in ("graph", "metadata_props"))
+MAX_DESCRIPTION_BYTES = 1 << 20
+"""The most a planner file holds outside its graph and metadata (producer, doc_string, opsets, functions, ...)."""
 
 
 def _check_no_foreign_field(path: Path) -> None:
@@ -604,7 +608,7 @@ def _check_no_foreign_field(path: Path) -> None:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             if buf[:1] != b"\x08":  # not an ONNX model's start (its ir_version): a zip, a text, ... named later
                 return
-            i, n = 0, len(buf)
+            i, n, other = 0, len(buf), 0
             while i < n:
                 tag, i = _varint(buf, i)
                 if tag is None:
@@ -623,6 +627,14 @@ def _check_no_foreign_field(path: Path) -> None:
                     raise ModelFileError(f"planner file {str(path)!r} holds a field (number {field}, {i - start:,} bytes) "
                                          "that an ONNX model does not have: it was padded or damaged after export; "
                                          "export the planner again")
+                if field not in _WEIGHTY_FIELDS:
+                    other += i - start
+                    if other > MAX_DESCRIPTION_BYTES:  # a 300 MiB doc_string took 1.7 GB to deploy (probe 32)
+                        name = _MODEL_FIELD_NAMES.get(field, str(field))
+                        raise ModelFileError(f"planner file {str(path)!r} holds more than {MAX_DESCRIPTION_BYTES >> 20} "
+                                             f"MiB outside its graph and metadata (up to field {name!r}): a planner "
+                                             "file's descriptions are short; it was padded after export; export the "
+                                             "planner again")
 
 
 def _varint(buf, i: int) -> tuple[int | None, int | None]:
