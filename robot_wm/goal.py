@@ -24,11 +24,24 @@ class Goal(NamedTuple):
         return float(np.sqrt(np.sum(self.weights * diff**2)))
 
 
+def _not_a_number(v) -> str | None:
+    """What in ``v`` (a list of values, or an array) is no number: a string, a boolean, ... (None: all numbers)."""
+    if isinstance(v, np.ndarray):
+        return None if v.dtype.kind in "iuf" else f"values of type {v.dtype}"
+    if isinstance(v, list | tuple):
+        for x in v[:100_000]:
+            if isinstance(x, bool | np.bool_ | str | bytes) or not isinstance(x, int | float | np.integer | np.floating):
+                return f"{reprlib.repr(x):.40} ({type(x).__name__})"
+    return None
+
+
 def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
     """``state`` and ``weights`` as float32 vectors of ``state_dim`` finite values of magnitude at most
     ``MAX_GOAL_ABS`` (weights >= 0, at least one > 0), or a ValueError naming what is wrong."""
     out = []
     for name, v in (("state", state), ("weights", weights)):
+        if kind := _not_a_number(v):  # "1", "\u0661" and true were taken as 1.0 from a goal file (probe 32)
+            raise ValueError(f"{where}.{name} is not a list of numbers: it holds {kind}; expected {state_dim}")
         try:
             with np.errstate(over="ignore"):  # 1e308 becomes inf here and is named as not finite below
                 arr = np.asarray(v, dtype=np.float32).reshape(-1)

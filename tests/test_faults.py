@@ -643,6 +643,18 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
     assert snapshot(tmp_path) == before
 
 
+def test_a_planner_with_external_data_is_refused_from_its_own_folder(planner_file, tmp_path, monkeypatch):
+    """Probe 32: from the folder holding its side file, onnxruntime read the weights of a planner saved with external
+    data (zeroed weights there deployed, exit 0). Refused wherever it is run from."""
+    from robot_wm.runtime.session import ModelFileError, PlannerSession
+
+    bad = damage_onnx(planner_file, tmp_path / "ext.onnx", "external-data")
+    assert (tmp_path / "weights.bin").exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFileError, match="references external data"):
+        PlannerSession(bad.name, provider="cpu")
+
+
 def test_deploy_cli_bad_onnx_is_a_clear_error(planner_file, tmp_path, capsys):
     bad = damage_onnx(planner_file, tmp_path / "bad.onnx", "truncate")
     rc, out = main_in_process(capsys, "deploy", str(bad), "--task", "cartpole-swingup", "--episodes", "1")

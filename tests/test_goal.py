@@ -136,6 +136,11 @@ def test_check_goal_refuses_what_would_poison_the_planner():
                                    (deep, [1, 1, 1], "not a list of numbers"),
                                    ([1e20, 0, 0], [1, 1, 1], "beyond"),  # its square overflows float32
                                    ([1e39, 0, 0], [1, 1, 1], r"\[1e\+39, 0.0, 0.0\] has values beyond"),  # probe 30
+                                   # probe 32: a goal file's strings, Unicode digits and booleans were taken as numbers
+                                   (["0", "1", "0"], [1, 1, 1], r"it holds '0' \(str\)"),
+                                   ([0, "\u0661", 0], [1, 1, 1], r"\(str\)"),
+                                   ([True, True, False], [1, 1, 1], r"it holds True \(bool\)"),
+                                   ([0, 1, 0], np.array([True, True, True]), "values of type bool"),
                                    ([0, 1, 0], [1, 1e30, 1], "beyond"), ([0, 1, 0], [0, 0, 0], "at least one"),
                                    ([0, 1, 0], [-0.0, 1e-300, 0], r"below 1.2e-38 are 0 as float32")):  # ninth probe
         with pytest.raises(ValueError, match=needle):

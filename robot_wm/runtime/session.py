@@ -403,8 +403,12 @@ class PlannerSession:
             raise ModelFileError(f"planner file {str(path)!r}: its metadata was edited after export (it does not match "
                                  f"the {META_HASH_KEY} it was exported with); export the planner again")
         stored = props.get(GRAPH_HASH_KEY)
-        external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-        if stored is not None and not external and stored != graph_sha256(proto.graph):  # external: refused below
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+            # refused here, not left to onnxruntime's error: from the folder holding the side file, onnxruntime read
+            # it (weights zeroed in it deployed, exit 0: probe 32)
+            raise ModelFileError(f"{str(path)!r} references external data; robot-wm only runs self-contained planner "
+                                 "files (export writes one)")
+        if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
         return blob
