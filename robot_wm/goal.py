@@ -60,6 +60,8 @@ def check_goal(state, weights, state_dim: int, where: str = "goal") -> Goal:
             raise ValueError(f"{where}.{name} {arr.tolist()} has values beyond +-{MAX_GOAL_ABS:g}: the distance to "
                              "such a goal cannot be computed in float32")
         out.append(arr)
+    # a subnormal weight (1e-45) passed "> 0" and the goal was ignored: "final goal distance 0.0000" (probe 32)
+    out[1] = np.where(out[1] < np.finfo(np.float32).tiny, np.minimum(out[1], 0), out[1]).astype(np.float32)
     if np.any(out[1] < 0) or not np.any(out[1] > 0):
         tiny = "" if np.any(out[1] < 0) else " (weights below 1.2e-38 are 0 as float32)"  # 1e-300 showed as 0.0
         raise ValueError(f"{where}.weights {out[1].tolist()} must be >= 0 with at least one > 0{tiny}")

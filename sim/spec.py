@@ -15,6 +15,9 @@ declare: an MJCF timestep of 1000 s trained and exported, then deploy refused it
 def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     """``x`` as an array of ``dtype``, or a ValueError naming ``what`` (numpy's own message for a string, an
     object or a ragged list names neither the value nor what was expected)."""
+    if np.ma.isMaskedArray(x) and np.ma.is_masked(x):  # its raw values under the mask were planned from (probe 32)
+        raise ValueError(f"{what} is a masked array with {int(np.ma.count_masked(x))} masked value(s): give the values "
+                         "(a missing sensor reading is no number to plan from)")
     try:
         complex_ = np.iscomplexobj(x)  # numpy would drop the imaginary part with a warning
         kind = None if complex_ else np.asarray(x).dtype.kind

@@ -655,6 +655,19 @@ def test_a_planner_with_external_data_is_refused_from_its_own_folder(planner_fil
         PlannerSession(bad.name, provider="cpu")
 
 
+def test_deploy_names_a_checkpoint_and_a_link_loop_given_as_the_planner(base_run, tmp_path, capsys):
+    """Probe 32: a checkpoint's JSON was "truncated or corrupted (Wire format was corrupt)", and a symbolic link loop
+    "Too many levels of symbolic links" with exit 1. Each is named, exit 2."""
+    ckpt = sorted((base_run / "checkpoints").glob("model_r*.json"))[-1]
+    (tmp_path / "a.onnx").symlink_to("b.onnx")
+    (tmp_path / "b.onnx").symlink_to("a.onnx")
+    for path, needle in ((ckpt, "is a JSON or safetensors file (a checkpoint?)"),
+                         (ckpt.with_suffix(".safetensors"), "is a JSON or safetensors file (a checkpoint?)"),
+                         (tmp_path / "a.onnx", "is a symbolic link loop")):
+        rc, out = main_in_process(capsys, "deploy", str(path), "--episodes", "1")
+        assert rc == 2 and needle in out and "Traceback" not in out, out
+
+
 def test_deploy_cli_bad_onnx_is_a_clear_error(planner_file, tmp_path, capsys):
     bad = damage_onnx(planner_file, tmp_path / "bad.onnx", "truncate")
     rc, out = main_in_process(capsys, "deploy", str(bad), "--task", "cartpole-swingup", "--episodes", "1")

@@ -141,6 +141,7 @@ def test_check_goal_refuses_what_would_poison_the_planner():
                                    ([0, "\u0661", 0], [1, 1, 1], r"\(str\)"),
                                    ([True, True, False], [1, 1, 1], r"it holds True \(bool\)"),
                                    ([0, 1, 0], np.array([True, True, True]), "values of type bool"),
+                                   ([0, 1, 0], [1e-45, 0, 0], r"below 1.2e-38 are 0 as float32"),  # subnormal (32)
                                    ([0, 1, 0], [1, 1e30, 1], "beyond"), ([0, 1, 0], [0, 0, 0], "at least one"),
                                    ([0, 1, 0], [-0.0, 1e-300, 0], r"below 1.2e-38 are 0 as float32")):  # ninth probe
         with pytest.raises(ValueError, match=needle):

@@ -1168,6 +1168,9 @@ def test_odd_python_api_values_are_named(files, tmp_path):
     s = PlannerSession(files["input"], provider="cpu")
     with pytest.raises(ValueError, match="state is complex: expected real numbers"):  # the imaginary part was dropped
         s.step(np.zeros(5, np.complex64) + 1j, s.initial_plan())
+    with pytest.raises(ValueError, match=r"state is a masked array with 1 masked value"):  # planned from 50 (32)
+        s.step(np.ma.masked_array([0, 1, 50, 0, 0], mask=[0, 0, 1, 0, 0]), s.initial_plan())
+    s.step(np.ma.masked_array([0, 1, 0.5, 0, 0], mask=False), s.initial_plan())  # nothing masked: its values
     with pytest.raises(ValueError, match=r"max_steps=-5: expected 0 or more"):
         ControlLoop(s, ScriptedRobot(), realtime=False).run(-5)
     with pytest.raises(ValueError, match="cannot hold a NUL byte"):

@@ -9,6 +9,7 @@ back to another (e.g. CUDA libraries missing) raises ``ProviderError`` before an
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import logging
 import math
 import os
@@ -372,6 +373,11 @@ class PlannerSession:
             blob = path.read_bytes()
         except FileNotFoundError:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:  # "Too many levels of symbolic links", exit 1 (probe 32)
+                raise
+            raise ModelFileError(f"planner file {str(path)!r} is a symbolic link loop (it leads back to itself): point "
+                                 "it at a planner file") from None
         except ValueError as e:
             hint = (f"; a run directory is exported first: `robot-wm export {path} --out planner.onnx`"
                     if path.is_dir() and _is_run(path) else "")  # no hint before (probe 22)
@@ -381,6 +387,9 @@ class PlannerSession:
         if blob[:4] == b"PK\x03\x04":  # an intact episode (.npz) was "truncated or corrupted" (tenth probe)
             raise ModelFileError(f"planner file {str(path)!r} is a zip archive (an episode .npz?), not an ONNX planner: "
                                  "expected a file written by `robot-wm export`")
+        if blob.lstrip()[:1] == b"{" or blob[8:10] == b'{"':  # a checkpoint's .json or .safetensors (probe 32)
+            raise ModelFileError(f"planner file {str(path)!r} is a JSON or safetensors file (a checkpoint?), not an "
+                                 "ONNX planner: export the run with `robot-wm export RUN --out planner.onnx`")
         if _looks_like_toml(blob):  # a launch file was "truncated or corrupted (Wire format was corrupt)" (probe 22)
             raise ModelFileError(f"planner file {str(path)!r} is text (a launch file or a run's config.toml?), not an "
                                  "ONNX planner: export one with `robot-wm export RUN --out planner.onnx`")
