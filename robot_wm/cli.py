@@ -324,6 +324,8 @@ def cmd_whatif(a: argparse.Namespace) -> int:
         raise ValueError(f"whatif scores futures in the run's model from its stored episodes, so {', '.join(given)} "
                          "would change nothing (the robot's settings are the run's); to see the model on a shifted robot, "
                          "`robot-wm eval RUN --shift S` or `robot-wm dream RUN --data DIR` on a recording")
+    if given := [o for o in a.args if o.partition("=")[0].strip() == "seed"]:  # accepted, changed nothing (probe 32)
+        raise ValueError(f"{', '.join(given)} would change nothing: whatif draws its random candidates from --seed")
     # the value guard acts over an episode's successive plans; whatif scores each future once (the table was
     # byte-identical with and without it: probe 25)
     if given := [o for o in a.args if (k := o.partition("=")[0].strip()) in cfgmod.GUARD_FIELDS

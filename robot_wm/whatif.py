@@ -77,6 +77,10 @@ MAX_ACTIONS_BYTES = 64 << 20
 """A candidate file (``--actions``) larger than this is refused before it is read."""
 
 
+WHATIF_STREAM = 0x77686174
+"""Mixed into ``--seed`` for whatif's random candidates ("what")."""
+
+
 def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: int = 8, seed: int = 0,
                actions_file: str | None = None) -> tuple[list[str], np.ndarray]:
     """The what-if candidates of horizon H = ``len(recorded)``, named: ``recorded`` (the episode's own
@@ -109,7 +113,9 @@ def candidates(recorded: np.ndarray, low: np.ndarray, high: np.ndarray, random: 
                              f"expected a finite number within the bounds [{low[j]:.4g}, {high[j]:.4g}]")
         names += [f"file[{i}]" for i in range(len(extra))]
         seqs += list(extra[:, :h].astype(np.float64))
-    rng = np.random.default_rng(seed)
+    # a stream of its own: default_rng(seed) is the one a run's random seed episodes draw from, so random[0] was the
+    # recorded actions of episode 0 exactly (probe 32)
+    rng = np.random.default_rng([seed, WHATIF_STREAM])
     names += ["zero"] + [f"random[{i}]" for i in range(random)]
     seqs += [np.zeros((h, a))] + [rng.uniform(low, high, (h, a)) for _ in range(random)]
     return names, np.stack(seqs)

@@ -658,7 +658,7 @@ def test_a_planner_with_external_data_is_refused_from_its_own_folder(planner_fil
 def test_deploy_names_a_checkpoint_and_a_link_loop_given_as_the_planner(base_run, tmp_path, capsys):
     """Probe 32: a checkpoint's JSON was "truncated or corrupted (Wire format was corrupt)", and a symbolic link loop
     "Too many levels of symbolic links" with exit 1. Each is named, exit 2."""
-    ckpt = sorted((base_run / "checkpoints").glob("model_r*.json"))[-1]
+    ckpt = max((base_run / "checkpoints").glob("model_r*.json"))
     (tmp_path / "a.onnx").symlink_to("b.onnx")
     (tmp_path / "b.onnx").symlink_to("a.onnx")
     for path, needle in ((ckpt, "is a JSON or safetensors file (a checkpoint?)"),

@@ -508,7 +508,24 @@ def test_whatif_refuses_rerun_overrides_it_would_ignore(run, capsys):
     before = snapshot(run)
     rc, out = _cli(capsys, "whatif", str(run), "--episode", "0", "--step", "2", "rerun.mode=save")
     assert rc == 2 and "whatif writes no Rerun recording, so rerun.mode=save would do nothing" in out, out
+    # probe 32: seed=5 was accepted and changed nothing (--seed draws the random candidates)
+    rc, out = _cli(capsys, "whatif", str(run), "--episode", "0", "--step", "2", "seed=5")
+    assert rc == 2 and "seed=5 would change nothing: whatif draws its random candidates from --seed" in out, out
     assert snapshot(run) == before
+
+
+def test_whatifs_random_candidates_are_not_a_seed_episodes_actions(run):
+    """Probe 32: `whatif RUN --random 3` showed random[0] equal to the recorded actions of episode 0 (a random seed
+    episode drawn from the same default_rng(0))."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.whatif import candidates
+
+    ep = EpisodeDataset(run / "episodes")[0]
+    assert ep.meta["policy"] == "random"
+    names, seqs = candidates(ep.action[:5], np.array([-1.0]), np.array([1.0]), random=3, seed=0)
+    for name, seq in zip(names, seqs):
+        if name.startswith("random"):
+            assert not np.allclose(seq, ep.action[:5]), name
 
 
 @pytest.mark.parametrize("command", ["train", "finetune"])
