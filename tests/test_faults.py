@@ -448,12 +448,16 @@ def test_damaged_checkpoint_clear_error_nothing_changed(run_copy, how, capsys):
 
 
 EPISODE_DAMAGE = ["truncate", "flip", "empty", "garbage", "pickled", "missing-array", "nan", "meta-list",
-                  "other-task", "ragged"]
+                  "other-task", "ragged", "broken-link"]
 
 
 def damage_episode(path: Path, how: str) -> None:
     if how in ("truncate", "flip", "empty", "garbage"):
         damage_bytes(path, how)
+        return
+    if how == "broken-link":  # "No such file or directory" for a file `ls` shows (probe 32)
+        path.unlink()
+        path.symlink_to(path.parent / "missing.npz")
         return
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
@@ -483,6 +487,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
     rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
     assert rc == 2 and "Traceback" not in out, out
     assert "episode_000001.npz" in out, out
+    assert how != "broken-link" or "is a symbolic link to" in out and "(a broken link)" in out, out
     assert snapshot(run_copy) == before
 
 

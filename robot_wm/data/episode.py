@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -122,6 +123,9 @@ class Episode:
             return cls(**arrays, meta=meta)
         except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, MemoryError,
                 json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit
+            if os.path.islink(path) and not os.path.exists(path):  # "No such file" for a file `ls` shows (probe 32)
+                raise ValueError(f"episode file {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which leads "
+                                 "to nothing (a broken link): remove it") from None
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
 
 
