@@ -202,6 +202,8 @@ def cmd_drive(a: argparse.Namespace) -> int:
             echo(f"wrote {a.out}")
         elif a.out:  # exit 0 and no file, without a word (probe 17)
             echo(f"no step was driven: {a.out} not written")
+        if a.rrd:  # written without a word (probe 32)
+            echo(f"wrote the Rerun recording {a.rrd} (open it with `rerun {a.rrd}`)")
     return 0
 
 

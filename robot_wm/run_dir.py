@@ -476,10 +476,17 @@ class RunDir:
                              f"{str(self.metrics_path)!r} ({', '.join(unlogged[:3])}{' ...' if len(unlogged) > 3 else ''}) "
                              "though episodes after them have: the run's records were removed or damaged, and its "
                              "episodes cannot be checked; restore metrics.jsonl from a copy of the run")
+        ours = self.manifest().get("run_id")  # runs created before 2026-11-28 have none, nor do their episodes
         for i, path in enumerate(paths):
             key = (str(path.resolve()), recorded.get(path.name))
             if key in self._verified:
                 continue
+            if ours is not None and (by := data[i].meta.get("run")) is not None and by != ours:
+                # another run's episode copied in with its record (sha256 and all) was trained on, or made a rebuilt
+                # headline (probe 32): only unrecorded episodes were checked
+                raise ValueError(f"episode file {str(path)!r} was collected by another run (run id {str(by)[:12]}..., "
+                                 f"this run's {ours[:12]}...): it was copied in; move it out (a robot's recording "
+                                 "joins a run with `robot-wm finetune RUN --data DIR`)")
             if key[1] is None:  # stored but never logged (a kill between the two): not a copy of a logged one
                 if phase == "train" and (other := names.get(file_sha256(path))) not in (None, path.name):
                     raise ValueError(f"episode file {str(path)!r} is a copy of {other} (the same bytes): each episode "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import reprlib
 import time
 import uuid
 from collections.abc import Callable
@@ -197,9 +198,10 @@ class Session:
 
     # --- data -------------------------------------------------------------------------------
     def collect(self, policy, phase: str, index: int, total_env_steps: int | None = None,
-                start_index: int | None = None) -> dict:
+                start_index: int | None = None, final: bool = False) -> dict:
         """Run and store episode ``index`` of ``phase``; its start state is drawn as that of episode
-        ``start_index`` (default: ``index``), so that two evaluations can start alike."""
+        ``start_index`` (default: ``index``), so that two evaluations can start alike. ``final``: an episode of the
+        run's own final evaluation (its record says so)."""
         self._check_writer("collect")
         if phase not in ("train", "eval"):  # 'banana' was stored as training data (probe 21)
             raise ValueError(f"phase={phase!r}: expected 'train' (the run's training data) or 'eval'")
@@ -238,6 +240,8 @@ class Session:
             if (goal := getattr(policy, "goal", None)) is not None:  # where the episode ended, from its goal
                 record["goal_distance"] = goal.distance(ep.obs[-1])
         record["total_env_steps"] = (self.run.dataset().env_steps if total_env_steps is None else total_env_steps)
+        if final:  # an ad-hoc eval's episode named in the manifest's final list made the headline (probe 32)
+            record["final_eval"] = True
         self.run.log(record)
         obs.on_episode_end(record)
         return record
@@ -609,7 +613,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
             done.append(len(s.run.eval_dataset()) - 1)
             s.run.update_manifest(final_eval_episodes=done, wall_s=round(before + s.wall(), 1))
 
-    evaluate(s, "learned", model, cfg.eval_episodes - len(done), first=len(done), on_episode=own)
+    evaluate(s, "learned", model, cfg.eval_episodes - len(done), first=len(done), on_episode=own, final=True)
     evals = s.run.eval_dataset()
     s.run.check_recorded_episodes(evals, "eval")  # an edited one was the rebuilt summary's headline (probe 29)
     finals = [evals[i] for i in done]
@@ -623,6 +627,13 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     at = len(data) if at is None or at > len(data) else at
     record = {"kind": "eval", "env_steps": data.env_steps_of(at), "final": True, "episodes": list(done),
               "returns": [e.total_return for e in finals]}
+    for r in s.run.records("eval"):  # its episodes give the returns its record holds (a swapped episode: probe 32)
+        if r.get("final") is True and r.get("episodes") == list(done) and not _same_returns(r.get("returns"),
+                                                                                            record["returns"]):
+            raise ValueError(f"the final evaluation's episodes {list(done)} in {str(evals.root)!r} give the returns "
+                             f"{[round(x, 3) for x in record['returns']]}, its record in metrics.jsonl "
+                             f"{reprlib.repr(r.get('returns'))}: an episode was replaced after it was stored; "
+                             "restore it, or start a new run")
     if not any(all(r.get(k) == v for k, v in record.items()) for r in s.run.records("eval")):  # rebuilt: logged once
         s.run.log(record)
     summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals],
@@ -630,6 +641,13 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     s.run.write_summary(summary)
     s.run.update_manifest(status="complete")
     return summary
+
+
+def _same_returns(logged, now: list[float]) -> bool:
+    """Whether ``logged`` (a record's returns, as read back) are ``now``'s, to float rounding."""
+    return isinstance(logged, list) and len(logged) == len(now) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in logged) and bool(
+        np.allclose(logged, now, rtol=1e-5, atol=1e-4, equal_nan=True))
 
 
 def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
@@ -651,6 +669,15 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
         said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""
         raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} (from {start}) repeat an episode "
                          f"or name one before the final evaluation{said}: the file is damaged or was edited")
+    if manifest.get("status") == "complete" and logged and done != logged[-1]:  # [0] -> [0, 1], an ad-hoc eval's (32)
+        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done}, but the run's complete final "
+                         f"evaluation's record in metrics.jsonl names {logged[-1]}: the file is damaged or was edited")
+    if manifest.get("final_eval_data") is not None:  # a final evaluation begun since its episodes' records say so
+        marked = {r.get("file") for r in run.records("episode") if r.get("phase") == "eval" and r.get("final_eval")}
+        if bad := [i for i in done if evals.paths()[i].name not in marked]:
+            raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes names evaluation episode(s) {bad}, which "
+                             "the run's final evaluation did not play (an ad-hoc `robot-wm eval`'s?): the file is damaged "
+                             "or was edited")
     for i in done:
         if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
             raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
@@ -671,7 +698,7 @@ def milestone_eval(s: Session, model: WorldModel, milestones: list[int],
 
 
 def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, first: int = 0,
-             on_episode=None, starts: int | None = None) -> list[dict]:
+             on_episode=None, starts: int | None = None, final: bool = False) -> list[dict]:
     """``episodes`` evaluation episodes appended to the run's eval/ folder (planner seeds from ``first``);
     ``on_episode(record)`` is called after each one is stored. ``starts``: draw their start states as those of
     evaluation episodes ``starts``, ``starts + 1``, ... (default: the next ones), e.g. nominal against a shift."""
@@ -681,7 +708,7 @@ def evaluate(s: Session, kind: str, model: WorldModel | None, episodes: int, fir
     for i in tqdm(range(episodes), desc=f"eval ({kind})", disable=not s.progress, leave=False):
         policy = s.planner(kind, model, seed=s.cfg.seed * 17 + 1000 + first + i)
         out.append(s.collect(policy, "eval", start + i, total_env_steps=s.run.dataset().env_steps,
-                             start_index=None if starts is None else starts + i))
+                             start_index=None if starts is None else starts + i, final=final))
         if on_episode is not None:
             on_episode(out[-1])
     return out

@@ -214,6 +214,7 @@ def test_drive_the_model_from_a_scripted_action_file_beside_the_simulator(run_di
     assert all(e >= 0 for e in errors) and errors[-1] > 0
     closing = next(line for line in r.stdout.splitlines() if line.startswith("drove 5 steps"))
     assert f"error vs simulator at the end {errors[-1]:.3f} (the members' mean prediction" in closing, r.stdout  # probe 28
+    assert f"wrote the Rerun recording {rrd}" in r.stdout  # written without a word (probe 32)
     verify(rrd)
     summary = read_rrd(rrd)
     assert summary.rows["drive/video"] == 5 and summary.rows["drive/error/mean"] == 5
@@ -364,6 +365,7 @@ def test_dream_into_a_dreams_link_to_one_of_the_runs_files_is_named(run_dir, tmp
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "dreams", ignore_errors=True)  # another test's default videos (the fixture is shared)
     (run / "dreams").symlink_to(run / "config.toml")
     before = (run / "config.toml").read_bytes()
     assert main(["dream", str(run), "--step", "2", "--horizon", "1", "--width", "64", "--height", "48"]) == 2

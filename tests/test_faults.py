@@ -2570,6 +2570,67 @@ def test_signals_during_a_save_wait_for_it(tmp_path):
         signal.signal(signal.SIGINT, before)
 
 
+def test_another_runs_episode_with_its_record_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 32: another run's training episode copied in with its own metrics.jsonl record (sha256 and all) was
+    trained on, and another run's evaluation episode swapped in for the final evaluation (sha256 rewritten) made the
+    rebuilt headline. Every episode naming another run is refused, and a rebuilt headline must give the returns of
+    the final evaluation's record."""
+    from conftest import tiny_run
+
+    from robot_wm.data.episode import Episode
+    from robot_wm.io import file_sha256
+
+    other = tmp_path / "other"
+    assert tiny_run(other, "seed=3") == 0
+    capsys.readouterr()
+    for folder in ("episodes", "eval"):
+        run = tmp_path / f"run-{folder}"
+        shutil.copytree(tiny_run_dir, run)
+        mine = run / folder / "episode_000000.npz"
+        old = file_sha256(mine)
+        shutil.copy(other / folder / "episode_000000.npz", mine)
+        metrics = run / "metrics.jsonl"
+        metrics.write_text(metrics.read_text().replace(old, file_sha256(mine)))
+        (run / "summary.json").unlink()
+        before = snapshot(run)
+        cmd = ["train", str(run)] if folder == "episodes" else ["run", f"run_dir={run}", "--resume"]
+        rc, out = main_in_process(capsys, *cmd, "--no-progress")
+        assert rc == 2 and "episode_000000.npz' was collected by another run" in out, out
+        assert not (run / "summary.json").exists()
+        assert folder == "eval" or snapshot(run) == before  # (a summary rebuilt marks the run running first)
+    # the run's own episode, its meta's run id removed (as in a run made before ids): the returns still tell
+    run = tmp_path / "run-eval"
+    path = run / "eval" / "episode_000000.npz"
+    theirs = Episode.load(path)
+    old = file_sha256(path)
+    path.unlink()
+    Episode(theirs.obs, theirs.action, theirs.reward, theirs.physics_state,
+            {k: v for k, v in theirs.meta.items() if k != "run"}).save(path)
+    (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().replace(old, file_sha256(path)))
+    rc, out = main_in_process(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 2 and "an episode was replaced after it was stored" in out, out
+    assert not (run / "summary.json").exists()
+
+
+def test_an_ad_hoc_eval_episode_added_to_the_final_list_is_refused(tiny_run_dir, tmp_path, capsys):
+    """Probe 32: an ad-hoc `eval --shift mass-1.3` episode added to a complete run's final_eval_episodes ([0] ->
+    [0, 1]) and the summary rebuilt: the headline averaged it in (the final record's [0] began the list). Refused on
+    a complete run and on an interrupted one (the final evaluation's own episodes say so in their records)."""
+    from conftest import tiny_run
+
+    run = _complete_copy(tiny_run_dir, tmp_path)
+    assert main_in_process(capsys, "eval", str(run), "--episodes", "1", "--shift", "mass-1.3", "--no-progress")[0] == 0
+    (run / "summary.json").unlink()
+    for status, needle in (("complete", "but the run's complete final evaluation's record in metrics.jsonl names [0]"),
+                           ("running", "names evaluation episode(s) [1], which the run's final evaluation did not play")):
+        _edit_manifest(run, final_eval_episodes=[0, 1], status=status)
+        assert tiny_run(run, "--resume") == 2
+        assert needle in capsys.readouterr().err
+        assert not (run / "summary.json").exists()
+    _edit_manifest(run, final_eval_episodes=[0], status="complete")
+    assert tiny_run(run, "--resume") == 0
+
+
 def test_a_resume_with_a_larger_budget_evaluates_again(tiny_run_dir, tmp_path, caplog):
     """Probe 31: a final evaluation cut short at 400 steps, then `--resume env_steps=800`: the run collected and
     trained to 800, and its headline was the round-1 episodes played at 400, exit 0. The final evaluation is made
