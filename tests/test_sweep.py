@@ -794,7 +794,7 @@ def test_a_damaged_summary_is_named_in_the_trials_row_and_by_resume(tmp_path, ca
         assert needle in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["user-results", "user-files", "file"])
+@pytest.mark.parametrize("kind", ["user-results", "user-files", "file", "inside-a-run"])
 def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     """--storage naming a folder with its own results.csv replaced it before Ray started, and added runs/ and
     tune/ to any folder; a file gave "[Errno 17] File exists" (eighth probe)."""
@@ -803,6 +803,16 @@ def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     if kind == "file":
         where.write_text("notes\n")
         needle = "is a file, not a folder"
+    elif kind == "inside-a-run":  # every trial refused after Ray started, results.csv left in the run (probe 32)
+        from robot_wm.config import RunConfig
+        from robot_wm.run_dir import RunDir
+
+        run = RunDir(tmp_path / "run")
+        run.root.mkdir()
+        run.save_config(RunConfig())
+        where.mkdir()
+        where = run.root / "sweeps"
+        needle = "lies inside the run directory"
     else:
         where.mkdir()
         if kind == "user-results":
@@ -811,10 +821,11 @@ def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
         else:
             (where / "thesis.tex").write_text("\\begin{document}\n")
             needle = "holds files that are not a sweep's (thesis.tex)"
-    before = sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()
+    before = sorted(p.name for p in where.iterdir()) if where.is_dir() else where.exists() and where.read_text()
     assert main(["sweep", str(sweep_file), "--storage", str(where), "--cpus", "1"]) == 2
     assert needle in capsys.readouterr().err
-    assert (sorted(p.name for p in where.iterdir()) if where.is_dir() else where.read_text()) == before
+    assert (sorted(p.name for p in where.iterdir()) if where.is_dir() else where.exists() and where.read_text()) \
+        == before
     # probe 14: --cpus 100000 on 2 cores started every trial at once (each 3x slower, plan rates skewed): the
     # embedded Ray gets this machine's CPUs, said so (here a trial then asks for more than that and is refused)
     from robot_wm.cpus import available_cpus
