@@ -259,7 +259,7 @@ def session21_fixes(base: Path, planner: Path, work: Path) -> None:
         r = copy_run(base, work / "p21s-own")
         n = len(list((r / "episodes").glob("episode_*.npz")))
         shutil.copyfile(other / "episodes" / "episode_000000.npz", r / "episodes" / f"episode_{n:06d}.npz")
-        return untouched(r, ["train", str(r), "--no-progress"], "collected by run")
+        return untouched(r, ["train", str(r), "--no-progress"], "collected by")
     record(cat, "another run's training episode of the same task copied in as the next one (trained on)",
            another_runs_episode)
 
@@ -270,7 +270,7 @@ def session21_fixes(base: Path, planner: Path, work: Path) -> None:
         n = len(list((r / "episodes").glob("episode_*.npz")))
         shutil.copyfile(work / "p21s-other" / "episodes" / "episode_000000.npz", r / "episodes" / f"episode_{n:06d}.npz")
         return untouched(r, ["collect", str(r), "--episodes", "1", "--policy", "random", "--no-progress"],
-                         "collected by run")
+                         "collected by")
     record(cat, "collect after another run's episode (probe 23: stored after it, and the run never trained again)",
            collect_after_a_foreign_file)
 

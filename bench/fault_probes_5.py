@@ -383,3 +383,73 @@ def probe31_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
                            env={**os.environ, "MUJOCO_GL": "egl"})
         return p.returncode == 0, f"exit {p.returncode}"
     record(cat, "robot-wm run with its standard error closed (exit 1, no word, no episode)", stderr_closed)
+
+
+def probe32_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The defects of the thirty-second probe (2026-11-29, one frozen snapshot, two helpers), fixed in session 30."""
+    import onnx
+
+    from robot_wm.goal import check_goal
+    from robot_wm.io import file_sha256
+
+    cat = "probe 2026-11-29 (32nd)"
+
+    def swapped_eval_episode():
+        from conftest import TINY_RUN_ARGS, tiny_run
+
+        other = work / "p32-other"
+        with contextlib.redirect_stdout(io.StringIO()):
+            tiny_run(other, "seed=3")
+        r = copy_run(complete, work / "p32-swap")
+        mine = r / "eval" / "episode_000000.npz"
+        old = file_sha256(mine)
+        shutil.copy(other / "eval" / "episode_000000.npz", mine)
+        (r / "metrics.jsonl").write_text((r / "metrics.jsonl").read_text().replace(old, file_sha256(mine)))
+        (r / "summary.json").unlink()
+        rc, out = cli("run", f"run_dir={r}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+        return rc == 2 and "was collected by another run" in out, tail(out, 90)
+    record(cat, "another run's evaluation episode swapped in, its sha256 re-recorded (a rebuilt headline of 36.1)",
+           swapped_eval_episode)
+
+    def ad_hoc_in_final_list():
+        from conftest import TINY_RUN_ARGS
+
+        r = copy_run(complete, work / "p32-adhoc")
+        cli("eval", str(r), "--episodes", "1", "--shift", "mass-1.3", "--no-progress")
+        m = json.loads((r / "manifest.json").read_text())
+        (r / "manifest.json").write_text(json.dumps({**m, "final_eval_episodes": [0, 1]}))
+        (r / "summary.json").unlink()
+        rc, out = cli("run", f"run_dir={r}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+        return rc == 2 and "complete final evaluation's record" in out, tail(out, 90)
+    record(cat, "an ad-hoc shifted eval episode added to a complete run's final list (averaged into the headline)",
+           ad_hoc_in_final_list)
+
+    def long_doc_string():
+        m = onnx.load(str(planner))
+        m.doc_string = "x" * (2 << 20)
+        bad = work / "p32-doc.onnx"
+        onnx.save(m, str(bad))
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc == 2 and "outside its graph and metadata" in out, tail(out, 90)
+    record(cat, "a planner with a 2 MiB doc_string, a field ONNX defines (300 MiB took 1.7 GB to deploy)",
+           long_doc_string)
+
+    def external_from_its_folder():
+        import os
+
+        folder = work / "p32-ext"
+        folder.mkdir()
+        onnx.save_model(onnx.load(str(planner)), str(folder / "p.onnx"), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+        here = os.getcwd()
+        os.chdir(folder)
+        try:
+            rc, out = cli("deploy", "p.onnx", "--episodes", "1")
+        finally:
+            os.chdir(here)
+        return rc == 2 and "references external data" in out, tail(out, 90)
+    record(cat, "a planner with external data, deployed from its own folder (onnxruntime read the side file)",
+           external_from_its_folder)
+
+    record(cat, "a goal of strings and booleans (a goal file's were driven to)",
+           lambda: _refused(lambda: check_goal([True, "1", 0, 0, 0], [1] * 5, 5), "is not a list of numbers"))

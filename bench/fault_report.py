@@ -66,6 +66,7 @@ from fault_probes_5 import (
     probe28_29_defects,
     probe30_leftovers,
     probe31_defects,
+    probe32_defects,
 )
 
 
@@ -947,7 +948,8 @@ def main() -> int:
                           lambda: probe28_29_defects(base, complete, planner, work)),
                          ("session 30: probe 30's leftovers",
                           lambda: probe30_leftovers(base, complete, planner, work)),
-                         ("probe 2026-11-29 (31st)", lambda: probe31_defects(base, complete, planner, work))]:
+                         ("probe 2026-11-29 (31st)", lambda: probe31_defects(base, complete, planner, work)),
+                         ("probe 2026-11-29 (32nd)", lambda: probe32_defects(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
