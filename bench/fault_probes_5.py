@@ -27,6 +27,17 @@ def _report_refuses(folder: Path, rows: str, needle: str) -> tuple[bool, str]:
     return rc == 2 and needle in out, tail(out, 90)
 
 
+def _deploy_refuses(planner: Path, edit, bad: Path, needle: str) -> tuple[bool, str]:
+    """``robot-wm deploy`` of a copy of ``planner`` changed by ``edit(model)`` exits 2 naming ``needle``."""
+    import onnx
+
+    m = onnx.load(str(planner))
+    edit(m)
+    onnx.save(m, str(bad))
+    rc, out = cli("deploy", str(bad), "--episodes", "1")
+    return rc == 2 and needle in out, tail(out, 90)
+
+
 def _refused(fn, needle: str) -> tuple[bool, str]:
     """``fn()`` raised a ValueError whose message holds ``needle``."""
     try:
@@ -283,7 +294,6 @@ def probe31_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     import time
 
     import numpy as np
-    import onnx
 
     cat = "probe 2026-11-29 (31st)"
 
@@ -344,13 +354,10 @@ def probe31_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     def spin_loop():
         from test_faults import add_spin_loop, reseal_graph
 
-        m = onnx.load(str(planner))
-        add_spin_loop(m, 10**8)
-        reseal_graph(m)
-        bad = work / "p31-loop.onnx"
-        onnx.save(m, str(bad))
-        rc, out = cli("deploy", str(bad), "--episodes", "1")
-        return rc == 2 and "holds a Loop node" in out, tail(out, 90)
+        def spin(m):
+            add_spin_loop(m, 10**8)
+            reseal_graph(m)
+        return _deploy_refuses(planner, spin, work / "p31-loop.onnx", "holds a Loop node")
     record(cat, "a planner whose state passes a Loop of 10^8 trips, hashes recomputed (86 s a step, deaf to SIGTERM)",
            spin_loop)
 
@@ -424,15 +431,9 @@ def probe32_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     record(cat, "an ad-hoc shifted eval episode added to a complete run's final list (averaged into the headline)",
            ad_hoc_in_final_list)
 
-    def long_doc_string():
-        m = onnx.load(str(planner))
-        m.doc_string = "x" * (2 << 20)
-        bad = work / "p32-doc.onnx"
-        onnx.save(m, str(bad))
-        rc, out = cli("deploy", str(bad), "--episodes", "1")
-        return rc == 2 and "outside its graph and metadata" in out, tail(out, 90)
     record(cat, "a planner with a 2 MiB doc_string, a field ONNX defines (300 MiB took 1.7 GB to deploy)",
-           long_doc_string)
+           lambda: _deploy_refuses(planner, lambda m: setattr(m, "doc_string", "x" * (2 << 20)),
+                                   work / "p32-doc.onnx", "outside its graph and metadata"))
 
     def external_from_its_folder():
         import os
