@@ -1159,6 +1159,22 @@ def test_a_rate_other_than_the_planners_is_said(files, caplog):
     assert "control rate" not in caplog.text
 
 
+def test_a_driver_changing_its_bounds_in_place_changes_nothing_the_loop_checked(files):
+    """Probe 33: the loop kept the driver's own float32 bound arrays; set to NaN in place after the loop was built,
+    NaN commands were sent (0 fallbacks), and inverted bounds sent -5 on a [-1, 1] actuator. It keeps copies."""
+    for bad in (np.nan, "inverted"):
+        robot = ScriptedRobot()
+        loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
+        loop.run(2)
+        if bad == "inverted":
+            robot.action_low[:], robot.action_high[:] = 5.0, -5.0
+        else:
+            robot.action_low[:] = robot.action_high[:] = bad
+        loop.run(3)
+        sent = np.stack(robot.sent)
+        assert np.all(np.isfinite(sent)) and np.all(np.abs(sent) <= 1.0), sent.ravel().tolist()
+
+
 def test_odd_python_api_values_are_named(files, tmp_path):
     """The fifth probe's API cases (2026-11-26): each was accepted silently or named nothing."""
     from robot_wm.runtime.record import DeploymentRecorder

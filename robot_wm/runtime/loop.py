@@ -118,8 +118,10 @@ class ControlLoop:
         self.deadline_s = deadline_s if deadline_s is not None else self.period
         # the robot's bounds: finite, ordered, and the planner's (the middle of infinite or NaN bounds was NaN,
         # sent after a safe stop; a planner for 1 actuator drove a robot with 2)
-        self.low = np.asarray(robot.action_low, dtype=np.float32).reshape(-1)
-        self.high = np.asarray(robot.action_high, dtype=np.float32).reshape(-1)
+        # copies, read-only: a driver that changed its float32 bounds in place to NaN had NaN sent (probe 33)
+        self.low = np.array(robot.action_low, dtype=np.float32).reshape(-1)
+        self.high = np.array(robot.action_high, dtype=np.float32).reshape(-1)
+        self.low.flags.writeable = self.high.flags.writeable = False
         if self.low.shape != self.high.shape or not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))
                                                      and np.all(self.low <= self.high)):
             raise ValueError(f"robot action bounds [{self.low.tolist()}, {self.high.tolist()}]: expected finite "
