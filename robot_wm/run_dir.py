@@ -78,6 +78,16 @@ class RunLock:
     def active(self) -> bool:
         return self._finalizer.alive
 
+    def in_place(self) -> bool:
+        """Whether the folder at the locked path is still the one locked: a writer paused while the run was moved
+        away and a copy put back at its path wrote into the copy, beside that copy's own writer (probe 33)."""
+        folder = os.path.dirname(self._held.key)
+        try:
+            here, held = os.stat(folder), os.fstat(self._held.dir_fd)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
     def __enter__(self) -> RunLock:
         return self
 

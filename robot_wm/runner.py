@@ -31,7 +31,7 @@ from robot_wm.finetune import (
     robot_weight,
     sim_states,
 )
-from robot_wm.io import file_sha256
+from robot_wm.io import RunLockedError, file_sha256
 from robot_wm.memory import check_memory
 from robot_wm.metrics import multistep_error
 from robot_wm.model.checkpoint import check_time_step, load_checkpoint_parts, save_checkpoint, time_step
@@ -152,6 +152,10 @@ class Session:
         if self.lock is None or not self.lock.active:
             raise RuntimeError(f"Session.{what}: this session does not hold the run's lock (opened with lock=False, "
                                "or closed): open one with the lock to write the run")
+        if not self.lock.in_place():
+            raise RunLockedError(f"the run folder {str(self.run.root)!r} was moved or replaced while this command held "
+                                 "it (another folder is at its path now): stopped before writing into it; nothing of "
+                                 "this command's is in the folder now at that path")
 
     def __enter__(self) -> Session:
         return self
@@ -227,6 +231,7 @@ class Session:
                   "wall_s": round(self.wall(), 2), "return": float("nan"), "env_steps": 0, "physics_steps": 0,
                   "diverged": True}
         if ep is not None:
+            self._check_writer("collect")  # the folder may have been moved during the episode (probe 33)
             path = data.append(ep)
             record.update(file=path.name, sha256=file_sha256(path))  # checked before each training (probe 12)
             record.update({k: ep.meta[k] for k in ("return", "control_steps", "env_steps", "physics_steps",
@@ -277,6 +282,7 @@ class Session:
         # the delays its robot data was realigned by: export warns where the planner does not compensate them (probe
         # 20: said for the fine-tuned round only)
         delays = realigned_delays(robot)
+        self._check_writer("train")  # the folder may have been moved during training (probe 33)
         stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
             "task": self.cfg.env.task, **time_step(self.cfg.env), **self.run.id_field(), "round": round_,
             "transitions": transitions,

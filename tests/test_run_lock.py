@@ -257,3 +257,27 @@ def test_a_holder_line_with_terminal_escapes_is_shown_as_text(tmp_path):
                           "started": "now"})
     msg = _locked_message(tmp_path, "run directory", holder, "")
     assert "\x1b" not in msg and "\x07" not in msg and "\n" not in msg and "\\x1b]0;pwned" in msg, msg
+
+
+def test_a_writer_whose_run_was_moved_and_put_back_writes_nothing(tiny_run_dir, tmp_path):
+    """Probe 33: a collect paused mid-episode, the run moved away and a copy put back at its path, another collect
+    into the copy, then the first resumed: it stored its episode into the copy (the lock is the moved folder's), and
+    the copy held two writers' episodes under one index. A writer checks that its locked folder is still at its path
+    before each store."""
+    import shutil
+
+    from robot_wm.runner import Session
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    s = Session.open(RunDir(run).load_config(), RunDir(run), progress=False, lock=True)
+    try:
+        index = len(s.run.dataset())
+        shutil.move(run, tmp_path / "moved")
+        shutil.copytree(tmp_path / "moved", run)
+        before = snapshot(run)
+        with pytest.raises(RunLockedError, match="was moved or replaced while this command held it"):
+            s.collect(s.planner("random", seed=1), "train", index)
+        assert snapshot(run) == before
+    finally:
+        s.close()
