@@ -286,6 +286,11 @@ def _settings(cfg: RunConfig) -> dict:
                                   if k != "run_dir" and not k.startswith("rerun.")}))
 
 
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory that ``path`` lies inside (after links), None where none does."""
+    return next((parent for parent in Path(path).resolve().parents if RunDir(parent).is_run()), None)
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -350,10 +355,9 @@ class RunDir:
                     raise NotARunError(f"run_dir {str(self.root)!r} lies below {str(parent)!r}, which is a file, "
                                        "not a folder; choose another run_dir")
                 break
-        for parent in self.root.resolve().parents:  # finetune of the outer run then wrote into the inner one (probe 17)
-            if RunDir(parent).is_run():
-                raise NotARunError(f"run_dir {str(self.root)!r} lies inside the run directory {str(parent)!r}; "
-                                   "choose a folder outside any run")
+        if (outer := enclosing_run(self.root)) is not None:  # finetune of the outer run then wrote into the inner one
+            raise NotARunError(f"run_dir {str(self.root)!r} lies inside the run directory {str(outer)!r}; "  # (17)
+                               "choose a folder outside any run")
         if not self.root.exists():
             return
         if not self.root.is_dir():

@@ -633,14 +633,15 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
     at = len(data) if at is None or at > len(data) else at
     record = {"kind": "eval", "env_steps": data.env_steps_of(at), "final": True, "episodes": list(done),
               "returns": [e.total_return for e in finals]}
-    for r in s.run.records("eval"):  # its episodes give the returns its record holds (a swapped episode: probe 32)
+    logged = s.run.records("eval")
+    for r in logged:  # its episodes give the returns its record holds (a swapped episode: probe 32)
         if r.get("final") is True and r.get("episodes") == list(done) and not _same_returns(r.get("returns"),
                                                                                             record["returns"]):
             raise ValueError(f"the final evaluation's episodes {list(done)} in {str(evals.root)!r} give the returns "
                              f"{[round(x, 3) for x in record['returns']]}, its record in metrics.jsonl "
                              f"{reprlib.repr(r.get('returns'))}: an episode was replaced after it was stored; "
                              "restore it, or start a new run")
-    if not any(all(r.get(k) == v for k, v in record.items()) for r in s.run.records("eval")):  # rebuilt: logged once
+    if not any(all(r.get(k) == v for k, v in record.items()) for r in logged):  # a rebuilt summary: logged once
         s.run.log(record)
     summary = summarize(s, [{"return": e.total_return, "plan_hz": e.meta.get("plan_hz")} for e in finals],
                         final_round, at, before)

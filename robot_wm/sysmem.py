@@ -31,16 +31,13 @@ def available_memory() -> int | None:
 
 def _address_space_left() -> int | None:
     """What ``ulimit -v`` leaves the process (its soft limit less its virtual size now), None without a limit."""
+    if (soft := address_space_limit()) is None:
+        return None
     try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft == resource.RLIM_INFINITY:
-            return None
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmSize:"):
                 return max(0, soft - int(line.split()[1]) * 1024)
-    except (ImportError, OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):
         pass
     return None
 
@@ -71,18 +68,18 @@ def address_space_refusal(command: str) -> str | None:
     if (limit := address_space_limit()) is None or limit >= floor:
         return None
     return (f"the address-space limit (ulimit -v) is {limit >> 20} MiB, and `robot-wm {command}` needs at least "
-            f"{floor >> 20} MiB to start (torch, MuJoCo, onnxruntime and their BLAS threads map it before any work): raise it to at "
-            f"least {floor >> 10} KiB (ulimit -v {floor >> 10}) or lift it (ulimit -v unlimited)")
+            f"{floor >> 20} MiB to start (torch, MuJoCo, onnxruntime and their BLAS threads map it before any work): "
+            f"raise it to at least {floor >> 10} KiB (ulimit -v {floor >> 10}) or lift it (ulimit -v unlimited)")
 
 
 def memory_blamed(message: str) -> str | None:
     """A sentence for a library error that is a failed allocation under ``ulimit -v`` (None otherwise): onnxruntime
     said "PosixThread ... Resource temporarily unavailable" and was reported as a corrupted planner file."""
-    if address_space_limit() is None:
+    if (limit := address_space_limit()) is None:
         return None
     text = message.lower()
     if not any(k in text for k in ("posixthread", "bad_alloc", "failed to allocate", "cannot allocate memory",
                                    "resource temporarily unavailable", "out of memory")):
         return None
-    return (f"it ran out of address space under the limit set by ulimit -v ({address_space_limit() >> 20} MiB): raise "
-            "or lift the limit (ulimit -v unlimited)")
+    return (f"it ran out of address space under the limit set by ulimit -v ({limit >> 20} MiB): raise or lift the "
+            "limit (ulimit -v unlimited)")

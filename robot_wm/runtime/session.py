@@ -318,9 +318,8 @@ class PlannerSession:
             self.session = ort.InferenceSession(blob, options, providers=chain)
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             msg = str(e)
-            if "external" in msg.lower():
-                raise ModelFileError(f"{str(self.path)!r} references external data; robot-wm only runs "
-                                     "self-contained planner files") from None
+            if "external" in msg.lower():  # in a node's attribute tensor (initializers are refused by _read)
+                raise _external_data(self.path) from None
             from robot_wm.sysmem import memory_blamed
 
             if why := memory_blamed(msg):
@@ -415,8 +414,7 @@ class PlannerSession:
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
             # refused here, not left to onnxruntime's error: from the folder holding the side file, onnxruntime read
             # it (weights zeroed in it deployed, exit 0: probe 32)
-            raise ModelFileError(f"{str(path)!r} references external data; robot-wm only runs self-contained planner "
-                                 "files (export writes one)")
+            raise _external_data(path)
         if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
@@ -578,8 +576,9 @@ class PlannerSession:
                 from robot_wm.sysmem import memory_blamed
 
                 first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-                if "allocate" in str(e).lower() or memory_blamed(str(e)):
-                    why = memory_blamed(str(e)) or "export it with fewer planner.samples or a shorter horizon"
+                blamed = memory_blamed(str(e))
+                if blamed or "allocate" in str(e).lower():
+                    why = blamed or "export it with fewer planner.samples or a shorter horizon"
                     raise ModelFileError(f"planner file {str(self.path)!r}: a planning step could not be allocated "
                                          f"(onnxruntime: {first}): {why}") from None
                 raise ModelFileError(f"planner file {str(self.path)!r} fails when it runs (onnxruntime: {first}): its "
@@ -588,6 +587,11 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _external_data(path: Path) -> ModelFileError:
+    return ModelFileError(f"{str(path)!r} references external data; robot-wm only runs self-contained planner files "
+                          "(export writes one)")
 
 
 def _check_no_control_flow(graph, path: Path) -> None:
@@ -643,9 +647,9 @@ def _check_no_foreign_field(path: Path) -> None:
                 if field not in _WEIGHTY_FIELDS:
                     other += i - start
                     if other > MAX_DESCRIPTION_BYTES:  # a 300 MiB doc_string took 1.7 GB to deploy (probe 32)
-                        name = _MODEL_FIELD_NAMES.get(field, str(field))
                         raise ModelFileError(f"planner file {str(path)!r} holds more than {MAX_DESCRIPTION_BYTES >> 20} "
-                                             f"MiB outside its graph and metadata (up to field {name!r}): a planner "
+                                             f"MiB outside its graph and metadata (up to field "
+                                             f"{_MODEL_FIELD_NAMES[field]!r}): a planner "
                                              "file's descriptions are short; it was padded after export; export the "
                                              "planner again")
 

@@ -62,12 +62,11 @@ def check_sweep_dir(sweep_dir: Path) -> None:
             if not parent.is_dir():
                 raise ValueError(f"sweep directory {str(sweep_dir)!r} lies below {str(parent)!r}, which is a file")
             break
-    from robot_wm.run_dir import RunDir
+    from robot_wm.run_dir import enclosing_run
 
-    for parent in sweep_dir.resolve().parents:  # refused by every trial after Ray started, results.csv left (probe 32)
-        if RunDir(parent).is_run():
-            raise ValueError(f"sweep directory {str(sweep_dir)!r} lies inside the run directory {str(parent)!r}; choose "
-                             "a folder outside any run")
+    if (outer := enclosing_run(sweep_dir)) is not None:  # refused by every trial after Ray started (probe 32)
+        raise ValueError(f"sweep directory {str(sweep_dir)!r} lies inside the run directory {str(outer)!r}; choose "
+                         "a folder outside any run")
     if not sweep_dir.is_dir():
         return
     theirs = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_OWN)
