@@ -10,7 +10,9 @@ import logging
 import math
 import os
 import re
+import reprlib
 import stat
+import statistics
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from robot_wm.io import (
     atomic_write_json,
     atomic_write_text,
     check_regular_file,
+    dangling_link,
     file_sha256,
     leftover_temp_files,
     loads_json,
@@ -346,9 +349,8 @@ class RunDir:
         but is not a robot-wm run (a user's folder is never overwritten). A new or empty folder is fine."""
         if "\x00" in str(self.root):
             raise NotARunError(f"run_dir {str(self.root)!r} holds a NUL byte; expected a folder path")
-        if self.root.is_symlink() and not self.root.exists():  # makedirs said only "[Errno 17] File exists"
-            raise NotARunError(f"run_dir {str(self.root)!r} is a broken symbolic link (to {os.readlink(self.root)!r}); "
-                               "remove it or create its target")
+        if link := dangling_link(self.root):  # makedirs said only "[Errno 17] File exists"
+            raise NotARunError(f"run_dir {link}: remove it or create its target")
         for parent in self.root.parents:  # "Not a directory" with a useless --resume hint
             if parent.exists():
                 if not parent.is_dir():
@@ -379,11 +381,10 @@ class RunDir:
             hint = " (a planner file: `robot-wm deploy` runs it)" if self.root.suffix.lower() == ".onnx" else ""
             raise FileNotFoundError(f"{str(self.root)!r} is a file, not a run directory{hint}")
         # a loop was "no such folder" (probe 25), and so was a broken link in a folder above the run (its review)
-        link = next((p for p in (self.root, *self.root.parents) if p.is_symlink() and not p.exists()), None)
+        link = next((p for p in (self.root, *self.root.parents) if dangling_link(p)), None)
         if link is not None:
-            what = "a symbolic link that leads nowhere (broken, or a loop of links)"
-            raise FileNotFoundError(f"{str(self.root)!r} is {what}, not a run directory" if link == self.root else
-                                    f"{str(self.root)!r} is not a run directory: its folder {str(link)!r} is {what}")
+            raise FileNotFoundError(f"{dangling_link(link)}, not a run directory" if link == self.root else
+                                    f"{str(self.root)!r} is not a run directory: its folder {dangling_link(link)}")
         if not self.root.is_dir():  # a path through a file ('afile/run') was "no such folder" too
             afile = next((p for p in self.root.parents if p.exists() and not p.is_dir()), None)
             raise FileNotFoundError(f"{str(self.root)!r} is not a run directory: " + (
@@ -759,7 +760,32 @@ class RunDir:
             raise ValueError(f"{str(path)!r}: {', '.join(f'{k} = {json.dumps(doc.get(k))[:40]}' for k in bad)} is not "
                              "what robot-wm writes (env_steps a count, returns numbers): the file is damaged or was "
                              "edited")
+        self._check_summary_headline(doc, path)
         return doc
+
+    def _check_summary_headline(self, doc: dict, path: Path) -> None:
+        """The headline is the run's last final evaluation's, as its record in metrics.jsonl holds it: a hand-edited
+        ``eval_return_mean`` of 999 was a sweep's best trial in results.csv and its report (probe 33)."""
+        finals = [r for r in self.records("eval") if r.get("final") is True and isinstance(r.get("returns"), list)]
+        if not finals:  # a run made before final records were marked: nothing to check against
+            return
+        rec, returns = finals[-1], doc.get("eval_returns")
+        said = [x for x in rec["returns"] if isinstance(x, int | float) and not isinstance(x, bool)]
+        mean, std = (statistics.fmean(said), statistics.pstdev(said)) if said else (math.nan, math.nan)
+        close = lambda a, b: a is not None and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6) or (
+            a is None and math.isnan(b))
+        bad = [k for k, ok in (
+            ("eval_returns", isinstance(returns, list) and len(returns) == len(said) and all(
+                isinstance(x, int | float) and not isinstance(x, bool) and close(x, y) for x, y in zip(returns, said))),
+            ("eval_return_mean", close(doc.get("eval_return_mean"), mean)),
+            ("eval_return_std", close(doc.get("eval_return_std"), std)),
+            ("env_steps", rec.get("env_steps") is None or doc.get("env_steps") == rec.get("env_steps")))
+            if not ok]
+        if bad:
+            raise ValueError(f"{str(path)!r}: {', '.join(f'{k} = {reprlib.repr(doc.get(k))}' for k in bad)}, but the "
+                             f"run's final evaluation in metrics.jsonl gives returns {reprlib.repr(said)} (mean "
+                             f"{mean:.6g}) at {rec.get('env_steps')} environment steps: the file is damaged or was "
+                             "edited (remove it, and `robot-wm run RUN --resume` rebuilds it from that evaluation)")
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)

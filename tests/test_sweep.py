@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -782,7 +783,10 @@ def test_a_damaged_summary_is_named_in_the_trials_row_and_by_resume(tmp_path, ca
     run = results.run_dir_of(out_dir, sweep.trials[0])
     run_trial_config(sweep.trials[0].config(run), progress=False)  # the trial's run, made as its worker would
     assert results.is_complete(run)
+    real = json.loads((run / "summary.json").read_text())
+    edited = json.dumps({**real, "eval_return_mean": 999.0})  # well formed, but not the final evaluation's (probe 33)
     for summary, needle in [
+        (edited, "eval_return_mean = 999.0, but the run's final evaluation in metrics.jsonl gives returns"),
         ("", "summary.json' is not valid JSON"), ('{"eval_return_mean": 5}', "env_steps = null is not what robot-wm"),
         ('{"env_steps": 400, "eval_return_mean": "high", "learning_curve": {}}', 'eval_return_mean = "high"'),
         ('{"env_steps": 400, "learning_curve": {"abc": [1]}}', "learning_curve = "),
@@ -792,6 +796,9 @@ def test_a_damaged_summary_is_named_in_the_trials_row_and_by_resume(tmp_path, ca
         assert rows[0]["status"] == "failed" and needle in rows[0]["error"], rows[0]
         assert main(["run", f"run_dir={run}", "--resume", "--no-progress"]) == 2
         assert needle in capsys.readouterr().err
+    (run / "summary.json").unlink()  # as the message says: removed, `--resume` rebuilds it from the final evaluation
+    assert main(["run", f"run_dir={run}", "--resume", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["eval_returns"] == real["eval_returns"]
 
 
 @pytest.mark.parametrize("kind", ["user-results", "user-files", "file", "inside-a-run"])
