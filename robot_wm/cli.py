@@ -20,7 +20,7 @@ import numpy as np
 
 from robot_wm import config as cfgmod
 from robot_wm.cli_args import integer, once_everywhere, path_arg, seed, whole
-from robot_wm.io import RunLockedError
+from robot_wm.io import RunLockedError, dangling_link
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
@@ -493,6 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     for field, what in (("args", "override"), ("overrides", "override"), ("sim", "--sim")):
         for note in _given_twice(getattr(args, field, None) or [], what):  # the last won without a word (probe 17)
             print(f"robot-wm {args.command}: {note}", file=sys.stderr)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's oneMKL then ended the program with "Cannot load libtorch_cpu.so", exit 0 (33)
+        print(f"robot-wm {args.command}: error: the current folder was deleted after this shell entered "
+              "it: `cd` to a folder that exists and run the command again", file=sys.stderr)
+        return 2
     from robot_wm.sysmem import address_space_refusal
 
     if why := address_space_refusal(args.command):  # before the libraries that hang or fail under it
@@ -504,10 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     _TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # a service stop ends like Ctrl-C
     # A closed terminal or ssh session (SIGHUP) killed a deployment at once: the episode being recorded was lost and
-    # no safe action was sent (tenth probe). Where it is ignored (nohup), it stays ignored.
-    hangup = main_thread and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
-    if hangup:
-        signal.signal(signal.SIGHUP, _terminate)
+    # no safe action was sent (tenth probe); so did a stray `kill -USR1` (probe 33). Where one is ignored (nohup), it
+    # stays ignored.
+    stops = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) == signal.SIG_DFL] if main_thread else []
+    for sig in stops:
+        signal.signal(sig, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     stdout = sys.stdout  # None where it was closed (`>&-`): print() then prints nothing, as wanted (probe 16)
     sys.stdout = guard = OutputGuard(stdout) if stdout is not None else None
@@ -529,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         if main_thread:  # a second Ctrl-C a moment later was a traceback from inside this handler (ninth probe), and
             for sig in (signal.SIGINT, signal.SIGTERM):  # a second SIGTERM one from the cleanup below (probe 31)
                 signal.signal(sig, signal.SIG_IGN)
-            if hangup:
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            for sig in stops:
+                signal.signal(sig, signal.SIG_IGN)
         return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if isinstance(e, Terminated) else None)
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
         if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):
@@ -556,14 +563,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = stdout
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-            if hangup:
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            for sig in stops:
+                signal.signal(sig, signal.SIG_DFL)
             if sigint is not None:  # None: a handler set outside Python, left as it was
                 signal.signal(signal.SIGINT, sigint)
 
 
+# Signals whose default ends the program at once (no safe action, the episode being recorded lost): each, where
+# left at its default, stops it like SIGTERM
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+
+
 def _stopped(args: argparse.Namespace, sig: int | None) -> int:
-    """Ctrl-C (130), SIGTERM (143) or SIGHUP (129; ``sig``, None for Ctrl-C): said, with how to go on."""
+    """Ctrl-C (130), SIGTERM (143), SIGHUP (129) or another of ``STOP_SIGNALS`` (``sig``, None for Ctrl-C): said,
+    with how to go on."""
     what = "interrupted" if sig is None else f"terminated ({signal.Signals(sig).name})"
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print(f"robot-wm {args.command}: {what}. {SAVED} {resume_hint(args)}", file=sys.stderr)
@@ -571,7 +584,7 @@ def _stopped(args: argparse.Namespace, sig: int | None) -> int:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the program is, so that it stops like Ctrl-C (what was written stays
+    """SIGTERM, SIGHUP or another of ``STOP_SIGNALS``, raised where the program is, so that it stops like Ctrl-C (what was written stays
     complete)."""
 
 
@@ -646,10 +659,9 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
             return (f"the path {name} is longer than the file system allows ({len(os.fsencode(str(e.filename))):,} "
                     "bytes; 4,096 a path): choose a shorter path")
         return f"a name in {name} is longer than the file system allows (255 bytes a name): choose a shorter path"
-    if e.errno == errno.EEXIST and e.filename and os.path.islink(e.filename) and not os.path.exists(e.filename):
+    if e.errno == errno.EEXIST and e.filename and (link := dangling_link(e.filename)):
         # "File exists: 'loopd/a'" for a folder that is a link leading nowhere (probe 31)
-        return (f"{name} is a symbolic link to {os.readlink(e.filename)!r}, which leads to nothing (a broken link or a "
-                "loop): remove it or point it at a folder")
+        return f"{link}: remove it or point it at a folder"
     if e.errno == errno.ENOENT:  # "[Errno 2] No such file or directory: '/proc/self/x'" (probe 29)
         return (f"cannot make or open {name} ({e.strerror}): a folder on its path is missing, or the file system there "
                 "holds no such files")

@@ -487,7 +487,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
     rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
     assert rc == 2 and "Traceback" not in out, out
     assert "episode_000001.npz" in out, out
-    assert how != "broken-link" or "is a symbolic link to" in out and "(a broken link)" in out, out
+    assert how != "broken-link" or "is a symbolic link to" in out and "that leads nowhere" in out, out
     assert snapshot(run_copy) == before
 
 
@@ -702,6 +702,20 @@ def test_a_small_address_space_limit_is_named_before_any_work(base_run, planner_
     r = _under_address_limit(900 * 2**20, "deploy", str(planner_file), "--episodes", "1", "--task",
                              "cartpole-swingup", timeout=300)
     assert r.returncode == 0 and "ulimit" not in r.stderr, r.stderr
+
+
+def test_a_deleted_current_folder_is_named_before_torch_loads(tmp_path):
+    """Started in a folder deleted since (`rm -r` from another shell): torch's oneMKL printed "Cannot load
+    libtorch_cpu.so" and the command ended, exit 0, nothing done (probe 33)."""
+    gone, run = tmp_path / "gone", tmp_path / "run"
+    gone.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    script = (f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m robot_wm.cli run run_dir="{run}" '
+              'env_steps=400 --no-progress')
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                       check=False, env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(root)})
+    assert r.returncode == 2 and "the current folder was deleted" in r.stderr, (r.returncode, r.stderr)
+    assert "oneMKL" not in r.stderr and not run.exists()
 
 
 def test_a_library_failure_under_an_address_limit_blames_the_limit():
@@ -1142,10 +1156,10 @@ def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys
     assert rc == 2 and str(path) in out and ("not a regular file" in out or "at most 1 MiB" in out), out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
 def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planner_file, tmp_path, sig):
     """A service stop (SIGTERM) used to kill `deploy --record` at once, losing the episode in progress; a closed
-    terminal or ssh session (SIGHUP) did the same until the tenth probe."""
+    terminal or ssh session (SIGHUP) did the same until the tenth probe, a stray `kill -USR1` until probe 33."""
     rec = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner_file), "--task",
                              "cartpole-swingup", "--episodes", "50", "--realtime", "--record", str(rec)],
@@ -1184,10 +1198,10 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     (run_copy.parent / "missing_link").symlink_to(run_copy.parent / "nowhere")
     for name in ("loop_a", "missing_link"):
         rc, out = main_in_process(capsys, "eval", str(run_copy.parent / name))
-        assert rc == 2 and "is a symbolic link that leads nowhere (broken, or a loop of links)" in out, out
+        assert rc == 2 and "is a symbolic link to" in out and "that leads nowhere (broken, or a loop of links)" in out, out
     # a broken link in a folder above the run (it was "no such folder": session 25's review)
     rc, out = main_in_process(capsys, "eval", str(run_copy.parent / "missing_link" / "run"))
-    assert rc == 2 and "its folder" in out and "missing_link' is a symbolic link that leads nowhere" in out, out
+    assert rc == 2 and "its folder" in out and "missing_link' is a symbolic link to" in out, out
     # a path through a file said "no such folder" (session 25's review)
     rc, out = main_in_process(capsys, "eval", str(planner_file / "run"))
     assert rc == 2 and f"{str(planner_file)!r} is a file, not a folder" in out, out
@@ -1383,7 +1397,7 @@ def _rc(capsys, *args: str) -> tuple[int, str]:
     (["run", "run_dir={tmp}/ea", "eval_at=[-5]"], "eval_at.0: Input should be greater than or equal to 1 (got -5)"),
     (["run", "run_dir={tmp}/" + "b" * 300, "env_steps=400"], "is longer than the file system allows"),
     # a folder that is a link leading nowhere: "File exists: '.../a'" (probe 31)
-    (["run", "run_dir={tmp}/ld/a/run", "env_steps=400"], "ld/a' is a symbolic link to 'b', which leads to nothing"),
+    (["run", "run_dir={tmp}/ld/a/run", "env_steps=400"], "ld/a' is a symbolic link to 'b' that leads nowhere"),
     # a run that was never made was told to go on with --resume (probe 29)
     (["run", "run_dir=/sys/kernel/robot-wm-x", "env_steps=400"], "cannot write '/sys/kernel/robot-wm-x'"),
 ])
@@ -1604,7 +1618,7 @@ def test_deploy_records_the_task_the_simulated_robot_ran(run_copy, planner_file,
 @pytest.mark.parametrize("how, needle", [
     ("nul", "holds a NUL byte"),
     ("below_file", "which is a file, not a folder"),
-    ("dangling", "is a broken symbolic link"),
+    ("dangling", "that leads nowhere (broken, or a loop of links)"),
 ])
 def test_run_dirs_that_cannot_be_made_are_named(tmp_path, capsys, how, needle):
     """The sixth probe's ugly run_dir cases: 'embedded null byte', 'Not a directory' with a --resume hint that
@@ -2380,7 +2394,7 @@ def test_probe18_arguments_paths_and_recorder_calls_are_refused_first(run_copy, 
     for cmd in (["export", str(run_copy), "--out", str(tmp_path / "gone" / "sub" / "x.onnx")],
                 ["deploy", str(planner_file), "--record", str(tmp_path / "gone" / "sub")]):
         rc, out = main_in_process(capsys, *cmd)
-        assert rc == 2 and "'gone' is a symbolic link that leads nowhere" in out.replace(str(tmp_path) + "/", ""), out
+        assert rc == 2 and "'gone' is a symbolic link to" in out.replace(str(tmp_path) + "/", ""), out
     robot = SimRobot(_sim_env())
     robot.reset(0)
     rec = DeploymentRecorder(tmp_path / "r", task="cartpole-swingup", planner="x", action_repeat=8, planner_delay=0)
