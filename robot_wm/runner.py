@@ -153,15 +153,23 @@ class Session:
             raise RuntimeError(f"Session.{what}: this session does not hold the run's lock (opened with lock=False, "
                                "or closed): open one with the lock to write the run")
         if not self.lock.in_place():
-            raise RunLockedError(f"the run folder {str(self.run.root)!r} was moved or replaced while this command held "
-                                 "it (another folder is at its path now): stopped before writing into it; nothing of "
-                                 "this command's is in the folder now at that path")
+            raise self._moved()
+
+    def _moved(self) -> RunLockedError:
+        return RunLockedError(f"the run folder {str(self.run.root)!r} was moved or replaced while this command held it "
+                              "(another folder is at its path now): stopped before writing into it; nothing of this "
+                              "command's is in the folder now at that path")
 
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, exc, tb) -> None:
+        try:  # a check that failed on what is at the path now: the folder put there, not this run, is at fault (a
+            # writer's own run moved away and another put back was said to hold a checkpoint "copied in": probe 33)
+            if isinstance(exc, ValueError) and self.lock is not None and self.lock.active and not self.lock.in_place():
+                raise self._moved() from exc
+        finally:
+            self.close()
 
     def wall(self) -> float:
         return time.perf_counter() - self.started

@@ -281,3 +281,28 @@ def test_a_writer_whose_run_was_moved_and_put_back_writes_nothing(tiny_run_dir, 
         assert snapshot(run) == before
     finally:
         s.close()
+
+
+def test_a_writer_whose_run_was_replaced_blames_the_replacement_not_a_copied_checkpoint(tiny_run_dir, tmp_path):
+    """Probe 33: the same writer, its run replaced by another run at its path, was told that run's checkpoint had
+    been "copied in" from another run: the folder was replaced, and the error says so."""
+    import json
+    import shutil
+    import uuid
+
+    from robot_wm.runner import Session
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    with pytest.raises(RunLockedError, match="was moved or replaced while this command held it") as caught, \
+            Session.open(RunDir(run).load_config(), RunDir(run), progress=False, lock=True) as s:
+        shutil.move(run, tmp_path / "moved")
+        shutil.copytree(tmp_path / "moved", run)
+        manifest = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**manifest, "run_id": uuid.uuid4().hex}))
+        s.latest_model()
+    assert "copied in" in str(caught.value.__cause__)  # what the check said of the folder now at the path
+    # the same check on a run left in place still says "copied in"
+    with pytest.raises(ValueError, match="copied in"), \
+            Session.open(RunDir(run).load_config(), RunDir(run), progress=False, lock=True) as s:
+        s.latest_model()
