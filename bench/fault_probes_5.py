@@ -453,4 +453,4 @@ def probe32_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
            external_from_its_folder)
 
     record(cat, "a goal of strings and booleans (a goal file's were driven to)",
-           lambda: _refused(lambda: check_goal([True, "1", 0, 0, 0], [1] * 5, 5), "is not a list of numbers"))
+           lambda: _refused(lambda: check_goal([True, "1", 0, 0, 0], [1] * 5, 5), "holds True (bool)"))

@@ -110,13 +110,25 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def dangling_link(path: str | Path) -> str | None:
+    """Where ``path`` is a symbolic link that leads nowhere, the words that say so ("'P' is a symbolic link to 'T'
+    that leads nowhere ..."); None otherwise. One wording for every place that meets one (there were four)."""
+    p = os.fspath(path)
+    if not os.path.islink(p) or os.path.exists(p):
+        return None
+    try:
+        target = os.readlink(p)
+    except OSError:
+        target = "?"
+    return f"{p!r} is a symbolic link to {target!r} that leads nowhere (broken, or a loop of links)"
+
+
 def check_parent_folder(path: str | Path, what: str) -> None:
     """Refuse a file path whose folder cannot be made: a file (or a link that leads nowhere) where a folder of it
     belongs (``--out x.onnx/a.mp4`` was a raw "[Errno 17] File exists", after the work it was to save: probe 17)."""
     for parent in Path(path).absolute().parents:
-        if parent.is_symlink() and not parent.exists():  # was a raw "[Errno 17] File exists" too (session 27)
-            raise ValueError(f"{what} {str(path)!r}: {str(parent)!r} is a symbolic link that leads nowhere (broken, "
-                             "or a loop of links), not a folder")
+        if link := dangling_link(parent):  # was a raw "[Errno 17] File exists" too (session 27)
+            raise ValueError(f"{what} {str(path)!r}: {link}, not a folder")
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"{what} {str(path)!r}: {str(parent)!r} is a file, not a folder")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,9 +13,24 @@ MAX_CONTROL_PERIOD_S = 60.0
 declare: an MJCF timestep of 1000 s trained and exported, then deploy refused its own file (probe 13)."""
 
 
+def _not_a_number(x) -> str | None:
+    """The first value in the (nested) list ``x`` that numpy takes as a number but is none, as words: a boolean
+    beside numbers (``[True, 1]`` is an int array), a string (None: none in the first 100,000 values)."""
+    stack, seen = [x], 0
+    while stack and seen < 100_000:
+        v, seen = stack.pop(), seen + 1
+        if isinstance(v, list | tuple):
+            stack.extend(reversed(v[:100_000]))
+        elif isinstance(v, bool | np.bool_ | str | bytes):
+            return f"{reprlib.repr(v):.40} ({type(v).__name__})"
+    return None
+
+
 def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     """``x`` as an array of ``dtype``, or a ValueError naming ``what`` (numpy's own message for a string, an
     object or a ragged list names neither the value nor what was expected)."""
+    if isinstance(x, list | tuple) and (odd := _not_a_number(x)):  # a goal file's "1" and true (probe 32)
+        raise ValueError(f"{what} holds {odd}: expected numbers (int or float)")
     if np.ma.isMaskedArray(x) and np.ma.is_masked(x):  # its raw values under the mask were planned from (probe 32)
         raise ValueError(f"{what} is a masked array with {int(np.ma.count_masked(x))} masked value(s): give the values "
                          "(a missing sensor reading is no number to plan from)")
@@ -23,8 +39,9 @@ def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
         kind = None if complex_ else np.asarray(x).dtype.kind
         with np.errstate(over="ignore"):  # 1e300 to float32 is inf, which the callers name (a raw warning: probe 29)
             arr = None if complex_ or kind not in "iuf" else np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: {e}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:  # RecursionError: a list nested 100,000 deep
+        raise ValueError(f"{what} must be an array of numbers of one shape, got {type(x).__name__}: "
+                         f"{str(e)[:200] or type(e).__name__}") from None
     if complex_:
         raise ValueError(f"{what} is complex: expected real numbers")
     if arr is None:  # strings ('1'), objects and bools were converted (ninth probe)

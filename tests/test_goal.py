@@ -131,16 +131,16 @@ def test_check_goal_refuses_what_would_poison_the_planner():
     for _ in range(100_000):
         deep = [deep]
     for state, weights, needle in (([0, np.inf, 0], [1, 1, 1], "not finite"), ([0, 1], [1, 1, 1], "has 2 values"),
-                                   (["a", 1, 0], [1, 1, 1], "not a list of numbers"),
-                                   ([10**400, 0, 0], [1, 1, 1], "not a list of numbers"),  # too big for a float
-                                   (deep, [1, 1, 1], "not a list of numbers"),
+                                   (["a", 1, 0], [1, 1, 1], r"goal.state holds 'a' \(str\): expected numbers"),
+                                   ([10**400, 0, 0], [1, 1, 1], "holds object values: expected numbers"),  # too big for a float
+                                   (deep, [1, 1, 1], "goal.state must be an array of numbers"),
                                    ([1e20, 0, 0], [1, 1, 1], "beyond"),  # its square overflows float32
                                    ([1e39, 0, 0], [1, 1, 1], r"\[1e\+39, 0.0, 0.0\] has values beyond"),  # probe 30
                                    # probe 32: a goal file's strings, Unicode digits and booleans were taken as numbers
-                                   (["0", "1", "0"], [1, 1, 1], r"it holds '0' \(str\)"),
+                                   (["0", "1", "0"], [1, 1, 1], r"holds '0' \(str\)"),
                                    ([0, "\u0661", 0], [1, 1, 1], r"\(str\)"),
-                                   ([True, True, False], [1, 1, 1], r"it holds True \(bool\)"),
-                                   ([0, 1, 0], np.array([True, True, True]), "values of type bool"),
+                                   ([True, True, False], [1, 1, 1], r"holds True \(bool\)"),
+                                   ([0, 1, 0], np.array([True, True, True]), "goal.weights holds bool values"),
                                    ([0, 1, 0], [1e-45, 0, 0], r"below 1.2e-38 are 0 as float32"),  # subnormal (32)
                                    ([0, 1, 0], [1, 1e30, 1], "beyond"), ([0, 1, 0], [0, 0, 0], "at least one"),
                                    ([0, 1, 0], [-0.0, 1e-300, 0], r"below 1.2e-38 are 0 as float32")):  # ninth probe

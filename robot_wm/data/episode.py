@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.io import atomic_write_bytes, check_regular_file, loads_json
+from robot_wm.io import atomic_write_bytes, check_regular_file, dangling_link, loads_json
 
 KEYS = ("obs", "action", "reward", "physics_state")
 
@@ -123,9 +122,8 @@ class Episode:
             return cls(**arrays, meta=meta)
         except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, MemoryError,
                 json.JSONDecodeError) as e:  # NotImplementedError: zipfile on a corrupted flag bit
-            if os.path.islink(path) and not os.path.exists(path):  # "No such file" for a file `ls` shows (probe 32)
-                raise ValueError(f"episode file {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which leads "
-                                 "to nothing (a broken link): remove it") from None
+            if link := dangling_link(path):  # "No such file" for a file `ls` shows (probe 32)
+                raise ValueError(f"episode file {link}: remove it") from None
             raise ValueError(f"episode file {str(path)!r} is unreadable or not a robot-wm episode: {e}") from None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeFolder
 from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode, check_seed
-from robot_wm.io import atomic_write_bytes, check_parent_folder, check_regular_file, loads_json
+from robot_wm.io import atomic_write_bytes, check_parent_folder, check_regular_file, dangling_link, loads_json
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,8 @@ class DeploymentRecorder:
                 any(c in task for c in "/\\"):  # '../../x' was written into recording.json (probe 29)
             raise ValueError(f"task={task!r:.80}: expected the robot's task name (the run's env.task: printable, no "
                              "path separators)")
-        if Path(root).is_symlink() and not Path(root).exists():  # a bare "[Errno 17] File exists" (probe 19)
-            raise ValueError(f"--record {str(root)!r} is a broken symbolic link (to {os.readlink(root)!r}): remove it, "
-                             "or record into another folder")
+        if link := dangling_link(root):  # a bare "[Errno 17] File exists" (probe 19)
+            raise ValueError(f"--record {link}: remove it, or record into another folder")
         if Path(root).exists() and not Path(root).is_dir():
             raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
                              "recorded episodes (a new or an existing one)")
