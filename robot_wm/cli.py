@@ -570,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Signals whose default ends the program at once (no safe action, the episode being recorded lost): each, where
-# left at its default, stops it like SIGTERM
-STOP_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+# left at its default, stops it like SIGTERM. Ctrl-\ (SIGQUIT) too (probe 34): a robot gets its safe action first.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM,
+                signal.SIGPROF, signal.SIGXCPU)
 
 
 def _stopped(args: argparse.Namespace, sig: int | None) -> int:

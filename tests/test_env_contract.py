@@ -541,7 +541,7 @@ def test_make_env_names_what_it_expects(cfg):
 
 
 @pytest.mark.parametrize("action, needle", [("0.5", "holds <U3 values"), (None, "holds object values"),
-                                            ([True], "holds bool values")])
+                                            ([True], "holds True (bool)")])
 def test_run_episode_refuses_an_action_that_is_not_numbers(action, needle):
     """A policy returning the string '0.5' was driven as 0.5; None was reported as "not finite" (tenth probe)."""
     from sim.collect import run_episode
@@ -585,7 +585,7 @@ def test_sigterm_stops_a_command_while_a_huge_model_compiles(tmp_path):
     assert time.monotonic() - stopped_at < 15.0, "the stop waited for the compile (over a minute)"
 
 
-@pytest.mark.parametrize("action, needle", [(np.array(["0.5"]), "holds <U3 values"), ([True], "holds bool values"),
+@pytest.mark.parametrize("action, needle", [(np.array(["0.5"]), "holds <U3 values"), ([True], "holds True (bool)"),
                                             ([1 + 2j], "is complex")])
 def test_env_step_refuses_an_action_that_is_not_numbers(action, needle):
     """Probe 14: Env.step, used as a library, applied the string '0.5' as 0.5 and True as 1.0."""

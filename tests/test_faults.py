@@ -493,7 +493,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
-               "loop-node", "long-doc-string"]
+               "loop-node", "long-doc-string", "loop-in-function", "huge-metadata"]
 
 
 def rehash_metadata(model) -> None:
@@ -577,14 +577,25 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         add_spin_loop(m, 10**8)
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "loop-in-function":  # the same Loop inside a model-local function the graph calls (probe 34)
+        m = onnx.load(str(src))
+        add_spin_loop(m, 10**8, in_function=True)
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "huge-metadata":  # a 2 MiB metadata entry, the metadata hash recomputed: 300 MiB took 1.75 GB (34)
+        m = onnx.load(str(src))
+        m.metadata_props.add(key="notes", value="x" * (2 << 20))
+        rehash_metadata(m)
+        onnx.save(m, str(dst))
     else:
         raise ValueError(how)
     return dst
 
 
-def add_spin_loop(model, trips: int) -> None:
+def add_spin_loop(model, trips: int, in_function: bool = False) -> None:
     """Route a planner's ``state`` through a Loop of ``trips`` iterations that pass it on unchanged (a graph
-    onnxruntime loads and runs: 10^8 trips take minutes a step)."""
+    onnxruntime loads and runs: 10^8 trips take minutes a step); ``in_function``: the Loop inside a model-local
+    function (domain ``evil``) that one graph node calls."""
     from onnx import TensorProto, helper
 
     vi = helper.make_tensor_value_info
@@ -595,7 +606,15 @@ def add_spin_loop(model, trips: int) -> None:
     for node in model.graph.node:
         node.input[:] = ["state_looped" if x == "state" else x for x in node.input]
     model.graph.initializer.append(helper.make_tensor("trips", TensorProto.INT64, [], [trips]))
-    model.graph.node.insert(0, helper.make_node("Loop", ["trips", "", "state"], ["state_looped"], name="spin", body=body))
+    loop = helper.make_node("Loop", ["trips", "", "state"], ["state_looped"], name="spin", body=body)
+    if not in_function:
+        model.graph.node.insert(0, loop)
+        return
+    model.functions.append(helper.make_function("evil", "Spin", ["trips", "state"], ["state_looped"], [loop],
+                                                [helper.make_opsetid("", 18)]))
+    model.opset_import.append(helper.make_opsetid("evil", 1))
+    model.graph.node.insert(0, helper.make_node("Spin", ["trips", "state"], ["state_looped"], name="spin_call",
+                                                domain="evil"))
 
 
 def reseal_graph(model) -> None:
@@ -640,8 +659,12 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
     assert "bad.onnx" in str(err.value) or "does not match the robot" in str(err.value)
     if how == "long-doc-string":
         assert "holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')" in str(err.value)
-    if how == "loop-node":  # onnxruntime loads that graph (below): the refusal is ours
-        assert "holds a Loop node (spin), control flow that a robot-wm planner never has" in str(err.value)
+    if how == "huge-metadata":
+        assert "holds more than 1 MiB of metadata" in str(err.value), str(err.value)
+    if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
+        assert "holds a Loop node (spin, in its " in str(err.value), str(err.value)
+        assert "control flow that a robot-wm planner never has" in str(err.value)
+        assert "function evil.Spin" in str(err.value) or how == "loop-node"
         import onnxruntime as ort
 
         ort.InferenceSession(bad.read_bytes(), providers=["CPUExecutionProvider"])
@@ -1156,10 +1179,11 @@ def test_launch_file_that_is_a_fifo_a_device_or_huge_is_refused(tmp_path, capsys
     assert rc == 2 and str(path) in out and ("not a regular file" in out or "at most 1 MiB" in out), out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
 def test_sigterm_stops_deploy_like_ctrl_c_and_keeps_the_cut_short_episode(planner_file, tmp_path, sig):
     """A service stop (SIGTERM) used to kill `deploy --record` at once, losing the episode in progress; a closed
-    terminal or ssh session (SIGHUP) did the same until the tenth probe, a stray `kill -USR1` until probe 33."""
+    terminal or ssh session (SIGHUP) did the same until the tenth probe, a stray `kill -USR1` until probe 33, Ctrl-\\
+    (SIGQUIT) until probe 34."""
     rec = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(planner_file), "--task",
                              "cartpole-swingup", "--episodes", "50", "--realtime", "--record", str(rec)],

@@ -1342,3 +1342,32 @@ def test_a_launch_file_or_a_run_directory_as_the_planner_says_what_to_do(tiny_ru
         PlannerSession(launch, provider="cpu")
     with pytest.raises(ModelFileError, match=rf"a run directory is exported first: `robot-wm export {tiny_run_dir}"):
         PlannerSession(tiny_run_dir, provider="cpu")
+
+
+def test_a_driver_that_scales_its_command_in_place_changes_nothing_recorded(files, tmp_path):
+    """Probe 34: a driver whose send_action converted the command to motor units in place (a *= 100) after applying
+    it: the recorder stored actions up to 99.9 on a [-1, 1] actuator, and the loop's plan held them. The driver gets
+    a copy of each command."""
+    from robot_wm.config import EnvConfig
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.robot import SimRobot
+    from sim.registry import make_env
+
+    class MotorUnits(SimRobot):
+        applied: list = []
+
+        def send_action(self, action):
+            super().send_action(action)
+            self.applied.append(np.array(action, copy=True))
+            action *= 100.0  # to motor units, in place, after applying it
+
+    robot = MotorUnits(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=160)))
+    robot.reset(0)
+    loop = ControlLoop(PlannerSession(files["internal"], provider="cpu"), robot, realtime=False, max_fallbacks=4)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+    rec.begin(robot, 0)
+    stats = loop.run(30, done=lambda: robot.done, on_tick=rec.hook(loop, robot))
+    ep = Episode.load(rec.end())
+    assert stats.fallbacks == 0 and len(ep) == len(robot.applied) == 20
+    assert np.all(np.abs(ep.action) <= 1.0) and np.allclose(ep.action, np.stack(robot.applied)), ep.action.max()

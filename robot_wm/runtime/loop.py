@@ -222,8 +222,8 @@ class ControlLoop:
             action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
         sent, said = False, reason
-        try:
-            self.robot.send_action(action)
+        try:  # a copy: a driver that scaled its argument in place to motor units (a *= 100) changed the command
+            self.robot.send_action(action.copy())  # recorded and the plan's (probe 34)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
             said = f"robot send_action error: {type(e).__name__}: {e}"  # the tick's fallback: a recorder stored the
             self._robot_error(stats, said)  # refused command as applied, reason None (probe 21)
@@ -308,7 +308,7 @@ class ControlLoop:
     def _send_safe(self, safe: np.ndarray) -> None:
         """The safe action of a stop entered outside ``tick`` (a robot error), if the robot takes it."""
         try:
-            self.robot.send_action(safe)
+            self.robot.send_action(safe.copy())
         except Exception as e:  # noqa: BLE001
             log.error("the robot refused the safe action too (%s: %s): stop it by other means",
                       type(e).__name__, e)

@@ -396,7 +396,7 @@ class PlannerSession:
             proto = onnx.load_from_string(blob)
         except Exception as e:  # protobuf DecodeError and friends
             raise ModelFileError(f"planner file {str(path)!r} is truncated or corrupted (not a readable ONNX file: {e})") from None
-        _check_no_control_flow(proto.graph, path)
+        _check_no_control_flow(proto, path)
         proto.DiscardUnknownFields()  # ... and inside the graph: refused before onnxruntime parses it all again
         if len(blob) > 1.1 * proto.ByteSize() + 2**20:
             raise ModelFileError(f"planner file {str(path)!r} holds {len(blob) - proto.ByteSize():,} bytes that are no "
@@ -594,16 +594,19 @@ def _external_data(path: Path) -> ModelFileError:
                           "(export writes one)")
 
 
-def _check_no_control_flow(graph, path: Path) -> None:
+def _check_no_control_flow(proto, path: Path) -> None:
     """Refuse a node that runs a subgraph (Loop, Scan, If): a robot-wm planner has none, and a Loop of 10^8 trips,
     hashes recomputed, made one planning step last 86 s, deaf to SIGTERM (probe 31). A step is bounded by its
-    graph's size only where nothing in it repeats."""
-    for node in graph.node:
-        if node.op_type in ("Loop", "Scan", "If") or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                                                         for a in node.attribute):
-            raise ModelFileError(f"planner file {str(path)!r} holds a {node.op_type} node ({node.name or 'unnamed'}), "
-                                 "control flow that a robot-wm planner never has (a step could run without bound): the "
-                                 "graph was edited after export; export the planner again")
+    graph's size only where nothing in it repeats. The model's local functions are looked into too: a Loop inside
+    one, called from the graph, passed (probe 34)."""
+    for where, nodes in (("graph", proto.graph.node), *((f"function {f.domain}.{f.name}", f.node) for f in proto.functions)):
+        for node in nodes:
+            if node.op_type in ("Loop", "Scan", "If") or any(
+                    a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                raise ModelFileError(f"planner file {str(path)!r} holds a {node.op_type} node ({node.name or 'unnamed'}, "
+                                     f"in its {where[:80]}), control flow that a robot-wm planner never has (a "
+                                     "step could run without bound): the file was edited after export; export the "
+                                     "planner again")
 
 
 _MODEL_FIELDS = frozenset(f.number for f in onnx.ModelProto.DESCRIPTOR.fields)
@@ -611,6 +614,9 @@ _MODEL_FIELD_NAMES = {f.number: f.name for f in onnx.ModelProto.DESCRIPTOR.field
 _WEIGHTY_FIELDS = frozenset(onnx.ModelProto.DESCRIPTOR.fields_by_name[k].number for k in ("graph", "metadata_props"))
 MAX_DESCRIPTION_BYTES = 1 << 20
 """The most a planner file holds outside its graph and metadata (producer, doc_string, opsets, functions, ...)."""
+MAX_METADATA_BYTES = 1 << 20
+"""The most a planner file's metadata holds (an export writes a few KiB: the shapes, bounds, settings and hashes)."""
+_METADATA_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["metadata_props"].number
 
 
 def _check_no_foreign_field(path: Path) -> None:
@@ -625,7 +631,7 @@ def _check_no_foreign_field(path: Path) -> None:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             if buf[:1] != b"\x08":  # not an ONNX model's start (its ir_version): a zip, a text, ... named later
                 return
-            i, n, other = 0, len(buf), 0
+            i, n, other, meta = 0, len(buf), 0, 0
             while i < n:
                 tag, i = _varint(buf, i)
                 if tag is None:
@@ -644,6 +650,12 @@ def _check_no_foreign_field(path: Path) -> None:
                     raise ModelFileError(f"planner file {str(path)!r} holds a field (number {field}, {i - start:,} bytes) "
                                          "that an ONNX model does not have: it was padded or damaged after export; "
                                          "export the planner again")
+                if field == _METADATA_FIELD:
+                    meta += i - start
+                    if meta > MAX_METADATA_BYTES:  # a 300 MiB entry, its hash recomputed, took 1.75 GB (probe 34)
+                        raise ModelFileError(f"planner file {str(path)!r} holds more than {MAX_METADATA_BYTES >> 20} MiB "
+                                             "of metadata (an export writes a few KiB): it was padded after export; "
+                                             "export the planner again")
                 if field not in _WEIGHTY_FIELDS:
                     other += i - start
                     if other > MAX_DESCRIPTION_BYTES:  # a 300 MiB doc_string took 1.7 GB to deploy (probe 32)
