@@ -374,7 +374,8 @@ class PlannerSession:
             raise ModelFileError(f"planner file {str(path)!r} does not exist") from None
         except OSError as e:
             if e.errno != errno.ELOOP:  # "Too many levels of symbolic links", exit 1 (probe 32)
-                raise
+                # a read error named no file: "Input/output error: a file" for /proc/self/mem (probe 34)
+                raise OSError(e.errno, f"{e.strerror} (reading the planner file)", e.filename or str(path)) from None
             raise ModelFileError(f"planner file {str(path)!r} is a symbolic link loop (it leads back to itself): point "
                                  "it at a planner file") from None
         except ValueError as e:
@@ -418,6 +419,7 @@ class PlannerSession:
         if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
+        _check_tensor_sizes(proto, props.get("planner_memory_bytes"), path)
         return blob
 
     def _check_io(self) -> None:
@@ -587,6 +589,38 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _check_tensor_sizes(proto, declared: str | None, path: Path) -> None:
+    """Every tensor a step makes has a size fixed by the graph (inferred, constants propagated), none larger than the
+    step's memory the metadata declares (checked against this computer's by ``_check_memory``): a ConstantOfShape of
+    3 x 2^28 floats, hashes recomputed, grew deploy to 3.5 GB before any check (probe 34). Files exported before the
+    metadata said it are not checked."""
+    if declared is None or not declared.isdigit():  # a non-number is named by _check_memory
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # noqa: BLE001 -- onnx's inference errors have no common type
+        raise ModelFileError(f"planner file {str(path)!r}: its graph's tensor shapes cannot be inferred ({str(e)[:200]}): "
+                             "the file was edited after export; export the planner again") from None
+    bound = 2 * int(declared) + (1 << 20)
+    for v in (*inferred.graph.value_info, *inferred.graph.output):
+        if not v.type.HasField("tensor_type"):
+            continue
+        t = v.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t.HasField("shape") else [-1]
+        if any(d < 0 for d in dims):
+            raise ModelFileError(f"planner file {str(path)!r}: the size of its tensor {v.name[:80]!r} depends on the "
+                                 "data, where every tensor of a robot-wm planner has a fixed size: the graph was edited "
+                                 "after export; export the planner again")
+        try:
+            item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            item = 8
+        if (size := math.prod(dims) * item) > bound:
+            raise ModelFileError(f"planner file {str(path)!r}: its tensor {v.name[:80]!r} of shape {dims} takes "
+                                 f"{size:,} bytes, more than the {int(declared):,} a planning step needs by its metadata "
+                                 "(planner_memory_bytes): the graph was edited after export; export the planner again")
 
 
 def _external_data(path: Path) -> ModelFileError:
