@@ -151,6 +151,21 @@ def _check_shapes(module_of_meta, state: dict, what: str) -> None:
                            f"{[want.get(k) for k in bad]}")
 
 
+def _weights_bytes_bound(meta: dict) -> int:
+    """The most a checkpoint's weights file holds for the model its JSON describes (its tensors, counted on the meta
+    device, plus a header); ``MAX_WEIGHTS_BYTES`` where the spec is not one (named later, when it is built)."""
+    try:
+        spec = WorldModelSpec(**meta["spec"])
+        vspec = ValueSpec(**meta["value_spec"]) if meta.get("value_spec") is not None else None
+        with torch.device("meta"):
+            bounds = torch.zeros(spec.act_dim)
+            modules = [WorldModel(spec, bounds, bounds), *([ActorCritic(vspec, bounds, bounds)] if vspec else [])]
+            tensors = sum(v.numel() * v.element_size() for m in modules for v in m.state_dict().values())
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError):
+        return MAX_WEIGHTS_BYTES
+    return min(tensors + MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES)
+
+
 def _weights_format(blob: bytes) -> str | None:
     """The checkpoint format a safetensors file's header names (None: none, or not readable as one)."""
     try:
@@ -236,6 +251,12 @@ def load_checkpoint_parts(path: str | Path, device: str = "cpu") -> tuple[WorldM
     weights = cfg_path.parent / Path(meta["weights"]).name
     try:
         check_regular_file(weights, "checkpoint weights", MAX_WEIGHTS_BYTES)
+        # the size its spec gives, before anything is read: a sparse 7 GiB file in place of 94 KB of weights was read
+        # whole (3.5 GB resident, a MemoryError traceback under a limit) to find its hash wrong (probe 34)
+        if (size := weights.stat().st_size) > (bound := _weights_bytes_bound(meta)):
+            raise ValueError(f"checkpoint weights {str(weights)!r} are {size:,} bytes, but the model {cfg_path.name} "
+                             f"describes holds at most {bound:,}: the file was replaced or damaged; use another round "
+                             "(checkpoints/model_rNNNN.json) or retrain")
         blob = weights.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"checkpoint weights {str(weights)!r} named by {str(cfg_path)!r} do not exist") from None
