@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import string
 import tomllib
 from pathlib import Path
@@ -544,6 +545,11 @@ def check_run_dir_template(template: str) -> None:
             raise ValueError(f"run_dir {template!r} uses the template field {field}; only "
                              f"{', '.join('{' + f + '}' for f in RUN_DIR_FIELDS)} are filled in "
                              "(with an optional format such as {seed:03d})")
+        # a width, a precision, an alignment and d or s only: {seed:c} made seed 47 a '/' (a nested folder), 10 a
+        # newline, 8238 a right-to-left override; a fill character too is any character (probe 34)
+        if spec and not re.fullmatch(r"[<>^]?0?\d*(\.\d+)?[ds]?", spec):
+            raise ValueError(f"run_dir {template!r}: the format {{{name}:{spec}}} is not a width, a precision or an "
+                             "alignment; expected a short format such as {seed:03d}")
         # {seed:01000000000d} built a 1 GB name; the value counts, not its digits ({seed:0003d} is 3 wide)
         if spec and any(len(w.lstrip("0")) > 3 for w in re.findall(r"\d+", spec)):
             raise ValueError(f"run_dir {template!r}: the format {{{name}:{spec}}} asks for a width or precision over "
@@ -561,11 +567,16 @@ class ConfigError(ValueError):
     """A launch file or override that does not fit the config tree."""
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxlevel = 200, 200, 12, 3
+
+
 def _format(err: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        got = f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e["input"], dict) else ""
+        # a list of 119,999 budgets was echoed whole: 849 KB on the terminal (probe 34)
+        got = f" (got {_SHORT.repr(e['input'])})" if e["type"] != "missing" and not isinstance(e["input"], dict) else ""
         lines.append(f"  {where}: {e['msg']}{got}")
     return "\n".join(lines)
 

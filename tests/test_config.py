@@ -152,6 +152,16 @@ def test_overrides_parse_with_types():
     assert apply_overrides(base, ["seed=3", 'run_dir="r/{seed:0003d}"']).resolved_run_dir() == Path("r/003")
     with pytest.raises(ConfigError, match="width or precision over 999"):
         apply_overrides(base, ['run_dir="r/{seed:01000d}"'])
+    # probe 34: {seed:c} made seed 47 a '/', 10 a newline; a fill character is any character too
+    for spec in ("c", "/>5", "x", ",d"):
+        with pytest.raises(ConfigError, match=re.escape(f"the format {{seed:{spec}}} is not a width, a precision")):
+            apply_overrides(base, [f'run_dir="r/{{seed:{spec}}}"'])
+    assert apply_overrides(base, ["seed=3", 'run_dir="r/{task:>20s}-{seed:>4}"']).resolved_run_dir() == \
+        Path("r/    cartpole-swingup-   3")
+    # probe 34: 119,999 budgets were echoed whole in the refusal (849 KB)
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(base, ["eval_at=" + str(list(range(1, 20_000)))])
+    assert "at most 10000 items" in str(err.value) and len(str(err.value)) < 400, len(str(err.value))
     assert base == RunConfig(), "overrides must not modify the config they start from"
     # Later overrides win.
     assert apply_overrides(base, ["planner.horizon=20", "planner.horizon=7"]).planner.horizon == 7
