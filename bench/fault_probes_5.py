@@ -143,7 +143,7 @@ def probe26_27_leftovers(base: Path, complete: Path, planner: Path, work: Path) 
         folder = work / "p28-two"
         DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
         return _refused(lambda: DeploymentRecorder(folder, task="cartpole-balance", planner="p", action_repeat=8,
-                                                   planner_delay=0), "holds episodes of task 'cartpole-swingup'")
+                                                   planner_delay=0), "is claimed (its recording.json) for task 'cartpole-swingup'")
     record(cat, "two deploy --record of different tasks into one new folder (it held both)", two_recorders_two_tasks)
 
     def report_out_trailing_slash():

@@ -153,6 +153,23 @@ def test_a_recorder_refuses_a_state_of_another_size_before_the_robot_moves(tmp_p
     assert _origin({"imported_from": {"path": "x", "sha256": "ab"}}) == "ab"
 
 
+def test_a_recorder_never_writes_into_a_users_folder(tmp_path):
+    """Probe 34: `deploy --record DIR` where DIR held the user's notes and planner wrote recording.json and episodes
+    beside them. A new, an empty or a recording folder is taken."""
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("calibration\n")
+    with pytest.raises(ValueError, match=r"already holds files \(notes.txt\) but is not a recording folder"):
+        DeploymentRecorder(mine, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "new", tmp_path / "empty", tmp_path / "new"):  # the last: a recording folder by now
+        DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+    assert (tmp_path / "new" / "recording.json").exists()
+
+
 def test_a_recorder_on_a_broken_link_names_it(tmp_path):
     """`deploy --record LINK` where LINK points nowhere: a bare "[Errno 17] File exists" (probe 19)."""
     from robot_wm.runtime.record import DeploymentRecorder

@@ -634,8 +634,8 @@ def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
         assert first.stdout.readline().strip() == "claimed"
         other = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-balance"], input="\n",
                                capture_output=True, text=True, timeout=120, check=False)
-        assert other.returncode == 1 and "holds episodes of task 'cartpole-swingup' at action repeat 8; this " \
-            "deployment is 'cartpole-balance'" in other.stderr, other.stderr
+        assert other.returncode == 1 and "is claimed (its recording.json) for task 'cartpole-swingup' at action " \
+            "repeat 8; this deployment is 'cartpole-balance'" in other.stderr, other.stderr
         same = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole_swingup"], input="\n",
                               capture_output=True, text=True, timeout=120, check=False)
         assert same.returncode == 0 and same.stdout.strip() == "claimed", same.stderr
@@ -650,6 +650,23 @@ def test_two_recorders_of_different_tasks_cannot_share_a_new_folder(tmp_path):
     big = subprocess.run([sys.executable, "-c", script, str(folder), "cartpole-swingup"], input="\n",
                          capture_output=True, text=True, timeout=120, check=False)
     assert big.returncode == 1 and "is 100.0 KiB; at most 4 KiB is read" in big.stderr, big.stderr
+
+
+def test_an_edited_claim_of_a_recording_folder_is_named_as_edited(tmp_path):
+    """Probe 34: recording.json edited to action repeat 4 in a folder whose episodes are at 8: the refusal said the
+    folder "holds episodes ... at action repeat 4", the edited claim's words taken for its episodes'."""
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    folder = tmp_path / "rec"
+    DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
+    EpisodeDataset(folder).append(Episode(np.zeros((4, 5)), np.zeros((3, 1)), np.zeros(3), np.zeros((4, 0)),
+                                          {"task": "cartpole-swingup", "action_repeat": 8}))
+    (folder / "recording.json").write_text(json.dumps({"task": "cartpole-swingup", "action_repeat": 4}))
+    with pytest.raises(ValueError, match=r"recording.json' claims the folder for task 'cartpole-swingup' at action "
+                                         r"repeat 4, but its episodes are of 'cartpole-swingup' at 8: the file was edited"):
+        DeploymentRecorder(folder, task="cartpole-swingup", planner="p.onnx", action_repeat=8, planner_delay=0)
 
 
 def test_recorder_copies_a_physics_state_the_driver_refills_in_place(tmp_path):
@@ -1355,7 +1372,9 @@ def test_a_driver_that_scales_its_command_in_place_changes_nothing_recorded(file
     from sim.registry import make_env
 
     class MotorUnits(SimRobot):
-        applied: list = []
+        def __init__(self, env):
+            super().__init__(env)
+            self.applied = []
 
         def send_action(self, action):
             super().send_action(action)

@@ -18,7 +18,14 @@ import numpy as np
 
 from robot_wm.data.dataset import EpisodeFolder
 from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode, check_seed
-from robot_wm.io import atomic_write_bytes, check_parent_folder, check_regular_file, dangling_link, loads_json
+from robot_wm.io import (
+    TEMP_SUFFIX,
+    atomic_write_bytes,
+    check_parent_folder,
+    check_regular_file,
+    dangling_link,
+    loads_json,
+)
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,17 @@ CLAIM_NAME = "recording.json"
 EPISODE_BUDGET = MAX_EPISODE_BYTES - 2**24
 """Bytes of arrays and per-step metadata a recorded episode holds at most: what an episode file may hold, less 16 MiB
 for the rest of its metadata."""
+
+
+def _check_not_a_users_folder(root: Path) -> None:
+    """Refuse a folder that holds files but no recording (no recording.json, no episode): a user's notes and planner
+    got recording.json and episode files beside them, no word said (probe 34). A new or empty folder is fine."""
+    if not root.is_dir() or (root / CLAIM_NAME).exists() or any(root.glob("episode_*.npz")):
+        return
+    if held := sorted(p.name for p in root.iterdir() if not p.name.endswith(TEMP_SUFFIX)):
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ValueError(f"--record {str(root)!r} already holds files ({shown}) but is not a recording folder (no "
+                         f"{CLAIM_NAME}, no episode): refusing to write into it; choose a new or empty folder")
 
 
 class DeploymentRecorder:
@@ -87,6 +105,7 @@ class DeploymentRecorder:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
         check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
+        _check_not_a_users_folder(Path(root))
         self.data = EpisodeFolder(root, create=True)  # only its first episode read, none kept (probe 17)
         try:  # a read-only folder failed only when the first episode, already driven, was saved (tenth probe)
             tempfile.TemporaryFile(dir=self.data.root).close()
@@ -115,15 +134,22 @@ class DeploymentRecorder:
             raise ValueError(f"{str(path)!r} is damaged or was edited ({e}); it names the task the folder "
                              f"{str(self.data.root)!r} records: record into another folder") from None
         if theirs != (mine["task"], mine["action_repeat"]):
-            self._check_same_task(theirs)
+            if (first := self.data.first) is not None and \
+                    (said := (first.meta.get("task"), first.meta.get("action_repeat"))) != theirs:
+                # "holds episodes ... at action repeat 4", the edited claim's, of a folder whose episodes are at 8 (34)
+                raise ValueError(f"{str(path)!r} claims the folder for task {theirs[0]!r} at action repeat {theirs[1]!r}, "
+                                 f"but its episodes are of {said[0]!r} at {said[1]!r}: the file was edited; put back "
+                                 "what its episodes say, or record into another folder")
+            self._check_same_task(theirs, claimed=True)
 
-    def _check_same_task(self, theirs: tuple) -> None:
+    def _check_same_task(self, theirs: tuple, claimed: bool = False) -> None:
         """Refuse a folder that holds (or was claimed for) another task or action repeat than this recorder's."""
         from sim.dmc import task_key  # dm_control: loaded only for a folder that holds episodes
 
         ours = (self.meta["task"], self.meta["action_repeat"])
         if (task_key(theirs[0]), theirs[1]) != (task_key(ours[0]), ours[1]):  # one task under either spelling
-            raise ValueError(f"--record {str(self.data.root)!r} holds episodes of task {theirs[0]!r} at action "
+            holds = f"is claimed (its {CLAIM_NAME}) for" if claimed else "holds episodes of"
+            raise ValueError(f"--record {str(self.data.root)!r} {holds} task {theirs[0]!r} at action "
                              f"repeat {theirs[1]!r}; this deployment is {ours[0]!r} at {ours[1]!r}: record into "
                              "another folder")
 
