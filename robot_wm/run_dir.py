@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -114,7 +115,26 @@ def _release(held: _Held) -> None:
             os.close(held.dir_fd)
 
 
+_HOLDER: list[str] = []
+"""What this process's locks name as their holder, where not its own command line (a sweep's trial in a Ray worker)."""
+
+
+@contextlib.contextmanager
+def holder_named(text: str | None):
+    """Name the locks taken in the block ``text``: a sweep's trial, whose worker's command line is Ray's (560
+    characters of `default_worker.py --node-ip-address=...`, naming neither the trial nor the sweep: probe 34)."""
+    if text:
+        _HOLDER.append(text)
+    try:
+        yield
+    finally:
+        if text:
+            _HOLDER.pop()
+
+
 def _command_line() -> str:
+    if _HOLDER:
+        return _HOLDER[-1][:500]
     argv = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
     if argv[0] in ("cli.py", "__main__.py", "-m", "-c"):
         argv[0] = "robot-wm"
@@ -634,10 +654,30 @@ class RunDir:
         now = _settings(cfg)
         edited = [k for k in sorted(set(wrote) & set(now)) if wrote[k] != now[k] and not k.startswith(TIGHTENED)]
         if edited:
+            if (theirs := self._checkpoints_run_id()) not in (None, self.manifest().get("run_id")):
+                # another run's manifest copied over this one's: config.toml was blamed, and "putting the values
+                # back" made it the other run's (probe 34)
+                raise ValueError(f"{str(self.manifest_path)!r} is another run's: it names run id "
+                                 f"{str(self.manifest().get('run_id'))[:12]}..., the run's checkpoints were trained by "
+                                 f"{theirs[:12]}... (and config.toml differs from its settings: "
+                                 f"{', '.join(edited[:5])}); put back this run's own manifest.json (from a copy of the "
+                                 "run)")
             said = ", ".join(f"{k}={json.dumps(now[k])} (robot-wm wrote {json.dumps(wrote[k])})" for k in edited[:5])
             raise ValueError(f"{str(self.config_path)!r} was edited by hand: {said}{' ...' if len(edited) > 5 else ''}. "
                              "A run's settings are written once (`--resume KEY=VALUE` changes the few a resume may, a "
                              "one-off override applies to one command): put the values back, or start a new run_dir")
+
+    def _checkpoints_run_id(self) -> str | None:
+        """The run id the latest checkpoint names (None: none, or unreadable: the checks that load it say why)."""
+        try:
+            path = self.latest_checkpoint()
+            if path is None:
+                return None
+            check_regular_file(path, "checkpoint config", 1 << 24)
+            rid = loads_json(path.read_text()).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return rid if isinstance(rid, str) else None
 
     def log(self, record: dict) -> None:
         if self.overrides and "overrides" not in record:

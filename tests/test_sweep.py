@@ -843,6 +843,7 @@ def test_a_sweep_never_writes_into_a_users_folder(tmp_path, capsys, kind):
     err = capsys.readouterr().err
     assert f"--cpus 100000: this machine has {have} CPUs for the embedded Ray; using {have}" in err, err
     assert f"needs threads={have + 1} CPUs but --cpus is {have}" in err, err
+    assert not (tmp_path / "new").exists()  # its folder, lock and pending rows were left behind (probe 34)
     if kind == "user-results":
         assert (where / "results.csv").read_text() == "x,y\n1,2\n"
 
@@ -960,3 +961,26 @@ def test_a_second_sweep_on_one_sweep_directory_is_refused_naming_the_first(tmp_p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_trials_lock_names_its_sweep_not_rays_worker(tmp_path):
+    """Probe 34: `eval` on a sweep trial's run while it ran named its holder as Ray's worker (560 characters of
+    `default_worker.py --node-ip-address=...`): nothing said which sweep to stop. The trial's lock names it."""
+    from robot_wm.io import RunLockedError
+    from robot_wm.run_dir import RunDir
+    from robot_wm.sweep.ray_runner import run_trial
+
+    sweep = spec.load(write_sweep(tmp_path / "s.toml", 'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n'
+                                  'eval_at = [200]\n'))
+    trial = sweep.trials[0]
+    run = results.run_dir_of(tmp_path / "sweep", trial)
+    named = "robot-wm sweep trial t (sweep PID 4242: robot-wm sweep s.toml --cpus 1)"
+    seen = []
+
+    def at_milestone(run_dir, budget, mean):  # mid-run: the trial holds its run's lock
+        seen.append(json.loads((Path(run_dir.root) / ".lock").read_text())["command"])
+        with pytest.raises(RunLockedError, match=re.escape(f"(`{named}`, started")):
+            RunDir(run).lock()
+
+    out = run_trial({**trial.payload(run), "holder": named}, on_milestone=at_milestone)
+    assert out["status"] == "complete" and seen == [named], (out, seen)

@@ -159,6 +159,7 @@ def run_trial(payload: dict, on_milestone=None) -> dict:
     """One trial in a worker: the ordinary run, resumed if its directory holds part of one. Returns
     ``{"status": "complete"|"failed", "error": message, "env_steps", "eval_return"}``; an error in the run
     never escapes. ``on_milestone`` (early stopping) hears each learning-curve evaluation."""
+    from robot_wm.run_dir import holder_named
     from robot_wm.runner import run
 
     trial, run_dir = Trial.from_payload(payload), Path(payload["run_dir"])
@@ -170,7 +171,8 @@ def run_trial(payload: dict, on_milestone=None) -> dict:
             sys.path.insert(0, cwd)
     try:
         cfg = trial.config(run_dir)
-        summary = run(cfg, progress=False, resume=results.is_started(run_dir), on_milestone=on_milestone)
+        with holder_named(payload.get("holder")):
+            summary = run(cfg, progress=False, resume=results.is_started(run_dir), on_milestone=on_milestone)
         return {"status": "complete", "error": "", "env_steps": summary["env_steps"],
                 "eval_return": summary["eval_return_mean"]}
     except Exception as e:  # noqa: BLE001 - reported as the trial's result; the other trials go on
@@ -345,9 +347,18 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, *, cpus: int | None = None, address
     if address is not None:  # a dead head was refused after the sweep folder, its lock and a header were made (probe 28)
         _check_reachable(address)
     sweep_dir = Path(sweep_dir).resolve()
+    if not sweep_dir.exists():  # a refusal left the new folder, its lock and a results.csv of pending rows (probe 34)
+        _check_cpus(sweep.trials, cpus, address)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with lock_folder(sweep_dir, "sweep directory", None, "Its trials' runs are written by that sweep"):
         return _run_sweep(sweep, sweep_dir, cpus, address, max_failures, out)
+
+
+def _check_cpus(todo: list, cpus: int | None, address: str | None) -> None:
+    """Refuse ``--cpus`` below the threads a trial to run needs (the embedded Ray only: a cluster says its own)."""
+    if cpus is not None and address is None and (big := max(todo, key=lambda t: t.threads)).threads > cpus:
+        raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but --cpus is {cpus}; expected "
+                         f"--cpus of at least {big.threads} (or threads={cpus} in the sweep's overrides)")
 
 
 def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | None, max_failures: int,
@@ -388,9 +399,7 @@ def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | N
         done = "complete" if all(results.is_complete(d) for d in run_dirs.values()) else "complete or stopped early"
         out(f"sweep: all {len(sweep.trials)} trials {done}; results in {sweep_dir / results.RESULTS_NAME}")
         return rows()
-    if cpus is not None and address is None and (big := max(todo, key=lambda t: t.threads)).threads > cpus:
-        raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but --cpus is {cpus}; expected "
-                         f"--cpus of at least {big.threads} (or threads={cpus} in the sweep's overrides)")
+    _check_cpus(todo, cpus, address)
     for t in todo:
         if results.is_started(run_dirs[t.name]):
             out(f"sweep: resuming {t.name} from its last checkpoint")
@@ -400,7 +409,11 @@ def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | N
         if (big := max(todo, key=lambda t: t.threads)).threads > total:
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
         progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out, stops)
-        payloads = [{**t.payload(run_dirs[t.name]), "cwd": os.getcwd()} for t in todo]
+        from robot_wm.run_dir import _command_line
+
+        line = _command_line()  # a trial's lock names the sweep to stop, not Ray's worker
+        payloads = [{**t.payload(run_dirs[t.name]), "cwd": os.getcwd(),
+                     "holder": f"robot-wm sweep trial {t.name} (sweep PID {os.getpid()}: {line})"} for t in todo]
         _fit(ray, payloads, sweep_dir, progress, max_failures, _scheduler(sweep), _rungs(sweep))
     for run_dir, at in stops.values():
         _record_stop(Path(run_dir), at, out)
