@@ -67,10 +67,11 @@ def probe33_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     record(cat, "the same writer, another run put at its path (its checkpoint called 'copied in')", replaced_run_blamed)
 
     def bounds_changed_in_place():
+        from test_faults import _sim_env
+
         from robot_wm.runtime.loop import ControlLoop
         from robot_wm.runtime.robot import SimRobot
         from robot_wm.runtime.session import PlannerSession
-        from test_faults import _sim_env
 
         robot, sent = SimRobot(_sim_env()), []
         send = robot.send_action

@@ -29,14 +29,20 @@ PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.v
                      "robot_wm.sweep.cli", "robot_wm.dream_cli"]
 
 
+def _is_launch_arg(arg: str) -> bool:
+    """A launch file: an argument without '=', or an existing .toml file whose path holds one (a sweep's trial
+    folder, `.../cartpole-swingup-s1-planner.samples=256/my.toml`, was read as an override: probe 34)."""
+    return "=" not in arg or (arg.lower().endswith(".toml") and os.path.isfile(arg))
+
+
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
-    launch = [a for a in args if "=" not in a]
+    launch = [a for a in args if _is_launch_arg(a)]
     if len(launch) > 1:
         raise cfgmod.ConfigError(f"expected at most one launch file, got {launch}")
     if launch and not launch[0].strip():
         raise cfgmod.ConfigError("the launch file argument is empty ('' : an unset shell variable?); pass a "
                                  "launch file path, or nothing for the embedded default")
-    return (launch[0] if launch else None), [a for a in args if "=" in a]
+    return (launch[0] if launch else None), [a for a in args if not _is_launch_arg(a)]
 
 
 def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig:

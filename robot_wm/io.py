@@ -278,6 +278,8 @@ def read_jsonl(path: Path, damaged: list[int] | None = None) -> list[Any]:
     out, bad = [], []
     with open(path, "rb") as f:  # a line at a time: the text and its records are never both held whole
         for n, line in enumerate(f, 1):
+            if n == 1 and line.startswith(b"\xef\xbb\xbf"):  # a Windows editor's byte-order mark: the first record was
+                line = line[3:]  # "not JSON", and the episode it records then "has no record" (probe 34)
             try:
                 out.append(loads_json(line.decode()))
             except UnicodeDecodeError:  # binary: another program's file written over it

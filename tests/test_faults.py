@@ -364,6 +364,17 @@ def test_torn_metrics_line_loses_only_itself(tmp_path):
     assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
 
 
+def test_a_byte_order_mark_before_the_runs_records_is_read_past(run_copy, capsys):
+    """Probe 34: metrics.jsonl saved by an editor as 'UTF-8 with BOM': its first record was "not JSON", and train
+    then refused the episode it records ("no record ... restore metrics.jsonl")."""
+    path = run_copy / "metrics.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    rc, out = main_in_process(capsys, "whatif", str(run_copy))
+    assert rc == 0 and "not JSON" not in out and "no record" not in out, out
+    rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
+    assert rc == 0 and "no record" not in out, out
+
+
 # --- damaged and hostile files -------------------------------------------------------------------
 def damage_bytes(path: Path, how: str) -> None:
     blob = path.read_bytes()
@@ -382,7 +393,7 @@ def damage_bytes(path: Path, how: str) -> None:
 
 CHECKPOINT_DAMAGE = ["weights-truncate", "weights-flip", "weights-empty", "weights-missing", "json-garbage",
                      "json-no-weights", "json-bad-elites", "json-repeated-elites", "json-value-scale", "foreign-model", "huge-spec", "json-of-another-round",
-                     "json-one-value-changed", "json-100000-elites"]
+                     "json-one-value-changed", "json-100000-elites", "weights-sparse-giant"]
 
 
 def damage_checkpoint(run: Path, how: str) -> Path:
@@ -400,6 +411,9 @@ def damage_checkpoint(run: Path, how: str) -> Path:
     if how.startswith("weights-"):
         if how == "weights-missing":
             st.unlink()
+        elif how == "weights-sparse-giant":  # a sparse 7 GiB file was read whole to find its hash wrong (probe 34)
+            with open(st, "r+b") as f:
+                f.truncate(64 << 20)
         else:
             damage_bytes(st, how.split("-")[1])
     elif how == "json-garbage":
@@ -441,6 +455,7 @@ def test_damaged_checkpoint_clear_error_nothing_changed(run_copy, how, capsys):
     rc, out = main_in_process(capsys, "whatif", str(run_copy))
     assert rc == 2 and "Traceback" not in out and len(out) < 2000, out[:3000]
     assert js.stem in out, out  # the message names the checkpoint
+    assert how != "weights-sparse-giant" or "are 67,108,864 bytes, but the model" in out, out
     rc, out = main_in_process(capsys, "export", str(run_copy), "--out", str(out_onnx))
     assert rc == 2 and js.stem in out, out
     assert not out_onnx.exists()
@@ -493,7 +508,8 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
-               "loop-node", "long-doc-string", "loop-in-function", "huge-metadata"]
+               "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
+               "huge-constant"]
 
 
 def rehash_metadata(model) -> None:
@@ -582,6 +598,17 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         add_spin_loop(m, 10**8, in_function=True)
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "huge-constant":  # a ConstantOfShape of 3 x 2^28 floats, hashes recomputed: 3.5 GB (probe 34)
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        m.graph.initializer.append(helper.make_tensor("big_shape", TensorProto.INT64, [1], [3 << 28]))
+        m.graph.node.append(helper.make_node("ConstantOfShape", ["big_shape"], ["big"], name="big",
+                                             value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])))
+        m.graph.node.append(helper.make_node("ReduceSum", ["big"], ["big_sum"], keepdims=0))
+        m.graph.output.append(helper.make_tensor_value_info("big_sum", TensorProto.FLOAT, []))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
     elif how == "huge-metadata":  # a 2 MiB metadata entry, the metadata hash recomputed: 300 MiB took 1.75 GB (34)
         m = onnx.load(str(src))
         m.metadata_props.add(key="notes", value="x" * (2 << 20))
@@ -661,6 +688,8 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')" in str(err.value)
     if how == "huge-metadata":
         assert "holds more than 1 MiB of metadata" in str(err.value), str(err.value)
+    if how == "huge-constant":
+        assert "its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes" in str(err.value), str(err.value)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
         assert "holds a Loop node (spin, in its " in str(err.value), str(err.value)
         assert "control flow that a robot-wm planner never has" in str(err.value)
@@ -785,6 +814,22 @@ def test_bad_override_on_resume_never_rewrites_the_runs_config(run_copy, capsys)
         rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", bad, "--resume", "--no-progress")
         assert rc == 2 and bad.split("=")[0].split(".")[-1] in out, out
     assert snapshot(run_copy) == before
+
+
+def test_a_launch_file_whose_path_holds_an_equals_sign_is_read(tmp_path, capsys, monkeypatch):
+    """Probe 34: a launch file in a sweep's trial folder (`...-planner.samples=256/my.toml`) or named `a=b.toml` was
+    taken for an override ("'' is not a config section"), whatever form of the path was given."""
+    folder = tmp_path / "cartpole-swingup-s1-planner.samples=256"
+    folder.mkdir()
+    for launch in (folder / "my.toml", tmp_path / "a=b.toml"):
+        launch.write_text('[planner]\nhorizn = 5\n')  # read as a launch file, its own error is named
+        monkeypatch.chdir(launch.parent)
+        for given in (str(launch), f"./{launch.name}", launch.name):
+            rc, out = main_in_process(capsys, "run", given, "env_steps=400", "--no-progress")
+            assert rc == 2 and "planner.horizn" in out and "is not a config section" not in out, out
+    assert not (tmp_path / "runs").exists()
+    rc, out = main_in_process(capsys, "run", "missing=x.toml", "--no-progress")  # no such file: an override
+    assert rc == 2 and "missing" in out, out
 
 
 def test_launch_file_is_a_directory(tmp_path, capsys):
@@ -1216,6 +1261,8 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(run_copy, planner_file, capsy
     assert rc == 2 and "is a file, not a run directory (a planner file: `robot-wm deploy` runs it)" in out, out
     rc, out = main_in_process(capsys, "deploy", str(run_copy / "episodes" / "episode_000000.npz"))
     assert rc == 2 and "is a zip archive (an episode .npz?), not an ONNX planner" in out, out
+    rc, out = main_in_process(capsys, "deploy", "/proc/self/mem")  # "Input/output error: a file" (probe 34)
+    assert rc == 1 and "(reading the planner file): '/proc/self/mem'" in out, out
     # probe 25: a loop of symbolic links was "no such folder"
     (run_copy.parent / "loop_a").symlink_to(run_copy.parent / "loop_b")
     (run_copy.parent / "loop_b").symlink_to(run_copy.parent / "loop_a")
@@ -1883,6 +1930,23 @@ def test_the_last_training_episodes_removed_are_refused(run_copy, planner_file, 
     rc, out = main_in_process(capsys, "finetune", str(run_copy), "--data", str(rec), "--no-progress")
     assert rc == 2 and "are missing" in out, out
     assert snapshot(run_copy) == before  # no round written, nothing imported
+
+
+def test_another_runs_manifest_copied_into_a_run_is_named_not_its_config(run_copy, capsys):
+    """Probe 34: another run's manifest.json (seed 1) copied over a run's: "config.toml was edited by hand: seed=0
+    (robot-wm wrote 1) ... put the values back", and doing so made the run the other one's. The manifest is named."""
+    import uuid
+
+    path = run_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps({**m, "run_id": uuid.uuid4().hex, "settings": {**m["settings"], "seed": 1}}))
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1")
+    assert rc == 2 and "manifest.json' is another run's" in out and "put back this run's own manifest" in out, out
+    assert "config.toml' was edited by hand" not in out and snapshot(run_copy) == before
+    path.write_text(json.dumps({**m, "settings": {**m["settings"], "seed": 1}}))  # its own id: config.toml edited
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1")
+    assert rc == 2 and "config.toml' was edited by hand: seed=0 (robot-wm wrote 1)" in out, out
 
 
 def test_another_runs_checkpoint_copied_into_a_run_is_refused(tiny_run_dir, tmp_path, capsys):
