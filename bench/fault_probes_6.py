@@ -129,3 +129,163 @@ def probe33_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         return ok, tail(outs[-1], 90)
     record(cat, "a link that leads nowhere as a run, a run_dir and a --record folder (worded three ways)",
            dangling_link_worded_once)
+
+
+def probe34_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-fourth probe (one frozen snapshot, two helpers): its five defects and eleven ugly cases, fixed in
+    session 31."""
+    from test_faults import damage_checkpoint, damage_onnx
+
+    cat = "probe 2026-11-29 (34th)"
+
+    def forged(how: str, needle: str):
+        bad = damage_onnx(planner, work / f"p34-{how}.onnx", how)
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc == 2 and needle in out, tail(out, 90)
+    record(cat, "a Loop of 10^8 trips inside a model-local function, hashes recomputed (25 min a step, deaf to SIGTERM)",
+           lambda: forged("loop-in-function", "function evil.Spin"))
+    record(cat, "a 2 MiB metadata entry, its hash recomputed (300 MiB deployed at 1.75 GB)",
+           lambda: forged("huge-metadata", "more than 1 MiB of metadata"))
+    record(cat, "a ConstantOfShape of 3 x 2^28 floats, hashes recomputed (3.5 GB before a safe stop)",
+           lambda: forged("huge-constant", "takes 3,221,225,472 bytes"))
+
+    def driver_scales_in_place():
+        from test_faults import _sim_env
+
+        from robot_wm.data.episode import Episode
+        from robot_wm.runtime.loop import ControlLoop
+        from robot_wm.runtime.record import DeploymentRecorder
+        from robot_wm.runtime.robot import SimRobot
+        from robot_wm.runtime.session import PlannerSession
+
+        class MotorUnits(SimRobot):
+            def send_action(self, action):
+                super().send_action(action)
+                action *= 100.0  # to motor units, in place, after applying it
+
+        robot = MotorUnits(_sim_env())
+        robot.reset(0)
+        loop = ControlLoop(PlannerSession(planner, provider="cpu"), robot, realtime=False, max_fallbacks=4)
+        rec = DeploymentRecorder(work / "p34-scaled", task="cartpole-swingup", planner="p", action_repeat=8,
+                                 planner_delay=0)
+        rec.begin(robot, 0)
+        loop.run(10, on_tick=rec.hook(loop, robot))
+        ep = Episode.load(rec.end())
+        top = float(np.abs(ep.action).max())
+        return top <= 1.0, f"largest recorded action {top:.3f}"
+    record(cat, "a driver scaling its command in place to motor units (actions of 99.9 recorded)", driver_scales_in_place)
+
+    def sigquit_during_deploy():
+        rec = work / "p34-quit"
+        p = _robot_wm("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "50", "--realtime",
+                      "--record", str(rec), preexec_fn=lambda: signal.signal(signal.SIGQUIT, signal.SIG_DFL))
+        end = time.monotonic() + 120
+        while p.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGQUIT)
+        out = p.communicate(timeout=60)[0]
+        return (p.returncode == 128 + signal.SIGQUIT and "terminated (SIGQUIT)" in out and
+                (rec / "episode_000001.npz").exists()), tail(out, 90)
+    record(cat, "Ctrl-\\ (SIGQUIT) during deploy --record (no safe action, the episode lost)", sigquit_during_deploy)
+
+    def sparse_weights():
+        run = copy_run(base, work / "p34-sparse")
+        damage_checkpoint(run, "weights-sparse-giant")
+        rc, out = cli("whatif", str(run))
+        return rc == 2 and "bytes, but the model" in out, tail(out, 90)
+    record(cat, "checkpoint weights replaced by a sparse giant file (read whole: 3.5 GB, a MemoryError traceback)",
+           sparse_weights)
+
+    def char_format():
+        rc, out = cli("run", "run_dir=" + str(work / "p34-tpl" / "x{seed:c}y"), "seed=47", "env_steps=400")
+        return rc == 2 and "is not a width, a precision" in out and not (work / "p34-tpl").exists(), tail(out, 90)
+    record(cat, "run_dir=x{seed:c}y with seed 47 (a '/': a nested folder; 10 a newline)", char_format)
+
+    def long_list_echo():
+        rc, out = cli("run", f"run_dir={work / 'p34-ea'}", "eval_at=" + str(list(range(1, 20_000))))
+        return rc == 2 and "at most 10000 items" in out and len(out) < 1000, f"{len(out)} characters"
+    record(cat, "eval_at of 20,000 budgets refused (the list echoed whole: 849 KB for 119,999)", long_list_echo)
+
+    def cpus_refusal_leaves_nothing():
+        from robot_wm.cpus import available_cpus
+
+        sweep = work / "p34-cpus.toml"
+        sweep.write_text(f'tasks = ["cartpole-swingup"]\nseeds = [1]\noverrides = ["threads={available_cpus() + 1}"]\n')
+        rc, out = cli("sweep", str(sweep), "--storage", str(work / "p34-cpus"), "--cpus", "1")
+        return rc == 2 and "needs threads=" in out and not (work / "p34-cpus").exists(), tail(out, 90)
+    record(cat, "a sweep refused by --cpus (its new folder, lock and pending rows left)", cpus_refusal_leaves_nothing)
+
+    def trial_lock_names_sweep():
+        from conftest import TINY_RUN_ARGS
+
+        from robot_wm.io import RunLockedError
+        from robot_wm.run_dir import RunDir
+        from robot_wm.sweep import results, spec
+        from robot_wm.sweep.ray_runner import run_trial
+
+        (work / "p34-trial.toml").write_text('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 400\n'
+                                            f'eval_at = [200]\noverrides = {json.dumps(TINY_RUN_ARGS)}\n')
+        trial = spec.load(work / "p34-trial.toml").trials[0]
+        run, named, said = results.run_dir_of(work / "p34-trial", trial), "robot-wm sweep trial t (sweep PID 7)", []
+
+        def at_milestone(run_dir, budget, mean):
+            try:
+                RunDir(run).lock()
+            except RunLockedError as e:
+                said.append(str(e))
+        run_trial({**trial.payload(run), "holder": named}, on_milestone=at_milestone)
+        return bool(said) and named in said[0], said[0][:90] if said else "no lock held"
+    record(cat, "a sweep trial's lock as another command saw it (Ray's 560-character worker command line)",
+           trial_lock_names_sweep)
+
+    def another_runs_manifest():
+        run = copy_run(complete, work / "p34-manifest")
+        m = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**m, "run_id": uuid.uuid4().hex,
+                                                       "settings": {**m["settings"], "seed": 1}}))
+        rc, out = cli("eval", str(run), "--episodes", "1")
+        return rc == 2 and "manifest.json' is another run's" in out, tail(out, 90)
+    record(cat, "another run's manifest.json copied in (config.toml called 'edited by hand')", another_runs_manifest)
+
+    def equals_in_launch_path():
+        folder = work / "p34-s1-planner.samples=256"
+        folder.mkdir()
+        (folder / "my.toml").write_text("[planner]\nhorizn = 5\n")
+        rc, out = cli("run", str(folder / "my.toml"), "env_steps=400")
+        return rc == 2 and "planner.horizn" in out, tail(out, 90)
+    record(cat, "a launch file in a folder named like a sweep trial's ('' is not a config section)", equals_in_launch_path)
+
+    def bom_records():
+        run = copy_run(base, work / "p34-bom")
+        (run / "metrics.jsonl").write_bytes(b"\xef\xbb\xbf" + (run / "metrics.jsonl").read_bytes())
+        rc, out = cli("train", str(run), "--no-progress")
+        return rc == 0 and "no record" not in out, tail(out, 90)
+    record(cat, "metrics.jsonl saved with a byte-order mark (its episode 'has no record')", bom_records)
+
+    def unreadable_planner():
+        rc, out = cli("deploy", "/proc/self/mem", "--episodes", "1")
+        return rc == 1 and "'/proc/self/mem'" in out, tail(out, 90)
+    record(cat, "deploy /proc/self/mem ('Input/output error: a file')", unreadable_planner)
+
+    def edited_claim():
+        from robot_wm.runtime.record import DeploymentRecorder
+
+        folder = work / "p34-claim"
+        cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1", "--record", str(folder))
+        (folder / "recording.json").write_text(json.dumps({"task": "cartpole-swingup", "action_repeat": 4}))
+        try:
+            DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+        except ValueError as e:
+            return "the file was edited" in str(e), str(e)[:90]
+        return False, "accepted"
+    record(cat, "recording.json edited to action repeat 4 (the claim said to be the episodes')", edited_claim)
+
+    def users_folder():
+        folder = work / "p34-mine"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("calibration\n")
+        rc, out = cli("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "1", "--record", str(folder))
+        return rc == 2 and sorted(p.name for p in folder.iterdir()) == ["notes.txt"], tail(out, 90)
+    record(cat, "deploy --record into a folder of the user's files (recording.json and episodes written there)",
+           users_folder)
