@@ -25,6 +25,21 @@ def _robot_wm(*argv: str, cwd: Path | None = None, script: str | None = None, **
                             **popen)
 
 
+def _signal_during_deploy(planner: Path, sig: signal.Signals, rec: Path) -> tuple[bool, str]:
+    """``sig`` sent to a real `deploy --record` in its second episode (the signal at its default, as in a terminal):
+    a stop like SIGTERM's, the episode cut short kept."""
+    p = _robot_wm("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "50", "--realtime",
+                  "--record", str(rec), preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
+    end = time.monotonic() + 120
+    while p.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(sig)
+    out = p.communicate(timeout=60)[0]
+    return (p.returncode == 128 + sig and f"terminated ({sig.name})" in out and
+            (rec / "episode_000001.npz").exists()), tail(out, 90)
+
+
 def probe33_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
     """The thirty-third probe (one frozen snapshot, two helpers): its three defects and its ugly cases."""
     from robot_wm.io import RunLockedError
@@ -96,20 +111,8 @@ def probe33_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         return row["status"] == "failed" and "eval_return_mean = 999.0" in row["error"], row["error"][:90]
     record(cat, "a trial's summary.json edited to a mean of 999 (results.csv and the report took it)", summary_edited)
 
-    def sigusr1_during_deploy():
-        rec = work / "p33-usr1"
-        p = _robot_wm("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "50", "--realtime",
-                      "--record", str(rec), preexec_fn=lambda: signal.signal(signal.SIGUSR1, signal.SIG_DFL))
-        end = time.monotonic() + 120
-        while p.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        p.send_signal(signal.SIGUSR1)
-        out = p.communicate(timeout=60)[0]
-        return (p.returncode == 128 + signal.SIGUSR1 and "terminated (SIGUSR1)" in out and
-                (rec / "episode_000001.npz").exists()), tail(out, 90)
     record(cat, "kill -USR1 during deploy --record (ended at once: no safe action, the episode lost)",
-           sigusr1_during_deploy)
+           lambda: _signal_during_deploy(planner, signal.SIGUSR1, work / "p33-usr1"))
 
     def deleted_cwd():
         gone, run = work / "p33-gone", work / "p33-gone-run"
@@ -175,19 +178,8 @@ def probe34_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         return top <= 1.0, f"largest recorded action {top:.3f}"
     record(cat, "a driver scaling its command in place to motor units (actions of 99.9 recorded)", driver_scales_in_place)
 
-    def sigquit_during_deploy():
-        rec = work / "p34-quit"
-        p = _robot_wm("deploy", str(planner), "--task", "cartpole-swingup", "--episodes", "50", "--realtime",
-                      "--record", str(rec), preexec_fn=lambda: signal.signal(signal.SIGQUIT, signal.SIG_DFL))
-        end = time.monotonic() + 120
-        while p.poll() is None and not (rec / "episode_000000.npz").exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        p.send_signal(signal.SIGQUIT)
-        out = p.communicate(timeout=60)[0]
-        return (p.returncode == 128 + signal.SIGQUIT and "terminated (SIGQUIT)" in out and
-                (rec / "episode_000001.npz").exists()), tail(out, 90)
-    record(cat, "Ctrl-\\ (SIGQUIT) during deploy --record (no safe action, the episode lost)", sigquit_during_deploy)
+    record(cat, "Ctrl-\\ (SIGQUIT) during deploy --record (no safe action, the episode lost)",
+           lambda: _signal_during_deploy(planner, signal.SIGQUIT, work / "p34-quit"))
 
     def sparse_weights():
         run = copy_run(base, work / "p34-sparse")
