@@ -38,6 +38,8 @@ from robot_wm.export.format import (
     metadata_sha256,
 )
 from robot_wm.goal import Goal, check_goal
+from robot_wm.runtime.graph_bounds import GraphSize, check_graph
+from robot_wm.runtime.interrupt import register
 from sim.spec import MAX_CONTROL_PERIOD_S, as_floats
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 
+WARMUP_LIMIT_S = 60.0
+"""The longest a warm-up planning step may run before it is ended and the file refused."""
 MAX_PLANNER_BYTES = 2 << 30
 """A planner file larger than this (protobuf's own limit) is refused before it is read."""
 MAX_INPUT_ELEMENTS = 2**26
@@ -142,8 +146,12 @@ class PlannerMeta:
             raise ModelFileError(f"{where}: metadata value_guard={guard!r}, expected 0 or 1 (the file was edited or "
                                  "damaged)")
         meta = replace(meta, value_guard=guard == "1")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in meta.noise_shape):
+            raise ModelFileError(f"{where}: metadata noise_shape {str(list(meta.noise_shape))[:80]} is not a list of "
+                                 "whole numbers (the file was edited or damaged)")
+        # Python's integers: 2^64 overflowed numpy's product into a traceback (probe 35)
         sizes = {"state_dim": meta.state_dim, "horizon x action_dim": meta.horizon * meta.action_dim,
-                 "noise_shape": int(np.prod(meta.noise_shape, dtype=np.int64)) if meta.noise_shape else 1}
+                 "noise_shape": math.prod(meta.noise_shape) if meta.noise_shape else 1}
         if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):
             raise ModelFileError(f"{where}: the metadata declares input sizes {sizes} (noise_shape "
                                  f"{list(meta.noise_shape)}); each must be 1 to {MAX_INPUT_ELEMENTS:,} values")
@@ -310,7 +318,7 @@ class PlannerSession:
             raise ProviderError(f"provider={provider!r}: expected one of {', '.join(['auto', *PROVIDERS])}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
             raise ValueError(f"seed={seed!r}: expected a whole number from 0 to {2**32 - 1}")
-        blob = self._read(self.path)
+        blob, self._graph = self._read(self.path)
         self.requested = provider.lower()
         chain = provider_chain(self.requested, cuda_graph, trt_cache_dir)
         try:
@@ -324,8 +332,11 @@ class PlannerSession:
 
             if why := memory_blamed(msg):
                 raise ModelFileError(f"onnxruntime could not load {str(self.path)!r}: {why}") from None
+            first = msg.splitlines()[0] if msg else type(e).__name__
+            if len(first) > 300:  # the reason comes last, after a C++ signature: it was cut off (probe 35)
+                first = f"{first[:120]} ... {first[-180:]}"
             raise ModelFileError(f"{str(self.path)!r} is not a loadable ONNX model (truncated, corrupted or "
-                                 f"not ONNX): {msg.splitlines()[0][:300]}") from None
+                                 f"not ONNX): {first}") from None
         self.meta = PlannerMeta.parse(self.session.get_modelmeta().custom_metadata_map, repr(str(self.path)))
         self._check_io()
         self.provider = self.session.get_providers()[0]
@@ -350,12 +361,16 @@ class PlannerSession:
         from robot_wm.sysmem import MEMORY_SHARE, available_memory
 
         need = self.meta.raw.get("planner_memory_bytes")
-        if self.device != "cpu" or need is None:  # files exported before 2026-11-29 do not say it
+        if self.device != "cpu" or self._graph is None:  # (a file of another format is refused by name)
             return
-        if not need.isdigit():
-            raise ModelFileError(f"planner file {str(self.path)!r}: metadata planner_memory_bytes={need!r:.40} is not a "
-                                 "byte count (the file was edited or damaged)")
-        if (available := available_memory()) is not None and int(need) > MEMORY_SHARE * available:
+        available = available_memory()
+        if available is not None and self._graph.tensor_bytes > MEMORY_SHARE * available:  # all at once, at worst:
+            # a thousand tensors of 1.8 MB, each within the bound, summed by one node took 22 GB (probe 35)
+            raise ModelFileError(f"planner file {str(self.path)!r}: its graph's tensors take "
+                                 f"{self._graph.tensor_bytes / 1e9:.1f} GB together, more than {MEMORY_SHARE:.0%} of "
+                                 f"the {available / 1e9:.1f} GB this computer has available: export it with fewer "
+                                 "planner.samples or a shorter horizon")
+        if available is not None and int(need) > MEMORY_SHARE * available:
             raise ModelFileError(f"planner file {str(self.path)!r} needs about {int(need) / 1e9:.1f} GB a planning step "
                                  f"({self.meta.samples:,} samples x horizon {self.meta.horizon} x {self.meta.iterations} "
                                  f"iterations), more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB this "
@@ -363,7 +378,7 @@ class PlannerSession:
 
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
-    def _read(path: Path) -> bytes:
+    def _read(path: Path) -> tuple[bytes, GraphSize | None]:
         from robot_wm.io import check_regular_file
 
         try:
@@ -419,8 +434,15 @@ class PlannerSession:
         if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
-        _check_tensor_sizes(proto, props.get("planner_memory_bytes"), path)
-        return blob
+        if props.get(FORMAT_KEY) == PLANNER_FORMAT:  # (anything else is refused by name once parsed)
+            try:  # before onnxruntime builds it: a forged graph's work and memory (probes 34 and 35)
+                size = check_graph(proto, props)
+            except ValueError as e:
+                raise ModelFileError(f"planner file {str(path)!r}: {e}: the file was edited after export; export "
+                                     "the planner again") from None
+        else:
+            size = None
+        return blob, size
 
     def _check_io(self) -> None:
         m, where = self.meta, repr(str(self.path))
@@ -463,6 +485,7 @@ class PlannerSession:
         for k in self._out:
             self._binding.bind_ortvalue_output(k, self._out[k])
         self._run_options = ort.RunOptions()
+        register(self)  # a stop signal ends its running step (robot_wm.runtime.interrupt)
         if self.cuda_graph:
             self._run_options.add_run_config_entry("gpu_graph_id", "1")
 
@@ -534,6 +557,7 @@ class PlannerSession:
             else:
                 for k, v in self._in.items():
                     v.update_inplace(self._host[k])
+            self._run_options.terminate = False  # a stop signal or the warm-up's watchdog sets it (interrupt)
             self.session.run_with_iobinding(self._binding, self._run_options)
             o = {k: v.numpy() for k, v in self._out.items()}
             if self.meta.value_guard:  # carried to the next step, as the caller carries the plan
@@ -565,16 +589,35 @@ class PlannerSession:
                     "another robot")
         return "the model's scores were not finite (the state is within its reach)"
 
+    def interrupt(self) -> None:
+        """End the step onnxruntime is running now (between two nodes; the step raises). Any thread may call it."""
+        self._run_options.terminate = True
+
     def warmup(self, runs: int = 3) -> None:
-        """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build)."""
+        """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build). A step that
+        runs past ``WARMUP_LIMIT_S`` is ended and the file refused: a forged graph's step lasted minutes (probe 35)."""
         with self._lock:  # another thread's steps between the save and the restore replayed its noise (probe 16)
             rng_state = self.rng.bit_generator.state
             guard = self._host[GUARD_INPUT].copy() if self.meta.value_guard else None
             plan = self.initial_plan()
+            expired = threading.Event()
+            period = self.meta.control_period
+            # the first step may build (allocations, a TensorRT engine); the later ones run as the loop's will: 50
+            # control periods at most (a step of 20 s made every tick an overrun of 20 s: probe 35)
+            limits = [WARMUP_LIMIT_S, *[WARMUP_LIMIT_S if math.isnan(period) else max(5.0, 50 * period)] * (runs - 1)]
+            watchdog = None
             try:
-                for _ in range(runs):
+                for limit in limits:
+                    watchdog = threading.Timer(limit, lambda: (expired.set(), self.interrupt()))
+                    watchdog.daemon = True
+                    watchdog.start()
                     self.step(np.zeros(self.meta.state_dim, np.float32), plan)
+                    watchdog.cancel()
             except Exception as e:  # noqa: BLE001 -- onnxruntime's own types: a traceback before (probe 31)
+                if expired.is_set():
+                    raise ModelFileError(f"planner file {str(self.path)!r}: a planning step ran past {limit:g} s at "
+                                         "warm-up and was ended: the graph does far more than its metadata says, or "
+                                         "this computer is far too slow for it") from None
                 from robot_wm.sysmem import memory_blamed
 
                 first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
@@ -585,42 +628,13 @@ class PlannerSession:
                                          f"(onnxruntime: {first}): {why}") from None
                 raise ModelFileError(f"planner file {str(self.path)!r} fails when it runs (onnxruntime: {first}): its "
                                      "graph was edited or damaged after export; export the planner again") from None
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
-
-
-def _check_tensor_sizes(proto, declared: str | None, path: Path) -> None:
-    """Every tensor a step makes has a size fixed by the graph (inferred, constants propagated), none larger than the
-    step's memory the metadata declares (checked against this computer's by ``_check_memory``): a ConstantOfShape of
-    3 x 2^28 floats, hashes recomputed, grew deploy to 3.5 GB before any check (probe 34). Files exported before the
-    metadata said it are not checked."""
-    if declared is None or not declared.isdigit():  # a non-number is named by _check_memory
-        return
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as e:  # noqa: BLE001 -- onnx's inference errors have no common type
-        raise ModelFileError(f"planner file {str(path)!r}: its graph's tensor shapes cannot be inferred ({str(e)[:200]}): "
-                             "the file was edited after export; export the planner again") from None
-    bound = 2 * int(declared) + (1 << 20)
-    for v in (*inferred.graph.value_info, *inferred.graph.output):
-        if not v.type.HasField("tensor_type"):
-            continue
-        t = v.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t.HasField("shape") else [-1]
-        if any(d < 0 for d in dims):
-            raise ModelFileError(f"planner file {str(path)!r}: the size of its tensor {v.name[:80]!r} depends on the "
-                                 "data, where every tensor of a robot-wm planner has a fixed size: the graph was edited "
-                                 "after export; export the planner again")
-        try:
-            item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
-        except (KeyError, TypeError, ValueError):
-            item = 8
-        if (size := math.prod(dims) * item) > bound:
-            raise ModelFileError(f"planner file {str(path)!r}: its tensor {v.name[:80]!r} of shape {dims} takes "
-                                 f"{size:,} bytes, more than the {int(declared):,} a planning step needs by its metadata "
-                                 "(planner_memory_bytes): the graph was edited after export; export the planner again")
 
 
 def _external_data(path: Path) -> ModelFileError:

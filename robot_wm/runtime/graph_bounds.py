@@ -1,0 +1,127 @@
+"""What a planner graph may ask of the computer that runs it, checked before onnxruntime builds it.
+
+A planner file's hashes are unkeyed: whoever edits its graph can recompute them. The graph is then any ONNX program,
+and the probes sent ones that loop (probe 31), allocate 3 GB in one tensor (probe 34), a thousand tensors of 1.8 MB
+summed at once (22 GB, the OOM killer), a chain of 30,000 matrix products (minutes a step), or 1 GiB sparse
+initializers onnxruntime densifies at load (probe 35). A robot-wm planner is a fixed-size feed-forward graph: every
+tensor's shape is known from its inputs, its work is matrix products and element-wise and reducing operations, and
+its size follows from its settings. ``check_graph`` holds a graph to that: its functions inlined, its shapes inferred
+(constants propagated), no data-dependent size, no operation outside those kinds, no tensor larger than the step
+memory its metadata declares, and its work within the work its metadata declares (both said by every export since
+2026-11-29, under its metadata hash). What it returns (the bytes of all
+its tensors at once) is checked against this computer's memory by the session."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import onnx
+import onnx.inliner
+
+MAX_WORK_RATIO = 4.0
+"""How far the work counted in a graph (``GraphSize.work``) may exceed the ``model_flops_per_step`` its metadata
+declares. An export counts 0.5 to 0.7 of it (measured on horizons 5 to 30, 64 to 1,024 samples)."""
+MAX_TENSOR_RATIO = 2.0
+"""How far one tensor may exceed the ``planner_memory_bytes`` its metadata declares (an export's largest is 0.2 of it)."""
+
+_PRODUCTS = {"MatMul", "Gemm", "Einsum"}
+"""Operations whose work is counted as products (output values x the length summed over)."""
+_REFUSED = {"Loop", "Scan", "If", "SequenceMap", "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv",
+            "RNN", "LSTM", "GRU", "DFT", "STFT", "MatMulInteger", "QLinearMatMul", "Attention", "NonMaxSuppression",
+            "RoiAlign", "MaxRoiPool", "Col2Im", "AveragePool", "MaxPool", "LpPool", "MaxUnpool", "Unique",
+            "TfIdfVectorizer", "StringNormalizer", "Multinomial", "NonZero", "Compress"}
+"""Operations a robot-wm planner never has: control flow, work beyond its tensors' sizes (convolutions, recurrent
+cells, pooling windows) and data-dependent sizes. Every other operation of the standard domain reads and writes its
+tensors' values a bounded number of times (its noise, drawn in the graph, too: ``RandomNormalLike``)."""
+
+
+class GraphSize(NamedTuple):
+    tensor_bytes: int  # every tensor of a step (inputs, initializers, intermediate values, outputs) at once
+    work: int          # multiply-adds of its products plus the values each other operation reads and writes
+
+
+def check_graph(proto: onnx.ModelProto, props: dict[str, str]) -> GraphSize:
+    """``proto``'s size and work, or a ValueError saying what in it no robot-wm export makes (``props``: its
+    metadata, whose ``planner_memory_bytes`` and ``model_flops_per_step`` bound it: deleted, hashes recomputed, the
+    bounds were skipped as an old file's, and a 1 GB tensor deployed: probe 35)."""
+    declared, flops = _count(props.get("planner_memory_bytes")), _count(props.get("model_flops_per_step"))
+    if declared is None or flops is None:
+        said = {k: props.get(k) for k in ("planner_memory_bytes", "model_flops_per_step")}
+        raise ValueError(f"its metadata {said} does not say what a planning step needs in whole numbers (files "
+                         "exported before 2026-11-29 lack them)")
+    if len(proto.graph.sparse_initializer):  # densified by onnxruntime at load: 1 GiB each from 200 bytes (probe 35)
+        raise ValueError(f"it holds {len(proto.graph.sparse_initializer)} sparse initializer(s), which a robot-wm "
+                         "planner never has")
+    try:
+        flat = onnx.inliner.inline_local_functions(proto) if len(proto.functions) else proto
+        # without data propagation: it took minutes on 1,000 Expand nodes, and a planner's shapes follow from its
+        # inputs and initializers alone
+        inferred = onnx.shape_inference.infer_shapes(flat, check_type=False, strict_mode=False, data_prop=False)
+    except Exception as e:  # noqa: BLE001 -- onnx's errors have no common type
+        raise ValueError(f"its graph's tensor shapes cannot be inferred ({str(e)[:200]})") from None
+    g = inferred.graph
+    shapes: dict[str, tuple[list[int], int]] = {}
+    for v in (*g.input, *g.value_info, *g.output):
+        if v.type.HasField("tensor_type"):
+            t = v.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t.HasField("shape") else [-1]
+            if any(d < 0 for d in dims):
+                raise ValueError(f"the size of its tensor {v.name[:80]!r} depends on the data, where every tensor of "
+                                 "a robot-wm planner has a fixed size")
+            shapes[v.name] = (dims, _itemsize(t.elem_type, v.name))
+    for t in g.initializer:
+        shapes[t.name] = (list(t.dims), _itemsize(t.data_type, t.name))
+    bound = MAX_TENSOR_RATIO * declared + (1 << 20)
+    for name, (dims, item) in shapes.items():
+        if (size := math.prod(dims) * item) > bound:
+            raise ValueError(f"its tensor {name[:80]!r} of shape {dims} takes {size:,} bytes, more than the "
+                             f"{declared:,} a planning step needs by its metadata (planner_memory_bytes)")
+    work = 0
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type in _REFUSED:
+            raise ValueError(f"it holds a {node.domain + '.' if node.domain else ''}{node.op_type[:40]} node "
+                             f"({node.name[:40] or 'unnamed'}), an operation a robot-wm planner never has (control "
+                             "flow, a convolution or recurrent cell, a data-dependent size, or another domain's)")
+        work += _work(node, shapes)
+    if work > MAX_WORK_RATIO * flops + 10**7:
+        raise ValueError(f"its graph does {work:.3g} operations a step, more than {MAX_WORK_RATIO:g} x the "
+                         f"{flops:.3g} its metadata declares (model_flops_per_step)")
+    return GraphSize(sum(math.prod(d) * i for d, i in shapes.values()), work)
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else None
+
+
+def _itemsize(elem_type: int, name: str) -> int:
+    """Bytes a value of ``elem_type`` takes; a string tensor is refused (its size is its strings': 29 doublings of one
+    made 512 MB from a shape of [1]: probe 35)."""
+    if elem_type == onnx.TensorProto.STRING:
+        raise ValueError(f"its tensor {name[:80]!r} holds strings, which a robot-wm planner never has")
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 8
+
+
+def _work(node: onnx.NodeProto, shapes: dict) -> int:
+    """Multiply-adds of a product; for any other operation, the values it reads and writes."""
+    size = lambda name: math.prod(shapes[name][0]) if name in shapes else 1  # a scalar attribute: 1
+    moved = sum(size(x) for x in (*node.input, *node.output) if x)
+    if node.op_type not in _PRODUCTS:
+        return moved
+    if node.op_type == "Einsum":  # every index once: the product of all their lengths
+        eq = next((a.s.decode(errors="replace") for a in node.attribute if a.name == "equation"), "")
+        lengths: dict[str, int] = {}
+        for term, name in zip(eq.split("->")[0].split(","), node.input, strict=False):
+            dims, letters = shapes.get(name, ([], 0))[0], term.strip().replace("...", "")
+            ellipsis = dims[:len(dims) - len(letters)] if "..." in term else []
+            lengths.update({f"...{i}": n for i, n in enumerate(ellipsis)})
+            lengths.update(zip(letters, dims[len(dims) - len(letters):], strict=False))
+        return max(math.prod(lengths.values()), moved)
+    a = shapes.get(node.input[0], ([1], 4))[0] or [1]
+    trans = any(x.name == "transA" and x.i for x in node.attribute)
+    inner = a[0] if node.op_type == "Gemm" and trans else a[-1]
+    return sum(size(x) for x in node.output if x) * inner + moved
