@@ -20,7 +20,7 @@ import numpy as np
 
 from robot_wm import config as cfgmod
 from robot_wm.cli_args import integer, once_everywhere, path_arg, seed, whole
-from robot_wm.io import RunLockedError, dangling_link
+from robot_wm.io import STOP_SIGNALS, RunLockedError, dangling_link
 from robot_wm.text import OutputGuard
 from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 
@@ -545,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
             for sig in stops:
                 signal.signal(sig, signal.SIG_IGN)
         return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if isinstance(e, Terminated) else None)
+    except ImportError as e:  # a stop signal while a C extension (mujoco) initialised: "initialization failed" (35)
+        if not (_TERMINATED or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
+            raise
+        return _stopped(args, _TERMINATED[-1] if _TERMINATED else None)
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
         if "KeyboardInterrupt" not in str(e) and "Terminated" not in str(e):
             raise
@@ -573,12 +577,6 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             if sigint is not None:  # None: a handler set outside Python, left as it was
                 signal.signal(signal.SIGINT, sigint)
-
-
-# Signals whose default ends the program at once (no safe action, the episode being recorded lost): each, where
-# left at its default, stops it like SIGTERM. Ctrl-\ (SIGQUIT) too (probe 34): a robot gets its safe action first.
-STOP_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM,
-                signal.SIGPROF, signal.SIGXCPU)
 
 
 def _stopped(args: argparse.Namespace, sig: int | None) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import signal
 import stat
 import tempfile
 from collections.abc import Callable
@@ -88,8 +90,9 @@ def fsync_dir(directory: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the data itself was already synced
+    except OSError as e:  # some file systems refuse fsync on directories (EINVAL, ENOTSUP): the data was synced.
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EROFS):  # an I/O error is no such refusal:
+            raise OSError(e.errno, e.strerror, str(directory)) from None  # it passed, exit 0 (probe 35)
     finally:
         os.close(fd)
 
@@ -293,6 +296,12 @@ def read_jsonl(path: Path, damaged: list[int] | None = None) -> list[Any]:
     return out
 
 
+# Signals whose default ends the program at once (no safe action, the episode being recorded lost): each, where
+# left at its default, stops it like SIGTERM. Ctrl-\ (SIGQUIT) too (probe 34): a robot gets its safe action first.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM,
+                signal.SIGPROF, signal.SIGXCPU)
+
+
 @contextlib.contextmanager
 def signals_deferred():
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver the first that came (to the handlers that
@@ -300,7 +309,6 @@ def signals_deferred():
     and the episode was lost under "every file written before is complete" (probe 31). Python runs signal handlers in
     the main thread only, so a thread mask would not do (onnxruntime's and OpenBLAS's threads take the signal);
     elsewhere than the main thread, nothing is changed."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():

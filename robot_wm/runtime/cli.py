@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
+    from robot_wm.runtime.interrupt import steps_end_on_signals
     from robot_wm.runtime.session import ProviderError
 
     try:
-        return _deploy(a)
+        with steps_end_on_signals():
+            return _deploy(a)
     except ProviderError as e:
         echo(f"robot-wm deploy: error: {e}")
         return 2
