@@ -695,8 +695,9 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
                              "or was edited")
     for i in done:
         if (played := evals[i].meta.get("policy")) not in ("learned", "pets"):
-            raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes names evaluation episode {i}, played by "
-                             f"the {played!r} planner, not the run's own learned one: the file is damaged or was edited")
+            raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes names evaluation episode {i} "
+                             f"({evals.paths()[i].name}), played by the {played!r} planner, not the run's own learned "
+                             "one: the manifest was edited, or that episode file was replaced (swapped with another)")
 
 
 def milestone_eval(s: Session, model: WorldModel, milestones: list[int],

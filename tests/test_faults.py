@@ -509,7 +509,7 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
-               "huge-constant"]
+               "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain"]
 
 
 def rehash_metadata(model) -> None:
@@ -609,6 +609,27 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.output.append(helper.make_tensor_value_info("big_sum", TensorProto.FLOAT, []))
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "sparse-initializer":  # 1 value declaring 2^28 floats: 1 GiB densified at load, 4 of them 4.4 GB (35)
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        values = helper.make_tensor("sp_values", TensorProto.FLOAT, [1], [1.0])
+        m.graph.sparse_initializer.append(helper.make_sparse_tensor(
+            values, helper.make_tensor("sp_indices", TensorProto.INT64, [1], [0]), [1 << 28]))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "string-initializer":  # strings: 29 doublings of one made 512 MB from a shape of [1] (probe 35)
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        m.graph.initializer.append(helper.make_tensor("words", TensorProto.STRING, [1], [b"x"]))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "matmul-chain":  # 100 products of 500 x 500 into best_return (30,000: minutes a step, probe 35)
+        m = onnx.load(str(src))
+        add_matmul_chain(m, 100)
+        reseal_graph(m)
+        onnx.save(m, str(dst))
     elif how == "huge-metadata":  # a 2 MiB metadata entry, the metadata hash recomputed: 300 MiB took 1.75 GB (34)
         m = onnx.load(str(src))
         m.metadata_props.add(key="notes", value="x" * (2 << 20))
@@ -642,6 +663,28 @@ def add_spin_loop(model, trips: int, in_function: bool = False) -> None:
     model.opset_import.append(helper.make_opsetid("evil", 1))
     model.graph.node.insert(0, helper.make_node("Spin", ["trips", "state"], ["state_looped"], name="spin_call",
                                                 domain="evil"))
+
+
+def add_matmul_chain(model, n: int, dim: int = 500) -> None:
+    """Add ``n`` chained products of ``dim`` x ``dim`` matrices (zeros, from the state) into ``best_return``: work far
+    beyond what the metadata declares, every tensor small."""
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    producer = next(node for node in g.node if "best_return" in node.output)
+    producer.output[list(producer.output).index("best_return")] = "best_return_raw"
+    g.initializer.extend([helper.make_tensor("chain_shape", TensorProto.INT64, [2], [dim, dim]),
+                          helper.make_tensor("chain_zero", TensorProto.FLOAT, [], [0.0])])
+    nodes = [helper.make_node("ReduceSum", ["state"], ["chain_s"], keepdims=0),
+             helper.make_node("Mul", ["chain_s", "chain_zero"], ["chain_0"]),
+             helper.make_node("Expand", ["chain_0", "chain_shape"], ["chain_x"])]
+    prev = "chain_x"
+    for i in range(n):
+        nodes.append(helper.make_node("MatMul", [prev, "chain_x"], [f"chain_y{i}"]))
+        prev = f"chain_y{i}"
+    nodes += [helper.make_node("ReduceSum", [prev], ["chain_sum"], keepdims=0),
+              helper.make_node("Add", ["best_return_raw", "chain_sum"], ["best_return"])]
+    g.node.extend(nodes)
 
 
 def reseal_graph(model) -> None:
@@ -688,6 +731,12 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')" in str(err.value)
     if how == "huge-metadata":
         assert "holds more than 1 MiB of metadata" in str(err.value), str(err.value)
+    if how == "sparse-initializer":
+        assert "holds 1 sparse initializer(s), which a robot-wm planner never has" in str(err.value), str(err.value)
+    if how == "string-initializer":
+        assert "its tensor 'words' holds strings" in str(err.value), str(err.value)
+    if how == "matmul-chain":
+        assert "operations a step, more than 4 x the" in str(err.value), str(err.value)
     if how == "huge-constant":
         assert "its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes" in str(err.value), str(err.value)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
@@ -698,6 +747,49 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
 
         ort.InferenceSession(bad.read_bytes(), providers=["CPUExecutionProvider"])
     assert snapshot(tmp_path) == before
+
+
+def _slow_planner(planner_file: Path, dst: Path, n: int) -> Path:
+    """A chain of ``n`` 500 x 500 products (about 7 ms each here) with its declared work inflated to pass the work
+    bound, hashes recomputed: a graph whose every check passes and whose step lasts."""
+    import onnx
+
+    m = onnx.load(str(planner_file))
+    add_matmul_chain(m, n)
+    reseal_graph(m)
+    onnx.save(m, str(dst))
+    return edit_metadata(dst, dst, {"model_flops_per_step": str(10**14)})
+
+
+def test_a_planning_step_that_runs_too_long_is_ended_at_warm_up(planner_file, tmp_path, monkeypatch):
+    """Probe 35: a graph whose step lasts minutes (30,000 products, its declared work inflated, hashes recomputed)
+    warmed up for 11 minutes. A warm-up step past WARMUP_LIMIT_S is ended between two nodes and the file refused."""
+    from robot_wm.runtime import session as session_mod
+
+    slow = _slow_planner(planner_file, tmp_path / "slow.onnx", 400)
+    monkeypatch.setattr(session_mod, "WARMUP_LIMIT_S", 0.5)
+    s = session_mod.PlannerSession(slow, provider="cpu")
+    t0 = time.monotonic()
+    with pytest.raises(session_mod.ModelFileError, match="a planning step ran past 0.5 s at warm-up and was ended"):
+        s.warmup()
+    assert time.monotonic() - t0 < 5.0
+    s.step(np.zeros(s.meta.state_dim, np.float32), s.initial_plan())  # the flag is cleared: a later step runs
+
+
+def test_sigterm_ends_a_planning_step_onnxruntime_is_running(planner_file, tmp_path):
+    """Probe 35: SIGTERM to deploy while onnxruntime ran a long step went unheard until the step returned (Python runs
+    handlers between bytecodes): still running 30 s later. The signal ends the step; deploy stops as usual."""
+    slow = _slow_planner(planner_file, tmp_path / "slow.onnx", 3000)  # about 20 s a step here
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "deploy", str(slow), "--episodes", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl"})
+    time.sleep(8.0)  # loaded, inside the first warm-up step
+    assert proc.poll() is None, proc.stdout.read()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in out, out
+    assert time.monotonic() - sent < 5.0, f"{time.monotonic() - sent:.1f} s to stop"
 
 
 def test_a_planner_with_external_data_is_refused_from_its_own_folder(planner_file, tmp_path, monkeypatch):
@@ -2799,3 +2891,32 @@ def test_records_removed_or_damaged_do_not_switch_the_episode_checks_off(tiny_ru
     assert snapshot(run) == before
     if damage == "line":
         assert "skipped 1 record(s) that robot-wm did not write (edited or damaged): line(s) " in caplog.text
+
+
+def _under_strace(inject: list[str], *argv: str) -> subprocess.CompletedProcess:
+    """``robot-wm ARGV`` as a real process under ``strace`` injecting ``inject`` (an errno or a signal at a chosen
+    system call): faults a timed kill does not reach."""
+    return subprocess.run(["strace", "-f", "-o", "/dev/null", *inject, sys.executable, "-m", "robot_wm.cli", *argv],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "MUJOCO_GL": "egl"})
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject the fault")
+def test_an_io_error_syncing_the_run_folder_is_not_passed_over(tmp_path):
+    """Probe 35: EIO from the fsync of the run folder (after config.toml was renamed into it) was dropped with the
+    refusals some file systems give, and the command exited 0."""
+    r = _under_strace(["-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=4"], "run",
+                      f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
+    assert r.returncode == 1 and "Input/output error" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject the fault")
+def test_a_stop_signal_while_mujoco_loads_is_a_stop_not_a_traceback(tmp_path):
+    """Probe 35: SIGTERM arriving while mujoco's extension initialised was "ImportError: initialization failed", a
+    traceback, exit 1."""
+    import mujoco
+
+    so = next(Path(mujoco.__file__).parent.glob("_structs*.so"))
+    r = _under_strace(["-P", str(so), "-e", "trace=openat", "-e", "inject=openat:signal=SIGTERM:when=1"], "run",
+                      f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
+    assert r.returncode == 143 and "terminated (SIGTERM)" in r.stderr and "Traceback" not in r.stderr, r.stderr

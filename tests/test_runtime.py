@@ -598,9 +598,13 @@ def test_a_planner_that_needs_more_memory_than_the_computer_has_is_refused_befor
     with pytest.raises(ModelFileError, match=r"needs about 1000000\.0 GB a planning step .* export it with fewer "
                                              r"planner.samples"):
         PlannerSession(big, provider="cpu")
-    odd = edit_metadata(files["internal"], tmp_path / "odd.onnx", {"planner_memory_bytes": "1e9"})
-    with pytest.raises(ModelFileError, match="planner_memory_bytes='1e9' is not a byte count"):
-        PlannerSession(odd, provider="cpu")
+    # probe 35: a superscript two passed str.isdigit and failed int(), naming neither file nor key; a deleted key
+    # (hashes recomputed) skipped the checks as an old file's
+    for value in ("1e9", "\u00b2", None):
+        odd = edit_metadata(files["internal"], tmp_path / "odd.onnx", {"planner_memory_bytes": value})
+        with pytest.raises(ModelFileError, match=r"odd.onnx': its metadata \{'planner_memory_bytes': .* does not say "
+                                                 r"what a planning step needs in whole numbers"):
+            PlannerSession(odd, provider="cpu")
 
 
 def test_a_planner_file_after_sim_is_named_not_missing(files, capsys):
@@ -1390,3 +1394,16 @@ def test_a_driver_that_scales_its_command_in_place_changes_nothing_recorded(file
     ep = Episode.load(rec.end())
     assert stats.fallbacks == 0 and len(ep) == len(robot.applied) == 20
     assert np.all(np.abs(ep.action) <= 1.0) and np.allclose(ep.action, np.stack(robot.applied)), ep.action.max()
+
+
+def test_an_async_driver_is_counted_as_a_robot_error_not_a_sent_command(files):
+    """Probe 35: a driver whose send_action is `async def`: 5 steps, 0 fallbacks, 0 errors, and no command reached
+    the robot (only Python's "coroutine was never awaited" warning). Each is a robot error; the loop stops safely."""
+    class AsyncRobot(ScriptedRobot):
+        async def send_action(self, action):
+            self.sent.append(np.array(action))
+
+    robot = AsyncRobot()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
+    stats = loop.run(5)
+    assert robot.sent == [] and stats.errors >= 3 and loop.stopped is not None, (stats.format(), loop.stopped)

@@ -8,6 +8,7 @@ Whatever is applied is clamped to the action bounds; the loop never sends NaN.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -223,7 +224,7 @@ class ControlLoop:
         action = np.clip(action, self.low, self.high)
         sent, said = False, reason
         try:  # a copy: a driver that scaled its argument in place to motor units (a *= 100) changed the command
-            self.robot.send_action(action.copy())  # recorded and the plan's (probe 34)
+            _sent(self.robot.send_action(action.copy()))  # recorded and the plan's (probe 34)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
             said = f"robot send_action error: {type(e).__name__}: {e}"  # the tick's fallback: a recorder stored the
             self._robot_error(stats, said)  # refused command as applied, reason None (probe 21)
@@ -308,7 +309,7 @@ class ControlLoop:
     def _send_safe(self, safe: np.ndarray) -> None:
         """The safe action of a stop entered outside ``tick`` (a robot error), if the robot takes it."""
         try:
-            self.robot.send_action(safe.copy())
+            _sent(self.robot.send_action(safe.copy()))
         except Exception as e:  # noqa: BLE001
             log.error("the robot refused the safe action too (%s: %s): stop it by other means",
                       type(e).__name__, e)
@@ -365,3 +366,13 @@ class ControlLoop:
             raise
         stats.wall_s = time.perf_counter() - start
         return stats
+
+
+def _sent(returned) -> None:
+    """What ``send_action`` returned, checked: an ``async def`` driver's coroutine was dropped unawaited, no command
+    reached the robot, and the loop counted 0 errors (probe 35)."""
+    if inspect.isawaitable(returned):
+        if inspect.iscoroutine(returned):
+            returned.close()
+        raise TypeError("robot.send_action returned an awaitable (an async driver?), so the command was never sent: "
+                        "give the loop a driver whose send_action sends before it returns")
