@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1407,3 +1408,44 @@ def test_an_async_driver_is_counted_as_a_robot_error_not_a_sent_command(files):
     loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
     stats = loop.run(5)
     assert robot.sent == [] and stats.errors >= 3 and loop.stopped is not None, (stats.format(), loop.stopped)
+
+
+def test_a_real_time_robots_recording_pairs_each_command_with_its_own_outcome(files, tmp_path):
+    """Probe 35: the recorder read the state at once after send_action. A real-time robot (its state moves with the
+    wall clock under the command it holds) was recorded one step off: every transition paired a_t with a_{t-1}'s
+    effect, under planner_delay=0. The state after a command is the one the next tick reads."""
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    class WallClockRobot(ScriptedRobot):
+        control_period = 0.08
+
+        def __init__(self):
+            super().__init__()
+            self.u, self.since = 0.0, time.perf_counter()
+
+        def _advance(self):
+            now = time.perf_counter()
+            self.state = self.state.copy()
+            self.state[0] += self.u * (now - self.since)  # x' = u: the command held since it was sent
+            self.since = now
+
+        def read_state(self):
+            self._advance()
+            return self.state
+
+        def send_action(self, action):
+            self._advance()
+            self.u = float(np.asarray(action).reshape(-1)[0])
+            super().send_action(action)
+
+    robot = WallClockRobot()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=True, max_fallbacks=3)
+    rec = DeploymentRecorder(tmp_path / "rec", task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+    rec.begin(robot, 0)
+    loop.run(8, on_tick=rec.hook(loop, robot))  # it returns when the last command's period is over
+    ep = Episode.load(rec.end())
+    moved = np.diff(ep.obs[:, 0]) / 0.08  # what each transition's command did, per second
+    sent = ep.action[:, 0]
+    assert len(ep) == 8 and np.ptp(sent) > 0.2, sent  # the commands differ: a shift would show
+    assert np.allclose(moved, sent, atol=0.25), np.round(np.stack([moved, sent]), 2)

@@ -8,6 +8,7 @@ Whatever is applied is clamped to the action bounds; the loop never sends NaN.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -152,6 +153,7 @@ class ControlLoop:
         self.last_latency_s = float("nan")
         self.last_fallback: str | None = None  # why the last tick fell back (None: it did not)
         self.last_sent = False  # whether the robot took the last tick's command (send_action did not raise)
+        self.last_state: np.ndarray | None = None  # the state the last tick read (a copy; None: the read failed)
         self.last_value_off = False  # whether the last tick planned without the value (its value guard had tripped)
         self.reset()
 
@@ -182,12 +184,15 @@ class ControlLoop:
         prev = self.plan
         reason, out, value_off = None, None, False
         t0 = time.perf_counter()
+        self.last_state = None
         try:
             state = self.robot.read_state()
         except Exception as e:  # noqa: BLE001 -- a failing sensor read is a fallback, not the end of the loop
             reason = f"robot read_state error: {type(e).__name__}: {e}"
             stats.errors += 1
         else:
+            with contextlib.suppress(TypeError, ValueError):  # what no number holds is named by the planner's step
+                self.last_state = np.array(state, dtype=np.float32, copy=True)
             t0 = time.perf_counter()
             value_off = getattr(self.planner, "value_trusted", True) is False
             stats.value_off += value_off

@@ -162,6 +162,8 @@ class DeploymentRecorder:
         self.diverged = False  # the command the episode was cut at made a simulated robot's physics diverge
         self.bytes = 0  # what the episode's file will hold, uncompressed (as Episode.save counts it)
         self.written_steps = 0  # control steps of the episode ``end`` wrote last
+        self._after: int | None = None  # the observation ``hook`` replaces by the next tick's read (its outcome)
+        self._robot = None
 
     def begin(self, robot, seed: int | None = None) -> None:
         """Start an episode; refused before the robot moves where the folder holds another robot's episodes
@@ -195,9 +197,19 @@ class DeploymentRecorder:
         self.bytes = state.nbytes + (0 if self.states[0] is None else self.states[0].nbytes)
 
     def hook(self, loop, robot):
-        """``on_tick`` for ``loop.run``: each tick recorded with what the loop says of it (``step``)."""
-        return lambda action: self.step(robot, action, loop.last_latency_s, loop.last_fallback, sent=loop.last_sent,
-                                        value_off=getattr(loop, "last_value_off", False))
+        """``on_tick`` for ``loop.run``: each tick recorded with what the loop says of it (``step``). The state after a
+        command is the one the loop reads at the next tick (the state the planner saw), or a read at ``end``: read
+        at once after ``send_action``, a real-time robot's states paired each command with the previous one's effect
+        (a simulated robot, stepped inside ``send_action``, hid it: probe 35)."""
+        def on_tick(action) -> None:
+            if self._after is not None and self.unsent is None and self.full is None and \
+                    (seen := loop.last_state) is not None:
+                self.obs[self._after] = seen.reshape(-1)  # the state this tick read: the last command's outcome
+            before = len(self.obs)
+            self.step(robot, action, loop.last_latency_s, loop.last_fallback, sent=loop.last_sent,
+                      value_off=getattr(loop, "last_value_off", False))
+            self._after, self._robot = (before if len(self.obs) > before else None), robot
+        return on_tick
 
     def step(self, robot, action: np.ndarray, latency_s: float, fallback: str | None, *, sent: bool = True,
              value_off: bool = False) -> None:
@@ -249,6 +261,10 @@ class DeploymentRecorder:
             log.warning("recorder: metadata %s of the episode are the recorder's own; the caller's values are dropped",
                         clash)
             meta = {k: v for k, v in meta.items() if k not in clash}
+        if self._after is not None and self._robot is not None:  # the last command's outcome, read now (``hook``)
+            now = _vector(self._robot.read_state)
+            if now.shape == self.obs[self._after].shape and np.all(np.isfinite(now)):  # else the read after the command
+                self.obs[self._after] = now
         obs, extra = self.obs, ({"interrupted": True} if interrupted else {})
         if self.full is not None:
             extra["cut_at_size_limit"] = self.full
