@@ -198,6 +198,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
         s.run.check_recorded_episodes(s.run.dataset())  # before the manifest counts a file train refuses (probe 23)
         start = len(s.run.dataset())
         kept = bool(s.run.manifest().get("status"))  # the manifest counts the episodes (ninth probe)
+        described = _checked_summary(s.run)  # an edited one was found after the episode was stored (probe 35)
         try:
             for i in range(a.episodes):
                 policy = s.planner(a.policy, model, seed=s.cfg.seed * 31 + start + i, explore=True)
@@ -210,16 +211,24 @@ def cmd_collect(a: argparse.Namespace) -> int:
         finally:  # stopped between an episode and its count (probe 14: SIGTERM left the count stale for good)
             if kept and s.run.manifest().get("episodes") != len(s.run.dataset()):
                 s.run.update_manifest(episodes=len(s.run.dataset()))
-        if a.episodes and kept and s.run.manifest()["status"] == "complete":
-            print(f"note: the run's summary.json describes it at {s.run.summary().get('env_steps')} environment "
+        if a.episodes and kept and described is not None:
+            print(f"note: the run's summary.json describes it at {described.get('env_steps')} environment "
                   f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
                   "with `robot-wm train` and `robot-wm eval`)")
     return 0
 
 
+def _checked_summary(run) -> dict | None:
+    """A complete run's ``summary.json``, checked before a command works on the run (None: not complete, or none)."""
+    if run.manifest().get("status") != "complete" or not (run.summary_path.exists() or run.summary_path.is_symlink()):
+        return None
+    return run.summary()
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     with _session(a.run_dir, a.args, not a.no_progress, command="train", fixed=DATA_FIELDS, trains=True) as s:
         _check_no_delay(s.cfg, "train", "training plans nothing, and it would be recorded with the round")
+        _checked_summary(s.run)  # the note below speaks of it: another run's was called this run's (probe 35)
         s.latest_model()
         s.train(s.run.next_round())
         last = s.run.records("train")[-1]
@@ -649,6 +658,8 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
     if e.errno == errno.EFBIG:
         return (f"{name} would grow past the file size limit ({e.strerror}: ulimit -f or a quota): raise it or free "
                 f"some. {SAVED}")
+    if "does not take hard links" in str(e.strerror):  # not a permission: "make it writable" misled (probe 35)
+        return f"cannot store {name}: {e.strerror}. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out
         out_given = bool(getattr(args, "out", None))  # advised --out to a user who had given it (tenth probe)

@@ -69,7 +69,14 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
             f.flush()
             os.fsync(f.fileno())
         if exclusive:  # two writers picking one name: the second gets FileExistsError, not the first's file replaced
-            os.link(tmp, path)
+            try:
+                os.link(tmp, path)
+            except OSError as e:  # EPERM from a file system without hard links was "make it writable" (probe 35)
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+                    raise
+                raise OSError(e.errno, f"{e.strerror}: this file system does not take hard links, with which robot-wm "
+                              "stores each new file without replacing another's (use a local file system such as ext4 "
+                              "or xfs)", str(path)) from None
             os.unlink(tmp)
         else:
             os.replace(tmp, path)

@@ -452,6 +452,10 @@ class RunDir:
         seen: dict[Path, str] = {}
         for name in self.WRITTEN:
             p = self.own_folder(name)
+            if p.is_dir() and "." in name:  # episodes.csv a folder: eval and collect stored and logged their episode,
+                # then failed on it, the episode unmentioned (probe 35)
+                raise ValueError(f"{str(p)!r} is a directory, where the run writes its file {name}: remove it (nothing "
+                                 "was written)")
             if p.is_dir():
                 if (other := seen.setdefault(p.resolve(), name)) != name:
                     raise ValueError(f"{str(p)!r} is the run's {other!r} folder under another name (a link): each holds "

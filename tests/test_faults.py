@@ -2041,6 +2041,33 @@ def test_another_runs_manifest_copied_into_a_run_is_named_not_its_config(run_cop
     assert rc == 2 and "config.toml' was edited by hand: seed=0 (robot-wm wrote 1)" in out, out
 
 
+def test_a_folder_where_the_run_writes_a_file_is_refused_before_any_work(run_copy, capsys):
+    """Probe 35: episodes.csv replaced by a folder: eval and collect stored and logged their episode, then failed on
+    it ("is a directory ... refusing to replace it"), the kept episode unmentioned."""
+    (run_copy / "episodes.csv").unlink()
+    (run_copy / "episodes.csv").mkdir()
+    before = snapshot(run_copy)
+    for cmd in (["eval", str(run_copy), "--episodes", "1"], ["collect", str(run_copy), "--episodes", "1"]):
+        rc, out = main_in_process(capsys, *cmd, "--no-progress")
+        assert rc == 2 and "episodes.csv' is a directory, where the run writes its file" in out, out
+        assert snapshot(run_copy) == before
+
+
+def test_an_edited_summary_is_refused_before_collect_or_train_works(tiny_run_dir, tmp_path, capsys):
+    """Probe 35: another run's summary.json in a complete run: `collect` stored and logged its episode, then exited 2
+    naming the summary (nothing said the episode was kept), and `train` said the summary was the run's own."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    s = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**s, "eval_returns": [40.15], "eval_return_mean": 40.15}))
+    before = snapshot(run)
+    for cmd in (["collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress"],
+                ["train", str(run), "--no-progress"]):
+        rc, out = main_in_process(capsys, *cmd)
+        assert rc == 2 and "summary.json': eval_returns = [40.15]" in out, out
+        assert snapshot(run) == before
+
+
 def test_another_runs_checkpoint_copied_into_a_run_is_refused(tiny_run_dir, tmp_path, capsys):
     """Probe 28: another run's checkpoint put into a run under the run's own round name (hashes its own) was evaluated,
     exported and reported as the run's own. A checkpoint now names its run's id."""
@@ -2908,6 +2935,16 @@ def test_an_io_error_syncing_the_run_folder_is_not_passed_over(tmp_path):
     r = _under_strace(["-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=4"], "run",
                       f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
     assert r.returncode == 1 and "Input/output error" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject the fault")
+def test_a_file_system_without_hard_links_is_named_not_called_read_only(tmp_path):
+    """Probe 35: EPERM from link(), what a file system without hard links returns, was "cannot write ... (Operation
+    not permitted): make it writable" of a writable folder."""
+    r = _under_strace(["-e", "trace=link", "-e", "inject=link:error=EPERM:when=2"], "run",
+                      f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
+    assert r.returncode == 1 and "this file system does not take hard links" in r.stderr, r.stderr
+    assert "make it writable" not in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject the fault")
