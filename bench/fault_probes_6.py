@@ -281,3 +281,104 @@ def probe34_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         return rc == 2 and sorted(p.name for p in folder.iterdir()) == ["notes.txt"], tail(out, 90)
     record(cat, "deploy --record into a folder of the user's files (recording.json and episodes written there)",
            users_folder)
+
+
+def probe35_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-fifth probe (one frozen snapshot, two helpers): its seven defects and nine ugly cases, fixed in
+    session 31."""
+    from test_faults import TINY, _slow_planner, _under_strace, damage_onnx, edit_metadata
+
+    cat = "probe 2026-11-29 (35th)"
+
+    def deploy_refuses(bad: Path, needle: str):
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc == 2 and needle in out, tail(out, 90)
+
+    def no_memory_key():
+        big = damage_onnx(planner, work / "p35-big.onnx", "huge-constant")
+        return deploy_refuses(edit_metadata(big, work / "p35-nokey.onnx", {"planner_memory_bytes": None}),
+                              "does not say what a planning step needs")
+    record(cat, "planner_memory_bytes deleted, hashes recomputed, a 1 GB constant (the bounds skipped: 2.3 GB)",
+           no_memory_key)
+    for how, needle, what in (
+            ("matmul-chain", "operations a step, more than 4 x", "100 chained 500 x 500 products (30,000: 225 s a step)"),
+            ("sparse-initializer", "sparse initializer", "a sparse initializer declaring 2^28 floats (1 GiB at load)"),
+            ("string-initializer", "holds strings", "a string tensor (29 doublings: 512 MB from a shape of [1])")):
+        record(cat, f"a forged planner: {what}",
+               lambda how=how, needle=needle: deploy_refuses(damage_onnx(planner, work / f"p35-{how}.onnx", how), needle))
+    record(cat, "metadata noise_shape of 2^64 (an OverflowError traceback)", lambda: deploy_refuses(
+        edit_metadata(planner, work / "p35-ns.onnx", {"noise_shape": "[18446744073709551616, 1, 1, 1]"}),
+        "each must be 1 to"))
+    record(cat, "metadata planner_memory_bytes of a superscript two (int()'s words, no file named)", lambda: deploy_refuses(
+        edit_metadata(planner, work / "p35-sup.onnx", {"planner_memory_bytes": "\u00b2"}), "p35-sup.onnx"))
+
+    def sigterm_mid_step():
+        slow = _slow_planner(planner, work / "p35-slow.onnx", 3000)
+        p = _robot_wm("deploy", str(slow), "--episodes", "1")
+        time.sleep(8.0)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=60)[0]
+        took = time.monotonic() - sent
+        return p.returncode == 143 and took < 5.0, f"{took:.1f} s to stop: {tail(out, 60)}"
+    record(cat, "SIGTERM while onnxruntime runs a long step (deaf until the step returned)", sigterm_mid_step)
+
+    def warmup_watchdog():
+        from robot_wm.runtime import session as session_mod
+
+        slow, old = _slow_planner(planner, work / "p35-slow2.onnx", 400), session_mod.WARMUP_LIMIT_S
+        session_mod.WARMUP_LIMIT_S = 0.5
+        try:
+            session_mod.PlannerSession(slow, provider="cpu").warmup()
+        except session_mod.ModelFileError as e:
+            return "ran past 0.5 s at warm-up" in str(e), str(e)[-90:]
+        finally:
+            session_mod.WARMUP_LIMIT_S = old
+        return False, "warmed up"
+    record(cat, "a warm-up step longer than its limit (11 minutes of warm-up)", warmup_watchdog)
+
+    def async_driver():
+        from test_faults import _sim_env
+
+        from robot_wm.runtime.loop import ControlLoop
+        from robot_wm.runtime.robot import SimRobot
+        from robot_wm.runtime.session import PlannerSession
+
+        class AsyncRobot(SimRobot):
+            async def send_action(self, action):
+                super().send_action(action)
+
+        robot = AsyncRobot(_sim_env())
+        robot.reset(0)
+        loop = ControlLoop(PlannerSession(planner, provider="cpu"), robot, realtime=False, max_fallbacks=3)
+        stats = loop.run(5)
+        return stats.errors >= 3 and loop.stopped is not None, f"errors {stats.errors}, stopped: {loop.stopped}"
+    record(cat, "an async driver's send_action (no command sent, 0 errors counted)", async_driver)
+
+    def injected(inject: list[str], needle: str):
+        if shutil.which("strace") is None:
+            return True, "strace not installed: not tried"
+        r = _under_strace(inject, "run", f"run_dir={work / f'p35-{inject[1][6:]}'}", *TINY, "--no-progress")
+        return r.returncode == 1 and needle in r.stderr, tail(r.stderr, 90)
+    record(cat, "strace: EIO syncing the run folder (exit 0)",
+           lambda: injected(["-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=4"], "Input/output error"))
+    record(cat, "strace: EPERM from link() ('make it writable' of a writable folder)",
+           lambda: injected(["-e", "trace=link", "-e", "inject=link:error=EPERM:when=2"], "does not take hard links"))
+
+    def summary_before_collect():
+        run = copy_run(complete, work / "p35-summary")
+        s = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**s, "eval_returns": [40.15], "eval_return_mean": 40.15}))
+        rc, out = cli("collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress")
+        stored = len(list((run / "episodes").glob("episode_*.npz")))
+        return rc == 2 and stored == s["episodes"], f"{stored} episodes: {tail(out, 70)}"
+    record(cat, "another run's summary.json, then collect (the episode stored, then exit 2)", summary_before_collect)
+
+    def csv_folder():
+        run = copy_run(base, work / "p35-csv")
+        (run / "episodes.csv").unlink()
+        (run / "episodes.csv").mkdir()
+        before = len(list(run.glob("eval/episode_*.npz")))
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and len(list(run.glob("eval/episode_*.npz"))) == before, tail(out, 90)
+    record(cat, "episodes.csv a folder, then eval (the episode stored, then exit 2)", csv_folder)
