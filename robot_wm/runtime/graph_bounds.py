@@ -31,9 +31,10 @@ _PRODUCTS = {"MatMul", "Gemm", "Einsum"}
 _REFUSED = {"Loop", "Scan", "If", "SequenceMap", "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv",
             "RNN", "LSTM", "GRU", "DFT", "STFT", "MatMulInteger", "QLinearMatMul", "Attention", "NonMaxSuppression",
             "RoiAlign", "MaxRoiPool", "Col2Im", "AveragePool", "MaxPool", "LpPool", "MaxUnpool", "Unique",
-            "TfIdfVectorizer", "StringNormalizer", "Multinomial", "NonZero", "Compress"}
+            "TfIdfVectorizer", "StringNormalizer", "Multinomial", "NonZero", "Compress", "Det"}
 """Operations a robot-wm planner never has: control flow, work beyond its tensors' sizes (convolutions, recurrent
-cells, pooling windows) and data-dependent sizes. Every other operation of the standard domain reads and writes its
+cells, pooling windows, determinants: a 20,000 x 20,000 one is 8 x 10^12 operations from a tensor of 4 x 10^8: probe
+36) and data-dependent sizes. Every other operation of the standard domain reads and writes its
 tensors' values a bounded number of times (its noise, drawn in the graph, too: ``RandomNormalLike``)."""
 
 
@@ -92,7 +93,8 @@ def check_graph(proto: onnx.ModelProto, props: dict[str, str]) -> GraphSize:
 
 
 def _count(text: str | None) -> int | None:
-    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else None
+    """A whole number written in ASCII digits (at most 30: 5,000 digits were int()'s "Exceeds the limit": probe 36)."""
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 30 else None
 
 
 def _itemsize(elem_type: int, name: str) -> int:

@@ -8,11 +8,11 @@ Whatever is applied is clamped to the action bounds; the loop never sends NaN.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -99,7 +99,7 @@ class ControlLoop:
         self.delay = int(delay)
         for name, v in (("rate_hz", rate_hz), ("deadline_s", deadline_s)):  # True ran at 1 Hz; "0.01" a ufunc error
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
-                                  or not (np.isfinite(v) and v > 0)):
+                                  or not _positive_finite(v)):
                 raise ValueError(f"{name}={v!r}: expected a positive, finite number")
         if isinstance(max_fallbacks, bool) or not (isinstance(max_fallbacks, int | np.integer) and max_fallbacks >= 1):
             raise ValueError(f"max_fallbacks={max_fallbacks!r}: expected a whole number >= 1")
@@ -191,8 +191,7 @@ class ControlLoop:
             reason = f"robot read_state error: {type(e).__name__}: {e}"
             stats.errors += 1
         else:
-            with contextlib.suppress(TypeError, ValueError):  # what no number holds is named by the planner's step
-                self.last_state = np.array(state, dtype=np.float32, copy=True)
+            self.last_state = _copy_of(state)
             t0 = time.perf_counter()
             value_off = getattr(self.planner, "value_trusted", True) is False
             stats.value_off += value_off
@@ -373,11 +372,34 @@ class ControlLoop:
         return stats
 
 
+def _positive_finite(v) -> bool:
+    """Whether the number ``v`` is finite and above 0 (10**400 was numpy's "ufunc 'isfinite' not supported": 36)."""
+    try:
+        f = float(v)
+    except OverflowError:
+        return False
+    return math.isfinite(f) and f > 0
+
+
+def _copy_of(state) -> np.ndarray | None:
+    """A float32 copy of a state as read, for ``last_state``; None for what is no real number (the planner's step names
+    it): a value whose ``__array__`` raised escaped the loop, a complex one printed numpy's warning (probe 36)."""
+    try:
+        if np.iscomplexobj(state):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.array(state, dtype=np.float32, copy=True)
+    except Exception:  # noqa: BLE001 -- the robot's own object: whatever it raises, the step's fallback says it
+        return None
+
+
 def _sent(returned) -> None:
     """What ``send_action`` returned, checked: an ``async def`` driver's coroutine was dropped unawaited, no command
     reached the robot, and the loop counted 0 errors (probe 35)."""
-    if inspect.isawaitable(returned):
-        if inspect.iscoroutine(returned):
+    # a generator's (`yield` in send_action) body never ran either (probe 36)
+    if inspect.isawaitable(returned) or inspect.isgenerator(returned) or inspect.isasyncgen(returned):
+        if inspect.iscoroutine(returned) or inspect.isgenerator(returned):
             returned.close()
-        raise TypeError("robot.send_action returned an awaitable (an async driver?), so the command was never sent: "
-                        "give the loop a driver whose send_action sends before it returns")
+        raise TypeError(f"robot.send_action returned {type(returned).__name__!r} (an async or generator driver?), so "
+                        "the command was never sent: give the loop a driver whose send_action sends before it returns")

@@ -278,6 +278,12 @@ class DeploymentRecorder:
             self.actions, self.rewards, self.states = self.actions[:bad - 1 if bad else 0], \
                 self.rewards[:max(bad - 1, 0)], self.states[:bad]
             obs = obs[:bad]
+        with np.errstate(over="ignore"):  # a reward beyond float32 (1e300) lost the whole episode at save (probe 36)
+            rew = next((t for t, r in enumerate(self.rewards) if not np.isfinite(np.float32(r))), None)
+        if rew is not None:  # keep every transition before it
+            extra["cut_at_bad_reward"] = rew
+            self.actions, self.rewards, self.states, obs = (self.actions[:rew], self.rewards[:rew],
+                                                           self.states[:rew + 1], obs[:rew + 1])
         act = next((t for t, a in enumerate(self.actions) if a.shape != self.actions[0].shape
                     or not np.all(np.isfinite(a))), None)
         if act is not None:  # an action sent that no episode may hold: keep every transition before it
@@ -309,7 +315,8 @@ class DeploymentRecorder:
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
 _WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
-            "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_action", "cut_at_unsent_command",
+            "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_reward", "cut_at_bad_action",
+            "cut_at_unsent_command",
             "cut_at_size_limit", "interrupted", "safe_stop"}
 # keys that only an import writes (``robot_wm.finetune``, ``robot_wm.data.realign``): a recording that said
 # realigned_delay=1 was imported unaligned and announced as realigned (probe 19)

@@ -427,7 +427,7 @@ class PlannerSession:
             raise ModelFileError(f"planner file {str(path)!r}: its metadata was edited after export (it does not match "
                                  f"the {META_HASH_KEY} it was exported with); export the planner again")
         stored = props.get(GRAPH_HASH_KEY)
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        if _has_external_data(proto):
             # refused here, not left to onnxruntime's error: from the folder holding the side file, onnxruntime read
             # it (weights zeroed in it deployed, exit 0: probe 32)
             raise _external_data(path)
@@ -596,6 +596,8 @@ class PlannerSession:
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build). A step that
         runs past ``WARMUP_LIMIT_S`` is ended and the file refused: a forged graph's step lasted minutes (probe 35)."""
+        if isinstance(runs, bool) or not isinstance(runs, int | np.integer) or not 1 <= runs <= 1000:
+            raise ValueError(f"runs={runs!r}: expected a whole number of warm-up steps from 1 to 1000")  # 0 ran 1 (36)
         with self._lock:  # another thread's steps between the save and the restore replayed its noise (probe 16)
             rng_state = self.rng.bit_generator.state
             guard = self._host[GUARD_INPUT].copy() if self.meta.value_guard else None
@@ -635,6 +637,15 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _has_external_data(proto) -> bool:
+    """Whether an initializer or a node's tensor attribute (a Constant's value: onnxruntime printed its own error
+    first, probe 36) points at external data, in the graph or its functions."""
+    nodes = [*proto.graph.node, *(n for f in proto.functions for n in f.node)]
+    tensors = [*proto.graph.initializer, *(a.t for n in nodes for a in n.attribute if a.HasField("t")),
+               *(t for n in nodes for a in n.attribute for t in a.tensors)]
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
 
 
 def _external_data(path: Path) -> ModelFileError:
