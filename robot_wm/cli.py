@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import ctypes
-import ctypes.util
-import errno
-import importlib
-import logging
-import os
-import signal
 import sys
-import threading
-from collections import Counter
-from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C in the first moments: a traceback from inside numpy's import (probe 36)
+    import argparse
+    import contextlib
+    import ctypes
+    import ctypes.util
+    import errno
+    import importlib
+    import logging
+    import os
+    import signal
+    import threading
+    from collections import Counter
+    from pathlib import Path
 
-from robot_wm import config as cfgmod
-from robot_wm.cli_args import integer, once_everywhere, path_arg, seed, whole
-from robot_wm.io import STOP_SIGNALS, RunLockedError, dangling_link
-from robot_wm.text import OutputGuard
-from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
+    import numpy as np
+
+    from robot_wm import config as cfgmod
+    from robot_wm.cli_args import integer, once_everywhere, path_arg, seed, whole
+    from robot_wm.io import STOP_SIGNALS, RunLockedError, dangling_link
+    from robot_wm.text import OutputGuard
+    from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
+except KeyboardInterrupt:
+    sys.stderr.write("robot-wm: interrupted while starting; nothing was written.\n")
+    raise SystemExit(130) from None
 
 # Modules that add their own subcommands through ``register(subparsers)``.
 PLUGINS: list[str] = ["robot_wm.export.cli", "robot_wm.runtime.cli", "robot_wm.viz.cli", "robot_wm.finetune_cli",
@@ -488,6 +493,16 @@ def _given_twice(items: list[str], what: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The program; a Ctrl-C before the command's own handling began (its modules loading, its arguments parsed) ends
+    it with one line, not a traceback from inside an import (probe 36)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("robot-wm: interrupted while starting; nothing was written.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     if os.environ["MUJOCO_GL"] == "osmesa" and ctypes.util.find_library("OSMesa") is None:  # import mujoco failed
         print("robot-wm: error: MUJOCO_GL=osmesa but the OSMesa library is not installed (e.g. libosmesa6); install "
@@ -531,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in stops:
         signal.signal(sig, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    _INTERRUPTED.clear()
+    if sigint is signal.default_int_handler:  # the same KeyboardInterrupt, remembered: inside a C extension's start-up
+        signal.signal(signal.SIGINT, _interrupt)  # it came out as "ImportError: initialization failed" (probe 36)
     stdout = sys.stdout  # None where it was closed (`>&-`): print() then prints nothing, as wanted (probe 16)
     sys.stdout = guard = OutputGuard(stdout) if stdout is not None else None
     try:
@@ -555,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(sig, signal.SIG_IGN)
         return _stopped(args, _TERMINATED[-1] if _TERMINATED else signal.SIGTERM if isinstance(e, Terminated) else None)
     except ImportError as e:  # a stop signal while a C extension (mujoco) initialised: "initialization failed" (35)
-        if not (_TERMINATED or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
+        if not (_TERMINATED or _INTERRUPTED or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
             raise
         return _stopped(args, _TERMINATED[-1] if _TERMINATED else None)
     except ctypes.ArgumentError as e:  # Ctrl-C landing while ctypes converted an argument (ctypes wraps it)
@@ -603,6 +621,12 @@ class Terminated(KeyboardInterrupt):
 
 
 _TERMINATED = []  # set by the handler: a library (Ray Tune) may re-raise our Terminated as a plain KeyboardInterrupt
+_INTERRUPTED = []  # Ctrl-C's, likewise
+
+
+def _interrupt(signum, frame) -> None:
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
 
 
 def _terminate(signum, frame) -> None:
@@ -658,7 +682,7 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
     if e.errno == errno.EFBIG:
         return (f"{name} would grow past the file size limit ({e.strerror}: ulimit -f or a quota): raise it or free "
                 f"some. {SAVED}")
-    if "does not take hard links" in str(e.strerror):  # not a permission: "make it writable" misled (probe 35)
+    if "does not take" in str(e.strerror):  # hard links or locks, not a permission: "make it writable" (probes 35, 36)
         return f"cannot store {name}: {e.strerror}. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out

@@ -161,6 +161,10 @@ def lock_folder(root: Path, what: str, command: str | None = None, hint: str = "
         except BlockingIOError:
             os.close(dir_fd)
             raise RunLockedError(_locked_message(root, what, _holder(key), hint)) from None
+        except OSError as e:  # ENOLCK (an NFS or SMB mount without locks) was "No locks available: a file" (36)
+            os.close(dir_fd)
+            raise OSError(e.errno, f"{e.strerror}: the file system of this {what} does not take the lock robot-wm "
+                          "holds on a folder it writes (flock); use a local file system", str(root)) from None
         except BaseException:
             os.close(dir_fd)
             raise
@@ -217,8 +221,12 @@ def _lock_file(root: Path, key: str, what: str, command: str | None, hint: str) 
         raise
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
     info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    except OSError as e:  # a full disk: "no space left on the device writing a file" (probe 36)
+        os.close(fd)
+        raise OSError(e.errno, e.strerror, key) from None
     return fd
 
 
@@ -371,6 +379,11 @@ class RunDir:
             raise NotARunError(f"run_dir {str(self.root)!r} holds a NUL byte; expected a folder path")
         if link := dangling_link(self.root):  # makedirs said only "[Errno 17] File exists"
             raise NotARunError(f"run_dir {link}: remove it or create its target")
+        if ".." in self.root.parts and (os.path.realpath(self.root) !=
+                                        os.path.realpath(os.path.normpath(self.root))):  # 'lnk/../r': two places (36)
+            raise NotARunError(f"run_dir {str(self.root)!r} goes back ('..') through a symbolic link: the system takes it "
+                               f"to {os.path.realpath(self.root)!r}, a plain reading to "
+                               f"{os.path.realpath(os.path.normpath(self.root))!r}; give the folder without '..'")
         for parent in self.root.parents:  # "Not a directory" with a useless --resume hint
             if parent.exists():
                 if not parent.is_dir():
@@ -521,6 +534,11 @@ class RunDir:
             if key in self._verified:
                 continue
             if ours is not None and (by := data[i].meta.get("run")) is not None and by != ours:
+                if self._checkpoints_run_id() == by:  # the run's own episodes and checkpoints agree: the manifest's id
+                    # was edited, and the episodes were called "copied in; move it out" (probe 36)
+                    raise ValueError(f"{str(self.manifest_path)!r} names run id {str(ours)[:12]}..., but the run's "
+                                     f"episodes and checkpoints were made by run {str(by)[:12]}...: manifest.json was "
+                                     "edited or replaced; put back the run's own (from a copy of the run)")
                 # another run's episode copied in with its record (sha256 and all) was trained on, or made a rebuilt
                 # headline (probe 32): only unrecorded episodes were checked
                 raise ValueError(f"episode file {str(path)!r} was collected by another run (run id {str(by)[:12]}..., "
