@@ -509,7 +509,8 @@ def test_damaged_episode_clear_error_nothing_changed(run_copy, how, capsys):
 ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-metadata", "external-data",
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
-               "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain"]
+               "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
+               "external-constant"]
 
 
 def rehash_metadata(model) -> None:
@@ -625,6 +626,28 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.initializer.append(helper.make_tensor("words", TensorProto.STRING, [1], [b"x"]))
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "determinant":  # Det of a 20,000 x 20,000 draw: 8 x 10^12 operations from 4 x 10^8 values (probe 36)
+        from onnx import helper
+
+        m = onnx.load(str(src))
+        producer = next(node for node in m.graph.node if "best_return" in node.output)
+        producer.output[list(producer.output).index("best_return")] = "best_return_raw"
+        m.graph.node.extend([helper.make_node("RandomNormal", [], ["draw"], shape=[200, 200]),
+                             helper.make_node("Det", ["draw"], ["det"]),
+                             helper.make_node("Add", ["best_return_raw", "det"], ["best_return"])])
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "external-constant":  # a Constant node's value in a side file: onnxruntime's own error first (36)
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        value = helper.make_tensor("side", TensorProto.FLOAT, [1], [0.0])
+        value.data_location = TensorProto.EXTERNAL
+        value.external_data.add(key="location", value="side.bin")
+        del value.float_data[:]
+        m.graph.node.append(helper.make_node("Constant", [], ["side_value"], value=value))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
     elif how == "matmul-chain":  # 100 products of 500 x 500 into best_return (30,000: minutes a step, probe 35)
         m = onnx.load(str(src))
         add_matmul_chain(m, 100)
@@ -737,6 +760,10 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "its tensor 'words' holds strings" in str(err.value), str(err.value)
     if how == "matmul-chain":
         assert "operations a step, more than 4 x the" in str(err.value), str(err.value)
+    if how == "determinant":
+        assert "holds a Det node" in str(err.value), str(err.value)
+    if how == "external-constant":
+        assert "references external data" in str(err.value), str(err.value)
     if how == "huge-constant":
         assert "its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes" in str(err.value), str(err.value)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
@@ -2039,6 +2066,10 @@ def test_another_runs_manifest_copied_into_a_run_is_named_not_its_config(run_cop
     path.write_text(json.dumps({**m, "settings": {**m["settings"], "seed": 1}}))  # its own id: config.toml edited
     rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1")
     assert rc == 2 and "config.toml' was edited by hand: seed=0 (robot-wm wrote 1)" in out, out
+    # probe 36: its run id alone edited: the run's own episode was "copied in; move it out"
+    path.write_text(json.dumps({**m, "run_id": "30ee" + m["run_id"][4:]}))
+    rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and "but the run's episodes and checkpoints were made by run" in out and "move it out" not in out, out
 
 
 def test_a_folder_where_the_run_writes_a_file_is_refused_before_any_work(run_copy, capsys):
@@ -2957,3 +2988,39 @@ def test_a_stop_signal_while_mujoco_loads_is_a_stop_not_a_traceback(tmp_path):
     r = _under_strace(["-P", str(so), "-e", "trace=openat", "-e", "inject=openat:signal=SIGTERM:when=1"], "run",
                       f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
     assert r.returncode == 143 and "terminated (SIGTERM)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject the fault")
+def test_a_file_system_without_locks_is_named(tmp_path):
+    """Probe 36: ENOLCK from flock (an NFS or SMB mount without locks) was "No locks available: a file"."""
+    r = _under_strace(["-e", "trace=flock", "-e", "inject=flock:error=ENOLCK:when=1"], "run",
+                      f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress")
+    assert r.returncode == 1 and "does not take the lock robot-wm holds" in r.stderr, r.stderr
+    assert f"'{tmp_path / 'run'}'" in r.stderr and "a file" not in r.stderr, r.stderr
+
+
+def test_a_run_dir_that_goes_back_through_a_link_is_refused(tmp_path, capsys):
+    """Probe 36: run_dir=lnk/../r with lnk a link to other/sub: the run was made in other/r (the kernel's reading),
+    then "cannot make or open .../manifest.json ... a folder on its path is missing" (a plain reading), a folder and
+    its .lock left behind."""
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "other" / "sub")
+    rc, out = main_in_process(capsys, "run", f"run_dir={tmp_path}/lnk/../r", *TINY, "--no-progress")
+    assert rc == 2 and "goes back ('..') through a symbolic link" in out and "other/r'" in out, out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["lnk", "other", "sub"]
+    from conftest import tiny_run
+
+    assert tiny_run(tmp_path / "lnk" / "fine") == 0  # a link without '..' after it is fine
+
+
+def test_ctrl_c_in_the_first_moments_is_no_traceback(tmp_path):
+    """Probe 36: Ctrl-C within 0.35 s of the start was a KeyboardInterrupt traceback from inside numpy's import. (As
+    the `robot-wm` script starts it: `python -m` imports the package through runpy first, a window no program closes.)"""
+    for delay in (0.2, 0.35, 0.6):
+        proc = subprocess.Popen([sys.executable, "-c", "from robot_wm.cli import entry; entry()", "run",
+                                 f"run_dir={tmp_path / 'run'}", *TINY, "--no-progress"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+        assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, (proc.returncode, err)

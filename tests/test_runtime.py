@@ -1449,3 +1449,58 @@ def test_a_real_time_robots_recording_pairs_each_command_with_its_own_outcome(fi
     sent = ep.action[:, 0]
     assert len(ep) == 8 and np.ptp(sent) > 0.2, sent  # the commands differ: a shift would show
     assert np.allclose(moved, sent, atol=0.25), np.round(np.stack([moved, sent]), 2)
+
+
+def test_odd_driver_returns_are_fallbacks_and_errors_not_crashes_or_silent(files):
+    """Probe 36: a state whose __array__ raised escaped the loop (the loop's copy of it was outside the read's
+    fallback); a complex state printed numpy's ComplexWarning; a generator send_action never ran, 30 steps, 0 errors;
+    rate_hz=10**400 was numpy's "ufunc 'isfinite' not supported"."""
+    import warnings
+
+    class Raises:
+        def __array__(self, *a, **k):
+            raise RuntimeError("sensor bus")
+
+    for state in (Raises(), np.array([0.1, 0.9, -0.2, 0.3, 0.0]) + 1j):
+        robot = ScriptedRobot()
+        robot.state = state
+        loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stats = loop.run(5)
+        assert stats.fallbacks == 3 and loop.stopped is not None, stats.format()
+
+    class GeneratorRobot(ScriptedRobot):
+        def send_action(self, action):
+            self.sent.append(np.array(action))
+            yield
+
+    robot = GeneratorRobot()
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
+    stats = loop.run(5)
+    assert robot.sent == [] and stats.errors >= 3 and "'generator'" in loop.stopped, loop.stopped
+    with pytest.raises(ValueError, match="rate_hz=1000000000000000000000000000000"):
+        ControlLoop(PlannerSession(files["input"], provider="cpu"), ScriptedRobot(), rate_hz=10**400)
+    for runs in (0, -5, "3", 2.5):  # 0 and -5 ran one step; "3" and 2.5 were raw TypeErrors
+        with pytest.raises(ValueError, match=r"runs=.*: expected a whole number of warm-up steps"):
+            PlannerSession(files["input"], provider="cpu").warmup(runs)
+
+
+def test_a_reward_beyond_float32_cuts_the_recording_there_not_loses_it(tmp_path):
+    """Probe 36: a robot whose last_reward() said 1e300 at one step: end() raised "reward holds NaN/Inf" and the whole
+    recorded episode was lost. It is cut before that step, like a bad state or action."""
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    class Rewarding(ScriptedRobot):
+        def last_reward(self):
+            return 1e300 if len(self.sent) == 4 else 1.0
+
+    robot = Rewarding()
+    rec = DeploymentRecorder(tmp_path / "rec", task="my-robot", planner="p", action_repeat=1, planner_delay=0)
+    rec.begin(robot, 0)
+    for _ in range(6):
+        robot.send_action(np.zeros(1, np.float32))
+        rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+    ep = Episode.load(rec.end())
+    assert len(ep) == 3 and ep.meta["cut_at_bad_reward"] == 3 and ep.total_return == 3.0, ep.meta
