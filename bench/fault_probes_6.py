@@ -382,3 +382,106 @@ def probe35_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
         return rc == 2 and len(list(run.glob("eval/episode_*.npz"))) == before, tail(out, 90)
     record(cat, "episodes.csv a folder, then eval (the episode stored, then exit 2)", csv_folder)
+
+
+def probe36_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-sixth probe (one frozen snapshot, two helpers): its three defects and the ugly cases fixed in
+    session 31."""
+    from test_faults import TINY, _under_strace, damage_onnx
+
+    cat = "probe 2026-11-29 (36th)"
+
+    def determinant():
+        bad = damage_onnx(planner, work / "p36-det.onnx", "determinant")
+        rc, out = cli("deploy", str(bad), "--episodes", "1")
+        return rc == 2 and "holds a Det node" in out, tail(out, 90)
+    record(cat, "a forged Det of a 16,000 x 16,000 draw (one node for minutes, past the watchdog and SIGTERM)",
+           determinant)
+
+    def loop_with(robot_class, **kw):
+        from test_faults import _sim_env
+
+        from robot_wm.runtime.loop import ControlLoop
+        from robot_wm.runtime.session import PlannerSession
+
+        robot = robot_class(_sim_env())
+        robot.reset(0)
+        loop = ControlLoop(PlannerSession(planner, provider="cpu"), robot, realtime=False, max_fallbacks=3, **kw)
+        return loop, loop.run(5)
+
+    def generator_driver():
+        from robot_wm.runtime.robot import SimRobot
+
+        class Yields(SimRobot):
+            def send_action(self, action):
+                super().send_action(action)
+                yield
+
+        loop, stats = loop_with(Yields)
+        return stats.errors >= 3 and loop.stopped is not None, f"errors {stats.errors}"
+    record(cat, "a generator send_action (never ran: 30 steps, 0 errors)", generator_driver)
+
+    def raising_state():
+        from robot_wm.runtime.robot import SimRobot
+
+        class Bus:
+            def __array__(self, *a, **k):
+                raise RuntimeError("sensor bus")
+
+        class BadState(SimRobot):
+            def read_state(self):
+                return Bus()
+
+        loop, stats = loop_with(BadState)
+        return stats.fallbacks >= 3 and loop.stopped is not None, f"fallbacks {stats.fallbacks}"
+    record(cat, "a state whose __array__ raises (escaped the loop)", raising_state)
+
+    def huge_reward():
+        from test_faults import _sim_env
+
+        from robot_wm.data.episode import Episode
+        from robot_wm.runtime.record import DeploymentRecorder
+        from robot_wm.runtime.robot import SimRobot
+
+        class Rewarding(SimRobot):
+            bad = False
+
+            def last_reward(self):
+                return 1e300 if self.bad else 1.0
+
+        robot = Rewarding(_sim_env())
+        robot.reset(0)
+        rec = DeploymentRecorder(work / "p36-reward", task="cartpole-swingup", planner="p", action_repeat=8,
+                                 planner_delay=0)
+        rec.begin(robot, 0)
+        for i in range(5):
+            robot.send_action(np.zeros(1))
+            robot.bad = i == 2
+            rec.step(robot, np.zeros(1, np.float32), 0.001, None)
+        ep = Episode.load(rec.end())
+        return len(ep) == 2 and ep.meta.get("cut_at_bad_reward") == 2, f"{len(ep)} steps kept"
+    record(cat, "a reward of 1e300 at the third step (end() raised: the whole episode lost)", huge_reward)
+
+    def enolck():
+        if shutil.which("strace") is None:
+            return True, "strace not installed: not tried"
+        r = _under_strace(["-e", "trace=flock", "-e", "inject=flock:error=ENOLCK:when=1"], "run",
+                          f"run_dir={work / 'p36-nolock'}", *TINY, "--no-progress")
+        return r.returncode == 1 and "does not take the lock" in r.stderr, tail(r.stderr, 90)
+    record(cat, "strace: ENOLCK from flock ('No locks available: a file')", enolck)
+
+    def back_through_link():
+        (work / "p36-other" / "sub").mkdir(parents=True)
+        (work / "p36-lnk").symlink_to(work / "p36-other" / "sub")
+        rc, out = cli("run", f"run_dir={work}/p36-lnk/../p36-r", "env_steps=400")
+        return rc == 2 and "goes back ('..') through a symbolic link" in out, tail(out, 90)
+    record(cat, "run_dir=lnk/../r (made in one place, looked for in another)", back_through_link)
+
+    def early_ctrl_c():
+        p = _robot_wm(script=f'exec "{sys.executable}" -c "from robot_wm.cli import entry; entry()" run '
+                      f'run_dir="{work / "p36-early"}" env_steps=400 --no-progress')
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out = p.communicate(timeout=120)[0]
+        return p.returncode == 130 and "Traceback" not in out, tail(out, 90)
+    record(cat, "Ctrl-C 0.3 s after the start (a traceback from inside numpy's import)", early_ctrl_c)

@@ -495,11 +495,23 @@ def _given_twice(items: list[str], what: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """The program; a Ctrl-C before the command's own handling began (its modules loading, its arguments parsed) ends
     it with one line, not a traceback from inside an import (probe 36)."""
+    # Ctrl-C's are remembered from the start: inside a C extension's start-up (mujoco's) one came out as "ImportError:
+    # initialization failed" (probe 36)
+    own = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    _INTERRUPTED.clear()
+    if own:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         return _main(argv)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as e:
+        if isinstance(e, ImportError) and not _INTERRUPTED:
+            raise
         print("robot-wm: interrupted while starting; nothing was written.", file=sys.stderr)
         return 130
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -546,9 +558,6 @@ def _main(argv: list[str] | None = None) -> int:
     for sig in stops:
         signal.signal(sig, _terminate)
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
-    _INTERRUPTED.clear()
-    if sigint is signal.default_int_handler:  # the same KeyboardInterrupt, remembered: inside a C extension's start-up
-        signal.signal(signal.SIGINT, _interrupt)  # it came out as "ImportError: initialization failed" (probe 36)
     stdout = sys.stdout  # None where it was closed (`>&-`): print() then prints nothing, as wanted (probe 16)
     sys.stdout = guard = OutputGuard(stdout) if stdout is not None else None
     try:
