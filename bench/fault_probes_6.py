@@ -40,6 +40,12 @@ def _signal_during_deploy(planner: Path, sig: signal.Signals, rec: Path) -> tupl
             (rec / "episode_000001.npz").exists()), tail(out, 90)
 
 
+def _deploy_refuses(bad: Path, needle: str) -> tuple[bool, str]:
+    """``robot-wm deploy`` of the planner file ``bad`` exits 2 naming ``needle``."""
+    rc, out = cli("deploy", str(bad), "--episodes", "1")
+    return rc == 2 and needle in out, tail(out, 90)
+
+
 def probe33_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
     """The thirty-third probe (one frozen snapshot, two helpers): its three defects and its ugly cases."""
     from robot_wm.io import RunLockedError
@@ -142,9 +148,7 @@ def probe34_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     cat = "probe 2026-11-29 (34th)"
 
     def forged(how: str, needle: str):
-        bad = damage_onnx(planner, work / f"p34-{how}.onnx", how)
-        rc, out = cli("deploy", str(bad), "--episodes", "1")
-        return rc == 2 and needle in out, tail(out, 90)
+        return _deploy_refuses(damage_onnx(planner, work / f"p34-{how}.onnx", how), needle)
     record(cat, "a Loop of 10^8 trips inside a model-local function, hashes recomputed (25 min a step, deaf to SIGTERM)",
            lambda: forged("loop-in-function", "function evil.Spin"))
     record(cat, "a 2 MiB metadata entry, its hash recomputed (300 MiB deployed at 1.75 GB)",
@@ -290,13 +294,9 @@ def probe35_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
 
     cat = "probe 2026-11-29 (35th)"
 
-    def deploy_refuses(bad: Path, needle: str):
-        rc, out = cli("deploy", str(bad), "--episodes", "1")
-        return rc == 2 and needle in out, tail(out, 90)
-
     def no_memory_key():
         big = damage_onnx(planner, work / "p35-big.onnx", "huge-constant")
-        return deploy_refuses(edit_metadata(big, work / "p35-nokey.onnx", {"planner_memory_bytes": None}),
+        return _deploy_refuses(edit_metadata(big, work / "p35-nokey.onnx", {"planner_memory_bytes": None}),
                               "does not say what a planning step needs")
     record(cat, "planner_memory_bytes deleted, hashes recomputed, a 1 GB constant (the bounds skipped: 2.3 GB)",
            no_memory_key)
@@ -305,11 +305,11 @@ def probe35_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
             ("sparse-initializer", "sparse initializer", "a sparse initializer declaring 2^28 floats (1 GiB at load)"),
             ("string-initializer", "holds strings", "a string tensor (29 doublings: 512 MB from a shape of [1])")):
         record(cat, f"a forged planner: {what}",
-               lambda how=how, needle=needle: deploy_refuses(damage_onnx(planner, work / f"p35-{how}.onnx", how), needle))
-    record(cat, "metadata noise_shape of 2^64 (an OverflowError traceback)", lambda: deploy_refuses(
+               lambda how=how, needle=needle: _deploy_refuses(damage_onnx(planner, work / f"p35-{how}.onnx", how), needle))
+    record(cat, "metadata noise_shape of 2^64 (an OverflowError traceback)", lambda: _deploy_refuses(
         edit_metadata(planner, work / "p35-ns.onnx", {"noise_shape": "[18446744073709551616, 1, 1, 1]"}),
         "each must be 1 to"))
-    record(cat, "metadata planner_memory_bytes of a superscript two (int()'s words, no file named)", lambda: deploy_refuses(
+    record(cat, "metadata planner_memory_bytes of a superscript two (int()'s words, no file named)", lambda: _deploy_refuses(
         edit_metadata(planner, work / "p35-sup.onnx", {"planner_memory_bytes": "\u00b2"}), "p35-sup.onnx"))
 
     def sigterm_mid_step():
@@ -326,7 +326,7 @@ def probe35_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     def warmup_watchdog():
         from robot_wm.runtime import session as session_mod
 
-        slow, old = _slow_planner(planner, work / "p35-slow2.onnx", 400), session_mod.WARMUP_LIMIT_S
+        slow, old = _slow_planner(planner, work / "p35-slow2.onnx", 2000), session_mod.WARMUP_LIMIT_S
         session_mod.WARMUP_LIMIT_S = 0.5
         try:
             session_mod.PlannerSession(slow, provider="cpu").warmup()
