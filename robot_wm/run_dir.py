@@ -36,6 +36,7 @@ from robot_wm.io import (
     loads_json,
     read_jsonl,
 )
+from robot_wm.text import first_names
 from sim.env import STEP_UNIT
 
 log = logging.getLogger(__name__)
@@ -403,8 +404,7 @@ class RunDir:
             return
         held = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME)
         if held:
-            shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-            raise NotARunError(f"run_dir {str(self.root)!r} already holds files ({shown}) but is not a robot-wm "
+            raise NotARunError(f"run_dir {str(self.root)!r} already holds files ({first_names(held)}) but is not a robot-wm "
                                "run directory (no manifest.json of robot-wm's); refusing to write into it: choose a new or "
                                "empty folder")
 

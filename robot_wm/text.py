@@ -15,6 +15,11 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def first_names(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, with how many more: "a, b, c, d, e and 3 more"."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def echo(text: str, **kwargs) -> None:
     """``print`` of a message that names user's paths, control characters shown (``printable``): a run, --out or
     --record name holding ESC sequences set the terminal's title and colours through `wrote ...` (probe 11)."""

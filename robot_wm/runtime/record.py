@@ -26,6 +26,7 @@ from robot_wm.io import (
     dangling_link,
     loads_json,
 )
+from robot_wm.text import first_names
 from sim.env import STEP_UNIT  # mujoco + numpy only: the runtime stays torch-free
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ def _check_not_a_users_folder(root: Path) -> None:
     if not root.is_dir() or (root / CLAIM_NAME).exists() or any(root.glob("episode_*.npz")):
         return
     if held := sorted(p.name for p in root.iterdir() if not p.name.endswith(TEMP_SUFFIX)):
-        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-        raise ValueError(f"--record {str(root)!r} already holds files ({shown}) but is not a recording folder (no "
+        raise ValueError(f"--record {str(root)!r} already holds files ({first_names(held)}) but is not a recording folder (no "
                          f"{CLAIM_NAME}, no episode): refusing to write into it; choose a new or empty folder")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from robot_wm.io import atomic_write_json, atomic_write_text, check_regular_file, loads_json
 from robot_wm.sweep.spec import Trial
+from robot_wm.text import first_names
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,8 @@ def check_sweep_dir(sweep_dir: Path) -> None:
             theirs.insert(0, f"{RESULTS_NAME} (not a sweep's: no {', '.join(c for c in REQUIRED if c not in header)} "
                              "column)")
     if theirs:
-        shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
-        raise ValueError(f"sweep directory {str(sweep_dir)!r} holds files that are not a sweep's ({shown}); refusing "
-                         "to write into it: choose a new or empty folder (sweep_dir or --storage)")
+        raise ValueError(f"sweep directory {str(sweep_dir)!r} holds files that are not a sweep's ({first_names(theirs)}); "
+                         "refusing to write into it: choose a new or empty folder (sweep_dir or --storage)")
 
 
 def runs_dir(sweep_dir: Path) -> Path:
