@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+STARTING_STOPPED = "robot-wm: interrupted while starting; nothing was written."
+"""Said for a Ctrl-C before a command began (its modules loading, its arguments parsed): one line, not a traceback."""
+
 try:  # Ctrl-C in the first moments: a traceback from inside numpy's import (probe 36)
     import argparse
     import contextlib
@@ -26,7 +29,7 @@ try:  # Ctrl-C in the first moments: a traceback from inside numpy's import (pro
     from robot_wm.text import OutputGuard
     from robot_wm.viz.cli import add_rerun_flag, rerun_overrides, warn_network
 except KeyboardInterrupt:
-    sys.stderr.write("robot-wm: interrupted while starting; nothing was written.\n")
+    sys.stderr.write(STARTING_STOPPED + "\n")
     raise SystemExit(130) from None
 
 # Modules that add their own subcommands through ``register(subparsers)``.
@@ -41,13 +44,14 @@ def _is_launch_arg(arg: str) -> bool:
 
 
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
-    launch = [a for a in args if _is_launch_arg(a)]
+    is_launch = [_is_launch_arg(a) for a in args]
+    launch = [a for a, yes in zip(args, is_launch, strict=True) if yes]
     if len(launch) > 1:
         raise cfgmod.ConfigError(f"expected at most one launch file, got {launch}")
     if launch and not launch[0].strip():
         raise cfgmod.ConfigError("the launch file argument is empty ('' : an unset shell variable?); pass a "
                                  "launch file path, or nothing for the embedded default")
-    return (launch[0] if launch else None), [a for a in args if not _is_launch_arg(a)]
+    return (launch[0] if launch else None), [a for a, yes in zip(args, is_launch, strict=True) if not yes]
 
 
 def resolve_config(launch: str | None, overrides: list[str]) -> cfgmod.RunConfig:
@@ -507,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ImportError) as e:
         if isinstance(e, ImportError) and not _INTERRUPTED:
             raise
-        print("robot-wm: interrupted while starting; nothing was written.", file=sys.stderr)
+        print(STARTING_STOPPED, file=sys.stderr)
         return 130
     finally:
         if own:

@@ -133,7 +133,8 @@ def holder_named(text: str | None):
             _HOLDER.pop()
 
 
-def _command_line() -> str:
+def command_line() -> str:
+    """What a lock names as its holder: this process's command line (as `robot-wm ...`), or ``holder_named``'s text."""
     if _HOLDER:
         return _HOLDER[-1][:500]
     argv = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
@@ -221,7 +222,7 @@ def _lock_file(root: Path, key: str, what: str, command: str | None, hint: str) 
         os.close(fd)
         raise
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-    info = {"pid": os.getpid(), "command": command or _command_line(), "started": stamp}
+    info = {"pid": os.getpid(), "command": command or command_line(), "started": stamp}
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)

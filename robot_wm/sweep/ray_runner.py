@@ -409,9 +409,9 @@ def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | N
         if (big := max(todo, key=lambda t: t.threads)).threads > total:
             raise SweepError(f"trial {big.name} needs threads={big.threads} CPUs but the Ray cluster has {total:g}")
         progress = _Progress(len(sweep.trials), len(sweep.trials) - len(todo), on_change, out, stops)
-        from robot_wm.run_dir import _command_line
+        from robot_wm.run_dir import command_line
 
-        line = _command_line()  # a trial's lock names the sweep to stop, not Ray's worker
+        line = command_line()  # a trial's lock names the sweep to stop, not Ray's worker
         payloads = [{**t.payload(run_dirs[t.name]), "cwd": os.getcwd(),
                      "holder": f"robot-wm sweep trial {t.name} (sweep PID {os.getpid()}: {line})"} for t in todo]
         _fit(ray, payloads, sweep_dir, progress, max_failures, _scheduler(sweep), _rungs(sweep))
