@@ -332,11 +332,8 @@ class PlannerSession:
 
             if why := memory_blamed(msg):
                 raise ModelFileError(f"onnxruntime could not load {str(self.path)!r}: {why}") from None
-            first = msg.splitlines()[0] if msg else type(e).__name__
-            if len(first) > 300:  # the reason comes last, after a C++ signature: it was cut off (probe 35)
-                first = f"{first[:120]} ... {first[-180:]}"
             raise ModelFileError(f"{str(self.path)!r} is not a loadable ONNX model (truncated, corrupted or "
-                                 f"not ONNX): {first}") from None
+                                 f"not ONNX): {_ort_words(e)}") from None
         self.meta = PlannerMeta.parse(self.session.get_modelmeta().custom_metadata_map, repr(str(self.path)))
         self._check_io()
         self.provider = self.session.get_providers()[0]
@@ -622,7 +619,7 @@ class PlannerSession:
                                          "this computer is far too slow for it") from None
                 from robot_wm.sysmem import memory_blamed
 
-                first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                first = _ort_words(e)
                 blamed = memory_blamed(str(e))
                 if blamed or "allocate" in str(e).lower():
                     why = blamed or "export it with fewer planner.samples or a shorter horizon"
@@ -637,6 +634,13 @@ class PlannerSession:
             if guard is not None:  # nor leave its plans in the value guard (review)
                 self._host[GUARD_INPUT][...] = guard
                 self._guard_before = None
+
+
+def _ort_words(e: Exception) -> str:
+    """onnxruntime's message, its first line kept short: head and tail, since its reason comes last, after a C++
+    signature (cut at 300 characters, the reason was lost: probe 35)."""
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return first if len(first) <= 300 else f"{first[:120]} ... {first[-180:]}"
 
 
 def _has_external_data(proto) -> bool:
