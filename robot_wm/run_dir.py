@@ -464,6 +464,7 @@ class RunDir:
         has other hard links, and two of the run's folders that are one (``eval`` a link to ``episodes``: evaluation
         episodes were trained on, probe 17)."""
         seen: dict[Path, str] = {}
+        self._check_writable(self.root)
         for name in self.WRITTEN:
             p = self.own_folder(name)
             if p.is_dir() and "." in name:  # episodes.csv a folder: eval and collect stored and logged their episode,
@@ -471,6 +472,7 @@ class RunDir:
                 raise ValueError(f"{str(p)!r} is a directory, where the run writes its file {name}: remove it (nothing "
                                  "was written)")
             if p.is_dir():
+                self._check_writable(p)
                 if (other := seen.setdefault(p.resolve(), name)) != name:
                     raise ValueError(f"{str(p)!r} is the run's {other!r} folder under another name (a link): each holds "
                                      "its own files; remove the link")
@@ -480,6 +482,15 @@ class RunDir:
             if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:  # `cp -al`: appends reach the other copy
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")
+
+    @staticmethod
+    def _check_writable(folder: Path) -> None:
+        """A writer's folder it cannot write into is refused before any work: a read-only ``checkpoints/`` was found
+        when the first checkpoint was written, after training, and a read-only ``episodes/`` after collecting (probe
+        36). ``os.access`` also says so for a read-only file system, even to root."""
+        if not os.access(folder, os.W_OK | os.X_OK):
+            code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+            raise OSError(code, os.strerror(code), str(folder))
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a

@@ -1217,6 +1217,36 @@ def test_export_into_a_read_only_folder_is_refused_before_exporting(small_mount,
     assert rc == 2 and f"cannot write into {str(ro)!r} (Permission denied)" in out, out
 
 
+@pytest.fixture
+def read_only_bind(run_copy):
+    """``run_copy/NAME`` made read-only by a bind mount over itself; skipped where mounting is not allowed."""
+    done = []
+
+    def make(name: str) -> Path:
+        where = run_copy / name
+        where.mkdir(exist_ok=True)
+        for opts in (["--bind"], ["-o", "remount,ro,bind"]):
+            r = subprocess.run(["mount", *opts, str(where), str(where)], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                pytest.skip(f"cannot bind-mount here ({r.stderr.strip()}): needs root")
+            done.append(where) if opts == ["--bind"] else None
+        return where
+
+    yield make
+    for m in done:
+        subprocess.run(["umount", "-l", str(m)], check=False)
+
+
+def test_a_read_only_folder_of_the_run_is_refused_before_any_work(run_copy, read_only_bind, capsys):
+    """Probe 36: a read-only checkpoints/ was found when the first checkpoint was written, after training (and a
+    read-only episodes/ after collecting). Every writer checks the run's folders before it works."""
+    ro = read_only_bind("checkpoints")
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
+    assert rc == 1 and f"cannot write {str(ro)!r} (Read-only file system)" in out, out
+    assert "Traceback" not in out and snapshot(run_copy) == before
+
+
 def test_an_output_that_is_a_device_or_a_fifo_is_never_replaced(run_copy, tmp_path, capsys):
     """export --out x.onnx (and dream --out x.mp4) where x is a FIFO or a device node: the node was replaced by
     a regular file, exit 0 (ninth probe). Every file robot-wm writes goes through atomic_write."""
