@@ -1074,6 +1074,21 @@ def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys)
     assert (tmp_path / "recfile").read_text() == "mine"
 
 
+def test_deploy_record_refuses_a_folder_with_an_episode_name_before_driving(files, tmp_path, capsys):
+    """Probe 36: a folder named episode_000001.npz was counted as an episode and skipped: the recording went on at
+    episode_000002 (and whatif --data then refused the folder). It is named before the robot is driven."""
+    from robot_wm.cli import main
+
+    rec = tmp_path / "rec"
+    deploy = ["deploy", str(files["internal"]), "--episodes", "1", "--record", str(rec), "--sim", "max_env_steps=20"]
+    assert main(deploy) == 0, capsys.readouterr().err
+    (rec / "episode_000001.npz").mkdir()
+    rc = main(deploy)
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{str(rec / 'episode_000001.npz')!r} has an episode's name but is not a file" in err, err
+    assert sorted(p.name for p in rec.glob("episode_*")) == ["episode_000000.npz", "episode_000001.npz"]
+
+
 @pytest.mark.parametrize("state, plan, needle", [
     ("abc", None, "state holds <U3 values: expected numbers"),
     (np.array([object()] * 5), None, "state holds object values: expected numbers"),

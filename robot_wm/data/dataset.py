@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class EpisodeFolder:
                 st = p.stat()
             except OSError:
                 continue  # a dangling link: Episode.load names it
+            if not stat.S_ISREG(st.st_mode):  # a folder so named was skipped by deploy --record (probe 36)
+                raise ValueError(f"{str(p)!r} has an episode's name but is not a file (a folder, a FIFO or a device): "
+                                 "move it out of the episode folder")
             key = (st.st_dev, st.st_ino)
             if st.st_ino and key in seen:  # inode 0: a file system without inode numbers
                 raise ValueError(f"episode file {str(p)!r} is the same file as {seen[key].name} (a link): each episode "
