@@ -18,6 +18,7 @@ try:  # Ctrl-C in the first moments: a traceback from inside numpy's import (pro
     import os
     import signal
     import threading
+    import unicodedata
     from collections import Counter
     from pathlib import Path
 
@@ -51,6 +52,10 @@ def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
     if launch and not launch[0].strip():
         raise cfgmod.ConfigError("the launch file argument is empty ('' : an unset shell variable?); pass a "
                                  "launch file path, or nothing for the embedded default")
+    for a in launch:  # 'planner.samples＝64' was "launch file ... does not exist" (probe 36)
+        if (like := [c for c in dict.fromkeys(a) if unicodedata.normalize("NFKC", c) == "="]) and not os.path.exists(a):
+            raise cfgmod.ConfigError(f"{a!r} holds {', '.join(f'{c!r} (U+{ord(c):04X})' for c in like)}, not '=': no "
+                                     "launch file has that name; an override is written key=value with a plain '='")
     return (launch[0] if launch else None), [a for a, yes in zip(args, is_launch, strict=True) if not yes]
 
 

@@ -648,6 +648,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. planner.horizon=20)")
+        if key != key.rstrip():  # 'planner.samples =64' was "unknown field 'planner.samples '" (probe 36)
+            raise ConfigError(f"override {item!r} has a space before '=': expected {key.strip()}={text.strip()} (no "
+                              "spaces around '=')")
         if text.startswith("="):  # `run_dir==/tmp/x` made a folder named "=" in the working directory
             raise ConfigError(f"override {item!r} has '==': expected {key}={text[1:]} (a value that starts "
                               "with '=' is written as a quoted TOML string)")

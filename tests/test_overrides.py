@@ -288,6 +288,18 @@ def test_empty_arguments_are_refused(tmp_path, monkeypatch, capsys):
     assert not list(tmp_path.iterdir()), "nothing may be written into the current folder"
 
 
+@pytest.mark.parametrize("arg, needle", [
+    ("planner.samples\uff1d64", "holds '\uff1d' (U+FF1D), not '='"),  # a fullwidth '=' was a launch file's name
+    ("planner.samples\u207c64", "holds '\u207c' (U+207C), not '='"),
+    ("planner.samples =64", "has a space before '=': expected planner.samples=64"),  # "unknown field" (probe 36)
+])
+def test_an_override_written_with_a_lookalike_or_a_space_is_named(arg, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc, out = _cli(capsys, "run", arg, "--no-progress")
+    assert rc == 2 and needle in out and "Traceback" not in out, out
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("template", ["runs/{task.__class__}", "runs/{seed[0]}", "runs/{task!r}",
                                       "runs/{seed:{task}}", "runs/{user}", "runs/{0}", "runs/{}", "runs/{task"])
 def test_run_dir_template_fields(template, tmp_path, monkeypatch, capsys):
