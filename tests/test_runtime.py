@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -1135,6 +1136,10 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("state_reach", "{}", "metadata state_reach is malformed (KeyError('centre'))"),
     ("state_reach", '{"centre": [0], "scale": [1], "max_z": 1}', "metadata state_reach does not hold 5 finite centres"),
     ("state_reach", '{"centre": [0,0,0,0,0], "scale": [1,1,0,1,1], "max_z": 1}', "5 positive scales"),
+    # numpy's overflow warning, then "do not fit action_dim" (probe 36); -inf was the safe action's command
+    ("action_low", "[-1e39]", "metadata action_low=[-1e39], action_high=[1.0]: expected action_dim=1 finite float32"),
+    ("action_low", "[-Infinity]", "metadata action_low=[-Infinity], action_high=[1.0]: expected action_dim=1 finite"),
+    ("action_high", "[NaN]", "metadata action_low=[-1.0], action_high=[NaN]: expected action_dim=1 finite"),
 ])
 def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key, value, needle):
     """The probe of 2026-11-26 edited an exported file's metadata: a NaN control period drove a 0.08 s planner
@@ -1142,7 +1147,8 @@ def test_edited_planner_metadata_is_refused_naming_the_key(files, tmp_path, key,
     from test_faults import edit_metadata
 
     edited = edit_metadata(files["internal"], tmp_path / "edited.onnx", {key: value})  # the hash recomputed too
-    with pytest.raises(ModelFileError, match=re.escape(needle)):
+    with pytest.raises(ModelFileError, match=re.escape(needle)), warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused in words, not by numpy's RuntimeWarning first
         PlannerSession(edited)
     plain = edit_metadata(files["internal"], tmp_path / "plain.onnx", {key: value}, rehash=False)
     with pytest.raises(ModelFileError, match="its metadata was edited after export"):

@@ -116,8 +116,7 @@ class PlannerMeta:
             raise ModelFileError(f"{where} is not a robot-wm planner (metadata {FORMAT_KEY}={found!r}, "
                                  f"expected {PLANNER_FORMAT!r}); export one with `robot-wm export`")
         try:
-            low = np.asarray(loads_json(props["action_low"]), dtype=np.float32)
-            high = np.asarray(loads_json(props["action_high"]), dtype=np.float32)
+            low, high = (as_floats(loads_json(props[k]), f"metadata {k}") for k in ("action_low", "action_high"))
             rep = props.get("action_repeat", "")
             meta = cls(int(props["state_dim"]), int(props["action_dim"]), low, high,
                        float(props["control_period"]), int(props["horizon"]), int(props["samples"]),
@@ -155,8 +154,11 @@ class PlannerMeta:
         if any(n < 1 or n > MAX_INPUT_ELEMENTS for n in sizes.values()):
             raise ModelFileError(f"{where}: the metadata declares input sizes {sizes} (noise_shape "
                                  f"{list(meta.noise_shape)}); each must be 1 to {MAX_INPUT_ELEMENTS:,} values")
-        if low.shape != (meta.action_dim,) or high.shape != (meta.action_dim,) or not np.all(low <= high):
-            raise ModelFileError(f"{where}: action bounds in the metadata do not fit action_dim={meta.action_dim}")
+        if low.shape != (meta.action_dim,) or high.shape != (meta.action_dim,) or not np.all(low <= high) or \
+                not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):  # -inf was the fallback's command
+            raise ModelFileError(f"{where}: metadata action_low={props['action_low'][:80]}, action_high="
+                                 f"{props['action_high'][:80]}: expected action_dim={meta.action_dim} finite float32 "
+                                 "values each, low <= high (the file was edited or damaged)")
         # What the runtime acts on (a NaN control period skipped the robot check; a negative action repeat
         # reached the simulator's config) and what it prints: each checked, naming the key.
         period = meta.control_period  # nan: unknown (a file exported without a run), then unchecked and said so
