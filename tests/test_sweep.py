@@ -984,3 +984,54 @@ def test_a_trials_lock_names_its_sweep_not_rays_worker(tmp_path):
 
     out = run_trial({**trial.payload(run), "holder": named}, on_milestone=at_milestone)
     assert out["status"] == "complete" and seen == [named], (out, seen)
+
+
+STOPPED_WHILE_RAY_STARTS = """
+import os, signal, sys, threading, time
+import psutil
+from robot_wm.cli import Terminated, _terminate
+from robot_wm.sweep.ray_runner import ray_instance
+
+seen = open(sys.argv[1], "a", buffering=1)
+
+def watch():  # SIGTERM as soon as ray.init has set its own handler; then every process Ray starts is noted
+    while signal.getsignal(signal.SIGTERM) is _terminate:
+        time.sleep(0.001)
+    time.sleep(float(sys.argv[2]))
+    os.kill(os.getpid(), signal.SIGTERM)
+    while True:
+        for c in psutil.Process().children(recursive=True):
+            seen.write(f"{c.pid} {c.create_time()}\\n")
+        time.sleep(0.02)
+
+signal.signal(signal.SIGTERM, _terminate)
+threading.Thread(target=watch, daemon=True).start()
+try:
+    with ray_instance(cpus=1):
+        print("ray started", flush=True)
+except Terminated:
+    print("stopped by the command's handler", flush=True)
+    sys.exit(143)
+"""
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.5])
+def test_a_stop_while_ray_starts_ends_its_processes_through_the_commands_handler(tmp_path, after_s):
+    """Probe 36: SIGTERM in the seconds `ray.init` runs met Ray's own handler (sys.exit(15)): exit 15, no message,
+    and twice Ray's agents outlived the sweep. The stop reaches the command's handler, and every process Ray had
+    started is ended (the children seen up to the end are looked for afterwards)."""
+    seen = tmp_path / "children.txt"
+    script = tmp_path / "stop.py"
+    script.write_text(STOPPED_WHILE_RAY_STARTS)
+    r = subprocess.run([sys.executable, str(script), str(seen), str(after_s)], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 143 and "stopped by the command's handler" in r.stdout, r.stdout + r.stderr[-2000:]
+    time.sleep(0.5)
+    noted = {tuple(line.split()) for line in seen.read_text().splitlines() if line.strip()} if seen.exists() else set()
+    alive = []
+    for pid, created in noted:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p = psutil.Process(int(pid))
+            if abs(p.create_time() - float(created)) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(" ".join(p.cmdline())[:120])
+    assert not alive, alive

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
+
 from robot_wm.net import is_loopback
 from robot_wm.sweep import results
 from robot_wm.sweep.spec import Sweep, SweepError, Trial
@@ -70,8 +72,8 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
         try:
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     logging_level=logging.WARNING, configure_logging=True)
+            _init(ray, sigterm, address="local", num_cpus=cpus, include_dashboard=False,
+                  _node_ip_address="127.0.0.1", logging_level=logging.WARNING, configure_logging=True)
         except Exception as e:  # noqa: BLE001 - Ray raised a traceback that named neither the cause nor the fix
             with contextlib.suppress(Exception):
                 ray.shutdown()
@@ -95,17 +97,51 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
             import ray
 
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            _init(ray, sigterm, address=address, logging_level=logging.WARNING)
         except ConnectionError as e:  # an OSError: told as a file error, cut mid-sentence, with resume advice (probe 13)
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
             raise ValueError(f"--address {address}: no Ray cluster could be joined there ({why}); check the address, "
                              "or start a head there with `ray start --head`") from None
-    if main_thread and callable(sigterm):  # Ray's handler aborted the driver (exit 134, a C stack dump) on SIGTERM:
-        signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _init(ray, sigterm, **kwargs) -> None:
+    """``ray.init(**kwargs)``, then the command's own SIGTERM handler (``sigterm``) set again: Ray's stopped the driver
+    with a C stack dump (exit 134) once it ran. Ray sets a handler of its own (``sys.exit(15)``) as ``ray.init`` starts:
+    a SIGTERM in the seconds Ray starts ended the sweep with exit 15 and no message, and twice Ray's agents outlived it
+    (probe 36). Such a stop now shuts Ray down, ends each process it had started, and stops as ``sigterm`` does."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    try:
+        ray.init(**kwargs)
+        if main_thread and callable(sigterm):
+            signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
+    except SystemExit as e:
+        if e.code != signal.SIGTERM:
+            raise
+        started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        _end(started)
+        if main_thread and callable(sigterm):
+            signal.signal(signal.SIGTERM, sigterm)
+            sigterm(signal.SIGTERM, None)
+        raise
+
+
+def _end(processes: list[psutil.Process], wait_s: float = 3.0) -> None:
+    """SIGTERM to each of ``processes`` still running, SIGKILL to those alive ``wait_s`` later (a raylet's agents are
+    handed to init when it dies: no one else ends them)."""
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=wait_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 def _check_same_settings(sweep: Sweep, run_dirs: dict[str, Path]) -> None:
