@@ -48,7 +48,7 @@ def probe36_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
     def episode_named_folder():
         rec = work / "p36l-rec"
         args = ["deploy", str(planner), "--episodes", "1", "--record", str(rec), "--sim", "max_env_steps=20"]
-        rc0, out0 = cli(*args)
+        rc0 = cli(*args)[0]
         (rec / "episode_000001.npz").mkdir()
         rc, out = cli(*args)
         return rc0 == 0 and rc == 2 and "has an episode's name but is not a file" in out and \
