@@ -510,7 +510,7 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
-               "external-constant"]
+               "external-constant", "forged-shapes-constant", "forged-shapes-chain"]
 
 
 def rehash_metadata(model) -> None:
@@ -648,6 +648,18 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.node.append(helper.make_node("Constant", [], ["side_value"], value=value))
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how in ("forged-shapes-constant", "forged-shapes-chain"):  # the big tensors declared [1] or [1, 1] in the
+        # graph's value_info, which shape inference kept: 3 GB deployed, or 4 x 10^11 operations counted as 6 x 10^6
+        from onnx import TensorProto, helper  # (probe 37)
+
+        damage_onnx(src, dst, how.replace("forged-shapes-constant", "huge-constant").replace(
+            "forged-shapes-chain", "matmul-chain"))
+        m = onnx.load(str(dst))
+        lies = ["big"] if how == "forged-shapes-constant" else ["chain_x"] + [f"chain_y{i}" for i in range(100)]
+        m.graph.value_info.extend(helper.make_tensor_value_info(x, TensorProto.FLOAT, [1] * (1 + (x != "big")))
+                                  for x in lies)
+        reseal_graph(m)
+        onnx.save(m, str(dst))
     elif how == "matmul-chain":  # 100 products of 500 x 500 into best_return (30,000: minutes a step, probe 35)
         m = onnx.load(str(src))
         add_matmul_chain(m, 100)
@@ -764,8 +776,11 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "holds a Det node" in str(err.value), str(err.value)
     if how == "external-constant":
         assert "references external data" in str(err.value), str(err.value)
-    if how == "huge-constant":
+    if how in ("huge-constant", "forged-shapes-constant"):
         assert "its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes" in str(err.value), str(err.value)
+    if how == "forged-shapes-chain":
+        assert "its tensor 'chain_x' of shape [500, 500] takes 1,000,000 bytes" in str(err.value) or \
+            "operations a step, more than 4 x the" in str(err.value), str(err.value)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
         assert "holds a Loop node (spin, in its " in str(err.value), str(err.value)
         assert "control flow that a robot-wm planner never has" in str(err.value)

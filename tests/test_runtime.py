@@ -1336,6 +1336,36 @@ def test_deploy_warns_where_the_robot_runs_another_task_than_the_planners(files,
     assert "trained for" not in capsys.readouterr().err  # the suite's own spelling of the same task
 
 
+def test_an_episode_whose_name_was_taken_meanwhile_is_saved_beside_and_said(tmp_path):
+    """Probe 37: a folder made at the next episode's name while the robot drove: the driven episode was "NOT
+    recorded", lost. It is saved beside under a name no reader takes, and the error says where; the folder's
+    readers then name the entry in the way (and a link that leads nowhere there, numbered past before)."""
+    from conftest import one_buffer_robot
+
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.data.episode import Episode
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    robot, folder = one_buffer_robot(), tmp_path / "rec"
+    rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+    robot.reset(0)
+    rec.begin(robot, 0)
+    for _ in range(5):
+        robot.send_action(np.array([0.5]))
+        rec.step(robot, np.array([0.5]), 0.002, None)
+    (folder / "episode_000000.npz").mkdir()
+    with pytest.raises(ValueError, match="the episode was saved as") as err:
+        rec.end()
+    spare = next(folder.glob("unsaved-episode-*.npz"))
+    assert str(spare) in str(err.value) and len(Episode.load(spare)) == 5
+    with pytest.raises(ValueError, match="has an episode's name but is not a file"):
+        EpisodeDataset(folder)
+    (folder / "episode_000000.npz").rmdir()
+    (folder / "episode_000000.npz").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="that leads nowhere .*: it has an episode's name; move it out"):
+        EpisodeDataset(folder)
+
+
 def test_a_recording_folder_removed_while_recording_starts_again_without_a_gap(tmp_path, caplog):
     """Probe 21 (REC-RM1): `rm -rf DIR` under `deploy --record DIR`: the folder was made again and the numbering went
     on (episode_000003 alone), and every reader then refused the folder for its gap."""

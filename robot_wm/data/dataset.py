@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_wm.data.episode import Episode
+from robot_wm.io import dangling_link
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^episode_([0-9]{6})\.npz$")  # ASCII digits: 'episode_٠٠٠٠٠١.npz' counted as 1 (probe 17)
@@ -78,8 +79,9 @@ class EpisodeFolder:
                 raise ValueError(f"dataset {str(self.root)!r} has a gap: {p.name} where episode_{i:06d}.npz belongs")
             try:  # one file under two names (a link) was trained on twice, counted once (probe 13)
                 st = p.stat()
-            except OSError:
-                continue  # a dangling link: Episode.load names it
+            except OSError:  # a link that leads nowhere: deploy --record numbered past it (probe 37)
+                raise ValueError(f"{dangling_link(p) or repr(str(p))}: it has an episode's name; move it out of the "
+                                 "episode folder") from None
             if not stat.S_ISREG(st.st_mode):  # a folder so named was skipped by deploy --record (probe 36)
                 raise ValueError(f"{str(p)!r} has an episode's name but is not a file (a folder, a FIFO or a device): "
                                  "move it out of the episode folder")

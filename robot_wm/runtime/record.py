@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,13 +306,30 @@ class DeploymentRecorder:
                 "diverged": self.diverged, **extra, **meta}
         if value_off := [t for t in self.value_off if t < steps]:  # a guarded planner's: which steps had no value
             info["value_off_steps"] = value_off
+        episode = Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states, info)
         try:
-            path = self.data.append(Episode(np.stack(obs), np.stack(self.actions), np.asarray(self.rewards), states,
-                                            info))
+            path = self.data.append(episode)
+        except (OSError, ValueError) as e:
+            raise _rescued(e, episode, self.data.root) from None
         finally:  # written or not (a full disk: reported by the caller), the next begin() starts a new episode
             self._reset()
         self.written_steps = steps  # a cut episode's message counts these, not the commands sent (probe 16)
         return path
+
+
+def _rescued(e: Exception, episode: Episode, folder: Path) -> Exception:
+    """``e`` (``episode`` could not be appended to ``folder``), with the episode saved beside under a name no reader
+    takes for an episode, where that can be done: a folder made at the next episode's name while the robot drove lost
+    the driven episode (probe 37). On a full disk, ``e`` as it is."""
+    spare = folder / f"unsaved-episode-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(episode):x}.npz"
+    if not folder.is_dir():  # its drive unmounted: no folder is made again elsewhere
+        return e
+    try:
+        episode.save(spare, exclusive=True)
+    except (OSError, ValueError):
+        return e
+    return ValueError(f"{e}; the episode was saved as {str(spare)!r} instead (no reader takes it for an episode: "
+                      "rename it to the folder's next episode_NNNNNN.npz once the folder is mended)")
 
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
