@@ -49,6 +49,12 @@ def as_floats(x, what: str, dtype=np.float32) -> np.ndarray:
     return arr
 
 
+def midpoint(low, high) -> np.ndarray:
+    """The middle of [low, high] as float32, summed in float64: bounds of 3e38 and 3.4e38 made a middle of inf in float32
+    (probe 37)."""
+    return ((np.asarray(low, dtype=np.float64) + np.asarray(high, dtype=np.float64)) / 2).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """A float vector with per-dimension bounds (``-inf``/``inf`` when unbounded)."""

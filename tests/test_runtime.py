@@ -1136,6 +1136,7 @@ def test_control_loop_refuses_a_fractional_step_count(files):
     ("state_reach", "{}", "metadata state_reach is malformed (KeyError('centre'))"),
     ("state_reach", '{"centre": [0], "scale": [1], "max_z": 1}', "metadata state_reach does not hold 5 finite centres"),
     ("state_reach", '{"centre": [0,0,0,0,0], "scale": [1,1,0,1,1], "max_z": 1}', "5 positive scales"),
+    ("state_reach", '{"centre": [0,0,0,0,0], "scale": [1e38,1,1,1,1], "max_z": 10}', "range is finite in float32"),
     # numpy's overflow warning, then "do not fit action_dim" (probe 36); -inf was the safe action's command
     ("action_low", "[-1e39]", "metadata action_low=[-1e39], action_high=[1.0]: expected action_dim=1 finite float32"),
     ("action_low", "[-Infinity]", "metadata action_low=[-Infinity], action_high=[1.0]: expected action_dim=1 finite"),
@@ -1555,3 +1556,21 @@ def test_a_reward_beyond_float32_cuts_the_recording_there_not_loses_it(tmp_path)
         rec.step(robot, np.zeros(1, np.float32), 0.001, None)
     ep = Episode.load(rec.end())
     assert len(ep) == 3 and ep.meta["cut_at_bad_reward"] == 3 and ep.total_return == 3.0, ep.meta
+
+
+def test_a_safe_stop_between_bounds_near_the_float32_limit_is_finite_and_said_so(files, tmp_path, caplog):
+    """Probe 37: a robot whose bounds are [3e38, 3.4e38] (a planner edited to match): its middle was inf in float32
+    (numpy's overflow warnings) and the safe stop logged "sending the safe action [inf]"."""
+    from test_faults import edit_metadata
+
+    planner = edit_metadata(files["internal"], tmp_path / "wide.onnx", {"action_low": "[3e38]", "action_high": "[3.4e38]"})
+    robot = ScriptedRobot()
+    robot.action_low, robot.action_high = np.array([3e38], np.float32), np.array([3.4e38], np.float32)
+    with warnings.catch_warnings(), caplog.at_level(logging.ERROR):
+        warnings.simplefilter("error")
+        session = PlannerSession(planner, provider="cpu")
+        assert np.all(np.isfinite(session.initial_plan()))
+        loop = ControlLoop(session, robot, realtime=False)
+        loop.run(30)
+    assert loop.stopped is not None and "sending the safe action [3.2e+38]" in caplog.text, caplog.text
+    assert all(np.all(np.isfinite(a)) and 3e38 <= a[0] <= 3.4e38 for a in robot.sent)

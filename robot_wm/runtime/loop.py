@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.spec import midpoint
+
 log = logging.getLogger(__name__)
 
 
@@ -217,7 +219,7 @@ class ControlLoop:
             if out is not None:  # a plan made but not executed: its value guard forgets it (session 23 review)
                 self._discard_step()
             stats.fallbacks += 1
-            prev = np.where(np.isfinite(prev), prev, ((self.low + self.high) / 2)[None])
+            prev = np.where(np.isfinite(prev), prev, midpoint(self.low, self.high)[None])
             action = self.safe_action if self.safe_action is not None else prev[self.delay]
             self.plan = np.concatenate([prev[1:], prev[-1:]]).astype(np.float32)
             log.warning("step %d: %s; applying %s", stats.steps, reason,
@@ -304,10 +306,10 @@ class ControlLoop:
         configured one, else mid-range, within the bounds."""
         self.stopped = why
         stats.safe_stops += 1
-        safe = np.clip(self.safe_action if self.safe_action is not None else (self.low + self.high) / 2,
+        safe = np.clip(self.safe_action if self.safe_action is not None else midpoint(self.low, self.high),
                        self.low, self.high)
         log.error("step %d: SAFE STOP after %s; sending the safe action %s", stats.steps, why,
-                  np.round(safe, 4).tolist())
+                  [float(f"{x:.6g}") for x in safe])  # numpy's float32 round of 3.2e38 was inf (probe 37)
         return safe
 
     def _send_safe(self, safe: np.ndarray) -> None:

@@ -40,7 +40,7 @@ from robot_wm.export.format import (
 from robot_wm.goal import Goal, check_goal
 from robot_wm.runtime.graph_bounds import GraphSize, check_graph
 from robot_wm.runtime.interrupt import register
-from sim.spec import MAX_CONTROL_PERIOD_S, as_floats
+from sim.spec import MAX_CONTROL_PERIOD_S, as_floats, midpoint
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,12 @@ def _parse_reach(text: str, dim: int, where: str) -> tuple[np.ndarray, np.ndarra
     with np.errstate(over="ignore", invalid="ignore"):
         fine = isinstance(max_z, int | float) and not isinstance(max_z, bool) and centre.shape == scale.shape == (dim,)
         low, high = (centre - max_z * scale, centre + max_z * scale) if fine else (centre, centre)
+        low, high = low.astype(np.float32), high.astype(np.float32)  # a scale of 1e38 was numpy's warning (probe 37)
         fine = fine and 0 < max_z and bool(np.all(scale > 0) and np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
     if not fine:
         raise ModelFileError(f"{where}: metadata state_reach does not hold {dim} finite centres, {dim} positive scales "
-                             "and a positive max_z whose range is finite (the file was edited or damaged)")
-    return low.astype(np.float32), high.astype(np.float32)
+                             "and a positive max_z whose range is finite in float32 (the file was edited or damaged)")
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -533,7 +534,7 @@ class PlannerSession:
 
     def initial_plan(self) -> np.ndarray:
         """The warm start of an episode's first step: the middle of the action range."""
-        mid = (self.meta.action_low + self.meta.action_high) / 2
+        mid = midpoint(self.meta.action_low, self.meta.action_high)
         return np.broadcast_to(mid, (self.meta.horizon, self.meta.action_dim)).astype(np.float32)
 
     def step(self, state: np.ndarray, prev_plan: np.ndarray) -> PlanResult:
