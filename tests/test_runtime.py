@@ -1028,6 +1028,18 @@ def test_recorder_takes_a_reward_that_is_not_one_number_as_unknown(tmp_path, rew
     assert ep.meta["reward_known"] is False and ep.meta["return"] is None and np.all(ep.reward == 0)
 
 
+def test_one_missing_reward_among_real_ones_is_said_and_stored(tmp_path, caplog):
+    """Probe 37: one NaN reward among 20 real ones stored the whole episode as reward_known false, without a word."""
+    class OneNaN(_OddRobot):
+        def last_reward(self):  # after the third command
+            return float("nan") if self.t == 3 else 1.0
+
+    with caplog.at_level(logging.WARNING):
+        path, ep = _record(tmp_path, OneNaN(None, physics=lambda: np.zeros(3)), [0.1] * 6)
+    assert ep.meta["reward_known"] is False and ep.meta["rewards_unknown_at"] == [2], ep.meta
+    assert "reward was not one finite number at 1 of 6 control steps (the first: [2])" in caplog.text, caplog.text
+
+
 def test_recorder_survives_a_raising_driver_and_a_nan_latency(tmp_path):
     """physics_state raising, read_state raising mid-episode, a latency of NaN and an action given as text: the
     episode keeps what was valid and its metadata is valid JSON (NaN latency was written as a bare NaN)."""

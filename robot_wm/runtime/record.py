@@ -158,6 +158,8 @@ class DeploymentRecorder:
     def _reset(self) -> None:
         self.obs, self.actions, self.rewards, self.states = [], [], [], []
         self.latency_ms, self.fallbacks, self.seed, self.reward_known = [], [], None, True
+        self.rewards_missing: list[int] = []  # steps whose reward was not one finite number (the first few)
+        self.rewards_missed = 0
         self.value_off: list[int] = []  # steps planned without the value (the value guard had tripped: probe 25)
         self.unsent: int | None = None  # the first step whose command the robot refused
         self.full: int | None = None  # the first step not recorded: the episode reached EPISODE_BUDGET bytes
@@ -244,6 +246,10 @@ class DeploymentRecorder:
         self.bytes += step_bytes
         self.actions.append(act)
         self.reward_known &= reward is not None
+        if reward is None:
+            self.rewards_missed += 1
+            if len(self.rewards_missing) < 10:
+                self.rewards_missing.append(len(self.actions) - 1)
         self.rewards.append(0.0 if reward is None else reward)
         self.obs.append(obs)
         self.states.append(state)
@@ -274,6 +280,11 @@ class DeploymentRecorder:
             extra["cut_at_unsent_command"] = self.unsent
         if safe_stop is not None:
             extra["safe_stop"] = str(safe_stop)
+        if 0 < self.rewards_missed < len(self.actions):  # one NaN among real rewards made all unknown, silently (37)
+            extra["rewards_unknown_at"] = self.rewards_missing
+            log.warning("recorder: the robot's reward was not one finite number at %d of %d control steps (the first: "
+                        "%s); the episode's rewards are stored as unknown (meta reward_known false, rewards_unknown_at)",
+                        self.rewards_missed, len(self.actions), self.rewards_missing[:3])
         bad = next((t for t, o in enumerate(obs) if o.shape != obs[0].shape or not np.all(np.isfinite(o))), None)
         if bad is not None:  # a sensor glitch: keep every transition before it (an episode file holds no NaN)
             extra["cut_at_bad_state"] = bad
@@ -333,7 +344,8 @@ def _rescued(e: Exception, episode: Episode, folder: Path) -> Exception:
 
 
 # keys of an episode's metadata that the recorder computes (``extra`` may not replace them)
-_WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "return", "latency_ms", "fallback_steps",
+_WRITTEN = {"seed", "control_steps", "env_steps", "reward_known", "rewards_unknown_at", "return", "latency_ms",
+            "fallback_steps",
             "value_off_steps", "diverged", "cut_at_bad_state", "cut_at_bad_reward", "cut_at_bad_action",
             "cut_at_unsent_command",
             "cut_at_size_limit", "interrupted", "safe_stop"}
