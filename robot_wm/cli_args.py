@@ -56,6 +56,14 @@ def number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], fl
 seed = whole(0, SEED_MAX)
 
 
+def address_arg(text: str) -> str:
+    """A network address that is not empty: `drive --serve ""` (an unset shell variable) drove with no stream, no word
+    (probe 37)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty address ({text!r}: an unset shell variable?); expected HOST:PORT")
+    return text
+
+
 def path_arg(text: str) -> str:
     """A file or folder path that is not empty: `--record ''` (an unset shell variable) recorded nothing and
     exited 0, and `--data ''` read the working directory (probe 11)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_wm.cli_args import integer, number, path_arg, seed, whole
+from robot_wm.cli_args import address_arg, integer, number, path_arg, seed, whole
 from robot_wm.text import echo
 
 
@@ -241,7 +241,7 @@ def register(sub) -> None:
                    "(default: type them, one line per step; empty repeats; q quits)")
     v.add_argument("--max-steps", type=whole(1, 1_000_000), default=1000)
     v.add_argument("--rrd", type=path_arg, default=None, help="log every step to this .rrd file")
-    v.add_argument("--serve", default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
+    v.add_argument("--serve", type=address_arg, default=None, metavar="HOST:PORT", nargs="?", const="127.0.0.1:9876",
                    help="serve the steps live to a Rerun viewer (default 127.0.0.1:9876)")
     v.add_argument("--out", type=path_arg, default=None, help="at the end, a dream video (mp4 or gif) of the whole drive")
     v.add_argument("--width", type=integer, default=320)

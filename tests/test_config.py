@@ -314,3 +314,13 @@ def test_a_run_dir_the_file_system_cannot_hold_is_a_sentence(capsys):
     assert main(["run", "run_dir=/proc/self/x", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "cannot make or open '/proc/self/x' (No such file or directory)" in err and "[Errno" not in err, err
+
+
+@pytest.mark.parametrize("args", [["drive", "RUN", "--serve", ""], ["eval", "RUN", "--rerun", "serve", "--rerun-address", " "]])
+def test_an_empty_address_flag_is_an_unset_variable(args, capsys):
+    """`drive --serve ""` drove with no stream and no word, where every empty path was refused (probe 37)."""
+    from robot_wm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "an empty address" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from robot_wm.cli_args import address_arg
 from robot_wm.text import echo
 
 
@@ -19,7 +20,7 @@ def add_rerun_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerun", nargs="?", const="save", choices=("save", "spawn", "serve"), default=None,
                         help="visual debugging in Rerun: save (RUN_DIR/rerun/*.rrd; the default), spawn "
                              "(a live viewer) or serve (gRPC on 127.0.0.1:9876 unless --rerun-address)")
-    parser.add_argument("--rerun-address", default=None, metavar="HOST:PORT",
+    parser.add_argument("--rerun-address", type=address_arg, default=None, metavar="HOST:PORT",
                         help="address for --rerun serve (bind) or spawn (viewer port)")
 
 
