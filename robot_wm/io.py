@@ -267,15 +267,24 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.close(fd)
 
 
-def loads_json(text: str | bytes) -> Any:
+def loads_json(text: str | bytes, *, unique_keys: bool = False) -> Any:
     """``json.loads`` for files robot-wm reads back: JSON nested deeper than Python's recursion limit (200,000
     brackets in an episode's meta) is a ``json.JSONDecodeError`` like any other bad JSON, not a RecursionError
-    traceback (eighth probe)."""
+    traceback (eighth probe). ``unique_keys``: a key given twice in one object is a ValueError naming it (a
+    hand-written goal file with two "state" keys was driven to the last one without a word: probe 37)."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
     except RecursionError:
         raise json.JSONDecodeError("nested deeper than robot-wm reads", text if isinstance(text, str) else "",
                                    0) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if any(k == k2 for k2, _ in pairs[:i]))
+        raise ValueError(f"the key {twice[:80]!r} is given twice in one object (which one is meant?)")
+    return out
 
 
 def read_jsonl(path: Path, damaged: list[int] | None = None) -> list[Any]:

@@ -319,6 +319,9 @@ def test_runtime_sets_the_goal_checked_and_a_goal_file_moves_it_while_running(ru
     assert not watcher.poll() and watcher.rejected == 8 and sess.goal.state[0] == 0.25
     dev_zero = GoalFile("/dev/zero", sess)  # a device: endless, and 0 bytes by its size
     assert not dev_zero.poll() and dev_zero.rejected == 1
+    path.write_text('{"state": [0, 1, 0, 0, 0], "state": [1, 1, 1, 1, 1]}')  # the last was driven to (probe 37)
+    assert not watcher.poll() and watcher.rejected == 9 and sess.goal.state[0] == 0.25
+    assert "the key 'state' is given twice in one object" in watcher.why
 
 
 def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_planner(run_dir, tmp_path):

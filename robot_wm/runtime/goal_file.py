@@ -40,7 +40,7 @@ class GoalFile:
         if key == self.seen:
             return False
         try:
-            doc = loads_json(self._read())
+            doc = loads_json(self._read(), unique_keys=True)
             if not isinstance(doc, dict) or "state" not in doc or set(doc) - {"state", "weights"}:
                 raise ValueError('expected {"state": [...], "weights": [...]} (weights optional)')
             self.session.set_goal(doc["state"], doc.get("weights"))
