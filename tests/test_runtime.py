@@ -1087,6 +1087,20 @@ def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys)
     assert (tmp_path / "recfile").read_text() == "mine"
 
 
+def test_deploy_record_names_a_claim_that_leads_nowhere(files, tmp_path, capsys):
+    """Probe 37: recording.json a link that leads nowhere: "already holds files (recording.json) but is not a
+    recording folder (no recording.json ...)"."""
+    from robot_wm.cli import main
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "recording.json").symlink_to(tmp_path / "gone.txt")
+    rc = main(["deploy", str(files["internal"]), "--episodes", "1", "--record", str(rec)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "recording.json' is a symbolic link to" in err and "that leads nowhere" in err, err
+    assert sorted(p.name for p in rec.iterdir()) == ["recording.json"]
+
+
 def test_deploy_record_refuses_a_folder_with_an_episode_name_before_driving(files, tmp_path, capsys):
     """Probe 36: a folder named episode_000001.npz was counted as an episode and skipped: the recording went on at
     episode_000002 (and whatif --data then refused the folder). It is named before the robot is driven."""
@@ -1586,3 +1600,9 @@ def test_a_safe_stop_between_bounds_near_the_float32_limit_is_finite_and_said_so
         loop.run(30)
     assert loop.stopped is not None and "sending the safe action [3.2e+38]" in caplog.text, caplog.text
     assert all(np.all(np.isfinite(a)) and 3e38 <= a[0] <= 3.4e38 for a in robot.sent)
+
+
+def test_an_empty_planner_path_is_named_as_given():
+    """Probe 37: PlannerSession('') was "planner file '.' is a directory"."""
+    with pytest.raises(ModelFileError, match=r"planner file '' is an empty path"):
+        PlannerSession("")

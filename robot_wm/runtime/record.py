@@ -44,6 +44,8 @@ for the rest of its metadata."""
 def _check_not_a_users_folder(root: Path) -> None:
     """Refuse a folder that holds files but no recording (no recording.json, no episode): a user's notes and planner
     got recording.json and episode files beside them, no word said (probe 34). A new or empty folder is fine."""
+    if link := dangling_link(root / CLAIM_NAME):  # "holds recording.json but ... no recording.json" (probe 37)
+        raise ValueError(f"--record {str(root)!r}: its {link}; remove it (or restore its target)")
     if not root.is_dir() or (root / CLAIM_NAME).exists() or any(root.glob("episode_*.npz")):
         return
     if held := sorted(p.name for p in root.iterdir() if not p.name.endswith(TEMP_SUFFIX)):

@@ -313,6 +313,8 @@ class PlannerSession:
 
     def __init__(self, path: str | Path, provider: str = "auto", threads: int = 2, seed: int = 0,
                  cuda_graph: bool = True, trt_cache_dir: str | None = None):
+        if isinstance(path, str) and not path.strip():  # Path('') is '.': "planner file '.' is a directory" (probe 37)
+            raise ModelFileError(f"planner file {path!r} is an empty path (an unset shell variable?)")
         self.path = Path(path)
         # The arguments first (threads=0 was reported as a corrupted planner file; seed=-1 and provider=None
         # raised numpy's and Python's own errors).
