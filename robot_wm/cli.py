@@ -44,6 +44,13 @@ def _is_launch_arg(arg: str) -> bool:
     return "=" not in arg or (arg.lower().endswith(".toml") and os.path.isfile(arg))
 
 
+def _looks_like_equals(c: str) -> bool:
+    """A character other than '=' that reads as one: '＝', '⁼', '⩵' (NFKC holds '='), '꞊' (an EQUALS SIGN by name),
+    '゠' (a DOUBLE HYPHEN)."""
+    name = unicodedata.name(c, "")
+    return c != "=" and ("=" in unicodedata.normalize("NFKC", c) or "EQUALS" in name or "DOUBLE HYPHEN" in name)
+
+
 def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
     is_launch = [_is_launch_arg(a) for a in args]
     launch = [a for a, yes in zip(args, is_launch, strict=True) if yes]
@@ -52,8 +59,8 @@ def _split_launch(args: list[str]) -> tuple[str | None, list[str]]:
     if launch and not launch[0].strip():
         raise cfgmod.ConfigError("the launch file argument is empty ('' : an unset shell variable?); pass a "
                                  "launch file path, or nothing for the embedded default")
-    for a in launch:  # 'planner.samples＝64' was "launch file ... does not exist" (probe 36)
-        if (like := [c for c in dict.fromkeys(a) if unicodedata.normalize("NFKC", c) == "="]) and not os.path.exists(a):
+    for a in launch:  # 'planner.samples＝64' was "launch file ... does not exist" (probes 36, 37: '⩵', '꞊', '゠')
+        if (like := [c for c in dict.fromkeys(a) if _looks_like_equals(c)]) and not os.path.exists(a):
             raise cfgmod.ConfigError(f"{a!r} holds {', '.join(f'{c!r} (U+{ord(c):04X})' for c in like)}, not '=': no "
                                      "launch file has that name; an override is written key=value with a plain '='")
     return (launch[0] if launch else None), [a for a, yes in zip(args, is_launch, strict=True) if not yes]
@@ -159,7 +166,8 @@ def _session(run_dir: str, overrides: list[str], progress: bool, *, lock: bool =
     warn_network(cfg)
     run.overrides = cfgmod.changes(saved, cfg)  # what this command changes, named in every record it writes
     # what the command runs is what must fit: `eval` refused by the training estimate could not lower it (review)
-    return Session.open(cfg, run, progress, lock=lock, memory=("training",) if trains else ("planner",))
+    return Session.open(cfg, run, progress, lock=lock, memory=("training",) if trains else ("planner",),
+                        writes=command)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -202,7 +210,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
         cfg = cfgmod.from_dict({**cfg.model_dump(), "run_dir": literal}, "collect")
         warn_network(cfg)
         _check_no_delay(cfg, "collect", TRAINING_DELAY)
-        s = Session.open(cfg, run, not a.no_progress)
+        s = Session.open(cfg, run, not a.no_progress, writes="collect")
     else:
         s = _session(a.run_dir, a.args, not a.no_progress, command="collect", fixed=DATA_FIELDS, collects=True,
                      plans=a.policy != "random")

@@ -464,7 +464,6 @@ class RunDir:
         has other hard links, and two of the run's folders that are one (``eval`` a link to ``episodes``: evaluation
         episodes were trained on, probe 17)."""
         seen: dict[Path, str] = {}
-        self._check_writable(self.root)
         for name in self.WRITTEN:
             p = self.own_folder(name)
             if p.is_dir() and "." in name:  # episodes.csv a folder: eval and collect stored and logged their episode,
@@ -472,7 +471,6 @@ class RunDir:
                 raise ValueError(f"{str(p)!r} is a directory, where the run writes its file {name}: remove it (nothing "
                                  "was written)")
             if p.is_dir():
-                self._check_writable(p)
                 if (other := seen.setdefault(p.resolve(), name)) != name:
                     raise ValueError(f"{str(p)!r} is the run's {other!r} folder under another name (a link): each holds "
                                      "its own files; remove the link")
@@ -483,14 +481,21 @@ class RunDir:
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")
 
-    @staticmethod
-    def _check_writable(folder: Path) -> None:
-        """A writer's folder it cannot write into is refused before any work: a read-only ``checkpoints/`` was found
-        when the first checkpoint was written, after training, and a read-only ``episodes/`` after collecting (probe
-        36). ``os.access`` also says so for a read-only file system, even to root."""
-        if not os.access(folder, os.W_OK | os.X_OK):
-            code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
-            raise OSError(code, os.strerror(code), str(folder))
+    WRITES = {"run": ("episodes", "eval", "checkpoints"), "collect": ("episodes",), "train": ("checkpoints",),
+              "eval": ("eval",), "finetune": ("robot", "checkpoints")}
+    """The folders each writing command stores into (besides the run's own files: records, manifest, summary)."""
+
+    def check_writable(self, command: str) -> None:
+        """Refuse, before any work, a run whose folder, own files or ``command``'s folders (``WRITES``) cannot be
+        written: a read-only ``checkpoints/`` was found when the first checkpoint was written, after training, and a
+        read-only ``episodes/`` after collecting (probe 36); a chmod 444 ``metrics.jsonl`` after the episode it was to
+        record (probe 37). ``os.access`` also says so for a read-only file system, even to root. A folder the command
+        does not write may be read-only (a user's protected ``dreams/``: probe 37)."""
+        files = [self.root / n for n in self.WRITTEN if "." in n]
+        for p in (self.root, *(self.root / n for n in self.WRITES.get(command, ())), *files):
+            if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+                code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
+                raise OSError(code, os.strerror(code), str(p))
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a

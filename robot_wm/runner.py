@@ -74,13 +74,15 @@ class Session:
 
     @classmethod
     def open(cls, cfg: RunConfig, run: RunDir, progress: bool = True, *, lock: bool = True,
-             command: str | None = None, memory: tuple[str, ...] = ("planner", "training")) -> Session:
+             command: str | None = None, memory: tuple[str, ...] = ("planner", "training"),
+             writes: str = "run") -> Session:
         """Open ``run`` for ``cfg``: a new run (a new or empty folder: its config.toml is written now, the
         only time it is written in full) or an existing one (its config.toml is never rewritten: ``cfg``
         then holds this command's one-off overrides). With ``lock`` (every command that writes) the run's
         lock is held until ``close``; read-only users pass ``lock=False``. Refused before anything is
         written: a folder that is not a run, a task or observation/action sizes other than the run's, a
-        run in the old step unit, a run another process is writing."""
+        run in the old step unit, a run another process is writing, a run whose folders ``writes`` (a command of
+        ``RunDir.WRITES``) stores into cannot be written."""
         if not isinstance(run, RunDir):  # a path was "'str' object has no attribute 'check_usable'" (probe 20)
             raise TypeError(f"run={run!r}: expected a RunDir (robot_wm.run_dir.RunDir(path))")
         seed_everything(cfg.seed, cfg.threads)
@@ -96,6 +98,8 @@ class Session:
         held = run.lock(command) if lock else None
         try:
             run.check_usable()  # again under the lock: another writer may have created it meanwhile
+            if lock:
+                run.check_writable(writes)
             creating = not run.config_path.exists()
             if creating and not lock:
                 raise FileNotFoundError(f"{str(run.root)!r} is not a run directory (no config.toml)")

@@ -1239,7 +1239,8 @@ def read_only_bind(run_copy):
 
     def make(name: str) -> Path:
         where = run_copy / name
-        where.mkdir(exist_ok=True)
+        if not where.exists():
+            where.mkdir()
         for opts in (["--bind"], ["-o", "remount,ro,bind"]):
             r = subprocess.run(["mount", *opts, str(where), str(where)], capture_output=True, text=True, check=False)
             if r.returncode != 0:
@@ -1252,14 +1253,27 @@ def read_only_bind(run_copy):
         subprocess.run(["umount", "-l", str(m)], check=False)
 
 
-def test_a_read_only_folder_of_the_run_is_refused_before_any_work(run_copy, read_only_bind, capsys):
+@pytest.mark.parametrize("name, command", [("checkpoints", "train"), ("metrics.jsonl", "collect"),
+                                           ("episodes", "collect")])
+def test_a_read_only_part_of_the_run_is_refused_before_any_work(run_copy, read_only_bind, capsys, name, command):
     """Probe 36: a read-only checkpoints/ was found when the first checkpoint was written, after training (and a
-    read-only episodes/ after collecting). Every writer checks the run's folders before it works."""
-    ro = read_only_bind("checkpoints")
+    read-only episodes/ after collecting); probe 37: a read-only metrics.jsonl after the episode was stored. Every
+    writer checks the run's files and the folders it writes before it works."""
+    ro = read_only_bind(name)
     before = snapshot(run_copy)
-    rc, out = main_in_process(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
+    extra = ["model.max_epochs=1"] if command == "train" else ["--episodes", "1", "--policy", "random"]
+    rc, out = main_in_process(capsys, command, str(run_copy), *extra, "--no-progress")
     assert rc == 1 and f"cannot write {str(ro)!r} (Read-only file system)" in out, out
     assert "Traceback" not in out and snapshot(run_copy) == before
+
+
+def test_a_read_only_folder_the_command_does_not_write_is_no_refusal(run_copy, read_only_bind, capsys):
+    """Probe 37: a user's read-only dreams/ (videos kept safe) refused `train` naming it, and a read-only checkpoints/
+    refused `collect`: each command checks the folders it writes."""
+    read_only_bind("dreams")
+    read_only_bind("checkpoints")
+    rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random", "--no-progress")
+    assert rc == 0, out
 
 
 def test_an_output_that_is_a_device_or_a_fifo_is_never_replaced(run_copy, tmp_path, capsys):

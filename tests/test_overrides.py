@@ -291,6 +291,9 @@ def test_empty_arguments_are_refused(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("arg, needle", [
     ("planner.samples\uff1d64", "holds '\uff1d' (U+FF1D), not '='"),  # a fullwidth '=' was a launch file's name
     ("planner.samples\u207c64", "holds '\u207c' (U+207C), not '='"),
+    ("planner.samples\u2a7564", "holds '\u2a75' (U+2A75), not '='"),  # probe 37: a lookalike NFKC takes to '=='
+    ("planner.samples\ua78a64", "holds '\ua78a' (U+A78A), not '='"),  # ... or to itself
+    ("planner.samples\u30a064", "holds '\u30a0' (U+30A0), not '='"),
     ("planner.samples =64", "has a space before '=': expected planner.samples=64"),  # "unknown field" (probe 36)
 ])
 def test_an_override_written_with_a_lookalike_or_a_space_is_named(arg, needle, tmp_path, monkeypatch, capsys):
