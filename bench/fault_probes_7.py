@@ -72,7 +72,7 @@ def probe36_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
     def stop_while_ray_starts():
         script = work / "p36l-ray.py"
         script.write_text(STOPPED_WHILE_RAY_STARTS)
-        r = subprocess.run([sys.executable, str(script), str(work / "p36l-ray.txt"), "0.3"], capture_output=True,
+        r = subprocess.run([sys.executable, str(script), str(work / "p36l-ray.txt"), "0.3", "SIGTERM"], capture_output=True,
                            text=True, timeout=120, check=False)
         left = subprocess.run(["pgrep", "-f", "ray::DashboardAgent|ray::RuntimeEnvAgent"], capture_output=True,
                               text=True, check=False).stdout.split()

@@ -112,15 +112,17 @@ def _init(ray, sigterm, **kwargs) -> None:
     """``ray.init(**kwargs)``, then the command's own SIGTERM handler (``sigterm``) set again: Ray's stopped the driver
     with a C stack dump (exit 134) once it ran. Ray sets a handler of its own (``sys.exit(15)``) as ``ray.init`` starts:
     a SIGTERM in the seconds Ray starts ended the sweep with exit 15 and no message, and twice Ray's agents outlived it
-    (probe 36). Such a stop now shuts Ray down, ends each process it had started, and stops as ``sigterm`` does."""
+    (probe 36). Such a stop now shuts Ray down, ends each process it had started, and stops as ``sigterm`` does; so
+    does any other stop (Ctrl-C, SIGHUP: the command's handler raises KeyboardInterrupt) meanwhile (probe 37)."""
     main_thread = threading.current_thread() is threading.main_thread()
     before = {c.pid for c in psutil.Process().children(recursive=True)}
     try:
         ray.init(**kwargs)
         if main_thread and callable(sigterm):
             signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
-    except SystemExit as e:
-        if e.code != signal.SIGTERM:
+    except (SystemExit, KeyboardInterrupt) as e:  # KeyboardInterrupt: Ctrl-C, or a stop signal (SIGHUP ...) the
+        # command's handler raised it for: Ray's agents outlived those too (probe 37)
+        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
             raise
         started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
         with contextlib.suppress(Exception):
@@ -128,7 +130,8 @@ def _init(ray, sigterm, **kwargs) -> None:
         _end(started)
         if main_thread and callable(sigterm):
             signal.signal(signal.SIGTERM, sigterm)
-            sigterm(signal.SIGTERM, None)
+            if isinstance(e, SystemExit):
+                sigterm(signal.SIGTERM, None)
         raise
 
 
@@ -346,10 +349,17 @@ class _Progress:
             self.out(f"sweep: {self.count()}")
 
 
-def _tune_callback(progress: _Progress):
+def _tune_callback(progress: _Progress, usr1=None):
+    """Tune's callback reporting to ``progress``; ``usr1``: the SIGUSR1 handler to set again as the fit starts (Tune
+    sets its own, which ended a sweep stopped by SIGUSR1 with "done ... pending 1" and `Tuner.restore` advice, where
+    robot-wm's commands stop as on SIGTERM: probe 37)."""
     from ray import tune
 
     class Callback(tune.Callback):
+        def setup(self, **info):
+            if usr1 is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGUSR1, usr1)
+
         def on_trial_start(self, iteration, trials, trial, **info):
             progress.start(trial.config["trial"]["name"], trial.config["trial"]["run_dir"])
 
@@ -501,6 +511,7 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
     # from its config), so the 5-10 s of starting a Python process and importing torch and MuJoCo are paid
     # once per worker, not once per trial.
     name = lambda t: t.config["trial"]["name"]
+    usr1 = signal.getsignal(signal.SIGUSR1) if threading.current_thread() is threading.main_thread() else None
     tuner = tune.Tuner(
         tune.with_resources(_trainable, lambda config: tune.PlacementGroupFactory(
             [{"CPU": config["trial"]["threads"]}])),
@@ -509,5 +520,9 @@ def _fit(ray, payloads: list[dict], sweep_dir: Path, progress: _Progress, max_fa
                                     scheduler=scheduler),
         run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
-                                  callbacks=[_tune_callback(progress)]))
-    tuner.fit()
+                                  callbacks=[_tune_callback(progress, usr1)]))
+    try:
+        tuner.fit()
+    finally:
+        if usr1 is not None:
+            signal.signal(signal.SIGUSR1, usr1)
