@@ -80,3 +80,179 @@ def probe36_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
     record(cat, "SIGTERM while Ray starts (exit 15, no message; Ray's agents outlived the sweep)",
            stop_while_ray_starts)
     shutil.rmtree(work / "p36l-never", ignore_errors=True)
+
+
+def probe37_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-seventh probe (one frozen snapshot, two helpers): its defects and ugly cases, fixed in session 32.
+    The forged value_info shapes (3 GB, 4 x 10^11 operations) are two of the ONNX damage cases."""
+    import logging
+    import signal
+
+    import numpy as np
+    from conftest import one_buffer_robot
+    from test_faults import edit_metadata, snapshot
+    from test_runtime import ScriptedRobot
+    from test_sweep import STOPPED_WHILE_RAY_STARTS
+
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.record import DeploymentRecorder
+    from robot_wm.runtime.session import ModelFileError, PlannerSession
+
+    cat = "probe 2026-11-29 (37th)"
+
+    def recorded(folder: Path, robot, steps: int = 5, before_end=None, reward=None):
+        rec = DeploymentRecorder(folder, task="cartpole-swingup", planner="p", action_repeat=8, planner_delay=0)
+        robot.reset(0)
+        rec.begin(robot, 0)
+        for _ in range(steps):
+            robot.send_action(np.array([0.5]))
+            rec.step(robot, np.array([0.5]), 0.002, None)
+        if before_end:
+            before_end()
+        return rec
+
+    def name_taken_meanwhile():
+        folder = work / "p37-taken"
+        rec = recorded(folder, one_buffer_robot(), before_end=lambda: (folder / "episode_000000.npz").mkdir())
+        try:
+            rec.end()
+        except ValueError as e:
+            spare = list(folder.glob("unsaved-episode-*.npz"))
+            return len(spare) == 1 and "the episode was saved as" in str(e), str(e)[-90:]
+        return False, "stored"
+    record(cat, "a folder made at the next episode's name while the robot drove (the episode lost)",
+           name_taken_meanwhile)
+
+    def dangling_episode_name():
+        folder = work / "p37-dangling"
+        folder.mkdir()
+        (folder / "episode_000000.npz").symlink_to(work / "p37-nowhere")
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(folder))
+        return rc == 2 and "that leads nowhere" in out and "episode's name" in out, tail(out, 90)
+    record(cat, "deploy --record beside a link that leads nowhere named episode_000001.npz (numbered past it)",
+           dangling_episode_name)
+
+    def no_numpy_warning(edits: dict, then=None):
+        def probe():
+            bad = edit_metadata(planner, work / f"p37-meta-{abs(hash(str(edits)))}.onnx", edits)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    session = PlannerSession(bad, provider="cpu")
+                except ModelFileError as e:
+                    return then is None and "finite in float32" in str(e), str(e)[-90:]
+                return then(session) if then else (False, "loaded")
+        return probe
+    record(cat, "metadata state_reach with a scale of 1e38 (numpy's overflow warning)",
+           no_numpy_warning({"state_reach": '{"centre": [0,0,0,0,0], "scale": [1e38,1,1,1,1], "max_z": 10}'}))
+
+    def near_float32_limit(session):
+        robot = ScriptedRobot()
+        robot.action_low, robot.action_high = np.array([3e38], np.float32), np.array([3.4e38], np.float32)
+        loop = ControlLoop(session, robot, realtime=False)
+        loop.run(30)
+        sent = [float(a[0]) for a in robot.sent]
+        return loop.stopped is not None and all(3e38 <= a <= 3.4e38 for a in sent), f"sent {sorted(set(sent))[:2]}"
+    record(cat, "robot bounds [3e38, 3.4e38], a planner edited to match (a safe action logged as inf)",
+           no_numpy_warning({"action_low": "[3e38]", "action_high": "[3.4e38]"}, then=near_float32_limit))
+
+    def one_nan_reward():
+        class OneNaN(type(one_buffer_robot())):
+            def last_reward(self):
+                return float("nan") if getattr(self, "n", 0) == 3 else 1.0
+
+            def send_action(self, action):
+                self.n = getattr(self, "n", 0) + 1
+                return super().send_action(action)
+
+        robot = one_buffer_robot()
+        robot.__class__ = OneNaN
+        logging.disable(logging.WARNING)
+        try:
+            path = recorded(work / "p37-nan", robot, 6).end()
+        finally:
+            logging.disable(logging.NOTSET)
+        meta = EpisodeDataset(path.parent)[0].meta
+        return meta["reward_known"] is False and meta.get("rewards_unknown_at") == [2], str(meta.get("rewards_unknown_at"))
+    record(cat, "one NaN reward among real ones (the episode's rewards unknown, no word)", one_nan_reward)
+
+    def drive_serve_empty():
+        rc, out = cli("drive", str(complete), "--serve", "")
+        return rc == 2 and "an empty address" in out, tail(out, 90)
+    record(cat, "drive --serve '' (drove with no stream, no word)", drive_serve_empty)
+
+    def goal_key_twice():
+        from robot_wm.io import loads_json
+
+        try:
+            loads_json('{"state": [0, 1, 0, 0, 0], "state": [1, 1, 1, 1, 1]}', unique_keys=True)
+        except ValueError as e:
+            return "the key 'state' is given twice" in str(e), str(e)[:90]
+        return False, "read"
+    record(cat, "a goal file with 'state' twice (the last driven to)", goal_key_twice)
+
+    def dangling_claim():
+        folder = work / "p37-claim"
+        folder.mkdir()
+        (folder / "recording.json").symlink_to(work / "p37-gone.txt")
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(folder))
+        return rc == 2 and "recording.json' is a symbolic link to" in out, tail(out, 90)
+    record(cat, "recording.json a link that leads nowhere ('holds recording.json ... no recording.json')",
+           dangling_claim)
+
+    def empty_planner_path():
+        try:
+            PlannerSession("")
+        except ModelFileError as e:
+            return "planner file '' is an empty path" in str(e), str(e)[:90]
+        return False, "loaded"
+    record(cat, "PlannerSession('') ('.' is a directory)", empty_planner_path)
+
+    for ch in ("\u2a75", "\ua78a", "\u30a0"):
+        def lookalike(ch=ch):
+            rc, out = cli("run", f"run_dir={work / 'p37-never'}", f"planner.samples{ch}64", "--no-progress")
+            return rc == 2 and f"(U+{ord(ch):04X}), not '='" in out, tail(out, 90)
+        record(cat, f"'planner.samples{ch}64' (U+{ord(ch):04X}: a launch file's name)", lookalike)
+
+    def read_only_records():
+        run = copy_run(complete, work / "p37-ro-records")
+        target = run / "metrics.jsonl"
+        if subprocess.run(["mount", "--bind", str(target), str(target)], capture_output=True, check=False).returncode != 0:
+            return True, "cannot bind-mount here (needs root): not tried"
+        try:
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(target), str(target)], check=True, capture_output=True)
+            before = snapshot(run)
+            rc, out = cli("collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress")
+            return rc == 1 and "metrics.jsonl' (Read-only file system)" in out and snapshot(run) == before, \
+                tail(out, 90)
+        finally:
+            subprocess.run(["umount", "-l", str(target)], check=False)
+    record(cat, "a read-only metrics.jsonl, then collect (found after the episode was stored)", read_only_records)
+
+    def read_only_unwritten_folder():
+        run = copy_run(complete, work / "p37-ro-dreams")
+        dreams = run / "dreams"
+        dreams.mkdir()
+        if subprocess.run(["mount", "--bind", str(dreams), str(dreams)], capture_output=True, check=False).returncode != 0:
+            return True, "cannot bind-mount here (needs root): not tried"
+        try:
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(dreams), str(dreams)], check=True, capture_output=True)
+            rc, out = cli("collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress")
+            return rc == 0, tail(out, 90)
+        finally:
+            subprocess.run(["umount", "-l", str(dreams)], check=False)
+    record(cat, "a read-only dreams/, then collect (refused, naming a folder it never writes)",
+           read_only_unwritten_folder)
+
+    def sighup_while_ray_starts():
+        script = work / "p37-ray.py"
+        script.write_text(STOPPED_WHILE_RAY_STARTS)
+        r = subprocess.run([sys.executable, str(script), str(work / "p37-ray.txt"), "1.0", "SIGHUP"],
+                           capture_output=True, text=True, timeout=120, check=False)
+        left = subprocess.run(["pgrep", "-f", "ray::DashboardAgent|ray::RuntimeEnvAgent"], capture_output=True,
+                              text=True, check=False).stdout.split()
+        return r.returncode == 128 + signal.SIGHUP and not left, f"exit {r.returncode}, {len(left)} Ray agents left"
+    record(cat, "SIGHUP while Ray starts (Ray's agents outlived the sweep)", sighup_while_ray_starts)
+    shutil.rmtree(work / "p37-never", ignore_errors=True)
+
