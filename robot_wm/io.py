@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -277,6 +279,28 @@ def loads_json(text: str | bytes, *, unique_keys: bool = False) -> Any:
     except RecursionError:
         raise json.JSONDecodeError("nested deeper than robot-wm reads", text if isinstance(text, str) else "",
                                    0) from None
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # Linux: a file's attributes (chattr), as lsattr reads them
+_FS_APPEND_FL = 0x20
+
+
+def append_only(path: str | Path) -> bool:
+    """Whether ``path`` has the append-only attribute (``chattr +a``): ``os.access`` calls it writable, but a file so
+    marked cannot be replaced, and a folder so marked keeps every temp file written in it (probe 38). False where the
+    file system keeps no such attributes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = array.array("l", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+        return bool(flags[0] & _FS_APPEND_FL)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:

@@ -26,6 +26,7 @@ from robot_wm.config import RunConfig
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.io import (
     RunLockedError,
+    append_only,
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
@@ -496,6 +497,9 @@ class RunDir:
             if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
                 code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
                 raise OSError(code, os.strerror(code), str(p))
+            # replaced or holding temp files (metrics.jsonl is appended to): `chattr +a` was found after the work
+            if p.name != "metrics.jsonl" and p.exists() and append_only(p):  # (probe 38)
+                raise OSError(errno.EPERM, "Operation not permitted: it is append-only (chattr +a)", str(p))
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a

@@ -510,7 +510,7 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
-               "external-constant", "forged-shapes-constant", "forged-shapes-chain"]
+               "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three"]
 
 
 def rehash_metadata(model) -> None:
@@ -635,6 +635,29 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.node.extend([helper.make_node("RandomNormal", [], ["draw"], shape=[200, 200]),
                              helper.make_node("Det", ["draw"], ["det"]),
                              helper.make_node("Add", ["best_return_raw", "det"], ["best_return"])])
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how in ("lrn-scratch", "einsum-three"):  # work and memory behind small tensors (probe 38): an LRN of size
+        # 10^9 on one value (4 GB of scratch), a three-operand Einsum building a [30000, 30000] intermediate
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        producer = next(node for node in m.graph.node if "best_return" in node.output)
+        producer.output[list(producer.output).index("best_return")] = "best_return_raw"
+        if how == "lrn-scratch":
+            m.graph.initializer.extend([helper.make_tensor("four_d", TensorProto.INT64, [4], [1, 1, 1, 1]),
+                                        helper.make_tensor("scalar", TensorProto.INT64, [0], [])])
+            nodes = [helper.make_node("Reshape", ["best_return_raw", "four_d"], ["lrn_in"]),
+                     helper.make_node("LRN", ["lrn_in"], ["lrn_out"], size=10**9 + 1),
+                     helper.make_node("Reshape", ["lrn_out", "scalar"], ["best_return"])]
+        else:
+            m.graph.initializer.extend([helper.make_tensor("col", TensorProto.INT64, [2], [30000, 1]),
+                                        helper.make_tensor("row", TensorProto.INT64, [2], [1, 30000])])
+            nodes = [helper.make_node("Expand", ["best_return_raw", "col"], ["ein_a"]),
+                     helper.make_node("Expand", ["best_return_raw", "row"], ["ein_b"]),
+                     helper.make_node("Einsum", ["ein_a", "ein_b", "ein_a"], ["ein_out"], equation="ij,jk,kl->il"),
+                     helper.make_node("ReduceMax", ["ein_out"], ["best_return"], keepdims=0)]
+        m.graph.node.extend(nodes)
         reseal_graph(m)
         onnx.save(m, str(dst))
     elif how == "external-constant":  # a Constant node's value in a side file: onnxruntime's own error first (36)
@@ -774,6 +797,10 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "operations a step, more than 4 x the" in str(err.value), str(err.value)
     if how == "determinant":
         assert "holds a Det node" in str(err.value), str(err.value)
+    if how == "lrn-scratch":
+        assert "holds a LRN node" in str(err.value), str(err.value)
+    if how == "einsum-three":
+        assert "holds a Einsum node (unnamed, of 3 operands)" in str(err.value), str(err.value)
     if how == "external-constant":
         assert "references external data" in str(err.value), str(err.value)
     if how in ("huge-constant", "forged-shapes-constant"):
@@ -1265,6 +1292,23 @@ def test_a_read_only_part_of_the_run_is_refused_before_any_work(run_copy, read_o
     rc, out = main_in_process(capsys, command, str(run_copy), *extra, "--no-progress")
     assert rc == 1 and f"cannot write {str(ro)!r} (Read-only file system)" in out, out
     assert "Traceback" not in out and snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "episodes"])
+def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, capsys, name):
+    """Probe 38: `chattr +a` on manifest.json (it cannot be replaced) was found after the episode was stored and
+    logged; on episodes/, the episode's temp file (a hard link) stayed for good. os.access calls both writable."""
+    target = run_copy / name
+    if subprocess.run(["chattr", "+a", str(target)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +a is not allowed here (needs root and a file system with attributes)")
+    try:
+        before = snapshot(run_copy)
+        rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random",
+                                  "--no-progress")
+        assert rc == 1 and f"cannot write {str(target)!r} (Operation not permitted: it is append-only" in out, out
+        assert snapshot(run_copy) == before and not leftover_temp_files(run_copy)
+    finally:
+        subprocess.run(["chattr", "-a", str(target)], check=False)
 
 
 def test_a_read_only_folder_the_command_does_not_write_is_no_refusal(run_copy, read_only_bind, capsys):
