@@ -369,11 +369,17 @@ def test_ctrl_c_stops_a_sweep_like_any_command(ray_up, tmp_path, sig, said):
         while not _episodes(run):
             assert proc.poll() is None and time.monotonic() < deadline, "the trial stored no episode"
             time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(sig)
         out = proc.communicate(timeout=120)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
+    # every process Ray started ends with the sweep: its two agents outlived it by a minute (probe 38)
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    assert not alive, [p.pid for p in alive]
     assert proc.returncode == 128 + sig, out
     assert f"robot-wm sweep: {said}" in out and "Run the same `robot-wm sweep` again" in out, out
     assert "Tuner.restore" not in out and "sweep: done" not in out and "Traceback" not in out, out

@@ -68,6 +68,7 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
     if address is None:
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
@@ -104,8 +105,10 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
                              "or start a head there with `ray start --head`") from None
     try:
         yield ray
-    finally:
+    finally:  # Ray's agents outlived a stopped sweep by a minute, their raylet gone (probe 38, a loaded machine)
+        started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
         ray.shutdown()
+        _end(started)
 
 
 def _init(ray, sigterm, **kwargs) -> None:
