@@ -351,6 +351,7 @@ def test_deploy_takes_the_goal_from_the_command_line_and_refuses_it_for_a_plain_
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), "--goal-file", str(bad)],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 2 and "cannot be used at the start" in r.stderr and why in r.stderr, r.stderr
+        assert "the previous goal stays in force" not in r.stderr, r.stderr  # said before the refusal (probe 38)
     for flag, needle in (("--goal-file", "argument --goal-file: an empty path"), ("--goal", "expected comma-separated numbers")):
         r = subprocess.run([sys.executable, "-m", "robot_wm.cli", "deploy", str(out), flag, ""],
                            capture_output=True, text=True, env=env, timeout=300, check=False)

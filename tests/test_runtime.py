@@ -1083,7 +1083,9 @@ def test_deploy_record_into_a_regular_file_is_a_message(files, tmp_path, capsys)
 
     (tmp_path / "recfile").write_text("mine")
     rc = main(["deploy", str(files["internal"]), "--episodes", "1", "--record", str(tmp_path / "recfile")])
-    assert rc == 2 and "exists and is not a directory" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert rc == 2 and "exists and is not a directory" in out.err
+    assert "provider" not in out.out + out.err  # before the planner loads and says so (probe 38)
     assert (tmp_path / "recfile").read_text() == "mine"
 
 

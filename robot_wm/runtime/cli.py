@@ -39,6 +39,10 @@ def _deploy(a: argparse.Namespace) -> int:
     from sim.registry import make_env
 
     a.threads = at_most_cpus(a.threads, "--threads")
+    if a.record:  # a file as --record was refused after the planner loaded and its banner (probe 38)
+        from robot_wm.runtime.record import check_record_folder
+
+        check_record_folder(a.record)
     planner = PlannerSession(a.planner, provider=a.provider, threads=a.threads, seed=a.seed,
                              cuda_graph=not a.no_cuda_graph)
     m = planner.meta
@@ -140,7 +144,7 @@ def _goal(a: argparse.Namespace, planner):
     from robot_wm.runtime.goal_file import GoalFile
 
     watcher = GoalFile(a.goal_file, planner)
-    if not watcher.poll():  # the export's default goal was driven to, exit 0 (probe 30): no goal of the user's yet
+    if not watcher.poll(quiet=True):  # the export's default goal was driven to, exit 0 (probe 30): none of the user's
         raise ValueError(f"--goal-file {a.goal_file!r} cannot be used at the start ({watcher.why}): fix it, or leave it "
                          "out to plan toward the planner's default goal; once running, a bad version is ignored")
     return watcher

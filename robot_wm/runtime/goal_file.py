@@ -28,10 +28,14 @@ class GoalFile:
         self.applied = 0  # goals taken from the file
         self.rejected = 0  # versions of the file refused (the previous goal stayed in force)
         self.why = ""
+        self._quiet = False
 
-    def poll(self) -> bool:
+    def poll(self, quiet: bool = False) -> bool:
         """Apply the file's goal if the file changed since the last look; True when a new goal is in force.
-        Never raises: whatever the file holds, the control loop goes on."""
+        Never raises: whatever the file holds, the control loop goes on. ``quiet``: a refusal is not logged (the
+        first look, whose refusal the caller raises: "ignored, the previous goal stays" then "cannot be used at
+        the start" said two things: probe 38)."""
+        self._quiet = quiet
         try:
             st = os.stat(self.path)
         except OSError as e:
@@ -72,5 +76,7 @@ class GoalFile:
         if key != self.seen:  # once per version of the file, not once per control step
             self.seen = key
             self.rejected += 1
+            if self._quiet:
+                return False
             log.warning("goal file %s ignored, the previous goal stays in force: %s", self.path, why)
         return False

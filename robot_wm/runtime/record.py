@@ -53,36 +53,45 @@ def _check_not_a_users_folder(root: Path) -> None:
                          f"{CLAIM_NAME}, no episode): refusing to write into it; choose a new or empty folder")
 
 
+def check_record_folder(root: str | Path) -> None:
+    """Refuse a recording folder that cannot be one, before the robot is driven (``deploy`` checks it before the
+    planner loads: a file given as ``--record`` was refused after the banner: probe 38): a NUL byte, a run or a folder
+    inside one, a link that leads nowhere, a file, a folder below a file, a user's folder of other files."""
+    from robot_wm.run_dir import RunDir
+
+    if "\x00" in str(root):
+        raise ValueError(f"--record {str(root)!r}: a folder name cannot hold a NUL byte")
+    for d in (Path(root), *Path(root).resolve().parents):  # a run itself, or any folder inside one
+        if RunDir(d).is_run():
+            raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
+                             "written under the run's lock by robot-wm alone. Record into a folder of its "
+                             f"own and bring it in with `robot-wm finetune {d} --data DIR`")
+    if link := dangling_link(root):  # a bare "[Errno 17] File exists" (probe 19)
+        raise ValueError(f"--record {link}: remove it, or record into another folder")
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
+                         "recorded episodes (a new or an existing one)")
+    check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
+    _check_not_a_users_folder(Path(root))
+
+
 class DeploymentRecorder:
     """``begin`` an episode, ``step`` after every control tick, ``end`` to write it (also when the
     episode was cut short: what was recorded is kept)."""
 
     def __init__(self, root: str | Path, *, task: str, planner: str, action_repeat: int | None, planner_delay: int,
                  source: str = "robot", extra: dict | None = None, max_episode_bytes: int = EPISODE_BUDGET):
-        from robot_wm.run_dir import RunDir
-
         if isinstance(max_episode_bytes, bool) or not isinstance(max_episode_bytes, numbers.Integral) or \
                 not 1 <= max_episode_bytes <= EPISODE_BUDGET:
             raise ValueError(f"max_episode_bytes={max_episode_bytes!r}: expected a whole number from 1 to "
                              f"{EPISODE_BUDGET} (what an episode file may hold)")
         self.max_episode_bytes = int(max_episode_bytes)
 
-        if "\x00" in str(root):
-            raise ValueError(f"--record {str(root)!r}: a folder name cannot hold a NUL byte")
-        for d in (Path(root), *Path(root).resolve().parents):  # a run itself, or any folder inside one
-            if RunDir(d).is_run():
-                raise ValueError(f"--record {str(root)!r} is inside the run directory {str(d)!r}: its episodes are "
-                                 "written under the run's lock by robot-wm alone. Record into a folder of its "
-                                 f"own and bring it in with `robot-wm finetune {d} --data DIR`")
+        check_record_folder(root)
         if not isinstance(task, str) or not task.strip() or len(task) > 200 or not task.isprintable() or \
                 any(c in task for c in "/\\"):  # '../../x' was written into recording.json (probe 29)
             raise ValueError(f"task={task!r:.80}: expected the robot's task name (the run's env.task: printable, no "
                              "path separators)")
-        if link := dangling_link(root):  # a bare "[Errno 17] File exists" (probe 19)
-            raise ValueError(f"--record {link}: remove it, or record into another folder")
-        if Path(root).exists() and not Path(root).is_dir():
-            raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
-                             "recorded episodes (a new or an existing one)")
         if action_repeat is not None and (isinstance(action_repeat, bool) or not isinstance(action_repeat, numbers.Integral)
                                           or action_repeat < 1):  # np.int64(8) was refused (probe 17)
             raise ValueError(f"action_repeat={action_repeat!r}: expected None or a whole number >= 1")
@@ -108,8 +117,6 @@ class DeploymentRecorder:
         except (TypeError, ValueError) as e:
             raise ValueError(f"extra metadata must be plain JSON values (finite numbers): {e}") from None
         self.meta.update(extra)
-        check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
-        _check_not_a_users_folder(Path(root))
         self.data = EpisodeFolder(root, create=True)  # only its first episode read, none kept (probe 17)
         try:  # a read-only folder failed only when the first episode, already driven, was saved (tenth probe)
             tempfile.TemporaryFile(dir=self.data.root).close()
