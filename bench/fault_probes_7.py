@@ -256,3 +256,59 @@ def probe37_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     record(cat, "SIGHUP while Ray starts (Ray's agents outlived the sweep)", sighup_while_ray_starts)
     shutil.rmtree(work / "p37-never", ignore_errors=True)
 
+
+
+def probe38_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-eighth probe: its ugly cases fixed in session 32 (its two defects, an LRN's scratch memory and a
+    three-operand Einsum, are ONNX damage cases)."""
+    import os
+    import signal
+    import time
+
+    from test_faults import snapshot
+
+    from robot_wm.io import leftover_temp_files
+
+    cat = "probe 2026-11-29 (38th)"
+
+    def append_only(name: str):
+        def probe():
+            run = copy_run(complete, work / f"p38-append-{name}")
+            target = run / name
+            if subprocess.run(["chattr", "+a", str(target)], capture_output=True, check=False).returncode != 0:
+                return True, "chattr +a not allowed here: not tried"
+            try:
+                before = snapshot(run)
+                rc, out = cli("collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress")
+                return rc == 1 and "it is append-only (chattr +a)" in out and snapshot(run) == before and \
+                    not leftover_temp_files(run), tail(out, 90)
+            finally:
+                subprocess.run(["chattr", "-a", str(target)], check=False)
+        return probe
+    record(cat, "chattr +a manifest.json, then collect (found after the episode was logged)", append_only("manifest.json"))
+    record(cat, "chattr +a episodes/, then collect (the episode's temp file kept)", append_only("episodes"))
+
+    def record_into_a_file():
+        (work / "p38-afile").write_text("mine")
+        rc, out = cli("deploy", str(planner), "--episodes", "1", "--record", str(work / "p38-afile"))
+        return rc == 2 and "exists and is not a directory" in out and "provider" not in out, tail(out, 90)
+    record(cat, "deploy --record naming a file (refused after the planner loaded)", record_into_a_file)
+
+    def sigusr1_during_the_fit():
+        sweep = work / "p38-usr1.toml"
+        sweep.write_text(
+                'tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 1600\n'
+                'overrides = ["env.max_env_steps=200", "seed_episodes=1", "eval_episodes=1", "planner.samples=32", '
+                '"planner.horizon=5", "planner.iterations=2", "planner.elites=4", "planner.keep_elites=1", '
+                '"model.hidden=32", "model.layers=2", "model.max_epochs=5", "model.val_fraction=0.4", '
+                '"value.hidden=32", "value.batch_size=64", "threads=1"]\n')
+        p = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "sweep", str(sweep), "--storage",
+                              str(work / "p38-usr1"), "--cpus", "2"], env={**os.environ, "MUJOCO_GL": "egl"},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        end = time.monotonic() + 180
+        while not list((work / "p38-usr1").glob("runs/*/episodes/episode_*.npz")) and time.monotonic() < end:
+            time.sleep(0.2)
+        p.send_signal(signal.SIGUSR1)
+        out = p.communicate(timeout=120)[0]
+        return p.returncode == 128 + signal.SIGUSR1 and "Tuner.restore" not in out, tail(out, 90)
+    record(cat, "SIGUSR1 during a sweep's fit (Ray Tune's: 'Tuner.restore', 'done ... pending 1')", sigusr1_during_the_fit)
