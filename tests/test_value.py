@@ -198,7 +198,10 @@ def test_a_pessimistic_value_is_the_heads_mean_less_their_std_in_the_planner_and
     from robot_wm.whatif import what_if
 
     model, ac = value_and_model
-    state, acts = torch.tensor([0.3]), torch.rand(9, 5, 1) * 2 - 1
+    # seeded: the module's other tests move the global generator, and some draws end where every value is clipped
+    # (low == mean everywhere: a failure that depended on which tests ran before in the process)
+    acts = torch.rand(9, 5, 1, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    state = torch.tensor([0.3])
     with torch.no_grad():
         imag = imagine(model, state, acts)
         q = ac.q_values(imag.last, ac.act(imag.last))
