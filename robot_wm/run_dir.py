@@ -26,8 +26,8 @@ from robot_wm.config import RunConfig
 from robot_wm.data.dataset import EpisodeDataset
 from robot_wm.io import (
     RunLockedError,
-    append_only,
     append_jsonl,
+    append_only,
     atomic_write_json,
     atomic_write_text,
     check_regular_file,
@@ -482,8 +482,9 @@ class RunDir:
                 raise ValueError(f"{str(p)!r} has {p.stat().st_nlink} hard links (a `cp -al` copy of a run?): writing "
                                  "it would change the other copies too; copy the run with `cp -r` instead")
 
-    WRITES = {"run": ("episodes", "eval", "checkpoints"), "collect": ("episodes",), "train": ("checkpoints",),
-              "eval": ("eval",), "finetune": ("robot", "checkpoints")}
+    WRITES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "run": ("episodes", "eval", "checkpoints"), "collect": ("episodes",), "train": ("checkpoints",),
+        "eval": ("eval",), "finetune": ("robot", "checkpoints")}
     """The folders each writing command stores into (besides the run's own files: records, manifest, summary)."""
 
     def check_writable(self, command: str) -> None:

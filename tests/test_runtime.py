@@ -1035,7 +1035,7 @@ def test_one_missing_reward_among_real_ones_is_said_and_stored(tmp_path, caplog)
             return float("nan") if self.t == 3 else 1.0
 
     with caplog.at_level(logging.WARNING):
-        path, ep = _record(tmp_path, OneNaN(None, physics=lambda: np.zeros(3)), [0.1] * 6)
+        _, ep = _record(tmp_path, OneNaN(None, physics=lambda: np.zeros(3)), [0.1] * 6)
     assert ep.meta["reward_known"] is False and ep.meta["rewards_unknown_at"] == [2], ep.meta
     assert "reward was not one finite number at 1 of 6 control steps (the first: [2])" in caplog.text, caplog.text
 
