@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from fault_kit import cli, copy_run, record, tail
+from fault_kit import cli, copy_run, record, refused, tail
 
 
 def probe36_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> None:
@@ -182,15 +182,11 @@ def probe37_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         return rc == 2 and "an empty address" in out, tail(out, 90)
     record(cat, "drive --serve '' (drove with no stream, no word)", drive_serve_empty)
 
-    def goal_key_twice():
-        from robot_wm.io import loads_json
+    from robot_wm.io import loads_json
 
-        try:
-            loads_json('{"state": [0, 1, 0, 0, 0], "state": [1, 1, 1, 1, 1]}', unique_keys=True)
-        except ValueError as e:
-            return "the key 'state' is given twice" in str(e), str(e)[:90]
-        return False, "read"
-    record(cat, "a goal file with 'state' twice (the last driven to)", goal_key_twice)
+    record(cat, "a goal file with 'state' twice (the last driven to)", lambda: refused(
+        lambda: loads_json('{"state": [0, 1, 0, 0, 0], "state": [1, 1, 1, 1, 1]}', unique_keys=True), ValueError,
+        "the key 'state' is given twice", "read"))
 
     def dangling_claim():
         folder = work / "p37-claim"
@@ -201,13 +197,8 @@ def probe37_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
     record(cat, "recording.json a link that leads nowhere ('holds recording.json ... no recording.json')",
            dangling_claim)
 
-    def empty_planner_path():
-        try:
-            PlannerSession("")
-        except ModelFileError as e:
-            return "planner file '' is an empty path" in str(e), str(e)[:90]
-        return False, "loaded"
-    record(cat, "PlannerSession('') ('.' is a directory)", empty_planner_path)
+    record(cat, "PlannerSession('') ('.' is a directory)", lambda: refused(
+        lambda: PlannerSession(""), ModelFileError, "planner file '' is an empty path", "loaded"))
 
     for ch in ("\u2a75", "\ua78a", "\u30a0"):
         def lookalike(ch=ch):
