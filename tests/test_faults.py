@@ -1419,7 +1419,7 @@ def test_episode_that_is_a_fifo_or_a_device_is_refused_not_read(run_copy, capsys
     else:
         target.symlink_to("/dev/zero")
     rc, out = main_in_process(capsys, "train", str(run_copy), "--no-progress")
-    assert rc == 2 and target.name in out and "not a regular file" in out, out
+    assert rc == 2 and target.name in out and "has an episode's name but is not a file" in out, out
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
