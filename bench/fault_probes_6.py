@@ -459,7 +459,7 @@ def probe36_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
             robot.bad = i == 2
             rec.step(robot, np.zeros(1, np.float32), 0.001, None)
         ep = Episode.load(rec.end())
-        return len(ep) == 2 and ep.meta.get("cut_at_bad_reward") == 2, f"{len(ep)} steps kept"
+        return len(ep) == 5 and ep.meta.get("rewards_unknown_at") == [2], f"{len(ep)} steps kept"
     record(cat, "a reward of 1e300 at the third step (end() raised: the whole episode lost)", huge_reward)
 
     def enolck():

@@ -483,18 +483,24 @@ class RunDir:
                                  "it would change the other copies too; copy the run with `cp -r` instead")
 
     WRITES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "run": ("episodes", "eval", "checkpoints"), "collect": ("episodes",), "train": ("checkpoints",),
-        "eval": ("eval",), "finetune": ("robot", "checkpoints")}
-    """The folders each writing command stores into (besides the run's own files: records, manifest, summary)."""
+        "run": ("episodes", "eval", "checkpoints", "checkpoints/latest.json", "config.toml", "manifest.json",
+                "summary.json", "episodes.csv"),
+        "collect": ("episodes", "manifest.json", "summary.json", "episodes.csv"),
+        "train": ("checkpoints", "checkpoints/latest.json"),
+        "eval": ("eval",),
+        "finetune": ("robot", "checkpoints", "checkpoints/latest.json", "manifest.json", "summary.json",
+                     "episodes.csv")}
+    """The folders and files each writing command stores into, besides the records (metrics.jsonl) every one appends
+    to: a read-only config.toml refused `eval`, which never writes it, and an append-only latest.json was found after
+    `train` had trained (probe 39)."""
 
     def check_writable(self, command: str) -> None:
-        """Refuse, before any work, a run whose folder, own files or ``command``'s folders (``WRITES``) cannot be
+        """Refuse, before any work, a run whose folder, records or what ``command`` writes (``WRITES``) cannot be
         written: a read-only ``checkpoints/`` was found when the first checkpoint was written, after training, and a
         read-only ``episodes/`` after collecting (probe 36); a chmod 444 ``metrics.jsonl`` after the episode it was to
         record (probe 37). ``os.access`` also says so for a read-only file system, even to root. A folder the command
         does not write may be read-only (a user's protected ``dreams/``: probe 37)."""
-        files = [self.root / n for n in self.WRITTEN if "." in n]
-        for p in (self.root, *(self.root / n for n in self.WRITES.get(command, ())), *files):
+        for p in (self.root, self.metrics_path, *(self.root / n for n in self.WRITES.get(command, self.WRITTEN))):
             if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
                 code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
                 raise OSError(code, os.strerror(code), str(p))

@@ -510,7 +510,8 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "other-robot", "directory", "huge-declared-sizes", "edited-metadata", "hash-removed", "guard-claimed",
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
-               "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three"]
+               "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three",
+               "einsum-spaces", "many-nodes"]
 
 
 def rehash_metadata(model) -> None:
@@ -635,6 +636,24 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.node.extend([helper.make_node("RandomNormal", [], ["draw"], shape=[200, 200]),
                              helper.make_node("Det", ["draw"], ["det"]),
                              helper.make_node("Add", ["best_return_raw", "det"], ["best_return"])])
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how in ("einsum-spaces", "many-nodes"):  # work the count missed (probe 39): an Einsum "i j,j k->i k" (its
+        # spaces paired with the dimensions: 170x undercounted), 60,000 one-value nodes (minutes to build, 3 GB)
+        from onnx import TensorProto, helper
+
+        m = onnx.load(str(src))
+        producer = next(node for node in m.graph.node if "best_return" in node.output)
+        producer.output[list(producer.output).index("best_return")] = "best_return_raw"
+        if how == "einsum-spaces":
+            m.graph.initializer.append(helper.make_tensor("sq", TensorProto.INT64, [2], [600, 600]))
+            nodes = [helper.make_node("Expand", ["best_return_raw", "sq"], ["ein_x"]),
+                     helper.make_node("Einsum", ["ein_x", "ein_x"], ["ein_y"], equation="i j,j k->i k"),
+                     helper.make_node("ReduceMax", ["ein_y"], ["best_return"], keepdims=0)]
+        else:
+            names = ["best_return_raw", *[f"neg{i}" for i in range(59_999)], "best_return"]
+            nodes = [helper.make_node("Neg", [a], [b]) for a, b in zip(names[:-1], names[1:], strict=True)]
+        m.graph.node.extend(nodes)
         reseal_graph(m)
         onnx.save(m, str(dst))
     elif how in ("lrn-scratch", "einsum-three"):  # work and memory behind small tensors (probe 38): an LRN of size
@@ -797,10 +816,18 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert "operations a step, more than 4 x the" in str(err.value), str(err.value)
     if how == "determinant":
         assert "holds a Det node" in str(err.value), str(err.value)
+    if how == "einsum-spaces":
+        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
+    if how == "many-nodes":
+        assert "it holds 60,6" in str(err.value) and "nodes, more than 200 for each of the horizon" in str(err.value)
+    if how == "einsum-spaces":
+        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
+    if how == "many-nodes":
+        assert "it holds 60,6" in str(err.value) and "nodes, more than 200 for each of the horizon" in str(err.value)
     if how == "lrn-scratch":
         assert "holds a LRN node" in str(err.value), str(err.value)
     if how == "einsum-three":
-        assert "holds a Einsum node (unnamed, of 3 operands)" in str(err.value), str(err.value)
+        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
     if how == "external-constant":
         assert "references external data" in str(err.value), str(err.value)
     if how in ("huge-constant", "forged-shapes-constant"):
@@ -1294,8 +1321,9 @@ def test_a_read_only_part_of_the_run_is_refused_before_any_work(run_copy, read_o
     assert "Traceback" not in out and snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("name", ["manifest.json", "episodes"])
-def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, capsys, name):
+@pytest.mark.parametrize("name, command", [("manifest.json", "collect"), ("episodes", "collect"),
+                                           ("checkpoints/latest.json", "train")])
+def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, capsys, name, command):
     """Probe 38: `chattr +a` on manifest.json (it cannot be replaced) was found after the episode was stored and
     logged; on episodes/, the episode's temp file (a hard link) stayed for good. os.access calls both writable."""
     target = run_copy / name
@@ -1303,8 +1331,8 @@ def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, cap
         pytest.skip("chattr +a is not allowed here (needs root and a file system with attributes)")
     try:
         before = snapshot(run_copy)
-        rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random",
-                                  "--no-progress")
+        extra = ["model.max_epochs=1"] if command == "train" else ["--episodes", "1", "--policy", "random"]
+        rc, out = main_in_process(capsys, command, str(run_copy), *extra, "--no-progress")
         assert rc == 1 and f"cannot write {str(target)!r} (Operation not permitted: it is append-only" in out, out
         assert snapshot(run_copy) == before and not leftover_temp_files(run_copy)
     finally:
@@ -1313,10 +1341,13 @@ def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, cap
 
 def test_a_read_only_folder_the_command_does_not_write_is_no_refusal(run_copy, read_only_bind, capsys):
     """Probe 37: a user's read-only dreams/ (videos kept safe) refused `train` naming it, and a read-only checkpoints/
-    refused `collect`: each command checks the folders it writes."""
+    refused `collect`; probe 39: a read-only config.toml refused `eval`. Each command checks what it writes."""
     read_only_bind("dreams")
     read_only_bind("checkpoints")
     rc, out = main_in_process(capsys, "collect", str(run_copy), "--episodes", "1", "--policy", "random", "--no-progress")
+    assert rc == 0, out
+    read_only_bind("config.toml")
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--planner", "random", "--no-progress")
     assert rc == 0, out
 
 

@@ -22,6 +22,7 @@ from robot_wm.data.dataset import EpisodeFolder
 from robot_wm.data.episode import MAX_EPISODE_BYTES, Episode, check_seed
 from robot_wm.io import (
     TEMP_SUFFIX,
+    append_only,
     atomic_write_bytes,
     check_parent_folder,
     check_regular_file,
@@ -72,6 +73,9 @@ def check_record_folder(root: str | Path) -> None:
         raise ValueError(f"--record {str(root)!r} exists and is not a directory: expected a folder for the "
                          "recorded episodes (a new or an existing one)")
     check_parent_folder(root, "--record")  # below a file: a bare "Not a directory" (probe 18)
+    if Path(root).is_dir() and append_only(root):  # each save left a temp file there, "cannot write" (probe 39)
+        raise ValueError(f"--record {str(root)!r} is append-only (chattr +a): the recorder replaces its files and "
+                         "removes its temp files there; remove the attribute (chattr -a) or record into another folder")
     _check_not_a_users_folder(Path(root))
 
 
@@ -375,6 +379,9 @@ def _vector(read) -> np.ndarray:
         return _BAD
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _reward(robot) -> float | None:
     """The robot's reward for the last step as a float, or None (unknown) when it has none or it is not one
     finite number."""
@@ -387,7 +394,9 @@ def _reward(robot) -> float | None:
     except Exception as e:  # noqa: BLE001
         log.warning("recorder: robot.last_reward() failed (%s: %s); rewards unknown", type(e).__name__, e)
         return None
-    return float(value) if value is not None and value.size == 1 and np.isfinite(value).all() else None
+    # beyond float32 (1e308) as unknown, like inf: it cut the episode at that step, without a word (probe 39)
+    fine = value is not None and value.size == 1 and np.isfinite(value).all() and abs(float(value)) <= FLOAT32_MAX
+    return float(value) if fine else None
 
 
 def _physics_state(robot) -> np.ndarray | None:
