@@ -11,6 +11,7 @@ The helpers at the top are shared with ``bench/fault_report.py`` (which counts t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -652,7 +653,7 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
                      helper.make_node("ReduceMax", ["ein_y"], ["best_return"], keepdims=0)]
         else:
             names = ["best_return_raw", *[f"neg{i}" for i in range(59_999)], "best_return"]
-            nodes = [helper.make_node("Neg", [a], [b]) for a, b in zip(names[:-1], names[1:], strict=True)]
+            nodes = [helper.make_node("Neg", [a], [b]) for a, b in itertools.pairwise(names)]
         m.graph.node.extend(nodes)
         reseal_graph(m)
         onnx.save(m, str(dst))
