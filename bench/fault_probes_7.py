@@ -3,6 +3,7 @@ probe left, fixed in session 32 (2026-11-29)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -85,7 +86,6 @@ def probe36_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
 def probe37_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
     """The thirty-seventh probe (one frozen snapshot, two helpers): its defects and ugly cases, fixed in session 32.
     The forged value_info shapes (3 GB, 4 x 10^11 operations) are two of the ONNX damage cases."""
-    import logging
     import signal
 
     import numpy as np
@@ -303,3 +303,65 @@ def probe38_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
         out = p.communicate(timeout=120)[0]
         return p.returncode == 128 + signal.SIGUSR1 and "Tuner.restore" not in out, tail(out, 90)
     record(cat, "SIGUSR1 during a sweep's fit (Ray Tune's: 'Tuner.restore', 'done ... pending 1')", sigusr1_during_the_fit)
+
+
+def probe39_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The thirty-ninth probe: what session 32 fixed of it (its Einsum and node-count defects are ONNX damage cases)."""
+    import numpy as np
+    from conftest import one_buffer_robot
+    from test_faults import snapshot
+
+    from robot_wm.data.dataset import EpisodeDataset
+    from robot_wm.runtime.record import DeploymentRecorder
+
+    cat = "probe 2026-11-29 (39th)"
+
+    def chattr(target: Path, command: list[str], check):
+        if subprocess.run(["chattr", "+a", str(target)], capture_output=True, check=False).returncode != 0:
+            return True, "chattr +a not allowed here: not tried"
+        try:
+            return check(*cli(*command))
+        finally:
+            subprocess.run(["chattr", "-a", str(target)], check=False)
+
+    def latest_append_only():
+        run = copy_run(complete, work / "p39-latest")
+        before = snapshot(run)
+        return chattr(run / "checkpoints" / "latest.json", ["train", str(run), "model.max_epochs=1", "--no-progress"],
+                      lambda rc, out: (rc == 1 and "latest.json' (Operation not permitted: it is append-only" in out
+                                       and snapshot(run) == before, tail(out, 90)))
+    record(cat, "chattr +a checkpoints/latest.json, then train (found after training)", latest_append_only)
+
+    def record_append_only():
+        rec = work / "p39-rec"
+        rec.mkdir()
+        return chattr(rec, ["deploy", str(planner), "--episodes", "1", "--record", str(rec)],
+                      lambda rc, out: (rc == 2 and "is append-only (chattr +a)" in out and not list(rec.iterdir()),
+                                       tail(out, 90)))
+    record(cat, "deploy --record into an append-only folder (a temp file left per try)", record_append_only)
+
+    def huge_reward_kept():
+        class Huge(type(one_buffer_robot())):
+            def last_reward(self):
+                return 1e308 if getattr(self, "n", 0) == 3 else 1.0
+
+            def send_action(self, action):
+                self.n = getattr(self, "n", 0) + 1
+                return super().send_action(action)
+
+        robot = one_buffer_robot()
+        robot.__class__ = Huge
+        rec = DeploymentRecorder(work / "p39-reward", task="cartpole-swingup", planner="p", action_repeat=8,
+                                 planner_delay=0)
+        robot.reset(0)
+        rec.begin(robot, 0)
+        for _ in range(12):
+            robot.send_action(np.array([0.5]))
+            rec.step(robot, np.array([0.5]), 0.002, None)
+        logging.disable(logging.WARNING)
+        try:
+            ep = EpisodeDataset(rec.end().parent)[0]
+        finally:
+            logging.disable(logging.NOTSET)
+        return len(ep) == 12 and ep.meta.get("rewards_unknown_at") == [2], f"{len(ep)} of 12 kept"
+    record(cat, "a reward of 1e308 at the third step (2 of 12 transitions kept, no word)", huge_reward_kept)

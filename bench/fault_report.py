@@ -69,7 +69,7 @@ from fault_probes_5 import (
     probe32_defects,
 )
 from fault_probes_6 import probe33_defects, probe34_defects, probe35_defects, probe36_defects
-from fault_probes_7 import probe36_leftovers, probe37_defects, probe38_defects
+from fault_probes_7 import probe36_leftovers, probe37_defects, probe38_defects, probe39_defects
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -961,7 +961,8 @@ def main() -> int:
                          ("session 32: probe 36's leftovers",
                           lambda: probe36_leftovers(base, complete, planner, work)),
                          ("probe 2026-11-29 (37th)", lambda: probe37_defects(base, complete, planner, work)),
-                         ("probe 2026-11-29 (38th)", lambda: probe38_defects(base, complete, planner, work))]:
+                         ("probe 2026-11-29 (38th)", lambda: probe38_defects(base, complete, planner, work)),
+                         ("probe 2026-11-29 (39th)", lambda: probe39_defects(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
