@@ -1340,6 +1340,20 @@ def test_an_append_only_part_of_the_run_is_refused_before_any_work(run_copy, cap
         subprocess.run(["chattr", "-a", str(target)], check=False)
 
 
+def test_a_recording_into_an_append_only_folder_is_refused_leaving_nothing(run_copy, capsys):
+    """Probe 39: `eval --rerun` into an append-only rerun/ left its 1 MiB preflight file there, one more a command."""
+    rerun = run_copy / "rerun"
+    rerun.mkdir()
+    if subprocess.run(["chattr", "+a", str(rerun)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +a is not allowed here (needs root and a file system with attributes)")
+    try:
+        rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--planner", "random", "--rerun",
+                                  "save", "--no-progress")
+        assert rc == 1 and "its folder is append-only (chattr +a)" in out and not list(rerun.iterdir()), out
+    finally:
+        subprocess.run(["chattr", "-a", str(rerun)], check=False)
+
+
 def test_a_read_only_folder_the_command_does_not_write_is_no_refusal(run_copy, read_only_bind, capsys):
     """Probe 37: a user's read-only dreams/ (videos kept safe) refused `train` naming it, and a read-only checkpoints/
     refused `collect`; probe 39: a read-only config.toml refused `eval`. Each command checks what it writes."""

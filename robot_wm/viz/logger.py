@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import rerun as rr
 
+from robot_wm.io import append_only
 from robot_wm.viz import paths as P
 from robot_wm.viz.blueprint import default_blueprint
 from robot_wm.viz.kinematics import BodyKinematics
@@ -161,6 +162,8 @@ def check_writable(path: Path) -> None:
     size limit) its sink logged the error and ``save`` then blocked forever on a lock, holding the run's lock and
     deaf to SIGTERM (ninth probe). An OSError here names the file like any other write."""
     probe = path.with_name(f".{path.name}.{os.getpid()}.preflight")
+    if append_only(path.parent):  # the megabyte could not be removed: one more left by each command (probe 39)
+        raise OSError(errno.EPERM, "Operation not permitted: its folder is append-only (chattr +a)", str(path))
     try:
         with open(probe, "wb") as f:
             f.write(b"\0" * PREFLIGHT_BYTES)
