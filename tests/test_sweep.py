@@ -1046,3 +1046,19 @@ def test_a_stop_while_ray_starts_ends_its_processes_through_the_commands_handler
             if abs(p.create_time() - float(created)) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
                 alive.append(" ".join(p.cmdline())[:120])
     assert not alive, alive
+
+
+def test_an_append_only_sweep_folder_is_refused_before_work(tmp_path, capsys):
+    """Probe 39: `chattr +a` on a sweep folder kept a temp file of results.csv (and of the report's plot), and the
+    sweep it advised then refused the folder for it. Refused first now, by the sweep and by the report."""
+    folder = tmp_path / "sw"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+a", str(folder)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +a is not allowed here (needs root and a file system with attributes)")
+    try:
+        with pytest.raises(ValueError, match="is append-only"):
+            results.check_sweep_dir(folder)
+        assert main(["report", str(folder)]) == 2 and "is append-only (chattr +a)" in capsys.readouterr().err
+        assert not list(folder.iterdir())
+    finally:
+        subprocess.run(["chattr", "-a", str(folder)], check=False)

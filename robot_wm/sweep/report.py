@@ -253,6 +253,8 @@ def report(sweep_dir: Path, out: str | Path | None = None, anchors: Path | None 
         check_parent_folder(out, "--out")
     path = anchors or (DEFAULT_ANCHORS if DEFAULT_ANCHORS.is_file() else None)
     ref = read_anchors(path) if path else {}  # a bad --anchors fails before anything is read or printed
+    # before the table: a temp file of the plot was left there (probe 39)
+    results.check_not_append_only(*((Path(out).absolute().parent, "--out's folder") if out else (Path(sweep_dir),)))
     rows = results.read(sweep_dir)
     print_table(rows, sweep_dir)
     if note := stopped_seeds_note(rows):

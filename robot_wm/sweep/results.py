@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-from robot_wm.io import atomic_write_json, atomic_write_text, check_regular_file, loads_json
+from robot_wm.io import append_only, atomic_write_json, atomic_write_text, check_regular_file, loads_json
 from robot_wm.sweep.spec import Trial
 from robot_wm.text import first_names
 
@@ -70,6 +70,7 @@ def check_sweep_dir(sweep_dir: Path) -> None:
                          "a folder outside any run")
     if not sweep_dir.is_dir():
         return
+    check_not_append_only(sweep_dir)
     theirs = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_OWN)
     results = sweep_dir / RESULTS_NAME
     header: list[str] = []
@@ -86,6 +87,14 @@ def check_sweep_dir(sweep_dir: Path) -> None:
     if theirs:
         raise ValueError(f"sweep directory {str(sweep_dir)!r} holds files that are not a sweep's ({first_names(theirs)}); "
                          "refusing to write into it: choose a new or empty folder (sweep_dir or --storage)")
+
+
+def check_not_append_only(folder: Path, what: str = "sweep directory") -> None:
+    """A sweep folder marked append-only (chattr +a) kept a temp file of each write (results.csv, the report's plot),
+    and a later sweep then refused the folder for it (probe 39)."""
+    if append_only(folder):
+        raise ValueError(f"{what} {str(folder)!r} is append-only (chattr +a): the sweep and its report replace "
+                         "their files there; remove the attribute (chattr -a) or choose another folder")
 
 
 def runs_dir(sweep_dir: Path) -> Path:
