@@ -323,3 +323,18 @@ def test_a_web_sites_folder_is_not_a_run_to_export_nor_a_planner(tmp_path, capsy
     err = capsys.readouterr().err
     assert "is a directory" in err and "robot-wm export" not in err, err
     assert not (tmp_path / "p.onnx").exists() and sorted(p.name for p in site.iterdir()) == ["config.toml"]
+
+
+def test_export_says_when_this_computer_could_not_run_the_planner():
+    """Probe 39: `export planner.samples=3000000` wrote a planner of 36.7 GB a step without a word; deploy then refused
+    it here. The file is still written (a bigger robot computer may run it), with a note."""
+    import onnx
+
+    from robot_wm.export.cli import _too_big_here_note
+    from robot_wm.sysmem import available_memory
+
+    proto = onnx.ModelProto()
+    proto.metadata_props.add(key="planner_memory_bytes", value=str(10 * (available_memory() or 1 << 40)))
+    assert "GB a planning step, more than 80% of the" in _too_big_here_note(proto)
+    proto.metadata_props[0].value = "1000"
+    assert _too_big_here_note(proto) == ""

@@ -84,8 +84,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     if note := slow_export_note(spec):  # horizon 200 ran for minutes without a word
         echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
-    export_planner(src.model, spec, a.out, noise=noise, metadata=common, value=value, goal=goal,
-                   reward_weight=g.reward_weight)
+    proto = export_planner(src.model, spec, a.out, noise=noise, metadata=common, value=value, goal=goal,
+                           reward_weight=g.reward_weight)
+    if note := _too_big_here_note(proto):
+        echo(f"robot-wm export: {note}", file=sys.stderr, flush=True)
     extras = (f"value + {spec.policy_samples} policy proposals" if value is not None
               else "no value (imagined reward only)" if goal is None else "no value")
     if goal is not None:
@@ -96,6 +98,20 @@ def cmd_export(a: argparse.Namespace) -> int:
           f"{spec.iterations} iterations, {src.model.members} members, {extras}, noise {noise}, "
           f"{model_flops(src.model, spec, value) / 1e9:.2f} GFLOP/step, from {src.checkpoint}")
     return 0
+
+
+def _too_big_here_note(proto) -> str:
+    """A word where the planner written needs more memory a step than ``deploy`` allows on this computer: 3,000,000
+    samples (36.7 GB a step) were written without one, and deploy refused the file here (probe 39). It may be meant
+    for a bigger robot computer, so it is written."""
+    from robot_wm.sysmem import MEMORY_SHARE, available_memory
+
+    need = int({p.key: p.value for p in proto.metadata_props}.get("planner_memory_bytes", 0))
+    if (available := available_memory()) is None or need <= MEMORY_SHARE * available:
+        return ""
+    return (f"this planner needs about {need / 1e9:.1f} GB a planning step, more than {MEMORY_SHARE:.0%} of the "
+            f"{available / 1e9:.1f} GB this computer has available: `robot-wm deploy` refuses it here (fewer "
+            "planner.samples or a shorter horizon fit)")
 
 
 def missing_folder(out: str) -> Path | None:
