@@ -795,6 +795,29 @@ def test_a_planner_that_fails_when_it_runs_is_a_message_at_warm_up(planner_file,
     assert "fails.onnx' fails when it runs (onnxruntime:" in msg and "export the planner again" in msg, msg
 
 
+_EINSUM_REFUSED = ("holds a Einsum node (unnamed, not of the form ab,bc->ac)",)
+_BIG_CONSTANT = ("its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes",)
+ONNX_REFUSALS: dict[str, tuple[str, ...]] = {
+    "long-doc-string": ("holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')",),
+    "huge-metadata": ("holds more than 1 MiB of metadata",),
+    "sparse-initializer": ("holds 1 sparse initializer(s), which a robot-wm planner never has",),
+    "string-initializer": ("its tensor 'words' holds strings",),
+    "matmul-chain": ("operations a step, more than 4 x the",),
+    "determinant": ("holds a Det node",),
+    "lrn-scratch": ("holds a LRN node",),
+    "einsum-spaces": _EINSUM_REFUSED,
+    "einsum-three": _EINSUM_REFUSED,
+    "many-nodes": ("nodes, more than 200 for each of the horizon",),
+    "external-constant": ("references external data",),
+    "huge-constant": _BIG_CONSTANT,
+    "forged-shapes-constant": _BIG_CONSTANT,
+    "forged-shapes-chain": ("its tensor 'chain_x' of shape [500, 500] takes 1,000,000 bytes",
+                            "operations a step, more than 4 x the"),
+}
+"""The words each kind of damage is refused in (any one of them), where the test asserts more than the file being
+named."""
+
+
 @pytest.mark.parametrize("how", ONNX_DAMAGE)
 def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
     from robot_wm.runtime.session import ModelFileError, PlannerSession
@@ -805,37 +828,10 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         s = PlannerSession(bad, provider="cpu")
         s.meta.check_robot(5, [-1.0], [1.0])  # deploy checks the file against the robot before any step
     assert "bad.onnx" in str(err.value) or "does not match the robot" in str(err.value)
-    if how == "long-doc-string":
-        assert "holds more than 1 MiB outside its graph and metadata (up to field 'doc_string')" in str(err.value)
-    if how == "huge-metadata":
-        assert "holds more than 1 MiB of metadata" in str(err.value), str(err.value)
-    if how == "sparse-initializer":
-        assert "holds 1 sparse initializer(s), which a robot-wm planner never has" in str(err.value), str(err.value)
-    if how == "string-initializer":
-        assert "its tensor 'words' holds strings" in str(err.value), str(err.value)
-    if how == "matmul-chain":
-        assert "operations a step, more than 4 x the" in str(err.value), str(err.value)
-    if how == "determinant":
-        assert "holds a Det node" in str(err.value), str(err.value)
-    if how == "einsum-spaces":
-        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
+    if how in ONNX_REFUSALS:
+        assert any(words in str(err.value) for words in ONNX_REFUSALS[how]), str(err.value)
     if how == "many-nodes":
-        assert "it holds 60,6" in str(err.value) and "nodes, more than 200 for each of the horizon" in str(err.value)
-    if how == "einsum-spaces":
-        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
-    if how == "many-nodes":
-        assert "it holds 60,6" in str(err.value) and "nodes, more than 200 for each of the horizon" in str(err.value)
-    if how == "lrn-scratch":
-        assert "holds a LRN node" in str(err.value), str(err.value)
-    if how == "einsum-three":
-        assert "holds a Einsum node (unnamed, not of the form ab,bc->ac)" in str(err.value), str(err.value)
-    if how == "external-constant":
-        assert "references external data" in str(err.value), str(err.value)
-    if how in ("huge-constant", "forged-shapes-constant"):
-        assert "its tensor 'big' of shape [805306368] takes 3,221,225,472 bytes" in str(err.value), str(err.value)
-    if how == "forged-shapes-chain":
-        assert "its tensor 'chain_x' of shape [500, 500] takes 1,000,000 bytes" in str(err.value) or \
-            "operations a step, more than 4 x the" in str(err.value), str(err.value)
+        assert "it holds 60,6" in str(err.value), str(err.value)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
         assert "holds a Loop node (spin, in its " in str(err.value), str(err.value)
         assert "control flow that a robot-wm planner never has" in str(err.value)
