@@ -501,11 +501,13 @@ class RunDir:
         record (probe 37). ``os.access`` also says so for a read-only file system, even to root. A folder the command
         does not write may be read-only (a user's protected ``dreams/``: probe 37)."""
         for p in (self.root, self.metrics_path, *(self.root / n for n in self.WRITES.get(command, self.WRITTEN))):
-            if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+            if not p.exists():
+                continue
+            if not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
                 code = errno.EROFS if os.statvfs(p).f_flag & os.ST_RDONLY else errno.EACCES
                 raise OSError(code, os.strerror(code), str(p))
             # replaced or holding temp files (metrics.jsonl is appended to): `chattr +a` was found after the work
-            if p.name != "metrics.jsonl" and p.exists() and append_only(p):  # (probe 38)
+            if p.name != "metrics.jsonl" and append_only(p):  # (probe 38)
                 raise OSError(errno.EPERM, "Operation not permitted: it is append-only (chattr +a)", str(p))
 
     def remove_temp_files(self) -> list[Path]:

@@ -304,12 +304,6 @@ class DeploymentRecorder:
             self.actions, self.rewards, self.states = self.actions[:bad - 1 if bad else 0], \
                 self.rewards[:max(bad - 1, 0)], self.states[:bad]
             obs = obs[:bad]
-        with np.errstate(over="ignore"):  # a reward beyond float32 (1e300) lost the whole episode at save (probe 36)
-            rew = next((t for t, r in enumerate(self.rewards) if not np.isfinite(np.float32(r))), None)
-        if rew is not None:  # keep every transition before it
-            extra["cut_at_bad_reward"] = rew
-            self.actions, self.rewards, self.states, obs = (self.actions[:rew], self.rewards[:rew],
-                                                           self.states[:rew + 1], obs[:rew + 1])
         act = next((t for t, a in enumerate(self.actions) if a.shape != self.actions[0].shape
                     or not np.all(np.isfinite(a))), None)
         if act is not None:  # an action sent that no episode may hold: keep every transition before it
@@ -394,7 +388,8 @@ def _reward(robot) -> float | None:
     except Exception as e:  # noqa: BLE001
         log.warning("recorder: robot.last_reward() failed (%s: %s); rewards unknown", type(e).__name__, e)
         return None
-    # beyond float32 (1e308) as unknown, like inf: it cut the episode at that step, without a word (probe 39)
+    # beyond float32 as unknown, like inf: 1e300 lost the whole episode at save (probe 36), then cut it at that step
+    # without a word (probe 39); so every reward stored fits float32
     fine = value is not None and value.size == 1 and np.isfinite(value).all() and abs(float(value)) <= FLOAT32_MAX
     return float(value) if fine else None
 

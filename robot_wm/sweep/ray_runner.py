@@ -66,14 +66,13 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     """Ray for the sweep: with no ``address`` an embedded instance on this machine (``cpus`` CPUs, every
     listener on 127.0.0.1, no dashboard, token authentication as Ray's default: on), stopped at the end;
     with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     before = {c.pid for c in psutil.Process().children(recursive=True)}
     if address is None:
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
         try:
-            _init(ray, sigterm, address="local", num_cpus=cpus, include_dashboard=False,
+            _init(ray, sigterm, before, address="local", num_cpus=cpus, include_dashboard=False,
                   _node_ip_address="127.0.0.1", logging_level=logging.WARNING, configure_logging=True)
         except Exception as e:  # noqa: BLE001 - Ray raised a traceback that named neither the cause nor the fix
             with contextlib.suppress(Exception):
@@ -98,7 +97,7 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
             import ray
 
         try:
-            _init(ray, sigterm, address=address, logging_level=logging.WARNING)
+            _init(ray, sigterm, before, address=address, logging_level=logging.WARNING)
         except ConnectionError as e:  # an OSError: told as a file error, cut mid-sentence, with resume advice (probe 13)
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
             raise ValueError(f"--address {address}: no Ray cluster could be joined there ({why}); check the address, "
@@ -111,17 +110,16 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
         _end(started)
 
 
-def _init(ray, sigterm, **kwargs) -> None:
+def _init(ray, sigterm, before: set[int], **kwargs) -> None:
     """``ray.init(**kwargs)``, then the command's own SIGTERM handler (``sigterm``) set again: Ray's stopped the driver
     with a C stack dump (exit 134) once it ran. Ray sets a handler of its own (``sys.exit(15)``) as ``ray.init`` starts:
     a SIGTERM in the seconds Ray starts ended the sweep with exit 15 and no message, and twice Ray's agents outlived it
     (probe 36). Such a stop now shuts Ray down, ends each process it had started, and stops as ``sigterm`` does; so
-    does any other stop (Ctrl-C, SIGHUP: the command's handler raises KeyboardInterrupt) meanwhile (probe 37)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    does any other stop (Ctrl-C, SIGHUP: the command's handler raises KeyboardInterrupt) meanwhile (probe 37).
+    ``before``: the processes this one had started before Ray (not Ray's); ``sigterm`` is None off the main thread."""
     try:
         ray.init(**kwargs)
-        if main_thread and callable(sigterm):
+        if callable(sigterm):
             signal.signal(signal.SIGTERM, sigterm)  # the command's own handler stops it like Ctrl-C, Ray shut down
     except (SystemExit, KeyboardInterrupt) as e:  # KeyboardInterrupt: Ctrl-C, or a stop signal (SIGHUP ...) the
         # command's handler raised it for: Ray's agents outlived those too (probe 37)
@@ -131,7 +129,7 @@ def _init(ray, sigterm, **kwargs) -> None:
         with contextlib.suppress(Exception):
             ray.shutdown()
         _end(started)
-        if main_thread and callable(sigterm):
+        if callable(sigterm):
             signal.signal(signal.SIGTERM, sigterm)
             if isinstance(e, SystemExit):
                 sigterm(signal.SIGTERM, None)
