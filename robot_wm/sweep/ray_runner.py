@@ -68,6 +68,12 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     with ``address`` a connection to an existing cluster (``ray start --head``), which is left running."""
     sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     before = {c.pid for c in psutil.Process().children(recursive=True)}
+    with _subreaper():
+        yield from _started(sigterm, before, cpus, address)
+
+
+def _started(sigterm, before: set[int], cpus: int | None, address: str | None) -> Iterator:
+    """The body of `ray_instance` (its docstring), run while this process adopts the processes Ray orphans."""
     if address is None:
         ray = _import_ray_for_embedded()
         # address="local": always a new instance of our own, even when RAY_ADDRESS names a cluster.
@@ -75,8 +81,7 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
             _init(ray, sigterm, before, address="local", num_cpus=cpus, include_dashboard=False,
                   _node_ip_address="127.0.0.1", logging_level=logging.WARNING, configure_logging=True)
         except Exception as e:  # noqa: BLE001 - Ray raised a traceback that named neither the cause nor the fix
-            with contextlib.suppress(Exception):
-                ray.shutdown()
+            _shut_down(ray.shutdown, before)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             import resource  # a file size limit was blamed on memory (tenth probe): name the limit that is set
 
@@ -105,9 +110,7 @@ def ray_instance(cpus: int | None = None, address: str | None = None) -> Iterato
     try:
         yield ray
     finally:  # Ray's agents outlived a stopped sweep by a minute, their raylet gone (probe 38, a loaded machine)
-        started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
-        ray.shutdown()
-        _end(started)
+        _shut_down(ray.shutdown, before)
 
 
 def _init(ray, sigterm, before: set[int], **kwargs) -> None:
@@ -125,15 +128,48 @@ def _init(ray, sigterm, before: set[int], **kwargs) -> None:
         # command's handler raised it for: Ray's agents outlived those too (probe 37)
         if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
             raise
-        started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
-        with contextlib.suppress(Exception):
-            ray.shutdown()
-        _end(started)
+        _shut_down(ray.shutdown, before)
         if callable(sigterm):
             signal.signal(signal.SIGTERM, sigterm)
             if isinstance(e, SystemExit):
                 sigterm(signal.SIGTERM, None)
         raise
+
+
+_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
+
+
+@contextlib.contextmanager
+def _subreaper() -> Iterator[None]:
+    """This process as the child subreaper (Linux ``prctl``) while Ray runs: a process whose Ray parent died is
+    handed to this one, not to init, so `_shut_down` still finds it. A raylet stopped while it started its agents
+    left them to init, out of reach (the CI of session 32: SIGHUP 1 s into ``ray.init``). Elsewhere, nothing."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        was = ctypes.c_int(0)
+        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0) != 0 or libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            libc = None
+    except (OSError, AttributeError):  # not Linux
+        libc = None
+    try:
+        yield
+    finally:
+        if libc is not None and not was.value:
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _shut_down(shutdown: Callable[[], object], before: set[int]) -> None:
+    """``shutdown()`` (Ray's), then every process started since ``before`` (this one's children then) ended: those seen
+    before the shutdown and those handed to this process by it (`_subreaper`)."""
+    def started() -> dict[int, psutil.Process]:
+        return {c.pid: c for c in psutil.Process().children(recursive=True) if c.pid not in before}
+
+    seen = started()
+    with contextlib.suppress(Exception):
+        shutdown()
+    _end(list((seen | started()).values()))
 
 
 def _end(processes: list[psutil.Process], wait_s: float = 3.0) -> None:
