@@ -8,6 +8,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -17,6 +18,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class RunLockedError(RuntimeError):
@@ -79,15 +82,28 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", *, 
                 raise OSError(e.errno, f"{e.strerror}: this file system does not take hard links, with which robot-wm "
                               "stores each new file without replacing another's (use a local file system such as ext4 "
                               "or xfs)", str(path)) from None
-            os.unlink(tmp)
+            _drop_temp(tmp, stored=path)
         else:
             os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        _drop_temp(tmp)
         if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: name the target
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     fsync_dir(path.parent)
+
+
+def _drop_temp(tmp: str, stored: Path | None = None) -> None:
+    """Delete ``atomic_write``'s temp file. One that cannot be deleted (its folder made append-only meanwhile) is
+    said, naming it, and is no error: a file already ``stored`` was reported lost, and the write's own error was
+    replaced by this one, naming the file it was for (probe 39)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("could not delete the temp file %r (%s)%s; delete it by hand", tmp, e.strerror,
+                    f"; {str(stored)!r} was stored whole" if stored is not None else "")
 
 
 def fsync_dir(directory: Path) -> None:

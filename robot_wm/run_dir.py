@@ -510,15 +510,21 @@ class RunDir:
             if p.name != "metrics.jsonl" and append_only(p):  # (probe 38)
                 raise OSError(errno.EPERM, "Operation not permitted: it is append-only (chattr +a)", str(p))
 
+    UNLOCKED = ("rerun", "dreams")
+    """The run's folders that commands without its lock add files to (``whatif``'s recordings, ``dream``'s videos)."""
+
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of writes that never finished (a killed writer leaves one behind), and a
         checkpoint's weights whose JSON was never written (killed between the two: nothing refers to them, and
-        they stayed for good, probe 15). Only for a run nobody is writing to."""
+        they stayed for good, probe 15). Only under the run's lock: every writer that takes it does so as it opens
+        the run (a killed `train`'s stayed until `run --resume`, probe 39). Those in ``UNLOCKED`` folders are kept:
+        a command without the lock may be writing them."""
         # only the names robot-wm writes: a "model_r0003 copy.safetensors" is the user's
         orphans = [] if self.checkpoints.is_symlink() else [
             p for _, p in self._round_files("safetensors")
             if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists()]
-        stale = leftover_temp_files(self.root) + orphans
+        unlocked = [self.root / n for n in self.UNLOCKED]
+        stale = [p for p in leftover_temp_files(self.root) if not any(p.is_relative_to(u) for u in unlocked)] + orphans
         for p in stale:
             p.unlink(missing_ok=True)
         return stale

@@ -131,6 +131,9 @@ class Session:
             run.check_step_unit()  # so does a run that counted steps in another unit
             _check_shapes(run, env)
             _check_episodes_are_the_runs(run, saved or run.load_config(), env)
+            if lock and (stale := run.remove_temp_files()):
+                log.warning("removed %d unfinished temp file(s) left by an interrupted command: %s", len(stale),
+                            ", ".join(str(p.relative_to(run.root)) for p in stale[:5]))
             s = cls(cfg, run, env, progress, lock=held)
             if cfg.rerun.mode != "off":  # visual debugging (robot_wm.viz); closed by ``close``
                 from robot_wm.viz.observer import RerunObserver
@@ -544,9 +547,6 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = False,
 
 
 def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) -> dict:
-    if resume and (stale := s.run.remove_temp_files()):
-        log.warning("removed %d unfinished temp file(s) left by the interrupted run: %s", len(stale),
-                    ", ".join(str(p.relative_to(s.run.root)) for p in stale[:5]))
     cfg, data, manifest = s.cfg, s.run.dataset(), s.run.manifest()
     if (len(data) or manifest.get("status") not in (None, "created")) and not resume:
         raise FileExistsError(f"run directory {str(s.run.root)!r} already holds a run; pass --resume to "

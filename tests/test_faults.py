@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot_wm.io import leftover_temp_files
+from robot_wm.io import atomic_write, leftover_temp_files
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -329,20 +329,29 @@ def test_a_run_that_lost_its_manifest_is_not_rebuilt_without_a_word(run_copy, ca
     assert snapshot(run_copy) == before
 
 
-def test_resume_removes_temp_files_of_unfinished_writes(run_copy, capsys):
-    """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: --resume
-    deletes those and nothing else."""
+@pytest.mark.parametrize("args", [("run", "--resume"), ("train", "model.max_epochs=1"),
+                                  ("eval", "--episodes", "1", "--planner", "random")])
+def test_a_writer_removes_temp_files_of_unfinished_writes(run_copy, capsys, caplog, args):
+    """A writer killed between its temp file and the rename leaves ``.NAME.XXXX.tmp`` behind: the next command that
+    takes the run's lock deletes those and nothing else (only `run --resume` did, so a killed `train`'s stayed:
+    probe 39). Those in rerun/ and dreams/ stay: commands without the lock write there."""
     stale = [run_copy / "episodes" / ".episode_000009.npz.k2j3x_9q.tmp",
              run_copy / "checkpoints" / ".latest.json.a1b2c3d4.tmp",
              run_copy / "checkpoints" / "model_r0099.safetensors"]  # weights whose JSON never came (probe 15)
     for p in stale:
         p.write_bytes(b"half a write")
     (run_copy / ".mynotes.tmp").write_text("mine")
+    (run_copy / "rerun").mkdir(exist_ok=True)
+    busy = run_copy / "rerun" / ".whatif.rrd.q8w7e6r5.tmp"
+    busy.write_bytes(b"a recording being written")
     episodes = episode_hashes(run_copy)
-    rc, out = main_in_process(capsys, "run", f"run_dir={run_copy}", "--resume", "--no-progress")
+    command, *rest = args
+    rc, out = main_in_process(capsys, command, *([f"run_dir={run_copy}"] if command == "run" else [str(run_copy)]),
+                              *rest, "--no-progress")
     assert rc == 0, out
-    assert not any(p.exists() for p in stale)
+    assert not any(p.exists() for p in stale) and "removed 3 unfinished temp file(s)" in caplog.text, out
     assert (run_copy / ".mynotes.tmp").read_text() == "mine"  # a user's own hidden file (deleted: probe 29)
+    assert busy.exists()
     after = episode_hashes(run_copy)
     assert {k: after.get(k) for k in episodes} == episodes  # every finished episode kept as it was
 
@@ -1348,6 +1357,34 @@ def test_a_recording_into_an_append_only_folder_is_refused_leaving_nothing(run_c
         assert rc == 1 and "its folder is append-only (chattr +a)" in out and not list(rerun.iterdir()), out
     finally:
         subprocess.run(["chattr", "-a", str(rerun)], check=False)
+
+
+def test_a_folder_made_append_only_mid_write_keeps_the_stored_file_and_names_the_temp_file(tmp_path, caplog):
+    """Probe 39: a folder made append-only while `deploy --record` drove: the episode was stored (a hard link), its
+    temp file could not be deleted, and that error reported the stored episode as lost (saved again beside); a temp
+    file that could not be deleted was named by the file it was for. Stored is stored now; the temp file is named."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+
+    def locked_while_writing(f):
+        f.write(b"episode")
+        if subprocess.run(["chattr", "+a", str(folder)], capture_output=True, check=False).returncode != 0:
+            pytest.skip("chattr +a is not allowed here (needs root and a file system with attributes)")
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="robot_wm.io"):
+            atomic_write(folder / "ep.npz", locked_while_writing, exclusive=True)
+            assert (folder / "ep.npz").read_bytes() == b"episode"
+            (left,) = leftover_temp_files(folder)
+            assert f"could not delete the temp file {str(left)!r}" in caplog.text
+            assert f"{str(folder / 'ep.npz')!r} was stored whole" in caplog.text
+            caplog.clear()
+            with pytest.raises(PermissionError) as e:  # a replace cannot happen there: the write's own error
+                atomic_write(folder / "ep.npz", lambda f: f.write(b"other"))
+            assert e.value.filename2 == str(folder / "ep.npz") and (folder / "ep.npz").read_bytes() == b"episode"
+            assert "could not delete the temp file" in caplog.text and "stored whole" not in caplog.text
+    finally:
+        subprocess.run(["chattr", "-a", str(folder)], check=False)
 
 
 def test_a_read_only_folder_the_command_does_not_write_is_no_refusal(run_copy, read_only_bind, capsys):
