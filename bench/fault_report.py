@@ -70,6 +70,7 @@ from fault_probes_5 import (
 )
 from fault_probes_6 import probe33_defects, probe34_defects, probe35_defects, probe36_defects
 from fault_probes_7 import probe36_leftovers, probe37_defects, probe38_defects, probe39_defects
+from fault_probes_8 import probe39_leftovers
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -962,7 +963,9 @@ def main() -> int:
                           lambda: probe36_leftovers(base, complete, planner, work)),
                          ("probe 2026-11-29 (37th)", lambda: probe37_defects(base, complete, planner, work)),
                          ("probe 2026-11-29 (38th)", lambda: probe38_defects(base, complete, planner, work)),
-                         ("probe 2026-11-29 (39th)", lambda: probe39_defects(base, complete, planner, work))]:
+                         ("probe 2026-11-29 (39th)", lambda: probe39_defects(base, complete, planner, work)),
+                         ("session 33: probe 39's leftovers",
+                          lambda: probe39_leftovers(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
