@@ -338,3 +338,19 @@ def test_export_says_when_this_computer_could_not_run_the_planner():
     assert "GB a planning step, more than 80% of the" in _too_big_here_note(proto)
     proto.metadata_props[0].value = "1000"
     assert _too_big_here_note(proto) == ""
+
+
+def test_export_refuses_more_nodes_than_the_runtime_builds(run_dir, tmp_path, monkeypatch, capsys):
+    """Probe 40: the runtime's node cap no longer trusts the metadata's iterations: every planner holds at most
+    `MAX_NODES`. An export beyond it (here the cap lowered, as tracing 1,500 planned steps takes an hour) is refused
+    before it is written, naming the settings that unroll it."""
+    from robot_wm.cli import main
+    from robot_wm.export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "MAX_NODES", 300)
+    out = tmp_path / "p.onnx"
+    assert main(["export", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds" in err and "nodes, more than the 300 deploy builds: lower planner.horizon or planner.iterations" \
+        in err, err
+    assert not out.exists()

@@ -521,7 +521,8 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "loop-node", "long-doc-string", "loop-in-function", "huge-metadata",
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
                "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three",
-               "einsum-spaces", "many-nodes"]
+               "einsum-spaces", "many-nodes", "many-nodes-forged-iterations", "sparse-not-a-planner",
+               "layernorm-axis"]
 
 
 def rehash_metadata(model) -> None:
@@ -630,6 +631,24 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
             values, helper.make_tensor("sp_indices", TensorProto.INT64, [1], [0]), [1 << 28]))
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "layernorm-axis":  # onnxruntime refuses the graph: "truncated, corrupted or not ONNX" (probe 40)
+        from onnx import helper
+
+        m = onnx.load(str(src))
+        producer = next(node for node in m.graph.node if "best_return" in node.output)
+        producer.output[list(producer.output).index("best_return")] = "best_return_raw"
+        m.graph.node.append(helper.make_node("LayerNormalization", ["best_return_raw", "best_return_raw"],
+                                             ["best_return"], axis=7))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "sparse-not-a-planner":  # probe 40: the same, the format key naming another kind of file (re-hashed):
+        # the graph bounds were a planner's only, and onnxruntime built it (4.4 GB for 2 GiB) before the format's refusal
+        damage_onnx(src, dst, "sparse-initializer")
+        m = onnx.load(str(dst))
+        m.graph.sparse_initializer[0].dims[0] = 1 << 29
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+        edit_metadata(dst, dst, {"robot_wm.format": "robot-wm/dynamics-onnx/1"})
     elif how == "string-initializer":  # strings: 29 doublings of one made 512 MB from a shape of [1] (probe 35)
         from onnx import TensorProto, helper
 
@@ -648,6 +667,23 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
                              helper.make_node("Add", ["best_return_raw", "det"], ["best_return"])])
         reseal_graph(m)
         onnx.save(m, str(dst))
+    elif how == "many-nodes-forged-iterations":  # probe 40: 100,000 more one-value nodes under a cap lifted by
+        # iterations=100,000 in the metadata, its planner_spec and noise_shape agreeing (re-hashed): 40 s, 460 MB
+        from onnx import helper
+
+        damage_onnx(src, dst, "many-nodes")
+        m = onnx.load(str(dst))
+        names = ["best_return_raw", *[f"more{i}" for i in range(40_001)]]
+        first = next(node for node in m.graph.node if list(node.input) == ["best_return_raw"])
+        first.input[0] = names[-1]
+        m.graph.node.extend(helper.make_node("Neg", [a], [b]) for a, b in itertools.pairwise(names))
+        reseal_graph(m)
+        onnx.save(m, str(dst))
+        props = {p.key: p.value for p in m.metadata_props}
+        spec, noise = json.loads(props["planner_spec"]), json.loads(props["noise_shape"])
+        spec["iterations"] = noise[0] = 100_000
+        edit_metadata(dst, dst, {"iterations": "100000", "planner_spec": json.dumps(spec, sort_keys=True),
+                                 "noise_shape": json.dumps(noise)})
     elif how in ("einsum-spaces", "many-nodes"):  # work the count missed (probe 39): an Einsum "i j,j k->i k" (its
         # spaces paired with the dimensions: 170x undercounted), 60,000 one-value nodes (minutes to build, 3 GB)
         from onnx import TensorProto, helper
@@ -783,9 +819,11 @@ def reseal_graph(model) -> None:
     rehash_metadata(model)
 
 
-def test_a_planner_that_fails_when_it_runs_is_a_message_at_warm_up(planner_file, tmp_path, capsys):
+@pytest.mark.parametrize("fault", ["reshape", "gather"])
+def test_a_planner_that_fails_when_it_runs_is_a_message_at_warm_up(planner_file, tmp_path, capfd, fault):
     """Probe 31: a graph edited to fail at run time (its action reshaped to [3]), hashes recomputed: deploy's
-    warm-up ended in onnxruntime's traceback. It names the file and what to do, before any command is sent."""
+    warm-up ended in onnxruntime's traceback. It names the file and what to do, before any command is sent. Probe 40:
+    a `Gather` index beyond its data printed onnxruntime's own error line first, in raw ANSI colour."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -793,15 +831,19 @@ def test_a_planner_that_fails_when_it_runs_is_a_message_at_warm_up(planner_file,
     out = next(o for o in m.graph.output if o.name == "action")
     producer = next(n for n in m.graph.node if "action" in n.output)
     producer.output[list(producer.output).index("action")] = "action_raw"
-    shape = helper.make_tensor("bad_shape", TensorProto.INT64, [1], [3])
-    m.graph.initializer.append(shape)
-    m.graph.node.append(helper.make_node("Reshape", ["action_raw", "bad_shape"], [out.name]))
+    if fault == "reshape":
+        m.graph.initializer.append(helper.make_tensor("bad_shape", TensorProto.INT64, [1], [3]))
+        m.graph.node.append(helper.make_node("Reshape", ["action_raw", "bad_shape"], [out.name]))
+    else:
+        m.graph.initializer.append(helper.make_tensor("far", TensorProto.INT64, [1], [-(2**62)]))
+        m.graph.node.append(helper.make_node("Gather", ["action_raw", "far"], [out.name]))
     reseal_graph(m)
     bad = tmp_path / "fails.onnx"
     onnx.save(m, str(bad))
-    rc, msg = main_in_process(capsys, "deploy", str(bad), "--episodes", "1")
+    rc, msg = main_in_process(capfd, "deploy", str(bad), "--episodes", "1")
     assert rc == 2 and "Traceback" not in msg, msg
     assert "fails.onnx' fails when it runs (onnxruntime:" in msg and "export the planner again" in msg, msg
+    assert "onnxruntime:, sequential_executor" not in msg and "\x1b[" not in msg, msg  # its own log line (probe 40)
 
 
 _EINSUM_REFUSED = ("holds a Einsum node (unnamed, not of the form ab,bc->ac)",)
@@ -817,6 +859,9 @@ ONNX_REFUSALS: dict[str, tuple[str, ...]] = {
     "einsum-spaces": _EINSUM_REFUSED,
     "einsum-three": _EINSUM_REFUSED,
     "many-nodes": ("nodes, more than 200 for each of the horizon",),
+    "many-nodes-forged-iterations": ("nodes, more than the 100,000 any robot-wm planner holds",),
+    "layernorm-axis": ("': onnxruntime cannot build its graph ([ONNXRuntimeError]",),
+    "sparse-not-a-planner": ("is not a robot-wm planner (metadata robot_wm.format='robot-wm/dynamics-onnx/1'",),
     "external-constant": ("references external data",),
     "huge-constant": _BIG_CONSTANT,
     "forged-shapes-constant": _BIG_CONSTANT,
@@ -841,6 +886,9 @@ def test_bad_onnx_file_clear_error_nothing_changed(planner_file, tmp_path, how):
         assert any(words in str(err.value) for words in ONNX_REFUSALS[how]), str(err.value)
     if how == "many-nodes":
         assert "it holds 60,6" in str(err.value), str(err.value)
+    if how == "sparse-not-a-planner":  # refused as it is read, before onnxruntime builds it (4.4 GB: probe 40)
+        with pytest.raises(ModelFileError, match="is not a robot-wm planner"):
+            PlannerSession._read(bad)
     if how in ("loop-node", "loop-in-function"):  # onnxruntime loads that graph (below): the refusal is ours
         assert "holds a Loop node (spin, in its " in str(err.value), str(err.value)
         assert "control flow that a robot-wm planner never has" in str(err.value)

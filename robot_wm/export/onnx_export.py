@@ -54,6 +54,7 @@ from robot_wm.memory import planner_step_bytes
 from robot_wm.model.ensemble import MAX_STATE_Z, WorldModel
 from robot_wm.model.folded import planning_dims
 from robot_wm.model.value import ActorCritic
+from robot_wm.runtime.graph_bounds import MAX_NODES, node_count
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,10 @@ def export_planner(model: WorldModel, spec: StepSpec, out: str | Path, *, noise:
     if step.guarded:  # the value guard's recurrent state, carried by the runtime like the plan
         args, inputs, outputs = (*args, initial_guard()), inputs + (GUARD_INPUT,), outputs + (GUARD_OUTPUT,)
     proto = _to_proto(module.eval(), args, inputs, outputs)
+    if (nodes := node_count(proto)) > MAX_NODES:  # the runtime refuses more, whatever the metadata says (probe 40)
+        raise ValueError(f"the planning step unrolled (horizon {spec.horizon} x {spec.iterations} iterations) holds "
+                         f"{nodes:,} nodes, more than the {MAX_NODES:,} deploy builds: lower planner.horizon or "
+                         "planner.iterations")
     meta = {
         FORMAT_KEY: PLANNER_FORMAT, "robot_wm.version": robot_wm.__version__,
         "state_dim": model.spec.obs_dim, "action_dim": a,

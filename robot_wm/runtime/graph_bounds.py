@@ -30,6 +30,10 @@ MAX_NODES_PER_STEP = 200
 ``MAX_NODES_BASE``: exports hold about 65 (644 at horizon 5 and 2 iterations, with the value). A million one-value
 nodes passed the work bound and took onnxruntime minutes and 3 GB to build, before any watchdog (probe 39)."""
 MAX_NODES_BASE = 5_000
+MAX_NODES = 100_000
+"""Nodes any planner may hold, whatever its metadata declares: ``iterations`` forged to 100,000 (hashes recomputed)
+lifted the per-step cap, and 100,000 one-value nodes took 40 s and 460 MB to build (probe 40). About 1,500 planned
+steps of an export (horizon x iterations; tracing 100 takes 2 minutes): ``export`` refuses a larger one."""
 MAX_TENSOR_RATIO = 2.0
 """How far one tensor may exceed the ``planner_memory_bytes`` its metadata declares (an export's largest is 0.2 of it)."""
 
@@ -64,6 +68,11 @@ class GraphSize(NamedTuple):
     work: int          # multiply-adds of its products plus the values each other operation reads and writes
 
 
+def node_count(proto: onnx.ModelProto) -> int:
+    """The nodes of ``proto``'s graph and of the functions it holds."""
+    return len(proto.graph.node) + sum(len(f.node) for f in proto.functions)
+
+
 def check_graph(proto: onnx.ModelProto, props: dict[str, str]) -> GraphSize:
     """``proto``'s size and work, or a ValueError saying what in it no robot-wm export makes (``props``: its
     metadata, whose ``planner_memory_bytes`` and ``model_flops_per_step`` bound it: deleted, hashes recomputed, the
@@ -74,7 +83,9 @@ def check_graph(proto: onnx.ModelProto, props: dict[str, str]) -> GraphSize:
         raise ValueError(f"its metadata {said} does not say what a planning step needs in whole numbers (files "
                          "exported before 2026-11-29 lack them)")
     steps = (_count(props.get("horizon")) or 0) * (_count(props.get("iterations")) or 0)
-    nodes = len(proto.graph.node) + sum(len(f.node) for f in proto.functions)
+    nodes = node_count(proto)
+    if nodes > MAX_NODES:
+        raise ValueError(f"it holds {nodes:,} nodes, more than the {MAX_NODES:,} any robot-wm planner holds")
     if nodes > MAX_NODES_PER_STEP * steps + MAX_NODES_BASE:
         raise ValueError(f"it holds {nodes:,} nodes, more than {MAX_NODES_PER_STEP} for each of the horizon x "
                          f"iterations = {steps:,} steps its metadata declares (plus {MAX_NODES_BASE:,})")

@@ -110,12 +110,17 @@ class PlannerMeta:
     reach: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) per state dimension the graph plans from
     value_guard: bool = False       # input guard / output next_guard: the value guard's state (policies.mpc.guard)
 
-    @classmethod
-    def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
+    @staticmethod
+    def check_format(props: dict[str, str], where: str) -> None:
+        """Refuse metadata that does not call its file a robot-wm planner."""
         if props.get(FORMAT_KEY) != PLANNER_FORMAT:
             found = props.get(FORMAT_KEY)
             raise ModelFileError(f"{where} is not a robot-wm planner (metadata {FORMAT_KEY}={found!r}, "
                                  f"expected {PLANNER_FORMAT!r}); export one with `robot-wm export`")
+
+    @classmethod
+    def parse(cls, props: dict[str, str], where: str) -> PlannerMeta:
+        cls.check_format(props, where)
         try:
             low, high = (as_floats(loads_json(props[k]), f"metadata {k}") for k in ("action_low", "action_high"))
             rep = props.get("action_repeat", "")
@@ -258,7 +263,8 @@ def session_options(threads: int) -> ort.SessionOptions:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-spinning after a run
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: every error reaches robot-wm as an exception it words (probe 40: an
+    # onnxruntime error line in raw ANSI colour came first)
     return so
 
 
@@ -337,8 +343,10 @@ class PlannerSession:
 
             if why := memory_blamed(msg):
                 raise ModelFileError(f"onnxruntime could not load {str(self.path)!r}: {why}") from None
-            raise ModelFileError(f"{str(self.path)!r} is not a loadable ONNX model (truncated, corrupted or "
-                                 f"not ONNX): {_ort_words(e)}") from None
+            # read whole as ONNX by then, its hashes matching: "truncated, corrupted or not ONNX" was wrong (probe 40)
+            raise ModelFileError(f"planner file {str(self.path)!r}: onnxruntime cannot build its graph "
+                                 f"({_ort_words(e)}): it was edited or damaged after export; export the planner "
+                                 "again") from None
         self.meta = PlannerMeta.parse(self.session.get_modelmeta().custom_metadata_map, repr(str(self.path)))
         self._check_io()
         self.provider = self.session.get_providers()[0]
@@ -363,7 +371,7 @@ class PlannerSession:
         from robot_wm.sysmem import MEMORY_SHARE, available_memory
 
         need = self.meta.raw.get("planner_memory_bytes")
-        if self.device != "cpu" or self._graph is None:  # (a file of another format is refused by name)
+        if self.device != "cpu":
             return
         available = available_memory()
         if available is not None and self._graph.tensor_bytes > MEMORY_SHARE * available:  # all at once, at worst:
@@ -380,7 +388,7 @@ class PlannerSession:
 
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
-    def _read(path: Path) -> tuple[bytes, GraphSize | None]:
+    def _read(path: Path) -> tuple[bytes, GraphSize]:
         from robot_wm.io import check_regular_file
 
         try:
@@ -436,14 +444,14 @@ class PlannerSession:
         if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
-        if props.get(FORMAT_KEY) == PLANNER_FORMAT:  # (anything else is refused by name once parsed)
-            try:  # before onnxruntime builds it: a forged graph's work and memory (probes 34 and 35)
-                size = check_graph(proto, props)
-            except ValueError as e:
-                raise ModelFileError(f"planner file {str(path)!r}: {e}: the file was edited after export; export "
-                                     "the planner again") from None
-        else:
-            size = None
+        # A file that is no planner is refused before onnxruntime builds it: the graph bounds below hold a planner's
+        # graph, and a forged 2 GiB sparse initializer took 4.4 GB to build with the format key removed (probe 40).
+        PlannerMeta.check_format(props, repr(str(path)))
+        try:  # before onnxruntime builds it: a forged graph's work and memory (probes 34 and 35)
+            size = check_graph(proto, props)
+        except ValueError as e:
+            raise ModelFileError(f"planner file {str(path)!r}: {e}: the file was edited after export; export "
+                                 "the planner again") from None
         return blob, size
 
     def _check_io(self) -> None:
