@@ -191,6 +191,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     _check_no_delay(cfg, "run", TRAINING_DELAY)
     summary = run(cfg, progress=not a.no_progress, resume=a.resume)
     print_summary(summary, cfg.resolved_run_dir())
+    if a.resume and (held := rd.dataset().env_steps) > summary.get("env_steps", held):  # `collect` said so, and
+        # then `run --resume` called the summary's 400 steps the run's training data without a word (probe 40)
+        print(_more_data_note(summary["env_steps"], held))
     return 0
 
 
@@ -234,10 +237,14 @@ def cmd_collect(a: argparse.Namespace) -> int:
             if kept and s.run.manifest().get("episodes") != len(s.run.dataset()):
                 s.run.update_manifest(episodes=len(s.run.dataset()))
         if a.episodes and kept and described is not None:
-            print(f"note: the run's summary.json describes it at {described.get('env_steps')} environment "
-                  f"steps; its training data now holds {s.run.dataset().env_steps} (train and evaluate again "
-                  "with `robot-wm train` and `robot-wm eval`)")
+            print(_more_data_note(described.get("env_steps"), s.run.dataset().env_steps))
     return 0
+
+
+def _more_data_note(described, held: int) -> str:
+    """The note where a complete run's data has grown past what its summary.json describes."""
+    return (f"note: the run's summary.json describes it at {described} environment steps; its training data now "
+            f"holds {held} (train and evaluate again with `robot-wm train` and `robot-wm eval`)")
 
 
 def _checked_summary(run) -> dict | None:
@@ -710,6 +717,9 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
                 f"some. {SAVED}")
     if "does not take" in str(e.strerror):  # hard links or locks, not a permission: "make it writable" (probes 35, 36)
         return f"cannot store {name}: {e.strerror}. {SAVED}"
+    if e.errno == errno.EACCES and e.filename and os.path.exists(e.filename) and not os.access(e.filename, os.R_OK):
+        # a checkpoint of mode 000, which eval only reads, was "cannot write ...: make it writable" (probe 40)
+        return f"cannot read {name} ({e.strerror}): make it readable. {SAVED}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out
         out_given = bool(getattr(args, "out", None))  # advised --out to a user who had given it (tenth probe)

@@ -558,6 +558,11 @@ class RunDir:
         self.check_none_removed(data, phase)
         paths = data.paths()
         named = {r["file"] for r in logged}  # records named their file from 2026-11-27: older runs' are not checked
+        if phase == "train" and not of_phase and len(paths) > 1:  # "1 file(s) ... though episodes after them have",
+            # of an emptied log (probe 40)
+            raise ValueError(f"{str(self.metrics_path)!r} holds no record of the {len(paths)} training episodes of "
+                             f"{str(data.root)!r}: it was emptied, removed or replaced, and the episodes cannot be "
+                             "checked; restore metrics.jsonl from a copy of the run")
         if phase == "train" and (logged or not of_phase) and \
                 (unlogged := [p.name for p in paths[:-1] if p.name not in named]):
             raise ValueError(f"{len(unlogged)} training episode file(s) of {str(data.root)!r} have no record in "

@@ -561,6 +561,7 @@ def _run(s: Session, resume: bool, on_milestone: MilestoneHook | None = None) ->
                     "env_steps)", past, cfg.env_steps)
     if manifest.get("status") == "complete":
         if s.run.summary_path.exists() or s.run.summary_path.is_symlink():
+            s.run.check_recorded_episodes(data)  # an emptied metrics.jsonl passed, the summary reprinted (probe 40)
             return s.run.summary()
         # "does not exist: the run is not complete" sent --resume in a circle (probe 11): finish it again
         log.warning("%s is missing: it is rebuilt from the run's final evaluation", s.run.summary_path)

@@ -71,6 +71,10 @@ def test_collect_on_a_complete_run_says_the_summary_is_older(run, capsys):
     assert rc == 0, out
     assert json.loads((run / "manifest.json").read_text())["episodes"] == len(list((run / "episodes").glob("*.npz")))
     assert "note: the run's summary.json describes it at 400 environment steps" in out
+    # probe 40: `run --resume` then reprinted the summary calling 400 steps the run's training data, without a word
+    rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
+    assert rc == 0 and "note: the run's summary.json describes it at 400 environment steps; its training data now " \
+        "holds 600" in out, out
 
 
 def test_train_and_collect_overrides_are_one_off(run, capsys):

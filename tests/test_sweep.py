@@ -102,6 +102,17 @@ def test_two_trial_sweep_then_skip_then_report(ray_up, tmp_path):
     png = out_dir / "learning_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
+    # Probe 40: a row's return edited by hand (40.15 to 900) became the sweep's mean and plot; the runs disagree.
+    text = (out_dir / "results.csv").read_text()
+    rows = _csv(out_dir)
+    edited = text.replace(f",{rows[1]['eval_return_mean']},", ",900,", 1)
+    assert edited != text
+    (out_dir / "results.csv").write_text(edited)
+    p = subprocess.run([sys.executable, "-m", "robot_wm.cli", "report", str(out_dir)], capture_output=True, check=False,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 2 and "line 3: eval_return_mean='900', where its run" in p.stderr, p.stderr
+    assert "the file was edited; run the same `robot-wm sweep` again" in p.stderr, p.stderr
+
 
 def _asha_sweep(tmp_path: Path) -> Path:
     """Two trials run one after the other (threads=2 of the module's 2 CPUs), ASHA at the 400-step evaluation:
@@ -471,6 +482,9 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     ('tasks = ["cartpole-swingup"]\nseeds = [1, 1]\n', "repeat a seed"),
     ('seeds = [1]\n', "expected at least one launch file"),
     ('launch = ["nowhere.toml"]\nseeds = [1]\n', "nowhere.toml' does not exist"),
+    # a device "did not exist" (probe 40)
+    ('launch = ["/dev/zero"]\nseeds = [1]\n', "launch file '/dev/zero' is not a regular file (a FIFO, a device"),
+    ('launch = ["/"]\nseeds = [1]\n', "launch file '/' is a directory"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\nenv_steps = 1000\neval_at = [2000]\n', "goes past env_steps"),
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"model.hidden" = 32\n',
      "grid key model.hidden: expected a non-empty list"),

@@ -256,6 +256,7 @@ def report(sweep_dir: Path, out: str | Path | None = None, anchors: Path | None 
     # before the table: a temp file of the plot was left there (probe 39)
     results.check_not_append_only(*((Path(out).absolute().parent, "--out's folder") if out else (Path(sweep_dir),)))
     rows = results.read(sweep_dir)
+    results.check_against_runs(rows, sweep_dir)
     print_table(rows, sweep_dir)
     if note := stopped_seeds_note(rows):
         print(note)

@@ -325,6 +325,29 @@ def read(sweep_dir: Path) -> list[dict]:
     return rows
 
 
+def check_against_runs(rows: list[dict], sweep_dir: Path) -> None:
+    """Refuse a complete row whose returns are not its run's (``summary.json``, itself checked against the run's
+    final evaluation): a row's 40.15 edited to 900 became the sweep's mean and plot (probe 40). A row whose run
+    directory is not here (results.csv copied alone) is taken as written."""
+    from robot_wm.run_dir import RunDir
+
+    path = Path(sweep_dir) / RESULTS_NAME
+    for line, r in enumerate(rows, 2):
+        if r.get("status") != "complete" or not r.get("run_dir") or not is_complete(run := Path(r["run_dir"])):
+            continue
+        s = RunDir(run).summary()
+        curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
+        runs = {"eval_return_mean": s["eval_return_mean"],
+                **{c: return_at(curve, int(c[len(BUDGET_PREFIX):])) for c in r if c.startswith(BUDGET_PREFIX)}}
+        for c, want in runs.items():
+            text = (r.get(c) or "").strip()
+            if text != _cell(want) and not (text and math.isfinite(want) and math.isclose(float(text), want, rel_tol=1e-5,
+                                                                                         abs_tol=1e-6)):
+                raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}, where its run {str(run)!r} gives "
+                                 f"{_cell(want) or 'nothing'!r} (its summary.json): the file was edited; run the same "
+                                 "`robot-wm sweep` again to rewrite it from the runs")
+
+
 WHOLE = {"seed": 2**32 - 1, "env_steps": MAX_BUDGET}
 """Columns that hold a whole number (at most this); the others in ``FIGURES`` hold a number >= 0."""
 FIGURES = ("eval_return_std", "wall_s", "plan_hz")

@@ -42,7 +42,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robot_wm import config as cfgmod
-from robot_wm.config import toml_value
+from robot_wm.config import MAX_TOML_BYTES, toml_value
+from robot_wm.io import check_regular_file
 from sim.dmc import task_key
 from sim.registry import known_task, odd_characters, task_names
 
@@ -364,9 +365,14 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
                              f"{'launch file' if is_launch else 'task'}; expected each once")
         seen[key] = given
     for src, is_launch, _ in sources:
-        if is_launch and not Path(src).is_file():
+        if is_launch and not os.path.exists(src):
             raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
                              "relative to the sweep file)")
+        if is_launch:  # /dev/zero or a FIFO "does not exist" (probe 40)
+            try:
+                check_regular_file(Path(src), "launch file", MAX_TOML_BYTES)
+            except (ValueError, OSError) as e:
+                raise SweepError(f"sweep file {str(path)!r}: {e}") from None
     keys = list(spec.grid)
     drawn = spec.search.samples if spec.search is not None else 1
     count = len(sources) * len(spec.seeds) * math.prod(len(spec.grid[k]) for k in keys) * drawn
