@@ -814,8 +814,12 @@ def test_a_damaged_summary_is_named_in_the_trials_row_and_by_resume(tmp_path, ca
         ('{"env_steps": 400, "learning_curve": {"abc": [1]}}', "learning_curve = "),
     ]:
         (run / "summary.json").write_text(summary)
-        rows = run_sweep(sweep, out_dir, cpus=1, out=lambda s: None)  # complete: skipped, no Ray started
+        said: list[str] = []
+        rows = run_sweep(sweep, out_dir, cpus=1, out=said.append)  # complete: skipped, no Ray started
         assert rows[0]["status"] == "failed" and needle in rows[0]["error"], rows[0]
+        # said on the console too, and counted: it was "all 1 trials complete" (probe 40)
+        assert any(line.startswith(f"sweep: FAILED {sweep.trials[0].name}: ") and needle in line for line in said), said
+        assert said[-1].startswith("sweep: 1 of the 1 trials FAILED; results in "), said
         assert main(["run", f"run_dir={run}", "--resume", "--no-progress"]) == 2
         assert needle in capsys.readouterr().err
     (run / "summary.json").unlink()  # as the message says: removed, `--resume` rebuilds it from the final evaluation

@@ -477,11 +477,16 @@ def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | N
             at = results.stopped_at(run_dirs[t.name])
             out(f"sweep: skipped {t.name} ({'complete' if at is None else f'stopped early at {at} env steps'} "
                 f"in {run_dirs[t.name]})")
-    results.write(sweep_dir, rows())
+    first = rows()
+    results.write(sweep_dir, first)
     if not todo:
+        # a complete trial whose summary.json was edited is a failed row: "all 2 trials complete", exit 1 (probe 40)
+        for r in (failed := [r for r in first if r["status"] == "failed"]):
+            out(f"sweep: FAILED {r['name']}: {r['error']}")
         done = "complete" if all(results.is_complete(d) for d in run_dirs.values()) else "complete or stopped early"
-        out(f"sweep: all {len(sweep.trials)} trials {done}; results in {sweep_dir / results.RESULTS_NAME}")
-        return rows()
+        out(f"sweep: {f'{len(failed)} of the {len(sweep.trials)} trials FAILED' if failed else f'all {len(sweep.trials)} trials {done}'}; "
+            f"results in {sweep_dir / results.RESULTS_NAME}")
+        return first
     _check_cpus(todo, cpus, address)
     for t in todo:
         if results.is_started(run_dirs[t.name]):
