@@ -180,6 +180,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     cfg = resolve_config(launch, overrides)
     rd = RunDir(cfg.resolved_run_dir())
     a.run_root = rd.root  # for resume_hint: only a run that was made can be resumed
+    if a.resume and not os.path.lexists(rd.root):  # a mistyped path started the full default run (probe 40)
+        raise FileNotFoundError(f"--resume: there is no run at {str(rd.root)!r} (no such folder): check the path; to "
+                                "start a new run there, leave out --resume (a script that passes --resume on every "
+                                "call can make the folder first: an empty folder starts a new run)")
     if a.resume and rd.config_path.exists():  # continue with the run's own config (plus any overrides)
         if launch:
             logging.getLogger("robot_wm").warning(

@@ -680,6 +680,7 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
     if done is None:
         return
     if any(i >= (n := len(evals)) for i in done):
+        run.check_none_removed(evals, "eval")  # a removed episode was blamed on the manifest (probe 40)
         raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} name evaluation episodes beyond the "
                          f"{n} stored: the file is damaged or was edited")
     logged = [r["episodes"] for r in run.records("eval") if r.get("final") is True and isinstance(r.get("episodes"), list)]

@@ -3289,3 +3289,55 @@ def test_an_unreadable_checkpoint_is_said_to_be_unreadable(run_copy):
     weights.chmod(0o644)
     assert r.returncode == 1 and f"cannot read {str(weights)!r} (Permission denied): make it readable" in r.stderr, \
         r.stderr[-2000:]
+
+
+def test_a_stop_signal_is_not_held_back_by_onnxruntime_building_a_graph():
+    """Probe 40: SIGTERM while onnxruntime built a forged graph of a million nodes waited 275 s for the build. The
+    build runs in a thread of its own; the main thread runs the stop handler at once. Here a timer's handler, 0.2 s
+    into the build of a graph of 90,000 nodes, which alone takes seconds (measured first, in this test)."""
+    import threading
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from robot_wm.runtime.session import build_session, session_options
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run on the main thread only")
+    names = ["x", *[f"n{i}" for i in range(89_999)], "y"]
+    graph = helper.make_graph([helper.make_node("Neg", [a], [b]) for a, b in itertools.pairwise(names)], "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    t0 = time.monotonic()
+    assert isinstance(build_session(blob, session_options(1), ["CPUExecutionProvider"]), ort.InferenceSession)
+    build_s = time.monotonic() - t0
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    before = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        t0 = time.monotonic()
+        with pytest.raises(Stopped):
+            build_session(blob, session_options(1), ["CPUExecutionProvider"])
+        stopped_s = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert build_s > 0.6 and stopped_s < build_s / 2, (stopped_s, build_s)  # (the abandoned build ends by itself)
+    with pytest.raises(Exception, match="Unsupported model IR version"):  # onnxruntime's error, in the caller's thread
+        build_session(_one_neg(ir_version=99), session_options(1), ["CPUExecutionProvider"])
+
+
+def _one_neg(ir_version: int = 9) -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "one", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                             ir_version=ir_version).SerializeToString()

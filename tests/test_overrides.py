@@ -109,13 +109,18 @@ def test_resume_of_a_complete_run_refuses_a_new_budget(run, capsys):
     assert rc == 0 and snapshot(run) == before, out
 
 
-def test_resume_of_nothing_says_it_starts_a_new_run(tmp_path, capsys, caplog):
-    """`run run_dir=TYPO --resume` started a new run on the defaults without a word (eighth probe). A script may
-    pass --resume on every call (run, or go on): it still starts, and says so."""
+def test_resume_of_nothing_is_refused_or_says_it_starts_a_new_run(tmp_path, capsys, caplog):
+    """`run run_dir=TYPO --resume` started a new run on the defaults without a word (eighth probe), then with a
+    warning easily missed above the progress bar (probe 40): a path that does not exist is refused, naming it. A
+    script may pass --resume on every call (run, or go on): into a folder it made, it still starts, and says so."""
+    rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'typo'}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+    assert rc == 2 and f"--resume: there is no run at {str(tmp_path / 'typo')!r} (no such folder)" in out, out
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "made").mkdir()
     with caplog.at_level("WARNING", logger="robot_wm.runner"):
-        rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'typo'}", *TINY_RUN_ARGS, "--resume", "--no-progress")
+        rc, out = _cli(capsys, "run", f"run_dir={tmp_path / 'made'}", *TINY_RUN_ARGS, "--resume", "--no-progress")
     assert rc == 0, out
-    assert f"--resume: nothing to resume in {tmp_path / 'typo'} (no run there); starting a new run" in caplog.text
+    assert f"--resume: nothing to resume in {tmp_path / 'made'} (no run there); starting a new run" in caplog.text
 
 
 def test_resume_refuses_a_budget_below_the_steps_collected(run, tmp_path, capsys):

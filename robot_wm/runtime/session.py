@@ -268,6 +268,30 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
+def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
+    """``ort.InferenceSession`` of ``blob``, built in a thread of its own while the main thread waits: onnxruntime's
+    build does not return to Python until it ends, and SIGTERM waited for it (a forged graph of a million nodes:
+    275 s, probe 40). The waiting main thread runs the command's stop handler at once; the build is abandoned (a
+    daemon thread). Off the main thread (no signal handler runs there), built in place."""
+    if threading.current_thread() is not threading.main_thread():
+        return ort.InferenceSession(blob, options, providers=providers)
+    out: dict = {}
+
+    def build() -> None:
+        try:
+            out["session"] = ort.InferenceSession(blob, options, providers=providers)
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller's thread as it stands
+            out["error"] = e
+
+    worker = threading.Thread(target=build, name="onnxruntime-build", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if "error" in out:
+        raise out["error"]
+    return out["session"]
+
+
 def _libraries_present(provider: str) -> bool:
     """Whether the shared libraries a GPU provider needs can be found (the NVIDIA driver, and
     TensorRT's runtime for TensorRT). onnxruntime-gpu lists these providers even on a CPU-only machine."""
@@ -334,7 +358,7 @@ class PlannerSession:
         chain = provider_chain(self.requested, cuda_graph, trt_cache_dir)
         try:
             # Loading from bytes: the file cannot reach side files (external data is refused).
-            self.session = ort.InferenceSession(blob, options, providers=chain)
+            self.session = build_session(blob, options, chain)
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             msg = str(e)
             if "external" in msg.lower():  # in a node's attribute tensor (initializers are refused by _read)
