@@ -522,7 +522,7 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
                "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three",
                "einsum-spaces", "many-nodes", "many-nodes-forged-iterations", "sparse-not-a-planner",
-               "layernorm-axis"]
+               "layernorm-axis", "ir-version-99"]
 
 
 def rehash_metadata(model) -> None:
@@ -630,6 +630,10 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.sparse_initializer.append(helper.make_sparse_tensor(
             values, helper.make_tensor("sp_indices", TensorProto.INT64, [1], [0]), [1 << 28]))
         reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "ir-version-99":  # a newer onnx's file: "truncated, corrupted or not ONNX" (probe 40)
+        m = onnx.load(str(src))
+        m.ir_version = 99
         onnx.save(m, str(dst))
     elif how == "layernorm-axis":  # onnxruntime refuses the graph: "truncated, corrupted or not ONNX" (probe 40)
         from onnx import helper
@@ -860,6 +864,7 @@ ONNX_REFUSALS: dict[str, tuple[str, ...]] = {
     "einsum-three": _EINSUM_REFUSED,
     "many-nodes": ("nodes, more than 200 for each of the horizon",),
     "many-nodes-forged-iterations": ("nodes, more than the 100,000 any robot-wm planner holds",),
+    "ir-version-99": ("is written in ONNX IR version 99; this onnxruntime (",),
     "layernorm-axis": ("': onnxruntime cannot build its graph ([ONNXRuntimeError]",),
     "sparse-not-a-planner": ("is not a robot-wm planner (metadata robot_wm.format='robot-wm/dynamics-onnx/1'",),
     "external-constant": ("references external data",),

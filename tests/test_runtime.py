@@ -274,8 +274,9 @@ class ScriptedRobot:
 class Broken:
     """Wraps a real session and corrupts or fails chosen steps."""
 
-    def __init__(self, inner, nan_at=(), raise_at=()):
+    def __init__(self, inner, nan_at=(), raise_at=(), nan_plan_at=()):
         self.inner, self.nan_at, self.raise_at, self.k = inner, set(nan_at), set(raise_at), 0
+        self.nan_plan_at = set(nan_plan_at)
 
     def initial_plan(self):
         return self.inner.initial_plan()
@@ -285,7 +286,18 @@ class Broken:
         if k in self.raise_at:
             raise RuntimeError("device lost")
         out = self.inner.step(state, prev)
+        if k in self.nan_plan_at:
+            return out._replace(next_plan=np.full_like(out.next_plan, np.nan))
         return out._replace(action=np.full_like(out.action, np.nan)) if k in self.nan_at else out
+
+
+def test_a_non_finite_plan_is_said_to_be_the_plans(files, caplog):
+    """Probe 40: a NaN in the returned plan, its action finite, was logged as "non-finite action"."""
+    planner = Broken(PlannerSession(files["input"], provider="cpu"), nan_plan_at={1}, nan_at={2})
+    with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):
+        stats = ControlLoop(planner, ScriptedRobot(), deadline_s=10.0, realtime=False).run(3)
+    assert stats.nonfinite == 2 and "step 1: non-finite plan (next_plan), the action finite" in caplog.text
+    assert "step 2: non-finite action;" in caplog.text, caplog.text
 
 
 def test_loop_falls_back_to_the_shifted_plan_and_counts(files):
@@ -1240,7 +1252,15 @@ def test_a_rate_other_than_the_planners_is_said(files, caplog):
     with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):
         loop = ControlLoop(session, ScriptedRobot(), rate_hz=100, realtime=False)
     assert "control rate 100 Hz is not the planner's 12.5 Hz (control period 0.08 s)" in loop.rate_mismatch
-    assert loop.rate_mismatch in caplog.text
+    assert loop.rate_mismatch in caplog.text and "simulated robot" not in loop.rate_mismatch
+    # probe 40: in simulation the return was the nominal one, and nothing said why
+    from robot_wm.config import EnvConfig
+    from robot_wm.runtime.robot import SimRobot
+    from sim.registry import make_env
+
+    sim = SimRobot(make_env(EnvConfig(task="cartpole-swingup", max_env_steps=80)))
+    assert "; the simulated robot still takes 0.08 s of physics a command, so its return is not that of a robot " \
+        "driven at 25 Hz" in ControlLoop(session, sim, rate_hz=25, realtime=False).rate_mismatch
     caplog.clear()
     for rate in (None, 12.5, 12.55):  # the planner's own rate, given or not, within 1%
         with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):

@@ -134,7 +134,7 @@ class ControlLoop:
             # the control period too: through the Python API a 0.08 s planner drove a 0.02 s robot unchecked
             meta.check_robot(getattr(robot, "state_dim", meta.state_dim), self.low, self.high,
                              period if isinstance(period, (int, float)) and math.isfinite(period) else None)
-        self.rate_mismatch = self._rate_mismatch(rate_hz, planner)
+        self.rate_mismatch = self._rate_mismatch(rate_hz, planner, robot)
         if self.rate_mismatch:  # the model learned steps of the planner's period: another rate is another robot
             log.warning("%s", self.rate_mismatch)
         if safe_action is not None:
@@ -160,16 +160,20 @@ class ControlLoop:
         self.reset()
 
     @staticmethod
-    def _rate_mismatch(rate_hz, planner) -> str | None:
+    def _rate_mismatch(rate_hz, planner, robot=None) -> str | None:
         """A warning where an explicit rate is not the planner's control rate (None where it is, or unknown)."""
+        from robot_wm.runtime.robot import SimRobot
         period = getattr(getattr(planner, "meta", None), "control_period", None)
         if rate_hz is None or not (isinstance(period, float | int) and math.isfinite(period) and period > 0):
             return None
         if abs(rate_hz * period - 1.0) <= 0.01:
             return None
+        # in simulation the return was the nominal one, the rate unsaid in it (probe 40)
+        sim = (f"; the simulated robot still takes {period:g} s of physics a command, so its return is not that of a "
+               f"robot driven at {rate_hz:g} Hz") if isinstance(robot, SimRobot) else ""
         return (f"control rate {rate_hz:g} Hz is not the planner's {1 / period:g} Hz (control period {period:g} s): "
                 f"its model predicts steps of {period:g} s, so on a robot in real time each action is held "
-                f"{1 / rate_hz:g} s instead")
+                f"{1 / rate_hz:g} s instead{sim}")
 
     def reset(self) -> None:
         """A new episode: the warm start is the planner's initial plan (the middle of the range). With a delay its
@@ -272,9 +276,12 @@ class ControlLoop:
         if not valid:  # which dimension, where the planner can say (probe 18: never named)
             stats.invalid += 1
             return "planner flagged invalid input or scores: " + self._why_invalid(state)
-        if not (np.all(np.isfinite(action)) and np.all(np.isfinite(plan))):
+        if not np.all(np.isfinite(action)):
             stats.nonfinite += 1
             return "non-finite action"
+        if not np.all(np.isfinite(plan)):  # a finite action, its plan not: "non-finite action" sent the debugging to
+            stats.nonfinite += 1           # the wrong output (probe 40)
+            return "non-finite plan (next_plan), the action finite"
         slack = 1e-4 * (self.high - self.low) + 1e-6  # float32 rounding; beyond it a planner broke its contract
         if (out := np.flatnonzero((action < self.low - slack) | (action > self.high + slack))).size:
             stats.errors += 1  # an action x 1e30 was clipped to the bound and sent, counted nowhere (probe 31)

@@ -13,6 +13,7 @@ import errno
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -367,6 +368,11 @@ class PlannerSession:
 
             if why := memory_blamed(msg):
                 raise ModelFileError(f"onnxruntime could not load {str(self.path)!r}: {why}") from None
+            if ir := re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", msg):
+                # said at the end of a C++ signature, after "truncated, corrupted" (probe 40)
+                raise ModelFileError(f"planner file {str(self.path)!r} is written in ONNX IR version {ir[1]}; this "
+                                     f"onnxruntime ({ort.__version__}) reads up to {ir[2]}: export it with this "
+                                     "machine's robot-wm, or install a newer onnxruntime") from None
             # read whole as ONNX by then, its hashes matching: "truncated, corrupted or not ONNX" was wrong (probe 40)
             raise ModelFileError(f"planner file {str(self.path)!r}: onnxruntime cannot build its graph "
                                  f"({_ort_words(e)}): it was edited or damaged after export; export the planner "
