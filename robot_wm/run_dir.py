@@ -626,6 +626,18 @@ class RunDir:
             raise ValueError(f"checkpoint {str(path)!r} was trained by another run (run id {str(theirs)[:12]}..., this "
                              f"run's {mine[:12]}...): it was copied in. Use it from its own run directory, or put "
                              "back this run's own checkpoints")
+        # Its round must be one the run's records name, or the one after the last (a kill between the checkpoint and
+        # its record), trained on no fewer transitions than that last: another run's round 1, relabelled round 200 with
+        # this run's id and resealed, was evaluated as this run's model (probe 40; the run's records end at round 99)
+        rounds = {r["round"]: r for r in self.records("train") if type(r.get("round")) is int}
+        rnd, last = meta.get("round"), rounds.get(max(rounds, default=-1), {})
+        if rounds and type(rnd) is int and rnd not in rounds and (
+                rnd != max(rounds) + 1 or not isinstance(meta.get("transitions"), int)
+                or meta["transitions"] < last.get("transitions", 0)):
+            raise ValueError(f"checkpoint {str(path)!r} is round {rnd} ({meta.get('transitions')!r} transitions), which "
+                             f"metrics.jsonl has no training record of (the run's records name rounds {min(rounds)} to "
+                             f"{max(rounds)}, the last on {last.get('transitions')!r} transitions): it was copied in or "
+                             "relabelled; point checkpoints/latest.json at one of the run's own rounds, or retrain")
 
     def check_none_removed(self, data: EpisodeDataset, phase: str) -> None:
         """Every episode file of ``phase`` that metrics.jsonl records as stored is still in ``data``: the last ones

@@ -3346,3 +3346,29 @@ def _one_neg(ir_version: int = 9) -> bytes:
         "x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                              ir_version=ir_version).SerializeToString()
+
+
+@pytest.mark.parametrize("round_, fewer", [(200, False), ("next", True), ("next", False)])
+def test_a_checkpoint_relabelled_as_a_round_the_run_never_trained_is_refused(run_copy, capsys, round_, fewer):
+    """Probe 40: another run's round 1, relabelled round 200 with this run's id and resealed, was evaluated as this
+    run's "model of round 200", though the run's records end at round 99. A round must be one the records name, or
+    the next (a kill between a checkpoint and its record: that one is still taken) on no fewer transitions."""
+    from robot_wm.io import read_jsonl
+    from robot_wm.model.checkpoint import sealed
+
+    ckpts = run_copy / "checkpoints"
+    last = [r for r in read_jsonl(run_copy / "metrics.jsonl") if r.get("kind") == "train"][-1]
+    source = ckpts / f"model_r{last['round']:04d}.json"
+    meta = json.loads(source.read_text())
+    n = 200 if round_ == 200 else last["round"] + 1
+    stem, transitions = f"model_r{n:04d}", meta["transitions"] - 50 if fewer else meta["transitions"]
+    shutil.copy(source.with_suffix(".safetensors"), ckpts / f"{stem}.safetensors")
+    (ckpts / f"{stem}.json").write_text(json.dumps(sealed({**meta, "round": n, "weights": f"{stem}.safetensors",
+                                                           "transitions": transitions})))
+    (ckpts / "latest.json").write_text(json.dumps({"checkpoint": f"{stem}.json"}))
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    if round_ == 200 or fewer:
+        assert rc == 2 and f"is round {n} ({transitions} transitions), which metrics.jsonl has no training " \
+            "record of" in out and "it was copied in or relabelled" in out, out
+    else:
+        assert rc == 0 and f"model of round {n}" in out, out
