@@ -66,3 +66,132 @@ def probe39_leftovers(base: Path, complete: Path, planner: Path, work: Path) -> 
         return adopted and not orphan.is_running(), f"adopted: {adopted}"
     record(cat, "a process Ray orphans while it starts (a raylet's agents outlived a SIGHUP: session 32's CI)",
            orphan_of_ray)
+
+
+def probe40_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The fortieth probe: what session 33 fixed of it (its forged planners are ONNX damage cases: a file that is no
+    planner with a sparse initializer, 100,000 nodes under forged iterations, an axis onnxruntime refuses, IR 99)."""
+    import json
+    import shutil
+    import signal
+    import sys
+    import time
+
+    from test_faults import snapshot
+
+    from robot_wm.model.checkpoint import sealed
+    from robot_wm.run_dir import RunDir
+
+    cat = "probe 2026-11-29 (40th)"
+
+    def unreadable_checkpoint():
+        run = copy_run(complete, work / "p40-unread")
+        weights = RunDir(run).latest_checkpoint().with_suffix(".safetensors")
+        weights.chmod(0)
+        drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all"]
+        if os.geteuid() == 0 and (shutil.which("setpriv") is None or subprocess.run(
+                [*drop, "true"], capture_output=True, check=False).returncode != 0):
+            return True, "root's override cannot be dropped here: not tried"
+        r = subprocess.run([*(drop if os.geteuid() == 0 else []), sys.executable, "-m", "robot_wm.cli", "eval", str(run),
+                            "--episodes", "1", "--no-progress"], capture_output=True, text=True, timeout=300, check=False)
+        return r.returncode == 1 and "cannot read" in r.stderr and "make it readable" in r.stderr, tail(r.stderr, 90)
+    record(cat, "a checkpoint of mode 000 before eval ('cannot write ...: make it writable')", unreadable_checkpoint)
+
+    def device_launch_file():
+        sweep = work / "p40-dev.toml"
+        sweep.write_text('launch = ["/dev/zero"]\nseeds = [1]\n')
+        rc, out = cli("sweep", str(sweep), "--cpus", "1")
+        return rc == 2 and "launch file '/dev/zero' is not a regular file" in out, tail(out, 90)
+    record(cat, "a sweep's launch file that is /dev/zero ('does not exist')", device_launch_file)
+
+    def edited_results_row():
+        folder = work / "p40-sweep"
+        folder.mkdir()
+        s = RunDir(complete).summary()
+        steps = s["env_steps"]
+        (folder / "results.csv").write_text(
+            "name,task,seed,overrides,source,run_dir,status,env_steps,eval_return_mean,eval_return_std,wall_s,plan_hz,"
+            f"error\ncartpole-swingup-s0,cartpole-swingup,0,,,{complete},complete,{steps},900,0,1,1,\n")
+        rc, out = cli("report", str(folder), "--out", str(folder / "x.png"))
+        return rc == 2 and "eval_return_mean='900', where its run" in out and not (folder / "x.png").exists(), \
+            tail(out, 90)
+    record(cat, "a results.csv row edited to 900 (the report's mean and plot)", edited_results_row)
+
+    def grown_then_resumed():
+        run = copy_run(complete, work / "p40-grown")
+        cli("collect", str(run), "--episodes", "1", "--policy", "random", "--no-progress")
+        rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
+        return rc == 0 and "note: the run's summary.json describes it at" in out, tail(out, 90)
+    record(cat, "run --resume after collect grew a complete run (no word)", grown_then_resumed)
+
+    def emptied_log():
+        run = copy_run(complete, work / "p40-empty")
+        (run / "metrics.jsonl").write_text("")
+        before = snapshot(run)
+        rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
+        return rc == 2 and "holds no record of the" in out and snapshot(run) == before, tail(out, 90)
+    record(cat, "metrics.jsonl emptied, then run --resume of the complete run (exit 0)", emptied_log)
+
+    def resume_nowhere():
+        where = work / "p40-typo"
+        rc, out = cli("run", f"run_dir={where}", "--resume", "--no-progress")
+        return rc == 2 and "there is no run at" in out and not where.exists(), tail(out, 90)
+    record(cat, "run --resume on a mistyped path (the full default run started)", resume_nowhere)
+
+    def final_episode_removed():
+        run = copy_run(complete, work / "p40-final")
+        for p in (run / "eval").glob("episode_*.npz"):
+            p.unlink()
+        (run / "summary.json").unlink()
+        rc, out = cli("run", f"run_dir={run}", "--resume", "--no-progress")
+        return rc == 2 and "evaluation episode file(s)" in out and "are missing" in out, tail(out, 90)
+    record(cat, "the final evaluation's episodes removed (the manifest blamed)", final_episode_removed)
+
+    def relabelled_round():
+        run = copy_run(complete, work / "p40-round")
+        ckpts = RunDir(run).checkpoints
+        meta = json.loads((ckpts / "model_r0000.json").read_text())
+        shutil.copy(ckpts / "model_r0000.safetensors", ckpts / "model_r0200.safetensors")
+        (ckpts / "model_r0200.json").write_text(json.dumps(sealed({**meta, "round": 200,
+                                                                    "weights": "model_r0200.safetensors"})))
+        (ckpts / "latest.json").write_text(json.dumps({"checkpoint": "model_r0200.json"}))
+        rc, out = cli("eval", str(run), "--episodes", "1", "--no-progress")
+        return rc == 2 and "which metrics.jsonl has no training record of" in out, tail(out, 90)
+    record(cat, "round 0 relabelled round 200 and resealed (evaluated as the run's model)", relabelled_round)
+
+    def stop_during_build():
+        import itertools
+
+        from onnx import TensorProto, helper
+
+        from robot_wm.runtime.session import build_session, session_options
+
+        names = ["x", *[f"n{i}" for i in range(89_999)], "y"]
+        graph = helper.make_graph([helper.make_node("Neg", [a], [b]) for a, b in itertools.pairwise(names)], "chain",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+        class Stopped(Exception):
+            pass
+
+        def stop(signum, frame):
+            raise Stopped
+
+        before = signal.signal(signal.SIGALRM, stop)
+        t0 = time.monotonic()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            build_session(blob, session_options(1), ["CPUExecutionProvider"])
+            return False, f"built in {time.monotonic() - t0:.1f} s, the stop held back"
+        except Stopped:
+            from robot_wm.runtime.session import ABANDONED_BUILDS
+
+            took = time.monotonic() - t0
+            ABANDONED_BUILDS[-1].wait(120)  # ends by itself (a process exiting meanwhile is aborted by onnxruntime)
+            return took < 1.0, f"stopped after {took:.2f} s"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, before)
+    record(cat, "a stop while onnxruntime builds a 90,000-node graph (held back until the build ended)",
+           stop_during_build)

@@ -269,25 +269,36 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
+ABANDONED_BUILDS: list[threading.Event] = []
+"""One event per graph build a stop signal left running (set when it ends): a process that exits while one runs is
+ended by ``os._exit`` (``robot_wm.cli.entry``), since onnxruntime aborts when Python finalizes around it."""
+
+
 def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
     """``ort.InferenceSession`` of ``blob``, built in a thread of its own while the main thread waits: onnxruntime's
     build does not return to Python until it ends, and SIGTERM waited for it (a forged graph of a million nodes:
-    275 s, probe 40). The waiting main thread runs the command's stop handler at once; the build is abandoned (a
-    daemon thread). Off the main thread (no signal handler runs there), built in place."""
+    275 s, probe 40). The waiting main thread runs the command's stop handler at once; the build is left to end by
+    itself (``ABANDONED_BUILDS``). Off the main thread (no signal handler runs there), built in place."""
     if threading.current_thread() is not threading.main_thread():
         return ort.InferenceSession(blob, options, providers=providers)
     out: dict = {}
+    done = threading.Event()
 
     def build() -> None:
         try:
             out["session"] = ort.InferenceSession(blob, options, providers=providers)
         except BaseException as e:  # noqa: BLE001 -- handed to the caller's thread as it stands
             out["error"] = e
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=build, name="onnxruntime-build", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
+    threading.Thread(target=build, name="onnxruntime-build", daemon=True).start()
+    try:
+        while not done.wait(0.05):  # (an event, not join: CPython marks a thread ended when a signal interrupts join)
+            pass
+    except BaseException:
+        ABANDONED_BUILDS.append(done)
+        raise
     if "error" in out:
         raise out["error"]
     return out["session"]
