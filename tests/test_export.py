@@ -347,10 +347,10 @@ def test_export_refuses_more_nodes_than_the_runtime_builds(run_dir, tmp_path, mo
     from robot_wm.cli import main
     from robot_wm.export import onnx_export
 
-    monkeypatch.setattr(onnx_export, "MAX_NODES", 300)
+    monkeypatch.setattr(onnx_export, "MAX_NODES", 50)
     out = tmp_path / "p.onnx"
-    assert main(["export", str(run_dir), "--out", str(out)]) == 2
+    assert main(["export", str(run_dir), "--out", str(out), "planner.horizon=2", "planner.iterations=1"]) == 2
     err = capsys.readouterr().err
-    assert "holds" in err and "nodes, more than the 300 deploy builds: lower planner.horizon or planner.iterations" \
-        in err, err
+    assert "(horizon 2 x 1 iterations) holds" in err and "nodes, more than the 50 deploy builds: lower planner.horizon " \
+        "or planner.iterations" in err, err
     assert not out.exists()
