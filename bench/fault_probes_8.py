@@ -185,10 +185,10 @@ def probe40_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
             build_session(blob, session_options(1), ["CPUExecutionProvider"])
             return False, f"built in {time.monotonic() - t0:.1f} s, the stop held back"
         except Stopped:
-            from robot_wm.runtime.session import ABANDONED_BUILDS
+            from robot_wm.runtime.session import ABANDONED_RUNS
 
             took = time.monotonic() - t0
-            ABANDONED_BUILDS[-1].wait(120)  # ends by itself (a process exiting meanwhile is aborted by onnxruntime)
+            ABANDONED_RUNS[-1].wait(120)  # ends by itself (a process exiting meanwhile is aborted by onnxruntime)
             return took < 1.0, f"stopped after {took:.2f} s"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

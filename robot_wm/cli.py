@@ -757,7 +757,7 @@ def entry() -> None:
     (seen about once in 8 Ctrl-C's of a run). Every file is complete by then; the streams are flushed first."""
     code = main()
     building = sys.modules.get("robot_wm.runtime.session")  # a graph build a stop left running: onnxruntime aborts
-    building = building is not None and any(not e.is_set() for e in building.ABANDONED_BUILDS)  # at exit (probe 40)
+    building = building is not None and any(not e.is_set() for e in building.ABANDONED_RUNS)  # at exit (probe 40)
     if code > 128 or building:  # stopped by a signal (SIGUSR1 138, SIGQUIT 131 ... too)
         logging.shutdown()
         sys.stdout.flush()

@@ -928,7 +928,35 @@ def test_a_planning_step_that_runs_too_long_is_ended_at_warm_up(planner_file, tm
     with pytest.raises(session_mod.ModelFileError, match="a planning step ran past 0.5 s at warm-up and was ended"):
         s.warmup()
     assert time.monotonic() - t0 < 5.0
-    s.step(np.zeros(s.meta.state_dim, np.float32), s.initial_plan())  # the flag is cleared: a later step runs
+    with pytest.raises(session_mod.StepAbandoned, match="this session takes no other step"):  # its buffers are the
+        s.step(np.zeros(s.meta.state_dim, np.float32), s.initial_plan())                      # abandoned run's
+
+
+def test_one_long_node_is_abandoned_at_warm_up(planner_file, tmp_path, monkeypatch):
+    """Probe 41: one product of two 16,384 x 16,384 tensors, its declared work and memory raised to match (hashes
+    recomputed): onnxruntime ends a step between two nodes only, so the warm-up's watchdog could not end it, and
+    SIGTERM waited 152 s. The step runs in a thread of its own; the wait for it ends at once, the run left to end by
+    itself. Here a product of 5,000 x 5,000 tensors on one thread (seconds) and a watchdog of 0.3 s."""
+    import onnx
+
+    from robot_wm.runtime import session as session_mod
+
+    m = onnx.load(str(planner_file))
+    add_matmul_chain(m, 1, dim=5000)
+    reseal_graph(m)
+    onnx.save(m, str(tmp_path / "long.onnx"))
+    long = edit_metadata(tmp_path / "long.onnx", tmp_path / "long.onnx",
+                         {"model_flops_per_step": str(10**14), "planner_memory_bytes": str(10**9)})
+    monkeypatch.setattr(session_mod, "WARMUP_LIMIT_S", 0.3)
+    s = session_mod.PlannerSession(long, provider="cpu", threads=1)
+    t0, before = time.monotonic(), len(session_mod.ABANDONED_RUNS)
+    with pytest.raises(session_mod.ModelFileError, match="a planning step ran past 0.3 s at warm-up and was ended"):
+        s.warmup()
+    assert len(session_mod.ABANDONED_RUNS) == before + 1  # left running: one node, no "between two nodes"
+    took, running = time.monotonic() - t0, not session_mod.ABANDONED_RUNS[-1].is_set()
+    t1 = time.monotonic()
+    assert session_mod.ABANDONED_RUNS[-1].wait(120)  # the node's run ends by itself
+    assert running and took < 0.3 + (time.monotonic() - t1), (took, time.monotonic() - t1)
 
 
 def test_sigterm_ends_a_planning_step_onnxruntime_is_running(planner_file, tmp_path):
@@ -3335,9 +3363,9 @@ def test_a_stop_signal_is_not_held_back_by_onnxruntime_building_a_graph():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, before)
     assert build_s > 0.6 and stopped_s < build_s / 2, (stopped_s, build_s)
-    from robot_wm.runtime.session import ABANDONED_BUILDS
+    from robot_wm.runtime.session import ABANDONED_RUNS
 
-    assert ABANDONED_BUILDS[-1].wait(120)  # it ends by itself (onnxruntime aborts a process that exits meanwhile)
+    assert ABANDONED_RUNS[-1].wait(120)  # it ends by itself (onnxruntime aborts a process that exits meanwhile)
     with pytest.raises(Exception, match="Unsupported model IR version"):  # onnxruntime's error, in the caller's thread
         build_session(_one_neg(ir_version=99), session_options(1), ["CPUExecutionProvider"])
 

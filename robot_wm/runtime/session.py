@@ -269,16 +269,16 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
-ABANDONED_BUILDS: list[threading.Event] = []
-"""One event per graph build a stop signal left running (set when it ends): a process that exits while one runs is
-ended by ``os._exit`` (``robot_wm.cli.entry``), since onnxruntime aborts when Python finalizes around it."""
+ABANDONED_RUNS: list[threading.Event] = []
+"""One event per graph build or planning step a stop left running (set when it ends): a process that exits while one
+runs is ended by ``os._exit`` (``robot_wm.cli.entry``), since onnxruntime aborts when Python finalizes around it."""
 
 
 def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
     """``ort.InferenceSession`` of ``blob``, built in a thread of its own while the main thread waits: onnxruntime's
     build does not return to Python until it ends, and SIGTERM waited for it (a forged graph of a million nodes:
     275 s, probe 40). The waiting main thread runs the command's stop handler at once; the build is left to end by
-    itself (``ABANDONED_BUILDS``). Off the main thread (no signal handler runs there), built in place."""
+    itself (``ABANDONED_RUNS``). Off the main thread (no signal handler runs there), built in place."""
     if threading.current_thread() is not threading.main_thread():
         return ort.InferenceSession(blob, options, providers=providers)
     out: dict = {}
@@ -297,7 +297,7 @@ def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> 
         while not done.wait(0.05):  # (an event, not join: CPython marks a thread ended when a signal interrupts join)
             pass
     except BaseException:
-        ABANDONED_BUILDS.append(done)
+        ABANDONED_RUNS.append(done)
         raise
     if "error" in out:
         raise out["error"]
@@ -338,6 +338,10 @@ def provider_chain(request: str, cuda_graph: bool, cache_dir: str | None) -> lis
         else:
             chain.append(PROVIDERS[name])
     return chain
+
+
+class StepAbandoned(RuntimeError):
+    """A planning step ended by ``PlannerSession.abandon`` (or a stop) while onnxruntime still ran it."""
 
 
 class PlannerSession:
@@ -536,6 +540,7 @@ class PlannerSession:
         for k in self._out:
             self._binding.bind_ortvalue_output(k, self._out[k])
         self._run_options = ort.RunOptions()
+        self._abandon = threading.Event()  # set once a step is abandoned (``abandon``): no other step is taken
         register(self)  # a stop signal ends its running step (robot_wm.runtime.interrupt)
         if self.cuda_graph:
             self._run_options.add_run_config_entry("gpu_graph_id", "1")
@@ -609,7 +614,7 @@ class PlannerSession:
                 for k, v in self._in.items():
                     v.update_inplace(self._host[k])
             self._run_options.terminate = False  # a stop signal or the warm-up's watchdog sets it (interrupt)
-            self.session.run_with_iobinding(self._binding, self._run_options)
+            self._run()
             o = {k: v.numpy() for k, v in self._out.items()}
             if self.meta.value_guard:  # carried to the next step, as the caller carries the plan
                 self._guard_before = self._host[GUARD_INPUT].copy()
@@ -644,6 +649,48 @@ class PlannerSession:
         """End the step onnxruntime is running now (between two nodes; the step raises). Any thread may call it."""
         self._run_options.terminate = True
 
+    def abandon(self) -> None:
+        """End the step now, in the thread that waits for it (``StepAbandoned``), however long the node onnxruntime
+        runs; the run goes on by itself, and the session takes no other step. Any thread may call it."""
+        self.interrupt()
+        self._abandon.set()
+
+    def _run(self) -> None:
+        """onnxruntime's run of the bound step. On the main thread it runs in a thread of its own while the main thread
+        waits: onnxruntime ends a step between two nodes only, and one node of a forged graph (a product of two
+        16,384 x 16,384 tensors, its declared work raised to match) held SIGTERM back 152 s with no safe action sent
+        (probe 41). A stop handler then runs at once and ``abandon`` ends the wait; the run is left to end by itself."""
+        if self._abandon.is_set():
+            raise StepAbandoned(f"planner file {str(self.path)!r}: a step was abandoned while onnxruntime ran it; this "
+                                "session takes no other step")
+        if threading.current_thread() is not threading.main_thread():
+            self.session.run_with_iobinding(self._binding, self._run_options)
+            return
+        out: dict = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self.session.run_with_iobinding(self._binding, self._run_options)
+            except BaseException as e:  # noqa: BLE001 -- handed to the waiting thread as it stands
+                out["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="onnxruntime-step", daemon=True).start()
+        try:
+            while not done.wait(0.02):  # (an event, not join: CPython marks a thread ended when a signal interrupts it)
+                if self._abandon.is_set():
+                    raise StepAbandoned(f"planner file {str(self.path)!r}: the planning step was abandoned while "
+                                        "onnxruntime ran it")
+        except BaseException:
+            self._abandon.set()
+            ABANDONED_RUNS.append(done)
+            self.interrupt()
+            raise
+        if "error" in out:
+            raise out["error"]
+
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build). A step that
         runs past ``WARMUP_LIMIT_S`` is ended and the file refused: a forged graph's step lasted minutes (probe 35)."""
@@ -661,7 +708,7 @@ class PlannerSession:
             watchdog = None
             try:
                 for limit in limits:
-                    watchdog = threading.Timer(limit, lambda: (expired.set(), self.interrupt()))
+                    watchdog = threading.Timer(limit, lambda: (expired.set(), self.abandon()))
                     watchdog.daemon = True
                     watchdog.start()
                     self.step(np.zeros(self.meta.state_dim, np.float32), plan)
