@@ -554,6 +554,7 @@ class RunDir:
         of_phase = [r for r in self.records("episode") if r.get("phase") == phase]
         logged = [r for r in of_phase if isinstance(r.get("file"), str)]
         recorded = {r["file"]: r["sha256"] for r in logged if "sha256" in r}
+        returns = {r["file"]: r.get("return") for r in logged if "sha256" in r}
         names = {sha: name for name, sha in recorded.items()}
         self.check_none_removed(data, phase)
         paths = data.paths()
@@ -597,6 +598,15 @@ class RunDir:
                 raise ValueError(f"episode file {str(path)!r} changed after it was stored (sha256 {now[:12]}..., its "
                                  f"record says {key[1][:12]}...): the file was edited or damaged; restore it, or "
                                  "start a new run from the episodes you trust")
+            # its rewards add up to the return its record gives: halved, the record's sha256 recomputed, it was trained
+            # on without a word (probe 41)
+            said = returns.get(path.name)
+            got = math.fsum(float(x) for x in data[i].reward)
+            if isinstance(said, int | float) and math.isfinite(said) and \
+                    not math.isclose(got, said, rel_tol=1e-4, abs_tol=1e-3):
+                raise ValueError(f"episode file {str(path)!r}: its rewards add up to {got:.6g}, its record in "
+                                 f"{str(self.metrics_path)!r} gives the return {said:.6g}: the file was edited (its "
+                                 "sha256 in the record too); restore it, or start a new run from the episodes you trust")
             self._verified.add(key)
 
     def log_unlogged_last(self, data: EpisodeDataset) -> None:

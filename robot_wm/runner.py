@@ -500,9 +500,10 @@ def resume_changes(run: RunDir, saved: RunConfig, cfg: RunConfig) -> tuple[dict,
     persist = {k: new[k] for k in changed if k in RESUME_FIELDS}
     if persist and run.manifest().get("status") == "complete":
         raise ConfigError(
-            f"run {str(run.root)!r} is complete (its final evaluation is done), so --resume "
-            f"{' '.join(f'{k}={new[k]!r}' for k in persist)} would change nothing; start a new run_dir to train "
-            "longer or evaluate again with `robot-wm eval`")
+            # "would change nothing" was said of a larger budget, which would collect more (probe 41)
+            f"run {str(run.root)!r} is complete (its final evaluation is done): --resume does not reopen it, so "
+            f"{' '.join(f'{k}={new[k]!r}' for k in persist)} is refused; start a new run_dir to train longer, or add "
+            "to this run with `robot-wm collect` and `robot-wm train`, and evaluate it again with `robot-wm eval`")
     if "env_steps" in persist and persist["env_steps"] < (have := run.dataset().env_steps):
         # the run completed at the steps it held, config.toml said the smaller budget and summary.json the
         # larger, with no word (eighth probe)

@@ -2033,6 +2033,7 @@ def test_train_refuses_an_episode_that_is_not_the_runs(run_copy, capsys, edit, n
     before = snapshot(run_copy)
     rc, out = _rc(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
     assert rc in (1, 2) and needle in out and "episode_000001.npz" in out, out
+    assert "np.float" not in out, out  # a value as numpy writes its repr: "np.float64(1000000.0)" (probe 41)
     assert snapshot(run_copy) == before
 
 
@@ -2043,7 +2044,7 @@ def test_finetune_refuses_recorded_actions_outside_the_bounds(run_copy, planner_
     ep = next(rec.glob("episode_*.npz"))
     _edit_episode(ep, action=np.load(ep)["action"] * 1e6)
     rc, out = _rc(capsys, "finetune", str(run_copy), "--data", str(rec), "model.max_epochs=1", "--no-progress")
-    assert rc in (1, 2) and "is outside the action bounds" in out, out
+    assert rc in (1, 2) and "is outside the action bounds" in out and "np.float" not in out, out  # (probe 41)
     assert not (run_copy / "robot").exists() or not list((run_copy / "robot").glob("episode_*.npz"))
 
 
@@ -3324,7 +3325,7 @@ def test_an_unreadable_checkpoint_is_said_to_be_unreadable(run_copy):
         r.stderr[-2000:]
 
 
-def test_a_stop_signal_is_not_held_back_by_onnxruntime_building_a_graph():
+def test_a_stop_signal_is_not_held_back_by_onnxruntime_building_a_graph(monkeypatch):
     """Probe 40: SIGTERM while onnxruntime built a forged graph of a million nodes waited 275 s for the build. The
     build runs in a thread of its own; the main thread runs the stop handler at once. Here a timer's handler, 0.2 s
     into the build of a graph of 90,000 nodes, which alone takes seconds (measured first, in this test)."""
@@ -3366,6 +3367,14 @@ def test_a_stop_signal_is_not_held_back_by_onnxruntime_building_a_graph():
     from robot_wm.runtime.session import ABANDONED_RUNS
 
     assert ABANDONED_RUNS[-1].wait(120)  # it ends by itself (onnxruntime aborts a process that exits meanwhile)
+    # probe 41: a build that lasts (work folded from constants as it loads) is ended past BUILD_LIMIT_S, on the CPU
+    from robot_wm.runtime import session as session_mod
+
+    monkeypatch.setattr(session_mod, "BUILD_LIMIT_S", 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(session_mod.BuildTooLong, match="onnxruntime took more than 0.3 s to build the graph"):
+        build_session(blob, session_options(1), ["CPUExecutionProvider"])
+    assert time.monotonic() - t0 < build_s / 2 and ABANDONED_RUNS[-1].wait(120)
     with pytest.raises(Exception, match="Unsupported model IR version"):  # onnxruntime's error, in the caller's thread
         build_session(_one_neg(ir_version=99), session_options(1), ["CPUExecutionProvider"])
 
@@ -3403,3 +3412,22 @@ def test_a_checkpoint_relabelled_as_a_round_the_run_never_trained_is_refused(run
             "record of" in out and "it was copied in or relabelled" in out, out
     else:
         assert rc == 0 and f"model of round {n}" in out, out
+
+
+def test_an_episode_whose_rewards_no_longer_add_up_to_its_record_is_refused(run_copy, capsys):
+    """Probe 41: a training episode's rewards halved and its sha256 in metrics.jsonl recomputed: `train` trained on it
+    without a word, though its record's return (and its own meta, and episodes.csv) said otherwise."""
+    from robot_wm.io import file_sha256
+
+    path = run_copy / "episodes" / "episode_000001.npz"
+    _edit_episode(path, reward=np.load(path)["reward"] * 0.5)
+    metrics = run_copy / "metrics.jsonl"
+    lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+    for r in lines:
+        if r.get("file") == path.name and r.get("phase") == "train":
+            r["sha256"] = file_sha256(path)
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    before = snapshot(run_copy)
+    rc, out = main_in_process(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
+    assert rc == 2 and "episode_000001.npz': its rewards add up to" in out and "gives the return" in out, out
+    assert snapshot(run_copy) == before

@@ -102,6 +102,7 @@ def test_resume_of_a_complete_run_refuses_a_new_budget(run, capsys):
     before = snapshot(run)
     rc, out = _cli(capsys, "run", f"run_dir={run}", "env_steps=5000", "--resume", "--no-progress")
     assert rc == 2 and "complete" in out and "env_steps=5000" in out, out
+    assert "would change nothing" not in out and "--resume does not reopen it" in out, out  # it would add (probe 41)
     assert snapshot(run) == before
     assert cfgmod.load(run / "config.toml").env_steps == 400
     # a plain --resume (or one changing only this command's threads) just reports the finished run

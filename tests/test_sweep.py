@@ -1116,3 +1116,15 @@ def test_an_append_only_sweep_folder_is_refused_before_work(tmp_path, capsys):
         assert not list(folder.iterdir())
     finally:
         subprocess.run(["chattr", "-a", str(folder)], check=False)
+
+
+def test_a_failed_trial_is_a_failed_row_even_over_a_complete_run(tiny_run_dir):
+    """Probe 41: a user's own run (seed 77) made in a trial's folder before the sweep reached it: the trial failed
+    ("--resume cannot change seed"), but results.csv gave it status complete with that run's figures, under seed 3."""
+    from robot_wm.sweep.spec import Trial
+
+    assert results.is_complete(tiny_run_dir)
+    trial = Trial(name="cartpole-swingup-s3", source="", is_launch=False, seed=3, grid=())
+    row = results.trial_row(trial, tiny_run_dir, "failed", "ConfigError: --resume cannot change seed")
+    assert row["status"] == "failed" and row["error"].startswith("ConfigError") and "eval_return_mean" not in row, row
+    assert results.trial_row(trial, tiny_run_dir)["status"] == "complete"  # the same folder, no failure: its figures

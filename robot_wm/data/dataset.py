@@ -42,7 +42,7 @@ def check_action_bounds(path, action: np.ndarray, low, high) -> None:
     out = ~np.isfinite(a) | (a < low - tol) | (a > high + tol)
     if out.any():
         t, j = (int(i) for i in np.argwhere(out)[0])
-        raise ValueError(f"episode {str(path)!r}: action[{t}][{j}] = {a[t, j]!r} is outside the action bounds "
+        raise ValueError(f"episode {str(path)!r}: action[{t}][{j}] = {float(a[t, j])!r} is outside the action bounds "
                          f"[{low[j]:g}, {high[j]:g}] ({int(out.sum())} values): an episode logged in other units "
                          "or edited; expected the actions the planner sent")
 

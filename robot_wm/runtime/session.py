@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -269,6 +270,16 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
+BUILD_LIMIT_S = 120.0
+"""How long onnxruntime may take to build a planner's graph on the CPU: a forged graph's product of two constant
+8,192 x 8,192 tensors took 17 s as onnxruntime folded it at load (16,384: minutes), outside every check (probe 41).
+An export of 100,000 nodes, the most a planner holds, builds in about 10 s."""
+
+
+class BuildTooLong(RuntimeError):
+    """onnxruntime's build of a planner's graph ran past ``BUILD_LIMIT_S`` (the build is abandoned)."""
+
+
 ABANDONED_RUNS: list[threading.Event] = []
 """One event per graph build or planning step a stop left running (set when it ends): a process that exits while one
 runs is ended by ``os._exit`` (``robot_wm.cli.entry``), since onnxruntime aborts when Python finalizes around it."""
@@ -293,9 +304,16 @@ def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> 
             done.set()
 
     threading.Thread(target=build, name="onnxruntime-build", daemon=True).start()
+    # on the CPU only: a TensorRT engine may take minutes to build
+    cpu = all((p if isinstance(p, str) else p[0]) == "CPUExecutionProvider" for p in providers)
+    t0 = time.monotonic()
     try:
         while not done.wait(0.05):  # (an event, not join: CPython marks a thread ended when a signal interrupts join)
-            pass
+            if cpu and time.monotonic() - t0 > BUILD_LIMIT_S:  # work hidden in constants, folded at load (probe 41)
+                raise BuildTooLong(f"onnxruntime took more than {BUILD_LIMIT_S:g} s to build the graph (a planner "
+                                   "exported by robot-wm builds in seconds): it holds work its checks do not see, "
+                                   "such as products of constants folded as it loads; the file was edited after "
+                                   "export; export the planner again")
     except BaseException:
         ABANDONED_RUNS.append(done)
         raise
@@ -375,6 +393,8 @@ class PlannerSession:
         try:
             # Loading from bytes: the file cannot reach side files (external data is refused).
             self.session = build_session(blob, options, chain)
+        except BuildTooLong as e:
+            raise ModelFileError(f"planner file {str(self.path)!r}: {e}") from None
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             msg = str(e)
             if "external" in msg.lower():  # in a node's attribute tensor (initializers are refused by _read)

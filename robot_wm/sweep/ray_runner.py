@@ -461,6 +461,8 @@ def _run_sweep(sweep: Sweep, sweep_dir: Path, cpus: int | None, address: str | N
     def on_change(name: str, status: str | None, error: str) -> None:
         if status == "failed":
             errors[name] = error
+        else:  # finished or stopped since (a failed row now wins over a complete run folder: probe 41)
+            errors.pop(name, None)
         if name in stops:  # at once: its manifest can take the stop only after the fit (the worker holds its lock)
             results.write_stops(sweep_dir, {**pending, **{n: at for n, (_, at) in stops.items()}})
         results.write(sweep_dir, rows())

@@ -150,6 +150,9 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
     the learning curve up to it."""
     row = {"name": trial.name, "task": trial.task, "seed": trial.seed, "overrides": " ".join(trial.grid),
            "source": trial.source if trial.is_launch else "", "run_dir": str(run_dir), "error": error}
+    if status == "failed":  # a run someone else made in the trial's folder (its seed 77, the trial's 3) was refused by
+        row["status"] = status  # the trial, and its figures were the trial's "complete" row (probe 41)
+        return row
     if is_complete(run_dir):
         from robot_wm.run_dir import RunDir
 
