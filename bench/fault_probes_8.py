@@ -195,3 +195,72 @@ def probe40_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
             signal.signal(signal.SIGALRM, before)
     record(cat, "a stop while onnxruntime builds a 90,000-node graph (held back until the build ended)",
            stop_during_build)
+
+
+def probe41_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
+    """The forty-first probe: what session 33 fixed of it."""
+    import json
+    import time
+
+    import numpy as np
+    import onnx
+    from test_faults import _edit_episode, add_matmul_chain, edit_metadata, reseal_graph, snapshot
+
+    from robot_wm.io import file_sha256
+    from robot_wm.runtime import session as session_mod
+    from robot_wm.sweep import results
+    from robot_wm.sweep.spec import Trial
+
+    cat = "probe 2026-11-29 (41st)"
+
+    def failed_over_complete():
+        trial = Trial(name="cartpole-swingup-s3", source="", is_launch=False, seed=3, grid=())
+        row = results.trial_row(trial, complete, "failed", "ConfigError: --resume cannot change seed")
+        return row["status"] == "failed" and "eval_return_mean" not in row, f"status {row['status']}"
+    record(cat, "a failed trial over a complete run folder (its row 'complete', another run's figures)",
+           failed_over_complete)
+
+    def halved_rewards_resealed():
+        run = copy_run(complete, work / "p41-rewards")
+        path = run / "episodes" / "episode_000001.npz"
+        _edit_episode(path, reward=np.load(path)["reward"] * 0.5)
+        metrics = run / "metrics.jsonl"
+        lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+        for r in lines:
+            if r.get("file") == path.name and r.get("phase") == "train":
+                r["sha256"] = file_sha256(path)
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        before = snapshot(run)
+        rc, out = cli("train", str(run), "model.max_epochs=1", "--no-progress")
+        return rc == 2 and "its rewards add up to" in out and snapshot(run) == before, tail(out, 90)
+    record(cat, "a training episode's rewards halved, its record's sha256 recomputed (trained on)",
+           halved_rewards_resealed)
+
+    def one_long_node():
+        m = onnx.load(str(planner))
+        add_matmul_chain(m, 1, dim=5000)
+        reseal_graph(m)
+        onnx.save(m, str(work / "p41-long.onnx"))
+        long = edit_metadata(work / "p41-long.onnx", work / "p41-long.onnx",
+                             {"model_flops_per_step": str(10**14), "planner_memory_bytes": str(10**9)})
+        limit, session_mod.WARMUP_LIMIT_S = session_mod.WARMUP_LIMIT_S, 0.3
+        try:
+            s = session_mod.PlannerSession(long, provider="cpu", threads=1)
+            t0 = time.monotonic()
+            try:
+                s.warmup()
+                return False, "the warm-up ran to its end"
+            except session_mod.ModelFileError as e:
+                took = time.monotonic() - t0
+                session_mod.ABANDONED_RUNS[-1].wait(120)
+                return took < 2.0 and "ran past 0.3 s" in str(e), f"ended after {took:.2f} s"
+        finally:
+            session_mod.WARMUP_LIMIT_S = limit
+    record(cat, "one 5,000^2 product (declared figures raised) past the warm-up's watchdog (ends between nodes only)",
+           one_long_node)
+
+    def complete_resume_budget():
+        run = copy_run(complete, work / "p41-budget")
+        rc, out = cli("run", f"run_dir={run}", "env_steps=5000", "--resume", "--no-progress")
+        return rc == 2 and "would change nothing" not in out and "--resume does not reopen it" in out, tail(out, 90)
+    record(cat, "run --resume env_steps=5000 on a complete run ('would change nothing')", complete_resume_budget)

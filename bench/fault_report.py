@@ -70,7 +70,7 @@ from fault_probes_5 import (
 )
 from fault_probes_6 import probe33_defects, probe34_defects, probe35_defects, probe36_defects
 from fault_probes_7 import probe36_leftovers, probe37_defects, probe38_defects, probe39_defects
-from fault_probes_8 import probe39_leftovers, probe40_defects
+from fault_probes_8 import probe39_leftovers, probe40_defects, probe41_defects
 
 
 # --- categories ----------------------------------------------------------------------------------
@@ -966,7 +966,8 @@ def main() -> int:
                          ("probe 2026-11-29 (39th)", lambda: probe39_defects(base, complete, planner, work)),
                          ("session 33: probe 39's leftovers",
                           lambda: probe39_leftovers(base, complete, planner, work)),
-                         ("probe 2026-11-29 (40th)", lambda: probe40_defects(base, complete, planner, work))]:
+                         ("probe 2026-11-29 (40th)", lambda: probe40_defects(base, complete, planner, work)),
+                         ("probe 2026-11-29 (41st)", lambda: probe41_defects(base, complete, planner, work))]:
             if a.only and name not in a.only:
                 continue
             print(f"{name} ...", flush=True)
