@@ -199,14 +199,10 @@ def probe40_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
 
 def probe41_defects(base: Path, complete: Path, planner: Path, work: Path) -> None:
     """The forty-first probe: what session 33 fixed of it."""
-    import json
     import time
 
-    import numpy as np
-    import onnx
-    from test_faults import _edit_episode, add_matmul_chain, edit_metadata, reseal_graph, snapshot
+    from test_faults import halve_rewards_resealed, one_long_product, snapshot
 
-    from robot_wm.io import file_sha256
     from robot_wm.runtime import session as session_mod
     from robot_wm.sweep import results
     from robot_wm.sweep.spec import Trial
@@ -222,14 +218,7 @@ def probe41_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
 
     def halved_rewards_resealed():
         run = copy_run(complete, work / "p41-rewards")
-        path = run / "episodes" / "episode_000001.npz"
-        _edit_episode(path, reward=np.load(path)["reward"] * 0.5)
-        metrics = run / "metrics.jsonl"
-        lines = [json.loads(x) for x in metrics.read_text().splitlines()]
-        for r in lines:
-            if r.get("file") == path.name and r.get("phase") == "train":
-                r["sha256"] = file_sha256(path)
-        metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        halve_rewards_resealed(run / "episodes" / "episode_000001.npz")
         before = snapshot(run)
         rc, out = cli("train", str(run), "model.max_epochs=1", "--no-progress")
         return rc == 2 and "its rewards add up to" in out and snapshot(run) == before, tail(out, 90)
@@ -237,12 +226,7 @@ def probe41_defects(base: Path, complete: Path, planner: Path, work: Path) -> No
            halved_rewards_resealed)
 
     def one_long_node():
-        m = onnx.load(str(planner))
-        add_matmul_chain(m, 1, dim=5000)
-        reseal_graph(m)
-        onnx.save(m, str(work / "p41-long.onnx"))
-        long = edit_metadata(work / "p41-long.onnx", work / "p41-long.onnx",
-                             {"model_flops_per_step": str(10**14), "planner_memory_bytes": str(10**9)})
+        long = one_long_product(planner, work / "p41-long.onnx")
         limit, session_mod.WARMUP_LIMIT_S = session_mod.WARMUP_LIMIT_S, 0.3
         try:
             s = session_mod.PlannerSession(long, provider="cpu", threads=1)

@@ -932,21 +932,26 @@ def test_a_planning_step_that_runs_too_long_is_ended_at_warm_up(planner_file, tm
         s.step(np.zeros(s.meta.state_dim, np.float32), s.initial_plan())                      # abandoned run's
 
 
+def one_long_product(planner_file: Path, dst: Path, dim: int = 5000) -> Path:
+    """A planner with one more node, a product of two ``dim`` x ``dim`` tensors, its declared work and memory raised to
+    pass the bounds (hashes recomputed): one node that runs for seconds."""
+    import onnx
+
+    m = onnx.load(str(planner_file))
+    add_matmul_chain(m, 1, dim=dim)
+    reseal_graph(m)
+    onnx.save(m, str(dst))
+    return edit_metadata(dst, dst, {"model_flops_per_step": str(10**14), "planner_memory_bytes": str(10**9)})
+
+
 def test_one_long_node_is_abandoned_at_warm_up(planner_file, tmp_path, monkeypatch):
     """Probe 41: one product of two 16,384 x 16,384 tensors, its declared work and memory raised to match (hashes
     recomputed): onnxruntime ends a step between two nodes only, so the warm-up's watchdog could not end it, and
     SIGTERM waited 152 s. The step runs in a thread of its own; the wait for it ends at once, the run left to end by
     itself. Here a product of 5,000 x 5,000 tensors on one thread (seconds) and a watchdog of 0.3 s."""
-    import onnx
-
     from robot_wm.runtime import session as session_mod
 
-    m = onnx.load(str(planner_file))
-    add_matmul_chain(m, 1, dim=5000)
-    reseal_graph(m)
-    onnx.save(m, str(tmp_path / "long.onnx"))
-    long = edit_metadata(tmp_path / "long.onnx", tmp_path / "long.onnx",
-                         {"model_flops_per_step": str(10**14), "planner_memory_bytes": str(10**9)})
+    long = one_long_product(planner_file, tmp_path / "long.onnx")
     monkeypatch.setattr(session_mod, "WARMUP_LIMIT_S", 0.3)
     s = session_mod.PlannerSession(long, provider="cpu", threads=1)
     t0, before = time.monotonic(), len(session_mod.ABANDONED_RUNS)
@@ -3414,19 +3419,23 @@ def test_a_checkpoint_relabelled_as_a_round_the_run_never_trained_is_refused(run
         assert rc == 0 and f"model of round {n}" in out, out
 
 
-def test_an_episode_whose_rewards_no_longer_add_up_to_its_record_is_refused(run_copy, capsys):
-    """Probe 41: a training episode's rewards halved and its sha256 in metrics.jsonl recomputed: `train` trained on it
-    without a word, though its record's return (and its own meta, and episodes.csv) said otherwise."""
+def halve_rewards_resealed(path: Path) -> None:
+    """Halve a training episode's rewards and recompute its sha256 in the run's metrics.jsonl (a deliberate edit)."""
     from robot_wm.io import file_sha256
 
-    path = run_copy / "episodes" / "episode_000001.npz"
     _edit_episode(path, reward=np.load(path)["reward"] * 0.5)
-    metrics = run_copy / "metrics.jsonl"
+    metrics = path.parent.parent / "metrics.jsonl"
     lines = [json.loads(x) for x in metrics.read_text().splitlines()]
     for r in lines:
         if r.get("file") == path.name and r.get("phase") == "train":
             r["sha256"] = file_sha256(path)
     metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_an_episode_whose_rewards_no_longer_add_up_to_its_record_is_refused(run_copy, capsys):
+    """Probe 41: a training episode's rewards halved and its sha256 in metrics.jsonl recomputed: `train` trained on it
+    without a word, though its record's return (and its own meta, and episodes.csv) said otherwise."""
+    halve_rewards_resealed(run_copy / "episodes" / "episode_000001.npz")
     before = snapshot(run_copy)
     rc, out = main_in_process(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
     assert rc == 2 and "episode_000001.npz': its rewards add up to" in out and "gives the return" in out, out
