@@ -727,6 +727,10 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # only the flags the command has: eval/train/collect on a read-only run were told to use --out
         out_given = bool(getattr(args, "out", None))  # advised --out to a user who had given it (tenth probe)
+        rrd = getattr(args, "rrd", None)  # `dream --rrd` into a folder it cannot write was told "--out" (probe 42)
+        if rrd and e.filename and os.path.dirname(os.path.abspath(_target_of(str(e.filename)))) == \
+                os.path.dirname(os.path.abspath(str(rrd))):
+            return f"cannot write {name} ({e.strerror}): make it writable or choose another --rrd. {SAVED}"
         where = ["make it writable"] + [w for w, has in (("choose a writable run_dir", getattr(args, "command", None)
                                                           == "run"), ("choose another --out" if out_given else
                                                                       "--out", hasattr(args, "out")),

@@ -522,7 +522,7 @@ ONNX_DAMAGE = ["truncate", "flip", "empty", "garbage", "dynamics-model", "no-met
                "huge-constant", "sparse-initializer", "string-initializer", "matmul-chain", "determinant",
                "external-constant", "forged-shapes-constant", "forged-shapes-chain", "lrn-scratch", "einsum-three",
                "einsum-spaces", "many-nodes", "many-nodes-forged-iterations", "sparse-not-a-planner",
-               "layernorm-axis", "ir-version-99"]
+               "layernorm-axis", "ir-version-99", "duplicate-key"]
 
 
 def rehash_metadata(model) -> None:
@@ -630,6 +630,11 @@ def damage_onnx(src: Path, dst: Path, how: str) -> Path:
         m.graph.sparse_initializer.append(helper.make_sparse_tensor(
             values, helper.make_tensor("sp_indices", TensorProto.INT64, [1], [0]), [1 << 28]))
         reseal_graph(m)
+        onnx.save(m, str(dst))
+    elif how == "duplicate-key":  # state_dim given twice, hashes recomputed: the last silently won (probe 42)
+        m = onnx.load(str(src))
+        m.metadata_props.add(key="state_dim", value="7")
+        rehash_metadata(m)
         onnx.save(m, str(dst))
     elif how == "ir-version-99":  # a newer onnx's file: "truncated, corrupted or not ONNX" (probe 40)
         m = onnx.load(str(src))
@@ -864,6 +869,7 @@ ONNX_REFUSALS: dict[str, tuple[str, ...]] = {
     "einsum-three": _EINSUM_REFUSED,
     "many-nodes": ("nodes, more than 200 for each of the horizon",),
     "many-nodes-forged-iterations": ("nodes, more than the 100,000 any robot-wm planner holds",),
+    "duplicate-key": ("its metadata key 'state_dim' appears more than once",),
     "ir-version-99": ("is written in ONNX IR version 99; this onnxruntime (",),
     "layernorm-axis": ("': onnxruntime cannot build its graph ([ONNXRuntimeError]",),
     "sparse-not-a-planner": ("is not a robot-wm planner (metadata robot_wm.format='robot-wm/dynamics-onnx/1'",),
@@ -1545,6 +1551,11 @@ def test_a_read_only_file_is_told_with_the_flags_the_command_has():
     tmp = OSError(errno.EPERM, "Operation not permitted", "/ro/.p.onnx.yt67wb6i.tmp")
     told = describe_os_error(tmp, build_parser().parse_args(["export", "/r", "--out", "/ro/p.onnx"]))
     assert told.startswith("cannot write '/ro/p.onnx' (Operation not permitted)") and "another --out" in told, told
+    # `dream --rrd` into a folder it cannot write was told to choose another --out (probe 42)
+    rrd = OSError(errno.EACCES, "Permission denied", "/ro/.d.rrd.ab12cd34.tmp")
+    told = describe_os_error(rrd, build_parser().parse_args(["dream", "/r", "--rrd", "/ro/d.rrd"]))
+    assert told.startswith("cannot write '/ro/d.rrd' (Permission denied)") and "another --rrd" in told, told
+    assert "--out" not in told, told
 
 
 def test_a_path_too_long_says_whether_a_name_or_the_whole_path_is(tmp_path, capsys):
@@ -3440,3 +3451,53 @@ def test_an_episode_whose_rewards_no_longer_add_up_to_its_record_is_refused(run_
     rc, out = main_in_process(capsys, "train", str(run_copy), "model.max_epochs=1", "--no-progress")
     assert rc == 2 and "episode_000001.npz': its rewards add up to" in out and "gives the return" in out, out
     assert snapshot(run_copy) == before
+
+
+def test_a_step_far_past_its_deadline_is_abandoned_and_the_loop_stops_safely(planner_file, tmp_path):
+    """Probe 42: a forged graph's steps of 1 to 3 s (declared work raised to match) were each waited for, the last
+    command kept on the robot 25 ticks, 69 s, before the safe stop; and `abandon()` from another thread did not end a
+    step run off the main thread. A step past 10 deadlines (at least 1 s) is abandoned and the loop stops at once
+    with the safe action; `abandon()` ends a step from any thread. Here one 5,000^2 product on one thread."""
+    import threading
+
+    from conftest import one_buffer_robot
+
+    from robot_wm.runtime.loop import ControlLoop
+    from robot_wm.runtime.session import ABANDONED_RUNS, PlannerSession, StepAbandoned
+
+    long = one_long_product(planner_file, tmp_path / "long.onnx")
+    session = PlannerSession(long, provider="cpu", threads=1)
+    robot = one_buffer_robot()
+    sent = []
+    send = robot.send_action
+    robot.send_action = lambda a: (sent.append(np.array(a)), send(a))[1]
+    loop = ControlLoop(session, robot, realtime=False, safe_action=np.zeros(1, np.float32))
+    assert session.step_limit_s == 1.0
+    t0 = time.monotonic()
+    stats = loop.run(5)
+    took = time.monotonic() - t0
+    running = not ABANDONED_RUNS[-1].is_set()
+    assert stats.steps == 1 and "ran past 1 s and was abandoned" in (loop.stopped or ""), loop.stopped
+    assert len(sent) == 1 and np.array_equal(sent[0], [0.0])  # the safe action, at once
+    t1 = time.monotonic()
+    assert ABANDONED_RUNS[-1].wait(120)
+    assert running and took < 1.0 + (time.monotonic() - t1) + 0.5, (took, time.monotonic() - t1)
+
+    # abandon() from another thread ends a step that a thread other than the main one waits for
+    other = PlannerSession(long, provider="cpu", threads=1)
+    caught: list = []
+
+    def plan() -> None:
+        try:
+            other.step(np.zeros(other.meta.state_dim, np.float32), other.initial_plan())
+        except StepAbandoned as e:
+            caught.append((time.monotonic(), e))
+
+    worker = threading.Thread(target=plan)
+    worker.start()
+    time.sleep(0.2)
+    asked = time.monotonic()
+    other.abandon()
+    worker.join(60)
+    assert caught and caught[0][0] - asked < 0.5, caught
+    assert ABANDONED_RUNS[-1].wait(120)

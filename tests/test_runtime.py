@@ -300,6 +300,25 @@ def test_a_non_finite_plan_is_said_to_be_the_plans(files, caplog):
     assert "step 2: non-finite action;" in caplog.text, caplog.text
 
 
+def test_a_safe_action_the_robot_refuses_at_a_stop_is_an_error_line(files, caplog):
+    """Probe 42: a safe stop entered within a tick whose safe action the driver refused was only a step's warning; the
+    operator must know the safe action never reached the robot (the other path said so at ERROR)."""
+    class Latched(ScriptedRobot):
+        def send_action(self, action):
+            if len(self.sent) == 2:  # the third command: the safe stop's
+                raise RuntimeError("e-stop latched")
+            super().send_action(action)
+
+    robot = Latched()
+    robot.state = np.full(5, np.nan, np.float32)
+    loop = ControlLoop(PlannerSession(files["input"], provider="cpu"), robot, realtime=False, max_fallbacks=3)
+    with caplog.at_level(logging.WARNING, logger="robot_wm.runtime.loop"):
+        loop.run(5)
+    assert loop.stopped is not None and "3 consecutive fallbacks" in loop.stopped
+    assert any(r.levelno == logging.ERROR and "the robot refused the safe action too (RuntimeError: e-stop latched)"
+               in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_loop_falls_back_to_the_shifted_plan_and_counts(files):
     robot = ScriptedRobot()
     planner = Broken(PlannerSession(files["input"], provider="cpu"), nan_at={2}, raise_at={4})

@@ -20,6 +20,11 @@ import numpy as np
 
 from sim.spec import midpoint
 
+STEP_LIMIT_DEADLINES = 10
+STEP_LIMIT_MIN_S = 1.0
+"""A planning step running past ``STEP_LIMIT_DEADLINES`` deadlines (and at least ``STEP_LIMIT_MIN_S``) is abandoned and
+the loop safe-stops: an overrun is waited for until then (then it is a fallback, as before)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -120,6 +125,9 @@ class ControlLoop:
             raise ValueError(f"{what}: expected {MIN_RATE_HZ} to {MAX_RATE_HZ} Hz")
         self.period = 1.0 / self.rate_hz
         self.deadline_s = deadline_s if deadline_s is not None else self.period
+        if hasattr(planner, "step_limit_s"):  # a step far past its deadline is abandoned, and the loop safe-stops at
+            # once: a forged graph's steps of 1 to 3 s were waited for, 25 ticks of a stale command (probe 42)
+            planner.step_limit_s = max(STEP_LIMIT_MIN_S, STEP_LIMIT_DEADLINES * self.deadline_s)
         # the robot's bounds: finite, ordered, and the planner's (the middle of infinite or NaN bounds was NaN,
         # sent after a safe stop; a planner for 1 actuator drove a robot with 2)
         # copies, read-only: a driver that changed its float32 bounds in place to NaN had NaN sent (probe 33)
@@ -188,7 +196,7 @@ class ControlLoop:
     def tick(self, stats: LoopStats) -> np.ndarray:
         """One control step; returns the action that was sent."""
         prev = self.plan
-        reason, out, value_off = None, None, False
+        reason, out, value_off, abandoned = None, None, False, False
         t0 = time.perf_counter()
         self.last_state = None
         try:
@@ -206,6 +214,7 @@ class ControlLoop:
             except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
                 reason = f"planner error: {e}"
                 stats.errors += 1
+                abandoned = type(e).__name__ == "StepAbandoned"  # the session takes no other step: stop now
         latency = time.perf_counter() - t0
         stats.latencies.append(latency)
         if out is not None:
@@ -229,7 +238,10 @@ class ControlLoop:
             log.warning("step %d: %s; applying %s", stats.steps, reason,
                         "the safe action" if self.safe_action is not None else "the shifted previous plan")
         self.consecutive_fallbacks += reason is not None  # a good step resets it once its command was sent
-        if self.consecutive_fallbacks >= self.max_fallbacks:  # sent below as this step's command
+        stopping = abandoned or self.consecutive_fallbacks >= self.max_fallbacks
+        if abandoned:  # sent below as this step's command
+            action = self._stop(stats, reason)
+        elif stopping:
             action = self._stop(stats, f"{self.consecutive_fallbacks} consecutive fallbacks, the last: {reason}")
         action = np.clip(action, self.low, self.high)
         sent, said = False, reason
@@ -237,6 +249,8 @@ class ControlLoop:
             _sent(self.robot.send_action(action.copy()))  # recorded and the plan's (probe 34)
         except Exception as e:  # noqa: BLE001 -- a bus error ended the loop with no safe action (probe 11)
             said = f"robot send_action error: {type(e).__name__}: {e}"  # the tick's fallback: a recorder stored the
+            if stopping:  # said only as a step's warning, the operator unaware (probe 42)
+                log.error("the robot refused the safe action too (%s: %s): stop it by other means", type(e).__name__, e)
             self._robot_error(stats, said)  # refused command as applied, reason None (probe 21)
             if reason is None:  # the plan was taken but never reached the robot
                 self._discard_step()

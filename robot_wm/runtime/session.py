@@ -494,6 +494,11 @@ class PlannerSession:
                                  "part of an ONNX model (fields ONNX does not define): it was padded or damaged after "
                                  "export; export the planner again")
         props = {p.key: p.value for p in proto.metadata_props}
+        if len(props) != len(proto.metadata_props):  # the last one silently won (probe 42)
+            seen: set[str] = set()
+            twice = next(p.key for p in proto.metadata_props if p.key in seen or seen.add(p.key))
+            raise ModelFileError(f"planner file {str(path)!r}: its metadata key {twice!r} appears more than once: the "
+                                 "file was edited after export; export the planner again")
         if META_HASH_KEY not in props and props.get(FORMAT_KEY) == PLANNER_FORMAT:  # deleted: edits went through
             raise ModelFileError(f"planner file {str(path)!r} carries no {META_HASH_KEY}: its metadata cannot be "
                                  "trusted (removed after export, or a file from before robot-wm wrote it); export "
@@ -561,6 +566,7 @@ class PlannerSession:
             self._binding.bind_ortvalue_output(k, self._out[k])
         self._run_options = ort.RunOptions()
         self._abandon = threading.Event()  # set once a step is abandoned (``abandon``): no other step is taken
+        self.step_limit_s: float | None = None  # a step running longer is abandoned (``ControlLoop`` sets it)
         register(self)  # a stop signal ends its running step (robot_wm.runtime.interrupt)
         if self.cuda_graph:
             self._run_options.add_run_config_entry("gpu_graph_id", "1")
@@ -676,16 +682,14 @@ class PlannerSession:
         self._abandon.set()
 
     def _run(self) -> None:
-        """onnxruntime's run of the bound step. On the main thread it runs in a thread of its own while the main thread
-        waits: onnxruntime ends a step between two nodes only, and one node of a forged graph (a product of two
-        16,384 x 16,384 tensors, its declared work raised to match) held SIGTERM back 152 s with no safe action sent
-        (probe 41). A stop handler then runs at once and ``abandon`` ends the wait; the run is left to end by itself."""
+        """onnxruntime's run of the bound step, in a thread of its own while the caller's thread waits: onnxruntime ends
+        a step between two nodes only, and one node of a forged graph (a product of two 16,384 x 16,384 tensors, its
+        declared work raised to match) held SIGTERM back 152 s with no safe action sent (probe 41). A stop handler (on
+        the main thread) runs at once, and ``abandon`` (from any thread: a loop run off the main thread waited 2 s,
+        probe 42) or ``step_limit_s`` ends the wait; the run is left to end by itself."""
         if self._abandon.is_set():
             raise StepAbandoned(f"planner file {str(self.path)!r}: a step was abandoned while onnxruntime ran it; this "
                                 "session takes no other step")
-        if threading.current_thread() is not threading.main_thread():
-            self.session.run_with_iobinding(self._binding, self._run_options)
-            return
         out: dict = {}
         done = threading.Event()
 
@@ -698,11 +702,17 @@ class PlannerSession:
                 done.set()
 
         threading.Thread(target=run, name="onnxruntime-step", daemon=True).start()
+        t0, limit = time.monotonic(), self.step_limit_s
         try:
-            while not done.wait(0.02):  # (an event, not join: CPython marks a thread ended when a signal interrupts it)
+            while not done.wait(0.005):  # (an event, not join: CPython marks a thread ended when a signal interrupts it)
                 if self._abandon.is_set():
                     raise StepAbandoned(f"planner file {str(self.path)!r}: the planning step was abandoned while "
                                         "onnxruntime ran it")
+                if limit is not None and time.monotonic() - t0 > limit:  # a forged graph's steps of 1 to 3 s kept
+                    # a stale command on the robot 25 ticks, 69 s (probe 42)
+                    raise StepAbandoned(f"planner file {str(self.path)!r}: a planning step ran past {limit:g} s and was "
+                                        "abandoned: the graph does far more than its metadata says, or this computer "
+                                        "is far too slow for it")
         except BaseException:
             self._abandon.set()
             ABANDONED_RUNS.append(done)
@@ -725,7 +735,7 @@ class PlannerSession:
             # the first step may build (allocations, a TensorRT engine); the later ones run as the loop's will: 50
             # control periods at most (a step of 20 s made every tick an overrun of 20 s: probe 35)
             limits = [WARMUP_LIMIT_S, *[WARMUP_LIMIT_S if math.isnan(period) else max(5.0, 50 * period)] * (runs - 1)]
-            watchdog = None
+            watchdog, step_limit, self.step_limit_s = None, self.step_limit_s, None  # the watchdog's limits instead
             try:
                 for limit in limits:
                     watchdog = threading.Timer(limit, lambda: (expired.set(), self.abandon()))
@@ -749,6 +759,7 @@ class PlannerSession:
                 raise ModelFileError(f"planner file {str(self.path)!r} fails when it runs (onnxruntime: {first}): its "
                                      "graph was edited or damaged after export; export the planner again") from None
             finally:
+                self.step_limit_s = step_limit
                 if watchdog is not None:
                     watchdog.cancel()
             self.rng.bit_generator.state = rng_state  # warm-up does not shift the seeded noise stream
