@@ -682,7 +682,10 @@ def resume_hint(args: argparse.Namespace) -> str:
         return "Continue with the same command and --resume." if made else ""
     if args.command == "sweep":
         return "Run the same `robot-wm sweep` again: it skips finished trials and resumes the others."
-    if getattr(args, "run_dir", None) and args.command in ("collect", "train", "finetune"):
+    if getattr(args, "run_dir", None) and args.command == "collect":  # "again to go on" read as "the rest" (probe 42)
+        return (f"The episodes collected before the stop are stored; `robot-wm collect {args.run_dir} --episodes N` "
+                "collects N more (it does not count those).")
+    if getattr(args, "run_dir", None) and args.command in ("train", "finetune"):
         return f"Run `robot-wm {args.command} {args.run_dir} ...` again to go on."
     return ""
 

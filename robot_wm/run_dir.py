@@ -519,10 +519,12 @@ class RunDir:
         they stayed for good, probe 15). Only under the run's lock: every writer that takes it does so as it opens
         the run (a killed `train`'s stayed until `run --resume`, probe 39). Those in ``UNLOCKED`` folders are kept:
         a command without the lock may be writing them."""
-        # only the names robot-wm writes: a "model_r0003 copy.safetensors" is the user's
+        # only the names robot-wm writes: a "model_r0003 copy.safetensors" is the user's; and only a round the run's
+        # records never finished: a round whose JSON a user deleted lost its trained weights to `eval` (probe 42)
+        trained = {r.get("round") for r in self.records("train")}
         orphans = [] if self.checkpoints.is_symlink() else [
-            p for _, p in self._round_files("safetensors")
-            if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists()]
+            p for r, p in self._round_files("safetensors")
+            if p.is_file() and not p.is_symlink() and not p.with_suffix(".json").exists() and r not in trained]
         unlocked = [self.root / n for n in self.UNLOCKED]
         stale = [p for p in leftover_temp_files(self.root) if not any(p.is_relative_to(u) for u in unlocked)] + orphans
         for p in stale:

@@ -298,7 +298,13 @@ class Session:
         # 20: said for the fine-tuned round only)
         delays = realigned_delays(robot)
         self._check_writer("train")  # the folder may have been moved during training (probe 33)
-        stem = save_checkpoint(model, self.run.checkpoint_stem(round_), report.elites, extra={
+        stem = self.run.checkpoint_stem(round_)
+        if put := [p.name for p in (stem.with_suffix(".json"), stem.with_suffix(".safetensors")) if os.path.lexists(p)]:
+            # a copy put there by hand while the run trained was replaced by its round, without a word (probe 42)
+            raise FileExistsError(f"{', '.join(put)} appeared in {str(self.run.checkpoints)!r} while this command "
+                                  f"trained round {round_} (robot-wm had not written it): nothing was overwritten; move "
+                                  "it out of the folder and run the command again (a run goes on with --resume)")
+        stem = save_checkpoint(model, stem, report.elites, extra={
             "task": self.cfg.env.task, **time_step(self.cfg.env), **self.run.id_field(), "round": round_,
             "transitions": transitions,
             "multistep_mse": {str(k): v for k, v in errors.items()},
@@ -686,6 +692,10 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
                          f"{n} stored: the file is damaged or was edited")
     logged = [r["episodes"] for r in run.records("eval") if r.get("final") is True and isinstance(r.get("episodes"), list)]
     # the last record's list begins the manifest's (a resume with more eval_episodes extends it)
+    if logged and done[:len(logged[-1])] != logged[-1] and len(set(done)) == len(done):  # [] was told it "repeats
+        # an episode or names one before the final evaluation" (probe 42)
+        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done}, but the run's final evaluation's "
+                         f"record in metrics.jsonl names {logged[-1]}: the file is damaged or was edited")
     if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)) or \
             (logged and done[:len(logged[-1])] != logged[-1]):
         said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""

@@ -3501,3 +3501,45 @@ def test_a_step_far_past_its_deadline_is_abandoned_and_the_loop_stops_safely(pla
     worker.join(60)
     assert caught and caught[0][0] - asked < 0.5, caught
     assert ABANDONED_RUNS[-1].wait(120)
+
+
+def test_a_checkpoint_put_in_while_training_is_not_overwritten(run_copy):
+    """Probe 42: a user copied a checkpoint in as round 40 while `run` trained round 2; at round 40 the writer replaced
+    both files with its own, without a word. The writer refuses to write over a file it did not write."""
+    from robot_wm import config as cfgmod
+    from robot_wm.run_dir import RunDir
+    from robot_wm.runner import Session
+
+    run = RunDir(run_copy)
+    nxt = run.next_round()
+    with Session.open(cfgmod.load(run_copy / "config.toml"), run, progress=False, writes="train") as s:
+        put = run.checkpoint_stem(nxt).with_suffix(".json")  # appears once the session is open (next_round skips it)
+        put.write_text('{"mine": true}')
+        with pytest.raises(FileExistsError, match=f"{put.name} appeared in .* while this command trained round {nxt}"):
+            s.train(nxt)
+    assert put.read_text() == '{"mine": true}' and not put.with_suffix(".safetensors").exists()
+
+
+def test_the_weights_of_a_trained_round_whose_json_was_removed_are_kept(run_copy, capsys):
+    """Probe 42: the latest round's JSON removed by hand, then `eval`: it deleted the round's trained weights as "an
+    unfinished temp file", then failed on the missing JSON. Weights are removed only for a round the records never
+    finished (a kill between the weights and the JSON); a trained round's are kept, and the refusal names the JSON."""
+    from robot_wm.run_dir import RunDir
+
+    js = RunDir(run_copy).latest_checkpoint()
+    weights = js.with_suffix(".safetensors")
+    js.unlink()
+    before = weights.read_bytes()
+    rc, out = main_in_process(capsys, "eval", str(run_copy), "--episodes", "1", "--no-progress")
+    assert rc == 2 and js.name in out, out
+    assert weights.read_bytes() == before and "removed" not in out, out
+
+
+def test_a_stopped_collect_says_another_collect_adds_episodes():
+    """Probe 42: a stopped `collect --episodes 50` said "Run `robot-wm collect RUN ...` again to go on", read as "the
+    rest"; it collects 50 more."""
+    from robot_wm.cli import build_parser, resume_hint
+
+    said = resume_hint(build_parser().parse_args(["collect", "/r", "--episodes", "50"]))
+    assert "stored; `robot-wm collect /r --episodes N` collects N more (it does not count those)" in said, said
+    assert "again to go on" in resume_hint(build_parser().parse_args(["train", "/r"]))

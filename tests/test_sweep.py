@@ -518,7 +518,11 @@ SEARCH = 'tasks = ["cartpole-swingup"]\nseeds = [1]\n[search]\nsamples = 3\n[sea
     ('sweep_dir = "a\\u0000b"\ntasks = ["cartpole-swingup"]\nseeds = [1]\n', "holds a NUL byte"),
     # probe 7: the same run spelled two ways (1 and 1.0; a task and its alias in a grid); an overflowing range
     ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"planner.temperature" = [1, 1.0]\n', "are the same run"),
-    ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.task" = ["cup-catch", "ball_in_cup-catch"]\n', "are the same run"),
+    # a grid of tasks (once "are the same run"): named by tasks = [...] (probe 42: pendulum ran as cartpole-swingup-s1)
+    ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.task" = ["cup-catch", "ball_in_cup-catch"]\n',
+     "grid key env.task: each trial's task is named by tasks = [...]"),
+    ('tasks = ["cartpole-swingup"]\nseeds = [1]\n[grid]\n"env.task" = ["pendulum-swingup"]\n',
+     "grid key env.task: each trial's task is named by tasks = [...]"),
     ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"planner.uncertainty_weight" = [0.0, -0.0]\n', "are the same run"),
     ('tasks = ["cup-catch"]\nseeds = [1]\n[grid]\n"env.randomize.friction" = [[0.0, 1.0], [-0.0, 1.0]]\n',
      "are the same run"),

@@ -63,7 +63,9 @@ class SweepError(cfgmod.ConfigError):
 
 
 SWEEP_OWNED = {"seed": "the sweep sets each trial's seed: list them in seeds = [...]",
-               "run_dir": "the sweep sets each trial's run directory (SWEEP_DIR/runs/NAME): set sweep_dir instead"}
+               "run_dir": "the sweep sets each trial's run directory (SWEEP_DIR/runs/NAME): set sweep_dir instead",
+               # a grid of tasks ran pendulum under the name cartpole-swingup-s1-..., past the tasks' checks (probe 42)
+               "env.task": "each trial's task is named by tasks = [...] (or its launch file): list the tasks there"}
 """Run fields the sweep itself sets per trial: refused in its grid and overrides."""
 
 
