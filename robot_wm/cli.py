@@ -574,6 +574,10 @@ def _main(argv: list[str] | None = None) -> int:
     if why := address_space_refusal(args.command):  # before the libraries that hang or fail under it
         print(f"robot-wm {args.command}: error: {why}", file=sys.stderr)
         return 2
+    # standard error may go away too: `run ... 2>&1 | head -n 1` stopped the run at its next warning, exit 1, its
+    # manifest left "running" and nothing said (probe 42); it goes on, its files finished
+    stderr = sys.stderr
+    sys.stderr = OutputGuard(stderr)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     main_thread = threading.current_thread() is threading.main_thread()
@@ -635,6 +639,7 @@ def _main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             sys.stdout.flush()
         sys.stdout = stdout
+        sys.stderr = stderr
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
             for sig in stops:

@@ -3543,3 +3543,18 @@ def test_a_stopped_collect_says_another_collect_adds_episodes():
     said = resume_hint(build_parser().parse_args(["collect", "/r", "--episodes", "50"]))
     assert "stored; `robot-wm collect /r --episodes N` collects N more (it does not count those)" in said, said
     assert "again to go on" in resume_hint(build_parser().parse_args(["train", "/r"]))
+
+
+def test_a_run_whose_output_pipe_closes_goes_on_to_finish(tmp_path):
+    """Probe 42: `robot-wm run ... 2>&1 | head -n 1` stopped the run at its next write to standard error, exit 1, the
+    manifest left at "running" and nothing said. Standard error that goes away is dropped, as standard output is."""
+    from conftest import TINY_RUN_ARGS
+
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "robot_wm.cli", "run", f"run_dir={tmp_path / 'run'}", *TINY_RUN_ARGS],
+                            stdout=w, stderr=w, env={**os.environ, "MUJOCO_GL": "egl"})
+    os.close(w)
+    os.read(r, 1)  # the first byte (as `head -c 1` would), then the reader goes away
+    os.close(r)
+    assert proc.wait(timeout=300) == 0
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
