@@ -694,8 +694,8 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
     # the last record's list begins the manifest's (a resume with more eval_episodes extends it)
     if logged and done[:len(logged[-1])] != logged[-1] and len(set(done)) == len(done):  # [] was told it "repeats
         # an episode or names one before the final evaluation" (probe 42)
-        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done}, but the run's final evaluation's "
-                         f"record in metrics.jsonl names {logged[-1]}: the file is damaged or was edited")
+        raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done}, but its final evaluation's record "
+                         f"in metrics.jsonl names {logged[-1]}: the file is damaged or was edited")
     if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)) or \
             (logged and done[:len(logged[-1])] != logged[-1]):
         said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""

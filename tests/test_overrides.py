@@ -261,13 +261,13 @@ def test_summary_ignores_ad_hoc_eval_episodes(run, capsys):
     (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()),
                                                    "status": "running", "final_eval_episodes": [0, 2]}))
     rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
-    assert rc == 2 and "final_eval_episodes [0, 2], but the run's final evaluation's record in metrics.jsonl names " \
+    assert rc == 2 and "final_eval_episodes [0, 2], but its final evaluation's record in metrics.jsonl names " \
         "[0, 4]" in out, out  # (probe 29; the planner's check named episode 2's 'random' planner before)
     # probe 42: an empty list was told it "repeats an episode or names one before the final evaluation"
     (run / "manifest.json").write_text(json.dumps({**json.loads((run / "manifest.json").read_text()),
                                                    "final_eval_episodes": []}))
     rc, out = _cli(capsys, "run", f"run_dir={run}", "--resume", "--no-progress")
-    assert rc == 2 and "final_eval_episodes [], but the run's final evaluation's record in metrics.jsonl names [0, 4]" \
+    assert rc == 2 and "final_eval_episodes [], but its final evaluation's record in metrics.jsonl names [0, 4]" \
         in out, out
 
 
