@@ -29,6 +29,15 @@ def available_memory() -> int | None:
     return avail if left is None else min(avail, left)
 
 
+def beyond_share(need: float) -> str | None:
+    """Where ``need`` bytes are more than ``MEMORY_SHARE`` of the memory available now, the words that say so ("more
+    than 80% of the 24.1 GB this computer has available"); None where they fit, or where it cannot be told."""
+    available = available_memory()
+    if available is None or need <= MEMORY_SHARE * available:
+        return None
+    return f"more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB this computer has available"
+
+
 def _address_space_left() -> int | None:
     """What ``ulimit -v`` leaves the process (its soft limit less its virtual size now), None without a limit."""
     if (soft := address_space_limit()) is None:

@@ -104,14 +104,13 @@ def _too_big_here_note(proto) -> str:
     """A word where the planner written needs more memory a step than ``deploy`` allows on this computer: 3,000,000
     samples (36.7 GB a step) were written without one, and deploy refused the file here (probe 39). It may be meant
     for a bigger robot computer, so it is written."""
-    from robot_wm.sysmem import MEMORY_SHARE, available_memory
+    from robot_wm.sysmem import beyond_share
 
     need = int({p.key: p.value for p in proto.metadata_props}.get("planner_memory_bytes", 0))
-    if (available := available_memory()) is None or need <= MEMORY_SHARE * available:
+    if not (too_much := beyond_share(need)):
         return ""
-    return (f"this planner needs about {need / 1e9:.1f} GB a planning step, more than {MEMORY_SHARE:.0%} of the "
-            f"{available / 1e9:.1f} GB this computer has available: `robot-wm deploy` refuses it here (fewer "
-            "planner.samples or a shorter horizon fit)")
+    return (f"this planner needs about {need / 1e9:.1f} GB a planning step, {too_much}: `robot-wm deploy` refuses it "
+            "here (fewer planner.samples or a shorter horizon fit)")
 
 
 def missing_folder(out: str) -> Path | None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_wm.runtime.robot import SimRobot
+from robot_wm.runtime.session import StepAbandoned
 from sim.spec import midpoint
 
 STEP_LIMIT_DEADLINES = 10
@@ -170,7 +172,6 @@ class ControlLoop:
     @staticmethod
     def _rate_mismatch(rate_hz, planner, robot=None) -> str | None:
         """A warning where an explicit rate is not the planner's control rate (None where it is, or unknown)."""
-        from robot_wm.runtime.robot import SimRobot
         period = getattr(getattr(planner, "meta", None), "control_period", None)
         if rate_hz is None or not (isinstance(period, float | int) and math.isfinite(period) and period > 0):
             return None
@@ -214,7 +215,7 @@ class ControlLoop:
             except Exception as e:  # noqa: BLE001 -- never let the planner take the loop down
                 reason = f"planner error: {e}"
                 stats.errors += 1
-                abandoned = type(e).__name__ == "StepAbandoned"  # the session takes no other step: stop now
+                abandoned = isinstance(e, StepAbandoned)  # the session takes no other step: stop now
         latency = time.perf_counter() - t0
         stats.latencies.append(latency)
         if out is not None:

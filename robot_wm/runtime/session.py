@@ -17,9 +17,10 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -285,41 +286,58 @@ ABANDONED_RUNS: list[threading.Event] = []
 runs is ended by ``os._exit`` (``robot_wm.cli.entry``), since onnxruntime aborts when Python finalizes around it."""
 
 
-def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
-    """``ort.InferenceSession`` of ``blob``, built in a thread of its own while the main thread waits: onnxruntime's
-    build does not return to Python until it ends, and SIGTERM waited for it (a forged graph of a million nodes:
-    275 s, probe 40). The waiting main thread runs the command's stop handler at once; the build is left to end by
-    itself (``ABANDONED_RUNS``). Off the main thread (no signal handler runs there), built in place."""
-    if threading.current_thread() is not threading.main_thread():
-        return ort.InferenceSession(blob, options, providers=providers)
+def waited(work: Callable[[], Any], name: str, poll_s: float, check: Callable[[float], None],
+           abandoned: Callable[[], object] = lambda: None) -> Any:
+    """``work()`` in a daemon thread of its own while this thread waits for it, calling ``check(seconds waited)``
+    every ``poll_s`` (it raises to stop waiting); its value, or the exception it raised, in this thread. onnxruntime
+    does not return to Python until a build or a step ends, so a stop handler waited for it (below). A wait ended by
+    any exception (a stop handler's, ``check``'s) leaves the work running: ``abandoned()`` is called, and the work's
+    event joins ``ABANDONED_RUNS``."""
     out: dict = {}
     done = threading.Event()
 
-    def build() -> None:
+    def run() -> None:
         try:
-            out["session"] = ort.InferenceSession(blob, options, providers=providers)
-        except BaseException as e:  # noqa: BLE001 -- handed to the caller's thread as it stands
+            out["value"] = work()
+        except BaseException as e:  # noqa: BLE001 -- handed to the waiting thread as it stands
             out["error"] = e
         finally:
             done.set()
 
-    threading.Thread(target=build, name="onnxruntime-build", daemon=True).start()
-    # on the CPU only: a TensorRT engine may take minutes to build
-    cpu = all((p if isinstance(p, str) else p[0]) == "CPUExecutionProvider" for p in providers)
+    threading.Thread(target=run, name=name, daemon=True).start()
     t0 = time.monotonic()
     try:
-        while not done.wait(0.05):  # (an event, not join: CPython marks a thread ended when a signal interrupts join)
-            if cpu and time.monotonic() - t0 > BUILD_LIMIT_S:  # work hidden in constants, folded at load (probe 41)
-                raise BuildTooLong(f"onnxruntime took more than {BUILD_LIMIT_S:g} s to build the graph (a planner "
-                                   "exported by robot-wm builds in seconds): it holds work its checks do not see, "
-                                   "such as products of constants folded as it loads; the file was edited after "
-                                   "export; export the planner again")
+        while not done.wait(poll_s):  # (an event, not join: CPython marks a thread ended when a signal interrupts join)
+            check(time.monotonic() - t0)
     except BaseException:
+        abandoned()
         ABANDONED_RUNS.append(done)
         raise
     if "error" in out:
         raise out["error"]
-    return out["session"]
+    return out["value"]
+
+
+def build_session(blob: bytes, options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
+    """``ort.InferenceSession`` of ``blob``, built in a thread of its own while the main thread waits (``waited``):
+    SIGTERM waited for the build of a forged graph of a million nodes, 275 s (probe 40). The waiting main thread runs
+    the command's stop handler at once. On the CPU a build past ``BUILD_LIMIT_S`` is ended too (a TensorRT engine may
+    take minutes). Off the main thread (no signal handler runs there), built in place."""
+    def build() -> ort.InferenceSession:
+        return ort.InferenceSession(blob, options, providers=providers)
+
+    if threading.current_thread() is not threading.main_thread():
+        return build()
+    cpu = all((p if isinstance(p, str) else p[0]) == "CPUExecutionProvider" for p in providers)
+
+    def check(waited_s: float) -> None:
+        if cpu and waited_s > BUILD_LIMIT_S:  # work hidden in constants, folded at load (probe 41)
+            raise BuildTooLong(f"onnxruntime took more than {BUILD_LIMIT_S:g} s to build the graph (a planner exported "
+                               "by robot-wm builds in seconds): it holds work its checks do not see, such as products "
+                               "of constants folded as it loads; the file was edited after export; export the planner "
+                               "again")
+
+    return waited(build, "onnxruntime-build", 0.05, check)
 
 
 def _libraries_present(provider: str) -> bool:
@@ -433,23 +451,20 @@ class PlannerSession:
         (``planner_memory_bytes`` in its metadata, estimated at export from its settings): 2,000,000 samples were
         exported, and deploy grew to 22 GB until the kernel's OOM killer (probe 30). On a GPU the host's memory is
         not the measure: not checked there."""
-        from robot_wm.sysmem import MEMORY_SHARE, available_memory
+        from robot_wm.sysmem import beyond_share
 
-        need = self.meta.raw.get("planner_memory_bytes")
         if self.device != "cpu":
             return
-        available = available_memory()
-        if available is not None and self._graph.tensor_bytes > MEMORY_SHARE * available:  # all at once, at worst:
-            # a thousand tensors of 1.8 MB, each within the bound, summed by one node took 22 GB (probe 35)
+        if too_much := beyond_share(self._graph.tensor_bytes):  # all at once, at worst: a thousand tensors of 1.8 MB,
+            # each within the bound, summed by one node took 22 GB (probe 35)
             raise ModelFileError(f"planner file {str(self.path)!r}: its graph's tensors take "
-                                 f"{self._graph.tensor_bytes / 1e9:.1f} GB together, more than {MEMORY_SHARE:.0%} of "
-                                 f"the {available / 1e9:.1f} GB this computer has available: export it with fewer "
+                                 f"{self._graph.tensor_bytes / 1e9:.1f} GB together, {too_much}: export it with fewer "
                                  "planner.samples or a shorter horizon")
-        if available is not None and int(need) > MEMORY_SHARE * available:
-            raise ModelFileError(f"planner file {str(self.path)!r} needs about {int(need) / 1e9:.1f} GB a planning step "
+        need = int(self.meta.raw.get("planner_memory_bytes"))
+        if too_much := beyond_share(need):
+            raise ModelFileError(f"planner file {str(self.path)!r} needs about {need / 1e9:.1f} GB a planning step "
                                  f"({self.meta.samples:,} samples x horizon {self.meta.horizon} x {self.meta.iterations} "
-                                 f"iterations), more than {MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB this "
-                                 "computer has available: export it with fewer planner.samples or a shorter horizon")
+                                 f"iterations), {too_much}: export it with fewer planner.samples or a shorter horizon")
 
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
@@ -499,7 +514,10 @@ class PlannerSession:
             twice = next(p.key for p in proto.metadata_props if p.key in seen or seen.add(p.key))
             raise ModelFileError(f"planner file {str(path)!r}: its metadata key {twice!r} appears more than once: the "
                                  "file was edited after export; export the planner again")
-        if META_HASH_KEY not in props and props.get(FORMAT_KEY) == PLANNER_FORMAT:  # deleted: edits went through
+        # A file that is no planner is refused before onnxruntime builds it: the graph bounds below hold a planner's
+        # graph, and a forged 2 GiB sparse initializer took 4.4 GB to build with the format key removed (probe 40).
+        PlannerMeta.check_format(props, repr(str(path)))
+        if META_HASH_KEY not in props:  # deleted: edits went through
             raise ModelFileError(f"planner file {str(path)!r} carries no {META_HASH_KEY}: its metadata cannot be "
                                  "trusted (removed after export, or a file from before robot-wm wrote it); export "
                                  "the planner again with `robot-wm export`")
@@ -514,9 +532,6 @@ class PlannerSession:
         if stored is not None and stored != graph_sha256(proto.graph):
             raise ModelFileError(f"planner file {str(path)!r} is corrupted: its graph does not match the "
                                  f"{GRAPH_HASH_KEY} it was exported with")
-        # A file that is no planner is refused before onnxruntime builds it: the graph bounds below hold a planner's
-        # graph, and a forged 2 GiB sparse initializer took 4.4 GB to build with the format key removed (probe 40).
-        PlannerMeta.check_format(props, repr(str(path)))
         try:  # before onnxruntime builds it: a forged graph's work and memory (probes 34 and 35)
             size = check_graph(proto, props)
         except ValueError as e:
@@ -690,36 +705,21 @@ class PlannerSession:
         if self._abandon.is_set():
             raise StepAbandoned(f"planner file {str(self.path)!r}: a step was abandoned while onnxruntime ran it; this "
                                 "session takes no other step")
-        out: dict = {}
-        done = threading.Event()
+        limit = self.step_limit_s
 
-        def run() -> None:
-            try:
-                self.session.run_with_iobinding(self._binding, self._run_options)
-            except BaseException as e:  # noqa: BLE001 -- handed to the waiting thread as it stands
-                out["error"] = e
-            finally:
-                done.set()
+        def check(waited_s: float) -> None:
+            if self._abandon.is_set():
+                raise StepAbandoned(f"planner file {str(self.path)!r}: the planning step was abandoned while "
+                                    "onnxruntime ran it")
+            if limit is not None and waited_s > limit:  # a forged graph's steps of 1 to 3 s kept a stale command on
+                # the robot 25 ticks, 69 s (probe 42)
+                raise StepAbandoned(f"planner file {str(self.path)!r}: a planning step ran past {limit:g} s and was "
+                                    "abandoned: the graph does far more than its metadata says, or this computer is "
+                                    "far too slow for it")
 
-        threading.Thread(target=run, name="onnxruntime-step", daemon=True).start()
-        t0, limit = time.monotonic(), self.step_limit_s
-        try:
-            while not done.wait(0.005):  # (an event, not join: CPython marks a thread ended when a signal interrupts it)
-                if self._abandon.is_set():
-                    raise StepAbandoned(f"planner file {str(self.path)!r}: the planning step was abandoned while "
-                                        "onnxruntime ran it")
-                if limit is not None and time.monotonic() - t0 > limit:  # a forged graph's steps of 1 to 3 s kept
-                    # a stale command on the robot 25 ticks, 69 s (probe 42)
-                    raise StepAbandoned(f"planner file {str(self.path)!r}: a planning step ran past {limit:g} s and was "
-                                        "abandoned: the graph does far more than its metadata says, or this computer "
-                                        "is far too slow for it")
-        except BaseException:
-            self._abandon.set()
-            ABANDONED_RUNS.append(done)
-            self.interrupt()
-            raise
-        if "error" in out:
-            raise out["error"]
+        waited(lambda: self.session.run_with_iobinding(self._binding, self._run_options), "onnxruntime-step", 0.005,
+               check, abandoned=self.abandon)  # (abandon: the session takes no other step, and the run ends between
+        # two nodes where it can)
 
     def warmup(self, runs: int = 3) -> None:
         """Run a few steps before the loop (allocations, CUDA-graph capture, TensorRT engine build). A step that
