@@ -764,13 +764,15 @@ def describe_os_error(e: OSError, args: argparse.Namespace | None = None) -> str
 
 def entry() -> None:
     """The ``robot-wm`` program: ``main`` and its exit code. After a stop (Ctrl-C 130, SIGTERM 143, any 128 + N), or
-    while a graph build a stop abandoned still runs, the code is handed to the OS directly: CPython exits by SIGINT instead (status -2) when the interrupt landed inside
-    Python code that a C extension ran through ``PyRun_*`` (pybind11's exec), even though ``main`` handled it
-    (seen about once in 8 Ctrl-C's of a run). Every file is complete by then; the streams are flushed first."""
+    while an onnxruntime build or step a stop abandoned still runs, the code is handed to the OS directly: CPython
+    exits by SIGINT instead (status -2) when the interrupt landed inside Python code that a C extension ran through
+    ``PyRun_*`` (pybind11's exec), even though ``main`` handled it (seen about once in 8 Ctrl-C's of a run), and
+    onnxruntime aborts an interpreter that finalizes around a running build ("terminate called": probe 40). Every
+    file is complete by then; the streams are flushed first."""
     code = main()
-    building = sys.modules.get("robot_wm.runtime.session")  # a graph build a stop left running: onnxruntime aborts
-    building = building is not None and any(not e.is_set() for e in building.ABANDONED_RUNS)  # at exit (probe 40)
-    if code > 128 or building:  # stopped by a signal (SIGUSR1 138, SIGQUIT 131 ... too)
+    session = sys.modules.get("robot_wm.runtime.session")
+    running = session is not None and any(not e.is_set() for e in session.ABANDONED_RUNS)
+    if code > 128 or running:  # stopped by a signal (SIGUSR1 138, SIGQUIT 131 ... too)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

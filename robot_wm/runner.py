@@ -696,8 +696,7 @@ def _check_final_list(run: RunDir, manifest: dict, evals) -> None:
         # an episode or names one before the final evaluation" (probe 42)
         raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done}, but its final evaluation's record "
                          f"in metrics.jsonl names {logged[-1]}: the file is damaged or was edited")
-    if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)) or \
-            (logged and done[:len(logged[-1])] != logged[-1]):
+    if len(set(done)) != len(done) or (start is not None and any(i < start for i in done)):
         said = f"; its final evaluation's record in metrics.jsonl names {logged[-1]}" if logged else ""
         raise ValueError(f"{str(run.manifest_path)!r}: final_eval_episodes {done} (from {start}) repeat an episode "
                          f"or name one before the final evaluation{said}: the file is damaged or was edited")

@@ -143,6 +143,14 @@ def return_at(curve: dict[int, list[float]], budget: int) -> float:
     return statistics.fmean(curve[hit]) if hit is not None and curve[hit] else math.nan
 
 
+def run_figures(summary: dict, budgets) -> dict:
+    """A complete run's figures in its row, from its checked ``summary.json``: the headline and the return at each
+    of ``budgets`` (environment steps)."""
+    curve = {int(k): v for k, v in summary.get("learning_curve", {}).items()}
+    return {**{k: summary.get(k) for k in ("env_steps", "eval_return_mean", "eval_return_std", "wall_s", "plan_hz")},
+            **{f"{BUDGET_PREFIX}{b}": return_at(curve, b) for b in budgets}}
+
+
 def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str = "",
               stopped: int | None = None) -> dict:
     """The trial's row: figures from the run directory's summary.json when the run is complete; for a run
@@ -161,10 +169,7 @@ def trial_row(trial: Trial, run_dir: Path, status: str | None = None, error: str
         except ValueError as e:  # this trial's row says so; the sweep and its other trials go on
             row.update(status="failed", error=str(e)[:500])
             return row
-        curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
-        row.update(status="complete", env_steps=s["env_steps"], eval_return_mean=s["eval_return_mean"],
-                   eval_return_std=s["eval_return_std"], wall_s=s["wall_s"], plan_hz=s["plan_hz"])
-        row.update({f"{BUDGET_PREFIX}{b}": return_at(curve, b) for b in trial.budgets})
+        row.update(status="complete", **run_figures(s, trial.budgets))
         return row
     if (at := stopped if stopped is not None else stopped_at(run_dir)) is not None and status is None:
         from robot_wm.run_dir import RunDir
@@ -338,14 +343,13 @@ def check_against_runs(rows: list[dict], sweep_dir: Path) -> None:
     for line, r in enumerate(rows, 2):
         if r.get("status") != "complete" or not r.get("run_dir") or not is_complete(run := Path(r["run_dir"])):
             continue
-        s = RunDir(run).summary()
-        curve = {int(k): v for k, v in s.get("learning_curve", {}).items()}
-        runs = {"eval_return_mean": s["eval_return_mean"],
-                **{c: return_at(curve, int(c[len(BUDGET_PREFIX):])) for c in r if c.startswith(BUDGET_PREFIX)}}
-        for c, want in runs.items():
-            text = (r.get(c) or "").strip()
-            if text != _cell(want) and not (text and math.isfinite(want) and math.isclose(float(text), want, rel_tol=1e-5,
-                                                                                         abs_tol=1e-6)):
+        budgets = [c for c in r if c.startswith(BUDGET_PREFIX)]
+        figures = run_figures(RunDir(run).summary(), [int(c[len(BUDGET_PREFIX):]) for c in budgets])
+        for c in ("eval_return_mean", *budgets):
+            text, want = (r.get(c) or "").strip(), figures[c]
+            close = text and isinstance(want, int | float) and math.isfinite(want) and math.isclose(
+                float(text), want, rel_tol=1e-5, abs_tol=1e-6)
+            if text != _cell(want) and not close:
                 raise ValueError(f"{str(path)!r} line {line}: {c}={text!r}, where its run {str(run)!r} gives "
                                  f"{_cell(want) or 'nothing'!r} (its summary.json): the file was edited; run the same "
                                  "`robot-wm sweep` again to rewrite it from the runs")

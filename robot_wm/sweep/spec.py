@@ -366,15 +366,14 @@ def parse(data: dict[str, Any], path: Path) -> Sweep:
             raise SweepError(f"sweep file {str(path)!r}: {given!r} and {seen[key]!r} are the same "
                              f"{'launch file' if is_launch else 'task'}; expected each once")
         seen[key] = given
-    for src, is_launch, _ in sources:
-        if is_launch and not os.path.exists(src):
+    for src in (src for src, is_launch, _ in sources if is_launch):
+        try:  # /dev/zero or a FIFO "did not exist" (probe 40)
+            check_regular_file(Path(src), "launch file", MAX_TOML_BYTES)
+        except FileNotFoundError:
             raise SweepError(f"sweep file {str(path)!r}: launch file {src!r} does not exist (launch paths are "
-                             "relative to the sweep file)")
-        if is_launch:  # /dev/zero or a FIFO "does not exist" (probe 40)
-            try:
-                check_regular_file(Path(src), "launch file", MAX_TOML_BYTES)
-            except (ValueError, OSError) as e:
-                raise SweepError(f"sweep file {str(path)!r}: {e}") from None
+                             "relative to the sweep file)") from None
+        except (ValueError, OSError) as e:
+            raise SweepError(f"sweep file {str(path)!r}: {e}") from None
     keys = list(spec.grid)
     drawn = spec.search.samples if spec.search is not None else 1
     count = len(sources) * len(spec.seeds) * math.prod(len(spec.grid[k]) for k in keys) * drawn
